@@ -1,0 +1,169 @@
+"""Shared fixtures: every storage test runs on SQLite and, when reachable, on PostgreSQL.
+
+With ``WAYPOST_REQUIRE_SERVICES=1`` (as CI sets) a PostgreSQL or Redis that cannot be reached
+fails the run instead of skipping. Each run on PostgreSQL uses a database of its own, dropped
+at the end, so that runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from waypost.app import create_app
+from waypost.hub import Hub
+from waypost.services.channels import Channel, ChannelCreate
+from waypost.services.keys import CreatedKey, KeyCreate
+from waypost.settings import Settings, load_settings
+from waypost.store import Store, make_engine, migrate
+from waypost.store.schema import activity_types, metadata
+
+REQUIRE_SERVICES = os.environ.get("WAYPOST_REQUIRE_SERVICES") == "1"
+POSTGRES_ADMIN_URL = os.environ.get("WAYPOST_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("WAYPOST_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _service_missing(what: str, why: object) -> None:
+    message = f"{what} is not reachable ({why})"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}, and WAYPOST_REQUIRE_SERVICES=1", pytrace=False)
+    pytest.skip(message)
+
+
+# -- databases ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this run's own, migrated to head; dropped at the end."""
+    name = f"waypost_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        _service_missing("PostgreSQL", exc)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    engine = make_engine(load_settings({"WAYPOST_DATABASE_URL": url}))
+    migrate.upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies, so every test starts from a fresh one."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"}))
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+def _reset_postgres(url: str) -> None:
+    engine = make_engine(load_settings({"WAYPOST_DATABASE_URL": url}), poolclass=sa.NullPool)
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            if table is activity_types:
+                conn.execute(table.delete().where(table.c.builtin.is_(False)))
+            else:
+                conn.execute(table.delete())
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: a fresh SQLite file, or this run's PostgreSQL database."""
+    if request.param == "sqlite":
+        path = tmp_path / "waypost.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> Callable[..., Settings]:
+    """Settings on the test database, with any setting overridden by keyword."""
+
+    def make(**overrides: Any) -> Settings:
+        return load_settings({"WAYPOST_DATABASE_URL": database_url}, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def hub(settings: Settings) -> Iterator[Hub]:
+    the_hub = Hub(settings, Store(make_engine(settings)))
+    yield the_hub
+    the_hub.close()
+
+
+@pytest.fixture
+def client(settings: Settings, hub: Hub) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, hub=hub)) as test_client:
+        yield test_client
+
+
+# -- factories ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_key(hub: Hub) -> Callable[..., CreatedKey]:
+    def make(access: str = "admin", channel: uuid.UUID | None = None, name: str = "") -> CreatedKey:
+        return hub.keys.create(
+            KeyCreate(access=access, channel=channel, name=name)  # type: ignore[arg-type]
+        )
+
+    return make
+
+
+@pytest.fixture
+def admin_headers(make_key: Callable[..., CreatedKey]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_key('admin').key}"}
+
+
+@pytest.fixture
+def make_channel(hub: Hub) -> Callable[..., Channel]:
+    counter = iter(range(1, 1_000_000))
+
+    def make(**fields: Any) -> Channel:
+        fields.setdefault("name", f"Channel {next(counter)}")
+        fields.setdefault("kind", "headless")
+        return hub.channels.create(ChannelCreate(**fields))
+
+    return make
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis; fails the run under WAYPOST_REQUIRE_SERVICES=1 when unreachable."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _service_missing("Redis", exc)
+    return REDIS_URL

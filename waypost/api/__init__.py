@@ -1,0 +1,1 @@
+"""The admin API under /api: operations, routing and the OpenAPI document."""

@@ -1,0 +1,131 @@
+"""The OpenAPI 3.1 document, generated from the declared operations, and the docs page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from waypost.api.routing import Operation
+from waypost.errors import ErrorBody
+
+PATH_PARAM = re.compile(r"{([a-z_]+)}")
+
+STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    204: "No content",
+    207: "Multi-status: one result per item, in order",
+    400: "Bad input: the body, a field or a parameter is wrong",
+    401: "No API key, or one that is not known",
+    403: "The key is disabled or not allowed here",
+    404: "Not found",
+    409: "Conflict: a duplicate name, or a change that existing data forbids",
+    413: "Over a configured limit",
+    415: "Not JSON",
+    429: "Rate limited",
+    503: "Storage unavailable; retry after the Retry-After seconds",
+}
+
+REF = "#/components/schemas/{name}"
+
+
+def openapi_document(
+    operations: Sequence[Operation], *, title: str, version: str, description: str
+) -> dict[str, Any]:
+    types: list[Any] = [ErrorBody]
+    for op in operations:
+        types.extend(t for t in (op.body, op.query, op.response) if t is not None)
+    refs, components = msgspec.json.schema_components(types, ref_template=REF)
+    ref_of = {repr(t): r for t, r in zip(types, refs, strict=True)}
+    error_ref = ref_of[repr(ErrorBody)]
+
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        item: dict[str, Any] = {
+            "operationId": op.operation_id,
+            "summary": op.summary,
+            "tags": [op.tag],
+            "parameters": _parameters(op, components),
+            "responses": {},
+        }
+        if op.description:
+            item["description"] = op.description
+        if op.auth == "public":
+            item["security"] = []
+        if op.body is not None:
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref_of[repr(op.body)]}},
+            }
+        success: dict[str, Any] = {"description": STATUS_TEXT.get(op.status, "OK")}
+        if op.response is not None:
+            success["content"] = {"application/json": {"schema": ref_of[repr(op.response)]}}
+        item["responses"][str(op.status)] = success
+        errors = set(op.errors) | {503}
+        if op.body is not None:
+            errors |= {400, 413, 415}
+        if op.query is not None:
+            errors.add(400)
+        if op.auth == "admin":
+            errors |= {401, 403}
+        for status in sorted(errors):
+            item["responses"][str(status)] = {
+                "description": STATUS_TEXT[status],
+                "content": {"application/json": {"schema": error_ref}},
+            }
+        paths.setdefault(op.path, {})[op.method.lower()] = item
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version, "description": description},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: wpa_ for /api, wpt_ for tracking.",
+                }
+            },
+        },
+        "security": [{"bearerAuth": []}],
+    }
+
+
+def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in PATH_PARAM.findall(op.path)
+    ]
+    if op.query is not None:
+        schema = components[op.query.__name__]
+        required = set(schema.get("required", ()))
+        for name, prop in schema["properties"].items():
+            params.append(
+                {"name": name, "in": "query", "required": name in required, "schema": prop}
+            )
+    return params
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Waypost API</title>
+<link rel="stylesheet" href="/api/docs/assets/swagger-ui.css">
+</head>
+<body>
+<div id="docs"></div>
+<script src="/api/docs/assets/swagger-ui-bundle.js"></script>
+<script>
+window.ui = SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#docs", deepLinking: true,
+  persistAuthorization: true});
+</script>
+</body>
+</html>
+"""

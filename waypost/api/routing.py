@@ -1,0 +1,171 @@
+"""Declared operations: one table drives both the routes and the OpenAPI document.
+
+Each :class:`Operation` names its body, query and answer types (msgspec Structs). The router
+decodes and validates the request into those types, authenticates, runs the handler in a worker
+thread (handlers talk to the database synchronously) and encodes the answer. Handlers stay
+thin: parse, call a service, answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from waypost.errors import ApiError, from_validation_error
+from waypost.store import StorageUnavailable
+
+if TYPE_CHECKING:
+    from waypost.hub import Hub
+    from waypost.services.keys import Principal
+
+B = TypeVar("B")
+Q = TypeVar("Q")
+
+Auth = Literal["admin", "public"]
+
+JSON_TYPES = ("application/json", "text/json")
+
+
+@dataclass(frozen=True)
+class Call(Generic[B, Q]):
+    """What a handler gets: the hub of services, the decoded body and query, path values."""
+
+    hub: Hub
+    body: B
+    query: Q
+    path: Mapping[str, str]
+    principal: Principal | None
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route: method, path, types, and the handler that serves it."""
+
+    method: str
+    path: str
+    handler: Callable[[Call[Any, Any]], Any]
+    summary: str
+    tag: str
+    body: type | None = None
+    query: type | None = None
+    response: Any = None
+    status: int = 200
+    auth: Auth = "admin"
+    errors: Sequence[int] = field(default_factory=tuple)
+    description: str = ""
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+class NoBody(msgspec.Struct):
+    """Placeholder for operations without a body or query."""
+
+
+def json_response(
+    content: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        msgspec.json.encode(content),
+        status_code=status,
+        media_type="application/json",
+        headers=dict(headers) if headers else None,
+    )
+
+
+def error_response(error: ApiError) -> Response:
+    return Response(
+        error.body(),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers or None,
+    )
+
+
+def storage_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "storage_unavailable",
+        "The database cannot be reached right now; nothing was stored. Retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> Any:
+    """Decode a JSON body into ``body_type``, with the stable 4xx answers for bad input."""
+    if len(raw) > limit:
+        raise ApiError(
+            413, "payload_too_large", f"The body is over the limit of {limit} bytes per request."
+        )
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media and media not in JSON_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Send JSON with 'Content-Type: application/json' (got {media!r}).",
+        )
+    if not raw.strip():
+        raise ApiError(400, "invalid_json", "The body is empty; send a JSON object.")
+    try:
+        return msgspec.json.decode(raw, type=body_type)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise from_validation_error(exc) from None
+
+
+def decode_query(params: Mapping[str, str], query_type: type) -> Any:
+    try:
+        return msgspec.convert(dict(params), query_type, strict=False)
+    except msgspec.ValidationError as exc:
+        error = from_validation_error(exc)
+        error.message = error.message.replace("field", "query parameter", 1)
+        raise error from None
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    """A path identifier; anything that is not a UUID names nothing, so it is a 404."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(404, "not_found", f"No {what} has the identifier {value!r}.") from None
+
+
+def build_route(operation: Operation, hub: Hub) -> Route:
+    body_type = operation.body
+    query_type = operation.query
+    limit = hub.settings.max_request_bytes
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            principal = None
+            if operation.auth == "admin":
+                principal = await run_in_threadpool(
+                    hub.keys.authenticate_admin, request.headers.get("authorization")
+                )
+            body: Any = None
+            if body_type is not None:
+                raw = await request.body()
+                body = decode_body(raw, request.headers.get("content-type", ""), body_type, limit)
+            query = decode_query(request.query_params, query_type) if query_type else None
+            call: Call[Any, Any] = Call(hub, body, query, request.path_params, principal)
+            result = await run_in_threadpool(operation.handler, call)
+        except ApiError as exc:
+            return error_response(exc)
+        except StorageUnavailable:
+            return error_response(storage_unavailable())
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(status_code=204)
+        return json_response(result, operation.status)
+
+    endpoint.__name__ = operation.operation_id
+    return Route(operation.path, endpoint, methods=[operation.method])

@@ -1,0 +1,111 @@
+"""``create_app(settings)`` builds the ASGI application; nothing is created at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from waypost.api import activity_types, channels, keys
+from waypost.api.openapi import DOCS_PAGE, openapi_document
+from waypost.api.routing import (
+    Operation,
+    build_route,
+    error_response,
+    json_response,
+    storage_unavailable,
+)
+from waypost.errors import ApiError
+from waypost.hub import Hub
+from waypost.settings import Settings
+from waypost.store import StorageUnavailable
+
+log = logging.getLogger("waypost")
+
+STATIC = Path(__file__).parent / "static"
+
+DESCRIPTION = (
+    "Waypost's admin API. Authenticate with `Authorization: Bearer <admin key>` (wpa_...). "
+    'Errors always have the shape `{"error": {"code", "message", "field"}}`.'
+)
+
+
+def admin_operations() -> list[Operation]:
+    return [*channels.OPERATIONS, *keys.OPERATIONS, *activity_types.OPERATIONS]
+
+
+def create_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
+    """Build Waypost for ``settings``. A given ``hub`` is used as is and not closed on shutdown."""
+    owns_hub = hub is None
+    the_hub = hub if hub is not None else Hub(settings)
+    operations = admin_operations()
+    document = openapi_document(
+        operations, title="Waypost", version=version("waypost"), description=DESCRIPTION
+    )
+
+    async def openapi_json(_: Request) -> Response:
+        return json_response(document)
+
+    async def docs(_: Request) -> Response:
+        return HTMLResponse(DOCS_PAGE)
+
+    async def home(_: Request) -> Response:
+        return RedirectResponse("/api/docs")
+
+    routes: list[BaseRoute] = [build_route(op, the_hub) for op in operations]
+    routes += [
+        Route("/", home),
+        Route("/api/openapi.json", openapi_json),
+        Route("/api/docs", docs),
+        Mount("/api/docs/assets", StaticFiles(directory=STATIC / "swagger-ui"), name="docs-assets"),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owns_hub:
+                the_hub.close()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPException: _http_error,
+            StorageUnavailable: _storage_error,
+            Exception: _server_error,
+        },
+    )
+    app.state.hub = the_hub
+    return app
+
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    message = "No such route." if exc.status_code == 404 else str(exc.detail)
+    error = ApiError(exc.status_code, code, message)
+    error.headers = dict(exc.headers or {})
+    return error_response(error)
+
+
+async def _storage_error(_: Request, __: Exception) -> Response:
+    return error_response(storage_unavailable())
+
+
+async def _server_error(_: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(ApiError(500, "internal_error", "Something went wrong on our side."))

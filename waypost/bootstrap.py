@@ -1,0 +1,57 @@
+"""First run: an empty database gets two channels and the keys to start with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from waypost.hub import Hub
+from waypost.services.channels import Channel, ChannelCreate
+from waypost.services.keys import CreatedKey, KeyCreate
+from waypost.store.schema import api_keys, channels
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    """What a first run created. The keys' secrets exist only here."""
+
+    website: Channel
+    headless: Channel
+    admin_key: CreatedKey
+    tracking_key: CreatedKey
+    publishable_key: CreatedKey
+
+    def describe(self, base_url: str) -> list[str]:
+        return [
+            f"Admin key (for {base_url}/api):      {self.admin_key.key}",
+            f"Tracking key (headless channel):     {self.tracking_key.key}",
+            f"Publishable key (website channel):   {self.publishable_key.key}",
+            f"Headless channel: {self.headless.id}",
+            f"Website channel:  {self.website.id}",
+        ]
+
+
+def bootstrap(hub: Hub) -> FirstRun | None:
+    """On a database with no channels and no keys, create the starting set; else do nothing."""
+    with hub.store.write() as conn:
+        for table in (channels, api_keys):
+            if conn.execute(sa.select(table.c.id).limit(1)).first() is not None:
+                return None
+        website = hub.channels.create_in(
+            conn,
+            ChannelCreate(
+                name="Website",
+                kind="website",
+                allowed_origins=[hub.settings.base_url],
+            ),
+        )
+        headless = hub.channels.create_in(conn, ChannelCreate(name="Headless app", kind="headless"))
+        admin = hub.keys.create_in(conn, KeyCreate(access="admin", name="First admin key"))
+        tracking = hub.keys.create_in(
+            conn, KeyCreate(access="tracking", channel=headless.id, name="First tracking key")
+        )
+        publishable = hub.keys.create_in(
+            conn, KeyCreate(access="publishable", channel=website.id, name="Website key")
+        )
+    return FirstRun(website, headless, admin, tracking, publishable)

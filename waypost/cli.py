@@ -1,0 +1,390 @@
+"""The ``waypost`` command: serve, migrate, and keys, types and channels for automation."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from waypost.errors import ApiError
+from waypost.hub import Hub
+from waypost.pagination import ListQuery
+from waypost.services.activity_types import ActivityType, ActivityTypeCreate, ActivityTypeQuery
+from waypost.services.channels import ChannelCreate
+from waypost.services.keys import KeyCreate, KeyQuery
+from waypost.settings import Settings, SettingsError, load_settings
+from waypost.store import StorageUnavailable, migrate
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(None, **{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@contextmanager
+def _hub(settings: Settings | None = None) -> Iterator[Hub]:
+    """A hub on a migrated database; service errors become clean CLI errors."""
+    hub = Hub(settings or _settings())
+    try:
+        migrate.upgrade(hub.store.engine)
+        yield hub
+    except ApiError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        raise click.ClickException(f"{exc.message}{where}") from None
+    except StorageUnavailable as exc:
+        raise click.ClickException(f"the database is unavailable: {exc}") from None
+    finally:
+        hub.close()
+
+
+def _json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        func
+    )
+
+
+def _print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _echo_json(value: object) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="waypost")
+def main() -> None:
+    """Waypost: a self-hosted hub for custom activity tracking.
+
+    The database is WAYPOST_DATABASE_URL (default sqlite:///./waypost.db); see
+    docs/configuration.md for every setting.
+    """
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (WAYPOST_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (WAYPOST_PORT, 8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the tracking and admin APIs.
+
+    On an empty database this creates and migrates it, makes a website and a headless channel,
+    an admin key and a tracking key, and prints the addresses and the keys once.
+    """
+    import uvicorn
+
+    from waypost.app import create_app
+    from waypost.bootstrap import bootstrap
+
+    settings = _settings(host=host, port=port)
+    with _hub(settings) as hub:
+        first_run = bootstrap(hub)
+        click.echo(f"Waypost is serving on {settings.base_url}")
+        click.echo(f"  API docs:   {settings.base_url}/api/docs")
+        click.echo(f"  Database:   {settings.database_url}")
+        if first_run is not None:
+            click.echo("\nA new database: these keys are shown only now, so keep them.")
+            for line in first_run.describe(settings.base_url):
+                click.echo(f"  {line}")
+        click.echo("")
+        app = create_app(settings, hub=hub)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            proxy_headers=True,
+            server_header=False,
+        )
+
+
+@main.command("migrate")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--downgrade", is_flag=True, help="Go down to --revision (e.g. base) instead.")
+def migrate_command(revision: str, downgrade: bool) -> None:
+    """Create or upgrade the database schema (or downgrade it)."""
+    hub = Hub(_settings())
+    try:
+        if downgrade:
+            migrate.downgrade(hub.store.engine, revision)
+        else:
+            migrate.upgrade(hub.store.engine, revision)
+        current = migrate.current_revision(hub.store.engine)
+    finally:
+        hub.close()
+    click.echo(f"The database is at revision {current or 'base'}.")
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and disable API keys."""
+
+
+@keys.command("create")
+@click.option(
+    "--access",
+    type=click.Choice(["tracking", "publishable", "admin"]),
+    required=True,
+    help="tracking (server-side logging), publishable (browsers), admin (admin API).",
+)
+@click.option("--channel", type=click.UUID, default=None, help="Channel id (not for admin keys).")
+@click.option("--name", default="", help="A name to recognise the key by.")
+@_json_option
+def keys_create(access: str, channel: uuid.UUID | None, name: str, as_json: bool) -> None:
+    """Create a key and print it. It is shown only this once.
+
+    Without --json only the key is printed, so that a script can capture it:
+    KEY=$(waypost keys create --access admin)
+    """
+    with _hub() as hub:
+        body = msgspec.convert({"access": access, "channel": channel, "name": name}, KeyCreate)
+        created = hub.keys.create(body)
+    if as_json:
+        _echo_json(created)
+    else:
+        click.echo(created.key)
+        click.echo(f"Created {access} key {created.id}; it is not shown again.", err=True)
+
+
+@keys.command("list")
+@click.option("--channel", type=click.UUID, default=None, help="Only keys of this channel.")
+@_json_option
+def keys_list(channel: uuid.UUID | None, as_json: bool) -> None:
+    """List keys: their prefix and last four characters, never the key."""
+    with _hub() as hub:
+        items = _all(lambda cursor: hub.keys.list_page(KeyQuery(cursor=cursor, channel=channel)))
+    if as_json:
+        _echo_json(items)
+        return
+    _print_table(
+        [
+            (
+                k.id,
+                k.access,
+                f"{k.prefix}…{k.last_four}",
+                "yes" if k.enabled else "no",
+                k.channel,
+                k.name,
+            )
+            for k in items
+        ],
+        ("ID", "ACCESS", "KEY", "ENABLED", "CHANNEL", "NAME"),
+    )
+
+
+@keys.command("disable")
+@click.argument("key_id", type=click.UUID)
+def keys_disable(key_id: uuid.UUID) -> None:
+    """Disable a key: requests with it get 403 from now on."""
+    from waypost.services.keys import KeyUpdate
+
+    with _hub() as hub:
+        key = hub.keys.update(key_id, KeyUpdate(enabled=False))
+    click.echo(f"Disabled {key.access} key {key.prefix}…{key.last_four}.")
+
+
+# -- activity types --------------------------------------------------------------------------
+
+
+@main.group()
+def types() -> None:
+    """Define, list, enable and disable activity types."""
+
+
+@types.command("create")
+@click.option("--name", required=True, help='Display name, e.g. "Loan calculator usage".')
+@click.option("--code-name", default=None, help="Code name (default: derived from the name).")
+@click.option("--description", default="", help="What the activity means.")
+@click.option("--client-side", is_flag=True, help="May be logged from browsers.")
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME:TYPE[:required][:primary]",
+    help="A typed field, e.g. amount:decimal:primary (repeatable).",
+)
+@_json_option
+def types_create(
+    name: str,
+    code_name: str | None,
+    description: str,
+    client_side: bool,
+    disabled: bool,
+    fields: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Define an activity type."""
+    specs = [_parse_field(text) for text in fields]
+    try:
+        body = msgspec.convert(
+            {
+                "name": name,
+                "code_name": code_name,
+                "description": description,
+                "client_side": client_side,
+                "enabled": not disabled,
+                "fields": specs,
+            },
+            ActivityTypeCreate,
+        )
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    with _hub() as hub:
+        created = hub.types.create(body)
+    if as_json:
+        _echo_json(created)
+    else:
+        click.echo(f"Created activity type {created.code_name!r} ({created.id}).")
+
+
+def _parse_field(text: str) -> dict[str, object]:
+    name, _, rest = text.partition(":")
+    parts = rest.split(":") if rest else []
+    if not name or not parts:
+        raise click.BadParameter(
+            f"{text!r}: use NAME:TYPE[:required][:primary]", param_hint="--field"
+        )
+    flags = set(parts[1:])
+    unknown = flags - {"required", "primary"}
+    if unknown:
+        raise click.BadParameter(
+            f"{text!r}: unknown flag {sorted(unknown)[0]!r}", param_hint="--field"
+        )
+    return {
+        "name": name,
+        "type": parts[0],
+        "required": "required" in flags,
+        "primary": "primary" in flags,
+    }
+
+
+@types.command("list")
+@_json_option
+def types_list(as_json: bool) -> None:
+    """List activity types."""
+    with _hub() as hub:
+        items = _all(lambda cursor: hub.types.list_page(ActivityTypeQuery(cursor=cursor)))
+    if as_json:
+        _echo_json(items)
+        return
+    _print_table(
+        [
+            (
+                t.code_name,
+                t.name,
+                "yes" if t.enabled else "no",
+                "yes" if t.client_side else "no",
+                ", ".join(f"{f.name}:{f.type}" for f in t.fields),
+            )
+            for t in items
+        ],
+        ("CODE NAME", "NAME", "ENABLED", "CLIENT-SIDE", "FIELDS"),
+    )
+
+
+def _find_type(hub: Hub, ref: str) -> ActivityType:
+    try:
+        return hub.types.get(uuid.UUID(ref))
+    except ValueError:
+        return hub.types.get_by_code(ref)
+
+
+@types.command("enable")
+@click.argument("type_ref", metavar="CODE_NAME_OR_ID")
+def types_enable(type_ref: str) -> None:
+    """Enable an activity type."""
+    with _hub() as hub:
+        found = hub.types.set_enabled(_find_type(hub, type_ref).id, True)
+    click.echo(f"Enabled {found.code_name!r}.")
+
+
+@types.command("disable")
+@click.argument("type_ref", metavar="CODE_NAME_OR_ID")
+def types_disable(type_ref: str) -> None:
+    """Disable an activity type: new activities of it are rejected."""
+    with _hub() as hub:
+        found = hub.types.set_enabled(_find_type(hub, type_ref).id, False)
+    click.echo(f"Disabled {found.code_name!r}.")
+
+
+# -- channels --------------------------------------------------------------------------------
+
+
+@main.group()
+def channels() -> None:
+    """Create and list channels."""
+
+
+@channels.command("create")
+@click.option("--name", required=True, help="Channel name.")
+@click.option("--kind", type=click.Choice(["website", "headless"]), required=True)
+@click.option("--origin", "origins", multiple=True, help="An allowed origin (repeatable).")
+@click.option("--language", default="en", show_default=True, help="Default language.")
+@_json_option
+def channels_create(
+    name: str, kind: str, origins: tuple[str, ...], language: str, as_json: bool
+) -> None:
+    """Create a channel."""
+    body = msgspec.convert(
+        {
+            "name": name,
+            "kind": kind,
+            "allowed_origins": list(origins),
+            "default_language": language,
+        },
+        ChannelCreate,
+    )
+    with _hub() as hub:
+        created = hub.channels.create(body)
+    if as_json:
+        _echo_json(created)
+    else:
+        click.echo(f"Created {kind} channel {name!r}: {created.id}")
+
+
+@channels.command("list")
+@_json_option
+def channels_list(as_json: bool) -> None:
+    """List channels."""
+    with _hub() as hub:
+        items = _all(lambda cursor: hub.channels.list_page(ListQuery(cursor=cursor)))
+    if as_json:
+        _echo_json(items)
+        return
+    _print_table(
+        [(c.id, c.kind, c.name, ", ".join(c.allowed_origins)) for c in items],
+        ("ID", "KIND", "NAME", "ALLOWED ORIGINS"),
+    )
+
+
+T = TypeVar("T")
+
+
+def _all(fetch: Callable[[str | None], Any]) -> list[Any]:
+    items: list[Any] = []
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        items.extend(page.data)
+        cursor = page.next
+        if cursor is None:
+            return items
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

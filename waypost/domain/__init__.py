@@ -1,0 +1,1 @@
+"""Pure domain rules: no I/O, each with its own tests."""

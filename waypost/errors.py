@@ -1,0 +1,94 @@
+"""The one error shape every JSON answer uses, and the exception that carries it.
+
+``{"error": {"code": "snake_case_code", "message": "...", "field": "..."}}``; the codes are
+stable and listed in docs/errors.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import msgspec
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    """What went wrong: a stable code, a message that says what to do, the field at fault."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    """The body of every JSON error answer."""
+
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """An answer other than success, raised anywhere below a handler."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+
+    @property
+    def detail(self) -> ErrorDetail:
+        return ErrorDetail(self.code, self.message, self.field)
+
+    def body(self) -> bytes:
+        return msgspec.json.encode(ErrorBody(self.detail))
+
+
+def not_found(what: str, code: str = "not_found") -> ApiError:
+    return ApiError(404, code, f"No {what} has that identifier.")
+
+
+def conflict(message: str, field: str | None = None) -> ApiError:
+    return ApiError(409, "conflict", message, field)
+
+
+def invalid(message: str, field: str | None = None, code: str = "invalid_field") -> ApiError:
+    return ApiError(400, code, message, field)
+
+
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
+_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
+
+
+def _path_name(path: str) -> str | None:
+    # "$.fields[0].name" -> "fields[0].name"
+    return path.lstrip(".") or None
+
+
+def from_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> ApiError:
+    """Turn msgspec's decode or validation failure into the stable error shape."""
+    message = str(exc)
+    if not isinstance(exc, msgspec.ValidationError):
+        return ApiError(400, "invalid_json", f"The body is not valid JSON: {message}")
+    at = _AT.search(message)
+    path = _path_name(at.group("path")) if at else None
+    text = message[: at.start()] if at else message
+    if match := _UNKNOWN.match(text):
+        name = match.group("name")
+        field = f"{path}.{name}" if path else name
+        return ApiError(400, "unknown_field", f"Unknown field '{field}'; remove it.", field)
+    if match := _MISSING.match(text):
+        name = match.group("name")
+        field = f"{path}.{name}" if path else name
+        return ApiError(400, "missing_field", f"The field '{field}' is required.", field)
+    where = f" at '{path}'" if path else ""
+    return ApiError(400, "invalid_field", f"{text}{where}.", path)

@@ -1,0 +1,65 @@
+"""Lists answer ``{"data": [...], "next": cursor|null}`` and take ``limit`` and ``cursor``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Generic, TypeVar
+
+import msgspec
+
+from waypost.errors import ApiError
+
+T = TypeVar("T")
+
+Limit = Annotated[
+    int, msgspec.Meta(ge=1, le=1000, description="At most this many items (1 to 1,000).")
+]
+
+
+class Page(msgspec.Struct, Generic[T]):
+    """One page of a list; pass ``next`` back as ``cursor`` for the following page."""
+
+    data: list[T]
+    next: str | None
+
+
+class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """The paging parameters every list takes."""
+
+    limit: Limit = 100
+    cursor: str | None = None
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise _bad_cursor() from None
+
+
+def cursor_id(cursor: str | None) -> uuid.UUID | None:
+    """The last id of the previous page, from a cursor made by :func:`page_by_id`."""
+    if cursor is None:
+        return None
+    try:
+        return uuid.UUID(decode_cursor(cursor))
+    except ValueError:
+        raise _bad_cursor() from None
+
+
+def page_by_id(items: list[T], limit: int, key: Callable[[T], uuid.UUID]) -> Page[T]:
+    """Cut a list fetched with ``limit + 1`` rows into a page and its cursor."""
+    more = len(items) > limit
+    items = items[:limit]
+    return Page(items, encode_cursor(str(key(items[-1]))) if more else None)
+
+
+def _bad_cursor() -> ApiError:
+    return ApiError(400, "invalid_field", "The cursor is not one this API gave out.", "cursor")

@@ -1,0 +1,1 @@
+"""Services: the domain rules applied to the store. Handlers call these and nothing else."""

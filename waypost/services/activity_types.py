@@ -1,0 +1,403 @@
+"""Activity types: definitions with typed fields, enabled and client-side switches, limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from waypost.domain.codenames import derive_code_name, is_valid_code_name
+from waypost.domain.fields import FieldRuleError, FieldSpec, check_field_change, check_fields
+from waypost.errors import ApiError, conflict, invalid, not_found
+from waypost.ids import new_id, utcnow
+from waypost.pagination import Limit, Page, cursor_id, page_by_id
+from waypost.settings import Settings
+from waypost.store import Store
+from waypost.store.schema import activities, activity_type_fields, activity_types
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Alias = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+UnknownFields = Literal["reject", "accept_and_flag"]
+
+
+class RateLimit(msgspec.Struct, forbid_unknown_fields=True):
+    """At most ``limit`` activities in any sliding window of ``window_seconds``."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1)]
+    window_seconds: Annotated[int, msgspec.Meta(ge=1, le=31 * 86400)]
+
+
+class RateLimits(msgspec.Struct, forbid_unknown_fields=True):
+    """Browser rate limits of a type; Ortto's defaults: 10 per contact a day, 100 per IP an hour.
+
+    ``null`` for either turns that limit off.
+    """
+
+    per_contact: RateLimit | None = msgspec.field(default_factory=lambda: RateLimit(10, 86400))
+    per_ip: RateLimit | None = msgspec.field(default_factory=lambda: RateLimit(100, 3600))
+
+
+class ActivityTypeCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A new activity type; ``code_name`` is derived from ``name`` when not given."""
+
+    name: Name
+    code_name: CodeName | None = None
+    description: str = ""
+    enabled: bool = True
+    client_side: bool = False
+    fields: list[FieldSpec] = msgspec.field(default_factory=list)
+    aliases: list[Alias] = msgspec.field(default_factory=list)
+    rate_limits: RateLimits | None = None
+    retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    unknown_fields: UnknownFields = "reject"
+
+
+class ActivityTypeUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields to change. ``code_name`` only until the first activity of the type."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    code_name: CodeName | msgspec.UnsetType = msgspec.UNSET
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    client_side: bool | msgspec.UnsetType = msgspec.UNSET
+    fields: list[FieldSpec] | msgspec.UnsetType = msgspec.UNSET
+    aliases: list[Alias] | msgspec.UnsetType = msgspec.UNSET
+    rate_limits: RateLimits | msgspec.UnsetType | None = msgspec.UNSET
+    retention_days: Annotated[int, msgspec.Meta(ge=1)] | msgspec.UnsetType | None = msgspec.UNSET
+    unknown_fields: UnknownFields | msgspec.UnsetType = msgspec.UNSET
+
+
+class ActivityType(msgspec.Struct):
+    """An activity type. ``code_name_locked`` is true once an activity of the type exists."""
+
+    id: uuid.UUID
+    code_name: str
+    name: str
+    description: str
+    enabled: bool
+    client_side: bool
+    builtin: bool
+    fields: list[FieldSpec]
+    aliases: list[str]
+    rate_limits: RateLimits
+    retention_days: int | None
+    unknown_fields: UnknownFields
+    code_name_locked: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ActivityTypeQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """Filters for the activity type list."""
+
+    limit: Limit = 100
+    cursor: str | None = None
+    enabled: bool | None = None
+    client_side: bool | None = None
+
+
+def _field_error(exc: FieldRuleError, status: int = 400) -> ApiError:
+    return ApiError(status, "conflict" if status == 409 else "invalid_field", str(exc), exc.field)
+
+
+class ActivityTypeService:
+    """Activity types on the store."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.max_fields = settings.max_fields_per_type
+
+    # -- reading -------------------------------------------------------------------------
+
+    def list_page(self, query: ActivityTypeQuery) -> Page[ActivityType]:
+        stmt = sa.select(activity_types).order_by(activity_types.c.id).limit(query.limit + 1)
+        if (after := cursor_id(query.cursor)) is not None:
+            stmt = stmt.where(activity_types.c.id > after)
+        if query.enabled is not None:
+            stmt = stmt.where(activity_types.c.enabled == query.enabled)
+        if query.client_side is not None:
+            stmt = stmt.where(activity_types.c.client_side == query.client_side)
+        with self.store.read() as conn:
+            rows = conn.execute(stmt).all()
+            types = self._hydrate(conn, rows)
+        return page_by_id(types, query.limit, lambda t: t.id)
+
+    def get(self, type_id: uuid.UUID) -> ActivityType:
+        with self.store.read() as conn:
+            return self.get_in(conn, type_id)
+
+    def get_by_code(self, code_name: str) -> ActivityType:
+        with self.store.read() as conn:
+            row = conn.execute(
+                sa.select(activity_types).where(activity_types.c.code_name == code_name)
+            ).first()
+            if row is None:
+                raise not_found("activity type", "activity_type_not_found")
+            return self._hydrate(conn, [row])[0]
+
+    def get_in(self, conn: Connection, type_id: uuid.UUID) -> ActivityType:
+        row = conn.execute(sa.select(activity_types).where(activity_types.c.id == type_id)).first()
+        if row is None:
+            raise not_found("activity type", "activity_type_not_found")
+        return self._hydrate(conn, [row])[0]
+
+    def all(self) -> list[ActivityType]:
+        with self.store.read() as conn:
+            rows = conn.execute(sa.select(activity_types).order_by(activity_types.c.id)).all()
+            return self._hydrate(conn, rows)
+
+    def _hydrate(self, conn: Connection, rows: Sequence[sa.Row[Any]]) -> list[ActivityType]:
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        fields: dict[uuid.UUID, list[FieldSpec]] = {i: [] for i in ids}
+        for f in conn.execute(
+            sa.select(activity_type_fields)
+            .where(activity_type_fields.c.type_id.in_(ids))
+            .order_by(activity_type_fields.c.type_id, activity_type_fields.c.position)
+        ):
+            fields[f.type_id].append(
+                FieldSpec(
+                    name=f.name,
+                    type=f.data_type,
+                    required=f.required,
+                    primary=f.is_primary,
+                    description=f.description,
+                    max_length=f.max_length,
+                )
+            )
+        used = set(
+            conn.execute(
+                sa.select(activity_types.c.id).where(
+                    activity_types.c.id.in_(ids),
+                    sa.exists().where(activities.c.type_id == activity_types.c.id),
+                )
+            ).scalars()
+        )
+        result = []
+        for row in rows:
+            m = row._mapping
+            limits = (
+                msgspec.convert(m["rate_limits"], RateLimits)
+                if m["rate_limits"] is not None
+                else RateLimits()
+            )
+            result.append(
+                ActivityType(
+                    id=m["id"],
+                    code_name=m["code_name"],
+                    name=m["name"],
+                    description=m["description"],
+                    enabled=m["enabled"],
+                    client_side=m["client_side"],
+                    builtin=m["builtin"],
+                    fields=fields[m["id"]],
+                    aliases=list(m["aliases"]),
+                    rate_limits=limits,
+                    retention_days=m["retention_days"],
+                    unknown_fields=m["unknown_fields"],
+                    code_name_locked=m["id"] in used,
+                    created_at=m["created_at"],
+                    updated_at=m["updated_at"],
+                )
+            )
+        return result
+
+    # -- writing -------------------------------------------------------------------------
+
+    def create(self, body: ActivityTypeCreate) -> ActivityType:
+        self._check_fields(body.fields)
+        with self.store.write() as conn:
+            code_names = set(conn.execute(sa.select(activity_types.c.code_name)).scalars())
+            if body.code_name is None:
+                code_name = derive_code_name(body.name, code_names)
+            else:
+                code_name = self._valid_code_name(body.code_name)
+                if code_name in code_names:
+                    raise conflict(
+                        f"An activity type with code name {code_name!r} exists already.",
+                        "code_name",
+                    )
+            self._guard_name(conn, body.name)
+            self._guard_aliases(conn, body.aliases, None, code_name)
+            type_id = new_id()
+            now = utcnow()
+            conn.execute(
+                activity_types.insert().values(
+                    id=type_id,
+                    code_name=code_name,
+                    name=body.name,
+                    description=body.description,
+                    enabled=body.enabled,
+                    client_side=body.client_side,
+                    builtin=False,
+                    aliases=body.aliases,
+                    rate_limits=_limits_json(body.rate_limits),
+                    retention_days=body.retention_days,
+                    unknown_fields=body.unknown_fields,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            self._write_fields(conn, type_id, body.fields)
+            return self.get_in(conn, type_id)
+
+    def update(self, type_id: uuid.UUID, body: ActivityTypeUpdate) -> ActivityType:
+        with self.store.write() as conn:
+            current = self.get_in(conn, type_id)
+            values: dict[str, object] = {}
+            if body.code_name is not msgspec.UNSET and body.code_name != current.code_name:
+                values["code_name"] = self._new_code_name(conn, current, body.code_name)
+            if body.name is not msgspec.UNSET and body.name != current.name:
+                self._guard_name(conn, body.name)
+                values["name"] = body.name
+            for name in (
+                "description",
+                "enabled",
+                "client_side",
+                "retention_days",
+                "unknown_fields",
+            ):
+                value = getattr(body, name)
+                if value is not msgspec.UNSET:
+                    values[name] = value
+            if body.rate_limits is not msgspec.UNSET:
+                values["rate_limits"] = _limits_json(body.rate_limits)
+            if body.aliases is not msgspec.UNSET:
+                code = str(values.get("code_name", current.code_name))
+                self._guard_aliases(conn, body.aliases, type_id, code)
+                values["aliases"] = body.aliases
+            if body.fields is not msgspec.UNSET:
+                self._check_fields(body.fields)
+                if current.code_name_locked:
+                    try:
+                        check_field_change(current.fields, body.fields)
+                    except FieldRuleError as exc:
+                        raise _field_error(exc, 409) from None
+                self._write_fields(conn, type_id, body.fields)
+            values["updated_at"] = utcnow()
+            conn.execute(
+                activity_types.update().where(activity_types.c.id == type_id).values(**values)
+            )
+            return self.get_in(conn, type_id)
+
+    def set_enabled(self, type_id: uuid.UUID, enabled: bool) -> ActivityType:
+        return self.update(type_id, ActivityTypeUpdate(enabled=enabled))
+
+    def delete(self, type_id: uuid.UUID) -> None:
+        with self.store.write() as conn:
+            current = self.get_in(conn, type_id)
+            if current.builtin:
+                raise conflict(
+                    f"{current.code_name!r} is built in and cannot be deleted; disable it instead."
+                )
+            if current.code_name_locked:
+                raise conflict(
+                    f"Activities of type {current.code_name!r} exist, so it cannot be deleted; "
+                    "disable it instead."
+                )
+            conn.execute(activity_types.delete().where(activity_types.c.id == type_id))
+
+    # -- rules ---------------------------------------------------------------------------
+
+    def _check_fields(self, fields: list[FieldSpec]) -> None:
+        if len(fields) > self.max_fields:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"An activity type has at most {self.max_fields} fields (got {len(fields)}).",
+                "fields",
+            )
+        try:
+            check_fields(fields)
+        except FieldRuleError as exc:
+            raise _field_error(exc) from None
+
+    def _valid_code_name(self, code_name: str) -> str:
+        if not is_valid_code_name(code_name):
+            raise invalid(
+                f"Code name {code_name!r} may hold lower-case letters, digits, '_' and '.', "
+                "starting with a letter or digit.",
+                "code_name",
+            )
+        return code_name
+
+    def _new_code_name(self, conn: Connection, current: ActivityType, code_name: str) -> str:
+        if current.builtin:
+            raise conflict(
+                f"The code name of built-in type {current.code_name!r} is fixed.", "code_name"
+            )
+        if current.code_name_locked:
+            raise conflict(
+                f"The code name {current.code_name!r} is fixed: activities of this type exist.",
+                "code_name",
+            )
+        code_name = self._valid_code_name(code_name)
+        taken = conn.execute(
+            sa.select(activity_types.c.id).where(activity_types.c.code_name == code_name)
+        ).first()
+        if taken is not None:
+            raise conflict(
+                f"An activity type with code name {code_name!r} exists already.", "code_name"
+            )
+        return code_name
+
+    def _guard_name(self, conn: Connection, name: str) -> None:
+        taken = conn.execute(
+            sa.select(activity_types.c.id).where(activity_types.c.name == name)
+        ).first()
+        if taken is not None:
+            raise conflict(f"An activity type named {name!r} exists already.", "name")
+
+    def _guard_aliases(
+        self, conn: Connection, aliases: list[str], type_id: uuid.UUID | None, code_name: str
+    ) -> None:
+        if len(set(aliases)) != len(aliases):
+            raise invalid("An alias is listed twice.", "aliases")
+        rows = conn.execute(
+            sa.select(activity_types.c.id, activity_types.c.code_name, activity_types.c.aliases)
+        ).all()
+        for row in rows:
+            if row.id == type_id:
+                continue
+            for alias in aliases:
+                if alias == row.code_name or alias in row.aliases:
+                    raise conflict(
+                        f"Alias {alias!r} already names activity type {row.code_name!r}.", "aliases"
+                    )
+            if code_name in row.aliases:
+                raise conflict(
+                    f"Code name {code_name!r} is an alias of activity type {row.code_name!r}.",
+                    "code_name",
+                )
+
+    def _write_fields(self, conn: Connection, type_id: uuid.UUID, fields: list[FieldSpec]) -> None:
+        conn.execute(activity_type_fields.delete().where(activity_type_fields.c.type_id == type_id))
+        if fields:
+            conn.execute(
+                activity_type_fields.insert(),
+                [
+                    {
+                        "id": new_id(),
+                        "type_id": type_id,
+                        "position": i,
+                        "name": spec.name,
+                        "data_type": spec.type,
+                        "required": spec.required,
+                        "is_primary": spec.primary,
+                        "description": spec.description,
+                        "max_length": spec.max_length,
+                    }
+                    for i, spec in enumerate(fields)
+                ],
+            )
+
+
+def _limits_json(limits: RateLimits | None) -> object:
+    return None if limits is None else msgspec.to_builtins(limits)

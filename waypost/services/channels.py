@@ -1,0 +1,198 @@
+"""Channels: the sources of activities, website or headless."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+from typing import Annotated
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from waypost.domain.channels import ChannelKind, is_valid_language, normalise_origin
+from waypost.errors import ApiError, conflict, invalid, not_found
+from waypost.ids import new_id, utcnow
+from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
+from waypost.store import Store
+from waypost.store.schema import channels, consents
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Language = Annotated[str, msgspec.Meta(min_length=2, max_length=16)]
+
+
+class ChannelCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A new channel. ``tracking_consent`` is a consent code name."""
+
+    name: Name
+    kind: ChannelKind
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    default_language: Language = "en"
+    tracking_consent: str | None = None
+    enforce_consent: bool = False
+
+
+class ChannelUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields to change; the kind of a channel is fixed."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    allowed_origins: list[str] | msgspec.UnsetType = msgspec.UNSET
+    default_language: Language | msgspec.UnsetType = msgspec.UNSET
+    tracking_consent: str | msgspec.UnsetType | None = msgspec.UNSET
+    enforce_consent: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class Channel(msgspec.Struct):
+    """A channel. ``identity_secret`` signs browser identity hashes (HMAC-SHA256 of the email)."""
+
+    id: uuid.UUID
+    name: str
+    kind: ChannelKind
+    allowed_origins: list[str]
+    default_language: str
+    tracking_consent: str | None
+    enforce_consent: bool
+    identity_secret: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def _row_to_channel(row: sa.Row[tuple[object, ...]]) -> Channel:
+    m = row._mapping
+    return Channel(
+        id=m["id"],
+        name=m["name"],
+        kind=m["kind"],
+        allowed_origins=list(m["allowed_origins"]),
+        default_language=m["default_language"],
+        tracking_consent=m["tracking_consent"],
+        enforce_consent=m["enforce_consent"],
+        identity_secret=m["identity_secret"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _origins(values: list[str]) -> list[str]:
+    result: list[str] = []
+    for i, value in enumerate(values):
+        try:
+            origin = normalise_origin(value)
+        except ValueError as exc:
+            raise invalid(str(exc), f"allowed_origins[{i}]") from None
+        if origin not in result:
+            result.append(origin)
+    return result
+
+
+def _language(value: str) -> str:
+    if not is_valid_language(value):
+        raise invalid(f"{value!r} is not a language code like 'en' or 'en-US'.", "default_language")
+    return value
+
+
+class ChannelService:
+    """Channels on the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create(self, body: ChannelCreate) -> Channel:
+        with self.store.write() as conn:
+            return self.create_in(conn, body)
+
+    def create_in(self, conn: Connection, body: ChannelCreate) -> Channel:
+        self._check_consent(conn, body.tracking_consent, body.enforce_consent)
+        now = utcnow()
+        values = {
+            "id": new_id(),
+            "name": body.name,
+            "kind": body.kind,
+            "allowed_origins": _origins(body.allowed_origins),
+            "default_language": _language(body.default_language),
+            "tracking_consent": body.tracking_consent,
+            "enforce_consent": body.enforce_consent,
+            "identity_secret": secrets.token_urlsafe(32),
+            "created_at": now,
+            "updated_at": now,
+        }
+        self._guard_name(conn, body.name)
+        conn.execute(channels.insert().values(**values))
+        return msgspec.convert(values, Channel, from_attributes=False)
+
+    def list_page(self, query: ListQuery) -> Page[Channel]:
+        stmt = sa.select(channels).order_by(channels.c.id).limit(query.limit + 1)
+        if (after := cursor_id(query.cursor)) is not None:
+            stmt = stmt.where(channels.c.id > after)
+        with self.store.read() as conn:
+            rows = conn.execute(stmt).all()
+        return page_by_id([_row_to_channel(r) for r in rows], query.limit, lambda c: c.id)
+
+    def get(self, channel_id: uuid.UUID) -> Channel:
+        with self.store.read() as conn:
+            return self.get_in(conn, channel_id)
+
+    def get_in(self, conn: Connection, channel_id: uuid.UUID) -> Channel:
+        row = conn.execute(sa.select(channels).where(channels.c.id == channel_id)).first()
+        if row is None:
+            raise not_found("channel")
+        return _row_to_channel(row)
+
+    def update(self, channel_id: uuid.UUID, body: ChannelUpdate) -> Channel:
+        with self.store.write() as conn:
+            current = self.get_in(conn, channel_id)
+            values: dict[str, object] = {}
+            if body.name is not msgspec.UNSET and body.name != current.name:
+                self._guard_name(conn, body.name)
+                values["name"] = body.name
+            if body.allowed_origins is not msgspec.UNSET:
+                values["allowed_origins"] = _origins(body.allowed_origins)
+            if body.default_language is not msgspec.UNSET:
+                values["default_language"] = _language(body.default_language)
+            consent = current.tracking_consent
+            if body.tracking_consent is not msgspec.UNSET:
+                consent = values["tracking_consent"] = body.tracking_consent
+            enforce = current.enforce_consent
+            if body.enforce_consent is not msgspec.UNSET:
+                enforce = values["enforce_consent"] = body.enforce_consent
+            self._check_consent(conn, consent, enforce)
+            if values:
+                values["updated_at"] = utcnow()
+                conn.execute(channels.update().where(channels.c.id == channel_id).values(**values))
+            return self.get_in(conn, channel_id)
+
+    def delete(self, channel_id: uuid.UUID) -> None:
+        try:
+            with self.store.write() as conn:
+                self.get_in(conn, channel_id)
+                conn.execute(channels.delete().where(channels.c.id == channel_id))
+        except IntegrityError:
+            raise conflict(
+                "The channel still has keys or activities; delete its keys first. "
+                "A channel with activities cannot be deleted."
+            ) from None
+
+    def _guard_name(self, conn: Connection, name: str) -> None:
+        taken = conn.execute(sa.select(channels.c.id).where(channels.c.name == name)).first()
+        if taken is not None:
+            raise conflict(f"A channel named {name!r} exists already.", "name")
+
+    def _check_consent(self, conn: Connection, consent: str | None, enforce: bool) -> None:
+        if consent is None:
+            if enforce:
+                raise invalid(
+                    "enforce_consent needs a tracking_consent to enforce.", "enforce_consent"
+                )
+            return
+        found = conn.execute(
+            sa.select(consents.c.id).where(consents.c.code_name == consent)
+        ).first()
+        if found is None:
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"No consent has the code name {consent!r}; create it under /api/consents first.",
+                "tracking_consent",
+            )

@@ -1,0 +1,94 @@
+"""Typed settings, read from ``WAYPOST_*`` environment variables.
+
+Every setting is documented in docs/configuration.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+PREFIX = "WAYPOST_"
+
+
+class SettingsError(ValueError):
+    """A ``WAYPOST_*`` variable holds a value of the wrong type or out of range."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything Waypost can be configured with. Field ``x`` is variable ``WAYPOST_X``."""
+
+    database_url: str = "sqlite:///./waypost.db"
+    redis_url: str | None = None
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    max_request_bytes: int = 2_000_000
+    max_activities_per_request: int = 1000
+    max_activity_bytes: int = 16_384
+    max_fields_per_type: int = 50
+    commit_max_batch: int = 5000
+    commit_max_delay_ms: float = 2.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def base_url(self) -> str:
+        """The address people and clients reach this server at."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+
+_POSITIVE = (
+    "port",
+    "max_request_bytes",
+    "max_activities_per_request",
+    "max_activity_bytes",
+    "max_fields_per_type",
+    "commit_max_batch",
+)
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from ``env`` (default: ``os.environ``), then apply ``overrides``.
+
+    Only ``WAYPOST_*`` names are read; empty values count as unset. Values are converted to the
+    declared types, so ``WAYPOST_PORT=8080`` gives the integer 8080.
+    """
+    source = os.environ if env is None else env
+    names = set(Settings.__struct_fields__)
+    raw: dict[str, object] = {}
+    for key, value in source.items():
+        if not key.startswith(PREFIX) or value == "":
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name in names:
+            raw[name] = value
+    raw.update(overrides)
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(str(exc))) from None
+    for name in _POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{PREFIX}{name.upper()} must be a positive number")
+    if settings.commit_max_delay_ms < 0:
+        raise SettingsError(f"{PREFIX}COMMIT_MAX_DELAY_MS must not be negative")
+    return settings
+
+
+def _explain(message: str) -> str:
+    # msgspec says "... - at `$.port`"; name the environment variable instead.
+    text, _, where = message.partition(" - at `$.")
+    if where:
+        return f"{PREFIX}{where.rstrip('`').upper()}: {text}"
+    return message

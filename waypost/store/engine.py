@@ -1,0 +1,104 @@
+"""The database engine for SQLite or PostgreSQL, and the Store every service talks through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from waypost.settings import Settings
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or written: answer 503, never pretend success."""
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` as PostgreSQL through psycopg 3."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def make_engine(settings: Settings, **kwargs: Any) -> Engine:
+    """Create the engine: SQLite in WAL mode with foreign keys on, or PostgreSQL via psycopg."""
+    url = make_url(normalise_url(settings.database_url))
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **kwargs,
+        )
+        _configure_sqlite(engine, settings.sqlite_synchronous)
+        return engine
+    if url.get_backend_name() != "postgresql":
+        raise ValueError(
+            f"unsupported database {url.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://"
+        )
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Leave transaction control to SQLAlchemy's "begin" event below, so that writers can
+        # take the write lock up front (BEGIN IMMEDIATE) instead of failing to upgrade later.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("waypost_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Store:
+    """The storage seam: transactions on one engine, with outages turned into StorageUnavailable."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(waypost_begin="IMMEDIATE")
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A read-write transaction, committed when the block ends without an exception."""
+        with _outage_guard(), self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only use of one connection."""
+        with _outage_guard(), self.engine.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def _outage_guard() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        raise StorageUnavailable(str(exc.orig)) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StorageUnavailable(str(exc.orig)) from exc
+        raise

@@ -1,0 +1,279 @@
+"""The tables, in SQLAlchemy Core. One schema serves SQLite and PostgreSQL.
+
+Alembic migrations in ``migrations/versions`` create exactly these tables; a test compares the
+migrated database with this metadata so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    Uuid,
+    text,
+)
+
+# Stable constraint names, so that migrations can refer to them on both databases.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that always comes back timezone-aware in UTC, on both databases.
+
+    SQLite has no timezone type, so values are stored as naive UTC there; PostgreSQL keeps
+    ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; give a timezone")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def _now_column(name: str) -> Column[dt.datetime]:
+    return Column(name, UtcDateTime(), nullable=False)
+
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("allowed_origins", JSON(), nullable=False),
+    Column("default_language", String(16), nullable=False),
+    Column("tracking_consent", String(200), nullable=True),
+    Column("enforce_consent", Boolean(), nullable=False),
+    Column("identity_secret", String(100), nullable=False),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("channel_id", Uuid(), ForeignKey("channels.id"), nullable=True, index=True),
+    Column("access", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("last_four", String(4), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("enabled", Boolean(), nullable=False),
+    _now_column("created_at"),
+    Column("disabled_at", UtcDateTime(), nullable=True),
+)
+
+activity_types = Table(
+    "activity_types",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("code_name", String(100), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text(), nullable=False),
+    Column("enabled", Boolean(), nullable=False),
+    Column("client_side", Boolean(), nullable=False),
+    Column("builtin", Boolean(), nullable=False),
+    Column("aliases", JSON(), nullable=False),
+    Column("rate_limits", JSON(), nullable=True),
+    Column("retention_days", Integer(), nullable=True),
+    Column("unknown_fields", String(20), nullable=False),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+)
+
+activity_type_fields = Table(
+    "activity_type_fields",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column(
+        "type_id",
+        Uuid(),
+        ForeignKey("activity_types.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer(), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("data_type", String(16), nullable=False),
+    Column("required", Boolean(), nullable=False),
+    Column("is_primary", Boolean(), nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("max_length", Integer(), nullable=True),
+    Index("uq_activity_type_fields_type_id_name", "type_id", "name", unique=True),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("email", String(254), nullable=True),
+    # Lower-cased email: the one contact an email identifies.
+    Column("email_key", String(254), nullable=True, unique=True),
+    Column("first_name", String(100), nullable=True),
+    Column("middle_name", String(100), nullable=True),
+    Column("last_name", String(100), nullable=True),
+    Column("birthday", Date(), nullable=True),
+    Column("mobile_phone", String(32), nullable=True),
+    Column("business_phone", String(32), nullable=True),
+    Column("company_name", String(200), nullable=True),
+    Column("job_title", String(200), nullable=True),
+    Column("address1", String(200), nullable=True),
+    Column("city", String(100), nullable=True),
+    Column("zip", String(20), nullable=True),
+    Column("country", String(3), nullable=True),
+    Column("state", String(2), nullable=True),
+    Column("notes", Text(), nullable=True),
+    Column("attributes", JSON(), nullable=False),
+    Column("merged_into", Uuid(), nullable=True),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+)
+
+contact_external_ids = Table(
+    "contact_external_ids",
+    metadata,
+    Column(
+        "contact_id",
+        Uuid(),
+        ForeignKey("contacts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("kind", String(32), nullable=False),
+    Column("value", String(200), nullable=False),
+    _now_column("created_at"),
+    Index("uq_contact_external_ids_kind_value", "kind", "value", unique=True),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("code_name", String(200), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("version", Integer(), nullable=False),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+)
+
+consent_texts = Table(
+    "consent_texts",
+    metadata,
+    Column(
+        "consent_id",
+        Uuid(),
+        ForeignKey("consents.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("language", String(16), primary_key=True),
+    Column("short_text", Text(), nullable=False),
+    Column("full_text", Text(), nullable=False),
+)
+
+consent_agreements = Table(
+    "consent_agreements",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("contact_id", Uuid(), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("consent_id", Uuid(), ForeignKey("consents.id", ondelete="CASCADE"), nullable=False),
+    Column("channel_id", Uuid(), ForeignKey("channels.id"), nullable=True),
+    Column("agreed", Boolean(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    _now_column("created_at"),
+    Index("ix_consent_agreements_contact", "contact_id", "consent_id", "created_at"),
+)
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("type_id", Uuid(), ForeignKey("activity_types.id"), nullable=False),
+    Column("contact_id", Uuid(), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("channel_id", Uuid(), ForeignKey("channels.id"), nullable=False),
+    Column("client_id", String(100), nullable=True),
+    Column("title", String(600), nullable=False),
+    Column("value", Text(), nullable=True),
+    Column("url", Text(), nullable=True),
+    Column("referrer", Text(), nullable=True),
+    Column("fields", JSON(), nullable=True),
+    Column("primary_value", String(200), nullable=True),
+    Column("flags", JSON(), nullable=True),
+    _now_column("occurred_at"),
+    _now_column("received_at"),
+    Column("consent_agreed", Boolean(), nullable=True),
+    Column("consent_version", Integer(), nullable=True),
+    Index("ix_activities_contact_time", "contact_id", "occurred_at", "id"),
+    Index("ix_activities_type_time", "type_id", "occurred_at"),
+    Index("ix_activities_time", "occurred_at", "id"),
+    Index("uq_activities_channel_client_id", "channel_id", "client_id", unique=True),
+)
+
+rejected_activities = Table(
+    "rejected_activities",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("channel_id", Uuid(), nullable=True),
+    Column("contact_id", Uuid(), nullable=True),
+    Column("type_code", String(200), nullable=True),
+    Column("reason", String(64), nullable=False),
+    Column("status", Integer(), nullable=False),
+    Column("message", Text(), nullable=False),
+    Column("field", String(200), nullable=True),
+    Column("source", String(32), nullable=False),
+    Column("payload", JSON(), nullable=False),
+    _now_column("received_at"),
+    Column("replayed_at", UtcDateTime(), nullable=True),
+    Column("replay_outcome", String(64), nullable=True),
+    Column("replayed_activity_id", Uuid(), nullable=True),
+    Index("ix_rejected_activities_reason_time", "reason", "received_at"),
+    Index("ix_rejected_activities_type_time", "type_code", "received_at"),
+    Index("ix_rejected_activities_time", "received_at", "id"),
+)
+
+activity_rollups = Table(
+    "activity_rollups",
+    metadata,
+    Column("contact_id", Uuid(), ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("type_id", Uuid(), ForeignKey("activity_types.id"), primary_key=True),
+    Column("day", Date(), primary_key=True),
+    Column("count", BigInteger(), nullable=False, server_default=text("0")),
+    Index("ix_activity_rollups_type_day", "type_id", "day"),
+)
