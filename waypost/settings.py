@@ -48,6 +48,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return f"http://{host}:{self.port}"
 
 
+# Choices are matched whatever their case: WAYPOST_LOG_LEVEL=INFO means "info".
+_CASE = {"sqlite_synchronous": str.upper, "log_level": str.lower}
+
 _POSITIVE = (
     "port",
     "max_request_bytes",
@@ -72,7 +75,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
             continue
         name = key[len(PREFIX) :].lower()
         if name in names:
-            raw[name] = value
+            raw[name] = _CASE.get(name, str)(value)
     raw.update(overrides)
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
@@ -81,6 +84,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     for name in _POSITIVE:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{PREFIX}{name.upper()} must be a positive number")
+    if settings.port > 65535:
+        raise SettingsError(f"{PREFIX}PORT must be a port number, 1 to 65535")
     if settings.commit_max_delay_ms < 0:
         raise SettingsError(f"{PREFIX}COMMIT_MAX_DELAY_MS must not be negative")
     return settings
