@@ -55,10 +55,11 @@ def check_fields(fields: Sequence[FieldSpec]) -> None:
 
 
 def check_field_change(old: Sequence[FieldSpec], new: Sequence[FieldSpec]) -> None:
-    """Once activities exist, fields may be added as optional; nothing else may change shape.
+    """Once activities exist, fields may be added as optional and rules relaxed; nothing else.
 
     Stored activities never change, so a field they carry keeps its name and type for good,
-    and a new required field would make earlier activities invalid after the fact.
+    and a field that becomes required, or allows shorter text, would make earlier activities
+    invalid after the fact.
     """
     by_name = {spec.name: spec for spec in new}
     for spec in old:
@@ -80,10 +81,22 @@ def check_field_change(old: Sequence[FieldSpec], new: Sequence[FieldSpec]) -> No
                 f"Field {spec.name!r} cannot change primary: activities of this type exist.",
                 "fields",
             )
-    old_names = {spec.name for spec in old}
+    old_by_name = {spec.name: spec for spec in old}
     for i, spec in enumerate(new):
-        if spec.name not in old_names and spec.required:
+        before = old_by_name.get(spec.name)
+        if spec.required and (before is None or not before.required):
+            what = "New field" if before is None else "Field"
             raise FieldRuleError(
-                f"New field {spec.name!r} must be optional: activities of this type exist.",
+                f"{what} {spec.name!r} must be optional: activities of this type exist.",
                 f"fields[{i}].required",
+            )
+        if (
+            before is not None
+            and spec.max_length is not None
+            and (before.max_length is None or spec.max_length < before.max_length)
+        ):
+            raise FieldRuleError(
+                f"Field {spec.name!r} cannot get a shorter max_length: activities of this "
+                "type exist.",
+                f"fields[{i}].max_length",
             )

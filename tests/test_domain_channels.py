@@ -1,0 +1,60 @@
+"""Channel rules: origin normalisation and language codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from waypost.domain.channels import is_valid_language, normalise_origin
+
+
+@pytest.mark.parametrize(
+    ("origin", "expected"),
+    [
+        ("https://www.example.com", "https://www.example.com"),
+        ("https://Example.COM/", "https://example.com"),
+        ("HTTPS://example.com", "https://example.com"),
+        ("https://example.com:443", "https://example.com"),
+        ("http://example.com:80/", "http://example.com"),
+        ("https://example.com:8443", "https://example.com:8443"),
+        ("http://example.com:443", "http://example.com:443"),
+        ("http://localhost:8000", "http://localhost:8000"),
+        ("  https://example.com  ", "https://example.com"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+        ("http://127.0.0.1", "http://127.0.0.1"),
+    ],
+)
+def test_normalise_origin(origin: str, expected: str) -> None:
+    assert normalise_origin(origin) == expected
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "*",
+        "",
+        "example.com",
+        "www.example.com:443",
+        "ftp://example.com",
+        "javascript:alert(1)",
+        "https://",
+        "https://example.com/path",
+        "https://example.com/?q=1",
+        "https://example.com/#top",
+        "https://user:pw@example.com",
+        "https://example.com:99999",
+        "https://example.com:port",
+    ],
+)
+def test_what_is_not_an_origin_is_refused(origin: str) -> None:
+    with pytest.raises(ValueError, match=r"origin|port|scheme"):
+        normalise_origin(origin)
+
+
+@pytest.mark.parametrize("code", ["en", "cs", "fil", "en-US", "zh-Hans-CN", "de-CH"])
+def test_valid_languages(code: str) -> None:
+    assert is_valid_language(code)
+
+
+@pytest.mark.parametrize("code", ["", "e", "english", "en_US", "en-", "1a", "en US", "en-U"])
+def test_invalid_languages(code: str) -> None:
+    assert not is_valid_language(code)
