@@ -1,0 +1,149 @@
+"""Alembic migrations on SQLite and PostgreSQL: up from empty, down to base, up again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from waypost.settings import load_settings
+from waypost.store import make_engine, migrate
+from waypost.store.schema import activity_types, api_keys, metadata
+
+TABLES = {table.name for table in metadata.sorted_tables}
+BUILTIN = {"pagevisit", "click", "datainput"}
+
+
+@pytest.fixture
+def engine(empty_database_url: str) -> Iterator[Engine]:
+    the_engine = make_engine(
+        load_settings({"WAYPOST_DATABASE_URL": empty_database_url}), poolclass=sa.NullPool
+    )
+    yield the_engine
+    the_engine.dispose()
+
+
+def table_names(engine: Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def builtin_types(engine: Engine) -> dict[str, tuple[bool, bool, bool]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                activity_types.c.code_name,
+                activity_types.c.builtin,
+                activity_types.c.enabled,
+                activity_types.c.client_side,
+            )
+        ).all()
+    return {row.code_name: (row.builtin, row.enabled, row.client_side) for row in rows}
+
+
+def differences(engine: Engine) -> list[object]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(context, metadata))
+
+
+def test_upgrade_downgrade_upgrade(engine: Engine) -> None:
+    assert table_names(engine) == set()
+    assert migrate.current_revision(engine) is None
+    assert not migrate.is_up_to_date(engine)
+
+    migrate.upgrade(engine)
+    assert table_names(engine) == TABLES | {"alembic_version"}
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert migrate.is_up_to_date(engine)
+
+    migrate.downgrade(engine, "base")
+    assert table_names(engine) == {"alembic_version"}
+    assert migrate.current_revision(engine) is None
+
+    migrate.upgrade(engine)
+    assert table_names(engine) == TABLES | {"alembic_version"}
+    assert set(builtin_types(engine)) == BUILTIN
+    assert differences(engine) == []
+
+
+def test_upgrade_twice_changes_nothing(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    migrate.upgrade(engine)
+    assert set(builtin_types(engine)) == BUILTIN
+    assert migrate.is_up_to_date(engine)
+
+
+def test_builtin_types_exist_after_migration(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    assert builtin_types(engine) == {
+        "pagevisit": (True, True, True),
+        "click": (True, True, True),
+        "datainput": (True, True, False),
+    }
+    with engine.connect() as conn:
+        created = conn.execute(sa.select(activity_types.c.created_at)).scalars().all()
+    for when in created:
+        assert when.tzinfo is not None
+        assert abs(dt.datetime.now(dt.UTC) - when) < dt.timedelta(minutes=5)
+
+
+def test_migrated_schema_matches_the_table_definitions(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    assert differences(engine) == []
+
+
+def test_the_comparison_would_see_a_drift(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_activities_time")
+    assert any("ix_activities_time" in repr(diff) for diff in differences(engine))
+
+
+def test_foreign_keys_are_enforced(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    now = dt.datetime.now(dt.UTC)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(
+            api_keys.insert().values(
+                id=uuid.uuid4(),
+                channel_id=uuid.uuid4(),
+                access="tracking",
+                name="",
+                prefix="wpt_abcd",
+                last_four="abcd",
+                key_hash="0" * 64,
+                enabled=True,
+                created_at=now,
+            )
+        )
+
+
+@pytest.mark.parametrize(("synchronous", "level"), [("FULL", 2), ("NORMAL", 1)])
+def test_sqlite_runs_in_wal_with_foreign_keys_on(
+    tmp_path: Path, synchronous: str, level: int
+) -> None:
+    settings = load_settings(
+        {
+            "WAYPOST_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+            "WAYPOST_SQLITE_SYNCHRONOUS": synchronous,
+        }
+    )
+    engine = make_engine(settings)
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
+    finally:
+        engine.dispose()
