@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import msgspec
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -21,6 +23,7 @@ from starlette.testclient import TestClient
 
 from waypost.app import create_app
 from waypost.hub import Hub
+from waypost.services.activity_types import ActivityType, ActivityTypeCreate
 from waypost.services.channels import Channel, ChannelCreate
 from waypost.services.keys import CreatedKey, KeyCreate
 from waypost.settings import Settings, load_settings
@@ -176,6 +179,50 @@ def make_channel(hub: Hub) -> Callable[..., Channel]:
         return hub.channels.create(ChannelCreate(**fields))
 
     return make
+
+
+@pytest.fixture
+def make_type(hub: Hub) -> Callable[..., ActivityType]:
+    """Activity types through the service; ``fields`` as the API takes them (dicts)."""
+    counter = iter(range(1, 1_000_000))
+
+    def make(**fields: Any) -> ActivityType:
+        fields.setdefault("name", f"Activity type {next(counter)}")
+        return hub.types.create(msgspec.convert(fields, ActivityTypeCreate))
+
+    return make
+
+
+ErrorCheck = Callable[..., dict[str, str]]
+
+
+def check_error(
+    response: httpx.Response, status: int, code: str, field: str | None = None
+) -> dict[str, str]:
+    """The answer has this status and code, in the one error shape; returns its ``error``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict)
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error, dict)
+    assert {"code", "message"} <= set(error) <= {"code", "message", "field"}, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str)
+    assert error["message"].strip()
+    if field is not None:
+        assert error.get("field") == field, error
+    elif "field" in error:
+        assert isinstance(error["field"], str)
+        assert error["field"]
+    return error
+
+
+@pytest.fixture
+def expect_error() -> ErrorCheck:
+    """:func:`check_error`: ``expect_error(response, 400, "missing_field", "name")``."""
+    return check_error
 
 
 @pytest.fixture

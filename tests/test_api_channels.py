@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 from starlette.testclient import TestClient
+
+from waypost.hub import Hub
+from waypost.services.channels import Channel
+from waypost.services.keys import CreatedKey
+from waypost.store.schema import consents
+
+ErrorCheck = Callable[..., dict[str, str]]
+
+
+def add_consent(hub: Hub, code_name: str) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with hub.store.write() as conn:
+        conn.execute(
+            consents.insert().values(
+                id=uuid.uuid4(),
+                code_name=code_name,
+                display_name=code_name,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
 
 
 def test_create_list_get_update(client: TestClient, admin_headers: dict[str, str]) -> None:
@@ -13,8 +41,12 @@ def test_create_list_get_update(client: TestClient, admin_headers: dict[str, str
     )
     assert created.status_code == 201, created.text
     channel = created.json()
+    assert uuid.UUID(channel["id"])
+    assert channel["kind"] == "website"
     assert channel["allowed_origins"] == ["https://bank.example"]
     assert channel["default_language"] == "en"
+    assert channel["tracking_consent"] is None
+    assert channel["enforce_consent"] is False
     listed = client.get("/api/channels", headers=admin_headers).json()
     assert [c["id"] for c in listed["data"]] == [channel["id"]]
     assert listed["next"] is None
@@ -25,11 +57,287 @@ def test_create_list_get_update(client: TestClient, admin_headers: dict[str, str
     )
     assert changed.status_code == 200
     assert changed.json()["name"] == "Bank"
+    assert changed.json()["updated_at"] >= channel["updated_at"]
+    assert client.get(f"/api/channels/{channel['id']}", headers=admin_headers).json()["name"] == (
+        "Bank"
+    )
 
 
-def test_duplicate_name_is_conflict(client: TestClient, admin_headers: dict[str, str]) -> None:
+def test_create_headless_with_everything(
+    client: TestClient, hub: Hub, admin_headers: dict[str, str]
+) -> None:
+    add_consent(hub, "TrackingConsent")
+    created = client.post(
+        "/api/channels",
+        json={
+            "name": "App",
+            "kind": "headless",
+            "allowed_origins": [],
+            "default_language": "cs-CZ",
+            "tracking_consent": "TrackingConsent",
+            "enforce_consent": True,
+        },
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["default_language"] == "cs-CZ"
+    assert body["tracking_consent"] == "TrackingConsent"
+    assert body["enforce_consent"] is True
+    assert hub.channels.get(uuid.UUID(body["id"])).tracking_consent == "TrackingConsent"
+
+
+def test_origins_are_normalised_and_deduplicated(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    created = client.post(
+        "/api/channels",
+        json={
+            "name": "Shop",
+            "kind": "website",
+            "allowed_origins": [
+                "https://shop.example.com:443",
+                "https://SHOP.example.com/",
+                "http://localhost:3000",
+            ],
+        },
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["allowed_origins"] == [
+        "https://shop.example.com",
+        "http://localhost:3000",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"allowed_origins": ["https://ok.example", "*"]}, "invalid_field", "allowed_origins[1]"),
+        ({"allowed_origins": ["https://ok.example/path"]}, "invalid_field", "allowed_origins[0]"),
+        ({"default_language": "english"}, "invalid_field", "default_language"),
+        ({"tracking_consent": "NoSuchConsent"}, "invalid_field", "tracking_consent"),
+        ({"enforce_consent": True}, "invalid_field", "enforce_consent"),
+        ({"kind": "app"}, "invalid_field", "kind"),
+        ({"name": ""}, "invalid_field", "name"),
+        ({"name": "x" * 201}, "invalid_field", "name"),
+    ],
+)
+def test_bad_channels_are_refused(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    expect_error: ErrorCheck,
+    body: dict[str, Any],
+    code: str,
+    field: str,
+) -> None:
+    answer = client.post(
+        "/api/channels", json={"name": "C", "kind": "website", **body}, headers=admin_headers
+    )
+    expect_error(answer, 400, code, field)
+    assert client.get("/api/channels", headers=admin_headers).json()["data"] == []
+
+
+def test_duplicate_name_is_conflict(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
     body = {"name": "Twice", "kind": "headless"}
     assert client.post("/api/channels", json=body, headers=admin_headers).status_code == 201
     again = client.post("/api/channels", json=body, headers=admin_headers)
-    assert again.status_code == 409
-    assert again.json()["error"]["code"] == "conflict"
+    expect_error(again, 409, "conflict", "name")
+
+
+def test_renaming_onto_another_name_is_conflict(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    make_channel: Callable[..., Channel],
+    expect_error: ErrorCheck,
+) -> None:
+    make_channel(name="Taken")
+    other = make_channel(name="Other")
+    answer = client.patch(
+        f"/api/channels/{other.id}", json={"name": "Taken"}, headers=admin_headers
+    )
+    expect_error(answer, 409, "conflict", "name")
+    same = client.patch(f"/api/channels/{other.id}", json={"name": "Other"}, headers=admin_headers)
+    assert same.status_code == 200
+
+
+def test_update_every_field(
+    client: TestClient,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    make_channel: Callable[..., Channel],
+) -> None:
+    add_consent(hub, "Marketing")
+    channel = make_channel(kind="website", allowed_origins=["https://a.example"])
+    changed = client.patch(
+        f"/api/channels/{channel.id}",
+        json={
+            "allowed_origins": ["https://b.example:8443/"],
+            "default_language": "de",
+            "tracking_consent": "Marketing",
+            "enforce_consent": True,
+        },
+        headers=admin_headers,
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert body["name"] == channel.name
+    assert body["kind"] == "website"
+    assert body["allowed_origins"] == ["https://b.example:8443"]
+    assert body["default_language"] == "de"
+    assert body["tracking_consent"] == "Marketing"
+    assert body["enforce_consent"] is True
+    stored = hub.channels.get(channel.id)
+    assert stored.allowed_origins == ["https://b.example:8443"]
+    assert stored.enforce_consent is True
+
+
+def test_update_refuses_what_create_refuses(
+    client: TestClient,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    make_channel: Callable[..., Channel],
+    expect_error: ErrorCheck,
+) -> None:
+    add_consent(hub, "Marketing")
+    channel = make_channel(tracking_consent="Marketing", enforce_consent=True)
+    url = f"/api/channels/{channel.id}"
+    # Dropping the consent while enforcing it would leave nothing to enforce.
+    expect_error(
+        client.patch(url, json={"tracking_consent": None}, headers=admin_headers),
+        400,
+        "invalid_field",
+        "enforce_consent",
+    )
+    expect_error(
+        client.patch(url, json={"allowed_origins": ["nope"]}, headers=admin_headers),
+        400,
+        "invalid_field",
+        "allowed_origins[0]",
+    )
+    expect_error(
+        client.patch(url, json={"kind": "website"}, headers=admin_headers),
+        400,
+        "unknown_field",
+        "kind",
+    )
+    both = client.patch(
+        url, json={"tracking_consent": None, "enforce_consent": False}, headers=admin_headers
+    )
+    assert both.status_code == 200, both.text
+    assert both.json()["tracking_consent"] is None
+
+
+def test_list_pages_with_limit_and_cursor(
+    client: TestClient, admin_headers: dict[str, str], make_channel: Callable[..., Channel]
+) -> None:
+    made = {str(make_channel().id) for _ in range(5)}
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, str | int] = {"limit": 2}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = client.get("/api/channels", params=params, headers=admin_headers)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert set(body) == {"data", "next"}
+        assert len(body["data"]) <= 2
+        seen += [c["id"] for c in body["data"]]
+        pages += 1
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert len(seen) == 5
+    assert set(seen) == made
+    everything = client.get("/api/channels", params={"limit": 5}, headers=admin_headers).json()
+    assert everything["next"] is None
+    assert [c["id"] for c in everything["data"]] == seen
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"limit": "ten"}, "limit")],
+)
+def test_bad_limits(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    expect_error: ErrorCheck,
+    params: dict[str, str | int],
+    field: str,
+) -> None:
+    expect_error(
+        client.get("/api/channels", params=params, headers=admin_headers),
+        400,
+        "invalid_field",
+        field,
+    )
+
+
+@pytest.mark.parametrize("cursor", ["!!!", "bm90LWEtdXVpZA", "%%"])
+def test_a_cursor_we_did_not_give_out_is_refused(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck, cursor: str
+) -> None:
+    expect_error(
+        client.get("/api/channels", params={"cursor": cursor}, headers=admin_headers),
+        400,
+        "invalid_field",
+        "cursor",
+    )
+
+
+def test_limit_1000_is_allowed(client: TestClient, admin_headers: dict[str, str]) -> None:
+    answer = client.get("/api/channels", params={"limit": 1000}, headers=admin_headers)
+    assert answer.status_code == 200
+
+
+def test_get_unknown_and_malformed_ids(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    expect_error(
+        client.get(f"/api/channels/{uuid.uuid4()}", headers=admin_headers), 404, "not_found"
+    )
+    expect_error(client.get("/api/channels/not-a-uuid", headers=admin_headers), 404, "not_found")
+    expect_error(
+        client.patch(f"/api/channels/{uuid.uuid4()}", json={"name": "x"}, headers=admin_headers),
+        404,
+        "not_found",
+    )
+
+
+def test_delete(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    make_channel: Callable[..., Channel],
+    expect_error: ErrorCheck,
+) -> None:
+    channel = make_channel()
+    answer = client.delete(f"/api/channels/{channel.id}", headers=admin_headers)
+    assert answer.status_code == 204
+    assert answer.content == b""
+    expect_error(client.get(f"/api/channels/{channel.id}", headers=admin_headers), 404, "not_found")
+    expect_error(
+        client.delete(f"/api/channels/{channel.id}", headers=admin_headers), 404, "not_found"
+    )
+
+
+def test_a_channel_with_keys_cannot_be_deleted(
+    client: TestClient,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    make_channel: Callable[..., Channel],
+    make_key: Callable[..., CreatedKey],
+    expect_error: ErrorCheck,
+) -> None:
+    channel = make_channel()
+    key = make_key("tracking", channel.id)
+    expect_error(
+        client.delete(f"/api/channels/{channel.id}", headers=admin_headers), 409, "conflict"
+    )
+    assert hub.channels.get(channel.id).id == channel.id
+    hub.keys.delete(key.id)
+    assert client.delete(f"/api/channels/{channel.id}", headers=admin_headers).status_code == 204
