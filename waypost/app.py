@@ -14,8 +14,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
-from waypost.api import activity_types, channels, keys
+from waypost.api import activities, activity_types, channels, consents, contacts, keys
 from waypost.api.openapi import DOCS_PAGE, openapi_document
 from waypost.api.routing import (
     Operation,
@@ -26,6 +27,7 @@ from waypost.api.routing import (
 )
 from waypost.errors import ApiError
 from waypost.hub import Hub
+from waypost.ingest.tracking import TrackingApp
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable
 
@@ -40,10 +42,36 @@ DESCRIPTION = (
 
 
 def admin_operations() -> list[Operation]:
-    return [*channels.OPERATIONS, *keys.OPERATIONS, *activity_types.OPERATIONS]
+    return [
+        *channels.OPERATIONS,
+        *keys.OPERATIONS,
+        *activity_types.OPERATIONS,
+        *consents.OPERATIONS,
+        *contacts.OPERATIONS,
+        *activities.OPERATIONS,
+    ]
 
 
-def create_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
+class WaypostApp:
+    """The ASGI entry point: ingest paths go straight to their bare handlers, the rest to the
+    admin application, so the framework's per-request machinery stays off the hot path."""
+
+    def __init__(self, admin: Starlette, tracking: TrackingApp) -> None:
+        self.admin = admin
+        self.tracking = tracking
+        self.state = admin.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(TRACKING_PREFIXES):
+            await self.tracking(scope, receive, send)
+            return
+        await self.admin(scope, receive, send)
+
+
+TRACKING_PREFIXES = ("/tracking/", "/Kentico.Tracking/")
+
+
+def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
     """Build Waypost for ``settings``. A given ``hub`` is used as is and not closed on shutdown."""
     owns_hub = hub is None
     the_hub = hub if hub is not None else Hub(settings)
@@ -87,7 +115,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> Starlette:
         },
     )
     app.state.hub = the_hub
-    return app
+    return WaypostApp(app, TrackingApp(the_hub))
 
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from waypost.ingest.catalog import Catalog
+from waypost.ingest.writer import Writer
+from waypost.services.activities import ActivityService
 from waypost.services.activity_types import ActivityTypeService
 from waypost.services.channels import ChannelService
+from waypost.services.consents import ConsentService
+from waypost.services.contacts import ContactService
 from waypost.services.keys import KeyService
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 
 
 class Hub:
-    """Every service of one Waypost instance, over one store."""
+    """Every service of one Waypost instance, over one store, with its one writer."""
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
@@ -18,6 +23,15 @@ class Hub:
         self.channels = ChannelService(self.store)
         self.keys = KeyService(self.store)
         self.types = ActivityTypeService(self.store, settings)
+        self.consents = ConsentService(self.store)
+        self.contacts = ContactService(self.store)
+        self.activities = ActivityService(self.store)
+        self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)
+        self.writer = Writer(
+            self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000
+        )
 
     def close(self) -> None:
+        """Finish queued writes, then release the database."""
+        self.writer.stop()
         self.store.dispose()

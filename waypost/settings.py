@@ -32,7 +32,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_activity_bytes: int = 16_384
     max_fields_per_type: int = 50
     commit_max_batch: int = 5000
-    commit_max_delay_ms: float = 2.0
+    commit_max_delay_ms: float = 0.0
+    catalog_ttl_seconds: float = 2.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property

@@ -1,0 +1,48 @@
+"""/api/contacts"""
+
+from __future__ import annotations
+
+from waypost.api.routing import Call, Operation, parse_uuid
+from waypost.pagination import Page
+from waypost.services.activities import Activity, ActivityQuery
+from waypost.services.consents import Agreement
+from waypost.services.contacts import Contact
+
+
+def get_contact(call: Call[None, None]) -> Contact:
+    return call.hub.contacts.get(parse_uuid(call.path["contact_id"], "contact"))
+
+
+def contact_activities(call: Call[None, ActivityQuery]) -> Page[Activity]:
+    contact = parse_uuid(call.path["contact_id"], "contact")
+    return call.hub.activities.contact_log(contact, call.query)
+
+
+def contact_consents(call: Call[None, None]) -> list[Agreement]:
+    return call.hub.consents.history(parse_uuid(call.path["contact_id"], "contact"))
+
+
+ITEM = "/api/contacts/{contact_id}"
+TAG = "Contacts"
+OPERATIONS = [
+    Operation("GET", ITEM, get_contact, "Read a contact", TAG, response=Contact, errors=(404,)),
+    Operation(
+        "GET",
+        ITEM + "/activities",
+        contact_activities,
+        "A contact's activity log, newest first",
+        TAG,
+        query=ActivityQuery,
+        response=Page[Activity],
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        ITEM + "/consents",
+        contact_consents,
+        "A contact's consent agreements and revocations, newest first",
+        TAG,
+        response=list[Agreement],
+        errors=(404,),
+    ),
+]

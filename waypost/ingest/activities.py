@@ -1,0 +1,245 @@
+"""Decoding and validation of one activity object, into a row to store or a rejection.
+
+Property names are matched case-insensitively (Kentico's own examples use both ``Type`` and
+``type``). Each activity is decoded on its own, so one bad activity is a 400 for that activity
+only, and the others of the request are still stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+
+from waypost.domain.contact_fields import ContactFieldError, parse_contact_fields
+from waypost.domain.field_values import (
+    FieldValueError,
+    is_http_url,
+    parse_datetime,
+    validate_fields,
+)
+from waypost.domain.titles import activity_title
+from waypost.errors import ApiError, ErrorDetail, from_validation_error
+from waypost.ids import new_id
+from waypost.ingest.catalog import Snapshot, TypeInfo
+
+MAX_FUTURE = dt.timedelta(hours=24)
+MAX_URL = 2048
+MAX_VALUE = 2000
+
+
+class ActivityIn(
+    msgspec.Struct,
+    forbid_unknown_fields=True,
+    rename={"contact_fields": "contactFields", "occurred_at": "occurredAt"},
+):
+    """One activity object of ``POST /tracking/activities``."""
+
+    type: str
+    value: str | None = None
+    title: str | None = None
+    url: str | None = None
+    referrer: str | None = None
+    contact_fields: dict[str, Any] | None = None
+    fields: dict[str, Any] | None = None
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    occurred_at: str | None = None
+
+
+PROPERTY_NAMES = {
+    name.lower(): name
+    for name in (
+        "type",
+        "value",
+        "title",
+        "url",
+        "referrer",
+        "contactFields",
+        "fields",
+        "id",
+        "occurredAt",
+    )
+}
+
+_decode_activity = msgspec.json.Decoder(ActivityIn).decode
+_decode_any = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def decode_activity(raw: bytes) -> ActivityIn:
+    """Decode one activity, matching property names case-insensitively; ApiError if bad."""
+    try:
+        return _decode_activity(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    try:
+        obj = _decode_any(raw)
+    except msgspec.ValidationError:
+        raise ApiError(400, "invalid_field", "Each activity is a JSON object.") from None
+    except msgspec.DecodeError as exc:
+        raise from_validation_error(exc) from None
+    canonical: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = PROPERTY_NAMES.get(key.lower())
+        if name is None:
+            raise ApiError(
+                400,
+                "unknown_field",
+                f"Unknown activity property {key!r}; an activity has type, value, title, url, "
+                "referrer, contactFields, fields, id and occurredAt.",
+                key,
+            )
+        if name in canonical:
+            raise ApiError(400, "invalid_field", f"The property {key!r} is given twice.", key)
+        canonical[name] = value
+    try:
+        return msgspec.convert(canonical, ActivityIn)
+    except msgspec.ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A valid activity, ready for the writer."""
+
+    id: uuid.UUID
+    type: TypeInfo
+    client_id: str | None
+    title: str
+    value: str | None
+    url: str | None
+    referrer: str | None
+    fields: dict[str, object] | None
+    primary_value: str | None
+    occurred_at: dt.datetime
+    contact_fields: dict[str, object] | None
+    payload: bytes
+
+
+@dataclass(slots=True)
+class Rejected:
+    """An activity that will not be stored; it is kept as a rejected activity."""
+
+    status: int
+    error: ErrorDetail
+    payload: bytes
+    type_code: str | None
+
+
+def reject(error: ApiError, payload: bytes, type_code: str | None) -> Rejected:
+    return Rejected(error.status, error.detail, payload, type_code)
+
+
+def prepare(
+    raw: bytes, snapshot: Snapshot, now: dt.datetime, max_bytes: int
+) -> Accepted | Rejected:
+    """Validate one activity against the rules of DESIGN 2.1 and its type."""
+    if len(raw) > max_bytes:
+        return reject(
+            ApiError(
+                413,
+                "payload_too_large",
+                f"An activity is at most {max_bytes} bytes; this one has {len(raw)}.",
+            ),
+            raw,
+            None,
+        )
+    try:
+        activity = decode_activity(raw)
+    except ApiError as exc:
+        return reject(exc, raw, None)
+    try:
+        return _check(activity, raw, snapshot, now)
+    except ApiError as exc:
+        return reject(exc, raw, activity.type)
+
+
+def _check(activity: ActivityIn, raw: bytes, snapshot: Snapshot, now: dt.datetime) -> Accepted:
+    code = activity.type
+    info = snapshot.types.get(code)
+    if info is None:
+        raise ApiError(
+            404,
+            "activity_type_not_found",
+            f"No activity type has the code name {code!r}; define it under /api/activity-types.",
+            "type",
+        )
+    if not info.enabled:
+        raise ApiError(
+            404,
+            "activity_type_disabled",
+            f"The activity type {code!r} is disabled; enable it to log it.",
+            "type",
+        )
+    for name in ("url", "referrer"):
+        link = getattr(activity, name)
+        if link is not None and (len(link) > MAX_URL or not is_http_url(link)):
+            raise ApiError(
+                400, "invalid_field", f"{name} must be an absolute http or https URL.", name
+            )
+    if activity.value is not None and len(activity.value) > MAX_VALUE:
+        raise ApiError(400, "invalid_field", f"value is at most {MAX_VALUE} characters.", "value")
+    builtin = code in ("pagevisit", "click", "datainput")
+    if code == "pagevisit" and activity.url is None:
+        raise ApiError(400, "missing_field", "A page visit needs url, the page's address.", "url")
+    if code in ("click", "datainput") and not activity.value:
+        raise ApiError(400, "missing_field", f"A {code} activity needs a value.", "value")
+    if activity.title is not None and builtin:
+        raise ApiError(
+            400, "invalid_field", "title can be set for custom activity types only.", "title"
+        )
+    contact_fields = None
+    if activity.contact_fields is not None:
+        if code != "datainput":
+            raise ApiError(
+                400,
+                "invalid_field",
+                "contactFields can be set by data input activities only.",
+                "contactFields",
+            )
+        try:
+            contact_fields = parse_contact_fields(activity.contact_fields)
+        except ContactFieldError as exc:
+            raise ApiError(400, exc.code, str(exc), exc.field) from None
+    fields, primary = None, None
+    if activity.fields or any(spec.required for spec in info.fields):
+        try:
+            fields, primary = validate_fields(info.fields, activity.fields or {})
+        except FieldValueError as exc:
+            raise ApiError(400, exc.code, str(exc), exc.field) from None
+    occurred = now
+    if activity.occurred_at is not None:
+        try:
+            occurred = parse_datetime(activity.occurred_at)
+        except ValueError:
+            raise ApiError(
+                400,
+                "invalid_field",
+                "occurredAt is ISO 8601 with an offset, e.g. 2026-01-31T12:00:00Z.",
+                "occurredAt",
+            ) from None
+        if occurred - now > MAX_FUTURE:
+            raise ApiError(
+                400,
+                "invalid_field",
+                "occurredAt is more than 24 hours ahead of the server's clock.",
+                "occurredAt",
+            )
+    value = activity.value if activity.value is not None else primary
+    title = activity.title or activity_title(code, info.name, value, activity.url)
+    return Accepted(
+        id=new_id(),
+        type=info,
+        client_id=activity.id,
+        title=title,
+        value=value,
+        url=activity.url,
+        referrer=activity.referrer,
+        fields=fields or None,
+        primary_value=primary,
+        occurred_at=occurred,
+        contact_fields=contact_fields,
+        payload=raw,
+    )

@@ -1,0 +1,187 @@
+"""An in-memory copy of keys, channels, activity types and consents for the hot path.
+
+Each process reloads it when it changes here (services call :meth:`Catalog.invalidate`) and at
+least every ``catalog_ttl_seconds``, so a change made on another node is seen within that time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import msgspec
+import sqlalchemy as sa
+
+from waypost.domain.fields import FieldSpec
+from waypost.domain.keys import Access
+from waypost.store import Store
+from waypost.store.schema import activity_type_fields, activity_types, api_keys, channels, consents
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: uuid.UUID
+    access: Access
+    channel_id: uuid.UUID | None
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    id: uuid.UUID
+    kind: str
+    default_language: str
+    allowed_origins: frozenset[str]
+    tracking_consent: str | None
+    tracking_consent_id: uuid.UUID | None
+    enforce_consent: bool
+    identity_secret: str
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    limit: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    id: uuid.UUID
+    code_name: str
+    name: str
+    enabled: bool
+    client_side: bool
+    fields: tuple[FieldSpec, ...]
+    unknown_fields: str
+    per_contact: RateLimitInfo | None
+    per_ip: RateLimitInfo | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent view of the catalog."""
+
+    keys: dict[str, KeyInfo] = field(default_factory=dict)
+    channels: dict[uuid.UUID, ChannelInfo] = field(default_factory=dict)
+    types: dict[str, TypeInfo] = field(default_factory=dict)
+    aliases: dict[str, TypeInfo] = field(default_factory=dict)
+    consents: dict[str, tuple[uuid.UUID, int]] = field(default_factory=dict)
+    all_origins: frozenset[str] = frozenset()
+
+
+DEFAULT_PER_CONTACT = RateLimitInfo(10, 86400)
+DEFAULT_PER_IP = RateLimitInfo(100, 3600)
+
+
+class _Limits(msgspec.Struct):
+    per_contact: RateLimitInfo | None = DEFAULT_PER_CONTACT
+    per_ip: RateLimitInfo | None = DEFAULT_PER_IP
+
+
+class Catalog:
+    """The cached catalog of one process."""
+
+    def __init__(self, store: Store, ttl_seconds: float) -> None:
+        self.store = store
+        self.ttl = ttl_seconds
+        self._snapshot: Snapshot | None = None
+        self._loaded_at = 0.0
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        """Forget the cached copy; the next use reloads it."""
+        with self._lock:
+            self._generation += 1
+            self._snapshot = None
+
+    def fresh(self) -> Snapshot | None:
+        """The cached copy if it is still fresh, without touching the database."""
+        snapshot = self._snapshot
+        if snapshot is not None and time.monotonic() - self._loaded_at < self.ttl:
+            return snapshot
+        return None
+
+    def get(self) -> Snapshot:
+        """The current copy, reloaded from the database when stale (blocking)."""
+        snapshot = self.fresh()
+        if snapshot is not None:
+            return snapshot
+        generation = self._generation
+        loaded = self._load()
+        with self._lock:
+            if generation == self._generation:
+                self._snapshot = loaded
+                self._loaded_at = time.monotonic()
+        return loaded
+
+    def _load(self) -> Snapshot:
+        with self.store.read() as conn:
+            key_rows = conn.execute(
+                sa.select(
+                    api_keys.c.key_hash,
+                    api_keys.c.id,
+                    api_keys.c.access,
+                    api_keys.c.channel_id,
+                    api_keys.c.enabled,
+                )
+            ).all()
+            consent_rows = conn.execute(
+                sa.select(consents.c.code_name, consents.c.id, consents.c.version)
+            ).all()
+            channel_rows = conn.execute(sa.select(channels)).all()
+            type_rows = conn.execute(sa.select(activity_types)).all()
+            field_rows = conn.execute(
+                sa.select(activity_type_fields).order_by(
+                    activity_type_fields.c.type_id, activity_type_fields.c.position
+                )
+            ).all()
+        consent_map = {r.code_name: (r.id, r.version) for r in consent_rows}
+        keys = {r.key_hash: KeyInfo(r.id, r.access, r.channel_id, r.enabled) for r in key_rows}
+        channel_map: dict[uuid.UUID, ChannelInfo] = {}
+        for r in channel_rows:
+            consent = consent_map.get(r.tracking_consent) if r.tracking_consent else None
+            channel_map[r.id] = ChannelInfo(
+                id=r.id,
+                kind=r.kind,
+                default_language=r.default_language,
+                allowed_origins=frozenset(r.allowed_origins),
+                tracking_consent=r.tracking_consent,
+                tracking_consent_id=consent[0] if consent else None,
+                enforce_consent=r.enforce_consent,
+                identity_secret=r.identity_secret,
+            )
+        fields: dict[uuid.UUID, list[FieldSpec]] = {}
+        for f in field_rows:
+            fields.setdefault(f.type_id, []).append(
+                FieldSpec(
+                    name=f.name,
+                    type=f.data_type,
+                    required=f.required,
+                    primary=f.is_primary,
+                    description=f.description,
+                    max_length=f.max_length,
+                )
+            )
+        types: dict[str, TypeInfo] = {}
+        aliases: dict[str, TypeInfo] = {}
+        for r in type_rows:
+            limits = msgspec.convert(r.rate_limits or {}, _Limits)
+            info = TypeInfo(
+                id=r.id,
+                code_name=r.code_name,
+                name=r.name,
+                enabled=r.enabled,
+                client_side=r.client_side,
+                fields=tuple(fields.get(r.id, ())),
+                unknown_fields=r.unknown_fields,
+                per_contact=limits.per_contact,
+                per_ip=limits.per_ip,
+            )
+            types[r.code_name] = info
+            for alias in r.aliases:
+                aliases[alias] = info
+        origins = frozenset(o for c in channel_map.values() for o in c.allowed_origins)
+        return Snapshot(keys, channel_map, types, aliases, consent_map, origins)

@@ -1,0 +1,345 @@
+"""The headless tracking API (Kentico-compatible) as bare ASGI.
+
+It answers under /tracking and /Kentico.Tracking: consent texts, anonymous contacts, consent
+agreements and ``POST /activities``, whose 207 answer has one result per activity, in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import msgspec
+from anyio import to_thread
+
+from waypost.domain.keys import bearer_token, hash_key
+from waypost.errors import ApiError, ErrorDetail, from_validation_error
+from waypost.hub import Hub
+from waypost.ids import utcnow
+from waypost.ingest.activities import prepare
+from waypost.ingest.catalog import ChannelInfo, KeyInfo, Snapshot
+from waypost.ingest.writer import ActivityResult
+from waypost.store import StorageUnavailable
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PREFIXES = ("/tracking", "/Kentico.Tracking")
+
+
+class ResultOut(msgspec.Struct, omit_defaults=True):
+    status: int
+    id: uuid.UUID | None = None
+    error: ErrorDetail | None = None
+
+
+class ResultsOut(msgspec.Struct):
+    """The 207 answer: one result per activity, in order."""
+
+    results: list[ResultOut]
+
+
+class TrackingBody(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /tracking/activities``."""
+
+    channel: uuid.UUID
+    contact: uuid.UUID
+    activities: list[msgspec.Raw]
+
+
+class AgreeBody(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of a consent agreement: ``{"agree": true}`` agrees, ``false`` revokes."""
+
+    agree: bool
+
+
+class ConsentTextOut(msgspec.Struct, rename="camel"):
+    short_text: str
+    full_text: str
+
+
+class IsAgreedOut(msgspec.Struct, rename="camel"):
+    is_agreed: bool
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_body = msgspec.json.Decoder(TrackingBody).decode
+_decode_raw_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_decode_agree = msgspec.json.Decoder(AgreeBody).decode
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _json_media(headers: dict[bytes, bytes]) -> bool:
+    media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    return media == b"application/json"
+
+
+class TrackingApp:
+    """The tracking routes; everything else under the prefixes is a 404."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.settings = hub.settings
+        self.catalog = hub.catalog
+        self.writer = hub.writer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        origin = headers.get(b"origin")
+        try:
+            status, body, extra = await self._dispatch(scope, receive, headers)
+        except ApiError as exc:
+            status, body, extra = exc.status, exc.body(), exc.headers
+        except StorageUnavailable:
+            status = 503
+            body = ApiError(
+                503,
+                "storage_unavailable",
+                "The database cannot be reached; nothing was stored. Retry shortly.",
+            ).body()
+            extra = {"Retry-After": "1"}
+        response_headers = list(JSON_HEADERS)
+        response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        if origin is not None:
+            response_headers += await self._cors(origin)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*response_headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        path: str = scope["path"]
+        for prefix in PREFIXES:
+            if path.startswith(prefix):
+                rest = path[len(prefix) :]
+                break
+        else:  # pragma: no cover - the dispatcher only sends these prefixes
+            raise ApiError(404, "not_found", "No such route.")
+        method: str = scope["method"]
+        parts = [unquote(p) for p in rest.strip("/").split("/")]
+        if method == "OPTIONS":
+            return 204, b"", {}
+        if parts == ["activities"]:
+            self._allow(method, "POST")
+            return await self._activities(receive, headers)
+        if parts == ["contacts"]:
+            self._allow(method, "POST")
+            await self._authenticate(headers)
+            created = await to_thread.run_sync(self.hub.contacts.create_anonymous)
+            return 200, _encode(created), {}
+        if len(parts) == 2 and parts[0] == "consents":
+            self._allow(method, "GET")
+            return await self._consent_text(parts[1], scope, headers)
+        if len(parts) == 4 and parts[0] == "contacts" and parts[2] == "consents":
+            self._allow(method, "GET", "POST")
+            return await self._agreement(method, parts[1], parts[3], receive, headers)
+        raise ApiError(404, "not_found", "No such tracking route.")
+
+    @staticmethod
+    def _allow(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise ApiError(
+                405,
+                "method_not_allowed",
+                f"Use {' or '.join(allowed)} here.",
+                headers={"Allow": ", ".join(allowed)},
+            )
+
+    async def _snapshot(self) -> Snapshot:
+        snapshot = self.catalog.fresh()
+        if snapshot is None:
+            snapshot = await to_thread.run_sync(self.catalog.get)
+        return snapshot
+
+    async def _authenticate(self, headers: dict[bytes, bytes]) -> tuple[KeyInfo, ChannelInfo]:
+        raw = headers.get(b"authorization")
+        token = bearer_token(raw.decode("latin-1") if raw is not None else None)
+        if token is None:
+            raise ApiError(
+                401, "unauthorized", "Send 'Authorization: Bearer <tracking key>' (wpt_...)."
+            )
+        snapshot = await self._snapshot()
+        key = snapshot.keys.get(hash_key(token))
+        if key is None:
+            raise ApiError(401, "unauthorized", "That API key is not known; use a tracking key.")
+        if not key.enabled:
+            raise ApiError(403, "forbidden", "That API key is disabled.")
+        if key.access != "tracking" or key.channel_id is None:
+            raise ApiError(
+                403, "forbidden", f"A {key.access} key cannot use the tracking API; use wpt_."
+            )
+        channel = snapshot.channels.get(key.channel_id)
+        if channel is None:
+            raise ApiError(403, "forbidden", "The key's channel no longer exists.")
+        return key, channel
+
+    async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        limit = self.settings.max_request_bytes
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ApiError(400, "invalid_json", "The client went away mid-body.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    # -- routes ----------------------------------------------------------------------------
+
+    async def _activities(
+        self, receive: Receive, headers: dict[bytes, bytes]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        _, channel = await self._authenticate(headers)
+        if not _json_media(headers):
+            raise ApiError(415, "unsupported_media_type", "Send 'Content-Type: application/json'.")
+        body = _parse_tracking_body(await self._body(receive, headers))
+        if body.channel != channel.id:
+            raise ApiError(
+                403,
+                "forbidden",
+                "The API key belongs to another channel than 'channel'.",
+                "channel",
+            )
+        count = len(body.activities)
+        if count == 0:
+            raise ApiError(400, "invalid_field", "Send at least one activity.", "activities")
+        if count > self.settings.max_activities_per_request:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"A request holds at most {self.settings.max_activities_per_request} activities; "
+                f"this one has {count}.",
+                "activities",
+            )
+        snapshot = await self._snapshot()
+        now = utcnow()
+        limit = self.settings.max_activity_bytes
+        items = [prepare(bytes(raw), snapshot, now, limit) for raw in body.activities]
+        results = await self.writer.submit(channel, body.contact, items, now)
+        return 207, _encode(ResultsOut([_result(r) for r in results])), {}
+
+    async def _consent_text(
+        self, code_name: str, scope: Scope, headers: dict[bytes, bytes]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        _, channel = await self._authenticate(headers)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        language = next(
+            (values[0] for name, values in query.items() if name.lower() == "languagename"), None
+        )
+        text = await to_thread.run_sync(
+            self.hub.consents.text_for, code_name, language, channel.default_language
+        )
+        return 200, _encode(ConsentTextOut(text.short_text, text.full_text)), {}
+
+    async def _agreement(
+        self,
+        method: str,
+        contact: str,
+        consent: str,
+        receive: Receive,
+        headers: dict[bytes, bytes],
+    ) -> tuple[int, bytes, dict[str, str]]:
+        _, channel = await self._authenticate(headers)
+        try:
+            contact_id = uuid.UUID(contact)
+        except ValueError:
+            raise ApiError(404, "contact_not_found", f"No contact {contact!r}.") from None
+        if method == "GET":
+            state = await to_thread.run_sync(self.hub.consents.state, contact_id, consent)
+            return 200, _encode(IsAgreedOut(state.agreed)), {}
+        if not _json_media(headers):
+            raise ApiError(415, "unsupported_media_type", "Send 'Content-Type: application/json'.")
+        raw = await self._body(receive, headers)
+        try:
+            body = _decode_agree(_lower_keys(raw))
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise from_validation_error(exc) from None
+        agreement = await to_thread.run_sync(
+            self.hub.consents.agree, contact_id, consent, body.agree, channel.id
+        )
+        return 200, _encode(IsAgreedOut(agreement.agreed)), {}
+
+    async def _cors(self, origin: bytes) -> list[tuple[bytes, bytes]]:
+        snapshot = await self._snapshot()
+        vary = [(b"vary", b"Origin")]
+        if origin.decode("latin-1") not in snapshot.all_origins:
+            return vary
+        return [
+            *vary,
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+            (b"access-control-allow-headers", b"Authorization, Content-Type"),
+            (b"access-control-max-age", b"600"),
+        ]
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, "payload_too_large", f"The body is over the limit of {limit} bytes per request."
+    )
+
+
+def _lower_keys(raw: bytes) -> bytes:
+    """Re-encode a small JSON object with lower-cased property names (``Agree`` -> ``agree``)."""
+    try:
+        obj = _decode_raw_object(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return raw
+    return _encode({k.lower(): v for k, v in obj.items()})
+
+
+TOP_LEVEL = {"channel": "channel", "contact": "contact", "activities": "activities"}
+
+
+def _parse_tracking_body(raw: bytes) -> TrackingBody:
+    """Decode the request, matching ``Channel``, ``Contact`` and ``Activities`` in any case."""
+    try:
+        return _decode_body(raw)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError, so caught first
+        first_error = from_validation_error(exc)
+    except msgspec.DecodeError as exc:
+        raise from_validation_error(exc) from None
+    try:
+        obj = _decode_raw_object(raw)
+    except msgspec.ValidationError:
+        raise ApiError(400, "invalid_json", "The body must be a JSON object.") from None
+    canonical: dict[str, msgspec.Raw] = {}
+    for key, value in obj.items():
+        name = TOP_LEVEL.get(key.lower())
+        if name is None:
+            raise ApiError(
+                400,
+                "unknown_field",
+                f"Unknown property {key!r}; the body has channel, contact and activities.",
+                key,
+            )
+        canonical[name] = value
+    if len(canonical) == len(obj) and obj.keys() == canonical.keys():
+        raise first_error
+    try:
+        return _decode_body(_encode(canonical))
+    except msgspec.ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def _result(result: ActivityResult) -> ResultOut:
+    return ResultOut(result.status, result.id, result.error)

@@ -1,0 +1,207 @@
+"""The activity log and the rejected activities: filtered, newest first, cursor-paged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from waypost.errors import ApiError
+from waypost.pagination import Limit, Page, decode_cursor, encode_cursor
+from waypost.services.contacts import contact_not_found
+from waypost.store import Store
+from waypost.store.schema import activities, activity_types, contacts, rejected_activities
+
+
+class Activity(msgspec.Struct):
+    """One stored activity. ``consent_agreed`` is the channel's tracking consent state when it
+    was received (null when the channel names no tracking consent)."""
+
+    id: uuid.UUID
+    type: str
+    contact: uuid.UUID
+    channel: uuid.UUID
+    title: str
+    value: str | None
+    url: str | None
+    referrer: str | None
+    fields: dict[str, Any] | None
+    occurred_at: dt.datetime
+    received_at: dt.datetime
+    client_id: str | None
+    consent_agreed: bool | None
+    consent_version: int | None
+
+
+class ActivityQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """Filters of the activity log; ``since`` and ``until`` bound ``occurred_at``."""
+
+    limit: Limit = 100
+    cursor: str | None = None
+    contact: uuid.UUID | None = None
+    type: str | None = None
+    channel: uuid.UUID | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+class RejectedActivity(msgspec.Struct):
+    """An activity that was not stored, with the reason and the payload as it was sent."""
+
+    id: uuid.UUID
+    reason: str
+    status: int
+    message: str
+    field: str | None
+    type: str | None
+    channel: uuid.UUID | None
+    contact: uuid.UUID | None
+    source: str
+    payload: Any
+    received_at: dt.datetime
+    replayed_at: dt.datetime | None
+    replay_outcome: str | None
+    replayed_activity_id: uuid.UUID | None
+
+
+class RejectedQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """Filters of the rejected activities; ``since`` and ``until`` bound ``received_at``."""
+
+    limit: Limit = 100
+    cursor: str | None = None
+    reason: str | None = None
+    type: str | None = None
+    channel: uuid.UUID | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+def _aware(value: dt.datetime, name: str) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ApiError(400, "invalid_field", f"{name} needs an offset, e.g. Z.", name)
+    return value
+
+
+def _time_cursor(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    text = decode_cursor(cursor)
+    try:
+        stamp, _, ident = text.partition("|")
+        return dt.datetime.fromisoformat(stamp), uuid.UUID(ident)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_field", "The cursor is not one this API gave out.", "cursor"
+        ) from None
+
+
+def _next_cursor(stamp: dt.datetime, ident: uuid.UUID) -> str:
+    return encode_cursor(f"{stamp.isoformat()}|{ident}")
+
+
+class ActivityService:
+    """Reading activities and rejected activities."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def log(self, query: ActivityQuery) -> Page[Activity]:
+        a = activities
+        stmt = (
+            sa.select(a, activity_types.c.code_name)
+            .join(activity_types, activity_types.c.id == a.c.type_id)
+            .order_by(a.c.occurred_at.desc(), a.c.id.desc())
+            .limit(query.limit + 1)
+        )
+        if query.contact is not None:
+            stmt = stmt.where(a.c.contact_id == query.contact)
+        if query.type is not None:
+            stmt = stmt.where(activity_types.c.code_name == query.type)
+        if query.channel is not None:
+            stmt = stmt.where(a.c.channel_id == query.channel)
+        if query.since is not None:
+            stmt = stmt.where(a.c.occurred_at >= _aware(query.since, "since"))
+        if query.until is not None:
+            stmt = stmt.where(a.c.occurred_at < _aware(query.until, "until"))
+        if (after := _time_cursor(query.cursor)) is not None:
+            stamp, ident = after
+            stmt = stmt.where(
+                sa.or_(a.c.occurred_at < stamp, sa.and_(a.c.occurred_at == stamp, a.c.id < ident))
+            )
+        with self.store.read() as conn:
+            rows = conn.execute(stmt).all()
+        items = [
+            Activity(
+                id=r.id,
+                type=r.code_name,
+                contact=r.contact_id,
+                channel=r.channel_id,
+                title=r.title,
+                value=r.value,
+                url=r.url,
+                referrer=r.referrer,
+                fields=r.fields,
+                occurred_at=r.occurred_at,
+                received_at=r.received_at,
+                client_id=r.client_id,
+                consent_agreed=r.consent_agreed,
+                consent_version=r.consent_version,
+            )
+            for r in rows[: query.limit]
+        ]
+        more = len(rows) > query.limit
+        return Page(items, _next_cursor(items[-1].occurred_at, items[-1].id) if more else None)
+
+    def contact_log(self, contact_id: uuid.UUID, query: ActivityQuery) -> Page[Activity]:
+        with self.store.read() as conn:
+            found = conn.execute(
+                sa.select(contacts.c.id).where(contacts.c.id == contact_id)
+            ).first()
+        if found is None:
+            raise contact_not_found(contact_id)
+        return self.log(msgspec.structs.replace(query, contact=contact_id))
+
+    def rejected(self, query: RejectedQuery) -> Page[RejectedActivity]:
+        r = rejected_activities
+        stmt = sa.select(r).order_by(r.c.received_at.desc(), r.c.id.desc()).limit(query.limit + 1)
+        if query.reason is not None:
+            stmt = stmt.where(r.c.reason == query.reason)
+        if query.type is not None:
+            stmt = stmt.where(r.c.type_code == query.type)
+        if query.channel is not None:
+            stmt = stmt.where(r.c.channel_id == query.channel)
+        if query.since is not None:
+            stmt = stmt.where(r.c.received_at >= _aware(query.since, "since"))
+        if query.until is not None:
+            stmt = stmt.where(r.c.received_at < _aware(query.until, "until"))
+        if (after := _time_cursor(query.cursor)) is not None:
+            stamp, ident = after
+            stmt = stmt.where(
+                sa.or_(r.c.received_at < stamp, sa.and_(r.c.received_at == stamp, r.c.id < ident))
+            )
+        with self.store.read() as conn:
+            rows = conn.execute(stmt).all()
+        items = [
+            RejectedActivity(
+                id=row.id,
+                reason=row.reason,
+                status=row.status,
+                message=row.message,
+                field=row.field,
+                type=row.type_code,
+                channel=row.channel_id,
+                contact=row.contact_id,
+                source=row.source,
+                payload=row.payload,
+                received_at=row.received_at,
+                replayed_at=row.replayed_at,
+                replay_outcome=row.replay_outcome,
+                replayed_activity_id=row.replayed_activity_id,
+            )
+            for row in rows[: query.limit]
+        ]
+        more = len(rows) > query.limit
+        return Page(items, _next_cursor(items[-1].received_at, items[-1].id) if more else None)

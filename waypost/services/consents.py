@@ -1,0 +1,303 @@
+"""Consents: texts per language with a version, and contacts' agreements (append-only)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from waypost.domain.channels import is_valid_language
+from waypost.errors import ApiError, conflict, invalid, not_found
+from waypost.ids import new_id, utcnow
+from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
+from waypost.store import Store
+from waypost.store.schema import consent_agreements, consent_texts, consents
+
+CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class ConsentText(msgspec.Struct, forbid_unknown_fields=True):
+    """The texts of a consent in one language; both may hold HTML."""
+
+    short_text: str
+    full_text: str
+
+
+class ConsentCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A new consent, with its texts keyed by language code (``en``, ``cs``, ...)."""
+
+    code_name: CodeName
+    display_name: Name
+    texts: dict[str, ConsentText] = msgspec.field(default_factory=dict)
+
+
+class ConsentUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Fields to change. New ``texts`` replace all texts and raise the version if they differ."""
+
+    display_name: Name | msgspec.UnsetType = msgspec.UNSET
+    texts: dict[str, ConsentText] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Consent(msgspec.Struct):
+    """A consent. ``version`` goes up by one each time a text changes."""
+
+    id: uuid.UUID
+    code_name: str
+    display_name: str
+    version: int
+    texts: dict[str, ConsentText]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class Agreement(msgspec.Struct):
+    """One row of a contact's consent history: agreed or revoked, when, where, which version."""
+
+    id: uuid.UUID
+    contact: uuid.UUID
+    consent: str
+    agreed: bool
+    version: int
+    channel: uuid.UUID | None
+    created_at: dt.datetime
+
+
+class ConsentState(msgspec.Struct, frozen=True):
+    """A contact's current state for one consent: the newest agreement row, if any."""
+
+    agreed: bool
+    version: int | None
+
+
+def _check_texts(texts: dict[str, ConsentText]) -> None:
+    for language in texts:
+        if not is_valid_language(language):
+            raise invalid(f"{language!r} is not a language code like 'en'.", f"texts.{language}")
+
+
+class ConsentService:
+    """Consents and agreements on the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create(self, body: ConsentCreate) -> Consent:
+        _check_texts(body.texts)
+        with self.store.write() as conn:
+            taken = conn.execute(
+                sa.select(consents.c.id).where(consents.c.code_name == body.code_name)
+            ).first()
+            if taken is not None:
+                raise conflict(f"A consent {body.code_name!r} exists already.", "code_name")
+            consent_id = new_id()
+            now = utcnow()
+            conn.execute(
+                consents.insert().values(
+                    id=consent_id,
+                    code_name=body.code_name,
+                    display_name=body.display_name,
+                    version=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            self._write_texts(conn, consent_id, body.texts)
+            return self._get_in(conn, consents.c.id == consent_id)
+
+    def list_page(self, query: ListQuery) -> Page[Consent]:
+        with self.store.read() as conn:
+            stmt = sa.select(consents.c.id).order_by(consents.c.id).limit(query.limit + 1)
+            if (after := cursor_id(query.cursor)) is not None:
+                stmt = stmt.where(consents.c.id > after)
+            ids = list(conn.execute(stmt).scalars())
+            items = [self._get_in(conn, consents.c.id == i) for i in ids]
+        return page_by_id(items, query.limit, lambda c: c.id)
+
+    def get(self, consent_id: uuid.UUID) -> Consent:
+        with self.store.read() as conn:
+            return self._get_in(conn, consents.c.id == consent_id)
+
+    def get_by_code(self, code_name: str) -> Consent:
+        with self.store.read() as conn:
+            return self._get_in(conn, consents.c.code_name == code_name)
+
+    def update(self, consent_id: uuid.UUID, body: ConsentUpdate) -> Consent:
+        with self.store.write() as conn:
+            current = self._get_in(conn, consents.c.id == consent_id)
+            values: dict[str, object] = {}
+            if body.display_name is not msgspec.UNSET:
+                values["display_name"] = body.display_name
+            if body.texts is not msgspec.UNSET and body.texts != current.texts:
+                _check_texts(body.texts)
+                self._write_texts(conn, consent_id, body.texts)
+                values["version"] = current.version + 1
+            if values:
+                values["updated_at"] = utcnow()
+                conn.execute(consents.update().where(consents.c.id == consent_id).values(**values))
+            return self._get_in(conn, consents.c.id == consent_id)
+
+    def delete(self, consent_id: uuid.UUID) -> None:
+        with self.store.write() as conn:
+            current = self._get_in(conn, consents.c.id == consent_id)
+            used = conn.execute(
+                sa.select(consent_agreements.c.id)
+                .where(consent_agreements.c.consent_id == consent_id)
+                .limit(1)
+            ).first()
+            if used is not None:
+                raise conflict(
+                    f"Contacts have agreed to or revoked {current.code_name!r}; its history is "
+                    "an audit trail, so it cannot be deleted."
+                )
+            conn.execute(consents.delete().where(consents.c.id == consent_id))
+
+    def text_for(self, code_name: str, language: str | None, fallback: str) -> ConsentText:
+        """The text in ``language``, else in ``fallback`` (the channel's default language)."""
+        consent = self.get_by_code(code_name)
+        for candidate in (language, fallback):
+            if candidate and candidate in consent.texts:
+                return consent.texts[candidate]
+        raise ApiError(
+            404,
+            "not_found",
+            f"Consent {code_name!r} has no text in {language or fallback!r} nor in the channel's "
+            f"default language {fallback!r}.",
+        )
+
+    # -- agreements ----------------------------------------------------------------------
+
+    def agree(
+        self, contact_id: uuid.UUID, code_name: str, agreed: bool, channel_id: uuid.UUID | None
+    ) -> Agreement:
+        """Append an agreement (or a revocation) for the consent's current text version."""
+        from waypost.services.contacts import require_contact
+
+        with self.store.write() as conn:
+            contact_id = require_contact(conn, contact_id)
+            row = conn.execute(
+                sa.select(consents.c.id, consents.c.version).where(
+                    consents.c.code_name == code_name
+                )
+            ).first()
+            if row is None:
+                raise not_found("consent")
+            agreement = Agreement(
+                id=new_id(),
+                contact=contact_id,
+                consent=code_name,
+                agreed=agreed,
+                version=row.version,
+                channel=channel_id,
+                created_at=utcnow(),
+            )
+            conn.execute(
+                consent_agreements.insert().values(
+                    id=agreement.id,
+                    contact_id=contact_id,
+                    consent_id=row.id,
+                    channel_id=channel_id,
+                    agreed=agreed,
+                    version=row.version,
+                    created_at=agreement.created_at,
+                )
+            )
+            return agreement
+
+    def state(self, contact_id: uuid.UUID, code_name: str) -> ConsentState:
+        from waypost.services.contacts import require_contact
+
+        with self.store.read() as conn:
+            contact_id = require_contact(conn, contact_id)
+            found = conn.execute(
+                sa.select(consents.c.id).where(consents.c.code_name == code_name)
+            ).scalar_one_or_none()
+            if found is None:
+                raise not_found("consent")
+            return current_states(conn, [contact_id], found).get(
+                contact_id, ConsentState(False, None)
+            )
+
+    def history(self, contact_id: uuid.UUID) -> list[Agreement]:
+        from waypost.services.contacts import require_contact
+
+        with self.store.read() as conn:
+            contact_id = require_contact(conn, contact_id)
+            rows = conn.execute(
+                sa.select(consent_agreements, consents.c.code_name)
+                .join(consents, consents.c.id == consent_agreements.c.consent_id)
+                .where(consent_agreements.c.contact_id == contact_id)
+                .order_by(consent_agreements.c.created_at.desc(), consent_agreements.c.id.desc())
+            ).all()
+        return [
+            Agreement(
+                id=r.id,
+                contact=r.contact_id,
+                consent=r.code_name,
+                agreed=r.agreed,
+                version=r.version,
+                channel=r.channel_id,
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
+
+    def _get_in(self, conn: Connection, where: sa.ColumnElement[bool]) -> Consent:
+        row = conn.execute(sa.select(consents).where(where)).first()
+        if row is None:
+            raise not_found("consent")
+        texts = {
+            t.language: ConsentText(t.short_text, t.full_text)
+            for t in conn.execute(
+                sa.select(consent_texts).where(consent_texts.c.consent_id == row.id)
+            )
+        }
+        return Consent(
+            id=row.id,
+            code_name=row.code_name,
+            display_name=row.display_name,
+            version=row.version,
+            texts=texts,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def _write_texts(
+        self, conn: Connection, consent_id: uuid.UUID, texts: dict[str, ConsentText]
+    ) -> None:
+        conn.execute(consent_texts.delete().where(consent_texts.c.consent_id == consent_id))
+        if texts:
+            conn.execute(
+                consent_texts.insert(),
+                [
+                    {
+                        "consent_id": consent_id,
+                        "language": language,
+                        "short_text": text.short_text,
+                        "full_text": text.full_text,
+                    }
+                    for language, text in texts.items()
+                ],
+            )
+
+
+def current_states(
+    conn: Connection, contact_ids: list[uuid.UUID], consent_id: uuid.UUID
+) -> dict[uuid.UUID, ConsentState]:
+    """The newest agreement row per contact for one consent (contacts without one are absent)."""
+    if not contact_ids:
+        return {}
+    a = consent_agreements
+    rows = conn.execute(
+        sa.select(a.c.contact_id, a.c.agreed, a.c.version)
+        .where(a.c.consent_id == consent_id, a.c.contact_id.in_(contact_ids))
+        .order_by(a.c.contact_id, a.c.created_at, a.c.id)
+    ).all()
+    states: dict[uuid.UUID, ConsentState] = {}
+    for row in rows:  # ordered oldest first, so the newest wins
+        states[row.contact_id] = ConsentState(row.agreed, row.version)
+    return states
