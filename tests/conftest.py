@@ -79,14 +79,24 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _reset_postgres(url: str) -> None:
+@pytest.fixture(scope="session")
+def postgres_builtin_types(postgres_url: str) -> list[dict[str, Any]]:
+    """The built-in activity types as migrated, put back before each test that changed them."""
+    engine = make_engine(
+        load_settings({"WAYPOST_DATABASE_URL": postgres_url}), poolclass=sa.NullPool
+    )
+    with engine.connect() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(sa.select(activity_types))]
+    engine.dispose()
+    return rows
+
+
+def _reset_postgres(url: str, builtin_types: list[dict[str, Any]]) -> None:
     engine = make_engine(load_settings({"WAYPOST_DATABASE_URL": url}), poolclass=sa.NullPool)
     with engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
-            if table is activity_types:
-                conn.execute(table.delete().where(table.c.builtin.is_(False)))
-            else:
-                conn.execute(table.delete())
+            conn.execute(table.delete())
+        conn.execute(activity_types.insert(), builtin_types)
     engine.dispose()
 
 
@@ -98,7 +108,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("postgres_url")
-    _reset_postgres(url)
+    _reset_postgres(url, request.getfixturevalue("postgres_builtin_types"))
     return url
 
 

@@ -214,9 +214,15 @@ class ActivityTypeService:
     def create(self, body: ActivityTypeCreate) -> ActivityType:
         self._check_fields(body.fields)
         with self.store.write() as conn:
-            code_names = set(conn.execute(sa.select(activity_types.c.code_name)).scalars())
+            taken = conn.execute(sa.select(activity_types.c.code_name, activity_types.c.aliases))
+            code_names: set[str] = set()
+            aliases: set[str] = set()
+            for row in taken:
+                code_names.add(row.code_name)
+                aliases.update(row.aliases)
             if body.code_name is None:
-                code_name = derive_code_name(body.name, code_names)
+                # An alias of another type names that type, so a derived code name avoids it.
+                code_name = derive_code_name(body.name, code_names | aliases)
             else:
                 code_name = self._valid_code_name(body.code_name)
                 if code_name in code_names:
