@@ -32,7 +32,7 @@ from waypost.services.consents import ConsentState, current_states
 from waypost.services.contacts import apply_data_input, contact_not_found
 from waypost.store import StorageUnavailable, Store
 from waypost.store.codec import Codec
-from waypost.store.schema import activities, contacts
+from waypost.store.schema import activities
 
 log = logging.getLogger("waypost.writer")
 
@@ -288,9 +288,9 @@ class Writer:
                 if isinstance(item, Rejected):
                     rejected_rows.append(
                         (
-                            c.uuid(new_id()),
-                            c.uuid(channel.id),
-                            c.uuid(contact or job.contact_id),
+                            c.ident(new_id()),
+                            c.ident(channel.id),
+                            c.ident(contact or job.contact_id),
                             item.type_code,
                             item.error.code,
                             item.status,
@@ -321,10 +321,10 @@ class Writer:
                 )
                 activity_rows.append(
                     (
-                        c.uuid(item.id),
-                        c.uuid(item.type.id),
-                        c.uuid(owner),
-                        c.uuid(channel.id),
+                        c.ident(item.id),
+                        c.ident(item.type.id),
+                        c.ident(owner),
+                        c.ident(channel.id),
                         item.client_id,
                         item.title,
                         item.value,
@@ -350,25 +350,26 @@ class Writer:
             conn.exec_driver_sql(
                 self.upsert_rollup,
                 [
-                    (c.uuid(contact), c.uuid(type_id), c.date(day), count)
+                    (c.ident(contact), c.ident(type_id), c.date(day), count)
                     for (contact, type_id, day), count in rollups.items()
                 ],
             )
 
     def _resolve_contacts(self, conn: Connection, batch: list[Job]) -> dict[uuid.UUID, uuid.UUID]:
         """Each job's contact id -> the contact to store under (following merges)."""
-        wanted = {job.contact_id for job in batch}
+        c = self.codec
         resolved: dict[uuid.UUID, uuid.UUID] = {}
-        pending = {i: i for i in wanted}  # asked id -> id to look up now
+        pending = {job.contact_id: job.contact_id for job in batch}  # asked -> look up now
         for _ in range(8):
             if not pending:
                 break
-            rows = conn.execute(
-                sa.select(contacts.c.id, contacts.c.merged_into).where(
-                    contacts.c.id.in_(set(pending.values()))
-                )
+            look_up = list(set(pending.values()))
+            marks = c.placeholders(len(look_up))
+            rows = conn.exec_driver_sql(
+                f"SELECT id, merged_into FROM contacts WHERE id IN ({marks})",  # noqa: S608
+                tuple(c.ident(i) for i in look_up),
             ).all()
-            found = {r.id: r.merged_into for r in rows}
+            found = {c.read_uuid(r[0]): c.read_uuid(r[1]) for r in rows}
             following: dict[uuid.UUID, uuid.UUID] = {}
             for asked, current in pending.items():
                 if current not in found:

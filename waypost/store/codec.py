@@ -23,16 +23,30 @@ class Codec:
     def __init__(self, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
         self.mark = "?" if self.sqlite else "%s"
+        # Most activities of a batch share one timestamp object (their received time).
+        self._last_stamp: dt.datetime | None = None
+        self._last_text = ""
 
-    def uuid(self, value: uuid.UUID | None) -> Any:
+    def ident(self, value: uuid.UUID | None) -> Any:
         if value is None or not self.sqlite:
             return value
         return value.hex
 
     def timestamp(self, value: dt.datetime) -> Any:
+        """Not thread-safe on SQLite (it keeps the last result); one codec per thread."""
         if not self.sqlite:
             return value
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        if value is not self._last_stamp:
+            naive = value.astimezone(dt.UTC).replace(tzinfo=None)
+            self._last_text = naive.isoformat(" ", "microseconds")
+            self._last_stamp = value
+        return self._last_text
+
+    def read_uuid(self, value: Any) -> uuid.UUID | None:
+        """A UUID as the driver returns it from a driver-level query."""
+        if value is None or isinstance(value, uuid.UUID):
+            return value
+        return uuid.UUID(hex=value)
 
     def date(self, value: dt.date) -> Any:
         return value.isoformat() if self.sqlite else value

@@ -243,7 +243,15 @@ activities = Table(
     Index("ix_activities_contact_time", "contact_id", "occurred_at", "id"),
     Index("ix_activities_type_time", "type_id", "occurred_at"),
     Index("ix_activities_time", "occurred_at", "id"),
-    Index("uq_activities_channel_client_id", "channel_id", "client_id", unique=True),
+    # Only activities sent with an idempotency key carry a client id; most have none.
+    Index(
+        "uq_activities_channel_client_id",
+        "channel_id",
+        "client_id",
+        unique=True,
+        sqlite_where=text("client_id IS NOT NULL"),
+        postgresql_where=text("client_id IS NOT NULL"),
+    ),
 )
 
 rejected_activities = Table(

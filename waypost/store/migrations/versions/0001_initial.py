@@ -172,7 +172,11 @@ def upgrade() -> None:
         batch_op.create_index("ix_activities_time", ["occurred_at", "id"], unique=False)
         batch_op.create_index("ix_activities_type_time", ["type_id", "occurred_at"], unique=False)
         batch_op.create_index(
-            "uq_activities_channel_client_id", ["channel_id", "client_id"], unique=True
+            "uq_activities_channel_client_id",
+            ["channel_id", "client_id"],
+            unique=True,
+            sqlite_where=sa.text("client_id IS NOT NULL"),
+            postgresql_where=sa.text("client_id IS NOT NULL"),
         )
 
     op.create_table(
