@@ -80,7 +80,8 @@ def serve(host: str | None, port: int | None) -> None:
     """Serve the tracking and admin APIs.
 
     On an empty database this creates and migrates it, makes a website and a headless channel,
-    an admin key and a tracking key, and prints the addresses and the keys once.
+    an admin key, a tracking key and a publishable key, and prints the addresses and the keys
+    once.
     """
     import uvicorn
 
