@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import msgspec
 import psycopg
 import pytest
@@ -207,7 +207,7 @@ ErrorCheck = Callable[..., dict[str, str]]
 
 
 def check_error(
-    response: httpx.Response, status: int, code: str, field: str | None = None
+    response: httpx2.Response, status: int, code: str, field: str | None = None
 ) -> dict[str, str]:
     """The answer has this status and code, in the one error shape; returns its ``error``."""
     assert response.status_code == status, response.text

@@ -8,7 +8,7 @@ from waypost.services.activities import Activity, ActivityQuery, RejectedActivit
 
 
 def list_activities(call: Call[None, ActivityQuery]) -> Page[Activity]:
-    return call.hub.activities.log(call.query)
+    return call.hub.activities.log(call.query, call.extra)
 
 
 def list_rejected_activities(call: Call[None, RejectedQuery]) -> Page[RejectedActivity]:

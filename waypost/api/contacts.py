@@ -15,7 +15,7 @@ def get_contact(call: Call[None, None]) -> Contact:
 
 def contact_activities(call: Call[None, ActivityQuery]) -> Page[Activity]:
     contact = parse_uuid(call.path["contact_id"], "contact")
-    return call.hub.activities.contact_log(contact, call.query)
+    return call.hub.activities.contact_log(contact, call.query, call.extra)
 
 
 def contact_consents(call: Call[None, None]) -> list[Agreement]:

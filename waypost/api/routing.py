@@ -43,6 +43,8 @@ class Call(Generic[B, Q]):
     query: Q
     path: Mapping[str, str]
     principal: Principal | None
+    # Query parameters the query type leaves to the handler (see ``extra_prefix``).
+    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,28 @@ def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> A
         raise ApiError(400, "invalid_json", "The body is empty; send a JSON object.")
     try:
         return msgspec.json.decode(raw, type=body_type)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except msgspec.ValidationError as exc:
+        # msgspec validates while it parses, so a body cut short after an unknown or wrong
+        # property fails validation first; it is malformed JSON all the same.
+        try:
+            msgspec.json.decode(raw)
+        except msgspec.DecodeError as malformed:
+            raise from_validation_error(malformed) from None
         raise from_validation_error(exc) from None
+    except msgspec.DecodeError as exc:
+        raise from_validation_error(exc) from None
+
+
+def split_query(
+    params: Mapping[str, str], query_type: type
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Parameters for the query type, and those under its ``extra_prefix`` (e.g. ``field.``)."""
+    prefix: str | None = getattr(query_type, "extra_prefix", None)
+    if not prefix:
+        return dict(params), {}
+    plain = {k: v for k, v in params.items() if not k.startswith(prefix)}
+    extra = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+    return plain, extra
 
 
 def decode_query(params: Mapping[str, str], query_type: type) -> Any:
@@ -154,8 +176,12 @@ def build_route(operation: Operation, hub: Hub) -> Route:
             if body_type is not None:
                 raw = await request.body()
                 body = decode_body(raw, request.headers.get("content-type", ""), body_type, limit)
-            query = decode_query(request.query_params, query_type) if query_type else None
-            call: Call[Any, Any] = Call(hub, body, query, request.path_params, principal)
+            query: Any = None
+            extra: dict[str, str] = {}
+            if query_type is not None:
+                plain, extra = split_query(request.query_params, query_type)
+                query = decode_query(plain, query_type)
+            call: Call[Any, Any] = Call(hub, body, query, request.path_params, principal, extra)
             result = await run_in_threadpool(operation.handler, call)
             if operation.method != "GET":
                 # Keys, channels, types and consents feed the ingest path's cached catalog.

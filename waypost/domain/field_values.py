@@ -2,14 +2,21 @@
 
 Values are stored in a canonical JSON form: text, url, email as strings; integer as a JSON
 integer (64-bit); decimal as a string (``"50000.10"``) so no digit is lost; boolean as a JSON
-boolean; datetime as an ISO 8601 string in UTC; phone in E.164.
+boolean; datetime as an ISO 8601 string in UTC with microseconds (``2026-01-31T12:00:00.000000Z``);
+phone in E.164.
+
+Field names may also be given as Ortto's typed attribute keys, ``<prefix>:cm:<name>``: the
+prefix must agree with the field's declared type. The system key ``str::email`` names the
+contact's email instead of a field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from waypost.domain.contact_fields import EMAIL, normalise_phone
@@ -17,6 +24,8 @@ from waypost.domain.fields import FieldSpec
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_TEXT_LENGTH = 2000
+# A value of another JSON type than the declared field type takes (no type is ever inferred).
+MISMATCH = "field_type_mismatch"
 MAX_DECIMAL_DIGITS = 38
 
 
@@ -43,14 +52,16 @@ def parse_datetime(value: str) -> dt.datetime:
 
 
 def format_datetime(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    """Always microseconds and ``Z``, so that comparing the text compares the times."""
+    naive = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return naive.isoformat("T", "microseconds") + "Z"
 
 
 def canonical_value(spec: FieldSpec, value: object, where: str) -> object:
     """The stored form of ``value`` for ``spec``, or FieldValueError."""
     kind = spec.type
     if kind in ("text", "url", "email", "phone", "datetime") and not isinstance(value, str):
-        raise FieldValueError(f"{spec.name} is a {kind} field and takes a string.", where)
+        raise FieldValueError(f"{spec.name} is a {kind} field and takes a string.", where, MISMATCH)
     if kind == "text":
         assert isinstance(value, str)
         limit = spec.max_length or DEFAULT_TEXT_LENGTH
@@ -59,7 +70,9 @@ def canonical_value(spec: FieldSpec, value: object, where: str) -> object:
         return value
     if kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise FieldValueError(f"{spec.name} is an integer field; send a JSON integer.", where)
+            raise FieldValueError(
+                f"{spec.name} is an integer field; send a JSON integer.", where, MISMATCH
+            )
         if not INT64_MIN <= value <= INT64_MAX:
             raise FieldValueError(f"{spec.name} does not fit in 64 bits.", where)
         return value
@@ -67,7 +80,9 @@ def canonical_value(spec: FieldSpec, value: object, where: str) -> object:
         return _decimal(spec, value, where)
     if kind == "boolean":
         if not isinstance(value, bool):
-            raise FieldValueError(f"{spec.name} is a boolean field; send true or false.", where)
+            raise FieldValueError(
+                f"{spec.name} is a boolean field; send true or false.", where, MISMATCH
+            )
         return value
     assert isinstance(value, str)
     if kind == "datetime":
@@ -99,11 +114,12 @@ def _decimal(spec: FieldSpec, value: object, where: str) -> str:
             f'{spec.name} is a decimal field; send it as a string such as "50000.10" so no '
             "digit is lost.",
             where,
+            MISMATCH,
         )
     if isinstance(value, int):
         return str(value)
     if not isinstance(value, str):
-        raise FieldValueError(f"{spec.name} is a decimal field; send a string.", where)
+        raise FieldValueError(f"{spec.name} is a decimal field; send a string.", where, MISMATCH)
     try:
         number = decimal.Decimal(value.strip())
     except decimal.InvalidOperation:
@@ -115,35 +131,110 @@ def _decimal(spec: FieldSpec, value: object, where: str) -> str:
     return str(number) if "e" not in str(number).lower() else f"{number:f}"
 
 
-def validate_fields(
-    specs: Sequence[FieldSpec], values: Mapping[str, object]
-) -> tuple[dict[str, object], str | None]:
-    """Check ``values`` against ``specs``: the canonical values and the primary value as text.
+# Ortto's attribute prefixes and the field types each may name.
+ORTTO_PREFIXES: dict[str, frozenset[str]] = {
+    "str": frozenset({"text", "url", "email"}),
+    "txt": frozenset({"text"}),
+    "int": frozenset({"integer", "decimal"}),
+    "dec": frozenset({"decimal"}),
+    "bol": frozenset({"boolean"}),
+    "dtz": frozenset({"datetime"}),
+    "phn": frozenset({"phone"}),
+}
+# Ortto system keys (empty namespace) and the contact columns they set.
+ORTTO_SYSTEM_KEYS = {"str::email": "email", "str::first": "first_name", "str::last": "last_name"}
+ORTTO_KEY = re.compile(r"^(?P<prefix>[a-z]{3}):(?P<namespace>[a-z]*):(?P<name>.+)$")
 
-    Unknown names are ``unknown_field``; absent required fields ``missing_field``.
+
+@dataclass
+class FieldValues:
+    """The outcome of validating an activity's ``fields``."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    primary: str | None = None
+    contact: dict[str, object] = field(default_factory=dict)
+    violations: list[dict[str, object]] = field(default_factory=list)
+
+
+def validate_fields(
+    specs: Sequence[FieldSpec], values: Mapping[str, object], flag: bool = False
+) -> FieldValues:
+    """Check ``values`` against ``specs``: canonical values, the primary value as text, contact
+    fields named by Ortto system keys.
+
+    Unknown names are ``unknown_field``, a key whose Ortto prefix disagrees with the declared
+    type ``field_type_mismatch``, a bad value ``invalid_field``. With ``flag`` (a type's
+    ``accept_and_flag`` mode) those three are recorded as violations instead of raised; an
+    absent required field is always ``missing_field``.
     """
     by_name = {spec.name: spec for spec in specs}
-    result: dict[str, object] = {}
-    for name, value in values.items():
-        where = f"fields.{name}"
-        spec = by_name.get(name)
-        if spec is None:
-            raise FieldValueError(
-                f"The activity type has no field {name!r}.", where, "unknown_field"
+    out = FieldValues()
+    for key, value in values.items():
+        where = f"fields.{key}"
+        try:
+            name = _field_name(key, value, by_name, out, where)
+            if name is None or value is None:
+                continue
+            if name in out.values:
+                raise FieldValueError(f"The field {name!r} is given twice.", where)
+            out.values[name] = canonical_value(by_name[name], value, where)
+        except FieldValueError as exc:
+            if not flag:
+                raise
+            out.violations.append(
+                {"field": key, "code": exc.code, "message": str(exc), "value": value}
             )
-        if value is None:
-            continue
-        result[name] = canonical_value(spec, value, where)
-    primary: str | None = None
     for spec in specs:
-        if spec.required and spec.name not in result:
+        if spec.required and spec.name not in out.values:
             raise FieldValueError(
                 f"The field {spec.name!r} is required.", f"fields.{spec.name}", "missing_field"
             )
-        if spec.primary and spec.name in result:
-            stored = result[spec.name]
-            primary = _as_text(stored)
-    return result, primary
+        if spec.primary and spec.name in out.values:
+            out.primary = _as_text(out.values[spec.name])
+    return out
+
+
+def _field_name(
+    key: str,
+    value: object,
+    by_name: Mapping[str, FieldSpec],
+    out: FieldValues,
+    where: str,
+) -> str | None:
+    """The declared field a key names, or None when it named a contact field (handled)."""
+    if key in by_name:
+        return key
+    match = ORTTO_KEY.match(key)
+    if match is None:
+        raise FieldValueError(f"The activity type has no field {key!r}.", where, "unknown_field")
+    if key in ORTTO_SYSTEM_KEYS:
+        if not isinstance(value, str) or not value.strip():
+            raise FieldValueError(f"{key} takes a non-empty string.", where)
+        if key == "str::email" and not EMAIL.match(value):
+            raise FieldValueError(f"{key} takes an email address.", where)
+        out.contact[ORTTO_SYSTEM_KEYS[key]] = value
+        return None
+    prefix, namespace, name = match["prefix"], match["namespace"], match["name"]
+    spec = by_name.get(name)
+    if namespace != "cm" or spec is None:
+        raise FieldValueError(f"The activity type has no field {key!r}.", where, "unknown_field")
+    allowed = ORTTO_PREFIXES.get(prefix, frozenset())
+    if spec.type not in allowed:
+        raise FieldValueError(
+            f"{key!r} names {name!r} as {prefix}, but it is declared {spec.type}.",
+            where,
+            "field_type_mismatch",
+        )
+    return name
+
+
+def primary_text(spec: FieldSpec, value: object) -> str:
+    """The text a primary field's value is indexed by (``primary_value``)."""
+    if isinstance(value, dt.datetime):
+        return format_datetime(value)
+    if isinstance(value, decimal.Decimal):
+        value = str(value)
+    return _as_text(canonical_value(spec, value, spec.name))
 
 
 def _as_text(value: object) -> str:

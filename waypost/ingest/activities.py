@@ -113,6 +113,7 @@ class Accepted:
     referrer: str | None
     fields: dict[str, object] | None
     primary_value: str | None
+    flags: list[dict[str, object]] | None
     occurred_at: dt.datetime
     contact_fields: dict[str, object] | None
     payload: bytes
@@ -203,12 +204,18 @@ def _check(activity: ActivityIn, raw: bytes, snapshot: Snapshot, now: dt.datetim
             contact_fields = parse_contact_fields(activity.contact_fields)
         except ContactFieldError as exc:
             raise ApiError(400, exc.code, str(exc), exc.field) from None
-    fields, primary = None, None
+    fields, primary, flags = None, None, None
     if activity.fields or any(spec.required for spec in info.fields):
         try:
-            fields, primary = validate_fields(info.fields, activity.fields or {})
+            checked = validate_fields(
+                info.fields, activity.fields or {}, flag=info.unknown_fields == "accept_and_flag"
+            )
         except FieldValueError as exc:
             raise ApiError(400, exc.code, str(exc), exc.field) from None
+        fields, primary = checked.values or None, checked.primary
+        flags = checked.violations or None
+        if checked.contact:
+            contact_fields = {**checked.contact, **(contact_fields or {})}
     occurred = now
     if activity.occurred_at is not None:
         try:
@@ -237,8 +244,9 @@ def _check(activity: ActivityIn, raw: bytes, snapshot: Snapshot, now: dt.datetim
         value=value,
         url=activity.url,
         referrer=activity.referrer,
-        fields=fields or None,
+        fields=fields,
         primary_value=primary,
+        flags=flags,
         occurred_at=occurred,
         contact_fields=contact_fields,
         payload=raw,

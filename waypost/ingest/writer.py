@@ -118,6 +118,12 @@ class Writer:
             f"INSERT INTO rejected_activities ({', '.join(REJECTED_COLUMNS)}) "  # noqa: S608
             f"VALUES ({mark(len(REJECTED_COLUMNS))})"
         )
+        self.upsert_violation = (
+            "INSERT INTO field_violations (type_id, field, code, count, last_seen_at) "  # noqa: S608
+            f"VALUES ({mark(5)}) ON CONFLICT (type_id, field, code) "
+            "DO UPDATE SET count = field_violations.count + excluded.count, "
+            "last_seen_at = excluded.last_seen_at"
+        )
         self.upsert_rollup = (
             "INSERT INTO activity_rollups (contact_id, type_id, day, count) "  # noqa: S608
             f"VALUES ({mark(4)}) ON CONFLICT (contact_id, type_id, day) "
@@ -257,6 +263,8 @@ class Writer:
         activity_rows: list[tuple[object, ...]] = []
         rejected_rows: list[tuple[object, ...]] = []
         rollups: Counter[tuple[uuid.UUID, uuid.UUID, dt.date]] = Counter()
+        violations: Counter[tuple[uuid.UUID, str, str]] = Counter()
+        latest = batch[-1].received_at
         # Client ids: (channel, client id) -> stored activity id, for 208 answers.
         seen = self._stored_client_ids(conn, batch)
 
@@ -332,7 +340,7 @@ class Writer:
                         item.referrer,
                         c.json(item.fields),
                         item.primary_value,
-                        None,
+                        c.json(item.flags),
                         c.timestamp(item.occurred_at),
                         c.timestamp(job.received_at),
                         c.boolean(agreed),
@@ -340,12 +348,22 @@ class Writer:
                     )
                 )
                 rollups[(owner, item.type.id, item.occurred_at.astimezone(dt.UTC).date())] += 1
+                for violation in item.flags or ():
+                    violations[(item.type.id, str(violation["field"]), str(violation["code"]))] += 1
                 job.results.append(ActivityResult(202, item.id))
 
         if activity_rows:
             conn.exec_driver_sql(self.insert_activity, activity_rows)
         if rejected_rows:
             conn.exec_driver_sql(self.insert_rejected, rejected_rows)
+        if violations:
+            conn.exec_driver_sql(
+                self.upsert_violation,
+                [
+                    (c.ident(type_id), name, code, count, c.timestamp(latest))
+                    for (type_id, name, code), count in violations.items()
+                ],
+            )
         if rollups:
             conn.exec_driver_sql(
                 self.upsert_rollup,

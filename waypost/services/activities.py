@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import msgspec
 import sqlalchemy as sa
 
+from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
+from waypost.domain.field_values import format_datetime, primary_text
+from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError
 from waypost.pagination import Limit, Page, decode_cursor, encode_cursor
 from waypost.services.contacts import contact_not_found
 from waypost.store import Store
-from waypost.store.schema import activities, activity_types, contacts, rejected_activities
+from waypost.store.schema import (
+    activities,
+    activity_type_fields,
+    activity_types,
+    contacts,
+    rejected_activities,
+)
 
 
 class Activity(msgspec.Struct):
     """One stored activity. ``consent_agreed`` is the channel's tracking consent state when it
-    was received (null when the channel names no tracking consent)."""
+    was received (null when the channel names no tracking consent). ``flags`` lists the field
+    violations an ``accept_and_flag`` type let through."""
 
     id: uuid.UUID
     type: str
@@ -29,6 +40,7 @@ class Activity(msgspec.Struct):
     url: str | None
     referrer: str | None
     fields: dict[str, Any] | None
+    flags: list[dict[str, Any]] | None
     occurred_at: dt.datetime
     received_at: dt.datetime
     client_id: str | None
@@ -37,7 +49,13 @@ class Activity(msgspec.Struct):
 
 
 class ActivityQuery(msgspec.Struct, forbid_unknown_fields=True):
-    """Filters of the activity log; ``since`` and ``until`` bound ``occurred_at``."""
+    """Filters of the activity log; ``since`` and ``until`` bound ``occurred_at``.
+
+    With ``type``, parameters ``field.<name>``, ``field.<name>.gt|gte|lt|lte|contains``
+    filter on field values (see docs/activity-fields.md).
+    """
+
+    extra_prefix: ClassVar[str] = "field."
 
     limit: Limit = 100
     cursor: str | None = None
@@ -108,7 +126,9 @@ class ActivityService:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def log(self, query: ActivityQuery) -> Page[Activity]:
+    def log(
+        self, query: ActivityQuery, field_params: Mapping[str, str] | None = None
+    ) -> Page[Activity]:
         a = activities
         stmt = (
             sa.select(a, activity_types.c.code_name)
@@ -120,6 +140,8 @@ class ActivityService:
             stmt = stmt.where(a.c.contact_id == query.contact)
         if query.type is not None:
             stmt = stmt.where(activity_types.c.code_name == query.type)
+        if field_params:
+            stmt = stmt.where(*self._field_conditions(query.type, field_params))
         if query.channel is not None:
             stmt = stmt.where(a.c.channel_id == query.channel)
         if query.since is not None:
@@ -144,6 +166,7 @@ class ActivityService:
                 url=r.url,
                 referrer=r.referrer,
                 fields=r.fields,
+                flags=r.flags,
                 occurred_at=r.occurred_at,
                 received_at=r.received_at,
                 client_id=r.client_id,
@@ -155,7 +178,42 @@ class ActivityService:
         more = len(rows) > query.limit
         return Page(items, _next_cursor(items[-1].occurred_at, items[-1].id) if more else None)
 
-    def contact_log(self, contact_id: uuid.UUID, query: ActivityQuery) -> Page[Activity]:
+    def _field_conditions(
+        self, type_code: str | None, params: Mapping[str, str]
+    ) -> list[sa.ColumnElement[bool]]:
+        if type_code is None:
+            raise ApiError(
+                400,
+                "invalid_field",
+                "Field filters need the activity type: add type=<code name>.",
+                "type",
+            )
+        with self.store.read() as conn:
+            type_id = conn.execute(
+                sa.select(activity_types.c.id).where(activity_types.c.code_name == type_code)
+            ).scalar_one_or_none()
+            if type_id is None:
+                raise ApiError(
+                    400, "invalid_field", f"No activity type has code name {type_code!r}.", "type"
+                )
+            specs = [
+                FieldSpec(name=r.name, type=r.data_type, primary=r.is_primary)
+                for r in conn.execute(
+                    sa.select(activity_type_fields).where(activity_type_fields.c.type_id == type_id)
+                )
+            ]
+        try:
+            filters = parse_filters(specs, params)
+        except FilterError as exc:
+            raise ApiError(400, "invalid_field", str(exc), exc.parameter) from None
+        return [_condition(f, self.store.dialect) for f in filters]
+
+    def contact_log(
+        self,
+        contact_id: uuid.UUID,
+        query: ActivityQuery,
+        field_params: Mapping[str, str] | None = None,
+    ) -> Page[Activity]:
         with self.store.read() as conn:
             found = conn.execute(
                 sa.select(contacts.c.id).where(contacts.c.id == contact_id)
@@ -205,3 +263,41 @@ class ActivityService:
         ]
         more = len(rows) > query.limit
         return Page(items, _next_cursor(items[-1].received_at, items[-1].id) if more else None)
+
+
+def _condition(f: FieldFilter, dialect: str) -> sa.ColumnElement[bool]:
+    """SQL for one field filter, on either database.
+
+    Equality on the primary field uses the indexed ``primary_value`` column. Datetimes are
+    stored as fixed-width UTC text, so comparing the text compares the times. Decimals are
+    compared as NUMERIC (exact on PostgreSQL; SQLite compares them as 8-byte floats).
+    """
+    spec, op, value = f.spec, f.op, f.value
+    column = activities.c.fields[spec.name]
+    if spec.primary and op == "eq" and spec.type != "decimal":
+        return activities.c.primary_value == primary_text(spec, value)
+    expr: sa.ColumnElement[Any]
+    if spec.type == "integer":
+        expr = sa.cast(column.as_string(), sa.BigInteger)
+    elif spec.type == "decimal":
+        if dialect == "sqlite":
+            expr, value = sa.cast(column.as_string(), sa.Float), float(value)  # type: ignore[arg-type]
+        else:
+            expr = sa.cast(column.as_string(), sa.Numeric)
+    elif spec.type == "datetime":
+        expr, value = column.as_string(), format_datetime(value)  # type: ignore[arg-type]
+    elif spec.type == "boolean":
+        expr = column.as_boolean()
+    else:
+        expr = column.as_string()
+    if op == "contains":
+        escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return expr.ilike(f"%{escaped}%", escape="\\")
+    comparisons = {
+        "eq": expr.__eq__,
+        "gt": expr.__gt__,
+        "gte": expr.__ge__,
+        "lt": expr.__lt__,
+        "lte": expr.__le__,
+    }
+    return comparisons[op](value)

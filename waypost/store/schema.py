@@ -243,6 +243,7 @@ activities = Table(
     Index("ix_activities_contact_time", "contact_id", "occurred_at", "id"),
     Index("ix_activities_type_time", "type_id", "occurred_at"),
     Index("ix_activities_time", "occurred_at", "id"),
+    Index("ix_activities_type_primary", "type_id", "primary_value"),
     # Only activities sent with an idempotency key carry a client id; most have none.
     Index(
         "uq_activities_channel_client_id",
@@ -284,4 +285,17 @@ activity_rollups = Table(
     Column("day", Date(), primary_key=True),
     Column("count", BigInteger(), nullable=False, server_default=text("0")),
     Index("ix_activity_rollups_type_day", "type_id", "day"),
+)
+
+# Activities of ``accept_and_flag`` types stored despite a field violation, counted per field.
+field_violations = Table(
+    "field_violations",
+    metadata,
+    Column(
+        "type_id", Uuid(), ForeignKey("activity_types.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("field", String(200), primary_key=True),
+    Column("code", String(64), primary_key=True),
+    Column("count", BigInteger(), nullable=False, server_default=text("0")),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
 )

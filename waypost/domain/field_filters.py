@@ -1,0 +1,88 @@
+"""Filters on activity field values, as given in query parameters.
+
+``field.<name>=<value>`` is equality; ``field.<name>.gt``, ``.gte``, ``.lt``, ``.lte`` compare
+numbers and datetimes; ``field.<name>.contains`` finds text (case-insensitively). Values are
+parsed by the field's declared type, so ``field.amount.gte=100.50`` compares decimals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from waypost.domain.field_values import FieldValueError, canonical_value, parse_datetime
+from waypost.domain.fields import FieldSpec
+
+Op = Literal["eq", "gt", "gte", "lt", "lte", "contains"]
+OPS: frozenset[str] = frozenset({"eq", "gt", "gte", "lt", "lte", "contains"})
+ORDERED_TYPES = frozenset({"integer", "decimal", "datetime"})
+TEXT_TYPES = frozenset({"text", "url", "email", "phone"})
+
+
+@dataclass(frozen=True)
+class FieldFilter:
+    """One condition on one field: its spec, the operator and the value, parsed."""
+
+    spec: FieldSpec
+    op: Op
+    value: object
+
+
+class FilterError(ValueError):
+    def __init__(self, message: str, parameter: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def parse_filters(specs: Sequence[FieldSpec], params: Mapping[str, str]) -> list[FieldFilter]:
+    """``{"amount.gte": "100"}`` (the part after ``field.``) -> typed filters."""
+    by_name = {spec.name: spec for spec in specs}
+    filters: list[FieldFilter] = []
+    for key, raw in params.items():
+        parameter = f"field.{key}"
+        name, _, op = key.partition(".")
+        op = op or "eq"
+        spec = by_name.get(name)
+        if spec is None:
+            raise FilterError(f"The activity type has no field {name!r}.", parameter)
+        if op not in OPS:
+            raise FilterError(f"Unknown operator {op!r}; use {', '.join(sorted(OPS))}.", parameter)
+        if op in ("gt", "gte", "lt", "lte") and spec.type not in ORDERED_TYPES:
+            raise FilterError(
+                f"{name} is a {spec.type} field; ranges apply to integer, decimal and datetime.",
+                parameter,
+            )
+        if op == "contains" and spec.type not in TEXT_TYPES:
+            raise FilterError(f"contains applies to text fields; {name} is {spec.type}.", parameter)
+        filters.append(FieldFilter(spec, op, _parse(spec, op, raw, parameter)))  # type: ignore[arg-type]
+    return filters
+
+
+def _parse(spec: FieldSpec, op: str, raw: str, parameter: str) -> object:
+    try:
+        if op == "contains":
+            return raw
+        if spec.type == "integer":
+            return int(raw)
+        if spec.type == "decimal":
+            number = decimal.Decimal(raw)
+            if not number.is_finite():
+                raise ValueError(raw)
+            return number
+        if spec.type == "boolean":
+            if raw not in ("true", "false"):
+                raise ValueError(raw)
+            return raw == "true"
+        if spec.type == "datetime":
+            return parse_datetime(raw)
+        return canonical_value(spec, raw, parameter)
+    except (ValueError, ArithmeticError, FieldValueError):
+        raise FilterError(f"{raw!r} is not a {spec.type} value.", parameter) from None
+
+
+def as_datetime(value: object) -> dt.datetime:
+    assert isinstance(value, dt.datetime)
+    return value
