@@ -10,6 +10,7 @@ from waypost.services.channels import ChannelService
 from waypost.services.consents import ConsentService
 from waypost.services.contacts import ContactService
 from waypost.services.keys import KeyService
+from waypost.services.replay import ReplayService
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 
@@ -29,6 +30,9 @@ class Hub:
         self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)
         self.writer = Writer(
             self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000
+        )
+        self.replay = ReplayService(
+            self.store, self.catalog, self.writer, settings.max_activity_bytes
         )
 
     def close(self) -> None:

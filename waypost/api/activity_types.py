@@ -9,6 +9,7 @@ from waypost.services.activity_types import (
     ActivityTypeCreate,
     ActivityTypeQuery,
     ActivityTypeUpdate,
+    FieldViolationCount,
 )
 
 
@@ -38,6 +39,10 @@ def disable_activity_type(call: Call[None, None]) -> ActivityType:
 
 def delete_activity_type(call: Call[None, None]) -> None:
     call.hub.types.delete(parse_uuid(call.path["type_id"], "activity type"))
+
+
+def activity_type_violations(call: Call[None, None]) -> list[FieldViolationCount]:
+    return call.hub.types.violations(parse_uuid(call.path["type_id"], "activity type"))
 
 
 ITEM = "/api/activity-types/{type_id}"
@@ -108,5 +113,14 @@ OPERATIONS = [
         TAG,
         status=204,
         errors=(404, 409),
+    ),
+    Operation(
+        "GET",
+        ITEM + "/violations",
+        activity_type_violations,
+        "Counts of field violations stored by an accept_and_flag type",
+        TAG,
+        response=list[FieldViolationCount],
+        errors=(404,),
     ),
 ]

@@ -60,9 +60,15 @@ class Job:
     received_at: dt.datetime
     source: str
     done: Callable[[list[ActivityResult] | BaseException], None]
+    # The rejected activity this job replays (its one item keeps that id when stored).
+    replay_of: uuid.UUID | None = None
     # Filled by the writer.
     results: list[ActivityResult] = field(default_factory=list)
     missing_contact: bool = False
+
+
+class _DryRun(Exception):
+    """Raised inside a transaction to roll it back after a dry run."""
 
 
 _STOP = object()
@@ -123,6 +129,11 @@ class Writer:
             f"VALUES ({mark(5)}) ON CONFLICT (type_id, field, code) "
             "DO UPDATE SET count = field_violations.count + excluded.count, "
             "last_seen_at = excluded.last_seen_at"
+        )
+        m = self.codec.mark
+        self.mark_replayed = (
+            f"UPDATE rejected_activities SET replayed_at = {m}, replay_outcome = {m}, "  # noqa: S608
+            f"replayed_activity_id = {m} WHERE id = {m}"
         )
         self.upsert_rollup = (
             "INSERT INTO activity_rollups (contact_id, type_id, day, count) "  # noqa: S608
@@ -196,6 +207,17 @@ class Writer:
             raise outcome
         return outcome
 
+    def store_now(self, jobs: list[Job], dry_run: bool = False) -> None:
+        """Store ``jobs`` in the calling thread, in one transaction; each job's ``results``
+        say what happened. A dry run does everything, then rolls it back."""
+        try:
+            with self.store.write() as conn:
+                self._store(conn, jobs)
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            pass
+
     # -- the writer thread -----------------------------------------------------------------
 
     def _run(self) -> None:
@@ -267,6 +289,7 @@ class Writer:
         latest = batch[-1].received_at
         # Client ids: (channel, client id) -> stored activity id, for 208 answers.
         seen = self._stored_client_ids(conn, batch)
+        replays: list[tuple[object, ...]] = []
 
         for job in batch:
             job.results = []
@@ -293,6 +316,10 @@ class Writer:
                         item.payload,
                         item.type.code_name,
                     )
+                if isinstance(item, Rejected) and job.replay_of is not None:
+                    replays.append(_replayed(c, job, item.error.code, None))
+                    job.results.append(ActivityResult(item.status, error=item.error))
+                    continue
                 if isinstance(item, Rejected):
                     rejected_rows.append(
                         (
@@ -317,6 +344,8 @@ class Writer:
                     earlier = seen.get(key)
                     if earlier is not None:
                         job.results.append(ActivityResult(208, earlier))
+                        if job.replay_of is not None:
+                            replays.append(_replayed(c, job, "duplicate", earlier))
                         continue
                     seen[key] = item.id
                 owner = contact
@@ -351,11 +380,15 @@ class Writer:
                 for violation in item.flags or ():
                     violations[(item.type.id, str(violation["field"]), str(violation["code"]))] += 1
                 job.results.append(ActivityResult(202, item.id))
+                if job.replay_of is not None:
+                    replays.append(_replayed(c, job, "stored", item.id))
 
         if activity_rows:
             conn.exec_driver_sql(self.insert_activity, activity_rows)
         if rejected_rows:
             conn.exec_driver_sql(self.insert_rejected, rejected_rows)
+        if replays:
+            conn.exec_driver_sql(self.mark_replayed, replays)
         if violations:
             conn.exec_driver_sql(
                 self.upsert_violation,
@@ -434,6 +467,12 @@ class Writer:
             for row in rows:
                 found[(channel_id, row.client_id)] = row.id
         return found
+
+
+def _replayed(
+    c: Codec, job: Job, outcome: str, activity_id: uuid.UUID | None
+) -> tuple[object, ...]:
+    return (c.timestamp(job.received_at), outcome, c.ident(activity_id), c.ident(job.replay_of))
 
 
 def _type_code(item: Accepted | Rejected) -> str | None:

@@ -222,6 +222,15 @@ class ActivityService:
             raise contact_not_found(contact_id)
         return self.log(msgspec.structs.replace(query, contact=contact_id))
 
+    def rejected_one(self, rejected_id: uuid.UUID) -> RejectedActivity:
+        with self.store.read() as conn:
+            row = conn.execute(
+                sa.select(rejected_activities).where(rejected_activities.c.id == rejected_id)
+            ).first()
+        if row is None:
+            raise ApiError(404, "not_found", "No rejected activity has that identifier.")
+        return _rejected(row)
+
     def rejected(self, query: RejectedQuery) -> Page[RejectedActivity]:
         r = rejected_activities
         stmt = sa.select(r).order_by(r.c.received_at.desc(), r.c.id.desc()).limit(query.limit + 1)
@@ -242,27 +251,28 @@ class ActivityService:
             )
         with self.store.read() as conn:
             rows = conn.execute(stmt).all()
-        items = [
-            RejectedActivity(
-                id=row.id,
-                reason=row.reason,
-                status=row.status,
-                message=row.message,
-                field=row.field,
-                type=row.type_code,
-                channel=row.channel_id,
-                contact=row.contact_id,
-                source=row.source,
-                payload=row.payload,
-                received_at=row.received_at,
-                replayed_at=row.replayed_at,
-                replay_outcome=row.replay_outcome,
-                replayed_activity_id=row.replayed_activity_id,
-            )
-            for row in rows[: query.limit]
-        ]
+        items = [_rejected(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         return Page(items, _next_cursor(items[-1].received_at, items[-1].id) if more else None)
+
+
+def _rejected(row: sa.Row[Any]) -> RejectedActivity:
+    return RejectedActivity(
+        id=row.id,
+        reason=row.reason,
+        status=row.status,
+        message=row.message,
+        field=row.field,
+        type=row.type_code,
+        channel=row.channel_id,
+        contact=row.contact_id,
+        source=row.source,
+        payload=row.payload,
+        received_at=row.received_at,
+        replayed_at=row.replayed_at,
+        replay_outcome=row.replay_outcome,
+        replayed_activity_id=row.replayed_activity_id,
+    )
 
 
 def _condition(f: FieldFilter, dialect: str) -> sa.ColumnElement[bool]:

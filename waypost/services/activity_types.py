@@ -18,7 +18,12 @@ from waypost.ids import new_id, utcnow
 from waypost.pagination import Limit, Page, cursor_id, page_by_id
 from waypost.settings import Settings
 from waypost.store import Store
-from waypost.store.schema import activities, activity_type_fields, activity_types
+from waypost.store.schema import (
+    activities,
+    activity_type_fields,
+    activity_types,
+    field_violations,
+)
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -93,6 +98,15 @@ class ActivityType(msgspec.Struct):
     updated_at: dt.datetime
 
 
+class FieldViolationCount(msgspec.Struct):
+    """How many activities an ``accept_and_flag`` type stored with this violation."""
+
+    field: str
+    code: str
+    count: int
+    last_seen_at: dt.datetime
+
+
 class ActivityTypeQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Filters for the activity type list."""
 
@@ -131,6 +145,16 @@ class ActivityTypeService:
     def get(self, type_id: uuid.UUID) -> ActivityType:
         with self.store.read() as conn:
             return self.get_in(conn, type_id)
+
+    def violations(self, type_id: uuid.UUID) -> list[FieldViolationCount]:
+        with self.store.read() as conn:
+            self.get_in(conn, type_id)
+            rows = conn.execute(
+                sa.select(field_violations)
+                .where(field_violations.c.type_id == type_id)
+                .order_by(field_violations.c.count.desc(), field_violations.c.field)
+            ).all()
+        return [FieldViolationCount(r.field, r.code, r[3], r.last_seen_at) for r in rows]
 
     def get_by_code(self, code_name: str) -> ActivityType:
         with self.store.read() as conn:

@@ -1,0 +1,177 @@
+"""Replaying rejected activities once their cause is fixed.
+
+A replay runs the activity through today's rules (the type may now exist, be enabled, have
+the field; the contact may now have agreed). One that passes is stored under the rejected
+activity's id, so it is stored once however often it is replayed; the rejected row records
+when it was replayed and the outcome. A dry run does the same and rolls it back, reporting
+how many would now pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import msgspec
+import sqlalchemy as sa
+
+from waypost.errors import ApiError, conflict, not_found
+from waypost.ids import utcnow
+from waypost.ingest.activities import Accepted, prepare
+from waypost.ingest.catalog import Catalog
+from waypost.ingest.writer import ActivityResult, Job, Writer
+from waypost.store import Store
+from waypost.store.schema import rejected_activities
+
+CHUNK = 500
+
+
+class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Which rejected activities to replay: by ids, or by filters (at least one is needed).
+
+    Activities already replayed and stored are skipped.
+    """
+
+    ids: list[uuid.UUID] | None = None
+    reason: str | None = None
+    type: str | None = None
+    channel: uuid.UUID | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    dry_run: bool = False
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+
+
+class ReplayQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """``dry_run=true`` reports the outcome without storing anything."""
+
+    dry_run: bool = False
+
+
+class ReplayedItem(msgspec.Struct):
+    """The outcome for one rejected activity: ``stored``, ``duplicate`` or an error code."""
+
+    id: uuid.UUID
+    outcome: str
+    activity_id: uuid.UUID | None
+    status: int
+
+
+class ReplayReport(msgspec.Struct):
+    """What a replay did (or, for a dry run, would do)."""
+
+    dry_run: bool
+    matched: int
+    stored: int
+    duplicates: int
+    still_rejected: dict[str, int]
+    items: list[ReplayedItem]
+
+
+def _noop(_: Any) -> None:
+    return None
+
+
+class ReplayService:
+    """Replays rejected activities through the writer."""
+
+    def __init__(
+        self, store: Store, catalog: Catalog, writer: Writer, max_activity_bytes: int
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.writer = writer
+        self.max_activity_bytes = max_activity_bytes
+
+    def replay_one(self, rejected_id: uuid.UUID, dry_run: bool) -> ReplayReport:
+        with self.store.read() as conn:
+            row = conn.execute(
+                sa.select(rejected_activities).where(rejected_activities.c.id == rejected_id)
+            ).first()
+        if row is None:
+            raise not_found("rejected activity")
+        if row.replayed_activity_id is not None:
+            raise conflict(
+                f"This activity was replayed already and stored as {row.replayed_activity_id}."
+            )
+        return self._replay([row], dry_run)
+
+    def replay_many(self, request: ReplayRequest) -> ReplayReport:
+        r = rejected_activities
+        conditions: list[sa.ColumnElement[bool]] = []
+        if request.ids is not None:
+            conditions.append(r.c.id.in_(request.ids))
+        if request.reason is not None:
+            conditions.append(r.c.reason == request.reason)
+        if request.type is not None:
+            conditions.append(r.c.type_code == request.type)
+        if request.channel is not None:
+            conditions.append(r.c.channel_id == request.channel)
+        if not conditions:
+            raise ApiError(
+                400,
+                "missing_field",
+                "Name what to replay: ids, reason, type or channel.",
+                "reason",
+            )
+        for name in ("since", "until"):
+            value = getattr(request, name)
+            if value is not None and value.tzinfo is None:
+                raise ApiError(400, "invalid_field", f"{name} needs an offset, e.g. Z.", name)
+        if request.since is not None:
+            conditions.append(r.c.received_at >= request.since)
+        if request.until is not None:
+            conditions.append(r.c.received_at < request.until)
+        conditions.append(r.c.replayed_activity_id.is_(None))
+        with self.store.read() as conn:
+            rows = conn.execute(
+                sa.select(r)
+                .where(*conditions)
+                .order_by(r.c.received_at, r.c.id)
+                .limit(request.limit)
+            ).all()
+        return self._replay(rows, request.dry_run)
+
+    def _replay(self, rows: Sequence[sa.Row[Any]], dry_run: bool) -> ReplayReport:
+        snapshot = self.catalog.get()
+        now = utcnow()
+        items: list[ReplayedItem] = []
+        for start in range(0, len(rows), CHUNK):
+            jobs: list[Job] = []
+            for row in rows[start : start + CHUNK]:
+                channel = snapshot.channels.get(row.channel_id) if row.channel_id else None
+                if channel is None or row.contact_id is None:
+                    items.append(ReplayedItem(row.id, "channel_not_found", None, 404))
+                    continue
+                raw = msgspec.json.encode(row.payload)
+                item = prepare(raw, snapshot, row.received_at, self.max_activity_bytes)
+                if isinstance(item, Accepted):
+                    item.id = row.id
+                jobs.append(
+                    Job(channel, row.contact_id, [item], now, row.source, _noop, replay_of=row.id)
+                )
+            self.writer.store_now(jobs, dry_run=dry_run)
+            for job in jobs:
+                assert job.replay_of is not None
+                items.append(_item(job.replay_of, job.results[0]))
+        outcomes = Counter(item.outcome for item in items)
+        return ReplayReport(
+            dry_run=dry_run,
+            matched=len(rows),
+            stored=outcomes.pop("stored", 0),
+            duplicates=outcomes.pop("duplicate", 0),
+            still_rejected=dict(outcomes),
+            items=items,
+        )
+
+
+def _item(rejected_id: uuid.UUID, result: ActivityResult) -> ReplayedItem:
+    if result.status == 202:
+        return ReplayedItem(rejected_id, "stored", result.id, 202)
+    if result.status == 208:
+        return ReplayedItem(rejected_id, "duplicate", result.id, 208)
+    assert result.error is not None
+    return ReplayedItem(rejected_id, result.error.code, None, result.status)
