@@ -204,58 +204,56 @@ def test_alias_rules(
     )
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "code", "field"),
-    [
-        ({"code_name": "Has Spaces"}, 400, "invalid_field", "code_name"),
-        ({"code_name": "_x"}, 400, "invalid_field", "code_name"),
-        ({"name": ""}, 400, "invalid_field", "name"),
-        ({"retention_days": 0}, 400, "invalid_field", "retention_days"),
-        (
-            {
-                "fields": [
-                    {"name": "a", "type": "text", "primary": True},
-                    {"name": "b", "type": "integer", "primary": True},
-                ]
-            },
-            400,
-            "invalid_field",
-            "fields[1].primary",
-        ),
-        ({"fields": [{"name": "a", "type": "money"}]}, 400, "invalid_field", "fields[0].type"),
-        (
-            {"fields": [{"name": "a", "type": "text"}, {"name": "A", "type": "text"}]},
-            400,
-            "invalid_field",
-            "fields[1].name",
-        ),
-        ({"fields": [{"name": "a b", "type": "text"}]}, 400, "invalid_field", "fields[0].name"),
-        ({"fields": [{"name": "a"}]}, 400, "missing_field", "fields[0].type"),
-        (
-            {"fields": [{"name": "a", "type": "text", "size": 1}]},
-            400,
-            "unknown_field",
-            "fields[0].size",
-        ),
-        (
-            {"rate_limits": {"per_ip": {"limit": 0, "window_seconds": 60}}},
-            400,
-            "invalid_field",
-            "rate_limits.per_ip.limit",
-        ),
-    ],
-)
+BAD_DEFINITIONS: list[tuple[dict[str, Any], int, str, str]] = [
+    ({"code_name": "Has Spaces"}, 400, "invalid_field", "code_name"),
+    ({"code_name": "_x"}, 400, "invalid_field", "code_name"),
+    ({"name": ""}, 400, "invalid_field", "name"),
+    ({"retention_days": 0}, 400, "invalid_field", "retention_days"),
+    (
+        {
+            "fields": [
+                {"name": "a", "type": "text", "primary": True},
+                {"name": "b", "type": "integer", "primary": True},
+            ]
+        },
+        400,
+        "invalid_field",
+        "fields[1].primary",
+    ),
+    ({"fields": [{"name": "a", "type": "money"}]}, 400, "invalid_field", "fields[0].type"),
+    (
+        {"fields": [{"name": "a", "type": "text"}, {"name": "A", "type": "text"}]},
+        400,
+        "invalid_field",
+        "fields[1].name",
+    ),
+    ({"fields": [{"name": "a b", "type": "text"}]}, 400, "invalid_field", "fields[0].name"),
+    ({"fields": [{"name": "a"}]}, 400, "missing_field", "fields[0].type"),
+    (
+        {"fields": [{"name": "a", "type": "text", "size": 1}]},
+        400,
+        "unknown_field",
+        "fields[0].size",
+    ),
+    (
+        {"rate_limits": {"per_ip": {"limit": 0, "window_seconds": 60}}},
+        400,
+        "invalid_field",
+        "rate_limits.per_ip.limit",
+    ),
+]
+
+
 def test_bad_definitions_are_refused(
     client: TestClient,
     admin_headers: dict[str, str],
     expect_error: ErrorCheck,
-    body: dict[str, Any],
-    status: int,
-    code: str,
-    field: str,
+    subtests: pytest.Subtests,
 ) -> None:
-    answer = client.post(TYPES, json={"name": "Bad", **body}, headers=admin_headers)
-    expect_error(answer, status, code, field)
+    for body, status, code, field in BAD_DEFINITIONS:
+        with subtests.test(field, body=body):
+            answer = client.post(TYPES, json={"name": "Bad", **body}, headers=admin_headers)
+            expect_error(answer, status, code, field)
     codes = {t["code_name"] for t in client.get(TYPES, headers=admin_headers).json()["data"]}
     assert codes == {"pagevisit", "click", "datainput"}
 

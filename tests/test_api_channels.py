@@ -110,31 +110,32 @@ def test_origins_are_normalised_and_deduplicated(
     ]
 
 
-@pytest.mark.parametrize(
-    ("body", "code", "field"),
-    [
-        ({"allowed_origins": ["https://ok.example", "*"]}, "invalid_field", "allowed_origins[1]"),
-        ({"allowed_origins": ["https://ok.example/path"]}, "invalid_field", "allowed_origins[0]"),
-        ({"default_language": "english"}, "invalid_field", "default_language"),
-        ({"tracking_consent": "NoSuchConsent"}, "invalid_field", "tracking_consent"),
-        ({"enforce_consent": True}, "invalid_field", "enforce_consent"),
-        ({"kind": "app"}, "invalid_field", "kind"),
-        ({"name": ""}, "invalid_field", "name"),
-        ({"name": "x" * 201}, "invalid_field", "name"),
-    ],
-)
+BAD_CHANNELS: list[tuple[dict[str, Any], str]] = [
+    ({"allowed_origins": ["https://ok.example", "*"]}, "allowed_origins[1]"),
+    ({"allowed_origins": ["https://ok.example/path"]}, "allowed_origins[0]"),
+    ({"default_language": "english"}, "default_language"),
+    ({"tracking_consent": "NoSuchConsent"}, "tracking_consent"),
+    ({"enforce_consent": True}, "enforce_consent"),
+    ({"kind": "app"}, "kind"),
+    ({"name": ""}, "name"),
+    ({"name": "x" * 201}, "name"),
+]
+
+
 def test_bad_channels_are_refused(
     client: TestClient,
     admin_headers: dict[str, str],
     expect_error: ErrorCheck,
-    body: dict[str, Any],
-    code: str,
-    field: str,
+    subtests: pytest.Subtests,
 ) -> None:
-    answer = client.post(
-        "/api/channels", json={"name": "C", "kind": "website", **body}, headers=admin_headers
-    )
-    expect_error(answer, 400, code, field)
+    for body, field in BAD_CHANNELS:
+        with subtests.test(field, body=body):
+            answer = client.post(
+                "/api/channels",
+                json={"name": "C", "kind": "website", **body},
+                headers=admin_headers,
+            )
+            expect_error(answer, 400, "invalid_field", field)
     assert client.get("/api/channels", headers=admin_headers).json()["data"] == []
 
 
@@ -259,40 +260,16 @@ def test_list_pages_with_limit_and_cursor(
     assert [c["id"] for c in everything["data"]] == seen
 
 
-@pytest.mark.parametrize(
-    ("params", "field"),
-    [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"limit": "ten"}, "limit")],
-)
-def test_bad_limits(
-    client: TestClient,
-    admin_headers: dict[str, str],
-    expect_error: ErrorCheck,
-    params: dict[str, str | int],
-    field: str,
-) -> None:
-    expect_error(
-        client.get("/api/channels", params=params, headers=admin_headers),
-        400,
-        "invalid_field",
-        field,
-    )
-
-
-@pytest.mark.parametrize("cursor", ["!!!", "bm90LWEtdXVpZA", "%%"])
 def test_a_cursor_we_did_not_give_out_is_refused(
-    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck, cursor: str
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
 ) -> None:
-    expect_error(
-        client.get("/api/channels", params={"cursor": cursor}, headers=admin_headers),
-        400,
-        "invalid_field",
-        "cursor",
-    )
-
-
-def test_limit_1000_is_allowed(client: TestClient, admin_headers: dict[str, str]) -> None:
-    answer = client.get("/api/channels", params={"limit": 1000}, headers=admin_headers)
-    assert answer.status_code == 200
+    for cursor in ("!!!", "bm90LWEtdXVpZA", "%%"):
+        expect_error(
+            client.get("/api/channels", params={"cursor": cursor}, headers=admin_headers),
+            400,
+            "invalid_field",
+            "cursor",
+        )
 
 
 def test_get_unknown_and_malformed_ids(

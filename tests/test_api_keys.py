@@ -94,32 +94,26 @@ def test_a_new_admin_key_authenticates(client: TestClient, admin_headers: dict[s
     assert client.get("/api/channels", headers=bearer(secret)).status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("access", "kind", "status", "code", "field"),
-    [
-        ("admin", "headless", 400, "invalid_field", "channel"),
-        ("tracking", None, 400, "missing_field", "channel"),
-        ("publishable", None, 400, "missing_field", "channel"),
-        ("publishable", "headless", 400, "invalid_field", "channel"),
-    ],
-)
 def test_which_keys_belong_to_which_channels(
     client: TestClient,
     hub: Hub,
     admin_headers: dict[str, str],
     make_channel: Callable[..., Channel],
     expect_error: ErrorCheck,
-    access: str,
-    kind: str | None,
-    status: int,
-    code: str,
-    field: str,
+    subtests: pytest.Subtests,
 ) -> None:
-    channel = str(make_channel(kind=kind).id) if kind else None
-    answer = client.post(
-        "/api/keys", json={"access": access, "channel": channel}, headers=admin_headers
-    )
-    expect_error(answer, status, code, field)
+    headless = str(make_channel(kind="headless").id)
+    for access, channel, code in [
+        ("admin", headless, "invalid_field"),
+        ("tracking", None, "missing_field"),
+        ("publishable", None, "missing_field"),
+        ("publishable", headless, "invalid_field"),
+    ]:
+        with subtests.test(access, channel=channel):
+            answer = client.post(
+                "/api/keys", json={"access": access, "channel": channel}, headers=admin_headers
+            )
+            expect_error(answer, 400, code, "channel")
     assert len(hub.keys.list_page(KeyQuery()).data) == 1  # only the admin key of the test
 
 
@@ -241,54 +235,48 @@ def test_delete(
     expect_error(client.delete(f"/api/keys/{other.id}", headers=admin_headers), 404, "not_found")
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("get", f"/api/keys/{uuid.UUID(int=1)}"),
-        ("patch", f"/api/keys/{uuid.UUID(int=1)}"),
-        ("post", f"/api/keys/{uuid.UUID(int=1)}/disable"),
-        ("post", f"/api/keys/{uuid.UUID(int=1)}/enable"),
-        ("delete", f"/api/keys/{uuid.UUID(int=1)}"),
-        ("get", "/api/keys/wpa_notanid"),
-    ],
-)
 def test_unknown_keys_are_404(
-    client: TestClient,
-    admin_headers: dict[str, str],
-    expect_error: ErrorCheck,
-    method: str,
-    path: str,
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
 ) -> None:
-    kwargs: dict[str, Any] = {"headers": admin_headers}
-    if method == "patch":
-        kwargs["json"] = {"name": "x"}
-    expect_error(client.request(method, path, **kwargs), 404, "not_found")
+    unknown = f"/api/keys/{uuid.uuid4()}"
+    for method, path in [
+        ("GET", unknown),
+        ("PATCH", unknown),
+        ("POST", f"{unknown}/disable"),
+        ("POST", f"{unknown}/enable"),
+        ("DELETE", unknown),
+        ("GET", "/api/keys/wpa_notanid"),
+    ]:
+        body = {"name": "x"} if method == "PATCH" else None
+        expect_error(
+            client.request(method, path, json=body, headers=admin_headers), 404, "not_found"
+        )
 
 
 # -- authentication -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "authorization",
-    [
+def test_no_or_unknown_key_is_401(
+    client: TestClient, expect_error: ErrorCheck, subtests: pytest.Subtests
+) -> None:
+    for authorization in (
         None,
         "",
         "Bearer",
         "Bearer wpa_not-a-key-we-made",
         "Basic d3BhX3g6",
         "Token something",
-    ],
-)
-def test_no_or_unknown_key_is_401(
-    client: TestClient, expect_error: ErrorCheck, authorization: str | None
-) -> None:
-    headers = {} if authorization is None else {"Authorization": authorization}
-    expect_error(client.get("/api/channels", headers=headers), 401, "unauthorized")
-    expect_error(
-        client.post("/api/channels", json={"name": "x", "kind": "headless"}, headers=headers),
-        401,
-        "unauthorized",
-    )
+    ):
+        headers = {} if authorization is None else {"Authorization": authorization}
+        with subtests.test(authorization=authorization):
+            expect_error(client.get("/api/channels", headers=headers), 401, "unauthorized")
+            expect_error(
+                client.post(
+                    "/api/channels", json={"name": "x", "kind": "headless"}, headers=headers
+                ),
+                401,
+                "unauthorized",
+            )
 
 
 def test_the_scheme_is_case_insensitive(
