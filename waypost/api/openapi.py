@@ -123,8 +123,9 @@ DOCS_PAGE = """<!doctype html>
 <div id="docs"></div>
 <script src="/api/docs/assets/swagger-ui-bundle.js"></script>
 <script>
+// validatorUrl: null, or Swagger UI fetches a badge from validator.swagger.io.
 window.ui = SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#docs", deepLinking: true,
-  persistAuthorization: true});
+  persistAuthorization: true, validatorUrl: null});
 </script>
 </body>
 </html>

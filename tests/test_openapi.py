@@ -1,0 +1,237 @@
+"""/api/openapi.json and /api/docs: public, complete, and working offline."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from starlette.testclient import TestClient
+
+from waypost.api.routing import Operation
+from waypost.app import admin_operations, create_app
+from waypost.settings import load_settings
+
+PATH_PARAM = re.compile(r"{([a-z_]+)}")
+
+
+# The document and the docs page hold no data, so SQLite alone serves them here.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    path = tmp_path_factory.mktemp("openapi") / "waypost.db"
+    app = create_app(load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"}))
+    with TestClient(app) as client:
+        answer = client.get("/api/openapi.json")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    body = answer.json()
+    assert isinstance(body, dict)
+    return body
+
+
+def refs(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from refs(item)
+
+
+def resolve(document: dict[str, Any], ref: str) -> dict[str, Any]:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        assert part in node, f"{ref} does not resolve"
+        node = node[part]
+    assert isinstance(node, dict)
+    return node
+
+
+def test_the_document_is_openapi_3_1_and_public(document: dict[str, Any]) -> None:
+    assert document["openapi"] == "3.1.0"
+    assert document["info"]["title"] == "Waypost"
+    assert document["info"]["version"]
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert document["security"] == [{"bearerAuth": []}]
+
+
+@SQLITE_ONLY
+def test_no_key_is_needed_even_with_a_wrong_one(client: TestClient) -> None:
+    assert client.get("/api/openapi.json").status_code == 200
+    headers = {"Authorization": "Bearer wpa_not-a-key"}
+    assert client.get("/api/openapi.json", headers=headers).status_code == 200
+    assert client.get("/api/docs", headers=headers).status_code == 200
+
+
+def test_every_operation_is_described(document: dict[str, Any]) -> None:
+    operations = admin_operations()
+    described = {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    assert described == {(op.method, op.path) for op in operations}
+    ids = [document["paths"][op.path][op.method.lower()]["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)), "operation ids must be unique"
+
+
+@pytest.mark.parametrize("op", admin_operations(), ids=lambda op: f"{op.method} {op.path}")
+def test_each_operation_has_its_body_parameters_and_answers(
+    document: dict[str, Any], op: Operation
+) -> None:
+    item = document["paths"][op.path][op.method.lower()]
+    assert item["summary"] == op.summary
+    responses = item["responses"]
+
+    if op.body is not None:
+        schema = item["requestBody"]["content"]["application/json"]["schema"]
+        body = resolve(document, schema["$ref"])
+        assert body["type"] == "object"
+        assert set(body["properties"]) == set(op.body.__struct_encode_fields__)
+        assert {"400", "413", "415"} <= set(responses)
+    else:
+        assert "requestBody" not in item
+
+    path_params = {p["name"] for p in item["parameters"] if p["in"] == "path"}
+    assert path_params == set(PATH_PARAM.findall(op.path))
+    if path_params:
+        assert "404" in responses
+    if op.query is not None:
+        query_params = {p["name"] for p in item["parameters"] if p["in"] == "query"}
+        assert query_params == set(op.query.__struct_encode_fields__)
+
+    success = responses[str(op.status)]
+    if op.status == 204:
+        assert "content" not in success
+    else:
+        schema = success["content"]["application/json"]["schema"]
+        assert "$ref" in schema or "type" in schema, schema
+    if op.auth == "admin":
+        assert {"401", "403"} <= set(responses)
+        assert "security" not in item or item["security"]
+    for status, answer in responses.items():
+        if int(status) >= 400:
+            schema = answer["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def test_every_reference_resolves(document: dict[str, Any]) -> None:
+    found = set(refs(document))
+    assert found
+    for ref in found:
+        resolve(document, ref)
+
+
+def test_the_error_shape_is_documented(document: dict[str, Any]) -> None:
+    body = resolve(document, "#/components/schemas/ErrorBody")
+    assert body["required"] == ["error"]
+    detail = resolve(document, body["properties"]["error"]["$ref"])
+    assert set(detail["properties"]) == {"code", "message", "field"}
+    assert set(detail["required"]) == {"code", "message"}
+
+
+def test_the_create_bodies_of_design_2_4(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    channel = schemas["ChannelCreate"]
+    assert set(channel["required"]) == {"name", "kind"}
+    assert channel["properties"]["kind"]["enum"] == ["headless", "website"]
+    key = schemas["KeyCreate"]
+    assert set(key["required"]) == {"access"}
+    assert set(key["properties"]["access"]["enum"]) == {"tracking", "publishable", "admin"}
+    activity_type = schemas["ActivityTypeCreate"]
+    assert set(activity_type["required"]) == {"name"}
+    assert {"code_name", "fields", "aliases", "rate_limits", "retention_days"} <= set(
+        activity_type["properties"]
+    )
+    field_types = schemas["FieldSpec"]["properties"]["type"]["enum"]
+    assert set(field_types) == {
+        "text",
+        "integer",
+        "decimal",
+        "boolean",
+        "datetime",
+        "url",
+        "email",
+        "phone",
+    }
+
+
+# -- the docs page --------------------------------------------------------------------------
+
+
+class Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.urls.append(value)
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts.append(data)
+
+
+@SQLITE_ONLY
+def test_docs_page_loads_only_local_assets(client: TestClient) -> None:
+    page = client.get("/api/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    parser = Assets()
+    parser.feed(page.text)
+    assert parser.urls, "the page references no assets"
+    for url in parser.urls:
+        parts = urlsplit(url)
+        assert not parts.scheme, f"{url} is not served by Waypost"
+        assert not parts.netloc, f"{url} is not served by Waypost"
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.content
+    assert any(url.endswith(".js") for url in parser.urls)
+    assert any(url.endswith(".css") for url in parser.urls)
+    inline = "\n".join(parser.scripts)
+    assert "/api/openapi.json" in inline
+    assert not re.search(r"https?://", inline)
+    # Swagger UI would otherwise show a badge image from validator.swagger.io.
+    assert re.search(r"validatorUrl:\s*null", inline)
+
+
+@SQLITE_ONLY
+def test_the_stylesheet_loads_nothing_from_elsewhere(client: TestClient) -> None:
+    css = client.get("/api/docs/assets/swagger-ui.css")
+    assert css.status_code == 200
+    for url in re.findall(r"url\(([^)]*)\)", css.text):
+        assert not re.match(r"""["']?(https?:)?//""", url), url
+    assert "@import" not in css.text
+
+
+@SQLITE_ONLY
+def test_unknown_assets_are_404(client: TestClient) -> None:
+    answer = client.get("/api/docs/assets/nothing.js")
+    assert answer.status_code == 404
+
+
+@SQLITE_ONLY
+def test_home_leads_to_the_docs(client: TestClient) -> None:
+    answer = client.get("/", follow_redirects=False)
+    assert answer.status_code in (302, 307)
+    assert answer.headers["location"] == "/api/docs"
