@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -89,9 +90,15 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
     async def home(_: Request) -> Response:
         return RedirectResponse("/api/docs")
 
+    tracker_body = (STATIC / "waypost.js").read_bytes()
+
+    async def tracker(request: Request) -> Response:
+        return script_response(request, tracker_body)
+
     routes: list[BaseRoute] = [build_route(op, the_hub) for op in operations]
     routes += [
         Route("/", home),
+        Route("/waypost.js", tracker),
         Route("/api/openapi.json", openapi_json),
         Route("/api/docs", docs),
         Mount("/api/docs/assets", StaticFiles(directory=STATIC / "swagger-ui"), name="docs-assets"),
@@ -116,6 +123,19 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
     )
     app.state.hub = the_hub
     return WaypostApp(app, TrackingApp(the_hub))
+
+
+def script_response(request: Request, body: bytes) -> Response:
+    """A static script with a strong ETag, revalidated by browsers at most every 5 minutes."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "public, max-age=300",
+        "Access-Control-Allow-Origin": "*",
+    }
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
 
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

@@ -1,0 +1,1 @@
+/* The Waypost browser tracker: see docs/browser-tracking.md. */
