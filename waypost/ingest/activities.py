@@ -21,7 +21,7 @@ from waypost.domain.field_values import (
     parse_datetime,
     validate_fields,
 )
-from waypost.domain.titles import activity_title
+from waypost.domain.titles import MAX_TITLE, activity_title
 from waypost.errors import ApiError, ErrorDetail, from_validation_error
 from waypost.ids import new_id
 from waypost.ingest.catalog import Snapshot, TypeInfo
@@ -29,6 +29,9 @@ from waypost.ingest.catalog import Snapshot, TypeInfo
 MAX_FUTURE = dt.timedelta(hours=24)
 MAX_URL = 2048
 MAX_VALUE = 2000
+# Column sizes: whatever a client sends must fit, or one bad activity would fail the whole
+# group-commit transaction (PostgreSQL refuses an over-long string; SQLite would store it).
+MAX_NAME = 200
 
 
 class ActivityIn(
@@ -40,7 +43,7 @@ class ActivityIn(
 
     type: str
     value: str | None = None
-    title: str | None = None
+    title: Annotated[str, msgspec.Meta(max_length=MAX_TITLE)] | None = None
     url: str | None = None
     referrer: str | None = None
     contact_fields: dict[str, Any] | None = None
@@ -130,7 +133,10 @@ class Rejected:
 
 
 def reject(error: ApiError, payload: bytes, type_code: str | None) -> Rejected:
-    return Rejected(error.status, error.detail, payload, type_code)
+    detail = error.detail
+    if detail.field is not None and len(detail.field) > MAX_NAME:
+        detail = ErrorDetail(detail.code, detail.message, detail.field[:MAX_NAME])
+    return Rejected(error.status, detail, payload, type_code and type_code[:MAX_NAME])
 
 
 def prepare(
@@ -245,7 +251,7 @@ def _check(activity: ActivityIn, raw: bytes, snapshot: Snapshot, now: dt.datetim
         url=activity.url,
         referrer=activity.referrer,
         fields=fields,
-        primary_value=primary,
+        primary_value=primary and primary[:MAX_NAME],
         flags=flags,
         occurred_at=occurred,
         contact_fields=contact_fields,

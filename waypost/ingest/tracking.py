@@ -322,6 +322,9 @@ def _parse_tracking_body(raw: bytes) -> TrackingBody:
         obj = _decode_raw_object(raw)
     except msgspec.ValidationError:
         raise ApiError(400, "invalid_json", "The body must be a JSON object.") from None
+    except msgspec.DecodeError as exc:
+        # msgspec validates while it parses: '{"channel": "a",}' fails validation first.
+        raise from_validation_error(exc) from None
     canonical: dict[str, msgspec.Raw] = {}
     for key, value in obj.items():
         name = TOP_LEVEL.get(key.lower())
