@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,74 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         _service_missing("Redis", exc)
     return REDIS_URL
+
+
+# -- the tracking API ----------------------------------------------------------------------
+
+
+@dataclass
+class Tracker:
+    """A channel with a tracking key, and calls of the tracking API made with that key."""
+
+    client: TestClient
+    channel: Channel
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def new_contact(self, prefix: str = "/tracking") -> str:
+        answer = self.client.post(f"{prefix}/contacts", headers=self.headers)
+        assert answer.status_code == 200, answer.text
+        contact = answer.json()["contact"]
+        assert isinstance(contact, str)
+        return contact
+
+    def post(
+        self,
+        activities: object,
+        contact: str | None = None,
+        *,
+        prefix: str = "/tracking",
+        headers: dict[str, str] | None = None,
+    ) -> httpx2.Response:
+        """POST {prefix}/activities with this channel, the contact (a new one if not given)."""
+        body = {
+            "channel": str(self.channel.id),
+            "contact": contact or self.new_contact(),
+            "activities": activities,
+        }
+        headers = self.headers if headers is None else headers
+        return self.client.post(f"{prefix}/activities", json=body, headers=headers)
+
+    def log(
+        self, activities: list[Any], contact: str | None = None, prefix: str = "/tracking"
+    ) -> list[dict[str, Any]]:
+        """Post and return the results, checking the 207 and one result per activity."""
+        answer = self.post(activities, contact, prefix=prefix)
+        assert answer.status_code == 207, answer.text
+        results = answer.json()["results"]
+        assert isinstance(results, list)
+        assert len(results) == len(activities), results
+        return results
+
+
+@pytest.fixture
+def make_tracker(
+    client: TestClient,
+    make_channel: Callable[..., Channel],
+    make_key: Callable[..., CreatedKey],
+) -> Callable[..., Tracker]:
+    """A new channel (headless unless told) with a tracking key: ``make_tracker(**channel)``."""
+
+    def make(**channel_fields: Any) -> Tracker:
+        channel = make_channel(**channel_fields)
+        return Tracker(client, channel, make_key("tracking", channel.id).key)
+
+    return make
+
+
+@pytest.fixture
+def tracker(make_tracker: Callable[..., Tracker]) -> Tracker:
+    return make_tracker()

@@ -1,0 +1,185 @@
+"""Field values checked against their declared types; nothing is inferred."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+import pytest
+
+from waypost.domain.field_values import (
+    FieldValueError,
+    canonical_value,
+    format_datetime,
+    is_http_url,
+    parse_datetime,
+    validate_fields,
+)
+from waypost.domain.fields import FieldSpec
+
+LONG_DECIMAL = "12345678901234567890.123456789012345678"  # 38 digits, none lost
+
+
+def spec(name: str, type_: str = "text", **flags: object) -> FieldSpec:
+    return msgspec.convert({"name": name, "type": type_, **flags}, FieldSpec)
+
+
+@pytest.mark.parametrize(
+    ("type_", "value", "stored"),
+    [
+        ("text", "hello", "hello"),
+        ("text", "", ""),
+        ("integer", 42, 42),
+        ("integer", -(2**63), -(2**63)),
+        ("integer", 2**63 - 1, 2**63 - 1),
+        ("decimal", "50000.10", "50000.10"),
+        ("decimal", " 1.5 ", "1.5"),
+        ("decimal", 7, "7"),
+        ("decimal", "1E+3", "1000"),
+        (
+            "decimal",
+            "12345678901234567890.123456789012345678",
+            "12345678901234567890.123456789012345678",
+        ),
+        ("boolean", True, True),
+        ("boolean", False, False),
+        ("datetime", "2026-01-31T12:00:00Z", "2026-01-31T12:00:00.000000Z"),
+        ("datetime", "2026-01-31T14:00:00.5+02:00", "2026-01-31T12:00:00.500000Z"),
+        ("url", "https://example.com/a?b=c", "https://example.com/a?b=c"),
+        ("url", "http://localhost:8000", "http://localhost:8000"),
+        ("email", "ann@example.com", "ann@example.com"),
+        ("phone", "+420 601 123 456", "+420601123456"),
+    ],
+)
+def test_valid_values_get_their_canonical_form(type_: str, value: object, stored: object) -> None:
+    result = canonical_value(spec("f", type_), value, "fields.f")
+    assert result == stored
+    assert type(result) is type(stored)
+
+
+@pytest.mark.parametrize(
+    ("type_", "value"),
+    [
+        ("text", 5),
+        ("text", True),
+        ("text", ["a"]),
+        ("integer", "5"),
+        ("integer", 5.0),
+        ("integer", True),
+        ("decimal", 1.5),
+        ("decimal", True),
+        ("decimal", {"v": 1}),
+        ("boolean", "true"),
+        ("boolean", 1),
+        ("datetime", 1767225600),
+        ("url", 5),
+        ("email", False),
+        ("phone", 420601123456),
+    ],
+)
+def test_a_value_of_another_json_type_is_a_type_mismatch(type_: str, value: object) -> None:
+    with pytest.raises(FieldValueError) as caught:
+        canonical_value(spec("f", type_), value, "fields.f")
+    assert caught.value.code == "field_type_mismatch"
+    assert caught.value.field == "fields.f"
+
+
+@pytest.mark.parametrize(
+    ("type_", "value"),
+    [
+        ("integer", 2**63),
+        ("integer", -(2**63) - 1),
+        ("decimal", "abc"),
+        ("decimal", "NaN"),
+        ("decimal", "Infinity"),
+        ("decimal", "1" * 39),
+        ("datetime", "2026-01-31T12:00:00"),
+        ("datetime", "yesterday"),
+        ("url", "example.com"),
+        ("url", "ftp://example.com/"),
+        ("url", "/relative"),
+        ("url", "https://" + "a" * 2050),
+        ("email", "nobody"),
+        ("phone", "601 123 456"),
+        ("text", "x" * 2001),
+    ],
+)
+def test_a_value_of_the_right_json_type_breaking_its_rule_is_invalid(
+    type_: str, value: object
+) -> None:
+    with pytest.raises(FieldValueError) as caught:
+        canonical_value(spec("f", type_), value, "fields.f")
+    assert caught.value.code == "invalid_field"
+    assert caught.value.field == "fields.f"
+
+
+def test_text_max_length_is_the_declared_one() -> None:
+    short = spec("code", "text", max_length=3)
+    assert canonical_value(short, "abc", "fields.code") == "abc"
+    with pytest.raises(FieldValueError):
+        canonical_value(short, "abcd", "fields.code")
+
+
+def test_validate_fields_returns_canonical_values_and_the_primary_as_text() -> None:
+    specs = [
+        spec("amount", "decimal", primary=True, required=True),
+        spec("months", "integer"),
+        spec("approved", "boolean"),
+    ]
+    checked = validate_fields(specs, {"amount": "5000.00", "months": 12})
+    assert checked.values == {"amount": "5000.00", "months": 12}
+    assert checked.primary == "5000.00"
+    assert validate_fields([spec("ok", "boolean", primary=True)], {"ok": False}).primary == "false"
+
+
+def test_validate_fields_without_a_primary_value() -> None:
+    checked = validate_fields([spec("a"), spec("b", primary=True)], {"a": "x"})
+    assert (checked.values, checked.primary) == ({"a": "x"}, None)
+
+
+def test_an_undeclared_field_is_unknown() -> None:
+    with pytest.raises(FieldValueError) as caught:
+        validate_fields([spec("amount", "decimal")], {"amount": "1", "Amount": "2"})
+    assert caught.value.code == "unknown_field"
+    assert caught.value.field == "fields.Amount"
+
+
+def test_a_required_field_must_be_given() -> None:
+    specs = [spec("amount", "decimal", required=True)]
+    for values in ({}, {"amount": None}):
+        with pytest.raises(FieldValueError) as caught:
+            validate_fields(specs, values)
+        assert caught.value.code == "missing_field"
+        assert caught.value.field == "fields.amount"
+
+
+def test_null_means_absent_for_an_optional_field() -> None:
+    checked = validate_fields([spec("note")], {"note": None})
+    assert (checked.values, checked.primary) == ({}, None)
+
+
+def test_datetimes_need_an_offset() -> None:
+    assert parse_datetime("2026-01-31T12:00:00Z") == dt.datetime(2026, 1, 31, 12, tzinfo=dt.UTC)
+    assert parse_datetime("2026-01-31T13:30:00+01:30").hour == 12
+    with pytest.raises(ValueError, match="offset"):
+        parse_datetime("2026-01-31T12:00:00")
+    stamp = dt.datetime(2026, 1, 31, 12, 0, 0, 5, tzinfo=dt.UTC)
+    assert format_datetime(stamp) == "2026-01-31T12:00:00.000005Z"
+    assert format_datetime(stamp.replace(microsecond=0)) == "2026-01-31T12:00:00.000000Z"
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://example.com/mypage", True),
+        ("http://example.com", True),
+        ("HTTPS://EXAMPLE.COM/", True),
+        ("https:///nohost", False),
+        ("mailto:a@example.com", False),
+        ("javascript:alert(1)", False),
+        ("//example.com/x", False),
+        ("", False),
+    ],
+)
+def test_http_urls(url: str, ok: bool) -> None:
+    assert is_http_url(url) is ok
