@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
@@ -43,7 +44,7 @@ def bootstrap(hub: Hub) -> FirstRun | None:
             ChannelCreate(
                 name="Website",
                 kind="website",
-                allowed_origins=[hub.settings.base_url],
+                allowed_origins=[_origin(hub.settings.base_url)],
             ),
         )
         headless = hub.channels.create_in(conn, ChannelCreate(name="Headless app", kind="headless"))
@@ -55,3 +56,9 @@ def bootstrap(hub: Hub) -> FirstRun | None:
             conn, KeyCreate(access="publishable", channel=website.id, name="Website key")
         )
     return FirstRun(website, headless, admin, tracking, publishable)
+
+
+def _origin(url: str) -> str:
+    # WAYPOST_PUBLIC_URL may carry a path (https://example.com/waypost); an origin has none.
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -341,15 +341,18 @@ def channels_create(
     name: str, kind: str, origins: tuple[str, ...], language: str, as_json: bool
 ) -> None:
     """Create a channel."""
-    body = msgspec.convert(
-        {
-            "name": name,
-            "kind": kind,
-            "allowed_origins": list(origins),
-            "default_language": language,
-        },
-        ChannelCreate,
-    )
+    try:
+        body = msgspec.convert(
+            {
+                "name": name,
+                "kind": kind,
+                "allowed_origins": list(origins),
+                "default_language": language,
+            },
+            ChannelCreate,
+        )
+    except msgspec.ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
     with _hub() as hub:
         created = hub.channels.create(body)
     if as_json:
