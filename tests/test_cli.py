@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -413,3 +420,69 @@ def test_cli_on_both_databases(database_url: str, served: list[dict[str, Any]]) 
     listed = invoke("keys", "list").stdout
     assert key not in listed
     assert len(json.loads(invoke("keys", "list", "--json").stdout)) == 4
+
+
+# -- a real server ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_serve_in_a_real_process(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")},
+        "WAYPOST_DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "waypost.cli", "serve", "--port", str(port)]
+    lines: list[str] = []
+    with subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as server:
+        assert server.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(server.stdout or ()), daemon=True)
+        reader.start()
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                assert server.poll() is None, "".join(lines)
+                assert time.monotonic() < deadline, "".join(lines)
+                try:
+                    if httpx.get(f"{base}/api/openapi.json", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            output = "".join(lines)
+            [admin] = [k for k in KEY.findall(output) if k.startswith("wpa_")]
+            headers = {"Authorization": f"Bearer {admin}"}
+            created = httpx.post(
+                f"{base}/api/activity-types",
+                json={
+                    "name": "Loan calculator usage",
+                    "fields": [{"name": "amount", "type": "decimal"}],
+                },
+                headers=headers,
+            )
+            assert created.status_code == 201, created.text
+            assert created.json()["code_name"] == "loan_calculator_usage"
+            got = httpx.get(f"{base}/api/activity-types/{created.json()['id']}", headers=headers)
+            assert got.json()["fields"][0]["type"] == "decimal"
+            assert httpx.get(f"{base}/api/activity-types").status_code == 401
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+        reader.join(timeout=5)
+    output = "".join(lines)
+    # The key is printed once, at start, and never logged with a request.
+    assert output.count(admin) == 1
