@@ -28,6 +28,7 @@ from waypost.api.routing import (
 )
 from waypost.errors import ApiError
 from waypost.hub import Hub
+from waypost.ingest.browser import BrowserApp
 from waypost.ingest.tracking import TrackingApp
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable
@@ -57,14 +58,18 @@ class WaypostApp:
     """The ASGI entry point: ingest paths go straight to their bare handlers, the rest to the
     admin application, so the framework's per-request machinery stays off the hot path."""
 
-    def __init__(self, admin: Starlette, tracking: TrackingApp) -> None:
+    def __init__(self, admin: Starlette, tracking: TrackingApp, browser: BrowserApp) -> None:
         self.admin = admin
         self.tracking = tracking
+        self.browser = browser
         self.state = admin.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(TRACKING_PREFIXES):
             await self.tracking(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["path"].startswith("/browser/"):
+            await self.browser(scope, receive, send)
             return
         await self.admin(scope, receive, send)
 
@@ -109,6 +114,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         try:
             yield
         finally:
+            await the_hub.rate_limiter.close()
             if owns_hub:
                 the_hub.close()
 
@@ -122,7 +128,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         },
     )
     app.state.hub = the_hub
-    return WaypostApp(app, TrackingApp(the_hub))
+    return WaypostApp(app, TrackingApp(the_hub), BrowserApp(the_hub))
 
 
 def script_response(request: Request, body: bytes) -> Response:

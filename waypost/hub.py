@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from waypost.ingest.catalog import Catalog
 from waypost.ingest.writer import Writer
+from waypost.ratelimit import make_rate_limiter
 from waypost.services.activities import ActivityService
 from waypost.services.activity_types import ActivityTypeService
 from waypost.services.channels import ChannelService
@@ -31,6 +32,7 @@ class Hub:
         self.writer = Writer(
             self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000
         )
+        self.rate_limiter = make_rate_limiter(settings.redis_url)
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
         )

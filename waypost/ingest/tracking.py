@@ -7,8 +7,6 @@ agreements and ``POST /activities``, whose 207 answer has one result per activit
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import msgspec
@@ -19,14 +17,19 @@ from waypost.errors import ApiError, ErrorDetail, from_validation_error
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import prepare
+from waypost.ingest.asgi import (
+    STORAGE_DOWN,
+    Receive,
+    Scope,
+    Send,
+    encode_headers,
+    media_type,
+    read_body,
+    respond,
+)
 from waypost.ingest.catalog import ChannelInfo, KeyInfo, Snapshot
 from waypost.ingest.writer import ActivityResult
 from waypost.store import StorageUnavailable
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 PREFIXES = ("/tracking", "/Kentico.Tracking")
 
@@ -71,12 +74,9 @@ _decode_body = msgspec.json.Decoder(TrackingBody).decode
 _decode_raw_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _decode_agree = msgspec.json.Decoder(AgreeBody).decode
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
-
 
 def _json_media(headers: dict[bytes, bytes]) -> bool:
-    media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-    return media == b"application/json"
+    return media_type(headers) == b"application/json"
 
 
 class TrackingApp:
@@ -96,25 +96,11 @@ class TrackingApp:
         except ApiError as exc:
             status, body, extra = exc.status, exc.body(), exc.headers
         except StorageUnavailable:
-            status = 503
-            body = ApiError(
-                503,
-                "storage_unavailable",
-                "The database cannot be reached; nothing was stored. Retry shortly.",
-            ).body()
-            extra = {"Retry-After": "1"}
-        response_headers = list(JSON_HEADERS)
-        response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+            status, body, extra = 503, STORAGE_DOWN.body(), STORAGE_DOWN.headers
+        response_headers = encode_headers(extra)
         if origin is not None:
             response_headers += await self._cors(origin)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*response_headers, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, body, response_headers)
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]
@@ -185,23 +171,7 @@ class TrackingApp:
         return key, channel
 
     async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
-        limit = self.settings.max_request_bytes
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise _too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ApiError(400, "invalid_json", "The client went away mid-body.")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        return await read_body(receive, headers, self.settings.max_request_bytes)
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -290,12 +260,6 @@ class TrackingApp:
             (b"access-control-allow-headers", b"Authorization, Content-Type"),
             (b"access-control-max-age", b"600"),
         ]
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(
-        413, "payload_too_large", f"The body is over the limit of {limit} bytes per request."
-    )
 
 
 def _lower_keys(raw: bytes) -> bytes:

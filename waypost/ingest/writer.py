@@ -62,6 +62,9 @@ class Job:
     done: Callable[[list[ActivityResult] | BaseException], None]
     # The rejected activity this job replays (its one item keeps that id when stored).
     replay_of: uuid.UUID | None = None
+    # Refuse activities of contacts without a current agreement to the channel's tracking
+    # consent; None: as the channel's enforce_consent says.
+    require_consent: bool | None = None
     # Filled by the writer.
     results: list[ActivityResult] = field(default_factory=list)
     missing_contact: bool = False
@@ -167,6 +170,7 @@ class Writer:
         items: Sequence[Accepted | Rejected],
         received_at: dt.datetime,
         source: str = "tracking",
+        require_consent: bool | None = None,
     ) -> list[ActivityResult]:
         """Store ``items`` and return one result per item, once the transaction committed.
 
@@ -180,7 +184,9 @@ class Writer:
             loop.call_soon_threadsafe(_resolve, future, outcome)
 
         self.start()
-        self._queue.put(Job(channel, contact_id, items, received_at, source, done))
+        job = Job(channel, contact_id, items, received_at, source, done)
+        job.require_consent = require_consent
+        self._queue.put(job)
         return await future
 
     def submit_sync(
@@ -303,7 +309,11 @@ class Writer:
                     item = Rejected(404, error.detail, item.payload, _type_code(item))
                 elif (
                     isinstance(item, Accepted)
-                    and channel.enforce_consent
+                    and (
+                        channel.enforce_consent
+                        if job.require_consent is None
+                        else job.require_consent
+                    )
                     and not (state is not None and state.agreed)
                 ):
                     item = Rejected(

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import uuid
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 
 from waypost.domain.contact_fields import CONTACT_FIELDS, normalise_email
 from waypost.errors import ApiError
 from waypost.ids import new_id, utcnow
 from waypost.store import Store
-from waypost.store.schema import contact_external_ids, contacts
+from waypost.store.schema import (
+    activities,
+    activity_rollups,
+    consent_agreements,
+    contact_external_ids,
+    contact_merges,
+    contacts,
+)
 
 
 class Contact(msgspec.Struct):
@@ -91,6 +101,15 @@ def insert_contact(conn: Connection, **fields: object) -> uuid.UUID:
     return contact_id
 
 
+def _set(conn: Connection, contact_id: uuid.UUID, values: dict[str, object]) -> None:
+    if values:
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == contact_id)
+            .values(**values, updated_at=utcnow())
+        )
+
+
 def apply_data_input(
     conn: Connection, contact_id: uuid.UUID, fields: dict[str, object]
 ) -> uuid.UUID:
@@ -124,6 +143,102 @@ def apply_data_input(
     return target
 
 
+class Identified(msgspec.Struct):
+    """The answer of a browser identify: the contact the browser is from now on."""
+
+    contact: uuid.UUID
+    merged: bool
+
+
+def identity_hash(secret: str, email: str) -> str:
+    """HMAC-SHA256 of the lower-cased email with the channel's identity secret, hex."""
+    return hmac.new(secret.encode(), normalise_email(email).encode(), hashlib.sha256).hexdigest()
+
+
+def merge_contacts(
+    conn: Connection,
+    source: uuid.UUID,
+    target: uuid.UUID,
+    reason: str,
+    channel_id: uuid.UUID | None = None,
+) -> None:
+    """Move everything of ``source`` to ``target`` and leave a merge record.
+
+    Activities, consent agreements, daily counts and external ids move; fields the target lacks
+    are taken from the source; the source is kept, marked as merged, so that requests naming it
+    reach the target.
+    """
+    now = utcnow()
+    conn.execute(
+        activities.update().where(activities.c.contact_id == source).values(contact_id=target)
+    )
+    conn.execute(
+        consent_agreements.update()
+        .where(consent_agreements.c.contact_id == source)
+        .values(contact_id=target)
+    )
+    conn.execute(
+        contact_external_ids.update()
+        .where(contact_external_ids.c.contact_id == source)
+        .values(contact_id=target)
+    )
+    moved = conn.execute(
+        sa.select(
+            activity_rollups.c.type_id, activity_rollups.c.day, activity_rollups.c.count
+        ).where(activity_rollups.c.contact_id == source)
+    ).all()
+    conn.execute(activity_rollups.delete().where(activity_rollups.c.contact_id == source))
+    if moved:
+        insert = upsert_insert(conn)(activity_rollups)
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["contact_id", "type_id", "day"],
+                set_={"count": activity_rollups.c.count + insert.excluded.count},
+            ),
+            [
+                {"contact_id": target, "type_id": r.type_id, "day": r.day, "count": r.count}
+                for r in moved
+            ],
+        )
+    source_row = conn.execute(sa.select(contacts).where(contacts.c.id == source)).one()
+    target_row = conn.execute(sa.select(contacts).where(contacts.c.id == target)).one()
+    fill = {
+        name: source_row._mapping[name]
+        for name in FIELD_COLUMNS
+        if name != "email"
+        and target_row._mapping[name] is None
+        and source_row._mapping[name] is not None
+    }
+    attributes = {**(source_row.attributes or {}), **(target_row.attributes or {})}
+    conn.execute(
+        contacts.update()
+        .where(contacts.c.id == target)
+        .values(**fill, attributes=attributes, updated_at=now)
+    )
+    conn.execute(
+        contacts.update()
+        .where(sa.or_(contacts.c.id == source, contacts.c.merged_into == source))
+        .values(merged_into=target, updated_at=now)
+    )
+    conn.execute(
+        contact_merges.insert().values(
+            id=new_id(),
+            source_id=source,
+            target_id=target,
+            reason=reason,
+            channel_id=channel_id,
+            created_at=now,
+        )
+    )
+
+
+def upsert_insert(conn: Connection) -> Any:
+    """The dialect's INSERT that has ``on_conflict_do_update`` (SQLite and PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
+
+
 class ContactService:
     """Contacts on the store."""
 
@@ -155,6 +270,60 @@ class ContactService:
             created_at=m["created_at"],
             updated_at=m["updated_at"],
         )
+
+    def identify(
+        self,
+        channel_id: uuid.UUID,
+        identity_secret: str,
+        contact_id: uuid.UUID | None,
+        email: str,
+        names: dict[str, object],
+        given_hash: str | None,
+    ) -> Identified:
+        """A browser names its visitor: see docs/browser-tracking.md#identifying-visitors."""
+        key = normalise_email(email)
+        verified = given_hash is not None and hmac.compare_digest(
+            given_hash.lower(), identity_hash(identity_secret, email)
+        )
+        with self.store.write() as conn:
+            current = require_contact(conn, contact_id) if contact_id is not None else None
+            owner = conn.execute(
+                sa.select(contacts.c.id).where(contacts.c.email_key == key)
+            ).scalar_one_or_none()
+            if owner is not None and owner == current:
+                _set(conn, owner, names)
+                return Identified(owner, False)
+            if owner is not None:
+                if not verified:
+                    if current is None:
+                        current = insert_contact(conn)
+                    self._record_claim(conn, current, email, names)
+                    return Identified(current, False)
+                if current is not None:
+                    merge_contacts(conn, current, owner, "identify", channel_id)
+                _set(conn, owner, names)
+                return Identified(owner, current is not None)
+            current_email = (
+                conn.execute(
+                    sa.select(contacts.c.email_key).where(contacts.c.id == current)
+                ).scalar_one()
+                if current is not None
+                else None
+            )
+            if current is None or current_email is not None:
+                # A contact's email never changes: a new email is a new contact.
+                return Identified(insert_contact(conn, email=email, **names), False)
+            _set(conn, current, {"email": email, "email_key": key, **names})
+            return Identified(current, False)
+
+    def _record_claim(
+        self, conn: Connection, contact_id: uuid.UUID, email: str, names: dict[str, object]
+    ) -> None:
+        attributes = conn.execute(
+            sa.select(contacts.c.attributes).where(contacts.c.id == contact_id)
+        ).scalar_one()
+        claim = {"claimed_email": email, **{f"claimed_{k}": v for k, v in names.items()}}
+        _set(conn, contact_id, {"attributes": {**(attributes or {}), **claim}})
 
     def resolve(self, contact_id: uuid.UUID) -> uuid.UUID:
         with self.store.read() as conn:

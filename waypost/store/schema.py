@@ -299,3 +299,15 @@ field_violations = Table(
     Column("count", BigInteger(), nullable=False, server_default=text("0")),
     Column("last_seen_at", UtcDateTime(), nullable=False),
 )
+
+# A browser contact merged into the contact that owns an email (identify with a valid hash).
+contact_merges = Table(
+    "contact_merges",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("source_id", Uuid(), nullable=False, index=True),
+    Column("target_id", Uuid(), nullable=False, index=True),
+    Column("reason", String(64), nullable=False),
+    Column("channel_id", Uuid(), nullable=True),
+    _now_column("created_at"),
+)

@@ -1,0 +1,335 @@
+"""The browser endpoints behind waypost.js, as bare ASGI under /browser.
+
+Publishable keys only (in the ``key`` query parameter, so ``sendBeacon`` works), website
+channels only, from the channel's allowed origins only. Activities: client-side types only,
+cookie level ``visitor`` or ``all``, within the type's rate limits, and for contacts with a
+current agreement to the channel's tracking consent. See docs/browser-tracking.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TypeVar
+from urllib.parse import parse_qs
+
+import msgspec
+from anyio import to_thread
+
+from waypost.domain.contact_fields import EMAIL
+from waypost.domain.keys import hash_key
+from waypost.errors import ApiError, ErrorBody, from_validation_error
+from waypost.hub import Hub
+from waypost.ids import utcnow
+from waypost.ingest.activities import Accepted, Rejected, prepare, reject
+from waypost.ingest.asgi import (
+    STORAGE_DOWN,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    encode_headers,
+    media_type,
+    read_body,
+    respond,
+)
+from waypost.ingest.catalog import ChannelInfo, Snapshot
+from waypost.ratelimit import Decision, Limit, retry_after
+from waypost.store import StorageUnavailable
+
+TRACKING_LEVELS = ("visitor", "all")
+COOKIE_LEVELS = ("none", "essential", "visitor", "all")
+BODY_TYPES = (b"text/plain", b"application/json", b"")
+
+
+class ConsentBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /browser/consent``: give or revoke a consent; creates the contact if needed."""
+
+    consent: str
+    agree: bool
+    contact: uuid.UUID | None = None
+
+
+class ConsentAnswer(msgspec.Struct, rename="camel"):
+    contact: uuid.UUID | None
+    is_agreed: bool
+
+
+class ActivityBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    """``POST /browser/activity``: one activity of the page's visitor."""
+
+    contact: uuid.UUID
+    cookie_level: str
+    activity: msgspec.Raw
+
+
+class ActivityAnswer(msgspec.Struct, omit_defaults=True):
+    id: uuid.UUID | None = None
+    status: int = 202
+
+
+class IdentifyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    """``POST /browser/identify``: the visitor's email, names and the site's identity hash."""
+
+    email: str
+    contact: uuid.UUID | None = None
+    cookie_level: str | None = None
+    first: str | None = None
+    last: str | None = None
+    hash: str | None = None
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+T = TypeVar("T")
+
+
+def _decode(raw: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise from_validation_error(exc) from None
+    except msgspec.DecodeError as exc:
+        raise from_validation_error(exc) from None
+
+
+class BrowserApp:
+    """The /browser routes."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.settings = hub.settings
+        self.catalog = hub.catalog
+        self.writer = hub.writer
+        self.limiter = hub.rate_limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        snapshot = await self._snapshot()
+        cors: Headers = [(b"vary", b"Origin")]
+        if scope["method"] == "OPTIONS":
+            if origin in snapshot.all_origins:
+                cors += _allow_origin(origin)
+            await respond(send, 204, b"", cors)
+            return
+        allowed_origins = snapshot.all_origins
+        try:
+            channel = self._authenticate(scope, snapshot)
+            allowed_origins = channel.allowed_origins
+            if origin not in channel.allowed_origins:
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    f"The origin {origin or '(none)'!r} is not an allowed origin of the channel.",
+                )
+            status, body, extra = await self._dispatch(scope, receive, headers, channel, snapshot)
+        except ApiError as exc:
+            status, body, extra = exc.status, exc.body(), encode_headers(exc.headers)
+        except StorageUnavailable:
+            status, body = 503, STORAGE_DOWN.body()
+            extra = encode_headers(STORAGE_DOWN.headers)
+        if origin in allowed_origins:
+            cors += _allow_origin(origin)
+        await respond(send, status, body, cors + extra)
+
+    async def _snapshot(self) -> Snapshot:
+        snapshot = self.catalog.fresh()
+        if snapshot is None:
+            snapshot = await to_thread.run_sync(self.catalog.get)
+        return snapshot
+
+    def _authenticate(self, scope: Scope, snapshot: Snapshot) -> ChannelInfo:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = (query.get("key") or [""])[0]
+        if not token:
+            raise ApiError(401, "unauthorized", "Add the publishable key: ?key=wpp_...")
+        key = snapshot.keys.get(hash_key(token))
+        if key is None:
+            raise ApiError(401, "unauthorized", "That key is not known.")
+        if not key.enabled:
+            raise ApiError(403, "forbidden", "That key is disabled.")
+        if key.access != "publishable" or key.channel_id is None:
+            raise ApiError(403, "forbidden", "Browsers use a publishable key (wpp_...).")
+        channel = snapshot.channels.get(key.channel_id)
+        if channel is None or channel.kind != "website":
+            raise ApiError(403, "forbidden", "Publishable keys work for website channels only.")
+        return channel
+
+    async def _dispatch(
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: dict[bytes, bytes],
+        channel: ChannelInfo,
+        snapshot: Snapshot,
+    ) -> tuple[int, bytes, Headers]:
+        route = scope["path"][len("/browser") :].strip("/")
+        if route not in ("consent", "activity", "identify"):
+            raise ApiError(404, "not_found", "No such browser route.")
+        if scope["method"] != "POST":
+            raise ApiError(405, "method_not_allowed", "Use POST.", headers={"Allow": "POST"})
+        if media_type(headers) not in BODY_TYPES:
+            raise ApiError(
+                415, "unsupported_media_type", "Send JSON as text/plain or application/json."
+            )
+        raw = await read_body(receive, headers, self.settings.max_request_bytes)
+        if route == "consent":
+            return await self._consent(_decode(raw, ConsentBody), channel)
+        if route == "identify":
+            return await self._identify(_decode(raw, IdentifyBody), channel)
+        client = scope.get("client")
+        ip = client[0] if client else "unknown"
+        return await self._activity(_decode(raw, ActivityBody), channel, snapshot, ip)
+
+    async def _consent(self, body: ConsentBody, channel: ChannelInfo) -> tuple[int, bytes, Headers]:
+        contact = body.contact
+        if contact is None:
+            if not body.agree:
+                return 200, _encode(ConsentAnswer(None, False)), []
+            contact = (await to_thread.run_sync(self.hub.contacts.create_anonymous)).contact
+        agreement = await to_thread.run_sync(
+            self.hub.consents.agree, contact, body.consent, body.agree, channel.id
+        )
+        return 200, _encode(ConsentAnswer(agreement.contact, agreement.agreed)), []
+
+    async def _identify(
+        self, body: IdentifyBody, channel: ChannelInfo
+    ) -> tuple[int, bytes, Headers]:
+        email = body.email.strip()
+        if len(email) > 254 or not EMAIL.match(email):
+            raise ApiError(
+                400, "invalid_field", f"{body.email!r} is not an email address.", "email"
+            )
+        names: dict[str, object] = {}
+        for name, column in (("first", "first_name"), ("last", "last_name")):
+            value = getattr(body, name)
+            if value is not None and value.strip():
+                if len(value) > 100:
+                    raise ApiError(400, "invalid_field", f"{name} is at most 100 characters.", name)
+                names[column] = value.strip()
+        identified = await to_thread.run_sync(
+            self.hub.contacts.identify,
+            channel.id,
+            channel.identity_secret,
+            body.contact,
+            email,
+            names,
+            body.hash,
+        )
+        return 200, _encode(identified), []
+
+    async def _activity(
+        self, body: ActivityBody, channel: ChannelInfo, snapshot: Snapshot, ip: str
+    ) -> tuple[int, bytes, Headers]:
+        now = utcnow()
+        raw = bytes(body.activity)
+        item = prepare(raw, snapshot, now, self.settings.max_activity_bytes)
+        headers: Headers = []
+        if isinstance(item, Accepted):
+            item = _browser_rules(item, body.cookie_level)
+        if isinstance(item, Accepted):
+            decisions = await self._limit(item, body.contact, ip)
+            headers = _rate_headers(decisions)
+            if not all(d.allowed for d in decisions):
+                wait = retry_after(decisions)
+                headers.append((b"retry-after", str(wait).encode()))
+                item = reject(
+                    ApiError(
+                        429,
+                        "rate_limited",
+                        f"Over the rate limit of {item.type.code_name!r}; retry in {wait} s.",
+                    ),
+                    raw,
+                    item.type.code_name,
+                )
+        results = await self.writer.submit(
+            channel,
+            body.contact,
+            [item],
+            now,
+            source="browser",
+            require_consent=channel.tracking_consent is not None,
+        )
+        result = results[0]
+        if result.error is not None:
+            return result.status, _encode(ErrorBody(result.error)), headers
+        return result.status, _encode(ActivityAnswer(result.id, result.status)), headers
+
+    async def _limit(self, item: Accepted, contact: uuid.UUID, ip: str) -> list[Decision]:
+        limits = []
+        kind = item.type
+        if kind.per_contact is not None:
+            limits.append(
+                Limit(
+                    f"{kind.id}:c:{contact}",
+                    kind.per_contact.limit,
+                    kind.per_contact.window_seconds,
+                )
+            )
+        if kind.per_ip is not None:
+            limits.append(
+                Limit(f"{kind.id}:ip:{ip}", kind.per_ip.limit, kind.per_ip.window_seconds)
+            )
+        if not limits:
+            return []
+        return await self.limiter.hit(limits)
+
+
+def _browser_rules(item: Accepted, cookie_level: str) -> Accepted | Rejected:
+    code = item.type.code_name
+    if not item.type.client_side:
+        return reject(
+            ApiError(
+                404,
+                "activity_type_not_found",
+                f"The activity type {code!r} does not exist or is not enabled for client-side "
+                "logging.",
+                "type",
+            ),
+            item.payload,
+            code,
+        )
+    if item.contact_fields:
+        return reject(
+            ApiError(
+                400,
+                "invalid_field",
+                "Browsers cannot set contact fields; use identify.",
+                "contactFields",
+            ),
+            item.payload,
+            code,
+        )
+    if cookie_level not in TRACKING_LEVELS:
+        return reject(
+            ApiError(
+                403,
+                "consent_required",
+                f"The cookie level is {cookie_level!r}; tracking needs 'visitor' or 'all'.",
+                "cookieLevel",
+            ),
+            item.payload,
+            code,
+        )
+    return item
+
+
+def _allow_origin(origin: str) -> Headers:
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-allow-methods", b"POST, OPTIONS"),
+        (b"access-control-allow-headers", b"Content-Type"),
+        (b"access-control-max-age", b"600"),
+    ]
+
+
+def _rate_headers(decisions: list[Decision]) -> Headers:
+    if not decisions:
+        return []
+    tightest = min(decisions, key=lambda d: d.remaining)
+    return [
+        (b"ratelimit-limit", str(tightest.limit.limit).encode()),
+        (b"ratelimit-remaining", str(max(0, tightest.remaining)).encode()),
+        (b"ratelimit-reset", str(max(0, round(tightest.reset))).encode()),
+    ]

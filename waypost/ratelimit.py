@@ -1,0 +1,185 @@
+"""Sliding-window rate limits, in process or in Redis, behind one interface.
+
+A window is a log of the moments activities were allowed: at any moment, the activities of the
+last ``window`` seconds count, so there is no double burst at a window's edge (as a fixed
+window allows). Several limits are checked together and recorded only if all allow, so an
+activity refused by one limit uses up none of the others. The Redis backend does this in one
+Lua script, atomically, so every process and node that shares the Redis shares the limits.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``limit`` hits per ``window`` seconds for ``key``."""
+
+    key: str
+    limit: int
+    window: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one limit. ``reset`` is when the window has room again (seconds)."""
+
+    limit: Limit
+    allowed: bool
+    remaining: int
+    reset: float
+
+
+def retry_after(decisions: Sequence[Decision]) -> int:
+    """Whole seconds until every refusing limit has room again (at least 1)."""
+    waits = [d.reset for d in decisions if not d.allowed]
+    return max(1, math.ceil(max(waits))) if waits else 0
+
+
+class RateLimiter(Protocol):
+    """Check ``limits`` together; record a hit on each only if all allow."""
+
+    async def hit(self, limits: Sequence[Limit]) -> list[Decision]: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryRateLimiter:
+    """Windows kept in this process: right for one node."""
+
+    def __init__(self, clock: object = time.time) -> None:
+        self._clock = clock
+        self._logs: dict[str, deque[float]] = {}
+        self._windows: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._hits = 0
+
+    def now(self) -> float:
+        clock = self._clock
+        assert callable(clock)
+        value = clock()
+        assert isinstance(value, float | int)
+        return float(value)
+
+    async def hit(self, limits: Sequence[Limit]) -> list[Decision]:
+        return self.hit_sync(limits)
+
+    def hit_sync(self, limits: Sequence[Limit]) -> list[Decision]:
+        now = self.now()
+        with self._lock:
+            self._hits += 1
+            if self._hits % 10_000 == 0:
+                self._prune(now)
+            decisions = []
+            for lim in limits:
+                log = self._logs.setdefault(lim.key, deque())
+                self._windows[lim.key] = lim.window
+                while log and log[0] <= now - lim.window:
+                    log.popleft()
+                allowed = len(log) < lim.limit
+                reset = (log[0] + lim.window - now) if log else 0.0
+                decisions.append(Decision(lim, allowed, max(0, lim.limit - len(log)), reset))
+            if all(d.allowed for d in decisions):
+                for lim in limits:
+                    self._logs[lim.key].append(now)
+                decisions = [
+                    Decision(
+                        d.limit,
+                        True,
+                        d.remaining - 1,
+                        d.reset if d.remaining > 1 else d.limit.window,
+                    )
+                    for d in decisions
+                ]
+            return decisions
+
+    def _prune(self, now: float) -> None:
+        # Drop logs whose every hit has left its window, so memory follows current activity.
+        stale = [
+            key
+            for key, log in self._logs.items()
+            if not log or log[-1] <= now - self._windows.get(key, 0.0)
+        ]
+        for key in stale:
+            del self._logs[key]
+            self._windows.pop(key, None)
+
+    async def close(self) -> None:
+        return None
+
+
+# KEYS: one sorted set per limit. ARGV: now, member, then (limit, window) per key.
+# Returns, per key: allowed (0/1), count in window before this hit, seconds until room.
+HIT_SCRIPT = """
+local now = tonumber(ARGV[1])
+local member = ARGV[2]
+local results = {}
+local all_allowed = true
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[1 + i * 2])
+  local window = tonumber(ARGV[2 + i * 2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  local reset = 0
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+  local allowed = count < limit
+  if not allowed then all_allowed = false end
+  results[i] = {allowed and 1 or 0, count, tostring(reset)}
+end
+if all_allowed then
+  for i, key in ipairs(KEYS) do
+    local window = tonumber(ARGV[2 + i * 2])
+    redis.call('ZADD', key, now, member)
+    redis.call('PEXPIRE', key, math.ceil(window * 1000))
+  end
+end
+return results
+"""
+
+
+class RedisRateLimiter:
+    """Windows kept in Redis (sorted sets of hit times): shared by every node."""
+
+    def __init__(self, url: str, prefix: str = "waypost:rl:") -> None:
+        import redis.asyncio
+
+        self._redis = redis.asyncio.Redis.from_url(url)
+        self._script = self._redis.register_script(HIT_SCRIPT)
+        self._prefix = prefix
+
+    async def hit(self, limits: Sequence[Limit]) -> list[Decision]:
+        now = time.time()
+        args: list[str | int | float] = [now, f"{now}:{uuid.uuid4().hex}"]
+        for lim in limits:
+            args += [lim.limit, lim.window]
+        rows = await self._script(keys=[self._prefix + lim.key for lim in limits], args=args)
+        allowed_all = all(int(row[0]) == 1 for row in rows)
+        decisions = []
+        for lim, row in zip(limits, rows, strict=True):
+            count, reset = int(row[1]), float(row[2])
+            if allowed_all:
+                decisions.append(
+                    Decision(lim, True, lim.limit - count - 1, reset if count else lim.window)
+                )
+            else:
+                decisions.append(Decision(lim, count < lim.limit, max(0, lim.limit - count), reset))
+        return decisions
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def make_rate_limiter(redis_url: str | None) -> RateLimiter:
+    """Redis when configured, else in process."""
+    if redis_url:
+        return RedisRateLimiter(redis_url)
+    return MemoryRateLimiter()
