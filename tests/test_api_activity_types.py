@@ -7,12 +7,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgspec
 import pytest
 from starlette.testclient import TestClient
 
 from waypost.app import create_app
 from waypost.hub import Hub
-from waypost.services.activity_types import ActivityType
+from waypost.services import activity_types as activity_types_service
+from waypost.services.activity_types import ActivityType, ActivityTypeService
 from waypost.services.channels import Channel
 from waypost.services.keys import KeyCreate
 from waypost.settings import Settings
@@ -576,3 +578,56 @@ def test_a_type_with_activities_cannot_be_deleted(
     url = f"{TYPES}/{made.id}"
     expect_error(client.delete(url, headers=admin_headers), 409, "conflict")
     assert client.get(url, headers=admin_headers).status_code == 200
+
+
+# -- races: a check passes, then another request changes the data before the write ------------
+
+
+def test_a_name_or_code_name_taken_meanwhile_is_still_a_conflict(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    make_type: Callable[..., ActivityType],
+    monkeypatch: pytest.MonkeyPatch,
+    expect_error: ErrorCheck,
+) -> None:
+    monkeypatch.setattr(ActivityTypeService, "_guard_name", lambda *_: None)
+    make_type(name="Raced")
+    expect_error(
+        client.post(TYPES, json={"name": "Raced"}, headers=admin_headers), 409, "conflict", "name"
+    )
+    other = make_type(name="Other")
+    expect_error(
+        client.patch(f"{TYPES}/{other.id}", json={"name": "Raced"}, headers=admin_headers),
+        409,
+        "conflict",
+        "name",
+    )
+    monkeypatch.setattr(activity_types_service, "derive_code_name", lambda *_: "click")
+    expect_error(
+        client.post(TYPES, json={"name": "Clicked"}, headers=admin_headers),
+        409,
+        "conflict",
+        "code_name",
+    )
+
+
+def test_an_activity_stored_meanwhile_still_keeps_the_type(
+    client: TestClient,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    make_type: Callable[..., ActivityType],
+    log_activity: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+    expect_error: ErrorCheck,
+) -> None:
+    made = make_type()
+    log_activity(str(made.id))
+    real_get_in = ActivityTypeService.get_in
+
+    def before_the_activity(self: ActivityTypeService, conn: Any, type_id: uuid.UUID) -> Any:
+        return msgspec.structs.replace(real_get_in(self, conn, type_id), code_name_locked=False)
+
+    monkeypatch.setattr(ActivityTypeService, "get_in", before_the_activity)
+    expect_error(client.delete(f"{TYPES}/{made.id}", headers=admin_headers), 409, "conflict")
+    monkeypatch.undo()
+    assert hub.types.get(made.id).code_name_locked is True

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from waypost.hub import Hub
-from waypost.services.channels import Channel
+from waypost.services.channels import Channel, ChannelService
 from waypost.services.keys import CreatedKey
 from waypost.store.schema import consents
 
@@ -318,3 +318,26 @@ def test_a_channel_with_keys_cannot_be_deleted(
     assert hub.channels.get(channel.id).id == channel.id
     hub.keys.delete(key.id)
     assert client.delete(f"/api/channels/{channel.id}", headers=admin_headers).status_code == 204
+
+
+def test_a_name_taken_meanwhile_is_still_a_conflict(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    make_channel: Callable[..., Channel],
+    monkeypatch: pytest.MonkeyPatch,
+    expect_error: ErrorCheck,
+) -> None:
+    # As if another request took the name between the check and the write.
+    monkeypatch.setattr(ChannelService, "_guard_name", lambda *_: None)
+    make_channel(name="Raced")
+    body = {"name": "Raced", "kind": "headless"}
+    expect_error(
+        client.post("/api/channels", json=body, headers=admin_headers), 409, "conflict", "name"
+    )
+    other = make_channel(name="Other")
+    expect_error(
+        client.patch(f"/api/channels/{other.id}", json={"name": "Raced"}, headers=admin_headers),
+        409,
+        "conflict",
+        "name",
+    )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from waypost.domain.codenames import derive_code_name, is_valid_code_name
 from waypost.domain.fields import FieldRuleError, FieldSpec, check_field_change, check_fields
@@ -237,7 +239,7 @@ class ActivityTypeService:
 
     def create(self, body: ActivityTypeCreate) -> ActivityType:
         self._check_fields(body.fields)
-        with self.store.write() as conn:
+        with _unique_race(), self.store.write() as conn:
             taken = conn.execute(sa.select(activity_types.c.code_name, activity_types.c.aliases))
             code_names: set[str] = set()
             aliases: set[str] = set()
@@ -279,7 +281,7 @@ class ActivityTypeService:
             return self.get_in(conn, type_id)
 
     def update(self, type_id: uuid.UUID, body: ActivityTypeUpdate) -> ActivityType:
-        with self.store.write() as conn:
+        with _unique_race(), self.store.write() as conn:
             current = self.get_in(conn, type_id)
             values: dict[str, object] = {}
             if body.code_name is not msgspec.UNSET and body.code_name != current.code_name:
@@ -321,7 +323,7 @@ class ActivityTypeService:
         return self.update(type_id, ActivityTypeUpdate(enabled=enabled))
 
     def delete(self, type_id: uuid.UUID) -> None:
-        with self.store.write() as conn:
+        with _in_use_race(), self.store.write() as conn:
             current = self.get_in(conn, type_id)
             if current.builtin:
                 raise conflict(
@@ -427,6 +429,26 @@ class ActivityTypeService:
                     for i, spec in enumerate(fields)
                 ],
             )
+
+
+@contextmanager
+def _unique_race() -> Iterator[None]:
+    # Another request may take a name or code name between our check and our write; the
+    # unique index then refuses the row, and that is the same conflict.
+    try:
+        yield
+    except IntegrityError as exc:
+        field = "code_name" if "code_name" in str(exc.orig) else "name"
+        raise conflict(f"An activity type with that {field} exists already.", field) from None
+
+
+@contextmanager
+def _in_use_race() -> Iterator[None]:
+    # An activity stored between our check and the delete keeps the type (foreign key).
+    try:
+        yield
+    except IntegrityError:
+        raise conflict("Activities of this type exist, so it cannot be deleted.") from None
 
 
 def _limits_json(limits: RateLimits | None) -> object:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import msgspec
@@ -93,6 +95,16 @@ def _language(value: str) -> str:
     return value
 
 
+@contextmanager
+def _name_race(name: str | msgspec.UnsetType) -> Iterator[None]:
+    # Another request may take the name between our check and our write; the unique index
+    # then refuses the row, and that is the same conflict.
+    try:
+        yield
+    except IntegrityError:
+        raise conflict(f"A channel named {name!r} exists already.", "name") from None
+
+
 class ChannelService:
     """Channels on the store."""
 
@@ -100,7 +112,7 @@ class ChannelService:
         self.store = store
 
     def create(self, body: ChannelCreate) -> Channel:
-        with self.store.write() as conn:
+        with _name_race(body.name), self.store.write() as conn:
             return self.create_in(conn, body)
 
     def create_in(self, conn: Connection, body: ChannelCreate) -> Channel:
@@ -141,7 +153,7 @@ class ChannelService:
         return _row_to_channel(row)
 
     def update(self, channel_id: uuid.UUID, body: ChannelUpdate) -> Channel:
-        with self.store.write() as conn:
+        with _name_race(body.name), self.store.write() as conn:
             current = self.get_in(conn, channel_id)
             values: dict[str, object] = {}
             if body.name is not msgspec.UNSET and body.name != current.name:
