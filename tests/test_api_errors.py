@@ -27,7 +27,7 @@ from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.keys import CreatedKey, KeyCreate, KeyUpdate
-from waypost.settings import Settings
+from waypost.settings import Settings, load_settings
 from waypost.store.schema import consents, contacts
 
 ErrorCheck = Callable[..., dict[str, str]]
@@ -381,3 +381,40 @@ def test_random_bodies_never_give_a_5xx(
         error = answer.json()
         assert set(error) == {"error"}
         assert {"code", "message"} <= set(error["error"]) <= {"code", "message", "field"}
+
+
+# -- outages and bugs still answer in the error shape -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://127.0.0.1:1/waypost", "sqlite:////nonexistent/dir/waypost.db"]
+)
+def test_a_storage_outage_is_503(url: str, expect_error: ErrorCheck) -> None:
+    app = create_app(load_settings({"WAYPOST_DATABASE_URL": url}))
+    with TestClient(app) as client:
+        for op in OPERATIONS:
+            body = b"{}" if op.body is not None else None
+            headers = {"Authorization": "Bearer wpa_whatever"}
+            answer = send(client, op, fill(op.path, {}), headers, body)
+            expect_error(answer, 503, "storage_unavailable")
+            assert int(answer.headers["retry-after"]) >= 1
+
+
+def test_a_bug_is_a_500_in_the_error_shape_without_details(
+    settings: Settings,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    expect_error: ErrorCheck,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(hub.channels, "list_page", broken)
+    with TestClient(create_app(settings, hub=hub), raise_server_exceptions=False) as client:
+        answer = client.get("/api/channels", headers=admin_headers)
+    error = expect_error(answer, 500, "internal_error")
+    assert "secret internals" not in answer.text
+    assert "field" not in error
+    assert "secret internals" in caplog.text
