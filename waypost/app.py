@@ -29,6 +29,7 @@ from waypost.api.routing import (
 from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.ingest.browser import BrowserApp
+from waypost.ingest.operations import ingest_operations
 from waypost.ingest.tracking import TrackingApp
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable
@@ -83,7 +84,10 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
     the_hub = hub if hub is not None else Hub(settings)
     operations = admin_operations()
     document = openapi_document(
-        operations, title="Waypost", version=version("waypost"), description=DESCRIPTION
+        [*operations, *ingest_operations()],
+        title="Waypost",
+        version=version("waypost"),
+        description=DESCRIPTION,
     )
 
     async def openapi_json(_: Request) -> Response:

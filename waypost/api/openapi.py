@@ -18,6 +18,8 @@ STATUS_TEXT = {
     201: "Created",
     204: "No content",
     207: "Multi-status: one result per item, in order",
+    208: "Already stored (same id)",
+    405: "Method not allowed",
     400: "Bad input: the body, a field or a parameter is wrong",
     401: "No API key, or one that is not known",
     403: "The key is disabled or not allowed here",
@@ -30,6 +32,12 @@ STATUS_TEXT = {
 }
 
 REF = "#/components/schemas/{name}"
+
+SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "public": [],
+    "tracking": [{"trackingKey": []}],
+    "publishable": [{"publishableKey": []}],
+}
 
 
 def openapi_document(
@@ -53,8 +61,8 @@ def openapi_document(
         }
         if op.description:
             item["description"] = op.description
-        if op.auth == "public":
-            item["security"] = []
+        if op.auth != "admin":
+            item["security"] = SECURITY[op.auth]
         if op.body is not None:
             item["requestBody"] = {
                 "required": True,
@@ -69,7 +77,7 @@ def openapi_document(
             errors |= {400, 413, 415}
         if op.query is not None:
             errors.add(400)
-        if op.auth == "admin":
+        if op.auth != "public":
             errors |= {401, 403}
         for status in sorted(errors):
             item["responses"][str(status)] = {
@@ -88,8 +96,19 @@ def openapi_document(
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "An API key: wpa_ for /api, wpt_ for tracking.",
-                }
+                    "description": "An admin key (wpa_...) for /api.",
+                },
+                "trackingKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A tracking key (wpt_...) of the channel, for /tracking.",
+                },
+                "publishableKey": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "key",
+                    "description": "A publishable key (wpp_...) of a website channel.",
+                },
             },
         },
         "security": [{"bearerAuth": []}],

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 B = TypeVar("B")
 Q = TypeVar("Q")
 
-Auth = Literal["admin", "public"]
+# admin: an admin key; public: none; tracking: a tracking key (bearer); publishable: a
+# publishable key in the ``key`` query parameter. Only admin and public routes go through
+# this router; the others are served by the bare ingest handlers and only documented here.
+Auth = Literal["admin", "public", "tracking", "publishable"]
 
 JSON_TYPES = ("application/json", "text/json")
 
@@ -67,6 +70,23 @@ class Operation:
     @property
     def operation_id(self) -> str:
         return self.handler.__name__
+
+
+def documented(
+    method: str,
+    path: str,
+    name: str,
+    summary: str,
+    tag: str,
+    **fields: Any,
+) -> Operation:
+    """An operation served outside this router (the bare ingest handlers), for the document."""
+
+    def handler(_: Call[Any, Any]) -> None:
+        raise AssertionError(f"{name} is served by the ingest handlers, not the router")
+
+    handler.__name__ = name
+    return Operation(method, path, handler, summary, tag, **fields)
 
 
 class NoBody(msgspec.Struct):

@@ -1,0 +1,134 @@
+"""The ingest routes as operations, for the OpenAPI document (they are served as bare ASGI)."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from waypost.api.routing import Operation, documented
+from waypost.ingest.activities import ActivityIn
+from waypost.ingest.browser import (
+    ActivityAnswer,
+    ConsentAnswer,
+    ConsentBody,
+    IdentifyBody,
+)
+from waypost.ingest.tracking import AgreeBody, ConsentTextOut, IsAgreedOut, ResultsOut
+from waypost.services.contacts import ContactCreated, Identified
+
+
+class TrackingRequest(msgspec.Struct):
+    """``POST /tracking/activities``: property names match case-insensitively."""
+
+    channel: uuid.UUID
+    contact: uuid.UUID
+    activities: list[ActivityIn]
+
+
+class BrowserActivityRequest(msgspec.Struct, rename="camel"):
+    """``POST /browser/activity``: ``cookieLevel`` is none, essential, visitor or all."""
+
+    contact: uuid.UUID
+    cookie_level: str
+    activity: ActivityIn
+
+
+TRACKING = "Tracking (Kentico-compatible; also under /Kentico.Tracking)"
+BROWSER = "Browser tracking"
+ALIAS = "The same route answers under /Kentico.Tracking."
+
+
+def ingest_operations() -> list[Operation]:
+    return [
+        documented(
+            "GET",
+            "/tracking/consents/{consent}",
+            "tracking_consent_text",
+            "A consent's short and full text (languageName=, else the channel's default)",
+            TRACKING,
+            response=ConsentTextOut,
+            auth="tracking",
+            errors=(404,),
+            description=ALIAS,
+        ),
+        documented(
+            "POST",
+            "/tracking/contacts",
+            "tracking_create_contact",
+            "Create an anonymous contact",
+            TRACKING,
+            response=ContactCreated,
+            auth="tracking",
+            description=ALIAS,
+        ),
+        documented(
+            "POST",
+            "/tracking/contacts/{contact}/consents/{consent}",
+            "tracking_agree",
+            "Agree to (agree: true) or revoke a consent",
+            TRACKING,
+            body=AgreeBody,
+            response=IsAgreedOut,
+            auth="tracking",
+            errors=(404,),
+            description=ALIAS,
+        ),
+        documented(
+            "GET",
+            "/tracking/contacts/{contact}/consents/{consent}",
+            "tracking_is_agreed",
+            "Whether a contact has a current agreement",
+            TRACKING,
+            response=IsAgreedOut,
+            auth="tracking",
+            errors=(404,),
+            description=ALIAS,
+        ),
+        documented(
+            "POST",
+            "/tracking/activities",
+            "tracking_log_activities",
+            "Log activities: one result per activity, in order",
+            TRACKING,
+            body=TrackingRequest,
+            response=ResultsOut,
+            status=207,
+            auth="tracking",
+            errors=(404,),
+            description=ALIAS + " See docs/tracking-api.md.",
+        ),
+        documented(
+            "POST",
+            "/browser/consent",
+            "browser_consent",
+            "Give or revoke a consent from a page (creates the contact)",
+            BROWSER,
+            body=ConsentBody,
+            response=ConsentAnswer,
+            auth="publishable",
+            errors=(404,),
+        ),
+        documented(
+            "POST",
+            "/browser/activity",
+            "browser_activity",
+            "Log one client-side activity of the page's visitor",
+            BROWSER,
+            body=BrowserActivityRequest,
+            response=ActivityAnswer,
+            status=202,
+            auth="publishable",
+            errors=(404, 429),
+        ),
+        documented(
+            "POST",
+            "/browser/identify",
+            "browser_identify",
+            "Name the visitor by email (a valid identity hash merges contacts)",
+            BROWSER,
+            body=IdentifyBody,
+            response=Identified,
+            auth="publishable",
+        ),
+    ]
