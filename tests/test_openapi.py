@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from waypost.api.routing import Operation
 from waypost.app import admin_operations, create_app
+from waypost.ingest.operations import ingest_operations
 from waypost.settings import load_settings
 
 PATH_PARAM = re.compile(r"{([a-z_]+)}")
@@ -78,8 +79,12 @@ def test_no_key_is_needed_even_with_a_wrong_one(client: TestClient) -> None:
     assert client.get("/api/docs", headers=headers).status_code == 200
 
 
+def all_operations() -> list[Operation]:
+    return [*admin_operations(), *ingest_operations()]
+
+
 def test_every_operation_is_described(document: dict[str, Any]) -> None:
-    operations = admin_operations()
+    operations = all_operations()
     described = {
         (method.upper(), path)
         for path, item in document["paths"].items()
@@ -91,7 +96,7 @@ def test_every_operation_is_described(document: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids)), "operation ids must be unique"
 
 
-@pytest.mark.parametrize("op", admin_operations(), ids=lambda op: f"{op.method} {op.path}")
+@pytest.mark.parametrize("op", all_operations(), ids=lambda op: f"{op.method} {op.path}")
 def test_each_operation_has_its_body_parameters_and_answers(
     document: dict[str, Any], op: Operation
 ) -> None:
