@@ -631,3 +631,22 @@ def test_an_activity_stored_meanwhile_still_keeps_the_type(
     expect_error(client.delete(f"{TYPES}/{made.id}", headers=admin_headers), 409, "conflict")
     monkeypatch.undo()
     assert hub.types.get(made.id).code_name_locked is True
+
+
+def test_a_code_name_cannot_become_another_types_alias(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    make_type: Callable[..., ActivityType],
+    expect_error: ErrorCheck,
+) -> None:
+    make_type(name="Purchase", aliases=["order_completed", "Order Completed"])
+    mine = make_type(name="Mine")
+    expect_error(
+        client.patch(
+            f"{TYPES}/{mine.id}", json={"code_name": "order_completed"}, headers=admin_headers
+        ),
+        409,
+        "conflict",
+        "code_name",
+    )
+    assert client.get(f"{TYPES}/{mine.id}", headers=admin_headers).json()["code_name"] == "mine"

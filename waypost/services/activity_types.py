@@ -301,10 +301,12 @@ class ActivityTypeService:
                     values[name] = value
             if body.rate_limits is not msgspec.UNSET:
                 values["rate_limits"] = _limits_json(body.rate_limits)
-            if body.aliases is not msgspec.UNSET:
+            if body.aliases is not msgspec.UNSET or "code_name" in values:
+                # A new code name may not be another type's alias, nor new aliases its names.
+                aliases = current.aliases if body.aliases is msgspec.UNSET else body.aliases
                 code = str(values.get("code_name", current.code_name))
-                self._guard_aliases(conn, body.aliases, type_id, code)
-                values["aliases"] = body.aliases
+                self._guard_aliases(conn, aliases, type_id, code)
+                values["aliases"] = aliases
             if body.fields is not msgspec.UNSET:
                 self._check_fields(body.fields)
                 if current.code_name_locked:
