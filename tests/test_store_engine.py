@@ -1,0 +1,105 @@
+"""The engine for SQLite or PostgreSQL, and the Store seam's answer to outages."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from waypost.settings import Settings, load_settings
+from waypost.store import StorageUnavailable, Store, make_engine
+from waypost.store.engine import normalise_url
+from waypost.store.schema import channels
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u@db/waypost", "postgresql+psycopg://u@db/waypost"),
+        ("postgresql://u@db/waypost", "postgresql+psycopg://u@db/waypost"),
+        ("postgresql+psycopg://u@db/waypost", "postgresql+psycopg://u@db/waypost"),
+        ("sqlite:///./waypost.db", "sqlite:///./waypost.db"),
+    ],
+)
+def test_postgresql_urls_go_through_psycopg_3(url: str, expected: str) -> None:
+    assert normalise_url(url) == expected
+
+
+def test_postgres_scheme_gives_a_psycopg_engine() -> None:
+    engine = make_engine(load_settings({"WAYPOST_DATABASE_URL": "postgres://u@db/waypost"}))
+    assert engine.dialect.name == "postgresql"
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["mysql://u@db/waypost", "oracle://db"])
+def test_other_databases_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="unsupported database"):
+        make_engine(load_settings({"WAYPOST_DATABASE_URL": url}))
+
+
+def test_a_database_that_cannot_be_opened_is_storage_unavailable(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "waypost.db"
+    store = Store(make_engine(load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{missing}"})))
+    try:
+        with pytest.raises(StorageUnavailable), store.read() as conn:
+            conn.execute(sa.text("select 1"))
+        with pytest.raises(StorageUnavailable), store.write() as conn:
+            conn.execute(sa.text("select 1"))
+    finally:
+        store.dispose()
+
+
+def test_postgresql_down_is_storage_unavailable() -> None:
+    settings = load_settings({"WAYPOST_DATABASE_URL": "postgresql://127.0.0.1:1/waypost"})
+    store = Store(make_engine(settings, poolclass=sa.NullPool))
+    with pytest.raises(StorageUnavailable), store.read() as conn:
+        conn.execute(sa.text("select 1"))
+
+
+def test_write_commits_and_rolls_back(settings: Settings) -> None:
+    store = Store(make_engine(settings))
+    try:
+        kept, dropped = uuid.uuid4(), uuid.uuid4()
+        row = {
+            "kind": "headless",
+            "allowed_origins": [],
+            "default_language": "en",
+            "enforce_consent": False,
+            "identity_secret": "s",
+        }
+        now = sa.func.now()
+        with store.write() as conn:
+            conn.execute(
+                channels.insert().values(
+                    id=kept, name="kept", created_at=now, updated_at=now, **row
+                )
+            )
+
+        def insert_then_fail() -> None:
+            with store.write() as conn:
+                conn.execute(
+                    channels.insert().values(
+                        id=dropped, name="dropped", created_at=now, updated_at=now, **row
+                    )
+                )
+                raise RuntimeError("before the commit")
+
+        with pytest.raises(RuntimeError):
+            insert_then_fail()
+        with store.read() as conn:
+            names = set(conn.execute(sa.select(channels.c.name)).scalars())
+        assert names == {"kept"}
+    finally:
+        store.dispose()
+
+
+def test_a_constraint_violation_is_not_an_outage(settings: Settings) -> None:
+    store = Store(make_engine(settings))
+    try:
+        with pytest.raises(sa.exc.IntegrityError), store.write() as conn:
+            conn.execute(sa.text("insert into channels (id) values (null)"))
+    finally:
+        store.dispose()
