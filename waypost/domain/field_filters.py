@@ -13,7 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from waypost.domain.field_values import FieldValueError, canonical_value, parse_datetime
+from waypost.domain.field_values import (
+    INT64_MAX,
+    INT64_MIN,
+    FieldValueError,
+    canonical_value,
+    parse_datetime,
+)
 from waypost.domain.fields import FieldSpec
 
 Op = Literal["eq", "gt", "gte", "lt", "lte", "contains"]
@@ -66,7 +72,11 @@ def _parse(spec: FieldSpec, op: str, raw: str, parameter: str) -> object:
         if op == "contains":
             return raw
         if spec.type == "integer":
-            return int(raw)
+            integer = int(raw)
+            # Stored integers are 64-bit; a wider bound cannot be sent to the database.
+            if not INT64_MIN <= integer <= INT64_MAX:
+                raise ValueError(raw)
+            return integer
         if spec.type == "decimal":
             number = decimal.Decimal(raw)
             if not number.is_finite():
