@@ -374,7 +374,7 @@ JSON_VALUES = st.recursive(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @hypothesis_settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 def test_random_bodies_never_give_a_5xx(
