@@ -30,6 +30,7 @@ from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.ingest.browser import BrowserApp
 from waypost.ingest.operations import ingest_operations
+from waypost.ingest.segment import SegmentApp
 from waypost.ingest.tracking import TrackingApp
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable
@@ -59,10 +60,13 @@ class WaypostApp:
     """The ASGI entry point: ingest paths go straight to their bare handlers, the rest to the
     admin application, so the framework's per-request machinery stays off the hot path."""
 
-    def __init__(self, admin: Starlette, tracking: TrackingApp, browser: BrowserApp) -> None:
+    def __init__(
+        self, admin: Starlette, tracking: TrackingApp, browser: BrowserApp, segment: SegmentApp
+    ) -> None:
         self.admin = admin
         self.tracking = tracking
         self.browser = browser
+        self.segment = segment
         self.state = admin.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,6 +75,9 @@ class WaypostApp:
             return
         if scope["type"] == "http" and scope["path"].startswith("/browser/"):
             await self.browser(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await self.segment(scope, receive, send)
             return
         await self.admin(scope, receive, send)
 
@@ -132,7 +139,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         },
     )
     app.state.hub = the_hub
-    return WaypostApp(app, TrackingApp(the_hub), BrowserApp(the_hub))
+    return WaypostApp(app, TrackingApp(the_hub), BrowserApp(the_hub), SegmentApp(the_hub))
 
 
 def script_response(request: Request, body: bytes) -> Response:

@@ -12,6 +12,7 @@ from waypost.services.consents import ConsentService
 from waypost.services.contacts import ContactService
 from waypost.services.keys import KeyService
 from waypost.services.replay import ReplayService
+from waypost.services.segment import SegmentService
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 
@@ -33,6 +34,7 @@ class Hub:
             self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000
         )
         self.rate_limiter = make_rate_limiter(settings.redis_url)
+        self.segment = SegmentService(self.store)
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -29,7 +30,29 @@ def too_large(limit: int) -> ApiError:
 
 
 async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole request body; 413 as soon as it passes ``limit`` bytes."""
+    """The whole request body, gunzipped if it says so; 413 as soon as it passes ``limit``
+    bytes (counted after decompression, so a small bomb cannot get past the limit)."""
+    raw = await _read_raw(receive, headers, limit)
+    encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+    if encoding in (b"identity", b""):
+        return raw
+    if encoding != b"gzip":
+        raise ApiError(
+            415, "unsupported_media_type", "Content-Encoding may be gzip or identity only."
+        )
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        raise ApiError(400, "invalid_json", "The body is not valid gzip.") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise too_large(limit)
+    if not inflater.eof:
+        raise ApiError(400, "invalid_json", "The gzip body is cut short.")
+    return body
+
+
+async def _read_raw(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
     length = headers.get(b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise too_large(limit)

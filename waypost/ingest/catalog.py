@@ -38,6 +38,7 @@ class ChannelInfo:
     tracking_consent_id: uuid.UUID | None
     enforce_consent: bool
     identity_secret: str
+    unknown_events: str = "reject"
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class Catalog:
                 tracking_consent_id=consent[0] if consent else None,
                 enforce_consent=r.enforce_consent,
                 identity_secret=r.identity_secret,
+                unknown_events=r.unknown_events,
             )
         fields: dict[uuid.UUID, list[FieldSpec]] = {}
         for f in field_rows:

@@ -78,10 +78,13 @@ class ActivityTypeUpdate(msgspec.Struct, forbid_unknown_fields=True):
     rate_limits: RateLimits | msgspec.UnsetType | None = msgspec.UNSET
     retention_days: Annotated[int, msgspec.Meta(ge=1)] | msgspec.UnsetType | None = msgspec.UNSET
     unknown_fields: UnknownFields | msgspec.UnsetType = msgspec.UNSET
+    draft: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class ActivityType(msgspec.Struct):
-    """An activity type. ``code_name_locked`` is true once an activity of the type exists."""
+    """An activity type. ``code_name_locked`` is true once an activity of the type exists;
+    ``draft`` marks a type created from an unknown Segment event, until a marketer approves
+    it (PATCH ``draft: false``)."""
 
     id: uuid.UUID
     code_name: str
@@ -95,6 +98,7 @@ class ActivityType(msgspec.Struct):
     rate_limits: RateLimits
     retention_days: int | None
     unknown_fields: UnknownFields
+    draft: bool
     code_name_locked: bool
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -228,6 +232,7 @@ class ActivityTypeService:
                     rate_limits=limits,
                     retention_days=m["retention_days"],
                     unknown_fields=m["unknown_fields"],
+                    draft=m["draft"],
                     code_name_locked=m["id"] in used,
                     created_at=m["created_at"],
                     updated_at=m["updated_at"],
@@ -295,6 +300,7 @@ class ActivityTypeService:
                 "client_side",
                 "retention_days",
                 "unknown_fields",
+                "draft",
             ):
                 value = getattr(body, name)
                 if value is not msgspec.UNSET:

@@ -7,7 +7,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 import sqlalchemy as sa
@@ -22,6 +22,9 @@ from waypost.store import Store
 from waypost.store.schema import channels, consents
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# Segment events with no matching activity type: "reject" them (kept as rejected activities),
+# or store them under a "draft" type created for the event, for a marketer to approve.
+UnknownEvents = Literal["reject", "draft"]
 Language = Annotated[str, msgspec.Meta(min_length=2, max_length=16)]
 
 
@@ -34,6 +37,7 @@ class ChannelCreate(msgspec.Struct, forbid_unknown_fields=True):
     default_language: Language = "en"
     tracking_consent: str | None = None
     enforce_consent: bool = False
+    unknown_events: UnknownEvents = "reject"
 
 
 class ChannelUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -44,6 +48,7 @@ class ChannelUpdate(msgspec.Struct, forbid_unknown_fields=True):
     default_language: Language | msgspec.UnsetType = msgspec.UNSET
     tracking_consent: str | msgspec.UnsetType | None = msgspec.UNSET
     enforce_consent: bool | msgspec.UnsetType = msgspec.UNSET
+    unknown_events: UnknownEvents | msgspec.UnsetType = msgspec.UNSET
 
 
 class Channel(msgspec.Struct):
@@ -56,6 +61,7 @@ class Channel(msgspec.Struct):
     default_language: str
     tracking_consent: str | None
     enforce_consent: bool
+    unknown_events: UnknownEvents
     identity_secret: str
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -71,6 +77,7 @@ def _row_to_channel(row: sa.Row[tuple[object, ...]]) -> Channel:
         default_language=m["default_language"],
         tracking_consent=m["tracking_consent"],
         enforce_consent=m["enforce_consent"],
+        unknown_events=m["unknown_events"],
         identity_secret=m["identity_secret"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
@@ -126,6 +133,7 @@ class ChannelService:
             "default_language": _language(body.default_language),
             "tracking_consent": body.tracking_consent,
             "enforce_consent": body.enforce_consent,
+            "unknown_events": body.unknown_events,
             "identity_secret": secrets.token_urlsafe(32),
             "created_at": now,
             "updated_at": now,
@@ -169,6 +177,8 @@ class ChannelService:
             enforce = current.enforce_consent
             if body.enforce_consent is not msgspec.UNSET:
                 enforce = values["enforce_consent"] = body.enforce_consent
+            if body.unknown_events is not msgspec.UNSET:
+                values["unknown_events"] = body.unknown_events
             self._check_consent(conn, consent, enforce)
             if values:
                 values["updated_at"] = utcnow()

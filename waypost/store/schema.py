@@ -28,6 +28,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
+from sqlalchemy import false as sa_false
 
 # Stable constraint names, so that migrations can refer to them on both databases.
 metadata = MetaData(
@@ -83,6 +84,8 @@ channels = Table(
     Column("tracking_consent", String(200), nullable=True),
     Column("enforce_consent", Boolean(), nullable=False),
     Column("identity_secret", String(100), nullable=False),
+    # Segment events without a matching type: "reject" them, or store them under a "draft" type.
+    Column("unknown_events", String(16), nullable=False, server_default=text("'reject'")),
     _now_column("created_at"),
     _now_column("updated_at"),
 )
@@ -116,6 +119,8 @@ activity_types = Table(
     Column("rate_limits", JSON(), nullable=True),
     Column("retention_days", Integer(), nullable=True),
     Column("unknown_fields", String(20), nullable=False),
+    # Created from an unknown Segment event; a marketer approves it by clearing the flag.
+    Column("draft", Boolean(), nullable=False, server_default=sa_false()),
     _now_column("created_at"),
     _now_column("updated_at"),
 )

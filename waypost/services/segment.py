@@ -1,0 +1,363 @@
+"""The database side of Segment messages: contacts by external id, traits, aliases, drafts.
+
+One transaction per request resolves every message's contact (by ``userId`` and
+``anonymousId``, creating contacts as needed), applies identify, group and alias messages,
+creates draft types for unknown events when the channel asks for that, and keeps the
+messages that cannot be attributed as rejected activities. What remains, the activities of
+track, page and screen messages, goes to the group-commit writer like any other activity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from waypost.domain.codenames import derive_code_name
+from waypost.domain.contact_fields import normalise_email
+from waypost.domain.segment import (
+    MappingError,
+    Message,
+    activity_object,
+    ident,
+    map_traits,
+    occurred_at,
+    traits_of,
+)
+from waypost.ids import new_id, utcnow
+from waypost.ingest.catalog import ChannelInfo, Snapshot
+from waypost.services.contacts import insert_contact, merge_contacts
+from waypost.store import Store
+from waypost.store.schema import (
+    activity_types,
+    contact_external_ids,
+    contacts,
+    rejected_activities,
+)
+
+USER_ID = "user_id"
+ANONYMOUS_ID = "anonymous_id"
+
+
+@dataclass
+class Planned:
+    """An activity to hand to the writer: its contact and the activity object as JSON."""
+
+    contact: uuid.UUID
+    activity: bytes
+
+
+@dataclass
+class Plan:
+    """What one request's messages turned into."""
+
+    activities: list[Planned] = field(default_factory=list)
+    drafts_created: bool = False
+
+
+class SegmentService:
+    """Applies Segment messages to contacts and types."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def plan(
+        self,
+        channel: ChannelInfo,
+        snapshot: Snapshot,
+        messages: list[tuple[Message, bytes]],
+        sent_at: str | None,
+        received_at: dt.datetime,
+    ) -> Plan:
+        plan = Plan()
+        with self.store.write() as conn:
+            resolver = _Resolver(conn)
+            drafts: dict[str, str] = {}
+            for message, raw in messages:
+                try:
+                    self._one(
+                        conn, resolver, channel, snapshot, drafts, message, sent_at,
+                        received_at, plan,
+                    )  # fmt: skip
+                except MappingError as exc:
+                    _reject(conn, channel, None, message, raw, exc, received_at)
+        return plan
+
+    def _one(
+        self,
+        conn: Connection,
+        resolver: _Resolver,
+        channel: ChannelInfo,
+        snapshot: Snapshot,
+        drafts: dict[str, str],
+        message: Message,
+        sent_at: str | None,
+        received_at: dt.datetime,
+        plan: Plan,
+    ) -> None:
+        kind = message.type
+        user_id, anonymous_id = ident(message.user_id), ident(message.anonymous_id)
+        if kind == "alias":
+            previous = ident(message.previous_id)
+            if previous is None or user_id is None:
+                raise MappingError("alias needs previousId and userId.", "missing_field")
+            resolver.alias(previous, user_id, channel.id)
+            return
+        if user_id is None and anonymous_id is None:
+            raise MappingError("A message needs userId or anonymousId.", "missing_field", "userId")
+        contact = resolver.contact(user_id, anonymous_id, merge_anonymous=kind == "identify")
+        if kind == "identify":
+            fields, attributes = map_traits(traits_of(message))
+            _apply_traits(conn, contact, fields, attributes)
+            return
+        if kind == "group":
+            group_id = ident(message.group_id)
+            if group_id is None:
+                raise MappingError("group needs groupId.", "missing_field", "groupId")
+            _apply_traits(conn, contact, {}, {"groups": {group_id: traits_of(message)}})
+            return
+        when = occurred_at(message, sent_at, received_at)
+        if kind == "track":
+            event = (message.event or "").strip()
+            if not event:
+                raise MappingError("track needs an event name.", "missing_field", "event")
+            code = self._type_for(conn, channel, snapshot, drafts, event, plan)
+            activity = activity_object(message, code, when, message.properties or None)
+        elif kind in ("page", "screen"):
+            code = "pagevisit"
+            if kind == "screen" and ("screen" in snapshot.types or "screen" in snapshot.aliases):
+                info = snapshot.types.get("screen") or snapshot.aliases["screen"]
+                code = info.code_name
+            # A screen without a URL becomes a page visit without one, which the activity
+            # rules reject (kept, replayable once a "screen" type exists).
+            activity = activity_object(message, code, when, None)
+        else:
+            raise MappingError(
+                f"Unknown message type {kind!r}; use track, identify, page, screen, group "
+                "or alias.",
+                field="type",
+            )
+        plan.activities.append(Planned(contact, msgspec.json.encode(activity)))
+
+    def _type_for(
+        self,
+        conn: Connection,
+        channel: ChannelInfo,
+        snapshot: Snapshot,
+        drafts: dict[str, str],
+        event: str,
+        plan: Plan,
+    ) -> str:
+        found = snapshot.types.get(event) or snapshot.aliases.get(event)
+        if found is not None:
+            return found.code_name
+        if channel.unknown_events != "draft":
+            return event  # rejected by the activity rules as activity_type_not_found
+        if event in drafts:
+            return drafts[event]
+        existing = conn.execute(
+            sa.select(activity_types.c.code_name, activity_types.c.aliases)
+        ).all()
+        for row in existing:
+            if event in (row.aliases or []):
+                drafts[event] = str(row.code_name)
+                return drafts[event]
+        taken = {row.code_name for row in existing}
+        names = set(conn.execute(sa.select(activity_types.c.name)).scalars())
+        code = derive_code_name(event, taken)
+        name = event[:200]
+        n = 1
+        while name in names:
+            n += 1
+            name = f"{event[:190]} ({n})"
+        now = utcnow()
+        conn.execute(
+            activity_types.insert().values(
+                id=new_id(),
+                code_name=code,
+                name=name,
+                description=f"Created from the Segment event {event!r}; approve or edit it.",
+                enabled=True,
+                client_side=False,
+                builtin=False,
+                aliases=[event],
+                rate_limits=None,
+                retention_days=None,
+                unknown_fields="accept_and_flag",
+                draft=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        drafts[event] = code
+        plan.drafts_created = True
+        return code
+
+
+class _Resolver:
+    """Contacts by Segment ids, remembered for the rest of the request."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.cache: dict[tuple[str, str], uuid.UUID] = {}
+
+    def find(self, kind: str, value: str) -> uuid.UUID | None:
+        cached = self.cache.get((kind, value))
+        if cached is not None:
+            return cached
+        row = self.conn.execute(
+            sa.select(contact_external_ids.c.contact_id).where(
+                contact_external_ids.c.kind == kind, contact_external_ids.c.value == value
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            return None
+        contact = self._surviving(row)
+        self.cache[(kind, value)] = contact
+        return contact
+
+    def _surviving(self, contact_id: uuid.UUID) -> uuid.UUID:
+        for _ in range(8):
+            merged = self.conn.execute(
+                sa.select(contacts.c.merged_into).where(contacts.c.id == contact_id)
+            ).scalar_one_or_none()
+            if merged is None:
+                return contact_id
+            contact_id = merged
+        return contact_id
+
+    def link(self, contact: uuid.UUID, kind: str, value: str) -> None:
+        self.conn.execute(
+            contact_external_ids.insert().values(
+                contact_id=contact, kind=kind, value=value[:200], created_at=utcnow()
+            )
+        )
+        self.cache[(kind, value)] = contact
+
+    def contact(
+        self, user_id: str | None, anonymous_id: str | None, merge_anonymous: bool
+    ) -> uuid.UUID:
+        by_user = self.find(USER_ID, user_id) if user_id else None
+        by_anonymous = self.find(ANONYMOUS_ID, anonymous_id) if anonymous_id else None
+        if by_user is not None:
+            if anonymous_id is not None and by_anonymous is None:
+                self.link(by_user, ANONYMOUS_ID, anonymous_id)
+            elif (
+                merge_anonymous
+                and by_anonymous is not None
+                and by_anonymous != by_user
+                and not self._has_user_id(by_anonymous)
+            ):
+                # identify joins an anonymous visitor's history to the known user.
+                merge_contacts(self.conn, by_anonymous, by_user, "segment_identify")
+                self._repoint(by_anonymous, by_user)
+            return by_user
+        if by_anonymous is not None:
+            if user_id is not None:
+                self.link(by_anonymous, USER_ID, user_id)
+            return by_anonymous
+        created = insert_contact(self.conn)
+        if user_id is not None:
+            self.link(created, USER_ID, user_id)
+        if anonymous_id is not None:
+            self.link(created, ANONYMOUS_ID, anonymous_id)
+        return created
+
+    def alias(self, previous: str, user_id: str, channel_id: uuid.UUID) -> None:
+        """``previousId`` (a user or anonymous id) and ``userId`` are the same person."""
+        old = self.find(USER_ID, previous) or self.find(ANONYMOUS_ID, previous)
+        new = self.find(USER_ID, user_id)
+        if old is not None and new is not None:
+            if old != new:
+                merge_contacts(self.conn, old, new, "segment_alias", channel_id)
+                self._repoint(old, new)
+            return
+        if old is not None:
+            self.link(old, USER_ID, user_id)
+            return
+        contact = new if new is not None else insert_contact(self.conn)
+        if new is None:
+            self.link(contact, USER_ID, user_id)
+        self.link(contact, ANONYMOUS_ID, previous)
+
+    def _has_user_id(self, contact: uuid.UUID) -> bool:
+        return (
+            self.conn.execute(
+                sa.select(contact_external_ids.c.value).where(
+                    contact_external_ids.c.contact_id == contact,
+                    contact_external_ids.c.kind == USER_ID,
+                )
+            ).first()
+            is not None
+        )
+
+    def _repoint(self, old: uuid.UUID, new: uuid.UUID) -> None:
+        for key, value in list(self.cache.items()):
+            if value == old:
+                self.cache[key] = new
+
+
+def _apply_traits(
+    conn: Connection, contact: uuid.UUID, fields: dict[str, object], attributes: dict[str, Any]
+) -> None:
+    """Set contact fields from traits. A server-side identify may change the email, unless
+    another contact holds it: then the claim is kept as an attribute and nothing merges."""
+    row = conn.execute(
+        sa.select(contacts.c.email_key, contacts.c.attributes).where(contacts.c.id == contact)
+    ).one()
+    values = dict(fields)
+    merged_attributes = dict(row.attributes or {})
+    email = values.pop("email", None)
+    if isinstance(email, str):
+        key = normalise_email(email)
+        owner = conn.execute(
+            sa.select(contacts.c.id).where(contacts.c.email_key == key)
+        ).scalar_one_or_none()
+        if owner is None or owner == contact:
+            values["email"], values["email_key"] = email, key
+        else:
+            merged_attributes["claimed_email"] = email
+    for name, value in attributes.items():
+        if name == "groups" and isinstance(value, dict):
+            groups = dict(merged_attributes.get("groups") or {})
+            groups.update(value)
+            merged_attributes["groups"] = groups
+        else:
+            merged_attributes[name] = value
+    conn.execute(
+        contacts.update()
+        .where(contacts.c.id == contact)
+        .values(**values, attributes=merged_attributes, updated_at=utcnow())
+    )
+
+
+def _reject(
+    conn: Connection,
+    channel: ChannelInfo,
+    contact: uuid.UUID | None,
+    message: Message,
+    raw: bytes,
+    error: MappingError,
+    received_at: dt.datetime,
+) -> None:
+    status = 404 if error.code == "activity_type_not_found" else 400
+    conn.execute(
+        rejected_activities.insert().values(
+            id=new_id(),
+            channel_id=channel.id,
+            contact_id=contact,
+            type_code=message.event or message.type,
+            reason=error.code,
+            status=status,
+            message=str(error),
+            field=error.field,
+            source="segment",
+            payload=msgspec.json.decode(raw),
+            received_at=received_at,
+        )
+    )
