@@ -90,12 +90,14 @@ class MemoryRateLimiter:
             if all(d.allowed for d in decisions):
                 for lim in limits:
                     self._logs[lim.key].append(now)
+                # As the Redis backend: until the oldest hit in the window (maybe this one)
+                # leaves it.
                 decisions = [
                     Decision(
                         d.limit,
                         True,
                         d.remaining - 1,
-                        d.reset if d.remaining > 1 else d.limit.window,
+                        self._logs[d.limit.key][0] + d.limit.window - now,
                     )
                     for d in decisions
                 ]
