@@ -37,6 +37,7 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "public": [],
     "tracking": [{"trackingKey": []}],
     "publishable": [{"publishableKey": []}],
+    "segment": [{"writeKey": []}],
 }
 
 
@@ -102,6 +103,11 @@ def openapi_document(
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A tracking key (wpt_...) of the channel, for /tracking.",
+                },
+                "writeKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "Segment style: a tracking key as the user name.",
                 },
                 "publishableKey": {
                     "type": "apiKey",

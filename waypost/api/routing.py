@@ -32,7 +32,7 @@ Q = TypeVar("Q")
 # admin: an admin key; public: none; tracking: a tracking key (bearer); publishable: a
 # publishable key in the ``key`` query parameter. Only admin and public routes go through
 # this router; the others are served by the bare ingest handlers and only documented here.
-Auth = Literal["admin", "public", "tracking", "publishable"]
+Auth = Literal["admin", "public", "tracking", "publishable", "segment"]
 
 JSON_TYPES = ("application/json", "text/json")
 

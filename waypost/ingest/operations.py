@@ -7,6 +7,7 @@ import uuid
 import msgspec
 
 from waypost.api.routing import Operation, documented
+from waypost.domain.segment import Message
 from waypost.ingest.activities import ActivityIn
 from waypost.ingest.browser import (
     ActivityAnswer,
@@ -34,6 +35,19 @@ class BrowserActivityRequest(msgspec.Struct, rename="camel"):
     activity: ActivityIn
 
 
+class SegmentBatch(msgspec.Struct, rename="camel"):
+    """``/v1/batch``: Segment messages (track, identify, page, screen, group, alias)."""
+
+    batch: list[Message]
+    sent_at: str | None = None
+    write_key: str | None = None
+
+
+class SegmentSuccess(msgspec.Struct):
+    success: bool
+
+
+SEGMENT = "Segment-compatible API"
 TRACKING = "Tracking (Kentico-compatible; also under /Kentico.Tracking)"
 BROWSER = "Browser tracking"
 ALIAS = "The same route answers under /Kentico.Tracking."
@@ -130,5 +144,30 @@ def ingest_operations() -> list[Operation]:
             body=IdentifyBody,
             response=Identified,
             auth="publishable",
+        ),
+        documented(
+            "POST",
+            "/v1/batch",
+            "segment_batch",
+            "Segment batch: up to 500 KB, 32 KB per message",
+            SEGMENT,
+            body=SegmentBatch,
+            response=SegmentSuccess,
+            auth="segment",
+            description="Basic auth with the tracking key as user name, or writeKey. "
+            "See docs/segment.md.",
+        ),
+        *(
+            documented(
+                "POST",
+                f"/v1/{kind}",
+                f"segment_{kind}",
+                f"Segment {kind} call",
+                SEGMENT,
+                body=Message,
+                response=SegmentSuccess,
+                auth="segment",
+            )
+            for kind in ("track", "identify", "page", "screen", "group", "alias")
         ),
     ]
