@@ -19,9 +19,9 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP) $@
 
-## run: install into .venv and serve Waypost on SQLite (./waypost.db)
+## run: install into .venv and serve Waypost on SQLite (./waypost.db), with the demo site
 run: $(STAMP)
-	$(BIN)/waypost serve
+	$(BIN)/waypost serve --demo
 
 ## test: install the dev tools into .venv, then ruff, mypy and the whole test suite
 test: lint typecheck pytest

@@ -6,7 +6,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import msgspec
@@ -19,6 +19,9 @@ from waypost.services.channels import ChannelCreate
 from waypost.services.keys import KeyCreate, KeyQuery
 from waypost.settings import Settings, SettingsError, load_settings
 from waypost.store import StorageUnavailable, migrate
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,12 +79,14 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (WAYPOST_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (WAYPOST_PORT, 8000).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option("--demo", is_flag=True, help="Also serve the demo site, in the same process.")
+@click.option("--demo-port", type=int, default=8001, show_default=True, help="The demo's port.")
+def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> None:
     """Serve the tracking and admin APIs.
 
     On an empty database this creates and migrates it, makes a website and a headless channel,
     an admin key, a tracking key and a publishable key, and prints the addresses and the keys
-    once.
+    once. With --demo it also prepares and serves the demo site (see `waypost demo`).
     """
     import uvicorn
 
@@ -94,20 +99,93 @@ def serve(host: str | None, port: int | None) -> None:
         click.echo(f"Waypost is serving on {settings.base_url}")
         click.echo(f"  API docs:   {settings.base_url}/api/docs")
         click.echo(f"  Database:   {settings.database_url}")
+        demo_app = _demo_app(hub, settings, settings.host, demo_port) if demo else None
         if first_run is not None:
             click.echo("\nA new database: these keys are shown only now, so keep them.")
             for line in first_run.describe(settings.base_url):
                 click.echo(f"  {line}")
         click.echo("")
         app = create_app(settings, hub=hub)
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            proxy_headers=True,
-            server_header=False,
+        options: dict[str, Any] = {
+            "log_level": settings.log_level,
+            "proxy_headers": True,
+            "server_header": False,
+        }
+        if demo_app is None:
+            uvicorn.run(app, host=settings.host, port=settings.port, **options)
+            return
+        from waypost.servers import serve_together
+
+        serve_together(
+            [
+                uvicorn.Config(app, host=settings.host, port=settings.port, **options),
+                uvicorn.Config(
+                    demo_app,
+                    host=settings.host,
+                    port=demo_port,
+                    log_level=settings.log_level,
+                    server_header=False,
+                ),
+            ]
         )
+
+
+def _local_url(host: str, port: int) -> str:
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    return f"http://{host}:{port}"
+
+
+def _demo_app(hub: Hub, settings: Settings, host: str, port: int) -> Starlette:
+    """Prepare the demo's data for the site at host:port and build it; print where it is."""
+    from waypost.demo import create_demo_app, prepare_demo
+
+    site = _local_url(host, port)
+    setup = prepare_demo(hub, [site])
+    click.echo(f"  Demo site:  {site}  (logs to the API at {settings.base_url})")
+    return create_demo_app(setup, settings.base_url)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8001, show_default=True, help="Port to listen on.")
+@click.option(
+    "--api-url",
+    default=None,
+    help="Where browsers reach the Waypost API (default: WAYPOST_PUBLIC_URL, else "
+    "http://WAYPOST_HOST:WAYPOST_PORT, i.e. http://127.0.0.1:8000).",
+)
+def demo(host: str, port: int, api_url: str | None) -> None:
+    """Serve the demo site: a bank with a loan calculator, tracked with /waypost.js.
+
+    The Waypost API must be running (`waypost serve`). This prepares the demo's data in the
+    database, through the same services as the API: the TrackingConsent consent, the
+    custom_loan_calculator activity type, the demo's origin and tracking consent on the website
+    channel, and a new publishable key for the demo.
+    """
+    import uvicorn
+
+    settings = _settings()
+    if api_url is not None:
+        settings = msgspec.structs.replace(settings, public_url=api_url)
+    with _hub(settings) as hub:
+        click.echo(f"The demo site is serving on {_local_url(host, port)}")
+        app = _demo_app(hub, settings, host, port)
+    if not _reachable(f"{settings.base_url}/waypost.js"):
+        click.echo(
+            f"  Warning: nothing answers at {settings.base_url} yet; start it with "
+            "`waypost serve`, or give --api-url.",
+            err=True,
+        )
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, server_header=False)
+
+
+def _reachable(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @main.command("migrate")

@@ -1,0 +1,138 @@
+"""The demo's data: its consent, activity type, website channel and publishable key.
+
+Everything goes through the hub's services, as an operator's script through the admin API
+would, and preparing twice changes nothing but the key: a key's secret is shown only when it
+is created, so each start of the demo makes a fresh one and deletes the previous ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from waypost.domain.channels import normalise_origin
+from waypost.domain.fields import FieldSpec
+from waypost.errors import ApiError
+from waypost.hub import Hub
+from waypost.pagination import ListQuery
+from waypost.services.activity_types import ActivityTypeCreate, ActivityTypeUpdate
+from waypost.services.channels import Channel, ChannelCreate, ChannelUpdate
+from waypost.services.consents import Consent, ConsentCreate, ConsentText, ConsentUpdate
+from waypost.services.keys import KeyCreate, KeyQuery
+
+CONSENT = "TrackingConsent"
+LOAN_TYPE = "custom_loan_calculator"
+KEY_NAME = "Demo site"
+
+CONSENT_TEXT = ConsentText(
+    short_text=(
+        "We would like to remember you and what you do on our site, such as the loans you "
+        "calculate, to offer you loans that suit you."
+    ),
+    full_text=(
+        "<p>With your consent, Waypost Bank records the pages you visit and the tools you use on "
+        "this site, and links them to you when you log in. We use this to show you offers that "
+        "fit what you looked at. You can revoke your consent at any time under "
+        "<em>Privacy settings</em>; from then on nothing more is recorded.</p>"
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DemoSetup:
+    """What the demo site needs: its channel, a publishable key, and the consent's texts."""
+
+    channel_id: uuid.UUID
+    publishable_key: str
+    identity_secret: str
+    consent_text: ConsentText
+
+
+def prepare_demo(hub: Hub, origins: Sequence[str]) -> DemoSetup:
+    """Make sure the demo's data exists, allow ``origins`` on the website channel, and create
+    a fresh publishable key for the demo."""
+    consent = _consent(hub)
+    _loan_type(hub)
+    channel = _channel(hub, origins)
+    for key in hub.keys.list_page(KeyQuery(channel=channel.id, access="publishable")).data:
+        if key.name == KEY_NAME:
+            hub.keys.delete(key.id)
+    created = hub.keys.create(KeyCreate(access="publishable", channel=channel.id, name=KEY_NAME))
+    return DemoSetup(
+        channel_id=channel.id,
+        publishable_key=created.key,
+        identity_secret=channel.identity_secret,
+        consent_text=consent.texts["en"],
+    )
+
+
+def _missing(exc: ApiError) -> bool:
+    return exc.status == 404
+
+
+def _consent(hub: Hub) -> Consent:
+    try:
+        consent = hub.consents.get_by_code(CONSENT)
+    except ApiError as exc:
+        if not _missing(exc):
+            raise
+        return hub.consents.create(
+            ConsentCreate(
+                code_name=CONSENT, display_name="Tracking consent", texts={"en": CONSENT_TEXT}
+            )
+        )
+    if "en" not in consent.texts:
+        texts = {**consent.texts, "en": CONSENT_TEXT}
+        consent = hub.consents.update(consent.id, ConsentUpdate(texts=texts))
+    return consent
+
+
+def _loan_type(hub: Hub) -> None:
+    try:
+        found = hub.types.get_by_code(LOAN_TYPE)
+    except ApiError as exc:
+        if not _missing(exc):
+            raise
+        hub.types.create(
+            ActivityTypeCreate(
+                name="Loan calculator usage",
+                code_name=LOAN_TYPE,
+                description="A visitor ran the loan calculator; amount is the loan asked for.",
+                client_side=True,
+                fields=[FieldSpec(name="amount", type="decimal", primary=True)],
+            )
+        )
+        return
+    if not (found.enabled and found.client_side):
+        hub.types.update(found.id, ActivityTypeUpdate(enabled=True, client_side=True))
+
+
+def _channel(hub: Hub, origins: Sequence[str]) -> Channel:
+    """The oldest website channel (the one ``waypost serve`` made), or a new one."""
+    websites: list[Channel] = []
+    cursor: str | None = None
+    while True:
+        page = hub.channels.list_page(ListQuery(limit=1000, cursor=cursor))
+        websites += [c for c in page.data if c.kind == "website"]
+        if (cursor := page.next) is None:
+            break
+    if not websites:
+        return hub.channels.create(
+            ChannelCreate(
+                name="Website",
+                kind="website",
+                allowed_origins=list(origins),
+                tracking_consent=CONSENT,
+            )
+        )
+    channel = min(websites, key=lambda c: c.id)  # UUIDv7: the smallest is the oldest
+    missing = [o for o in map(normalise_origin, origins) if o not in channel.allowed_origins]
+    change = ChannelUpdate()
+    if missing:
+        change.allowed_origins = [*channel.allowed_origins, *missing]
+    if channel.tracking_consent != CONSENT:
+        change.tracking_consent = CONSENT
+    if change == ChannelUpdate():
+        return channel
+    return hub.channels.update(channel.id, change)
