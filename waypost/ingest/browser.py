@@ -8,6 +8,7 @@ current agreement to the channel's tracking consent. See docs/browser-tracking.m
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import TypeVar
 from urllib.parse import parse_qs
@@ -88,6 +89,11 @@ def _decode(raw: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
+        # msgspec validates while it parses: '[1, 2' fails validation before its syntax does.
+        try:
+            msgspec.json.decode(raw)
+        except msgspec.DecodeError as syntax:
+            raise from_validation_error(syntax) from None
         raise from_validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise from_validation_error(exc) from None
@@ -191,6 +197,7 @@ class BrowserApp:
         agreement = await to_thread.run_sync(
             self.hub.consents.agree, contact, body.consent, body.agree, channel.id
         )
+        self.hub.group_updates.touch([agreement.contact])
         return 200, _encode(ConsentAnswer(agreement.contact, agreement.agreed)), []
 
     async def _identify(
@@ -217,6 +224,9 @@ class BrowserApp:
             names,
             body.hash,
         )
+        self.hub.group_updates.touch(
+            [identified.contact, *([body.contact] if body.contact is not None else [])]
+        )
         return 200, _encode(identified), []
 
     async def _activity(
@@ -226,8 +236,7 @@ class BrowserApp:
         raw = bytes(body.activity)
         item = prepare(raw, snapshot, now, self.settings.max_activity_bytes)
         headers: Headers = []
-        if isinstance(item, Accepted):
-            item = _browser_rules(item, body.cookie_level)
+        item = _browser_rules(item, body.cookie_level, snapshot)
         if isinstance(item, Accepted):
             decisions = await self._limit(item, body.contact, ip)
             headers = _rate_headers(decisions)
@@ -276,9 +285,14 @@ class BrowserApp:
         return await self.limiter.hit(limits)
 
 
-def _browser_rules(item: Accepted, cookie_level: str) -> Accepted | Rejected:
-    code = item.type.code_name
-    if not item.type.client_side:
+def _browser_rules(
+    item: Accepted | Rejected, cookie_level: str, snapshot: Snapshot
+) -> Accepted | Rejected:
+    # Unknown, disabled and server-side types are one and the same 404 to a page, whatever else
+    # is wrong with the activity: a page learns nothing of the types it may not log.
+    code = item.type.code_name if isinstance(item, Accepted) else item.type_code
+    info = item.type if isinstance(item, Accepted) else snapshot.types.get(code or "")
+    if code is not None and (info is None or not info.enabled or not info.client_side):
         return reject(
             ApiError(
                 404,
@@ -290,6 +304,8 @@ def _browser_rules(item: Accepted, cookie_level: str) -> Accepted | Rejected:
             item.payload,
             code,
         )
+    if isinstance(item, Rejected):
+        return item
     if item.contact_fields:
         return reject(
             ApiError(
@@ -331,5 +347,6 @@ def _rate_headers(decisions: list[Decision]) -> Headers:
     return [
         (b"ratelimit-limit", str(tightest.limit.limit).encode()),
         (b"ratelimit-remaining", str(max(0, tightest.remaining)).encode()),
-        (b"ratelimit-reset", str(max(0, round(tightest.reset))).encode()),
+        # Whole seconds rounded up, as Retry-After: never a moment too early.
+        (b"ratelimit-reset", str(max(0, math.ceil(tightest.reset))).encode()),
     ]

@@ -1,0 +1,832 @@
+"""The browser endpoints over HTTP, on both databases: docs/browser-tracking.md, issue 5 (2, 4).
+
+Publishable keys of website channels only, from allowed origins only (with CORS answers),
+client-side types only, cookie levels, the channel's tracking consent, rate limits (on a fake
+clock, so that windows can pass without waiting), rejected activities, body media types, and a
+publishable key that can read nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from waypost.app import admin_operations
+from waypost.hub import Hub
+from waypost.ratelimit import MemoryRateLimiter
+from waypost.services.activity_types import ActivityType
+from waypost.services.channels import Channel
+from waypost.services.consents import ConsentCreate, ConsentText
+from waypost.services.keys import CreatedKey
+from waypost.settings import Settings
+from waypost.store import Store, make_engine
+from waypost.store.schema import activities, channels, contacts, rejected_activities
+
+if TYPE_CHECKING:
+    from tests.conftest import ErrorCheck
+
+ORIGIN = "https://bank.example"
+SECOND_ORIGIN = "https://loans.example"
+PARTNER_ORIGIN = "https://partner.example"  # allowed on another channel only
+FOREIGN_ORIGIN = "https://evil.example"  # allowed nowhere
+CONSENT = "TrackingConsent"
+DAY = 86400
+
+
+class FakeClock:
+    """The rate limiter's clock: now, until a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def hub(settings: Settings, clock: FakeClock) -> Iterator[Hub]:
+    """The shared hub, with its in-process rate limiter on the fake clock."""
+    the_hub = Hub(settings, Store(make_engine(settings)))
+    the_hub.rate_limiter = MemoryRateLimiter(clock)
+    yield the_hub
+    the_hub.close()
+
+
+@dataclass
+class Site:
+    """A website channel with a publishable key, as the pages on its origins call it."""
+
+    client: TestClient
+    hub: Hub
+    channel: Channel
+    key: str
+
+    def post(
+        self,
+        route: str,
+        body: object,
+        *,
+        key: str | None = "",
+        origin: str | None = ORIGIN,
+        content_type: str | None = "text/plain",
+        client: TestClient | None = None,
+    ) -> httpx2.Response:
+        """POST /browser/{route}; ``key`` "" is the site's key, None none at all."""
+        headers = {}
+        if origin is not None:
+            headers["Origin"] = origin
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        params = {"key": self.key if key == "" else key} if key is not None else {}
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return (client or self.client).post(
+            f"/browser/{route}", params=params, content=content, headers=headers
+        )
+
+    def consent(
+        self, contact: str | None = None, agree: bool = True, consent: str = CONSENT
+    ) -> httpx2.Response:
+        body: dict[str, Any] = {"consent": consent, "agree": agree}
+        if contact is not None:
+            body["contact"] = contact
+        return self.post("consent", body)
+
+    def visitor(self) -> str:
+        """A new visitor who agreed to the tracking consent: their contact."""
+        answer = self.consent()
+        assert answer.status_code == 200, answer.text
+        contact = answer.json()["contact"]
+        assert isinstance(contact, str)
+        return contact
+
+    def log(
+        self,
+        contact: str,
+        activity: dict[str, Any],
+        cookie_level: str = "visitor",
+        **options: Any,
+    ) -> httpx2.Response:
+        body = {"contact": contact, "cookieLevel": cookie_level, "activity": activity}
+        return self.post("activity", body, **options)
+
+    def rejected(self) -> list[sa.Row[Any]]:
+        with self.hub.store.read() as conn:
+            return list(
+                conn.execute(
+                    sa.select(rejected_activities)
+                    .where(rejected_activities.c.channel_id == self.channel.id)
+                    .order_by(rejected_activities.c.received_at, rejected_activities.c.id)
+                ).all()
+            )
+
+    def stored(self, contact: str) -> int:
+        with self.hub.store.read() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(activities)
+                    .where(activities.c.contact_id == uuid.UUID(contact))
+                ).scalar_one()
+            )
+
+
+@pytest.fixture
+def tracking_consent(hub: Hub) -> str:
+    hub.consents.create(
+        ConsentCreate(
+            code_name=CONSENT,
+            display_name="Tracking",
+            texts={"en": ConsentText("We track.", "<p>We track your visits.</p>")},
+        )
+    )
+    return CONSENT
+
+
+@pytest.fixture
+def make_site(
+    client: TestClient,
+    hub: Hub,
+    make_channel: Callable[..., Channel],
+    make_key: Callable[..., CreatedKey],
+) -> Callable[..., Site]:
+    def make(**fields: Any) -> Site:
+        fields.setdefault("kind", "website")
+        fields.setdefault("allowed_origins", [ORIGIN, SECOND_ORIGIN])
+        channel = make_channel(**fields)
+        site = Site(client, hub, channel, make_key("publishable", channel.id).key)
+        hub.catalog.invalidate()
+        return site
+
+    return make
+
+
+@pytest.fixture
+def site(make_site: Callable[..., Site], tracking_consent: str) -> Site:
+    """The bank's website: two origins, and the tracking consent required before tracking."""
+    return make_site(tracking_consent=tracking_consent)
+
+
+@pytest.fixture
+def loan(make_type: Callable[..., ActivityType], hub: Hub) -> ActivityType:
+    """The custom client-side type of the Kentico reference."""
+    kind = make_type(
+        name="Loan calculator usage", code_name="custom_loan_calculator", client_side=True
+    )
+    hub.catalog.invalidate()
+    return kind
+
+
+LOAN = {"type": "custom_loan_calculator", "value": "5000"}
+PAGE = {"type": "pagevisit", "url": "https://bank.example/loans"}
+
+
+def set_limits(
+    client: TestClient, admin_headers: dict[str, str], kind: ActivityType, limits: object
+) -> None:
+    answer = client.patch(
+        f"/api/activity-types/{kind.id}", json={"rate_limits": limits}, headers=admin_headers
+    )
+    assert answer.status_code == 200, answer.text
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+ROUTES = ["consent", "activity", "identify"]
+
+
+def route_body(route: str, contact: str) -> dict[str, Any]:
+    if route == "consent":
+        return {"contact": contact, "consent": CONSENT, "agree": True}
+    if route == "identify":
+        return {"contact": contact, "cookieLevel": "visitor", "email": "john@example.com"}
+    return {"contact": contact, "cookieLevel": "visitor", "activity": LOAN}
+
+
+def test_a_publishable_key_of_the_website_channel_works(site: Site, loan: ActivityType) -> None:
+    contact = site.visitor()
+    for route in ROUTES:
+        answer = site.post(route, route_body(route, contact))
+        assert answer.status_code in (200, 202), answer.text
+        assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert answer.headers["Vary"] == "Origin"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_only_publishable_keys_of_website_channels(
+    site: Site,
+    loan: ActivityType,
+    route: str,
+    hub: Hub,
+    client: TestClient,
+    make_channel: Callable[..., Channel],
+    make_key: Callable[..., CreatedKey],
+    admin_headers: dict[str, str],
+    expect_error: ErrorCheck,
+) -> None:
+    contact = site.visitor()
+    body = route_body(route, contact)
+    headless = make_channel(kind="headless")
+    tracking_of_headless = make_key("tracking", headless.id).key
+    tracking_of_website = make_key("tracking", site.channel.id).key
+    admin = make_key("admin").key
+    disabled = make_key("publishable", site.channel.id)
+    turned_off = client.patch(
+        f"/api/keys/{disabled.id}", json={"enabled": False}, headers=admin_headers
+    )
+    assert turned_off.status_code == 200, turned_off.text
+    # A publishable key whose channel became headless behind the API's back.
+    moved = make_channel(kind="website", allowed_origins=[ORIGIN])
+    moved_key = make_key("publishable", moved.id).key
+    with hub.store.write() as conn:
+        conn.execute(channels.update().where(channels.c.id == moved.id).values(kind="headless"))
+    hub.catalog.invalidate()
+    before = site.stored(contact)
+
+    expect_error(site.post(route, body, key=None), 401, "unauthorized")
+    expect_error(site.post(route, body, key="wpp_" + "x" * 40), 401, "unauthorized")
+    expect_error(site.post(route, body, key="nonsense"), 401, "unauthorized")
+    for key in (tracking_of_headless, tracking_of_website, admin, disabled.key, moved_key):
+        expect_error(site.post(route, body, key=key), 403, "forbidden")
+    # The key goes in the query, never in a header.
+    in_header = site.client.post(
+        f"/browser/{route}",
+        content=json.dumps(body),
+        headers={"Origin": ORIGIN, "Authorization": f"Bearer {site.key}"},
+    )
+    expect_error(in_header, 401, "unauthorized")
+    # Nothing of these requests is stored, not even as rejected activities.
+    assert site.stored(contact) == before
+    assert site.rejected() == []
+    assert hub.contacts.get(uuid.UUID(contact)).email is None
+
+
+# -- origins and CORS --------------------------------------------------------------------------
+
+
+def test_the_origin_must_be_one_of_the_channel(
+    site: Site, loan: ActivityType, make_site: Callable[..., Site], expect_error: ErrorCheck
+) -> None:
+    make_site(allowed_origins=[PARTNER_ORIGIN])
+    contact = site.visitor()
+    for origin in (ORIGIN, SECOND_ORIGIN):
+        answer = site.log(contact, LOAN, origin=origin)
+        assert answer.status_code == 202, answer.text
+        assert answer.headers["Access-Control-Allow-Origin"] == origin
+        assert answer.headers["Vary"] == "Origin"
+    refused: list[str | None] = [None, FOREIGN_ORIGIN, PARTNER_ORIGIN, "null", ORIGIN + ":8443"]
+    for other in refused:
+        answer = site.log(contact, LOAN, origin=other)
+        expect_error(answer, 403, "forbidden")
+        assert "Access-Control-Allow-Origin" not in answer.headers, other
+        assert answer.headers["Vary"] == "Origin"
+    assert site.stored(contact) == 2
+    assert site.rejected() == []  # refused before the key and origin were accepted
+
+
+def test_other_origins_are_refused_on_every_route(site: Site, expect_error: ErrorCheck) -> None:
+    contact = site.visitor()
+    for route in ROUTES:
+        for origin in (None, FOREIGN_ORIGIN):
+            answer = site.post(route, route_body(route, contact), origin=origin)
+            expect_error(answer, 403, "forbidden")
+            assert "Access-Control-Allow-Origin" not in answer.headers
+            assert answer.headers["Vary"] == "Origin"
+    assert site.hub.contacts.get(uuid.UUID(contact)).email is None
+
+
+def test_errors_on_an_allowed_origin_can_be_read_by_the_page(
+    site: Site, expect_error: ErrorCheck
+) -> None:
+    contact = site.visitor()
+    answers = [
+        site.log(contact, {"type": "no_such_type"}),
+        site.post("activity", b"{not json"),
+        site.post("consent", {"consent": CONSENT, "agree": True}, key=None),
+        site.post("consent", {"consent": CONSENT}, content_type="application/xml"),
+    ]
+    for answer in answers:
+        assert answer.status_code >= 400
+        assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert answer.headers["Vary"] == "Origin"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_preflight(site: Site, route: str, make_site: Callable[..., Site]) -> None:
+    """Any origin of any channel may ask (the key is not sent with a preflight), others not."""
+    make_site(allowed_origins=[PARTNER_ORIGIN])
+    request = {"Access-Control-Request-Method": "POST"}
+    for origin in (ORIGIN, SECOND_ORIGIN, PARTNER_ORIGIN):
+        answer = site.client.options(
+            f"/browser/{route}",
+            params={"key": site.key},
+            headers={
+                **request,
+                "Origin": origin,
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert answer.status_code == 204
+        assert answer.content == b""
+        assert answer.headers["Access-Control-Allow-Origin"] == origin
+        assert "POST" in answer.headers["Access-Control-Allow-Methods"]
+        allowed = answer.headers["Access-Control-Allow-Headers"].lower()
+        assert "content-type" in allowed
+        assert int(answer.headers["Access-Control-Max-Age"]) > 0
+        assert answer.headers["Vary"] == "Origin"
+        assert "Access-Control-Allow-Credentials" not in answer.headers
+    for origin in (FOREIGN_ORIGIN, "null"):
+        answer = site.client.options(f"/browser/{route}", headers={**request, "Origin": origin})
+        assert answer.status_code == 204
+        assert "Access-Control-Allow-Origin" not in answer.headers
+        assert "Access-Control-Allow-Methods" not in answer.headers
+        assert answer.headers["Vary"] == "Origin"
+
+
+# -- activity types ------------------------------------------------------------------------------
+
+
+def test_client_side_types_only(
+    site: Site,
+    loan: ActivityType,
+    make_type: Callable[..., ActivityType],
+    client: TestClient,
+    admin_headers: dict[str, str],
+    expect_error: ErrorCheck,
+) -> None:
+    make_type(name="Server only", code_name="server_only")
+    make_type(
+        name="Loan request",
+        code_name="loan_request",
+        fields=[{"name": "amount", "type": "decimal", "required": True}],
+    )
+    make_type(name="Old widget", code_name="old_widget", client_side=True, enabled=False)
+    site.hub.catalog.invalidate()
+    contact = site.visitor()
+    for activity in (LOAN, PAGE, {"type": "click", "value": "btnCTA"}):
+        answer = site.log(contact, activity)
+        assert answer.status_code == 202, answer.text
+        assert uuid.UUID(answer.json()["id"])
+    refused: list[dict[str, Any]] = [
+        {"type": "server_only", "value": "x"},
+        {"type": "no_such_type"},
+        {"type": "datainput", "value": "Registration form"},
+        # Nothing about a server-side type shows, not even its fields or its rules.
+        {"type": "loan_request"},
+        {"type": "datainput"},
+        {"type": "datainput", "value": "x", "contactFields": {"ContactEmail": "not-an-email"}},
+        {"type": "server_only", "url": "ftp://nope"},
+        # Disabled is the same 404 to a page.
+        {"type": "old_widget", "value": "x"},
+    ]
+    for bad in refused:
+        expect_error(site.log(contact, bad), 404, "activity_type_not_found", "type")
+    # A type turned client-side, then off again, follows at once.
+    later = f"/api/activity-types/{make_type(name='Later', code_name='later').id}"
+    made_public = client.patch(later, json={"client_side": True}, headers=admin_headers)
+    assert made_public.status_code == 200, made_public.text
+    assert site.log(contact, {"type": "later"}).status_code == 202
+    made_private = client.patch(later, json={"client_side": False}, headers=admin_headers)
+    assert made_private.status_code == 200, made_private.text
+    expect_error(site.log(contact, {"type": "later"}), 404, "activity_type_not_found")
+    refused.append({"type": "later"})
+    assert site.stored(contact) == 4
+    rows = site.rejected()
+    assert [(r.reason, r.status, r.source) for r in rows] == [
+        ("activity_type_not_found", 404, "browser")
+    ] * len(refused)
+    assert [r.type_code for r in rows] == [a["type"] for a in refused]
+    assert {r.contact_id for r in rows} == {uuid.UUID(contact)}
+    assert all(r.channel_id == site.channel.id for r in rows)
+
+
+def test_contact_fields_are_refused(
+    site: Site, loan: ActivityType, expect_error: ErrorCheck
+) -> None:
+    contact = site.visitor()
+    for activity in (
+        {**LOAN, "contactFields": {"ContactEmail": "john@example.com"}},
+        {"type": "click", "value": "x", "contactFields": {"ContactFirstName": "John"}},
+    ):
+        expect_error(site.log(contact, activity), 400, "invalid_field", "contactFields")
+    assert site.hub.contacts.get(uuid.UUID(contact)).email is None
+    assert site.hub.contacts.get(uuid.UUID(contact)).first_name is None
+    assert [(r.reason, r.source) for r in site.rejected()] == [("invalid_field", "browser")] * 2
+
+
+def test_malformed_activities_are_kept_as_rejected(
+    site: Site, loan: ActivityType, expect_error: ErrorCheck
+) -> None:
+    contact = site.visitor()
+    expect_error(site.log(contact, {"type": "pagevisit"}), 400, "missing_field", "url")
+    expect_error(site.log(contact, {**LOAN, "occurredAt": "yesterday"}), 400, "invalid_field")
+    assert [(r.type_code, r.source) for r in site.rejected()] == [
+        ("pagevisit", "browser"),
+        ("custom_loan_calculator", "browser"),
+    ]
+    # A body that is no request at all is a 400 on its own, with no activity to keep.
+    expect_error(site.post("activity", b"[1, 2"), 400, "invalid_json")
+    expect_error(
+        site.post("activity", {"contact": contact, "activity": LOAN}),
+        400,
+        "missing_field",
+        "cookieLevel",
+    )
+    expect_error(
+        site.post("activity", {"contact": "nope", "cookieLevel": "all", "activity": LOAN}),
+        400,
+        "invalid_field",
+        "contact",
+    )
+    assert len(site.rejected()) == 2
+
+
+def test_unknown_contacts(site: Site, loan: ActivityType, expect_error: ErrorCheck) -> None:
+    nobody = str(uuid.uuid4())
+    expect_error(site.log(nobody, LOAN), 404, "contact_not_found")
+    expect_error(site.consent(nobody), 404, "contact_not_found")
+    expect_error(
+        site.post("identify", {"contact": nobody, "email": "a@example.com"}),
+        404,
+        "contact_not_found",
+    )
+
+
+def test_unknown_routes_and_methods(site: Site, expect_error: ErrorCheck) -> None:
+    expect_error(site.post("activities", {}), 404, "not_found")
+    for route in ROUTES:
+        answer = site.client.get(
+            f"/browser/{route}", params={"key": site.key}, headers={"Origin": ORIGIN}
+        )
+        expect_error(answer, 405, "method_not_allowed")
+        assert answer.headers["Allow"] == "POST"
+
+
+# -- cookie levels and consent -------------------------------------------------------------------
+
+
+def test_cookie_level_visitor_or_all(
+    site: Site, loan: ActivityType, expect_error: ErrorCheck
+) -> None:
+    contact = site.visitor()
+    for level in ("none", "essential"):
+        expect_error(site.log(contact, LOAN, level), 403, "consent_required", "cookieLevel")
+    for level in ("visitor", "all"):
+        assert site.log(contact, LOAN, level).status_code == 202
+    assert site.stored(contact) == 2
+    rows = site.rejected()
+    assert [(r.reason, r.status, r.source) for r in rows] == [
+        ("consent_required", 403, "browser")
+    ] * 2
+
+
+def test_the_tracking_consent_is_required_until_agreed_and_after_revoking(
+    site: Site, loan: ActivityType, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    hub.consents.create(ConsentCreate(code_name="Newsletter", display_name="Newsletter"))
+    # Agreeing to another consent makes a contact, but not one that may be tracked.
+    answer = site.consent(consent="Newsletter")
+    assert answer.status_code == 200, answer.text
+    contact = answer.json()["contact"]
+    expect_error(site.log(contact, LOAN), 403, "consent_required")
+    expect_error(site.log(contact, PAGE, "all"), 403, "consent_required")
+
+    agreed = site.consent(contact)
+    assert agreed.status_code == 200
+    assert agreed.json() == {"contact": contact, "isAgreed": True}
+    assert site.log(contact, LOAN).status_code == 202
+
+    revoked = site.consent(contact, agree=False)
+    assert revoked.json() == {"contact": contact, "isAgreed": False}
+    expect_error(site.log(contact, LOAN), 403, "consent_required")
+
+    assert site.consent(contact).json()["isAgreed"] is True
+    assert site.log(contact, LOAN).status_code == 202
+
+    assert site.stored(contact) == 2
+    with hub.store.read() as conn:
+        versions = conn.execute(
+            sa.select(activities.c.consent_agreed, activities.c.consent_version).where(
+                activities.c.contact_id == uuid.UUID(contact)
+            )
+        ).all()
+    assert [tuple(v) for v in versions] == [(True, 1), (True, 1)]
+    rows = site.rejected()
+    assert [(r.reason, r.status, r.source) for r in rows] == [
+        ("consent_required", 403, "browser")
+    ] * 3
+    history = [a.agreed for a in hub.consents.history(uuid.UUID(contact)) if a.consent == CONSENT]
+    assert history == [True, False, True]  # newest first
+
+
+def test_consent_answers(site: Site, hub: Hub, expect_error: ErrorCheck) -> None:
+    with hub.store.read() as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one()
+    # Declining without a contact creates nothing.
+    declined = site.consent(agree=False)
+    assert declined.status_code == 200
+    assert declined.json() == {"contact": None, "isAgreed": False}
+    with hub.store.read() as conn:
+        after = conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one()
+    assert after == before
+    expect_error(site.consent(consent="NoSuchConsent"), 404, "not_found")
+    agreement = hub.consents.history(uuid.UUID(site.visitor()))[0]
+    assert agreement.channel == site.channel.id
+
+
+def test_without_a_tracking_consent_only_the_cookie_level_counts(
+    make_site: Callable[..., Site], loan: ActivityType, tracking_consent: str
+) -> None:
+    open_site = make_site()
+    contact = open_site.visitor()  # consent to something still makes the contact
+    assert open_site.log(contact, LOAN).status_code == 202
+    assert open_site.log(contact, LOAN, "essential").status_code == 403
+
+
+# -- rate limits ---------------------------------------------------------------------------------
+
+
+def rate_headers(answer: httpx2.Response) -> tuple[str, str, str]:
+    h = answer.headers
+    return h["RateLimit-Limit"], h["RateLimit-Remaining"], h["RateLimit-Reset"]
+
+
+def test_the_eleventh_activity_of_a_type_in_a_day_is_rate_limited(
+    site: Site, loan: ActivityType, clock: FakeClock, expect_error: ErrorCheck
+) -> None:
+    contact = site.visitor()
+    for i in range(10):
+        answer = site.log(contact, LOAN)
+        assert answer.status_code == 202, (i, answer.text)
+        assert rate_headers(answer) == ("10", str(9 - i), str(DAY))
+        assert "Retry-After" not in answer.headers
+    clock.advance(0.7)  # part of a second: the headers round up, never down
+    answer = site.log(contact, LOAN)
+    expect_error(answer, 429, "rate_limited")
+    assert answer.headers["Retry-After"] == str(DAY)
+    assert rate_headers(answer) == ("10", "0", str(DAY))
+    assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+
+    clock.advance(3600)
+    answer = site.log(contact, LOAN)
+    assert answer.status_code == 429
+    assert answer.headers["Retry-After"] == str(DAY - 3600)
+    # Other types, and other contacts, have their own windows.
+    assert site.log(contact, PAGE).status_code == 202
+    assert site.log(site.visitor(), LOAN).status_code == 202
+
+    assert site.stored(contact) == 11
+    rows = site.rejected()
+    assert [(r.reason, r.status, r.source, r.type_code) for r in rows] == [
+        ("rate_limited", 429, "browser", "custom_loan_calculator")
+    ] * 2
+    assert rows[0].payload == LOAN  # kept as the page sent it, to replay later
+
+
+def test_the_day_slides(site: Site, loan: ActivityType, clock: FakeClock) -> None:
+    """5 in the morning, 5 in the evening: the next morning frees 5, not 10."""
+    contact = site.visitor()
+    for _ in range(5):
+        assert site.log(contact, LOAN).status_code == 202
+    clock.advance(12 * 3600)
+    for _ in range(5):
+        assert site.log(contact, LOAN).status_code == 202
+    clock.advance(12 * 3600 - 1)
+    refused = site.log(contact, LOAN)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    clock.advance(1)
+    for i in range(5):
+        answer = site.log(contact, LOAN)
+        assert answer.status_code == 202, i
+    refused = site.log(contact, LOAN)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == str(12 * 3600)
+
+
+def test_the_default_per_ip_limit_is_100_an_hour(
+    site: Site, loan: ActivityType, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    contact = site.visitor()
+    answer = site.log(contact, LOAN)
+    # Both defaults apply; the headers show the tighter one.
+    assert rate_headers(answer) == ("10", "9", str(DAY))
+    set_limits(client, admin_headers, loan, {"per_contact": None})
+    answer = site.log(contact, LOAN)
+    assert rate_headers(answer) == ("100", "98", "3600")
+
+
+def test_per_ip_limits(
+    site: Site,
+    loan: ActivityType,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    clock: FakeClock,
+    settings: Settings,
+    expect_error: ErrorCheck,
+) -> None:
+    set_limits(
+        client,
+        admin_headers,
+        loan,
+        {"per_contact": None, "per_ip": {"limit": 3, "window_seconds": 60}},
+    )
+    visitors = [site.visitor() for _ in range(4)]
+    for i in range(3):
+        answer = site.log(visitors[i], LOAN)
+        assert answer.status_code == 202
+        assert rate_headers(answer) == ("3", str(2 - i), "60")
+    answer = site.log(visitors[3], LOAN)
+    expect_error(answer, 429, "rate_limited")
+    assert answer.headers["Retry-After"] == "60"
+    assert rate_headers(answer) == ("3", "0", "60")
+    # Another address has its own window.
+    with TestClient(client.app, client=("203.0.113.9", 40000)) as elsewhere:
+        assert site.log(visitors[3], LOAN, client=elsewhere).status_code == 202
+        assert site.log(visitors[0], LOAN, client=elsewhere).status_code == 202
+    clock.advance(60)
+    assert site.log(visitors[3], LOAN).status_code == 202
+    assert [r.reason for r in site.rejected()] == ["rate_limited"]
+
+
+def test_custom_limits_per_type(
+    site: Site,
+    loan: ActivityType,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    clock: FakeClock,
+) -> None:
+    set_limits(
+        client,
+        admin_headers,
+        loan,
+        {"per_contact": {"limit": 2, "window_seconds": 30}, "per_ip": None},
+    )
+    contact = site.visitor()
+    assert [site.log(contact, LOAN).status_code for _ in range(3)] == [202, 202, 429]
+    clock.advance(29)
+    refused = site.log(contact, LOAN)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    clock.advance(1)
+    assert [site.log(contact, LOAN).status_code for _ in range(3)] == [202, 202, 429]
+    # The built-in page visit keeps the defaults.
+    assert [site.log(contact, PAGE).status_code for _ in range(11)] == [202] * 10 + [429]
+
+
+def test_null_turns_a_limit_off(
+    site: Site, loan: ActivityType, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    set_limits(client, admin_headers, loan, {"per_contact": None, "per_ip": None})
+    contact = site.visitor()
+    for _ in range(15):
+        answer = site.log(contact, LOAN)
+        assert answer.status_code == 202
+        assert "RateLimit-Limit" not in answer.headers
+    set_limits(client, admin_headers, loan, {"per_contact": {"limit": 20, "window_seconds": 60}})
+    answer = site.log(contact, LOAN)
+    # per_ip left out of the object keeps its default.
+    assert rate_headers(answer) == ("20", "19", "60")
+
+
+def test_a_refused_activity_uses_up_no_other_limit(
+    site: Site, loan: ActivityType, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    set_limits(
+        client,
+        admin_headers,
+        loan,
+        {
+            "per_contact": {"limit": 2, "window_seconds": 600},
+            "per_ip": {"limit": 3, "window_seconds": 600},
+        },
+    )
+    first, second = site.visitor(), site.visitor()
+    assert [site.log(first, LOAN).status_code for _ in range(3)] == [202, 202, 429]
+    # The third of the first visitor was refused per contact: the address has used 2 of 3.
+    assert [site.log(second, LOAN).status_code for _ in range(2)] == [202, 429]
+
+
+# -- bodies --------------------------------------------------------------------------------------
+
+
+def test_json_bodies_as_text_or_json(site: Site, loan: ActivityType) -> None:
+    """sendBeacon and a CORS-simple fetch send text/plain; both kinds of JSON are fine."""
+    contact = site.visitor()
+    media_types = [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/json",
+        "application/json; charset=utf-8",
+        None,
+    ]
+    for content_type in media_types:
+        for route in ROUTES:
+            answer = site.post(route, route_body(route, contact), content_type=content_type)
+            assert answer.status_code in (200, 202), (route, content_type, answer.text)
+    assert site.stored(contact) == len(media_types)
+
+
+def test_other_media_types_are_415(
+    site: Site, loan: ActivityType, expect_error: ErrorCheck
+) -> None:
+    contact = site.visitor()
+    for content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "text/html",
+    ):
+        for route in ROUTES:
+            answer = site.post(route, route_body(route, contact), content_type=content_type)
+            expect_error(answer, 415, "unsupported_media_type")
+            assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert site.stored(contact) == 0
+    assert site.rejected() == []
+    assert site.hub.contacts.get(uuid.UUID(contact)).email is None
+
+
+# -- a publishable key reads nothing -----------------------------------------------------------
+
+
+def test_a_publishable_key_reads_nothing_in_the_admin_api(
+    site: Site, loan: ActivityType, client: TestClient, expect_error: ErrorCheck
+) -> None:
+    contact = site.visitor()
+    assert site.log(contact, LOAN).status_code == 202
+    ids = {
+        "channel_id": str(site.channel.id),
+        "contact_id": contact,
+        "type_id": str(loan.id),
+        "key_id": str(uuid.uuid4()),
+        "consent_id": str(uuid.uuid4()),
+        "rejected_id": str(uuid.uuid4()),
+    }
+    operations = admin_operations()
+    assert len(operations) > 20
+    for operation in operations:
+        path = re.sub(r"\{(\w+)\}", lambda m: ids.get(m[1], str(uuid.uuid4())), operation.path)
+        with_header = client.request(
+            operation.method,
+            path,
+            json={},
+            headers={"Authorization": f"Bearer {site.key}", "Origin": ORIGIN},
+        )
+        expect_error(with_header, 403, "forbidden")
+        in_query = client.request(
+            operation.method, path, json={}, params={"key": site.key}, headers={"Origin": ORIGIN}
+        )
+        expect_error(in_query, 401, "unauthorized")
+        for answer in (with_header, in_query):
+            assert contact not in answer.text
+            assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+@pytest.mark.parametrize("prefix", ["/tracking", "/Kentico.Tracking"])
+def test_a_publishable_key_reads_nothing_in_the_tracking_api(
+    site: Site, loan: ActivityType, prefix: str, expect_error: ErrorCheck
+) -> None:
+    contact = site.visitor()
+    requests: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("POST", "/contacts", None),
+        (
+            "POST",
+            "/activities",
+            {"channel": str(site.channel.id), "contact": contact, "activities": [LOAN]},
+        ),
+        ("GET", f"/consents/{CONSENT}", None),
+        ("GET", f"/contacts/{contact}/consents/{CONSENT}", None),
+        ("POST", f"/contacts/{contact}/consents/{CONSENT}", {"agree": False}),
+    ]
+    for method, path, body in requests:
+        with_header = site.client.request(
+            method,
+            prefix + path,
+            json=body,
+            headers={"Authorization": f"Bearer {site.key}", "Origin": ORIGIN},
+        )
+        expect_error(with_header, 403, "forbidden")
+        in_query = site.client.request(
+            method, prefix + path, json=body, params={"key": site.key}, headers={"Origin": ORIGIN}
+        )
+        expect_error(in_query, 401, "unauthorized")
+    assert site.stored(contact) == 0
+    assert site.hub.consents.state(uuid.UUID(contact), CONSENT).agreed is True
