@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,8 @@ run: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check waypost tests
-	$(BIN)/ruff format --check waypost tests
+	$(BIN)/ruff check waypost tests bench
+	$(BIN)/ruff format --check waypost tests bench
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
@@ -36,9 +36,20 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
-## bench: measure ingest against its baselines and print the ratios
-bench: $(DEV_STAMP)
-	$(BIN)/python -m bench
+## bench: measure ingest against its baselines and print the ratios (docs/performance.md)
+bench: $(DEV_STAMP) wrk
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The load generator is wrk 4 from the system's packages.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null 2>&1 || { \
+	    echo "make bench needs wrk 4, and apt-get is not available to install it:" >&2; \
+	    echo "install wrk with your system's package manager, then run make bench again." >&2; \
+	    exit 1; }; \
+	  echo "Installing wrk with apt-get"; \
+	  $(SUDO) apt-get install -y wrk || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }; }
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,134 @@
+"""The storage ceiling: raw ``executemany`` of the rows Waypost stored, into the same schema.
+
+A fresh database is migrated with Waypost's own migrations and opened through Waypost's own
+engine, so it has the same pragmas (WAL, ``synchronous`` as configured, foreign keys on). The
+rows are the ones Waypost stored in the benchmark's batch runs, each given a fresh UUIDv7 id;
+they go in as 100-row ``executemany`` calls, each in its own ``BEGIN IMMEDIATE`` ... ``COMMIT``
+transaction. Only the insert and the commit are timed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import cycle
+from typing import Any
+
+from waypost.ids import new_id
+from waypost.ingest.writer import ACTIVITY_COLUMNS
+from waypost.settings import Settings
+from waypost.store import make_engine, migrate
+
+# The tables the activities refer to, copied before any activity.
+PARENT_TABLES = ("channels", "activity_types", "activity_type_fields", "contacts")
+INSERT = (
+    f"INSERT INTO activities ({', '.join(ACTIVITY_COLUMNS)}) "  # noqa: S608 - constant names
+    f"VALUES ({', '.join('?' * len(ACTIVITY_COLUMNS))})"
+)
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """One raw run: rows inserted, transactions, and the seconds spent inserting."""
+
+    rows: int
+    transactions: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rows": self.rows,
+            "transactions": self.transactions,
+            "seconds": round(self.seconds, 4),
+            "rows_per_second": round(self.rows_per_second, 1),
+        }
+
+
+class RawTarget:
+    """A fresh, migrated SQLite database to insert into, holding the parents of the rows."""
+
+    def __init__(self, settings: Settings, source_path: str) -> None:
+        self.engine = make_engine(settings)
+        migrate.upgrade(self.engine)
+        # A pooled DBAPI connection: Waypost's connect hook has set its pragmas.
+        self.pooled = self.engine.raw_connection()
+        conn = self.pooled.driver_connection
+        assert isinstance(conn, sqlite3.Connection)
+        self.conn = conn
+        self.pragmas = {
+            name: conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous", "foreign_keys")
+        }
+        self.source_path = source_path
+        with self._attached():
+            conn.execute("BEGIN IMMEDIATE")
+            for table in PARENT_TABLES:
+                # OR IGNORE: the built-in types exist in both databases.
+                conn.execute(
+                    f"INSERT OR IGNORE INTO main.{table} SELECT * FROM source.{table}"  # noqa: S608
+                )
+            conn.execute("COMMIT")
+        self.source_rows: list[tuple[Any, ...]] = []
+
+    @contextmanager
+    def _attached(self) -> Iterator[None]:
+        # Attached only while reading: a transaction on a connection with an attached WAL
+        # database would take that database's write lock too.
+        self.conn.execute("ATTACH DATABASE ? AS source", (self.source_path,))
+        try:
+            yield
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self.conn.execute("DETACH DATABASE source")
+
+    def load_rows(self, limit: int) -> int:
+        """Take the newest ``limit`` activities Waypost stored as the rows to insert."""
+        columns = ", ".join(ACTIVITY_COLUMNS)
+        with self._attached():
+            self.source_rows = self.conn.execute(
+                f"SELECT {columns} FROM source.activities ORDER BY rowid DESC LIMIT ?",  # noqa: S608
+                (limit,),
+            ).fetchall()
+        self.source_rows.reverse()
+        return len(self.source_rows)
+
+    def run(self, seconds: float, batch: int = 100) -> RawResult:
+        """Insert ``batch``-row transactions for about ``seconds`` of insert time."""
+        if not self.source_rows:
+            raise RuntimeError("no rows to insert: Waypost stored nothing in the batch runs")
+        rows = self._batches(batch)
+        conn = self.conn
+        spent = 0.0
+        inserted = transactions = 0
+        while spent < seconds:
+            chunk = next(rows)
+            started = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(INSERT, chunk)
+            conn.execute("COMMIT")
+            spent += time.perf_counter() - started
+            inserted += len(chunk)
+            transactions += 1
+        return RawResult(inserted, transactions, spent)
+
+    def _batches(self, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        source = cycle(self.source_rows)
+        while True:
+            # Fresh ids, made outside the timed part; everything else as Waypost stored it.
+            yield [(new_id().hex, *next(source)[1:]) for _ in range(size)]
+
+    def count(self) -> int:
+        found: int = self.conn.execute("SELECT COUNT(*) FROM main.activities").fetchone()[0]
+        return found
+
+    def close(self) -> None:
+        self.pooled.close()
+        self.engine.dispose()

@@ -1,0 +1,113 @@
+"""The DESIGN 4 targets, and the table ``make bench`` prints."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SINGLE_SHARE = 0.60  # of the bare baseline's requests/s
+BATCH_ACTIVITIES = 60_000  # activities/s
+BATCH_RAW_SHARE = 0.50  # of raw executemany rows/s
+LATENCY_P99_MS = 15.0  # at half the maximum single-activity rate
+
+
+@dataclass(frozen=True)
+class Target:
+    """One DESIGN 4 target and what was measured against it."""
+
+    name: str
+    goal: str
+    measured: str
+    met: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "goal": self.goal, "measured": self.measured, "met": self.met}
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+def targets(summary: dict[str, Any]) -> list[Target]:
+    """Judge the summary (see bench/run.py for its shape) against DESIGN 4."""
+    single, batch, latency = summary["single"], summary["batch"], summary["latency"]
+    return [
+        Target(
+            "single-activity requests/s vs bare ASGI",
+            f">= {SINGLE_SHARE:.0%}",
+            f"{single['ratio']:.1%}",
+            single["ratio"] >= SINGLE_SHARE,
+        ),
+        Target(
+            "100-activity batches: activities/s",
+            f">= {BATCH_ACTIVITIES:,}",
+            f"{batch['waypost']['activities_per_second']:,.0f}",
+            batch["waypost"]["activities_per_second"] >= BATCH_ACTIVITIES,
+        ),
+        Target(
+            "100-activity batches vs raw executemany",
+            f">= {BATCH_RAW_SHARE:.0%}",
+            f"{batch['raw_ratio']:.1%}",
+            batch["raw_ratio"] >= BATCH_RAW_SHARE,
+        ),
+        Target(
+            "single-activity p99 at half the maximum rate",
+            f"<= {LATENCY_P99_MS:g} ms",
+            f"{latency['waypost']['p99_ms']:.2f} ms",
+            latency["waypost"]["p99_ms"] <= LATENCY_P99_MS,
+        ),
+    ]
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def table(summary: dict[str, Any], judged: list[Target]) -> str:
+    """The figures, the ratios and the targets as plain text."""
+    single, batch, raw, latency = (
+        summary["single"],
+        summary["batch"],
+        summary["raw"],
+        summary["latency"],
+    )
+    b1, w1 = single["baseline"], single["waypost"]
+    b100, w100 = batch["baseline"], batch["waypost"]
+    lb, lw = latency["baseline"], latency["waypost"]
+    rows = [
+        ("", "bare ASGI", "Waypost", "ratio"),
+        ("single activity: requests/s", f"{b1['rps']:,.0f}", f"{w1['rps']:,.0f}",
+         f"{single['ratio']:.1%}"),
+        ("single activity: p50 ms", _ms(b1["p50_ms"]), _ms(w1["p50_ms"]), ""),
+        ("single activity: p99 ms", _ms(b1["p99_ms"]), _ms(w1["p99_ms"]), ""),
+        ("100-activity batches: requests/s", f"{b100['rps']:,.0f}", f"{w100['rps']:,.0f}",
+         f"{batch['ratio']:.1%}"),
+        ("100-activity batches: activities/s", f"{b100['activities_per_second']:,.0f}",
+         f"{w100['activities_per_second']:,.0f}", ""),
+        ("100-activity batches: p50 ms", _ms(b100["p50_ms"]), _ms(w100["p50_ms"]), ""),
+        ("100-activity batches: p99 ms", _ms(b100["p99_ms"]), _ms(w100["p99_ms"]), ""),
+        ("raw executemany, 100 rows/commit: rows/s", "", f"{raw['rows_per_second']:,.0f}", ""),
+        ("Waypost batch activities/s vs raw", "", "", f"{batch['raw_ratio']:.1%}"),
+        (f"paced at {latency['rate']:,.0f} req/s: achieved", f"{lb['rps']:,.0f}",
+         f"{lw['rps']:,.0f}", ""),
+        (f"paced at {latency['rate']:,.0f} req/s: p50 ms", _ms(lb["p50_ms"]),
+         _ms(lw["p50_ms"]), ""),
+        (f"paced at {latency['rate']:,.0f} req/s: p99 ms", _ms(lb["p99_ms"]),
+         _ms(lw["p99_ms"]), ""),
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]
+    lines.append("")
+    lines.append("DESIGN 4 targets")
+    name_width = max(len(t.name) for t in judged)
+    for t in judged:
+        verdict = "met" if t.met else "MISSED"
+        lines.append(f"  {t.name.ljust(name_width)}  {t.goal:>9}  {t.measured:>11}  {verdict}")
+    return "\n".join(lines)

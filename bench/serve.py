@@ -1,0 +1,91 @@
+"""Start the baseline or Waypost under uvicorn with the very same server settings.
+
+``python -m bench.serve baseline --port P --results N`` or ``python -m bench.serve waypost
+--port P`` (the database is ``WAYPOST_DATABASE_URL``). Both run as ``waypost serve`` runs
+Waypost (one uvicorn worker, proxy headers on, no server header), with the event loop and HTTP
+parser named explicitly and the access log off, so that only the application differs.
+
+Waypost's start migrates and bootstraps an empty database, like ``waypost serve``, and prints
+one ``BENCH-BOOTSTRAP {json}`` line with the channel and the keys before serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import uvicorn
+
+if TYPE_CHECKING:
+    from waypost.hub import Hub
+
+READY_MARK = "BENCH-BOOTSTRAP"
+
+
+def server_options() -> dict[str, Any]:
+    """The uvicorn settings both servers run with."""
+    have_uvloop = importlib.util.find_spec("uvloop") is not None
+    have_httptools = importlib.util.find_spec("httptools") is not None
+    return {
+        "workers": 1,
+        "loop": "uvloop" if have_uvloop else "asyncio",
+        "http": "httptools" if have_httptools else "h11",
+        "access_log": False,
+        "log_level": "warning",
+        "proxy_headers": True,
+        "server_header": False,
+        "lifespan": "auto",
+    }
+
+
+def _waypost_app() -> tuple[Any, Hub]:
+    from waypost.app import create_app
+    from waypost.bootstrap import bootstrap
+    from waypost.hub import Hub
+    from waypost.settings import load_settings
+    from waypost.store import migrate
+
+    settings = load_settings()
+    hub = Hub(settings)
+    migrate.upgrade(hub.store.engine)
+    first_run = bootstrap(hub)
+    if first_run is None:
+        sys.exit("bench.serve: the database is not empty; the benchmark needs a fresh one")
+    info = {
+        "admin_key": first_run.admin_key.key,
+        "tracking_key": first_run.tracking_key.key,
+        "channel": str(first_run.headless.id),
+        "settings": msgspec.to_builtins(settings),
+        "server": server_options(),
+    }
+    print(f"{READY_MARK} {json.dumps(info)}", flush=True)
+    return create_app(settings, hub=hub), hub
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve")
+    parser.add_argument("app", choices=["baseline", "waypost"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--results", type=int, default=1, help="baseline: results per answer")
+    args = parser.parse_args(argv)
+    if args.app == "baseline":
+        from bench.baseline import BaselineApp
+
+        app: Any = BaselineApp(args.results)
+        info = {"results": args.results, "server": server_options()}
+        print(f"{READY_MARK} {json.dumps(info)}", flush=True)
+        uvicorn.run(app, host="127.0.0.1", port=args.port, **server_options())
+        return
+    app, hub = _waypost_app()
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=args.port, **server_options())
+    finally:
+        hub.close()
+
+
+if __name__ == "__main__":
+    main()
