@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest bench wrk clean
+.PHONY: run test lint typecheck pytest bench bench-profile wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ pytest: $(DEV_STAMP)
 ## bench: measure ingest against its baselines and print the ratios (docs/performance.md)
 bench: $(DEV_STAMP) wrk
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## bench-profile: sample Waypost's ingest with py-spy under load (KIND=single or batch)
+KIND ?= batch
+bench-profile: $(DEV_STAMP) wrk
+	$(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python -m bench.profile $(KIND) $(BENCH_ARGS)
 
 # The load generator is wrk 4 from the system's packages.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
