@@ -1,0 +1,110 @@
+"""``python -m bench.whatif``: what the storage allows, to see what would reach the targets.
+
+Not part of ``make bench``. It fills a Waypost database with the benchmark's batches, then
+measures raw ``executemany`` of those rows into fresh databases that differ in one thing each
+(an index dropped, the batch size, ``synchronous``), and Waypost itself with
+``synchronous=NORMAL``. Every figure is one run, so read them as rough ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench.harness import Harness, say
+from bench.raw import RawTarget
+from waypost.settings import load_settings
+
+SECONDARY_INDEXES = (
+    "ix_activities_type_primary",
+    "ix_activities_contact_time",
+    "ix_activities_time",
+    "ix_activities_type_time",
+    "uq_activities_channel_client_id",
+)
+
+# name, synchronous, rows per transaction, statements run on the fresh database first
+VARIANTS: list[tuple[str, str, int, list[str]]] = [
+    ("schema as migrated", "FULL", 100, []),
+    ("1,000 rows per transaction", "FULL", 1000, []),
+    ("synchronous=NORMAL", "NORMAL", 100, []),
+    ("64 MB page cache", "FULL", 100, ["PRAGMA cache_size=-65536"]),
+    ("foreign keys off", "FULL", 100, ["PRAGMA foreign_keys=OFF"]),
+    ("without ix_activities_type_primary", "FULL", 100, [f"DROP INDEX {SECONDARY_INDEXES[0]}"]),
+    (
+        "without any secondary index",
+        "FULL",
+        100,
+        [f"DROP INDEX {name}" for name in SECONDARY_INDEXES],
+    ),
+]
+
+
+def raw_variants(source: Path, workdir: Path, seconds: float) -> list[tuple[str, float]]:
+    results = []
+    for name, synchronous, batch, statements in VARIANTS:
+        target_dir = workdir / "raw"
+        shutil.rmtree(target_dir, ignore_errors=True)
+        target_dir.mkdir()
+        settings = load_settings(
+            {},
+            database_url=f"sqlite:///{target_dir / 'raw.db'}",
+            sqlite_synchronous=synchronous,
+        )
+        target = RawTarget(settings, str(source))
+        try:
+            for statement in statements:
+                target.conn.execute(statement)
+            target.load_rows(50_000)
+            result = target.run(seconds, batch=batch)
+        finally:
+            target.close()
+        say(f"raw, {name}: {result.rows_per_second:,.0f} rows/s")
+        results.append((f"raw executemany, {name}", result.rows_per_second))
+    return results
+
+
+def waypost_runs(workdir: Path, synchronous: str, seconds: float) -> tuple[Path, list[float]]:
+    run_dir = workdir / f"waypost-{synchronous.lower()}"
+    run_dir.mkdir()
+    harness = Harness(run_dir, {"WAYPOST_SQLITE_SYNCHRONOUS": synchronous})
+    with ExitStack() as stack:
+        waypost = harness.start_waypost(stack)
+        waypost.wait_ready()
+        pools = harness.setup()
+        harness.measure(waypost, pools.single, 1, 64, 2)
+        single = harness.measure(waypost, pools.single, 1, 64, seconds)
+        batch = harness.measure(waypost, pools.batch, 100, 16, seconds)
+    say(
+        f"Waypost, synchronous={synchronous}: {single.requests_per_second:,.0f} single/s, "
+        f"{batch.requests_per_second * 100:,.0f} activities/s in batches"
+    )
+    return harness.db_path, [single.requests_per_second, batch.requests_per_second * 100]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.whatif", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per run (4)")
+    args = parser.parse_args(argv)
+    if not 0 < args.seconds <= 60:
+        parser.error("--seconds must be over 0 and at most 60")
+    rows: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="waypost-whatif-") as tmp:
+        workdir = Path(tmp)
+        for synchronous in ("FULL", "NORMAL"):
+            source, (single, batch) = waypost_runs(workdir, synchronous, args.seconds)
+            rows.append((f"Waypost, synchronous={synchronous}: single requests/s", single))
+            rows.append((f"Waypost, synchronous={synchronous}: batch activities/s", batch))
+        rows += raw_variants(source, workdir, args.seconds)
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value:>10,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
