@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import pycountry
 
-from waypost.domain.contact_fields import EMAIL, is_us_state, normalise_phone
+from waypost.domain.contact_fields import EMAIL, MAX_LENGTHS, is_us_state, normalise_phone
 from waypost.domain.field_values import is_http_url, parse_datetime
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -79,7 +79,13 @@ def occurred_at(
     sent = message.sent_at or batch_sent_at
     if sent is None:
         return happened
-    return received_at - (_time(sent, "sentAt") - happened)
+    skew = _time(sent, "sentAt") - happened
+    try:
+        return received_at - skew
+    except OverflowError:
+        raise MappingError(
+            "sentAt and timestamp are too far apart to correct.", field="sentAt"
+        ) from None
 
 
 def _time(value: str, name: str) -> dt.datetime:
@@ -155,16 +161,18 @@ def map_traits(traits: dict[str, Any]) -> tuple[dict[str, object], dict[str, Any
     for name, value in traits.items():
         column = TRAIT_COLUMNS.get(name)
         if name == "company" and isinstance(value, dict):
-            company = value.get("name")
-            if isinstance(company, str) and company.strip():
-                fields["company_name"] = company.strip()[:200]
-            rest = {k: v for k, v in value.items() if k != "name"}
+            company = _text(value.get("name"), "company_name")
+            if company is not None:
+                fields["company_name"] = company
+            rest = {k: v for k, v in value.items() if k != "name" or company is None}
             if rest:
                 attributes["company"] = rest
             continue
         if name == "company" and isinstance(value, str):
-            fields["company_name"] = value.strip()[:200]
-            continue
+            company = _text(value, "company_name")
+            if company is not None:
+                fields["company_name"] = company
+                continue
         if name == "address" and isinstance(value, dict):
             leftover = _address(value, fields)
             if leftover:
@@ -194,15 +202,23 @@ def _convert(column: str, value: Any) -> object | None:
             return dt.date.fromisoformat(text[:10])
         except ValueError:
             return None
-    return text[:200] if column != "notes" else text
+    return _text(text, column)
+
+
+def _text(value: Any, column: str) -> str | None:
+    """Trimmed text that fits the contact column; None when it does not (an attribute then)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    return text if len(text) <= MAX_LENGTHS[column] else None
 
 
 def _address(address: dict[str, Any], fields: dict[str, object]) -> dict[str, Any]:
     leftover = dict(address)
     for key, column in (("street", "address1"), ("city", "city"), ("postalCode", "zip")):
-        value = address.get(key)
-        if isinstance(value, str) and value.strip():
-            fields[column] = value.strip()[: 20 if column == "zip" else 200]
+        value = _text(address.get(key), column)
+        if value is not None:
+            fields[column] = value
             leftover.pop(key)
     country = address.get("country")
     code = country_code(country) if isinstance(country, str) else None
