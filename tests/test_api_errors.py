@@ -26,6 +26,7 @@ from waypost.app import admin_operations, create_app
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
+from waypost.services.groups import GroupCreate
 from waypost.services.keys import CreatedKey, KeyCreate, KeyUpdate
 from waypost.settings import Settings, load_settings
 from waypost.store.schema import consents, contacts
@@ -106,12 +107,16 @@ def samples(
                 updated_at=now,
             )
         )
+    group = hub.groups.create(
+        GroupCreate(name="Sample", condition={"contact": {"field": "email", "exists": True}})
+    )
     return {
         "channel_id": str(channel.id),
         "key_id": str(make_key("tracking", channel.id).id),
         "type_id": str(make_type().id),
         "contact_id": str(contact),
         "consent_id": str(consent),
+        "group_id": str(group.id),
     }
 
 

@@ -17,7 +17,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from waypost.api import activities, activity_types, channels, consents, contacts, keys
+from waypost.api import (
+    activities,
+    activity_types,
+    channels,
+    consents,
+    contacts,
+    groups,
+    keys,
+)
 from waypost.api.openapi import DOCS_PAGE, openapi_document
 from waypost.api.routing import (
     Operation,
@@ -53,6 +61,7 @@ def admin_operations() -> list[Operation]:
         *consents.OPERATIONS,
         *contacts.OPERATIONS,
         *activities.OPERATIONS,
+        *groups.OPERATIONS,
     ]
 
 
@@ -122,6 +131,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        the_hub.group_updates.start()
         try:
             yield
         finally:

@@ -10,6 +10,8 @@ from waypost.services.activity_types import ActivityTypeService
 from waypost.services.channels import ChannelService
 from waypost.services.consents import ConsentService
 from waypost.services.contacts import ContactService
+from waypost.services.group_updates import GroupUpdater
+from waypost.services.groups import GroupService
 from waypost.services.keys import KeyService
 from waypost.services.replay import ReplayService
 from waypost.services.segment import SegmentService
@@ -35,6 +37,9 @@ class Hub:
         )
         self.rate_limiter = make_rate_limiter(settings.redis_url)
         self.segment = SegmentService(self.store)
+        self.groups = GroupService(self.store)
+        self.group_updates = GroupUpdater(self.groups, tick=settings.group_refresh_seconds)
+        self.writer.on_commit = self.group_updates.touch
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
         )
@@ -42,4 +47,5 @@ class Hub:
     def close(self) -> None:
         """Finish queued writes, then release the database."""
         self.writer.stop()
+        self.group_updates.stop()
         self.store.dispose()

@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     commit_max_batch: int = 5000
     commit_max_delay_ms: float = 0.0
     catalog_ttl_seconds: float = 2.0
+    group_refresh_seconds: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property

@@ -146,6 +146,9 @@ class Writer:
         self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0
+        # Called after each commit with the contacts whose activities or fields changed.
+        self.on_commit: Callable[[set[uuid.UUID]], None] | None = None
+        self._touched: set[uuid.UUID] = set()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -222,7 +225,14 @@ class Writer:
                 if dry_run:
                     raise _DryRun
         except _DryRun:
-            pass
+            self._touched = set()
+            return
+        self._notify()
+
+    def _notify(self) -> None:
+        touched, self._touched = self._touched, set()
+        if touched and self.on_commit is not None:
+            self.on_commit(touched)
 
     # -- the writer thread -----------------------------------------------------------------
 
@@ -265,6 +275,7 @@ class Writer:
                 job.done(StorageUnavailable(str(exc)))
             return
         self.batches += 1
+        self._notify()
         for job in batch:
             job.done(contact_not_found(job.contact_id) if job.missing_contact else job.results)
 
@@ -286,6 +297,7 @@ class Writer:
 
     def _store(self, conn: Connection, batch: list[Job]) -> None:
         c = self.codec
+        self._touched = set()
         contact_ids = self._resolve_contacts(conn, batch)
         consent = self._consent_states(conn, batch, contact_ids)
         activity_rows: list[tuple[object, ...]] = []
@@ -315,6 +327,8 @@ class Writer:
                         else job.require_consent
                     )
                     and not (state is not None and state.agreed)
+                    # A retry of an activity stored before a revocation is still a 208.
+                    and (channel.id, item.client_id) not in seen
                 ):
                     item = Rejected(
                         403,
@@ -390,6 +404,7 @@ class Writer:
                 for violation in item.flags or ():
                     violations[(item.type.id, str(violation["field"]), str(violation["code"]))] += 1
                 job.results.append(ActivityResult(202, item.id))
+                self._touched.add(owner)
                 if job.replay_of is not None:
                     replays.append(_replayed(c, job, "stored", item.id))
 

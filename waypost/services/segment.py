@@ -58,6 +58,8 @@ class Plan:
 
     activities: list[Planned] = field(default_factory=list)
     drafts_created: bool = False
+    # Contacts whose fields, attributes or identity changed (for group membership).
+    touched: set[uuid.UUID] = field(default_factory=set)
 
 
 class SegmentService:
@@ -81,11 +83,19 @@ class SegmentService:
             for message, raw in messages:
                 try:
                     self._one(
-                        conn, resolver, channel, snapshot, drafts, message, sent_at,
-                        received_at, plan,
-                    )  # fmt: skip
+                        conn,
+                        resolver,
+                        channel,
+                        snapshot,
+                        drafts,
+                        message,
+                        sent_at,
+                        received_at,
+                        plan,
+                    )
                 except MappingError as exc:
                     _reject(conn, channel, None, message, raw, exc, received_at)
+            plan.touched |= resolver.merged
         return plan
 
     def _one(
@@ -106,11 +116,13 @@ class SegmentService:
             previous = ident(message.previous_id)
             if previous is None or user_id is None:
                 raise MappingError("alias needs previousId and userId.", "missing_field")
-            resolver.alias(previous, user_id, channel.id)
+            plan.touched |= resolver.alias(previous, user_id, channel.id)
             return
         if user_id is None and anonymous_id is None:
             raise MappingError("A message needs userId or anonymousId.", "missing_field", "userId")
         contact = resolver.contact(user_id, anonymous_id, merge_anonymous=kind == "identify")
+        if kind in ("identify", "group"):
+            plan.touched.add(contact)
         if kind == "identify":
             fields, attributes = map_traits(traits_of(message))
             _apply_traits(conn, contact, fields, attributes)
@@ -205,6 +217,7 @@ class _Resolver:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.cache: dict[tuple[str, str], uuid.UUID] = {}
+        self.merged: set[uuid.UUID] = set()
 
     def find(self, kind: str, value: str) -> uuid.UUID | None:
         cached = self.cache.get((kind, value))
@@ -256,6 +269,7 @@ class _Resolver:
                 # identify joins an anonymous visitor's history to the known user.
                 merge_contacts(self.conn, by_anonymous, by_user, "segment_identify")
                 self._repoint(by_anonymous, by_user)
+                self.merged.add(by_anonymous)
             return by_user
         if by_anonymous is not None:
             if user_id is not None:
@@ -268,22 +282,24 @@ class _Resolver:
             self.link(created, ANONYMOUS_ID, anonymous_id)
         return created
 
-    def alias(self, previous: str, user_id: str, channel_id: uuid.UUID) -> None:
-        """``previousId`` (a user or anonymous id) and ``userId`` are the same person."""
+    def alias(self, previous: str, user_id: str, channel_id: uuid.UUID) -> set[uuid.UUID]:
+        """``previousId`` (a user or anonymous id) and ``userId`` are the same person; the
+        contacts whose identity changed."""
         old = self.find(USER_ID, previous) or self.find(ANONYMOUS_ID, previous)
         new = self.find(USER_ID, user_id)
         if old is not None and new is not None:
             if old != new:
                 merge_contacts(self.conn, old, new, "segment_alias", channel_id)
                 self._repoint(old, new)
-            return
+            return {old, new}
         if old is not None:
             self.link(old, USER_ID, user_id)
-            return
+            return {old}
         contact = new if new is not None else insert_contact(self.conn)
         if new is None:
             self.link(contact, USER_ID, user_id)
         self.link(contact, ANONYMOUS_ID, previous)
+        return {contact}
 
     def _has_user_id(self, contact: uuid.UUID) -> bool:
         return (

@@ -316,3 +316,51 @@ contact_merges = Table(
     Column("channel_id", Uuid(), nullable=True),
     _now_column("created_at"),
 )
+
+contact_groups = Table(
+    "contact_groups",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text(), nullable=False),
+    Column("condition", JSON(), nullable=False),
+    Column("member_count", BigInteger(), nullable=False, server_default=text("0")),
+    # The UTC day the last full computation was for: windows slide once a day, and the node
+    # that moves this column forward is the one that recomputes (no work done twice).
+    Column("computed_day", Date(), nullable=True),
+    Column("computed_at", UtcDateTime(), nullable=True),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column(
+        "group_id",
+        Uuid(),
+        ForeignKey("contact_groups.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("contact_id", Uuid(), primary_key=True),
+    _now_column("since"),
+    Index("ix_group_members_contact", "contact_id"),
+)
+
+# Entries and exits, so that "was this contact in the group at time T" has an answer.
+group_membership_events = Table(
+    "group_membership_events",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column(
+        "group_id",
+        Uuid(),
+        ForeignKey("contact_groups.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("contact_id", Uuid(), nullable=False),
+    Column("entered", Boolean(), nullable=False),
+    _now_column("at"),
+    Index("ix_group_membership_events_lookup", "group_id", "contact_id", "at"),
+    Index("ix_group_membership_events_time", "group_id", "at"),
+)

@@ -1,0 +1,1 @@
+"""Waypost: a self-hosted hub for custom activity tracking."""

@@ -1,0 +1,239 @@
+"""The contact group condition language: parsed from JSON, checked, and walked.
+
+```json
+{"all": [
+  {"activity": {"type": "custom_loan_calculator", "at_least": 3, "within_days": 30}},
+  {"not": {"activity": {"type": "datainput", "within_days": 7}}},
+  {"contact": {"field": "country", "equals": "USA"}},
+  {"consent": "TrackingConsent"},
+  {"group": "0190f1c2-..."}
+]}
+```
+
+- ``all`` / ``any`` take a list; ``not`` takes one condition.
+- ``activity``: ``type`` (code name); a count, one of ``at_least`` (default 1), ``at_most``,
+  ``exactly``; a window, ``within_days`` (today and the days before it, in UTC) or
+  ``between`` (``{"from": "2026-01-01", "to": "2026-01-31"}``, inclusive), or none for all
+  time; ``fields``: filters on field values, ``{"amount": {"gte": "1000"}}`` with ``eq``,
+  ``gt``, ``gte``, ``lt``, ``lte``, ``contains``.
+- ``contact``: ``field`` (a contact field, ``created_at``, or ``attributes.<name>``) with
+  one of ``equals``, ``not_equals``, ``contains``, ``in`` (a list), ``exists`` (true or
+  false), ``before`` / ``after`` (dates, for ``birthday`` and ``created_at``).
+- ``consent``: the code name of a consent the contact currently agrees to.
+- ``group``: the id of another group the contact is in (cycles are refused).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from waypost.domain.contact_fields import CONTACT_FIELDS
+
+CONTACT_COLUMNS = frozenset({*CONTACT_FIELDS.values(), "created_at", "updated_at"})
+DATE_COLUMNS = frozenset({"birthday", "created_at", "updated_at"})
+FIELD_OPS = frozenset({"eq", "gt", "gte", "lt", "lte", "contains"})
+CONTACT_OPS = ("equals", "not_equals", "contains", "in", "exists", "before", "after")
+MAX_DEPTH = 12
+
+
+class ConditionError(ValueError):
+    """A condition that cannot be evaluated; ``path`` says where (``all[1].activity``)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class ActivityCondition:
+    type: str
+    count: Literal["at_least", "at_most", "exactly"]
+    n: int
+    within_days: int | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    fields: tuple[tuple[str, str, Any], ...] = ()
+
+    def window(self, today: dt.date) -> tuple[dt.date | None, dt.date | None]:
+        """The first and last day counted (None: unbounded)."""
+        if self.within_days is not None:
+            return today - dt.timedelta(days=self.within_days - 1), None
+        return self.start, self.end
+
+
+@dataclass(frozen=True)
+class ContactCondition:
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class ConsentCondition:
+    consent: str
+
+
+@dataclass(frozen=True)
+class GroupCondition:
+    group: uuid.UUID
+
+
+@dataclass(frozen=True)
+class All:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Condition
+
+
+Condition = (
+    ActivityCondition | ContactCondition | ConsentCondition | GroupCondition | All | AnyOf | Not
+)
+
+
+def parse_condition(data: Any, path: str = "", depth: int = 0) -> Condition:
+    """Parse and check a condition; ConditionError says what and where."""
+    if depth > MAX_DEPTH:
+        raise ConditionError(f"nested deeper than {MAX_DEPTH} levels", path)
+    if not isinstance(data, dict) or len(data) != 1:
+        raise ConditionError(
+            "a condition is an object with one key: all, any, not, activity, contact, "
+            "consent or group",
+            path,
+        )
+    ((key, value),) = data.items()
+    where = f"{path}.{key}" if path else key
+    if key in ("all", "any"):
+        if not isinstance(value, list) or not value:
+            raise ConditionError("takes a non-empty list of conditions", where)
+        items = tuple(
+            parse_condition(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)
+        )
+        return All(items) if key == "all" else AnyOf(items)
+    if key == "not":
+        return Not(parse_condition(value, where, depth + 1))
+    if key == "activity":
+        return _activity(value, where)
+    if key == "contact":
+        return _contact(value, where)
+    if key == "consent":
+        if not isinstance(value, str) or not value:
+            raise ConditionError("takes a consent code name", where)
+        return ConsentCondition(value)
+    if key == "group":
+        try:
+            return GroupCondition(uuid.UUID(str(value)))
+        except ValueError:
+            raise ConditionError("takes a group id", where) from None
+    raise ConditionError(f"unknown condition {key!r}", where)
+
+
+def _activity(value: Any, where: str) -> ActivityCondition:
+    if not isinstance(value, dict):
+        raise ConditionError("takes an object with type", where)
+    allowed = {"type", "at_least", "at_most", "exactly", "within_days", "between", "fields"}
+    unknown = set(value) - allowed
+    if unknown:
+        raise ConditionError(f"unknown key {sorted(unknown)[0]!r}", where)
+    type_code = value.get("type")
+    if not isinstance(type_code, str) or not type_code:
+        raise ConditionError("needs type, an activity type's code name", where)
+    counts: list[Literal["at_least", "at_most", "exactly"]] = [
+        k for k in ("at_least", "at_most", "exactly") if k in value
+    ]
+    if len(counts) > 1:
+        raise ConditionError("give one of at_least, at_most, exactly", where)
+    count = counts[0] if counts else "at_least"
+    n = value.get(count, 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 1_000_000:
+        raise ConditionError(f"{count} takes a whole number from 0", where)
+    if "within_days" in value and "between" in value:
+        raise ConditionError("give within_days or between, not both", where)
+    within = value.get("within_days")
+    if within is not None and (
+        isinstance(within, bool) or not isinstance(within, int) or not 1 <= within <= 3660
+    ):
+        raise ConditionError("within_days takes a number of days from 1", where)
+    start = end = None
+    if "between" in value:
+        between = value["between"]
+        if not isinstance(between, dict) or set(between) != {"from", "to"}:
+            raise ConditionError('between takes {"from": date, "to": date}', where)
+        try:
+            start = dt.date.fromisoformat(str(between["from"]))
+            end = dt.date.fromisoformat(str(between["to"]))
+        except ValueError:
+            raise ConditionError("between takes dates like 2026-01-31", where) from None
+        if end < start:
+            raise ConditionError("between ends before it starts", where)
+    fields: list[tuple[str, str, Any]] = []
+    raw_fields = value.get("fields", {})
+    if not isinstance(raw_fields, dict):
+        raise ConditionError('fields takes {"name": {"gte": value}}', where)
+    for name, ops in raw_fields.items():
+        if not isinstance(ops, dict) or not ops:
+            raise ConditionError(f'fields.{name} takes {{"eq": value}} and the like', where)
+        for op, operand in ops.items():
+            if op not in FIELD_OPS:
+                raise ConditionError(f"fields.{name}: unknown operator {op!r}", where)
+            fields.append((name, op, operand))
+    return ActivityCondition(type_code, count, n, within, start, end, tuple(fields))
+
+
+def _contact(value: Any, where: str) -> ContactCondition:
+    if not isinstance(value, dict) or "field" not in value or len(value) != 2:
+        raise ConditionError(f"takes field and one of {', '.join(CONTACT_OPS)}", where)
+    name = value["field"]
+    if not isinstance(name, str) or not (
+        name in CONTACT_COLUMNS or (name.startswith("attributes.") and len(name) > 11)
+    ):
+        raise ConditionError(f"unknown contact field {name!r}", where)
+    ((op, operand),) = ((k, v) for k, v in value.items() if k != "field")
+    if op not in CONTACT_OPS:
+        raise ConditionError(f"unknown operator {op!r}", where)
+    if op == "in" and (not isinstance(operand, list) or not operand):
+        raise ConditionError("in takes a non-empty list", where)
+    if op == "exists" and not isinstance(operand, bool):
+        raise ConditionError("exists takes true or false", where)
+    if op in ("before", "after"):
+        if name not in DATE_COLUMNS:
+            raise ConditionError(f"{op} applies to dates: {', '.join(sorted(DATE_COLUMNS))}", where)
+        try:
+            operand = dt.date.fromisoformat(str(operand))
+        except ValueError:
+            raise ConditionError(f"{op} takes a date like 2026-01-31", where) from None
+    if op in ("equals", "not_equals", "contains") and not isinstance(operand, str | int | float):
+        raise ConditionError(f"{op} takes a string or a number", where)
+    return ContactCondition(name, op, operand)
+
+
+def walk(condition: Condition) -> Iterator[Condition]:
+    """Every condition in the tree, the root first."""
+    yield condition
+    if isinstance(condition, All | AnyOf):
+        for item in condition.items:
+            yield from walk(item)
+    elif isinstance(condition, Not):
+        yield from walk(condition.item)
+
+
+def referenced_groups(condition: Condition) -> set[uuid.UUID]:
+    return {c.group for c in walk(condition) if isinstance(c, GroupCondition)}
+
+
+def uses_time_window(condition: Condition) -> bool:
+    """Whether membership can change with the date alone (a window slides past a contact)."""
+    return any(
+        isinstance(c, ActivityCondition) and c.within_days is not None for c in walk(condition)
+    )

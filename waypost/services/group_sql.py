@@ -1,0 +1,300 @@
+"""Conditions compiled to set-based SQL: one SELECT of contact ids per condition.
+
+Activity counts come from the daily rollups (contact, type, day, count), so a group over
+millions of activities reads the rollups of the types and days it names, not the activities.
+Only a condition that filters on field values reads the activities of its type.
+
+``all`` intersects, ``any`` unites, ``not`` complements; complements are kept symbolic as long
+as possible (``A and not B`` is ``A EXCEPT B``) so the set of every contact is only read when a
+condition has nothing positive to start from. Restricted to some contacts (``only``), the same
+SQL evaluates those contacts alone, which is how an activity updates memberships incrementally.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from waypost.domain.conditions import (
+    ActivityCondition,
+    All,
+    AnyOf,
+    Condition,
+    ConsentCondition,
+    ContactCondition,
+    GroupCondition,
+    Not,
+)
+from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
+from waypost.domain.fields import FieldSpec
+from waypost.store.schema import (
+    activities,
+    activity_rollups,
+    consent_agreements,
+    consents,
+    contacts,
+    group_members,
+)
+
+Select = sa.Select[Any]
+
+
+@dataclass(frozen=True)
+class TypeRef:
+    id: uuid.UUID | None
+    fields: tuple[FieldSpec, ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What compilation needs: today's date, types and consents by code, the dialect."""
+
+    today: dt.date
+    types: dict[str, TypeRef]
+    consents: dict[str, uuid.UUID]
+    dialect: str
+    only: Sequence[uuid.UUID] | None = None
+
+
+@dataclass(frozen=True)
+class _Set:
+    select: Select
+    negated: bool = False
+
+
+class CompileError(ValueError):
+    pass
+
+
+def members_select(condition: Condition, ctx: Context) -> Select:
+    """SELECT contact_id of every (surviving) contact the condition holds for."""
+    result = _compile(condition, ctx)
+    if result.negated:
+        return _universe(ctx).except_(result.select)  # type: ignore[return-value]
+    return result.select
+
+
+def _universe(ctx: Context) -> Select:
+    stmt = sa.select(contacts.c.id.label("contact_id")).where(contacts.c.merged_into.is_(None))
+    if ctx.only is not None:
+        stmt = stmt.where(contacts.c.id.in_(ctx.only))
+    return stmt
+
+
+def _only(stmt: Select, column: Any, ctx: Context) -> Select:
+    return stmt.where(column.in_(ctx.only)) if ctx.only is not None else stmt
+
+
+def _compile(condition: Condition, ctx: Context) -> _Set:
+    if isinstance(condition, Not):
+        inner = _compile(condition.item, ctx)
+        return _Set(inner.select, not inner.negated)
+    if isinstance(condition, All):
+        parts = [_compile(item, ctx) for item in condition.items]
+        positive = [p.select for p in parts if not p.negated]
+        negative = [p.select for p in parts if p.negated]
+        if not positive:
+            return _Set(_union(negative), negated=True)
+        stmt = _intersect(positive)
+        if negative:
+            stmt = _subq(_subq(stmt).except_(_union(negative)))
+        return _Set(stmt)
+    if isinstance(condition, AnyOf):
+        parts = [_compile(item, ctx) for item in condition.items]
+        positive = [p.select for p in parts if not p.negated]
+        negative = [p.select for p in parts if p.negated]
+        if not negative:
+            return _Set(_union(positive))
+        # any(P, not N) = not (all(N) and not any(P))
+        stmt = _intersect(negative)
+        if positive:
+            stmt = _subq(_subq(stmt).except_(_union(positive)))
+        return _Set(stmt, negated=True)
+    if isinstance(condition, ActivityCondition):
+        return _activity(condition, ctx)
+    if isinstance(condition, ContactCondition):
+        return _Set(_contact(condition, ctx))
+    if isinstance(condition, ConsentCondition):
+        return _Set(_consent(condition, ctx))
+    if isinstance(condition, GroupCondition):
+        stmt = sa.select(group_members.c.contact_id).where(
+            group_members.c.group_id == condition.group
+        )
+        return _Set(_only(stmt, group_members.c.contact_id, ctx))
+    raise CompileError(f"cannot compile {condition!r}")
+
+
+def _subq(stmt: Any) -> Select:
+    """A compound select as a plain SELECT, so it can be combined again on every database."""
+    sub = stmt.subquery()
+    return sa.select(sub.c[0].label("contact_id"))
+
+
+def _intersect(selects: list[Select]) -> Select:
+    if len(selects) == 1:
+        return selects[0]
+    return _subq(sa.intersect(*[_subq(s) for s in selects]))
+
+
+def _union(selects: list[Select]) -> Select:
+    if len(selects) == 1:
+        return selects[0]
+    return _subq(sa.union(*[_subq(s) for s in selects]))
+
+
+def _activity(condition: ActivityCondition, ctx: Context) -> _Set:
+    ref = ctx.types.get(condition.type)
+    if condition.count == "at_most":
+        inner = ActivityCondition(
+            condition.type,
+            "at_least",
+            condition.n + 1,
+            condition.within_days,
+            condition.start,
+            condition.end,
+            condition.fields,
+        )
+        return _Set(_activity(inner, ctx).select, negated=True)
+    if condition.n == 0:
+        if condition.count == "exactly":
+            inner = ActivityCondition(
+                condition.type,
+                "at_least",
+                1,
+                condition.within_days,
+                condition.start,
+                condition.end,
+                condition.fields,
+            )
+            return _Set(_activity(inner, ctx).select, negated=True)
+        return _Set(_universe(ctx))  # at least 0: everyone
+    if ref is None or ref.id is None:
+        # No such type (yet): nobody has done it.
+        return _Set(sa.select(contacts.c.id.label("contact_id")).where(sa.false()))
+    first, last = condition.window(ctx.today)
+    if condition.fields:
+        total: Any = sa.func.count()
+        stmt = sa.select(activities.c.contact_id).where(activities.c.type_id == ref.id)
+        if first is not None:
+            stmt = stmt.where(activities.c.occurred_at >= _day_start(first))
+        if last is not None:
+            stmt = stmt.where(activities.c.occurred_at < _day_start(last + dt.timedelta(days=1)))
+        stmt = stmt.where(*_field_conditions(condition, ref, ctx))
+        stmt = _only(stmt, activities.c.contact_id, ctx)
+    else:
+        r = activity_rollups
+        total = sa.func.sum(r.c.count)
+        stmt = sa.select(r.c.contact_id).where(r.c.type_id == ref.id)
+        if first is not None:
+            stmt = stmt.where(r.c.day >= first)
+        if last is not None:
+            stmt = stmt.where(r.c.day <= last)
+        stmt = _only(stmt, r.c.contact_id, ctx)
+    key = stmt.selected_columns[0]
+    stmt = stmt.group_by(key)
+    if condition.count == "exactly":
+        stmt = stmt.having(total == condition.n)
+    elif condition.n > 1:
+        stmt = stmt.having(total >= condition.n)
+    return _Set(stmt)
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def _field_conditions(
+    condition: ActivityCondition, ref: TypeRef, ctx: Context
+) -> list[sa.ColumnElement[bool]]:
+    from waypost.services.activities import _condition as field_condition
+
+    params: dict[str, str] = {}
+    for name, op, value in condition.fields:
+        key = name if op == "eq" else f"{name}.{op}"
+        params[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    try:
+        filters: list[FieldFilter] = parse_filters(ref.fields, params)
+    except FilterError as exc:
+        raise CompileError(f"activity {condition.type!r}: {exc}") from None
+    return [field_condition(f, ctx.dialect) for f in filters]
+
+
+def _contact(condition: ContactCondition, ctx: Context) -> Select:
+    name, op, value = condition.field, condition.op, condition.value
+    column: Any
+    if name.startswith("attributes."):
+        column = contacts.c.attributes[name.split(".", 1)[1]].as_string()
+    else:
+        column = contacts.c[name]
+    if name == "email" and op in ("equals", "not_equals", "in"):
+        column = contacts.c.email_key
+        value = [str(v).lower() for v in value] if op == "in" else str(value).lower()
+    if op == "equals":
+        predicate = column == _operand(name, value)
+    elif op == "not_equals":
+        predicate = sa.or_(column.is_(None), column != _operand(name, value))
+    elif op == "contains":
+        needle = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        predicate = column.ilike(f"%{needle}%", escape="\\")
+    elif op == "in":
+        predicate = column.in_([_operand(name, v) for v in value])
+    elif op == "exists":
+        predicate = column.is_not(None) if value else column.is_(None)
+    else:
+        day = value if name == "birthday" else _day_start(value)
+        predicate = column < day if op == "before" else column >= day
+    stmt = sa.select(contacts.c.id.label("contact_id")).where(
+        contacts.c.merged_into.is_(None), predicate
+    )
+    return _only(stmt, contacts.c.id, ctx)
+
+
+def _operand(name: str, value: Any) -> Any:
+    if name in ("country", "state") and isinstance(value, str):
+        return value.upper()
+    return value
+
+
+def _consent(condition: ConsentCondition, ctx: Context) -> Select:
+    consent_id = ctx.consents.get(condition.consent)
+    if consent_id is None:
+        return sa.select(contacts.c.id.label("contact_id")).where(sa.false())
+    a = consent_agreements
+    newer = sa.alias(consent_agreements, "newer")
+    stmt = sa.select(a.c.contact_id).where(
+        a.c.consent_id == consent_id,
+        a.c.agreed.is_(True),
+        ~sa.exists().where(
+            newer.c.contact_id == a.c.contact_id,
+            newer.c.consent_id == a.c.consent_id,
+            sa.or_(
+                newer.c.created_at > a.c.created_at,
+                sa.and_(newer.c.created_at == a.c.created_at, newer.c.id > a.c.id),
+            ),
+        ),
+    )
+    return _only(stmt, a.c.contact_id, ctx)
+
+
+def load_context(conn: sa.Connection, today: dt.date, only: Sequence[uuid.UUID] | None) -> Context:
+    """Types (with their fields) and consents by code name, for compiling conditions."""
+    from waypost.store.schema import activity_type_fields, activity_types
+
+    fields: dict[uuid.UUID, list[FieldSpec]] = {}
+    for f in conn.execute(sa.select(activity_type_fields)):
+        fields.setdefault(f.type_id, []).append(
+            FieldSpec(name=f.name, type=f.data_type, primary=f.is_primary)
+        )
+    types = {
+        r.code_name: TypeRef(r.id, tuple(fields.get(r.id, ())))
+        for r in conn.execute(sa.select(activity_types.c.id, activity_types.c.code_name))
+    }
+    consent_ids = {
+        r.code_name: r.id for r in conn.execute(sa.select(consents.c.code_name, consents.c.id))
+    }
+    return Context(today, types, consent_ids, conn.dialect.name, only)

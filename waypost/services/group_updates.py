@@ -1,0 +1,119 @@
+"""Keeping group membership current in the background.
+
+Contacts touched by a committed activity, contact field change or consent change are queued;
+a thread takes what has queued up (waiting at most ``delay``) and re-evaluates every group for
+those contacts in one transaction, so a membership changes well within a second of the 202.
+The same thread recomputes, once per UTC day, the groups whose windows slide.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+
+from waypost.services.groups import GroupService
+from waypost.store import StorageUnavailable
+
+log = logging.getLogger("waypost.groups")
+
+BATCH = 500
+
+
+class GroupUpdater:
+    """The background worker of one process."""
+
+    def __init__(self, groups: GroupService, delay: float = 0.05, tick: float = 30.0) -> None:
+        self.groups = groups
+        self.delay = delay
+        self.tick = tick
+        self._queue: queue.SimpleQueue[uuid.UUID | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self.updated = 0
+
+    def touch(self, contact_ids: Iterable[uuid.UUID]) -> None:
+        """Queue contacts for re-evaluation (never blocks)."""
+        queued = False
+        for contact_id in contact_ids:
+            self._queue.put(contact_id)
+            queued = True
+        if queued:
+            self._idle.clear()
+            self.start()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="waypost-groups", daemon=True
+                )
+                self._thread.start()
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stopping = True
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far has been applied (for tests and tools)."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        next_refresh = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_refresh:
+                self._safely(self.groups.refresh_windows)
+                next_refresh = now + self.tick
+            try:
+                first = self._queue.get(timeout=max(0.01, next_refresh - time.monotonic()))
+            except queue.Empty:
+                continue
+            batch: set[uuid.UUID] = set()
+            stop = first is None
+            if first is not None:
+                batch.add(first)
+            deadline = time.monotonic() + self.delay
+            while len(batch) < BATCH and not stop:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                else:
+                    batch.add(item)
+            if batch and not self._safely(functools.partial(self._update, batch)):
+                # Nothing is lost: the contacts wait for the database to come back.
+                time.sleep(1.0)
+                self.touch(batch)
+            if self._queue.empty():
+                self._idle.set()
+            if stop:
+                return
+
+    def _update(self, batch: set[uuid.UUID]) -> None:
+        self.updated += self.groups.update_contacts(batch)
+
+    def _safely(self, work: object) -> bool:
+        assert callable(work)
+        try:
+            work()
+        except StorageUnavailable as exc:
+            log.warning("group update postponed, the database is unavailable: %s", exc)
+            return False
+        except Exception:
+            log.exception("group update failed")
+        return True
