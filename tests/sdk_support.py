@@ -1,0 +1,256 @@
+"""Support for the SDK tests: `waypost serve` in a subprocess, and a faulty proxy in front of it.
+
+Imported by tests/test_sdk_*.py (pytest puts tests/ on sys.path; mypy knows it as
+tests.sdk_support).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class WaypostServer:
+    """`waypost serve` on a free loopback port and a SQLite file of its own.
+
+    The first start bootstraps the database and prints the keys, which are kept; later starts
+    (after :meth:`stop`) serve the same database on the same port.
+    """
+
+    def __init__(self, directory: Path, **settings: str) -> None:
+        self.directory = directory
+        self.settings = {f"WAYPOST_{k.upper()}": v for k, v in settings.items()}
+        self.database = directory / "waypost.db"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_key = self.tracking_key = self.channel = ""
+        self._process: subprocess.Popen[str] | None = None
+        self._lines: list[str] = []
+
+    def start(self) -> WaypostServer:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")},
+            "WAYPOST_DATABASE_URL": f"sqlite:///{self.database}",
+            "PYTHONUNBUFFERED": "1",
+            **self.settings,
+        }
+        command = [sys.executable, "-m", "waypost.cli", "serve", "--port", str(self.port)]
+        process = subprocess.Popen(
+            command,
+            cwd=self.directory,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._process = process
+        stdout = process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: self._lines.extend(stdout), daemon=True).start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert process.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            try:
+                if httpx.get(f"{self.url}/api/openapi.json", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        if not self.admin_key:
+            output = self.output()
+            self.admin_key = _find(r"Admin key .*?(wpa_\S+)", output)
+            self.tracking_key = _find(r"Tracking key .*?(wpt_\S+)", output)
+            self.channel = _find(r"Headless channel: (\S+)", output)
+        return self
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def output(self) -> str:
+        return "".join(self._lines)
+
+    def activity_requests(self) -> int:
+        """``POST /tracking/activities`` requests in the server's access log so far."""
+        return self.output().count('"POST /tracking/activities HTTP/1.1"')
+
+    # -- reading what was stored -----------------------------------------------------------
+
+    def admin(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.admin_key}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+    def activities(self, contact: str) -> list[dict[str, Any]]:
+        """The contact's activity log, through the admin API, oldest first."""
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        with self.admin() as admin:
+            while True:
+                params = {"limit": "1000", **({"cursor": cursor} if cursor else {})}
+                answer = admin.get(f"/api/contacts/{contact}/activities", params=params)
+                assert answer.status_code == 200, answer.text
+                body = answer.json()
+                found += body["data"]
+                cursor = body["next"]
+                if cursor is None:
+                    return sorted(found, key=lambda a: (a["occurred_at"], a["id"]))
+
+    def count(self, sql: str, *params: object) -> int:
+        """A count straight from the database file, read-only."""
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as conn:
+            value = conn.execute(sql, params).fetchone()[0]
+        conn.close()
+        assert isinstance(value, int)
+        return value
+
+    def create_type(self, name: str, fields: list[dict[str, Any]] | None = None) -> str:
+        with self.admin() as admin:
+            answer = admin.post("/api/activity-types", json={"name": name, "fields": fields or []})
+        assert answer.status_code == 201, answer.text
+        code_name: str = answer.json()["code_name"]
+        return code_name
+
+
+def _find(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    assert match is not None, text
+    return match.group(1)
+
+
+@contextmanager
+def running_server(directory: Path, **settings: str) -> Iterator[WaypostServer]:
+    server = WaypostServer(directory, **settings)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+# -- a proxy that fails on purpose --------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """One request the proxy received, and what it did."""
+
+    at: float
+    path: str
+    action: str
+    gzip: bool
+
+
+@dataclass
+class FaultyProxy:
+    """An HTTP proxy to ``upstream`` that answers requests by script.
+
+    Each request takes the next action of ``script`` (then ``forward`` when it is empty):
+
+    - ``forward``: pass the request on and its answer back;
+    - ``503`` / ``429``: answer that status with ``Retry-After: <retry_after>`` and Waypost's
+      error shape;
+    - ``lose``: pass the request on (so Waypost stores it), then close the connection without
+      an answer, as when a network fails after the server has done its work;
+    - with ``refuse_gzip``, any request with ``Content-Encoding: gzip`` gets a 400, as from a
+      server that cannot read gzip.
+    """
+
+    upstream: str
+    script: list[str] = field(default_factory=list)
+    refuse_gzip: bool = False
+    retry_after: str = "1"
+    seen: list[Seen] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client = httpx.Client(base_url=self.upstream, timeout=10)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                proxy.handle(self)
+
+            do_GET = do_POST
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._client.close()
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length)
+        gzipped = handler.headers.get("Content-Encoding") == "gzip"
+        with self._lock:
+            action = self.script.pop(0) if self.script else "forward"
+            if self.refuse_gzip and gzipped:
+                action = "refuse_gzip"
+            self.seen.append(Seen(time.monotonic(), handler.path, action, gzipped))
+        if action in ("503", "429", "refuse_gzip"):
+            status = 400 if action == "refuse_gzip" else int(action)
+            code = {400: "invalid_json", 429: "rate_limited", 503: "storage_unavailable"}[status]
+            payload = b'{"error": {"code": "%s", "message": "by script"}}' % code.encode()
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            if status != 400:
+                handler.send_header("Retry-After", self.retry_after)
+            handler.end_headers()
+            handler.wfile.write(payload)
+            return
+        names = ("Authorization", "Content-Type", "Content-Encoding")
+        headers = {k: v for k in names if (v := handler.headers.get(k)) is not None}
+        answer = self._client.request(handler.command, handler.path, content=body, headers=headers)
+        if action == "lose":
+            handler.close_connection = True
+            return
+        handler.send_response(answer.status_code)
+        for name in ("Content-Type", "Retry-After"):
+            if name in answer.headers:
+                handler.send_header(name, answer.headers[name])
+        handler.send_header("Content-Length", str(len(answer.content)))
+        handler.end_headers()
+        handler.wfile.write(answer.content)
