@@ -80,7 +80,9 @@ STUB = """(function (w, d, name, src, key) {
   })(window, document, "wp", %s, %s);"""
 
 # Accepting sets the cookie level first, so that the tracker may keep the contact that the
-# consent creates, then logs the visit of the page the visitor accepted on.
+# consent creates, then logs the visit of the page the visitor accepted on. Declining lowers the
+# level first, which deletes the contact cookie at once; the tracker still holds the contact for
+# this page, to revoke the consent with.
 BANNER_SCRIPT = """
 var banner = document.getElementById("consent-banner");
 document.getElementById("consent-accept").addEventListener("click", function () {
@@ -90,8 +92,8 @@ document.getElementById("consent-accept").addEventListener("click", function () 
   banner.hidden = true;
 });
 document.getElementById("consent-decline").addEventListener("click", function () {
-  wp("consent", {consent: %(consent)s, agree: false});
   wp("cookielevel", "essential");
+  wp("consent", {consent: %(consent)s, agree: false});
   banner.hidden = true;
 });
 document.getElementById("privacy-settings").addEventListener("click", function () {
