@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest bench bench-profile wrk clean
+.PHONY: run test lint typecheck pytest chromium bench bench-profile wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,23 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP)
+pytest: $(DEV_STAMP) chromium
 	$(BIN)/pytest
+
+# The browser tests drive Debian's chromium (Playwright's own browser download is not used).
+# Without it they skip, or fail under WAYPOST_REQUIRE_SERVICES=1.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing chromium with apt-get, for the browser tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	      { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	      echo "Could not install chromium: the browser tests cannot run" >&2; \
+	  else \
+	    echo "$(CHROMIUM) is missing: install it (apt-get install chromium) for the browser tests" >&2; \
+	  fi; }
 
 ## bench: measure ingest against its baselines and print the ratios (docs/performance.md)
 bench: $(DEV_STAMP) wrk
