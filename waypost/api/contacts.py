@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from waypost.api.routing import Call, Operation, parse_uuid
-from waypost.pagination import Page
+from waypost.pagination import ListQuery, Page
 from waypost.services.activities import Activity, ActivityQuery
 from waypost.services.consents import Agreement
 from waypost.services.contacts import Contact
@@ -18,8 +18,10 @@ def contact_activities(call: Call[None, ActivityQuery]) -> Page[Activity]:
     return call.hub.activities.contact_log(contact, call.query, call.extra)
 
 
-def contact_consents(call: Call[None, None]) -> list[Agreement]:
-    return call.hub.consents.history(parse_uuid(call.path["contact_id"], "contact"))
+def contact_consents(call: Call[None, ListQuery]) -> Page[Agreement]:
+    return call.hub.consents.history_page(
+        parse_uuid(call.path["contact_id"], "contact"), call.query
+    )
 
 
 ITEM = "/api/contacts/{contact_id}"
@@ -42,7 +44,8 @@ OPERATIONS = [
         contact_consents,
         "A contact's consent agreements and revocations, newest first",
         TAG,
-        response=list[Agreement],
+        query=ListQuery,
+        response=Page[Agreement],
         errors=(404,),
     ),
 ]

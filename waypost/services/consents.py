@@ -223,17 +223,27 @@ class ConsentService:
             )
 
     def history(self, contact_id: uuid.UUID) -> list[Agreement]:
+        """A contact's agreements and revocations, newest first."""
+        return self.history_page(contact_id, ListQuery(limit=1000)).data
+
+    def history_page(self, contact_id: uuid.UUID, query: ListQuery) -> Page[Agreement]:
+        """The history a page at a time; ids are UUIDv7, so their order is the time order."""
         from waypost.services.contacts import require_contact
 
+        a = consent_agreements
         with self.store.read() as conn:
             contact_id = require_contact(conn, contact_id)
-            rows = conn.execute(
-                sa.select(consent_agreements, consents.c.code_name)
-                .join(consents, consents.c.id == consent_agreements.c.consent_id)
-                .where(consent_agreements.c.contact_id == contact_id)
-                .order_by(consent_agreements.c.created_at.desc(), consent_agreements.c.id.desc())
-            ).all()
-        return [
+            stmt = (
+                sa.select(a, consents.c.code_name)
+                .join(consents, consents.c.id == a.c.consent_id)
+                .where(a.c.contact_id == contact_id)
+                .order_by(a.c.id.desc())
+                .limit(query.limit + 1)
+            )
+            if (before := cursor_id(query.cursor)) is not None:
+                stmt = stmt.where(a.c.id < before)
+            rows = conn.execute(stmt).all()
+        items = [
             Agreement(
                 id=r.id,
                 contact=r.contact_id,
@@ -245,6 +255,7 @@ class ConsentService:
             )
             for r in rows
         ]
+        return page_by_id(items, query.limit, lambda agreement: agreement.id)
 
     def _get_in(self, conn: Connection, where: sa.ColumnElement[bool]) -> Consent:
         row = conn.execute(sa.select(consents).where(where)).first()
