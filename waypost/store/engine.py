@@ -92,6 +92,12 @@ class Store:
         self.engine.dispose()
 
 
+# SQLSTATEs that mean the database cannot take writes now, although the driver does not call
+# them operational errors: a read-only transaction (a standby after a failover, or
+# default_transaction_read_only on).
+OUTAGE_SQLSTATES = frozenset({"25006"})
+
+
 @contextmanager
 def _outage_guard() -> Iterator[None]:
     try:
@@ -99,6 +105,7 @@ def _outage_guard() -> Iterator[None]:
     except OperationalError as exc:
         raise StorageUnavailable(str(exc.orig)) from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if exc.connection_invalidated or sqlstate in OUTAGE_SQLSTATES:
             raise StorageUnavailable(str(exc.orig)) from exc
         raise
