@@ -1,0 +1,474 @@
+"""The group-commit writer: 202 only after the commit, rollups in the same transaction, consent
+state on every activity, and 503 (never 202) when the database cannot be written."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from starlette.testclient import TestClient
+
+from waypost.app import create_app
+from waypost.hub import Hub
+from waypost.ids import utcnow
+from waypost.ingest.activities import Accepted, prepare
+from waypost.ingest.writer import ActivityResult
+from waypost.services.activity_types import ActivityType
+from waypost.settings import Settings
+from waypost.store import Store, make_engine
+from waypost.store.schema import activities, activity_rollups, contacts, rejected_activities
+
+if TYPE_CHECKING:
+    from tests.conftest import ErrorCheck, Tracker
+
+
+def count(hub: Hub, table: sa.Table, *where: sa.ColumnElement[bool]) -> int:
+    with hub.store.read() as conn:
+        query = sa.select(sa.func.count()).select_from(table).where(*where)
+        return int(conn.execute(query).scalar_one())
+
+
+def stored(hub: Hub, activity_id: str) -> sa.Row[Any]:
+    with hub.store.read() as conn:
+        return conn.execute(
+            sa.select(activities).where(activities.c.id == uuid.UUID(activity_id))
+        ).one()
+
+
+def libpq_url(settings: Settings) -> str:
+    return settings.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@contextlib.contextmanager
+def write_lock(settings: Settings) -> Iterator[None]:
+    """Hold the database's write lock from another connection, as a stuck writer would."""
+    if settings.is_sqlite:
+        path = settings.database_url.removeprefix("sqlite:///")
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    with psycopg.connect(libpq_url(settings)) as pg:
+        pg.execute(
+            "LOCK TABLE activities, rejected_activities, activity_rollups, contacts, "
+            "consent_agreements IN EXCLUSIVE MODE"
+        )
+        yield
+        pg.rollback()
+
+
+def impatient_hub(settings: Settings, *, read_only: bool = False) -> Hub:
+    """A hub whose connections give up on a lock after 0.2 s, or cannot write at all."""
+    if not settings.is_sqlite:
+        # Session settings through the connection options: a SET would be rolled back.
+        options = "-c lock_timeout=200"
+        if read_only:
+            options += " -c default_transaction_read_only=on"
+        return Hub(settings, Store(make_engine(settings, connect_args={"options": options})))
+    engine = make_engine(settings)
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=200")
+        if read_only:
+            dbapi_connection.execute("PRAGMA query_only=ON")
+
+    return Hub(settings, Store(engine))
+
+
+@pytest.fixture
+def outage_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
+    """``outage_client(read_only=...)``: a client on an impatient or read-only hub."""
+    made: list[tuple[Hub, TestClient]] = []
+
+    def make(read_only: bool = False) -> TestClient:
+        hub = impatient_hub(settings, read_only=read_only)
+        client = TestClient(create_app(settings, hub=hub))
+        client.__enter__()
+        made.append((hub, client))
+        return client
+
+    yield make
+    for hub, client in made:
+        client.__exit__(None, None, None)
+        hub.close()
+
+
+def post(client: TestClient, tracker: Tracker, contact: str, sent: list[Any]) -> Any:
+    body = {"channel": str(tracker.channel.id), "contact": contact, "activities": sent}
+    return client.post("/tracking/activities", json=body, headers=tracker.headers)
+
+
+# -- group commit ------------------------------------------------------------------------
+
+
+def test_many_requests_share_one_commit_and_are_answered_after_it(
+    tracker: Tracker, hub: Hub, settings: Settings
+) -> None:
+    """While the database is locked nothing is answered; then the queued requests commit
+    together, in fewer transactions than requests."""
+    contact = uuid.UUID(tracker.new_contact())
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    requests = 12
+    outcomes: dict[int, list[ActivityResult]] = {}
+
+    def submit(n: int) -> None:
+        now = utcnow()
+        raw = f'{{"type": "click", "value": "r{n}", "id": "req-{n}"}}'.encode()
+        items = [prepare(raw, snapshot, now, 16_384)]
+        outcomes[n] = hub.writer.submit_sync(channel, contact, items, now)
+
+    hub.writer.start()
+    before = hub.writer.batches
+    with write_lock(settings):
+        threads = [threading.Thread(target=submit, args=(n,)) for n in range(requests)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        assert outcomes == {}, "answered before the commit"
+        assert count(hub, activities) == 0
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == list(range(requests))
+    assert {r.status for results in outcomes.values() for r in results} == {202}
+    assert count(hub, activities) == requests
+    assert hub.writer.batches - before < requests
+    for n, [result] in outcomes.items():
+        assert stored(hub, str(result.id)).value == f"r{n}"
+
+
+def test_submit_sync_stores_prepared_activities(tracker: Tracker, hub: Hub) -> None:
+    contact = uuid.UUID(tracker.new_contact())
+    snapshot = hub.catalog.get()
+    now = utcnow()
+    items = [
+        prepare(b'{"type": "click", "value": "a"}', snapshot, now, 16_384),
+        prepare(b'{"type": "click"}', snapshot, now, 16_384),
+    ]
+    assert isinstance(items[0], Accepted)
+    results = hub.writer.submit_sync(snapshot.channels[tracker.channel.id], contact, items, now)
+    assert [r.status for r in results] == [202, 400]
+    assert results[0].id == items[0].id
+    assert results[1].error is not None
+    assert results[1].error.code == "missing_field"
+    assert count(hub, activities) == 1
+    assert count(hub, rejected_activities) == 1
+
+
+# -- rollups -----------------------------------------------------------------------------
+
+
+def test_rollups_equal_the_stored_activities_grouped(
+    tracker: Tracker, hub: Hub, make_type: Callable[..., ActivityType]
+) -> None:
+    make_type(name="Loan calculator usage", code_name="custom_loan_calculator")
+    ann, bob = tracker.new_contact(), tracker.new_contact()
+    tracker.log(
+        [
+            {"type": "click", "value": "a", "occurredAt": "2026-01-30T23:59:59+00:00"},
+            {"type": "click", "value": "b", "occurredAt": "2026-01-31T00:30:00+02:00"},
+            {"type": "click", "value": "c", "occurredAt": "2026-01-31T00:00:00Z"},
+            {"type": "custom_loan_calculator", "value": "5000", "id": "loan-1"},
+            {"type": "custom_loan_calculator", "value": "5000", "id": "loan-1"},
+            {"type": "click"},
+            {"type": "datainput", "value": "f", "contactFields": {"ContactEmail": "a@x.example"}},
+        ],
+        ann,
+    )
+    tracker.log([{"type": "custom_loan_calculator", "value": "5000", "id": "loan-1"}], bob)
+    tracker.log([{"type": "pagevisit", "url": "https://e.example/"}] * 3, bob)
+    # A data input that moves to another contact is counted for that contact.
+    tracker.log(
+        [{"type": "datainput", "value": "f", "contactFields": {"ContactEmail": "a@x.example"}}],
+        bob,
+    )
+    tracker.log(
+        [{"type": "datainput", "value": "f", "contactFields": {"ContactEmail": "new@x.example"}}],
+        ann,
+    )
+    with hub.store.read() as conn:
+        rows = conn.execute(
+            sa.select(activities.c.contact_id, activities.c.type_id, activities.c.occurred_at)
+        ).all()
+        r = activity_rollups.c
+        rollups = conn.execute(sa.select(r.contact_id, r.type_id, r.day, r.count.label("n"))).all()
+    expected = Counter((r.contact_id, r.type_id, r.occurred_at.date()) for r in rows)
+    assert sum(expected.values()) == 10
+    assert {(r.contact_id, r.type_id, r.day): r.n for r in rollups} == dict(expected)
+    # Days are UTC days: 2026-01-31T00:30:00+02:00 is the 30th.
+    days = Counter(r.day for r in rollups for _ in range(r.n))
+    assert days[dt.date(2026, 1, 30)] == 2
+
+
+def test_a_failing_rollup_write_stores_no_activity(
+    tracker: Tracker, hub: Hub, settings: Settings, expect_error: ErrorCheck
+) -> None:
+    """Rollups are written in the activities' transaction: when they fail, nothing is kept."""
+    contact = tracker.new_contact()
+    tracker.log([{"type": "click", "value": "warm"}], contact)
+    if settings.is_sqlite:
+        create = [
+            "CREATE TRIGGER fail_rollups BEFORE INSERT ON activity_rollups "
+            "BEGIN SELECT RAISE(ABORT, 'rollups are down'); END",
+            "CREATE TRIGGER fail_rollup_updates BEFORE UPDATE ON activity_rollups "
+            "BEGIN SELECT RAISE(ABORT, 'rollups are down'); END",
+        ]
+        drop = ["DROP TRIGGER fail_rollups", "DROP TRIGGER fail_rollup_updates"]
+    else:
+        create = [
+            "CREATE FUNCTION fail_rollups() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'rollups are down'; END $$",
+            "CREATE TRIGGER fail_rollups BEFORE INSERT OR UPDATE ON activity_rollups "
+            "FOR EACH ROW EXECUTE FUNCTION fail_rollups()",
+        ]
+        drop = ["DROP TRIGGER fail_rollups ON activity_rollups", "DROP FUNCTION fail_rollups()"]
+    with hub.store.write() as conn:
+        for statement in create:
+            conn.exec_driver_sql(statement)
+    try:
+        answer = tracker.post(
+            [{"type": "click", "value": "x", "id": "never"}, {"type": "click"}], contact
+        )
+        error = expect_error(answer, 503, "storage_unavailable")
+        assert "rollups are down" not in error["message"]
+        assert answer.headers["retry-after"]
+    finally:
+        with hub.store.write() as conn:
+            for statement in drop:
+                conn.exec_driver_sql(statement)
+    assert count(hub, activities) == 1
+    assert count(hub, rejected_activities) == 0
+    [result, bad] = tracker.log(
+        [{"type": "click", "value": "x", "id": "never"}, {"type": "click"}], contact
+    )
+    assert (result["status"], bad["status"]) == (202, 400)
+
+
+# -- consent -----------------------------------------------------------------------------
+
+
+def make_consent(client: TestClient, headers: dict[str, str], code: str = "TrackingConsent") -> Any:
+    created = client.post(
+        "/api/consents",
+        json={
+            "code_name": code,
+            "display_name": "Tracking",
+            "texts": {"en": {"short_text": "<p>May we?</p>", "full_text": "<p>Details</p>"}},
+        },
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def agree(tracker: Tracker, contact: str, agreed: bool, code: str = "TrackingConsent") -> None:
+    answer = tracker.client.post(
+        f"/tracking/contacts/{contact}/consents/{code}",
+        json={"agree": agreed},
+        headers=tracker.headers,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"isAgreed": agreed}
+
+
+def test_an_enforced_consent_is_required_per_activity(
+    client: TestClient,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    consent = make_consent(client, admin_headers)
+    tracker = make_tracker(tracking_consent="TrackingConsent", enforce_consent=True)
+    contact = tracker.new_contact()
+    sent = [{"type": "click", "value": "a"}, {"type": "click"}]
+    results = tracker.log(sent, contact)
+    assert [r["status"] for r in results] == [403, 400]
+    assert results[0]["error"]["code"] == "consent_required"
+    assert count(hub, activities) == 0
+    with hub.store.read() as conn:
+        kept = conn.execute(
+            sa.select(rejected_activities).where(rejected_activities.c.reason == "consent_required")
+        ).one()
+    assert kept.status == 403
+    assert kept.payload == {"type": "click", "value": "a"}
+    assert kept.contact_id == uuid.UUID(contact)
+
+    agree(tracker, contact, True)
+    [ok] = tracker.log([{"type": "click", "value": "a", "id": "after-agreeing"}], contact)
+    assert ok["status"] == 202
+    row = stored(hub, ok["id"])
+    assert (row.consent_agreed, row.consent_version) == (True, consent["version"])
+
+    # A new text version does not undo the agreement; the activity records the agreed version.
+    changed = client.patch(
+        f"/api/consents/{consent['id']}",
+        json={"texts": {"en": {"short_text": "<p>May we, please?</p>", "full_text": "<p>D</p>"}}},
+        headers=admin_headers,
+    )
+    assert changed.json()["version"] == consent["version"] + 1
+    [still] = tracker.log([{"type": "click", "value": "b"}], contact)
+    assert still["status"] == 202
+    assert stored(hub, still["id"]).consent_version == consent["version"]
+
+    agree(tracker, contact, False)
+    [revoked] = tracker.log([{"type": "click", "value": "c"}], contact)
+    assert revoked["status"] == 403
+    assert revoked["error"]["code"] == "consent_required"
+    # A retry of an activity stored before the revocation is still the stored activity.
+    [retry] = tracker.log([{"type": "click", "value": "a", "id": "after-agreeing"}], contact)
+    assert retry == {"status": 208, "id": ok["id"]}
+    assert count(hub, activities) == 2
+    assert count(hub, rejected_activities, rejected_activities.c.reason == "consent_required") == 2
+
+    # Another contact's agreement does not count for this one.
+    other = tracker.new_contact()
+    agree(tracker, other, True)
+    assert tracker.log([{"type": "click", "value": "d"}], contact)[0]["status"] == 403
+    assert tracker.log([{"type": "click", "value": "d"}], other)[0]["status"] == 202
+
+
+def test_every_activity_records_the_consent_state(
+    client: TestClient,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    consent = make_consent(client, admin_headers)
+    plain = make_tracker()
+    recorded = make_tracker(tracking_consent="TrackingConsent")
+    contact = recorded.new_contact()
+
+    def state(tracker: Tracker) -> tuple[object, object]:
+        [result] = tracker.log([{"type": "click", "value": "x"}], contact)
+        assert result["status"] == 202
+        row = stored(hub, result["id"])
+        return row.consent_agreed, row.consent_version
+
+    assert state(plain) == (None, None)
+    assert state(recorded) == (False, None)
+    agree(recorded, contact, True)
+    assert state(recorded) == (True, consent["version"])
+    assert state(plain) == (None, None)
+    agree(recorded, contact, False)
+    assert state(recorded) == (False, consent["version"])
+    listed = client.get(f"/api/contacts/{contact}/activities", headers=admin_headers).json()
+    assert [(a["consent_agreed"], a["consent_version"]) for a in listed["data"]] == [
+        (False, 1),
+        (None, None),
+        (True, 1),
+        (False, None),
+        (None, None),
+    ]
+
+
+# -- storage failures --------------------------------------------------------------------
+
+
+def test_a_locked_database_answers_503_and_never_202(
+    tracker: Tracker,
+    hub: Hub,
+    settings: Settings,
+    outage_client: Callable[..., TestClient],
+    expect_error: ErrorCheck,
+) -> None:
+    contact = tracker.new_contact()
+    impatient = outage_client()
+    sent = [{"type": "click", "value": "x", "id": "locked-1"}, {"type": "click"}]
+    assert (
+        post(impatient, tracker, contact, [{"type": "click", "value": "warm"}]).status_code == 207
+    )
+    with write_lock(settings):
+        answers = [post(impatient, tracker, contact, sent) for _ in range(2)]
+        created = impatient.post("/tracking/contacts", headers=tracker.headers)
+    for answer in [*answers, created]:
+        expect_error(answer, 503, "storage_unavailable")
+        assert int(answer.headers["retry-after"]) >= 1
+    assert count(hub, activities) == 1
+    assert count(hub, rejected_activities) == 0
+    assert count(hub, activity_rollups) == 1
+    # Once the lock is gone the same request is stored, once.
+    answer = post(impatient, tracker, contact, sent)
+    assert answer.status_code == 207, answer.text
+    assert [r["status"] for r in answer.json()["results"]] == [202, 400]
+    assert count(hub, activities) == 2
+
+
+def test_a_read_only_database_answers_503_and_never_202(
+    tracker: Tracker,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    outage_client: Callable[..., TestClient],
+    expect_error: ErrorCheck,
+) -> None:
+    make_consent(tracker.client, admin_headers)
+    contact = tracker.new_contact()
+    read_only = outage_client(read_only=True)
+    answer = post(read_only, tracker, contact, [{"type": "click", "value": "x"}])
+    expect_error(answer, 503, "storage_unavailable")
+    assert answer.headers["retry-after"]
+    expect_error(
+        read_only.post("/tracking/contacts", headers=tracker.headers), 503, "storage_unavailable"
+    )
+    agreement = read_only.post(
+        f"/tracking/contacts/{contact}/consents/TrackingConsent",
+        json={"agree": True},
+        headers=tracker.headers,
+    )
+    expect_error(agreement, 503, "storage_unavailable")
+    admin = read_only.post(
+        "/api/consents", json={"code_name": "Other", "display_name": "Other"}, headers=admin_headers
+    )
+    expect_error(admin, 503, "storage_unavailable")
+    # Reading still works.
+    check = read_only.get(
+        f"/tracking/contacts/{contact}/consents/TrackingConsent", headers=tracker.headers
+    )
+    assert check.json() == {"isAgreed": False}
+    assert count(hub, activities) == 0
+    assert count(hub, contacts) == 1
+
+
+def test_concurrent_clients_during_an_outage_never_get_202(
+    tracker: Tracker,
+    hub: Hub,
+    settings: Settings,
+    outage_client: Callable[..., TestClient],
+) -> None:
+    contact = tracker.new_contact()
+    impatient = outage_client()
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client_thread(n: int) -> None:
+        for i in range(3):
+            sent = [{"type": "click", "value": "x", "id": f"outage-{n}-{i}"}]
+            answer = post(impatient, tracker, contact, sent)
+            with lock:
+                statuses.append(answer.status_code)
+                if answer.status_code == 207:
+                    statuses.extend(r["status"] for r in answer.json()["results"])
+
+    with write_lock(settings):
+        threads = [threading.Thread(target=client_thread, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert statuses == [503] * 12
+    assert count(hub, activities) == 0
