@@ -135,12 +135,17 @@ class WaypostServer:
         assert isinstance(value, int)
         return value
 
-    def create_type(self, name: str, fields: list[dict[str, Any]] | None = None) -> str:
+    def create_type(
+        self, name: str, fields: list[dict[str, Any]] | None = None, code_name: str | None = None
+    ) -> str:
+        body: dict[str, Any] = {"name": name, "fields": fields or []}
+        if code_name is not None:
+            body["code_name"] = code_name
         with self.admin() as admin:
-            answer = admin.post("/api/activity-types", json={"name": name, "fields": fields or []})
+            answer = admin.post("/api/activity-types", json=body)
         assert answer.status_code == 201, answer.text
-        code_name: str = answer.json()["code_name"]
-        return code_name
+        created: str = answer.json()["code_name"]
+        return created
 
 
 def _find(pattern: str, text: str) -> str:
