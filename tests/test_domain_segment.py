@@ -12,6 +12,7 @@ from waypost.domain.segment import (
     MappingError,
     Message,
     activity_object,
+    check_text,
     country_code,
     ident,
     map_traits,
@@ -68,6 +69,19 @@ def test_camel_case_names_are_read() -> None:
     assert decoded.original_timestamp == "2025-01-01T00:00:00Z"
     assert decoded.sent_at == "2025-01-01T00:00:01Z"
     assert decoded.anonymous_id == "a"
+
+
+@pytest.mark.parametrize(
+    "raw", [rb'{"a": "\u0000"}', rb'{"\u0000": 1}', rb'{"a": "x\\\u0000"}', rb'{"u": "\u0000x"}']
+)
+def test_the_nul_character_anywhere_is_a_mapping_error(raw: bytes) -> None:
+    with pytest.raises(MappingError):
+        check_text(raw)
+
+
+@pytest.mark.parametrize("raw", [rb'{"a": "\\u0000"}', rb'{"a": "\\\\u0000"}', b'{"a": "u0000"}'])
+def test_an_escaped_backslash_before_u0000_is_no_nul(raw: bytes) -> None:
+    check_text(raw)
 
 
 # -- occurred_at: Segment's clock-skew correction ----------------------------------------------

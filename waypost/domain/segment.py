@@ -15,6 +15,7 @@ Pure functions; the HTTP side is waypost/ingest/segment.py. Mapping (docs/segmen
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import msgspec
@@ -25,6 +26,9 @@ from waypost.domain.field_values import is_http_url, parse_datetime
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 MAX_ID = 100
+# An escaped NUL character: "\u0000" after an even number of backslashes. PostgreSQL text
+# cannot hold NUL, so a trait, an id or an event name with one would fail the request.
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class Message(msgspec.Struct, rename="camel"):
@@ -54,6 +58,12 @@ class MappingError(ValueError):
         super().__init__(message)
         self.code = code
         self.field = field
+
+
+def check_text(raw: bytes) -> None:
+    """MappingError when the message's JSON holds the NUL character anywhere."""
+    if b"\\u0000" in raw and _NUL.search(raw):
+        raise MappingError("Text in a message cannot hold the NUL character (\\u0000).")
 
 
 def ident(value: str | int | None) -> str | None:

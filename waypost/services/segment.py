@@ -24,6 +24,7 @@ from waypost.domain.segment import (
     MappingError,
     Message,
     activity_object,
+    check_text,
     ident,
     map_traits,
     occurred_at,
@@ -42,6 +43,8 @@ from waypost.store.schema import (
 
 USER_ID = "user_id"
 ANONYMOUS_ID = "anonymous_id"
+MAX_EXTERNAL_ID = 200  # contact_external_ids.value
+MAX_TYPE_CODE = 200  # rejected_activities.type_code
 
 
 @dataclass
@@ -82,6 +85,7 @@ class SegmentService:
             drafts: dict[str, str] = {}
             for message, raw in messages:
                 try:
+                    check_text(raw)
                     self._one(
                         conn,
                         resolver,
@@ -111,9 +115,10 @@ class SegmentService:
         plan: Plan,
     ) -> None:
         kind = message.type
-        user_id, anonymous_id = ident(message.user_id), ident(message.anonymous_id)
+        user_id = _external_id(message.user_id, "userId")
+        anonymous_id = _external_id(message.anonymous_id, "anonymousId")
         if kind == "alias":
-            previous = ident(message.previous_id)
+            previous = _external_id(message.previous_id, "previousId")
             if previous is None or user_id is None:
                 raise MappingError("alias needs previousId and userId.", "missing_field")
             plan.touched |= resolver.alias(previous, user_id, channel.id)
@@ -318,6 +323,15 @@ class _Resolver:
                 self.cache[key] = new
 
 
+def _external_id(value: str | int | None, name: str) -> str | None:
+    # External ids are looked up whole, so one longer than the column could never be found
+    # again (and PostgreSQL refuses it): such a message is kept as rejected.
+    text = ident(value)
+    if text is not None and len(text) > MAX_EXTERNAL_ID:
+        raise MappingError(f"{name} is at most {MAX_EXTERNAL_ID} characters.", field=name)
+    return text
+
+
 def _apply_traits(
     conn: Connection, contact: uuid.UUID, fields: dict[str, object], attributes: dict[str, Any]
 ) -> None:
@@ -362,12 +376,13 @@ def _reject(
     received_at: dt.datetime,
 ) -> None:
     status = 404 if error.code == "activity_type_not_found" else 400
+    type_code = (message.event or message.type or "").replace("\x00", "")
     conn.execute(
         rejected_activities.insert().values(
             id=new_id(),
             channel_id=channel.id,
             contact_id=contact,
-            type_code=message.event or message.type,
+            type_code=type_code[:MAX_TYPE_CODE] if type_code else None,
             reason=error.code,
             status=status,
             message=str(error),
