@@ -139,6 +139,19 @@ def reject(error: ApiError, payload: bytes, type_code: str | None) -> Rejected:
     return Rejected(error.status, detail, payload, type_code and type_code[:MAX_NAME])
 
 
+def _loose_type(raw: bytes) -> str | None:
+    """The ``type`` of an activity that failed to decode, if it names one, so that the
+    rejected activity can be found by its type."""
+    try:
+        obj = _decode_any(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    for key, value in obj.items():
+        if key.lower() == "type" and isinstance(value, str):
+            return value
+    return None
+
+
 def prepare(
     raw: bytes, snapshot: Snapshot, now: dt.datetime, max_bytes: int
 ) -> Accepted | Rejected:
@@ -156,7 +169,7 @@ def prepare(
     try:
         activity = decode_activity(raw)
     except ApiError as exc:
-        return reject(exc, raw, None)
+        return reject(exc, raw, _loose_type(raw))
     try:
         return _check(activity, raw, snapshot, now)
     except ApiError as exc:

@@ -84,6 +84,22 @@ def require_contact(conn: Connection, contact_id: uuid.UUID) -> uuid.UUID:
     raise contact_not_found(contact_id)
 
 
+def email_owner(conn: Connection, key: str) -> uuid.UUID | None:
+    """The contact an email (its key) identifies, following merges: a merged contact keeps
+    its email, and the email then names the contact it was merged into."""
+    owner = conn.execute(
+        sa.select(contacts.c.id).where(contacts.c.email_key == key)
+    ).scalar_one_or_none()
+    return require_contact(conn, owner) if owner is not None else None
+
+
+def _email_key(conn: Connection, contact_id: uuid.UUID) -> str | None:
+    key: str | None = conn.execute(
+        sa.select(contacts.c.email_key).where(contacts.c.id == contact_id)
+    ).scalar_one()
+    return key
+
+
 def insert_contact(conn: Connection, **fields: object) -> uuid.UUID:
     contact_id = new_id()
     now = utcnow()
@@ -120,23 +136,21 @@ def apply_data_input(
     with that email, found or created (Kentico's rule).
     """
     target = contact_id
+    values = dict(fields)
     email = fields.get("email")
     if isinstance(email, str):
         key = normalise_email(email)
-        current = conn.execute(
-            sa.select(contacts.c.email_key).where(contacts.c.id == contact_id)
-        ).scalar_one()
+        current = _email_key(conn, contact_id)
         if current != key:
-            owner = conn.execute(
-                sa.select(contacts.c.id).where(contacts.c.email_key == key)
-            ).scalar_one_or_none()
+            owner = email_owner(conn, key)
             if owner is not None:
                 target = owner
             elif current is not None:
                 return insert_contact(conn, **fields)
-    values = dict(fields)
-    if isinstance(email, str):
-        values["email_key"] = normalise_email(email)
+        values["email_key"] = key
+        if target != contact_id and _email_key(conn, target) != key:
+            # The email's contact was merged into ``target``, which keeps its own email.
+            del values["email"], values["email_key"]
     if values:
         values["updated_at"] = utcnow()
         conn.execute(contacts.update().where(contacts.c.id == target).values(**values))
@@ -282,14 +296,13 @@ class ContactService:
     ) -> Identified:
         """A browser names its visitor: see docs/browser-tracking.md#identifying-visitors."""
         key = normalise_email(email)
+        # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
         verified = given_hash is not None and hmac.compare_digest(
-            given_hash.lower(), identity_hash(identity_secret, email)
+            given_hash.lower().encode(), identity_hash(identity_secret, email).encode()
         )
         with self.store.write() as conn:
             current = require_contact(conn, contact_id) if contact_id is not None else None
-            owner = conn.execute(
-                sa.select(contacts.c.id).where(contacts.c.email_key == key)
-            ).scalar_one_or_none()
+            owner = email_owner(conn, key)
             if owner is not None and owner == current:
                 _set(conn, owner, names)
                 return Identified(owner, False)
