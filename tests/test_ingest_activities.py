@@ -181,7 +181,8 @@ def test_property_names_match_whatever_their_case() -> None:
 
 @pytest.mark.parametrize("name", ["color", "contact", "channel", "contact_fields", "occurred_at"])
 def test_any_other_property_is_unknown(name: str) -> None:
-    rejected({"type": "click", "value": "x", name: "y"}, 400, "unknown_field", name)
+    result = rejected({"Type": "click", "value": "x", name: "y"}, 400, "unknown_field", name)
+    assert result.type_code == "click"
 
 
 def test_a_property_given_twice_in_different_cases_is_refused() -> None:
