@@ -172,7 +172,7 @@ def test_bad_queries_are_400(
     subtests: pytest.Subtests,
     expect_error: ErrorCheck,
 ) -> None:
-    for params, field in [
+    bad: list[tuple[dict[str, str | int], str]] = [
         ({"limit": 0}, "limit"),
         ({"limit": 1001}, "limit"),
         ({"limit": "many"}, "limit"),
@@ -182,8 +182,9 @@ def test_bad_queries_are_400(
         ({"until": "yesterday"}, "until"),
         ({"contact": "someone"}, "contact"),
         ({"channel": "1"}, "channel"),
-    ]:
-        with subtests.test(**params):
+    ]
+    for params, field in bad:
+        with subtests.test(params=params):
             answer = client.get("/api/activities", params=params, headers=admin_headers)
             expect_error(answer, 400, answer.json()["error"]["code"], field)
     expect_error(client.get("/api/activities"), 401, "unauthorized")
