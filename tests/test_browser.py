@@ -107,6 +107,7 @@ TEST_PAGES = {
   document.documentElement.dataset.queued = wp.q.length;
 """,
     "renamed": """
+  document.documentElement.dataset.globals = JSON.stringify(Object.keys(window));
   bankTracker("cookielevel", "all");
   bankTracker("consent", {consent: "TrackingConsent", agree: true});
   bankTracker("customactivity", {type: "custom_loan_calculator", value: "777",
@@ -437,6 +438,18 @@ def test_a_renamed_global(stack: Stack, visit: Visit) -> None:
     assert (loan.value, loan.title) == ("777", "Loan calculator usage")
     assert visit.cookie("wp_cookielevel") == "all"
     assert page.evaluate("typeof bankTracker === 'function' && typeof wp === 'undefined'")
+    # The script added no global of its own: only the stub's two are there.
+    added = page.evaluate(
+        """() => {
+          const before = JSON.parse(document.documentElement.dataset.globals);
+          return Object.keys(window).filter((name) => !before.includes(name));
+        }"""
+    )
+    assert added == []
+    assert page.evaluate("[window.WaypostObject, typeof bankTracker.q]") == [
+        "bankTracker",
+        "undefined",
+    ]
 
 
 def test_a_page_on_an_origin_the_channel_does_not_allow_is_refused(
