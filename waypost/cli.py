@@ -99,7 +99,10 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
         click.echo(f"Waypost is serving on {settings.base_url}")
         click.echo(f"  API docs:   {settings.base_url}/api/docs")
         click.echo(f"  Database:   {settings.database_url}")
-        demo_app = _demo_app(hub, settings, settings.host, demo_port) if demo else None
+        demo_app = None
+        if demo:
+            demo_app = _demo_app(hub, settings, settings.host, demo_port)
+            click.echo(f"  Demo site:  {_local_url(settings.host, demo_port)}")
         if first_run is not None:
             click.echo("\nA new database: these keys are shown only now, so keep them.")
             for line in first_run.describe(settings.base_url):
@@ -136,12 +139,10 @@ def _local_url(host: str, port: int) -> str:
 
 
 def _demo_app(hub: Hub, settings: Settings, host: str, port: int) -> Starlette:
-    """Prepare the demo's data for the site at host:port and build it; print where it is."""
+    """Prepare the demo's data for the site at host:port, and build it."""
     from waypost.demo import create_demo_app, prepare_demo
 
-    site = _local_url(host, port)
-    setup = prepare_demo(hub, [site])
-    click.echo(f"  Demo site:  {site}  (logs to the API at {settings.base_url})")
+    setup = prepare_demo(hub, [_local_url(host, port)])
     return create_demo_app(setup, settings.base_url)
 
 
@@ -168,8 +169,9 @@ def demo(host: str, port: int, api_url: str | None) -> None:
     if api_url is not None:
         settings = msgspec.structs.replace(settings, public_url=api_url)
     with _hub(settings) as hub:
-        click.echo(f"The demo site is serving on {_local_url(host, port)}")
         app = _demo_app(hub, settings, host, port)
+    click.echo(f"The demo site is serving on {_local_url(host, port)}")
+    click.echo(f"  It logs to the Waypost API at {settings.base_url}")
     if not _reachable(f"{settings.base_url}/waypost.js"):
         click.echo(
             f"  Warning: nothing answers at {settings.base_url} yet; start it with "
