@@ -25,7 +25,7 @@
     : "essential";
   let contact = null;
   const backlog = []; // calls waiting behind a consent or identify whose answer is awaited
-  let busy = false;
+  let awaited = null; // that consent's or identify's answer (a promise)
   const failed = []; // sends that met a network error, sent again when the browser is online
   let hidden = false; // while hidden or unloading, a beacon is the send that survives
 
@@ -35,7 +35,11 @@
 
   function readCookie(cookie) {
     const pair = document.cookie.split("; ").find((p) => p.startsWith(cookie + "="));
-    return pair ? decodeURIComponent(pair.slice(cookie.length + 1)) : null;
+    try {
+      return pair ? decodeURIComponent(pair.slice(cookie.length + 1)) : null;
+    } catch (malformed) {
+      return null; // not written by us: as good as absent
+    }
   }
 
   function writeCookie(cookie, value, maxAge) {
@@ -154,15 +158,17 @@
   };
 
   function drain() {
-    while (!busy && backlog.length) {
+    while (!awaited && backlog.length) {
       const [command, options] = backlog.shift();
       // Unknown commands are ignored, so that a page written for a newer tracker still works.
       if (!Object.prototype.hasOwnProperty.call(commands, command)) continue;
-      const waiting = commands[command](options == null ? {} : options);
-      if (waiting) {
-        busy = true;
-        waiting.then(() => {
-          busy = false;
+      const answer = commands[command](options == null ? {} : options);
+      if (answer) {
+        awaited = answer;
+        answer.then(() => {
+          // Unless leaving() stopped waiting for it, and another answer is awaited now.
+          if (awaited !== answer) return;
+          awaited = null;
           drain();
         });
       }
@@ -182,7 +188,7 @@
     // An awaited answer may never arrive now. With a contact known, send what waits behind
     // it by beacon rather than lose it; without one, nothing could be sent anyway.
     if (contact) {
-      busy = false;
+      awaited = null;
       drain();
     }
   }
