@@ -111,7 +111,7 @@ class Delivery:
         """Queue ``item`` without waiting; ``False`` (and a drop report) if it cannot be."""
         options = self._options
         with self._cond:
-            if self._closing:
+            if self._closing or not self._start():
                 reason: DropReason = "closed"
             elif len(self._pending) >= options.max_queue_size:
                 reason = "queue_full"
@@ -126,7 +126,6 @@ class Delivery:
                     or self._pending_bytes >= options.max_request_bytes
                 ):
                     self._cond.notify_all()
-                self._start()
                 return True
             self._dropped[reason] += 1
             now = time.monotonic()
@@ -139,7 +138,7 @@ class Delivery:
             why = (
                 f"the queue holds max_queue_size={options.max_queue_size} activities"
                 if reason == "queue_full"
-                else "the client is closed"
+                else "the client is closed, or the interpreter is shutting down"
             )
             log.warning("Dropped %d activities (%s): %s", count, reason, why)
         self._report([item], reason, None, None, "")
@@ -161,7 +160,8 @@ class Delivery:
             if self._done >= target:
                 return True
             self._flush_upto = max(self._flush_upto, target)
-            self._start()
+            if not self._start():
+                return False
             self._cond.notify_all()
             while self._done < target:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -209,11 +209,17 @@ class Delivery:
                 dropped=dict(self._dropped),
             )
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
         # Called with the lock held; the thread starts with the first activity, not before.
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="waypost-sdk", daemon=True)
-            self._thread.start()
+        if self._thread is not None and self._thread.is_alive():
+            return True
+        thread = threading.Thread(target=self._run, name="waypost-sdk", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutdown: nothing could ever send the activity
+            return False
+        self._thread = thread
+        return True
 
     # -- the thread's side -------------------------------------------------------------------
 
