@@ -324,6 +324,40 @@ def test_the_queue_is_flushed_at_exit_without_the_servers_dependencies(
     assert [a["value"] for a in server.activities(contact)] == [f"exit-{i}" for i in range(40)]
 
 
+def test_a_forked_child_starts_with_an_empty_queue_and_delivers_its_own(
+    server: WaypostServer, contact: str, tmp_path: Path
+) -> None:
+    """As under gunicorn --preload: the parent delivers what it queued, the child its own."""
+    script = tmp_path / "fork.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            from waypost.sdk import Client
+
+            client = Client({server.url!r}, {server.tracking_key!r}, {server.channel!r},
+                            flush_interval=60)
+            for i in range(3):
+                client.log({contact!r}, "click", value=f"parent-{{i}}")
+            pid = os.fork()
+            if pid == 0:
+                assert client.stats.pending == 0
+                client.log({contact!r}, "click", value="child")
+                os._exit(0 if client.flush(10) and client.stats.delivered == 1 else 1)
+            _, status = os.waitpid(pid, 0)
+            assert status == 0, status
+            assert client.flush(10) and client.stats.delivered == 3
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    values = sorted(a["value"] for a in server.activities(contact))
+    assert values == ["child", "parent-0", "parent-1", "parent-2"]
+
+
 # -- retries -----------------------------------------------------------------------------------
 
 
