@@ -294,26 +294,26 @@ def test_the_write_key_picks_the_channel(
     )
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"Authorization": "Basic " + base64.b64encode(b":").decode()},
-        {"Authorization": "Basic not-base64!"},
-        {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:").decode()},
-        basic("wpt_unknown"),
-        basic("nonsense"),
-    ],
-)
+BAD_AUTH: list[dict[str, str]] = [
+    {},
+    {"Authorization": "Basic " + base64.b64encode(b":").decode()},
+    {"Authorization": "Basic not-base64!"},
+    {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:").decode()},
+    basic("wpt_unknown"),
+    basic("nonsense"),
+]
+
+
 def test_a_missing_or_unknown_key_is_401(
-    segment: Segment, order_type: ActivityType, headers: dict[str, str], expect_error: ErrorCheck
+    segment: Segment, order_type: ActivityType, expect_error: ErrorCheck
 ) -> None:
-    expect_error(
-        segment.post("/v1/batch", {"batch": [track()]}, headers=headers), 401, "unauthorized"
-    )
-    expect_error(segment.post("/v1/track", track(), headers=headers), 401, "unauthorized")
-    body = {"batch": [track()], "writeKey": "wpt_unknown"}
-    expect_error(segment.post("/v1/batch", body, headers=headers), 401, "unauthorized")
+    for headers in BAD_AUTH:
+        for path, body in [
+            ("/v1/batch", {"batch": [track()]}),
+            ("/v1/track", track()),
+            ("/v1/batch", {"batch": [track()], "writeKey": "wpt_unknown"}),
+        ]:
+            expect_error(segment.post(path, body, headers=headers), 401, "unauthorized")
     assert segment.activities() == []
     assert segment.count(contacts) == 0
 
@@ -369,27 +369,24 @@ def test_a_body_that_says_gzip_but_is_not_is_400(
     )
 
 
-@pytest.mark.parametrize(
-    "content_type",
-    [
+def test_json_under_other_content_types(segment: Segment, order_type: ActivityType) -> None:
+    content_types = [
         "text/plain",
         "text/plain;charset=UTF-8",
         "application/x-www-form-urlencoded",
         "application/json; charset=utf-8",
         "",
-    ],
-)
-def test_json_under_other_content_types(
-    segment: Segment, order_type: ActivityType, content_type: str
+    ]
+    for content_type in content_types:
+        segment.batch(track(), content_type=content_type)
+        segment.send("/v1/track", track(), content_type=content_type)
+    assert len(segment.activities()) == 2 * len(content_types)
+
+
+def test_bodies_that_are_not_segment_json_are_400(
+    segment: Segment, expect_error: ErrorCheck
 ) -> None:
-    segment.batch(track(), content_type=content_type)
-    segment.send("/v1/track", track(), content_type=content_type)
-    assert len(segment.activities()) == 2
-
-
-@pytest.mark.parametrize(
-    ("body", "code"),
-    [
+    batches = [
         (b"", "invalid_json"),
         (b"{", "invalid_json"),
         (b"batch=%5B%5D", "invalid_json"),  # a real form body is not JSON
@@ -397,23 +394,20 @@ def test_json_under_other_content_types(
         (b'{"batch": {}}', "invalid_field"),
         (b'{"batch": [1]}', "invalid_field"),
         (b'{"batch": [{"type": "track", "userId": "u", "properties": []}]}', "invalid_field"),
-    ],
-)
-def test_bodies_that_are_not_segment_json_are_400(
-    segment: Segment, body: bytes, code: str, expect_error: ErrorCheck
-) -> None:
-    expect_error(segment.post("/v1/batch", body), 400, code)
+    ]
+    for body, code in batches:
+        expect_error(segment.post("/v1/batch", body), 400, code)
+    singles = [
+        (b"", "invalid_json"),
+        (b"{", "invalid_json"),
+        (b"[]", "invalid_field"),
+        (b'"track"', "invalid_field"),
+        (b'{"userId": []}', "invalid_field"),
+    ]
+    for body, code in singles:
+        expect_error(segment.post("/v1/track", body), 400, code)
     assert segment.count(rejected_activities) == 0
-
-
-@pytest.mark.parametrize("body", [b"", b"{", b"[]", b'"track"', b'{"userId": []}'])
-def test_single_call_bodies_that_are_not_segment_json_are_400(
-    segment: Segment, body: bytes, expect_error: ErrorCheck
-) -> None:
-    answer = segment.post("/v1/track", body)
-    assert answer.status_code == 400, answer.text
-    expect_error(answer, 400, answer.json()["error"]["code"])
-    assert answer.json()["error"]["code"] in ("invalid_json", "invalid_field")
+    assert segment.count(contacts) == 0
 
 
 # -- limits: 32 KB per message, 500 KB per batch ------------------------------------------------
@@ -467,6 +461,22 @@ def test_a_batch_over_500_kb_is_400(
 def test_a_batch_under_500_kb_passes(segment: Segment, order_type: ActivityType) -> None:
     segment.batch(*[padded(30 * 1024) for _ in range(16)])  # 480 KB
     assert len(segment.activities()) == 16
+
+
+def test_properties_over_the_activity_limit_are_kept_as_rejected(
+    segment: Segment, order_type: ActivityType, hub: Hub
+) -> None:
+    """A message within Segment's 32 KB whose activity passes Waypost's own limit per activity
+    (WAYPOST_MAX_ACTIVITY_BYTES, 16 KB by default) is accepted and kept as rejected."""
+    big = track(properties={"sku": "x" * (hub.settings.max_activity_bytes + 1)})
+    segment.batch(big, track())
+    assert len(segment.activities()) == 1
+    [rejected] = segment.rejected()
+    assert (rejected.reason, rejected.status, rejected.source) == (
+        "payload_too_large",
+        413,
+        "segment",
+    )
 
 
 # -- messageId deduplication -------------------------------------------------------------------
@@ -841,6 +851,33 @@ def test_unknown_events_are_rejected_and_kept(
     assert rejected["payload"]["fields"] == {"plan": "pro"}
     assert segment.hub.types.all()  # no type was created
     assert "signed_up" not in {t.code_name for t in segment.hub.types.all()}
+
+
+@pytest.mark.xfail(
+    reason="replay looks the stored event name up as a code name only, not as an alias "
+    "(waypost/services/replay.py, waypost/ingest/activities.py); docs/segment.md promises it",
+    strict=True,
+)
+def test_an_unknown_event_is_replayable_once_an_alias_names_it(
+    segment: Segment, admin_headers: dict[str, str]
+) -> None:
+    segment.batch(track("Signed Up"))
+    [rejected] = segment.rejected()
+    created = segment.client.post(
+        "/api/activity-types",
+        json={"name": "Signup", "code_name": "signup", "aliases": ["Signed Up"]},
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    # New events by that name are stored under it: only the replay fails.
+    segment.batch(track("Signed Up"))
+    assert [a.type for a in segment.activities()] == ["signup"]
+    replayed = segment.client.post(
+        f"/api/rejected-activities/{rejected.id}/replay", headers=admin_headers
+    )
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json()["stored"] == 1
+    assert [a.type for a in segment.activities()] == ["signup", "signup"]
 
 
 def test_a_disabled_type_is_rejected(segment: Segment, hub: Hub, order_type: ActivityType) -> None:
