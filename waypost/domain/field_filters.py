@@ -78,10 +78,8 @@ def _parse(spec: FieldSpec, op: str, raw: str, parameter: str) -> object:
                 raise ValueError(raw)
             return integer
         if spec.type == "decimal":
-            number = decimal.Decimal(raw)
-            if not number.is_finite():
-                raise ValueError(raw)
-            return number
+            # As a stored value, so at most 38 digits: "1e999999999" is no NUMERIC.
+            return decimal.Decimal(str(canonical_value(spec, raw, parameter)))
         if spec.type == "boolean":
             if raw not in ("true", "false"):
                 raise ValueError(raw)

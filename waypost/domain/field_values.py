@@ -39,7 +39,10 @@ class FieldValueError(ValueError):
 
 
 def is_http_url(value: str) -> bool:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[" (an unclosed IPv6 host)
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
@@ -48,7 +51,10 @@ def parse_datetime(value: str) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("a datetime needs an offset, such as Z or +02:00")
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first UTC datetime
+        raise ValueError("the datetime is out of range in UTC") from None
 
 
 def format_datetime(value: dt.datetime) -> str:
@@ -126,7 +132,11 @@ def _decimal(spec: FieldSpec, value: object, where: str) -> str:
         raise FieldValueError(f"{value!r} is not a decimal number.", where) from None
     if not number.is_finite():
         raise FieldValueError(f"{spec.name} must be a finite number.", where)
-    if len(number.as_tuple().digits) > MAX_DECIMAL_DIGITS:
+    # Count the digits of the stored (plain) form: a short exponent form such as "1e999999"
+    # would otherwise expand to a million digits.
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    if max(len(digits) + exponent, 1) + max(-exponent, 0) > MAX_DECIMAL_DIGITS:
         raise FieldValueError(f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits.", where)
     return str(number) if "e" not in str(number).lower() else f"{number:f}"
 

@@ -8,6 +8,7 @@ only, and the others of the request are still stored.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -29,6 +30,9 @@ from waypost.ingest.catalog import Snapshot, TypeInfo
 MAX_FUTURE = dt.timedelta(hours=24)
 MAX_URL = 2048
 MAX_VALUE = 2000
+# An escaped NUL character: "\u0000" after an even number of backslashes. PostgreSQL text
+# cannot hold NUL, so one such activity would fail its whole group commit.
+NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 # Column sizes: whatever a client sends must fit, or one bad activity would fail the whole
 # group-commit transaction (PostgreSQL refuses an over-long string; SQLite would store it).
 MAX_NAME = 200
@@ -162,6 +166,14 @@ def prepare(
                 413,
                 "payload_too_large",
                 f"An activity is at most {max_bytes} bytes; this one has {len(raw)}.",
+            ),
+            raw,
+            None,
+        )
+    if b"\\u0000" in raw and NUL.search(raw):
+        return reject(
+            ApiError(
+                400, "invalid_field", "Text in an activity cannot hold the NUL character (\\u0000)."
             ),
             raw,
             None,

@@ -308,6 +308,9 @@ class Writer:
         # Client ids: (channel, client id) -> stored activity id, for 208 answers.
         seen = self._stored_client_ids(conn, batch)
         replays: list[tuple[object, ...]] = []
+        # Replays store under the rejected activity's id: one stored meanwhile (by a replay
+        # racing this one) is a duplicate, not a second row.
+        replayed = self._stored_replays(conn, batch)
 
         for job in batch:
             job.results = []
@@ -363,6 +366,10 @@ class Writer:
                     job.results.append(ActivityResult(item.status, error=item.error))
                     continue
                 assert contact is not None
+                if job.replay_of is not None and item.id in replayed:
+                    job.results.append(ActivityResult(208, item.id))
+                    replays.append(_replayed(c, job, "duplicate", item.id))
+                    continue
                 if item.client_id is not None:
                     key = (channel.id, item.client_id)
                     earlier = seen.get(key)
@@ -472,6 +479,20 @@ class Writer:
             for contact, state in current_states(conn, list(ids), consent_id).items():
                 states[(consent_id, contact)] = state
         return states
+
+    def _stored_replays(self, conn: Connection, batch: list[Job]) -> set[uuid.UUID]:
+        wanted = [
+            item.id
+            for job in batch
+            if job.replay_of is not None
+            for item in job.items
+            if isinstance(item, Accepted)
+        ]
+        if not wanted:
+            return set()
+        return set(
+            conn.execute(sa.select(activities.c.id).where(activities.c.id.in_(wanted))).scalars()
+        )
 
     def _stored_client_ids(
         self, conn: Connection, batch: list[Job]

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import utcnow
@@ -153,7 +154,11 @@ class ReplayService:
                 jobs.append(
                     Job(channel, row.contact_id, [item], now, row.source, _noop, replay_of=row.id)
                 )
-            self.writer.store_now(jobs, dry_run=dry_run)
+            try:
+                self.writer.store_now(jobs, dry_run=dry_run)
+            except IntegrityError:
+                # A concurrent replay stored one of these first; storing again finds it.
+                self.writer.store_now(jobs, dry_run=dry_run)
             for job in jobs:
                 assert job.replay_of is not None
                 items.append(_item(job.replay_of, job.results[0]))
