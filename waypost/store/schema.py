@@ -364,3 +364,33 @@ group_membership_events = Table(
     Index("ix_group_membership_events_lookup", "group_id", "contact_id", "at"),
     Index("ix_group_membership_events_time", "group_id", "at"),
 )
+
+# People who log in to the admin UI. ``email`` is stored lower-cased: it is the login.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("disabled", Boolean(), nullable=False),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+    Column("last_login_at", UtcDateTime(), nullable=True),
+)
+
+# Admin UI sessions. Only the SHA-256 of the cookie's token is kept, so a copy of the database
+# opens no session; the CSRF token is the synchronizer token of the session's forms.
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "user_id", Uuid(), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("csrf_token", String(64), nullable=False),
+    _now_column("created_at"),
+    _now_column("last_seen_at"),
+    _now_column("expires_at"),
+    Index("ix_user_sessions_expires_at", "expires_at"),
+)
