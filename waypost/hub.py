@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from waypost.ingest.catalog import Catalog
 from waypost.ingest.writer import Writer
 from waypost.ratelimit import make_rate_limiter
@@ -15,6 +17,8 @@ from waypost.services.groups import GroupService
 from waypost.services.keys import KeyService
 from waypost.services.replay import ReplayService
 from waypost.services.segment import SegmentService
+from waypost.services.sessions import SessionService
+from waypost.services.users import UserService
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 
@@ -40,6 +44,8 @@ class Hub:
         self.groups = GroupService(self.store)
         self.group_updates = GroupUpdater(self.groups, tick=settings.group_refresh_seconds)
         self.writer.on_commit = self.group_updates.touch
+        self.users = UserService(self.store)
+        self.sessions = SessionService(self.store, dt.timedelta(hours=settings.session_hours))
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
         )

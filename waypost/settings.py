@@ -36,6 +36,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     catalog_ttl_seconds: float = 2.0
     group_refresh_seconds: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    session_hours: float = 12.0
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
 
     @property
     def is_sqlite(self) -> bool:
@@ -51,7 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # Choices are matched whatever their case: WAYPOST_LOG_LEVEL=INFO means "info".
-_CASE = {"sqlite_synchronous": str.upper, "log_level": str.lower}
+_CASE = {"sqlite_synchronous": str.upper, "log_level": str.lower, "cookie_secure": str.lower}
 
 _POSITIVE = (
     "port",
@@ -60,6 +62,7 @@ _POSITIVE = (
     "max_activity_bytes",
     "max_fields_per_type",
     "commit_max_batch",
+    "session_hours",
 )
 
 
