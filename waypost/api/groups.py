@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from waypost.api.routing import Call, Operation, parse_uuid
-from waypost.pagination import Page
+from waypost.pagination import ListQuery, Page
 from waypost.services.groups import (
     CheckQuery,
     ConditionCheck,
@@ -62,8 +62,10 @@ def explain_membership(call: Call[None, None]) -> Explained:
     )
 
 
-def contact_groups(call: Call[None, None]) -> list[ContactGroup]:
-    return call.hub.groups.contact_groups(parse_uuid(call.path["contact_id"], "contact"))
+def contact_groups(call: Call[None, ListQuery]) -> Page[ContactGroup]:
+    return call.hub.groups.contact_groups(
+        parse_uuid(call.path["contact_id"], "contact"), call.query
+    )
 
 
 ITEM = "/api/groups/{group_id}"
@@ -151,9 +153,10 @@ OPERATIONS = [
         "GET",
         "/api/contacts/{contact_id}/groups",
         contact_groups,
-        "The groups a contact is in",
+        "The groups a contact is in, with since when",
         TAG,
-        response=list[ContactGroup],
+        query=ListQuery,
+        response=Page[ContactGroup],
         errors=(404,),
     ),
 ]

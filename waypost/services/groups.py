@@ -33,7 +33,7 @@ from waypost.domain.conditions import (
 )
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id, utcnow
-from waypost.pagination import Limit, Page, cursor_id, encode_cursor, page_by_id
+from waypost.pagination import Limit, ListQuery, Page, cursor_id, encode_cursor, page_by_id
 from waypost.services.contacts import contact_not_found, require_contact
 from waypost.services.group_sql import CompileError, Context, load_context, members_select
 from waypost.store import Store
@@ -264,16 +264,21 @@ class GroupService:
         items = items[: query.limit]
         return Page(items, encode_cursor(str(items[-1].contact)) if more else None)
 
-    def contact_groups(self, contact_id: uuid.UUID) -> list[ContactGroup]:
+    def contact_groups(self, contact_id: uuid.UUID, query: ListQuery) -> Page[ContactGroup]:
+        """The groups a contact is in, oldest group first, a page at a time."""
+        stmt = (
+            sa.select(contact_groups.c.id, contact_groups.c.name, group_members.c.since)
+            .join(group_members, group_members.c.group_id == contact_groups.c.id)
+            .order_by(contact_groups.c.id)
+            .limit(query.limit + 1)
+        )
+        if (after := cursor_id(query.cursor)) is not None:
+            stmt = stmt.where(contact_groups.c.id > after)
         with self.store.read() as conn:
             contact_id = require_contact(conn, contact_id)
-            rows = conn.execute(
-                sa.select(contact_groups.c.id, contact_groups.c.name, group_members.c.since)
-                .join(group_members, group_members.c.group_id == contact_groups.c.id)
-                .where(group_members.c.contact_id == contact_id)
-                .order_by(contact_groups.c.name)
-            ).all()
-        return [ContactGroup(r.id, r.name, r.since) for r in rows]
+            rows = conn.execute(stmt.where(group_members.c.contact_id == contact_id)).all()
+        items = [ContactGroup(r.id, r.name, r.since) for r in rows]
+        return page_by_id(items, query.limit, lambda g: g.id)
 
     def check(
         self, group_id: uuid.UUID, contact_id: uuid.UUID, at: dt.datetime | None
