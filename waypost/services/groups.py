@@ -543,6 +543,12 @@ class GroupService:
                 raise ApiError(
                     400, "invalid_field", f"No activity type {node.type!r}.", "condition"
                 )
+        from waypost.store.schema import consents
+
+        known = set(conn.execute(sa.select(consents.c.code_name)).scalars())
+        for code_name in _consent_nodes(condition):
+            if code_name not in known:
+                raise ApiError(400, "invalid_field", f"No consent {code_name!r}.", "condition")
 
     def _ordered(self, conn: Connection) -> list[tuple[uuid.UUID, Condition]]:
         """Every group, those another group refers to first."""
@@ -576,6 +582,12 @@ def _activity_nodes(condition: Condition) -> list[ActivityCondition]:
     from waypost.domain.conditions import walk
 
     return [c for c in walk(condition) if isinstance(c, ActivityCondition)]
+
+
+def _consent_nodes(condition: Condition) -> list[str]:
+    from waypost.domain.conditions import ConsentCondition, walk
+
+    return [c.consent for c in walk(condition) if isinstance(c, ConsentCondition)]
 
 
 def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:
