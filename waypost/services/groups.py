@@ -336,16 +336,16 @@ class GroupService:
         elif isinstance(condition, Not):
             node.children = [self._explain(conn, condition.item, raw["not"], ctx, contact_id)]
         elif isinstance(condition, ActivityCondition):
-            node.activities = self._counted(conn, condition, ctx, contact_id)
-            node.count = len(node.activities)
+            node.count, node.activities = self._counted(conn, condition, ctx, contact_id)
         return node
 
     def _counted(
         self, conn: Connection, condition: ActivityCondition, ctx: Context, contact_id: uuid.UUID
-    ) -> list[uuid.UUID]:
+    ) -> tuple[int, list[uuid.UUID]]:
+        """How many activities counted, and the newest 100 of them."""
         ref = ctx.types.get(condition.type)
         if ref is None or ref.id is None:
-            return []
+            return 0, []
         from waypost.services.group_sql import _day_start, _field_conditions
 
         first, last = condition.window(ctx.today)
@@ -358,8 +358,9 @@ class GroupService:
             stmt = stmt.where(activities.c.occurred_at < _day_start(last + dt.timedelta(days=1)))
         if condition.fields:
             stmt = stmt.where(*_field_conditions(condition, ref, ctx))
-        stmt = stmt.order_by(activities.c.occurred_at.desc()).limit(100)
-        return list(conn.execute(stmt).scalars())
+        count = conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery())).scalar_one()
+        newest = stmt.order_by(activities.c.occurred_at.desc()).limit(100)
+        return int(count), list(conn.execute(newest).scalars())
 
     # -- computing ---------------------------------------------------------------------------
 
