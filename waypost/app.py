@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from waypost.admin.routes import admin_routes
 from waypost.api import (
     activities,
     activity_types,
@@ -48,7 +49,8 @@ log = logging.getLogger("waypost")
 STATIC = Path(__file__).parent / "static"
 
 DESCRIPTION = (
-    "Waypost's admin API. Authenticate with `Authorization: Bearer <admin key>` (wpa_...). "
+    "Waypost's admin API. Authenticate with `Authorization: Bearer <admin key>` (wpa_...), or "
+    "with the session cookie of the admin UI (changes then need its `X-CSRF-Token` header). "
     'Errors always have the shape `{"error": {"code", "message", "field"}}`.'
 )
 
@@ -127,6 +129,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         Route("/api/openapi.json", openapi_json),
         Route("/api/docs", docs),
         Mount("/api/docs/assets", StaticFiles(directory=STATIC / "swagger-ui"), name="docs-assets"),
+        *admin_routes(the_hub),
     ]
 
     @asynccontextmanager

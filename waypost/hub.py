@@ -16,6 +16,7 @@ from waypost.services.group_updates import GroupUpdater
 from waypost.services.groups import GroupService
 from waypost.services.keys import KeyService
 from waypost.services.replay import ReplayService
+from waypost.services.rollups import RollupService
 from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
 from waypost.services.users import UserService
@@ -44,6 +45,7 @@ class Hub:
         self.groups = GroupService(self.store)
         self.group_updates = GroupUpdater(self.groups, tick=settings.group_refresh_seconds)
         self.writer.on_commit = self.group_updates.touch
+        self.rollups = RollupService(self.store)
         self.users = UserService(self.store)
         self.sessions = SessionService(self.store, dt.timedelta(hours=settings.session_hours))
         self.replay = ReplayService(

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from waypost.admin.auth import api_principal
 from waypost.errors import ApiError, from_validation_error
 from waypost.store import StorageUnavailable
 
@@ -189,9 +190,8 @@ def build_route(operation: Operation, hub: Hub) -> Route:
         try:
             principal = None
             if operation.auth == "admin":
-                principal = await run_in_threadpool(
-                    hub.keys.authenticate_admin, request.headers.get("authorization")
-                )
+                # A bearer admin key, or the session cookie of a user of the admin UI.
+                principal = await api_principal(hub, request, operation.tag)
             body: Any = None
             if body_type is not None:
                 raw = await request.body()

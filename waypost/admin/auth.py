@@ -1,0 +1,118 @@
+"""Logged-in users: the session cookie, its flags, and sessions on the admin API.
+
+The cookie holds a random token; the store keeps only its SHA-256 (see
+:mod:`waypost.services.sessions`). It is ``HttpOnly`` (no script reads it), ``SameSite=Lax``
+(other sites' forms and scripts do not send it) and ``Secure`` over HTTPS.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from waypost.admin import csrf
+from waypost.admin.roles import TAG_AREAS, can
+from waypost.errors import ApiError
+from waypost.ratelimit import Limit, retry_after
+from waypost.services.sessions import Session
+from waypost.settings import Settings
+
+if TYPE_CHECKING:
+    from waypost.hub import Hub
+    from waypost.services.keys import Principal
+
+SESSION_COOKIE = "waypost_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Login attempts allowed per email and per client address, in any 15 minutes.
+LOGIN_WINDOW = 15 * 60
+LOGINS_PER_EMAIL = 10
+LOGINS_PER_ADDRESS = 50
+
+
+def secure_cookies(settings: Settings, request: Request) -> bool:
+    """Whether cookies get the ``Secure`` flag (see ``WAYPOST_COOKIE_SECURE``)."""
+    if settings.cookie_secure != "auto":
+        return settings.cookie_secure == "always"
+    public = settings.public_url or ""
+    return request.url.scheme == "https" or public.startswith("https://")
+
+
+def set_session_cookie(
+    response: Response, settings: Settings, request: Request, token: str
+) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(settings.session_hours * 3600),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(settings, request),
+    )
+
+
+def clear_session_cookie(response: Response, settings: Settings, request: Request) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(settings, request),
+    )
+
+
+def current_session(hub: Hub, request: Request) -> Session | None:
+    """The live session of the request's cookie, if any (runs a query: call in a thread)."""
+    return hub.sessions.lookup(request.cookies.get(SESSION_COOKIE))
+
+
+async def login_allowed(hub: Hub, request: Request, email: str) -> int:
+    """Count a login attempt; 0 if allowed, else the seconds to wait before the next one."""
+    address = request.client.host if request.client else "unknown"
+    decisions = await hub.rate_limiter.hit(
+        [
+            Limit(f"login:email:{email.strip().lower()}", LOGINS_PER_EMAIL, LOGIN_WINDOW),
+            Limit(f"login:address:{address}", LOGINS_PER_ADDRESS, LOGIN_WINDOW),
+        ]
+    )
+    return retry_after(decisions)
+
+
+async def api_principal(hub: Hub, request: Request, tag: str) -> Principal | None:
+    """Authenticate an admin API request: a bearer admin key, or else a UI session cookie.
+
+    A bearer key wins when both are sent. Under a session the user's role decides (403
+    otherwise), and a request that changes something must carry the session's CSRF token in
+    the ``X-CSRF-Token`` header, since a browser sends the cookie whoever made the request.
+    Returns the key's principal, or None for a session.
+    """
+    authorization = request.headers.get("authorization")
+    token = request.cookies.get(SESSION_COOKIE)
+    if authorization is not None or not token:
+        return await run_in_threadpool(hub.keys.authenticate_admin, authorization)
+    session = await run_in_threadpool(hub.sessions.lookup, token)
+    if session is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Your session has ended: log in again at /admin, or send "
+            "'Authorization: Bearer <key>' with an admin key.",
+        )
+    write = request.method not in SAFE_METHODS
+    role = session.user.role
+    if not can(role, TAG_AREAS.get(tag), write):
+        what = "change" if write else "read"
+        raise ApiError(403, "forbidden", f"Users with the role {role} cannot {what} {tag.lower()}.")
+    if write and not csrf.tokens_match(session.csrf_token, request.headers.get(csrf.HEADER)):
+        raise ApiError(
+            403,
+            "forbidden",
+            "A request made with a session cookie that changes something must send the "
+            "session's CSRF token in an 'X-CSRF-Token' header (the admin pages hold it in "
+            '<meta name="csrf-token">).',
+        )
+    return None
