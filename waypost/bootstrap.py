@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from waypost.hub import Hub
 from waypost.services.channels import Channel, ChannelCreate
 from waypost.services.keys import CreatedKey, KeyCreate
+from waypost.services.users import UserCreate
 from waypost.store.schema import api_keys, channels
 
 
@@ -56,6 +58,33 @@ def bootstrap(hub: Hub) -> FirstRun | None:
             conn, KeyCreate(access="publishable", channel=website.id, name="Website key")
         )
     return FirstRun(website, headless, admin, tracking, publishable)
+
+
+FIRST_ADMIN = "admin@localhost"
+
+
+@dataclass(frozen=True)
+class FirstAdmin:
+    """The first user of the admin UI; the password exists only here."""
+
+    email: str
+    password: str
+
+    def describe(self, base_url: str) -> list[str]:
+        return [
+            f"Admin UI:  {base_url}/admin",
+            f"Login:     {self.email}",
+            f"Password:  {self.password}",
+        ]
+
+
+def bootstrap_admin(hub: Hub) -> FirstAdmin | None:
+    """On a database without users, create an admin with a random password; else nothing."""
+    if hub.users.has_users():
+        return None
+    password = secrets.token_urlsafe(12)
+    hub.users.create(UserCreate(email=FIRST_ADMIN, role="admin", password=password))
+    return FirstAdmin(FIRST_ADMIN, password)
 
 
 def _origin(url: str) -> str:

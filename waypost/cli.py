@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import msgspec
 
+from waypost.admin.commands import users
 from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.pagination import ListQuery
@@ -86,17 +87,21 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
 
     On an empty database this creates and migrates it, makes a website and a headless channel,
     an admin key, a tracking key and a publishable key, and prints the addresses and the keys
-    once. With --demo it also prepares and serves the demo site (see `waypost demo`).
+    once. On a database without users it creates the admin UI's first admin (admin@localhost)
+    and prints its password once. With --demo it also prepares and serves the demo site (see
+    `waypost demo`).
     """
     import uvicorn
 
     from waypost.app import create_app
-    from waypost.bootstrap import bootstrap
+    from waypost.bootstrap import bootstrap, bootstrap_admin
 
     settings = _settings(host=host, port=port)
     with _hub(settings) as hub:
         first_run = bootstrap(hub)
+        first_admin = bootstrap_admin(hub)
         click.echo(f"Waypost is serving on {settings.base_url}")
+        click.echo(f"  Admin UI:   {settings.base_url}/admin")
         click.echo(f"  API docs:   {settings.base_url}/api/docs")
         click.echo(f"  Database:   {settings.database_url}")
         demo_app = None
@@ -106,6 +111,10 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
         if first_run is not None:
             click.echo("\nA new database: these keys are shown only now, so keep them.")
             for line in first_run.describe(settings.base_url):
+                click.echo(f"  {line}")
+        if first_admin is not None:
+            click.echo("\nThe first admin of the UI: the password is shown only now.")
+            for line in first_admin.describe(settings.base_url):
                 click.echo(f"  {line}")
         click.echo("")
         app = create_app(settings, hub=hub)
@@ -455,6 +464,8 @@ def channels_list(as_json: bool) -> None:
         ("ID", "KIND", "NAME", "ALLOWED ORIGINS"),
     )
 
+
+main.add_command(users)
 
 T = TypeVar("T")
 
