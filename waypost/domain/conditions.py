@@ -213,9 +213,23 @@ def _contact(value: Any, where: str) -> ContactCondition:
             operand = dt.date.fromisoformat(str(operand))
         except ValueError:
             raise ConditionError(f"{op} takes a date like 2026-01-31", where) from None
-    if op in ("equals", "not_equals", "contains") and not isinstance(operand, str | int | float):
-        raise ConditionError(f"{op} takes a string or a number", where)
+    if op in ("equals", "not_equals", "contains", "in"):
+        if name in DATE_COLUMNS:
+            raise ConditionError(f"{op} applies to text; compare {name} with before / after", where)
+        # Contact fields and attributes compare as text: 12345 means "12345".
+        if op == "in":
+            operand = [
+                _text(item, f"{op} takes a list of strings or numbers", where) for item in operand
+            ]
+        else:
+            operand = _text(operand, f"{op} takes a string or a number", where)
     return ContactCondition(name, op, operand)
+
+
+def _text(value: Any, message: str, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConditionError(message, where)
+    return str(value)
 
 
 def walk(condition: Condition) -> Iterator[Condition]:

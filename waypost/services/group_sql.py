@@ -228,7 +228,8 @@ def _contact(condition: ContactCondition, ctx: Context) -> Select:
     name, op, value = condition.field, condition.op, condition.value
     column: Any
     if name.startswith("attributes."):
-        column = contacts.c.attributes[name.split(".", 1)[1]].as_string()
+        # As text on both databases (SQLite's JSON_EXTRACT keeps a number a number).
+        column = sa.cast(contacts.c.attributes[name.split(".", 1)[1]].as_string(), sa.Text)
     else:
         column = contacts.c[name]
     if name == "email" and op in ("equals", "not_equals", "in"):
