@@ -44,7 +44,7 @@ class Hub:
         self.segment = SegmentService(self.store)
         self.groups = GroupService(self.store)
         self.group_updates = GroupUpdater(self.groups, tick=settings.group_refresh_seconds)
-        self.writer.on_commit = self.group_updates.touch
+        self.store.on_commit = self.group_updates.committed
         self.rollups = RollupService(self.store)
         self.users = UserService(self.store)
         self.sessions = SessionService(self.store, dt.timedelta(hours=settings.session_hours))

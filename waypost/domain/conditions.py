@@ -251,3 +251,49 @@ def uses_time_window(condition: Condition) -> bool:
     return any(
         isinstance(c, ActivityCondition) and c.within_days is not None for c in walk(condition)
     )
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """What a condition reads. A change to anything else cannot change its result, so an
+    incremental update skips the groups a change does not concern."""
+
+    types: frozenset[str]
+    contact_fields: bool
+    consents: bool
+    groups: frozenset[uuid.UUID]
+
+
+def dependencies(condition: Condition) -> Dependencies:
+    nodes = list(walk(condition))
+    return Dependencies(
+        types=frozenset(c.type for c in nodes if isinstance(c, ActivityCondition)),
+        contact_fields=any(isinstance(c, ContactCondition) for c in nodes),
+        consents=any(isinstance(c, ConsentCondition) for c in nodes),
+        groups=frozenset(c.group for c in nodes if isinstance(c, GroupCondition)),
+    )
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed for some contacts: activities of these types were stored for them, their
+    fields or their consents changed, or ``everything`` (a new contact, a merge), which any
+    condition may depend on."""
+
+    types: frozenset[uuid.UUID] = frozenset()
+    contact_fields: bool = False
+    consents: bool = False
+    everything: bool = False
+
+    def __or__(self, other: Changes) -> Changes:
+        return Changes(
+            self.types | other.types,
+            self.contact_fields or other.contact_fields,
+            self.consents or other.consents,
+            self.everything or other.everything,
+        )
+
+
+EVERYTHING = Changes(everything=True)
+FIELDS_CHANGED = Changes(contact_fields=True)
+CONSENTS_CHANGED = Changes(consents=True)

@@ -197,7 +197,6 @@ class BrowserApp:
         agreement = await to_thread.run_sync(
             self.hub.consents.agree, contact, body.consent, body.agree, channel.id
         )
-        self.hub.group_updates.touch([agreement.contact])
         return 200, _encode(ConsentAnswer(agreement.contact, agreement.agreed)), []
 
     async def _identify(
@@ -223,9 +222,6 @@ class BrowserApp:
             email,
             names,
             body.hash,
-        )
-        self.hub.group_updates.touch(
-            [identified.contact, *([body.contact] if body.contact is not None else [])]
         )
         return 200, _encode(identified), []
 

@@ -144,7 +144,6 @@ class SegmentApp:
         plan = await to_thread.run_sync(
             self.hub.segment.plan, channel, snapshot, messages, sent_at, received_at
         )
-        self.hub.group_updates.touch(plan.touched)
         if plan.drafts_created:
             self.catalog.invalidate()
             snapshot = await self._snapshot()

@@ -246,7 +246,6 @@ class TrackingApp:
         agreement = await to_thread.run_sync(
             self.hub.consents.agree, contact_id, consent, body.agree, channel.id
         )
-        self.hub.group_updates.touch([agreement.contact])
         return 200, _encode(IsAgreedOut(agreement.agreed)), {}
 
     async def _cors(self, origin: bytes) -> list[tuple[bytes, bytes]]:

@@ -24,13 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from waypost.domain.conditions import Changes
 from waypost.errors import ErrorDetail
 from waypost.ids import new_id
 from waypost.ingest.activities import Accepted, Rejected
 from waypost.ingest.catalog import ChannelInfo
 from waypost.services.consents import ConsentState, current_states
 from waypost.services.contacts import apply_data_input, contact_not_found
-from waypost.store import StorageUnavailable, Store
+from waypost.store import StorageUnavailable, Store, touch
 from waypost.store.codec import Codec
 from waypost.store.schema import activities
 
@@ -146,9 +147,6 @@ class Writer:
         self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0
-        # Called after each commit with the contacts whose activities or fields changed.
-        self.on_commit: Callable[[set[uuid.UUID]], None] | None = None
-        self._touched: set[uuid.UUID] = set()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -225,14 +223,7 @@ class Writer:
                 if dry_run:
                     raise _DryRun
         except _DryRun:
-            self._touched = set()
             return
-        self._notify()
-
-    def _notify(self) -> None:
-        touched, self._touched = self._touched, set()
-        if touched and self.on_commit is not None:
-            self.on_commit(touched)
 
     # -- the writer thread -----------------------------------------------------------------
 
@@ -275,7 +266,6 @@ class Writer:
                 job.done(StorageUnavailable(str(exc)))
             return
         self.batches += 1
-        self._notify()
         for job in batch:
             job.done(contact_not_found(job.contact_id) if job.missing_contact else job.results)
 
@@ -297,7 +287,10 @@ class Writer:
 
     def _store(self, conn: Connection, batch: list[Job]) -> None:
         c = self.codec
-        self._touched = set()
+        # The contacts whose activities or fields changed, for the contact groups.
+        touched: set[uuid.UUID] = set()
+        touched_types: set[uuid.UUID] = set()
+        fields_changed = False
         contact_ids = self._resolve_contacts(conn, batch)
         consent = self._consent_states(conn, batch, contact_ids)
         activity_rows: list[tuple[object, ...]] = []
@@ -382,6 +375,7 @@ class Writer:
                 owner = contact
                 if item.contact_fields:
                     owner = apply_data_input(conn, contact, item.contact_fields)
+                    fields_changed = True
                 agreed = (
                     state.agreed
                     if state is not None
@@ -411,12 +405,14 @@ class Writer:
                 for violation in item.flags or ():
                     violations[(item.type.id, str(violation["field"]), str(violation["code"]))] += 1
                 job.results.append(ActivityResult(202, item.id))
-                self._touched.add(owner)
+                touched.add(owner)
+                touched_types.add(item.type.id)
                 if job.replay_of is not None:
                     replays.append(_replayed(c, job, "stored", item.id))
 
         if activity_rows:
             conn.exec_driver_sql(self.insert_activity, activity_rows)
+            touch(conn, touched, Changes(frozenset(touched_types), contact_fields=fields_changed))
         if rejected_rows:
             conn.exec_driver_sql(self.insert_rejected, rejected_rows)
         if replays:

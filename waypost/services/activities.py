@@ -144,7 +144,7 @@ class ActivityService:
             stmt = stmt.where(activity_types.c.code_name == query.type)
         if field_params:
             filters = self._field_filters(query.type, field_params)
-            stmt = stmt.where(*(_condition(f, self.store.dialect) for f in filters))
+            stmt = stmt.where(*(field_condition(f, self.store.dialect) for f in filters))
         if query.channel is not None:
             stmt = stmt.where(a.c.channel_id == query.channel)
         if query.since is not None:
@@ -280,7 +280,7 @@ def _by_primary_value(f: FieldFilter) -> bool:
     return f.spec.primary and f.op == "eq" and f.spec.type != "decimal"
 
 
-def _condition(f: FieldFilter, dialect: str) -> sa.ColumnElement[bool]:
+def field_condition(f: FieldFilter, dialect: str) -> sa.ColumnElement[bool]:
     """SQL for one field filter, on either database.
 
     Equality on the primary field uses the indexed ``primary_value`` column. Datetimes are

@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.channels import is_valid_language
+from waypost.domain.conditions import CONSENTS_CHANGED
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
-from waypost.store import Store
+from waypost.store import Store, touch
 from waypost.store.schema import consent_agreements, consent_texts, consents
 
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -206,6 +207,7 @@ class ConsentService:
                     created_at=agreement.created_at,
                 )
             )
+            touch(conn, [contact_id], CONSENTS_CHANGED)
             return agreement
 
     def state(self, contact_id: uuid.UUID, code_name: str) -> ConsentState:

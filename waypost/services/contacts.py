@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
+from waypost.domain.conditions import EVERYTHING, FIELDS_CHANGED
 from waypost.domain.contact_fields import CONTACT_FIELDS, normalise_email
 from waypost.errors import ApiError
 from waypost.ids import new_id, utcnow
-from waypost.store import Store
+from waypost.store import Store, touch
 from waypost.store.schema import (
     activities,
     activity_rollups,
@@ -114,6 +115,8 @@ def insert_contact(conn: Connection, **fields: object) -> uuid.UUID:
             **fields,
         )
     )
+    # A new contact may already meet a condition such as "no data input in 7 days".
+    touch(conn, [contact_id], EVERYTHING)
     return contact_id
 
 
@@ -124,6 +127,7 @@ def _set(conn: Connection, contact_id: uuid.UUID, values: dict[str, object]) -> 
             .where(contacts.c.id == contact_id)
             .values(**values, updated_at=utcnow())
         )
+        touch(conn, [contact_id], FIELDS_CHANGED)
 
 
 def apply_data_input(
@@ -154,6 +158,7 @@ def apply_data_input(
     if values:
         values["updated_at"] = utcnow()
         conn.execute(contacts.update().where(contacts.c.id == target).values(**values))
+        touch(conn, [target], FIELDS_CHANGED)
     return target
 
 
@@ -234,6 +239,7 @@ def merge_contacts(
         .where(sa.or_(contacts.c.id == source, contacts.c.merged_into == source))
         .values(merged_into=target, updated_at=now)
     )
+    touch(conn, [source, target], EVERYTHING)
     conn.execute(
         contact_merges.insert().values(
             id=new_id(),

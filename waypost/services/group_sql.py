@@ -32,11 +32,15 @@ from waypost.domain.conditions import (
 )
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.fields import FieldSpec
+from waypost.services.activities import field_condition
 from waypost.store.schema import (
     activities,
     activity_rollups,
+    activity_type_fields,
+    activity_types,
     consent_agreements,
     consents,
+    contact_groups,
     contacts,
     group_members,
 )
@@ -58,7 +62,8 @@ class Context:
     types: dict[str, TypeRef]
     consents: dict[str, uuid.UUID]
     dialect: str
-    only: Sequence[uuid.UUID] | None = None
+    # Some contacts, or a bind parameter (expanding) that will name them.
+    only: Sequence[uuid.UUID] | sa.BindParameter[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,10 +186,10 @@ def _activity(condition: ActivityCondition, ctx: Context) -> _Set:
         total: Any = sa.func.count()
         stmt = sa.select(activities.c.contact_id).where(activities.c.type_id == ref.id)
         if first is not None:
-            stmt = stmt.where(activities.c.occurred_at >= _day_start(first))
+            stmt = stmt.where(activities.c.occurred_at >= day_start(first))
         if last is not None:
-            stmt = stmt.where(activities.c.occurred_at < _day_start(last + dt.timedelta(days=1)))
-        stmt = stmt.where(*_field_conditions(condition, ref, ctx))
+            stmt = stmt.where(activities.c.occurred_at < day_start(last + dt.timedelta(days=1)))
+        stmt = stmt.where(*field_conditions(condition, ref, ctx))
         stmt = _only(stmt, activities.c.contact_id, ctx)
     else:
         r = activity_rollups
@@ -204,14 +209,13 @@ def _activity(condition: ActivityCondition, ctx: Context) -> _Set:
     return _Set(stmt)
 
 
-def _day_start(day: dt.date) -> dt.datetime:
+def day_start(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
-def _field_conditions(
+def field_conditions(
     condition: ActivityCondition, ref: TypeRef, ctx: Context
 ) -> list[sa.ColumnElement[bool]]:
-    from waypost.services.activities import _condition as field_condition
 
     params: dict[str, str] = {}
     for name, op, value in condition.fields:
@@ -247,7 +251,7 @@ def _contact(condition: ContactCondition, ctx: Context) -> Select:
     elif op == "exists":
         predicate = column.is_not(None) if value else column.is_(None)
     else:
-        day = value if name == "birthday" else _day_start(value)
+        day = value if name == "birthday" else day_start(value)
         predicate = column < day if op == "before" else column >= day
     stmt = sa.select(contacts.c.id.label("contact_id")).where(
         contacts.c.merged_into.is_(None), predicate
@@ -282,10 +286,23 @@ def _consent(condition: ConsentCondition, ctx: Context) -> Select:
     return _only(stmt, a.c.contact_id, ctx)
 
 
-def load_context(conn: sa.Connection, today: dt.date, only: Sequence[uuid.UUID] | None) -> Context:
-    """Types (with their fields) and consents by code name, for compiling conditions."""
-    from waypost.store.schema import activity_type_fields, activity_types
+@dataclass(frozen=True)
+class Catalog:
+    """Types (with their fields) and consents by code name: what conditions name."""
 
+    types: dict[str, TypeRef]
+    consents: dict[str, uuid.UUID]
+
+    def context(
+        self,
+        today: dt.date,
+        dialect: str,
+        only: Sequence[uuid.UUID] | sa.BindParameter[Any] | None = None,
+    ) -> Context:
+        return Context(today, self.types, self.consents, dialect, only)
+
+
+def load_catalog(conn: sa.Connection) -> Catalog:
     fields: dict[uuid.UUID, list[FieldSpec]] = {}
     for f in conn.execute(sa.select(activity_type_fields)):
         fields.setdefault(f.type_id, []).append(
@@ -298,4 +315,28 @@ def load_context(conn: sa.Connection, today: dt.date, only: Sequence[uuid.UUID] 
     consent_ids = {
         r.code_name: r.id for r in conn.execute(sa.select(consents.c.code_name, consents.c.id))
     }
-    return Context(today, types, consent_ids, conn.dialect.name, only)
+    return Catalog(types, consent_ids)
+
+
+def _version_select() -> Select:
+    parts = []
+    for table in (activity_types, consents, contact_groups):
+        parts += [
+            sa.select(sa.func.count()).select_from(table).scalar_subquery(),
+            sa.select(sa.func.max(table.c.updated_at)).scalar_subquery(),
+        ]
+    return sa.select(*parts)
+
+
+_VERSION = _version_select()
+
+
+def catalog_version(conn: sa.Connection) -> tuple[object, ...]:
+    """Changes whenever a type, a consent or a group is added, changed or removed: a cached
+    Catalog and the parsed groups stay valid while it stays the same."""
+    return tuple(conn.execute(_VERSION).one())
+
+
+def load_context(conn: sa.Connection, today: dt.date, only: Sequence[uuid.UUID] | None) -> Context:
+    """Types (with their fields) and consents by code name, for compiling conditions."""
+    return load_catalog(conn).context(today, conn.dialect.name, only)

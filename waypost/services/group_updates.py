@@ -15,7 +15,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
+from waypost.domain.conditions import EVERYTHING, Changes
 from waypost.services.groups import GroupService
 from waypost.store import StorageUnavailable
 
@@ -31,7 +33,9 @@ class GroupUpdater:
         self.groups = groups
         self.delay = delay
         self.tick = tick
-        self._queue: queue.SimpleQueue[uuid.UUID | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[frozenset[uuid.UUID], Changes] | None] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopping = False
@@ -39,15 +43,18 @@ class GroupUpdater:
         self._idle.set()
         self.updated = 0
 
-    def touch(self, contact_ids: Iterable[uuid.UUID]) -> None:
-        """Queue contacts for re-evaluation (never blocks)."""
-        queued = False
-        for contact_id in contact_ids:
-            self._queue.put(contact_id)
-            queued = True
-        if queued:
+    def touch(self, contact_ids: Iterable[uuid.UUID], changes: Changes = EVERYTHING) -> None:
+        """Queue contacts for re-evaluation of the groups ``changes`` concerns (never blocks)."""
+        ids = frozenset(contact_ids)
+        if ids:
             self._idle.clear()
+            self._queue.put((ids, changes))
             self.start()
+
+    def committed(self, touched: list[tuple[frozenset[Any], Any]]) -> None:
+        """The Store's ``on_commit`` listener: what a committed transaction changed."""
+        for ids, changes in touched:
+            self.touch(ids, changes if isinstance(changes, Changes) else EVERYTHING)
 
     def start(self) -> None:
         with self._lock:
@@ -82,9 +89,11 @@ class GroupUpdater:
             except queue.Empty:
                 continue
             batch: set[uuid.UUID] = set()
+            changes = Changes()
             stop = first is None
             if first is not None:
-                batch.add(first)
+                batch |= first[0]
+                changes |= first[1]
             deadline = time.monotonic() + self.delay
             while len(batch) < BATCH and not stop:
                 try:
@@ -94,18 +103,19 @@ class GroupUpdater:
                 if item is None:
                     stop = True
                 else:
-                    batch.add(item)
-            if batch and not self._safely(functools.partial(self._update, batch)):
+                    batch |= item[0]
+                    changes |= item[1]
+            if batch and not self._safely(functools.partial(self._update, batch, changes)):
                 # Nothing is lost: the contacts wait for the database to come back.
                 time.sleep(1.0)
-                self.touch(batch)
+                self.touch(batch, changes)
             if self._queue.empty():
                 self._idle.set()
             if stop:
                 return
 
-    def _update(self, batch: set[uuid.UUID]) -> None:
-        self.updated += self.groups.update_contacts(batch)
+    def _update(self, batch: set[uuid.UUID], changes: Changes) -> None:
+        self.updated += self.groups.update_contacts(batch, changes)
 
     def _safely(self, work: object) -> bool:
         assert callable(work)

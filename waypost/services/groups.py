@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from graphlib import CycleError, TopologicalSorter
 from typing import Annotated, Any
 
@@ -21,9 +21,11 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from waypost.domain.conditions import (
+    EVERYTHING,
     ActivityCondition,
     All,
     AnyOf,
+    Changes,
     Condition,
     ConditionError,
     Not,
@@ -35,6 +37,13 @@ from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import Limit, ListQuery, Page, cursor_id, encode_cursor, page_by_id
 from waypost.services.contacts import contact_not_found, require_contact
+from waypost.services.group_membership import (
+    Plan,
+    PlanCache,
+    apply_some,
+    evaluate,
+    recompute_all,
+)
 from waypost.services.group_sql import CompileError, Context, load_context, members_select
 from waypost.store import Store
 from waypost.store.schema import (
@@ -156,6 +165,7 @@ class GroupService:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.plans = PlanCache()
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -301,7 +311,7 @@ class GroupService:
             last = conn.execute(
                 sa.select(e.c.entered, e.c.at)
                 .where(e.c.group_id == group_id, e.c.contact_id == contact_id, e.c.at <= at)
-                .order_by(e.c.at.desc(), e.c.id.desc())
+                .order_by(e.c.at.desc(), e.c.seq.desc())
                 .limit(1)
             ).first()
         member = last is not None and bool(last.entered)
@@ -346,46 +356,77 @@ class GroupService:
         ref = ctx.types.get(condition.type)
         if ref is None or ref.id is None:
             return 0, []
-        from waypost.services.group_sql import _day_start, _field_conditions
+        from waypost.services.group_sql import day_start, field_conditions
 
         first, last = condition.window(ctx.today)
         stmt = sa.select(activities.c.id).where(
             activities.c.contact_id == contact_id, activities.c.type_id == ref.id
         )
         if first is not None:
-            stmt = stmt.where(activities.c.occurred_at >= _day_start(first))
+            stmt = stmt.where(activities.c.occurred_at >= day_start(first))
         if last is not None:
-            stmt = stmt.where(activities.c.occurred_at < _day_start(last + dt.timedelta(days=1)))
+            stmt = stmt.where(activities.c.occurred_at < day_start(last + dt.timedelta(days=1)))
         if condition.fields:
-            stmt = stmt.where(*_field_conditions(condition, ref, ctx))
+            stmt = stmt.where(*field_conditions(condition, ref, ctx))
         count = conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery())).scalar_one()
         newest = stmt.order_by(activities.c.occurred_at.desc()).limit(100)
         return int(count), list(conn.execute(newest).scalars())
 
     # -- computing ---------------------------------------------------------------------------
 
-    def update_contacts(self, contact_ids: Iterable[uuid.UUID]) -> int:
-        """Re-evaluate every group for these contacts; the number of entries and exits."""
+    def update_contacts(
+        self, contact_ids: Iterable[uuid.UUID], changes: Changes = EVERYTHING
+    ) -> int:
+        """Re-evaluate, for these contacts, the groups ``changes`` can concern; the number of
+        entries and exits.
+
+        The groups are evaluated first in a read transaction; only contacts whose membership
+        differs are evaluated again and written in a write transaction, so the common case
+        (an activity that changes no membership) takes no write lock.
+        """
         ids = sorted(set(contact_ids))
         if not ids:
             return 0
-        changes = 0
+        with self.store.read() as conn:
+            plan = self.plans.get(conn, _today())
+            differing = self._differing(conn, plan, changes, ids)
+        if not differing:
+            return 0
+        changes_made = 0
         with self.store.write() as conn:
             if conn.dialect.name == "postgresql":
                 # Serialise evaluations of one contact across processes, and let a full
                 # recomputation of a group (which locks its row for update) go first.
                 conn.execute(
                     sa.text("SELECT id FROM contacts WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
-                    {"ids": ids},
+                    {"ids": differing},
                 )
                 conn.execute(sa.select(contact_groups.c.id).with_for_update(read=True))
-            ordered = self._ordered(conn)
-            if not ordered:
-                return 0
-            ctx = load_context(conn, _today(), ids)
-            for group_id, condition in ordered:
-                changes += self._apply(conn, group_id, condition, ctx, ids)
-        return changes
+            plan = self.plans.get(conn, _today())
+            changed: set[uuid.UUID] = set()
+            for group in plan.groups:
+                if group.affected(changes, changed):
+                    made = apply_some(conn, group.id, *evaluate(conn, group, differing))
+                    if made:
+                        changed.add(group.id)
+                        changes_made += made
+        return changes_made
+
+    def _differing(
+        self, conn: Connection, plan: Plan, changes: Changes, ids: list[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        """The contacts whose membership of some group would change."""
+        differing: set[uuid.UUID] = set()
+        changed: set[uuid.UUID] = set()
+        for group in plan.groups:
+            # A group that refers to another whose members would change is evaluated too; it
+            # reads the kept members, so what it finds is checked again when writing.
+            if group.affected(changes, changed):
+                entered, left = evaluate(conn, group, ids)
+                if entered or left:
+                    differing |= entered | left
+                    changed.add(group.id)
+        return sorted(differing)
 
     def refresh_windows(self, today: dt.date | None = None) -> list[uuid.UUID]:
         """Recompute, once per UTC day, the groups whose windows slide.
@@ -421,7 +462,10 @@ class GroupService:
                     .values(computed_day=day)
                 ).rowcount
                 if claimed:
-                    self._recompute(conn, row.id, condition, day)
+                    if self._recompute(conn, row.id, condition, day):
+                        # Groups built on this one change with it.
+                        for dependent, dependent_condition in self._dependents(conn, row.id):
+                            self._recompute(conn, dependent, dependent_condition, day)
                     done.append(row.id)
         return done
 
@@ -438,7 +482,7 @@ class GroupService:
             sa.select(contact_groups.c.id).where(contact_groups.c.id == group_id).with_for_update()
         )
         ctx = self._checked(load_context(conn, day, None), condition)
-        changes = self._apply(conn, group_id, condition, ctx, None)
+        changes = recompute_all(conn, group_id, condition, ctx)
         count = conn.execute(
             sa.select(sa.func.count()).where(group_members.c.group_id == group_id)
         ).scalar_one()
@@ -448,59 +492,6 @@ class GroupService:
             .values(member_count=count, computed_at=utcnow(), computed_day=day)
         )
         return changes
-
-    def _apply(
-        self,
-        conn: Connection,
-        group_id: uuid.UUID,
-        condition: Condition,
-        ctx: Context,
-        only: Sequence[uuid.UUID] | None,
-    ) -> int:
-        new = set(conn.execute(members_select(condition, ctx)).scalars())
-        current_stmt = sa.select(group_members.c.contact_id).where(
-            group_members.c.group_id == group_id
-        )
-        if only is not None:
-            current_stmt = current_stmt.where(group_members.c.contact_id.in_(only))
-        current = set(conn.execute(current_stmt).scalars())
-        entered, left = new - current, current - new
-        if not entered and not left:
-            return 0
-        now = utcnow()
-        if entered:
-            conn.execute(
-                group_members.insert(),
-                [{"group_id": group_id, "contact_id": c, "since": now} for c in entered],
-            )
-        if left:
-            for chunk in _chunks(sorted(left), 500):
-                conn.execute(
-                    group_members.delete().where(
-                        group_members.c.group_id == group_id,
-                        group_members.c.contact_id.in_(chunk),
-                    )
-                )
-        conn.execute(
-            group_membership_events.insert(),
-            [
-                {
-                    "id": new_id(),
-                    "group_id": group_id,
-                    "contact_id": c,
-                    "entered": c in entered,
-                    "at": now,
-                }
-                for c in (*entered, *left)
-            ],
-        )
-        if only is not None:
-            conn.execute(
-                contact_groups.update()
-                .where(contact_groups.c.id == group_id)
-                .values(member_count=contact_groups.c.member_count + len(entered) - len(left))
-            )
-        return len(entered) + len(left)
 
     # -- rules ------------------------------------------------------------------------------
 
@@ -589,11 +580,6 @@ def _consent_nodes(condition: Condition) -> list[str]:
     from waypost.domain.conditions import ConsentCondition, walk
 
     return [c.consent for c in walk(condition) if isinstance(c, ConsentCondition)]
-
-
-def _chunks(items: list[uuid.UUID], size: int) -> Iterable[list[uuid.UUID]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 __all__ = ["GroupService", "contact_not_found"]

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.codenames import derive_code_name
+from waypost.domain.conditions import FIELDS_CHANGED
 from waypost.domain.contact_fields import normalise_email
 from waypost.domain.segment import (
     MappingError,
@@ -33,7 +34,7 @@ from waypost.domain.segment import (
 from waypost.ids import new_id, utcnow
 from waypost.ingest.catalog import ChannelInfo, Snapshot
 from waypost.services.contacts import insert_contact, merge_contacts
-from waypost.store import Store
+from waypost.store import Store, touch
 from waypost.store.schema import (
     activity_types,
     contact_external_ids,
@@ -61,8 +62,6 @@ class Plan:
 
     activities: list[Planned] = field(default_factory=list)
     drafts_created: bool = False
-    # Contacts whose fields, attributes or identity changed (for group membership).
-    touched: set[uuid.UUID] = field(default_factory=set)
 
 
 class SegmentService:
@@ -99,7 +98,6 @@ class SegmentService:
                     )
                 except MappingError as exc:
                     _reject(conn, channel, None, message, raw, exc, received_at)
-            plan.touched |= resolver.merged
         return plan
 
     def _one(
@@ -121,13 +119,11 @@ class SegmentService:
             previous = _external_id(message.previous_id, "previousId")
             if previous is None or user_id is None:
                 raise MappingError("alias needs previousId and userId.", "missing_field")
-            plan.touched |= resolver.alias(previous, user_id, channel.id)
+            resolver.alias(previous, user_id, channel.id)
             return
         if user_id is None and anonymous_id is None:
             raise MappingError("A message needs userId or anonymousId.", "missing_field", "userId")
         contact = resolver.contact(user_id, anonymous_id, merge_anonymous=kind == "identify")
-        if kind in ("identify", "group"):
-            plan.touched.add(contact)
         if kind == "identify":
             fields, attributes = map_traits(traits_of(message))
             _apply_traits(conn, contact, fields, attributes)
@@ -222,7 +218,6 @@ class _Resolver:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.cache: dict[tuple[str, str], uuid.UUID] = {}
-        self.merged: set[uuid.UUID] = set()
 
     def find(self, kind: str, value: str) -> uuid.UUID | None:
         cached = self.cache.get((kind, value))
@@ -274,7 +269,6 @@ class _Resolver:
                 # identify joins an anonymous visitor's history to the known user.
                 merge_contacts(self.conn, by_anonymous, by_user, "segment_identify")
                 self._repoint(by_anonymous, by_user)
-                self.merged.add(by_anonymous)
             return by_user
         if by_anonymous is not None:
             if user_id is not None:
@@ -287,24 +281,22 @@ class _Resolver:
             self.link(created, ANONYMOUS_ID, anonymous_id)
         return created
 
-    def alias(self, previous: str, user_id: str, channel_id: uuid.UUID) -> set[uuid.UUID]:
-        """``previousId`` (a user or anonymous id) and ``userId`` are the same person; the
-        contacts whose identity changed."""
+    def alias(self, previous: str, user_id: str, channel_id: uuid.UUID) -> None:
+        """``previousId`` (a user or anonymous id) and ``userId`` are the same person."""
         old = self.find(USER_ID, previous) or self.find(ANONYMOUS_ID, previous)
         new = self.find(USER_ID, user_id)
         if old is not None and new is not None:
             if old != new:
                 merge_contacts(self.conn, old, new, "segment_alias", channel_id)
                 self._repoint(old, new)
-            return {old, new}
+            return
         if old is not None:
             self.link(old, USER_ID, user_id)
-            return {old}
+            return
         contact = new if new is not None else insert_contact(self.conn)
         if new is None:
             self.link(contact, USER_ID, user_id)
         self.link(contact, ANONYMOUS_ID, previous)
-        return {contact}
 
     def _has_user_id(self, contact: uuid.UUID) -> bool:
         return (
@@ -364,6 +356,7 @@ def _apply_traits(
         .where(contacts.c.id == contact)
         .values(**values, attributes=merged_attributes, updated_at=utcnow())
     )
+    touch(conn, [contact], FIELDS_CHANGED)
 
 
 def _reject(

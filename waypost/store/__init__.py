@@ -1,5 +1,5 @@
 """Storage: the tables, the engine for SQLite or PostgreSQL, migrations and the Store seam."""
 
-from waypost.store.engine import StorageUnavailable, Store, make_engine
+from waypost.store.engine import StorageUnavailable, Store, make_engine, touch
 
-__all__ = ["StorageUnavailable", "Store", "make_engine"]
+__all__ = ["StorageUnavailable", "Store", "make_engine", "touch"]

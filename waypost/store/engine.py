@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,12 +65,30 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+TOUCHED = "waypost.touched"
+
+# What a write transaction changed about contacts: (contact ids, what changed) pairs.
+Touched = list[tuple[frozenset[Any], Any]]
+
+
+def touch(conn: Connection, contact_ids: Iterable[Any], what: Any) -> None:
+    """Note, inside a write transaction, that these contacts changed (``what`` says how); the
+    Store hands the notes to its ``on_commit`` listener once the transaction has committed,
+    and drops them if it rolls back."""
+    touched: Touched | None = conn.info.get(TOUCHED)
+    ids = frozenset(contact_ids)
+    if touched is not None and ids:
+        touched.append((ids, what))
+
+
 class Store:
     """The storage seam: transactions on one engine, with outages turned into StorageUnavailable."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = engine.execution_options(waypost_begin="IMMEDIATE")
+        # Called after each committed write transaction that touched contacts (see touch()).
+        self.on_commit: Callable[[Touched], None] | None = None
 
     @property
     def dialect(self) -> str:
@@ -79,8 +97,16 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A read-write transaction, committed when the block ends without an exception."""
+        touched: Touched = []
         with _outage_guard(), self._writer.begin() as conn:
-            yield conn
+            conn.info[TOUCHED] = touched
+            try:
+                yield conn
+            finally:
+                # The info dict outlives this checkout of the connection.
+                conn.info.pop(TOUCHED, None)
+        if touched and self.on_commit is not None:
+            self.on_commit(touched)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

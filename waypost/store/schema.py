@@ -289,7 +289,8 @@ activity_rollups = Table(
     Column("type_id", Uuid(), ForeignKey("activity_types.id"), primary_key=True),
     Column("day", Date(), primary_key=True),
     Column("count", BigInteger(), nullable=False, server_default=text("0")),
-    Index("ix_activity_rollups_type_day", "type_id", "day"),
+    # Groups read the rollups of one type, per contact: this index answers without the table.
+    Index("ix_activity_rollups_type_contact", "type_id", "contact_id", "day", "count"),
 )
 
 # Activities of ``accept_and_flag`` types stored despite a field violation, counted per field.
@@ -351,7 +352,8 @@ group_members = Table(
 group_membership_events = Table(
     "group_membership_events",
     metadata,
-    Column("id", Uuid(), primary_key=True),
+    # A sequence, not a UUID: a full computation writes its events with one INSERT ... SELECT.
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
     Column(
         "group_id",
         Uuid(),
