@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import msgspec
@@ -27,9 +27,15 @@ from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType, ActivityTypeCreate
 from waypost.services.channels import Channel, ChannelCreate
 from waypost.services.keys import CreatedKey, KeyCreate
+from waypost.services.users import User, UserCreate
 from waypost.settings import Settings, load_settings
 from waypost.store import Store, make_engine, migrate
 from waypost.store.schema import activity_types, metadata
+
+if TYPE_CHECKING:
+    from tests.admin_support import FAST_HASHER, PASSWORD, UI, csrf_of, log_in
+else:
+    from admin_support import FAST_HASHER, PASSWORD, UI, csrf_of, log_in
 
 REQUIRE_SERVICES = os.environ.get("WAYPOST_REQUIRE_SERVICES") == "1"
 POSTGRES_ADMIN_URL = os.environ.get("WAYPOST_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
@@ -246,6 +252,48 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         _service_missing("Redis", exc)
     return REDIS_URL
+
+
+# -- the admin UI --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_user(hub: Hub) -> Callable[..., User]:
+    """Users through the service, with a cheap password hash: ``make_user("marketer")``."""
+    hub.users.hasher = FAST_HASHER
+    counter = iter(range(1, 1_000_000))
+
+    def make(role: str = "admin", email: str | None = None, password: str = PASSWORD) -> User:
+        email = email or f"{role}{next(counter)}@example.com"
+        return hub.users.create(
+            UserCreate(email=email, role=role, password=password)  # type: ignore[arg-type]
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_ui(client: TestClient, make_user: Callable[..., User]) -> Callable[..., UI]:
+    """A logged-in user of the admin UI with cookies of its own: ``make_ui("marketer")``."""
+
+    def make(role: str = "admin") -> UI:
+        user = make_user(role)
+        own = TestClient(client.app)
+        answer = log_in(own, user.email)
+        assert answer.status_code == 303, answer.text
+        return UI(own, user, csrf_of(own.get("/admin/types").text))
+
+    return make
+
+
+@pytest.fixture
+def admin_ui(make_ui: Callable[..., UI]) -> UI:
+    return make_ui("admin")
+
+
+@pytest.fixture
+def marketer_ui(make_ui: Callable[..., UI]) -> UI:
+    return make_ui("marketer")
 
 
 # -- the tracking API ----------------------------------------------------------------------

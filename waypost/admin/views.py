@@ -221,3 +221,15 @@ def csrf_failure(ui: AdminUI, request: Request, session: Session | None) -> Resp
         "your session), so nothing was changed. This happens after logging in again in another "
         "tab. Go back, reload the page, and send the form again.",
     )
+
+
+def every(fetch: Callable[[str | None], Any]) -> list[Any]:
+    """Every item of a paged list: ``fetch(cursor)`` returns a page with ``data`` and ``next``."""
+    items: list[Any] = []
+    cursor: str | None = None
+    while True:
+        found = fetch(cursor)
+        items.extend(found.data)
+        cursor = found.next
+        if cursor is None:
+            return items

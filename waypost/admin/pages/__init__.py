@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from waypost.admin.pages import home, types
+from waypost.admin.pages import channels, consents, home, keys, types, users
 from waypost.admin.views import NavItem, View
 
 # Navigation order: 10 dashboard, 20 activity types, 30 contacts, 40 activities, 50 rejected,
 # 60 groups, 70 channels, 80 keys, 90 consents, 100 users.
-MODULES: tuple[ModuleType, ...] = (types, home)
+MODULES: tuple[ModuleType, ...] = (types, channels, keys, consents, users, home)
 
 
 def views() -> list[View]:

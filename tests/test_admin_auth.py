@@ -1,0 +1,364 @@
+"""Logging in and out, sessions and their cookie, CSRF, roles, and sessions on the admin API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.testclient import TestClient
+
+from waypost.admin.auth import secure_cookies
+from waypost.app import create_app
+from waypost.hub import Hub
+from waypost.services.users import User, UserCreate
+from waypost.settings import Settings
+from waypost.store.schema import user_sessions
+
+if TYPE_CHECKING:
+    from tests.admin_support import (
+        FAST_HASHER,
+        PASSWORD,
+        UI,
+        csrf_of,
+        error_of,
+        flash_of,
+        log_in,
+        login_token_of,
+    )
+    from tests.conftest import ErrorCheck
+else:
+    from admin_support import (
+        FAST_HASHER,
+        PASSWORD,
+        UI,
+        csrf_of,
+        error_of,
+        flash_of,
+        log_in,
+        login_token_of,
+    )
+
+MakeUser = Callable[..., User]
+
+
+def session_cookie(answer: object) -> str:
+    headers = getattr(answer, "headers")  # noqa: B009
+    cookies = [c for c in headers.get_list("set-cookie") if c.startswith("waypost_session=")]
+    assert len(cookies) == 1, cookies
+    return str(cookies[0])
+
+
+# -- logging in ------------------------------------------------------------------------------
+
+
+def test_pages_need_a_login_and_come_back_after_it(client: TestClient, make_user: MakeUser) -> None:
+    user = make_user("marketer")
+    answer = client.get("/admin/types?x=1", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/admin/login?next=%2Fadmin%2Ftypes%3Fx%3D1"
+    page = client.get(answer.headers["location"])
+    assert 'name="next" value="/admin/types?x=1"' in page.text
+    logged = client.post(
+        "/admin/login",
+        data={
+            "csrf_token": login_token_of(page.text),
+            "email": user.email.upper(),
+            "password": "correct horse battery",
+            "next": "/admin/types?x=1",
+        },
+        follow_redirects=False,
+    )
+    assert logged.status_code == 303, logged.text
+    assert logged.headers["location"] == "/admin/types?x=1"
+    cookie = session_cookie(logged)
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    assert "Path=/" in cookie
+    assert "Secure" not in cookie  # plain http, cookie_secure=auto
+    assert client.get("/admin/types").status_code == 200
+    # A logged-in user who opens the login page goes on.
+    again = client.get("/admin/login?next=/admin/types", follow_redirects=False)
+    assert again.headers["location"] == "/admin/types"
+
+
+@pytest.mark.parametrize("target", ["//evil.example/admin", "https://evil.example", "/api/keys"])
+def test_a_login_never_leads_off_the_admin_ui(
+    client: TestClient, make_user: MakeUser, target: str
+) -> None:
+    user = make_user()
+    page = client.get("/admin/login")
+    answer = client.post(
+        "/admin/login",
+        data={
+            "csrf_token": login_token_of(page.text),
+            "email": user.email,
+            "password": "correct horse battery",
+            "next": target,
+        },
+        follow_redirects=False,
+    )
+    assert answer.headers["location"] == "/admin"
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("admin1@example.com", "wrong password!"), ("nobody@example.com", "correct horse battery")],
+)
+def test_a_wrong_email_or_password_gets_one_answer(
+    client: TestClient, make_user: MakeUser, email: str, password: str
+) -> None:
+    make_user("admin")
+    answer = log_in(client, email, password)
+    assert answer.status_code == 400
+    assert "The email or the password is wrong" in error_of(answer)
+    assert f'value="{email}"' in answer.text  # the email is kept, never the password
+    assert password not in answer.text
+    assert "waypost_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_a_disabled_user_cannot_log_in_and_is_logged_out(
+    client: TestClient, hub: Hub, make_ui: Callable[..., UI]
+) -> None:
+    ui = make_ui("marketer")
+    hub.users.set_disabled(ui.user.id, True)
+    assert ui.get("/admin/types", follow_redirects=False).status_code == 303
+    assert log_in(client, ui.user.email).status_code == 400
+    hub.users.set_disabled(ui.user.id, False)
+    assert log_in(client, ui.user.email).status_code == 303
+
+
+def test_the_login_form_needs_its_own_token(client: TestClient, make_user: MakeUser) -> None:
+    user = make_user()
+    client.get("/admin/login")
+    forged = client.post(
+        "/admin/login",
+        data={"csrf_token": "forged", "email": user.email, "password": "correct horse battery"},
+    )
+    assert forged.status_code == 403
+    assert "This form has expired" in forged.text
+    other = TestClient(client.app)  # no login cookie at all
+    page = client.get("/admin/login")
+    answer = other.post(
+        "/admin/login",
+        data={"csrf_token": login_token_of(page.text), "email": user.email, "password": "x"},
+    )
+    assert answer.status_code == 403
+
+
+def test_logins_are_throttled_per_email(client: TestClient, make_user: MakeUser) -> None:
+    user = make_user()
+    for _ in range(10):
+        assert log_in(client, user.email, "wrong password!").status_code == 400
+    refused = log_in(client, user.email)  # even the right password, for a while
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) > 0
+    assert "Too many login attempts" in error_of(refused)
+    other = make_user()
+    assert log_in(client, other.email).status_code == 303
+
+
+def test_bad_login_bodies_get_4xx(client: TestClient) -> None:
+    page = client.get("/admin/login")
+    token = login_token_of(page.text)
+    as_json = client.post("/admin/login", json={"csrf_token": token})
+    assert as_json.status_code == 415
+    big = client.post(
+        "/admin/login",
+        content=b"a=" + b"x" * 20_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert big.status_code == 413
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+def test_only_the_tokens_hash_is_stored(client: TestClient, hub: Hub, make_user: MakeUser) -> None:
+    user = make_user()
+    answer = log_in(client, user.email)
+    token = session_cookie(answer).split(";", 1)[0].split("=", 1)[1]
+    with hub.store.read() as conn:
+        stored = conn.execute(sa.select(user_sessions.c.token_hash)).scalars().all()
+    assert stored == [hashlib.sha256(token.encode()).hexdigest()]
+
+
+def test_an_expired_session_leads_to_the_login(admin_ui: UI, hub: Hub) -> None:
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    with hub.store.write() as conn:
+        conn.execute(user_sessions.update().values(expires_at=past))
+    answer = admin_ui.get("/admin/types", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/admin/login")
+
+
+def test_a_session_slides_with_use(admin_ui: UI, hub: Hub) -> None:
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with hub.store.write() as conn:
+        conn.execute(
+            user_sessions.update().values(last_seen_at=old, expires_at=old + dt.timedelta(hours=12))
+        )
+    assert admin_ui.get("/admin/types").status_code == 200
+    with hub.store.read() as conn:
+        row = conn.execute(sa.select(user_sessions)).one()
+    assert row.last_seen_at > old + dt.timedelta(minutes=59)
+    assert row.expires_at > dt.datetime.now(dt.UTC) + dt.timedelta(hours=11)
+
+
+def test_logout_is_a_post_with_the_token(admin_ui: UI, hub: Hub) -> None:
+    assert admin_ui.get("/admin/logout").status_code == 404  # no such page: a GET changes nothing
+    refused = admin_ui.post("/admin/logout", csrf="wrong")
+    assert refused.status_code == 403
+    assert admin_ui.get("/admin/types").status_code == 200
+    answer = admin_ui.post("/admin/logout")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/admin/login"
+    assert 'waypost_session=""' in answer.headers["set-cookie"]
+    with hub.store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(user_sessions)).scalar() == 0
+    assert flash_of(admin_ui.get("/admin/login")) == "You have logged out."
+    assert admin_ui.get("/admin/types", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize(("setting", "scheme", "secure"), [
+    ("auto", "https", True), ("auto", "http", False), ("always", "https", True),
+    ("never", "https", False),
+])  # fmt: skip
+def test_the_secure_flag(
+    make_settings: Callable[..., Settings], setting: str, scheme: str, secure: bool
+) -> None:
+    settings = make_settings(cookie_secure=setting)
+    own_hub = Hub(settings)
+    try:
+        own_hub.users.hasher = FAST_HASHER
+        own_hub.users.create(UserCreate(email="a@example.com", role="admin", password=PASSWORD))
+        browser = TestClient(create_app(settings, hub=own_hub), base_url=f"{scheme}://testserver")
+        answer = log_in(browser, "a@example.com")
+        assert answer.status_code == 303, answer.text
+        assert ("; Secure" in session_cookie(answer)) is secure
+    finally:
+        own_hub.close()
+
+
+def test_an_https_public_url_makes_cookies_secure(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(public_url="https://track.example.com")
+    request = Request({"type": "http", "scheme": "http", "headers": [], "path": "/"})
+    assert secure_cookies(settings, request)
+
+
+# -- CSRF and roles on pages -----------------------------------------------------------------
+
+
+def test_every_post_needs_the_sessions_token(make_ui: Callable[..., UI]) -> None:
+    admin, other = make_ui("admin"), make_ui("admin")
+    form = {"name": "Webinar registration", "enabled": "1"}
+    for token in ("", "forged", other.csrf):
+        answer = admin.post("/admin/types/new", form, csrf=token)
+        assert answer.status_code == 403, token
+        assert "This form has expired" in answer.text
+        assert "nothing was changed" in answer.text
+    assert "Webinar registration" not in admin.get("/admin/types").text
+    assert admin.post("/admin/types/new", form).status_code == 303
+
+
+def test_pages_send_security_headers(admin_ui: UI) -> None:
+    page = admin_ui.get("/admin/types")
+    assert page.headers["cache-control"] == "no-store"
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "<script>" not in page.text  # the policy allows no inline script
+    css = admin_ui.get("/admin/static/admin.css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+    assert admin_ui.get("/admin/static/admin.js").status_code == 200
+
+
+def test_unknown_pages_are_404_pages(admin_ui: UI) -> None:
+    answer = admin_ui.get("/admin/nothing/here")
+    assert answer.status_code == 404
+    assert "<h1>Not found</h1>" in answer.text
+    assert admin_ui.get("/admin/types/not-a-uuid").status_code == 404
+    assert admin_ui.get("/admin/types/01a2076a-8c3e-7000-8000-000000000000").status_code == 404
+
+
+ADMIN_ONLY = ["/admin/channels", "/admin/channels/new", "/admin/keys", "/admin/keys/new",
+              "/admin/users", "/admin/users/new", "/admin/consents/new"]  # fmt: skip
+
+
+def test_marketers_see_no_channels_keys_or_users(marketer_ui: UI, admin_ui: UI) -> None:
+    page = marketer_ui.get("/admin/types")
+    nav = page.text.split('<nav id="site-nav"', 1)[1].split("</nav>", 1)[0]
+    assert 'href="/admin/types"' in nav
+    assert 'href="/admin/consents"' in nav
+    for hidden in ("/admin/channels", "/admin/keys", "/admin/users"):
+        assert f'href="{hidden}"' not in nav
+    for path in ADMIN_ONLY:
+        answer = marketer_ui.get(path)
+        assert answer.status_code == 403, path
+        assert "Not for your role" in answer.text
+    for path in ("/admin/channels/new", "/admin/keys/new", "/admin/users/new"):
+        assert marketer_ui.post(path, {"name": "x"}).status_code == 403
+    admin_nav = admin_ui.get("/admin/types").text
+    for shown in ("/admin/channels", "/admin/keys", "/admin/users", "/admin/consents"):
+        assert f'href="{shown}"' in admin_nav
+    assert marketer_ui.get("/admin", follow_redirects=False).headers["location"] == "/admin/types"
+
+
+# -- sessions on the admin API ---------------------------------------------------------------
+
+
+def test_the_api_takes_a_session(marketer_ui: UI, expect_error: ErrorCheck) -> None:
+    listed = marketer_ui.client.get("/api/activity-types")
+    assert listed.status_code == 200
+    assert {t["code_name"] for t in listed.json()["data"]} >= {"pagevisit", "click"}
+    no_token = marketer_ui.client.post("/api/activity-types", json={"name": "Signed up"})
+    expect_error(no_token, 403, "forbidden")
+    assert "X-CSRF-Token" in no_token.json()["error"]["message"]
+    wrong = marketer_ui.api(
+        "POST", "/api/activity-types", json={"name": "Signed up"}, headers={"X-CSRF-Token": "x"}
+    )
+    expect_error(wrong, 403, "forbidden")
+    created = marketer_ui.api("POST", "/api/activity-types", json={"name": "Signed up"})
+    assert created.status_code == 201, created.text
+
+
+def test_the_api_keeps_a_marketer_to_the_role(marketer_ui: UI, expect_error: ErrorCheck) -> None:
+    for path in ("/api/channels", "/api/keys"):
+        expect_error(marketer_ui.client.get(path), 403, "forbidden")
+    expect_error(marketer_ui.api("POST", "/api/channels", json={"name": "x"}), 403, "forbidden")
+    assert marketer_ui.client.get("/api/consents").status_code == 200
+    refused = marketer_ui.api("POST", "/api/consents", json={"code_name": "x", "display_name": "x"})
+    expect_error(refused, 403, "forbidden")
+
+
+def test_an_admin_session_may_do_everything(admin_ui: UI) -> None:
+    created = admin_ui.api("POST", "/api/channels", json={"name": "App", "kind": "headless"})
+    assert created.status_code == 201, created.text
+    assert admin_ui.client.get("/api/keys").status_code == 200
+
+
+def test_a_bearer_key_wins_over_the_cookie(
+    marketer_ui: UI, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    # The key decides: an admin key opens channels to this marketer's browser...
+    assert marketer_ui.client.get("/api/channels", headers=admin_headers).status_code == 200
+    # ...and a bad key is refused even though the cookie is good.
+    bad = marketer_ui.client.get("/api/activity-types", headers={"Authorization": "Bearer x"})
+    expect_error(bad, 401, "unauthorized")
+
+
+def test_an_ended_session_is_401_on_the_api(
+    admin_ui: UI, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    hub.sessions.end_all(admin_ui.user.id)
+    expect_error(admin_ui.client.get("/api/activity-types"), 401, "unauthorized")
+    anonymous = TestClient(admin_ui.client.app)
+    expect_error(anonymous.get("/api/activity-types"), 401, "unauthorized")
+
+
+def test_the_session_token_is_in_each_page(admin_ui: UI) -> None:
+    assert csrf_of(admin_ui.get("/admin/keys").text) == admin_ui.csrf

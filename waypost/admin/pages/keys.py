@@ -1,0 +1,118 @@
+"""API keys (admins only): the list (prefix and last four), creating one (shown once),
+disabling, enabling and deleting."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from starlette.responses import Response
+
+from waypost.admin.views import NavItem, Page, View, every
+from waypost.errors import ApiError, from_validation_error
+from waypost.pagination import ListQuery
+from waypost.services.channels import Channel
+from waypost.services.keys import KeyCreate, KeyQuery, KeyUpdate
+
+NAV = NavItem("Keys", "/admin/keys", "keys", 80)
+
+ACCESS = (
+    ("tracking", "Tracking: server-side logging on a channel (secret)"),
+    ("publishable", "Publishable: browsers on a website channel (safe to embed)"),
+    ("admin", "Admin: the admin API and automation (no channel)"),
+)
+
+
+def _channels(page: Page) -> list[Channel]:
+    found = every(lambda cursor: page.hub.channels.list_page(ListQuery(cursor=cursor)))
+    return sorted(found, key=lambda c: c.name.lower())
+
+
+def _channel_filter(page: Page) -> uuid.UUID | None:
+    text = page.request.query_params.get("channel", "")
+    try:
+        return uuid.UUID(text) if text else None
+    except ValueError:
+        raise ApiError(404, "not_found", "No channel has that identifier.") from None
+
+
+def list_keys(page: Page) -> Response:
+    channel = _channel_filter(page)
+    keys = every(lambda cursor: page.hub.keys.list_page(KeyQuery(cursor=cursor, channel=channel)))
+    channels = {c.id: c for c in _channels(page)}
+    return page.render(
+        "keys/list.html",
+        keys=list(reversed(keys)),  # newest first (ids are UUIDv7)
+        channels=channels,
+        channel=channels.get(channel) if channel else None,
+    )
+
+
+def _form(page: Page, values: dict[str, Any], **extra: Any) -> Response:
+    channels = _channels(page)
+    return page.render(
+        "keys/form.html",
+        extra.pop("status", 200),
+        values=values,
+        access_options=ACCESS,
+        channel_options=[("", "No channel (admin keys)")]
+        + [(str(c.id), f"{c.name} ({c.kind})") for c in channels],
+        error=extra.pop("error", None),
+    )
+
+
+def new_key(page: Page) -> Response:
+    form = page.form
+    if page.request.method == "GET":
+        channel = page.request.query_params.get("channel", "")
+        return _form(page, {"access": "tracking", "channel": channel, "name": ""})
+    values = {
+        "access": form.get("access"),
+        "channel": form.get("channel"),
+        "name": form.get("name"),
+    }
+    try:
+        try:
+            body = msgspec.convert(
+                {**values, "channel": values["channel"] or None}, KeyCreate, strict=False
+            )
+        except msgspec.ValidationError as exc:
+            raise from_validation_error(exc) from None
+        created = page.hub.keys.create(body)
+    except ApiError as exc:
+        return _form(page, values, error=exc, status=exc.status)
+    owner = page.hub.channels.get(created.channel) if created.channel else None
+    # The one time the key is shown: answered here, never stored, never cached (no-store).
+    return page.render("keys/created.html", 201, key=created, channel=owner)
+
+
+def _set_enabled(page: Page, enabled: bool) -> Response:
+    changed = page.hub.keys.update(page.uuid_param("key_id", "API key"), KeyUpdate(enabled=enabled))
+    what = "Enabled" if enabled else "Disabled"
+    return page.redirect("/admin/keys", f"{what} the key {changed.prefix}…{changed.last_four}.")
+
+
+def disable_key(page: Page) -> Response:
+    return _set_enabled(page, False)
+
+
+def enable_key(page: Page) -> Response:
+    return _set_enabled(page, True)
+
+
+def delete_key(page: Page) -> Response:
+    key_id = page.uuid_param("key_id", "API key")
+    found = page.hub.keys.get(key_id)
+    page.hub.keys.delete(key_id)
+    return page.redirect("/admin/keys", f"Deleted the key {found.prefix}…{found.last_four}.")
+
+
+ITEM = "/admin/keys/{key_id}"
+VIEWS = [
+    View("/admin/keys", list_keys, "keys"),
+    View("/admin/keys/new", new_key, "keys", ("GET", "POST"), write=True),
+    View(ITEM + "/disable", disable_key, "keys", ("POST",)),
+    View(ITEM + "/enable", enable_key, "keys", ("POST",)),
+    View(ITEM + "/delete", delete_key, "keys", ("POST",)),
+]
