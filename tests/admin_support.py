@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -75,9 +76,11 @@ class UI:
 
 def flash_of(response: httpx2.Response) -> str:
     match = re.search(r'<p class="flash" role="status">(.*?)</p>', response.text, re.S)
-    return match.group(1) if match else ""
+    return html.unescape(match.group(1)) if match else ""
 
 
 def error_of(response: httpx2.Response) -> str:
     match = re.search(r'<div class="error-summary"[^>]*>(.*?)</div>', response.text, re.S)
-    return re.sub(r"<[^>]+>", " ", match.group(1)).strip() if match else ""
+    if match is None:
+        return ""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", match.group(1))).split())

@@ -68,6 +68,8 @@ class Form:
 
 def parse_form(body: bytes, content_type: str) -> Form:
     """Decode a form body: 415 for another media type, 400 for too many fields."""
+    if not body:
+        return Form()
     media = content_type.split(";", 1)[0].strip().lower()
     if media != FORM_TYPE:
         raise ApiError(

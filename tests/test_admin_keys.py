@@ -1,0 +1,123 @@
+"""The keys pages (admins only): list, create (shown once), disable, enable, delete."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+from starlette.testclient import TestClient
+
+from waypost.hub import Hub
+from waypost.services.channels import Channel
+from waypost.services.keys import CreatedKey
+
+if TYPE_CHECKING:
+    from tests.admin_support import UI, error_of, flash_of
+else:
+    from admin_support import UI, error_of, flash_of
+
+KEY = re.compile(r'<code id="new-key">(wp[atp]_[A-Za-z0-9_-]{43})</code>')
+
+
+def test_create_a_key_and_see_it_once(
+    admin_ui: UI, hub: Hub, client: TestClient, make_channel: Callable[..., Channel]
+) -> None:
+    channel = make_channel(name="App", kind="headless")
+    form = admin_ui.get(f"/admin/keys/new?channel={channel.id}")
+    assert f'<option value="{channel.id}" selected>' in form.text
+    answer = admin_ui.post(
+        "/admin/keys/new", {"access": "tracking", "channel": str(channel.id), "name": "Backend"}
+    )
+    assert answer.status_code == 201, error_of(answer)
+    assert answer.headers["cache-control"] == "no-store"
+    match = KEY.search(answer.text)
+    assert match is not None
+    secret = match.group(1)
+    assert "shown only this once" in answer.text
+    # The key works, and is never shown again.
+    assert hub.keys.authenticate(f"Bearer {secret}").channel_id == channel.id
+    listed = admin_ui.get("/admin/keys").text
+    assert secret not in listed
+    assert f"{secret[:8]}…{secret[-4:]}" in listed
+    assert secret not in admin_ui.get(f"/admin/keys?channel={channel.id}").text
+    assert secret not in admin_ui.get(f"/admin/channels/{channel.id}").text
+
+
+def test_an_admin_key_has_no_channel(admin_ui: UI, hub: Hub) -> None:
+    answer = admin_ui.post("/admin/keys/new", {"access": "admin", "channel": "", "name": "CI"})
+    assert answer.status_code == 201
+    match = KEY.search(answer.text)
+    assert match is not None
+    assert hub.keys.authenticate_admin(f"Bearer {match.group(1)}").access == "admin"
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "message"),
+    [
+        ({"access": "tracking", "channel": ""}, 400, "belongs to a channel"),
+        ({"access": "root", "channel": ""}, 400, "access"),
+        ({"access": "tracking", "channel": "not-a-uuid"}, 400, "channel"),
+        (
+            {"access": "tracking", "channel": "01a2076a-8c3e-7000-8000-000000000000"},
+            400,
+            "No channel",
+        ),
+        ({"access": "admin", "channel": "WEBSITE"}, 400, "no channel"),
+        ({"access": "publishable", "channel": "HEADLESS"}, 400, "website channels"),
+    ],
+)
+def test_errors_are_shown_at_the_form(
+    admin_ui: UI,
+    make_channel: Callable[..., Channel],
+    form: dict[str, str],
+    status: int,
+    message: str,
+) -> None:
+    channels = {
+        "WEBSITE": make_channel(kind="website"),
+        "HEADLESS": make_channel(kind="headless"),
+    }
+    if form["channel"] in channels:
+        form = {**form, "channel": str(channels[form["channel"]].id)}
+    answer = admin_ui.post("/admin/keys/new", {**form, "name": "kept name"})
+    assert answer.status_code == status, answer.text
+    assert message in error_of(answer)
+    assert 'value="kept name"' in answer.text
+    assert KEY.search(answer.text) is None
+
+
+def test_disable_enable_and_delete(
+    admin_ui: UI, hub: Hub, make_key: Callable[..., CreatedKey], expect_error: Callable[..., object]
+) -> None:
+    key = make_key("admin", name="Robot")
+    answer = admin_ui.post(f"/admin/keys/{key.id}/disable", follow=True)
+    assert f"Disabled the key {key.prefix}…{key.last_four}" in flash_of(answer)
+    assert not hub.keys.get(key.id).enabled
+    assert 'data-confirm="Delete the key' in answer.text
+    admin_ui.post(f"/admin/keys/{key.id}/enable")
+    assert hub.keys.get(key.id).enabled
+    assert admin_ui.post(f"/admin/keys/{key.id}/delete").status_code == 303
+    assert admin_ui.post(f"/admin/keys/{key.id}/delete").status_code == 404
+
+
+def test_the_channel_filter(
+    admin_ui: UI, make_channel: Callable[..., Channel], make_key: Callable[..., CreatedKey]
+) -> None:
+    one, two = make_channel(name="One"), make_channel(name="Two")
+    make_key("tracking", one.id, name="key of one")
+    make_key("tracking", two.id, name="key of two")
+    page = admin_ui.get(f"/admin/keys?channel={one.id}").text
+    assert "key of one" in page
+    assert "key of two" not in page
+    assert "Keys of One" in page
+    assert admin_ui.get("/admin/keys?channel=nonsense").status_code == 404
+
+
+def test_marketers_cannot_see_keys(marketer_ui: UI, make_key: Callable[..., CreatedKey]) -> None:
+    key = make_key("admin")
+    assert marketer_ui.get("/admin/keys").status_code == 403
+    assert marketer_ui.post("/admin/keys/new", {"access": "admin"}).status_code == 403
+    assert marketer_ui.post(f"/admin/keys/{key.id}/disable").status_code == 403
+    assert marketer_ui.post(f"/admin/keys/{key.id}/delete").status_code == 403
