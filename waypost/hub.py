@@ -16,6 +16,7 @@ from waypost.services.group_updates import GroupUpdater
 from waypost.services.groups import GroupService
 from waypost.services.keys import KeyService
 from waypost.services.replay import ReplayService
+from waypost.services.reports import ReportService
 from waypost.services.rollups import RollupService
 from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
@@ -46,6 +47,7 @@ class Hub:
         self.group_updates = GroupUpdater(self.groups, tick=settings.group_refresh_seconds)
         self.store.on_commit = self.group_updates.committed
         self.rollups = RollupService(self.store)
+        self.reports = ReportService(self.store)
         self.users = UserService(self.store)
         self.sessions = SessionService(self.store, dt.timedelta(hours=settings.session_hours))
         self.replay = ReplayService(

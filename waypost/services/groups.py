@@ -37,6 +37,12 @@ from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import Limit, ListQuery, Page, cursor_id, encode_cursor, page_by_id
 from waypost.services.contacts import contact_not_found, require_contact
+from waypost.services.group_history import (
+    GroupHistory,
+    MemberContact,
+    member_contacts,
+    membership_history,
+)
 from waypost.services.group_membership import (
     Plan,
     PlanCache,
@@ -45,6 +51,7 @@ from waypost.services.group_membership import (
     recompute_all,
 )
 from waypost.services.group_sql import CompileError, Context, load_context, members_select
+from waypost.services.reports import window
 from waypost.store import Store
 from waypost.store.schema import (
     activities,
@@ -289,6 +296,24 @@ class GroupService:
             rows = conn.execute(stmt.where(group_members.c.contact_id == contact_id)).all()
         items = [ContactGroup(r.id, r.name, r.since) for r in rows]
         return page_by_id(items, query.limit, lambda g: g.id)
+
+    def member_contacts(self, group_id: uuid.UUID, query: MemberQuery) -> Page[MemberContact]:
+        """The members with their emails and names, for people to read."""
+        with self.store.read() as conn:
+            self._get(conn, group_id)
+            return member_contacts(conn, group_id, query.limit, query.cursor)
+
+    def history(
+        self, group_id: uuid.UUID, days: int = 30, today: dt.date | None = None
+    ) -> GroupHistory:
+        """The members at the end of each of the last ``days`` UTC days, with the day's
+        entries and exits."""
+        first, last = window(days, today)
+        with self.store.read() as conn:
+            self._get(conn, group_id)
+            return GroupHistory(
+                group_id, first, last, membership_history(conn, group_id, first, last)
+            )
 
     def check(
         self, group_id: uuid.UUID, contact_id: uuid.UUID, at: dt.datetime | None
