@@ -1,8 +1,11 @@
 """Identify from a browser, on both databases: docs/browser-tracking.md#identifying-visitors.
 
-An email nobody has is set on the visitor's contact; an email another contact has merges the
-visitor into that contact only with a valid identity hash (HMAC-SHA256 of the lower-cased email
-with the channel's identity secret), and otherwise is only recorded as a claim.
+As for activities, only at cookie level visitor or all and, where the channel has a tracking
+consent, for a contact with a current agreement to it. An email nobody has is set on the
+visitor's contact, or, when that contact has another email already, on a new contact that gets
+the browser's tracking agreement; an email another contact has merges the visitor into that
+contact only with a valid identity hash (HMAC-SHA256 of the lower-cased email with the channel's
+identity secret), and otherwise is only recorded as a claim.
 """
 
 from __future__ import annotations
@@ -116,6 +119,26 @@ def site(
 
 
 @pytest.fixture
+def open_site(
+    client: TestClient,
+    hub: Hub,
+    site: Site,
+    make_channel: Callable[..., Channel],
+    make_key: Callable[..., CreatedKey],
+) -> Site:
+    """A website channel without a tracking consent: the cookie level alone allows tracking."""
+    channel = make_channel(kind="website", allowed_origins=[ORIGIN])
+    key = make_key("publishable", channel.id).key
+    hub.catalog.invalidate()
+    return Site(client, hub, channel, key)
+
+
+def count(hub: Hub, table: sa.Table) -> int:
+    with hub.store.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+@pytest.fixture
 def loan(make_type: Callable[..., ActivityType], hub: Hub) -> ActivityType:
     kind = make_type(
         name="Loan calculator usage", code_name="custom_loan_calculator", client_side=True
@@ -172,16 +195,32 @@ def test_an_email_nobody_has_is_set_on_the_visitors_contact(site: Site, hub: Hub
     assert merges(hub) == []
 
 
-def test_without_a_contact_identify_makes_one(site: Site, hub: Hub) -> None:
-    created, merged = site.identified(None, "new@example.com", first="Nina")
+def test_without_a_contact_identify_makes_one_where_no_consent_is_required(
+    site: Site, open_site: Site, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    created, merged = open_site.identified(None, "new@example.com", first="Nina")
     assert not merged
     contact = hub.contacts.get(uuid.UUID(created))
     assert (contact.email, contact.first_name) == ("new@example.com", "Nina")
+    # Where the channel requires its tracking consent, a visitor without a contact has not
+    # agreed to anything yet: nothing is made.
+    before = count(hub, contacts)
+    expect_error(site.identify(None, "other@example.com"), 403, "consent_required")
+    assert count(hub, contacts) == before
 
 
-def test_a_contact_with_another_email_gets_a_new_contact(site: Site, hub: Hub) -> None:
+def test_a_contact_with_another_email_gets_a_new_contact_with_the_tracking_agreement(
+    site: Site, hub: Hub, loan: ActivityType
+) -> None:
+    """Another person in the same browser: the email of the first one never changes, the
+    second is a new contact, and the tracking agreement given in this browser carries over."""
+    hub.consents.create(ConsentCreate(code_name="Newsletter", display_name="Newsletter"))
     visitor = site.visitor()
+    site.post("consent", {"contact": visitor, "consent": "Newsletter", "agree": True})
+    site.log(visitor, {"type": "custom_loan_calculator", "value": "1"})
     site.identified(visitor, "first@example.com", first="Fiona")
+    history_before = hub.consents.history(uuid.UUID(visitor))
+
     other, merged = site.identified(visitor, "second@example.com", first="Sam", last="Second")
     assert not merged
     assert other != visitor
@@ -191,6 +230,82 @@ def test_a_contact_with_another_email_gets_a_new_contact(site: Site, hub: Hub) -
     assert (old.email, old.first_name, old.last_name) == ("first@example.com", "Fiona", None)
     assert row(hub, visitor).merged_into is None
     assert merges(hub) == []
+    # The new contact may be tracked: the browser's agreement, on this channel, for the text
+    # version the visitor agreed to; the newsletter stays Fiona's.
+    [carried] = hub.consents.history(uuid.UUID(other))
+    assert (carried.consent, carried.agreed, carried.channel) == (CONSENT, True, site.channel.id)
+    assert carried.version == hub.consents.state(uuid.UUID(visitor), CONSENT).version
+    assert not hub.consents.state(uuid.UUID(other), "Newsletter").agreed
+    assert hub.consents.history(uuid.UUID(visitor)) == history_before
+    site.log(other, {"type": "custom_loan_calculator", "value": "2"})
+    assert owned(hub, activities, other) == 1
+    assert owned(hub, activities, visitor) == 1
+    # Back to the first email: it names Fiona's contact (a claim, without a hash) ...
+    assert site.identified(other, "first@example.com") == (other, False)
+    # ... and the new contact keeps its email when named again.
+    assert site.identified(other, "Second@example.com") == (other, False)
+
+
+def test_a_new_contact_on_a_channel_without_a_tracking_consent_gets_no_agreement(
+    open_site: Site, hub: Hub
+) -> None:
+    visitor, _ = open_site.identified(None, "first@example.com")
+    other, _ = open_site.identified(visitor, "second@example.com")
+    assert other != visitor
+    assert hub.consents.history(uuid.UUID(other)) == []
+
+
+# -- cookie level and tracking consent -------------------------------------------------------------
+
+
+def test_identify_needs_the_cookie_level_visitor_or_all(
+    site: Site, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    visitor = site.visitor()
+    for level in ("none", "essential", "Visitor", ""):
+        answer = site.identify(visitor, EMAIL, cookieLevel=level)
+        expect_error(answer, 403, "consent_required", "cookieLevel")
+    expect_error(
+        site.post("identify", {"contact": visitor, "email": EMAIL}),
+        400,
+        "missing_field",
+        "cookieLevel",
+    )
+    assert hub.contacts.get(uuid.UUID(visitor)).email is None
+    for level in ("visitor", "all"):
+        assert site.identified(visitor, EMAIL, cookieLevel=level) == (visitor, False)
+    assert hub.contacts.get(uuid.UUID(visitor)).email == EMAIL
+
+
+def test_identify_needs_a_current_tracking_agreement(
+    site: Site, hub: Hub, owner: str, expect_error: ErrorCheck
+) -> None:
+    hub.consents.create(ConsentCreate(code_name="Newsletter", display_name="Newsletter"))
+    answer = site.post("consent", {"consent": "Newsletter", "agree": True})
+    other_consent = answer.json()["contact"]
+    visitor = site.visitor()
+    site.post("consent", {"contact": visitor, "consent": CONSENT, "agree": False})
+    contacts_before, merges_before = count(hub, contacts), merges(hub)
+    for contact in (other_consent, visitor):
+        expect_error(site.identify(contact, "new@example.com"), 403, "consent_required")
+        signed = sign(site.secret(), EMAIL)
+        expect_error(site.identify(contact, EMAIL, hash=signed), 403, "consent_required")
+        person = hub.contacts.get(uuid.UUID(contact))
+        assert (person.email, person.attributes) == (None, {})
+        assert row(hub, contact).merged_into is None
+    assert (count(hub, contacts), merges(hub)) == (contacts_before, merges_before)
+    # Agreeing again allows it.
+    site.post("consent", {"contact": visitor, "consent": CONSENT, "agree": True})
+    assert site.identified(visitor, "new@example.com") == (visitor, False)
+
+
+def test_without_a_tracking_consent_the_cookie_level_alone_counts(
+    open_site: Site, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    contact, _ = open_site.identified(None, "open@example.com")
+    answer = open_site.identify(contact, "open@example.com", cookieLevel="essential", first="O")
+    expect_error(answer, 403, "consent_required", "cookieLevel")
+    assert hub.contacts.get(uuid.UUID(contact)).first_name is None
 
 
 def test_identify_checks_its_body(site: Site, expect_error: ErrorCheck) -> None:
@@ -266,14 +381,17 @@ def test_without_a_valid_hash_the_claim_is_recorded_and_nothing_merges(
     assert merges(hub) == []
 
 
-def test_a_claim_without_a_contact_never_names_the_owner(site: Site, hub: Hub, owner: str) -> None:
-    claimant, merged = site.identified(None, EMAIL, first="Mallory")
+def test_a_claim_without_a_contact_never_names_the_owner(
+    open_site: Site, hub: Hub, owner: str
+) -> None:
+    claimant, merged = open_site.identified(None, EMAIL, first="Mallory")
     assert not merged
     assert claimant != owner
     assert hub.contacts.get(uuid.UUID(claimant)).attributes["claimed_email"] == EMAIL
     assert hub.contacts.get(uuid.UUID(claimant)).email is None
     # With the hash, the site's backend vouches for the visitor: the owner, nothing to merge.
-    assert site.identified(None, EMAIL, hash=sign(site.secret(), EMAIL)) == (owner, False)
+    signed = sign(open_site.secret(), EMAIL)
+    assert open_site.identified(None, EMAIL, hash=signed) == (owner, False)
     assert merges(hub) == []
 
 
@@ -482,7 +600,7 @@ def test_the_email_of_a_merged_contact_leads_to_the_survivor(
     assert site.identified(later, "work@example.com", hash=signed) == (owner, True)
     assert row(hub, later).merged_into == uuid.UUID(owner)
     assert owned(hub, activities, later) == owned(hub, activities, visitor) == 0
-    assert site.identified(None, "Work@example.com", hash=signed) == (owner, False)
+    assert site.identified(owner, "Work@example.com", hash=signed) == (owner, False)
 
     backend = make_tracker()
     hub.catalog.invalidate()

@@ -464,7 +464,7 @@ def test_unknown_contacts(site: Site, loan: ActivityType, expect_error: ErrorChe
     expect_error(site.log(nobody, LOAN), 404, "contact_not_found")
     expect_error(site.consent(nobody), 404, "contact_not_found")
     expect_error(
-        site.post("identify", {"contact": nobody, "email": "a@example.com"}),
+        site.post("identify", {"contact": nobody, "cookieLevel": "all", "email": "a@example.com"}),
         404,
         "contact_not_found",
     )

@@ -3,11 +3,13 @@
 Publishable keys only (in the ``key`` query parameter, so ``sendBeacon`` works), website
 channels only, from the channel's allowed origins only. Activities: client-side types only,
 cookie level ``visitor`` or ``all``, within the type's rate limits, and for contacts with a
-current agreement to the channel's tracking consent. See docs/browser-tracking.md.
+current agreement to the channel's tracking consent; identify under the same two conditions.
+See docs/browser-tracking.md.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from typing import TypeVar
@@ -72,8 +74,8 @@ class IdentifyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     """``POST /browser/identify``: the visitor's email, names and the site's identity hash."""
 
     email: str
+    cookie_level: str
     contact: uuid.UUID | None = None
-    cookie_level: str | None = None
     first: str | None = None
     last: str | None = None
     hash: str | None = None
@@ -214,14 +216,21 @@ class BrowserApp:
                 if len(value) > 100:
                     raise ApiError(400, "invalid_field", f"{name} is at most 100 characters.", name)
                 names[column] = value.strip()
+        # Naming a visitor is tracking them: the rules of activities apply (DESIGN 2.2).
+        refused = cookie_level_refusal(body.cookie_level)
+        if refused is not None:
+            raise refused
         identified = await to_thread.run_sync(
-            self.hub.contacts.identify,
-            channel.id,
-            channel.identity_secret,
-            body.contact,
-            email,
-            names,
-            body.hash,
+            functools.partial(
+                self.hub.contacts.identify,
+                channel.id,
+                channel.identity_secret,
+                body.contact,
+                email,
+                names,
+                body.hash,
+                tracking_consent=channel.tracking_consent,
+            )
         )
         return 200, _encode(identified), []
 
@@ -313,18 +322,23 @@ def _browser_rules(
             item.payload,
             code,
         )
-    if cookie_level not in TRACKING_LEVELS:
-        return reject(
-            ApiError(
-                403,
-                "consent_required",
-                f"The cookie level is {cookie_level!r}; tracking needs 'visitor' or 'all'.",
-                "cookieLevel",
-            ),
-            item.payload,
-            code,
-        )
+    refused = cookie_level_refusal(cookie_level)
+    if refused is not None:
+        return reject(refused, item.payload, code)
     return item
+
+
+def cookie_level_refusal(cookie_level: str) -> ApiError | None:
+    """The 403 ``consent_required`` for a cookie level below ``visitor``, or None: the same
+    rule for activities and identify."""
+    if cookie_level in TRACKING_LEVELS:
+        return None
+    return ApiError(
+        403,
+        "consent_required",
+        f"The cookie level is {cookie_level!r}; tracking needs 'visitor' or 'all'.",
+        "cookieLevel",
+    )
 
 
 def _allow_origin(origin: str) -> Headers:

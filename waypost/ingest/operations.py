@@ -144,6 +144,7 @@ def ingest_operations() -> list[Operation]:
             body=IdentifyBody,
             response=Identified,
             auth="publishable",
+            errors=(404,),
         ),
         documented(
             "POST",

@@ -29,7 +29,7 @@ from waypost.errors import ErrorDetail
 from waypost.ids import new_id
 from waypost.ingest.activities import Accepted, Rejected
 from waypost.ingest.catalog import ChannelInfo
-from waypost.services.consents import ConsentState, current_states
+from waypost.services.consents import ConsentState, consent_required, current_states
 from waypost.services.contacts import apply_data_input, contact_not_found
 from waypost.store import StorageUnavailable, Store, touch
 from waypost.store.codec import Codec
@@ -328,11 +328,7 @@ class Writer:
                 ):
                     item = Rejected(
                         403,
-                        ErrorDetail(
-                            "consent_required",
-                            f"The contact has not agreed to {channel.tracking_consent!r}, which "
-                            "this channel requires before tracking.",
-                        ),
+                        consent_required(channel.tracking_consent).detail,
                         item.payload,
                         item.type.code_name,
                     )

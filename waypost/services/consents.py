@@ -314,3 +314,53 @@ def current_states(
     for row in rows:  # ordered oldest first, so the newest wins
         states[row.contact_id] = ConsentState(row.agreed, row.version)
     return states
+
+
+def consent_required(code_name: str | None) -> ApiError:
+    """The 403 for tracking a contact without a current agreement to the channel's tracking
+    consent: the same answer for activities and for a browser's identify."""
+    return ApiError(
+        403,
+        "consent_required",
+        f"The contact has not agreed to {code_name!r}, which this channel requires before "
+        "tracking.",
+    )
+
+
+def require_agreement(conn: Connection, contact_id: uuid.UUID | None, code_name: str) -> int:
+    """The text version of the contact's current agreement to the consent; 403
+    ``consent_required`` without one (no contact, never agreed, or revoked since)."""
+    consent_id = conn.execute(
+        sa.select(consents.c.id).where(consents.c.code_name == code_name)
+    ).scalar_one_or_none()
+    if consent_id is None or contact_id is None:
+        raise consent_required(code_name)
+    state = current_states(conn, [contact_id], consent_id).get(contact_id)
+    if state is None or not state.agreed or state.version is None:
+        raise consent_required(code_name)
+    return state.version
+
+
+def carry_agreement(
+    conn: Connection,
+    contact_id: uuid.UUID,
+    code_name: str,
+    version: int,
+    channel_id: uuid.UUID | None,
+) -> None:
+    """Record, for ``contact_id``, an agreement to the consent's text ``version`` that the same
+    visitor gave as another contact (a new row: the history stays append-only)."""
+    conn.execute(
+        consent_agreements.insert().values(
+            id=new_id(),
+            contact_id=contact_id,
+            consent_id=sa.select(consents.c.id)
+            .where(consents.c.code_name == code_name)
+            .scalar_subquery(),
+            channel_id=channel_id,
+            agreed=True,
+            version=version,
+            created_at=utcnow(),
+        )
+    )
+    touch(conn, [contact_id], CONSENTS_CHANGED)

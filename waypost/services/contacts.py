@@ -17,6 +17,7 @@ from waypost.domain.conditions import EVERYTHING, FIELDS_CHANGED
 from waypost.domain.contact_fields import CONTACT_FIELDS, normalise_email
 from waypost.errors import ApiError
 from waypost.ids import new_id, utcnow
+from waypost.services.consents import carry_agreement, require_agreement
 from waypost.store import Store, touch
 from waypost.store.schema import (
     activities,
@@ -299,8 +300,14 @@ class ContactService:
         email: str,
         names: dict[str, object],
         given_hash: str | None,
+        tracking_consent: str | None = None,
     ) -> Identified:
-        """A browser names its visitor: see docs/browser-tracking.md#identifying-visitors."""
+        """A browser names its visitor: see docs/browser-tracking.md#identifying-visitors.
+
+        With the channel's ``tracking_consent``, the browser's contact must have a current
+        agreement to it (403 ``consent_required`` otherwise, as for activities), and a new
+        contact made for a new email gets that agreement too.
+        """
         key = normalise_email(email)
         # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
         verified = given_hash is not None and hmac.compare_digest(
@@ -308,6 +315,9 @@ class ContactService:
         )
         with self.store.write() as conn:
             current = require_contact(conn, contact_id) if contact_id is not None else None
+            version = None
+            if tracking_consent is not None:
+                version = require_agreement(conn, current, tracking_consent)
             owner = email_owner(conn, key)
             if owner is not None and owner == current:
                 _set(conn, owner, names)
@@ -322,18 +332,16 @@ class ContactService:
                     merge_contacts(conn, current, owner, "identify", channel_id)
                 _set(conn, owner, names)
                 return Identified(owner, current is not None)
-            current_email = (
-                conn.execute(
-                    sa.select(contacts.c.email_key).where(contacts.c.id == current)
-                ).scalar_one()
-                if current is not None
-                else None
-            )
-            if current is None or current_email is not None:
-                # A contact's email never changes: a new email is a new contact.
-                return Identified(insert_contact(conn, email=email, **names), False)
-            _set(conn, current, {"email": email, "email_key": key, **names})
-            return Identified(current, False)
+            if current is not None and _email_key(conn, current) is None:
+                _set(conn, current, {"email": email, "email_key": key, **names})
+                return Identified(current, False)
+            # A contact's email never changes (Kentico's rule): another person in this browser
+            # is a new contact. The visitor agreed to tracking in this browser, so the new
+            # contact may be tracked as the old one was; their other consents stay theirs.
+            created = insert_contact(conn, email=email, **names)
+            if tracking_consent is not None and version is not None:
+                carry_agreement(conn, created, tracking_consent, version, channel_id)
+            return Identified(created, False)
 
     def _record_claim(
         self, conn: Connection, contact_id: uuid.UUID, email: str, names: dict[str, object]
