@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from waypost.settings import load_settings
 from waypost.store import make_engine, migrate
-from waypost.store.schema import activity_types, api_keys, metadata
+from waypost.store.schema import SEARCH_INDEXES, activity_types, api_keys, metadata
 
 TABLES = {table.name for table in metadata.sorted_tables}
 
@@ -47,10 +47,20 @@ def builtin_types(engine: Engine) -> dict[str, tuple[bool, bool, bool]]:
     return {row.code_name: (row.builtin, row.enabled, row.client_side) for row in rows}
 
 
+def _declared(item: object, name: str | None, kind: str, reflected: bool, other: object) -> bool:
+    # The search indexes are per database, made by migration 0008 alone (see SEARCH_INDEXES).
+    return not (kind == "index" and name in SEARCH_INDEXES)
+
+
 def differences(engine: Engine) -> list[object]:
     with engine.connect() as conn:
         context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": True}
+            conn,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_object": _declared,
+            },
         )
         return list(compare_metadata(context, metadata))
 
