@@ -853,11 +853,6 @@ def test_unknown_events_are_rejected_and_kept(
     assert "signed_up" not in {t.code_name for t in segment.hub.types.all()}
 
 
-@pytest.mark.xfail(
-    reason="replay looks the stored event name up as a code name only, not as an alias "
-    "(waypost/services/replay.py, waypost/ingest/activities.py); docs/segment.md promises it",
-    strict=True,
-)
 def test_an_unknown_event_is_replayable_once_an_alias_names_it(
     segment: Segment, admin_headers: dict[str, str]
 ) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import utcnow
 from waypost.ingest.activities import Accepted, prepare
-from waypost.ingest.catalog import Catalog
+from waypost.ingest.catalog import Catalog, Snapshot
 from waypost.ingest.writer import ActivityResult, Job, Writer
 from waypost.store import Store
 from waypost.store.schema import rejected_activities
@@ -147,7 +147,7 @@ class ReplayService:
                 if channel is None or row.contact_id is None:
                     items.append(ReplayedItem(row.id, "channel_not_found", None, 404))
                     continue
-                raw = msgspec.json.encode(row.payload)
+                raw = msgspec.json.encode(_by_code_name(row.payload, row.source, snapshot))
                 item = prepare(raw, snapshot, row.received_at, self.max_activity_bytes)
                 if isinstance(item, Accepted):
                     item.id = row.id
@@ -180,3 +180,14 @@ def _item(rejected_id: uuid.UUID, result: ActivityResult) -> ReplayedItem:
         return ReplayedItem(rejected_id, "duplicate", result.id, 208)
     assert result.error is not None
     return ReplayedItem(rejected_id, result.error.code, None, result.status)
+
+
+def _by_code_name(payload: Any, source: str, snapshot: Snapshot) -> Any:
+    """A Segment event kept under its event name replays under the type that now has that
+    name as an alias (docs/segment.md); the headless API itself takes code names only."""
+    if source != "segment" or not isinstance(payload, dict):
+        return payload
+    name = payload.get("type")
+    if isinstance(name, str) and name not in snapshot.types and name in snapshot.aliases:
+        return {**payload, "type": snapshot.aliases[name].code_name}
+    return payload
