@@ -1,0 +1,332 @@
+"""The admin UI in a real browser (Debian's chromium through Playwright) against a real server.
+
+One server for the module, on a SQLite file, with an admin and a marketer. Each test gets a
+fresh browser context, saves screenshots of the pages it visits under
+test-artifacts/screenshots/, and fails if a page logged a console error it did not expect.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from waypost.app import create_app
+from waypost.domain.codenames import derive_code_name
+from waypost.hub import Hub
+from waypost.services.users import UserCreate
+from waypost.settings import load_settings
+from waypost.store import migrate
+
+if TYPE_CHECKING:
+    from tests.admin_support import FAST_HASHER, PASSWORD
+    from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ServerThread
+else:
+    from admin_support import FAST_HASHER, PASSWORD
+    from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ServerThread
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+SCREENSHOTS = ARTIFACTS / "screenshots"
+ADMIN = "admin@example.com"
+MARKETER = "marketer@example.com"
+
+
+@dataclass
+class Site:
+    """The running server and its hub."""
+
+    hub: Hub
+    server: ServerThread
+
+    @property
+    def url(self) -> str:
+        return self.server.origin
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    path = tmp_path_factory.mktemp("admin-browser") / "waypost.db"
+    settings = load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"})
+    hub = Hub(settings)
+    migrate.upgrade(hub.store.engine)
+    hub.users.hasher = FAST_HASHER
+    hub.users.create(UserCreate(email=ADMIN, role="admin", password=PASSWORD))
+    hub.users.create(UserCreate(email=MARKETER, role="marketer", password=PASSWORD))
+    server = ServerThread(create_app(settings, hub=hub)).start()
+    try:
+        yield Site(hub, server)
+    finally:
+        server.stop()
+        hub.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Visit:
+    """A fresh browser context and page, and the console errors it logged."""
+
+    site: Site
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    expected: list[re.Pattern[str]] = field(default_factory=list)
+
+    def expect_error(self, pattern: str) -> None:
+        self.expected.append(re.compile(pattern))
+
+    def goto(self, path: str) -> Any:
+        return self.page.goto(self.site.url + path)
+
+    def shot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+    def log_in(self, email: str, password: str = PASSWORD) -> None:
+        self.goto("/admin")
+        self.page.wait_for_url("**/admin/login**")
+        self.page.fill("#email", email)
+        self.page.fill("#password", password)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url("**/admin/types")
+
+
+def _visit(browser: Any, site: Site, **context_options: Any) -> Iterator[Visit]:
+    context = browser.new_context(**context_options)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    visit = Visit(site, page)
+    page.on("console", lambda m: visit.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: visit.errors.append(f"uncaught: {error}"))
+    page.on("dialog", lambda dialog: dialog.accept())
+    try:
+        yield visit
+    finally:
+        context.close()
+    unexpected = [e for e in visit.errors if not any(p.search(e) for p in visit.expected)]
+    assert unexpected == [], unexpected
+
+
+@pytest.fixture
+def visit(browser: Any, site: Site) -> Iterator[Visit]:
+    yield from _visit(browser, site)
+
+
+@pytest.fixture
+def phone(browser: Any, site: Site) -> Iterator[Visit]:
+    yield from _visit(browser, site, viewport={"width": 390, "height": 844}, is_mobile=True)
+
+
+def flash(visit: Visit) -> str:
+    return str(visit.page.inner_text(".flash"))
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+def test_log_in_and_out(visit: Visit) -> None:
+    page = visit.page
+    visit.goto("/admin/channels")
+    page.wait_for_url("**/admin/login?next=%2Fadmin%2Fchannels")
+    visit.shot("login")
+    page.fill("#email", ADMIN)
+    page.fill("#password", "wrong password")
+    page.click("button[type=submit]")
+    visit.expect_error(r"status of 400")
+    assert "wrong" in page.inner_text(".error-summary")
+    # The script moves the focus to the error, for screen readers and keyboards.
+    page.wait_for_function("document.activeElement.id === 'error-summary'")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/admin/channels")
+    assert page.inner_text("nav .who").startswith(ADMIN)
+    page.click("text=Log out")
+    page.wait_for_url("**/admin/login")
+    assert flash(visit) == "You have logged out."
+    visit.goto("/admin/types")
+    page.wait_for_url("**/admin/login**")
+
+
+def test_the_code_name_script_mirrors_the_server(visit: Visit) -> None:
+    visit.log_in(MARKETER)
+    names = [
+        "Loan calculator usage", "Café Crème — 2 \u00d7 ½", "Straße & Smørrebrød", "ÆØÅ æøå",
+        "  --Leading and trailing--  ", "Ünïcödé İstanbul \u0131i", "日本語", "", "a" * 150 + " b",
+        "x.y", "Tab\tand\nnewline", "ﬁnance ﬂow", "Łódź Đakovo Þór",
+    ]  # fmt: skip
+    derived = visit.page.evaluate("(names) => names.map(window.WaypostAdmin.deriveCodeName)", names)
+    assert derived == [derive_code_name(name) for name in names]
+
+
+def test_create_a_type_with_fields(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in(MARKETER)
+    visit.shot("types-list")
+    page.click("text=New activity type")
+    page.wait_for_url("**/admin/types/new")
+    page.fill("#name", "Webinar registration")
+    assert page.input_value("#code_name") == "webinar_registration"
+    page.fill("#description", "Signed up for a webinar.")
+    page.check("#client_side")
+    page.fill("#fields-0-name", "webinar")
+    page.select_option("#fields-0-type", "text")
+    page.check("#fields-0-required")
+    page.check("#fields-0-primary")
+    page.click("text=Add a field")
+    page.wait_for_function("document.activeElement.id === 'fields-1-name'")
+    page.fill("#fields-1-name", "seats")
+    page.select_option("#fields-1-type", "integer")
+    page.check("#fields-1-primary")  # at most one primary: the first one is unchecked
+    assert not page.is_checked("#fields-0-primary")
+    page.check("#fields-0-primary")
+    page.click("text=Add a field")
+    page.fill("#fields-2-name", "dropped")
+    page.click(".field-row:has(#fields-2-name) [data-remove-row]")
+    assert page.locator("#fields-2-name").count() == 0
+    page.fill("#limit_contact", "3")
+    page.fill("#retention_days", "30")
+    visit.shot("types-form")
+    page.click("text=Create activity type")
+    page.wait_for_url("**/admin/types")
+    assert "Created the activity type Webinar registration" in flash(visit)
+    created = visit.site.hub.types.get_by_code("webinar_registration")
+    assert [(f.name, f.type, f.required, f.primary) for f in created.fields] == [
+        ("webinar", "text", True, True),
+        ("seats", "integer", False, False),
+    ]
+    assert created.client_side
+    assert created.rate_limits.per_contact is not None
+    assert created.rate_limits.per_contact.limit == 3
+    assert created.retention_days == 30
+
+    # The same name again: the service's conflict is shown at the form, the input kept.
+    visit.expect_error(r"status of 409")
+    page.click("text=New activity type")
+    page.fill("#name", "Webinar registration")
+    page.fill("#code_name", "webinar_again")
+    page.fill("#fields-0-name", "kept")
+    page.click("text=Create activity type")
+    assert "exists already" in page.inner_text(".error-summary")
+    assert page.input_value("#fields-0-name") == "kept"
+    assert page.input_value("#code_name") == "webinar_again"
+    visit.shot("types-form-error")
+
+
+def test_enable_and_disable_a_type(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in(MARKETER)
+    row = page.locator("#type-click")
+    row.locator("text=Disable").click()
+    page.wait_for_url("**/admin/types")
+    assert "Disabled Clicked" in flash(visit) or "Disabled" in flash(visit)
+    assert "Disabled" in page.locator("#type-click").inner_text()
+    assert not visit.site.hub.types.get_by_code("click").enabled
+    page.locator("#type-click").locator("text=Enable").click()
+    page.wait_for_url("**/admin/types")
+    assert visit.site.hub.types.get_by_code("click").enabled
+    page.click("#type-click a")
+    page.wait_for_url("**/admin/types/*")
+    visit.shot("types-edit")
+
+
+def test_create_a_channel_and_a_key_seen_once(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in(ADMIN)
+    page.click("nav >> text=Channels")
+    page.wait_for_url("**/admin/channels")
+    page.click("text=New channel")
+    page.fill("#name", "Shop")
+    page.check("#kind-website")
+    page.fill("#allowed_origins", "https://shop.example\nhttps://www.shop.example")
+    visit.shot("channels-form")
+    page.click("text=Create channel")
+    page.wait_for_url("**/admin/channels/*")
+    assert "Created the website channel Shop" in flash(visit)
+    page.click("a:text-is('Create a key')")
+    page.wait_for_url("**/admin/keys/new?channel=*")
+    page.select_option("#access", "publishable")
+    page.fill("#name", "Shop pages")
+    visit.shot("keys-form")
+    page.click("text=Create key")
+    secret = page.inner_text("#new-key").strip()
+    assert secret.startswith("wpp_")
+    page.click("text=Copy the key")
+    page.wait_for_function("document.getElementById('new-key-status').textContent !== ''")
+    visit.shot("keys-created")
+    key = visit.site.hub.keys.authenticate(f"Bearer {secret}")
+    page.click("text=Back to the keys")
+    page.wait_for_url("**/admin/keys")
+    assert secret not in page.content()
+    assert f"{secret[:8]}…{secret[-4:]}" in page.inner_text(f"#key-{key.key_id}")
+    page.locator(f"#key-{key.key_id}").locator("text=Disable").click()  # confirmed
+    page.wait_for_url("**/admin/keys")
+    assert "Disabled" in page.inner_text(f"#key-{key.key_id}")
+    visit.shot("keys-list")
+    page.click("nav >> text=Channels")
+    page.wait_for_url("**/admin/channels")
+    visit.shot("channels-list")
+
+
+def test_create_a_consent_with_two_languages(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in(ADMIN)
+    visit.goto("/admin/consents")
+    page.click("text=New consent")
+    page.fill("#code_name", "Newsletter")
+    page.fill("#display_name", "Newsletter")
+    page.fill("#texts-0-short_text", "We send you news.")
+    page.fill("#texts-0-full_text", "<p>Once a month.</p>")
+    page.click("text=Add a language")
+    page.fill("#texts-1-language", "de")
+    page.fill("#texts-1-short_text", "Wir schicken Neuigkeiten.")
+    page.fill("#texts-1-full_text", "<p>Einmal im Monat.</p>")
+    visit.shot("consents-form")
+    page.click("text=Create consent")
+    page.wait_for_url("**/admin/consents")
+    assert "Created the consent Newsletter" in flash(visit)
+    consent = visit.site.hub.consents.get_by_code("Newsletter")
+    assert sorted(consent.texts) == ["de", "en"]
+    assert consent.texts["de"].short_text == "Wir schicken Neuigkeiten."
+    visit.shot("consents-list")
+    visit.goto("/admin/users")
+    visit.shot("users-list")
+
+
+def test_a_marketer_sees_no_channels_or_keys(visit: Visit) -> None:
+    visit.log_in(MARKETER)
+    nav = visit.page.inner_text("#site-nav")
+    assert "Activity types" in nav
+    assert "Channels" not in nav
+    assert "Keys" not in nav
+    visit.expect_error(r"status of 403")
+    answer = visit.goto("/admin/keys")
+    assert answer.status == 403
+    assert visit.page.inner_text("h1") == "Not for your role"
+    visit.shot("forbidden")
+
+
+def test_phone_width(phone: Visit) -> None:
+    page = phone.page
+    phone.log_in(MARKETER)
+    assert not page.is_visible("#site-nav")
+    toggle = page.locator(".nav-toggle")
+    assert toggle.get_attribute("aria-expanded") == "false"
+    toggle.click()
+    assert toggle.get_attribute("aria-expanded") == "true"
+    assert page.is_visible("#site-nav >> text=Consents")
+    # Nothing wider than the screen but the tables, which scroll in their own box.
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    phone.shot("phone-types-list")
+    phone.goto("/admin/types/new")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.shot("phone-types-form")
