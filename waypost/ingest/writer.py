@@ -11,6 +11,7 @@ mode with ``synchronous=FULL`` that is durable across a power cut, on PostgreSQL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import queue
@@ -66,9 +67,15 @@ class Job:
     # Refuse activities of contacts without a current agreement to the channel's tracking
     # consent; None: as the channel's enforce_consent says.
     require_consent: bool | None = None
+    # The event loop ``done`` must run in (None: any thread). The writer wakes each loop once
+    # per commit for all of its jobs, instead of once per job.
+    loop: asyncio.AbstractEventLoop | None = None
     # Filled by the writer.
     results: list[ActivityResult] = field(default_factory=list)
     missing_contact: bool = False
+
+
+Outcome = list[ActivityResult] | BaseException
 
 
 class _DryRun(Exception):
@@ -182,10 +189,10 @@ class Writer:
         future: asyncio.Future[list[ActivityResult]] = loop.create_future()
 
         def done(outcome: list[ActivityResult] | BaseException) -> None:
-            loop.call_soon_threadsafe(_resolve, future, outcome)
+            _resolve(future, outcome)
 
         self.start()
-        job = Job(channel, contact_id, items, received_at, source, done)
+        job = Job(channel, contact_id, items, received_at, source, done, loop=loop)
         job.require_consent = require_consent
         self._queue.put(job)
         return await future
@@ -254,20 +261,21 @@ class Writer:
             self._commit(batch)
 
     def _commit(self, batch: list[Job]) -> None:
+        outcomes: list[Outcome]
         try:
             self._store_with_retry(batch)
         except StorageUnavailable as exc:
-            for job in batch:
-                job.done(exc)
-            return
+            outcomes = [exc] * len(batch)
         except Exception as exc:
             log.exception("the writer failed a batch of %d requests", len(batch))
-            for job in batch:
-                job.done(StorageUnavailable(str(exc)))
-            return
-        self.batches += 1
-        for job in batch:
-            job.done(contact_not_found(job.contact_id) if job.missing_contact else job.results)
+            outcomes = [StorageUnavailable(str(exc))] * len(batch)
+        else:
+            self.batches += 1
+            outcomes = [
+                contact_not_found(job.contact_id) if job.missing_contact else job.results
+                for job in batch
+            ]
+        _deliver(batch, outcomes)
 
     def _store_with_retry(self, batch: list[Job]) -> None:
         try:
@@ -515,6 +523,25 @@ def _replayed(
 
 def _type_code(item: Accepted | Rejected) -> str | None:
     return item.type.code_name if isinstance(item, Accepted) else item.type_code
+
+
+def _deliver(batch: list[Job], outcomes: list[Outcome]) -> None:
+    """Hand each job its outcome: in its event loop, woken once for all of its jobs."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Outcome]]] = {}
+    for job, outcome in zip(batch, outcomes, strict=True):
+        if job.loop is None:
+            job.done(outcome)
+        else:
+            by_loop.setdefault(job.loop, []).append((job, outcome))
+    for loop, pairs in by_loop.items():
+        # A closed loop raises RuntimeError: nobody waits for those answers any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_done_all, pairs)
+
+
+def _done_all(pairs: list[tuple[Job, Outcome]]) -> None:
+    for job, outcome in pairs:
+        job.done(outcome)
 
 
 def _resolve(
