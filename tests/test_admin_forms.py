@@ -44,6 +44,7 @@ def test_numbers_in_forms() -> None:
         (b'{"a": 1}', "application/json", 415),
         (b"a=1", "multipart/form-data; boundary=x", 415),
         (b"&".join(b"f%d=1" % i for i in range(3000)), "application/x-www-form-urlencoded", 400),
+        (b"name=a%00b", "application/x-www-form-urlencoded", 400),
     ],
 )
 def test_bad_form_bodies(body: bytes, content_type: str, status: int) -> None:

@@ -85,4 +85,8 @@ def parse_form(body: bytes, content_type: str) -> Form:
         )
     except ValueError:
         raise invalid(f"A form has at most {MAX_FORM_FIELDS} fields.") from None
+    for name, value in pairs:
+        # PostgreSQL stores no NUL character in text; no form of the UI has a use for one.
+        if "\x00" in value or "\x00" in name:
+            raise invalid("A form value holds a NUL character; remove it.", name or None)
     return Form(pairs)
