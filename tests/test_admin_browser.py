@@ -92,7 +92,7 @@ class Visit:
         self.page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
     def log_in(self, email: str, password: str = PASSWORD) -> None:
-        self.goto("/admin")
+        self.goto("/admin/types")
         self.page.wait_for_url("**/admin/login**")
         self.page.fill("#email", email)
         self.page.fill("#password", password)
