@@ -6,7 +6,13 @@ from waypost.api.routing import Call, Operation, parse_uuid
 from waypost.pagination import ListQuery, Page
 from waypost.services.activities import Activity, ActivityQuery
 from waypost.services.consents import Agreement
+from waypost.services.contact_search import ContactSearchQuery, ContactSummary
 from waypost.services.contacts import Contact
+
+
+def search_contacts(call: Call[None, ContactSearchQuery]) -> Page[ContactSummary]:
+    query = call.query
+    return call.hub.contacts.search(query.q, query.limit, query.cursor)
 
 
 def get_contact(call: Call[None, None]) -> Contact:
@@ -27,6 +33,15 @@ def contact_consents(call: Call[None, ListQuery]) -> Page[Agreement]:
 ITEM = "/api/contacts/{contact_id}"
 TAG = "Contacts"
 OPERATIONS = [
+    Operation(
+        "GET",
+        "/api/contacts",
+        search_contacts,
+        "Search contacts by the start of an email, a first or a last name",
+        TAG,
+        query=ContactSearchQuery,
+        response=Page[ContactSummary],
+    ),
     Operation("GET", ITEM, get_contact, "Read a contact", TAG, response=Contact, errors=(404,)),
     Operation(
         "GET",

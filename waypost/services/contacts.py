@@ -17,7 +17,9 @@ from waypost.domain.conditions import EVERYTHING, FIELDS_CHANGED
 from waypost.domain.contact_fields import CONTACT_FIELDS, normalise_email
 from waypost.errors import ApiError
 from waypost.ids import new_id, utcnow
+from waypost.pagination import Page
 from waypost.services.consents import carry_agreement, require_agreement
+from waypost.services.contact_search import ContactSummary, search
 from waypost.store import Store, touch
 from waypost.store.schema import (
     activities,
@@ -52,6 +54,8 @@ class Contact(msgspec.Struct):
     external_ids: dict[str, list[str]]
     created_at: dt.datetime
     updated_at: dt.datetime
+    # Set when this contact was merged into another: requests naming it reach that one.
+    merged_into: uuid.UUID | None = None
 
 
 class ContactCreated(msgspec.Struct):
@@ -290,7 +294,16 @@ class ContactService:
             external_ids=external,
             created_at=m["created_at"],
             updated_at=m["updated_at"],
+            merged_into=m["merged_into"],
         )
+
+    def search(
+        self, text: str = "", limit: int = 50, cursor: str | None = None
+    ) -> Page[ContactSummary]:
+        """Contacts by the start of their email, first or last name, a page at a time; all
+        contacts, newest first, for an empty ``text`` (see :mod:`contact_search`)."""
+        with self.store.read() as conn:
+            return search(conn, text, limit, cursor)
 
     def identify(
         self,
