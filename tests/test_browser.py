@@ -385,6 +385,41 @@ def test_login_joins_the_customer_the_bank_knows(stack: Stack, visit: Visit) -> 
     assert stack.agreed(str(known))
 
 
+def test_the_offers_page_shows_a_loan_calculator_user_the_personal_offer(
+    stack: Stack, visit: Visit
+) -> None:
+    page = visit.page
+    demo = stack.demo.origin
+    page.goto(f"{demo}/offers")
+    assert page.locator("#generic-offer").is_visible()
+    page.click("#consent-accept")
+    contact = visit.contact()
+    page.click("#offer-cta")
+    page.wait_for_url("**/loans")
+    page.fill("#amount", "30000")
+    page.click("#calculate")
+    eventually(lambda: stack.log(contact, "custom_loan_calculator"), "the loan activity")
+    # The demo's group follows the activity in the background, within a second of its 202.
+    stored = time.monotonic()
+    group, who = stack.setup.group_id, uuid.UUID(contact)
+    eventually(lambda: stack.hub.groups.check(group, who, None).member, "the membership", 1.0)
+    assert time.monotonic() - stored < 1.0
+
+    page.click("header >> text=Offers")
+    page.wait_for_url("**/offers")
+    offer = page.locator("#personal-offer")
+    assert offer.is_visible()
+    assert "A personal rate for your loan" in offer.inner_text()
+    assert page.locator("#generic-offer").count() == 0
+    assert stack.setup.admin_key not in page.content()
+    (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "screenshots" / "demo-offer.png", full_page=True)
+    log = wait_for_types(
+        stack, contact, "pagevisit", "click", "pagevisit", "custom_loan_calculator", "pagevisit"
+    )
+    assert log[1].value == "generic-offer"
+
+
 def test_the_eleventh_loan_calculation_of_a_day_is_rate_limited(stack: Stack, visit: Visit) -> None:
     visit.expect_error(r"status of 429")
     answers: list[int] = []

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import msgspec
@@ -24,27 +24,43 @@ import uvicorn
 from click.testing import CliRunner, Result
 from starlette.testclient import TestClient
 
+from waypost.app import create_app
 from waypost.cli import main
 from waypost.demo import DemoSetup, create_demo_app, prepare_demo
-from waypost.demo.data import CONSENT, KEY_NAME, LOAN_TYPE
+from waypost.demo.data import (
+    ADMIN_KEY_NAME,
+    CONSENT,
+    GROUP_CONDITION,
+    GROUP_NAME,
+    KEY_NAME,
+    LOAN_TYPE,
+)
 from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.pagination import ListQuery
 from waypost.services.activity_types import ActivityTypeCreate, ActivityTypeUpdate
 from waypost.services.channels import Channel
 from waypost.services.consents import ConsentCreate, ConsentText
-from waypost.services.keys import KeyQuery
-from waypost.settings import load_settings
+from waypost.services.groups import GroupCreate, MemberQuery
+from waypost.services.keys import KeyCreate, KeyQuery
+from waypost.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tests.conftest import Tracker
 
 SITE = "http://127.0.0.1:8001"
 
 
-def demo_keys(hub: Hub, channel: uuid.UUID) -> list[str]:
+def demo_keys(hub: Hub, channel: uuid.UUID | None, name: str = KEY_NAME) -> list[str]:
     return [
         f"{k.prefix}…{k.last_four}"
-        for k in hub.keys.list_page(KeyQuery(channel=channel)).data
-        if k.name == KEY_NAME
+        for k in hub.keys.list_page(KeyQuery(channel=channel, limit=1000)).data
+        if k.name == name and k.channel == channel
     ]
+
+
+def demo_groups(hub: Hub) -> list[uuid.UUID]:
+    return [g.id for g in hub.groups.list_page(MemberQuery()).data if g.name == GROUP_NAME]
 
 
 # -- the data --------------------------------------------------------------------------------
@@ -67,6 +83,11 @@ def test_prepare_demo_on_an_empty_database_and_again(hub: Hub) -> None:
     assert (amount.name, amount.type, amount.primary) == ("amount", "decimal", True)
     principal = hub.keys.authenticate(f"Bearer {first.publishable_key}")
     assert (principal.access, principal.channel_id) == ("publishable", channel.id)
+    group = hub.groups.get(first.group_id)
+    assert (group.name, group.condition) == (GROUP_NAME, GROUP_CONDITION)
+    assert GROUP_CONDITION == {"activity": {"type": LOAN_TYPE, "within_days": 30}}
+    backend = hub.keys.authenticate(f"Bearer {first.admin_key}")
+    assert (backend.access, backend.channel_id) == ("admin", None)
 
     second = prepare_demo(hub, ["http://127.0.0.1:8001/"])
     assert second.channel_id == first.channel_id
@@ -75,12 +96,19 @@ def test_prepare_demo_on_an_empty_database_and_again(hub: Hub) -> None:
     assert hub.consents.get_by_code(CONSENT) == consent
     assert hub.types.get_by_code(LOAN_TYPE) == loan
     assert len(hub.channels.list_page(ListQuery()).data) == 1
-    # The previous demo key is gone: only the new one can be used.
+    # The group is made once, and kept.
+    assert second.group_id == first.group_id
+    assert demo_groups(hub) == [first.group_id]
+    assert hub.groups.get(first.group_id) == group
+    # The previous demo keys are gone: only the new ones can be used.
     assert len(demo_keys(hub, channel.id)) == 1
+    assert len(demo_keys(hub, None, ADMIN_KEY_NAME)) == 1
     hub.keys.authenticate(f"Bearer {second.publishable_key}")
-    with pytest.raises(ApiError) as refused:
-        hub.keys.authenticate(f"Bearer {first.publishable_key}")
-    assert refused.value.status == 401
+    hub.keys.authenticate(f"Bearer {second.admin_key}")
+    for old in (first.publishable_key, first.admin_key):
+        with pytest.raises(ApiError) as refused:
+            hub.keys.authenticate(f"Bearer {old}")
+        assert refused.value.status == 401
 
 
 def test_prepare_demo_completes_what_exists(hub: Hub, make_channel: Callable[..., Channel]) -> None:
@@ -105,6 +133,11 @@ def test_prepare_demo_completes_what_exists(hub: Hub, make_channel: Callable[...
     oldest = make_channel(kind="website", allowed_origins=["https://bank.example.com"])
     make_channel(kind="website")
     make_channel(kind="headless")
+    changed = hub.groups.create(
+        GroupCreate(name=GROUP_NAME, condition={"activity": {"type": LOAN_TYPE, "at_least": 5}})
+    )
+    other = hub.groups.create(GroupCreate(name="Loan fans", condition=GROUP_CONDITION))
+    an_admin_key = hub.keys.create(KeyCreate(access="admin", name="Operator")).key
 
     setup = prepare_demo(hub, [SITE])
 
@@ -117,6 +150,11 @@ def test_prepare_demo_completes_what_exists(hub: Hub, make_channel: Callable[...
     assert setup.consent_text == consent.texts["en"]
     loan = hub.types.get_by_code(LOAN_TYPE)
     assert (loan.enabled, loan.client_side) == (True, True)
+    # The group of that name is the demo's, its condition put back; other groups are left be.
+    assert setup.group_id == changed.id
+    assert hub.groups.get(changed.id).condition == GROUP_CONDITION
+    assert hub.groups.get(other.id) == other
+    hub.keys.authenticate(f"Bearer {an_admin_key}")  # the operator's key stays
 
 
 # -- the pages -------------------------------------------------------------------------------
@@ -127,6 +165,8 @@ SETUP = DemoSetup(
     publishable_key="wpp_" + "k" * 43,
     identity_secret="s3cret",
     consent_text=ConsentText("May we track you?", "<p>The <em>whole</em> story.</p>"),
+    group_id=uuid.uuid4(),
+    admin_key="wpa_" + "a" * 43,
 )
 
 
@@ -137,7 +177,7 @@ def site() -> Iterator[TestClient]:
 
 
 def test_every_page_carries_the_tracker_stub_and_the_banner(site: TestClient) -> None:
-    for path in ("/", "/loans", "/login"):
+    for path in ("/", "/loans", "/offers", "/login"):
         answer = site.get(path)
         assert answer.status_code == 200, path
         html = answer.text
@@ -202,6 +242,139 @@ def test_logout(site: TestClient) -> None:
     assert 'href="/login"' in site.get("/").text
 
 
+# -- the offers page, personalized from the group ------------------------------------------------
+
+
+PERSONAL = 'id="personal-offer"'
+GENERIC = 'id="generic-offer"'
+
+
+def offers(site: TestClient, contact: str | None, level: str | None = "visitor") -> str:
+    """The offers page as a visitor with these waypost.js cookies sees it."""
+    site.cookies.clear()
+    if level is not None:
+        site.cookies.set("wp_cookielevel", level)
+    if contact is not None:
+        site.cookies.set("wp_contact", contact)
+    answer = site.get("/offers")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Cache-Control"] == "private, no-store"
+    assert (PERSONAL in answer.text) != (GENERIC in answer.text)
+    return answer.text
+
+
+def test_the_offers_page_personalizes_for_the_groups_members(
+    hub: Hub, settings: Settings, make_tracker: Callable[..., Tracker]
+) -> None:
+    setup = prepare_demo(hub, [SITE])
+    tracker = make_tracker()
+    hub.catalog.invalidate()
+    member, other = tracker.new_contact(), tracker.new_contact()
+    tracker.log([{"type": "pagevisit", "url": "https://bank.example/"}], other)
+    assert hub.group_updates.wait_idle()
+    [result] = tracker.log([{"type": LOAN_TYPE, "value": "25000"}], member)
+    acknowledged = time.monotonic()
+    assert result["status"] == 202
+    assert hub.group_updates.wait_idle()
+    assert time.monotonic() - acknowledged < 1.0, "the group follows within a second"
+
+    # The demo's backend calls the real Waypost API (in process, through httpx's transport).
+    transport = httpx.ASGITransport(app=create_app(settings, hub=hub))
+    with TestClient(create_demo_app(setup, "http://127.0.0.1:8000", transport=transport)) as site:
+        page = offers(site, member)
+        assert PERSONAL in page
+        assert "A personal rate for your loan" in page
+        assert "You used our loan calculator recently" in page
+        assert setup.admin_key not in page
+        assert GENERIC in offers(site, other)
+        assert GENERIC in offers(site, member, level="essential")
+        assert GENERIC in offers(site, None)
+        assert GENERIC in offers(site, str(uuid.uuid4()))  # Waypost: 404, no such contact
+        page = site.get("/offers").text  # no cookies at all: a visitor who never chose
+        assert GENERIC in page
+        assert 'href="/loans">loan calculator</a>' in page
+
+
+def test_the_offers_page_asks_waypost_from_the_backend_with_the_admin_key() -> None:
+    asked: list[httpx.Request] = []
+
+    def waypost(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json={"member": True, "since": "2026-01-01T00:00:00Z"})
+
+    app = create_demo_app(
+        SETUP,
+        "http://127.0.0.1:8000/",
+        backend_url="http://waypost.internal:8000/",
+        transport=httpx.MockTransport(waypost),
+    )
+    contact = str(uuid.uuid4())
+    with TestClient(app) as site:
+        # Without a contact cookie at a tracking level, there is nobody to ask about.
+        for cookie, level in (
+            (None, "visitor"),
+            (contact, None),
+            (contact, "none"),
+            (contact, "essential"),
+            ("not-a-uuid", "visitor"),
+            ("", "all"),
+        ):
+            assert GENERIC in offers(site, cookie, level), (cookie, level)
+        assert asked == []
+        for level in ("visitor", "all"):
+            page = offers(site, contact, level)
+            assert PERSONAL in page
+            assert SETUP.admin_key not in page
+        for path in ("/", "/loans", "/login"):
+            assert SETUP.admin_key not in site.get(path).text
+    assert len(asked) == 2
+    for request in asked:
+        assert request.method == "GET"
+        assert str(request.url) == (
+            f"http://waypost.internal:8000/api/groups/{SETUP.group_id}/check/{contact}"
+        )
+        assert request.headers["Authorization"] == f"Bearer {SETUP.admin_key}"
+
+
+def _raise(exc: Exception) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "waypost",
+    [
+        _raise(httpx.ConnectError("Connection refused")),
+        _raise(httpx.ReadTimeout("timed out")),
+        lambda r: httpx.Response(500, text="Internal Server Error"),
+        lambda r: httpx.Response(503, json={"error": {"code": "storage_unavailable"}}),
+        lambda r: httpx.Response(401, json={"error": {"code": "unauthorized"}}),
+        lambda r: httpx.Response(404, json={"error": {"code": "not_found"}}),
+        lambda r: httpx.Response(200, text="<html>a proxy's page</html>"),
+        lambda r: httpx.Response(200, json=[True]),
+        lambda r: httpx.Response(200, json={"member": "yes"}),
+    ],
+    ids=["down", "slow", "500", "503", "401", "404", "not-json", "a-list", "not-a-bool"],
+)
+def test_the_offers_page_is_generic_when_waypost_cannot_say(
+    waypost: Callable[[httpx.Request], httpx.Response],
+) -> None:
+    app = create_demo_app(SETUP, "http://127.0.0.1:8000", transport=httpx.MockTransport(waypost))
+    with TestClient(app) as site:
+        assert GENERIC in offers(site, str(uuid.uuid4()))
+
+
+def test_the_offers_page_renders_when_nothing_listens_at_wayposts_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_demo_app(SETUP, f"http://127.0.0.1:{free_port()}")
+    with TestClient(app) as site:
+        assert GENERIC in offers(site, str(uuid.uuid4()))
+    assert "Waypost did not answer the membership check" in caplog.text
+
+
 # -- the commands ----------------------------------------------------------------------------
 
 
@@ -242,6 +415,15 @@ def test_waypost_demo(
     assert channel.tracking_consent == CONSENT
     with TestClient(call["app"]) as client:
         assert '"http://127.0.0.1:9/waypost.js"' in client.get("/").text
+    # The backend asks the same Waypost, with the group and the admin key prepare_demo made.
+    hub = Hub(load_settings({"WAYPOST_DATABASE_URL": database_url}))
+    try:
+        [group] = demo_groups(hub)
+        assert len(demo_keys(hub, None, ADMIN_KEY_NAME)) == 1
+    finally:
+        hub.close()
+    personalization = call["app"].state.personalization
+    assert personalization.url == f"http://127.0.0.1:9/api/groups/{group}/check/"
 
 
 def test_serve_with_the_demo(
@@ -262,6 +444,9 @@ def test_serve_with_the_demo(
     assert channel.allowed_origins == ["http://127.0.0.1:8124", "http://127.0.0.1:8125"]
     with TestClient(cast(Any, started[1].app)) as client:
         assert '"http://127.0.0.1:8124/waypost.js"' in client.get("/loans").text
+    # In the same process, the demo's backend reaches the API on loopback.
+    personalization = cast(Any, started[1].app).state.personalization
+    assert personalization.url.startswith("http://127.0.0.1:8124/api/groups/")
 
 
 def free_port() -> int:
@@ -269,6 +454,31 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def offer_for_a_calculation(api: str, demo: str, lines: list[str]) -> None:
+    """A contact uses the calculator (logged with the printed tracking key); the demo's backend,
+    in the same process and event loop as the API, then shows that contact the offer."""
+    output = "".join(lines)
+    found = re.search(r"Tracking key \(headless channel\):\s+(\S+)", output)
+    channel = re.search(r"Headless channel:\s+(\S+)", output)
+    assert found, output
+    assert channel, output
+    headers = {"Authorization": f"Bearer {found[1]}"}
+    contact = httpx.post(f"{api}/tracking/contacts", headers=headers).json()["contact"]
+    cookies = {"wp_cookielevel": "visitor", "wp_contact": contact}
+    assert GENERIC in httpx.get(f"{demo}/offers", cookies=cookies).text
+    body = {
+        "channel": channel[1],
+        "contact": contact,
+        "activities": [{"type": LOAN_TYPE, "value": "5000"}],
+    }
+    answer = httpx.post(f"{api}/tracking/activities", json=body, headers=headers)
+    assert answer.json()["results"][0]["status"] == 202, answer.text
+    deadline = time.monotonic() + 5
+    while PERSONAL not in httpx.get(f"{demo}/offers", cookies=cookies).text:
+        assert time.monotonic() < deadline, "no personal offer"
+        time.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -298,6 +508,7 @@ def test_serve_with_the_demo_in_a_real_process(tmp_path: Path) -> None:
                             break
                     except httpx.TransportError:
                         time.sleep(0.1)
+            offer_for_a_calculation(f"http://127.0.0.1:{api}", f"http://127.0.0.1:{demo}", lines)
         finally:
             # Ctrl+C stops both servers, and the process ends as uvicorn's would.
             server.send_signal(signal.SIGINT)

@@ -106,7 +106,9 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
         click.echo(f"  Database:   {settings.database_url}")
         demo_app = None
         if demo:
-            demo_app = _demo_app(hub, settings, settings.host, demo_port)
+            # The demo's backend reaches this process on loopback, whatever the public URL is.
+            backend = _local_url(settings.host, settings.port)
+            demo_app = _demo_app(hub, settings, settings.host, demo_port, backend)
             click.echo(f"  Demo site:  {_local_url(settings.host, demo_port)}")
         if first_run is not None:
             click.echo("\nA new database: these keys are shown only now, so keep them.")
@@ -147,12 +149,14 @@ def _local_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _demo_app(hub: Hub, settings: Settings, host: str, port: int) -> Starlette:
+def _demo_app(
+    hub: Hub, settings: Settings, host: str, port: int, backend_url: str | None = None
+) -> Starlette:
     """Prepare the demo's data for the site at host:port, and build it."""
     from waypost.demo import create_demo_app, prepare_demo
 
     setup = prepare_demo(hub, [_local_url(host, port)])
-    return create_demo_app(setup, settings.base_url)
+    return create_demo_app(setup, settings.base_url, backend_url=backend_url)
 
 
 @main.command()
@@ -170,7 +174,8 @@ def demo(host: str, port: int, api_url: str | None) -> None:
     The Waypost API must be running (`waypost serve`). This prepares the demo's data in the
     database, through the same services as the API: the TrackingConsent consent, the
     custom_loan_calculator activity type, the demo's origin and tracking consent on the website
-    channel, and a new publishable key for the demo.
+    channel, the "Used the loan calculator" contact group its offers page personalizes with, a
+    new publishable key for its pages and a new admin key for its backend's group checks.
     """
     import uvicorn
 

@@ -1,8 +1,8 @@
-"""The demo's data: its consent, activity type, website channel and publishable key.
+"""The demo's data: its consent, activity type, website channel, contact group and keys.
 
 Everything goes through the hub's services, as an operator's script through the admin API
-would, and preparing twice changes nothing but the key: a key's secret is shown only when it
-is created, so each start of the demo makes a fresh one and deletes the previous ones.
+would, and preparing twice changes nothing but the keys: a key's secret is shown only when it
+is created, so each start of the demo makes fresh ones and deletes the previous ones.
 """
 
 from __future__ import annotations
@@ -10,20 +10,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from waypost.domain.channels import normalise_origin
 from waypost.domain.fields import FieldSpec
+from waypost.domain.keys import Access
 from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.pagination import ListQuery
 from waypost.services.activity_types import ActivityTypeCreate, ActivityTypeUpdate
 from waypost.services.channels import Channel, ChannelCreate, ChannelUpdate
 from waypost.services.consents import Consent, ConsentCreate, ConsentText, ConsentUpdate
+from waypost.services.groups import Group, GroupCreate, GroupUpdate, MemberQuery
 from waypost.services.keys import KeyCreate, KeyQuery
 
 CONSENT = "TrackingConsent"
 LOAN_TYPE = "custom_loan_calculator"
 KEY_NAME = "Demo site"
+# The demo's backend asks Waypost about group membership with this key; it never reaches a page.
+ADMIN_KEY_NAME = "Demo site (personalization)"
+GROUP_NAME = "Used the loan calculator"
+GROUP_CONDITION: dict[str, Any] = {"activity": {"type": LOAN_TYPE, "within_days": 30}}
 
 CONSENT_TEXT = ConsentText(
     short_text=(
@@ -41,30 +48,74 @@ CONSENT_TEXT = ConsentText(
 
 @dataclass(frozen=True)
 class DemoSetup:
-    """What the demo site needs: its channel, a publishable key, and the consent's texts."""
+    """What the demo site needs: its channel, a publishable key, and the consent's texts; for
+    its backend, the group it personalizes with and an admin key to ask about membership."""
 
     channel_id: uuid.UUID
     publishable_key: str
     identity_secret: str
     consent_text: ConsentText
+    group_id: uuid.UUID
+    admin_key: str
 
 
 def prepare_demo(hub: Hub, origins: Sequence[str]) -> DemoSetup:
     """Make sure the demo's data exists, allow ``origins`` on the website channel, and create
-    a fresh publishable key for the demo."""
+    a fresh publishable key and a fresh admin key for the demo."""
     consent = _consent(hub)
     _loan_type(hub)
     channel = _channel(hub, origins)
-    for key in hub.keys.list_page(KeyQuery(channel=channel.id, access="publishable")).data:
-        if key.name == KEY_NAME:
-            hub.keys.delete(key.id)
-    created = hub.keys.create(KeyCreate(access="publishable", channel=channel.id, name=KEY_NAME))
+    group = _group(hub)
     return DemoSetup(
         channel_id=channel.id,
-        publishable_key=created.key,
+        publishable_key=_fresh_key(hub, "publishable", channel.id, KEY_NAME),
         identity_secret=channel.identity_secret,
         consent_text=consent.texts["en"],
+        group_id=group.id,
+        admin_key=_fresh_key(hub, "admin", None, ADMIN_KEY_NAME),
     )
+
+
+def _fresh_key(hub: Hub, access: Access, channel: uuid.UUID | None, name: str) -> str:
+    """A new key named ``name``, the demo's earlier keys of that name deleted."""
+    cursor: str | None = None
+    while True:
+        query = KeyQuery(limit=1000, cursor=cursor, channel=channel, access=access)
+        page = hub.keys.list_page(query)
+        for key in page.data:
+            if key.name == name and key.channel == channel:
+                hub.keys.delete(key.id)
+        if (cursor := page.next) is None:
+            break
+    return hub.keys.create(KeyCreate(access=access, channel=channel, name=name)).key
+
+
+def _group(hub: Hub) -> Group:
+    """The group the offers page personalizes with, found by its name, its condition put back
+    if someone changed it."""
+    found = _find_group(hub)
+    if found is None:
+        try:
+            return hub.groups.create(GroupCreate(name=GROUP_NAME, condition=GROUP_CONDITION))
+        except ApiError as exc:
+            # A 409: another demo starting at the same moment made it first.
+            found = _find_group(hub) if exc.status == 409 else None
+            if found is None:
+                raise
+    if found.condition != GROUP_CONDITION:
+        found = hub.groups.update(found.id, GroupUpdate(condition=GROUP_CONDITION))
+    return found
+
+
+def _find_group(hub: Hub) -> Group | None:
+    cursor: str | None = None
+    while True:
+        page = hub.groups.list_page(MemberQuery(limit=1000, cursor=cursor))
+        for group in page.data:
+            if group.name == GROUP_NAME:
+                return group
+        if (cursor := page.next) is None:
+            return None
 
 
 def _missing(exc: ApiError) -> bool:

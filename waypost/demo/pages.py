@@ -136,6 +136,7 @@ def page(frame: Frame, title: str, content: str, script: str = "") -> str:
   <a class="brand" href="/">Waypost Bank</a>
   <a href="/">Home</a>
   <a href="/loans">Loans</a>
+  <a href="/offers">Offers</a>
   {account}
 </div></header>
 <main>
@@ -223,6 +224,45 @@ def loans(frame: Frame) -> str:
 """
     script = LOAN_SCRIPT % {"type": js(LOAN_TYPE)}
     return page(frame, "Loans", content, script)
+
+
+def offers(frame: Frame, member: bool) -> str:
+    """The offers page: a personal loan offer for members of the "Used the loan calculator"
+    group, an invitation to try the calculator for everyone else."""
+    if member:
+        offer = """
+<section id="personal-offer" class="card hero">
+  <h2>A personal rate for your loan</h2>
+  <p>You used our loan calculator recently, so we have set aside a personal rate for your loan:
+  <strong>3.4% fixed</strong> for ten years, half a point below our advertised rate, and no
+  arrangement fee.</p>
+  <a id="offer-cta" class="button" href="/login">Claim your personal rate</a>
+</section>
+"""
+    else:
+        offer = """
+<section id="generic-offer" class="card">
+  <h2>First-home loans from 3.9%</h2>
+  <p>Fixed for ten years, with no arrangement fee. Want a rate of your own? Try our
+  <a href="/loans">loan calculator</a>, then come back: we will have a personal offer for
+  you.</p>
+  <a id="offer-cta" class="button" href="/loans">Try the loan calculator</a>
+</section>
+"""
+    content = f"""
+<h1>Offers</h1>
+{offer}
+<p class="note">This page is personalized on the server: the bank's backend asks Waypost whether
+you are in the contact group <em>Used the loan calculator</em> (a loan calculation in the last
+30 days). Waypost updates the group within a second of your calculation. Without tracking
+consent, everyone sees the same page.</p>
+"""
+    script = """
+document.getElementById("offer-cta").addEventListener("click", function () {
+  wp("click", {value: this.closest("section").id});
+});
+"""
+    return page(frame, "Offers", content, script)
 
 
 def login(frame: Frame, error: str = "") -> str:

@@ -1,7 +1,9 @@
-"""The demo bank as a Starlette app: home, loan calculator, log in and account pages.
+"""The demo bank as a Starlette app: home, loan calculator, offers, log in and account pages.
 
-It talks to Waypost only from the browser, through /waypost.js at ``api_url``; its backend's one
-Waypost duty is the identity hash of whoever logs in, computed with the channel's secret.
+Pages talk to Waypost from the browser, through /waypost.js at ``api_url``. The backend has two
+Waypost duties, as a real site's would: the identity hash of whoever logs in, computed with the
+channel's secret, and, for the offers page, asking Waypost's admin API whether the visitor is in
+the "Used the loan calculator" group, with an admin key that never leaves the server.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
+import uuid
 from urllib.parse import parse_qs
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -23,6 +28,11 @@ from waypost.demo.data import DemoSetup
 from waypost.demo.pages import Frame, Visitor
 
 SESSION = "demo_session"
+# waypost.js keeps the visitor's contact in this first-party cookie, at these levels only.
+CONTACT_COOKIE = "wp_contact"
+TRACKING_LEVELS = ("visitor", "all")
+
+log = logging.getLogger("waypost.demo")
 
 
 def identity_hash(identity_secret: str, email: str) -> str:
@@ -53,9 +63,67 @@ class Sessions:
         return Visitor(email, first, last)
 
 
-def create_demo_app(setup: DemoSetup, api_url: str) -> Starlette:
-    """The demo site, using the Waypost API at ``api_url`` (e.g. http://127.0.0.1:8000)."""
+class Personalization:
+    """The backend's question to Waypost: is this visitor in the demo's group?
+
+    ``GET /api/groups/{id}/check/{contact}`` with the demo's admin key, a lookup of the kept
+    membership. Any failure (Waypost down or slow, an unknown contact, a refused key) answers
+    "no", so the page still renders, in its generic version.
+    """
+
+    def __init__(
+        self,
+        setup: DemoSetup,
+        api_url: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 2.0,
+    ) -> None:
+        self.url = f"{api_url.rstrip('/')}/api/groups/{setup.group_id}/check/"
+        self.headers = {"Authorization": f"Bearer {setup.admin_key}"}
+        self.transport = transport
+        self.timeout = timeout
+
+    async def member(self, request: Request) -> bool:
+        """Whether the visitor of ``request`` is in the group, by their Waypost contact cookie."""
+        if request.cookies.get("wp_cookielevel") not in TRACKING_LEVELS:
+            return False
+        try:
+            contact = uuid.UUID(request.cookies.get(CONTACT_COOKIE) or "")
+        except ValueError:
+            return False
+        try:
+            # A client per page view: in ``serve --demo`` the API answers from this same event
+            # loop, and a client kept across requests would outlive the loop it was made on.
+            async with httpx.AsyncClient(transport=self.transport, timeout=self.timeout) as client:
+                answer = await client.get(f"{self.url}{contact}", headers=self.headers)
+        except httpx.HTTPError as exc:
+            log.warning("Waypost did not answer the membership check: %s", exc)
+            return False
+        if answer.status_code != 200:
+            if answer.status_code != 404:  # 404: a contact of another database, or erased
+                log.warning("Waypost answered the membership check with %s", answer.status_code)
+            return False
+        try:
+            body = answer.json()
+        except ValueError:
+            return False
+        return isinstance(body, dict) and body.get("member") is True
+
+
+def create_demo_app(
+    setup: DemoSetup,
+    api_url: str,
+    *,
+    backend_url: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """The demo site, using the Waypost API at ``api_url`` (e.g. http://127.0.0.1:8000).
+
+    Browsers reach Waypost at ``api_url``; the backend at ``backend_url`` (default: the same),
+    through ``transport`` when given (tests).
+    """
     sessions = Sessions()
+    personalization = Personalization(setup, backend_url or api_url, transport)
     tracker_src = api_url.rstrip("/") + "/waypost.js"
 
     def frame(request: Request) -> Frame:
@@ -73,6 +141,12 @@ def create_demo_app(setup: DemoSetup, api_url: str) -> Starlette:
 
     async def loans(request: Request) -> Response:
         return HTMLResponse(pages.loans(frame(request)))
+
+    async def offers(request: Request) -> Response:
+        member = await personalization.member(request)
+        # The answer depends on the visitor's cookies: no shared cache may keep it.
+        headers = {"Cache-Control": "private, no-store"}
+        return HTMLResponse(pages.offers(frame(request), member), headers=headers)
 
     async def login_form(request: Request) -> Response:
         return HTMLResponse(pages.login(frame(request)))
@@ -103,13 +177,16 @@ def create_demo_app(setup: DemoSetup, api_url: str) -> Starlette:
         signature = identity_hash(setup.identity_secret, current.visitor.email)
         return HTMLResponse(pages.account(current, current.visitor, signature))
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", home),
             Route("/loans", loans),
+            Route("/offers", offers),
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
             Route("/account", account),
         ]
     )
+    app.state.personalization = personalization
+    return app
