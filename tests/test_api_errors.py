@@ -438,3 +438,30 @@ def test_a_bug_is_a_500_in_the_error_shape_without_details(
     assert "secret internals" not in answer.text
     assert "field" not in error
     assert "secret internals" in caplog.text
+
+
+def test_a_nul_character_is_a_400_not_a_database_error(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    # PostgreSQL text cannot hold NUL; "\\u0000" (an escaped backslash, then u0000) is text.
+    answer = client.post(
+        "/api/channels",
+        content=b'{"name": "a\\u0000b", "kind": "headless"}',
+        headers={**admin_headers, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "invalid_field"
+    answer = client.post(
+        "/api/channels",
+        content=b'{"name": "a\\\\u0000b", "kind": "headless"}',
+        headers={**admin_headers, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["name"] == "a\\u0000b"
+    answer = client.get("/api/contacts?q=a%00b", headers=admin_headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == {
+        "code": "invalid_field",
+        "message": "q cannot hold the NUL character.",
+        "field": "q",
+    }

@@ -635,6 +635,7 @@ def test_identify_traits_set_contact_fields_and_attributes(
         "notes": "Met at the fair",
         "attributes": {"company": {"plan": "enterprise"}, "logins": 5},
         "external_ids": {"user_id": ["u"]},
+        "merged_into": None,
     }
     assert segment.contact(contact).email_key == "ann@example.com"
 

@@ -92,3 +92,17 @@ def from_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) ->
         return ApiError(400, "missing_field", f"The field '{field}' is required.", field)
     where = f" at '{path}'" if path else ""
     return ApiError(400, "invalid_field", f"{text}{where}.", path)
+
+
+# An escaped NUL character in JSON: "\u0000" after an even number of backslashes. PostgreSQL
+# text cannot hold NUL, so such a value must be refused at the door, not fail at the database.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def holds_nul(raw: bytes) -> bool:
+    """Whether a JSON document holds the NUL character in a string."""
+    return b"\\u0000" in raw and _NUL_ESCAPE.search(raw) is not None
+
+
+def nul_refused(where: str) -> ApiError:
+    return ApiError(400, "invalid_field", f"{where} cannot hold the NUL character (\\u0000).")

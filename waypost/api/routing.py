@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from waypost.admin.auth import api_principal
-from waypost.errors import ApiError, from_validation_error
+from waypost.errors import ApiError, from_validation_error, holds_nul, nul_refused
 from waypost.store import StorageUnavailable
 
 if TYPE_CHECKING:
@@ -138,6 +138,8 @@ def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> A
         )
     if not raw.strip():
         raise ApiError(400, "invalid_json", "The body is empty; send a JSON object.")
+    if holds_nul(raw):
+        raise nul_refused("Text in the body")
     try:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
@@ -165,6 +167,9 @@ def split_query(
 
 
 def decode_query(params: Mapping[str, str], query_type: type) -> Any:
+    for name, value in params.items():
+        if "\x00" in value:
+            raise ApiError(400, "invalid_field", f"{name} cannot hold the NUL character.", name)
     try:
         return msgspec.convert(dict(params), query_type, strict=False)
     except msgspec.ValidationError as exc:

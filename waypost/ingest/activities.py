@@ -8,7 +8,6 @@ only, and the others of the request are still stored.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -23,16 +22,13 @@ from waypost.domain.field_values import (
     validate_fields,
 )
 from waypost.domain.titles import MAX_TITLE, activity_title
-from waypost.errors import ApiError, ErrorDetail, from_validation_error
+from waypost.errors import ApiError, ErrorDetail, from_validation_error, holds_nul, nul_refused
 from waypost.ids import new_id
 from waypost.ingest.catalog import Snapshot, TypeInfo
 
 MAX_FUTURE = dt.timedelta(hours=24)
 MAX_URL = 2048
 MAX_VALUE = 2000
-# An escaped NUL character: "\u0000" after an even number of backslashes. PostgreSQL text
-# cannot hold NUL, so one such activity would fail its whole group commit.
-NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 # Column sizes: whatever a client sends must fit, or one bad activity would fail the whole
 # group-commit transaction (PostgreSQL refuses an over-long string; SQLite would store it).
 MAX_NAME = 200
@@ -170,14 +166,8 @@ def prepare(
             raw,
             None,
         )
-    if b"\\u0000" in raw and NUL.search(raw):
-        return reject(
-            ApiError(
-                400, "invalid_field", "Text in an activity cannot hold the NUL character (\\u0000)."
-            ),
-            raw,
-            None,
-        )
+    if holds_nul(raw):
+        return reject(nul_refused("Text in an activity"), raw, None)
     try:
         activity = decode_activity(raw)
     except ApiError as exc:
