@@ -426,7 +426,12 @@ class GroupService:
                     sa.text("SELECT id FROM contacts WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
                     {"ids": differing},
                 )
-                conn.execute(sa.select(contact_groups.c.id).with_for_update(read=True))
+                # KEY SHARE, not SHARE: it holds a recomputation (FOR UPDATE) back all the same,
+                # but not another process's update of member_count (FOR NO KEY UPDATE), so two
+                # processes that both hold it never deadlock upgrading it.
+                conn.execute(
+                    sa.select(contact_groups.c.id).with_for_update(read=True, key_share=True)
+                )
             plan = self.plans.get(conn, _today())
             changed: set[uuid.UUID] = set()
             for group in plan.groups:
