@@ -96,7 +96,7 @@ def test_a_stacked_bar_chart_is_an_image_named_and_described() -> None:
     assert figure.get("id") == "acts"
     svg = svg_of(figure)
     assert svg.get("role") == "img"
-    assert svg.get("viewBox") == "0 0 600 240"
+    assert svg.get("viewBox") == "0 0 720 220"
     assert svg.get("width") is None  # it scales with the page
     labelled = (svg.get("aria-labelledby") or "").split()
     assert labelled == ["acts-title", "acts-desc"]
@@ -208,7 +208,7 @@ def test_a_line_chart_has_a_point_per_day_and_extra_columns_in_its_table() -> No
 
 
 def test_a_bar_list_keeps_the_order_given_and_shortens_long_labels() -> None:
-    long_name = "A very long activity type name indeed"
+    long_name = "A very long activity type name, indeed"
     figure = parse(
         bar_list(
             "top",
@@ -230,7 +230,7 @@ def test_a_bar_list_keeps_the_order_given_and_shortens_long_labels() -> None:
     assert widths[0] == pytest.approx(2 * widths[1])
     assert widths[2] == 0
     texts = [t.text or "" for t in svg.findall(f".//{SVG}text")]
-    assert "A very long activity type…" in texts
+    assert "A very long activity type …" in texts
     assert "1,200" in texts
     rows = [[c.text for c in tr] for tr in figure.findall(".//tbody/tr")]
     assert rows[1] == [long_name, "600"]

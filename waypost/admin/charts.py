@@ -21,9 +21,11 @@ from markupsafe import Markup
 # Blue, vermillion, green, purple, ochre, magenta, olive, dark grey; grey is "the rest".
 PALETTE = ("#0072b2", "#d55e00", "#008a62", "#7a4fa0", "#a6761d", "#c1377a", "#5c6b00", "#4d4d4d")
 OTHER_COLOUR = "#6e7781"
-WIDTH = 600
-HEIGHT = 240
-LEFT, RIGHT, TOP, BOTTOM = 52, 10, 12, 30
+WIDTH = 720
+HEIGHT = 220
+LEFT, RIGHT, TOP, BOTTOM = 52, 28, 12, 30
+# Lists of bars sit in half-width panels: a narrower drawing keeps their text as large.
+LIST_WIDTH = 420
 MAX_X_LABELS = 8
 NUM = ' class="num"'
 NOTHING = "Nothing in these days"
@@ -78,9 +80,12 @@ def _label_every(count: int) -> int:
     return max(1, math.ceil(count / MAX_X_LABELS))
 
 
-def _svg(chart_id: str, title: str, summary: str, height: int, body: list[str]) -> str:
+def _svg(
+    chart_id: str, title: str, summary: str, size: tuple[int, int], body: list[str], cls: str = ""
+) -> str:
+    width, height = size
     return (
-        f'<svg class="chart-svg" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="chart-svg{cls}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc" focusable="false">'
         f'<title id="{chart_id}-title">{escape(title)}</title>'
         f'<desc id="{chart_id}-desc">{escape(summary)}</desc>' + "".join(body) + "</svg>"
@@ -189,7 +194,7 @@ def stacked_bars(
     headers = [category_label, *(s.label for s in series), "Total"]
     return _figure(
         chart_id,
-        _svg(chart_id, title, summary, HEIGHT, body),
+        _svg(chart_id, title, summary, (WIDTH, HEIGHT), body),
         _legend(series, fills) if len(series) > 1 else "",
         _table(title, headers, rows),
     )
@@ -242,7 +247,9 @@ def line(
     ]
     headers = [category_label, series.label, *(s.label for s in extra)]
     return _figure(
-        chart_id, _svg(chart_id, title, summary, HEIGHT, body), _table(title, headers, rows)
+        chart_id,
+        _svg(chart_id, title, summary, (WIDTH, HEIGHT), body),
+        _table(title, headers, rows),
     )
 
 
@@ -256,14 +263,17 @@ def bar_list(
     value_label: str,
 ) -> Markup:
     """Horizontal bars, one per item, in the order given, each labelled with its value."""
-    row_height, label_width, value_width = 28, 190, 70
+    row_height, value_width, max_chars = 28, 56, 27
+    # About 7 units a character: the labels' column is as wide as the longest label needs.
+    longest = max((len(label) for label, _ in items), default=0)
+    label_width = min(7 * max_chars + 16, max(80, 7 * longest + 16))
     height = TOP + BOTTOM // 2 + row_height * max(len(items), 1)
     top = max((value for _, value in items), default=0)
-    scale = (WIDTH - label_width - value_width) / top if top else 0
+    scale = (LIST_WIDTH - label_width - value_width) / top if top else 0
     body = ['<g class="chart-bars">']
     for i, (label, value) in enumerate(items):
         y = TOP + row_height * i
-        shown = label if len(label) <= 26 else label[:25] + "…"
+        shown = label if len(label) <= max_chars else label[: max_chars - 1] + "…"
         width = max(value * scale, 1 if value else 0)
         body.append(_text(label_width - 8, y + 18, shown, "end"))
         body.append(
@@ -272,10 +282,10 @@ def bar_list(
         )
         body.append(_text(label_width + width + 6, y + 18, f"{value:,}", "start"))
     if not items:
-        body.append(_text(WIDTH / 2, TOP + 18, NOTHING))
+        body.append(_text(LIST_WIDTH / 2, TOP + 18, NOTHING))
     body.append("</g>")
     return _figure(
         chart_id,
-        _svg(chart_id, title, summary, height, body),
+        _svg(chart_id, title, summary, (LIST_WIDTH, height), body, " chart-list"),
         _table(title, [category_label, value_label], [list(item) for item in items]),
     )

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from waypost.admin.pages import channels, consents, home, keys, types, users
+from waypost.admin.pages import channels, consents, dashboard, groups, home, keys, types, users
 from waypost.admin.views import NavItem, View
 
 # Navigation order: 10 dashboard, 20 activity types, 30 contacts, 40 activities, 50 rejected,
 # 60 groups, 70 channels, 80 keys, 90 consents, 100 users.
-MODULES: tuple[ModuleType, ...] = (types, channels, keys, consents, users, home)
+MODULES: tuple[ModuleType, ...] = (
+    types, channels, keys, consents, users, groups, dashboard, home,
+)  # fmt: skip
 
 
 def views() -> list[View]:

@@ -1,0 +1,351 @@
+"""Contact groups and the dashboard in a real browser (Debian's chromium through Playwright).
+
+One server for the module, on a SQLite file, with a marketer, an activity type with a field,
+a consent, and six contacts whose activities arrive through the tracking API. Each test gets a
+fresh browser context, saves screenshots under test-artifacts/screenshots/, and fails if a page
+logged a console error (Content-Security-Policy violations included).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import msgspec
+import pytest
+
+from waypost.app import create_app
+from waypost.hub import Hub
+from waypost.services.activity_types import ActivityTypeCreate
+from waypost.services.channels import ChannelCreate
+from waypost.services.consents import ConsentCreate
+from waypost.services.groups import GroupCreate
+from waypost.services.keys import KeyCreate
+from waypost.services.users import UserCreate
+from waypost.settings import load_settings
+from waypost.store import migrate
+
+if TYPE_CHECKING:
+    from tests.admin_support import FAST_HASHER, PASSWORD
+    from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ServerThread
+else:
+    from admin_support import FAST_HASHER, PASSWORD
+    from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ServerThread
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+SCREENSHOTS = ARTIFACTS / "screenshots"
+MARKETER = "groups-marketer@example.com"
+# Logged to the console by the page itself, so that a violation fails the test even where
+# the browser would only report it.
+CSP_REPORTER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error("CSP violation: " + event.violatedDirective + " " + event.blockedURI);
+});
+"""
+
+
+@dataclass
+class Site:
+    hub: Hub
+    server: ServerThread
+    contacts: list[uuid.UUID]
+
+    @property
+    def url(self) -> str:
+        return self.server.origin
+
+
+def _track(site_url: str, key: str, channel: uuid.UUID, contact: str, activities: Any) -> None:
+    answer = httpx.post(
+        f"{site_url}/tracking/activities",
+        json={"channel": str(channel), "contact": contact, "activities": activities},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert answer.status_code == 207, answer.text
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    path = tmp_path_factory.mktemp("groups-browser") / "waypost.db"
+    settings = load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"})
+    hub = Hub(settings)
+    migrate.upgrade(hub.store.engine)
+    hub.users.hasher = FAST_HASHER
+    hub.users.create(UserCreate(email=MARKETER, role="marketer", password=PASSWORD))
+    loan = {"name": "Loan calculator", "fields": [{"name": "amount", "type": "decimal"}]}
+    hub.types.create(msgspec.convert(loan, ActivityTypeCreate))
+    consent = {
+        "code_name": "Newsletter",
+        "display_name": "Newsletter",
+        "texts": {"en": {"short_text": "News", "full_text": "News"}},
+    }
+    hub.consents.create(msgspec.convert(consent, ConsentCreate))
+    channel = hub.channels.create(ChannelCreate(name="Bank", kind="headless"))
+    key = hub.keys.create(KeyCreate(access="tracking", channel=channel.id, name="")).key
+    server = ServerThread(create_app(settings, hub=hub)).start()
+    try:
+        contacts = []
+        for n in range(6):
+            answer = httpx.post(
+                f"{server.origin}/tracking/contacts", headers={"Authorization": f"Bearer {key}"}
+            )
+            contact = answer.json()["contact"]
+            contacts.append(uuid.UUID(contact))
+            # Everyone clicked; three used the loan calculator, with these amounts.
+            loans = {0: ["60000"] * 4, 1: ["1000"] * 3, 2: ["70000"]}.get(n, [])
+            _track(
+                server.origin,
+                key,
+                channel.id,
+                contact,
+                [{"type": "click", "value": "cta"}]
+                + [{"type": "loan_calculator", "fields": {"amount": a}} for a in loans],
+            )
+        for n in (0, 2):
+            hub.consents.agree(contacts[n], "Newsletter", True, None)
+        _track(server.origin, key, channel.id, str(contacts[5]), [{"type": "no_such_type"}])
+        yield Site(hub, server, contacts)
+    finally:
+        server.stop()
+        hub.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Visit:
+    """A fresh browser context and page, and the console errors it logged."""
+
+    site: Site
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    expected: list[re.Pattern[str]] = field(default_factory=list)
+
+    def expect_error(self, pattern: str) -> None:
+        self.expected.append(re.compile(pattern))
+
+    def goto(self, path: str) -> Any:
+        return self.page.goto(self.site.url + path)
+
+    def shot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+    def log_in(self) -> None:
+        self.goto("/admin/groups")
+        self.page.wait_for_url("**/admin/login**")
+        self.page.fill("#email", MARKETER)
+        self.page.fill("#password", PASSWORD)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url("**/admin/groups")
+
+    def count_is(self, pattern: str) -> None:
+        """The live count, once the one asked for after the last change has arrived."""
+        done = self.page.locator("#condition-count[aria-busy=false]")
+        expect(done).to_have_text(re.compile(pattern))
+
+    def condition(self) -> Any:
+        return json.loads(self.page.input_value("#condition"))
+
+
+def _visit(browser: Any, site: Site, **options: Any) -> Iterator[Visit]:
+    context = browser.new_context(**options)
+    context.set_default_timeout(10_000)
+    context.add_init_script(CSP_REPORTER)
+    page = context.new_page()
+    visit = Visit(site, page)
+    page.on("console", lambda m: visit.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: visit.errors.append(f"uncaught: {error}"))
+    page.on("dialog", lambda dialog: dialog.accept())
+    try:
+        yield visit
+    finally:
+        context.close()
+    unexpected = [e for e in visit.errors if not any(p.search(e) for p in visit.expected)]
+    assert unexpected == [], unexpected
+
+
+@pytest.fixture
+def visit(browser: Any, site: Site) -> Iterator[Visit]:
+    yield from _visit(browser, site)
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+def test_build_a_group_with_the_builder(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in()
+    visit.shot("groups-list-empty")
+    page.click("text=New contact group")
+    page.wait_for_url("**/admin/groups/new")
+    # The builder replaces the JSON (folded away, kept in step) and counts at once.
+    expect(page.locator("#condition-builder")).to_be_visible()
+    assert not page.is_visible("#condition")
+    visit.count_is(r"^0 contacts match")  # nobody visited a page
+    page.fill("#name", "Big loan shoppers")
+    page.fill("#description", "Ran the loan calculator for a big loan, or agreed to news.")
+
+    page.select_option("#cb-0-type", "click")
+    visit.count_is(r"^6 contacts match")
+    page.select_option("#cb-0-type", "loan_calculator")
+    visit.count_is(r"^3 contacts match")
+    page.fill("#cb-0-n", "3")
+    visit.count_is(r"^2 contacts match")
+    page.click("#cb-0-add-filter")
+    page.select_option("#cb-0-f0-op", "gte")
+    page.fill("#cb-0-f0-value", "50000")
+    visit.count_is(r"^1 contact matches")
+    page.select_option("#cb-add-kind", "consent")
+    page.click("#cb-add")
+    expect(page.locator("#cb-1-consent")).to_be_focused()
+    visit.count_is(r"^1 contact matches")  # all of: c0 alone
+    page.select_option("#cb-match", "any")
+    visit.count_is(r"^2 contacts match")  # c0 or c2
+    assert visit.condition() == {
+        "any": [
+            {
+                "activity": {
+                    "type": "loan_calculator",
+                    "at_least": 3,
+                    "within_days": 30,
+                    "fields": {"amount": {"gte": "50000"}},
+                }
+            },
+            {"consent": "Newsletter"},
+        ]
+    }
+    # A condition the service refuses shows its message instead of a count.
+    page.fill("#cb-0-days", "0")
+    visit.count_is(r"^Not valid yet: .*within_days")
+    visit.expect_error(r"status of 400")
+    page.fill("#cb-0-days", "30")
+    visit.count_is(r"^2 contacts match")
+    visit.shot("groups-builder")
+
+    page.click("text=Create group")
+    page.wait_for_url("**/admin/groups/*")
+    assert "Created the group Big loan shoppers: 2 contacts" in page.inner_text(".flash")
+    assert page.inner_text("#member-count") == "2"
+    links = page.locator("#members-heading ~ .table-wrap tbody a")
+    expect(links).to_have_count(2)
+    hrefs = {links.nth(i).get_attribute("href") for i in range(2)}
+    site = visit.site
+    assert hrefs == {f"/admin/contacts/{site.contacts[0]}", f"/admin/contacts/{site.contacts[2]}"}
+    chart = page.locator("#membership svg[role=img]")
+    expect(chart).to_be_visible()
+    assert "Members per day" in (chart.locator("title").first.text_content() or "")
+    today = page.locator("#membership circle").last.locator("title").text_content()
+    assert today.endswith(": 2 members")
+    assert "At least one of these:" in page.inner_text(".condition-text")
+    visit.shot("groups-show")
+
+
+def test_edit_the_json_by_hand_and_use_another_group(visit: Visit) -> None:
+    page = visit.page
+    groups = visit.site.hub.groups
+    base = groups.create(GroupCreate(name="Clickers", condition={"activity": {"type": "click"}}))
+    groups.create(GroupCreate(name="Newsletter fans", condition={"consent": "Newsletter"}))
+    visit.log_in()
+    visit.shot("groups-list")
+    visit.goto(f"/admin/groups/{base.id}/edit")
+    # A single condition is shown as "all of" it; the JSON stays as it was until a change.
+    expect(page.locator("#cb-0-type")).to_have_value("click")
+    assert visit.condition() == {"activity": {"type": "click"}}
+    visit.count_is(r"^6 contacts match")
+    page.click("summary:text('Condition as JSON')")
+    page.fill("#condition", '{"all": [')
+    expect(page.locator("#condition-builder-note")).to_contain_text("not valid yet")
+    assert not page.is_visible("#condition-builder")
+    visit.count_is(r"^No count: the JSON is not valid")
+    page.fill("#condition", '{"not": {"consent": "Newsletter"}}')
+    expect(page.locator("#condition-builder")).to_be_visible()
+    expect(page.locator("#cb-0-not")).to_be_checked()
+    visit.count_is(r"^4 contacts match")
+    page.select_option("#cb-add-kind", "group")
+    page.click("#cb-add")
+    # A group cannot use itself: only the others are offered.
+    offered = page.locator("#cb-1-group option").all_inner_texts()
+    assert "Newsletter fans" in offered
+    assert "Clickers" not in offered
+    page.select_option("#cb-1-group", label="Newsletter fans")
+    visit.count_is(r"^0 contacts match")
+    page.select_option("#cb-match", "any")
+    visit.count_is(r"^6 contacts match")
+    visit.shot("groups-edit")
+    page.click("text=Save")
+    page.wait_for_url(f"**/admin/groups/{base.id}")
+    assert "Saved the group Clickers: 6 contacts" in page.inner_text(".flash")
+    changed = groups.get(base.id)
+    assert changed.condition["any"][0] == {"not": {"consent": "Newsletter"}}
+    assert changed.member_count == 6
+    assert "In the group Newsletter fans" in page.inner_text(".condition-text")
+
+
+def test_without_scripts_the_json_and_the_count_button_do_it(browser: Any, site: Site) -> None:
+    for visit in _visit(browser, site, java_script_enabled=False):
+        page = visit.page
+        visit.log_in()
+        visit.goto("/admin/groups/new")
+        assert not page.is_visible("#condition-builder")
+        page.fill("#name", "Newsletter readers")
+        page.fill("#condition", '{"consent": "Newsletter"}')
+        page.click("text=Count contacts")
+        assert page.inner_text("#condition-count").startswith("2 contacts match")
+        assert page.input_value("#name") == "Newsletter readers"
+        visit.shot("groups-form-no-script")
+        page.click("text=Create group")
+        page.wait_for_url("**/admin/groups/*")
+        assert page.inner_text("#member-count") == "2"
+
+
+def test_the_dashboard_charts(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in()
+    page.click("#site-nav >> text=Dashboard")
+    page.wait_for_url(re.compile(r".*/admin$"))
+    assert page.inner_text("#total-activities") == "14"  # 6 clicks, 8 loan calculations
+    assert page.inner_text("#total-contacts") == "6"
+    assert page.inner_text("#total-rejected") == "1"
+    charts = page.locator("figure.chart > svg[role=img]")
+    expect(charts).to_have_count(4)
+    legend = page.locator("#activities-chart .chart-legend li")
+    assert sorted(legend.all_inner_texts()) == ["Click", "Loan calculator"]
+    today = page.locator("#activities-chart .chart-bars rect title").all_text_contents()
+    assert any(t.endswith("Loan calculator 8") for t in today), today
+    assert "activity_type_not_found: 1" in page.locator("#rejected-chart rect title").text_content()
+    page.click("#activities-chart summary")
+    expect(page.locator("#activities-chart table")).to_be_visible()
+    visit.shot("dashboard")
+    page.click(".period >> text=7 days")
+    page.wait_for_url("**/admin?days=7")
+    assert page.locator("#activities-chart .chart-x text").count() == 7
+
+
+def test_the_dashboard_and_a_group_at_phone_width(browser: Any, site: Site) -> None:
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True}
+    for visit in _visit(browser, site, **phone):
+        page = visit.page
+        visit.log_in()
+        visit.goto("/admin")
+        # The charts scroll in their own box; the page itself is no wider than the screen.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        visit.shot("phone-dashboard")
+        visit.goto("/admin/groups/new")
+        page.select_option("#cb-0-type", "loan_calculator")
+        visit.count_is(r"^3 contacts match")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        visit.shot("phone-groups-builder")
