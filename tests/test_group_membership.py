@@ -1,0 +1,620 @@
+"""Contact group semantics and membership kept current, on both databases.
+
+Every condition is checked against a hand-computed set of contacts, through the dry run (the
+count) and a created group (its members); then memberships follow activities, field changes,
+consent changes and merges as they are stored, entries and exits answer "was the contact in
+the group at T", and windows that slide past a contact are re-evaluated once a day.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from waypost.hub import Hub
+from waypost.services.activity_types import ActivityType
+from waypost.services.channels import Channel
+from waypost.services.keys import CreatedKey
+
+if TYPE_CHECKING:
+    from tests.conftest import ErrorCheck, Tracker
+    from tests.group_support import Groups, make_groups, parse_time
+else:
+    from group_support import Groups, make_groups, parse_time
+
+LOANS = "custom_loan_calculator"
+OTHER = "custom_other"
+
+
+@pytest.fixture
+def groups(client: TestClient, admin_headers: dict[str, str], tracker: Tracker) -> Groups:
+    return make_groups(client, admin_headers, tracker)
+
+
+@pytest.fixture
+def loans(make_type: Callable[..., ActivityType]) -> ActivityType:
+    make_type(name="Other", code_name=OTHER)
+    return make_type(
+        name="Loan calculator usage",
+        code_name=LOANS,
+        fields=[
+            {"name": "amount", "type": "decimal"},
+            {"name": "product", "type": "text"},
+            {"name": "years", "type": "integer"},
+        ],
+    )
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def on_day(days_ago: int, clock: str = "12:00:00") -> str:
+    """An ``occurredAt`` on the UTC day this many days before today, at this time of day."""
+    return f"{today() - dt.timedelta(days=days_ago)}T{clock}Z"
+
+
+def holds(groups: Groups, condition: Any, expected: set[str]) -> None:
+    """The condition holds for exactly these contacts: counted by the dry run, and as the
+    members of a group made of it."""
+    assert groups.count(condition) == len(expected), condition
+    group = groups.create(condition)
+    assert groups.members(group["id"]) == expected, condition
+    assert group["member_count"] == len(expected)
+
+
+# -- activity conditions --------------------------------------------------------------------------
+
+
+def test_counts(groups: Groups, loans: ActivityType) -> None:
+    never, once, twice, thrice = (groups.new_contact() for _ in range(4))
+    groups.log(once, {"type": LOANS})
+    groups.log(twice, {"type": LOANS}, {"type": OTHER}, {"type": LOANS})
+    groups.log(thrice, *[{"type": LOANS}] * 3)
+    groups.log(never, *[{"type": OTHER}] * 3)
+    everyone = {never, once, twice, thrice}
+    cases: list[tuple[dict[str, Any], set[str]]] = [
+        ({}, {once, twice, thrice}),
+        ({"at_least": 1}, {once, twice, thrice}),
+        ({"at_least": 2}, {twice, thrice}),
+        ({"at_least": 3}, {thrice}),
+        ({"at_least": 4}, set()),
+        ({"at_least": 0}, everyone),
+        ({"at_most": 0}, {never}),
+        ({"at_most": 1}, {never, once}),
+        ({"at_most": 2}, {never, once, twice}),
+        ({"at_most": 3}, everyone),
+        ({"exactly": 0}, {never}),
+        ({"exactly": 1}, {once}),
+        ({"exactly": 2}, {twice}),
+        ({"exactly": 3}, {thrice}),
+    ]
+    for count, expected in cases:
+        holds(groups, {"activity": {"type": LOANS, **count}}, expected)
+    holds(groups, {"activity": {"type": OTHER, "exactly": 3}}, {never})
+    holds(groups, {"activity": {"type": "pagevisit"}}, set())
+    holds(groups, {"activity": {"type": "pagevisit", "at_most": 0}}, everyone)
+
+
+def test_within_days_is_today_and_the_days_before(groups: Groups, loans: ActivityType) -> None:
+    days = [0, 1, 6, 7, 29, 30, 400]
+    contact = {d: groups.new_contact() for d in days}
+    for d, who in contact.items():
+        groups.log(who, {"type": LOANS, "occurredAt": on_day(d), "fields": {"years": 1}})
+    # The first minute and the last of a day count on that day.
+    edge_early, edge_late = groups.new_contact(), groups.new_contact()
+    groups.log(
+        edge_early, {"type": LOANS, "occurredAt": on_day(6, "00:00:00"), "fields": {"years": 1}}
+    )
+    groups.log(
+        edge_late, {"type": LOANS, "occurredAt": on_day(7, "23:59:59.999"), "fields": {"years": 1}}
+    )
+    for within, expected in {
+        1: {contact[0]},
+        2: {contact[0], contact[1]},
+        7: {contact[0], contact[1], contact[6], edge_early},
+        8: {contact[0], contact[1], contact[6], contact[7], edge_early, edge_late},
+        30: {contact[d] for d in (0, 1, 6, 7, 29)} | {edge_early, edge_late},
+    }.items():
+        holds(groups, {"activity": {"type": LOANS, "within_days": within}}, expected)
+        # The same window on the activities themselves (a field filter every one passes).
+        filtered = {"type": LOANS, "within_days": within, "fields": {"years": {"gte": 0}}}
+        holds(groups, {"activity": filtered}, expected)
+    recent = {contact[0], contact[1]}
+    holds(
+        groups,
+        {"not": {"activity": {"type": LOANS, "within_days": 2}}},
+        (set(contact.values()) | {edge_early, edge_late}) - recent,
+    )
+
+
+def test_a_window_counts_only_what_is_inside_it(groups: Groups, loans: ActivityType) -> None:
+    inside_twice, split, outside_twice = (groups.new_contact() for _ in range(3))
+    groups.log(
+        inside_twice,
+        {"type": LOANS, "occurredAt": on_day(0)},
+        {"type": LOANS, "occurredAt": on_day(3)},
+    )
+    groups.log(
+        split, {"type": LOANS, "occurredAt": on_day(1)}, {"type": LOANS, "occurredAt": on_day(10)}
+    )
+    groups.log(outside_twice, *[{"type": LOANS, "occurredAt": on_day(9)}] * 2)
+    holds(groups, {"activity": {"type": LOANS, "at_least": 2, "within_days": 7}}, {inside_twice})
+    holds(groups, {"activity": {"type": LOANS, "exactly": 1, "within_days": 7}}, {split})
+    holds(
+        groups,
+        {"activity": {"type": LOANS, "at_most": 1, "within_days": 7}},
+        {split, outside_twice},
+    )
+    holds(
+        groups, {"activity": {"type": LOANS, "at_least": 2}}, {inside_twice, split, outside_twice}
+    )
+
+
+def test_between_is_whole_utc_days_both_ends_included(groups: Groups, loans: ActivityType) -> None:
+    at = {
+        "day before": "2026-01-09T23:59:59.999Z",
+        "first instant": "2026-01-10T00:00:00Z",
+        "offset, day before in UTC": "2026-01-10T01:30:00+02:00",
+        "offset, first day in UTC": "2026-01-09T23:30:00-01:00",
+        "offset, last day in UTC": "2026-01-21T00:30:00+01:00",
+        "last instant": "2026-01-20T23:59:59.999Z",
+        "day after": "2026-01-21T00:00:00Z",
+        "offset, day after in UTC": "2026-01-20T23:30:00-01:00",
+    }
+    contact = {name: groups.new_contact() for name in at}
+    for name, occurred in at.items():
+        groups.log(contact[name], {"type": LOANS, "occurredAt": occurred, "fields": {"years": 5}})
+    inside = {
+        contact[n]
+        for n in (
+            "first instant",
+            "offset, first day in UTC",
+            "offset, last day in UTC",
+            "last instant",
+        )
+    }
+    between = {"from": "2026-01-10", "to": "2026-01-20"}
+    holds(groups, {"activity": {"type": LOANS, "between": between}}, inside)
+    holds(
+        groups,
+        {"activity": {"type": LOANS, "between": between, "fields": {"years": {"eq": 5}}}},
+        inside,
+    )
+    holds(
+        groups,
+        {"activity": {"type": LOANS, "between": between, "exactly": 0}},
+        set(contact.values()) - inside,
+    )
+    one_day = {"from": "2026-01-21", "to": "2026-01-21"}
+    holds(
+        groups,
+        {"activity": {"type": LOANS, "between": one_day}},
+        {contact["day after"], contact["offset, day after in UTC"]},
+    )
+
+
+def test_field_filters(groups: Groups, loans: ActivityType) -> None:
+    ann, bob, cid, dan = (groups.new_contact() for _ in range(4))
+    groups.log(
+        ann,
+        {"type": LOANS, "fields": {"amount": "50000.00", "product": "Mortgage", "years": 30}},
+        {"type": LOANS, "fields": {"amount": "75000", "product": "mortgage", "years": 20}},
+    )
+    groups.log(bob, {"type": LOANS, "fields": {"amount": "49999.99", "product": "Car loan"}})
+    groups.log(cid, {"type": LOANS, "fields": {"years": 5}}, {"type": LOANS})
+    groups.log(dan, {"type": OTHER})
+    amount = {"type": LOANS, "fields": {"amount": {"gte": "50000"}}}
+    holds(groups, {"activity": amount}, {ann})
+    holds(groups, {"activity": {**amount, "at_least": 2}}, {ann})
+    holds(groups, {"activity": {**amount, "exactly": 1}}, set())
+    holds(groups, {"activity": {**amount, "at_most": 0}}, {bob, cid, dan})
+    holds(groups, {"activity": {"type": LOANS, "fields": {"amount": {"lt": "50000"}}}}, {bob})
+    holds(groups, {"activity": {"type": LOANS, "fields": {"amount": {"eq": "50000"}}}}, {ann})
+    holds(
+        groups,
+        {"activity": {"type": LOANS, "fields": {"amount": {"gt": "50000", "lte": "75000"}}}},
+        {ann},
+    )
+    holds(
+        groups,
+        {"activity": {"type": LOANS, "fields": {"product": {"contains": "LOAN"}}}},
+        {bob},
+    )
+    holds(groups, {"activity": {"type": LOANS, "fields": {"product": {"eq": "Mortgage"}}}}, {ann})
+    holds(
+        groups,
+        {"activity": {"type": LOANS, "exactly": 1, "fields": {"years": {"gte": 20}}}},
+        set(),
+    )
+    holds(
+        groups,
+        {"activity": {"type": LOANS, "fields": {"years": {"lt": 10}, "amount": {"lt": "1"}}}},
+        set(),
+    )
+    holds(groups, {"activity": {"type": LOANS, "fields": {"years": {"lt": 10}}}}, {cid})
+    holds(groups, {"activity": {"type": LOANS, "fields": {"years": {"lt": "10"}}}}, {cid})
+    # Filters and counts: cid's unfiltered activity counts without a filter only.
+    holds(groups, {"activity": {"type": LOANS, "exactly": 2}}, {ann, cid})
+
+
+# -- contact field conditions -------------------------------------------------------------
+
+
+@pytest.fixture
+def people(groups: Groups, loans: ActivityType) -> dict[str, str]:
+    ann, bob, cid = (groups.new_contact() for _ in range(3))
+    groups.data_input(
+        ann,
+        Email="Ann.Smith@Bank.example",
+        FirstName="Ann",
+        City="Brno",
+        Country="CZE",
+        Birthday="1985-05-01",
+        ZIP="60200",
+    )
+    groups.data_input(
+        bob,
+        FirstName="Bob",
+        City="Praha",
+        Country="USA",
+        State="CA",
+        Birthday="1995-01-01",
+        CompanyName="Loan_Co 100%",
+        ZIP="12345",
+    )
+    return {"ann": ann, "bob": bob, "cid": cid}
+
+
+def field_cases(p: dict[str, str]) -> list[tuple[dict[str, Any], set[str]]]:
+    ann, bob, cid = p["ann"], p["bob"], p["cid"]
+    everyone = {ann, bob, cid}
+    yesterday = str(today() - dt.timedelta(days=1))
+    tomorrow = str(today() + dt.timedelta(days=1))
+    return [
+        ({"field": "city", "equals": "Brno"}, {ann}),
+        ({"field": "city", "equals": "brno"}, set()),
+        ({"field": "country", "equals": "usa"}, {bob}),
+        ({"field": "state", "equals": "ca"}, {bob}),
+        ({"field": "email", "equals": "ann.smith@bank.example"}, {ann}),
+        ({"field": "email", "equals": "ANN.SMITH@BANK.EXAMPLE"}, {ann}),
+        ({"field": "zip", "equals": 12345}, {bob}),
+        ({"field": "zip", "equals": "12345"}, {bob}),
+        ({"field": "city", "not_equals": "Brno"}, {bob, cid}),
+        ({"field": "email", "not_equals": "ann.smith@BANK.example"}, {bob, cid}),
+        ({"field": "city", "contains": "rn"}, {ann}),
+        ({"field": "first_name", "contains": "B"}, {bob}),
+        ({"field": "company_name", "contains": "loan_co"}, {bob}),
+        ({"field": "company_name", "contains": "n_C"}, {bob}),
+        ({"field": "company_name", "contains": "100%"}, {bob}),
+        ({"field": "company_name", "contains": "n%C"}, set()),
+        ({"field": "email", "contains": "@bank."}, {ann}),
+        ({"field": "city", "in": ["Brno", "Praha", "Wien"]}, {ann, bob}),
+        ({"field": "country", "in": ["cze"]}, {ann}),
+        ({"field": "email", "in": ["ANN.smith@bank.example", "x@y.example"]}, {ann}),
+        ({"field": "zip", "in": [60200, "12345"]}, {ann, bob}),
+        ({"field": "email", "exists": True}, {ann}),
+        ({"field": "email", "exists": False}, {bob, cid}),
+        ({"field": "state", "exists": True}, {bob}),
+        ({"field": "birthday", "exists": True}, {ann, bob}),
+        ({"field": "birthday", "before": "1990-01-01"}, {ann}),
+        ({"field": "birthday", "before": "1985-05-01"}, set()),
+        ({"field": "birthday", "after": "1985-05-01"}, {ann, bob}),
+        ({"field": "birthday", "after": "1990-01-01"}, {bob}),
+        ({"field": "created_at", "after": yesterday}, everyone),
+        ({"field": "created_at", "after": tomorrow}, set()),
+        ({"field": "created_at", "before": tomorrow}, everyone),
+        ({"field": "created_at", "before": str(today())}, set()),
+        ({"field": "updated_at", "after": str(today())}, everyone),
+        ({"field": "notes", "exists": False}, everyone),
+        ({"field": "attributes.plan", "exists": False}, everyone),
+    ]
+
+
+def test_contact_field_conditions(groups: Groups, people: dict[str, str]) -> None:
+    for contact, expected in field_cases(people):
+        holds(groups, {"contact": contact}, expected)
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [
+        {"field": "birthday", "equals": "1985-05-01"},
+        {"field": "birthday", "contains": "1985"},
+        {"field": "birthday", "in": ["1985-05-01"]},
+        {"field": "created_at", "equals": "2026-01-01"},
+        {"field": "created_at", "contains": "2026"},
+        {"field": "city", "equals": True},
+        {"field": "city", "in": [{"a": 1}]},
+        {"field": "city", "in": [None]},
+        {"field": "city", "in": [["Brno"]]},
+    ],
+)
+def test_comparisons_that_do_not_fit_the_field_are_refused(
+    groups: Groups, people: dict[str, str], contact: dict[str, Any], expect_error: ErrorCheck
+) -> None:
+    expect_error(groups.validate({"contact": contact}), 400, "invalid_field", "condition")
+    expect_error(groups.post({"contact": contact}), 400, "invalid_field", "condition")
+
+
+def test_custom_attributes_from_segment_traits(
+    groups: Groups, client: TestClient, hub: Hub, loans: ActivityType
+) -> None:
+    assert groups.tracking_headers is not None
+    key = groups.tracking_headers["Authorization"].removeprefix("Bearer ")
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+    def identify(user: str, **traits: Any) -> None:
+        answer = client.post("/v1/identify", json={"userId": user, "traits": traits}, headers=auth)
+        assert answer.status_code == 200, answer.text
+
+    identify("u-pro", plan="pro", seats=5)
+    identify("u-team", plan="team", seats=12)
+    identify("u-none", firstName="Nina")
+    pro = groups.create({"contact": {"field": "attributes.plan", "equals": "pro"}})
+    (pro_member,) = groups.members(pro["id"])
+    contact = client.get(f"/api/contacts/{pro_member}", headers=groups.headers).json()
+    assert contact["attributes"]["plan"] == "pro"
+    paid = groups.create({"contact": {"field": "attributes.plan", "in": ["pro", "team"]}})
+    assert len(groups.members(paid["id"])) == 2
+    assert groups.count({"contact": {"field": "attributes.plan", "exists": True}}) == 2
+    assert groups.count({"contact": {"field": "attributes.plan", "exists": False}}) == 1
+    assert groups.count({"contact": {"field": "attributes.plan", "contains": "EA"}}) == 1
+    assert groups.count({"contact": {"field": "attributes.plan", "not_equals": "pro"}}) == 2
+    seats = groups.validate({"contact": {"field": "attributes.seats", "equals": 12}})
+    assert seats.status_code in (200, 400), seats.text
+    if seats.status_code == 200:
+        assert seats.json()["count"] == 1
+    assert groups.count({"contact": {"field": "attributes.seats", "equals": "12"}}) == 1
+    # Traits change memberships as they are stored.
+    identify("u-pro", plan="free")
+    groups.wait_member(pro["id"], pro_member, member=False)
+    assert groups.members(paid["id"]) - {pro_member} == groups.members(paid["id"])
+
+
+# -- consent and group conditions ---------------------------------------------------------
+
+
+def test_consent_conditions_follow_the_newest_agreement(
+    groups: Groups, loans: ActivityType
+) -> None:
+    groups.create_consent("Marketing")
+    groups.create_consent("Tracking")
+    agreed, revoked, again, other, never = (groups.new_contact() for _ in range(5))
+    groups.agree(agreed, "Marketing")
+    groups.agree(revoked, "Marketing")
+    groups.agree(revoked, "Marketing", agree=False)
+    groups.agree(again, "Marketing", agree=False)
+    groups.agree(again, "Marketing")
+    groups.agree(other, "Tracking")
+    holds(groups, {"consent": "Marketing"}, {agreed, again})
+    holds(groups, {"consent": "Tracking"}, {other})
+    holds(groups, {"not": {"consent": "Marketing"}}, {revoked, other, never})
+    holds(
+        groups,
+        {"all": [{"consent": "Marketing"}, {"consent": "Tracking"}]},
+        set(),
+    )
+    group = groups.create({"consent": "Marketing"})
+    groups.agree(agreed, "Marketing", agree=False)
+    groups.wait_member(group["id"], agreed, member=False)
+    groups.agree(never, "Marketing")
+    groups.wait_member(group["id"], never)
+    assert groups.members(group["id"]) == {again, never}
+
+
+def test_group_conditions_read_the_other_groups_members(
+    groups: Groups, loans: ActivityType
+) -> None:
+    ann, bob, cid = (groups.new_contact() for _ in range(3))
+    groups.log(ann, {"type": LOANS})
+    groups.log(bob, {"type": OTHER})
+    used = groups.create({"activity": {"type": LOANS}}, "Used")
+    other = groups.create({"activity": {"type": OTHER}}, "Other")
+    holds(groups, {"group": used["id"]}, {ann})
+    holds(groups, {"not": {"group": used["id"]}}, {bob, cid})
+    holds(groups, {"any": [{"group": used["id"]}, {"group": other["id"]}]}, {ann, bob})
+    holds(groups, {"all": [{"group": used["id"]}, {"group": other["id"]}]}, set())
+    chained = groups.create({"not": {"group": used["id"]}}, "Not used")
+    twice = groups.create({"all": [{"group": chained["id"]}, {"not": {"group": other["id"]}}]})
+    assert groups.members(twice["id"]) == {cid}
+    # A change flows through the chain: cid uses the calculator.
+    groups.log(cid, {"type": LOANS})
+    groups.wait_member(twice["id"], cid, member=False)
+    assert groups.members(used["id"]) == {ann, cid}
+    assert groups.members(chained["id"]) == {bob}
+
+
+def test_all_any_not(groups: Groups, loans: ActivityType) -> None:
+    # Every combination of (used loans, used other) for four contacts.
+    both, only_loans, only_other, neither = (groups.new_contact() for _ in range(4))
+    groups.log(both, {"type": LOANS}, {"type": OTHER})
+    groups.log(only_loans, {"type": LOANS})
+    groups.log(only_other, {"type": OTHER})
+    loans_, other = {"activity": {"type": LOANS}}, {"activity": {"type": OTHER}}
+    cases: list[tuple[dict[str, Any], set[str]]] = [
+        ({"all": [loans_]}, {both, only_loans}),
+        ({"all": [loans_, other]}, {both}),
+        ({"any": [loans_, other]}, {both, only_loans, only_other}),
+        ({"not": loans_}, {only_other, neither}),
+        ({"not": {"not": loans_}}, {both, only_loans}),
+        ({"all": [loans_, {"not": other}]}, {only_loans}),
+        ({"all": [{"not": loans_}, {"not": other}]}, {neither}),
+        ({"any": [{"not": loans_}, {"not": other}]}, {only_loans, only_other, neither}),
+        ({"any": [loans_, {"not": other}]}, {both, only_loans, neither}),
+        ({"not": {"any": [loans_, other]}}, {neither}),
+        ({"not": {"all": [loans_, other]}}, {only_loans, only_other, neither}),
+        (
+            {"any": [{"all": [loans_, {"not": other}]}, {"all": [other, {"not": loans_}]}]},
+            {only_loans, only_other},
+        ),
+        (
+            {"all": [{"any": [loans_, other]}, {"not": {"all": [loans_, other]}}]},
+            {only_loans, only_other},
+        ),
+        ({"any": [{"not": {"any": [loans_, other]}}, {"all": [loans_, other]}]}, {both, neither}),
+        (
+            {"all": [{"activity": {"type": LOANS, "at_least": 0}}, {"not": loans_}]},
+            {only_other, neither},
+        ),
+    ]
+    for condition, expected in cases:
+        holds(groups, condition, expected)
+
+
+# -- membership kept current --------------------------------------------------------------
+
+
+def test_an_activity_moves_a_contact_within_a_second(groups: Groups, loans: ActivityType) -> None:
+    ann = groups.new_contact()
+    group = groups.create({"activity": {"type": LOANS, "at_least": 2}})
+    at_most = groups.create({"activity": {"type": LOANS, "at_most": 1}})
+    assert groups.check(at_most["id"], ann)["member"] is True
+    groups.log(ann, {"type": LOANS})
+    time.sleep(0.3)
+    assert groups.check(group["id"], ann)["member"] is False
+    groups.log(ann, {"type": LOANS})
+    assert groups.wait_member(group["id"], ann) < 1.0
+    assert groups.wait_member(at_most["id"], ann, member=False) < 1.0
+    assert groups.get(group["id"])["member_count"] == 1
+    assert groups.get(at_most["id"])["member_count"] == 0
+    assert [g["id"] for g in groups.contact_groups(ann)] == [group["id"]]
+
+
+def test_field_changes_move_contacts(groups: Groups, loans: ActivityType) -> None:
+    ann = groups.new_contact()
+    brno = groups.create({"contact": {"field": "city", "equals": "Brno"}})
+    groups.data_input(ann, City="Brno")
+    groups.wait_member(brno["id"], ann)
+    groups.data_input(ann, City="Praha")
+    groups.wait_member(brno["id"], ann, member=False)
+    groups.data_input(ann, City="Brno")
+    groups.wait_member(brno["id"], ann)
+    groups.data_input(ann, City="")
+    groups.wait_member(brno["id"], ann, member=False)
+
+
+@pytest.fixture
+def site(
+    client: TestClient, make_channel: Callable[..., Channel], make_key: Callable[..., CreatedKey]
+) -> dict[str, Any]:
+    channel = make_channel(kind="website", allowed_origins=["https://bank.example"])
+    return {"key": make_key("publishable", channel.id).key}
+
+
+def browser(client: TestClient, site: dict[str, Any], route: str, body: dict[str, Any]) -> Any:
+    answer = client.post(
+        f"/browser/{route}",
+        params={"key": site["key"]},
+        json=body,
+        headers={"Origin": "https://bank.example"},
+    )
+    assert answer.status_code in (200, 202), answer.text
+    return answer.json()
+
+
+def test_identify_moves_contacts_and_a_merge_leaves_the_merged_one_out(
+    groups: Groups, client: TestClient, site: dict[str, Any], loans: ActivityType
+) -> None:
+    known = groups.create({"contact": {"field": "email", "exists": True}}, "Known")
+    used = groups.create({"activity": {"type": LOANS}}, "Used")
+    anonymous = groups.create({"contact": {"field": "email", "exists": False}}, "Anonymous")
+    visitor = groups.new_contact()
+    groups.wait_member(anonymous["id"], visitor)
+    answer = browser(
+        client,
+        site,
+        "identify",
+        {"contact": visitor, "email": "ann@bank.example", "cookieLevel": "visitor"},
+    )
+    assert answer == {"contact": visitor, "merged": False}
+    groups.wait_member(known["id"], visitor)
+    groups.wait_member(anonymous["id"], visitor, member=False)
+
+    # Another visitor uses the calculator, then proves to be Ann (a signed identify merges).
+    second = groups.new_contact()
+    groups.log(second, {"type": LOANS})
+    groups.wait_member(used["id"], second)
+    groups.wait_member(anonymous["id"], second)
+    channel = groups.client.get("/api/channels", headers=groups.headers).json()["data"]
+    secret = next(c["identity_secret"] for c in channel if c["kind"] == "website")
+    signed = hmac.new(secret.encode(), b"ann@bank.example", hashlib.sha256).hexdigest()
+    answer = browser(
+        client,
+        site,
+        "identify",
+        {"contact": second, "email": "ann@bank.example", "cookieLevel": "visitor", "hash": signed},
+    )
+    assert answer == {"contact": visitor, "merged": True}
+    groups.wait_member(used["id"], visitor)
+    # The merged contact leaves its groups (a check of its id answers for the survivor).
+    deadline = time.monotonic() + 2
+    while groups.members(used["id"]) != {visitor} and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert groups.members(used["id"]) == {visitor}
+    assert groups.members(anonymous["id"]) == set()
+    assert groups.check(used["id"], second)["contact"] == visitor
+    assert [g["id"] for g in groups.contact_groups(second)] == [known["id"], used["id"]]
+
+
+def test_entries_and_exits_answer_was_the_contact_in_the_group_at_t(
+    groups: Groups, loans: ActivityType
+) -> None:
+    groups.create_consent("Marketing")
+    ann = groups.new_contact()
+    group = groups.create({"consent": "Marketing"})
+    moments: list[tuple[dt.datetime, bool]] = []
+    for agree in (True, False, True, False):
+        groups.agree(ann, "Marketing", agree=agree)
+        groups.wait_member(group["id"], ann, member=agree)
+        time.sleep(0.01)
+        moments.append((dt.datetime.now(dt.UTC), agree))
+        time.sleep(0.01)
+    start = parse_time(group["created_at"])
+    assert groups.check(group["id"], ann, at=start.isoformat())["member"] is False
+    for moment, member in moments:
+        answer = groups.check(group["id"], ann, at=moment.isoformat())
+        assert answer["member"] is member, moment
+        assert answer["at"] == moment.isoformat().replace("+00:00", "Z")
+        if member:
+            assert parse_time(answer["since"]) <= moment
+            assert parse_time(answer["since"]) > start
+    # The two stays are told apart: the second began after the first ended.
+    first = parse_time(groups.check(group["id"], ann, at=moments[0][0].isoformat())["since"])
+    second = parse_time(groups.check(group["id"], ann, at=moments[2][0].isoformat())["since"])
+    assert first < moments[1][0] < second < moments[2][0]
+
+
+def test_windows_slide_once_a_day(groups: Groups, hub: Hub, loans: ActivityType) -> None:
+    ann, bob = groups.new_contact(), groups.new_contact()
+    groups.log(ann, {"type": LOANS, "occurredAt": on_day(5)})
+    groups.log(bob, {"type": LOANS, "occurredAt": on_day(1)})
+    recent = groups.create({"activity": {"type": LOANS, "within_days": 7}}, "Recent")
+    lapsed = groups.create({"not": {"activity": {"type": LOANS, "within_days": 7}}}, "Lapsed")
+    follows = groups.create({"group": recent["id"]}, "Follows recent")
+    plain = groups.create({"activity": {"type": LOANS}}, "Ever")
+    assert groups.members(recent["id"]) == {ann, bob}
+    # Today was computed at creation: nothing to do today.
+    assert hub.groups.refresh_windows(today()) == []
+    in_three_days = today() + dt.timedelta(days=3)
+    refreshed = hub.groups.refresh_windows(in_three_days)
+    assert set(refreshed) >= {uuid.UUID(recent["id"]), uuid.UUID(lapsed["id"])}
+    assert uuid.UUID(plain["id"]) not in refreshed
+    assert groups.members(recent["id"]) == {bob}
+    assert groups.members(lapsed["id"]) == {ann}
+    assert groups.members(follows["id"]) == {bob}
+    assert groups.members(plain["id"]) == {ann, bob}
+    assert groups.get(recent["id"])["member_count"] == 1
+    # Once per day: the day is claimed.
+    assert hub.groups.refresh_windows(in_three_days) == []
+    assert groups.check(recent["id"], ann)["member"] is False
+    assert groups.check(lapsed["id"], ann)["member"] is True
