@@ -102,7 +102,7 @@ def _activity(value: dict[str, Any], names: Names) -> str:
         parts.append("today" if days == 1 else f"in the last {days:,} days")
     elif isinstance(value.get("between"), dict):
         parts.append(f"from {value['between'].get('from')} to {value['between'].get('to')}")
-    else:
+    elif parts[-1] != "never":
         parts.append("ever")
     filters = [
         f"{name} {FIELD_OPS.get(op, op)} {operand}"
