@@ -233,3 +233,12 @@ def test_the_admin_api_searches_contacts(
         "q",
     )
     assert client.get("/api/contacts").status_code == 401
+
+
+def test_summaries_name_the_contacts_that_exist(hub: Hub, people: People) -> None:
+    missing = uuid.uuid4()
+    found_ = hub.contacts.summaries([people["jane"], people["jane"], missing, people["anonymous"]])
+    assert set(found_) == {people["jane"], people["anonymous"]}
+    assert found_[people["jane"]].first_name == "Jane"
+    assert found_[people["anonymous"]].email is None
+    assert hub.contacts.summaries([]) == {}

@@ -40,6 +40,18 @@ def format_datetime(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def format_timestamp(value: dt.datetime | None) -> str:
+    """To the second, for logs whose order matters within a minute."""
+    if value is None:
+        return "never"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso_utc(value: dt.datetime) -> str:
+    """For ``<time datetime>``: machine-readable, UTC."""
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def format_number(value: int | None) -> str:
     return "0" if value is None else f"{value:,}"
 
@@ -68,6 +80,8 @@ class Renderer:
         )
         self.env.filters["datetime"] = format_datetime
         self.env.filters["number"] = format_number
+        self.env.filters["timestamp"] = format_timestamp
+        self.env.filters["iso"] = iso_utc
         self.env.globals["static"] = self.static_url
         self.env.globals["error_for"] = error_for
         self._versions: dict[str, str] = {}

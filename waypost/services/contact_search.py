@@ -239,3 +239,12 @@ def newest(conn: Connection, limit: int, cursor: str | None) -> Page[ContactSumm
         stmt = stmt.where(contacts.c.id < before)
     items = [_summary(row._mapping) for row in conn.execute(stmt)]
     return page_by_id(items, limit, lambda contact: contact.id)
+
+
+def summaries(conn: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ContactSummary]:
+    """The contacts of ``ids`` that exist, by id (to name the contacts of a list of activities)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(sa.select(*COLUMNS).where(contacts.c.id.in_(wanted)))
+    return {row.id: _summary(row._mapping) for row in rows}

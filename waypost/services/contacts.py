@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -19,7 +20,7 @@ from waypost.errors import ApiError
 from waypost.ids import new_id, utcnow
 from waypost.pagination import Page
 from waypost.services.consents import carry_agreement, require_agreement
-from waypost.services.contact_search import ContactSummary, search
+from waypost.services.contact_search import ContactSummary, search, summaries
 from waypost.store import Store, touch
 from waypost.store.schema import (
     activities,
@@ -304,6 +305,11 @@ class ContactService:
         contacts, newest first, for an empty ``text`` (see :mod:`contact_search`)."""
         with self.store.read() as conn:
             return search(conn, text, limit, cursor)
+
+    def summaries(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ContactSummary]:
+        """The contacts of ``ids`` that exist, by id, as lists show them."""
+        with self.store.read() as conn:
+            return summaries(conn, ids)
 
     def identify(
         self,

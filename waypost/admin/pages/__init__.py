@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from waypost.admin.pages import channels, consents, dashboard, groups, home, keys, types, users
+from waypost.admin.pages import (
+    activities,
+    channels,
+    consents,
+    contacts,
+    dashboard,
+    groups,
+    home,
+    keys,
+    rejected,
+    types,
+    users,
+)
 from waypost.admin.views import NavItem, View
 
 # Navigation order: 10 dashboard, 20 activity types, 30 contacts, 40 activities, 50 rejected,
 # 60 groups, 70 channels, 80 keys, 90 consents, 100 users.
 MODULES: tuple[ModuleType, ...] = (
-    types, channels, keys, consents, users, groups, dashboard, home,
+    types, channels, keys, consents, users, groups, dashboard, contacts, activities, rejected,
+    home,
 )  # fmt: skip
 
 

@@ -1,0 +1,133 @@
+"""List pages: their filters read from the query string, and the links of cursor paging.
+
+Filters come from GET forms, so a bad value is the user's typo, not a bug: each parser here
+raises a 400 :class:`ApiError` that names the filter and says what it takes, and the page
+shows it next to the form. Times are UTC throughout the UI: a time typed without an offset
+(as ``<input type="datetime-local">`` sends it) is read as UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from waypost.errors import ApiError
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_TEXT = 500
+FIELD_PREFIX = "field."
+_DIGITS = re.compile(r"[0-9]{1,12}")
+
+
+def _bad(name: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_field", message, name)
+
+
+def text(params: Mapping[str, str], name: str, label: str) -> str | None:
+    """A text filter, trimmed; blank is None."""
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    if len(value) > MAX_TEXT or "\x00" in value:
+        raise _bad(name, f"{label}: at most {MAX_TEXT} characters, without NUL.")
+    return value
+
+
+def when(params: Mapping[str, str], name: str, label: str) -> dt.datetime | None:
+    """A time: ``2026-05-01``, ``2026-05-01T14:30`` (UTC) or ISO 8601 with an offset."""
+    value = text(params, name, label)
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace(" ", "T", 1))
+    except ValueError:
+        raise _bad(
+            name, f"{label}: {value!r} is not a time; write it as 2026-05-01T14:30 (UTC)."
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def identifier(params: Mapping[str, str], name: str, label: str) -> uuid.UUID | None:
+    """An identifier (a UUID), as shown on the pages."""
+    value = text(params, name, label)
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise _bad(name, f"{label}: {value!r} is not an identifier (a UUID).") from None
+
+
+def number(params: Mapping[str, str], name: str, label: str, default: int, top: int) -> int:
+    """A whole number from 1 to ``top``."""
+    value = text(params, name, label)
+    if value is None:
+        return default
+    if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= top:
+        raise _bad(name, f"{label}: a whole number from 1 to {top:,} (got {value!r}).")
+    return int(value)
+
+
+def limit(params: Mapping[str, str]) -> int:
+    return number(params, "limit", "Rows per page", PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def field_filters(params: Mapping[str, str]) -> dict[str, str]:
+    """``field.<name>[.<op>]`` parameters, without the prefix, blank ones left out."""
+    return {
+        key[len(FIELD_PREFIX) :]: value.strip()
+        for key, value in params.items()
+        if key.startswith(FIELD_PREFIX) and value.strip()
+    }
+
+
+def form_time(value: dt.datetime | None) -> str:
+    """A time as a ``datetime-local`` input shows it (UTC, to the second)."""
+    if value is None:
+        return ""
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def time_value(params: Mapping[str, str], name: str) -> str:
+    """A time filter as its input shows it again: in UTC when it parses, else as typed."""
+    try:
+        return form_time(when(params, name, name))
+    except ApiError:
+        return params.get(name, "")
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Where a page of a cursor-paged list is: its number, and the links to the first and
+    the next page (a cursor only goes forward; the browser's back button goes back)."""
+
+    number: int
+    first: str | None
+    next: str | None
+
+
+def paging(
+    path: str, params: Mapping[str, str], next_cursor: str | None, anchor: str = ""
+) -> Paging:
+    """The paging links of a page of ``path`` shown for ``params`` (its filters kept)."""
+    number_now = number(params, "page", "Page", 1, 10**9)
+    kept = {k: v for k, v in params.items() if k not in ("cursor", "page") and v != ""}
+    suffix = f"#{anchor}" if anchor else ""
+
+    def link(extra: dict[str, str]) -> str:
+        query = urlencode({**kept, **extra})
+        return f"{path}?{query}{suffix}" if query else f"{path}{suffix}"
+
+    first = link({}) if number_now > 1 else None
+    following = link({"cursor": next_cursor, "page": str(number_now + 1)}) if next_cursor else None
+    return Paging(number_now, first, following)
+
+
+def query_string(values: Mapping[str, object]) -> str:
+    """A query string of the values that are set (None and blank left out)."""
+    return urlencode({k: str(v) for k, v in values.items() if v is not None and v != ""})
