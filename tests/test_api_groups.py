@@ -149,6 +149,7 @@ def test_malformed_json_and_content_type(
         ({"group": str(uuid.UUID(int=7))}, str(uuid.UUID(int=7))),
         ({"group": "loan shoppers"}, "group"),
         ({"any": []}, "any"),
+        ({"any": [USED_LOANS] * 600}, "at most 200 conditions"),
         ({"or": [USED_LOANS]}, "or"),
     ],
 )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from waypost.domain.conditions import (
+    MAX_CONDITIONS,
     MAX_DEPTH,
     ActivityCondition,
     All,
@@ -367,3 +368,14 @@ def test_nesting_is_limited() -> None:
     caught = error({"not": allowed})
     assert "nested deeper than" in str(caught)
     assert caught.path == ".".join(["not"] * (MAX_DEPTH + 1))
+
+
+def test_a_condition_holds_at_most_so_many_conditions() -> None:
+    leaf: dict[str, Any] = {"consent": "x"}
+    widest = {"any": [leaf] * (MAX_CONDITIONS - 1)}
+    assert len(list(walk(parse_condition(widest)))) == MAX_CONDITIONS
+    caught = error({"any": [leaf] * MAX_CONDITIONS})
+    assert f"at most {MAX_CONDITIONS} conditions" in str(caught)
+    assert caught.path == ""
+    nested = {"all": [{"any": [leaf] * 20} for _ in range(10)]}
+    assert "at most" in str(error(nested))

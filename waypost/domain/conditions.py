@@ -38,6 +38,8 @@ DATE_COLUMNS = frozenset({"birthday", "created_at", "updated_at"})
 FIELD_OPS = frozenset({"eq", "gt", "gte", "lt", "lte", "contains"})
 CONTACT_OPS = ("equals", "not_equals", "contains", "in", "exists", "before", "after")
 MAX_DEPTH = 12
+# SQLite refuses a compound SELECT of more than 500 terms, and every condition is one.
+MAX_CONDITIONS = 200
 
 
 class ConditionError(ValueError):
@@ -104,6 +106,17 @@ Condition = (
 
 def parse_condition(data: Any, path: str = "", depth: int = 0) -> Condition:
     """Parse and check a condition; ConditionError says what and where."""
+    condition = _parse(data, path, depth)
+    if depth == 0 and sum(1 for _ in walk(condition)) > MAX_CONDITIONS:
+        raise ConditionError(
+            f"at most {MAX_CONDITIONS} conditions in one group; "
+            "split it into groups that refer to each other",
+            path,
+        )
+    return condition
+
+
+def _parse(data: Any, path: str, depth: int) -> Condition:
     if depth > MAX_DEPTH:
         raise ConditionError(f"nested deeper than {MAX_DEPTH} levels", path)
     if not isinstance(data, dict) or len(data) != 1:
@@ -117,12 +130,10 @@ def parse_condition(data: Any, path: str = "", depth: int = 0) -> Condition:
     if key in ("all", "any"):
         if not isinstance(value, list) or not value:
             raise ConditionError("takes a non-empty list of conditions", where)
-        items = tuple(
-            parse_condition(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)
-        )
+        items = tuple(_parse(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
         return All(items) if key == "all" else AnyOf(items)
     if key == "not":
-        return Not(parse_condition(value, where, depth + 1))
+        return Not(_parse(value, where, depth + 1))
     if key == "activity":
         return _activity(value, where)
     if key == "contact":
