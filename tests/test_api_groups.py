@@ -254,8 +254,12 @@ def test_a_new_condition_recomputes_the_group_and_those_using_it(
     never = groups.create({"not": {"group": uses["id"]}}, "Never")
     assert groups.members(uses["id"]) == {ann}
     assert groups.members(never["id"]) == {bob}
+    before = dt.datetime.now(dt.UTC).isoformat()
+    time.sleep(0.002)
     answer = groups.patch(used["id"], condition={"activity": {"type": "click"}})
     assert answer.status_code == 200, answer.text
+    assert groups.check(used["id"], ann, at=before)["member"] is True
+    assert groups.check(used["id"], ann)["member"] is False
     assert answer.json()["member_count"] == 1
     assert parse_time(answer.json()["computed_at"]) > parse_time(used["computed_at"])
     assert groups.members(used["id"]) == {bob}
