@@ -527,6 +527,28 @@ def test_an_activity_moves_a_contact_within_a_second(groups: Groups, loans: Acti
     assert [g["id"] for g in groups.contact_groups(ann)] == [group["id"]]
 
 
+def test_a_replayed_activity_moves_a_contact(
+    groups: Groups, make_type: Callable[..., ActivityType]
+) -> None:
+    make_type(name="Other", code_name=OTHER)
+    ann = groups.new_contact()
+    answer = groups.client.post(
+        "/tracking/activities",
+        json={"channel": groups.channel, "contact": ann, "activities": [{"type": LOANS}]},
+        headers=groups.tracking_headers,
+    )
+    assert answer.json()["results"][0]["status"] == 404, answer.text
+    make_type(name="Loan calculator usage", code_name=LOANS)
+    group = groups.create({"activity": {"type": LOANS}})
+    assert groups.members(group["id"]) == set()
+    (rejected,) = groups.walk("/api/rejected-activities")
+    replayed = groups.client.post(
+        f"/api/rejected-activities/{rejected['id']}/replay", headers=groups.headers
+    )
+    assert replayed.status_code == 200, replayed.text
+    groups.wait_member(group["id"], ann)
+
+
 def test_field_changes_move_contacts(groups: Groups, loans: ActivityType) -> None:
     ann = groups.new_contact()
     brno = groups.create({"contact": {"field": "city", "equals": "Brno"}})
@@ -601,6 +623,18 @@ def test_identify_moves_contacts_and_a_merge_leaves_the_merged_one_out(
     assert groups.members(anonymous["id"]) == set()
     assert groups.check(used["id"], second)["contact"] == visitor
     assert [g["id"] for g in groups.contact_groups(second)] == [known["id"], used["id"]]
+
+
+def test_browser_consents_move_contacts(
+    groups: Groups, client: TestClient, site: dict[str, Any], loans: ActivityType
+) -> None:
+    groups.create_consent("Marketing")
+    group = groups.create({"consent": "Marketing"})
+    created = browser(client, site, "consent", {"consent": "Marketing", "agree": True})
+    visitor = created["contact"]
+    groups.wait_member(group["id"], visitor)
+    browser(client, site, "consent", {"consent": "Marketing", "agree": False, "contact": visitor})
+    groups.wait_member(group["id"], visitor, member=False)
 
 
 def test_entries_and_exits_answer_was_the_contact_in_the_group_at_t(
