@@ -26,6 +26,7 @@ from waypost.api import (
     contacts,
     groups,
     keys,
+    reports,
 )
 from waypost.api.openapi import DOCS_PAGE, openapi_document
 from waypost.api.routing import (
@@ -64,6 +65,7 @@ def admin_operations() -> list[Operation]:
         *contacts.OPERATIONS,
         *activities.OPERATIONS,
         *groups.OPERATIONS,
+        *reports.OPERATIONS,
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from waypost.api.routing import Call, Operation, parse_uuid
 from waypost.pagination import ListQuery, Page
+from waypost.services.group_history import GroupHistory, HistoryQuery
 from waypost.services.groups import (
     CheckQuery,
     ConditionCheck,
@@ -45,6 +46,10 @@ def delete_group(call: Call[None, None]) -> None:
 
 def group_members(call: Call[None, MemberQuery]) -> Page[Member]:
     return call.hub.groups.members(parse_uuid(call.path["group_id"], "group"), call.query)
+
+
+def group_history(call: Call[None, HistoryQuery]) -> GroupHistory:
+    return call.hub.groups.history(parse_uuid(call.path["group_id"], "group"), call.query.days)
 
 
 def check_membership(call: Call[None, CheckQuery]) -> Membership:
@@ -128,6 +133,16 @@ OPERATIONS = [
         TAG,
         query=MemberQuery,
         response=Page[Member],
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        ITEM + "/history",
+        group_history,
+        "Members at the end of each of the last days, with each day's entries and exits",
+        TAG,
+        query=HistoryQuery,
+        response=GroupHistory,
         errors=(404,),
     ),
     Operation(
