@@ -349,3 +349,96 @@ def test_the_dashboard_and_a_group_at_phone_width(browser: Any, site: Site) -> N
         visit.count_is(r"^3 contacts match")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         visit.shot("phone-groups-builder")
+
+
+ROUND_TRIPS: list[Any] = [
+    {"all": [{"activity": {"type": "click", "at_least": 1}}]},
+    {"any": [{"not": {"consent": "Newsletter"}}, {"group": str(uuid.UUID(int=1))}]},
+    {"not": {"all": [{"activity": {"type": "click", "exactly": 0, "within_days": 7}}]}},
+    {"activity": {"type": "loan_calculator", "at_most": 2,
+                  "between": {"from": "2026-01-01", "to": "2026-01-31"},
+                  "fields": {"amount": {"gte": "10", "lt": "20"}}}},
+    {"contact": {"field": "attributes.plan", "in": ["pro", "team"]}},
+    {"contact": {"field": "email", "exists": False}},
+    {"contact": {"field": "birthday", "before": "1990-01-01"}},
+    {"contact": {"field": "country", "not_equals": "USA"}},
+]  # fmt: skip
+CANNOT_SHOW = [
+    [],
+    {"all": [], "any": []},
+    {"activity": {"type": "click", "someday": 1}},
+    {"contact": {"field": "zip", "in": ["1,2"]}},
+    {"unknown": 1},
+]
+
+
+def test_the_builder_reads_and_writes_every_kind_of_condition(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in()
+    visit.goto("/admin/groups/new")
+    trips = page.evaluate(
+        "(cs) => cs.map((c) => WaypostGroupBuilder.toJSON(WaypostGroupBuilder.fromJSON(c)))",
+        ROUND_TRIPS,
+    )
+    assert trips == ROUND_TRIPS
+    # The count is written out (at least 1); a "not" of a "not" keeps its meaning.
+    normalised = page.evaluate(
+        "(cs) => cs.map((c) => WaypostGroupBuilder.toJSON(WaypostGroupBuilder.fromJSON(c)))",
+        [{"activity": {"type": "click", "within_days": 3}}, {"not": {"not": {"consent": "N"}}}],
+    )
+    assert normalised == [
+        {"activity": {"type": "click", "at_least": 1, "within_days": 3}},
+        {"not": {"all": [{"not": {"consent": "N"}}]}},
+    ]
+    refused = page.evaluate(
+        """(cs) => cs.map((c) => {
+             try { WaypostGroupBuilder.fromJSON(c); return "shown"; }
+             catch (error) { return error.message; }
+           })""",
+        CANNOT_SHOW,
+    )
+    assert "shown" not in refused
+    assert all(isinstance(message, str) and message for message in refused)
+
+
+def test_contact_conditions_and_dates_in_the_builder(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in()
+    visit.goto("/admin/groups/new")
+    visit.count_is(r"^0 contacts match")
+    page.select_option("#cb-0-window", "between")
+    page.fill("#cb-0-from", "2026-01-01")
+    page.fill("#cb-0-to", "2026-01-31")
+    page.select_option("#cb-add-kind", "contact")
+    page.click("#cb-add")
+    page.select_option("#cb-1-field", "birthday")
+    # Dates compare with before and after: the operators follow the field.
+    ops = page.locator("#cb-1-op option").all_inner_texts()
+    assert ops == ["is before", "is after", "is set or not"]
+    page.select_option("#cb-1-op", "before")
+    page.fill("#cb-1-value", "1990-01-01")
+    page.select_option("#cb-add-kind", "contact")
+    page.click("#cb-add")
+    page.select_option("#cb-2-field", "attributes")
+    page.fill("#cb-2-attr", "plan")
+    page.select_option("#cb-2-op", "in")
+    page.fill("#cb-2-value", "pro, team ,")
+    page.check("#cb-2-not")
+    visit.count_is(r"^0 contacts match")
+    assert visit.condition() == {
+        "all": [
+            {
+                "activity": {
+                    "type": "pagevisit",
+                    "at_least": 1,
+                    "between": {"from": "2026-01-01", "to": "2026-01-31"},
+                }
+            },
+            {"contact": {"field": "birthday", "before": "1990-01-01"}},
+            {"not": {"contact": {"field": "attributes.plan", "in": ["pro", "team"]}}},
+        ]
+    }
+    page.click("#cb-0-remove")
+    expect(page.locator("#cb-add-kind")).to_be_focused()
+    assert visit.condition()["all"][0] == {"contact": {"field": "birthday", "before": "1990-01-01"}}
+    visit.shot("groups-builder-contacts")

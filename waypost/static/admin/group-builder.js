@@ -18,6 +18,7 @@
     ["group", "Group membership"],
     ["all", "Nested all of / any of"]
   ];
+  var KIND_NAMES = { activity: "activity", contact: "contact field", consent: "consent", group: "group membership" };
   var COUNTS = [["at_least", "at least"], ["at_most", "at most"], ["exactly", "exactly"]];
   var WINDOWS = [["days", "in the last … days"], ["between", "between dates"], ["all", "ever"]];
   var FIELD_OPS = { eq: "=", gt: ">", gte: "≥", lt: "<", lte: "≤", contains: "contains" };
@@ -270,7 +271,7 @@
 
   Builder.prototype.node = function (node, parent, id) {
     var self = this;
-    var kindName = node.kind === "all" ? (node.any ? "any of" : "all of") : node.kind;
+    var kindName = node.kind === "all" ? (node.any ? "any of" : "all of") : KIND_NAMES[node.kind];
     var box = h("div", { className: "cb-node cb-" + node.kind, role: "group", "aria-labelledby": id + "-legend" });
     var head = h("div", { className: "cb-head" });
     head.appendChild(h("span", { id: id + "-legend", className: "cb-legend", text: parent ? "Condition: " + kindName : "Contacts in the group match" }));
