@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from starlette.testclient import TestClient
 
 from waypost.errors import ApiError
 from waypost.hub import Hub
+from waypost.pagination import encode_cursor
 from waypost.services.contact_search import ContactSummary, search_words
 from waypost.services.contacts import insert_contact, merge_contacts
 
@@ -131,7 +133,24 @@ def test_many_contacts_with_one_name_page_by_id(hub: Hub) -> None:
     assert ids == [*sorted(made[:7]), made[7]]
 
 
-@pytest.mark.parametrize("cursor", ["nonsense", "W10", "WyJhIiwgMSwgIngiXQ"])
+def _cursor(value: object) -> str:
+    return encode_cursor(json.dumps(value))
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "nonsense",
+        "é",
+        _cursor([]),
+        _cursor(["a", 1, "x"]),
+        _cursor({"a": 1, "b": 2, "c": 3}),
+        _cursor(7),
+        _cursor(["a\u0000", 1, str(uuid.UUID(int=1))]),
+        _cursor(["\ud800", 1, str(uuid.UUID(int=1))]),
+        _cursor([1, 1, str(uuid.UUID(int=1))]),
+    ],
+)
 def test_a_cursor_not_given_out_is_a_400(hub: Hub, cursor: str) -> None:
     with pytest.raises(ApiError) as error:
         hub.contacts.search("j", 10, cursor)

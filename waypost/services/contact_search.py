@@ -182,10 +182,11 @@ def _position(cursor: str | None) -> Position | None:
         return None
     try:
         value, rank, ident = json.loads(decode_cursor(cursor))
-        if not isinstance(value, str) or not isinstance(rank, int):
+        if not isinstance(value, str) or not isinstance(rank, int) or "\x00" in value:
             raise ValueError(value)
+        value.encode()  # a lone surrogate would fail in the driver (a 500), not here
         return value, rank, uuid.UUID(ident)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError
         raise ApiError(
             400, "invalid_field", "The cursor is not one this API gave out.", "cursor"
         ) from None

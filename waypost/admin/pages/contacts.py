@@ -94,7 +94,7 @@ def list_contacts(page: Page) -> Response:
     try:
         as_id = _uuid(q)
         if as_id is not None:
-            return _open_by_id(page, as_id, q)
+            return _open_by_id(page, as_id)
         found = page.hub.contacts.search(q, listing.limit(params), params.get("cursor") or None)
         paging = listing.paging("/admin/contacts", params, found.next)
     except ApiError as exc:
@@ -117,8 +117,8 @@ def _uuid(text: str) -> uuid.UUID | None:
         return None
 
 
-def _open_by_id(page: Page, contact_id: uuid.UUID, q: str) -> Response:
-    page.hub.contacts.get(contact_id)  # 404 when there is none
+def _open_by_id(page: Page, contact_id: uuid.UUID) -> Response:
+    page.hub.contacts.get(contact_id)  # 404, shown at the search form, when there is none
     return page.redirect(f"/admin/contacts/{contact_id}")
 
 
