@@ -421,9 +421,14 @@ class GroupService:
         with self.store.write() as conn:
             if conn.dialect.name == "postgresql":
                 # Serialise evaluations of one contact across processes, and let a full
-                # recomputation of a group (which locks its row for update) go first.
+                # recomputation of a group (which locks its row for update) go first. NO KEY
+                # UPDATE, not UPDATE: the writer's inserts of activities take KEY SHARE on their
+                # contacts (the foreign key), in their own order, and FOR UPDATE deadlocked
+                # with them.
                 conn.execute(
-                    sa.text("SELECT id FROM contacts WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+                    sa.text(
+                        "SELECT id FROM contacts WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE"
+                    ),
                     {"ids": differing},
                 )
                 # KEY SHARE, not SHARE: it holds a recomputation (FOR UPDATE) back all the same,
