@@ -9,7 +9,8 @@
 (function () {
   "use strict";
 
-  var COUNT_DELAY_MS = 350;
+  // A count reads every contact: wait for a pause in typing rather than count each key.
+  var COUNT_DELAY_MS = 500;
   var NUMBER_TYPES = { integer: true, decimal: true, datetime: true };
   var KINDS = [
     ["activity", "Activity"],
