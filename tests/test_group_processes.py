@@ -33,8 +33,8 @@ pytestmark = pytest.mark.slow
 
 WAYPOST = Path(sys.executable).parent / "waypost"
 CONTACTS = 16
-THREADS = 4
-ROUNDS = 14
+THREADS = 8
+ROUNDS = 8
 
 
 def free_port() -> int:
@@ -172,6 +172,10 @@ def test_two_processes_keep_groups_as_one(database_url: str, tmp_path: Path) -> 
                 "all": [{"consent": "Marketing"}, {"not": {"group": "{thrice}"}}]
             },
             "b twice": {"activity": {"type": "custom_b", "exactly": 2}},
+            # Flips with every activity of a contact, so that both processes keep writing.
+            "odd": {
+                "any": [{"activity": {"type": "custom_a", "exactly": n}} for n in range(1, 60, 2)]
+            },
         }
         ids: dict[str, str] = {}
         for name, condition in conditions.items():
@@ -237,6 +241,7 @@ def test_two_processes_keep_groups_as_one(database_url: str, tmp_path: Path) -> 
             ids["at most once lately"]: {c for c, p in people.items() if p.recent_a <= 1},
             ids["agreed, not thrice"]: {c for c, p in people.items() if p.agreed and p.a < 3},
             ids["b twice"]: {c for c, p in people.items() if p.b == 2},
+            ids["odd"]: {c for c, p in people.items() if p.a % 2},
         }
 
         def members(group: str, via: httpx.Client) -> set[str]:
