@@ -522,6 +522,7 @@ ROUTES = [
     ("PATCH", "/api/groups/{group}"),
     ("DELETE", "/api/groups/{group}"),
     ("GET", "/api/groups/{group}/members"),
+    ("GET", "/api/groups/{group}/history"),
     ("GET", "/api/groups/{group}/check/{contact}"),
     ("GET", "/api/groups/{group}/explain/{contact}"),
     ("GET", "/api/contacts/{contact}/groups"),
