@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.services.channels import Channel, ChannelCreate
 from waypost.services.keys import CreatedKey, KeyCreate
@@ -38,6 +39,7 @@ class FirstRun:
 def bootstrap(hub: Hub) -> FirstRun | None:
     """On a database with no channels and no keys, create the starting set; else do nothing."""
     with hub.store.write() as conn:
+        _serialise(conn)
         for table in (channels, api_keys):
             if conn.execute(sa.select(table.c.id).limit(1)).first() is not None:
                 return None
@@ -83,8 +85,24 @@ def bootstrap_admin(hub: Hub) -> FirstAdmin | None:
     if hub.users.has_users():
         return None
     password = secrets.token_urlsafe(12)
-    hub.users.create(UserCreate(email=FIRST_ADMIN, role="admin", password=password))
+    try:
+        hub.users.create(UserCreate(email=FIRST_ADMIN, role="admin", password=password))
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        return None  # another node starting at the same time made it first
     return FirstAdmin(FIRST_ADMIN, password)
+
+
+# Any constant: the PostgreSQL advisory lock that first runs of several nodes take in turn.
+BOOTSTRAP_LOCK = 0x57415950
+
+
+def _serialise(conn: sa.Connection) -> None:
+    """On PostgreSQL, nodes starting at once check for an empty database one at a time (on
+    SQLite the write transaction's lock does it)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(BOOTSTRAP_LOCK)))
 
 
 def _origin(url: str) -> str:
