@@ -156,6 +156,14 @@ def build(path: Path, contacts: int, activities: int, seed: int) -> None:
             "INSERT INTO activity_rollups (contact_id, type_id, day, count) VALUES (?, ?, ?, ?)",
             [(c, t, d, n) for (c, t, d), n in rollups.items()],
         )
+        daily: dict[tuple[str, str], int] = {}
+        for (_, t, d), n in rollups.items():
+            daily[(t, d)] = daily.get((t, d), 0) + n
+        con.executemany(
+            "INSERT INTO activity_daily_counts (type_id, day, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (type_id, day) DO UPDATE SET count = count + excluded.count",
+            [(t, d, n) for (t, d), n in daily.items()],
+        )
         con.execute("COMMIT")
         made += len(activity_rows)
         progress("contacts", min(first + chunk, contacts), contacts, started)
@@ -279,6 +287,11 @@ def _log_activity(
             "INSERT INTO activity_rollups (contact_id, type_id, day, count) VALUES (?, ?, ?, 1) "
             "ON CONFLICT (contact_id, type_id, day) DO UPDATE SET count = count + 1",
             [(c.hex, type_id.hex, str(now.date())) for c in contacts],
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO activity_daily_counts (type_id, day, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (type_id, day) DO UPDATE SET count = count + excluded.count",
+            (type_id.hex, str(now.date()), len(contacts)),
         )
 
 

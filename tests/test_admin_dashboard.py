@@ -22,7 +22,12 @@ from waypost.services.reports import (
     RejectedReport,
     TypeTotal,
 )
-from waypost.store.schema import activity_rollups, contacts, rejected_activities
+from waypost.store.schema import (
+    activity_daily_counts,
+    activity_rollups,
+    contacts,
+    rejected_activities,
+)
 
 if TYPE_CHECKING:
     from tests.admin_support import UI
@@ -55,6 +60,14 @@ def seed(hub: Hub, make_type: Callable[..., ActivityType]) -> None:
                     "day": today - dt.timedelta(days=10),
                     "count": 1,
                 },
+            ],
+        )
+        conn.execute(
+            activity_daily_counts.insert(),
+            [
+                {"type_id": loans.id, "day": today, "count": 4},
+                {"type_id": click.id, "day": today, "count": 2},
+                {"type_id": click.id, "day": today - dt.timedelta(days=10), "count": 1},
             ],
         )
         for reason in ("rate_limited", "rate_limited"):

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from waypost.hub import Hub
 from waypost.ids import new_id, utcnow
 from waypost.services.groups import GroupCreate
-from waypost.store.schema import activity_rollups, contacts
+from waypost.store.schema import activity_daily_counts, activity_rollups, contacts
 
 if TYPE_CHECKING:
     from tests.admin_support import UI
@@ -35,6 +35,7 @@ def test_reports_answer_every_day(
         conn.execute(
             activity_rollups.insert().values(contact_id=person, type_id=click, day=today, count=3)
         )
+        conn.execute(activity_daily_counts.insert().values(type_id=click, day=today, count=3))
     answer = client.get("/api/reports/activities?days=7", headers=admin_headers)
     assert answer.status_code == 200, answer.text
     body = answer.json()

@@ -27,7 +27,13 @@ from waypost.ingest.writer import ActivityResult
 from waypost.services.activity_types import ActivityType
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
-from waypost.store.schema import activities, activity_rollups, contacts, rejected_activities
+from waypost.store.schema import (
+    activities,
+    activity_daily_counts,
+    activity_rollups,
+    contacts,
+    rejected_activities,
+)
 
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck, Tracker
@@ -208,9 +214,15 @@ def test_rollups_equal_the_stored_activities_grouped(
         ).all()
         r = activity_rollups.c
         rollups = conn.execute(sa.select(r.contact_id, r.type_id, r.day, r.count.label("n"))).all()
+        d = activity_daily_counts.c
+        daily = conn.execute(sa.select(d.type_id, d.day, d.count.label("n"))).all()
     expected = Counter((r.contact_id, r.type_id, r.occurred_at.date()) for r in rows)
     assert sum(expected.values()) == 10
     assert {(r.contact_id, r.type_id, r.day): r.n for r in rollups} == dict(expected)
+    # And per type and day, for reports.
+    assert {(r.type_id, r.day): r.n for r in daily} == dict(
+        Counter((r.type_id, r.occurred_at.date()) for r in rows)
+    )
     # Days are UTC days: 2026-01-31T00:30:00+02:00 is the 30th.
     days = Counter(r.day for r in rollups for _ in range(r.n))
     assert days[dt.date(2026, 1, 30)] == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,12 @@ from waypost.services.activity_types import ActivityType
 from waypost.services.reports import DayCount, ReasonCount, TypeTotal, window
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
-from waypost.store.schema import activity_rollups, contacts, rejected_activities
+from waypost.store.schema import (
+    activity_daily_counts,
+    activity_rollups,
+    contacts,
+    rejected_activities,
+)
 
 TODAY = dt.date(2026, 3, 15)
 UTC = dt.UTC
@@ -38,10 +44,18 @@ def add_contact(hub: Hub, created: dt.datetime, **fields: Any) -> uuid.UUID:
 
 
 def add_rollups(hub: Hub, rows: list[tuple[uuid.UUID, uuid.UUID, dt.date, int]]) -> None:
+    """Rollups and the counts per type and day, as the writer keeps them."""
+    daily: Counter[tuple[uuid.UUID, dt.date]] = Counter()
+    for _, type_id, day, count in rows:
+        daily[(type_id, day)] += count
     with hub.store.write() as conn:
         conn.execute(
             activity_rollups.insert(),
             [{"contact_id": c, "type_id": t, "day": d, "count": n} for c, t, d, n in rows],
+        )
+        conn.execute(
+            activity_daily_counts.insert(),
+            [{"type_id": t, "day": d, "count": n} for (t, d), n in daily.items()],
         )
 
 

@@ -151,6 +151,11 @@ class Writer:
             f"VALUES ({mark(4)}) ON CONFLICT (contact_id, type_id, day) "
             "DO UPDATE SET count = activity_rollups.count + excluded.count"
         )
+        self.upsert_daily = (
+            "INSERT INTO activity_daily_counts (type_id, day, count) "  # noqa: S608
+            f"VALUES ({mark(3)}) ON CONFLICT (type_id, day) "
+            "DO UPDATE SET count = activity_daily_counts.count + excluded.count"
+        )
         self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -436,6 +441,13 @@ class Writer:
                     (c.ident(contact), c.ident(type_id), c.date(day), count)
                     for (contact, type_id, day), count in rollups.items()
                 ],
+            )
+            daily: Counter[tuple[uuid.UUID, dt.date]] = Counter()
+            for (_, type_id, day), count in rollups.items():
+                daily[(type_id, day)] += count
+            conn.exec_driver_sql(
+                self.upsert_daily,
+                [(c.ident(type_id), c.date(day), count) for (type_id, day), count in daily.items()],
             )
 
     def _resolve_contacts(self, conn: Connection, batch: list[Job]) -> dict[uuid.UUID, uuid.UUID]:

@@ -1,8 +1,9 @@
 """Reports for the dashboard: activities per day and type, new contacts, rejected activities.
 
 Every report covers the last ``days`` UTC days, today included (``days=1`` is today only), the
-way a group's ``within_days`` does. Activity counts come from the daily rollups, never from the
-activities themselves, so a report over millions of activities reads a small table. Days
+way a group's ``within_days`` does. Activity counts come from the counts per type and day,
+never from the activities themselves, so a report over millions of activities reads a row per
+type and day. Days
 without anything are in the answer with zeros, so a chart has one bar per day.
 """
 
@@ -18,7 +19,12 @@ from sqlalchemy import ColumnElement, Connection
 
 from waypost.ids import utcnow
 from waypost.store import Store
-from waypost.store.schema import activity_rollups, activity_types, contacts, rejected_activities
+from waypost.store.schema import (
+    activity_daily_counts,
+    activity_types,
+    contacts,
+    rejected_activities,
+)
 
 MAX_DAYS = 366
 Days = Annotated[int, msgspec.Meta(ge=1, le=MAX_DAYS)]
@@ -136,9 +142,9 @@ class ReportService:
         self.store = store
 
     def activities(self, days: int = 30, today: dt.date | None = None) -> ActivityReport:
-        """Activities per day and type, summed from the daily rollups."""
+        """Activities per day and type, from the counts per type and day."""
         first, last = window(days, today)
-        r = activity_rollups
+        r = activity_daily_counts
         stmt = (
             sa.select(r.c.day, r.c.type_id, sa.func.sum(r.c.count))
             .where(r.c.day >= first, r.c.day <= last)
@@ -157,7 +163,7 @@ class ReportService:
         per_day: dict[dt.date, dict[str, int]] = {}
         totals: dict[str, int] = {}
         for day, type_id, count in rows:
-            # A type deleted meanwhile has no rollups left; the lookup cannot miss.
+            # A deleted type takes its counts with it; the lookup cannot miss.
             code, _ = names[type_id]
             by_type = per_day.setdefault(as_date(day), {})
             by_type[code] = by_type.get(code, 0) + int(count)

@@ -170,6 +170,8 @@ contacts = Table(
     Column("merged_into", Uuid(), nullable=True),
     _now_column("created_at"),
     _now_column("updated_at"),
+    # New contacts per day (the dashboard), without reading the table.
+    Index("ix_contacts_created", "created_at", "merged_into"),
 )
 
 # Contact search indexes differ per database (an expression index on PostgreSQL, a collation
@@ -302,6 +304,18 @@ activity_rollups = Table(
     Column("count", BigInteger(), nullable=False, server_default=text("0")),
     # Groups read the rollups of one type, per contact: this index answers without the table.
     Index("ix_activity_rollups_type_contact", "type_id", "contact_id", "day", "count"),
+)
+
+# Activities per type and UTC day, written with the activities: what the dashboard and the
+# types page count, without reading a row per contact.
+activity_daily_counts = Table(
+    "activity_daily_counts",
+    metadata,
+    Column(
+        "type_id", Uuid(), ForeignKey("activity_types.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("day", Date(), primary_key=True),
+    Column("count", BigInteger(), nullable=False, server_default=text("0")),
 )
 
 # Activities of ``accept_and_flag`` types stored despite a field violation, counted per field.
