@@ -580,6 +580,34 @@ def test_a_type_with_activities_cannot_be_deleted(
     assert client.get(url, headers=admin_headers).status_code == 200
 
 
+def test_a_type_a_group_names_keeps_its_code_name_and_is_not_deleted(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    make_type: Callable[..., ActivityType],
+    expect_error: ErrorCheck,
+) -> None:
+    made = make_type(name="Webinar", code_name="custom_webinar")
+    condition = {"not": {"activity": {"type": "custom_webinar", "within_days": 7}}}
+    group = client.post(
+        "/api/groups", json={"name": "No webinar", "condition": condition}, headers=admin_headers
+    )
+    assert group.status_code == 201, group.text
+    url = f"{TYPES}/{made.id}"
+    error = expect_error(client.delete(url, headers=admin_headers), 409, "conflict")
+    assert "No webinar" in error["message"]
+    expect_error(
+        client.patch(url, json={"code_name": "custom_seminar"}, headers=admin_headers),
+        409,
+        "conflict",
+    )
+    # Other changes are fine, and once the group is gone so is the type.
+    renamed = client.patch(url, json={"name": "Webinar (live)"}, headers=admin_headers)
+    assert renamed.status_code == 200, renamed.text
+    gone = client.delete(f"/api/groups/{group.json()['id']}", headers=admin_headers)
+    assert gone.status_code == 204
+    assert client.delete(url, headers=admin_headers).status_code == 204
+
+
 # -- races: a check passes, then another request changes the data before the write ------------
 
 

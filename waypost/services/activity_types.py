@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from waypost.domain.codenames import derive_code_name, is_valid_code_name
+from waypost.domain.conditions import dependencies, parse_condition
 from waypost.domain.fields import FieldRuleError, FieldSpec, check_field_change, check_fields
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
@@ -24,6 +25,7 @@ from waypost.store.schema import (
     activities,
     activity_type_fields,
     activity_types,
+    contact_groups,
     field_violations,
 )
 
@@ -342,6 +344,7 @@ class ActivityTypeService:
                     f"Activities of type {current.code_name!r} exist, so it cannot be deleted; "
                     "disable it instead."
                 )
+            _refuse_if_grouped(conn, current.code_name, "deleted")
             conn.execute(activity_types.delete().where(activity_types.c.id == type_id))
 
     # -- rules ---------------------------------------------------------------------------
@@ -379,6 +382,8 @@ class ActivityTypeService:
                 "code_name",
             )
         code_name = self._valid_code_name(code_name)
+        if code_name != current.code_name:
+            _refuse_if_grouped(conn, current.code_name, "renamed")
         taken = conn.execute(
             sa.select(activity_types.c.id).where(activity_types.c.code_name == code_name)
         ).first()
@@ -461,3 +466,17 @@ def _in_use_race() -> Iterator[None]:
 
 def _limits_json(limits: RateLimits | None) -> object:
     return None if limits is None else msgspec.to_builtins(limits)
+
+
+def _refuse_if_grouped(conn: Connection, code_name: str, what: str) -> None:
+    """Contact groups name types by code name: one they name may not vanish under them."""
+    names = [
+        row.name
+        for row in conn.execute(sa.select(contact_groups.c.name, contact_groups.c.condition))
+        if code_name in dependencies(parse_condition(row.condition)).types
+    ]
+    if names:
+        raise conflict(
+            f"The contact groups {', '.join(sorted(names))} use {code_name!r}, so it cannot be "
+            f"{what}; change their conditions first."
+        )
