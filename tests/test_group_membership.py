@@ -674,6 +674,9 @@ def test_windows_slide_once_a_day(groups: Groups, hub: Hub, loans: ActivityType)
     follows = groups.create({"group": recent["id"]}, "Follows recent")
     plain = groups.create({"activity": {"type": LOANS}}, "Ever")
     assert groups.members(recent["id"]) == {ann, bob}
+    # The background updates of the activities above work with the real date: let them finish
+    # before pretending it is three days later.
+    assert hub.group_updates.wait_idle()
     # Today was computed at creation: nothing to do today.
     assert hub.groups.refresh_windows(today()) == []
     in_three_days = today() + dt.timedelta(days=3)

@@ -216,7 +216,6 @@ def day_start(day: dt.date) -> dt.datetime:
 def field_conditions(
     condition: ActivityCondition, ref: TypeRef, ctx: Context
 ) -> list[sa.ColumnElement[bool]]:
-
     params: dict[str, str] = {}
     for name, op, value in condition.fields:
         key = name if op == "eq" else f"{name}.{op}"
@@ -224,7 +223,8 @@ def field_conditions(
     try:
         filters: list[FieldFilter] = parse_filters(ref.fields, params)
     except FilterError as exc:
-        raise CompileError(f"activity {condition.type!r}: {exc}") from None
+        field = exc.parameter.split(".", 1)[0]
+        raise CompileError(f"activity {condition.type!r}, field {field!r}: {exc}") from None
     return [field_condition(f, ctx.dialect) for f in filters]
 
 
