@@ -394,6 +394,32 @@ def test_serve_bootstraps_an_empty_database_once(
     assert len(hub.channels.list_page(ListQuery()).data) == 2
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("demo", [False, True])
+def test_a_port_in_use_stops_serve_before_anything_is_made(
+    new_db_url: str, served: list[dict[str, Any]], demo: bool
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        invoke = make_invoke(new_db_url)
+        args = ["serve", "--demo", "--demo-port", str(port)] if demo else ["serve"]
+        result = invoke(*args, code=1, WAYPOST_PORT=str(_free_port() if demo else port))
+    assert served == []
+    assert KEY.findall(result.output) == []
+    assert f"Cannot listen on 127.0.0.1:{port}" in result.output
+    how = "WAYPOST_DEMO_PORT or --demo-port" if demo else "WAYPOST_PORT or --port"
+    assert how in result.output
+    assert not Path(new_db_url.removeprefix("sqlite:///")).exists()
+
+
 def test_serve_with_a_public_url_on_a_path(
     invoke: Invoke, served: list[dict[str, Any]], hub_of: Callable[[], Hub]
 ) -> None:

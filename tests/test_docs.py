@@ -78,7 +78,7 @@ def test_every_setting_is_documented(name: str) -> None:
 
 def test_configuration_documents_no_setting_that_does_not_exist() -> None:
     text = (DOCS / "configuration.md").read_text()
-    table = text.split("## Test-only variables")[0]
+    table = text.split("## Variables of the commands")[0]
     rows = set(re.findall(r"^\| `WAYPOST_([A-Z_]+)` \|", table, flags=re.MULTILINE))
     assert {row.lower() for row in rows} <= set(Settings.__struct_fields__)
 

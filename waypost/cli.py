@@ -81,7 +81,14 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to listen on (WAYPOST_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (WAYPOST_PORT, 8000).")
 @click.option("--demo", is_flag=True, help="Also serve the demo site, in the same process.")
-@click.option("--demo-port", type=int, default=8001, show_default=True, help="The demo's port.")
+@click.option(
+    "--demo-port",
+    type=int,
+    default=8001,
+    show_default=True,
+    envvar="WAYPOST_DEMO_PORT",
+    help="The demo's port (WAYPOST_DEMO_PORT).",
+)
 def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> None:
     """Serve the tracking and admin APIs.
 
@@ -97,6 +104,11 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
     from waypost.bootstrap import bootstrap, bootstrap_admin
 
     settings = _settings(host=host, port=port)
+    # Before anything is created or printed: keys shown once must not scroll away above a
+    # traceback about a port that was taken.
+    _check_port(settings.host, settings.port, "WAYPOST_PORT or --port")
+    if demo:
+        _check_port(settings.host, demo_port, "WAYPOST_DEMO_PORT or --demo-port")
     with _hub(settings) as hub:
         first_run = bootstrap(hub)
         first_admin = bootstrap_admin(hub)
@@ -144,6 +156,21 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
         )
 
 
+def _check_port(host: str, port: int, how: str) -> None:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: a port in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"Cannot listen on {host}:{port} ({exc.strerror}); choose another port with {how}."
+            ) from None
+
+
 def _local_url(host: str, port: int) -> str:
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     return f"http://{host}:{port}"
@@ -161,7 +188,14 @@ def _demo_app(
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8001, show_default=True, help="Port to listen on.")
+@click.option(
+    "--port",
+    type=int,
+    default=8001,
+    show_default=True,
+    envvar="WAYPOST_DEMO_PORT",
+    help="Port to listen on (WAYPOST_DEMO_PORT).",
+)
 @click.option(
     "--api-url",
     default=None,
@@ -182,6 +216,7 @@ def demo(host: str, port: int, api_url: str | None) -> None:
     settings = _settings()
     if api_url is not None:
         settings = msgspec.structs.replace(settings, public_url=api_url)
+    _check_port(host, port, "WAYPOST_DEMO_PORT or --port")
     with _hub(settings) as hub:
         app = _demo_app(hub, settings, host, port)
     click.echo(f"The demo site is serving on {_local_url(host, port)}")
