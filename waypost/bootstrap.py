@@ -28,7 +28,7 @@ class FirstRun:
 
     def describe(self, base_url: str) -> list[str]:
         return [
-            f"Admin key (for {base_url}/api):      {self.admin_key.key}",
+            f"Admin key (admin API, /api):         {self.admin_key.key}",
             f"Tracking key (headless channel):     {self.tracking_key.key}",
             f"Publishable key (website channel):   {self.publishable_key.key}",
             f"Headless channel: {self.headless.id}",
