@@ -140,10 +140,10 @@ def test_create_a_group(marketer_ui: UI, hub: Hub) -> None:
         ("", 400, "Give the group a condition."),
         ('{"all": [', 400, "The condition is not valid JSON: Expecting value (line 1, column 10)."),
         ("[1, 2]", 400, "A condition is a JSON object"),
-        ('{"activity": {"type": "nope"}}', 400, "No activity type 'nope'."),
+        ('{"activity": {"type": "nope"}}', 400, "activity: no activity type 'nope'."),
         ('{"all": []}', 400, "all: takes a non-empty list of conditions"),
-        ('{"group": "' + str(uuid.UUID(int=1)) + '"}', 400, "No group"),
-        ('{"consent": "Unknown"}', 400, "No consent"),
+        ('{"group": "' + str(uuid.UUID(int=1)) + '"}', 400, "group: no group"),
+        ('{"consent": "Unknown"}', 400, "consent: no consent 'Unknown'"),
     ],
 )
 def test_a_bad_condition_comes_back_with_the_input_kept(

@@ -253,6 +253,30 @@ def walk(condition: Condition) -> Iterator[Condition]:
         yield from walk(condition.item)
 
 
+_KEYS: dict[type, str] = {
+    All: "all",
+    AnyOf: "any",
+    Not: "not",
+    ActivityCondition: "activity",
+    ContactCondition: "contact",
+    ConsentCondition: "consent",
+    GroupCondition: "group",
+}
+
+
+def located(condition: Condition, path: str = "") -> Iterator[tuple[str, Condition]]:
+    """Every condition with where it stands, as ConditionError names places
+    (``all[1].activity``), the root first."""
+    key = _KEYS[type(condition)]
+    where = f"{path}.{key}" if path else key
+    yield where, condition
+    if isinstance(condition, All | AnyOf):
+        for i, item in enumerate(condition.items):
+            yield from located(item, f"{where}[{i}]")
+    elif isinstance(condition, Not):
+        yield from located(condition.item, where)
+
+
 def referenced_groups(condition: Condition) -> set[uuid.UUID]:
     return {c.group for c in walk(condition) if isinstance(c, GroupCondition)}
 

@@ -28,7 +28,10 @@ from waypost.domain.conditions import (
     Changes,
     Condition,
     ConditionError,
+    ConsentCondition,
+    GroupCondition,
     Not,
+    located,
     parse_condition,
     referenced_groups,
     uses_time_window,
@@ -56,6 +59,7 @@ from waypost.store import Store
 from waypost.store.schema import (
     activities,
     activity_types,
+    consents,
     contact_groups,
     group_members,
     group_membership_events,
@@ -550,9 +554,9 @@ class GroupService:
             r.id: parse_condition(r.condition)
             for r in conn.execute(sa.select(contact_groups.c.id, contact_groups.c.condition))
         }
-        for ref in referenced_groups(condition):
-            if ref not in rows:
-                raise ApiError(400, "invalid_field", f"No group {ref}.", "condition")
+        for where, node in located(condition):
+            if isinstance(node, GroupCondition) and node.group not in rows:
+                raise _invalid(f"{where}: no group {node.group}.")
         graph = {gid: referenced_groups(cond) for gid, cond in rows.items()}
         graph[group_id or uuid.UUID(int=0)] = referenced_groups(condition)
         try:
@@ -564,18 +568,13 @@ class GroupService:
                 "The condition makes groups refer to each other in a cycle.",
                 "condition",
             ) from None
-        known = set(conn.execute(sa.select(activity_types.c.code_name)).scalars())
-        for node in _activity_nodes(condition):
-            if node.type not in known:
-                raise ApiError(
-                    400, "invalid_field", f"No activity type {node.type!r}.", "condition"
-                )
-        from waypost.store.schema import consents
-
-        known = set(conn.execute(sa.select(consents.c.code_name)).scalars())
-        for code_name in _consent_nodes(condition):
-            if code_name not in known:
-                raise ApiError(400, "invalid_field", f"No consent {code_name!r}.", "condition")
+        types = set(conn.execute(sa.select(activity_types.c.code_name)).scalars())
+        consent_codes = set(conn.execute(sa.select(consents.c.code_name)).scalars())
+        for where, node in located(condition):
+            if isinstance(node, ActivityCondition) and node.type not in types:
+                raise _invalid(f"{where}: no activity type {node.type!r}.")
+            if isinstance(node, ConsentCondition) and node.consent not in consent_codes:
+                raise _invalid(f"{where}: no consent {node.consent!r}.")
 
     def _ordered(self, conn: Connection) -> list[tuple[uuid.UUID, Condition]]:
         """Every group, those another group refers to first."""
@@ -605,16 +604,8 @@ class GroupService:
         return _row(row)
 
 
-def _activity_nodes(condition: Condition) -> list[ActivityCondition]:
-    from waypost.domain.conditions import walk
-
-    return [c for c in walk(condition) if isinstance(c, ActivityCondition)]
-
-
-def _consent_nodes(condition: Condition) -> list[str]:
-    from waypost.domain.conditions import ConsentCondition, walk
-
-    return [c.consent for c in walk(condition) if isinstance(c, ConsentCondition)]
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_field", message, "condition")
 
 
 __all__ = ["GroupService", "contact_not_found"]
