@@ -146,6 +146,8 @@ def test_malformed_json_and_content_type(
         ({"contact": {"field": "shoe_size", "equals": "42"}}, "shoe_size"),
         ({"contact": {"field": "birthday", "before": "soon"}}, "contact: before"),
         ({"consent": "NoSuchConsent"}, "NoSuchConsent"),
+        ({"all": [USED_LOANS, {"not": {"activity": {"type": "nope"}}}]}, "all[1].not.activity: no"),
+        ({"any": [USED_LOANS, {"consent": "Nope"}]}, "any[1].consent: no consent 'Nope'"),
         ({"group": str(uuid.UUID(int=7))}, str(uuid.UUID(int=7))),
         ({"group": "loan shoppers"}, "group"),
         ({"any": []}, "any"),
