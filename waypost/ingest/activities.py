@@ -185,7 +185,8 @@ def _check(activity: ActivityIn, raw: bytes, snapshot: Snapshot, now: dt.datetim
         raise ApiError(
             404,
             "activity_type_not_found",
-            f"No activity type has the code name {code!r}; define it under /api/activity-types.",
+            f"No activity type has the code name {code!r}; define it under /api/activity-types "
+            "(a Segment event name may also be an alias of an existing type).",
             "type",
         )
     if not info.enabled:
