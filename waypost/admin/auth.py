@@ -15,14 +15,16 @@ from starlette.responses import Response
 
 from waypost.admin import csrf
 from waypost.admin.roles import TAG_AREAS, can
+from waypost.domain.keys import bearer_token, hash_key
 from waypost.errors import ApiError
 from waypost.ratelimit import Limit, retry_after
+from waypost.services.keys import Principal, admin_principal
 from waypost.services.sessions import Session
 from waypost.settings import Settings
 
 if TYPE_CHECKING:
     from waypost.hub import Hub
-    from waypost.services.keys import Principal
+    from waypost.ingest.catalog import Snapshot
 
 SESSION_COOKIE = "waypost_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -82,6 +84,18 @@ async def login_allowed(hub: Hub, request: Request, email: str) -> int:
     return retry_after(decisions)
 
 
+def bearer_key(snapshot: Snapshot, authorization: str | None) -> Principal | None:
+    """The principal of an enabled key the cached key table knows; None: ask the database
+    (which also gives the exact answer for an unknown or disabled key)."""
+    token = bearer_token(authorization)
+    if token is None:
+        return None
+    info = snapshot.keys.get(hash_key(token))
+    if info is None or not info.enabled:
+        return None
+    return Principal(info.id, info.access, info.channel_id)
+
+
 async def api_principal(hub: Hub, request: Request, tag: str) -> Principal | None:
     """Authenticate an admin API request: a bearer admin key, or else a UI session cookie.
 
@@ -93,6 +107,12 @@ async def api_principal(hub: Hub, request: Request, tag: str) -> Principal | Non
     authorization = request.headers.get("authorization")
     token = request.cookies.get(SESSION_COOKIE)
     if authorization is not None or not token:
+        # The cached key table answers without a thread or a query while it is fresh (as for
+        # the tracking API); a key it does not know yet is looked up in the database.
+        snapshot = hub.catalog.fresh()
+        known = bearer_key(snapshot, authorization) if snapshot is not None else None
+        if known is not None:
+            return admin_principal(known)
         return await run_in_threadpool(hub.keys.authenticate_admin, authorization)
     session = await run_in_threadpool(hub.sessions.lookup, token)
     if session is None:

@@ -212,14 +212,7 @@ class KeyService:
         return Principal(row.id, row.access, row.channel_id)
 
     def authenticate_admin(self, authorization: str | None) -> Principal:
-        principal = self.authenticate(authorization)
-        if principal.access != "admin":
-            raise ApiError(
-                403,
-                "forbidden",
-                f"A {principal.access} key cannot use the admin API; use an admin key (wpa_).",
-            )
-        return principal
+        return admin_principal(self.authenticate(authorization))
 
     def has_admin_key(self) -> bool:
         with self.store.read() as conn:
@@ -229,3 +222,14 @@ class KeyService:
                 ).first()
                 is not None
             )
+
+
+def admin_principal(principal: Principal) -> Principal:
+    """``principal`` if it may use the admin API, else 403."""
+    if principal.access != "admin":
+        raise ApiError(
+            403,
+            "forbidden",
+            f"A {principal.access} key cannot use the admin API; use an admin key (wpa_).",
+        )
+    return principal
