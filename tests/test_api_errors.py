@@ -7,6 +7,7 @@ names the operation while the suite stays fast.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+from starlette.types import Message
 
 from waypost.api.routing import Operation
 from waypost.app import admin_operations, create_app
@@ -223,6 +225,45 @@ def test_a_body_at_the_limit_is_read(
     expect_error(
         client.post("/api/channels", content=content, headers=headers), 400, "invalid_field", "name"
     )
+
+
+def test_a_streamed_body_over_the_limit_is_not_read_to_its_end(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = create_app(make_settings(max_request_bytes=LIMIT))
+    hub: Hub = app.state.hub
+    key = hub.keys.create(KeyCreate(access="admin")).key
+    read = 0
+    answer: list[Message] = []
+
+    async def receive() -> Message:
+        # No Content-Length: the server learns the size only by reading.
+        nonlocal read
+        read += 1
+        return {"type": "http.request", "body": b" " * LIMIT, "more_body": read < 1000}
+
+    async def send(message: Message) -> None:
+        answer.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/channels",
+        "raw_path": b"/api/channels",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {key}".encode())],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+    }
+    try:
+        asyncio.run(app(scope, receive, send))
+    finally:
+        hub.close()
+    assert answer[0]["status"] == 413
+    assert read <= 2
 
 
 # -- identifiers ------------------------------------------------------------------------------

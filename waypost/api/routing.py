@@ -123,12 +123,31 @@ def storage_unavailable() -> ApiError:
     )
 
 
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, "payload_too_large", f"The body is over the limit of {limit} bytes per request."
+    )
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, read no further than ``limit`` bytes: 413 as soon as it passes."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> Any:
     """Decode a JSON body into ``body_type``, with the stable 4xx answers for bad input."""
     if len(raw) > limit:
-        raise ApiError(
-            413, "payload_too_large", f"The body is over the limit of {limit} bytes per request."
-        )
+        raise _too_large(limit)
     media = content_type.split(";", 1)[0].strip().lower()
     if media and media not in JSON_TYPES:
         raise ApiError(
@@ -199,7 +218,7 @@ def build_route(operation: Operation, hub: Hub) -> Route:
                 principal = await api_principal(hub, request, operation.tag)
             body: Any = None
             if body_type is not None:
-                raw = await request.body()
+                raw = await bounded_body(request, limit)
                 body = decode_body(raw, request.headers.get("content-type", ""), body_type, limit)
             query: Any = None
             extra: dict[str, str] = {}
