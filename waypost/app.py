@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -120,14 +120,21 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         return RedirectResponse("/api/docs")
 
     tracker_body = (STATIC / "waypost.js").read_bytes()
+    icon_body = (STATIC / "favicon.ico").read_bytes()
 
     async def tracker(request: Request) -> Response:
         return script_response(request, tracker_body)
+
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for it on every page without a <link rel="icon">: a 404 there is a
+        # console error on the docs page.
+        return cached_response(request, icon_body, "image/x-icon", max_age=86400)
 
     routes: list[BaseRoute] = [build_route(op, the_hub) for op in operations]
     routes += [
         Route("/", home),
         Route("/waypost.js", tracker),
+        Route("/favicon.ico", favicon),
         Route("/api/openapi.json", openapi_json),
         Route("/api/docs", docs),
         Mount("/api/docs/assets", StaticFiles(directory=STATIC / "swagger-ui"), name="docs-assets"),
@@ -159,27 +166,58 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
 
 def script_response(request: Request, body: bytes) -> Response:
     """A static script with a strong ETag, revalidated by browsers at most every 5 minutes."""
+    return cached_response(
+        request,
+        body,
+        "text/javascript; charset=utf-8",
+        max_age=300,
+        headers={"Access-Control-Allow-Origin": "*"},
+    )
+
+
+def cached_response(
+    request: Request,
+    body: bytes,
+    media_type: str,
+    *,
+    max_age: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A static body with a strong ETag, kept by browsers for ``max_age`` seconds."""
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {
-        "ETag": etag,
-        "Cache-Control": "public, max-age=300",
-        "Access-Control-Allow-Origin": "*",
-    }
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}", **(headers or {})}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
 
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     message = "No such route." if exc.status_code == 404 else str(exc.detail)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Each operation is a route of its own: Starlette names the first route's methods only.
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = f"Use {' or '.join(m for m in allowed if m != 'HEAD')} here."
     error = ApiError(exc.status_code, code, message)
-    error.headers = dict(exc.headers or {})
+    error.headers = headers
     return error_response(error)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                methods |= route.methods
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
 async def _storage_error(_: Request, __: Exception) -> Response:
