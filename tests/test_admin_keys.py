@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 else:
     from admin_support import UI, error_of, flash_of
 
+ADMIN_NO_CHANNEL = "An admin key has no channel: leave Channel empty."
 KEY = re.compile(r'<code id="new-key">(wp[atp]_[A-Za-z0-9_-]{43})</code>')
 
 
@@ -56,16 +57,22 @@ def test_an_admin_key_has_no_channel(admin_ui: UI, hub: Hub) -> None:
 @pytest.mark.parametrize(
     ("form", "status", "message"),
     [
-        ({"access": "tracking", "channel": ""}, 400, "belongs to a channel"),
-        ({"access": "root", "channel": ""}, 400, "access"),
-        ({"access": "tracking", "channel": "not-a-uuid"}, 400, "channel"),
+        ({"access": "tracking", "channel": ""}, 400, "Choose a channel for a tracking key."),
+        ({"access": "publishable", "channel": ""}, 400, "Choose a channel for a publishable key."),
+        ({"access": "root", "channel": ""}, 400, "Choose an access type from the list."),
+        ({"access": "tracking", "channel": "not-a-uuid"}, 400, "Choose a channel from the list."),
         (
             {"access": "tracking", "channel": "01a2076a-8c3e-7000-8000-000000000000"},
             400,
-            "No channel",
+            "No channel has that identifier.",
         ),
-        ({"access": "admin", "channel": "WEBSITE"}, 400, "no channel"),
-        ({"access": "publishable", "channel": "HEADLESS"}, 400, "website channels"),
+        ({"access": "admin", "channel": "WEBSITE"}, 400, ADMIN_NO_CHANNEL),
+        ({"access": "admin", "channel": "not-a-uuid"}, 400, ADMIN_NO_CHANNEL),
+        (
+            {"access": "publishable", "channel": "HEADLESS"},
+            400,
+            "Publishable keys are for website channels; use a tracking key.",
+        ),
     ],
 )
 def test_errors_are_shown_at_the_form(
@@ -86,6 +93,27 @@ def test_errors_are_shown_at_the_form(
     assert message in error_of(answer)
     assert 'value="kept name"' in answer.text
     assert KEY.search(answer.text) is None
+    # The message is at its field too, which is marked invalid.
+    field = "access" if form["access"] == "root" else "channel"
+    assert f'<p class="field-error" id="{field}-error">{message}</p>' in answer.text
+    assert "&#39;" not in error_of(answer)  # no API property names in quotes
+
+
+def test_the_api_keeps_its_own_words(admin_ui: UI, make_channel: Callable[..., Channel]) -> None:
+    """The form's wording is the UI's: the API still names its properties."""
+    channel = make_channel(kind="website")
+    admin_key = admin_ui.api(
+        "POST", "/api/keys", json={"access": "admin", "channel": str(channel.id)}
+    )
+    assert admin_key.json()["error"] == {
+        "code": "invalid_field",
+        "message": "Admin keys belong to no channel; leave 'channel' null.",
+        "field": "channel",
+    }
+    tracking_key = admin_ui.api("POST", "/api/keys", json={"access": "tracking"})
+    assert tracking_key.json()["error"]["message"] == (
+        "A tracking key belongs to a channel; give 'channel'."
+    )
 
 
 def test_disable_enable_and_delete(

@@ -66,6 +66,12 @@ class Form:
         return [found[i] for i in sorted(found)]
 
 
+def reworded(error: ApiError, message: str) -> ApiError:
+    """The same error (status, code, field) in the words of a form: the services speak of the
+    API's properties ("leave 'channel' null"), a form of its controls ("leave Channel empty")."""
+    return ApiError(error.status, error.code, message, error.field, error.headers)
+
+
 def parse_form(body: bytes, content_type: str) -> Form:
     """Decode a form body: 415 for another media type, 400 for too many fields."""
     if not body:

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from starlette.responses import Response
 
+from waypost.admin.forms import reworded
 from waypost.admin.views import NavItem, Page, View, every
 from waypost.errors import ApiError, from_validation_error
 from waypost.pagination import ListQuery
@@ -62,6 +63,25 @@ def _form(page: Page, values: dict[str, Any], **extra: Any) -> Response:
     )
 
 
+# A select sent with a value it does not offer: only a changed page or a stale form does that.
+NOT_OFFERED = {
+    "access": "Choose an access type from the list.",
+    "channel": "Choose a channel from the list.",
+}
+
+
+def in_form_words(error: ApiError, access: str) -> ApiError:
+    """The service's error about the channel, told as the form's fields; its other messages
+    (an unknown channel, a publishable key on a headless channel) read well as they are."""
+    if error.field != "channel":
+        return error
+    if access == "admin":
+        return reworded(error, "An admin key has no channel: leave Channel empty.")
+    if error.code == "missing_field":
+        return reworded(error, f"Choose a channel for a {access} key.")
+    return error
+
+
 def new_key(page: Page) -> Response:
     form = page.form
     if page.request.method == "GET":
@@ -78,10 +98,11 @@ def new_key(page: Page) -> Response:
                 {**values, "channel": values["channel"] or None}, KeyCreate, strict=False
             )
         except msgspec.ValidationError as exc:
-            raise from_validation_error(exc) from None
+            error = from_validation_error(exc)
+            raise reworded(error, NOT_OFFERED.get(error.field or "", error.message)) from None
         created = page.hub.keys.create(body)
     except ApiError as exc:
-        return _form(page, values, error=exc, status=exc.status)
+        return _form(page, values, error=in_form_words(exc, values["access"]), status=exc.status)
     owner = page.hub.channels.get(created.channel) if created.channel else None
     # The one time the key is shown: answered here, never stored, never cached (no-store).
     return page.render("keys/created.html", 201, key=created, channel=owner)
