@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -275,6 +276,11 @@ def test_pages_send_security_headers(admin_ui: UI) -> None:
     assert css.status_code == 200
     assert css.headers["content-type"].startswith("text/css")
     assert admin_ui.get("/admin/static/admin.js").status_code == 200
+    # Icons the page names, so that the browser does not ask for a /favicon.ico it lacks.
+    icons = re.findall(r'<link rel="icon" href="([^"]+)"', page.text)
+    assert "/favicon.ico" in icons
+    for icon in icons:
+        assert admin_ui.get(icon).status_code == 200, icon
 
 
 def test_unknown_pages_are_404_pages(admin_ui: UI) -> None:

@@ -245,3 +245,17 @@ def test_home_leads_to_the_docs(client: TestClient) -> None:
     answer = client.get("/", follow_redirects=False)
     assert answer.status_code in (302, 307)
     assert answer.headers["location"] == "/api/docs"
+
+
+@SQLITE_ONLY
+def test_the_favicon_is_served_and_cached(client: TestClient) -> None:
+    page = client.get("/api/docs")
+    assert '<link rel="icon" href="/favicon.ico"' in page.text
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/x-icon"
+    assert icon.content.startswith(b"\x00\x00\x01\x00")  # an ICO file
+    assert icon.headers["cache-control"] == "public, max-age=86400"
+    again = client.get("/favicon.ico", headers={"If-None-Match": icon.headers["etag"]})
+    assert again.status_code == 304
+    assert client.head("/favicon.ico").status_code == 200
