@@ -8,6 +8,7 @@ test-artifacts/, and fails if a page logged a console error it did not expect.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -558,3 +559,139 @@ def test_sends_go_by_beacon_while_the_page_is_hidden(stack: Stack, visit: Visit)
     [click] = wait_for_types(stack, contact, "click")
     assert click.value == "leaving"
     assert visit.sent[-1].resource_type in ("ping", "beacon"), visit.sent[-1].resource_type
+
+
+# -- a page that goes away before the consent's answer ----------------------------------------
+
+
+def consent_bodies(visit: Visit) -> list[dict[str, Any]]:
+    """What the page sent to /browser/consent, in order."""
+    return [json.loads(r.post_data) for r in visit.sent if "/browser/consent" in r.url]
+
+
+def delay_consents(visit: Visit, seconds: float) -> None:
+    """A slow network between the browser and Waypost, for consents: each is held ``seconds``
+    before it goes on to the server."""
+
+    def slow(route: Any) -> None:
+        visit.page.wait_for_timeout(seconds * 1000)
+        route.continue_()
+
+    visit.context.route("**/browser/consent?*", slow)
+
+
+def test_leaving_before_the_consents_answer_the_next_page_recovers(
+    stack: Stack, visit: Visit
+) -> None:
+    delay_consents(visit, 0.3)
+    before = (stack.count(contacts), stack.count(consent_agreements))
+    page = visit.page
+    page.goto(stack.demo.origin)
+    page.click("#consent-accept")
+    page.wait_for_timeout(100)
+    assert visit.cookie("wp_contact") is None
+    assert visit.cookie("wp_pending_consent") is not None
+    # The visitor moves on before the answer: it never reaches the page that asked.
+    page.goto(f"{stack.demo.origin}/loans")
+    assert page.locator("#consent-banner").is_hidden()
+    contact = visit.contact()
+    visit.eventually(lambda: visit.cookie("wp_pending_consent") is None, "the pending cleared")
+    # The loans page's visit waited for the contact; the home page's was dropped with it.
+    [visit_loans] = wait_for_types(stack, contact, "pagevisit")
+    assert visit_loans.url == f"{stack.demo.origin}/loans"
+    page.fill("#amount", "20000")
+    page.click("#calculate")
+    wait_for_types(stack, contact, "pagevisit", "custom_loan_calculator")
+
+    # The agreement arrived more than once (the first send, maybe a beacon, the next page's),
+    # always with one id: one contact, one agreement.
+    bodies = consent_bodies(visit)
+    assert len(bodies) >= 2
+    assert {b["id"] for b in bodies} == {bodies[0]["id"]}
+    assert all("contact" not in b for b in bodies)
+    page.wait_for_load_state("networkidle")
+    assert (stack.count(contacts), stack.count(consent_agreements)) == (
+        before[0] + 1,
+        before[1] + 1,
+    )
+    assert stack.agreed(contact)
+
+
+def test_leaving_twice_before_the_answer(stack: Stack, visit: Visit) -> None:
+    delay_consents(visit, 0.3)
+    before = stack.count(contacts)
+    page = visit.page
+    page.goto(stack.demo.origin)
+    page.click("#consent-accept")
+    page.wait_for_timeout(100)
+    page.goto(f"{stack.demo.origin}/offers")
+    page.wait_for_timeout(100)
+    page.goto(f"{stack.demo.origin}/loans")
+    contact = visit.contact()
+    [visit_loans] = wait_for_types(stack, contact, "pagevisit")
+    assert visit_loans.url == f"{stack.demo.origin}/loans"
+    page.wait_for_load_state("networkidle")
+    assert stack.count(contacts) == before + 1
+
+
+def refuse_first_consent(visit: Visit) -> None:
+    """Waypost is out of order for the first consent: 503, as from a database outage."""
+    refused: list[str] = []
+
+    def route(route: Any) -> None:
+        if refused:
+            route.continue_()
+            return
+        refused.append(route.request.url)
+        body = {"error": {"code": "storage_unavailable", "message": "Try again."}}
+        route.fulfill(
+            status=503,
+            json=body,
+            headers={"Access-Control-Allow-Origin": "*", "Retry-After": "1"},
+        )
+
+    visit.context.route("**/browser/consent?*", route)
+    visit.expect_error(r"status of 503")
+
+
+def test_an_agreement_answered_503_is_sent_again_from_the_next_page(
+    stack: Stack, visit: Visit
+) -> None:
+    refuse_first_consent(visit)
+    page = visit.page
+    page.goto(stack.demo.origin)
+    page.click("#consent-accept")
+    visit.eventually(lambda: visit.errors, "the 503")
+    assert visit.cookie("wp_contact") is None
+    assert visit.cookie("wp_pending_consent") is not None
+    page.click("header >> text=Loans")
+    page.wait_for_url("**/loans")
+    contact = visit.contact()
+    wait_for_types(stack, contact, "pagevisit")
+    assert visit.cookie("wp_pending_consent") is None
+    first, second = consent_bodies(visit)
+    assert first == second
+    assert first["agree"] is True
+
+
+def test_declining_an_agreement_that_was_never_answered(stack: Stack, visit: Visit) -> None:
+    refuse_first_consent(visit)
+    before = (stack.count(contacts), stack.count(consent_agreements))
+    page = visit.page
+    page.goto(stack.demo.origin)
+    page.click("#consent-accept")
+    visit.eventually(lambda: visit.errors, "the 503")
+    page.click("#privacy-settings")
+    page.click("#consent-decline")
+    # The revocation names the agreement by its id: had the agreement reached Waypost, the
+    # contact it made would be revoked; it did not, so Waypost makes none for it, ever.
+    visit.eventually(lambda: len(consent_bodies(visit)) == 2, "the revocation")
+    agreement, revocation = consent_bodies(visit)
+    assert revocation == {"consent": CONSENT, "agree": False, "id": agreement["id"]}
+    page.wait_for_load_state("networkidle")
+    assert visit.cookie("wp_pending_consent") is None
+    assert visit.cookie("wp_cookielevel") == "essential"
+    page.goto(f"{stack.demo.origin}/loans")
+    page.wait_for_load_state("networkidle")
+    assert len(consent_bodies(visit)) == 2
+    assert (stack.count(contacts), stack.count(consent_agreements)) == before

@@ -8,11 +8,16 @@ publishable key that can read nothing anywhere.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import hmac
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +28,7 @@ from starlette.testclient import TestClient
 
 from waypost.app import admin_operations
 from waypost.hub import Hub
+from waypost.ids import utcnow
 from waypost.ratelimit import MemoryRateLimiter
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
@@ -30,7 +36,14 @@ from waypost.services.consents import ConsentCreate, ConsentText
 from waypost.services.keys import CreatedKey
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
-from waypost.store.schema import activities, channels, contacts, rejected_activities
+from waypost.store.schema import (
+    activities,
+    browser_consent_requests,
+    channels,
+    consent_agreements,
+    contacts,
+    rejected_activities,
+)
 
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck
@@ -102,11 +115,17 @@ class Site:
         )
 
     def consent(
-        self, contact: str | None = None, agree: bool = True, consent: str = CONSENT
+        self,
+        contact: str | None = None,
+        agree: bool = True,
+        consent: str = CONSENT,
+        request_id: str | None = None,
     ) -> httpx2.Response:
         body: dict[str, Any] = {"consent": consent, "agree": agree}
         if contact is not None:
             body["contact"] = contact
+        if request_id is not None:
+            body["id"] = request_id
         return self.post("consent", body)
 
     def visitor(self) -> str:
@@ -547,9 +566,161 @@ def test_consent_answers(site: Site, hub: Hub, expect_error: ErrorCheck) -> None
     with hub.store.read() as conn:
         after = conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one()
     assert after == before
+    # An unknown consent is refused before any contact is made.
     expect_error(site.consent(consent="NoSuchConsent"), 404, "not_found")
+    assert count(hub, contacts) == before
     agreement = hub.consents.history(uuid.UUID(site.visitor()))[0]
     assert agreement.channel == site.channel.id
+
+
+def count(hub: Hub, table: sa.Table) -> int:
+    with hub.store.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def history(hub: Hub, contact: str) -> list[bool]:
+    """The contact's agreements (True) and revocations (False) of the tracking consent, newest
+    first."""
+    return [a.agreed for a in hub.consents.history(uuid.UUID(contact)) if a.consent == CONSENT]
+
+
+def request_id() -> str:
+    return uuid.uuid4().hex  # as waypost.js makes them: 32 random hex digits
+
+
+def test_a_first_agreement_sent_again_with_its_id_gets_the_same_contact(
+    site: Site, hub: Hub, make_site: Callable[..., Site]
+) -> None:
+    first_id = request_id()
+    first = site.consent(request_id=first_id)
+    assert first.status_code == 200, first.text
+    contact = first.json()["contact"]
+    assert first.json() == {"contact": contact, "isAgreed": True}
+    made = (count(hub, contacts), count(hub, consent_agreements))
+
+    # The page went away before the answer: the next page sends it again, maybe twice.
+    for _ in range(2):
+        assert site.consent(request_id=first_id).json() == {"contact": contact, "isAgreed": True}
+    assert (count(hub, contacts), count(hub, consent_agreements)) == made
+    assert history(hub, contact) == [True]
+
+    # Another id is another visitor, and an id is one channel's own.
+    assert site.consent(request_id=request_id()).json()["contact"] != contact
+    other = make_site(tracking_consent=CONSENT)
+    assert other.consent(request_id=first_id).json()["contact"] not in (contact, None)
+    # With a contact, the id plays no part: the contact agrees again, as without one.
+    again = site.consent(contact, request_id=first_id)
+    assert again.json() == {"contact": contact, "isAgreed": True}
+    assert history(hub, contact) == [True, True]
+
+
+def test_a_revocation_with_the_id_of_an_agreement_whose_answer_was_lost(
+    site: Site, hub: Hub
+) -> None:
+    the_id = request_id()
+    contact = site.consent(request_id=the_id).json()["contact"]
+    # The visitor declines before the browser learned its contact: the id finds it.
+    revoked = site.consent(agree=False, request_id=the_id)
+    assert revoked.json() == {"contact": contact, "isAgreed": False}
+    assert history(hub, contact) == [False, True]
+    # A late copy of the agreement does not undo the revocation, nor make a contact.
+    contacts_before = count(hub, contacts)
+    assert site.consent(request_id=the_id).json() == {"contact": contact, "isAgreed": False}
+    assert history(hub, contact) == [False, True]
+    assert count(hub, contacts) == contacts_before
+
+
+def test_a_revocation_that_arrives_before_its_agreement(site: Site, hub: Hub) -> None:
+    before = (count(hub, contacts), count(hub, consent_agreements))
+    the_id = request_id()
+    assert site.consent(agree=False, request_id=the_id).json() == {
+        "contact": None,
+        "isAgreed": False,
+    }
+    # The agreement the visitor then took back comes late: no contact is made for it.
+    assert site.consent(request_id=the_id).json() == {"contact": None, "isAgreed": False}
+    assert (count(hub, contacts), count(hub, consent_agreements)) == before
+
+
+def test_a_merged_contact_is_answered_with_the_contact_it_was_merged_into(
+    site: Site, hub: Hub
+) -> None:
+    the_id = request_id()
+    contact = site.consent(request_id=the_id).json()["contact"]
+    known = hub.contacts.identify(
+        site.channel.id, site.channel.identity_secret, None, "known@example.com", {}, None
+    ).contact
+    secret = site.channel.identity_secret.encode()
+    signed = hmac.new(secret, b"known@example.com", hashlib.sha256).hexdigest()
+    body = {"contact": contact, "cookieLevel": "visitor", "email": "known@example.com"}
+    merged = site.post("identify", {**body, "hash": signed})
+    assert merged.json() == {"contact": str(known), "merged": True}, merged.text
+    assert site.consent(request_id=the_id).json() == {"contact": str(known), "isAgreed": True}
+
+
+def test_an_id_is_remembered_for_a_day(site: Site, hub: Hub) -> None:
+    old_id, the_id = request_id(), request_id()
+    old = site.consent(request_id=old_id).json()["contact"]
+    contact = site.consent(request_id=the_id).json()["contact"]
+    with hub.store.write() as conn:
+        conn.execute(
+            browser_consent_requests.update()
+            .where(browser_consent_requests.c.request_id == old_id)
+            .values(created_at=utcnow() - dt.timedelta(days=1, seconds=1))
+        )
+    # A day on, the id is forgotten: sent again, it is a new visitor's first agreement.
+    again = site.consent(request_id=old_id).json()["contact"]
+    assert again not in (old, None)
+    assert site.consent(request_id=old_id).json()["contact"] == again
+    assert site.consent(request_id=the_id).json()["contact"] == contact
+
+    # Forgotten ids are deleted (at most every few minutes per process).
+    with hub.store.write() as conn:
+        conn.execute(
+            browser_consent_requests.update()
+            .where(browser_consent_requests.c.request_id == the_id)
+            .values(created_at=utcnow() - dt.timedelta(days=2))
+        )
+    assert site.consent(request_id=request_id()).status_code == 200
+    assert count(hub, browser_consent_requests) == 3  # swept a moment ago: not yet
+    hub.browser_consents._swept = None
+    assert site.consent(request_id=request_id()).status_code == 200
+    with hub.store.read() as conn:
+        kept = set(conn.execute(sa.select(browser_consent_requests.c.request_id)).scalars())
+    assert the_id not in kept
+    assert old_id in kept
+    assert len(kept) == 3
+
+
+def test_the_same_first_agreement_from_many_requests_at_once_makes_one_contact(
+    site: Site, hub: Hub
+) -> None:
+    before = count(hub, contacts)
+    the_id = request_id()
+    start = threading.Barrier(8)
+
+    def agree(_: int) -> uuid.UUID | None:
+        start.wait()
+        return hub.browser_consents.give(site.channel.id, None, CONSENT, True, the_id).contact
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = set(pool.map(agree, range(8)))
+    assert len(answers) == 1
+    [contact] = answers
+    assert contact is not None
+    assert count(hub, contacts) == before + 1
+    assert history(hub, str(contact)) == [True]
+
+
+def test_the_request_id_is_checked(site: Site, hub: Hub, expect_error: ErrorCheck) -> None:
+    before = count(hub, contacts)
+    for bad in ("", "short", "x" * 101, 12345678901234567890):
+        body = {"consent": CONSENT, "agree": True, "id": bad}
+        expect_error(site.post("consent", body), 400, "invalid_field", "id")
+    # An unknown consent with an id makes neither a contact nor a remembered id.
+    expect_error(site.consent(consent="NoSuchConsent", request_id=request_id()), 404, "not_found")
+    assert count(hub, contacts) == before
+    assert count(hub, browser_consent_requests) == 0
 
 
 def test_without_a_tracking_consent_only_the_cookie_level_counts(

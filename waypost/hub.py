@@ -9,6 +9,7 @@ from waypost.ingest.writer import Writer
 from waypost.ratelimit import make_rate_limiter
 from waypost.services.activities import ActivityService
 from waypost.services.activity_types import ActivityTypeService
+from waypost.services.browser_consents import BrowserConsentService
 from waypost.services.channels import ChannelService
 from waypost.services.consents import ConsentService
 from waypost.services.contacts import ContactService
@@ -35,6 +36,7 @@ class Hub:
         self.keys = KeyService(self.store)
         self.types = ActivityTypeService(self.store, settings)
         self.consents = ConsentService(self.store)
+        self.browser_consents = BrowserConsentService(self.store)
         self.contacts = ContactService(self.store)
         self.activities = ActivityService(self.store)
         self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from typing import TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import parse_qs
 
 import msgspec
@@ -45,11 +45,13 @@ BODY_TYPES = (b"text/plain", b"application/json", b"")
 
 
 class ConsentBody(msgspec.Struct, forbid_unknown_fields=True):
-    """``POST /browser/consent``: give or revoke a consent; creates the contact if needed."""
+    """``POST /browser/consent``: give or revoke a consent; the first agreement creates the
+    contact, once per ``id`` (the request's own random id, for sending it again safely)."""
 
     consent: str
     agree: bool
     contact: uuid.UUID | None = None
+    id: Annotated[str, msgspec.Meta(min_length=16, max_length=100)] | None = None
 
 
 class ConsentAnswer(msgspec.Struct, rename="camel"):
@@ -191,15 +193,15 @@ class BrowserApp:
         return await self._activity(_decode(raw, ActivityBody), channel, snapshot, ip)
 
     async def _consent(self, body: ConsentBody, channel: ChannelInfo) -> tuple[int, bytes, Headers]:
-        contact = body.contact
-        if contact is None:
-            if not body.agree:
-                return 200, _encode(ConsentAnswer(None, False)), []
-            contact = (await to_thread.run_sync(self.hub.contacts.create_anonymous)).contact
-        agreement = await to_thread.run_sync(
-            self.hub.consents.agree, contact, body.consent, body.agree, channel.id
+        given = await to_thread.run_sync(
+            self.hub.browser_consents.give,
+            channel.id,
+            body.contact,
+            body.consent,
+            body.agree,
+            body.id,
         )
-        return 200, _encode(ConsentAnswer(agreement.contact, agreement.agreed)), []
+        return 200, _encode(ConsentAnswer(given.contact, given.agreed)), []
 
     async def _identify(
         self, body: IdentifyBody, channel: ChannelInfo

@@ -122,6 +122,11 @@ def ingest_operations() -> list[Operation]:
             response=ConsentAnswer,
             auth="publishable",
             errors=(404,),
+            description=(
+                "A first agreement (no contact) sent with an id is stored once: the same id "
+                "sent again within a day answers with the contact the first one made. See "
+                "docs/browser-tracking.md."
+            ),
         ),
         documented(
             "POST",

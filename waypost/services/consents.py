@@ -176,39 +176,8 @@ class ConsentService:
         self, contact_id: uuid.UUID, code_name: str, agreed: bool, channel_id: uuid.UUID | None
     ) -> Agreement:
         """Append an agreement (or a revocation) for the consent's current text version."""
-        from waypost.services.contacts import require_contact
-
         with self.store.write() as conn:
-            contact_id = require_contact(conn, contact_id)
-            row = conn.execute(
-                sa.select(consents.c.id, consents.c.version).where(
-                    consents.c.code_name == code_name
-                )
-            ).first()
-            if row is None:
-                raise not_found("consent")
-            agreement = Agreement(
-                id=new_id(),
-                contact=contact_id,
-                consent=code_name,
-                agreed=agreed,
-                version=row.version,
-                channel=channel_id,
-                created_at=utcnow(),
-            )
-            conn.execute(
-                consent_agreements.insert().values(
-                    id=agreement.id,
-                    contact_id=contact_id,
-                    consent_id=row.id,
-                    channel_id=channel_id,
-                    agreed=agreed,
-                    version=row.version,
-                    created_at=agreement.created_at,
-                )
-            )
-            touch(conn, [contact_id], CONSENTS_CHANGED)
-            return agreement
+            return insert_agreement(conn, contact_id, code_name, agreed, channel_id)
 
     def state(self, contact_id: uuid.UUID, code_name: str) -> ConsentState:
         from waypost.services.contacts import require_contact
@@ -296,6 +265,47 @@ class ConsentService:
                     for language, text in texts.items()
                 ],
             )
+
+
+def insert_agreement(
+    conn: Connection,
+    contact_id: uuid.UUID,
+    code_name: str,
+    agreed: bool,
+    channel_id: uuid.UUID | None,
+) -> Agreement:
+    """Append, in the caller's write transaction, an agreement (or a revocation) of the contact
+    (following merges) for the consent's current text version; 404 for either unknown."""
+    from waypost.services.contacts import require_contact
+
+    contact_id = require_contact(conn, contact_id)
+    row = conn.execute(
+        sa.select(consents.c.id, consents.c.version).where(consents.c.code_name == code_name)
+    ).first()
+    if row is None:
+        raise not_found("consent")
+    agreement = Agreement(
+        id=new_id(),
+        contact=contact_id,
+        consent=code_name,
+        agreed=agreed,
+        version=row.version,
+        channel=channel_id,
+        created_at=utcnow(),
+    )
+    conn.execute(
+        consent_agreements.insert().values(
+            id=agreement.id,
+            contact_id=contact_id,
+            consent_id=row.id,
+            channel_id=channel_id,
+            agreed=agreed,
+            version=row.version,
+            created_at=agreement.created_at,
+        )
+    )
+    touch(conn, [contact_id], CONSENTS_CHANGED)
+    return agreement
 
 
 def current_states(

@@ -18,12 +18,18 @@
   const LEVELS = ["none", "essential", "visitor", "all"];
   const YEAR = 365 * 24 * 60 * 60;
   const MAX_FAILED = 100; // a page that can never reach Waypost must not grow without bound
+  const PENDING = "wp_pending_consent";
 
   // Until the page says otherwise the level is "essential": no tracking before a choice.
   let level = LEVELS.includes(readCookie("wp_cookielevel"))
     ? readCookie("wp_cookielevel")
     : "essential";
   let contact = null;
+  // The first agreement, sent without a contact, until its answer names the contact it made:
+  // {id, consent}. Kept in a cookie (at "visitor" or "all"), so that the next page sends it
+  // again if this one goes away before the answer; the id lets Waypost answer a resend with
+  // the same contact instead of making another.
+  let pending = null;
   const backlog = []; // calls waiting behind a consent or identify whose answer is awaited
   let awaited = null; // that consent's or identify's answer (a promise)
   const failed = []; // sends that met a network error, sent again when the browser is online
@@ -48,24 +54,39 @@
       `${cookie}=${encodeURIComponent(value)}; path=/; max-age=${maxAge}; SameSite=Lax${secure}`;
   }
 
-  // Only at "visitor" or "all" may the contact outlive the page; below, it lives in memory.
-  function keepContact() {
+  // Only at "visitor" or "all" may the contact (or a pending agreement) outlive the page;
+  // below, it lives in memory.
+  function keepCookies() {
     if (contact && tracked()) writeCookie("wp_contact", contact, YEAR);
     else writeCookie("wp_contact", "", 0);
+    if (pending && tracked()) writeCookie(PENDING, JSON.stringify(pending), YEAR);
+    else if (readCookie(PENDING) !== null) writeCookie(PENDING, "", 0);
+  }
+
+  function readPending() {
+    try {
+      const value = JSON.parse(readCookie(PENDING));
+      if (value && typeof value.id === "string" && typeof value.consent === "string") {
+        return { id: value.id, consent: value.consent };
+      }
+    } catch (malformed) {
+      // not written by us: as good as absent
+    }
+    return null;
   }
 
   function setContact(answer) {
     if (answer && answer.contact) {
       contact = answer.contact;
-      keepContact();
+      keepCookies();
     }
   }
 
   // -- sending ---------------------------------------------------------------------------
 
-  // Resolves with the answer's JSON, or null for an error answer (or a beacon, which has
-  // none). A send that could not reach the server resolves only once it is answered, so the
-  // calls queued behind a consent wait for the contact it creates.
+  // Resolves with the answer's JSON, {error: status} for an error answer, or null for a beacon
+  // (which has no answer). A send that could not reach the server resolves only once it is
+  // answered, so the calls queued behind a consent wait for the contact it creates.
   const send = (path, body) =>
     new Promise((resolve) => post({ path, body: JSON.stringify(body), resolve }));
 
@@ -84,7 +105,10 @@
       headers: { "Content-Type": "text/plain" },
       mode: "cors",
     }).then(
-      (response) => request.resolve(response.ok ? response.json().catch(() => null) : null),
+      (response) =>
+        request.resolve(
+          response.ok ? response.json().catch(() => ({})) : { error: response.status },
+        ),
       () => {
         if (failed.length < MAX_FAILED) failed.push(request);
         else request.resolve(null);
@@ -95,9 +119,26 @@
   const resendFailed = () => failed.splice(0).forEach(post);
 
   function newId() {
-    // An id per activity lets the server store a resent activity only once.
+    // An id per activity (and per first agreement) lets the server store a resent one once.
     const bytes = crypto.getRandomValues(new Uint8Array(16));
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // The pending agreement, sent (again); with a contact meanwhile (one the site's backend
+  // made), that contact agrees. It stays pending until an answer that sending again cannot
+  // change: none at all (a beacon's), a 429 or a 5xx leave it for the next page.
+  function sendPending() {
+    const asked = pending;
+    const { id, consent } = asked;
+    const body = { contact: contact || undefined, consent, agree: true, id };
+    return send("consent", body).then((answer) => {
+      const again = answer === null || answer.error === 429 || answer.error >= 500;
+      if (!again && pending === asked) {
+        pending = null;
+        keepCookies();
+      }
+      setContact(answer);
+    });
   }
 
   const text = (value) => (value === undefined || value === null ? undefined : String(value));
@@ -120,13 +161,26 @@
       if (!LEVELS.includes(value)) return;
       level = value;
       writeCookie("wp_cookielevel", value, YEAR);
-      keepContact();
+      keepCookies();
     },
     consent(options) {
       const agree = options.agree === true;
-      // Revoking without a contact has nothing to revoke, and must not create a contact.
-      if (!options.consent || (!agree && !contact)) return;
-      const body = { contact: contact || undefined, consent: options.consent, agree };
+      if (!options.consent) return;
+      if (contact) {
+        // The contact is known: the answer adds nothing, so losing it with the page is fine.
+        return send("consent", { contact, consent: options.consent, agree }).then(setContact);
+      }
+      if (agree) {
+        pending = { id: newId(), consent: options.consent };
+        keepCookies();
+        return sendPending();
+      }
+      // Revoking without a contact has nothing to revoke, and must not create a contact;
+      // unless an agreement to it went unanswered: its id finds the contact it may have made.
+      if (!pending || pending.consent !== options.consent) return;
+      const body = { consent: pending.consent, agree: false, id: pending.id };
+      pending = null;
+      keepCookies();
       return send("consent", body).then(setContact);
     },
     identify(options) {
@@ -163,16 +217,18 @@
       // Unknown commands are ignored, so that a page written for a newer tracker still works.
       if (!Object.prototype.hasOwnProperty.call(commands, command)) continue;
       const answer = commands[command](options == null ? {} : options);
-      if (answer) {
-        awaited = answer;
-        answer.then(() => {
-          // Unless leaving() stopped waiting for it, and another answer is awaited now.
-          if (awaited !== answer) return;
-          awaited = null;
-          drain();
-        });
-      }
+      if (answer) wait(answer);
     }
+  }
+
+  function wait(answer) {
+    awaited = answer;
+    answer.then(() => {
+      // Unless leaving() stopped waiting for it, and another answer is awaited now.
+      if (awaited !== answer) return;
+      awaited = null;
+      drain();
+    });
   }
 
   function track(...args) {
@@ -205,8 +261,14 @@
 
   // -- start -------------------------------------------------------------------------------
 
-  if (tracked()) contact = readCookie("wp_contact");
-  keepContact(); // deletes a contact cookie left from a level that allowed it
+  if (tracked()) {
+    contact = readCookie("wp_contact");
+    pending = readPending();
+  }
+  keepCookies(); // deletes cookies left from a level that allowed them
+  // An earlier page went away before its agreement was answered: the page's calls wait for
+  // the contact that sending it again names.
+  if (pending) wait(sendPending());
 
   const queued = (window[name] && window[name].q) || [];
   for (const args of queued) track(...args);

@@ -239,6 +239,20 @@ consent_agreements = Table(
     Index("ix_consent_agreements_contact", "contact_id", "consent_id", "created_at"),
 )
 
+# The first agreements browsers sent with a request id (docs/browser-tracking.md): the same id
+# from the same channel, sent again within a day (a resend after the page went away before the
+# answer came), gets the contact the first one made. ``contact_id`` is null when the request
+# was a revocation that arrived first: then no contact is ever made for it.
+browser_consent_requests = Table(
+    "browser_consent_requests",
+    metadata,
+    Column("channel_id", Uuid(), ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True),
+    Column("request_id", String(100), primary_key=True),
+    Column("contact_id", Uuid(), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=True),
+    _now_column("created_at"),
+    Index("ix_browser_consent_requests_created_at", "created_at"),
+)
+
 activities = Table(
     "activities",
     metadata,
