@@ -181,10 +181,16 @@ def test_create_a_type_with_fields(visit: Visit) -> None:
     page.select_option("#fields-0-type", "text")
     page.check("#fields-0-required")
     page.check("#fields-0-primary")
+    page.fill("#fields-0-description", "The webinar's title")
+    page.fill("#fields-0-max_length", "200")
     page.click("text=Add a field")
     page.wait_for_function("document.activeElement.id === 'fields-1-name'")
     page.fill("#fields-1-name", "seats")
+    page.fill("#fields-1-max_length", "5")
     page.select_option("#fields-1-type", "integer")
+    # Max length is for text fields: off (and not sent) for the integer.
+    assert page.is_disabled("#fields-1-max_length")
+    assert page.is_enabled("#fields-0-max_length")
     page.check("#fields-1-primary")  # at most one primary: the first one is unchecked
     assert not page.is_checked("#fields-0-primary")
     page.check("#fields-0-primary")
@@ -203,6 +209,11 @@ def test_create_a_type_with_fields(visit: Visit) -> None:
         ("webinar", "text", True, True),
         ("seats", "integer", False, False),
     ]
+    assert (created.fields[0].description, created.fields[0].max_length) == (
+        "The webinar's title",
+        200,
+    )
+    assert created.fields[1].max_length is None
     assert created.client_side
     assert created.rate_limits.per_contact is not None
     assert created.rate_limits.per_contact.limit == 3

@@ -233,3 +233,91 @@ def test_the_form_for_a_new_type(marketer_ui: UI) -> None:
     assert 'name="limit_contact" value="10"' in page.text  # Ortto's defaults
     assert 'name="limit_ip" value="100"' in page.text
     assert '<template data-row-template="fields">' in page.text
+
+
+def test_a_fields_description_and_max_length_are_edited_in_the_form(
+    marketer_ui: UI, hub: Hub
+) -> None:
+    page = marketer_ui.get("/admin/types/new")
+    assert 'type="hidden" name="fields-0-description"' not in page.text
+    assert '<label for="fields-0-description">Description</label>' in page.text
+    assert '<input type="text" id="fields-0-description" name="fields-0-description"' in page.text
+    assert (
+        '<label for="fields-0-max_length">Max length <span class="label-note">(text only)</span>'
+        in page.text
+    )
+    assert 'type="number" id="fields-0-max_length"' in page.text
+    assert "is for text fields only" in page.text  # the fieldset's hint says so too
+    form = type_form(
+        **{"fields-1-description": "ISO 4217 code", "fields-1-max_length": "3"},
+    )
+    assert marketer_ui.post("/admin/types/new", form).status_code == 303
+    currency = hub.types.get_by_code("loan_calculator_usage").fields[1]
+    assert (currency.description, currency.max_length) == ("ISO 4217 code", 3)
+    edit = marketer_ui.get(f"/admin/types/{hub.types.get_by_code('loan_calculator_usage').id}")
+    assert 'name="fields-1-description" value="ISO 4217 code"' in edit.text
+    assert 'name="fields-1-max_length" value="3"' in edit.text
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            {"fields-0-max_length": "10"},
+            "Field 'amount': Max length is for text fields only; clear it or make the field text.",
+        ),
+        ({"fields-1-max_length": "ten"}, "Field 'currency': Max length is a number of characters"),
+        ({"fields-1-max_length": "0"}, "from 1 to 100,000"),
+        ({"fields-1-max_length": "9" * 5000}, "from 1 to 100,000"),
+    ],
+)
+def test_a_max_length_error_names_the_field_and_marks_its_box(
+    marketer_ui: UI, row: dict[str, str], message: str
+) -> None:
+    answer = marketer_ui.post("/admin/types/new", type_form(**row))
+    assert answer.status_code == 400
+    assert message in error_of(answer)
+    assert "max_length" not in error_of(answer)
+    (name,) = row
+    assert re.search(
+        rf'id="{name}"[^>]* aria-invalid="true" aria-describedby="fields-error"', answer.text
+    )
+    assert answer.text.count('aria-invalid="true"') == 1
+
+
+def test_a_shorter_max_length_of_a_used_type_is_told_in_the_forms_words(
+    marketer_ui: UI, make_type: MakeType, tracker: Tracker
+) -> None:
+    found = make_type(name="Search", fields=[{"name": "query", "type": "text", "max_length": 50}])
+    tracker.log([{"type": found.code_name, "fields": {"query": "loans"}}])
+    form = type_form(
+        name="Search",
+        code_name=found.code_name,
+        **{"fields-0-name": "query", "fields-0-type": "text", "fields-0-primary": None,
+           "fields-0-required": None, "fields-0-max_length": "20", "fields-1-name": ""},
+    )  # fmt: skip
+    answer = marketer_ui.post(f"/admin/types/{found.id}", form)
+    assert answer.status_code == 409, error_of(answer)
+    assert "Field 'query' cannot get a shorter max length" in error_of(answer)
+    assert 'id="fields-0-max_length"' in answer.text
+
+
+def test_the_list_marks_primary_and_required_fields(marketer_ui: UI, make_type: MakeType) -> None:
+    make_type(
+        name="Deposit made",
+        fields=[
+            {"name": "amount", "type": "decimal", "primary": True, "required": True},
+            {"name": "note", "type": "text"},
+        ],
+    )
+    row = row_of(marketer_ui.get("/admin/types").text, "deposit_made")
+    assert (
+        '<code>amount</code> <span class="badge">primary</span> <span class="badge">required</span>'
+        ", <code>note</code></td>"
+    ) in row
+
+
+def test_the_code_name_reads_naturally(marketer_ui: UI) -> None:
+    page = marketer_ui.get("/admin/types/new")
+    assert '<label for="code_name">Code name (identifier)</label>' in page.text
+    assert "Identifiers (code name)" not in page.text

@@ -235,7 +235,8 @@ def test_types_create_list_enable_disable(invoke: Invoke, hub_of: Callable[[], H
     listed = invoke("types", "list").stdout
     for code_name in ("pagevisit", "click", "datainput", "loan_calculator_usage"):
         assert code_name in listed
-    assert "amount:decimal" in listed
+    # Fields as --field takes them, with their markers.
+    assert "amount:decimal:primary, term:integer:required" in listed
     as_json = json.loads(invoke("types", "list", "--json").stdout)
     assert {t["code_name"] for t in as_json} == {
         "pagevisit",

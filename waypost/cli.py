@@ -12,6 +12,7 @@ import click
 import msgspec
 
 from waypost.admin.commands import users
+from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.pagination import ListQuery
@@ -419,12 +420,18 @@ def types_list(as_json: bool) -> None:
                 t.name,
                 "yes" if t.enabled else "no",
                 "yes" if t.client_side else "no",
-                ", ".join(f"{f.name}:{f.type}" for f in t.fields),
+                ", ".join(_field_text(f) for f in t.fields),
             )
             for t in items
         ],
         ("CODE NAME", "NAME", "ENABLED", "CLIENT-SIDE", "FIELDS"),
     )
+
+
+def _field_text(field: FieldSpec) -> str:
+    """A field as ``--field`` takes it: ``amount:decimal:required:primary``."""
+    flags = [flag for flag, on in (("required", field.required), ("primary", field.primary)) if on]
+    return ":".join([field.name, field.type, *flags])
 
 
 def _find_type(hub: Hub, ref: str) -> ActivityType:

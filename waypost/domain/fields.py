@@ -11,6 +11,7 @@ import msgspec
 FieldType = Literal["text", "integer", "decimal", "boolean", "datetime", "url", "email", "phone"]
 
 FIELD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}$")
+MAX_TEXT_LENGTH = 100_000  # the largest max_length a text field may declare
 
 
 class FieldSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
@@ -21,7 +22,7 @@ class FieldSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False)
     required: bool = False
     primary: bool = False
     description: str = ""
-    max_length: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    max_length: Annotated[int, msgspec.Meta(ge=1, le=MAX_TEXT_LENGTH)] | None = None
 
 
 class FieldRuleError(ValueError):

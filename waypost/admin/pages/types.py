@@ -1,7 +1,7 @@
 """Activity types: the list with activity counts, the create and edit form, enable/disable.
 
-The form is Kentico's (display name; "Identifiers", the code name pre-filled from the name;
-description; enabled) with Waypost's client-side switch, typed fields, rate limits and
+The form is Kentico's (display name; the code name, Kentico's "Identifiers", pre-filled from
+the name; description; enabled) with Waypost's client-side switch, typed fields, rate limits and
 retention. The service decides what is valid; its errors come back next to the form, with
 what the user typed kept.
 """
@@ -13,10 +13,10 @@ from typing import Any
 import msgspec
 from starlette.responses import Response
 
-from waypost.admin.forms import Form
+from waypost.admin.forms import Form, reworded
 from waypost.admin.views import NavItem, Page, View
 from waypost.domain.codenames import derive_code_name
-from waypost.domain.fields import FieldType
+from waypost.domain.fields import MAX_TEXT_LENGTH, FieldType
 from waypost.errors import ApiError, from_validation_error, invalid
 from waypost.services.activity_types import (
     ActivityType,
@@ -128,12 +128,33 @@ def _rate_limits(form: Form) -> dict[str, object]:
     return result
 
 
+def _max_length(row: dict[str, str], where: str) -> int | None:
+    # Told here, in the form's words, rather than by the service ("max_length applies to
+    # text fields only"): the form knows the row and its field's name.
+    text = row.get("max_length", "")
+    if not text:
+        return None
+    name = row["name"]
+    if row.get("type", "text") != "text":
+        raise invalid(
+            f"Field {name!r}: Max length is for text fields only; clear it or make the field text.",
+            where,
+        )
+    digits = text.isascii() and text.isdigit() and len(text) <= 9
+    if not digits or not 1 <= int(text) <= MAX_TEXT_LENGTH:
+        raise invalid(
+            f"Field {name!r}: Max length is a number of characters, from 1 to "
+            f"{MAX_TEXT_LENGTH:,} (got {text!r}).",
+            where,
+        )
+    return int(text)
+
+
 def _fields(form: Form) -> list[dict[str, object]]:
-    fields = []
+    fields: list[dict[str, object]] = []
     for row in form.rows("fields"):
         if not row.get("name"):
             continue  # the blank row of the editor
-        max_length = row.get("max_length", "")
         fields.append(
             {
                 "name": row["name"],
@@ -141,10 +162,17 @@ def _fields(form: Form) -> list[dict[str, object]]:
                 "required": bool(row.get("required")),
                 "primary": bool(row.get("primary")),
                 "description": row.get("description", ""),
-                "max_length": int(max_length) if max_length.isdigit() else None,
+                "max_length": _max_length(row, f"fields[{len(fields)}].max_length"),
             }
         )
     return fields
+
+
+def in_form_words(error: ApiError) -> ApiError:
+    """The service's errors about a field's max_length, told as the form's Max length."""
+    if error.field and error.field.endswith(".max_length"):
+        return reworded(error, error.message.replace("max_length", "max length"))
+    return error
 
 
 def body_from(form: Form, current: ActivityType | None) -> ActivityTypeCreate | ActivityTypeUpdate:
@@ -197,6 +225,7 @@ def _form(page: Page, found: ActivityType | None, values: dict[str, Any], **extr
         field_types=FIELD_TYPES,
         units=list(UNITS),
         limit_rows=LIMITS,
+        max_text_length=MAX_TEXT_LENGTH,
         error=extra.pop("error", None),
     )
 
@@ -209,7 +238,8 @@ def new_type(page: Page) -> Response:
         assert isinstance(body, ActivityTypeCreate)
         created = page.hub.types.create(body)
     except ApiError as exc:
-        return _form(page, None, values_from(page.form), error=exc, status=exc.status)
+        error = in_form_words(exc)
+        return _form(page, None, values_from(page.form), error=error, status=exc.status)
     return page.redirect(
         "/admin/types", f"Created the activity type {created.name} ({created.code_name})."
     )
@@ -224,7 +254,8 @@ def edit_type(page: Page) -> Response:
         assert isinstance(body, ActivityTypeUpdate)
         changed = page.hub.types.update(found.id, body)
     except ApiError as exc:
-        return _form(page, found, values_from(page.form), error=exc, status=exc.status)
+        error = in_form_words(exc)
+        return _form(page, found, values_from(page.form), error=error, status=exc.status)
     return page.redirect("/admin/types", f"Saved the activity type {changed.name}.")
 
 

@@ -79,6 +79,20 @@
     });
   }
 
+  // Max length applies to text fields only: for another type its box is off, and not sent.
+  function setupTextOnly(form) {
+    var sync = function (select) {
+      var row = select.closest("[data-row]");
+      var box = row && row.querySelector("[data-text-only]");
+      if (box) box.disabled = select.value !== "text";
+    };
+    form.querySelectorAll("[data-field-type]").forEach(sync);
+    form.addEventListener("change", function (event) {
+      var target = event.target;
+      if (target.matches && target.matches("[data-field-type]")) sync(target);
+    });
+  }
+
   function setupConfirm() {
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
@@ -135,6 +149,7 @@
       setupCodeName(form);
       setupRows(form);
       setupExclusive(form);
+      setupTextOnly(form);
     });
     var summary = document.getElementById("error-summary");
     if (summary) summary.focus();
