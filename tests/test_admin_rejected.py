@@ -4,16 +4,25 @@ and replaying (the dry run first, then the replay on a POST with the CSRF token)
 from __future__ import annotations
 
 import html
+import re
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
 
-from waypost.admin.pages.rejected import outcome, pretty, replay_request
+from waypost.admin.pages.rejected import (
+    REASON_LABELS,
+    outcome,
+    pretty,
+    reason_options,
+    replay_request,
+)
 from waypost.errors import ApiError
 from waypost.hub import Hub
+from waypost.services.activities import REJECTION_REASONS
 from waypost.services.activity_types import ActivityType
 from waypost.services.replay import ReplayReport
 from waypost.store.schema import activities
@@ -28,6 +37,7 @@ else:
 
 MakeUI = Callable[..., UI]
 UNKNOWN = "activity_type_not_found"
+ERRORS_DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
 
 
 @pytest.fixture
@@ -95,6 +105,33 @@ def test_the_list_with_reasons(make_ui: MakeUI, seeded: Seeded, role: str) -> No
     assert ids_in(later.text, "rejected") == []
     channel = ui.get("/admin/rejected", params={"channel": str(seeded.tracker.channel.id)})
     assert len(ids_in(channel.text, "rejected")) == 3
+
+
+def test_the_reason_filter_is_a_choice_of_the_known_reasons(admin_ui: UI, seeded: Seeded) -> None:
+    page = admin_ui.get("/admin/rejected")
+    assert '<select id="filter-reason" name="reason"' in page.text
+    assert 'name="reason" value=' not in page.text  # no free text any more
+    select = page.text.split('<select id="filter-reason"', 1)[1].split("</select>", 1)[0]
+    reasons = re.findall(r'<option value="([^"]*)"(?: selected)?>([^<]*)</option>', select)
+    assert reasons[0] == ("", "Any reason")
+    assert [value for value, _ in reasons[1:]] == list(REJECTION_REASONS)
+    assert (UNKNOWN, f"Unknown activity type ({UNKNOWN})") in reasons
+    filtered = admin_ui.get("/admin/rejected", params={"reason": "rate_limited"})
+    assert '<option value="rate_limited" selected>' in filtered.text
+    # A reason from elsewhere (an older version, the address) is offered and stays chosen.
+    other = admin_ui.get("/admin/rejected", params={"reason": "old_reason"})
+    assert other.status_code == 200
+    assert '<option value="old_reason" selected>old_reason</option>' in other.text
+
+
+def test_every_reason_is_a_documented_error_code_with_words() -> None:
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", ERRORS_DOC.read_text(), re.M))
+    assert set(REJECTION_REASONS) <= documented
+    assert set(REASON_LABELS) == set(REJECTION_REASONS)
+    options = reason_options(["invalid_field", "zzz_found"], "aaa_asked")
+    assert options[0] == ("", "Any reason")
+    assert options[-2:] == [("aaa_asked", "aaa_asked"), ("zzz_found", "zzz_found")]
+    assert len(options) == len(REJECTION_REASONS) + 3
 
 
 def test_the_list_is_paged(admin_ui: UI, seeded: Seeded) -> None:

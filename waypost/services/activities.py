@@ -87,6 +87,22 @@ class RejectedActivity(msgspec.Struct):
     replayed_activity_id: uuid.UUID | None
 
 
+# The error codes (docs/errors.md) an activity is rejected with: a rejected activity's reason
+# is one of them.
+REJECTION_REASONS: tuple[str, ...] = (
+    "activity_type_not_found",
+    "activity_type_disabled",
+    "missing_field",
+    "invalid_field",
+    "unknown_field",
+    "field_type_mismatch",
+    "contact_not_found",
+    "consent_required",
+    "rate_limited",
+    "payload_too_large",
+)
+
+
 class RejectedQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Filters of the rejected activities; ``since`` and ``until`` bound ``received_at``."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.responses import Response
@@ -20,7 +20,7 @@ from waypost.admin import listing
 from waypost.admin.pages.activities import channel_names
 from waypost.admin.views import NavItem, Page, View
 from waypost.errors import ApiError
-from waypost.services.activities import RejectedQuery
+from waypost.services.activities import REJECTION_REASONS, RejectedQuery
 from waypost.services.replay import ReplayReport, ReplayRequest
 
 NAV = NavItem("Rejected activities", "/admin/rejected", "rejected", 50)
@@ -30,6 +30,19 @@ FILTERS = ("reason", "type", "channel", "since", "until")
 SELECTORS = ("id", "reason", "type", "channel")
 REPLAY_LIMIT = 1000
 REASON_DAYS = 30
+# Each reason a rejected activity can have, in words, for the reason filter.
+REASON_LABELS = {
+    "activity_type_not_found": "Unknown activity type",
+    "activity_type_disabled": "Activity type disabled",
+    "missing_field": "A required value is missing",
+    "invalid_field": "A value is not valid",
+    "unknown_field": "A field the type does not have",
+    "field_type_mismatch": "A value of the wrong type",
+    "contact_not_found": "Unknown contact",
+    "consent_required": "No consent to tracking",
+    "rate_limited": "Over a rate limit",
+    "payload_too_large": "Too large",
+}
 
 
 def rejected_query(params: Mapping[str, str]) -> RejectedQuery:
@@ -43,6 +56,17 @@ def rejected_query(params: Mapping[str, str]) -> RejectedQuery:
         since=listing.when(params, "since", "From"),
         until=listing.when(params, "until", "Until"),
     )
+
+
+def reason_options(present: Iterable[str], chosen: str) -> list[tuple[str, str]]:
+    """The reason filter's choices: any, every reason an activity can be rejected with, and
+    any other reason found in the data or asked for in the address (so it stays selected)."""
+    options = [("", "Any reason")]
+    options += [(code, f"{REASON_LABELS[code]} ({code})") for code in REJECTION_REASONS]
+    known = set(REJECTION_REASONS)
+    for code in sorted({*present, chosen} - known - {""}):
+        options.append((code, code))
+    return options
 
 
 def replay_request(params: Mapping[str, str], dry_run: bool) -> ReplayRequest:
@@ -118,6 +142,7 @@ def list_rejected(page: Page) -> Response:
         error = exc
     values = {name: params.get(name, "") for name in FILTERS}
     chosen = selection(params)
+    recent = hub.reports.rejected(REASON_DAYS).reasons
     return page.render(
         "rejected/list.html",
         error.status if error else 200,
@@ -125,7 +150,8 @@ def list_rejected(page: Page) -> Response:
         values=values,
         since_value=listing.time_value(params, "since"),
         until_value=listing.time_value(params, "until"),
-        reasons=hub.reports.rejected(REASON_DAYS).reasons,
+        reasons=recent,
+        reason_options=reason_options((r.reason for r in recent), values["reason"]),
         reason_days=REASON_DAYS,
         channels=channel_names(hub),
         types=sorted(hub.types.all(), key=lambda t: t.name.lower()),
