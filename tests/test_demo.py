@@ -34,6 +34,7 @@ from waypost.demo.data import (
     GROUP_NAME,
     KEY_NAME,
     LOAN_TYPE,
+    key_names,
 )
 from waypost.errors import ApiError
 from waypost.hub import Hub
@@ -51,7 +52,11 @@ if TYPE_CHECKING:
 SITE = "http://127.0.0.1:8001"
 
 
-def demo_keys(hub: Hub, channel: uuid.UUID | None, name: str = KEY_NAME) -> list[str]:
+SITE_KEYS = key_names(SITE)
+OTHER_SITE = "http://127.0.0.1:18002"
+
+
+def demo_keys(hub: Hub, channel: uuid.UUID | None, name: str = SITE_KEYS[0]) -> list[str]:
     return [
         f"{k.prefix}…{k.last_four}"
         for k in hub.keys.list_page(KeyQuery(channel=channel, limit=1000)).data
@@ -102,13 +107,57 @@ def test_prepare_demo_on_an_empty_database_and_again(hub: Hub) -> None:
     assert hub.groups.get(first.group_id) == group
     # The previous demo keys are gone: only the new ones can be used.
     assert len(demo_keys(hub, channel.id)) == 1
-    assert len(demo_keys(hub, None, ADMIN_KEY_NAME)) == 1
+    assert len(demo_keys(hub, None, SITE_KEYS[1])) == 1
     hub.keys.authenticate(f"Bearer {second.publishable_key}")
     hub.keys.authenticate(f"Bearer {second.admin_key}")
     for old in (first.publishable_key, first.admin_key):
         with pytest.raises(ApiError) as refused:
             hub.keys.authenticate(f"Bearer {old}")
         assert refused.value.status == 401
+
+
+def authenticates(hub: Hub, key: str) -> bool:
+    try:
+        hub.keys.authenticate(f"Bearer {key}")
+    except ApiError as exc:
+        if exc.status == 401:
+            return False
+        raise
+    return True
+
+
+def test_demos_on_two_origins_keep_their_own_keys(hub: Hub) -> None:
+    assert SITE_KEYS == (
+        "Demo site http://127.0.0.1:8001",
+        "Demo site http://127.0.0.1:8001 (personalization)",
+    )
+    # Keys an earlier version named without the origin, made by its demo.
+    channel = prepare_demo(hub, []).channel_id
+    earlier = [
+        hub.keys.create(KeyCreate(access="publishable", channel=channel, name=KEY_NAME)).key,
+        hub.keys.create(KeyCreate(access="admin", name=ADMIN_KEY_NAME)).key,
+    ]
+    operators = hub.keys.create(KeyCreate(access="admin", name="Demo site backups")).key
+
+    first = prepare_demo(hub, [SITE])
+    other = prepare_demo(hub, [f"{OTHER_SITE}/"])
+    again = prepare_demo(hub, [SITE])
+
+    for setup in (other, again):
+        assert authenticates(hub, setup.publishable_key)
+        assert authenticates(hub, setup.admin_key)
+    # A demo replaces its own origin's keys, and the unqualified ones of earlier versions.
+    for key in (first.publishable_key, first.admin_key, *earlier):
+        assert not authenticates(hub, key)
+    assert authenticates(hub, operators)
+    other_keys = key_names(OTHER_SITE)
+    assert len(demo_keys(hub, channel, other_keys[0])) == 1
+    assert len(demo_keys(hub, None, other_keys[1])) == 1
+    assert len(demo_keys(hub, channel)) == 1
+    assert len(demo_keys(hub, None, SITE_KEYS[1])) == 1
+    # One channel serves both, allowing both origins.
+    assert other.channel_id == again.channel_id == channel
+    assert hub.channels.get(channel).allowed_origins == [SITE, OTHER_SITE]
 
 
 def test_prepare_demo_completes_what_exists(hub: Hub, make_channel: Callable[..., Channel]) -> None:
@@ -419,11 +468,36 @@ def test_waypost_demo(
     hub = Hub(load_settings({"WAYPOST_DATABASE_URL": database_url}))
     try:
         [group] = demo_groups(hub)
-        assert len(demo_keys(hub, None, ADMIN_KEY_NAME)) == 1
+        assert len(demo_keys(hub, None, key_names("http://127.0.0.1:8123")[1])) == 1
     finally:
         hub.close()
     personalization = call["app"].state.personalization
     assert personalization.url == f"http://127.0.0.1:9/api/groups/{group}/check/"
+
+
+def test_a_second_demo_beside_a_running_one(
+    invoke: Callable[..., Result], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    invoke("demo", "--port", "8123", "--api-url", "http://127.0.0.1:9/")
+    invoke("demo", "--port", "8124", "--api-url", "http://127.0.0.1:9/")
+    hub = Hub(load_settings({"WAYPOST_DATABASE_URL": database_url}))
+    try:
+        # The first demo still works: its page's key and its backend's key are both valid.
+        for app in served:
+            with TestClient(app) as client:
+                found = re.search(r'"(wpp_[^"]+)"', client.get("/").text)
+            assert found
+            assert hub.keys.authenticate(f"Bearer {found[1]}").access == "publishable"
+            admin = app.state.personalization.headers["Authorization"]
+            assert hub.keys.authenticate(admin).access == "admin"
+    finally:
+        hub.close()
+    assert website(database_url).allowed_origins == [
+        "http://127.0.0.1:8123",
+        "http://127.0.0.1:8124",
+    ]
 
 
 def test_serve_with_the_demo(

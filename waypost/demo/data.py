@@ -2,7 +2,9 @@
 
 Everything goes through the hub's services, as an operator's script through the admin API
 would, and preparing twice changes nothing but the keys: a key's secret is shown only when it
-is created, so each start of the demo makes fresh ones and deletes the previous ones.
+is created, so each start of the demo makes fresh ones and deletes the previous ones of the
+same origin. The keys are named after the demo's origin, so that demos on other origins (a
+second ``waypost demo`` on another port, beside ``waypost serve --demo``) keep theirs.
 """
 
 from __future__ import annotations
@@ -59,31 +61,49 @@ class DemoSetup:
     admin_key: str
 
 
+def key_names(origin: str | None) -> tuple[str, str]:
+    """The names of the publishable and the admin key of the demo at ``origin`` (the first of
+    its origins): ``Demo site http://127.0.0.1:8001`` and ``Demo site http://127.0.0.1:8001
+    (personalization)``; without an origin, :data:`KEY_NAME` and :data:`ADMIN_KEY_NAME`."""
+    if origin is None:
+        return KEY_NAME, ADMIN_KEY_NAME
+    return f"{KEY_NAME} {origin}", f"{KEY_NAME} {origin} (personalization)"
+
+
 def prepare_demo(hub: Hub, origins: Sequence[str]) -> DemoSetup:
     """Make sure the demo's data exists, allow ``origins`` on the website channel, and create
-    a fresh publishable key and a fresh admin key for the demo."""
+    a fresh publishable key and a fresh admin key for the demo at the first of ``origins``,
+    replacing that origin's earlier ones and no other demo's."""
     consent = _consent(hub)
     _loan_type(hub)
     channel = _channel(hub, origins)
     group = _group(hub)
+    origin = normalise_origin(origins[0]) if origins else None
+    publishable, admin = key_names(origin)
+    # Earlier versions named the keys without the origin: a demo replaces those as well.
+    earlier = key_names(None)
     return DemoSetup(
         channel_id=channel.id,
-        publishable_key=_fresh_key(hub, "publishable", channel.id, KEY_NAME),
+        publishable_key=_fresh_key(hub, "publishable", channel.id, publishable, earlier[0]),
         identity_secret=channel.identity_secret,
         consent_text=consent.texts["en"],
         group_id=group.id,
-        admin_key=_fresh_key(hub, "admin", None, ADMIN_KEY_NAME),
+        admin_key=_fresh_key(hub, "admin", None, admin, earlier[1]),
     )
 
 
-def _fresh_key(hub: Hub, access: Access, channel: uuid.UUID | None, name: str) -> str:
-    """A new key named ``name``, the demo's earlier keys of that name deleted."""
+def _fresh_key(
+    hub: Hub, access: Access, channel: uuid.UUID | None, name: str, *replaces: str
+) -> str:
+    """A new key named ``name``, the earlier keys of that name (or of a name in ``replaces``)
+    deleted."""
+    names = {name, *replaces}
     cursor: str | None = None
     while True:
         query = KeyQuery(limit=1000, cursor=cursor, channel=channel, access=access)
         page = hub.keys.list_page(query)
         for key in page.data:
-            if key.name == name and key.channel == channel:
+            if key.name in names and key.channel == channel:
                 hub.keys.delete(key.id)
         if (cursor := page.next) is None:
             break
