@@ -1,14 +1,27 @@
-"""The docs keep up with the code: every setting and every error code is documented."""
+"""The docs keep up with the code: every setting and every error code is documented, and the
+Python SDK's examples run as written."""
 
 from __future__ import annotations
 
 import ast
+import builtins
+import importlib.util
 import re
+import symtable
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
+from waypost.sdk import Client
 from waypost.settings import PREFIX, Settings
+
+if TYPE_CHECKING:
+    from tests.sdk_support import WaypostServer, running_server
+else:
+    from sdk_support import WaypostServer, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -93,3 +106,135 @@ def test_every_code_the_code_uses_is_documented() -> None:
     assert used, "no error codes found; the scan is broken"
     missing = {code: where for code, where in used.items() if code not in documented}
     assert missing == {}, f"error codes missing from docs/errors.md: {missing}"
+
+
+# -- the Python SDK's examples ----------------------------------------------------------------
+
+
+def python_blocks(path: Path) -> list[str]:
+    """The ```python blocks of a Markdown file, in order."""
+    return re.findall(r"^```python\n(.*?)^```$", path.read_text(), flags=re.MULTILINE | re.DOTALL)
+
+
+SDK_EXAMPLES = python_blocks(DOCS / "python-sdk.md")
+
+
+def undefined_names(source: str) -> set[str]:
+    """Names the code reads that it neither defines nor imports, and that are not built in."""
+    module = symtable.symtable(source, "<example>", "exec")
+    defined = {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported()}
+    read: set[str] = set()
+    tables = [module]
+    while tables:
+        table = tables.pop()
+        tables += table.get_children()
+        for symbol in table.get_symbols():
+            is_module = table is module
+            if symbol.is_referenced() and (is_module or symbol.is_global()):
+                read.add(symbol.get_name())
+    return read - defined - set(dir(builtins))
+
+
+def test_undefined_names_are_found() -> None:
+    assert undefined_names("x = Decimal('1')\ndef f(a: Dropped) -> None:\n    spool.append(a)") == {
+        "Decimal",
+        "Dropped",
+        "spool",
+    }
+    assert (
+        undefined_names("from decimal import Decimal\nx = [Decimal(i) for i in range(2)]") == set()
+    )
+
+
+def test_the_python_sdk_page_has_examples() -> None:
+    assert len(SDK_EXAMPLES) >= 8
+
+
+@pytest.mark.parametrize("number", range(len(SDK_EXAMPLES)))
+def test_each_python_sdk_example_compiles_and_defines_what_it_uses(number: int) -> None:
+    source = SDK_EXAMPLES[number]
+    compile(source, f"docs/python-sdk.md example {number + 1}", "exec")
+    assert undefined_names(source) == set(), source
+
+
+def imported_modules(source: str) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module.split(".")[0])
+    return modules
+
+
+# The examples that need no web framework (nor the reader's own modules, such as "bank") run
+# for real.
+RUNNABLE = [
+    source
+    for source in SDK_EXAMPLES
+    if all(importlib.util.find_spec(module) for module in imported_modules(source))
+]
+
+
+@pytest.fixture(scope="module")
+def demo_waypost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WaypostServer]:
+    """A Waypost with what the demo site creates and the examples use."""
+    with running_server(tmp_path_factory.mktemp("docs")) as server, server.admin() as admin:
+        answer = admin.post(
+            "/api/consents", json={"code_name": "TrackingConsent", "display_name": "Tracking"}
+        )
+        assert answer.status_code == 201, answer.text
+        server.create_type(
+            "Loan calculator usage",
+            [{"name": "amount", "type": "decimal", "primary": True}],
+            code_name="custom_loan_calculator",
+        )
+        yield server
+
+
+def run_example(source: str, server: WaypostServer, **placeholders: str) -> dict[str, Any]:
+    """Run an example with the server's address, tracking key and channel in place of the
+    page's; its clients are closed (so that what they queued is sent) before it returns."""
+    for placeholder, value in {
+        "https://waypost.example.com": server.url,
+        "wpt_...": server.tracking_key,
+        "a3f4bc8b-6d84-454f-8215-cbec70bfaadd": server.channel,
+        **placeholders,
+    }.items():
+        source = source.replace(placeholder, value)
+    names: dict[str, Any] = {"__name__": "example"}
+    try:
+        exec(compile(source, "example", "exec"), names)  # noqa: S102
+    finally:
+        for value in names.values():
+            if isinstance(value, Client):
+                value.close(timeout=10)
+    return names
+
+
+@pytest.mark.slow
+def test_the_python_sdk_examples_that_need_no_framework_run(demo_waypost: WaypostServer) -> None:
+    assert len(RUNNABLE) >= 4
+    first = run_example(RUNNABLE[0], demo_waypost)
+    contact = first["contact"]
+    client = first["client"]
+    assert client.stats.delivered == 3, client.stats
+    logged = demo_waypost.activities(contact)
+    assert [a["type"] for a in logged] == ["custom_loan_calculator"] * 2 + ["pagevisit"]
+    assert logged[0]["fields"] == {"amount": "129000.90"}
+    assert logged[0]["title"] == "Loan calculator usage (20 years)"
+    with httpx.Client(base_url=demo_waypost.url) as http:
+        agreed = http.get(
+            f"/tracking/contacts/{contact}/consents/TrackingConsent",
+            headers={"Authorization": f"Bearer {demo_waypost.tracking_key}"},
+        )
+    assert agreed.json()["isAgreed"] is True, agreed.text
+    for source in RUNNABLE[1:]:
+        names = run_example(
+            source, demo_waypost, **{"01a2083e-2812-737d-beae-7a028f831437": contact}
+        )
+        for value in names.values():
+            if isinstance(value, Client):
+                assert sum(value.stats.dropped.values()) == 0, (source, value.stats)
+    # The background job's activity, logged for the contact it named.
+    assert len(demo_waypost.activities(contact)) == 4
