@@ -308,9 +308,17 @@ def test_marketers_see_no_channels_keys_or_users(marketer_ui: UI, admin_ui: UI) 
         assert "Not for your role" in answer.text
     for path in ("/admin/channels/new", "/admin/keys/new", "/admin/users/new"):
         assert marketer_ui.post(path, {"name": "x"}).status_code == 403
+    assert ">Settings</a>" not in nav  # one settings page is shown by its own name
+    # An admin's settings pages are one entry, and a row of their own on those pages.
     admin_nav = admin_ui.get("/admin/types").text
+    assert '<li><a href="/admin/channels">Settings</a></li>' in admin_nav
+    assert 'aria-label="Settings"' not in admin_nav
+    keys = admin_ui.get("/admin/keys").text
+    assert '<a href="/admin/channels" aria-current="true">Settings</a>' in keys
+    settings = keys.split('<nav class="sub-nav" aria-label="Settings">', 1)[1].split("</nav>")[0]
     for shown in ("/admin/channels", "/admin/keys", "/admin/users", "/admin/consents"):
-        assert f'href="{shown}"' in admin_nav
+        assert f'href="{shown}"' in settings
+    assert '<a href="/admin/keys" aria-current="page">Keys</a>' in settings
     # /admin is the dashboard, or else a redirect to the first page the role may open.
     home = marketer_ui.get("/admin", follow_redirects=False)
     assert home.status_code == 200 or home.headers["location"] == "/admin/types"

@@ -122,6 +122,11 @@ def visit(browser: Any, site: Site) -> Iterator[Visit]:
 
 
 @pytest.fixture
+def laptop(browser: Any, site: Site) -> Iterator[Visit]:
+    yield from _visit(browser, site, viewport={"width": 1280, "height": 800})
+
+
+@pytest.fixture
 def phone(browser: Any, site: Site) -> Iterator[Visit]:
     yield from _visit(browser, site, viewport={"width": 390, "height": 844}, is_mobile=True)
 
@@ -252,8 +257,9 @@ def test_enable_and_disable_a_type(visit: Visit) -> None:
 def test_create_a_channel_and_a_key_seen_once(visit: Visit) -> None:
     page = visit.page
     visit.log_in(ADMIN)
-    page.click("nav >> text=Channels")
+    page.click("#site-nav >> text=Settings")  # the settings' first page: channels
     page.wait_for_url("**/admin/channels")
+    assert page.get_attribute(".sub-nav >> text=Channels", "aria-current") == "page"
     page.click("text=New channel")
     page.fill("#name", "Shop")
     page.check("#kind-website")
@@ -282,7 +288,7 @@ def test_create_a_channel_and_a_key_seen_once(visit: Visit) -> None:
     page.wait_for_url("**/admin/keys")
     assert "Disabled" in page.inner_text(f"#key-{key.key_id}")
     visit.shot("keys-list")
-    page.click("nav >> text=Channels")
+    page.click(".sub-nav >> text=Channels")
     page.wait_for_url("**/admin/channels")
     visit.shot("channels-list")
 
@@ -323,6 +329,41 @@ def test_a_marketer_sees_no_channels_or_keys(visit: Visit) -> None:
     assert answer.status == 403
     assert visit.page.inner_text("h1") == "Not for your role"
     visit.shot("forbidden")
+
+
+HEADER_LINE = """() => {
+  const header = document.querySelector('.site-header');
+  const parts = [...header.querySelectorAll('.brand, #site-nav a, .who, #site-nav button')];
+  const middles = parts.map(e => {
+    const r = e.getBoundingClientRect();
+    return r.top + r.height / 2;
+  });
+  const spread = Math.max(...middles) - Math.min(...middles);
+  return {height: header.getBoundingClientRect().height, spread: spread};
+}"""
+
+
+@pytest.mark.parametrize("email", [ADMIN, MARKETER])
+def test_the_navigation_fits_one_line_at_1280_px(laptop: Visit, email: str) -> None:
+    page = laptop.page
+    laptop.log_in(email)
+    line = page.evaluate(HEADER_LINE)
+    assert line["spread"] < 8, line  # the links, the user and Log out on one line
+    assert line["height"] < 60, line
+    if email == MARKETER:
+        return
+    page.click("#site-nav >> text=Settings")
+    page.wait_for_url("**/admin/channels")
+    page.click(".sub-nav >> text=Keys")
+    page.wait_for_url("**/admin/keys")
+    assert page.get_attribute("#site-nav >> text=Settings", "aria-current") == "true"
+    assert page.get_attribute(".sub-nav >> text=Keys", "aria-current") == "page"
+    assert page.evaluate(HEADER_LINE)["spread"] < 8
+    # The settings' row is a landmark of its own, under the main one.
+    main_nav = page.locator("#site-nav").bounding_box()
+    settings = page.locator("nav[aria-label=Settings]").bounding_box()
+    assert settings["y"] >= main_nav["y"] + main_nav["height"] - 1
+    laptop.shot("navigation-settings")
 
 
 def test_phone_width(phone: Visit) -> None:

@@ -1,4 +1,5 @@
-"""Pure parts of the admin UI: form parsing, the role table, where a login may lead, templates."""
+"""Pure parts of the admin UI: form parsing, the role table, where a login may lead, templates,
+the navigation."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from waypost.admin.pages import MODULES, home, nav_items, views
 from waypost.admin.pages.login import safe_next
 from waypost.admin.rendering import Renderer, error_for
 from waypost.admin.roles import TAG_AREAS, can
+from waypost.admin.views import Navigation, NavLink, navigation
 from waypost.app import admin_operations
 from waypost.errors import ApiError, invalid
 
@@ -108,3 +110,26 @@ def test_the_page_registry() -> None:
     mine = ["Activity types", "Channels", "Keys", "Consents", "Users"]
     assert [label for label in labels if label in mine] == mine
     assert all(hasattr(module, "VIEWS") and hasattr(module, "NAV") for module in MODULES)
+
+
+def test_the_settings_pages_share_one_entry_of_the_navigation() -> None:
+    items = nav_items()
+    admin = navigation(items, "admin", "/admin/users/new")
+    labels = [link.label for link in admin.main]
+    assert labels == [
+        "Dashboard", "Activity types", "Contacts", "Activities", "Rejected activities",
+        "Contact groups", "Settings",
+    ]  # fmt: skip
+    assert admin.main[-1] == NavLink("Settings", "/admin/channels", "true")
+    assert [(link.label, link.current) for link in admin.settings] == [
+        ("Channels", ""), ("Keys", ""), ("Consents", ""), ("Users", "page"),
+    ]  # fmt: skip
+    elsewhere = navigation(items, "admin", "/admin")
+    assert elsewhere.settings == []
+    assert [link.label for link in elsewhere.main if link.current] == ["Dashboard"]
+    assert elsewhere.main[-1].current == ""
+    # A marketer reads one settings page: it is an entry of its own, without a row.
+    marketer = navigation(items, "marketer", "/admin/consents")
+    assert marketer.main[-1] == NavLink("Consents", "/admin/consents", "page")
+    assert marketer.settings == []
+    assert navigation(items, None, "/admin/login") == Navigation([], [])

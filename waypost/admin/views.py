@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote, urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +28,7 @@ from waypost.admin.rendering import SECURITY_HEADERS, Renderer
 from waypost.admin.roles import Area, can
 from waypost.errors import ApiError
 from waypost.services.sessions import Session
+from waypost.services.users import Role
 from waypost.store import StorageUnavailable
 
 if TYPE_CHECKING:
@@ -39,12 +40,54 @@ LOGIN_PATH = "/admin/login"
 
 @dataclass(frozen=True)
 class NavItem:
-    """An entry of the navigation; shown to the users whose role may read ``area``."""
+    """An entry of the navigation; shown to the users whose role may read ``area``. Entries of
+    the ``settings`` section (the set-up pages: channels, keys, consents, users) are one
+    *Settings* entry in the main navigation, and a row of their own on their pages."""
 
     label: str
     path: str
     area: Area
     order: int
+    section: Literal["main", "settings"] = "main"
+
+
+@dataclass(frozen=True)
+class NavLink:
+    """A link of the navigation as shown; ``current`` is its aria-current value, or ""."""
+
+    label: str
+    path: str
+    current: str = ""
+
+
+@dataclass(frozen=True)
+class Navigation:
+    """What the layout shows: the main links, and on a settings page the settings' own row."""
+
+    main: list[NavLink]
+    settings: list[NavLink]
+
+
+def is_current(item_path: str, path: str) -> bool:
+    return path == item_path or (item_path != "/admin" and path.startswith(item_path + "/"))
+
+
+def navigation(items: Sequence[NavItem], role: Role | None, path: str) -> Navigation:
+    """The navigation ``role`` sees at ``path``. Ten entries do not fit on one line, so the
+    settings pages, visited seldom, share one: *Settings*, which leads to the first of them.
+    A role that sees one settings page only (a marketer's consents) sees it by its name."""
+    seen = [item for item in items if role is not None and can(role, item.area)]
+
+    def link(item: NavItem) -> NavLink:
+        return NavLink(item.label, item.path, "page" if is_current(item.path, path) else "")
+
+    main = [link(item) for item in seen if item.section == "main"]
+    settings = [link(item) for item in seen if item.section == "settings"]
+    if len(settings) <= 1:
+        return Navigation(main + settings, [])
+    here = any(item.current for item in settings)
+    main.append(NavLink("Settings", settings[0].path, "true" if here else ""))
+    return Navigation(main, settings if here else [])
 
 
 @dataclass(frozen=True)
@@ -73,8 +116,7 @@ class AdminUI:
         return {
             "user": user,
             "csrf_token": session.csrf_token if session else "",
-            "nav": [n for n in self.nav if user and can(user.role, n.area)],
-            "path": request.url.path,
+            "nav": navigation(self.nav, user.role if user else None, request.url.path),
             "flash": unquote(request.cookies.get(FLASH_COOKIE, ""))[:500],
             "can": (lambda area, write=False: bool(user and can(user.role, area, write))),
         }

@@ -14,7 +14,7 @@ from waypost.pagination import ListQuery
 from waypost.services.channels import Channel, ChannelCreate, ChannelUpdate
 from waypost.services.keys import KeyQuery
 
-NAV = NavItem("Channels", "/admin/channels", "channels", 70)
+NAV = NavItem("Channels", "/admin/channels", "channels", 70, "settings")
 
 KINDS = (
     ("website", "Website: pages with the browser tracker (publishable keys)"),

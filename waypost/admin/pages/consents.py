@@ -17,7 +17,7 @@ from waypost.errors import ApiError, from_validation_error, invalid
 from waypost.pagination import ListQuery
 from waypost.services.consents import Consent, ConsentCreate, ConsentUpdate
 
-NAV = NavItem("Consents", "/admin/consents", "consents", 90)
+NAV = NavItem("Consents", "/admin/consents", "consents", 90, "settings")
 
 BLANK_TEXT = {"language": "", "short_text": "", "full_text": ""}
 

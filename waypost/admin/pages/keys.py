@@ -16,7 +16,7 @@ from waypost.pagination import ListQuery
 from waypost.services.channels import Channel
 from waypost.services.keys import KeyCreate, KeyQuery, KeyUpdate
 
-NAV = NavItem("Keys", "/admin/keys", "keys", 80)
+NAV = NavItem("Keys", "/admin/keys", "keys", 80, "settings")
 
 ACCESS = (
     ("tracking", "Tracking: server-side logging on a channel (secret)"),

@@ -11,7 +11,7 @@ from waypost.admin.views import NavItem, Page, View
 from waypost.errors import ApiError, from_validation_error, invalid
 from waypost.services.users import ROLES, UserCreate
 
-NAV = NavItem("Users", "/admin/users", "users", 100)
+NAV = NavItem("Users", "/admin/users", "users", 100, "settings")
 
 ROLE_OPTIONS = (
     ("marketer", "Marketer: types, contacts, activities, groups, reports"),
