@@ -674,6 +674,23 @@ def test_an_agreement_answered_503_is_sent_again_from_the_next_page(
     assert first["agree"] is True
 
 
+def test_accepting_again_after_a_503_sends_the_same_agreement(stack: Stack, visit: Visit) -> None:
+    refuse_first_consent(visit)
+    before = stack.count(contacts)
+    page = visit.page
+    page.goto(stack.demo.origin)
+    page.click("#consent-accept")
+    visit.eventually(lambda: visit.errors, "the 503")
+    page.click("#privacy-settings")
+    page.click("#consent-accept")
+    contact = visit.contact()
+    first, second = consent_bodies(visit)
+    assert first == second
+    assert visit.cookie("wp_pending_consent") is None
+    assert stack.agreed(contact)
+    assert stack.count(contacts) == before + 1
+
+
 def test_declining_an_agreement_that_was_never_answered(stack: Stack, visit: Visit) -> None:
     refuse_first_consent(visit)
     before = (stack.count(contacts), stack.count(consent_agreements))

@@ -171,8 +171,12 @@
         return send("consent", { contact, consent: options.consent, agree }).then(setContact);
       }
       if (agree) {
-        pending = { id: newId(), consent: options.consent };
-        keepCookies();
+        // The same agreement still pending (its answer lost, or a 5xx) keeps its id: if it
+        // did reach Waypost, this one gets the contact it made.
+        if (!pending || pending.consent !== options.consent) {
+          pending = { id: newId(), consent: options.consent };
+          keepCookies();
+        }
         return sendPending();
       }
       // Revoking without a contact has nothing to revoke, and must not create a contact;
