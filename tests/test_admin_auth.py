@@ -283,6 +283,27 @@ def test_pages_send_security_headers(admin_ui: UI) -> None:
         assert admin_ui.get(icon).status_code == 200, icon
 
 
+LISTS = ["/admin/types", "/admin/contacts", "/admin/activities", "/admin/rejected",
+         "/admin/groups", "/admin/channels", "/admin/keys", "/admin/consents",
+         "/admin/users"]  # fmt: skip
+BOX = re.compile(r'(<p class="scroll-hint"[^>]*>[^<]*<span[^>]*>→</span></p>\n)?'
+                 r'(<div class="table-wrap"[^>]*>)')  # fmt: skip
+
+
+def test_every_table_scrolls_in_a_labelled_region(admin_ui: UI) -> None:
+    """A wide table scrolls sideways in its box: the keyboard reaches it, and it says so."""
+    for path in LISTS:
+        page = admin_ui.get(path)
+        assert page.status_code == 200, path
+        boxes = BOX.findall(page.text)
+        assert boxes, path
+        for hint, box in boxes:
+            assert re.fullmatch(
+                r'<div class="table-wrap" role="region" aria-label="[^"]+" tabindex="0">', box
+            ), (path, box)
+            assert 'aria-hidden="true">Scroll sideways to see more' in hint, path
+
+
 def test_unknown_pages_are_404_pages(admin_ui: UI) -> None:
     answer = admin_ui.get("/admin/nothing/here")
     assert answer.status_code == 404

@@ -17,6 +17,8 @@ import pytest
 from waypost.app import create_app
 from waypost.domain.codenames import derive_code_name
 from waypost.hub import Hub
+from waypost.services.channels import ChannelCreate
+from waypost.services.keys import KeyCreate
 from waypost.services.users import UserCreate
 from waypost.settings import load_settings
 from waypost.store import migrate
@@ -382,3 +384,43 @@ def test_phone_width(phone: Visit) -> None:
     phone.goto("/admin/types/new")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     phone.shot("phone-types-form")
+
+
+SCROLLER = """(box) => ({
+  over: box.scrollWidth > box.clientWidth, left: box.scrollLeft,
+  role: box.getAttribute('role'), label: box.getAttribute('aria-label'),
+  tabindex: box.getAttribute('tabindex'),
+})"""
+
+
+def test_wide_tables_say_they_scroll_sideways(phone: Visit, laptop: Visit) -> None:
+    hub = phone.site.hub
+    channel = hub.channels.create(ChannelCreate(name="A channel with a long name", kind="headless"))
+    hub.keys.create(KeyCreate(access="tracking", channel=channel.id, name="Backend of the shop"))
+    page = phone.page
+    phone.log_in(ADMIN)
+    phone.goto("/admin/keys")
+    box = page.locator(".table-wrap")
+    state = box.evaluate(SCROLLER)
+    assert state == {
+        "over": True, "left": 0, "role": "region", "label": "API keys", "tabindex": "0",
+    }  # fmt: skip
+    assert page.is_visible("text=Scroll sideways to see more")
+    phone.shot("phone-keys-list")
+    # The keyboard reaches the box and scrolls it.
+    page.focus("text=New key")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "API keys"
+    page.keyboard.press("ArrowRight")
+    for _ in range(40):  # the scroll is smooth (wait_for_function would need eval, the CSP)
+        if box.evaluate("(box) => box.scrollLeft") > 0:
+            break
+        page.wait_for_timeout(50)
+    assert box.evaluate("(box) => box.scrollLeft") > 0
+    phone.shot("phone-keys-list-scrolled")
+    # Where the table fits there is no hint and no extra stop for the keyboard.
+    laptop.log_in(ADMIN)
+    laptop.goto("/admin/keys")
+    state = laptop.page.locator(".table-wrap").evaluate(SCROLLER)
+    assert (state["over"], state["tabindex"], state["role"]) == (False, None, "region")
+    assert not laptop.page.is_visible("text=Scroll sideways to see more")

@@ -127,6 +127,13 @@ def test_a_stacked_bar_chart_is_an_image_named_and_described() -> None:
     fills = [li.find(f".//{SVG}rect") for li in legend]
     assert [f.get("fill") for f in fills if f is not None] == [PALETTE[0], PALETTE[1]]
 
+    box = figure.find(".//div[@class='table-wrap']")
+    assert box is not None  # it scrolls: a labelled region the keyboard reaches
+    assert (box.get("role"), box.get("aria-label"), box.get("tabindex")) == (
+        "region",
+        "Activities per day",
+        "0",
+    )
     table = figure.find(".//table")
     assert table is not None
     assert table.findtext("caption") == "Activities per day"

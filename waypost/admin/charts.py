@@ -140,7 +140,8 @@ def _table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[str | i
         )
         body.append(f'<tr><th scope="row">{escape(str(first))}</th>{cells}</tr>')
     return (
-        '<details class="chart-data"><summary>The numbers</summary><div class="table-wrap">'
+        '<details class="chart-data"><summary>The numbers</summary>'
+        f'<div class="table-wrap" role="region" aria-label="{escape(caption)}" tabindex="0">'
         f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div></details>"
     )

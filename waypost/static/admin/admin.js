@@ -126,6 +126,30 @@
     });
   }
 
+  // A table's box says when it scrolls sideways (its hint), and is in the tab order only while
+  // it scrolls at all, so that arrow keys scroll it; one that fits is no extra stop. Boxes
+  // change size with the window, and when their <details> opens.
+  function setupTableBoxes() {
+    var boxes = document.querySelectorAll(".table-wrap");
+    var update = function (box) {
+      var sideways = box.scrollWidth > box.clientWidth + 1;
+      var scrolls = sideways || box.scrollHeight > box.clientHeight + 1;
+      var hint = box.previousElementSibling;
+      if (hint && hint.classList.contains("scroll-hint")) hint.classList.toggle("shown", sideways);
+      if (scrolls) box.setAttribute("tabindex", "0");
+      else box.removeAttribute("tabindex");
+    };
+    if (window.ResizeObserver) {
+      var observer = new ResizeObserver(function (entries) {
+        entries.forEach(function (entry) { update(entry.target); });
+      });
+      boxes.forEach(function (box) { observer.observe(box); });
+    } else {
+      boxes.forEach(update);
+      window.addEventListener("resize", function () { boxes.forEach(update); });
+    }
+  }
+
   function setupNav() {
     var toggle = document.querySelector(".nav-toggle");
     var nav = document.getElementById("site-nav");
@@ -143,6 +167,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     setupNav();
+    setupTableBoxes();
     setupConfirm();
     setupCopy();
     document.querySelectorAll("form").forEach(function (form) {
