@@ -424,3 +424,16 @@ def test_wide_tables_say_they_scroll_sideways(phone: Visit, laptop: Visit) -> No
     state = laptop.page.locator(".table-wrap").evaluate(SCROLLER)
     assert (state["over"], state["tabindex"], state["role"]) == (False, None, "region")
     assert not laptop.page.is_visible("text=Scroll sideways to see more")
+
+
+def test_the_api_docs_log_no_error(visit: Visit) -> None:
+    """The docs page names the favicon, which is served: no 404 in the console."""
+    page = visit.page
+    icons: list[int] = []
+    page.on("response", lambda r: icons.append(r.status) if "favicon" in r.url else None)
+    visit.goto("/api/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    href = page.get_attribute("link[rel=icon]", "href")
+    assert href == "/favicon.ico"
+    assert page.evaluate("(href) => fetch(href).then(r => r.status)", href) == 200
+    assert all(status in (200, 304) for status in icons), icons
