@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from waypost.settings import Settings, load_settings
 from waypost.store import StorageUnavailable, Store, make_engine
-from waypost.store.engine import normalise_url
+from waypost.store.engine import Touched, normalise_url, touch
 from waypost.store.schema import channels
 
 
@@ -101,5 +101,31 @@ def test_a_constraint_violation_is_not_an_outage(settings: Settings) -> None:
     try:
         with pytest.raises(sa.exc.IntegrityError), store.write() as conn:
             conn.execute(sa.text("insert into channels (id) values (null)"))
+    finally:
+        store.dispose()
+
+
+def test_a_connection_lost_in_a_write_is_an_outage_and_its_notes_are_dropped(
+    settings: Settings,
+) -> None:
+    store = Store(make_engine(settings))
+    committed: list[Touched] = []
+    store.on_commit = committed.append
+
+    def lose_the_connection() -> None:
+        with store.write() as conn:
+            touch(conn, [uuid.uuid4()], "lost")
+            dbapi_connection = conn.connection.dbapi_connection
+            assert dbapi_connection is not None
+            dbapi_connection.close()
+            conn.execute(sa.text("select 1"))
+
+    try:
+        with pytest.raises(StorageUnavailable):
+            lose_the_connection()
+        contact = uuid.uuid4()
+        with store.write() as conn:
+            touch(conn, [contact], "kept")
+        assert committed == [[(frozenset({contact}), "kept")]]
     finally:
         store.dispose()

@@ -99,12 +99,15 @@ class Store:
         """A read-write transaction, committed when the block ends without an exception."""
         touched: Touched = []
         with _outage_guard(), self._writer.begin() as conn:
-            conn.info[TOUCHED] = touched
+            # Kept, not asked for again: once the connection is lost, conn.info raises
+            # instead of answering, which would hide the outage behind another error.
+            info = conn.info
+            info[TOUCHED] = touched
             try:
                 yield conn
             finally:
                 # The info dict outlives this checkout of the connection.
-                conn.info.pop(TOUCHED, None)
+                info.pop(TOUCHED, None)
         if touched and self.on_commit is not None:
             self.on_commit(touched)
 
