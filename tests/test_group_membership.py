@@ -12,17 +12,23 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from waypost.domain.conditions import CONSENTS_CHANGED
 from waypost.hub import Hub
+from waypost.services import groups as groups_service
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
+from waypost.services.consents import ConsentCreate
+from waypost.services.groups import GroupCreate, GroupUpdate, MemberQuery
 from waypost.services.keys import CreatedKey
 
 if TYPE_CHECKING:
@@ -692,3 +698,117 @@ def test_windows_slide_once_a_day(groups: Groups, hub: Hub, loans: ActivityType)
     assert hub.groups.refresh_windows(in_three_days) == []
     assert groups.check(recent["id"], ann)["member"] is False
     assert groups.check(lapsed["id"], ann)["member"] is True
+
+
+# -- changes that race ----------------------------------------------------------------------
+# Through the services, with the background updates off (``hub.store.on_commit = None``), so
+# that each test runs the incremental updates itself, in the order it wants.
+
+POSTGRESQL_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+def member_ids(hub: Hub, group: uuid.UUID) -> set[uuid.UUID]:
+    return {m.contact for m in hub.groups.members(group, MemberQuery(limit=1000)).data}
+
+
+def consent_contact(hub: Hub, agreed: str, *codes: str) -> uuid.UUID:
+    """A new contact who agreed to ``agreed``, after making the consents ``codes``."""
+    for code in codes:
+        hub.consents.create(ConsentCreate(code_name=code, display_name=code))
+    contact = hub.contacts.create_anonymous().contact
+    hub.consents.agree(contact, agreed, True, None)
+    return contact
+
+
+@contextmanager
+def paused(
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, when: Callable[..., bool]
+) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Make ``module.name`` wait, when ``when(*args)`` holds, until the second event is set,
+    setting the first once it waits."""
+    real = getattr(module, name)
+    waiting, go = threading.Event(), threading.Event()
+
+    def wait_then_call(*args: Any) -> Any:
+        if when(*args):
+            waiting.set()
+            assert go.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(module, name, wait_then_call)
+    try:
+        yield waiting, go
+    finally:
+        go.set()
+        monkeypatch.setattr(module, name, real)
+
+
+def in_thread(work: Callable[[], object]) -> Callable[[], None]:
+    """Start ``work`` in a thread; the function returned joins it and raises what it raised."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def join() -> None:
+        thread.join(20)
+        assert not thread.is_alive()
+        if failed:
+            raise failed[0]
+
+    return join
+
+
+def test_a_condition_changed_by_a_node_whose_clock_is_behind_is_the_one_evaluated(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.store.on_commit = None
+    ann = consent_contact(hub, "A", "A", "B", "Z")
+    first = hub.groups.create(GroupCreate(name="First", condition={"consent": "A"}))
+    second = hub.groups.create(GroupCreate(name="Second", condition={"consent": "Z"}))
+    hub.groups.update_contacts([ann], CONSENTS_CHANGED)
+    # The first group's condition changes on a node whose clock is behind the one that
+    # made the second group.
+    behind = second.updated_at - dt.timedelta(milliseconds=1)
+    monkeypatch.setattr(groups_service, "utcnow", lambda: behind)
+    hub.groups.update(first.id, GroupUpdate(condition={"consent": "B"}))
+    monkeypatch.undo()
+    assert member_ids(hub, first.id) == set()
+    # Ann agrees to Z: evaluated with the first group's new condition, she stays out of it.
+    hub.consents.agree(ann, "Z", True, None)
+    hub.groups.update_contacts([ann], CONSENTS_CHANGED)
+    assert member_ids(hub, second.id) == {ann}
+    assert member_ids(hub, first.id) == set()
+
+
+@POSTGRESQL_ONLY
+def test_a_condition_committed_after_a_later_change_is_the_one_evaluated(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.store.on_commit = None
+    ann = consent_contact(hub, "A", "A", "B", "Z")
+    first = hub.groups.create(GroupCreate(name="First", condition={"consent": "A"}))
+    second = hub.groups.create(GroupCreate(name="Second", condition={"consent": "Z"}))
+    # The first group's new condition takes long to compute; meanwhile the second group is
+    # renamed and an update reads the groups.
+    with paused(
+        monkeypatch, groups_service, "recompute_all", lambda _c, group, *_: group == first.id
+    ) as (waiting, go):
+        join = in_thread(
+            lambda: hub.groups.update(first.id, GroupUpdate(condition={"consent": "B"}))
+        )
+        assert waiting.wait(10)
+        hub.groups.update(second.id, GroupUpdate(name="Second, renamed"))
+        hub.groups.update_contacts([ann], CONSENTS_CHANGED)
+        go.set()
+        join()
+    assert member_ids(hub, first.id) == set()
+    hub.consents.agree(ann, "Z", True, None)
+    hub.groups.update_contacts([ann], CONSENTS_CHANGED)
+    assert member_ids(hub, first.id) == set()

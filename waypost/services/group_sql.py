@@ -319,12 +319,21 @@ def load_catalog(conn: sa.Connection) -> Catalog:
 
 
 def _version_select() -> Select:
+    # Every row's id and updated_at, not the count and the newest updated_at: a change
+    # stamped earlier than the newest (a slow transaction committed after a faster one, a
+    # node whose clock is behind) changes no maximum, but it changes its own row.
     parts = []
     for table in (activity_types, consents, contact_groups):
-        parts += [
-            sa.select(sa.func.count()).select_from(table).scalar_subquery(),
-            sa.select(sa.func.max(table.c.updated_at)).scalar_subquery(),
-        ]
+        stamps = (
+            sa.select(
+                (
+                    sa.cast(table.c.id, sa.String) + "@" + sa.cast(table.c.updated_at, sa.String)
+                ).label("stamp")
+            )
+            .order_by(table.c.id)
+            .subquery()
+        )
+        parts.append(sa.select(sa.func.aggregate_strings(stamps.c.stamp, ",")).scalar_subquery())
     return sa.select(*parts)
 
 
