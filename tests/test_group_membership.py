@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 
 from waypost.domain.conditions import CONSENTS_CHANGED
 from waypost.hub import Hub
+from waypost.services import group_membership as membership
 from waypost.services import groups as groups_service
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
@@ -800,15 +801,94 @@ def test_a_condition_committed_after_a_later_change_is_the_one_evaluated(
     with paused(
         monkeypatch, groups_service, "recompute_all", lambda _c, group, *_: group == first.id
     ) as (waiting, go):
-        join = in_thread(
+        join_change = in_thread(
             lambda: hub.groups.update(first.id, GroupUpdate(condition={"consent": "B"}))
         )
         assert waiting.wait(10)
         hub.groups.update(second.id, GroupUpdate(name="Second, renamed"))
-        hub.groups.update_contacts([ann], CONSENTS_CHANGED)
+        join_update = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED))
+        time.sleep(0.3)
         go.set()
-        join()
+        join_change()
+        join_update()
     assert member_ids(hub, first.id) == set()
     hub.consents.agree(ann, "Z", True, None)
     hub.groups.update_contacts([ann], CONSENTS_CHANGED)
     assert member_ids(hub, first.id) == set()
+
+
+@POSTGRESQL_ONLY
+def test_an_update_that_reads_while_another_writes_the_same_contact_waits_for_it(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.store.on_commit = None
+    hub.consents.create(ConsentCreate(code_name="A", display_name="A"))
+    ann = hub.contacts.create_anonymous().contact
+    group = hub.groups.create(GroupCreate(name="Agreed", condition={"consent": "A"}))
+    hub.consents.agree(ann, "A", True, None)
+    # The update for the agreement finds that Ann enters, and takes long to write it; she
+    # revokes meanwhile, and the update for the revocation runs before the first commits.
+    with paused(monkeypatch, groups_service, "apply_some", lambda *_: True) as (waiting, go):
+        join_first = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED))
+        assert waiting.wait(10)
+        monkeypatch.setattr(groups_service, "apply_some", membership.apply_some)
+        hub.consents.agree(ann, "A", False, None)
+        join_second = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED))
+        time.sleep(0.3)
+        go.set()
+        join_first()
+        join_second()
+    assert member_ids(hub, group.id) == set()
+
+
+@POSTGRESQL_ONLY
+@pytest.mark.parametrize("how", ["create", "update"])
+def test_an_update_waits_for_a_full_computation_under_way(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    hub.store.on_commit = None
+    ann = consent_contact(hub, "A", "A", "B")
+    anyone = hub.groups.create(GroupCreate(name="Anyone", condition={"consent": "B"}))
+    # The group is computed in full (Ann agreed), and takes long to write it; she revokes
+    # meanwhile, and the update for the revocation runs before the computation commits.
+    with paused(monkeypatch, membership, "_write_difference", lambda *_: True) as (waiting, go):
+        if how == "create":
+            body = GroupCreate(name="Agreed", condition={"consent": "A"})
+            join_computation = in_thread(lambda: hub.groups.create(body))
+        else:
+            change = GroupUpdate(condition={"consent": "A"})
+            join_computation = in_thread(lambda: hub.groups.update(anyone.id, change))
+        assert waiting.wait(10)
+        hub.consents.agree(ann, "A", False, None)
+        join_update = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED))
+        time.sleep(0.3)
+        go.set()
+        join_computation()
+        join_update()
+    for group in hub.groups.list_page(MemberQuery(limit=10)).data:
+        assert member_ids(hub, group.id) == set(), group.name
+        assert group.member_count == 0
+
+
+@POSTGRESQL_ONLY
+def test_a_full_computation_waits_for_an_update_under_way_without_a_deadlock(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.store.on_commit = None
+    hub.consents.create(ConsentCreate(code_name="A", display_name="A"))
+    ann = hub.contacts.create_anonymous().contact
+    group = hub.groups.create(GroupCreate(name="Agreed", condition={"consent": "A"}))
+    hub.consents.agree(ann, "A", True, None)
+    # The update writing Ann's entry holds its locks while the group's condition is changed
+    # (which writes the group's row, then computes it in full).
+    with paused(monkeypatch, groups_service, "apply_some", lambda *_: True) as (waiting, go):
+        join_update = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED))
+        assert waiting.wait(10)
+        change = GroupUpdate(condition={"consent": "A"})
+        join_change = in_thread(lambda: hub.groups.update(group.id, change))
+        time.sleep(0.3)
+        go.set()
+        join_update()
+        join_change()
+    assert member_ids(hub, group.id) == {ann}
+    assert hub.groups.get(group.id).member_count == 1

@@ -50,8 +50,11 @@ from waypost.services.group_membership import (
     Plan,
     PlanCache,
     apply_some,
+    busy_contacts,
     evaluate,
+    hold_back_updates,
     recompute_all,
+    wait_for_computations,
 )
 from waypost.services.group_sql import CompileError, Context, load_context, members_select
 from waypost.services.reports import window
@@ -186,6 +189,7 @@ class GroupService:
         now = utcnow()
         try:
             with self.store.write() as conn:
+                hold_back_updates(conn)
                 self._check_references(conn, group_id, condition)
                 conn.execute(
                     contact_groups.insert().values(
@@ -206,6 +210,8 @@ class GroupService:
     def update(self, group_id: uuid.UUID, body: GroupUpdate) -> Group:
         try:
             with self.store.write() as conn:
+                if body.condition is not msgspec.UNSET:
+                    hold_back_updates(conn)
                 self._get(conn, group_id)
                 values: dict[str, Any] = {}
                 if body.name is not msgspec.UNSET:
@@ -417,12 +423,14 @@ class GroupService:
         if not ids:
             return 0
         with self.store.read() as conn:
+            busy = busy_contacts(conn, ids)
             plan = self.plans.get(conn, _today())
-            differing = self._differing(conn, plan, changes, ids)
+            differing = sorted(set(self._differing(conn, plan, changes, ids)) | busy)
         if not differing:
             return 0
         changes_made = 0
         with self.store.write() as conn:
+            wait_for_computations(conn)
             if conn.dialect.name == "postgresql":
                 # Serialise evaluations of one contact across processes, and let a full
                 # recomputation of a group (which locks its row for update) go first. NO KEY
@@ -489,6 +497,7 @@ class GroupService:
             if not uses_time_window(condition):
                 continue
             with self.store.write() as conn:
+                hold_back_updates(conn)
                 claimed = conn.execute(
                     contact_groups.update()
                     .where(
@@ -510,6 +519,7 @@ class GroupService:
 
     def recompute(self, group_id: uuid.UUID) -> Group:
         with self.store.write() as conn:
+            hold_back_updates(conn)
             group = self._get(conn, group_id)
             self._recompute(conn, group_id, parse_condition(group.condition), _today())
             return self._get(conn, group_id)
@@ -517,6 +527,9 @@ class GroupService:
     def _recompute(
         self, conn: Connection, group_id: uuid.UUID, condition: Condition, day: dt.date
     ) -> int:
+        # Callers hold back the incremental updates from the start of their transaction (see
+        # hold_back_updates); taken again, it is held already.
+        hold_back_updates(conn)
         conn.execute(
             sa.select(contact_groups.c.id).where(contact_groups.c.id == group_id).with_for_update()
         )
