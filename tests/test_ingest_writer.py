@@ -228,6 +228,64 @@ def test_rollups_equal_the_stored_activities_grouped(
     assert days[dt.date(2026, 1, 30)] == 2
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_nodes_counting_the_same_days_never_deadlock(
+    tracker: Tracker, hub: Hub, settings: Settings, make_type: Callable[..., ActivityType]
+) -> None:
+    """Every node's writer adds to the same rows per type and day: each batch must take them
+    in one order, or two batches that name two types in opposite orders wait for each other."""
+    make_type(name="Loan calculator usage", code_name="custom_loan_calculator")
+    ann, bob = uuid.UUID(tracker.new_contact()), uuid.UUID(tracker.new_contact())
+    other = Hub(settings, Store(make_engine(settings)))
+    try:
+        nodes = [(hub, ann, ["click", "custom_loan_calculator"])]
+        nodes.append((other, bob, ["custom_loan_calculator", "click"]))
+        today = utcnow()
+        for node, contact, types in nodes:
+            snapshot = node.catalog.get()
+            items = [
+                prepare(f'{{"type": "{t}", "value": "x"}}'.encode(), snapshot, today, 16_384)
+                for t in types
+            ]
+            node.writer.submit_sync(snapshot.channels[tracker.channel.id], contact, items, today)
+        outcomes: list[object] = []
+
+        def store(node: Hub, contact: uuid.UUID, types: list[str]) -> None:
+            snapshot = node.catalog.get()
+            now = utcnow()
+            items = [
+                prepare(f'{{"type": "{t}", "value": "x"}}'.encode(), snapshot, now, 16_384)
+                for t in types
+            ]
+            channel = snapshot.channels[tracker.channel.id]
+            try:
+                outcomes.append(node.writer.submit_sync(channel, contact, items, now))
+            except Exception as exc:
+                outcomes.append(exc)
+
+        # Another transaction holds the first node's first row: the first node waits for it,
+        # the second takes its own first row, then waits for the first node's.
+        with psycopg.connect(libpq_url(settings)) as pg:
+            pg.execute(
+                "SELECT 1 FROM activity_daily_counts d JOIN activity_types t ON t.id = d.type_id "
+                "WHERE t.code_name = 'click' FOR UPDATE OF d"
+            )
+            threads = [threading.Thread(target=store, args=node) for node in nodes]
+            for thread in threads:
+                thread.start()
+                time.sleep(0.3)
+            pg.rollback()
+        for thread in threads:
+            thread.join(30)
+        assert [[r.status for r in o] for o in outcomes if isinstance(o, list)] == [[202] * 2] * 2
+        d = activity_daily_counts.c
+        with hub.store.read() as conn:
+            counts = conn.execute(sa.select(sa.func.sum(d.count))).scalar_one()
+        assert counts == 8
+    finally:
+        other.close()
+
+
 def test_a_failing_rollup_write_stores_no_activity(
     tracker: Tracker, hub: Hub, settings: Settings, expect_error: ErrorCheck
 ) -> None:
