@@ -31,6 +31,9 @@ from waypost.services.channels import Channel
 from waypost.services.consents import ConsentCreate
 from waypost.services.groups import GroupCreate, GroupUpdate, MemberQuery
 from waypost.services.keys import CreatedKey
+from waypost.settings import Settings
+from waypost.store import Store, make_engine
+from waypost.store.schema import contact_groups
 
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck, Tracker
@@ -744,7 +747,7 @@ def paused(
         monkeypatch.setattr(module, name, real)
 
 
-def in_thread(work: Callable[[], object]) -> Callable[[], None]:
+def in_thread(work: Callable[[], object], name: str | None = None) -> Callable[[], None]:
     """Start ``work`` in a thread; the function returned joins it and raises what it raised."""
     failed: list[BaseException] = []
 
@@ -754,7 +757,7 @@ def in_thread(work: Callable[[], object]) -> Callable[[], None]:
         except BaseException as exc:
             failed.append(exc)
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, name=name)
     thread.start()
 
     def join() -> None:
@@ -892,3 +895,58 @@ def test_a_full_computation_waits_for_an_update_under_way_without_a_deadlock(
         join_change()
     assert member_ids(hub, group.id) == {ann}
     assert hub.groups.get(group.id).member_count == 1
+
+
+@POSTGRESQL_ONLY
+def test_two_nodes_write_member_counts_in_one_order(
+    hub: Hub, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.store.on_commit = None
+    hub.consents.create(ConsentCreate(code_name="A", display_name="A"))
+    first, second = (
+        hub.groups.create(GroupCreate(name=name, condition={"consent": "A"}))
+        for name in ("First", "Second")
+    )
+    ann, bob = (hub.contacts.create_anonymous().contact for _ in range(2))
+    for contact in (ann, bob):
+        hub.consents.agree(contact, "A", True, None)
+    other = Hub(settings, Store(make_engine(settings)))
+    other.store.on_commit = None
+    try:
+        # Each node reads the groups at another moment; a count written in between moves a
+        # group's row, and PostgreSQL then lists the groups in another order.
+        with hub.store.read() as conn:
+            one_order = [g.id for g in hub.groups.plans.get(conn, today()).groups]
+        with hub.store.write() as conn:
+            conn.execute(
+                contact_groups.update()
+                .where(contact_groups.c.id == one_order[0])
+                .values(member_count=contact_groups.c.member_count)
+            )
+        with other.store.read() as conn:
+            other.groups.plans.get(conn, today())
+        # Ann's update has written one group's count and waits; Bob's, on the other node,
+        # writes both.
+        real = membership.apply_some
+        wrote_one, go = threading.Event(), threading.Event()
+
+        def apply_then_wait(*args: Any) -> int:
+            made = real(*args)
+            if threading.current_thread().name == "ann" and not wrote_one.is_set():
+                wrote_one.set()
+                assert go.wait(10)
+            return made
+
+        monkeypatch.setattr(groups_service, "apply_some", apply_then_wait)
+        join_ann = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED), "ann")
+        assert wrote_one.wait(10)
+        join_bob = in_thread(lambda: other.groups.update_contacts([bob], CONSENTS_CHANGED))
+        time.sleep(0.3)
+        go.set()
+        join_ann()
+        join_bob()
+    finally:
+        other.close()
+    for group in (first, second):
+        assert member_ids(hub, group.id) == {ann, bob}
+        assert hub.groups.get(group.id).member_count == 2

@@ -93,9 +93,14 @@ class Plan:
 def build_plan(conn: Connection, version: tuple[object, ...], today: dt.date) -> Plan:
     catalog = load_catalog(conn)
     ctx = catalog.context(today, conn.dialect.name, SOME)
+    # In the order of their ids, not as the database lists them (on PostgreSQL, a written
+    # count moves a row): every node then writes the groups' counts in one order, and two
+    # nodes' updates never each hold a group's row the other waits for.
     rows = {
         r.id: parse_condition(r.condition)
-        for r in conn.execute(sa.select(contact_groups.c.id, contact_groups.c.condition))
+        for r in conn.execute(
+            sa.select(contact_groups.c.id, contact_groups.c.condition).order_by(contact_groups.c.id)
+        )
     }
     deps = {gid: dependencies(cond) for gid, cond in rows.items()}
     order = TopologicalSorter({gid: d.groups for gid, d in deps.items()}).static_order()
