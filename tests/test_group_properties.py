@@ -243,7 +243,14 @@ def test_incremental_membership_equals_a_full_recomputation(
     # Created after some history (computed in full), the second one built on the first.
     a = groups.create(first)
     combined = {"any": [{"group": a["id"]}, second]}
-    b = groups.create({"all": [combined, {"not": {"all": [first, second]}}]})
+    answer = groups.post(
+        {"all": [combined, {"not": {"all": [first, second]}}]}, f"Group {time.monotonic_ns()}"
+    )
+    if answer.status_code == 400 and "too complex" in answer.text:
+        # Nested this deep, the SQL is beyond SQLite's parser: refused (a 400), not judged here.
+        hypothesis.reject()
+    assert answer.status_code == 201, answer.text
+    b = answer.json()
     conditions = {a["id"]: first, b["id"]: b["condition"]}
     either = {"all": [{"any": [first, second]}, {"not": {"all": [first, second]}}]}
     model = {a["id"]: expected(first, people), b["id"]: expected(either, people)}

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
 from waypost.domain.conditions import (
     ActivityCondition,
@@ -32,6 +34,7 @@ from waypost.domain.conditions import (
 )
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.fields import FieldSpec
+from waypost.errors import ApiError
 from waypost.services.activities import field_condition
 from waypost.store.schema import (
     activities,
@@ -74,6 +77,35 @@ class _Set:
 
 class CompileError(ValueError):
     pass
+
+
+# What databases say when a statement is beyond what they parse or plan (SQLite's parser stack
+# and expression depth, PostgreSQL's class 54 "program limit exceeded").
+_TOO_COMPLEX = (
+    "parser stack overflow",
+    "expression tree is too large",
+    "too many terms in compound select",
+    "at most 64 tables in a join",
+)
+
+
+@contextmanager
+def within_database_limits() -> Iterator[None]:
+    """A condition whose SQL the database refuses as too complex is a 400, not an outage."""
+    try:
+        yield
+    except DBAPIError as exc:
+        message = str(exc.orig).lower()
+        sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+        if sqlstate.startswith("54") or any(m in message for m in _TOO_COMPLEX):
+            raise ApiError(
+                400,
+                "invalid_field",
+                "The condition is too complex for the database to evaluate at once; split it "
+                "into groups that refer to each other.",
+                "condition",
+            ) from None
+        raise
 
 
 def members_select(condition: Condition, ctx: Context) -> Select:

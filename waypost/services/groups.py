@@ -56,7 +56,13 @@ from waypost.services.group_membership import (
     recompute_all,
     wait_for_computations,
 )
-from waypost.services.group_sql import CompileError, Context, load_context, members_select
+from waypost.services.group_sql import (
+    CompileError,
+    Context,
+    load_context,
+    members_select,
+    within_database_limits,
+)
 from waypost.services.reports import window
 from waypost.store import Store
 from waypost.store.schema import (
@@ -268,8 +274,9 @@ class GroupService:
             self._check_references(conn, None, condition)
             ctx = load_context(conn, _today(), None)
             stmt = members_select(condition, self._checked(ctx, condition))
-            count = conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))
-            return ConditionCount(True, int(count.scalar_one()))
+            with within_database_limits():
+                count = conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))
+                return ConditionCount(True, int(count.scalar_one()))
 
     # -- membership --------------------------------------------------------------------------
 
@@ -534,7 +541,8 @@ class GroupService:
             sa.select(contact_groups.c.id).where(contact_groups.c.id == group_id).with_for_update()
         )
         ctx = self._checked(load_context(conn, day, None), condition)
-        changes = recompute_all(conn, group_id, condition, ctx)
+        with within_database_limits():
+            changes = recompute_all(conn, group_id, condition, ctx)
         count = conn.execute(
             sa.select(sa.func.count()).where(group_members.c.group_id == group_id)
         ).scalar_one()
