@@ -33,7 +33,7 @@ from waypost.services.groups import GroupCreate, GroupUpdate, MemberQuery
 from waypost.services.keys import CreatedKey
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
-from waypost.store.schema import contact_groups
+from waypost.store.schema import contact_groups, group_members
 
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck, Tracker
@@ -673,6 +673,22 @@ def test_entries_and_exits_answer_was_the_contact_in_the_group_at_t(
     first = parse_time(groups.check(group["id"], ann, at=moments[0][0].isoformat())["since"])
     second = parse_time(groups.check(group["id"], ann, at=moments[2][0].isoformat())["since"])
     assert first < moments[1][0] < second < moments[2][0]
+
+
+def test_a_recomputation_carries_on_to_the_groups_built_on_it(
+    groups: Groups, hub: Hub, loans: ActivityType
+) -> None:
+    ann = groups.new_contact()
+    groups.log(ann, {"type": LOANS})
+    used = groups.create({"activity": {"type": LOANS}}, "Used")
+    follows = groups.create({"group": used["id"]}, "Follows used")
+    assert hub.group_updates.wait_idle()
+    assert groups.members(follows["id"]) == {ann}
+    with hub.store.write() as conn:  # memberships lost, as after a restore from a backup
+        conn.execute(group_members.delete())
+    hub.groups.recompute(uuid.UUID(used["id"]))
+    assert groups.members(used["id"]) == {ann}
+    assert groups.members(follows["id"]) == {ann}
 
 
 def test_windows_slide_once_a_day(groups: Groups, hub: Hub, loans: ActivityType) -> None:

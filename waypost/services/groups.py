@@ -528,7 +528,10 @@ class GroupService:
         with self.store.write() as conn:
             hold_back_updates(conn)
             group = self._get(conn, group_id)
-            self._recompute(conn, group_id, parse_condition(group.condition), _today())
+            if self._recompute(conn, group_id, parse_condition(group.condition), _today()):
+                # Groups built on this one change with it.
+                for dependent, dependent_condition in self._dependents(conn, group_id):
+                    self._recompute(conn, dependent, dependent_condition, _today())
             return self._get(conn, group_id)
 
     def _recompute(
