@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -32,15 +32,16 @@ from waypost.store import migrate
 
 if TYPE_CHECKING:
     from tests.admin_support import FAST_HASHER, PASSWORD
-    from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ServerThread
+    from tests.browser_support import PageVisit, launch, open_visit
+    from tests.test_browser import ServerThread
 else:
     from admin_support import FAST_HASHER, PASSWORD
-    from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ServerThread
+    from browser_support import PageVisit, launch, open_visit
+    from test_browser import ServerThread
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-SCREENSHOTS = ARTIFACTS / "screenshots"
 MARKETER = "groups-marketer@example.com"
 # Logged to the console by the page itself, so that a violation fails the test even where
 # the browser would only report it.
@@ -119,30 +120,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    yield from launch()
 
 
-@dataclass
-class Visit:
-    """A fresh browser context and page, and the console errors it logged."""
-
-    site: Site
-    page: Any
-    errors: list[str] = field(default_factory=list)
-    expected: list[re.Pattern[str]] = field(default_factory=list)
-
-    def expect_error(self, pattern: str) -> None:
-        self.expected.append(re.compile(pattern))
-
-    def goto(self, path: str) -> Any:
-        return self.page.goto(self.site.url + path)
-
-    def shot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+class Visit(PageVisit):
+    """A visit of the group pages (see browser_support.PageVisit)."""
 
     def log_in(self) -> None:
         self.goto("/admin/groups")
@@ -162,20 +144,7 @@ class Visit:
 
 
 def _visit(browser: Any, site: Site, **options: Any) -> Iterator[Visit]:
-    context = browser.new_context(**options)
-    context.set_default_timeout(10_000)
-    context.add_init_script(CSP_REPORTER)
-    page = context.new_page()
-    visit = Visit(site, page)
-    page.on("console", lambda m: visit.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: visit.errors.append(f"uncaught: {error}"))
-    page.on("dialog", lambda dialog: dialog.accept())
-    try:
-        yield visit
-    finally:
-        context.close()
-    unexpected = [e for e in visit.errors if not any(p.search(e) for p in visit.expected)]
-    assert unexpected == [], unexpected
+    yield from open_visit(browser, lambda page: Visit(site, page), CSP_REPORTER, **options)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -38,19 +38,13 @@ from waypost.settings import load_settings
 from waypost.store import migrate
 from waypost.store.schema import activities, consent_agreements, contacts, rejected_activities
 
+if TYPE_CHECKING:
+    from tests.browser_support import ARTIFACTS, CHROMIUM, launch
+else:
+    from browser_support import ARTIFACTS, CHROMIUM, launch
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 REQUIRE_SERVICES = os.environ.get("WAYPOST_REQUIRE_SERVICES") == "1"
 CONSENT = "TrackingConsent"
 
@@ -189,10 +183,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    yield from launch()
 
 
 @dataclass
