@@ -600,25 +600,16 @@ class GroupService:
             if isinstance(node, ConsentCondition) and node.consent not in consent_codes:
                 raise _invalid(f"{where}: no consent {node.consent!r}.")
 
-    def _ordered(self, conn: Connection) -> list[tuple[uuid.UUID, Condition]]:
-        """Every group, those another group refers to first."""
-        rows = {
-            r.id: parse_condition(r.condition)
-            for r in conn.execute(sa.select(contact_groups.c.id, contact_groups.c.condition))
-        }
-        order = TopologicalSorter({g: referenced_groups(c) for g, c in rows.items()})
-        return [(g, rows[g]) for g in order.static_order() if g in rows]
-
     def _dependents(
         self, conn: Connection, group_id: uuid.UUID
     ) -> list[tuple[uuid.UUID, Condition]]:
-        ordered = self._ordered(conn)
+        """The groups built on this one, directly or not, in the order to compute them."""
         affected = {group_id}
         result = []
-        for gid, condition in ordered:
-            if referenced_groups(condition) & affected:
-                affected.add(gid)
-                result.append((gid, condition))
+        for group in self.plans.get(conn, _today()).groups:
+            if group.groups & affected:
+                affected.add(group.id)
+                result.append((group.id, group.condition))
         return result
 
     def _get(self, conn: Connection, group_id: uuid.UUID) -> Group:
