@@ -10,8 +10,9 @@ last header, then ``WAYPOST_BODY_TIMEOUT_SECONDS`` for its body; past either it 
 not limited. Beyond ``WAYPOST_MAX_CONNECTIONS`` open connections, requests are answered
 ``503 server_busy``.
 
-Deadlines are timers armed only when a request's headers or body did not arrive whole in one
-read, so a request that comes in one piece, as nearly all do, costs no timer at all.
+Besides the one each new connection starts with, a deadline is a timer armed only when a
+request's headers or body did not arrive whole in one read, so a request that comes in one
+piece, as nearly all do, costs no timer at all.
 """
 
 from __future__ import annotations
