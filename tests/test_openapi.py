@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from starlette.testclient import TestClient
 
+from waypost.admin.rendering import SECURITY_HEADERS
 from waypost.api.routing import Operation
 from waypost.app import admin_operations, create_app
 from waypost.ingest.operations import ingest_operations
@@ -187,6 +188,12 @@ class Assets(HTMLParser):
         self.scripts: list[str] = []
         self._in_script = False
 
+    @classmethod
+    def parsed(cls, html: str) -> Assets:
+        parser = cls()
+        parser.feed(html)
+        return parser
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         for name, value in attrs:
             if name in ("src", "href") and value:
@@ -218,11 +225,41 @@ def test_docs_page_loads_only_local_assets(client: TestClient) -> None:
         assert asset.content
     assert any(url.endswith(".js") for url in parser.urls)
     assert any(url.endswith(".css") for url in parser.urls)
-    inline = "\n".join(parser.scripts)
-    assert "/api/openapi.json" in inline
-    assert not re.search(r"https?://", inline)
+    config = docs_scripts(client)
+    assert "/api/openapi.json" in config
+    assert not re.search(r"https?://", config)
     # Swagger UI would otherwise show a badge image from validator.swagger.io.
-    assert re.search(r"validatorUrl:\s*null", inline)
+    assert re.search(r"validatorUrl:\s*null", config)
+
+
+def docs_scripts(client: TestClient) -> str:
+    """The docs page's own scripts, inline or served: all but Swagger UI's bundle."""
+    parser = Assets.parsed(client.get("/api/docs").text)
+    served = [
+        client.get(url).text
+        for url in parser.urls
+        if url.endswith(".js") and not url.endswith("/swagger-ui-bundle.js")
+    ]
+    return "\n".join([*parser.scripts, *served])
+
+
+@SQLITE_ONLY
+def test_the_docs_page_has_the_admin_pages_security_headers(client: TestClient) -> None:
+    page = client.get("/api/docs")
+    assert page.status_code == 200
+    for name, value in SECURITY_HEADERS.items():
+        assert page.headers[name] == value, name
+    # The page's own script must then be served, not inline, or the policy would block it.
+    assert not "".join(Assets.parsed(page.text).scripts).strip()
+
+
+@SQLITE_ONLY
+def test_the_docs_page_keeps_no_key_in_the_browser(client: TestClient) -> None:
+    # Swagger UI's persistAuthorization would keep the admin key given to "Authorize" in
+    # localStorage, where any script on this origin (the admin UI's) could read it.
+    config = docs_scripts(client)
+    assert "SwaggerUIBundle(" in config
+    assert not re.search(r"persistAuthorization:\s*(true|!0|1)", config)
 
 
 @SQLITE_ONLY

@@ -86,6 +86,9 @@ def test_keyword_overrides_win_over_the_environment() -> None:
         ("WAYPOST_COMMIT_MAX_DELAY_MS", "soon"),
         ("WAYPOST_SQLITE_SYNCHRONOUS", "OFF"),
         ("WAYPOST_LOG_LEVEL", "verbose"),
+        ("WAYPOST_HEADER_TIMEOUT_SECONDS", "0"),
+        ("WAYPOST_BODY_TIMEOUT_SECONDS", "-1"),
+        ("WAYPOST_MAX_CONNECTIONS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

@@ -129,3 +129,21 @@ def test_a_connection_lost_in_a_write_is_an_outage_and_its_notes_are_dropped(
         assert committed == [[(frozenset({contact}), "kept")]]
     finally:
         store.dispose()
+
+
+def test_a_new_sqlite_database_and_its_wal_and_shm_are_private(tmp_path: Path) -> None:
+    # The database holds channels' identity secrets: no other user of the machine may read it,
+    # whatever the umask.
+    path = tmp_path / "private.db"
+    store = Store(make_engine(load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"})))
+    try:
+        with store.write() as conn:
+            conn.execute(sa.text("create table t (x integer)"))
+            conn.execute(sa.text("insert into t values (1)"))
+        modes = {
+            name: (tmp_path / name).stat().st_mode & 0o777
+            for name in ("private.db", "private.db-wal", "private.db-shm")
+        }
+    finally:
+        store.dispose()
+    assert modes == dict.fromkeys(modes, 0o600)

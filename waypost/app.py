@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from waypost.admin.rendering import SECURITY_HEADERS
 from waypost.admin.routes import admin_routes
 from waypost.api import (
     activities,
@@ -28,7 +29,7 @@ from waypost.api import (
     keys,
     reports,
 )
-from waypost.api.openapi import DOCS_PAGE, openapi_document
+from waypost.api.openapi import DOCS_PAGE, DOCS_SCRIPT, openapi_document
 from waypost.api.routing import (
     Operation,
     build_route,
@@ -114,7 +115,13 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         return json_response(document)
 
     async def docs(_: Request) -> Response:
-        return HTMLResponse(DOCS_PAGE)
+        # The admin UI's origin: the same protection as its pages (no framing, no inline script).
+        return HTMLResponse(DOCS_PAGE, headers=SECURITY_HEADERS)
+
+    docs_script = DOCS_SCRIPT.encode()
+
+    async def docs_start(request: Request) -> Response:
+        return cached_response(request, docs_script, "text/javascript; charset=utf-8", max_age=300)
 
     async def home(_: Request) -> Response:
         return RedirectResponse("/api/docs")
@@ -137,6 +144,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         Route("/favicon.ico", favicon),
         Route("/api/openapi.json", openapi_json),
         Route("/api/docs", docs),
+        Route("/api/docs/start.js", docs_start),
         Mount("/api/docs/assets", StaticFiles(directory=STATIC / "swagger-ui"), name="docs-assets"),
         *admin_routes(the_hub),
     ]

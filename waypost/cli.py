@@ -103,6 +103,7 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
 
     from waypost.app import create_app
     from waypost.bootstrap import bootstrap, bootstrap_admin
+    from waypost.servers import server_options
 
     settings = _settings(host=host, port=port)
     # Before anything is created or printed: keys shown once must not scroll away above a
@@ -134,6 +135,7 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
         click.echo("")
         app = create_app(settings, hub=hub)
         options: dict[str, Any] = {
+            **server_options(settings),
             "log_level": settings.log_level,
             "proxy_headers": True,
             "server_header": False,
@@ -152,6 +154,7 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
                     port=demo_port,
                     log_level=settings.log_level,
                     server_header=False,
+                    **server_options(settings),
                 ),
             ]
         )
@@ -214,6 +217,8 @@ def demo(host: str, port: int, api_url: str | None) -> None:
     """
     import uvicorn
 
+    from waypost.servers import server_options
+
     settings = _settings()
     if api_url is not None:
         settings = msgspec.structs.replace(settings, public_url=api_url)
@@ -228,7 +233,14 @@ def demo(host: str, port: int, api_url: str | None) -> None:
             "`waypost serve`, or give --api-url.",
             err=True,
         )
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        server_header=False,
+        **server_options(settings),
+    )
 
 
 def _reachable(url: str) -> bool:

@@ -1,4 +1,5 @@
-"""Several uvicorn servers in one process and one event loop (``waypost serve --demo``)."""
+"""How Waypost runs uvicorn: its options, and several servers in one process and one event loop
+(``waypost serve --demo``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,20 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import uvicorn
 
+from waypost.connections import timed_protocol
+from waypost.logs import log_config
+from waypost.settings import Settings
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The options of every uvicorn server ``waypost`` runs (for ``uvicorn.Config``)."""
+    return {"log_config": log_config(settings.log_level), "http": timed_protocol(settings)}
 
 
 class _Server(uvicorn.Server):

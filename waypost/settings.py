@@ -38,6 +38,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     session_hours: float = 12.0
     cookie_secure: Literal["auto", "always", "never"] = "auto"
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    max_connections: int = 1000
 
     @property
     def is_sqlite(self) -> bool:
@@ -63,6 +66,9 @@ _POSITIVE = (
     "max_fields_per_type",
     "commit_max_batch",
     "session_hours",
+    "header_timeout_seconds",
+    "body_timeout_seconds",
+    "max_connections",
 )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -29,6 +30,7 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     """Create the engine: SQLite in WAL mode with foreign keys on, or PostgreSQL via psycopg."""
     url = make_url(normalise_url(settings.database_url))
     if url.get_backend_name() == "sqlite":
+        _create_private_file(url.database, url.query)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -44,6 +46,18 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _create_private_file(database: str | None, query: Mapping[str, object]) -> None:
+    # The database holds secrets (channels' identity secrets, hashed keys and passwords), so a
+    # new file is readable by its owner only, whatever the umask. SQLite gives the -wal and
+    # -shm files the mode of the database file, so they follow. An existing file is left as
+    # its owner set it.
+    if not database or database == ":memory:" or query.get("uri") or query.get("mode"):
+        return
+    # OSError: the file exists, or SQLite will say why it cannot be opened.
+    with suppress(OSError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:

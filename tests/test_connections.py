@@ -1,0 +1,166 @@
+"""Slow clients are timed out and connections are limited, on a real ``waypost serve``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import select
+import socket
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from tests.sdk_support import WaypostServer, running_server
+else:
+    from sdk_support import WaypostServer, running_server
+
+pytestmark = pytest.mark.slow
+
+HEADER_TIMEOUT = 1.5
+BODY_TIMEOUT = 2.5
+MAX_CONNECTIONS = 40
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WaypostServer]:
+    with running_server(
+        tmp_path_factory.mktemp("connections"),
+        header_timeout_seconds=str(HEADER_TIMEOUT),
+        body_timeout_seconds=str(BODY_TIMEOUT),
+        max_connections=str(MAX_CONNECTIONS),
+    ) as running:
+        yield running
+
+
+def connect(server: WaypostServer) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.setblocking(False)
+    return sock
+
+
+def trickle(socks: list[socket.socket], data: bytes, every: float, limit: float) -> list[bytes]:
+    """Send ``data`` on each socket one byte every ``every`` seconds until the server closes
+    it; what the server answered on each, or fail after ``limit`` seconds."""
+    answers = dict.fromkeys(socks, b"")
+    sent = dict.fromkeys(socks, 0)
+    open_ = set(socks)
+    deadline = time.monotonic() + limit
+    try:
+        while open_:
+            assert time.monotonic() < deadline, f"{len(open_)} connections still open"
+            for sock in open_:
+                if sent[sock] < len(data):
+                    with contextlib.suppress(OSError):  # closed: the reads below see it
+                        sent[sock] += sock.send(data[sent[sock] : sent[sock] + 1])
+            end = time.monotonic() + every
+            while open_ and (wait := end - time.monotonic()) > 0:
+                readable, _, _ = select.select(list(open_), [], [], wait)
+                for sock in readable:
+                    try:
+                        chunk = sock.recv(65536)
+                    except ConnectionResetError:
+                        chunk = b""
+                    answers[sock] += chunk
+                    if not chunk:
+                        open_.discard(sock)
+    finally:
+        for sock in socks:
+            sock.close()
+    return [answers[sock] for sock in socks]
+
+
+def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_headers_sent_too_slowly_get_408_and_the_connection_is_closed(
+    server: WaypostServer,
+) -> None:
+    request = b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    socks = [connect(server) for _ in range(20)]
+    started = time.monotonic()
+    answers = trickle(socks, request, every=0.25, limit=HEADER_TIMEOUT + 4)
+    assert time.monotonic() - started >= HEADER_TIMEOUT - 0.1
+    for answer in answers:
+        status, body = status_and_body(answer)
+        assert status == 408
+        assert body["error"]["code"] == "request_timeout"  # type: ignore[index]
+        assert b"connection: close" in answer.lower()
+
+
+def test_a_connection_that_sends_nothing_is_closed(server: WaypostServer) -> None:
+    assert trickle([connect(server)], b"", every=0.25, limit=HEADER_TIMEOUT + 4) == [b""]
+
+
+def test_a_body_sent_too_slowly_gets_408_and_the_connection_is_closed(
+    server: WaypostServer,
+) -> None:
+    body = json.dumps({"channel": server.channel, "contact": "x", "activities": []}).encode()
+    head = (
+        f"POST /tracking/activities HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {server.tracking_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body) + 1000}\r\n\r\n"
+    ).encode()
+    sock = connect(server)
+    sock.sendall(head)
+    started = time.monotonic()
+    [answer] = trickle([sock], body + b" " * 1000, every=0.25, limit=BODY_TIMEOUT + 4)
+    assert time.monotonic() - started >= BODY_TIMEOUT - 0.1
+    status, error = status_and_body(answer)
+    assert status == 408
+    assert error["error"]["code"] == "request_timeout"  # type: ignore[index]
+
+
+def test_requests_in_time_are_not_affected(server: WaypostServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        for _ in range(3):
+            assert http.get("/api/openapi.json").status_code == 200
+            time.sleep(HEADER_TIMEOUT / 2)
+    # A body that takes a while, but less than the deadline, is read whole.
+    contact = httpx.post(
+        f"{server.url}/tracking/contacts",
+        headers={"Authorization": f"Bearer {server.tracking_key}"},
+        json={},
+    ).json()["contact"]
+
+    def slow_body() -> Iterator[bytes]:
+        yield json.dumps(
+            {
+                "channel": server.channel,
+                "contact": contact,
+                "activities": [{"type": "click", "value": "x"}],
+            }
+        ).encode()[:-3]
+        time.sleep(min(HEADER_TIMEOUT, BODY_TIMEOUT) * 0.6)
+        yield b"}]}"
+
+    answer = httpx.post(
+        f"{server.url}/tracking/activities",
+        headers={
+            "Authorization": f"Bearer {server.tracking_key}",
+            "Content-Type": "application/json",
+        },
+        content=slow_body(),
+        timeout=10,
+    )
+    assert answer.status_code == 207, answer.text
+
+
+def test_beyond_the_connection_limit_requests_get_503(server: WaypostServer) -> None:
+    held = [connect(server) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)
+        answer = httpx.get(f"{server.url}/api/openapi.json", timeout=10)
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "server_busy"
+        assert answer.headers["retry-after"]
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    assert httpx.get(f"{server.url}/api/openapi.json", timeout=10).status_code == 200

@@ -1,0 +1,179 @@
+"""HTTP connections with deadlines and a limit, so that slow or idle clients cannot hold them.
+
+uvicorn closes a connection that stays idle after a response (``timeout_keep_alive``), but
+waits without end for a new connection's first request, for a request's headers and for its
+body: a client sending one byte every few seconds holds a connection, and its memory, for as long
+as it likes. This protocol, uvicorn's own httptools one with deadlines added, gives each request
+``WAYPOST_HEADER_TIMEOUT_SECONDS`` from its first byte (or from the connection's opening) to its
+last header, then ``WAYPOST_BODY_TIMEOUT_SECONDS`` for its body; past either it answers
+``408 request_timeout`` and closes the connection. The time the application takes to answer is
+not limited. Beyond ``WAYPOST_MAX_CONNECTIONS`` open connections, requests are answered
+``503 server_busy``.
+
+Besides the one each new connection starts with, a deadline is a timer armed only when a
+request's headers or body did not arrive whole in one read, so a request that comes in one
+piece, as nearly all do, costs no timer at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import msgspec
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from waypost.settings import Settings
+
+# Where the connection is: waiting for a request's first byte (idle), reading a request's
+# headers or its body, or none of them while the application works on a request.
+Phase = Literal["idle", "headers", "body"] | None
+
+RETRY_AFTER_BUSY = 1
+
+
+def timed_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """The HTTP protocol class for uvicorn's ``http`` option, with the deadlines and the
+    connection limit of ``settings``."""
+
+    class Timed(TimedHttpToolsProtocol):
+        header_timeout = settings.header_timeout_seconds
+        body_timeout = settings.body_timeout_seconds
+        max_connections = settings.max_connections
+
+    return Timed
+
+
+class TimedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header and body deadlines and a connection limit."""
+
+    header_timeout = 10.0
+    body_timeout = 60.0
+    max_connections = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.phase: Phase = None
+        self.deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.phase = "idle"
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.phase is not None and self.deadline is None and not self.transport.is_closing():
+            self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.phase = "headers"  # the deadline armed while idle, if any, still runs
+
+    def on_headers_complete(self) -> None:
+        if self.deadline is not None:
+            self._disarm()
+        self.phase = "body"
+        if len(self.connections) <= self.max_connections:
+            super().on_headers_complete()
+            return
+        # uvicorn's own limit (limit_concurrency) answers in plain text; this one answers in
+        # Waypost's error shape. The request is answered, not refused, so that the client
+        # reads why instead of seeing its connection reset.
+        app = self.app
+        self.app = _busy
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
+
+    def on_message_complete(self) -> None:
+        if self.deadline is not None:
+            self._disarm()
+        self.phase = None
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self.phase is None and not self.pipeline:
+            self.phase = "idle"  # uvicorn's keep-alive timeout runs until the next byte
+        super().on_response_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()
+        self.phase = None
+        super().handle_websocket_upgrade()
+
+    def _arm(self) -> None:
+        delay = self.body_timeout if self.phase == "body" else self.header_timeout
+        self.deadline = self.loop.call_later(delay, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _timed_out(self) -> None:
+        self.deadline = None
+        if self.transport.is_closing():
+            return
+        cycle, phase = self.cycle, self.phase
+        if phase == "headers":
+            what = f"request's headers did not arrive within {self.header_timeout:g} s"
+            self._send_timeout(what)
+        elif phase == "body":
+            what = f"request's body did not arrive within {self.body_timeout:g} s"
+            if cycle is not None and not cycle.response_started:
+                # The application may be waiting for the rest of the body: it now reads a
+                # disconnect, and what it answers goes nowhere.
+                cycle.disconnected = True
+                cycle.message_event.set()
+                self._send_timeout(what)
+        if phase in ("headers", "body"):
+            prefix = "%s:%d - " % self.client if self.client else ""  # noqa: UP031 (uvicorn's form)
+            self.logger.info("%sClosed the connection: its %s", prefix, what)
+        self.transport.close()
+
+    def _send_timeout(self, what: str) -> None:
+        message = f"The {what}. Send the whole request at once, or retry on a faster connection."
+        body = msgspec.json.encode({"error": {"code": "request_timeout", "message": message}})
+        head = [b"HTTP/1.1 408 Request Timeout\r\n"]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+
+
+BUSY = msgspec.json.encode(
+    {
+        "error": {
+            "code": "server_busy",
+            "message": "The server has too many open connections. Retry in a moment.",
+        }
+    }
+)
+
+
+async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(BUSY)).encode()),
+                (b"retry-after", str(RETRY_AFTER_BUSY).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": BUSY})
