@@ -2,8 +2,9 @@
 
 ``python -m bench.serve baseline --port P --results N`` or ``python -m bench.serve waypost
 --port P`` (the database is ``WAYPOST_DATABASE_URL``). Both run as ``waypost serve`` runs
-Waypost (one uvicorn worker, proxy headers on, no server header), with the event loop and HTTP
-parser named explicitly and the access log off, so that only the application differs.
+Waypost (one uvicorn worker, proxy headers on, no server header, Waypost's HTTP protocol with
+its deadlines and connection limit), with the event loop named explicitly and the access log
+off, so that only the application differs.
 
 Waypost's start migrates and bootstraps an empty database, like ``waypost serve``, and prints
 one ``BENCH-BOOTSTRAP {json}`` line with the channel and the keys before serving.
@@ -27,19 +28,28 @@ READY_MARK = "BENCH-BOOTSTRAP"
 
 
 def server_options() -> dict[str, Any]:
-    """The uvicorn settings both servers run with."""
+    """The uvicorn settings both servers run with (``http`` names the protocol; ``run_options``
+    gives the class)."""
     have_uvloop = importlib.util.find_spec("uvloop") is not None
-    have_httptools = importlib.util.find_spec("httptools") is not None
     return {
         "workers": 1,
         "loop": "uvloop" if have_uvloop else "asyncio",
-        "http": "httptools" if have_httptools else "h11",
+        "http": "waypost (httptools with deadlines)",
         "access_log": False,
         "log_level": "warning",
         "proxy_headers": True,
         "server_header": False,
         "lifespan": "auto",
     }
+
+
+def run_options() -> dict[str, Any]:
+    """``server_options`` as uvicorn takes them: Waypost's own HTTP protocol, as ``waypost
+    serve`` runs it (waypost/connections.py)."""
+    from waypost.connections import timed_protocol
+    from waypost.settings import load_settings
+
+    return {**server_options(), "http": timed_protocol(load_settings())}
 
 
 def _waypost_app() -> tuple[Any, Hub]:
@@ -78,11 +88,11 @@ def main(argv: list[str] | None = None) -> None:
         app: Any = BaselineApp(args.results)
         info = {"results": args.results, "server": server_options()}
         print(f"{READY_MARK} {json.dumps(info)}", flush=True)
-        uvicorn.run(app, host="127.0.0.1", port=args.port, **server_options())
+        uvicorn.run(app, host="127.0.0.1", port=args.port, **run_options())
         return
     app, hub = _waypost_app()
     try:
-        uvicorn.run(app, host="127.0.0.1", port=args.port, **server_options())
+        uvicorn.run(app, host="127.0.0.1", port=args.port, **run_options())
     finally:
         hub.close()
 
