@@ -103,6 +103,7 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
 
     from waypost.app import create_app
     from waypost.bootstrap import bootstrap, bootstrap_admin
+    from waypost.clientip import uvicorn_proxy_options
 
     settings = _settings(host=host, port=port)
     # Before anything is created or printed: keys shown once must not scroll away above a
@@ -135,8 +136,8 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
         app = create_app(settings, hub=hub)
         options: dict[str, Any] = {
             "log_level": settings.log_level,
-            "proxy_headers": True,
             "server_header": False,
+            **uvicorn_proxy_options(settings.trusted_proxies),
         }
         if demo_app is None:
             uvicorn.run(app, host=settings.host, port=settings.port, **options)
