@@ -72,6 +72,11 @@ class ActivityAnswer(msgspec.Struct, omit_defaults=True):
     status: int = 202
 
 
+class IdentifyAnswer(msgspec.Struct):
+    contact: uuid.UUID
+    merged: bool
+
+
 class IdentifyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     """``POST /browser/identify``: the visitor's email, names and the site's identity hash."""
 
@@ -184,15 +189,18 @@ class BrowserApp:
                 415, "unsupported_media_type", "Send JSON as text/plain or application/json."
             )
         raw = await read_body(receive, headers, self.settings.max_request_bytes)
+        ip = self.hub.client_ip(scope)
         if route == "consent":
-            return await self._consent(_decode(raw, ConsentBody), channel)
+            return await self._consent(_decode(raw, ConsentBody), channel, ip)
         if route == "identify":
-            return await self._identify(_decode(raw, IdentifyBody), channel)
-        client = scope.get("client")
-        ip = client[0] if client else "unknown"
+            return await self._identify(_decode(raw, IdentifyBody), channel, snapshot, ip)
         return await self._activity(_decode(raw, ActivityBody), channel, snapshot, ip)
 
-    async def _consent(self, body: ConsentBody, channel: ChannelInfo) -> tuple[int, bytes, Headers]:
+    async def _consent(
+        self, body: ConsentBody, channel: ChannelInfo, ip: str
+    ) -> tuple[int, bytes, Headers]:
+        # Only a first agreement, sent without a contact, can create one.
+        decisions = await self._new_contact(ip) if body.contact is None and body.agree else []
         given = await to_thread.run_sync(
             self.hub.browser_consents.give,
             channel.id,
@@ -201,10 +209,31 @@ class BrowserApp:
             body.agree,
             body.id,
         )
-        return 200, _encode(ConsentAnswer(given.contact, given.agreed)), []
+        if given.contact is None:
+            await self.limiter.forget(decisions)
+        answer = ConsentAnswer(given.contact, given.agreed)
+        return 200, _encode(answer), _rate_headers(decisions)
+
+    async def _new_contact(self, ip: str) -> list[Decision]:
+        """Count a request that may create a contact against its address's hourly limit: a
+        publishable key is public, and each contact costs storage and group evaluations."""
+        per_hour = self.settings.new_contacts_per_ip_per_hour
+        if not per_hour:
+            return []
+        decisions = await self.limiter.hit([Limit(f"contacts:ip:{ip}", per_hour, 3600)])
+        if not all(d.allowed for d in decisions):
+            wait = retry_after(decisions)
+            headers = {k.decode(): v.decode() for k, v in _rate_headers(decisions)}
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"Too many new contacts from this address; retry in {wait} s.",
+                headers={**headers, "retry-after": str(wait)},
+            )
+        return decisions
 
     async def _identify(
-        self, body: IdentifyBody, channel: ChannelInfo
+        self, body: IdentifyBody, channel: ChannelInfo, snapshot: Snapshot, ip: str
     ) -> tuple[int, bytes, Headers]:
         email = body.email.strip()
         if len(email) > 254 or not EMAIL.match(email):
@@ -222,6 +251,8 @@ class BrowserApp:
         refused = cookie_level_refusal(body.cookie_level)
         if refused is not None:
             raise refused
+        # Any identify may create a contact (an email new to this browser is another person).
+        decisions = await self._new_contact(ip)
         identified = await to_thread.run_sync(
             functools.partial(
                 self.hub.contacts.identify,
@@ -234,7 +265,12 @@ class BrowserApp:
                 tracking_consent=channel.tracking_consent,
             )
         )
-        return 200, _encode(identified), []
+        if not identified.created:
+            await self.limiter.forget(decisions)
+        if identified.merged and body.contact is not None:
+            await self.limiter.merge(_contact_moves(snapshot, body.contact, identified.contact))
+        answer = IdentifyAnswer(identified.contact, identified.merged)
+        return 200, _encode(answer), _rate_headers(decisions)
 
     async def _activity(
         self, body: ActivityBody, channel: ChannelInfo, snapshot: Snapshot, ip: str
@@ -278,7 +314,7 @@ class BrowserApp:
         if kind.per_contact is not None:
             limits.append(
                 Limit(
-                    f"{kind.id}:c:{contact}",
+                    contact_limit_key(kind.id, contact),
                     kind.per_contact.limit,
                     kind.per_contact.window_seconds,
                 )
@@ -290,6 +326,26 @@ class BrowserApp:
         if not limits:
             return []
         return await self.limiter.hit(limits)
+
+
+def contact_limit_key(type_id: uuid.UUID, contact: uuid.UUID) -> str:
+    return f"{type_id}:c:{contact}"
+
+
+def _contact_moves(
+    snapshot: Snapshot, source: uuid.UUID, target: uuid.UUID
+) -> list[tuple[str, str, float]]:
+    # A merged visitor's activities count for the contact they became: logging in must not
+    # give a visitor a fresh day of every type's per-contact limit.
+    windows = {
+        kind.id: kind.per_contact.window_seconds
+        for kind in snapshot.types.values()
+        if kind.per_contact is not None
+    }
+    return [
+        (contact_limit_key(type_id, source), contact_limit_key(type_id, target), window)
+        for type_id, window in windows.items()
+    ]
 
 
 def _browser_rules(
