@@ -28,7 +28,7 @@ import sqlalchemy as sa
 import uvicorn
 from starlette.testclient import TestClient
 
-from waypost.app import admin_operations
+from waypost.app import WaypostApp, admin_operations
 from waypost.clientip import parse_trusted_proxies, uvicorn_proxy_options
 from waypost.hub import Hub
 from waypost.ids import utcnow
@@ -44,6 +44,7 @@ from waypost.store.schema import (
     browser_consent_requests,
     channels,
     consent_agreements,
+    contact_external_ids,
     contacts,
     rejected_activities,
 )
@@ -1010,7 +1011,7 @@ def test_a_publishable_key_reads_nothing_in_the_tracking_api(
 
 
 @pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest, hub: Hub) -> Iterator[str]:
+def backend(request: pytest.FixtureRequest, hub: Hub, client: TestClient) -> Iterator[str]:
     """The hub's rate limiter: in process on the fake clock, or in Redis (real time)."""
     if request.param == "memory":
         yield "memory"
@@ -1018,8 +1019,13 @@ def backend(request: pytest.FixtureRequest, hub: Hub) -> Iterator[str]:
     url: str = request.getfixturevalue("redis_url")
     prefix = f"waypost:test:{uuid.uuid4().hex}:"
     hub.rate_limiter = RedisRateLimiter(url, prefix=prefix)
+    # The app was made with the hub's first limiter.
+    app = client.app
+    assert isinstance(app, WaypostApp)
+    app.browser.limiter = hub.rate_limiter
     yield "redis"
     with redis.Redis.from_url(url) as plain:
+        assert any(True for _ in plain.scan_iter(f"{prefix}*")), "Redis was not used"
         for key in plain.scan_iter(f"{prefix}*"):
             plain.delete(key)
 
@@ -1118,3 +1124,33 @@ def test_the_per_contact_limit_follows_a_merge(
     assert [a.status_code for a in answers] == [202] * 7 + [429]
     assert answers[0].headers["RateLimit-Remaining"] == "6"
     assert site.stored(str(known)) == 10
+
+
+def test_the_per_contact_limit_follows_a_segment_alias(
+    site: Site,
+    loan: ActivityType,
+    hub: Hub,
+    make_key: Callable[..., CreatedKey],
+    backend: str,
+) -> None:
+    write_key = make_key("tracking", site.channel.id).key
+
+    def segment(route: str, body: dict[str, Any]) -> uuid.UUID | None:
+        answer = site.client.post(f"/v1/{route}", json=body, auth=(write_key, ""))
+        assert answer.status_code == 200, answer.text
+        with hub.store.read() as conn:
+            return conn.execute(
+                sa.select(contact_external_ids.c.contact_id).where(
+                    contact_external_ids.c.value == body.get("anonymousId", body.get("userId"))
+                )
+            ).scalar_one_or_none()
+
+    known = segment("identify", {"userId": "user-1"})
+    visitor = segment("identify", {"anonymousId": "anon-1"})
+    assert known is not None
+    assert visitor not in (None, known)
+    assert site.consent(str(visitor)).status_code == 200
+    assert [site.log(str(visitor), LOAN).status_code for _ in range(3)] == [202] * 3
+    segment("alias", {"previousId": "anon-1", "userId": "user-1"})
+    answers = [site.log(str(known), LOAN).status_code for _ in range(8)]
+    assert answers == [202] * 7 + [429]

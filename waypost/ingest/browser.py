@@ -36,6 +36,7 @@ from waypost.ingest.asgi import (
     respond,
 )
 from waypost.ingest.catalog import ChannelInfo, Snapshot
+from waypost.ingest.contact_limits import contact_limit_key, follow_merges
 from waypost.ratelimit import Decision, Limit, retry_after
 from waypost.store import StorageUnavailable
 
@@ -268,7 +269,7 @@ class BrowserApp:
         if not identified.created:
             await self.limiter.forget(decisions)
         if identified.merged and body.contact is not None:
-            await self.limiter.merge(_contact_moves(snapshot, body.contact, identified.contact))
+            await follow_merges(self.limiter, snapshot, [(body.contact, identified.contact)])
         answer = IdentifyAnswer(identified.contact, identified.merged)
         return 200, _encode(answer), _rate_headers(decisions)
 
@@ -326,26 +327,6 @@ class BrowserApp:
         if not limits:
             return []
         return await self.limiter.hit(limits)
-
-
-def contact_limit_key(type_id: uuid.UUID, contact: uuid.UUID) -> str:
-    return f"{type_id}:c:{contact}"
-
-
-def _contact_moves(
-    snapshot: Snapshot, source: uuid.UUID, target: uuid.UUID
-) -> list[tuple[str, str, float]]:
-    # A merged visitor's activities count for the contact they became: logging in must not
-    # give a visitor a fresh day of every type's per-contact limit.
-    windows = {
-        kind.id: kind.per_contact.window_seconds
-        for kind in snapshot.types.values()
-        if kind.per_contact is not None
-    }
-    return [
-        (contact_limit_key(type_id, source), contact_limit_key(type_id, target), window)
-        for type_id, window in windows.items()
-    ]
 
 
 def _browser_rules(
