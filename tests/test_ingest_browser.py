@@ -1050,6 +1050,10 @@ def test_new_contacts_are_limited_per_address(
 ) -> None:
     assert hub.settings.new_contacts_per_ip_per_hour == 100
     first = site.visitor()
+    # A request that fails makes no contact and uses up nothing.
+    unknown = {"contact": str(uuid.uuid4()), "cookieLevel": "visitor", "email": "a@example.com"}
+    expect_error(site.post("identify", unknown), 404, "contact_not_found")
+    expect_error(site.consent(consent="NoSuchConsent"), 404, "not_found")
     for i in range(97):
         answer = site.consent()
         assert answer.status_code == 200, answer.text

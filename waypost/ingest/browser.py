@@ -74,6 +74,8 @@ class ActivityAnswer(msgspec.Struct, omit_defaults=True):
 
 
 class IdentifyAnswer(msgspec.Struct):
+    """The contact the browser is from now on, and whether the visitor's was merged into it."""
+
     contact: uuid.UUID
     merged: bool
 
@@ -202,14 +204,18 @@ class BrowserApp:
     ) -> tuple[int, bytes, Headers]:
         # Only a first agreement, sent without a contact, can create one.
         decisions = await self._new_contact(ip) if body.contact is None and body.agree else []
-        given = await to_thread.run_sync(
-            self.hub.browser_consents.give,
-            channel.id,
-            body.contact,
-            body.consent,
-            body.agree,
-            body.id,
-        )
+        try:
+            given = await to_thread.run_sync(
+                self.hub.browser_consents.give,
+                channel.id,
+                body.contact,
+                body.consent,
+                body.agree,
+                body.id,
+            )
+        except Exception:
+            await self.limiter.forget(decisions)
+            raise
         if given.contact is None:
             await self.limiter.forget(decisions)
         answer = ConsentAnswer(given.contact, given.agreed)
@@ -254,18 +260,22 @@ class BrowserApp:
             raise refused
         # Any identify may create a contact (an email new to this browser is another person).
         decisions = await self._new_contact(ip)
-        identified = await to_thread.run_sync(
-            functools.partial(
-                self.hub.contacts.identify,
-                channel.id,
-                channel.identity_secret,
-                body.contact,
-                email,
-                names,
-                body.hash,
-                tracking_consent=channel.tracking_consent,
+        try:
+            identified = await to_thread.run_sync(
+                functools.partial(
+                    self.hub.contacts.identify,
+                    channel.id,
+                    channel.identity_secret,
+                    body.contact,
+                    email,
+                    names,
+                    body.hash,
+                    tracking_consent=channel.tracking_consent,
+                )
             )
-        )
+        except Exception:
+            await self.limiter.forget(decisions)
+            raise
         if not identified.created:
             await self.limiter.forget(decisions)
         if identified.merged and body.contact is not None:
