@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from waypost.admin.auth import secure_cookies
-from waypost.app import create_app
+from waypost.app import WaypostApp, create_app
+from waypost.clientip import uvicorn_proxy_options
 from waypost.hub import Hub
 from waypost.services.users import User, UserCreate
 from waypost.settings import Settings
@@ -161,6 +163,83 @@ def test_logins_are_throttled_per_email(client: TestClient, make_user: MakeUser)
     assert "Too many login attempts" in error_of(refused)
     other = make_user()
     assert log_in(client, other.email).status_code == 303
+
+
+def at(client: TestClient, address: str, forwarded_for: str | None = None) -> TestClient:
+    """The app as uvicorn serves it (with the proxy options ``waypost serve`` gives it), seen
+    from a peer at ``address``, optionally sending ``X-Forwarded-For``."""
+    app = client.app
+    assert isinstance(app, WaypostApp)
+    trusted = app.state.hub.settings.trusted_proxies
+    config = uvicorn.Config(app, log_config=None, **uvicorn_proxy_options(trusted))
+    config.load()
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    return TestClient(config.loaded_app, client=(address, 40000), headers=headers)
+
+
+def test_only_failed_logins_from_the_same_address_throttle(
+    client: TestClient, make_user: MakeUser
+) -> None:
+    user = make_user()
+    attacker = at(client, "198.51.100.1")
+    for _ in range(10):
+        assert log_in(attacker, user.email, "wrong password!").status_code == 400
+    assert log_in(attacker, user.email).status_code == 429
+    # Another address with no failures logs in: an attacker cannot lock the user out.
+    assert log_in(at(client, "198.51.100.2"), user.email).status_code == 303
+    # Failures for one email do not hold back another email from that address.
+    assert log_in(attacker, make_user().email).status_code == 303
+
+
+def test_successful_logins_never_count(client: TestClient, make_user: MakeUser) -> None:
+    user = make_user()
+    for _ in range(12):  # each in a browser of its own, as a logged-in one skips the form
+        assert log_in(at(client, "198.51.100.3"), user.email).status_code == 303
+    office = at(client, "198.51.100.3")
+    for _ in range(10):
+        assert log_in(office, user.email, "wrong password!").status_code == 400
+    assert log_in(office, user.email, "wrong password!").status_code == 429
+
+
+def test_a_forwarded_for_header_from_an_untrusted_peer_is_ignored(
+    client: TestClient, make_user: MakeUser
+) -> None:
+    # By default no proxy is trusted, not even one on loopback.
+    user = make_user()
+    answers = [
+        log_in(at(client, "127.0.0.1", f"203.0.113.{i}"), user.email, "wrong!").status_code
+        for i in range(11)
+    ]
+    assert answers == [400] * 10 + [429]
+    # Nor does it spread guesses at many emails over made-up addresses.
+    answers = [
+        log_in(at(client, "127.0.0.1", f"192.0.2.{i}"), f"u{i}@example.com", "x").status_code
+        for i in range(41)
+    ]
+    assert answers == [400] * 40 + [429]  # 50 failures from one address, then no more
+
+
+def test_a_trusted_proxy_forwards_the_client_address(
+    make_settings: Callable[..., Settings], hub: Hub, make_user: MakeUser
+) -> None:
+    settings = make_settings(trusted_proxies="127.0.0.1, 10.0.0.0/8")
+    proxied = Hub(settings, hub.store)
+    try:
+        with TestClient(create_app(settings, hub=proxied)) as client:
+            user = make_user()
+            for _ in range(10):
+                via = at(client, "127.0.0.1", "198.51.100.7, 10.1.2.3")
+                assert log_in(via, user.email, "wrong!").status_code == 400
+            assert log_in(at(client, "10.9.9.9", "198.51.100.7"), user.email).status_code == 429
+            # Whatever the client put left of what the proxies saw does not count.
+            spoofed = at(client, "127.0.0.1", "192.0.2.1, 198.51.100.7")
+            assert log_in(spoofed, user.email).status_code == 429
+            assert log_in(at(client, "127.0.0.1", "198.51.100.8"), user.email).status_code == 303
+            # A peer that is no trusted proxy is the client, whatever it forwards.
+            assert log_in(at(client, "192.0.2.9", "198.51.100.7"), user.email).status_code == 303
+    finally:
+        proxied.writer.stop()
+        proxied.group_updates.stop()
 
 
 def test_bad_login_bodies_get_4xx(client: TestClient) -> None:

@@ -23,13 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
+import redis
 import sqlalchemy as sa
+import uvicorn
 from starlette.testclient import TestClient
 
-from waypost.app import admin_operations
+from waypost.app import WaypostApp, admin_operations
+from waypost.clientip import parse_trusted_proxies, uvicorn_proxy_options
 from waypost.hub import Hub
 from waypost.ids import utcnow
-from waypost.ratelimit import MemoryRateLimiter
+from waypost.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.consents import ConsentCreate, ConsentText
@@ -41,6 +44,7 @@ from waypost.store.schema import (
     browser_consent_requests,
     channels,
     consent_agreements,
+    contact_external_ids,
     contacts,
     rejected_activities,
 )
@@ -1001,3 +1005,156 @@ def test_a_publishable_key_reads_nothing_in_the_tracking_api(
         expect_error(in_query, 401, "unauthorized")
     assert site.stored(contact) == 0
     assert site.hub.consents.state(uuid.UUID(contact), CONSENT).agreed is True
+
+
+# -- limits that follow the client's address and the contact ------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest, hub: Hub, client: TestClient) -> Iterator[str]:
+    """The hub's rate limiter: in process on the fake clock, or in Redis (real time)."""
+    if request.param == "memory":
+        yield "memory"
+        return
+    url: str = request.getfixturevalue("redis_url")
+    prefix = f"waypost:test:{uuid.uuid4().hex}:"
+    hub.rate_limiter = RedisRateLimiter(url, prefix=prefix)
+    # The app was made with the hub's first limiter.
+    app = client.app
+    assert isinstance(app, WaypostApp)
+    app.browser.limiter = hub.rate_limiter
+    yield "redis"
+    with redis.Redis.from_url(url) as plain:
+        assert any(True for _ in plain.scan_iter(f"{prefix}*")), "Redis was not used"
+        for key in plain.scan_iter(f"{prefix}*"):
+            plain.delete(key)
+
+
+def behind_uvicorn(app: Any, trusted: str, peer: str, forwarded_for: str) -> TestClient:
+    """The app as ``waypost serve`` has uvicorn serve it, from ``peer``, with a forwarded
+    address."""
+    config = uvicorn.Config(app, log_config=None, **uvicorn_proxy_options(trusted))
+    config.load()
+    return TestClient(
+        config.loaded_app, client=(peer, 40000), headers={"X-Forwarded-For": forwarded_for}
+    )
+
+
+def test_new_contacts_are_limited_per_address(
+    site: Site,
+    loan: ActivityType,
+    hub: Hub,
+    client: TestClient,
+    backend: str,
+    expect_error: ErrorCheck,
+) -> None:
+    assert hub.settings.new_contacts_per_ip_per_hour == 100
+    first = site.visitor()
+    # A request that fails makes no contact and uses up nothing.
+    unknown = {"contact": str(uuid.uuid4()), "cookieLevel": "visitor", "email": "a@example.com"}
+    expect_error(site.post("identify", unknown), 404, "contact_not_found")
+    expect_error(site.consent(consent="NoSuchConsent"), 404, "not_found")
+    for i in range(97):
+        answer = site.consent()
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["RateLimit-Remaining"] == str(98 - i)
+    # An identify that makes a contact (another email in this browser) counts; one that names
+    # the browser's own contact does not, nor does anything sent with a contact.
+    emails = ["new@example.com", "new@example.com", "other@example.com", "more@example.com"]
+    answers = [
+        site.post("identify", {"contact": first, "cookieLevel": "visitor", "email": email})
+        for email in emails
+    ]
+    assert [a.json()["contact"] == first for a in answers] == [True, True, False, False]
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["1", "1", "1", "0"]
+    assert site.consent(first).status_code == 200
+    assert site.consent(agree=False).json() == {"contact": None, "isAgreed": False}
+
+    refused = site.consent()
+    expect_error(refused, 429, "rate_limited")
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    assert refused.headers["RateLimit-Limit"] == "100"
+    assert refused.headers["RateLimit-Remaining"] == "0"
+    assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN
+    body = {"cookieLevel": "visitor", "email": "third@example.com"}
+    expect_error(site.post("identify", body), 429, "rate_limited")
+    # Visitors who have their contact carry on.
+    assert site.log(first, LOAN).status_code == 202
+    assert count(hub, contacts) == 100
+    if backend == "memory":  # the Redis client belongs to the main client's event loop
+        with TestClient(client.app, client=("203.0.113.9", 40000)) as elsewhere:
+            answer = site.post("consent", {"consent": CONSENT, "agree": True}, client=elsewhere)
+            assert answer.status_code == 200, answer.text
+
+
+def test_a_rotating_forwarded_address_does_not_escape_the_per_ip_limit(
+    site: Site, loan: ActivityType, client: TestClient, admin_headers: dict[str, str], hub: Hub
+) -> None:
+    set_limits(
+        client,
+        admin_headers,
+        loan,
+        {"per_contact": None, "per_ip": {"limit": 3, "window_seconds": 60}},
+    )
+    visitor = site.visitor()
+    answers = [
+        site.log(visitor, LOAN, client=behind_uvicorn(client.app, "", "127.0.0.1", f"192.0.2.{i}"))
+        for i in range(4)
+    ]
+    assert [a.status_code for a in answers] == [202, 202, 202, 429]
+    # Behind a trusted proxy, the forwarded address is the client's.
+    hub.trusted_proxies = parse_trusted_proxies("127.0.0.1")
+    for i in range(4):
+        via = behind_uvicorn(client.app, "127.0.0.1", "127.0.0.1", f"198.51.100.1, 192.0.2.{i}")
+        assert site.log(visitor, LOAN, client=via).status_code == 202
+
+
+def test_the_per_contact_limit_follows_a_merge(
+    site: Site, loan: ActivityType, hub: Hub, backend: str
+) -> None:
+    # As in the demo: a visitor uses the calculator, logs in, and uses it on.
+    known = hub.contacts.identify(
+        site.channel.id, site.channel.identity_secret, None, "known@example.com", {}, None
+    ).contact
+    visitor = site.visitor()
+    assert [site.log(visitor, LOAN).status_code for _ in range(3)] == [202] * 3
+    signed = hmac.new(
+        site.channel.identity_secret.encode(), b"known@example.com", hashlib.sha256
+    ).hexdigest()
+    body = {"contact": visitor, "cookieLevel": "visitor", "email": "known@example.com"}
+    merged = site.post("identify", {**body, "hash": signed})
+    assert merged.json() == {"contact": str(known), "merged": True}, merged.text
+    answers = [site.log(str(known), LOAN) for _ in range(8)]
+    assert [a.status_code for a in answers] == [202] * 7 + [429]
+    assert answers[0].headers["RateLimit-Remaining"] == "6"
+    assert site.stored(str(known)) == 10
+
+
+def test_the_per_contact_limit_follows_a_segment_alias(
+    site: Site,
+    loan: ActivityType,
+    hub: Hub,
+    make_key: Callable[..., CreatedKey],
+    backend: str,
+) -> None:
+    write_key = make_key("tracking", site.channel.id).key
+
+    def segment(route: str, body: dict[str, Any]) -> uuid.UUID | None:
+        answer = site.client.post(f"/v1/{route}", json=body, auth=(write_key, ""))
+        assert answer.status_code == 200, answer.text
+        with hub.store.read() as conn:
+            return conn.execute(
+                sa.select(contact_external_ids.c.contact_id).where(
+                    contact_external_ids.c.value == body.get("anonymousId", body.get("userId"))
+                )
+            ).scalar_one_or_none()
+
+    known = segment("identify", {"userId": "user-1"})
+    visitor = segment("identify", {"anonymousId": "anon-1"})
+    assert known is not None
+    assert visitor not in (None, known)
+    assert site.consent(str(visitor)).status_code == 200
+    assert [site.log(str(visitor), LOAN).status_code for _ in range(3)] == [202] * 3
+    segment("alias", {"previousId": "anon-1", "userId": "user-1"})
+    answers = [site.log(str(known), LOAN).status_code for _ in range(8)]
+    assert answers == [202] * 7 + [429]

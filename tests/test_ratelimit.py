@@ -283,6 +283,39 @@ def test_concurrent_hits_never_pass_the_limit(backend: Backend) -> None:
     assert sorted(r[0].remaining for r in results if allowed(r)) == list(range(10))
 
 
+def test_a_forgotten_hit_no_longer_counts(backend: Backend) -> None:
+    lim = backend.limit("forget", 2, 60)
+    first = backend.hit_at(0, lim)
+    assert allowed(first)
+    run = backend.loop.run_until_complete
+    run(backend.limiter.forget(first))
+    run(backend.limiter.forget(first))  # twice: nothing more is taken back
+    assert [allowed(backend.hit_at(1, lim)) for _ in range(3)] == [True, True, False]
+    # A refused hit recorded nothing, so there is nothing to forget.
+    refused = backend.hit_at(2, lim)
+    run(backend.limiter.forget(refused))
+    assert not allowed(backend.hit_at(3, lim))
+
+
+def test_a_merge_adds_the_sources_hits_to_the_target(backend: Backend) -> None:
+    source, target = backend.limit("source", 5, 60), backend.limit("target", 5, 60)
+    backend.hit_at(0, source)
+    for _ in range(2):
+        backend.hit_at(10, source)
+    backend.hit_at(20, target)
+    backend.clock.at(30)
+    move = (source.key, target.key, 60.0)
+    run = backend.loop.run_until_complete
+    run(backend.limiter.merge([move]))
+    run(backend.limiter.merge([move]))  # sent twice: counted once
+    decisions = backend.hit_at(30, target)
+    assert decisions[0].remaining == 0  # 3 moved + 1 + this one
+    assert not allowed(backend.hit_at(30, target))
+    # The oldest moved hit leaves the window first, as it would have in the source.
+    assert allowed(backend.hit_at(60, target))
+    assert allowed(backend.hit_at(30, source))  # the source starts afresh
+
+
 # -- Redis in real time -----------------------------------------------------------------------
 
 

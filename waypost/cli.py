@@ -137,7 +137,6 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
         options: dict[str, Any] = {
             **server_options(settings),
             "log_level": settings.log_level,
-            "proxy_headers": True,
             "server_header": False,
         }
         if demo_app is None:

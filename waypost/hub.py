@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
+from waypost.clientip import client_ip, parse_trusted_proxies
 from waypost.ingest.catalog import Catalog
 from waypost.ingest.writer import Writer
 from waypost.ratelimit import make_rate_limiter
@@ -44,6 +46,7 @@ class Hub:
             self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000
         )
         self.rate_limiter = make_rate_limiter(settings.redis_url)
+        self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self.segment = SegmentService(self.store)
         self.groups = GroupService(self.store)
         self.group_updates = GroupUpdater(self.groups, tick=settings.group_refresh_seconds)
@@ -55,6 +58,10 @@ class Hub:
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
         )
+
+    def client_ip(self, scope: Mapping[str, object]) -> str:
+        """The client's address of a request, for every limit keyed by address."""
+        return client_ip(scope, self.trusted_proxies)
 
     def close(self) -> None:
         """Finish queued writes, then release the database."""

@@ -36,6 +36,8 @@ class Decision:
     allowed: bool
     remaining: int
     reset: float
+    # The hit recorded (when all limits allowed), for :meth:`RateLimiter.forget`.
+    hit: str = ""
 
 
 def retry_after(decisions: Sequence[Decision]) -> int:
@@ -48,6 +50,13 @@ class RateLimiter(Protocol):
     """Check ``limits`` together; record a hit on each only if all allow."""
 
     async def hit(self, limits: Sequence[Limit]) -> list[Decision]: ...
+
+    async def forget(self, decisions: Sequence[Decision]) -> None:
+        """Take back the hits ``decisions`` recorded: the attempt turned out not to count."""
+
+    async def merge(self, moves: Sequence[tuple[str, str, float]]) -> None:
+        """For each ``(source, target, window)``, add the source key's hits in the window to
+        the target key's and drop the source key: the counts follow a merge of contacts."""
 
     async def close(self) -> None: ...
 
@@ -98,10 +107,30 @@ class MemoryRateLimiter:
                         True,
                         d.remaining - 1,
                         self._logs[d.limit.key][0] + d.limit.window - now,
+                        repr(now),
                     )
                     for d in decisions
                 ]
             return decisions
+
+    async def forget(self, decisions: Sequence[Decision]) -> None:
+        with self._lock:
+            for d in decisions:
+                log = self._logs.get(d.limit.key)
+                if d.hit and log is not None and float(d.hit) in log:
+                    log.remove(float(d.hit))
+
+    async def merge(self, moves: Sequence[tuple[str, str, float]]) -> None:
+        now = self.now()
+        with self._lock:
+            for source, target, window in moves:
+                moved = self._logs.pop(source, None)
+                self._windows.pop(source, None)
+                if not moved or source == target:
+                    continue
+                hits = sorted([*self._logs.get(target, ()), *moved])
+                self._logs[target] = deque(t for t in hits if t > now - window)
+                self._windows[target] = max(window, self._windows.get(target, 0.0))
 
     def _prune(self, now: float) -> None:
         # Drop logs whose every hit has left its window, so memory follows current activity.
@@ -147,6 +176,24 @@ end
 return results
 """
 
+# KEYS: source, target per move. ARGV: now, then the window per move. Hits are unique members,
+# so a union counts each once, and a merge sent twice changes nothing.
+MERGE_SCRIPT = """
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS / 2 do
+  local source = KEYS[i * 2 - 1]
+  local target = KEYS[i * 2]
+  local window = tonumber(ARGV[1 + i])
+  redis.call('ZREMRANGEBYSCORE', source, '-inf', now - window)
+  if source ~= target and redis.call('EXISTS', source) == 1 then
+    redis.call('ZUNIONSTORE', target, 2, target, source, 'AGGREGATE', 'MAX')
+    redis.call('PEXPIRE', target, math.ceil(window * 1000))
+    redis.call('DEL', source)
+  end
+end
+return 0
+"""
+
 
 class RedisRateLimiter:
     """Windows kept in Redis (sorted sets of hit times): shared by every node."""
@@ -156,6 +203,7 @@ class RedisRateLimiter:
 
         self._redis = redis.asyncio.Redis.from_url(url)
         self._script = self._redis.register_script(HIT_SCRIPT)
+        self._merge_script = self._redis.register_script(MERGE_SCRIPT)
         self._prefix = prefix
 
     async def hit(self, limits: Sequence[Limit]) -> list[Decision]:
@@ -170,11 +218,35 @@ class RedisRateLimiter:
             count, reset = int(row[1]), float(row[2])
             if allowed_all:
                 decisions.append(
-                    Decision(lim, True, lim.limit - count - 1, reset if count else lim.window)
+                    Decision(
+                        lim,
+                        True,
+                        lim.limit - count - 1,
+                        reset if count else lim.window,
+                        str(args[1]),
+                    )
                 )
             else:
                 decisions.append(Decision(lim, count < lim.limit, max(0, lim.limit - count), reset))
         return decisions
+
+    async def forget(self, decisions: Sequence[Decision]) -> None:
+        recorded = [d for d in decisions if d.hit]
+        if recorded:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for d in recorded:
+                    pipe.zrem(self._prefix + d.limit.key, d.hit)
+                await pipe.execute()
+
+    async def merge(self, moves: Sequence[tuple[str, str, float]]) -> None:
+        if not moves:
+            return
+        keys: list[str] = []
+        args: list[str | int | float] = [time.time()]
+        for source, target, window in moves:
+            keys += [self._prefix + source, self._prefix + target]
+            args.append(window)
+        await self._merge_script(keys=keys, args=args)
 
     async def close(self) -> None:
         await self._redis.aclose()

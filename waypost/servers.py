@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from waypost.clientip import uvicorn_proxy_options
 from waypost.connections import timed_protocol
 from waypost.logs import log_config
 from waypost.settings import Settings
@@ -21,7 +22,11 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def server_options(settings: Settings) -> dict[str, Any]:
     """The options of every uvicorn server ``waypost`` runs (for ``uvicorn.Config``)."""
-    return {"log_config": log_config(settings.log_level), "http": timed_protocol(settings)}
+    return {
+        "log_config": log_config(settings.log_level),
+        "http": timed_protocol(settings),
+        **uvicorn_proxy_options(settings.trusted_proxies),
+    }
 
 
 class _Server(uvicorn.Server):

@@ -11,6 +11,8 @@ from typing import Literal
 
 import msgspec
 
+from waypost.clientip import parse_trusted_proxies
+
 PREFIX = "WAYPOST_"
 
 
@@ -41,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 60.0
     max_connections: int = 1000
+    trusted_proxies: str = ""
+    new_contacts_per_ip_per_hour: int = 100
 
     @property
     def is_sqlite(self) -> bool:
@@ -99,6 +103,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise SettingsError(f"{PREFIX}PORT must be a port number, 1 to 65535")
     if settings.commit_max_delay_ms < 0:
         raise SettingsError(f"{PREFIX}COMMIT_MAX_DELAY_MS must not be negative")
+    if settings.new_contacts_per_ip_per_hour < 0:
+        raise SettingsError(f"{PREFIX}NEW_CONTACTS_PER_IP_PER_HOUR must not be negative")
+    try:
+        parse_trusted_proxies(settings.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}TRUSTED_PROXIES: {exc}") from None
     return settings
 
 

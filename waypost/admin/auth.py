@@ -7,6 +7,8 @@ The cookie holds a random token; the store keeps only its SHA-256 (see
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +19,7 @@ from waypost.admin import csrf
 from waypost.admin.roles import TAG_AREAS, can
 from waypost.domain.keys import bearer_token, hash_key
 from waypost.errors import ApiError
-from waypost.ratelimit import Limit, retry_after
+from waypost.ratelimit import Decision, Limit, retry_after
 from waypost.services.keys import Principal, admin_principal
 from waypost.services.sessions import Session
 from waypost.settings import Settings
@@ -29,10 +31,12 @@ if TYPE_CHECKING:
 SESSION_COOKIE = "waypost_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-# Login attempts allowed per email and per client address, in any 15 minutes.
+# Failed logins allowed in any 15 minutes: per email from one client address, and per address
+# whatever the email. Only failures count and both are keyed by address, so nobody on another
+# address can lock a user out by guessing their password.
 LOGIN_WINDOW = 15 * 60
-LOGINS_PER_EMAIL = 10
-LOGINS_PER_ADDRESS = 50
+FAILURES_PER_EMAIL_AND_ADDRESS = 10
+FAILURES_PER_ADDRESS = 50
 
 
 def secure_cookies(settings: Settings, request: Request) -> bool:
@@ -72,16 +76,33 @@ def current_session(hub: Hub, request: Request) -> Session | None:
     return hub.sessions.lookup(request.cookies.get(SESSION_COOKIE))
 
 
-async def login_allowed(hub: Hub, request: Request, email: str) -> int:
-    """Count a login attempt; 0 if allowed, else the seconds to wait before the next one."""
-    address = request.client.host if request.client else "unknown"
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A login attempt counted as a failure until :func:`login_succeeded` takes it back.
+    ``wait``: 0 if it may go on, else the seconds to wait before the next attempt."""
+
+    wait: int
+    decisions: list[Decision]
+
+
+async def login_allowed(hub: Hub, request: Request, email: str) -> LoginAttempt:
+    """Count a login attempt as a failure, before the password is checked: concurrent guesses
+    are counted as surely as sequential ones."""
+    address = hub.client_ip(request.scope)
+    # A hash: the email stays out of the limiter's keys (Redis keys are visible to its admins).
+    who = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
     decisions = await hub.rate_limiter.hit(
         [
-            Limit(f"login:email:{email.strip().lower()}", LOGINS_PER_EMAIL, LOGIN_WINDOW),
-            Limit(f"login:address:{address}", LOGINS_PER_ADDRESS, LOGIN_WINDOW),
+            Limit(f"login:failed:{address}:{who}", FAILURES_PER_EMAIL_AND_ADDRESS, LOGIN_WINDOW),
+            Limit(f"login:failed:{address}", FAILURES_PER_ADDRESS, LOGIN_WINDOW),
         ]
     )
-    return retry_after(decisions)
+    return LoginAttempt(retry_after(decisions), decisions)
+
+
+async def login_succeeded(hub: Hub, attempt: LoginAttempt) -> None:
+    """A successful login is no failure: take its attempt back."""
+    await hub.rate_limiter.forget(attempt.decisions)
 
 
 def bearer_key(snapshot: Snapshot, authorization: str | None) -> Principal | None:

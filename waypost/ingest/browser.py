@@ -36,6 +36,7 @@ from waypost.ingest.asgi import (
     respond,
 )
 from waypost.ingest.catalog import ChannelInfo, Snapshot
+from waypost.ingest.contact_limits import contact_limit_key, follow_merges
 from waypost.ratelimit import Decision, Limit, retry_after
 from waypost.store import StorageUnavailable
 
@@ -70,6 +71,13 @@ class ActivityBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
 class ActivityAnswer(msgspec.Struct, omit_defaults=True):
     id: uuid.UUID | None = None
     status: int = 202
+
+
+class IdentifyAnswer(msgspec.Struct):
+    """The contact the browser is from now on, and whether the visitor's was merged into it."""
+
+    contact: uuid.UUID
+    merged: bool
 
 
 class IdentifyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
@@ -184,27 +192,55 @@ class BrowserApp:
                 415, "unsupported_media_type", "Send JSON as text/plain or application/json."
             )
         raw = await read_body(receive, headers, self.settings.max_request_bytes)
+        ip = self.hub.client_ip(scope)
         if route == "consent":
-            return await self._consent(_decode(raw, ConsentBody), channel)
+            return await self._consent(_decode(raw, ConsentBody), channel, ip)
         if route == "identify":
-            return await self._identify(_decode(raw, IdentifyBody), channel)
-        client = scope.get("client")
-        ip = client[0] if client else "unknown"
+            return await self._identify(_decode(raw, IdentifyBody), channel, snapshot, ip)
         return await self._activity(_decode(raw, ActivityBody), channel, snapshot, ip)
 
-    async def _consent(self, body: ConsentBody, channel: ChannelInfo) -> tuple[int, bytes, Headers]:
-        given = await to_thread.run_sync(
-            self.hub.browser_consents.give,
-            channel.id,
-            body.contact,
-            body.consent,
-            body.agree,
-            body.id,
-        )
-        return 200, _encode(ConsentAnswer(given.contact, given.agreed)), []
+    async def _consent(
+        self, body: ConsentBody, channel: ChannelInfo, ip: str
+    ) -> tuple[int, bytes, Headers]:
+        # Only a first agreement, sent without a contact, can create one.
+        decisions = await self._new_contact(ip) if body.contact is None and body.agree else []
+        try:
+            given = await to_thread.run_sync(
+                self.hub.browser_consents.give,
+                channel.id,
+                body.contact,
+                body.consent,
+                body.agree,
+                body.id,
+            )
+        except Exception:
+            await self.limiter.forget(decisions)
+            raise
+        if given.contact is None:
+            await self.limiter.forget(decisions)
+        answer = ConsentAnswer(given.contact, given.agreed)
+        return 200, _encode(answer), _rate_headers(decisions)
+
+    async def _new_contact(self, ip: str) -> list[Decision]:
+        """Count a request that may create a contact against its address's hourly limit: a
+        publishable key is public, and each contact costs storage and group evaluations."""
+        per_hour = self.settings.new_contacts_per_ip_per_hour
+        if not per_hour:
+            return []
+        decisions = await self.limiter.hit([Limit(f"contacts:ip:{ip}", per_hour, 3600)])
+        if not all(d.allowed for d in decisions):
+            wait = retry_after(decisions)
+            headers = {k.decode(): v.decode() for k, v in _rate_headers(decisions)}
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"Too many new contacts from this address; retry in {wait} s.",
+                headers={**headers, "retry-after": str(wait)},
+            )
+        return decisions
 
     async def _identify(
-        self, body: IdentifyBody, channel: ChannelInfo
+        self, body: IdentifyBody, channel: ChannelInfo, snapshot: Snapshot, ip: str
     ) -> tuple[int, bytes, Headers]:
         email = body.email.strip()
         if len(email) > 254 or not EMAIL.match(email):
@@ -222,19 +258,30 @@ class BrowserApp:
         refused = cookie_level_refusal(body.cookie_level)
         if refused is not None:
             raise refused
-        identified = await to_thread.run_sync(
-            functools.partial(
-                self.hub.contacts.identify,
-                channel.id,
-                channel.identity_secret,
-                body.contact,
-                email,
-                names,
-                body.hash,
-                tracking_consent=channel.tracking_consent,
+        # Any identify may create a contact (an email new to this browser is another person).
+        decisions = await self._new_contact(ip)
+        try:
+            identified = await to_thread.run_sync(
+                functools.partial(
+                    self.hub.contacts.identify,
+                    channel.id,
+                    channel.identity_secret,
+                    body.contact,
+                    email,
+                    names,
+                    body.hash,
+                    tracking_consent=channel.tracking_consent,
+                )
             )
-        )
-        return 200, _encode(identified), []
+        except Exception:
+            await self.limiter.forget(decisions)
+            raise
+        if not identified.created:
+            await self.limiter.forget(decisions)
+        if identified.merged and body.contact is not None:
+            await follow_merges(self.limiter, snapshot, [(body.contact, identified.contact)])
+        answer = IdentifyAnswer(identified.contact, identified.merged)
+        return 200, _encode(answer), _rate_headers(decisions)
 
     async def _activity(
         self, body: ActivityBody, channel: ChannelInfo, snapshot: Snapshot, ip: str
@@ -278,7 +325,7 @@ class BrowserApp:
         if kind.per_contact is not None:
             limits.append(
                 Limit(
-                    f"{kind.id}:c:{contact}",
+                    contact_limit_key(kind.id, contact),
                     kind.per_contact.limit,
                     kind.per_contact.window_seconds,
                 )

@@ -13,10 +13,11 @@ from waypost.ingest.browser import (
     ActivityAnswer,
     ConsentAnswer,
     ConsentBody,
+    IdentifyAnswer,
     IdentifyBody,
 )
 from waypost.ingest.tracking import AgreeBody, ConsentTextOut, IsAgreedOut, ResultsOut
-from waypost.services.contacts import ContactCreated, Identified
+from waypost.services.contacts import ContactCreated
 
 
 class TrackingRequest(msgspec.Struct):
@@ -121,7 +122,7 @@ def ingest_operations() -> list[Operation]:
             body=ConsentBody,
             response=ConsentAnswer,
             auth="publishable",
-            errors=(404,),
+            errors=(404, 429),
             description=(
                 "A first agreement (no contact) sent with an id is stored once: the same id "
                 "sent again within a day answers with the contact the first one made. See "
@@ -147,9 +148,9 @@ def ingest_operations() -> list[Operation]:
             "Name the visitor by email (a valid identity hash merges contacts)",
             BROWSER,
             body=IdentifyBody,
-            response=Identified,
+            response=IdentifyAnswer,
             auth="publishable",
-            errors=(404,),
+            errors=(404, 429),
         ),
         documented(
             "POST",

@@ -36,6 +36,7 @@ from waypost.ingest.asgi import (
     respond,
 )
 from waypost.ingest.catalog import ChannelInfo, Snapshot
+from waypost.ingest.contact_limits import follow_merges
 from waypost.store import StorageUnavailable
 
 MAX_MESSAGE = 32 * 1024
@@ -147,6 +148,7 @@ class SegmentApp:
         if plan.drafts_created:
             self.catalog.invalidate()
             snapshot = await self._snapshot()
+        await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
         await self._store(channel, snapshot, plan.activities, received_at)
         return 200, SUCCESS
 

@@ -173,6 +173,7 @@ class Identified(msgspec.Struct):
 
     contact: uuid.UUID
     merged: bool
+    created: bool = False
 
 
 def identity_hash(secret: str, email: str) -> str:
@@ -343,10 +344,11 @@ class ContactService:
                 return Identified(owner, False)
             if owner is not None:
                 if not verified:
+                    new = current is None
                     if current is None:
                         current = insert_contact(conn)
                     self._record_claim(conn, current, email, names)
-                    return Identified(current, False)
+                    return Identified(current, False, new)
                 if current is not None:
                     merge_contacts(conn, current, owner, "identify", channel_id)
                 _set(conn, owner, names)
@@ -360,7 +362,7 @@ class ContactService:
             created = insert_contact(conn, email=email, **names)
             if tracking_consent is not None and version is not None:
                 carry_agreement(conn, created, tracking_consent, version, channel_id)
-            return Identified(created, False)
+            return Identified(created, False, True)
 
     def _record_claim(
         self, conn: Connection, contact_id: uuid.UUID, email: str, names: dict[str, object]

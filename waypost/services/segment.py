@@ -62,6 +62,8 @@ class Plan:
 
     activities: list[Planned] = field(default_factory=list)
     drafts_created: bool = False
+    # Contacts merged, (source, target), once committed: rate limits follow them.
+    merges: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
 
 
 class SegmentService:
@@ -98,6 +100,7 @@ class SegmentService:
                     )
                 except MappingError as exc:
                     _reject(conn, channel, None, message, raw, exc, received_at)
+        plan.merges = resolver.merges
         return plan
 
     def _one(
@@ -218,6 +221,7 @@ class _Resolver:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.cache: dict[tuple[str, str], uuid.UUID] = {}
+        self.merges: list[tuple[uuid.UUID, uuid.UUID]] = []
 
     def find(self, kind: str, value: str) -> uuid.UUID | None:
         cached = self.cache.get((kind, value))
@@ -268,6 +272,7 @@ class _Resolver:
             ):
                 # identify joins an anonymous visitor's history to the known user.
                 merge_contacts(self.conn, by_anonymous, by_user, "segment_identify")
+                self.merges.append((by_anonymous, by_user))
                 self._repoint(by_anonymous, by_user)
             return by_user
         if by_anonymous is not None:
@@ -288,6 +293,7 @@ class _Resolver:
         if old is not None and new is not None:
             if old != new:
                 merge_contacts(self.conn, old, new, "segment_alias", channel_id)
+                self.merges.append((old, new))
                 self._repoint(old, new)
             return
         if old is not None:

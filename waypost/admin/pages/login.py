@@ -14,6 +14,7 @@ from waypost.admin.auth import (
     clear_session_cookie,
     current_session,
     login_allowed,
+    login_succeeded,
     secure_cookies,
     set_session_cookie,
 )
@@ -83,7 +84,8 @@ def login_routes(ui: AdminUI) -> list[Route]:
             assert token is not None
             target = safe_next(form.get("next", "/admin"))
             email = form.get("email")
-            wait = await login_allowed(hub, request, email)
+            attempt = await login_allowed(hub, request, email)
+            wait = attempt.wait
             if wait:
                 response = login_page(
                     request,
@@ -105,6 +107,7 @@ def login_routes(ui: AdminUI) -> list[Route]:
                     "The email or the password is wrong, or the user is disabled.",
                     400,
                 )
+            await login_succeeded(hub, attempt)
             session_token, _ = await run_in_threadpool(hub.sessions.start, user)
         except ApiError as exc:
             return ui.error_page(request, None, exc.status, "Cannot log in", exc.message)

@@ -1,0 +1,60 @@
+"""client_ip: the peer, or behind trusted proxies the right-most untrusted forwarded address."""
+
+from __future__ import annotations
+
+import pytest
+
+from waypost.clientip import client_ip, parse_trusted_proxies, uvicorn_proxy_options
+from waypost.settings import SettingsError, load_settings
+
+
+def scope(peer: str, *forwarded: str) -> dict[str, object]:
+    return {
+        "client": (peer, 40000),
+        "headers": [(b"x-forwarded-for", value.encode()) for value in forwarded],
+    }
+
+
+PROXIES = parse_trusted_proxies("127.0.0.1, 10.0.0.0/8, ::1")
+
+
+def test_nothing_is_trusted_by_default() -> None:
+    assert parse_trusted_proxies("") == ()
+    assert client_ip(scope("127.0.0.1", "203.0.113.1"), ()) == "127.0.0.1"
+
+
+def test_an_untrusted_peer_is_the_client_whatever_it_forwards() -> None:
+    assert client_ip(scope("192.0.2.1", "203.0.113.1"), PROXIES) == "192.0.2.1"
+
+
+def test_the_right_most_untrusted_address_is_the_client() -> None:
+    chain = "198.51.100.1, 203.0.113.7, 10.0.0.5"
+    assert client_ip(scope("127.0.0.1", chain), PROXIES) == "203.0.113.7"
+    # Several headers are one list.
+    assert client_ip(scope("::1", "198.51.100.1", "203.0.113.7"), PROXIES) == "203.0.113.7"
+
+
+def test_a_chain_of_trusted_proxies_only_gives_the_left_most() -> None:
+    assert client_ip(scope("127.0.0.1", "10.0.0.9, 10.0.0.5"), PROXIES) == "10.0.0.9"
+    assert client_ip(scope("127.0.0.1"), PROXIES) == "127.0.0.1"
+
+
+def test_no_client_at_all() -> None:
+    assert client_ip({"headers": []}, PROXIES) == "unknown"
+
+
+def test_the_setting_is_checked() -> None:
+    with pytest.raises(SettingsError, match="WAYPOST_TRUSTED_PROXIES: 'proxy' is neither"):
+        load_settings({"WAYPOST_TRUSTED_PROXIES": "127.0.0.1, proxy"})
+    with pytest.raises(SettingsError, match="NEW_CONTACTS_PER_IP_PER_HOUR"):
+        load_settings({"WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR": "-1"})
+    settings = load_settings({"WAYPOST_TRUSTED_PROXIES": "10.0.0.0/8"})
+    assert parse_trusted_proxies(settings.trusted_proxies) == PROXIES[1:2]
+
+
+def test_uvicorn_trusts_the_same_proxies() -> None:
+    assert uvicorn_proxy_options("") == {"proxy_headers": False}
+    assert uvicorn_proxy_options("10.0.0.0/8") == {
+        "proxy_headers": True,
+        "forwarded_allow_ips": "10.0.0.0/8",
+    }
