@@ -33,6 +33,7 @@ from waypost.domain.conditions import (
     Not,
 )
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
+from waypost.domain.field_values import number_text
 from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError
 from waypost.services.activities import field_condition
@@ -251,7 +252,12 @@ def field_conditions(
     params: dict[str, str] = {}
     for name, op, value in condition.fields:
         key = name if op == "eq" else f"{name}.{op}"
-        params[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            params[key] = str(value).lower()
+        elif isinstance(value, float):
+            params[key] = number_text(value)  # as an activity's field takes it: 1e21 too
+        else:
+            params[key] = str(value)
     try:
         filters: list[FieldFilter] = parse_filters(ref.fields, params)
     except FilterError as exc:
