@@ -499,7 +499,7 @@ def test_the_primary_field_is_the_value_when_none_is_given(
 PRIMARIES = [
     # type, value sent, the activity's value, a filter value that finds it, another value
     ("integer", 42, "42", "42", 43),
-    ("boolean", False, "false", "false", True),
+    ("boolean", False, "false", "FALSE", True),  # filters take any letter case
     ("datetime", "2026-01-31T13:00:00+01:00", "2026-01-31T12:00:00.000000Z",
      "2026-01-31T07:00:00-05:00", "2026-01-31T13:00:00Z"),
     ("phone", "+1 415 555 0123", "+14155550123", "+1 (415) 555-0123", "+14155550124"),

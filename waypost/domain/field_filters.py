@@ -93,9 +93,10 @@ def _parse(spec: FieldSpec, op: str, raw: str, parameter: str) -> object:
             # As a stored value, so at most 38 digits: "1e999999999" is no NUMERIC.
             return decimal.Decimal(str(canonical_value(spec, raw, parameter)))
         if spec.type == "boolean":
-            if raw not in ("true", "false"):
+            # In any letter case: True and FALSE are what people type, and what Python shows.
+            if raw.lower() not in ("true", "false"):
                 raise ValueError(raw)
-            return raw == "true"
+            return raw.lower() == "true"
         if spec.type == "datetime":
             return parse_datetime(raw)
         return canonical_value(spec, raw, parameter)
