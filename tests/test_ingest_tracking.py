@@ -955,7 +955,7 @@ def test_fields_are_validated_against_the_types_fields(
         [
             {"type": "loan_request", "fields": {"amount": "50000.10", "months": 24}},
             {"type": "loan_request", "fields": {"months": 24}},
-            {"type": "loan_request", "fields": {"amount": 50000.1}},
+            {"type": "loan_request", "fields": {"amount": True}},
             {"type": "loan_request", "fields": {"amount": "1", "months": "24"}},
             {"type": "loan_request", "fields": {"amount": "1", "rate": "3%"}},
         ]
