@@ -154,6 +154,43 @@ def test_filters_by_type_channel_contact_time_and_fields(
     assert count(type="no_such_type") == 0
 
 
+def test_booleans_show_and_filter_as_true_and_false(
+    admin_ui: UI, hub: Hub, tracker: Tracker, make_type: Callable[..., ActivityType]
+) -> None:
+    make_type(name="Order", code_name="custom_order", fields=[{"name": "gift", "type": "boolean"}])
+    hub.catalog.invalidate()
+    contact = tracker.new_contact()
+    tracker.log(
+        [{"type": "custom_order", "fields": {"gift": flag}} for flag in (True, False, False)],
+        contact,
+    )
+    for path in ("/admin/activities", f"/admin/contacts/{contact}"):
+        page = admin_ui.get(path)
+        assert page.status_code == 200, page.text
+        assert "<code>gift</code> true" in page.text
+        assert "<code>gift</code> false" in page.text
+        assert "True" not in page.text
+        assert "False" not in page.text
+
+    def count(value: str) -> int:
+        page = admin_ui.get(
+            "/admin/activities", params={"type": "custom_order", "field.gift": value}
+        )
+        assert page.status_code == 200, page.text
+        return len(ids_in(page.text, "activity"))
+
+    # What the log shows filters, in any letter case.
+    assert [count(v) for v in ("true", "false", "False", "TRUE", "")] == [1, 2, 2, 1, 3]
+    # The form offers any / true / false for a boolean field, showing the one chosen.
+    page = admin_ui.get("/admin/activities", params={"type": "custom_order", "field.gift": "False"})
+    form = page.text.split('<select id="filter-field-1" name="field.gift"', 1)[1].split(
+        "</select>"
+    )[0]
+    options = [o.split(">", 1)[1].split("<", 1)[0] for o in form.split("<option")[1:]]
+    assert options == ["Any", "true", "false"]
+    assert '<option value="false" selected>' in form
+
+
 def test_the_log_is_paged_with_its_filters(admin_ui: UI, seeded: Seeded) -> None:
     seen: list[str] = []
     numbers: list[str] = []

@@ -47,6 +47,10 @@ NAMES = Names(
             "Loan calculator at least once ever"
             " with amount ≥ 1000 and amount < 5000 and currency = EUR",
         ),
+        (
+            {"activity": {"type": "custom_loan", "fields": {"gift": {"eq": False}}}},
+            "Loan calculator at least once ever with gift = false",
+        ),
         ({"contact": {"field": "country", "equals": "USA"}}, "Country is “USA”"),
         ({"contact": {"field": "email", "not_equals": "a@b.c"}}, "Email is not “a@b.c”"),
         ({"contact": {"field": "city", "contains": "berg"}}, "City contains “berg”"),

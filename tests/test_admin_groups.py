@@ -110,7 +110,10 @@ def test_the_form_offers_types_consents_and_the_other_groups(
     assert re.search(r'<script src="/admin/static/group-builder\.js\?v=\w+" defer>', page.text)
     catalog = catalog_of(page.text)
     loan = next(t for t in catalog["types"] if t["code"] == "loan_calculator")
-    assert loan["fields"] == [{"name": "amount", "type": "decimal"}]
+    # With the operators the service takes for the field's type: no contains on a number.
+    assert loan["fields"] == [
+        {"name": "amount", "type": "decimal", "operators": ["eq", "gt", "gte", "lt", "lte"]}
+    ]
     assert catalog["groups"] == [{"id": str(other.id), "name": "Others"}]
     assert {"name": "birthday", "label": "Birthday", "date": True} in catalog["contact_fields"]
     # Without scripts: the JSON, with an example to start from.

@@ -80,7 +80,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     migrate.upgrade(hub.store.engine)
     hub.users.hasher = FAST_HASHER
     hub.users.create(UserCreate(email=MARKETER, role="marketer", password=PASSWORD))
-    loan = {"name": "Loan calculator", "fields": [{"name": "amount", "type": "decimal"}]}
+    fields = [
+        {"name": "amount", "type": "decimal"},
+        {"name": "years", "type": "integer"},
+        {"name": "plan", "type": "text"},
+    ]
+    loan = {"name": "Loan calculator", "fields": fields}
     hub.types.create(msgspec.convert(loan, ActivityTypeCreate))
     consent = {
         "code_name": "Newsletter",
@@ -368,6 +373,27 @@ def test_the_builder_reads_and_writes_every_kind_of_condition(visit: Visit) -> N
     )
     assert "shown" not in refused
     assert all(isinstance(message, str) and message for message in refused)
+
+
+def test_the_builder_offers_the_operators_each_field_type_takes(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in()
+    visit.goto("/admin/groups/new")
+    page.select_option("#cb-0-type", "loan_calculator")
+    page.click("#cb-0-add-filter")
+    page.select_option("#cb-0-f0-name", "years")
+    ops = page.locator("#cb-0-f0-op option")
+    assert ops.all_inner_texts() == ["=", ">", "≥", "<", "≤"]  # no contains on an integer
+    page.select_option("#cb-0-f0-op", "lt")
+    page.fill("#cb-0-f0-value", "30")
+    visit.count_is(r"^0 contacts match")
+    # A text field takes = and contains; the range chosen before gives way to =.
+    page.select_option("#cb-0-f0-name", "plan")
+    assert ops.all_inner_texts() == ["=", "contains"]
+    assert page.input_value("#cb-0-f0-op") == "eq"
+    filters = visit.condition()["all"][0]["activity"]["fields"]
+    assert filters == {"plan": {"eq": "30"}}
+    visit.count_is(r"^0 contacts match")
 
 
 def test_contact_conditions_and_dates_in_the_builder(visit: Visit) -> None:

@@ -140,10 +140,38 @@ def test_malformed_json_and_content_type(
         ({"activity": {"type": LOANS, "between": {"from": "2026-01-32", "to": "x"}}}, "dates"),
         ({"activity": {"type": LOANS, "fields": {"colour": {"eq": "red"}}}}, "colour"),
         ({"activity": {"type": LOANS, "fields": {"amount": {"gte": "lots"}}}}, "lots"),
-        ({"activity": {"type": LOANS, "fields": {"amount": {"gte": {"a": 1}}}}}, LOANS),
+        ({"activity": {"type": LOANS, "fields": {"amount": {"gte": {"a": 1}}}}}, "fields.amount"),
         ({"activity": {"type": LOANS, "fields": {"amount": {"contains": "5"}}}}, "amount"),
         ({"activity": {"type": LOANS, "fields": {"product": {"gt": "b"}}}}, "product"),
         ({"activity": {"type": LOANS, "fields": {"amount": {"like": "5"}}}}, "like"),
+        ({"activity": {"type": LOANS, "fields": {"amount": {"gte": "1.5E2"}}}}, "1.5E2"),
+        (
+            {
+                "all": [
+                    USED_LOANS,
+                    {
+                        "activity": {
+                            "type": LOANS,
+                            "fields": {"amount": {"gt": "1"}, "product": {"gte": "b"}},
+                        }
+                    },
+                ]
+            },
+            "all[1].activity.fields.product: product is a text field; ranges apply",
+        ),
+        (
+            {
+                "any": [
+                    USED_LOANS,
+                    {"not": {"activity": {"type": LOANS, "fields": {"amount": {"contains": "5"}}}}},
+                ]
+            },
+            "any[1].not.activity.fields.amount: contains applies to text",
+        ),
+        (
+            {"activity": {"type": LOANS, "fields": {"amount": {"eq": "x"}}}},
+            "activity.fields.amount: ",
+        ),
         ({"contact": {"field": "shoe_size", "equals": "42"}}, "shoe_size"),
         ({"contact": {"field": "birthday", "before": "soon"}}, "contact: before"),
         ({"consent": "NoSuchConsent"}, "NoSuchConsent"),
@@ -165,6 +193,7 @@ def test_bad_conditions_are_refused_naming_the_place(
 ) -> None:
     error = expect_error(groups.post(condition), 400, "invalid_field", "condition")
     assert message in error["message"]
+    assert "field 'field'" not in error["message"]
     error = expect_error(groups.validate(condition), 400, "invalid_field", "condition")
     assert message in error["message"]
     assert groups.walk("/api/groups") == []
@@ -235,6 +264,22 @@ def test_validate_counts_and_saves_nothing(groups: Groups, loans: ActivityType) 
     group = groups.create(USED_LOANS)
     assert groups.count({"group": group["id"]}) == 1
     assert [g["id"] for g in groups.walk("/api/groups")] == [group["id"]]
+
+
+def test_decimal_filters_take_json_numbers_as_activity_fields_do(
+    groups: Groups, loans: ActivityType
+) -> None:
+    ann, bob = groups.new_contact(), groups.new_contact()
+    groups.log(ann, {"type": LOANS, "fields": {"amount": "60000.50"}})
+    groups.log(bob, {"type": LOANS, "fields": {"amount": 100}})
+
+    def used_loans(**ops: object) -> dict[str, Any]:
+        return {"activity": {"type": LOANS, "fields": {"amount": ops}}}
+
+    assert groups.count(used_loans(gte=50000.25)) == 1
+    assert groups.count(used_loans(lt=1e21)) == 2
+    assert groups.count(used_loans(eq="60000.5")) == 1
+    assert groups.count(used_loans(eq=100)) == 1
 
 
 # -- list, read, change, delete ---------------------------------------------------------------

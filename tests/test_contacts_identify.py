@@ -510,6 +510,28 @@ def test_a_valid_hash_merges_the_visitor_into_the_owner(
     assert john_now.email == "John.Apple@Example.com"  # an email never changes
 
 
+def test_a_merge_never_turns_the_visitors_unverified_claims_into_the_owners_data(
+    site: Site, hub: Hub, owner: str
+) -> None:
+    """Mallory types John's email and her name in a shared browser (a claim); later John logs
+    in there and his site signs his email: the visitor's contact merges into John's, and
+    what Mallory claimed stays behind on the merged contact."""
+    shared = site.visitor()
+    assert site.identified(shared, EMAIL, first="Mallory", last="Evil") == (shared, False)
+    with hub.store.write() as conn:
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == uuid.UUID(shared))
+            .values(attributes={**row(hub, shared).attributes, "newsletter": "weekly"})
+        )
+    assert site.identified(shared, EMAIL, hash=sign(site.secret(), EMAIL)) == (owner, True)
+    john = hub.contacts.get(uuid.UUID(owner))
+    assert (john.email, john.first_name, john.last_name) == (EMAIL, "John", "Apple")
+    # The visitor's other attributes are John's now; the claims are not.
+    assert john.attributes == {"newsletter": "weekly"}
+    assert hub.contacts.get(uuid.UUID(shared)).attributes["claimed_first_name"] == "Mallory"
+
+
 def test_requests_naming_the_merged_contact_land_on_the_survivor(
     site: Site,
     hub: Hub,

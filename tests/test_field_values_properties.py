@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
+import re
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -94,6 +96,10 @@ EMAILS = st.builds(
 
 def plain(number: decimal.Decimal) -> str:
     return f"{number:f}"
+
+
+# Plain decimal notation: an optional minus, no leading zero, no exponent, no spaces.
+PLAIN_NOTATION = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 
 
 def digits_of(text: str) -> int:
@@ -250,21 +256,34 @@ def test_integers_are_exactly_the_64_bit_ones(value: int) -> None:
 
 
 @hypothesis.given(value=st.decimals(allow_nan=False, allow_infinity=False).map(str))
-def test_decimals_lose_no_digit(value: str) -> None:
+def test_decimals_are_stored_as_given_or_refused(value: str) -> None:
     stored = attempt(lambda: canonical_value(SPECS["decimal"], value, "f"))
+    plain_notation = PLAIN_NOTATION.fullmatch(value) is not None
     if isinstance(stored, FieldValueError):
         assert stored.code == "invalid_field"
-        # Refused only for too many digits in the plain form.
-        assert digits_of(plain(decimal.Decimal(value))) > 38
+        # Refused only when not in plain notation, or for too many digits.
+        assert not plain_notation or digits_of(value) > 38
         return
-    assert isinstance(stored, str)
-    assert decimal.Decimal(stored) == decimal.Decimal(value)
-    assert "e" not in stored.lower()
+    assert plain_notation
+    assert stored == value
     assert digits_of(stored) <= 38
 
 
-@hypothesis.given(value=st.floats() | st.booleans())
-def test_decimals_refuse_json_floats_and_booleans(value: float) -> None:
+@hypothesis.given(value=st.floats())
+def test_decimals_from_json_numbers_lose_no_digit_of_the_number(value: float) -> None:
+    stored = attempt(lambda: canonical_value(SPECS["decimal"], value, "f"))
+    if isinstance(stored, FieldValueError):
+        assert stored.code == "invalid_field"
+        assert not math.isfinite(value) or digits_of(plain(decimal.Decimal(repr(value)))) > 38
+        return
+    assert isinstance(stored, str)
+    assert PLAIN_NOTATION.fullmatch(stored)
+    assert float(stored) == value
+    assert decimal.Decimal(stored) == decimal.Decimal(repr(value))
+
+
+@hypothesis.given(value=st.booleans())
+def test_decimals_refuse_booleans(value: bool) -> None:
     with pytest.raises(FieldValueError) as caught:
         canonical_value(SPECS["decimal"], value, "f")
     assert caught.value.code == "field_type_mismatch"

@@ -836,6 +836,21 @@ def test_track_fields_are_validated_like_any_activitys(
     assert "revenue" in json.dumps(stored.flags)
 
 
+def test_decimal_properties_sent_as_json_numbers_are_stored_as_written(
+    segment: Segment, order_type: ActivityType
+) -> None:
+    """Segment's SDKs send revenue as a JSON number: it is stored as the sender wrote it."""
+    segment.batch(
+        track(properties={"revenue": 19.99}),
+        track(properties={"revenue": 42}),
+        track(properties={"revenue": 1e21}),
+        track(properties={"revenue": "007.50"}),
+    )
+    stored = {(a.fields or {}).get("revenue"): a for a in segment.activities()}
+    assert set(stored) == {"19.99", "42", "1000000000000000000000", None}
+    assert "007.50" in json.dumps(stored[None].flags)
+
+
 def test_unknown_events_are_rejected_and_kept(
     segment: Segment, order_type: ActivityType, admin_headers: dict[str, str]
 ) -> None:

@@ -832,6 +832,20 @@ def test_a_data_input_never_changes_an_existing_email(tracker: Tracker, hub: Hub
     assert count(hub, contacts) == 2
 
 
+def test_a_data_input_never_rewrites_the_case_of_the_stored_email(
+    tracker: Tracker, hub: Hub
+) -> None:
+    ann, stranger = tracker.new_contact(), tracker.new_contact()
+    tracker.log([data_input("Ann.Smith@Example.com")], ann)
+    # The same email in other letters, from Ann's contact and from another one.
+    [own] = tracker.log([data_input("ANN.SMITH@example.COM", ContactCity="Brno")], ann)
+    [other] = tracker.log([data_input("ann.smith@example.com", ContactZIP="60200")], stranger)
+    assert owner(hub, own) == owner(hub, other) == uuid.UUID(ann)
+    person = hub.contacts.get(uuid.UUID(ann))
+    assert (person.email, person.city, person.zip) == ("Ann.Smith@Example.com", "Brno", "60200")
+    assert hub.contacts.get(uuid.UUID(stranger)).email is None
+
+
 def test_a_data_input_with_another_contacts_email_goes_to_that_contact(
     tracker: Tracker, hub: Hub
 ) -> None:
@@ -941,7 +955,7 @@ def test_fields_are_validated_against_the_types_fields(
         [
             {"type": "loan_request", "fields": {"amount": "50000.10", "months": 24}},
             {"type": "loan_request", "fields": {"months": 24}},
-            {"type": "loan_request", "fields": {"amount": 50000.1}},
+            {"type": "loan_request", "fields": {"amount": True}},
             {"type": "loan_request", "fields": {"amount": "1", "months": "24"}},
             {"type": "loan_request", "fields": {"amount": "1", "rate": "3%"}},
         ]

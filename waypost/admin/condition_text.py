@@ -105,7 +105,7 @@ def _activity(value: dict[str, Any], names: Names) -> str:
     elif parts[-1] != "never":
         parts.append("ever")
     filters = [
-        f"{name} {FIELD_OPS.get(op, op)} {operand}"
+        f"{name} {FIELD_OPS.get(op, op)} {_operand(operand)}"
         for name, ops in (value.get("fields") or {}).items()
         if isinstance(ops, dict)
         for op, operand in ops.items()
@@ -113,6 +113,11 @@ def _activity(value: dict[str, Any], names: Names) -> str:
     if filters:
         parts.append("with " + " and ".join(filters))
     return " ".join(parts)
+
+
+def _operand(value: Any) -> str:
+    # As the condition's JSON writes it: true, not Python's True.
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def _quoted(value: Any) -> str:

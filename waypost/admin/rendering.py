@@ -56,6 +56,14 @@ def format_number(value: int | None) -> str:
     return "0" if value is None else f"{value:,}"
 
 
+def format_field_value(value: object) -> str:
+    """An activity field's value as the API writes it and filters take it: ``true``, not
+    Python's ``True``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def error_for(error: object, name: str) -> str:
     """The message of a service error when it names the field ``name`` (or a part of it)."""
     field = getattr(error, "field", None)
@@ -80,6 +88,7 @@ class Renderer:
         )
         self.env.filters["datetime"] = format_datetime
         self.env.filters["number"] = format_number
+        self.env.filters["field_value"] = format_field_value
         self.env.filters["timestamp"] = format_timestamp
         self.env.filters["iso"] = iso_utc
         self.env.globals["static"] = self.static_url

@@ -28,6 +28,12 @@ ORDERED_TYPES = frozenset({"integer", "decimal", "datetime"})
 TEXT_TYPES = frozenset({"text", "url", "email", "phone"})
 
 
+def operators(field_type: str) -> tuple[str, ...]:
+    """The operators a filter on a field of this type takes, in the order to offer them."""
+    ranges = ("gt", "gte", "lt", "lte") if field_type in ORDERED_TYPES else ()
+    return ("eq", *ranges, *(("contains",) if field_type in TEXT_TYPES else ()))
+
+
 @dataclass(frozen=True)
 class FieldFilter:
     """One condition on one field: its spec, the operator and the value, parsed."""
@@ -56,13 +62,19 @@ def parse_filters(specs: Sequence[FieldSpec], params: Mapping[str, str]) -> list
             raise FilterError(f"The activity type has no field {name!r}.", parameter)
         if op not in OPS:
             raise FilterError(f"Unknown operator {op!r}; use {', '.join(sorted(OPS))}.", parameter)
+        allowed = ", ".join(operators(spec.type))
         if op in ("gt", "gte", "lt", "lte") and spec.type not in ORDERED_TYPES:
             raise FilterError(
-                f"{name} is a {spec.type} field; ranges apply to integer, decimal and datetime.",
+                f"{name} is a {spec.type} field; ranges apply to integer, decimal and datetime. "
+                f"Use {allowed}.",
                 parameter,
             )
         if op == "contains" and spec.type not in TEXT_TYPES:
-            raise FilterError(f"contains applies to text fields; {name} is {spec.type}.", parameter)
+            raise FilterError(
+                f"contains applies to text fields (text, url, email, phone); {name} is a "
+                f"{spec.type} field. Use {allowed}.",
+                parameter,
+            )
         filters.append(FieldFilter(spec, op, _parse(spec, op, raw, parameter)))  # type: ignore[arg-type]
     return filters
 
@@ -81,9 +93,10 @@ def _parse(spec: FieldSpec, op: str, raw: str, parameter: str) -> object:
             # As a stored value, so at most 38 digits: "1e999999999" is no NUMERIC.
             return decimal.Decimal(str(canonical_value(spec, raw, parameter)))
         if spec.type == "boolean":
-            if raw not in ("true", "false"):
+            # In any letter case: True and FALSE are what people type, and what Python shows.
+            if raw.lower() not in ("true", "false"):
                 raise ValueError(raw)
-            return raw == "true"
+            return raw.lower() == "true"
         if spec.type == "datetime":
             return parse_datetime(raw)
         return canonical_value(spec, raw, parameter)

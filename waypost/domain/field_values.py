@@ -1,7 +1,8 @@
 """Validation of activity field values against their declared types. Nothing is inferred.
 
 Values are stored in a canonical JSON form: text, url, email as strings; integer as a JSON
-integer (64-bit); decimal as a string (``"50000.10"``) so no digit is lost; boolean as a JSON
+integer (64-bit); decimal as a string in plain notation (``"50000.10"``), exactly as given, so
+no digit is lost (a JSON number: the shortest decimal that reads back as it); boolean as a JSON
 boolean; datetime as an ISO 8601 string in UTC with microseconds (``2026-01-31T12:00:00.000000Z``);
 phone in E.164.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +29,9 @@ DEFAULT_TEXT_LENGTH = 2000
 # A value of another JSON type than the declared field type takes (no type is ever inferred).
 MISMATCH = "field_type_mismatch"
 MAX_DECIMAL_DIGITS = 38
+# Decimals are stored as given, so they must be given in one notation: an optional minus,
+# digits without a leading zero, an optional fraction; no exponent, no spaces, no plus sign.
+PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 
 
 class FieldValueError(ValueError):
@@ -115,30 +120,40 @@ def canonical_value(spec: FieldSpec, value: object, where: str) -> object:
 
 
 def _decimal(spec: FieldSpec, value: object, where: str) -> str:
-    if isinstance(value, (bool, float)):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise FieldValueError(
-            f'{spec.name} is a decimal field; send it as a string such as "50000.10" so no '
-            "digit is lost.",
+            f'{spec.name} is a decimal field; send it as a string such as "50000.10".',
             where,
             MISMATCH,
         )
-    if isinstance(value, int):
-        return str(value)
-    if not isinstance(value, str):
-        raise FieldValueError(f"{spec.name} is a decimal field; send a string.", where, MISMATCH)
-    try:
-        number = decimal.Decimal(value.strip())
-    except decimal.InvalidOperation:
-        raise FieldValueError(f"{value!r} is not a decimal number.", where) from None
-    if not number.is_finite():
-        raise FieldValueError(f"{spec.name} must be a finite number.", where)
-    # Count the digits of the stored (plain) form: a short exponent form such as "1e999999"
-    # would otherwise expand to a million digits.
-    _, digits, exponent = number.as_tuple()
-    assert isinstance(exponent, int)
-    if max(len(digits) + exponent, 1) + max(-exponent, 0) > MAX_DECIMAL_DIGITS:
-        raise FieldValueError(f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits.", where)
-    return str(number) if "e" not in str(number).lower() else f"{number:f}"
+    if isinstance(value, str):
+        if PLAIN_DECIMAL.fullmatch(value) is None:
+            raise FieldValueError(
+                f'{spec.name} is a decimal field; send it in plain notation, such as "50000.10" '
+                'or "-0.5": digits with an optional minus sign and decimal point, without '
+                "exponent, spaces or leading zeros.",
+                where,
+            )
+        text = value
+    elif isinstance(value, int):
+        text = str(value)
+    else:
+        if not math.isfinite(value):
+            raise FieldValueError(f"{spec.name} must be a finite number.", where)
+        text = number_text(value)
+    if sum(ch.isdigit() for ch in text) > MAX_DECIMAL_DIGITS:
+        raise FieldValueError(
+            f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits; send at most "
+            f"{MAX_DECIMAL_DIGITS}.",
+            where,
+        )
+    return text
+
+
+def number_text(value: float) -> str:
+    """A JSON number (a binary float) in plain decimal notation: the shortest decimal that
+    reads back as it, which is what JSON encoders write (19.99 stays ``19.99``)."""
+    return f"{decimal.Decimal(repr(value)):f}"
 
 
 # Ortto's attribute prefixes and the field types each may name.
@@ -243,7 +258,7 @@ def primary_text(spec: FieldSpec, value: object) -> str:
     if isinstance(value, dt.datetime):
         return format_datetime(value)
     if isinstance(value, decimal.Decimal):
-        value = str(value)
+        value = f"{value:f}"
     return _as_text(canonical_value(spec, value, spec.name))
 
 

@@ -66,6 +66,8 @@ class ContactCreated(msgspec.Struct):
 
 
 FIELD_COLUMNS = tuple(CONTACT_FIELDS.values())
+# Attributes that record what a visitor claimed without proof (``claimed_email``, …).
+CLAIM_PREFIX = "claimed_"
 
 
 def contact_not_found(contact_id: object) -> ApiError:
@@ -157,10 +159,12 @@ def apply_data_input(
                 target = owner
             elif current is not None:
                 return insert_contact(conn, **fields)
-        values["email_key"] = key
-        if target != contact_id and _email_key(conn, target) != key:
-            # The email's contact was merged into ``target``, which keeps its own email.
-            del values["email"], values["email_key"]
+        # The email is set only on a contact without one: the same email in other letters
+        # keeps the stored one as it is, and a contact the email's contact was merged into
+        # keeps its own.
+        del values["email"]
+        if target == contact_id and current is None:
+            values["email"], values["email_key"] = email, key
     if values:
         values["updated_at"] = utcnow()
         conn.execute(contacts.update().where(contacts.c.id == target).values(**values))
@@ -190,9 +194,9 @@ def merge_contacts(
 ) -> None:
     """Move everything of ``source`` to ``target`` and leave a merge record.
 
-    Activities, consent agreements, daily counts and external ids move; fields the target lacks
-    are taken from the source; the source is kept, marked as merged, so that requests naming it
-    reach the target.
+    Activities, consent agreements, daily counts and external ids move; fields and attributes
+    the target lacks are taken from the source, except the source's unproven claims; the source
+    is kept, marked as merged, so that requests naming it reach the target.
     """
     now = utcnow()
     conn.execute(
@@ -235,7 +239,13 @@ def merge_contacts(
         and target_row._mapping[name] is None
         and source_row._mapping[name] is not None
     }
-    attributes = {**(source_row.attributes or {}), **(target_row.attributes or {})}
+    # Claims were never proven: they stay on the merged contact and never reach the survivor.
+    carried = {
+        name: value
+        for name, value in (source_row.attributes or {}).items()
+        if not name.startswith(CLAIM_PREFIX)
+    }
+    attributes = {**carried, **(target_row.attributes or {})}
     conn.execute(
         contacts.update()
         .where(contacts.c.id == target)

@@ -31,8 +31,10 @@ from waypost.domain.conditions import (
     ContactCondition,
     GroupCondition,
     Not,
+    located,
 )
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
+from waypost.domain.field_values import number_text
 from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError
 from waypost.services.activities import field_condition
@@ -248,16 +250,36 @@ def day_start(day: dt.date) -> dt.datetime:
 def field_conditions(
     condition: ActivityCondition, ref: TypeRef, ctx: Context
 ) -> list[sa.ColumnElement[bool]]:
+    where = f"activity {condition.type!r}"  # check_field_filters names the place
+    return [field_condition(f, ctx.dialect) for f in _filters(condition, ref, where)]
+
+
+def check_field_filters(condition: Condition, ctx: Context) -> None:
+    """CompileError naming the place (``all[1].activity.fields.amount``) of the first field
+    filter its activity type cannot take."""
+    for where, node in located(condition):
+        if isinstance(node, ActivityCondition) and node.fields:
+            ref = ctx.types.get(node.type)
+            if ref is not None:
+                _filters(node, ref, where)
+
+
+def _filters(condition: ActivityCondition, ref: TypeRef, where: str) -> list[FieldFilter]:
     params: dict[str, str] = {}
     for name, op, value in condition.fields:
         key = name if op == "eq" else f"{name}.{op}"
-        params[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            params[key] = str(value).lower()
+        elif isinstance(value, float):
+            params[key] = number_text(value)  # as an activity's field takes it: 1e21 too
+        else:
+            params[key] = str(value)
     try:
-        filters: list[FieldFilter] = parse_filters(ref.fields, params)
+        return parse_filters(ref.fields, params)
     except FilterError as exc:
-        field = exc.parameter.split(".", 1)[0]
-        raise CompileError(f"activity {condition.type!r}, field {field!r}: {exc}") from None
-    return [field_condition(f, ctx.dialect) for f in filters]
+        # The parameter is field.<name>[.<op>]; field names hold no dot.
+        name = exc.parameter.split(".")[1]
+        raise CompileError(f"{where}.fields.{name}: {exc}") from None
 
 
 def _contact(condition: ContactCondition, ctx: Context) -> Select:

@@ -59,6 +59,7 @@ from waypost.services.group_membership import (
 from waypost.services.group_sql import (
     CompileError,
     Context,
+    check_field_filters,
     load_context,
     members_select,
     within_database_limits,
@@ -566,6 +567,7 @@ class GroupService:
 
     def _checked(self, ctx: Context, condition: Condition) -> Context:
         try:
+            check_field_filters(condition, ctx)
             members_select(condition, ctx)
         except CompileError as exc:
             raise ApiError(400, "invalid_field", str(exc), "condition") from None

@@ -21,6 +21,7 @@ from waypost.admin.condition_text import CONTACT_LABELS, Names, describe
 from waypost.admin.forms import Form
 from waypost.admin.views import NavItem, Page, View, every
 from waypost.domain.conditions import DATE_COLUMNS
+from waypost.domain.field_filters import operators
 from waypost.errors import ApiError, from_validation_error, invalid
 from waypost.pagination import ListQuery
 from waypost.services.groups import (
@@ -56,8 +57,9 @@ def _names(page: Page) -> Names:
 
 
 def builder_catalog(page: Page, current: Group | None) -> dict[str, Any]:
-    """What the builder offers: types with their fields, consents, the other groups, and the
-    contact fields (dates compare with before / after)."""
+    """What the builder offers: types with their fields and the operators each field's type
+    takes (the service's own rule), consents, the other groups, and the contact fields (dates
+    compare with before / after)."""
     types = sorted(page.hub.types.all(), key=lambda t: (not t.builtin, t.name.lower()))
     consents = every(
         lambda cursor: page.hub.consents.list_page(ListQuery(limit=1000, cursor=cursor))
@@ -68,7 +70,10 @@ def builder_catalog(page: Page, current: Group | None) -> dict[str, Any]:
                 "code": t.code_name,
                 "name": t.name,
                 "enabled": t.enabled,
-                "fields": [{"name": f.name, "type": f.type} for f in t.fields],
+                "fields": [
+                    {"name": f.name, "type": f.type, "operators": list(operators(f.type))}
+                    for f in t.fields
+                ],
             }
             for t in types
         ],

@@ -354,10 +354,17 @@
 
   Builder.prototype.filterRow = function (node, filter, fields, id) {
     var self = this;
-    var spec = fields.filter(function (f) { return f.name === filter.name; })[0];
-    var ops = spec && !NUMBER_TYPES[spec.type] ? (spec.type === "boolean" ? ["eq"] : ["eq", "contains"]) : ["eq", "gt", "gte", "lt", "lte", "contains"];
+    var specOf = function (name) { return fields.filter(function (f) { return f.name === name; })[0]; };
+    var spec = specOf(filter.name);
+    // The operators the server takes for the field's type (a condition read from the JSON
+    // may hold another: the select shows it as unknown, and the server's message explains).
+    var ops = spec ? spec.operators : Object.keys(FIELD_OPS);
     var row = h("div", { className: "cb-row cb-filter", role: "group", "aria-label": "Field filter" });
-    row.appendChild(control(id + "-name", "Field", this.select(id + "-name", fields.map(function (f) { return [f.name, f.name + " (" + f.type + ")"]; }), filter.name, function (v) { filter.name = v; }, true)));
+    row.appendChild(control(id + "-name", "Field", this.select(id + "-name", fields.map(function (f) { return [f.name, f.name + " (" + f.type + ")"]; }), filter.name, function (v) {
+      filter.name = v;
+      var chosen = specOf(v);
+      if (chosen && chosen.operators.indexOf(filter.op) < 0) filter.op = chosen.operators[0];
+    }, true)));
     row.appendChild(control(id + "-op", "Compare", this.select(id + "-op", ops.map(function (op) { return [op, FIELD_OPS[op]]; }), filter.op, function (v) { filter.op = v; }, false)));
     var value = spec && spec.type === "boolean"
       ? this.select(id + "-value", [["true", "true"], ["false", "false"]], filter.value || "true", function (v) { filter.value = v; }, false)
