@@ -22,6 +22,7 @@ import pytest
 
 from waypost.sdk import Client, ClientOptions, Dropped, WaypostError
 from waypost.sdk.delivery import backoff
+from waypost.sdk.options import encode
 
 if TYPE_CHECKING:
     from tests.sdk_support import FaultyProxy, WaypostServer, free_port, running_server
@@ -686,3 +687,18 @@ def test_stats_add_up(make_client: MakeClient, contact: str) -> None:
         "failed": 0,
         "shutdown": 0,
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        (decimal.Decimal("50000.10"), '"50000.10"'),
+        (decimal.Decimal("1E+2"), '"100"'),
+        (decimal.Decimal("1.5E-3"), '"0.0015"'),
+        (decimal.Decimal("-7"), '"-7"'),
+    ],
+)
+def test_decimals_are_sent_in_plain_notation(value: decimal.Decimal, sent: str) -> None:
+    # The server takes decimals in plain notation only (docs/activity-fields.md), and str()
+    # of a Decimal may use an exponent.
+    assert encode({"amount": value}) == f'{{"amount":{sent}}}'.encode()

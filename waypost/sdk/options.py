@@ -72,8 +72,9 @@ class ClientOptions:
 
 def _default(value: object) -> object:
     if isinstance(value, decimal.Decimal):
-        # Waypost takes decimals as strings so that no digit is lost.
-        return str(value)
+        # Waypost takes decimals as strings so that no digit is lost, in plain notation
+        # ("100", never str()'s "1E+2").
+        return format(value, "f")
     if isinstance(value, dt.datetime):
         return iso_datetime(value)
     if isinstance(value, dt.date):
