@@ -208,6 +208,43 @@ def test_create_a_type_with_fields(visit: Visit) -> None:
     visit.shot("types-form-error")
 
 
+RED_CONTROLS = """(form) => {
+  const danger = getComputedStyle(document.documentElement).getPropertyValue('--danger').trim();
+  const probe = document.createElement('span');
+  probe.style.color = danger;
+  document.body.appendChild(probe);
+  const red = getComputedStyle(probe).color;
+  probe.remove();
+  return [...form.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter((c) => c.offsetParent !== null && getComputedStyle(c).borderTopColor === red)
+    .map((c) => c.id);
+}"""
+
+
+def test_a_type_form_error_outlines_only_the_control_at_fault(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in(MARKETER)
+    visit.goto("/admin/types/new")
+    page.fill("#name", "Seminar booked")
+    page.fill("#fields-0-name", "seats")
+    page.click("text=Add a field")
+    page.fill("#fields-1-name", "seats")
+    page.fill("#limit_contact", "5")
+    page.fill("#limit_contact_window", "")
+    visit.expect_error(r"status of 400")
+    page.click("text=Create activity type")
+    assert "give the window" in page.inner_text(".error-summary")
+    form = page.locator("form.type-form")
+    assert form.evaluate(RED_CONTROLS) == ["limit_contact_window"]
+    described = page.get_attribute("#limit_contact_window", "aria-describedby")
+    assert "give the window" in page.inner_text(f"#{described}")
+    page.fill("#limit_contact_window", "1")
+    page.click("text=Create activity type")
+    assert "used twice" in page.inner_text(".error-summary")
+    assert form.evaluate(RED_CONTROLS) == ["fields-1-name"]
+    visit.shot("types-form-field-error")
+
+
 def test_enable_and_disable_a_type(visit: Visit) -> None:
     page = visit.page
     visit.log_in(MARKETER)
