@@ -170,7 +170,7 @@ def test_the_list_is_paged(admin_ui: UI, seeded: Seeded) -> None:
     ("params", "message"),
     [
         ({"channel": "nope"}, "not an identifier"),
-        ({"since": "tomorrow"}, "is not a time"),
+        ({"since": "tomorrow"}, "is not a date in ISO 8601"),
         ({"cursor": "%%%"}, "cursor is not one"),
         ({"limit": "0"}, "Rows per page"),
         ({"reason": "x" * 600}, "at most 500"),
