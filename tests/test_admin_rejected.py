@@ -93,7 +93,7 @@ def test_the_list_with_reasons(make_ui: MakeUI, seeded: Seeded, role: str) -> No
     page = ui.get("/admin/rejected")
     assert page.status_code == 200, page.text
     assert ids_in(page.text, "rejected") == [str(r) for r in reversed(seeded.rejected)]
-    assert f"<code>{UNKNOWN}</code></a>: 2 not replayed" in page.text  # the last 30 days' reasons
+    assert f"<code>{UNKNOWN}</code>)</a>: 2 not replayed" in page.text  # the last 30 days' reasons
     assert "Not replayed" in page.text
     assert "filter by a reason, an activity type or a channel first" in page.text
     by_reason = ui.get("/admin/rejected", params={"reason": UNKNOWN})
@@ -120,7 +120,7 @@ def test_reasons_read_in_words_and_replayed_ones_are_counted_apart(
     unknown = re.search(rf"<li>(.*?reason={UNKNOWN}.*?)</li>", reasons, re.S)
     assert unknown is not None
     words = " ".join(re.sub(r"<[^>]+>", " ", unknown[1]).split())
-    assert words == f"Unknown activity type {UNKNOWN} : 1 not replayed, 1 replayed"
+    assert words == f"Unknown activity type ( {UNKNOWN} ) : 1 not replayed, 1 replayed"
     # Each row says its reason in words, with its code.
     row = page.text.split(f'id="rejected-{seeded.rejected[1]}"', 1)[1].split("</tr>", 1)[0]
     assert f'Unknown activity type<br><code class="muted">{UNKNOWN}</code>' in row
