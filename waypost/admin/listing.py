@@ -29,7 +29,6 @@ _ISO_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
 )
-TIME_FORMAT = "YYYY-MM-DD or YYYY-MM-DDTHH:MM"
 
 
 def _bad(name: str, message: str) -> ApiError:
