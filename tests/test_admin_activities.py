@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -52,10 +53,23 @@ def test_times_are_utc_unless_they_say_otherwise() -> None:
     with pytest.raises(ApiError) as error:
         listing.when({"t": "soon"}, "t", "From")
     assert (error.value.status, error.value.field) == (400, "t")
-    assert "From: 'soon' is not a time" in error.value.message
-    assert listing.form_time(plus_two) == "2026-05-01T12:30:00"
-    assert listing.time_value({"t": "2026-05-01T14:30+02:00"}, "t") == "2026-05-01T12:30:00"
+    assert "From: 'soon' is not a date" in error.value.message
+    # Shown again as short as it can be, in UTC.
+    assert listing.form_time(plus_two) == "2026-05-01T12:30"
+    assert listing.time_value({"t": "2026-05-01T14:30+02:00"}, "t") == "2026-05-01T12:30"
+    assert listing.time_value({"t": "2026-05-01"}, "t") == "2026-05-01"
+    assert listing.time_value({"t": "2026-05-01T14:30:05"}, "t") == "2026-05-01T14:30:05"
     assert listing.time_value({"t": "soon"}, "t") == "soon"
+
+
+@pytest.mark.parametrize("text", ["05/01/2026", "20260501", "2026-W18", "2026-05-01T14", "2026"])
+def test_times_are_iso_8601_only(text: str) -> None:
+    with pytest.raises(ApiError) as error:
+        listing.when({"t": text}, "t", "From")
+    assert error.value.message == (
+        f"From: {text!r} is not a date in ISO 8601; write it as 2026-05-01 or "
+        "2026-05-01T14:30 (UTC)."
+    )
 
 
 def test_identifiers_numbers_and_texts() -> None:
@@ -149,8 +163,8 @@ def test_filters_by_type_channel_contact_time_and_fields(
     assert count(type=code, **{"field.amount": "100.5"}) == 1  # compared as a number
     assert count(type=code, **{"field.amount.gt": "50"}) == 1
     shown = admin_ui.get("/admin/activities", params={"type": code, "field.amount.gt": "50"})
-    assert 'name="field.amount.gt" value="50"' in shown.text  # an operator filter is kept
-    assert 'name="field.amount" value=""' in shown.text
+    assert 'name="field.amount" value="50"' in shown.text  # an operator filter is kept
+    assert '<option value="gt" selected>' in shown.text
     assert count(type="no_such_type") == 0
 
 
@@ -191,6 +205,99 @@ def test_booleans_show_and_filter_as_true_and_false(
     assert '<option value="false" selected>' in form
 
 
+def operators_of(page: str, name: str) -> list[str]:
+    match = re.search(rf'<select [^>]*name="field_op.{name}"[^>]*>(.*?)</select>', page, re.S)
+    assert match is not None, f"no operator for {name}"
+    return re.findall(r'<option value="([^"]*)"', match[1])
+
+
+def test_ordered_fields_take_the_apis_range_operators(
+    admin_ui: UI,
+    hub: Hub,
+    seeded: Seeded,
+    make_type: Callable[..., ActivityType],
+    tracker: Tracker,
+) -> None:
+    code = seeded.deposit.code_name
+
+    def count(**params: str) -> int:
+        page = admin_ui.get("/admin/activities", params=params)
+        assert page.status_code == 200, page.text
+        return len(ids_in(page.text, "activity"))
+
+    page = admin_ui.get("/admin/activities", params={"type": code})
+    assert operators_of(page.text, "amount") == ["eq", "gt", "gte", "lt", "lte"]
+    assert 'name="field_op.currency"' not in page.text  # text: equality only
+    for op, value, expected in [
+        ("eq", "20", 1), ("gt", "20", 1), ("gte", "20", 2), ("lt", "100.5", 1),
+        ("lte", "100.5", 2), ("", "20", 1),
+    ]:  # fmt: skip
+        assert count(type=code, **{"field.amount": value, "field_op.amount": op}) == expected, op
+    chosen = {"type": code, "field.amount": "20", "field_op.amount": "gte", "limit": "1"}
+    shown = admin_ui.get("/admin/activities", params=chosen)
+    assert '<option value="gte" selected>' in shown.text
+    assert 'name="field.amount" value="20"' in shown.text
+    following = link_of(shown.text)
+    assert following is not None
+    assert "field.amount.gte=20" in following  # the next page asks as the admin API does
+    assert "field_op" not in following
+    assert len(ids_in(admin_ui.get(following).text, "activity")) == 1
+    bad = admin_ui.get(
+        "/admin/activities", params={"type": code, "field.amount": "1", "field_op.amount": "near"}
+    )
+    assert bad.status_code == 400
+    assert "Unknown operator" in error_of(bad)
+
+    # Integer and datetime fields too; a datetime is typed in UTC, as the other times.
+    booked = make_type(
+        name="Seat booked",
+        fields=[{"name": "seats", "type": "integer"}, {"name": "starts", "type": "datetime"}],
+    )
+    hub.catalog.invalidate()
+    results = tracker.log(
+        [
+            {"type": booked.code_name, "fields": {"seats": 2, "starts": "2026-05-01T10:00:00Z"}},
+            {"type": booked.code_name, "fields": {"seats": 5, "starts": "2026-06-01T00:00:00Z"}},
+        ],
+        str(seeded.john),
+    )
+    assert [r["status"] for r in results] == [202, 202], results
+    page = admin_ui.get("/admin/activities", params={"type": booked.code_name})
+    assert operators_of(page.text, "seats") == operators_of(page.text, "starts")
+    starts = re.search(r'<input [^>]*name="field.starts"[^>]*>', page.text)
+    assert starts is not None
+    assert 'placeholder="YYYY-MM-DD or YYYY-MM-DDTHH:MM"' in starts[0]
+    booked_code = booked.code_name
+    assert count(type=booked_code, **{"field.seats": "3", "field_op.seats": "gte"}) == 1
+    assert count(type=booked_code, **{"field.starts": "2026-05-15", "field_op.starts": "lt"}) == 1
+    assert count(type=booked_code, **{"field.starts": "2026-05-01T10:00"}) == 1
+    late = {"type": booked_code, "field.starts": "01/06/2026", "field_op.starts": "gt"}
+    refused = admin_ui.get("/admin/activities", params=late)
+    assert refused.status_code == 400
+    assert "not a date in ISO 8601" in html.unescape(error_of(refused))
+
+
+@pytest.mark.parametrize("path", ["/admin/activities", "/admin/rejected"])
+def test_time_filters_are_iso_utc_text(admin_ui: UI, seeded: Seeded, path: str) -> None:
+    page = admin_ui.get(path)
+    assert 'type="datetime-local"' not in page.text
+    for name in ("since", "until"):
+        tag = re.search(rf'<input [^>]*name="{name}"[^>]*>', page.text)
+        assert tag is not None
+        assert 'type="text"' in tag[0]
+        assert 'placeholder="YYYY-MM-DD or YYYY-MM-DDTHH:MM"' in tag[0]
+    kept = admin_ui.get(path, params={"since": "2026-01-03", "until": "2026-01-05T14:30"})
+    assert kept.status_code == 200
+    assert 'name="since" value="2026-01-03"' in kept.text
+    assert 'name="until" value="2026-01-05T14:30"' in kept.text
+    us = admin_ui.get(path, params={"since": "01/03/2026"})
+    assert us.status_code == 400
+    assert "From: '01/03/2026' is not a date in ISO 8601" in html.unescape(error_of(us))
+    tag = re.search(r'<input [^>]*name="since"[^>]*>', us.text)
+    assert tag is not None
+    assert 'aria-invalid="true"' in tag[0]
+
+
 def test_the_log_is_paged_with_its_filters(admin_ui: UI, seeded: Seeded) -> None:
     seen: list[str] = []
     numbers: list[str] = []
@@ -212,7 +319,7 @@ def test_the_log_is_paged_with_its_filters(admin_ui: UI, seeded: Seeded) -> None
     [
         ({"type": "click", "contact": "jane"}, "Contact: 'jane' is not an identifier"),
         ({"channel": "x"}, "Channel: 'x' is not an identifier"),
-        ({"since": "2026-02-30"}, "From: '2026-02-30' is not a time"),
+        ({"since": "2026-02-30"}, "From: '2026-02-30' is not a date"),
         ({"cursor": "bm90IGEgY3Vyc29y"}, "cursor is not one"),
         ({"limit": "5000"}, "Rows per page"),
         ({"page": "x"}, "Page"),

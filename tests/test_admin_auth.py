@@ -478,3 +478,14 @@ def test_an_ended_session_is_401_on_the_api(
 
 def test_the_session_token_is_in_each_page(admin_ui: UI) -> None:
     assert csrf_of(admin_ui.get("/admin/keys").text) == admin_ui.csrf
+
+
+def test_the_login_page_says_where_accounts_come_from(client: TestClient) -> None:
+    page = client.get("/admin/login")
+    match = re.search(r'<p class="hint" id="login-help">(.*?)</p>', page.text, re.S)
+    assert match is not None
+    hint = " ".join(re.sub(r"<[^>]+>", "", match.group(1)).split())
+    # Admins add users in the UI; the command line is for the first admin, or scripts.
+    assert "Users page" in hint
+    assert "waypost serve" in hint
+    assert hint.index("Users page") < hint.index("waypost users create")

@@ -208,6 +208,43 @@ def test_create_a_type_with_fields(visit: Visit) -> None:
     visit.shot("types-form-error")
 
 
+RED_CONTROLS = """(form) => {
+  const danger = getComputedStyle(document.documentElement).getPropertyValue('--danger').trim();
+  const probe = document.createElement('span');
+  probe.style.color = danger;
+  document.body.appendChild(probe);
+  const red = getComputedStyle(probe).color;
+  probe.remove();
+  return [...form.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter((c) => c.offsetParent !== null && getComputedStyle(c).borderTopColor === red)
+    .map((c) => c.id);
+}"""
+
+
+def test_a_type_form_error_outlines_only_the_control_at_fault(visit: Visit) -> None:
+    page = visit.page
+    visit.log_in(MARKETER)
+    visit.goto("/admin/types/new")
+    page.fill("#name", "Seminar booked")
+    page.fill("#fields-0-name", "seats")
+    page.click("text=Add a field")
+    page.fill("#fields-1-name", "seats")
+    page.fill("#limit_contact", "5")
+    page.fill("#limit_contact_window", "")
+    visit.expect_error(r"status of 400")
+    page.click("text=Create activity type")
+    assert "give the window" in page.inner_text(".error-summary")
+    form = page.locator("form.type-form")
+    assert form.evaluate(RED_CONTROLS) == ["limit_contact_window"]
+    described = page.get_attribute("#limit_contact_window", "aria-describedby")
+    assert "give the window" in page.inner_text(f"#{described}")
+    page.fill("#limit_contact_window", "1")
+    page.click("text=Create activity type")
+    assert "used twice" in page.inner_text(".error-summary")
+    assert form.evaluate(RED_CONTROLS) == ["fields-1-name"]
+    visit.shot("types-form-field-error")
+
+
 def test_enable_and_disable_a_type(visit: Visit) -> None:
     page = visit.page
     visit.log_in(MARKETER)
@@ -353,6 +390,77 @@ def test_phone_width(phone: Visit) -> None:
     phone.goto("/admin/types/new")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     phone.shot("phone-types-form")
+
+
+DASHBOARD_LAYOUT = """() => {
+  const box = (e) => e.getBoundingClientRect();
+  const inner = (e) => {
+    const style = getComputedStyle(e);
+    return box(e).width - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)
+      - parseFloat(style.borderLeftWidth) - parseFloat(style.borderRightWidth);
+  };
+  const panels = [...document.querySelectorAll('main .panel')];
+  const tiles = [...document.querySelectorAll('.tiles li')];
+  const edges = (list) => [Math.min(...list.map((e) => box(e).left)),
+                           Math.max(...list.map((e) => box(e).right))];
+  return {
+    charts: panels.map((p) => ({
+      id: p.querySelector('figure').id, svg: box(p.querySelector('svg')).width, room: inner(p),
+    })),
+    panels: panels.map((p) => [box(p).left, box(p).top, box(p).width, box(p).height]),
+    tiles: tiles.map((t) => [box(t).left, box(t).top, box(t).width, box(t).height]),
+    tileEdges: edges(tiles), panelEdges: edges(panels),
+    scroll: document.scrollingElement.scrollWidth,
+  };
+}"""
+
+
+def _seed_dashboard(hub: Hub) -> None:
+    from waypost.ids import new_id, utcnow
+    from waypost.store.schema import activity_daily_counts, rejected_activities
+
+    now = utcnow()
+    click = hub.types.get_by_code("click")
+    with hub.store.write() as conn:
+        conn.execute(
+            activity_daily_counts.insert(),
+            [{"type_id": click.id, "day": now.date(), "count": 40}],
+        )
+        for reason in ["rate_limited"] * 3 + ["activity_type_not_found"]:
+            conn.execute(
+                rejected_activities.insert().values(
+                    id=new_id(), reason=reason, status=429, message="refused",
+                    source="tracking", payload={}, received_at=now,
+                )
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [1280, 1000, 390])
+def test_dashboard_cards_sit_in_an_even_grid_and_charts_fill_them(
+    browser: Any, site: Site, width: int
+) -> None:
+    if width == 1280:
+        _seed_dashboard(site.hub)
+    for visit in _visit(browser, site, viewport={"width": width, "height": 900}):
+        visit.log_in(ADMIN)
+        visit.goto("/admin")
+        layout = visit.page.evaluate(DASHBOARD_LAYOUT)
+        visit.shot(f"dashboard-{width}")
+        assert layout["scroll"] <= width
+        for chart in layout["charts"]:  # each chart as wide as its card's content
+            assert abs(chart["svg"] - chart["room"]) <= 1, chart
+        # The tiles span the cards' width, in one row of equal tiles (a column on a phone).
+        assert [round(e) for e in layout["tileEdges"]] == [round(e) for e in layout["panelEdges"]]
+        assert len({round(t[2]) for t in layout["tiles"]}) == 1, layout["tiles"]
+        # Tiles and cards side by side share their top and height.
+        for boxes in (layout["tiles"], layout["panels"]):
+            rows: dict[int, list[list[float]]] = {}
+            for box in boxes:
+                rows.setdefault(round(box[1]), []).append(box)
+            for row in rows.values():
+                assert len({round(b[3]) for b in row}) == 1, row
+            if width == 1280:
+                assert len(rows) < len(boxes)  # some do sit side by side
 
 
 SCROLLER = """(box) => ({

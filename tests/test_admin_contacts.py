@@ -173,7 +173,7 @@ def test_a_contact_log_is_filtered_and_paged(admin_ui: UI, seeded: Seeded) -> No
     assert "cta-1" in clicks.text
     window = admin_ui.get(base, params={"since": "2026-01-02T00:00", "until": "2026-01-04"})
     assert len(ids_in(window.text, "activity")) == 2
-    assert 'value="2026-01-02T00:00:00"' in window.text  # shown again in UTC
+    assert 'value="2026-01-02"' in window.text  # shown again in UTC, as short as exact
     code = seeded.deposit.code_name
     by_field = admin_ui.get(base, params={"type": code, "field.currency": "EUR"})
     assert len(ids_in(by_field.text, "activity")) == 1

@@ -134,7 +134,7 @@ def test_filter_the_activity_log(visit: Visit, seeded: Seeded) -> None:
     page.wait_for_url("**/admin/activities")
     assert rows(visit, "activity") >= 5
     page.select_option("#filter-type", "click")
-    page.fill("#filter-since", "2026-01-05T00:00:00")
+    page.fill("#filter-since", "2026-01-05")
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**/admin/activities?**")
     assert rows(visit, "activity") == 1
@@ -149,6 +149,26 @@ def test_filter_the_activity_log(visit: Visit, seeded: Seeded) -> None:
     assert "is not an identifier" in page.inner_text(".error-summary")
     assert page.evaluate("document.activeElement.id") == "error-summary"
     visit.shot("activities-bad-filter")
+
+
+def test_compare_a_field_in_the_activity_log(visit: Visit, seeded: Seeded) -> None:
+    page = visit.page
+    visit.log_in(ADMIN)
+    visit.goto(f"/admin/activities?type={seeded.deposit.code_name}")
+    assert page.get_attribute("#filter-since", "type") == "text"  # no locale's date picker
+    assert page.get_attribute("#filter-since", "placeholder") == "YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+    page.select_option("select[name='field_op.amount']", "gte")
+    page.fill("input[name='field.amount']", "50")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/admin/activities?**")
+    assert rows(visit, "activity") == 1
+    assert "100.50" in page.inner_text("table.log")
+    # The comparison and its value sit side by side under the field's name.
+    op = page.locator("select[name='field_op.amount']").bounding_box()
+    value = page.locator("input[name='field.amount']").bounding_box()
+    assert abs(op["y"] + op["height"] - value["y"] - value["height"]) < 2
+    assert value["x"] > op["x"] + op["width"]
+    visit.shot("activities-field-comparison")
 
 
 def test_replay_a_rejected_activity_after_the_dry_run(visit: Visit, seeded: Seeded) -> None:

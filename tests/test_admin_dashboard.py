@@ -110,11 +110,42 @@ def test_the_dashboard_is_the_first_page(
         assert f'<figure class="chart" id="{chart}">' in text
     assert "7 activities in the last 30 days." in text
     assert "Loan calculator: 4, Click: 3" in text  # top types, in words
-    assert "rate_limited: 2" in text
+    assert "Over a rate limit (rate_limited): 2" in text
     assert ui.get("/admin/").status_code == 200
     week = ui.get("/admin?days=7")
     assert tile(week.text, "activities") == "6"  # the click of ten days ago is out
     assert 'href="/admin?days=7" aria-current="true"' in week.text
+
+
+def test_rejected_activities_stored_by_a_replay_are_shown_apart(
+    admin_ui: UI, hub: Hub, make_type: Callable[..., ActivityType]
+) -> None:
+    seed(hub, make_type)
+    now = utcnow()
+    with hub.store.write() as conn:
+        conn.execute(
+            rejected_activities.insert().values(
+                id=new_id(),
+                reason="activity_type_not_found",
+                status=404,
+                message="no such type",
+                source="tracking",
+                payload={},
+                received_at=now,
+                replayed_at=now,
+                replay_outcome="stored",
+                replayed_activity_id=new_id(),
+            )
+        )
+    page = admin_ui.get("/admin")
+    assert tile(page.text, "rejected") == "3"
+    split = re.search(r'<span class="tile-note" id="rejected-split">([^<]*)</span>', page.text)
+    assert split is not None
+    assert split[1] == "2 not replayed, 1 replayed"
+    # The reasons in words, with their codes.
+    assert "Over a rate limit (rate_limited): 2" in page.text
+    assert "Unknown activity type (activity_type_not_found): 1 (1 replayed)" in page.text
+    assert ">Over a rate limit</text>" in page.text
 
 
 def test_an_empty_database_shows_empty_charts(admin_ui: UI) -> None:

@@ -300,7 +300,8 @@ def test_the_dashboard_charts(visit: Visit) -> None:
     assert sorted(legend.all_inner_texts()) == ["Click", "Loan calculator"]
     today = page.locator("#activities-chart .chart-bars rect title").all_text_contents()
     assert any(t.endswith("Loan calculator 8") for t in today), today
-    assert "activity_type_not_found: 1" in page.locator("#rejected-chart rect title").text_content()
+    reason = page.locator("#rejected-chart rect title").text_content()
+    assert reason == "Unknown activity type (activity_type_not_found): 1"
     page.click("#activities-chart summary")
     expect(page.locator("#activities-chart table")).to_be_visible()
     visit.shot("dashboard")
@@ -402,6 +403,10 @@ def test_contact_conditions_and_dates_in_the_builder(visit: Visit) -> None:
     visit.goto("/admin/groups/new")
     visit.count_is(r"^0 contacts match")
     page.select_option("#cb-0-window", "between")
+    # Dates are ISO 8601 text, as everywhere in the UI, not a locale's date picker.
+    for box in ("#cb-0-from", "#cb-0-to"):
+        assert page.get_attribute(box, "type") == "text"
+        assert page.get_attribute(box, "placeholder") == "YYYY-MM-DD"
     page.fill("#cb-0-from", "2026-01-01")
     page.fill("#cb-0-to", "2026-01-31")
     page.select_option("#cb-add-kind", "contact")
@@ -411,6 +416,8 @@ def test_contact_conditions_and_dates_in_the_builder(visit: Visit) -> None:
     ops = page.locator("#cb-1-op option").all_inner_texts()
     assert ops == ["is before", "is after", "is set or not"]
     page.select_option("#cb-1-op", "before")
+    assert page.get_attribute("#cb-1-value", "type") == "text"
+    assert page.get_attribute("#cb-1-value", "placeholder") == "YYYY-MM-DD"
     page.fill("#cb-1-value", "1990-01-01")
     page.select_option("#cb-add-kind", "contact")
     page.click("#cb-add")

@@ -93,7 +93,7 @@ def test_the_list_with_reasons(make_ui: MakeUI, seeded: Seeded, role: str) -> No
     page = ui.get("/admin/rejected")
     assert page.status_code == 200, page.text
     assert ids_in(page.text, "rejected") == [str(r) for r in reversed(seeded.rejected)]
-    assert f"<code>{UNKNOWN}</code></a> 2" in page.text  # the reasons of the last 30 days
+    assert f"<code>{UNKNOWN}</code>)</a>: 2 not replayed" in page.text  # the last 30 days' reasons
     assert "Not replayed" in page.text
     assert "filter by a reason, an activity type or a channel first" in page.text
     by_reason = ui.get("/admin/rejected", params={"reason": UNKNOWN})
@@ -105,6 +105,27 @@ def test_the_list_with_reasons(make_ui: MakeUI, seeded: Seeded, role: str) -> No
     assert ids_in(later.text, "rejected") == []
     channel = ui.get("/admin/rejected", params={"channel": str(seeded.tracker.channel.id)})
     assert len(ids_in(channel.text, "rejected")) == 3
+
+
+def test_reasons_read_in_words_and_replayed_ones_are_counted_apart(
+    admin_ui: UI, hub: Hub, seeded: Seeded, make_type: Callable[..., ActivityType]
+) -> None:
+    make_type(name="Webinar signup", code_name="webinar_signup")
+    hub.catalog.invalidate()
+    hub.replay.replay_one(seeded.rejected[0], dry_run=False)
+    page = admin_ui.get("/admin/rejected")
+    text = " ".join(re.sub(r"<[^>]+>", " ", html.unescape(page.text)).split())
+    assert "3 rejected activities in the last 30 days, 1 of them replayed" in text
+    reasons = page.text.split('id="reasons-heading"', 1)[1].split("</section>", 1)[0]
+    unknown = re.search(rf"<li>(.*?reason={UNKNOWN}.*?)</li>", reasons, re.S)
+    assert unknown is not None
+    words = " ".join(re.sub(r"<[^>]+>", " ", unknown[1]).split())
+    assert words == f"Unknown activity type ( {UNKNOWN} ) : 1 not replayed, 1 replayed"
+    # Each row says its reason in words, with its code.
+    row = page.text.split(f'id="rejected-{seeded.rejected[1]}"', 1)[1].split("</tr>", 1)[0]
+    assert f'Unknown activity type<br><code class="muted">{UNKNOWN}</code>' in row
+    one = admin_ui.get(f"/admin/rejected/{seeded.rejected[1]}")
+    assert f"Unknown activity type (<code>{UNKNOWN}</code>)" in one.text
 
 
 def test_the_reason_filter_is_a_choice_of_the_known_reasons(admin_ui: UI, seeded: Seeded) -> None:
@@ -149,7 +170,7 @@ def test_the_list_is_paged(admin_ui: UI, seeded: Seeded) -> None:
     ("params", "message"),
     [
         ({"channel": "nope"}, "not an identifier"),
-        ({"since": "tomorrow"}, "is not a time"),
+        ({"since": "tomorrow"}, "is not a date in ISO 8601"),
         ({"cursor": "%%%"}, "cursor is not one"),
         ({"limit": "0"}, "Rows per page"),
         ({"reason": "x" * 600}, "at most 500"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -132,7 +133,7 @@ def test_without_a_code_name_the_server_derives_it(marketer_ui: UI, hub: Hub) ->
         ({"fields-1-name": "bad name"}, 400, "letters, digits"),
         ({"fields-1-type": "colour"}, 400, "fields"),
         ({"limit_contact": "many"}, 400, "whole number"),
-        ({"limit_contact": "0"}, 400, "rate_limits"),
+        ({"limit_contact": "0"}, 400, "at least 1"),
         ({"limit_contact_window": ""}, 400, "window"),
         ({"retention_days": "0"}, 400, "retention_days"),
         ({"retention_days": "soon"}, 400, "whole number"),
@@ -321,3 +322,35 @@ def test_the_code_name_reads_naturally(marketer_ui: UI) -> None:
     page = marketer_ui.get("/admin/types/new")
     assert '<label for="code_name">Code name (identifier)</label>' in page.text
     assert "Identifiers (code name)" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "at_fault"),
+    [
+        ({"name": ""}, "name"),
+        ({"code_name": "Bad Code!", "code_name_auto": "0"}, "code_name"),
+        ({"fields-1-primary": "1"}, "fields-1-primary"),
+        ({"fields-1-name": "amount"}, "fields-1-name"),
+        ({"fields-1-name": "bad name"}, "fields-1-name"),
+        ({"fields-1-type": "colour"}, "fields-1-type"),
+        ({"limit_contact": "many"}, "limit_contact"),
+        ({"limit_contact": "0"}, "limit_contact"),
+        ({"limit_contact_window": ""}, "limit_contact_window"),
+        ({"retention_days": "0"}, "retention_days"),
+    ],
+)
+def test_an_error_marks_only_the_control_at_fault(
+    marketer_ui: UI, overrides: dict[str, str], at_fault: str
+) -> None:
+    answer = marketer_ui.post("/admin/types/new", type_form(**overrides))
+    assert answer.status_code == 400
+    marked = re.findall(r'<(?:input|select|textarea)[^>]*aria-invalid="true"[^>]*>', answer.text)
+    assert len(marked) == 1, marked
+    assert f'id="{at_fault}"' in marked[0]
+    described = re.search(r'aria-describedby="([^"]*)"', marked[0])
+    assert described is not None
+    # The message is tied to the control: one of the ids it is described by holds it.
+    texts = [
+        re.search(rf'id="{ident}">(.*?)</p>', answer.text, re.S) for ident in described[1].split()
+    ]
+    assert any(t and html.unescape(t[1]).strip() in error_of(answer) for t in texts), texts

@@ -53,6 +53,7 @@ def test_reports_answer_every_day(
         "until": today.isoformat(),
         "total": 0,
         "reasons": [],
+        "replayed": 0,
     }
 
 

@@ -291,6 +291,41 @@ def test_nothing_is_logged_before_consent(stack: Stack, visit: Visit) -> None:
     assert {t.name: stack.count(t) for t in (contacts, activities, rejected_activities)} == before
 
 
+WIDEST = """(width) => {
+  const wide = [...document.querySelectorAll('body *')]
+    .filter((e) => e.getBoundingClientRect().right > width + 0.5)
+    .map((e) => e.id || e.className || e.tagName);
+  return {scroll: document.scrollingElement.scrollWidth, wide: wide};
+}"""
+
+
+def test_the_demo_site_fits_a_phone(stack: Stack, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        demo = stack.demo.origin
+        page.goto(f"{demo}/login")
+        page.fill("#email", "phone@example.com")
+        page.fill("#first", "Pat")
+        page.fill("#password", "secret")
+        page.click("#login")
+        page.wait_for_url("**/account")
+        # Logged in, the header holds the most; the consent banner is still open.
+        for path in ("/account", "/", "/loans", "/offers", "/login"):
+            page.goto(demo + path)
+            fits = page.evaluate(WIDEST, 390)
+            assert fits == {"scroll": 390, "wide": []}, (path, fits)
+            assert page.locator("#consent-banner").is_visible()
+            name = path.strip("/") or "home"
+            page.screenshot(path=ARTIFACTS / f"demo-phone-{name}.png", full_page=True)
+    finally:
+        context.close()
+    assert errors == []
+
+
 def test_the_bank_scenario(stack: Stack, visit: Visit) -> None:
     page = visit.page
     demo = stack.demo.origin

@@ -59,7 +59,7 @@ def add_rollups(hub: Hub, rows: list[tuple[uuid.UUID, uuid.UUID, dt.date, int]])
         )
 
 
-def add_rejected(hub: Hub, reason: str, received: dt.datetime) -> None:
+def add_rejected(hub: Hub, reason: str, received: dt.datetime, replayed: bool = False) -> None:
     with hub.store.write() as conn:
         conn.execute(
             rejected_activities.insert().values(
@@ -70,6 +70,9 @@ def add_rejected(hub: Hub, reason: str, received: dt.datetime) -> None:
                 source="tracking",
                 payload={},
                 received_at=received,
+                replayed_at=received if replayed else None,
+                replay_outcome="stored" if replayed else None,
+                replayed_activity_id=new_id() if replayed else None,
             )
         )
 
@@ -196,6 +199,19 @@ def test_rejected_activities_per_reason_most_frequent_first(hub: Hub) -> None:
     ]
     assert report.total == 6
     assert report.since == TODAY - dt.timedelta(days=29)
+
+
+def test_rejected_activities_stored_by_a_replay_are_counted_apart(hub: Hub) -> None:
+    add_rejected(hub, "invalid_field", at(TODAY, 1), replayed=True)
+    add_rejected(hub, "invalid_field", at(TODAY, 2))
+    add_rejected(hub, "invalid_field", at(TODAY, 3), replayed=True)
+    add_rejected(hub, "rate_limited", at(TODAY, 4))
+    report = hub.reports.rejected(30, today=TODAY)
+    assert report.reasons == [
+        ReasonCount("invalid_field", 3, replayed=2),
+        ReasonCount("rate_limited", 1, replayed=0),
+    ]
+    assert (report.total, report.replayed) == (4, 2)
 
 
 def test_reports_default_to_the_last_30_days_until_today(hub: Hub) -> None:

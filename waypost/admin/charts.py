@@ -262,8 +262,10 @@ def bar_list(
     summary: str,
     category_label: str,
     value_label: str,
+    table_labels: Sequence[str] | None = None,
 ) -> Markup:
-    """Horizontal bars, one per item, in the order given, each labelled with its value."""
+    """Horizontal bars, one per item, in the order given, each labelled with its value;
+    ``table_labels`` name the items in the tooltips and the table where a bar's label is short."""
     row_height, value_width, max_chars = 28, 56, 27
     # About 7 units a character: the labels' column is as wide as the longest label needs.
     longest = max((len(label) for label, _ in items), default=0)
@@ -271,6 +273,7 @@ def bar_list(
     height = TOP + BOTTOM // 2 + row_height * max(len(items), 1)
     top = max((value for _, value in items), default=0)
     scale = (LIST_WIDTH - label_width - value_width) / top if top else 0
+    full = list(table_labels) if table_labels is not None else [label for label, _ in items]
     body = ['<g class="chart-bars">']
     for i, (label, value) in enumerate(items):
         y = TOP + row_height * i
@@ -279,7 +282,7 @@ def bar_list(
         body.append(_text(label_width - 8, y + 18, shown, "end"))
         body.append(
             f'<rect x="{label_width}" y="{y + 5}" width="{_num(width)}" height="{row_height - 10}"'
-            f' fill="{PALETTE[0]}"><title>{escape(label)}: {value:,}</title></rect>'
+            f' fill="{PALETTE[0]}"><title>{escape(full[i])}: {value:,}</title></rect>'
         )
         body.append(_text(label_width + width + 6, y + 18, f"{value:,}", "start"))
     if not items:
@@ -288,5 +291,9 @@ def bar_list(
     return _figure(
         chart_id,
         _svg(chart_id, title, summary, (LIST_WIDTH, height), body, " chart-list"),
-        _table(title, [category_label, value_label], [list(item) for item in items]),
+        _table(
+            title,
+            [category_label, value_label],
+            [[name, value] for name, (_, value) in zip(full, items, strict=True)],
+        ),
     )

@@ -2,8 +2,9 @@
 
 Filters come from GET forms, so a bad value is the user's typo, not a bug: each parser here
 raises a 400 :class:`ApiError` that names the filter and says what it takes, and the page
-shows it next to the form. Times are UTC throughout the UI: a time typed without an offset
-(as ``<input type="datetime-local">`` sends it) is read as UTC.
+shows it next to the form. Times are UTC throughout the UI: they are typed as ISO 8601 text
+(``2026-05-01`` or ``2026-05-01T14:30``, the browser's date pickers would show the visitor's
+locale's format) and one without an offset is read as UTC.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ MAX_PAGE_SIZE = 1000
 MAX_TEXT = 500
 FIELD_PREFIX = "field."
 _DIGITS = re.compile(r"[0-9]{1,12}")
+# ISO 8601's extended format only: a date, then optionally a time to the minute or finer and
+# an offset. fromisoformat alone would also take 20260501 or 2026-W18, which no one means here.
+_ISO_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
 
 
 def _bad(name: str, message: str) -> ApiError:
@@ -44,12 +51,24 @@ def when(params: Mapping[str, str], name: str, label: str) -> dt.datetime | None
     if value is None:
         return None
     try:
+        if not _ISO_TIME.fullmatch(value):
+            raise ValueError(value)
         parsed = dt.datetime.fromisoformat(value.replace(" ", "T", 1))
     except ValueError:
         raise _bad(
-            name, f"{label}: {value!r} is not a time; write it as 2026-05-01T14:30 (UTC)."
+            name,
+            f"{label}: {value!r} is not a date in ISO 8601; write it as 2026-05-01 or "
+            "2026-05-01T14:30 (UTC).",
         ) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def utc_text(value: str, name: str, label: str) -> str:
+    """A time typed in a form, checked as :func:`when` does, as ISO 8601 text in UTC with its
+    ``Z`` (what a datetime field filter takes)."""
+    parsed = when({name: value}, name, label)
+    assert parsed is not None
+    return parsed.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def identifier(params: Mapping[str, str], name: str, label: str) -> uuid.UUID | None:
@@ -87,10 +106,13 @@ def field_filters(params: Mapping[str, str]) -> dict[str, str]:
 
 
 def form_time(value: dt.datetime | None) -> str:
-    """A time as a ``datetime-local`` input shows it (UTC, to the second)."""
+    """A time as a time filter shows it: in UTC, as short as it is exact (a day, a minute)."""
     if value is None:
         return ""
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+    utc = value.astimezone(dt.UTC).replace(tzinfo=None)
+    if utc.time() == dt.time():
+        return utc.date().isoformat()
+    return utc.isoformat(timespec="minutes" if utc.second == utc.microsecond == 0 else "auto")
 
 
 def time_value(params: Mapping[str, str], name: str) -> str:

@@ -44,7 +44,8 @@ CSS = """
 body { margin: 0; font: 16px/1.5 system-ui, sans-serif; color: #1d2733; background: #f4f6f9; }
 header { background: #0b3d91; color: #fff; }
 header .bar, main, footer { max-width: 56rem; margin: 0 auto; padding: 0 1.25rem; }
-header .bar { display: flex; align-items: center; gap: 1.5rem; height: 4rem; }
+header .bar { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem 1.5rem;
+        min-height: 4rem; padding-top: .5rem; padding-bottom: .5rem; }
 header a { color: #fff; text-decoration: none; }
 header .brand { font-weight: 700; font-size: 1.25rem; margin-right: auto; }
 main { padding-top: 2rem; padding-bottom: 8rem; }
@@ -67,7 +68,16 @@ footer button { background: none; padding: 0; color: #0b3d91; text-decoration: u
 #consent-banner { position: fixed; left: 0; right: 0; bottom: 0; background: #fff;
         border-top: 3px solid #0b3d91; box-shadow: 0 -2px 8px rgba(0, 0, 0, .15); }
 #consent-banner .inner { max-width: 56rem; margin: 0 auto; padding: 1rem 1.25rem; }
-#consent-banner .actions { display: flex; gap: .75rem; margin-top: .75rem; }
+#consent-banner .actions { display: flex; flex-wrap: wrap; gap: .75rem; margin-top: .75rem; }
+body { overflow-wrap: break-word; }
+/* A phone: the brand on a line of its own, the links below it, and tighter spacing. */
+@media (max-width: 600px) {
+  header .bar { gap: .25rem 1rem; }
+  header .brand { flex-basis: 100%; }
+  h1 { font-size: 1.6rem; }
+  main { padding-top: 1.25rem; }
+  .card { padding: 1rem; }
+}
 """.strip()
 
 # The snippet of docs/browser-tracking.md, as a site would paste it.

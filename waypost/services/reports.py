@@ -77,17 +77,23 @@ class NewContactsReport(msgspec.Struct):
 
 
 class ReasonCount(msgspec.Struct):
+    """``count`` rejected activities of one reason; ``replayed`` of them were stored since by a
+    replay, the others are still waiting for theirs."""
+
     reason: str
     count: int
+    replayed: int = 0
 
 
 class RejectedReport(msgspec.Struct):
-    """Rejected activities per reason, the most frequent first."""
+    """Rejected activities per reason, the most frequent first; ``replayed`` of the ``total``
+    were stored since by a replay."""
 
     since: dt.date
     until: dt.date
     total: int
     reasons: list[ReasonCount]
+    replayed: int = 0
 
 
 def window(days: int, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
@@ -196,11 +202,15 @@ class ReportService:
         first, last = window(days, today)
         ra = rejected_activities
         stmt = (
-            sa.select(ra.c.reason, sa.func.count())
+            sa.select(ra.c.reason, sa.func.count(), sa.func.count(ra.c.replayed_activity_id))
             .where(_between(ra.c.received_at, first, last))
             .group_by(ra.c.reason)
         )
         with self.store.read() as conn:
-            reasons = [ReasonCount(reason, int(count)) for reason, count in conn.execute(stmt)]
+            reasons = [
+                ReasonCount(reason, int(count), int(replayed))
+                for reason, count, replayed in conn.execute(stmt)
+            ]
         reasons.sort(key=lambda r: (-r.count, r.reason))
-        return RejectedReport(first, last, sum(r.count for r in reasons), reasons)
+        total = sum(r.count for r in reasons)
+        return RejectedReport(first, last, total, reasons, sum(r.replayed for r in reasons))

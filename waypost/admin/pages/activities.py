@@ -1,6 +1,10 @@
 """The activity log across all contacts: filtered by type, channel, contact and time (and by
 field values once a type is chosen), newest first, a page at a time.
 
+Field filters are the admin API's (``field.amount.gte=100``). The form asks for an ordered
+field's comparison with a choice beside its value (``field_op.amount=gte``, as a GET form can
+only name its inputs up front) and the page turns the pair into the API's form.
+
 A contact's page shows the same log for one contact; both read it through :func:`read_log`.
 """
 
@@ -14,6 +18,7 @@ from starlette.responses import Response
 
 from waypost.admin import listing
 from waypost.admin.views import NavItem, Page, View, every
+from waypost.domain.field_filters import ORDERED_TYPES
 from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError
 from waypost.hub import Hub
@@ -26,6 +31,12 @@ NAV = NavItem("Activities", "/admin/activities", "activities", 40)
 
 # The log's own parameters; every other one in the query string is left alone.
 FILTERS = ("type", "channel", "contact", "since", "until")
+OP_PREFIX = "field_op."
+# The comparisons of an ordered (integer, decimal, datetime) field, as the form offers them.
+OPERATORS = (
+    ("eq", "= equal to"), ("gt", "> more than"), ("gte", "≥ at least"),
+    ("lt", "< less than"), ("lte", "≤ at most"),
+)  # fmt: skip
 
 
 def activity_query(params: Mapping[str, str], contact: uuid.UUID | None) -> ActivityQuery:
@@ -57,7 +68,24 @@ def chosen_field_filters(params: Mapping[str, str]) -> dict[str, str]:
     shown_for = params.get("fields_for")
     if shown_for is not None and shown_for != params.get("type", ""):
         return {}
-    return listing.field_filters(params)
+    chosen: dict[str, str] = {}
+    for key, value in listing.field_filters(params).items():
+        op = params.get(OP_PREFIX + key, "").strip()
+        # An unknown operator is left for the service to refuse, naming it.
+        chosen[f"{key}.{op}" if op and op != "eq" and "." not in key else key] = value
+    return chosen
+
+
+def service_field_filters(fields: list[FieldSpec], chosen: dict[str, str]) -> dict[str, str]:
+    """The field filters as the service takes them: a datetime typed in the form's UTC
+    (``2026-05-01T14:30``) gets its ``Z``; a time that is no ISO 8601 is a 400 here."""
+    kinds = {spec.name: spec.type for spec in fields}
+    return {
+        key: listing.utc_text(value, listing.FIELD_PREFIX + key, key.partition(".")[0])
+        if kinds.get(key.partition(".")[0]) == "datetime" and not key.endswith(".contains")
+        else value
+        for key, value in chosen.items()
+    }
 
 
 def channel_names(hub: Hub) -> dict[uuid.UUID, str]:
@@ -87,11 +115,31 @@ class LogView:
         return {t.code_name: t.name for t in self.types}
 
     @property
+    def ordered_types(self) -> frozenset[str]:
+        return ORDERED_TYPES
+
+    @property
+    def operators(self) -> tuple[tuple[str, str], ...]:
+        return OPERATORS
+
+    def condition(self, spec: FieldSpec) -> tuple[str, str]:
+        """The comparison and value the form shows for a field: the field's first filter."""
+        if spec.type in ORDERED_TYPES:
+            for op, _ in OPERATORS:
+                key = spec.name if op == "eq" else f"{spec.name}.{op}"
+                if key in self.field_values:
+                    return op, self.field_values[key]
+        return "eq", self.field_values.get(spec.name, "")
+
+    @property
     def other_field_filters(self) -> dict[str, str]:
-        """Field filters the form has no input for (operators, or unknown fields), so that
-        they are shown and can be changed."""
-        names = {spec.name for spec in self.fields}
-        return {k: v for k, v in self.field_values.items() if k not in names}
+        """Field filters the form has no input for (a second comparison, ``contains``, or
+        unknown fields), so that they are shown and can be changed."""
+        shown = set()
+        for spec in self.fields:
+            op, _ = self.condition(spec)
+            shown.add(spec.name if op == "eq" else f"{spec.name}.{op}")
+        return {k: v for k, v in self.field_values.items() if k not in shown}
 
     @property
     def filtered(self) -> bool:
@@ -121,11 +169,12 @@ def read_log(page: Page, path: str, contact: uuid.UUID | None, anchor: str = "")
     view.field_values = chosen_field_filters(params)
     try:
         query = activity_query(params, contact)
+        fields = service_field_filters(view.fields, view.field_values)
         if contact is None:
-            found = hub.activities.log(query, view.field_values)
+            found = hub.activities.log(query, fields)
             view.contacts = hub.contacts.summaries([a.contact for a in found.data])
         else:
-            found = hub.activities.contact_log(contact, query, view.field_values)
+            found = hub.activities.contact_log(contact, query, fields)
         view.items = found.data
         view.paging = listing.paging(path, _kept(params, view.field_values), found.next, anchor)
     except ApiError as exc:
@@ -134,7 +183,7 @@ def read_log(page: Page, path: str, contact: uuid.UUID | None, anchor: str = "")
 
 
 def _kept(params: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, str]:
-    kept = {k: v for k, v in params.items() if not k.startswith(listing.FIELD_PREFIX)}
+    kept = {k: v for k, v in params.items() if not k.startswith((listing.FIELD_PREFIX, OP_PREFIX))}
     kept.pop("fields_for", None)
     kept.update({listing.FIELD_PREFIX + k: v for k, v in fields.items()})
     return kept

@@ -15,6 +15,7 @@ from markupsafe import Markup
 from starlette.responses import Response
 
 from waypost.admin.charts import OTHER_COLOUR, Series, bar_list, stacked_bars
+from waypost.admin.pages.rejected import REASON_LABELS, reason_label, replay_split
 from waypost.admin.views import NavItem, Page, View
 from waypost.errors import invalid
 from waypost.services.reports import ActivityReport, NewContactsReport, RejectedReport
@@ -89,14 +90,20 @@ def new_contacts_chart(report: NewContactsReport, days: int) -> Markup:
 
 
 def rejected_chart(report: RejectedReport, days: int) -> Markup:
-    summary = ", ".join(f"{r.reason}: {r.count:,}" for r in report.reasons)
+    """Bars labelled in words; the codes are in the description and the table of numbers."""
+    summary = ", ".join(
+        f"{reason_label(r.reason)}: {r.count:,}"
+        + (f" ({r.replayed:,} replayed)" if r.replayed else "")
+        for r in report.reasons
+    )
     return bar_list(
         "rejected-chart",
         f"Rejected activities by reason, last {days} days",
-        [(r.reason, r.count) for r in report.reasons],
+        [(REASON_LABELS.get(r.reason, r.reason), r.count) for r in report.reasons],
         summary=summary or "Nothing was rejected.",
         category_label="Reason",
         value_label="Rejected activities",
+        table_labels=[reason_label(r.reason) for r in report.reasons],
     )
 
 
@@ -126,6 +133,7 @@ def dashboard(page: Page) -> Response:
         activity=activity,
         contacts=contacts,
         rejected=rejected,
+        rejected_split=replay_split(rejected.total, rejected.replayed),
         charts=charts,
     )
 

@@ -45,6 +45,19 @@ REASON_LABELS = {
 }
 
 
+def reason_label(code: str) -> str:
+    """A reason in words with its code, "Over a rate limit (rate_limited)"; an unknown code
+    (from an older version) as it is."""
+    words = REASON_LABELS.get(code)
+    return f"{words} ({code})" if words else code
+
+
+def replay_split(count: int, replayed: int) -> str:
+    """How many of ``count`` rejected activities wait for a replay, and how many a replay
+    stored: "2 not replayed, 1 replayed"."""
+    return f"{count - replayed:,} not replayed, {replayed:,} replayed"
+
+
 def rejected_query(params: Mapping[str, str]) -> RejectedQuery:
     """The service's query for a page of the list: 400 for a filter that is not valid."""
     return RejectedQuery(
@@ -62,7 +75,7 @@ def reason_options(present: Iterable[str], chosen: str) -> list[tuple[str, str]]
     """The reason filter's choices: any, every reason an activity can be rejected with, and
     any other reason found in the data or asked for in the address (so it stays selected)."""
     options = [("", "Any reason")]
-    options += [(code, f"{REASON_LABELS[code]} ({code})") for code in REJECTION_REASONS]
+    options += [(code, reason_label(code)) for code in REJECTION_REASONS]
     known = set(REJECTION_REASONS)
     for code in sorted({*present, chosen} - known - {""}):
         options.append((code, code))
@@ -142,7 +155,7 @@ def list_rejected(page: Page) -> Response:
         error = exc
     values = {name: params.get(name, "") for name in FILTERS}
     chosen = selection(params)
-    recent = hub.reports.rejected(REASON_DAYS).reasons
+    recent = hub.reports.rejected(REASON_DAYS)
     return page.render(
         "rejected/list.html",
         error.status if error else 200,
@@ -150,8 +163,10 @@ def list_rejected(page: Page) -> Response:
         values=values,
         since_value=listing.time_value(params, "since"),
         until_value=listing.time_value(params, "until"),
-        reasons=recent,
-        reason_options=reason_options((r.reason for r in recent), values["reason"]),
+        recent=recent,
+        reason_labels=REASON_LABELS,
+        split=replay_split,
+        reason_options=reason_options((r.reason for r in recent.reasons), values["reason"]),
         reason_days=REASON_DAYS,
         channels=channel_names(hub),
         types=sorted(hub.types.all(), key=lambda t: t.name.lower()),
@@ -172,6 +187,7 @@ def show_rejected(page: Page) -> Response:
         "rejected/show.html",
         item=item,
         payload=pretty(item.payload),
+        reason_labels=REASON_LABELS,
         channels=channel_names(hub),
         contact=contact,
     )

@@ -122,8 +122,10 @@ def _rate_limits(form: Form) -> dict[str, object]:
             continue
         window = form.optional_int(f"limit_{key}_window", f"{label}: the window")
         unit = UNITS.get(form.get(f"limit_{key}_unit"))
-        if window is None or unit is None:
-            raise invalid(f"{label}: give the window the limit counts in.", "rate_limits")
+        if window is None:
+            raise invalid(f"{label}: give the window the limit counts in.", f"limit_{key}_window")
+        if unit is None:
+            raise invalid(f"{label}: choose the window's unit.", f"limit_{key}_unit")
         result[attr] = {"limit": limit, "window_seconds": window * unit}
     return result
 
@@ -169,9 +171,17 @@ def _fields(form: Form) -> list[dict[str, object]]:
 
 
 def in_form_words(error: ApiError) -> ApiError:
-    """The service's errors about a field's max_length, told as the form's Max length."""
+    """The service's errors about a field's max_length, told as the form's Max length, and
+    about a rate limit, told of the box it came from (``limit_contact_window``)."""
     if error.field and error.field.endswith(".max_length"):
         return reworded(error, error.message.replace("max_length", "max length"))
+    for key, attr, label in LIMITS:
+        if error.field == f"rate_limits.{attr}.limit":
+            message = f"{label}: the number of activities is at least 1."
+            return ApiError(error.status, error.code, message, f"limit_{key}")
+        if error.field == f"rate_limits.{attr}.window_seconds":
+            message = f"{label}: the window is from 1 second to 31 days long."
+            return ApiError(error.status, error.code, message, f"limit_{key}_window")
     return error
 
 

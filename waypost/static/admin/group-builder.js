@@ -22,6 +22,9 @@
   var KIND_NAMES = { activity: "activity", contact: "contact field", consent: "consent", group: "group membership" };
   var COUNTS = [["at_least", "at least"], ["at_most", "at most"], ["exactly", "exactly"]];
   var WINDOWS = [["days", "in the last … days"], ["between", "between dates"], ["all", "ever"]];
+  // Dates are typed as ISO 8601, as everywhere in the UI: a date picker shows the locale's
+  // format (mm/dd/yyyy). The server checks the condition.
+  var DATE = { placeholder: "YYYY-MM-DD", spellcheck: "false", autocomplete: "off", size: 12 };
   var FIELD_OPS = { eq: "=", gt: ">", gte: "≥", lt: "<", lte: "≤", contains: "contains" };
   var TEXT_OPS = [
     ["equals", "is"], ["not_equals", "is not"], ["contains", "contains"],
@@ -332,8 +335,8 @@
     if (node.window === "days") {
       row.appendChild(control(id + "-days", "Days", this.input(id + "-days", node.days, function (v) { node.days = v; }, { type: "number", min: "1", inputmode: "numeric", className: "cb-number" })));
     } else if (node.window === "between") {
-      row.appendChild(control(id + "-from", "From", this.input(id + "-from", node.from, function (v) { node.from = v; }, { type: "date" })));
-      row.appendChild(control(id + "-to", "To (inclusive)", this.input(id + "-to", node.to, function (v) { node.to = v; }, { type: "date" })));
+      row.appendChild(control(id + "-from", "From", this.input(id + "-from", node.from, function (v) { node.from = v; }, DATE)));
+      row.appendChild(control(id + "-to", "To (inclusive)", this.input(id + "-to", node.to, function (v) { node.to = v; }, DATE)));
     }
     body.appendChild(row);
     var type = this.catalog.types.filter(function (t) { return t.code === node.type; })[0];
@@ -402,7 +405,7 @@
     if (node.op === "exists") {
       value = this.select(id + "-value", [["true", "is set"], ["false", "is not set"]], node.value === "false" ? "false" : "true", function (v) { node.value = v; }, false);
     } else {
-      var attrs = node.op === "before" || node.op === "after" ? { type: "date" } : (node.op === "in" ? { placeholder: "pro, team" } : {});
+      var attrs = node.op === "before" || node.op === "after" ? DATE : (node.op === "in" ? { placeholder: "pro, team" } : {});
       value = this.input(id + "-value", node.value, function (v) { node.value = v; }, attrs);
     }
     row.appendChild(control(id + "-value", node.op === "in" ? "Values (comma-separated)" : "Value", value));
