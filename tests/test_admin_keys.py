@@ -149,3 +149,19 @@ def test_marketers_cannot_see_keys(marketer_ui: UI, make_key: Callable[..., Crea
     assert marketer_ui.post("/admin/keys/new", {"access": "admin"}).status_code == 403
     assert marketer_ui.post(f"/admin/keys/{key.id}/disable").status_code == 403
     assert marketer_ui.post(f"/admin/keys/{key.id}/delete").status_code == 403
+
+
+def test_the_list_shows_when_each_key_was_last_used(
+    admin_ui: UI, hub: Hub, make_key: Callable[..., CreatedKey]
+) -> None:
+    used, unused = make_key("admin", name="Used"), make_key("admin", name="Unused")
+    hub.keys.authenticate(f"Bearer {used.key}")
+    hub.keys.usage.flush()
+    page = admin_ui.get("/admin/keys").text
+    assert "Last used" in page
+    used_row = re.search(rf'<tr id="key-{used.id}">(.*?)</tr>', page, re.S)
+    unused_row = re.search(rf'<tr id="key-{unused.id}">(.*?)</tr>', page, re.S)
+    assert used_row is not None
+    assert unused_row is not None
+    assert "never" not in used_row.group(1)
+    assert '<span class="muted">never</span>' in unused_row.group(1)

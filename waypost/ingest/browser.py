@@ -164,6 +164,7 @@ class BrowserApp:
         channel = snapshot.channels.get(key.channel_id)
         if channel is None or channel.kind != "website":
             raise ApiError(403, "forbidden", "Publishable keys work for website channels only.")
+        self.hub.keys.usage.note(key.id)
         return channel
 
     async def _dispatch(

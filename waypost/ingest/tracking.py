@@ -168,6 +168,7 @@ class TrackingApp:
         channel = snapshot.channels.get(key.channel_id)
         if channel is None:
             raise ApiError(403, "forbidden", "The key's channel no longer exists.")
+        self.hub.keys.usage.note(key.id)
         return key, channel
 
     async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
