@@ -96,6 +96,9 @@ def test_the_command_tree_has_what_the_issue_asks() -> None:
         ("keys", "create"),
         ("keys", "list"),
         ("keys", "disable"),
+        ("keys", "enable"),
+        ("keys", "delete"),
+        ("users", "set-password"),
         ("types", "create"),
         ("types", "list"),
         ("types", "enable"),
@@ -204,6 +207,25 @@ def test_keys_disable(invoke: Invoke, hub_of: Callable[[], Hub]) -> None:
     unknown = invoke("keys", "disable", "00000000-0000-0000-0000-000000000001", code=1)
     assert "Traceback" not in unknown.output
     invoke("keys", "disable", "not-a-uuid", code=2)
+
+
+def test_keys_enable_and_delete(invoke: Invoke, hub_of: Callable[[], Hub]) -> None:
+    created = json.loads(invoke("keys", "create", "--access", "admin", "--json").stdout)
+    invoke("keys", "disable", created["id"])
+    enabled = invoke("keys", "enable", created["id"])
+    assert f"Enabled admin key {created['prefix']}…{created['last_four']}." in enabled.stdout
+    assert hub_of().keys.authenticate_admin(f"Bearer {created['key']}").access == "admin"
+    deleted = invoke("keys", "delete", created["id"])
+    assert f"Deleted admin key {created['prefix']}…{created['last_four']}." in deleted.stdout
+    assert created["key"] not in deleted.output
+    assert json.loads(invoke("keys", "list", "--json").stdout) == []
+    with pytest.raises(ApiError) as caught:
+        hub_of().keys.authenticate_admin(f"Bearer {created['key']}")
+    assert caught.value.status == 401
+    for command in ("enable", "delete"):
+        unknown = invoke("keys", command, created["id"], code=1)
+        assert "No API key has that identifier" in unknown.output
+        assert "Traceback" not in unknown.output
 
 
 # -- activity types -----------------------------------------------------------------------------
@@ -392,6 +414,11 @@ def test_serve_bootstraps_an_empty_database_once(
     assert served[1]["host"] == "0.0.0.0"  # noqa: S104
     assert KEY.findall(second.output) == []
     assert "http://127.0.0.1:8124" in second.stdout
+    # Where the keys went, and how to make one.
+    assert "keys were shown on its first run only" in second.stdout
+    assert "waypost keys create --access tracking --channel" in second.stdout
+    assert "http://127.0.0.1:8124/admin/keys/new" in second.stdout
+    assert "first run only" not in first.stdout
     assert len(hub.channels.list_page(ListQuery()).data) == 2
 
 

@@ -127,6 +127,11 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
             click.echo("\nA new database: these keys are shown only now, so keep them.")
             for line in first_run.describe(settings.base_url):
                 click.echo(f"  {line}")
+        else:
+            click.echo("\nThis database's keys were shown on its first run only. For a new key:")
+            click.echo("  waypost keys create --access tracking --channel <channel id>")
+            click.echo("  (channel ids: waypost channels list), or the admin UI's keys page:")
+            click.echo(f"  {settings.base_url}/admin/keys/new")
         if first_admin is not None:
             click.echo("\nThe first admin of the UI: the password is shown only now.")
             for line in first_admin.describe(settings.base_url):
@@ -262,7 +267,7 @@ def migrate_command(revision: str, downgrade: bool) -> None:
 
 @main.group()
 def keys() -> None:
-    """Create, list and disable API keys."""
+    """Create, list, disable, enable and delete API keys."""
 
 
 @keys.command("create")
@@ -326,6 +331,27 @@ def keys_disable(key_id: uuid.UUID) -> None:
     with _hub() as hub:
         key = hub.keys.update(key_id, KeyUpdate(enabled=False))
     click.echo(f"Disabled {key.access} key {key.prefix}…{key.last_four}.")
+
+
+@keys.command("enable")
+@click.argument("key_id", type=click.UUID)
+def keys_enable(key_id: uuid.UUID) -> None:
+    """Enable a disabled key again."""
+    from waypost.services.keys import KeyUpdate
+
+    with _hub() as hub:
+        key = hub.keys.update(key_id, KeyUpdate(enabled=True))
+    click.echo(f"Enabled {key.access} key {key.prefix}…{key.last_four}.")
+
+
+@keys.command("delete")
+@click.argument("key_id", type=click.UUID)
+def keys_delete(key_id: uuid.UUID) -> None:
+    """Delete a key for good: requests with it get 401 from now on."""
+    with _hub() as hub:
+        key = hub.keys.get(key_id)
+        hub.keys.delete(key_id)
+    click.echo(f"Deleted {key.access} key {key.prefix}…{key.last_four}.")
 
 
 # -- activity types --------------------------------------------------------------------------
