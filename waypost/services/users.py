@@ -171,6 +171,34 @@ class UserService:
         check_password(password)
         return self._change(user_id, password_hash=self.hasher.hash(password))
 
+    def change_password(
+        self, user_id: uuid.UUID, current: str, new: str, keep_session: str
+    ) -> User:
+        """A user's own change: the current password first. The user's other sessions end;
+        the one making the change (its token hash ``keep_session``) goes on."""
+        with self.store.read() as conn:
+            stored = conn.execute(
+                sa.select(users.c.password_hash).where(users.c.id == user_id)
+            ).scalar_one_or_none()
+        if stored is None:
+            raise not_found("user")
+        if not self._verify(stored, current):
+            raise invalid("That is not your current password; type it again.", "current_password")
+        check_password(new)
+        with self.store.write() as conn:
+            conn.execute(
+                users.update()
+                .where(users.c.id == user_id)
+                .values(password_hash=self.hasher.hash(new), updated_at=utcnow())
+            )
+            conn.execute(
+                user_sessions.delete()
+                .where(user_sessions.c.user_id == user_id)
+                .where(user_sessions.c.token_hash != keep_session)
+            )
+            row = conn.execute(sa.select(*USER_COLUMNS).where(users.c.id == user_id)).one()
+        return row_to_user(row)
+
     def set_disabled(self, user_id: uuid.UUID, disabled: bool) -> User:
         """Disable (ending the user's sessions) or enable a user."""
         return self._change(user_id, disabled=disabled)
