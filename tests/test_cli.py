@@ -540,3 +540,65 @@ def test_serve_in_a_real_process(tmp_path: Path) -> None:
     output = "".join(lines)
     # The key is printed once, at start, and never logged with a request.
     assert output.count(admin) == 1
+
+
+# -- messages in words ----------------------------------------------------------------------
+
+CLI_MESSAGES = [
+    (
+        ("keys", "create", "--access", "tracking"),
+        1,
+        "A tracking key belongs to a channel: give --channel with a channel's id "
+        "(`waypost channels list` lists them).",
+    ),
+    (
+        (
+            "keys",
+            "create",
+            "--access",
+            "admin",
+            "--channel",
+            "01a2076a-8c3e-7000-8000-000000000000",
+        ),
+        1,
+        "An admin key has no channel: leave out --channel.",
+    ),
+    (
+        (
+            "keys",
+            "create",
+            "--access",
+            "publishable",
+            "--channel",
+            "01a2076a-8c3e-7000-8000-000000000000",
+        ),
+        1,
+        "No channel has that id; `waypost channels list` lists them.",
+    ),
+    (
+        ("types", "create", "--name", "Quote", "--field", "amount:float"),
+        2,
+        "'amount:float': 'float' is not a field type; use one of text, integer, decimal, "
+        "boolean, datetime, url, email, phone.",
+    ),
+    (
+        ("channels", "create", "--name", "x" * 201, "--kind", "website"),
+        2,
+        "name holds at most 200 characters.",
+    ),
+    (
+        ("users", "password", "--email", "nobody@example.com", "--password", "long enough one"),
+        1,
+        "No user has that email; check it against `waypost users list`.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), CLI_MESSAGES)
+def test_errors_say_what_to_do(
+    invoke: Invoke, args: tuple[str, ...], code: int, message: str
+) -> None:
+    result = invoke(*args, code=code)
+    assert message in " ".join(result.stderr.split())
+    assert "`$" not in result.stderr
+    assert "Traceback" not in result.output

@@ -6,14 +6,15 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 import click
 import msgspec
 
 from waypost.admin.commands import users
-from waypost.domain.fields import FieldSpec
-from waypost.errors import ApiError
+from waypost.domain.fields import FieldSpec, FieldType
+from waypost.error_words import a_or_an
+from waypost.errors import ApiError, from_validation_error
 from waypost.hub import Hub
 from waypost.pagination import ListQuery
 from waypost.services.activity_types import ActivityType, ActivityTypeCreate, ActivityTypeQuery
@@ -288,7 +289,24 @@ def keys_create(access: str, channel: uuid.UUID | None, name: str, as_json: bool
     """
     with _hub() as hub:
         body = msgspec.convert({"access": access, "channel": channel, "name": name}, KeyCreate)
-        created = hub.keys.create(body)
+        try:
+            created = hub.keys.create(body)
+        except ApiError as exc:
+            if exc.field != "channel":
+                raise
+            # The service speaks of the API's property; here it is an option.
+            if access == "admin":
+                message = "An admin key has no channel: leave out --channel."
+            elif exc.code == "missing_field":
+                message = (
+                    f"{a_or_an(access).capitalize()} key belongs to a channel: give --channel "
+                    "with a channel's id (`waypost channels list` lists them)."
+                )
+            elif exc.message.startswith("No channel"):
+                message = "No channel has that id; `waypost channels list` lists them."
+            else:
+                message = exc.message.replace("'channel'", "--channel")
+            raise click.ClickException(message) from None
     if as_json:
         _echo_json(created)
     else:
@@ -400,7 +418,7 @@ def types_create(
             ActivityTypeCreate,
         )
     except msgspec.ValidationError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.UsageError(from_validation_error(exc, ActivityTypeCreate).message) from None
     with _hub() as hub:
         created = hub.types.create(body)
     if as_json:
@@ -421,6 +439,12 @@ def _parse_field(text: str) -> dict[str, object]:
     if unknown:
         raise click.BadParameter(
             f"{text!r}: unknown flag {sorted(unknown)[0]!r}", param_hint="--field"
+        )
+    if parts[0] not in get_args(FieldType):
+        raise click.BadParameter(
+            f"{text!r}: {parts[0]!r} is not a field type; use one of "
+            f"{', '.join(get_args(FieldType))}.",
+            param_hint="--field",
         )
     return {
         "name": name,
@@ -514,7 +538,7 @@ def channels_create(
             ChannelCreate,
         )
     except msgspec.ValidationError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.UsageError(from_validation_error(exc, ChannelCreate).message) from None
     with _hub() as hub:
         created = hub.channels.create(body)
     if as_json:

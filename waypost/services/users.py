@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 
-from waypost.errors import conflict, invalid, not_found
+from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.store import Store
 from waypost.store.schema import user_sessions, users
@@ -96,7 +96,10 @@ class UserService:
     def create(self, body: UserCreate) -> User:
         email = normalise_email(body.email)
         if not EMAIL.match(email):
-            raise invalid(f"{body.email!r} is not an email address.", "email")
+            raise invalid(
+                f"{body.email!r} is not an email address; give one such as jane@example.com.",
+                "email",
+            )
         check_password(body.password)
         password_hash = self.hasher.hash(body.password)
         now = utcnow()
@@ -140,7 +143,9 @@ class UserService:
                 sa.select(*USER_COLUMNS).where(users.c.email == normalise_email(email))
             ).first()
         if row is None:
-            raise not_found("user")
+            raise ApiError(
+                404, "not_found", "No user has that email; check it against `waypost users list`."
+            )
         return row_to_user(row)
 
     def has_users(self) -> bool:
