@@ -37,7 +37,10 @@ class KeyUsage:
     def flush(self) -> int:
         """Write the noted times; how many keys were written."""
         with self._lock:
-            pending, self._pending = self._pending, {}
+            taken, self._pending = self._pending, {}
+        # note() takes no lock: a use noted into the dict just swapped out is copied here in
+        # one step (or, at worst, waits for the key's next use).
+        pending = dict(list(taken.items()))
         if not pending:
             return 0
         stmt = (
