@@ -98,7 +98,7 @@ def _decode(raw: bytes, kind: type[T]) -> T:
             msgspec.json.decode(raw)
         except msgspec.DecodeError as syntax:
             raise from_validation_error(syntax) from None
-        raise from_validation_error(exc) from None
+        raise from_validation_error(exc, kind) from None
     except msgspec.DecodeError as exc:
         raise from_validation_error(exc) from None
 
