@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from waypost.hub import Hub
 from waypost.services.channels import Channel
-from waypost.services.keys import CreatedKey
+from waypost.services.keys import CreatedKey, KeyQuery
 
 if TYPE_CHECKING:
     from tests.admin_support import UI, error_of, flash_of
@@ -28,15 +28,27 @@ def test_create_a_key_and_see_it_once(
     channel = make_channel(name="App", kind="headless")
     form = admin_ui.get(f"/admin/keys/new?channel={channel.id}")
     assert f'<option value="{channel.id}" selected>' in form.text
-    answer = admin_ui.post(
+    posted = admin_ui.post(
         "/admin/keys/new", {"access": "tracking", "channel": str(channel.id), "name": "Backend"}
     )
-    assert answer.status_code == 201, error_of(answer)
+    # Post/Redirect/Get: the secret is on the page redirected to, never in its address.
+    assert posted.status_code == 303, error_of(posted)
+    target = posted.headers["location"]
+    assert re.fullmatch(r"/admin/keys/[0-9a-f-]{36}/created", target)
+    answer = admin_ui.get(target)
+    assert answer.status_code == 200
     assert answer.headers["cache-control"] == "no-store"
     match = KEY.search(answer.text)
     assert match is not None
     secret = match.group(1)
+    assert secret not in target
     assert "shown only this once" in answer.text
+    # A reload shows it no more, and created nothing.
+    again = admin_ui.get(target)
+    assert again.status_code == 200
+    assert secret not in again.text
+    assert "cannot be shown again" in again.text
+    assert len(hub.keys.list_page(KeyQuery()).data) == 1
     # The key works, and is never shown again.
     assert hub.keys.authenticate(f"Bearer {secret}").channel_id == channel.id
     listed = admin_ui.get("/admin/keys").text
@@ -47,8 +59,10 @@ def test_create_a_key_and_see_it_once(
 
 
 def test_an_admin_key_has_no_channel(admin_ui: UI, hub: Hub) -> None:
-    answer = admin_ui.post("/admin/keys/new", {"access": "admin", "channel": "", "name": "CI"})
-    assert answer.status_code == 201
+    answer = admin_ui.post(
+        "/admin/keys/new", {"access": "admin", "channel": "", "name": "CI"}, follow=True
+    )
+    assert answer.status_code == 200
     match = KEY.search(answer.text)
     assert match is not None
     assert hub.keys.authenticate_admin(f"Bearer {match.group(1)}").access == "admin"
@@ -149,3 +163,51 @@ def test_marketers_cannot_see_keys(marketer_ui: UI, make_key: Callable[..., Crea
     assert marketer_ui.post("/admin/keys/new", {"access": "admin"}).status_code == 403
     assert marketer_ui.post(f"/admin/keys/{key.id}/disable").status_code == 403
     assert marketer_ui.post(f"/admin/keys/{key.id}/delete").status_code == 403
+
+
+def test_the_list_shows_when_each_key_was_last_used(
+    admin_ui: UI, hub: Hub, make_key: Callable[..., CreatedKey]
+) -> None:
+    used, unused = make_key("admin", name="Used"), make_key("admin", name="Unused")
+    hub.keys.authenticate(f"Bearer {used.key}")
+    hub.keys.usage.flush()
+    page = admin_ui.get("/admin/keys").text
+    assert "Last used" in page
+    used_row = re.search(rf'<tr id="key-{used.id}">(.*?)</tr>', page, re.S)
+    unused_row = re.search(rf'<tr id="key-{unused.id}">(.*?)</tr>', page, re.S)
+    assert used_row is not None
+    assert unused_row is not None
+    assert "never" not in used_row.group(1)
+    assert '<span class="muted">never</span>' in unused_row.group(1)
+
+
+def _selected(page: str, name: str) -> str:
+    select = re.search(rf'<select[^>]*name="{name}"[^>]*>(.*?)</select>', page, re.S)
+    assert select is not None
+    chosen = re.search(r'<option value="([^"]*)" selected>', select.group(1))
+    return chosen.group(1) if chosen else ""
+
+
+@pytest.mark.parametrize("channels", [0, 2])
+def test_the_form_as_it_opens_can_be_sent(
+    admin_ui: UI, hub: Hub, make_channel: Callable[..., Channel], channels: int
+) -> None:
+    made = sorted((make_channel(name=f"Site {n}") for n in range(channels)), key=lambda c: c.name)
+    form = admin_ui.get("/admin/keys/new").text
+    values = {name: _selected(form, name) for name in ("access", "channel")}
+    answer = admin_ui.post("/admin/keys/new", {**values, "name": ""}, follow=True)
+    assert KEY.search(answer.text) is not None, error_of(answer)
+    (key,) = hub.keys.list_page(KeyQuery()).data
+    if made:
+        assert (key.access, key.channel) == ("tracking", made[0].id)
+    else:
+        assert (key.access, key.channel) == ("admin", None)
+
+
+def test_the_secret_is_for_its_own_session_only(admin_ui: UI, make_ui: Callable[..., UI]) -> None:
+    posted = admin_ui.post("/admin/keys/new", {"access": "admin", "channel": "", "name": "CI"})
+    other = make_ui("admin")
+    page = other.get(posted.headers["location"])
+    assert page.status_code == 200
+    assert KEY.search(page.text) is None
+    assert KEY.search(admin_ui.get(posted.headers["location"]).text) is not None

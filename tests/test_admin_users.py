@@ -150,8 +150,8 @@ def test_create_disable_and_enable_a_user(admin_ui: UI, hub: Hub) -> None:
     [
         ({"password_again": "something else"}, "differ"),
         ({"password": "short", "password_again": "short"}, "at least 10"),
-        ({"email": "nope"}, "not an email"),
-        ({"role": "owner"}, "role"),
+        ({"email": "nope"}, "'nope' is not an email address; give one such as jane@example.com."),
+        ({"role": "owner"}, "role: 'owner' is not allowed; use one of admin, marketer."),
     ],
 )
 def test_user_form_errors(admin_ui: UI, changes: dict[str, str], message: str) -> None:

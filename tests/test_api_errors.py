@@ -509,3 +509,82 @@ def test_a_nul_character_is_a_400_not_a_database_error(
         "message": "q cannot hold the NUL character.",
         "field": "q",
     }
+
+
+# -- messages in words ---------------------------------------------------------------------
+
+TYPE_NAMES = "boolean, datetime, decimal, email, integer, phone, text, url"
+MESSAGES = [
+    (
+        "POST",
+        "/api/activity-types",
+        {"name": "Quote", "fields": [{"name": "amount", "type": "float"}]},
+        "fields[0].type",
+        f"fields[0].type: 'float' is not allowed; use one of {TYPE_NAMES}.",
+    ),
+    (
+        "PATCH",
+        "/api/activity-types/{type}",
+        {"enabled": "yes"},
+        "enabled",
+        "enabled must be true or false, not a string.",
+    ),
+    (
+        "POST",
+        "/api/keys",
+        {"access": "root"},
+        "access",
+        "access: 'root' is not allowed; use one of admin, publishable, tracking.",
+    ),
+    (
+        "POST",
+        "/api/keys",
+        {"access": "admin", "channel": "web"},
+        "channel",
+        "channel must be a UUID.",
+    ),
+    (
+        "POST",
+        "/api/keys",
+        {"access": "admin", "name": "x" * 201},
+        "name",
+        "name holds at most 200 characters.",
+    ),
+    (
+        "POST",
+        "/api/channels",
+        {"name": "Shop", "kind": "website", "allowed_origins": "https://shop.example"},
+        "allowed_origins",
+        "allowed_origins must be a list, not a string.",
+    ),
+    ("POST", "/api/channels", ["Shop"], None, "The body must be an object, not a list."),
+    ("GET", "/api/activities?limit=0", None, "limit", "limit must be at least 1."),
+    (
+        "GET",
+        "/api/activities?since=yesterday",
+        None,
+        "since",
+        "since must be a date and time in ISO 8601 with an offset, such as 2026-01-31T09:30:00Z.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field", "message"), MESSAGES)
+def test_messages_say_what_to_send(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    make_type: Callable[..., ActivityType],
+    method: str,
+    path: str,
+    body: object,
+    field: str | None,
+    message: str,
+) -> None:
+    path = path.replace("{type}", str(make_type().id))
+    kwargs: dict[str, object] = {} if body is None else {"json": body}
+    answer = client.request(method, path, headers=admin_headers, **kwargs)  # type: ignore[arg-type]
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["message"] == message
+    assert error.get("field") == field
+    assert "`" not in error["message"]

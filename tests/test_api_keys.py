@@ -29,6 +29,7 @@ LISTED = {
     "enabled",
     "created_at",
     "disabled_at",
+    "last_used_at",
 }
 
 
@@ -341,3 +342,40 @@ def test_no_key_appears_in_a_log_line(
     assert caplog.records, "nothing was logged, so this test would prove nothing"
     assert secret not in caplog.text
     assert admin_secret not in caplog.text
+
+
+def test_last_used_at_is_noted_on_use_and_written_by_the_flush(
+    client: TestClient,
+    hub: Hub,
+    make_key: Callable[..., CreatedKey],
+    make_channel: Callable[..., Channel],
+) -> None:
+    channel = make_channel(kind="headless")
+    tracking = make_key("tracking", channel.id)
+    admin = make_key("admin")
+    unused = make_key("tracking", channel.id)
+    contact = client.post("/tracking/contacts", headers=bearer(tracking.key)).json()["contact"]
+    answer = client.post(
+        "/tracking/activities",
+        headers=bearer(tracking.key),
+        json={
+            "channel": str(channel.id),
+            "contact": contact,
+            "activities": [{"type": "click", "value": "cta"}],
+        },
+    )
+    assert answer.status_code == 207, answer.text
+    # Noted in memory only: authenticating writes nothing to the database.
+    assert stored_row(hub, str(tracking.id))["last_used_at"] is None
+    assert hub.keys.usage.flush() == 1
+    got = client.get(f"/api/keys/{tracking.id}", headers=bearer(admin.key)).json()
+    assert got["last_used_at"] is not None
+    assert got["last_used_at"] >= got["created_at"]
+    hub.keys.usage.flush()
+    listed = {
+        item["id"]: item["last_used_at"]
+        for item in client.get("/api/keys", headers=bearer(admin.key)).json()["data"]
+    }
+    assert listed[str(admin.id)] is not None
+    assert listed[str(unused.id)] is None
+    assert hub.keys.usage.flush() == 1  # only the admin key was used since

@@ -96,6 +96,9 @@ def test_the_command_tree_has_what_the_issue_asks() -> None:
         ("keys", "create"),
         ("keys", "list"),
         ("keys", "disable"),
+        ("keys", "enable"),
+        ("keys", "delete"),
+        ("users", "set-password"),
         ("types", "create"),
         ("types", "list"),
         ("types", "enable"),
@@ -204,6 +207,25 @@ def test_keys_disable(invoke: Invoke, hub_of: Callable[[], Hub]) -> None:
     unknown = invoke("keys", "disable", "00000000-0000-0000-0000-000000000001", code=1)
     assert "Traceback" not in unknown.output
     invoke("keys", "disable", "not-a-uuid", code=2)
+
+
+def test_keys_enable_and_delete(invoke: Invoke, hub_of: Callable[[], Hub]) -> None:
+    created = json.loads(invoke("keys", "create", "--access", "admin", "--json").stdout)
+    invoke("keys", "disable", created["id"])
+    enabled = invoke("keys", "enable", created["id"])
+    assert f"Enabled admin key {created['prefix']}…{created['last_four']}." in enabled.stdout
+    assert hub_of().keys.authenticate_admin(f"Bearer {created['key']}").access == "admin"
+    deleted = invoke("keys", "delete", created["id"])
+    assert f"Deleted admin key {created['prefix']}…{created['last_four']}." in deleted.stdout
+    assert created["key"] not in deleted.output
+    assert json.loads(invoke("keys", "list", "--json").stdout) == []
+    with pytest.raises(ApiError) as caught:
+        hub_of().keys.authenticate_admin(f"Bearer {created['key']}")
+    assert caught.value.status == 401
+    for command in ("enable", "delete"):
+        unknown = invoke("keys", command, created["id"], code=1)
+        assert "No API key has that identifier" in unknown.output
+        assert "Traceback" not in unknown.output
 
 
 # -- activity types -----------------------------------------------------------------------------
@@ -392,6 +414,11 @@ def test_serve_bootstraps_an_empty_database_once(
     assert served[1]["host"] == "0.0.0.0"  # noqa: S104
     assert KEY.findall(second.output) == []
     assert "http://127.0.0.1:8124" in second.stdout
+    # Where the keys went, and how to make one.
+    assert "keys were shown on its first run only" in second.stdout
+    assert "waypost keys create --access tracking --channel" in second.stdout
+    assert "http://127.0.0.1:8124/admin/keys/new" in second.stdout
+    assert "first run only" not in first.stdout
     assert len(hub.channels.list_page(ListQuery()).data) == 2
 
 
@@ -513,3 +540,65 @@ def test_serve_in_a_real_process(tmp_path: Path) -> None:
     output = "".join(lines)
     # The key is printed once, at start, and never logged with a request.
     assert output.count(admin) == 1
+
+
+# -- messages in words ----------------------------------------------------------------------
+
+CLI_MESSAGES = [
+    (
+        ("keys", "create", "--access", "tracking"),
+        1,
+        "A tracking key belongs to a channel: give --channel with a channel's id "
+        "(`waypost channels list` lists them).",
+    ),
+    (
+        (
+            "keys",
+            "create",
+            "--access",
+            "admin",
+            "--channel",
+            "01a2076a-8c3e-7000-8000-000000000000",
+        ),
+        1,
+        "An admin key has no channel: leave out --channel.",
+    ),
+    (
+        (
+            "keys",
+            "create",
+            "--access",
+            "publishable",
+            "--channel",
+            "01a2076a-8c3e-7000-8000-000000000000",
+        ),
+        1,
+        "No channel has that id; `waypost channels list` lists them.",
+    ),
+    (
+        ("types", "create", "--name", "Quote", "--field", "amount:float"),
+        2,
+        "'amount:float': 'float' is not a field type; use one of text, integer, decimal, "
+        "boolean, datetime, url, email, phone.",
+    ),
+    (
+        ("channels", "create", "--name", "x" * 201, "--kind", "website"),
+        2,
+        "name holds at most 200 characters.",
+    ),
+    (
+        ("users", "password", "--email", "nobody@example.com", "--password", "long enough one"),
+        1,
+        "No user has that email; check it against `waypost users list`.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), CLI_MESSAGES)
+def test_errors_say_what_to_do(
+    invoke: Invoke, args: tuple[str, ...], code: int, message: str
+) -> None:
+    result = invoke(*args, code=code)
+    assert message in " ".join(result.stderr.split())
+    assert "`$" not in result.stderr
+    assert "Traceback" not in result.output

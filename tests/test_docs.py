@@ -7,12 +7,14 @@ import ast
 import builtins
 import importlib.util
 import re
+import shlex
 import symtable
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import msgspec
 import pytest
 
 from waypost.sdk import Client
@@ -238,3 +240,128 @@ def test_the_python_sdk_examples_that_need_no_framework_run(demo_waypost: Waypos
                 assert sum(value.stats.dropped.values()) == 0, (source, value.stats)
     # The background job's activity, logged for the contact it named.
     assert len(demo_waypost.activities(contact)) == 4
+
+
+# -- curl examples ---------------------------------------------------------------------------
+
+SHELL_BLOCK = re.compile(r"```(?:sh|bash)\n(.*?)```", re.S)
+HOSTS = ("http://127.0.0.1:8000", "https://track.example.com", "$BASE")
+
+
+def curl_commands(path: Path) -> list[str]:
+    """The curl commands of a page's shell blocks, continuation lines joined, in order."""
+    found: list[str] = []
+    for block in SHELL_BLOCK.findall(path.read_text()):
+        command = ""
+        for line in block.replace("\\\n", " ").splitlines():
+            command = f"{command}\n{line}" if command else line.strip()
+            try:
+                shlex.split(command)
+            except ValueError:  # a quote still open: the command goes on
+                continue
+            if command.startswith("curl ") and "$NEXT" not in command:
+                found.append(command)
+            command = ""
+    return found
+
+
+def test_curl_examples_are_found() -> None:
+    assert len(curl_commands(DOCS / "admin-api.md")) >= 5
+    assert curl_commands(DOCS / "activity-fields.md")
+
+
+def run_curl(client: Any, command: str, values: dict[str, str]) -> Any:
+    for name, value in values.items():
+        command = command.replace(f"${name}", value)
+    words = shlex.split(command)[1:]
+    method, url, headers, data = "GET", "", {}, None
+    while words:
+        word = words.pop(0)
+        if word == "-X":
+            method = words.pop(0)
+        elif word == "-H":
+            name, _, value = words.pop(0).partition(":")
+            headers[name.strip()] = value.strip()
+        elif word == "-d":
+            data = words.pop(0)
+            method = "POST" if method == "GET" else method
+        elif not word.startswith("-"):
+            url = word
+    for host in HOSTS:
+        url = url.removeprefix(host)
+    return client.request(method, url, headers=headers, content=data)
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/admin-api.md", "docs/activity-fields.md"])
+def test_curl_examples_run_against_a_server_with_the_demo(hub: Any, client: Any, page: str) -> None:
+    """Each page's curl examples, in order, on a first run's database with the demo's data,
+    as after `make run`: none conflicts with what is already there."""
+    from waypost.bootstrap import bootstrap
+    from waypost.demo.data import prepare_demo
+
+    first = bootstrap(hub)
+    assert first is not None
+    prepare_demo(hub, ["http://127.0.0.1:8001"])
+    values = {
+        "ADMIN": first.admin_key.key,
+        "TRACKING": first.tracking_key.key,
+        "CHANNEL": str(first.headless.id),
+    }
+    for command in curl_commands(ROOT / page):
+        if "$CONTACT" in command and "CONTACT" not in values:
+            made = client.post(
+                "/tracking/contacts", headers={"Authorization": f"Bearer {values['TRACKING']}"}
+            )
+            values["CONTACT"] = made.json()["contact"]
+        answer = run_curl(client, command, values)
+        assert answer.status_code < 400, f"{command}\n{answer.status_code} {answer.text}"
+
+
+def test_the_license_is_the_apache_license_the_package_declares() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text
+    assert "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    assert 'license = "Apache-2.0"' in (ROOT / "pyproject.toml").read_text()
+
+
+def section(path: Path, title: str) -> str:
+    text = path.read_text()
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+@pytest.mark.parametrize(
+    ("title", "struct"),
+    [
+        ("Channels", "waypost.services.channels:ChannelCreate"),
+        ("Activity types", "waypost.services.activity_types:ActivityTypeCreate"),
+    ],
+)
+def test_every_property_is_in_its_resource_table(title: str, struct: str) -> None:
+    module, _, name = struct.partition(":")
+    info = msgspec.inspect.type_info(getattr(importlib.import_module(module), name))
+    assert isinstance(info, msgspec.inspect.StructType)
+    table = section(DOCS / "admin-api.md", title)
+    missing = [f.encode_name for f in info.fields if f"| `{f.encode_name}` |" not in table]
+    assert missing == []
+
+
+HUB_CALL = re.compile(r"\bhub\.([a-z_]+)\.([a-z_]+)\(")
+
+
+def test_the_docs_call_only_services_that_exist(hub: Any) -> None:
+    calls = {
+        (service, method)
+        for path in [*DOCS.glob("*.md"), ROOT / "README.md"]
+        for block in re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.DOTALL)
+        for service, method in HUB_CALL.findall(block)
+    }
+    assert calls
+    missing = sorted(
+        f"hub.{service}.{method}"
+        for service, method in calls
+        if not callable(getattr(getattr(hub, service, None), method, None))
+    )
+    assert missing == []

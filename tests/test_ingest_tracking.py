@@ -994,3 +994,80 @@ def test_occurred_at_and_received_at(tracker: Tracker, hub: Hub) -> None:
     assert past.occurred_at == dt.datetime(2025, 6, 1, 6, tzinfo=dt.UTC)
     assert before <= past.received_at <= after
     assert results[3]["error"]["field"] == results[4]["error"]["field"] == "occurredAt"
+
+
+# -- messages in words ---------------------------------------------------------------------
+
+REQUEST_MESSAGES = [
+    ({"channel": "web"}, "channel", "channel must be a UUID."),
+    ({"contact": 42}, "contact", "contact must be a UUID, not a whole number."),
+    ({"activities": {"type": "click"}}, "activities", "activities must be a list, not an object."),
+]
+
+
+@pytest.mark.parametrize(("changes", "field", "message"), REQUEST_MESSAGES)
+def test_request_messages_say_what_to_send(
+    tracker: Tracker, changes: dict[str, object], field: str, message: str
+) -> None:
+    body = {
+        "channel": str(tracker.channel.id),
+        "contact": tracker.new_contact(),
+        "activities": [{"type": "click", "value": "x"}],
+        **changes,
+    }
+    answer = tracker.client.post("/tracking/activities", json=body, headers=tracker.headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == {"code": "invalid_field", "message": message, "field": field}
+
+
+ACTIVITY_MESSAGES = [
+    ({"type": "click", "value": 5}, "value", "value must be a string or null, not a whole number."),
+    ({"type": 7}, "type", "type must be a string, not a whole number."),
+    (
+        {"type": "pagevisit", "url": "https://example.com/", "occurredAt": "yesterday"},
+        "occurredAt",
+        "occurredAt must be a date and time in ISO 8601 with an offset, such as "
+        "2026-01-31T09:30:00Z.",
+    ),
+    (
+        {"type": "quote_request", "fields": {"email": "mail"}},
+        "fields.email",
+        "email must be an email address, such as jane@example.com.",
+    ),
+    (
+        {"type": "quote_request", "fields": {"site": "example.com"}},
+        "fields.site",
+        "site must be an absolute http or https URL, such as https://example.com/page.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("activity", "field", "message"), ACTIVITY_MESSAGES)
+def test_activity_messages_say_what_to_send(
+    tracker: Tracker,
+    make_type: Callable[..., ActivityType],
+    activity: dict[str, object],
+    field: str,
+    message: str,
+) -> None:
+    make_type(
+        name="Quote request",
+        fields=[{"name": "email", "type": "email"}, {"name": "site", "type": "url"}],
+    )
+    [result] = tracker.log([activity])
+    assert result["status"] == 400, result
+    assert result["error"]["message"] == message
+    assert result["error"]["field"] == field
+
+
+def test_an_admin_key_is_told_to_use_a_tracking_key(
+    tracker: Tracker, make_key: Callable[..., CreatedKey]
+) -> None:
+    admin = make_key("admin").key
+    answer = tracker.post(
+        [{"type": "click", "value": "x"}], headers={"Authorization": f"Bearer {admin}"}
+    )
+    assert answer.status_code == 403
+    assert answer.json()["error"]["message"] == (
+        "An admin key cannot use the tracking API; use a tracking key (wpt_...)."
+    )

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from waypost.sdk import Client, ClientOptions, Dropped, WaypostError
-from waypost.sdk.delivery import backoff
+from waypost.sdk.client import contact_uuid
+from waypost.sdk.delivery import backoff, refusal
 from waypost.sdk.options import encode
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ def test_every_field_of_an_activity_arrives(
 
 def test_arguments_that_can_never_be_sent_raise(make_client: MakeClient, contact: str) -> None:
     client = make_client()
-    with pytest.raises(ValueError, match="badly formed"):
+    with pytest.raises(ValueError, match="contact must be a contact's UUID"):
         client.log("not-a-uuid", "click", value="x")
     with pytest.raises(ValueError, match="time zone"):
         client.log(contact, "click", value="x", occurred_at=dt.datetime(2026, 1, 1))
@@ -462,7 +463,7 @@ def test_network_errors_are_given_up_after_max_retries(
     assert [(d.reason, d.status, d.error_code) for d in drops] == [
         ("failed", None, "network_error")
     ]
-    assert "Gave up on 1 activities" in sdk_log.text
+    assert "Gave up on 1 activity of contact" in sdk_log.text
 
 
 def test_backoff_is_exponential_with_full_jitter() -> None:
@@ -702,3 +703,41 @@ def test_decimals_are_sent_in_plain_notation(value: decimal.Decimal, sent: str) 
     # The server takes decimals in plain notation only (docs/activity-fields.md), and str()
     # of a Decimal may use an exponent.
     assert encode({"amount": value}) == f'{{"amount":{sent}}}'.encode()
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            (1, "c1", 401, "unauthorized", "That API key is not known; use a tracking key."),
+            "Waypost refused 1 activity of contact c1 (401 unauthorized): That API key is not "
+            "known; use a tracking key. It is dropped, as sending it again cannot succeed; fix "
+            "the cause and log it again.",
+        ),
+        (
+            (3, "c2", 404, "contact_not_found", "No contact has that identifier"),
+            "Waypost refused 3 activities of contact c2 (404 contact_not_found): No contact has "
+            "that identifier. They are dropped, as sending them again cannot succeed; fix the "
+            "cause and log them again.",
+        ),
+    ],
+)
+def test_refusals_are_logged_in_sentences(args: tuple[Any, ...], message: str) -> None:
+    assert refusal(*args) == message
+
+
+@pytest.mark.parametrize(
+    ("contact", "message"),
+    [
+        ("not-a-uuid", "contact must be a contact's UUID, as create_contact() returns; "
+         "got 'not-a-uuid'."),
+        (42, "contact must be a contact's UUID, as create_contact() returns; got 42."),
+    ],
+)  # fmt: skip
+def test_a_contact_that_is_not_a_uuid_is_told_what_to_pass(contact: Any, message: str) -> None:
+    with pytest.raises(ValueError, match="contact must") as caught:
+        contact_uuid(contact)
+    assert str(caught.value) == message

@@ -152,6 +152,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         the_hub.group_updates.start()
+        the_hub.keys.usage.start()
         try:
             yield
         finally:

@@ -6,14 +6,15 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 import click
 import msgspec
 
 from waypost.admin.commands import users
-from waypost.domain.fields import FieldSpec
-from waypost.errors import ApiError
+from waypost.domain.fields import FieldSpec, FieldType
+from waypost.error_words import a_or_an
+from waypost.errors import ApiError, from_validation_error
 from waypost.hub import Hub
 from waypost.pagination import ListQuery
 from waypost.services.activity_types import ActivityType, ActivityTypeCreate, ActivityTypeQuery
@@ -128,6 +129,11 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
             click.echo("\nA new database: these keys are shown only now, so keep them.")
             for line in first_run.describe(settings.base_url):
                 click.echo(f"  {line}")
+        else:
+            click.echo("\nThis database's keys were shown on its first run only. For a new key:")
+            click.echo("  waypost keys create --access tracking --channel <channel id>")
+            click.echo("  (channel ids: waypost channels list), or the admin UI's keys page:")
+            click.echo(f"  {settings.base_url}/admin/keys/new")
         if first_admin is not None:
             click.echo("\nThe first admin of the UI: the password is shown only now.")
             for line in first_admin.describe(settings.base_url):
@@ -273,7 +279,7 @@ def migrate_command(revision: str, downgrade: bool) -> None:
 
 @main.group()
 def keys() -> None:
-    """Create, list and disable API keys."""
+    """Create, list, disable, enable and delete API keys."""
 
 
 @keys.command("create")
@@ -294,7 +300,24 @@ def keys_create(access: str, channel: uuid.UUID | None, name: str, as_json: bool
     """
     with _hub() as hub:
         body = msgspec.convert({"access": access, "channel": channel, "name": name}, KeyCreate)
-        created = hub.keys.create(body)
+        try:
+            created = hub.keys.create(body)
+        except ApiError as exc:
+            if exc.field != "channel":
+                raise
+            # The service speaks of the API's property; here it is an option.
+            if access == "admin":
+                message = "An admin key has no channel: leave out --channel."
+            elif exc.code == "missing_field":
+                message = (
+                    f"{a_or_an(access).capitalize()} key belongs to a channel: give --channel "
+                    "with a channel's id (`waypost channels list` lists them)."
+                )
+            elif exc.message.startswith("No channel"):
+                message = "No channel has that id; `waypost channels list` lists them."
+            else:
+                message = exc.message.replace("'channel'", "--channel")
+            raise click.ClickException(message) from None
     if as_json:
         _echo_json(created)
     else:
@@ -337,6 +360,27 @@ def keys_disable(key_id: uuid.UUID) -> None:
     with _hub() as hub:
         key = hub.keys.update(key_id, KeyUpdate(enabled=False))
     click.echo(f"Disabled {key.access} key {key.prefix}…{key.last_four}.")
+
+
+@keys.command("enable")
+@click.argument("key_id", type=click.UUID)
+def keys_enable(key_id: uuid.UUID) -> None:
+    """Enable a disabled key again."""
+    from waypost.services.keys import KeyUpdate
+
+    with _hub() as hub:
+        key = hub.keys.update(key_id, KeyUpdate(enabled=True))
+    click.echo(f"Enabled {key.access} key {key.prefix}…{key.last_four}.")
+
+
+@keys.command("delete")
+@click.argument("key_id", type=click.UUID)
+def keys_delete(key_id: uuid.UUID) -> None:
+    """Delete a key for good: requests with it get 401 from now on."""
+    with _hub() as hub:
+        key = hub.keys.get(key_id)
+        hub.keys.delete(key_id)
+    click.echo(f"Deleted {key.access} key {key.prefix}…{key.last_four}.")
 
 
 # -- activity types --------------------------------------------------------------------------
@@ -385,7 +429,7 @@ def types_create(
             ActivityTypeCreate,
         )
     except msgspec.ValidationError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.UsageError(from_validation_error(exc, ActivityTypeCreate).message) from None
     with _hub() as hub:
         created = hub.types.create(body)
     if as_json:
@@ -406,6 +450,12 @@ def _parse_field(text: str) -> dict[str, object]:
     if unknown:
         raise click.BadParameter(
             f"{text!r}: unknown flag {sorted(unknown)[0]!r}", param_hint="--field"
+        )
+    if parts[0] not in get_args(FieldType):
+        raise click.BadParameter(
+            f"{text!r}: {parts[0]!r} is not a field type; use one of "
+            f"{', '.join(get_args(FieldType))}.",
+            param_hint="--field",
         )
     return {
         "name": name,
@@ -499,7 +549,7 @@ def channels_create(
             ChannelCreate,
         )
     except msgspec.ValidationError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.UsageError(from_validation_error(exc, ChannelCreate).message) from None
     with _hub() as hub:
         created = hub.channels.create(body)
     if as_json:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
+
+from waypost.error_words import allowed_values, sentence
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
@@ -74,8 +77,12 @@ def _path_name(path: str) -> str | None:
     return path.lstrip(".") or None
 
 
-def from_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> ApiError:
-    """Turn msgspec's decode or validation failure into the stable error shape."""
+def from_validation_error(
+    exc: msgspec.ValidationError | msgspec.DecodeError, target: Any = None
+) -> ApiError:
+    """Turn msgspec's decode or validation failure into the stable error shape, in words a
+    person reads (see :mod:`waypost.error_words`); ``target``, the type that was decoded,
+    lets an invalid enum value list the values allowed."""
     message = str(exc)
     if not isinstance(exc, msgspec.ValidationError):
         return ApiError(400, "invalid_json", f"The body is not valid JSON: {message}")
@@ -90,8 +97,7 @@ def from_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) ->
         name = match.group("name")
         field = f"{path}.{name}" if path else name
         return ApiError(400, "missing_field", f"The field '{field}' is required.", field)
-    where = f" at '{path}'" if path else ""
-    return ApiError(400, "invalid_field", f"{text}{where}.", path)
+    return ApiError(400, "invalid_field", sentence(text, path, allowed_values(target, path)), path)
 
 
 # An escaped NUL character in JSON: "\u0000" after an even number of backslashes. PostgreSQL

@@ -67,4 +67,5 @@ class Hub:
         """Finish queued writes, then release the database."""
         self.writer.stop()
         self.group_updates.stop()
+        self.keys.usage.stop()
         self.store.dispose()

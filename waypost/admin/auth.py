@@ -133,7 +133,9 @@ async def api_principal(hub: Hub, request: Request, tag: str) -> Principal | Non
         snapshot = hub.catalog.fresh()
         known = bearer_key(snapshot, authorization) if snapshot is not None else None
         if known is not None:
-            return admin_principal(known)
+            principal = admin_principal(known)
+            hub.keys.usage.note(principal.key_id)
+            return principal
         return await run_in_threadpool(hub.keys.authenticate_admin, authorization)
     session = await run_in_threadpool(hub.sessions.lookup, token)
     if session is None:

@@ -98,6 +98,10 @@ def users_password(email: str, password: str | None) -> None:
     click.echo(f"Set a new password for {user.email}.")
 
 
+# The name people look for first; ``password`` stays for the scripts that use it.
+users.add_command(users_password, "set-password")
+
+
 @users.command("disable")
 @click.option("--email", required=True, help=EMAIL_HELP)
 def users_disable(email: str) -> None:

@@ -24,6 +24,7 @@ Area = Literal[
     "keys",
     "consents",
     "users",
+    "account",
 ]
 
 # What each role may read, and what it may change. Admins may do everything.
@@ -39,12 +40,22 @@ READ: dict[Role, frozenset[str]] = {
             "reports",
             "playbooks",
             "consents",
+            "account",
         }
     ),
 }
 WRITE: dict[Role, frozenset[str]] = {
     "marketer": frozenset(
-        {"types", "contacts", "activities", "rejected", "groups", "reports", "playbooks"}
+        {
+            "types",
+            "contacts",
+            "activities",
+            "rejected",
+            "groups",
+            "reports",
+            "playbooks",
+            "account",
+        }
     ),
 }
 

@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from waypost.admin import csrf
-from waypost.admin.auth import current_session
+from waypost.admin.auth import SESSION_COOKIE, current_session
 from waypost.admin.forms import Form, parse_form
 from waypost.admin.rendering import SECURITY_HEADERS, Renderer
 from waypost.admin.roles import Area, can
@@ -163,6 +163,11 @@ class Page:
 
     def can(self, area: Area, write: bool = False) -> bool:
         return can(self.session.user.role, area, write)
+
+    @property
+    def session_token(self) -> str:
+        """The session cookie's token (what :meth:`SessionService.keep_secret` seals with)."""
+        return self.request.cookies.get(SESSION_COOKIE, "")
 
     def render(self, template: str, status: int = 200, **context: Any) -> Response:
         return self.ui.render(self.request, self.session, template, status, **context)

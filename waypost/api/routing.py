@@ -168,7 +168,7 @@ def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> A
             msgspec.json.decode(raw)
         except msgspec.DecodeError as malformed:
             raise from_validation_error(malformed) from None
-        raise from_validation_error(exc) from None
+        raise from_validation_error(exc, body_type) from None
     except msgspec.DecodeError as exc:
         raise from_validation_error(exc) from None
 
@@ -192,7 +192,7 @@ def decode_query(params: Mapping[str, str], query_type: type) -> Any:
     try:
         return msgspec.convert(dict(params), query_type, strict=False)
     except msgspec.ValidationError as exc:
-        error = from_validation_error(exc)
+        error = from_validation_error(exc, query_type)
         error.message = error.message.replace("field", "query parameter", 1)
         raise error from None
 

@@ -77,7 +77,9 @@ def canonical_value(spec: FieldSpec, value: object, where: str) -> object:
         assert isinstance(value, str)
         limit = spec.max_length or DEFAULT_TEXT_LENGTH
         if len(value) > limit:
-            raise FieldValueError(f"{spec.name} is at most {limit} characters.", where)
+            raise FieldValueError(
+                f"{spec.name} holds at most {limit} characters; shorten it.", where
+            )
         return value
     if kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
@@ -107,11 +109,17 @@ def canonical_value(spec: FieldSpec, value: object, where: str) -> object:
             ) from None
     if kind == "url":
         if len(value) > 2048 or not is_http_url(value):
-            raise FieldValueError(f"{spec.name} is an absolute http or https URL.", where)
+            raise FieldValueError(
+                f"{spec.name} must be an absolute http or https URL, such as "
+                "https://example.com/page.",
+                where,
+            )
         return value
     if kind == "email":
         if len(value) > 254 or not EMAIL.match(value):
-            raise FieldValueError(f"{spec.name} is an email address.", where)
+            raise FieldValueError(
+                f"{spec.name} must be an email address, such as jane@example.com.", where
+            )
         return value
     try:
         return normalise_phone(value)
@@ -236,7 +244,9 @@ def _field_name(
         if not isinstance(value, str) or not value.strip():
             raise FieldValueError(f"{key} takes a non-empty string.", where)
         if key == "str::email" and not EMAIL.match(value):
-            raise FieldValueError(f"{key} takes an email address.", where)
+            raise FieldValueError(
+                f"{key} must be an email address, such as jane@example.com.", where
+            )
         out.contact[ORTTO_SYSTEM_KEYS[key]] = value
         return None
     prefix, namespace, name = match["prefix"], match["namespace"], match["name"]

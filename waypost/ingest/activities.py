@@ -246,7 +246,8 @@ def _check(activity: ActivityIn, raw: bytes, snapshot: Snapshot, now: dt.datetim
             raise ApiError(
                 400,
                 "invalid_field",
-                "occurredAt is ISO 8601 with an offset, e.g. 2026-01-31T12:00:00Z.",
+                "occurredAt must be a date and time in ISO 8601 with an offset, such as "
+                "2026-01-31T09:30:00Z.",
                 "occurredAt",
             ) from None
         if occurred - now > MAX_FUTURE:

@@ -106,7 +106,7 @@ def _decode(raw: bytes, kind: type[T]) -> T:
             msgspec.json.decode(raw)
         except msgspec.DecodeError as syntax:
             raise from_validation_error(syntax) from None
-        raise from_validation_error(exc) from None
+        raise from_validation_error(exc, kind) from None
     except msgspec.DecodeError as exc:
         raise from_validation_error(exc) from None
 
@@ -172,6 +172,7 @@ class BrowserApp:
         channel = snapshot.channels.get(key.channel_id)
         if channel is None or channel.kind != "website":
             raise ApiError(403, "forbidden", "Publishable keys work for website channels only.")
+        self.hub.keys.usage.note(key.id)
         return channel
 
     async def _dispatch(

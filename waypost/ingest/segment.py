@@ -35,7 +35,7 @@ from waypost.ingest.asgi import (
     read_body,
     respond,
 )
-from waypost.ingest.catalog import ChannelInfo, Snapshot
+from waypost.ingest.catalog import ChannelInfo, KeyInfo, Snapshot
 from waypost.ingest.contact_limits import follow_merges
 from waypost.store import StorageUnavailable
 
@@ -131,7 +131,8 @@ class SegmentApp:
             write_key, sent_at = key_only.write_key, key_only.sent_at
             items = [_with_type(raw, route)]
         snapshot = await self._snapshot()
-        channel = _authenticate(headers, write_key, snapshot)
+        key, channel = _authenticate(headers, write_key, snapshot)
+        self.hub.keys.usage.note(key.id)
         messages: list[tuple[Message, bytes]] = []
         for item in items:
             if len(item) > MAX_MESSAGE:
@@ -201,7 +202,7 @@ def _with_type(raw: bytes, route: str) -> bytes:
 
 def _authenticate(
     headers: dict[bytes, bytes], write_key: str | None, snapshot: Snapshot
-) -> ChannelInfo:
+) -> tuple[KeyInfo, ChannelInfo]:
     key = _basic_user(headers.get(b"authorization")) or write_key
     if not key:
         raise ApiError(
@@ -219,7 +220,7 @@ def _authenticate(
     channel = snapshot.channels.get(info.channel_id)
     if channel is None:
         raise ApiError(403, "forbidden", "The key's channel no longer exists.")
-    return channel
+    return info, channel
 
 
 def _basic_user(header: bytes | None) -> str | None:

@@ -13,6 +13,7 @@ import msgspec
 from anyio import to_thread
 
 from waypost.domain.keys import bearer_token, hash_key
+from waypost.error_words import a_or_an
 from waypost.errors import ApiError, ErrorDetail, from_validation_error
 from waypost.hub import Hub
 from waypost.ids import utcnow
@@ -163,11 +164,15 @@ class TrackingApp:
             raise ApiError(403, "forbidden", "That API key is disabled.")
         if key.access != "tracking" or key.channel_id is None:
             raise ApiError(
-                403, "forbidden", f"A {key.access} key cannot use the tracking API; use wpt_."
+                403,
+                "forbidden",
+                f"{a_or_an(key.access).capitalize()} key cannot use the tracking API; "
+                "use a tracking key (wpt_...).",
             )
         channel = snapshot.channels.get(key.channel_id)
         if channel is None:
             raise ApiError(403, "forbidden", "The key's channel no longer exists.")
+        self.hub.keys.usage.note(key.id)
         return key, channel
 
     async def _body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:

@@ -127,7 +127,7 @@ class Client:
         Raises ``ValueError`` or ``TypeError`` only for arguments that can never be sent: a
         contact that is not a UUID, a naive datetime, a field value JSON cannot hold.
         """
-        contact_id = str(uuid.UUID(str(contact)))
+        contact_id = contact_uuid(contact)
         when = dt.datetime.now(dt.UTC) if occurred_at is None else occurred_at
         activity: dict[str, Any] = {"type": type}
         optional = {
@@ -201,12 +201,12 @@ class Client:
     def set_consent(self, contact: str | uuid.UUID, consent: str, agree: bool = True) -> bool:
         """Record that ``contact`` agreed to (or, with ``agree=False``, revoked) ``consent``;
         returns whether the contact now agrees."""
-        path = f"tracking/contacts/{uuid.UUID(str(contact))}/consents/{_segment(consent)}"
+        path = f"tracking/contacts/{contact_uuid(contact)}/consents/{_segment(consent)}"
         return bool(self._call("POST", path, {"agree": agree})["isAgreed"])
 
     def consent_agreed(self, contact: str | uuid.UUID, consent: str) -> bool:
         """Whether ``contact``'s newest agreement to ``consent`` is an agreement."""
-        path = f"tracking/contacts/{uuid.UUID(str(contact))}/consents/{_segment(consent)}"
+        path = f"tracking/contacts/{contact_uuid(contact)}/consents/{_segment(consent)}"
         return bool(self._call("GET", path)["isAgreed"])
 
     def consent_text(self, consent: str, language: str | None = None) -> ConsentText:
@@ -258,3 +258,13 @@ class Client:
 def _segment(name: str) -> str:
     """A code name as one path segment."""
     return quote(name, safe="")
+
+
+def contact_uuid(contact: str | uuid.UUID) -> str:
+    """A contact id as the API takes it; ValueError, saying what to pass, for anything else."""
+    try:
+        return str(uuid.UUID(str(contact)))
+    except ValueError:
+        raise ValueError(
+            f"contact must be a contact's UUID, as create_contact() returns; got {contact!r}."
+        ) from None

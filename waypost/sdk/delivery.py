@@ -140,7 +140,7 @@ class Delivery:
                 if reason == "queue_full"
                 else "the client is closed, or the interpreter is shutting down"
             )
-            log.warning("Dropped %d activities (%s): %s", count, reason, why)
+            log.warning("Dropped %s (%s): %s", activities(count), reason, sentence(why))
         self._report([item], reason, None, None, "")
         return False
 
@@ -320,26 +320,18 @@ class Delivery:
                     return
                 error_code, why = error_of(response)
                 if status != 429 and status < 500:
-                    log.error(
-                        "Waypost refused %d activities of contact %s: %d %s: %s; they are "
-                        "dropped, as sending them again cannot succeed",
-                        len(items),
-                        contact,
-                        status,
-                        error_code,
-                        why,
-                    )
+                    log.error("%s", refusal(len(items), contact, status, error_code, why))
                     self._finish(items, "failed", status, error_code, why)
                     return
                 retry_after = retry_after_of(response)
             attempt += 1
             if attempt > options.max_retries:
                 log.error(
-                    "Gave up on %d activities of contact %s after %d attempts: %s",
-                    len(items),
+                    "Gave up on %s of contact %s after %d attempts: %s",
+                    activities(len(items)),
                     contact,
                     attempt,
-                    why,
+                    sentence(why),
                 )
                 self._finish(items, "failed", status, error_code, why)
                 return
@@ -480,3 +472,22 @@ def backoff(options: ClientOptions, attempt: int, retry_after: float | None) -> 
         return min(retry_after, MAX_RETRY_AFTER)
     ceiling = min(options.backoff_max, options.backoff_base * 2 ** (attempt - 1))
     return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+def activities(count: int) -> str:
+    return "1 activity" if count == 1 else f"{count} activities"
+
+
+def sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def refusal(count: int, contact: str, status: int, error_code: str, why: str) -> str:
+    """The log line of a batch the server refused for good (a 4xx other than 429)."""
+    return (
+        f"Waypost refused {activities(count)} of contact {contact} ({status} {error_code}): "
+        f"{sentence(why)} {'It is' if count == 1 else 'They are'} dropped, as sending "
+        f"{'it' if count == 1 else 'them'} again cannot succeed; fix the cause and log "
+        f"{'it' if count == 1 else 'them'} again."
+    )

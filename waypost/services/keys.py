@@ -1,4 +1,5 @@
-"""API keys: create (shown once), list, disable, delete, and authenticate a bearer token."""
+"""API keys: create (shown once), list, disable, delete, authenticate a bearer token, and
+when each was last used."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from waypost.domain.keys import Access, bearer_token, generate_key, hash_key
 from waypost.errors import ApiError, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import Limit, Page, cursor_id, page_by_id
+from waypost.services.key_usage import KeyUsage
 from waypost.store import Store
 from waypost.store.schema import api_keys, channels
 
@@ -47,6 +49,7 @@ class ApiKey(msgspec.Struct):
     enabled: bool
     created_at: dt.datetime
     disabled_at: dt.datetime | None
+    last_used_at: dt.datetime | None
 
 
 class CreatedKey(ApiKey):
@@ -84,6 +87,7 @@ def _row_to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         enabled=m["enabled"],
         created_at=m["created_at"],
         disabled_at=m["disabled_at"],
+        last_used_at=m["last_used_at"],
     )
 
 
@@ -95,6 +99,7 @@ class KeyService:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.usage = KeyUsage(store)
 
     def create(self, body: KeyCreate) -> CreatedKey:
         with self.store.write() as conn:
@@ -148,6 +153,7 @@ class KeyService:
             enabled=True,
             created_at=now,
             disabled_at=None,
+            last_used_at=None,
             key=material.secret,
         )
 
@@ -209,6 +215,7 @@ class KeyService:
             raise ApiError(401, "unauthorized", "That API key is not known. " + UNAUTHORIZED)
         if not row.enabled:
             raise ApiError(403, "forbidden", "That API key is disabled; use an enabled key.")
+        self.usage.note(row.id)
         return Principal(row.id, row.access, row.channel_id)
 
     def authenticate_admin(self, authorization: str | None) -> Principal:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 import uuid
 
@@ -33,6 +35,38 @@ class Session(msgspec.Struct):
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# A secret kept for the next page is sealed with the cookie's token, which the store never
+# holds (only its hash): a copy of the database reveals nothing. HMAC-SHA256 in counter mode
+# is the keystream, a second HMAC the tag.
+_NONCE, _TAG = 16, 16
+
+
+def _keystream(token: str, nonce: bytes, size: int) -> bytes:
+    blocks = (
+        hmac.digest(token.encode(), b"reveal" + nonce + n.to_bytes(4, "big"), "sha256")
+        for n in range((size + 31) // 32)
+    )
+    return b"".join(blocks)[:size]
+
+
+def seal(token: str, secret: str) -> str:
+    nonce = secrets.token_bytes(_NONCE)
+    plain = secret.encode()
+    sealed = bytes(a ^ b for a, b in zip(plain, _keystream(token, nonce, len(plain)), strict=True))
+    tag = hmac.digest(token.encode(), b"tag" + nonce + sealed, "sha256")[:_TAG]
+    return base64.urlsafe_b64encode(nonce + sealed + tag).decode()
+
+
+def unseal(token: str, text: str) -> str | None:
+    raw = base64.urlsafe_b64decode(text.encode())
+    nonce, sealed, tag = raw[:_NONCE], raw[_NONCE:-_TAG], raw[-_TAG:]
+    expected = hmac.digest(token.encode(), b"tag" + nonce + sealed, "sha256")[:_TAG]
+    if not hmac.compare_digest(tag, expected):
+        return None
+    stream = _keystream(token, nonce, len(sealed))
+    return bytes(a ^ b for a, b in zip(sealed, stream, strict=True)).decode()
 
 
 class SessionService:
@@ -118,3 +152,33 @@ class SessionService:
         with self.store.write() as conn:
             done = conn.execute(user_sessions.delete().where(user_sessions.c.user_id == user_id))
         return int(done.rowcount)
+
+    def keep_secret(self, token: str, secret: str) -> None:
+        """Keep ``secret`` for the session of ``token`` until :meth:`take_secret` reads it (a
+        key just created, shown on the page its form redirects to, never in a URL)."""
+        with self.store.write() as conn:
+            conn.execute(
+                user_sessions.update()
+                .where(user_sessions.c.token_hash == hash_token(token))
+                .values(reveal=seal(token, secret))
+            )
+
+    def take_secret(self, token: str | None) -> str | None:
+        """The kept secret, once: the read clears it, so a reload shows it no more."""
+        if not token:
+            return None
+        token_hash = hash_token(token)
+        with self.store.write() as conn:
+            sealed = conn.execute(
+                sa.select(user_sessions.c.reveal).where(user_sessions.c.token_hash == token_hash)
+            ).scalar_one_or_none()
+            if sealed is None:
+                return None
+            # Cleared only if still there: two tabs reloading at once get it once between them.
+            done = conn.execute(
+                user_sessions.update()
+                .where(user_sessions.c.token_hash == token_hash)
+                .where(user_sessions.c.reveal == sealed)
+                .values(reveal=None)
+            )
+        return unseal(token, sealed) if done.rowcount == 1 else None

@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 
-from waypost.errors import conflict, invalid, not_found
+from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.store import Store
 from waypost.store.schema import user_sessions, users
@@ -96,7 +96,10 @@ class UserService:
     def create(self, body: UserCreate) -> User:
         email = normalise_email(body.email)
         if not EMAIL.match(email):
-            raise invalid(f"{body.email!r} is not an email address.", "email")
+            raise invalid(
+                f"{body.email!r} is not an email address; give one such as jane@example.com.",
+                "email",
+            )
         check_password(body.password)
         password_hash = self.hasher.hash(body.password)
         now = utcnow()
@@ -140,7 +143,9 @@ class UserService:
                 sa.select(*USER_COLUMNS).where(users.c.email == normalise_email(email))
             ).first()
         if row is None:
-            raise not_found("user")
+            raise ApiError(
+                404, "not_found", "No user has that email; check it against `waypost users list`."
+            )
         return row_to_user(row)
 
     def has_users(self) -> bool:
@@ -170,6 +175,34 @@ class UserService:
         """A new password; the user's sessions end, so every device logs in again."""
         check_password(password)
         return self._change(user_id, password_hash=self.hasher.hash(password))
+
+    def change_password(
+        self, user_id: uuid.UUID, current: str, new: str, keep_session: str
+    ) -> User:
+        """A user's own change: the current password first. The user's other sessions end;
+        the one making the change (its token hash ``keep_session``) goes on."""
+        with self.store.read() as conn:
+            stored = conn.execute(
+                sa.select(users.c.password_hash).where(users.c.id == user_id)
+            ).scalar_one_or_none()
+        if stored is None:
+            raise not_found("user")
+        if not self._verify(stored, current):
+            raise invalid("That is not your current password; type it again.", "current_password")
+        check_password(new)
+        with self.store.write() as conn:
+            conn.execute(
+                users.update()
+                .where(users.c.id == user_id)
+                .values(password_hash=self.hasher.hash(new), updated_at=utcnow())
+            )
+            conn.execute(
+                user_sessions.delete()
+                .where(user_sessions.c.user_id == user_id)
+                .where(user_sessions.c.token_hash != keep_session)
+            )
+            row = conn.execute(sa.select(*USER_COLUMNS).where(users.c.id == user_id)).one()
+        return row_to_user(row)
 
     def set_disabled(self, user_id: uuid.UUID, disabled: bool) -> User:
         """Disable (ending the user's sessions) or enable a user."""

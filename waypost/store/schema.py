@@ -103,6 +103,8 @@ api_keys = Table(
     Column("enabled", Boolean(), nullable=False),
     _now_column("created_at"),
     Column("disabled_at", UtcDateTime(), nullable=True),
+    # Written by a periodic flush, not on each request: at most a minute behind.
+    Column("last_used_at", UtcDateTime(), nullable=True),
 )
 
 activity_types = Table(
@@ -433,5 +435,8 @@ user_sessions = Table(
     _now_column("created_at"),
     _now_column("last_seen_at"),
     _now_column("expires_at"),
+    # A secret to show once on the next page (a key just created), sealed with the session's
+    # cookie token, which only the browser holds.
+    Column("reveal", String(400), nullable=True),
     Index("ix_user_sessions_expires_at", "expires_at"),
 )

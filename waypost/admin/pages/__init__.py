@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from waypost.admin.pages import (
+    account,
     activities,
     channels,
     consents,
@@ -28,7 +29,7 @@ from waypost.admin.views import NavItem, View
 # 60 groups, 70 channels, 80 keys, 90 consents, 100 users.
 MODULES: tuple[ModuleType, ...] = (
     types, channels, keys, consents, users, groups, dashboard, contacts, activities, rejected,
-    home,
+    account, home,
 )  # fmt: skip
 
 

@@ -82,11 +82,22 @@ def in_form_words(error: ApiError, access: str) -> ApiError:
     return error
 
 
+def _defaults(page: Page) -> dict[str, str]:
+    """Values the form can be sent with as they are: a tracking key of the channel asked for,
+    else of the first channel; with no channel yet, an admin key (the only kind possible)."""
+    channel = page.request.query_params.get("channel", "")
+    if not channel:
+        channels = _channels(page)
+        if not channels:
+            return {"access": "admin", "channel": "", "name": ""}
+        channel = str(channels[0].id)
+    return {"access": "tracking", "channel": channel, "name": ""}
+
+
 def new_key(page: Page) -> Response:
     form = page.form
     if page.request.method == "GET":
-        channel = page.request.query_params.get("channel", "")
-        return _form(page, {"access": "tracking", "channel": channel, "name": ""})
+        return _form(page, _defaults(page))
     values = {
         "access": form.get("access"),
         "channel": form.get("channel"),
@@ -103,9 +114,21 @@ def new_key(page: Page) -> Response:
         created = page.hub.keys.create(body)
     except ApiError as exc:
         return _form(page, values, error=in_form_words(exc, values["access"]), status=exc.status)
-    owner = page.hub.channels.get(created.channel) if created.channel else None
-    # The one time the key is shown: answered here, never stored, never cached (no-store).
-    return page.render("keys/created.html", 201, key=created, channel=owner)
+    # Post/Redirect/Get: a reload of the next page must not create a second key. The secret
+    # waits for that page in the session, sealed, and is read once; never in a URL.
+    page.hub.sessions.keep_secret(page.session_token, created.key)
+    return page.redirect(f"/admin/keys/{created.id}/created")
+
+
+def created_key(page: Page) -> Response:
+    found = page.hub.keys.get(page.uuid_param("key_id", "API key"))
+    secret = page.hub.sessions.take_secret(page.session_token)
+    if secret is not None and not (
+        secret.startswith(found.prefix) and secret.endswith(found.last_four)
+    ):
+        secret = None  # another key's: the page is of this one
+    owner = page.hub.channels.get(found.channel) if found.channel else None
+    return page.render("keys/created.html", key=found, secret=secret, channel=owner)
 
 
 def _set_enabled(page: Page, enabled: bool) -> Response:
@@ -133,6 +156,7 @@ ITEM = "/admin/keys/{key_id}"
 VIEWS = [
     View("/admin/keys", list_keys, "keys"),
     View("/admin/keys/new", new_key, "keys", ("GET", "POST"), write=True),
+    View(ITEM + "/created", created_key, "keys", write=True),
     View(ITEM + "/disable", disable_key, "keys", ("POST",)),
     View(ITEM + "/enable", enable_key, "keys", ("POST",)),
     View(ITEM + "/delete", delete_key, "keys", ("POST",)),

@@ -44,7 +44,7 @@ def new_user(page: Page) -> Response:
         try:
             body = msgspec.convert({**values, "password": form.raw("password")}, UserCreate)
         except msgspec.ValidationError as exc:
-            raise from_validation_error(exc) from None
+            raise from_validation_error(exc, UserCreate) from None
         created = page.hub.users.create(body)
     except ApiError as exc:
         return _form(page, values, error=exc, status=exc.status)

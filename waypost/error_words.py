@@ -1,0 +1,129 @@
+"""msgspec's validation messages in the words of people: "Expected `bool`, got `str` - at
+`$.enabled`" becomes "enabled must be true or false.", an invalid enum value lists the values
+allowed. Pure functions; :func:`waypost.errors.from_validation_error` uses them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+# msgspec's names of JSON types, as a sentence says them.
+_NOUNS = {
+    "int": "a whole number",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
+    "uuid": "a UUID",
+    "datetime": "a date and time in ISO 8601 with an offset, such as 2026-01-31T09:30:00Z",
+    "date": "a date in ISO 8601, such as 2026-01-31",
+    "decimal": 'a decimal number in a string, such as "50000.10"',
+}
+_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
+_BOUND = re.compile(r"^Expected `(?P<want>[^`]+)` (?P<op>>=|<=|>|<) (?P<n>-?[\d.e+]+)$")
+_LENGTH = re.compile(r"^Expected `(?P<want>[^`]+)` of length (?P<op>>=|<=) (?P<n>\d+)$")
+_REGEX = re.compile(r"^Expected `str` matching regex '(?P<regex>.*)'$")
+_ENUM = re.compile(r"^Invalid enum value (?P<value>.+)$")
+_INVALID = re.compile(r"^Invalid (?P<what>UUID|RFC3339 encoded (?P<kind>datetime|date|time))$")
+_BOUND_WORDS = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}
+_ITEMS = {"str": "characters", "array": "items", "object": "entries", "bytes": "bytes"}
+
+
+def a_or_an(word: str) -> str:
+    """``"admin"`` -> ``"an admin"``, ``"tracking"`` -> ``"a tracking"``."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+def noun(names: str) -> str:
+    """``"uuid | null"`` -> ``"a UUID or null"``."""
+    words = [_NOUNS.get(name.strip(), f"a {name.strip()}") for name in names.split("|")]
+    return " or ".join(words)
+
+
+def subject(field: str | None) -> str:
+    return field if field else "The body"
+
+
+def sentence(text: str, field: str | None, allowed: list[str] | None = None) -> str:
+    """msgspec's ``text`` about ``field`` (None: the body itself) as a sentence that says what
+    to send instead; ``allowed`` are the values an enum takes, when known."""
+    who = subject(field)
+    if match := _EXPECTED.match(text):
+        return f"{who} must be {noun(match['want'])}, not {noun(match['got'])}."
+    if match := _LENGTH.match(text):
+        unit = _ITEMS.get(match["want"], "items")
+        if match["op"] == ">=" and match["n"] == "1":
+            return f"{who} must not be empty."
+        return f"{who} holds {_BOUND_WORDS[match['op']]} {match['n']} {unit}."
+    if match := _BOUND.match(text):
+        return f"{who} must be {_BOUND_WORDS[match['op']]} {match['n']}."
+    if match := _REGEX.match(text):
+        return f"{who} must match the pattern {match['regex']}."
+    if match := _ENUM.match(text):
+        value = match["value"]
+        if allowed:
+            return f"{who}: {value} is not allowed; use one of {', '.join(allowed)}."
+        return f"{who}: {value} is not one of the allowed values."
+    if match := _INVALID.match(text):
+        kind = "uuid" if match["what"] == "UUID" else match["kind"]
+        return f"{who} must be {noun(kind)}."
+    # A message of the project's own (a ValueError in a Struct's __post_init__) is already a
+    # sentence; anything else from msgspec is at least told with its field.
+    text = text.rstrip(".")
+    return f"{text}." if field is None or text.startswith(field) else f"{field}: {text}."
+
+
+_STEP = re.compile(r"\.(?P<name>[^.\[]+)|\[(?P<index>\d+)\]")
+
+
+def allowed_values(target: Any, path: str | None) -> list[str] | None:
+    """The values of the enum or literal at ``path`` ("fields[0].type") of the type
+    ``target``, if it is one."""
+    if target is None:
+        return None
+    try:
+        info: Any = msgspec.inspect.type_info(target)
+    except (TypeError, ValueError):
+        return None
+    for step in _STEP.finditer("." + path if path else ""):
+        info = _step(info, step["name"], step["index"] is not None)
+        if info is None:
+            return None
+    for option in _options(info):
+        if isinstance(option, msgspec.inspect.LiteralType):
+            return [str(v) for v in option.values]
+        if isinstance(option, msgspec.inspect.EnumType):
+            return [str(member.value) for member in option.cls]
+    return None
+
+
+def _options(info: Any) -> list[Any]:
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _options(info.type)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return [o for t in info.types for o in _options(t)]
+    return [info]
+
+
+_SEQUENCES = (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.VarTupleType)
+
+
+def _step(info: Any, name: str | None, index: bool) -> Any:
+    for option in _options(info):
+        if index and isinstance(
+            option,
+            msgspec.inspect.ListType | msgspec.inspect.SetType | msgspec.inspect.VarTupleType,
+        ):
+            return option.item_type
+        if name is not None and isinstance(option, msgspec.inspect.StructType):
+            for field in option.fields:
+                if field.encode_name == name:
+                    return field.type
+        if name is not None and isinstance(option, msgspec.inspect.DictType):
+            return option.value_type
+    return None
