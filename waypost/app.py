@@ -31,7 +31,7 @@ from waypost.api import (
 from waypost.api.openapi import DOCS_PAGE, openapi_document
 from waypost.api.routing import (
     Operation,
-    build_route,
+    build_routes,
     error_response,
     json_response,
     storage_unavailable,
@@ -130,7 +130,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         # console error on the docs page.
         return cached_response(request, icon_body, "image/x-icon", max_age=86400)
 
-    routes: list[BaseRoute] = [build_route(op, the_hub) for op in operations]
+    routes: list[BaseRoute] = [*build_routes(operations, the_hub)]
     routes += [
         Route("/", home),
         Route("/waypost.js", tracker),

@@ -17,7 +17,8 @@ import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from waypost.admin.auth import api_principal
 from waypost.errors import ApiError, from_validation_error, holds_nul, nul_refused
@@ -205,7 +206,30 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
         raise ApiError(404, "not_found", f"No {what} has the identifier {value!r}.") from None
 
 
-def build_route(operation: Operation, hub: Hub) -> Route:
+class OperationRoute(Route):
+    """A route whose path parameters never take a literal path of another operation, so that
+    ``GET /api/groups/validate`` is a wrong method of that path rather than a group id, and a
+    405's ``Allow`` names only that path's methods."""
+
+    def __init__(self, *args: Any, reserved: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reserved = frozenset(
+            p for p in reserved if p != self.path and self.path_regex.match(p)
+        )
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if self.reserved and scope.get("path") in self.reserved:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+def build_routes(operations: Sequence[Operation], hub: Hub) -> list[Route]:
+    """The routes of ``operations``; literal paths win over the parameters of others."""
+    literal = frozenset(op.path for op in operations if "{" not in op.path)
+    return [build_route(op, hub, literal) for op in operations]
+
+
+def build_route(operation: Operation, hub: Hub, reserved: frozenset[str] = frozenset()) -> Route:
     body_type = operation.body
     query_type = operation.query
     limit = hub.settings.max_request_bytes
@@ -241,4 +265,4 @@ def build_route(operation: Operation, hub: Hub) -> Route:
         return json_response(result, operation.status)
 
     endpoint.__name__ = operation.operation_id
-    return Route(operation.path, endpoint, methods=[operation.method])
+    return OperationRoute(operation.path, endpoint, methods=[operation.method], reserved=reserved)
