@@ -166,12 +166,33 @@ def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> A
         # msgspec validates while it parses, so a body cut short after an unknown or wrong
         # property fails validation first; it is malformed JSON all the same.
         try:
-            msgspec.json.decode(raw)
+            value = msgspec.json.decode(raw)
         except msgspec.DecodeError as malformed:
             raise from_validation_error(malformed) from None
+        if "got `float`" in str(exc):
+            return _with_whole_numbers(value, body_type, exc)
         raise from_validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise from_validation_error(exc) from None
+
+
+def _with_whole_numbers(value: Any, body_type: type, error: msgspec.ValidationError) -> Any:
+    """JSON has one number type, so ``30.0`` is the integer 30, as the document's ``integer``
+    says; msgspec refuses it for an ``int``. Such numbers are made ints (a ``float`` field takes
+    an int just as well) and the body decoded again; ``30.5`` still fails as it did."""
+    stack = [value] if isinstance(value, dict | list) else []
+    while stack:  # no recursion: how deep a body is nested is for the size limits to decide
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in items:
+            if isinstance(item, float) and item.is_integer():
+                node[key] = int(item)
+            elif isinstance(item, dict | list):
+                stack.append(item)
+    try:
+        return msgspec.json.decode(msgspec.json.encode(value), type=body_type)
+    except msgspec.ValidationError:
+        raise from_validation_error(error) from None
 
 
 def split_query(
