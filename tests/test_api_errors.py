@@ -347,6 +347,25 @@ def test_query_parameters(
                 )
 
 
+def test_null_is_no_query_value(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    # A filter left out is no filter; "null" is a value the parameter does not take.
+    cases = [
+        ("/api/keys", "access"),
+        ("/api/keys", "channel"),
+        ("/api/activity-types", "client_side"),
+        ("/api/activities", "since"),
+    ]
+    for path, name in cases:
+        answer = client.get(path, params={name: "null"}, headers=admin_headers)
+        expect_error(answer, 400, "invalid_field", name)
+    # Text parameters take the word as it is.
+    params = {"reason": "null"}
+    answer = client.get("/api/rejected-activities", params=params, headers=admin_headers)
+    assert answer.status_code == 200, answer.text
+
+
 # -- authentication ---------------------------------------------------------------------------
 
 

@@ -342,3 +342,14 @@ def test_languages_and_origins_follow_their_patterns(
         assert language.match(value), value
     for value in ("00", "e", "en_US", "x-schemathesis-additional"):
         assert not language.match(value), value
+
+
+def test_single_segment_calls_take_their_type_from_the_route(document: dict[str, Any]) -> None:
+    # The server overwrites a single call's "type" with its route's, whatever was sent.
+    for kind in ("track", "identify", "page", "screen", "group", "alias"):
+        body = document["paths"][f"/v1/{kind}"]["post"]["requestBody"]
+        schema = resolve(document, body["content"]["application/json"]["schema"]["$ref"])
+        assert "type" not in schema["properties"]["type"], kind
+        assert "anyOf" not in schema["properties"]["type"], kind
+    batch = resolve(document, "#/components/schemas/Message")
+    assert batch["properties"]["type"]["anyOf"][0] == {"type": "string"}

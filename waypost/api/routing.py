@@ -212,11 +212,21 @@ def decode_query(params: Mapping[str, str], query_type: type) -> Any:
         if "\x00" in value:
             raise ApiError(400, "invalid_field", f"{name} cannot hold the NUL character.", name)
     try:
-        return msgspec.convert(dict(params), query_type, strict=False)
+        query: Any = msgspec.convert(dict(params), query_type, strict=False)
     except msgspec.ValidationError as exc:
         error = from_validation_error(exc)
         error.message = error.message.replace("field", "query parameter", 1)
         raise error from None
+    # Lax conversion reads "null" as None, which only leaving the parameter out means.
+    for f in msgspec.structs.fields(query_type):
+        if params.get(f.encode_name) == "null" and getattr(query, f.name) is None:
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"{f.encode_name} does not take null; leave the parameter out instead.",
+                f.encode_name,
+            )
+    return query
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
