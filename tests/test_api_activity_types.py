@@ -126,6 +126,31 @@ def test_create_with_everything(client: TestClient, admin_headers: dict[str, str
     assert client.get(f"{TYPES}/{body['id']}", headers=admin_headers).json() == body
 
 
+def test_whole_numbers_written_with_a_fraction_are_numbers(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    # JSON has one number type: 30.0 is the integer 30 (as the OpenAPI document's "integer" says).
+    raw = (
+        b'{"name": "Order", "retention_days": 30.0, "fields": [{"name": "currency", '
+        b'"type": "text", "max_length": 3.0}], "rate_limits": {"per_contact": '
+        b'{"limit": 5.0, "window_seconds": 6e1}, "per_ip": null}}'
+    )
+    headers = {**admin_headers, "Content-Type": "application/json"}
+    answer = client.post(TYPES, content=raw, headers=headers)
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["retention_days"] == 30
+    assert body["fields"][0]["max_length"] == 3
+    assert body["rate_limits"]["per_contact"] == {"limit": 5, "window_seconds": 60}
+    # A fraction is still refused, and named.
+    answer = client.post(
+        TYPES, content=b'{"name": "Other", "retention_days": 30.5}', headers=headers
+    )
+    expect_error(answer, 400, "invalid_field", "retention_days")
+    for other in (b"5.0", b"[1.0]", b'{"name": "Huge", "retention_days": 1e300}'):
+        assert client.post(TYPES, content=other, headers=headers).status_code == 400, other
+
+
 def test_derived_code_names_are_unique(client: TestClient, admin_headers: dict[str, str]) -> None:
     first = create(client, admin_headers, name="Sign up")
     second = create(client, admin_headers, name="Sign-up")
@@ -211,6 +236,9 @@ BAD_DEFINITIONS: list[tuple[dict[str, Any], int, str, str]] = [
     ({"code_name": "_x"}, 400, "invalid_field", "code_name"),
     ({"name": ""}, 400, "invalid_field", "name"),
     ({"retention_days": 0}, 400, "invalid_field", "retention_days"),
+    ({"retention_days": 36_501}, 400, "invalid_field", "retention_days"),
+    ({"retention_days": 2**31}, 400, "invalid_field", "retention_days"),
+    ({"retention_days": 10**30}, 400, "invalid_field", "retention_days"),
     (
         {
             "fields": [

@@ -453,6 +453,40 @@ def test_admin_and_publishable_keys_are_403(
             )
 
 
+def test_an_origin_of_another_channel_is_refused(
+    make_tracker: Callable[..., Tracker], hub: Hub, expect_error: ErrorCheck
+) -> None:
+    site_a, site_b = "https://a.example", "https://b.example"
+    mine = make_tracker(kind="website", allowed_origins=[site_a])
+    make_tracker(kind="website", allowed_origins=[site_b])
+    contact = mine.new_contact()
+    activity = [{"type": "click", "value": "x"}]
+    for prefix in ("/tracking", "/Kentico.Tracking"):
+        foreign = {**mine.headers, "Origin": site_b}
+        answer = mine.post(activity, contact, prefix=prefix, headers=foreign)
+        expect_error(answer, 403, "forbidden")
+        assert "access-control-allow-origin" not in answer.headers
+        answer = mine.client.post(f"{prefix}/contacts", headers=foreign)
+        expect_error(answer, 403, "forbidden")
+        assert "access-control-allow-origin" not in answer.headers
+
+        answer = mine.post(
+            activity, contact, prefix=prefix, headers={**mine.headers, "Origin": site_a}
+        )
+        assert answer.status_code == 207, answer.text
+        assert answer.headers["access-control-allow-origin"] == site_a
+        answer = mine.post(activity, contact, prefix=prefix)
+        assert answer.status_code == 207, answer.text
+        assert "access-control-allow-origin" not in answer.headers
+
+        # A preflight carries no key: it may name any channel's origin.
+        preflight = mine.client.options(f"{prefix}/activities", headers={"Origin": site_b})
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == site_b
+    assert count(hub, activities) == 4
+    assert count(hub, rejected_activities) == 0
+
+
 def test_malformed_bodies_are_400(
     tracker: Tracker, hub: Hub, subtests: pytest.Subtests, expect_error: ErrorCheck
 ) -> None:

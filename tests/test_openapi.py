@@ -296,3 +296,97 @@ def test_the_favicon_is_served_and_cached(client: TestClient) -> None:
     again = client.get("/favicon.ico", headers={"If-None-Match": icon.headers["etag"]})
     assert again.status_code == 304
     assert client.head("/favicon.ico").status_code == 200
+
+
+# -- what the document promises is what the server accepts ------------------------------------
+
+
+def query_parameters(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for param in operation["parameters"]:
+                if param["in"] == "query":
+                    yield f"{method.upper()} {path} {param['name']}", param["schema"]
+
+
+def test_query_parameters_are_never_null(document: dict[str, Any]) -> None:
+    # Left out, a parameter is null; sent empty (since=), it is an empty string, refused.
+    for where, schema in query_parameters(document):
+        assert {"type": "null"} not in schema.get("anyOf", []), where
+        assert schema.get("default", "") is not None, where
+
+
+def test_datetimes_are_documented_as_date_time(document: dict[str, Any]) -> None:
+    params = dict(query_parameters(document))
+    for name in ("since", "until"):
+        assert params[f"GET /api/activities {name}"] == {"type": "string", "format": "date-time"}
+    at = params["GET /api/groups/{group_id}/check/{contact_id} at"]
+    assert at["format"] == "date-time"
+    activity = document["components"]["schemas"]["Activity"]["properties"]
+    assert activity["occurred_at"]["format"] == "date-time"
+    group = document["components"]["schemas"]["Group"]["properties"]
+    computed = [o for o in group["computed_at"]["anyOf"] if o.get("type") == "string"]
+    assert computed == [{"type": "string", "format": "date-time"}]
+
+
+@SQLITE_ONLY
+def test_cursors_match_their_documented_pattern(
+    document: dict[str, Any], client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    cursors = [s for where, s in query_parameters(document) if where.endswith(" cursor")]
+    assert cursors
+    for schema in cursors:
+        assert schema["minLength"] == 1
+        assert schema["pattern"] == cursors[0]["pattern"]
+    for n in range(3):
+        answer = client.post(
+            "/api/consents",
+            json={"code_name": f"c{n}", "display_name": f"C{n}"},
+            headers=admin_headers,
+        )
+        assert answer.status_code == 201, answer.text
+    page = client.get("/api/consents", params={"limit": 1}, headers=admin_headers).json()
+    assert re.fullmatch(cursors[0]["pattern"].strip("^$"), page["next"])
+
+
+@SQLITE_ONLY
+def test_languages_and_origins_follow_their_patterns(
+    document: dict[str, Any], client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    schemas = document["components"]["schemas"]
+    channel = schemas["ChannelCreate"]["properties"]
+    origin = re.compile(channel["allowed_origins"]["items"]["pattern"])
+    language = re.compile(channel["default_language"]["pattern"])
+    texts = schemas["ConsentCreate"]["properties"]["texts"]["propertyNames"]
+    assert texts["pattern"] == language.pattern
+    for value in ("https://www.example.com", "http://localhost:8000/", "https://a-b.example"):
+        assert origin.match(value), value
+        answer = client.post(
+            "/api/channels",
+            json={"name": value, "kind": "website", "allowed_origins": [value]},
+            headers=admin_headers,
+        )
+        assert answer.status_code == 201, answer.text
+    for value in ("", "example.com", "https://example.com/path", "ftp://example.com", "*"):
+        assert not origin.match(value), value
+        answer = client.post(
+            "/api/channels",
+            json={"name": f"x{value}", "kind": "website", "allowed_origins": [value]},
+            headers=admin_headers,
+        )
+        assert answer.status_code == 400, answer.text
+    for value in ("en", "en-US", "cs", "zh-Hant-TW"):
+        assert language.match(value), value
+    for value in ("00", "e", "en_US", "x-schemathesis-additional"):
+        assert not language.match(value), value
+
+
+def test_single_segment_calls_take_their_type_from_the_route(document: dict[str, Any]) -> None:
+    # The server overwrites a single call's "type" with its route's, whatever was sent.
+    for kind in ("track", "identify", "page", "screen", "group", "alias"):
+        body = document["paths"][f"/v1/{kind}"]["post"]["requestBody"]
+        schema = resolve(document, body["content"]["application/json"]["schema"]["$ref"])
+        assert "type" not in schema["properties"]["type"], kind
+        assert "anyOf" not in schema["properties"]["type"], kind
+    batch = resolve(document, "#/components/schemas/Message")
+    assert batch["properties"]["type"]["anyOf"][0] == {"type": "string"}

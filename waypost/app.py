@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,7 +33,7 @@ from waypost.api import (
 from waypost.api.openapi import DOCS_PAGE, DOCS_SCRIPT, openapi_document
 from waypost.api.routing import (
     Operation,
-    build_route,
+    build_routes,
     error_response,
     json_response,
     storage_unavailable,
@@ -70,6 +71,16 @@ def admin_operations() -> list[Operation]:
     ]
 
 
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document served at /api/openapi.json."""
+    return openapi_document(
+        [*admin_operations(), *ingest_operations()],
+        title="Waypost",
+        version=version("waypost"),
+        description=DESCRIPTION,
+    )
+
+
 class WaypostApp:
     """The ASGI entry point: ingest paths go straight to their bare handlers, the rest to the
     admin application, so the framework's per-request machinery stays off the hot path."""
@@ -104,12 +115,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
     owns_hub = hub is None
     the_hub = hub if hub is not None else Hub(settings)
     operations = admin_operations()
-    document = openapi_document(
-        [*operations, *ingest_operations()],
-        title="Waypost",
-        version=version("waypost"),
-        description=DESCRIPTION,
-    )
+    document = api_document()
 
     async def openapi_json(_: Request) -> Response:
         return json_response(document)
@@ -137,7 +143,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         # console error on the docs page.
         return cached_response(request, icon_body, "image/x-icon", max_age=86400)
 
-    routes: list[BaseRoute] = [build_route(op, the_hub) for op in operations]
+    routes: list[BaseRoute] = [*build_routes(operations, the_hub)]
     routes += [
         Route("/", home),
         Route("/waypost.js", tracker),

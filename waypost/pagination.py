@@ -19,6 +19,20 @@ Limit = Annotated[
 ]
 
 
+# Cursors are base64url text; the document says so, while a cursor this API did not give out
+# still gets the friendlier answer of decode_cursor.
+Cursor = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={
+            "minLength": 1,
+            "pattern": "^[A-Za-z0-9_-]+$",
+            "description": "The next of the previous page.",
+        }
+    ),
+]
+
+
 class Page(msgspec.Struct, Generic[T]):
     """One page of a list; pass ``next`` back as ``cursor`` for the following page."""
 
@@ -30,7 +44,7 @@ class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
     """The paging parameters every list takes."""
 
     limit: Limit = 100
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 def encode_cursor(value: str) -> str:

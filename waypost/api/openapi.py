@@ -48,6 +48,7 @@ def openapi_document(
     for op in operations:
         types.extend(t for t in (op.body, op.query, op.response) if t is not None)
     refs, components = msgspec.json.schema_components(types, ref_template=REF)
+    _mark_datetimes(types, components)
     ref_of = {repr(t): r for t, r in zip(types, refs, strict=True)}
     error_ref = ref_of[repr(ErrorBody)]
 
@@ -131,9 +132,71 @@ def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any
         required = set(schema.get("required", ()))
         for name, prop in schema["properties"].items():
             params.append(
-                {"name": name, "in": "query", "required": name in required, "schema": prop}
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in required,
+                    "schema": _not_null(prop),
+                }
             )
     return params
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema without its null alternative: a parameter is null when it is
+    left out, while ``since=`` sends an empty string, which is refused."""
+    options = schema.get("anyOf")
+    if not options:
+        return schema
+    kept = [o for o in options if o != {"type": "null"}]
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+    if schema.get("default") is not None:
+        rest["default"] = schema["default"]
+    if len(kept) == 1:
+        return {**rest, **kept[0]}
+    return {**rest, "anyOf": kept}
+
+
+def _mark_datetimes(types: Sequence[Any], components: dict[str, Any]) -> None:
+    """Give datetime properties ``format: date-time``, which msgspec leaves out: without it the
+    document would promise that any string is a datetime."""
+    seen: set[type] = set()
+
+    def walk(info: msgspec.inspect.Type) -> None:
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.cls in seen:
+                return
+            seen.add(info.cls)
+            component = components.get(info.cls.__name__)
+            for f in info.fields:
+                walk(f.type)
+                if component is not None and component.get("title") == info.cls.__name__:
+                    _mark(component["properties"].get(f.encode_name), f.type)
+        elif isinstance(info, msgspec.inspect.UnionType):
+            for member in info.types:
+                walk(member)
+        elif isinstance(info, msgspec.inspect.Metadata):
+            walk(info.type)
+        elif isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.DictType)):
+            walk(getattr(info, "item_type", None) or info.value_type)  # type: ignore[union-attr]
+
+    for info in msgspec.inspect.multi_type_info(types):
+        walk(info)
+
+
+def _mark(schema: dict[str, Any] | None, info: msgspec.inspect.Type) -> None:
+    if schema is None:
+        return
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    if isinstance(info, msgspec.inspect.DateTimeType):
+        schema["format"] = "date-time"
+    elif isinstance(info, msgspec.inspect.UnionType):
+        for option in schema.get("anyOf", []):
+            if option.get("type") == "string" and any(
+                isinstance(t, msgspec.inspect.DateTimeType) for t in info.types
+            ):
+                option["format"] = "date-time"
 
 
 DOCS_PAGE = """<!doctype html>

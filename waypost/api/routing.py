@@ -17,7 +17,8 @@ import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from waypost.admin.auth import api_principal
 from waypost.errors import ApiError, from_validation_error, holds_nul, nul_refused
@@ -165,12 +166,33 @@ def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> A
         # msgspec validates while it parses, so a body cut short after an unknown or wrong
         # property fails validation first; it is malformed JSON all the same.
         try:
-            msgspec.json.decode(raw)
+            value = msgspec.json.decode(raw)
         except msgspec.DecodeError as malformed:
             raise from_validation_error(malformed) from None
+        if "got `float`" in str(exc):
+            return _with_whole_numbers(value, body_type, exc)
         raise from_validation_error(exc, body_type) from None
     except msgspec.DecodeError as exc:
         raise from_validation_error(exc) from None
+
+
+def _with_whole_numbers(value: Any, body_type: type, error: msgspec.ValidationError) -> Any:
+    """JSON has one number type, so ``30.0`` is the integer 30, as the document's ``integer``
+    says; msgspec refuses it for an ``int``. Such numbers are made ints (a ``float`` field takes
+    an int just as well) and the body decoded again; ``30.5`` still fails as it did."""
+    stack = [value] if isinstance(value, dict | list) else []
+    while stack:  # no recursion: how deep a body is nested is for the size limits to decide
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in items:
+            if isinstance(item, float) and item.is_integer():
+                node[key] = int(item)
+            elif isinstance(item, dict | list):
+                stack.append(item)
+    try:
+        return msgspec.json.decode(msgspec.json.encode(value), type=body_type)
+    except msgspec.ValidationError:
+        raise from_validation_error(error, body_type) from None
 
 
 def split_query(
@@ -190,11 +212,21 @@ def decode_query(params: Mapping[str, str], query_type: type) -> Any:
         if "\x00" in value:
             raise ApiError(400, "invalid_field", f"{name} cannot hold the NUL character.", name)
     try:
-        return msgspec.convert(dict(params), query_type, strict=False)
+        query: Any = msgspec.convert(dict(params), query_type, strict=False)
     except msgspec.ValidationError as exc:
         error = from_validation_error(exc, query_type)
         error.message = error.message.replace("field", "query parameter", 1)
         raise error from None
+    # Lax conversion reads "null" as None, which only leaving the parameter out means.
+    for f in msgspec.structs.fields(query_type):
+        if params.get(f.encode_name) == "null" and getattr(query, f.name) is None:
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"{f.encode_name} does not take null; leave the parameter out instead.",
+                f.encode_name,
+            )
+    return query
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
@@ -205,7 +237,30 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
         raise ApiError(404, "not_found", f"No {what} has the identifier {value!r}.") from None
 
 
-def build_route(operation: Operation, hub: Hub) -> Route:
+class OperationRoute(Route):
+    """A route whose path parameters never take a literal path of another operation, so that
+    ``GET /api/groups/validate`` is a wrong method of that path rather than a group id, and a
+    405's ``Allow`` names only that path's methods."""
+
+    def __init__(self, *args: Any, reserved: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reserved = frozenset(
+            p for p in reserved if p != self.path and self.path_regex.match(p)
+        )
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if self.reserved and scope.get("path") in self.reserved:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+def build_routes(operations: Sequence[Operation], hub: Hub) -> list[Route]:
+    """The routes of ``operations``; literal paths win over the parameters of others."""
+    literal = frozenset(op.path for op in operations if "{" not in op.path)
+    return [build_route(op, hub, literal) for op in operations]
+
+
+def build_route(operation: Operation, hub: Hub, reserved: frozenset[str] = frozenset()) -> Route:
     body_type = operation.body
     query_type = operation.query
     limit = hub.settings.max_request_bytes
@@ -241,4 +296,4 @@ def build_route(operation: Operation, hub: Hub) -> Route:
         return json_response(result, operation.status)
 
     endpoint.__name__ = operation.operation_id
-    return Route(operation.path, endpoint, methods=[operation.method])
+    return OperationRoute(operation.path, endpoint, methods=[operation.method], reserved=reserved)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import msgspec
 
@@ -42,6 +43,13 @@ class SegmentBatch(msgspec.Struct, rename="camel"):
     batch: list[Message]
     sent_at: str | None = None
     write_key: str | None = None
+
+
+class SegmentCall(Message, rename="camel"):
+    """A single Segment call (``/v1/track``, ...): the route sets ``type``; any value sent is
+    replaced."""
+
+    type: Any = None
 
 
 class SegmentSuccess(msgspec.Struct):
@@ -171,7 +179,7 @@ def ingest_operations() -> list[Operation]:
                 f"segment_{kind}",
                 f"Segment {kind} call",
                 SEGMENT,
-                body=Message,
+                body=SegmentCall,
                 response=SegmentSuccess,
                 auth="segment",
             )

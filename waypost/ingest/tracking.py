@@ -35,6 +35,10 @@ from waypost.store import StorageUnavailable
 PREFIXES = ("/tracking", "/Kentico.Tracking")
 
 
+class ForeignOrigin(ApiError):
+    """A request from a page outside the allowed origins of the key's channel."""
+
+
 class ResultOut(msgspec.Struct, omit_defaults=True):
     status: int
     id: uuid.UUID | None = None
@@ -92,15 +96,19 @@ class TrackingApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         origin = headers.get(b"origin")
+        cors = origin is not None
         try:
             status, body, extra = await self._dispatch(scope, receive, headers)
+        except ForeignOrigin as exc:
+            # The page is not one of the key's channel: its script may not read the answer.
+            status, body, extra, cors = exc.status, exc.body(), exc.headers, False
         except ApiError as exc:
             status, body, extra = exc.status, exc.body(), exc.headers
         except StorageUnavailable:
             status, body, extra = 503, STORAGE_DOWN.body(), STORAGE_DOWN.headers
         response_headers = encode_headers(extra)
         if origin is not None:
-            response_headers += await self._cors(origin)
+            response_headers += await self._cors(origin) if cors else [(b"vary", b"Origin")]
         await respond(send, status, body, response_headers)
 
     async def _dispatch(
@@ -172,6 +180,16 @@ class TrackingApp:
         channel = snapshot.channels.get(key.channel_id)
         if channel is None:
             raise ApiError(403, "forbidden", "The key's channel no longer exists.")
+        origin = headers.get(b"origin")
+        # Preflights carry no key, so they answer for every channel's origins; the request
+        # itself names its channel, and a page of another channel may not use the key.
+        if origin is not None and origin.decode("latin-1") not in channel.allowed_origins:
+            raise ForeignOrigin(
+                403,
+                "forbidden",
+                f"The origin {origin.decode('latin-1')!r} is not an allowed origin of the "
+                "key's channel; add it to the channel's allowed origins.",
+            )
         self.hub.keys.usage.note(key.id)
         return key, channel
 

@@ -14,7 +14,7 @@ from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.field_values import format_datetime, primary_text
 from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError
-from waypost.pagination import Limit, Page, decode_cursor, encode_cursor
+from waypost.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from waypost.services.contacts import contact_not_found
 from waypost.store import Store
 from waypost.store.schema import (
@@ -60,7 +60,7 @@ class ActivityQuery(msgspec.Struct, forbid_unknown_fields=True):
     extra_prefix: ClassVar[str] = "field."
 
     limit: Limit = 100
-    cursor: str | None = None
+    cursor: Cursor | None = None
     contact: uuid.UUID | None = None
     type: str | None = None
     channel: uuid.UUID | None = None
@@ -107,7 +107,7 @@ class RejectedQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Filters of the rejected activities; ``since`` and ``until`` bound ``received_at``."""
 
     limit: Limit = 100
-    cursor: str | None = None
+    cursor: Cursor | None = None
     reason: str | None = None
     type: str | None = None
     channel: uuid.UUID | None = None

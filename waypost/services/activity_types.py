@@ -18,7 +18,7 @@ from waypost.domain.conditions import dependencies, parse_condition
 from waypost.domain.fields import FieldRuleError, FieldSpec, check_field_change, check_fields
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
-from waypost.pagination import Limit, Page, cursor_id, page_by_id
+from waypost.pagination import Cursor, Limit, Page, cursor_id, page_by_id
 from waypost.settings import Settings
 from waypost.store import Store
 from waypost.store.schema import (
@@ -32,6 +32,9 @@ from waypost.store.schema import (
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Alias = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# A hundred years: the purge computes the oldest day kept, which must stay a date, and the
+# column is a 32-bit integer on PostgreSQL.
+RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=36_500)]
 UnknownFields = Literal["reject", "accept_and_flag"]
 
 
@@ -63,7 +66,7 @@ class ActivityTypeCreate(msgspec.Struct, forbid_unknown_fields=True):
     fields: list[FieldSpec] = msgspec.field(default_factory=list)
     aliases: list[Alias] = msgspec.field(default_factory=list)
     rate_limits: RateLimits | None = None
-    retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    retention_days: RetentionDays | None = None
     unknown_fields: UnknownFields = "reject"
 
 
@@ -78,7 +81,7 @@ class ActivityTypeUpdate(msgspec.Struct, forbid_unknown_fields=True):
     fields: list[FieldSpec] | msgspec.UnsetType = msgspec.UNSET
     aliases: list[Alias] | msgspec.UnsetType = msgspec.UNSET
     rate_limits: RateLimits | msgspec.UnsetType | None = msgspec.UNSET
-    retention_days: Annotated[int, msgspec.Meta(ge=1)] | msgspec.UnsetType | None = msgspec.UNSET
+    retention_days: RetentionDays | msgspec.UnsetType | None = msgspec.UNSET
     unknown_fields: UnknownFields | msgspec.UnsetType = msgspec.UNSET
     draft: bool | msgspec.UnsetType = msgspec.UNSET
 
@@ -119,7 +122,7 @@ class ActivityTypeQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Filters for the activity type list."""
 
     limit: Limit = 100
-    cursor: str | None = None
+    cursor: Cursor | None = None
     enabled: bool | None = None
     client_side: bool | None = None
 

@@ -14,7 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from waypost.domain.channels import ChannelKind, is_valid_language, normalise_origin
+from waypost.domain.channels import (
+    LANGUAGE,
+    ChannelKind,
+    is_valid_language,
+    normalise_origin,
+)
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
@@ -25,7 +30,18 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 # Segment events with no matching activity type: "reject" them (kept as rejected activities),
 # or store them under a "draft" type created for the event, for a marketer to approve.
 UnknownEvents = Literal["reject", "draft"]
-Language = Annotated[str, msgspec.Meta(min_length=2, max_length=16)]
+# The patterns only tell the document's readers what is accepted; the answers to what is not
+# come from is_valid_language and normalise_origin, which say what to send instead.
+Language = Annotated[
+    str,
+    msgspec.Meta(min_length=2, max_length=16, extra_json_schema={"pattern": LANGUAGE.pattern}),
+]
+Origin = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"pattern": "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,4})?/?$"}
+    ),
+]
 
 
 class ChannelCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -33,7 +49,7 @@ class ChannelCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     name: Name
     kind: ChannelKind
-    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    allowed_origins: list[Origin] = msgspec.field(default_factory=list)
     default_language: Language = "en"
     tracking_consent: str | None = None
     enforce_consent: bool = False
@@ -44,7 +60,7 @@ class ChannelUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """The fields to change; the kind of a channel is fixed."""
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
-    allowed_origins: list[str] | msgspec.UnsetType = msgspec.UNSET
+    allowed_origins: list[Origin] | msgspec.UnsetType = msgspec.UNSET
     default_language: Language | msgspec.UnsetType = msgspec.UNSET
     tracking_consent: str | msgspec.UnsetType | None = msgspec.UNSET
     enforce_consent: bool | msgspec.UnsetType = msgspec.UNSET

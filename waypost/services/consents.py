@@ -15,6 +15,7 @@ from waypost.domain.conditions import CONSENTS_CHANGED
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
+from waypost.services.channels import Language
 from waypost.store import Store, touch
 from waypost.store.schema import consent_agreements, consent_texts, consents
 
@@ -34,14 +35,14 @@ class ConsentCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     code_name: CodeName
     display_name: Name
-    texts: dict[str, ConsentText] = msgspec.field(default_factory=dict)
+    texts: dict[Language, ConsentText] = msgspec.field(default_factory=dict)
 
 
 class ConsentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Fields to change. New ``texts`` replace all texts and raise the version if they differ."""
 
     display_name: Name | msgspec.UnsetType = msgspec.UNSET
-    texts: dict[str, ConsentText] | msgspec.UnsetType = msgspec.UNSET
+    texts: dict[Language, ConsentText] | msgspec.UnsetType = msgspec.UNSET
 
 
 class Consent(msgspec.Struct):
@@ -51,7 +52,7 @@ class Consent(msgspec.Struct):
     code_name: str
     display_name: str
     version: int
-    texts: dict[str, ConsentText]
+    texts: dict[Language, ConsentText]
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -75,7 +76,7 @@ class ConsentState(msgspec.Struct, frozen=True):
     version: int | None
 
 
-def _check_texts(texts: dict[str, ConsentText]) -> None:
+def _check_texts(texts: dict[Language, ConsentText]) -> None:
     for language in texts:
         if not is_valid_language(language):
             raise invalid(f"{language!r} is not a language code like 'en'.", f"texts.{language}")
@@ -249,7 +250,7 @@ class ConsentService:
         )
 
     def _write_texts(
-        self, conn: Connection, consent_id: uuid.UUID, texts: dict[str, ConsentText]
+        self, conn: Connection, consent_id: uuid.UUID, texts: dict[Language, ConsentText]
     ) -> None:
         conn.execute(consent_texts.delete().where(consent_texts.c.consent_id == consent_id))
         if texts:

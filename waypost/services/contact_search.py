@@ -34,7 +34,15 @@ from sqlalchemy import Connection
 
 from waypost.domain.contact_fields import normalise_email
 from waypost.errors import ApiError
-from waypost.pagination import Limit, Page, cursor_id, decode_cursor, encode_cursor, page_by_id
+from waypost.pagination import (
+    Cursor,
+    Limit,
+    Page,
+    cursor_id,
+    decode_cursor,
+    encode_cursor,
+    page_by_id,
+)
 from waypost.store.schema import contacts
 
 MAX_QUERY = 254
@@ -50,7 +58,7 @@ class ContactSearchQuery(msgspec.Struct, forbid_unknown_fields=True):
 
     q: str = ""
     limit: Limit = 100
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 class ContactSummary(msgspec.Struct):

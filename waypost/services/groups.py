@@ -38,7 +38,7 @@ from waypost.domain.conditions import (
 )
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id, utcnow
-from waypost.pagination import Limit, ListQuery, Page, cursor_id, encode_cursor, page_by_id
+from waypost.pagination import Cursor, Limit, ListQuery, Page, cursor_id, encode_cursor, page_by_id
 from waypost.services.contacts import contact_not_found, require_contact
 from waypost.services.group_history import (
     GroupHistory,
@@ -155,7 +155,7 @@ class Explained(msgspec.Struct):
 
 class MemberQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Limit = 100
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 class CheckQuery(msgspec.Struct, forbid_unknown_fields=True):
