@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from waypost.domain.contact_fields import EMAIL, normalise_phone
+from waypost.domain.contact_fields import is_email, normalise_phone
 from waypost.domain.fields import FieldSpec
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -105,7 +105,7 @@ def canonical_value(spec: FieldSpec, value: object, where: str) -> object:
             raise FieldValueError(f"{spec.name} is an absolute http or https URL.", where)
         return value
     if kind == "email":
-        if len(value) > 254 or not EMAIL.match(value):
+        if not is_email(value):
             raise FieldValueError(f"{spec.name} is an email address.", where)
         return value
     try:
@@ -220,7 +220,7 @@ def _field_name(
     if key in ORTTO_SYSTEM_KEYS:
         if not isinstance(value, str) or not value.strip():
             raise FieldValueError(f"{key} takes a non-empty string.", where)
-        if key == "str::email" and not EMAIL.match(value):
+        if key == "str::email" and not is_email(value):
             raise FieldValueError(f"{key} takes an email address.", where)
         out.contact[ORTTO_SYSTEM_KEYS[key]] = value
         return None

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 import msgspec
 from anyio import to_thread
 
-from waypost.domain.contact_fields import EMAIL
+from waypost.domain.contact_fields import is_email
 from waypost.domain.keys import hash_key
 from waypost.errors import ApiError, ErrorBody, from_validation_error
 from waypost.hub import Hub
@@ -207,7 +207,7 @@ class BrowserApp:
         self, body: IdentifyBody, channel: ChannelInfo
     ) -> tuple[int, bytes, Headers]:
         email = body.email.strip()
-        if len(email) > 254 or not EMAIL.match(email):
+        if not is_email(email):
             raise ApiError(
                 400, "invalid_field", f"{body.email!r} is not an email address.", "email"
             )
