@@ -1001,3 +1001,28 @@ def test_a_publishable_key_reads_nothing_in_the_tracking_api(
         expect_error(in_query, 401, "unauthorized")
     assert site.stored(contact) == 0
     assert site.hub.consents.state(uuid.UUID(contact), CONSENT).agreed is True
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+@pytest.mark.parametrize("route", ["activity", "identify", "consent"])
+def test_json_nested_too_deep_is_a_400(
+    site: Site, expect_error: ErrorCheck, route: str, depth: int
+) -> None:
+    contact = site.visitor()
+    deep = "[" * depth + "]" * depth
+    bodies = {
+        "activity": f'{{"contact": "{contact}", "cookieLevel": "visitor", "activity": '
+        f'{{"type": "click", "value": "x", "fields": {{"a": {deep}}}}}}}',
+        "identify": f'{{"email": "a@example.com", "cookieLevel": "visitor", "first": {deep}}}',
+        "consent": f'{{"consent": "{CONSENT}", "agree": true, "contact": {deep}}}',
+    }
+    answer = site.post(route, bodies[route].encode())
+    if route == "activity" and depth == 65:
+        # Deep, but decodable: the activity is refused and kept as rejected.
+        error = expect_error(answer, 400, "invalid_json")
+        assert len(site.rejected()) == 1
+    elif depth == 65:
+        error = expect_error(answer, 400, "invalid_field")
+    else:
+        error = expect_error(answer, 400, "invalid_json")
+    assert error["message"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from itertools import accumulate
 
 import msgspec
 
@@ -106,3 +107,36 @@ def holds_nul(raw: bytes) -> bool:
 
 def nul_refused(where: str) -> ApiError:
     return ApiError(400, "invalid_field", f"{where} cannot hold the NUL character (\\u0000).")
+
+
+# Deeper JSON is refused before it is decoded: msgspec and the json module recurse once per
+# level and raise RecursionError near a thousand levels, and code that walks a decoded value
+# recurses too. Real documents nest a handful of levels.
+MAX_JSON_DEPTH = 64
+# A JSON string, escapes included; one that runs to the end of the input (malformed JSON)
+# matches too, so that no quote is scanned twice.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 and -1 as signed bytes
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep the arrays and objects of a JSON document nest (brackets in strings aside)."""
+    steps = _JSON_STRING.sub(b"", raw).translate(_STEPS, _NOT_BRACKETS)
+    return max(accumulate(memoryview(steps).cast("b")), default=0)
+
+
+def too_deep() -> ApiError:
+    return ApiError(
+        400,
+        "invalid_json",
+        f"The JSON is nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects; "
+        "flatten it.",
+    )
+
+
+def check_depth(raw: bytes) -> None:
+    """ApiError (400 ``invalid_json``) when ``raw`` nests deeper than ``MAX_JSON_DEPTH``."""
+    # Fewer brackets than the limit cannot nest deeper than it: most bodies stop here.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(raw) > MAX_JSON_DEPTH:
+        raise too_deep()

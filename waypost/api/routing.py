@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from waypost.admin.auth import api_principal
-from waypost.errors import ApiError, from_validation_error, holds_nul, nul_refused
+from waypost.errors import ApiError, check_depth, from_validation_error, holds_nul, nul_refused
 from waypost.store import StorageUnavailable
 
 if TYPE_CHECKING:
@@ -159,6 +159,7 @@ def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> A
         raise ApiError(400, "invalid_json", "The body is empty; send a JSON object.")
     if holds_nul(raw):
         raise nul_refused("Text in the body")
+    check_depth(raw)
     try:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:

@@ -20,7 +20,7 @@ from anyio import to_thread
 
 from waypost.domain.contact_fields import is_email
 from waypost.domain.keys import hash_key
-from waypost.errors import ApiError, ErrorBody, from_validation_error
+from waypost.errors import ApiError, ErrorBody, from_validation_error, too_deep
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import Accepted, Rejected, prepare, reject
@@ -90,6 +90,15 @@ T = TypeVar("T")
 
 
 def _decode(raw: bytes, kind: type[T]) -> T:
+    try:
+        return _decode_object(raw, kind)
+    except RecursionError:
+        # The activity of a body is checked on its own (prepare); only a body too deep to
+        # decode at all ends here.
+        raise too_deep() from None
+
+
+def _decode_object(raw: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:

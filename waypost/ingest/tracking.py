@@ -13,7 +13,7 @@ import msgspec
 from anyio import to_thread
 
 from waypost.domain.keys import bearer_token, hash_key
-from waypost.errors import ApiError, ErrorDetail, from_validation_error
+from waypost.errors import ApiError, ErrorDetail, check_depth, from_validation_error, too_deep
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import prepare
@@ -181,7 +181,13 @@ class TrackingApp:
         _, channel = await self._authenticate(headers)
         if not _json_media(headers):
             raise ApiError(415, "unsupported_media_type", "Send 'Content-Type: application/json'.")
-        body = _parse_tracking_body(await self._body(receive, headers))
+        try:
+            body = _parse_tracking_body(await self._body(receive, headers))
+        except RecursionError:
+            # Checking a whole batch's depth up front costs more than decoding it; each
+            # activity's depth is checked on its own (prepare), so only a document too deep
+            # to decode at all ends here.
+            raise too_deep() from None
         if body.channel != channel.id:
             raise ApiError(
                 403,
@@ -239,6 +245,7 @@ class TrackingApp:
         if not _json_media(headers):
             raise ApiError(415, "unsupported_media_type", "Send 'Content-Type: application/json'.")
         raw = await self._body(receive, headers)
+        check_depth(raw)
         try:
             body = _decode_agree(_lower_keys(raw))
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
