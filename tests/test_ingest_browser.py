@@ -1026,3 +1026,19 @@ def test_json_nested_too_deep_is_a_400(
     else:
         error = expect_error(answer, 400, "invalid_json")
     assert error["message"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("identify", '{"email": "a@example.com", "cookieLevel": "visitor", "first": "A\\u0000"}'),
+        ("identify", '{"email": "a\\u0000@example.com", "cookieLevel": "visitor"}'),
+        ("consent", '{"consent": "Tracking\\u0000Consent", "agree": true}'),
+    ],
+)
+def test_a_nul_character_in_a_body_is_a_400(
+    site: Site, expect_error: ErrorCheck, route: str, body: str
+) -> None:
+    # PostgreSQL text cannot hold NUL; it is refused before it reaches the database.
+    error = expect_error(site.post(route, body.encode()), 400, "invalid_field")
+    assert "NUL" in error["message"]

@@ -7,7 +7,7 @@ stable and listed in docs/errors.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from itertools import accumulate
 
 import msgspec
@@ -107,6 +107,14 @@ def holds_nul(raw: bytes) -> bool:
 
 def nul_refused(where: str) -> ApiError:
     return ApiError(400, "invalid_field", f"{where} cannot hold the NUL character (\\u0000).")
+
+
+def check_no_nul(parameters: Iterable[tuple[str, str]]) -> None:
+    """ApiError (400) naming the first query parameter whose name or value holds NUL, which
+    PostgreSQL text cannot hold: refused here rather than failing in the database."""
+    for name, value in parameters:
+        if "\x00" in value or "\x00" in name:
+            raise ApiError(400, "invalid_field", f"{name} cannot hold the NUL character.", name)
 
 
 # Deeper JSON is refused before it is decoded: msgspec and the json module recurse once per

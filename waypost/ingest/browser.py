@@ -20,7 +20,14 @@ from anyio import to_thread
 
 from waypost.domain.contact_fields import is_email
 from waypost.domain.keys import hash_key
-from waypost.errors import ApiError, ErrorBody, from_validation_error, too_deep
+from waypost.errors import (
+    ApiError,
+    ErrorBody,
+    from_validation_error,
+    holds_nul,
+    nul_refused,
+    too_deep,
+)
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import Accepted, Rejected, prepare, reject
@@ -193,6 +200,10 @@ class BrowserApp:
                 415, "unsupported_media_type", "Send JSON as text/plain or application/json."
             )
         raw = await read_body(receive, headers, self.settings.max_request_bytes)
+        if route != "activity" and holds_nul(raw):
+            # Consent code names and names reach the database, whose text cannot hold NUL.
+            # (An activity's NUL is refused with the activity, which is kept as rejected.)
+            raise nul_refused("Text in the body")
         if route == "consent":
             return await self._consent(_decode(raw, ConsentBody), channel)
         if route == "identify":

@@ -13,7 +13,14 @@ import msgspec
 from anyio import to_thread
 
 from waypost.domain.keys import bearer_token, hash_key
-from waypost.errors import ApiError, ErrorDetail, check_depth, from_validation_error, too_deep
+from waypost.errors import (
+    ApiError,
+    ErrorDetail,
+    check_depth,
+    check_no_nul,
+    from_validation_error,
+    too_deep,
+)
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import prepare
@@ -114,6 +121,9 @@ class TrackingApp:
             raise ApiError(404, "not_found", "No such route.")
         method: str = scope["method"]
         parts = [unquote(p) for p in rest.strip("/").split("/")]
+        if any("\x00" in part for part in parts):
+            # Consent code names in the path reach the database, whose text cannot hold NUL.
+            raise ApiError(400, "invalid_field", "The path cannot hold the NUL character.")
         if method == "OPTIONS":
             return 204, b"", {}
         if parts == ["activities"]:
@@ -218,6 +228,7 @@ class TrackingApp:
     ) -> tuple[int, bytes, dict[str, str]]:
         _, channel = await self._authenticate(headers)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        check_no_nul((name, value) for name, values in query.items() for value in values)
         language = next(
             (values[0] for name, values in query.items() if name.lower() == "languagename"), None
         )
