@@ -94,6 +94,15 @@ def test_the_package_patterns_are_found() -> None:
     assert len(PATTERNS) >= 15
 
 
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_no_pattern_ends_with_a_dollar(name: str) -> None:
+    """``$`` also matches before a final newline, so ``CODE_NAME.match("loan\\n")`` passed
+    (and stored a code name ending in a newline); ``\\Z`` is the end of the text."""
+    source = PATTERNS[name].pattern
+    ending = "$" if isinstance(source, str) else b"$"
+    assert not source.endswith(ending), f"{name} ends with $; use \\Z"  # type: ignore[arg-type]
+
+
 def test_no_pattern_is_compiled_outside_module_level() -> None:
     """A pattern written inline in a function (re.sub(r"...", ...)) would escape the registry
     above; only module-level ``NAME = re.compile(...)`` is allowed."""

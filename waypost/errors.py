@@ -65,7 +65,7 @@ def invalid(message: str, field: str | None = None, code: str = "invalid_field")
     return ApiError(400, code, message, field)
 
 
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`\Z")
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
 _MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
 

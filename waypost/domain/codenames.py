@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections.abc import Container
 
-CODE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.]{0,99}$")
+CODE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.]{0,99}\Z")
 MAX_LENGTH = 100
 _NOT_CODE = re.compile(r"[^a-z0-9]+")
 

@@ -153,7 +153,7 @@ ORTTO_PREFIXES: dict[str, frozenset[str]] = {
 }
 # Ortto system keys (empty namespace) and the contact columns they set.
 ORTTO_SYSTEM_KEYS = {"str::email": "email", "str::first": "first_name", "str::last": "last_name"}
-ORTTO_KEY = re.compile(r"^(?P<prefix>[a-z]{3}):(?P<namespace>[a-z]*):(?P<name>.+)$")
+ORTTO_KEY = re.compile(r"^(?P<prefix>[a-z]{3}):(?P<namespace>[a-z]*):(?P<name>.+)\Z")
 
 
 @dataclass
