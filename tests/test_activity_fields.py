@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import operator
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -455,6 +456,17 @@ def test_ortto_system_keys_take_non_empty_strings(
     assert statuses(results) == [(400, "invalid_field")] * len(bad)
     assert [r["error"]["field"] for r in results] == [f"fields.{k}" for k, _ in bad]
     assert admin.contact(contact)["email"] is None
+
+
+def test_a_hostile_ortto_email_is_refused_at_once(tracker: Tracker, every: dict[str, Any]) -> None:
+    # An email pattern that tried every dot of a long run took seconds on this activity.
+    email = "a@" + "." * 15_000 + "@"
+    start = time.perf_counter()
+    [result] = tracker.log(
+        [{"type": "custom_every", "fields": {"str::email": email}}], tracker.new_contact()
+    )
+    assert time.perf_counter() - start < 1
+    assert statuses([result]) == [(400, "invalid_field")]
 
 
 # -- 3. the primary field ---------------------------------------------------------------

@@ -161,6 +161,15 @@ def test_a_bad_condition_comes_back_with_the_input_kept(
     assert hub.groups.list_page(MemberQuery()).data == []
 
 
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_a_condition_nested_too_deep_is_a_400(marketer_ui: UI, hub: Hub, depth: int) -> None:
+    condition = '{"all": ' + "[" * depth + "]" * depth + "}"
+    answer = marketer_ui.post("/admin/groups/new", group_form(condition=condition))
+    assert answer.status_code == 400
+    assert "nested deeper than 64 levels" in error_of(answer)
+    assert hub.groups.list_page(MemberQuery()).data == []
+
+
 def test_a_bad_name_or_a_taken_one(marketer_ui: UI, hub: Hub) -> None:
     make_group(hub, "Taken")
     answer = marketer_ui.post("/admin/groups/new", group_form(name=""))

@@ -88,3 +88,7 @@ def test_derived_code_names_are_valid(name: str) -> None:
 )
 def test_is_valid_code_name(code_name: str, valid: bool) -> None:
     assert is_valid_code_name(code_name) is valid
+
+
+def test_a_trailing_newline_is_no_part_of_a_code_name() -> None:
+    assert not is_valid_code_name("loan\n")

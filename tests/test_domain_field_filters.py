@@ -144,6 +144,17 @@ def test_values_that_are_not_of_the_fields_type_are_refused(key: str, raw: str) 
     assert "is not a" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("type_", "key"),
+    [*((t, "") for t in TYPES), *((t, ".contains") for t in ("text", "url", "email", "phone"))],
+)
+def test_a_nul_character_is_refused(type_: str, key: str) -> None:
+    # PostgreSQL cannot compare text with NUL; no stored value holds one.
+    error = refused({f"f_{type_}{key}": "a\x00b"})
+    assert error.parameter == f"field.f_{type_}{key}"
+    assert "NUL" in str(error)
+
+
 def test_an_unknown_field_is_refused() -> None:
     error = refused({"f_integer": "1", "nope": "1"})
     assert error.parameter == "field.nope"

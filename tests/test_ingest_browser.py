@@ -1158,3 +1158,44 @@ def test_the_per_contact_limit_follows_a_segment_alias(
     segment("alias", {"previousId": "anon-1", "userId": "user-1"})
     answers = [site.log(str(known), LOAN).status_code for _ in range(8)]
     assert answers == [202] * 7 + [429]
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+@pytest.mark.parametrize("route", ["activity", "identify", "consent"])
+def test_json_nested_too_deep_is_a_400(
+    site: Site, expect_error: ErrorCheck, route: str, depth: int
+) -> None:
+    contact = site.visitor()
+    deep = "[" * depth + "]" * depth
+    bodies = {
+        "activity": f'{{"contact": "{contact}", "cookieLevel": "visitor", "activity": '
+        f'{{"type": "click", "value": "x", "fields": {{"a": {deep}}}}}}}',
+        "identify": f'{{"email": "a@example.com", "cookieLevel": "visitor", "first": {deep}}}',
+        "consent": f'{{"consent": "{CONSENT}", "agree": true, "contact": {deep}}}',
+    }
+    answer = site.post(route, bodies[route].encode())
+    if route == "activity" and depth == 65:
+        # Deep, but decodable: the activity is refused and kept as rejected.
+        error = expect_error(answer, 400, "invalid_json")
+        assert len(site.rejected()) == 1
+    elif depth == 65:
+        error = expect_error(answer, 400, "invalid_field")
+    else:
+        error = expect_error(answer, 400, "invalid_json")
+    assert error["message"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("identify", '{"email": "a@example.com", "cookieLevel": "visitor", "first": "A\\u0000"}'),
+        ("identify", '{"email": "a\\u0000@example.com", "cookieLevel": "visitor"}'),
+        ("consent", '{"consent": "Tracking\\u0000Consent", "agree": true}'),
+    ],
+)
+def test_a_nul_character_in_a_body_is_a_400(
+    site: Site, expect_error: ErrorCheck, route: str, body: str
+) -> None:
+    # PostgreSQL text cannot hold NUL; it is refused before it reaches the database.
+    error = expect_error(site.post(route, body.encode()), 400, "invalid_field")
+    assert "NUL" in error["message"]

@@ -9,6 +9,7 @@ import datetime as dt
 import gzip
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -1264,3 +1265,14 @@ def test_a_locked_database_is_503_and_nothing_is_stored(
     segment.send("/v1/batch", body)
     segment.send("/v1/batch", body)
     assert len(segment.activities()) == 3
+
+
+def test_a_hostile_email_trait_is_answered_at_once(segment: Segment) -> None:
+    # An email pattern that tried every dot of a long run took seconds on this message, and
+    # held every other request while it did. Not an email, the trait is kept as an attribute.
+    email = "a@" + "." * 32_000 + "@"
+    start = time.perf_counter()
+    segment.send("/v1/identify", {"userId": "u", "traits": {"email": email}})
+    assert time.perf_counter() - start < 1
+    row = segment.contact(segment.contact_of("u"))
+    assert (row.email, row.attributes) == (None, {"email": email})

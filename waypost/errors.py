@@ -7,7 +7,8 @@ stable and listed in docs/errors.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -67,7 +68,7 @@ def invalid(message: str, field: str | None = None, code: str = "invalid_field")
     return ApiError(400, code, message, field)
 
 
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`\Z")
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
 _MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
 
@@ -112,3 +113,44 @@ def holds_nul(raw: bytes) -> bool:
 
 def nul_refused(where: str) -> ApiError:
     return ApiError(400, "invalid_field", f"{where} cannot hold the NUL character (\\u0000).")
+
+
+def check_no_nul(parameters: Iterable[tuple[str, str]]) -> None:
+    """ApiError (400) naming the first query parameter whose name or value holds NUL, which
+    PostgreSQL text cannot hold: refused here rather than failing in the database."""
+    for name, value in parameters:
+        if "\x00" in value or "\x00" in name:
+            raise ApiError(400, "invalid_field", f"{name} cannot hold the NUL character.", name)
+
+
+# Deeper JSON is refused before it is decoded: msgspec and the json module recurse once per
+# level and raise RecursionError near a thousand levels, and code that walks a decoded value
+# recurses too. Real documents nest a handful of levels.
+MAX_JSON_DEPTH = 64
+# A JSON string, escapes included; one that runs to the end of the input (malformed JSON)
+# matches too, so that no quote is scanned twice.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 and -1 as signed bytes
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep the arrays and objects of a JSON document nest (brackets in strings aside)."""
+    steps = _JSON_STRING.sub(b"", raw).translate(_STEPS, _NOT_BRACKETS)
+    return max(accumulate(memoryview(steps).cast("b")), default=0)
+
+
+def too_deep() -> ApiError:
+    return ApiError(
+        400,
+        "invalid_json",
+        f"The JSON is nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects; "
+        "flatten it.",
+    )
+
+
+def check_depth(raw: bytes) -> None:
+    """ApiError (400 ``invalid_json``) when ``raw`` nests deeper than ``MAX_JSON_DEPTH``."""
+    # Fewer brackets than the limit cannot nest deeper than it: most bodies stop here.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(raw) > MAX_JSON_DEPTH:
+        raise too_deep()

@@ -14,7 +14,7 @@ from waypost.errors import ApiError, invalid
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_FIELDS = 2000
-_ROW = re.compile(r"^(?P<prefix>[a-z_]+)-(?P<index>\d{1,6})-(?P<name>[a-z_]+)$")
+_ROW = re.compile(r"^(?P<prefix>[a-z_]+)-(?P<index>\d{1,6})-(?P<name>[a-z_]+)\Z")
 
 
 class Form:

@@ -21,7 +21,14 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from waypost.admin.auth import api_principal
-from waypost.errors import ApiError, from_validation_error, holds_nul, nul_refused
+from waypost.errors import (
+    ApiError,
+    check_depth,
+    check_no_nul,
+    from_validation_error,
+    holds_nul,
+    nul_refused,
+)
 from waypost.store import StorageUnavailable
 
 if TYPE_CHECKING:
@@ -160,6 +167,7 @@ def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> A
         raise ApiError(400, "invalid_json", "The body is empty; send a JSON object.")
     if holds_nul(raw):
         raise nul_refused("Text in the body")
+    check_depth(raw)
     try:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
@@ -208,9 +216,7 @@ def split_query(
 
 
 def decode_query(params: Mapping[str, str], query_type: type) -> Any:
-    for name, value in params.items():
-        if "\x00" in value:
-            raise ApiError(400, "invalid_field", f"{name} cannot hold the NUL character.", name)
+    check_no_nul(params.items())
     try:
         query: Any = msgspec.convert(dict(params), query_type, strict=False)
     except msgspec.ValidationError as exc:
@@ -278,6 +284,8 @@ def build_route(operation: Operation, hub: Hub, reserved: frozenset[str] = froze
             query: Any = None
             extra: dict[str, str] = {}
             if query_type is not None:
+                # All of them, those left to the handler (field.<name>=...) too.
+                check_no_nul(request.query_params.multi_items())
                 plain, extra = split_query(request.query_params, query_type)
                 query = decode_query(plain, query_type)
             call: Call[Any, Any] = Call(hub, body, query, request.path_params, principal, extra)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 ChannelKind = Literal["website", "headless"]
 
-LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
 
 
 def normalise_origin(origin: str) -> str:

@@ -6,8 +6,9 @@ import re
 import unicodedata
 from collections.abc import Container
 
-CODE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.]{0,99}$")
+CODE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.]{0,99}\Z")
 MAX_LENGTH = 100
+_NOT_CODE = re.compile(r"[^a-z0-9]+")
 
 # Letters that Unicode does not decompose into a base letter and an accent.
 _LETTERS = str.maketrans(
@@ -33,7 +34,7 @@ def derive_code_name(name: str, taken: Container[str] = ()) -> str:
     """
     letters = unicodedata.normalize("NFKD", name.lower().translate(_LETTERS))
     ascii_name = letters.encode("ascii", "ignore").decode()
-    base = re.sub(r"[^a-z0-9]+", "_", ascii_name).strip("_")[:MAX_LENGTH].rstrip("_") or "activity"
+    base = _NOT_CODE.sub("_", ascii_name).strip("_")[:MAX_LENGTH].rstrip("_") or "activity"
     candidate, n = base, 1
     while candidate in taken:
         n += 1

@@ -80,6 +80,9 @@ def parse_filters(specs: Sequence[FieldSpec], params: Mapping[str, str]) -> list
 
 
 def _parse(spec: FieldSpec, op: str, raw: str, parameter: str) -> object:
+    if "\x00" in raw:
+        # No stored value holds NUL, and PostgreSQL cannot even compare text with one.
+        raise FilterError("A field filter cannot hold the NUL character; remove it.", parameter)
     try:
         if op == "contains":
             return raw

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from waypost.domain.contact_fields import EMAIL, normalise_phone
+from waypost.domain.contact_fields import is_email, normalise_phone
 from waypost.domain.fields import FieldSpec
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -116,7 +116,7 @@ def canonical_value(spec: FieldSpec, value: object, where: str) -> object:
             )
         return value
     if kind == "email":
-        if len(value) > 254 or not EMAIL.match(value):
+        if not is_email(value):
             raise FieldValueError(
                 f"{spec.name} must be an email address, such as jane@example.com.", where
             )
@@ -176,7 +176,7 @@ ORTTO_PREFIXES: dict[str, frozenset[str]] = {
 }
 # Ortto system keys (empty namespace) and the contact columns they set.
 ORTTO_SYSTEM_KEYS = {"str::email": "email", "str::first": "first_name", "str::last": "last_name"}
-ORTTO_KEY = re.compile(r"^(?P<prefix>[a-z]{3}):(?P<namespace>[a-z]*):(?P<name>.+)$")
+ORTTO_KEY = re.compile(r"^(?P<prefix>[a-z]{3}):(?P<namespace>[a-z]*):(?P<name>.+)\Z")
 
 
 @dataclass
@@ -243,7 +243,7 @@ def _field_name(
     if key in ORTTO_SYSTEM_KEYS:
         if not isinstance(value, str) or not value.strip():
             raise FieldValueError(f"{key} takes a non-empty string.", where)
-        if key == "str::email" and not EMAIL.match(value):
+        if key == "str::email" and not is_email(value):
             raise FieldValueError(
                 f"{key} must be an email address, such as jane@example.com.", where
             )

@@ -10,7 +10,7 @@ import msgspec
 
 FieldType = Literal["text", "integer", "decimal", "boolean", "datetime", "url", "email", "phone"]
 
-FIELD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}$")
+FIELD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}\Z")
 MAX_TEXT_LENGTH = 100_000  # the largest max_length a text field may declare
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import pycountry
 
-from waypost.domain.contact_fields import EMAIL, MAX_LENGTHS, is_us_state, normalise_phone
+from waypost.domain.contact_fields import MAX_LENGTHS, is_email, is_us_state, normalise_phone
 from waypost.domain.field_values import is_http_url, parse_datetime
 
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -201,7 +201,7 @@ def _convert(column: str, value: Any) -> object | None:
         return None
     text = value.strip()
     if column == "email":
-        return text if EMAIL.match(text) and len(text) <= 254 else None
+        return text if is_email(text) else None
     if column == "mobile_phone":
         try:
             return normalise_phone(text)

@@ -22,7 +22,14 @@ from waypost.domain.field_values import (
     validate_fields,
 )
 from waypost.domain.titles import MAX_TITLE, activity_title
-from waypost.errors import ApiError, ErrorDetail, from_validation_error, holds_nul, nul_refused
+from waypost.errors import (
+    ApiError,
+    ErrorDetail,
+    check_depth,
+    from_validation_error,
+    holds_nul,
+    nul_refused,
+)
 from waypost.ids import new_id
 from waypost.ingest.catalog import Snapshot, TypeInfo
 
@@ -168,6 +175,10 @@ def prepare(
         )
     if holds_nul(raw):
         return reject(nul_refused("Text in an activity"), raw, None)
+    try:
+        check_depth(raw)
+    except ApiError as exc:
+        return reject(exc, raw, None)
     try:
         activity = decode_activity(raw)
     except ApiError as exc:

@@ -18,9 +18,16 @@ from urllib.parse import parse_qs
 import msgspec
 from anyio import to_thread
 
-from waypost.domain.contact_fields import EMAIL
+from waypost.domain.contact_fields import is_email
 from waypost.domain.keys import hash_key
-from waypost.errors import ApiError, ErrorBody, from_validation_error
+from waypost.errors import (
+    ApiError,
+    ErrorBody,
+    from_validation_error,
+    holds_nul,
+    nul_refused,
+    too_deep,
+)
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import Accepted, Rejected, prepare, reject
@@ -98,6 +105,15 @@ T = TypeVar("T")
 
 
 def _decode(raw: bytes, kind: type[T]) -> T:
+    try:
+        return _decode_object(raw, kind)
+    except RecursionError:
+        # The activity of a body is checked on its own (prepare); only a body too deep to
+        # decode at all ends here.
+        raise too_deep() from None
+
+
+def _decode_object(raw: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
@@ -194,6 +210,10 @@ class BrowserApp:
             )
         raw = await read_body(receive, headers, self.settings.max_request_bytes)
         ip = self.hub.client_ip(scope)
+        if route != "activity" and holds_nul(raw):
+            # Consent code names and names reach the database, whose text cannot hold NUL.
+            # (An activity's NUL is refused with the activity, which is kept as rejected.)
+            raise nul_refused("Text in the body")
         if route == "consent":
             return await self._consent(_decode(raw, ConsentBody), channel, ip)
         if route == "identify":
@@ -244,7 +264,7 @@ class BrowserApp:
         self, body: IdentifyBody, channel: ChannelInfo, snapshot: Snapshot, ip: str
     ) -> tuple[int, bytes, Headers]:
         email = body.email.strip()
-        if len(email) > 254 or not EMAIL.match(email):
+        if not is_email(email):
             raise ApiError(
                 400, "invalid_field", f"{body.email!r} is not an email address.", "email"
             )

@@ -22,7 +22,7 @@ from anyio import to_thread
 
 from waypost.domain.keys import hash_key
 from waypost.domain.segment import Message
-from waypost.errors import ApiError
+from waypost.errors import ApiError, check_depth, too_deep
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import Accepted, Rejected, prepare
@@ -122,6 +122,8 @@ class SegmentApp:
                 "payload_too_large",
                 f"{what} is at most {limit // 1024} KB ({limit} bytes), as Segment's API allows.",
             ) from None
+        if route != "batch":
+            check_depth(raw)
         if route == "batch":
             batch = _parse(raw, _decode_batch)
             write_key, sent_at = batch.write_key, batch.sent_at
@@ -141,6 +143,7 @@ class SegmentApp:
                     "payload_too_large",
                     f"A message is at most {MAX_MESSAGE} bytes (32 KB); one has {len(item)}.",
                 )
+            check_depth(item)
             messages.append((_parse(item, _decode_message), item))
         received_at = utcnow()
         plan = await to_thread.run_sync(
@@ -185,6 +188,9 @@ def _parse(raw: bytes, decode: Any) -> Any:
         raise ApiError(400, "invalid_field", f"Not a Segment message: {exc}.") from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        # A batch is checked message by message; only a body too deep to decode ends here.
+        raise too_deep() from None
 
 
 def _with_type(raw: bytes, route: str) -> bytes:

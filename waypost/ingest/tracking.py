@@ -14,7 +14,14 @@ from anyio import to_thread
 
 from waypost.domain.keys import bearer_token, hash_key
 from waypost.error_words import a_or_an
-from waypost.errors import ApiError, ErrorDetail, from_validation_error
+from waypost.errors import (
+    ApiError,
+    ErrorDetail,
+    check_depth,
+    check_no_nul,
+    from_validation_error,
+    too_deep,
+)
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import prepare
@@ -123,6 +130,9 @@ class TrackingApp:
             raise ApiError(404, "not_found", "No such route.")
         method: str = scope["method"]
         parts = [unquote(p) for p in rest.strip("/").split("/")]
+        if any("\x00" in part for part in parts):
+            # Consent code names in the path reach the database, whose text cannot hold NUL.
+            raise ApiError(400, "invalid_field", "The path cannot hold the NUL character.")
         if method == "OPTIONS":
             return 204, b"", {}
         if parts == ["activities"]:
@@ -204,7 +214,13 @@ class TrackingApp:
         _, channel = await self._authenticate(headers)
         if not _json_media(headers):
             raise ApiError(415, "unsupported_media_type", "Send 'Content-Type: application/json'.")
-        body = _parse_tracking_body(await self._body(receive, headers))
+        try:
+            body = _parse_tracking_body(await self._body(receive, headers))
+        except RecursionError:
+            # Checking a whole batch's depth up front costs more than decoding it; each
+            # activity's depth is checked on its own (prepare), so only a document too deep
+            # to decode at all ends here.
+            raise too_deep() from None
         if body.channel != channel.id:
             raise ApiError(
                 403,
@@ -235,6 +251,7 @@ class TrackingApp:
     ) -> tuple[int, bytes, dict[str, str]]:
         _, channel = await self._authenticate(headers)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        check_no_nul((name, value) for name, values in query.items() for value in values)
         language = next(
             (values[0] for name, values in query.items() if name.lower() == "languagename"), None
         )
@@ -262,6 +279,7 @@ class TrackingApp:
         if not _json_media(headers):
             raise ApiError(415, "unsupported_media_type", "Send 'Content-Type: application/json'.")
         raw = await self._body(receive, headers)
+        check_depth(raw)
         try:
             body = _decode_agree(_lower_keys(raw))
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:

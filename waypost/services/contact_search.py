@@ -194,7 +194,7 @@ def _position(cursor: str | None) -> Position | None:
             raise ValueError(value)
         value.encode()  # a lone surrogate would fail in the driver (a 500), not here
         return value, rank, uuid.UUID(ident)
-    except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
         raise ApiError(
             400, "invalid_field", "The cursor is not one this API gave out.", "cursor"
         ) from None

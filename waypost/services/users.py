@@ -27,7 +27,7 @@ Password = Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD)]
 
 # Deliberately loose: one "@" with something on both sides and no spaces. ``admin@localhost``
 # is a fine login on a private install.
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\Z")
 
 
 class UserCreate(msgspec.Struct, forbid_unknown_fields=True):

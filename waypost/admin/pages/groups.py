@@ -22,7 +22,7 @@ from waypost.admin.forms import Form
 from waypost.admin.views import NavItem, Page, View, every
 from waypost.domain.conditions import DATE_COLUMNS
 from waypost.domain.field_filters import operators
-from waypost.errors import ApiError, from_validation_error, invalid
+from waypost.errors import ApiError, check_depth, from_validation_error, invalid
 from waypost.pagination import ListQuery
 from waypost.services.groups import (
     ConditionCheck,
@@ -119,6 +119,10 @@ def condition_from(form: Form) -> dict[str, Any]:
     text = form.raw("condition").strip()
     if not text:
         raise invalid("Give the group a condition.", "condition")
+    try:
+        check_depth(text.encode(errors="replace"))
+    except ApiError as exc:
+        raise invalid(exc.message, "condition") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -26,7 +26,7 @@ from waypost.store import StorageUnavailable
 
 MAX_LOGIN_FORM = 16_384
 # Where a login may lead: a page of the UI, never another site (no open redirect).
-_SAFE_NEXT = re.compile(r"^/admin(?:[/?#][^\\\s]*)?$")
+_SAFE_NEXT = re.compile(r"^/admin(?:[/?#][^\\\s]*)?\Z")
 
 
 def safe_next(target: str) -> str:
