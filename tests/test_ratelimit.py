@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-import waypost.ratelimit
+from waypost.clock import FakeClock
 from waypost.hub import Hub
 from waypost.ratelimit import (
     Decision,
@@ -46,19 +45,6 @@ from waypost.settings import load_settings
 from waypost.store.schema import activities, rejected_activities
 
 START = 1_800_000_000.0
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when told."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def at(self, offset: float) -> None:
-        self.now = START + offset
 
 
 @dataclass
@@ -81,7 +67,7 @@ class Backend:
         return self.loop.run_until_complete(self.limiter.hit(limits))
 
     def hit_at(self, offset: float, *limits: Limit) -> list[Decision]:
-        self.clock.at(offset)
+        self.clock.set(START + offset)
         return self.hit(*limits)
 
     def gather(self, count: int, *limits: Limit) -> list[list[Decision]]:
@@ -99,10 +85,10 @@ def _drop_keys(url: str, prefix: str) -> None:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
-    """The in-process limiter with an injected clock, or the Redis one, whose only clock is the
-    ``time`` of its module (the script takes "now" as an argument), on a prefix of its own."""
-    clock = FakeClock()
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The in-process limiter or the Redis one (whose script takes "now" as an argument, so
+    Redis' own time plays no part), both on a fake clock, Redis' on a prefix of its own."""
+    clock = FakeClock(START)
     loop = asyncio.new_event_loop()
     limiter: RateLimiter
     prefix = ""
@@ -110,9 +96,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         limiter = MemoryRateLimiter(clock)
     else:
         url: str = request.getfixturevalue("redis_url")
-        monkeypatch.setattr(waypost.ratelimit, "time", types.SimpleNamespace(time=clock))
         prefix = f"waypost-test:{uuid.uuid4().hex}:"
-        limiter = RedisRateLimiter(url, prefix=prefix)
+        limiter = RedisRateLimiter(url, prefix=prefix, clock=clock)
     try:
         yield Backend(request.param, limiter, clock, loop)
     finally:
@@ -303,7 +288,7 @@ def test_a_merge_adds_the_sources_hits_to_the_target(backend: Backend) -> None:
     for _ in range(2):
         backend.hit_at(10, source)
     backend.hit_at(20, target)
-    backend.clock.at(30)
+    backend.clock.set(START + 30)
     move = (source.key, target.key, 60.0)
     run = backend.loop.run_until_complete
     run(backend.limiter.merge([move]))
