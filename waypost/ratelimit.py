@@ -5,6 +5,8 @@ last ``window`` seconds count, so there is no double burst at a window's edge (a
 window allows). Several limits are checked together and recorded only if all allow, so an
 activity refused by one limit uses up none of the others. The Redis backend does this in one
 Lua script, atomically, so every process and node that shares the Redis shares the limits.
+Both backends take the time from the clock they are given (the Lua script gets "now" as an
+argument and never asks Redis for its own), so a test moves windows with a fake clock.
 """
 
 from __future__ import annotations

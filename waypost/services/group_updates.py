@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from waypost.clock import Clock, SystemClock
+from waypost.clock import Clock
 from waypost.domain.conditions import EVERYTHING, Changes
 from waypost.services.groups import GroupService
 from waypost.store import StorageUnavailable
@@ -28,7 +28,8 @@ BATCH = 500
 
 
 class GroupUpdater:
-    """The background worker of one process."""
+    """The background worker of one process; its daily refresh follows ``clock`` (the group
+    service's unless given)."""
 
     def __init__(
         self,
@@ -38,7 +39,7 @@ class GroupUpdater:
         clock: Clock | None = None,
     ) -> None:
         self.groups = groups
-        self.clock = clock if clock is not None else SystemClock()
+        self.clock = clock if clock is not None else groups.clock
         self.delay = delay
         self.tick = tick
         self._queue: queue.SimpleQueue[tuple[frozenset[uuid.UUID], Changes] | None] = (
