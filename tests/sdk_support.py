@@ -1,4 +1,4 @@
-"""Support for the SDK tests: `waypost serve` in a subprocess, and a faulty proxy in front of it.
+"""Support for the SDK tests: a served Waypost that knows its keys, and a faulty proxy.
 
 Imported by tests/test_sdk_*.py (pytest puts tests/ on sys.path; mypy knows it as
 tests.sdk_support).
@@ -6,12 +6,8 @@ tests.sdk_support).
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,21 +15,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
-START_TIMEOUT = 20.0
+if TYPE_CHECKING:
+    from tests.server_support import ServedWaypost
+else:
+    from server_support import ServedWaypost
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class WaypostServer:
+class WaypostServer(ServedWaypost):
     """`waypost serve` on a free loopback port and a SQLite file of its own.
 
     The first start bootstraps the database and prints the keys, which are kept; later starts
@@ -41,66 +33,17 @@ class WaypostServer:
     """
 
     def __init__(self, directory: Path, **settings: str) -> None:
-        self.directory = directory
-        self.settings = {f"WAYPOST_{k.upper()}": v for k, v in settings.items()}
-        self.database = directory / "waypost.db"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(directory, **settings)
         self.admin_key = self.tracking_key = self.channel = ""
-        self._process: subprocess.Popen[str] | None = None
-        self._lines: list[str] = []
 
-    def start(self) -> WaypostServer:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")},
-            "WAYPOST_DATABASE_URL": f"sqlite:///{self.database}",
-            "PYTHONUNBUFFERED": "1",
-            **self.settings,
-        }
-        command = [sys.executable, "-m", "waypost.cli", "serve", "--port", str(self.port)]
-        process = subprocess.Popen(
-            command,
-            cwd=self.directory,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._process = process
-        stdout = process.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: self._lines.extend(stdout), daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, self.output()
-            assert time.monotonic() < deadline, self.output()
-            try:
-                if httpx.get(f"{self.url}/api/openapi.json", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+    def start(self) -> Self:
+        super().start()
         if not self.admin_key:
             output = self.output()
             self.admin_key = _find(r"Admin key .*?(wpa_\S+)", output)
             self.tracking_key = _find(r"Tracking key .*?(wpt_\S+)", output)
             self.channel = _find(r"Headless channel: (\S+)", output)
         return self
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()
-
-    def output(self) -> str:
-        return "".join(self._lines)
 
     def activity_requests(self) -> int:
         """``POST /tracking/activities`` requests in the server's access log so far."""
@@ -156,11 +99,9 @@ def _find(pattern: str, text: str) -> str:
 
 @contextmanager
 def running_server(directory: Path, **settings: str) -> Iterator[WaypostServer]:
-    server = WaypostServer(directory, **settings)
-    try:
+    """A started :class:`WaypostServer`, stopped when the block ends."""
+    with WaypostServer(directory, **settings) as server:
         yield server.start()
-    finally:
-        server.stop()
 
 
 # -- a proxy that fails on purpose --------------------------------------------------------------

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -29,6 +24,11 @@ from waypost.hub import Hub
 from waypost.pagination import ListQuery
 from waypost.settings import load_settings
 from waypost.store import migrate
+
+if TYPE_CHECKING:
+    from tests.server_support import ServedWaypost, free_port
+else:
+    from server_support import ServedWaypost, free_port
 
 KEY = re.compile(r"\bwp[atp]_[A-Za-z0-9_-]{43}\b")
 Invoke = Callable[..., Result]
@@ -422,13 +422,6 @@ def test_serve_bootstraps_an_empty_database_once(
     assert len(hub.channels.list_page(ListQuery()).data) == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize("demo", [False, True])
 def test_a_port_in_use_stops_serve_before_anything_is_made(
     new_db_url: str, served: list[dict[str, Any]], demo: bool
@@ -439,7 +432,7 @@ def test_a_port_in_use_stops_serve_before_anything_is_made(
         port = taken.getsockname()[1]
         invoke = make_invoke(new_db_url)
         args = ["serve", "--demo", "--demo-port", str(port)] if demo else ["serve"]
-        result = invoke(*args, code=1, WAYPOST_PORT=str(_free_port() if demo else port))
+        result = invoke(*args, code=1, WAYPOST_PORT=str(free_port() if demo else port))
     assert served == []
     assert KEY.findall(result.output) == []
     assert f"Cannot listen on 127.0.0.1:{port}" in result.output
@@ -479,65 +472,27 @@ def test_cli_on_both_databases(database_url: str, served: list[dict[str, Any]]) 
 # -- a real server ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_serve_in_a_real_process(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")},
-        "WAYPOST_DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "-m", "waypost.cli", "serve", "--port", str(port)]
-    lines: list[str] = []
-    with subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as server:
-        assert server.stdout is not None
-        reader = threading.Thread(target=lambda: lines.extend(server.stdout or ()), daemon=True)
-        reader.start()
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                assert server.poll() is None, "".join(lines)
-                assert time.monotonic() < deadline, "".join(lines)
-                try:
-                    if httpx.get(f"{base}/api/openapi.json", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            output = "".join(lines)
-            [admin] = [k for k in KEY.findall(output) if k.startswith("wpa_")]
-            headers = {"Authorization": f"Bearer {admin}"}
-            created = httpx.post(
-                f"{base}/api/activity-types",
-                json={
-                    "name": "Loan calculator usage",
-                    "fields": [{"name": "amount", "type": "decimal"}],
-                },
-                headers=headers,
-            )
-            assert created.status_code == 201, created.text
-            assert created.json()["code_name"] == "loan_calculator_usage"
-            got = httpx.get(f"{base}/api/activity-types/{created.json()['id']}", headers=headers)
-            assert got.json()["fields"][0]["type"] == "decimal"
-            assert httpx.get(f"{base}/api/activity-types").status_code == 401
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
-        reader.join(timeout=5)
-    output = "".join(lines)
+    with ServedWaypost(tmp_path, f"sqlite:///{tmp_path / 'served.db'}") as server:
+        server.start()
+        base = server.url
+        output = server.output()
+        [admin] = [k for k in KEY.findall(output) if k.startswith("wpa_")]
+        headers = {"Authorization": f"Bearer {admin}"}
+        created = httpx.post(
+            f"{base}/api/activity-types",
+            json={
+                "name": "Loan calculator usage",
+                "fields": [{"name": "amount", "type": "decimal"}],
+            },
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["code_name"] == "loan_calculator_usage"
+        got = httpx.get(f"{base}/api/activity-types/{created.json()['id']}", headers=headers)
+        assert got.json()["fields"][0]["type"] == "decimal"
+        assert httpx.get(f"{base}/api/activity-types").status_code == 401
+    output = server.output()
     # The key is printed once, at start, and never logged with a request.
     assert output.count(admin) == 1
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,6 +43,9 @@ from waypost.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from tests.conftest import Tracker
+    from tests.server_support import ServedWaypost, free_port
+else:
+    from server_support import ServedWaypost, free_port
 
 SITE = "http://127.0.0.1:8001"
 
@@ -523,17 +521,10 @@ def test_serve_with_the_demo(
     assert personalization.url.startswith("http://127.0.0.1:8124/api/groups/")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def offer_for_a_calculation(api: str, demo: str, lines: list[str]) -> None:
-    """A contact uses the calculator (logged with the printed tracking key); the demo's backend,
-    in the same process and event loop as the API, then shows that contact the offer."""
-    output = "".join(lines)
+def offer_for_a_calculation(api: str, demo: str, output: str) -> None:
+    """A contact uses the calculator (logged with the tracking key printed in ``output``); the
+    demo's backend, in the same process and event loop as the API, then shows that contact the
+    offer."""
     found = re.search(r"Tracking key \(headless channel\):\s+(\S+)", output)
     channel = re.search(r"Headless channel:\s+(\S+)", output)
     assert found, output
@@ -557,38 +548,21 @@ def offer_for_a_calculation(api: str, demo: str, lines: list[str]) -> None:
 
 @pytest.mark.slow
 def test_serve_with_the_demo_in_a_real_process(tmp_path: Path) -> None:
-    api, demo = free_port(), free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")},
-        "WAYPOST_DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "-m", "waypost.cli", "serve", "--port", str(api), "--demo"]
-    command += ["--demo-port", str(demo)]
-    lines: list[str] = []
-    with subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    demo = free_port()
+    with ServedWaypost(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'served.db'}",
+        args=["--demo", "--demo-port", str(demo)],
     ) as server:
-        reader = threading.Thread(target=lambda: lines.extend(server.stdout or ()), daemon=True)
-        reader.start()
         try:
-            deadline = time.monotonic() + 30
-            for url in (f"http://127.0.0.1:{demo}/loans", f"http://127.0.0.1:{api}/waypost.js"):
-                while True:
-                    assert server.poll() is None, "".join(lines)
-                    assert time.monotonic() < deadline, "".join(lines)
-                    try:
-                        if httpx.get(url, timeout=1).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.1)
-            offer_for_a_calculation(f"http://127.0.0.1:{api}", f"http://127.0.0.1:{demo}", lines)
+            server.start()
+            server.wait_until_answers(f"http://127.0.0.1:{demo}/loans")
+            server.wait_until_answers(f"{server.url}/waypost.js")
+            offer_for_a_calculation(server.url, f"http://127.0.0.1:{demo}", server.output())
         finally:
             # Ctrl+C stops both servers, and the process ends as uvicorn's would.
-            server.send_signal(signal.SIGINT)
-            code = server.wait(timeout=15)
-        reader.join(timeout=5)
-    output = "".join(lines)
+            code = server.interrupt()
+    output = server.output()
     assert code == 0, output
     assert f"Demo site:  http://127.0.0.1:{demo}" in output
     assert output.count("Application shutdown complete") == 2, output

@@ -3,19 +3,12 @@ same ids store nothing twice. A real ``waypost serve`` process on SQLite and Pos
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -25,83 +18,12 @@ from waypost.settings import load_settings
 from waypost.store import make_engine
 from waypost.store.schema import activities
 
+if TYPE_CHECKING:
+    from tests.server_support import ServedWaypost
+else:
+    from server_support import ServedWaypost
+
 pytestmark = pytest.mark.slow
-
-WAYPOST = Path(sys.executable).parent / "waypost"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    """``waypost serve`` in a subprocess; its output goes to files in ``logs``."""
-
-    database_url: str
-    port: int
-    logs: Path
-    starts: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> str:
-        """Start and wait until it answers; its standard output so far."""
-        self.starts += 1
-        out = self.logs / f"serve-{self.starts}.out"
-        env = {
-            **os.environ,
-            "WAYPOST_DATABASE_URL": self.database_url,
-            "WAYPOST_LOG_LEVEL": "warning",
-            "PYTHONUNBUFFERED": "1",
-        }
-        with out.open("wb") as stdout, (self.logs / f"serve-{self.starts}.err").open("wb") as err:
-            self.process = subprocess.Popen(
-                [str(WAYPOST), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                stdout=stdout,
-                stderr=err,
-                env=env,
-                cwd=self.logs,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"waypost serve exited: {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/api/openapi.json", timeout=1).status_code == 200:
-                    return out.read_text()
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"waypost serve did not start: {self.output()}"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.kill()
-
-    def output(self) -> str:
-        name = f"serve-{self.starts}"
-        return "\n".join((self.logs / f"{name}.{ext}").read_text() for ext in ("out", "err"))
-
-
-@contextmanager
-def serving(database_url: str, logs: Path) -> Iterator[Server]:
-    server = Server(database_url, free_port(), logs)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @dataclass
@@ -135,8 +57,8 @@ def send(http: httpx.Client, auth: dict[str, Any], request: Sent) -> bool:
 def test_sigkill_under_load_loses_no_acknowledged_activity(
     database_url: str, tmp_path: Path
 ) -> None:
-    with serving(database_url, tmp_path) as server:
-        first_output = server.start()
+    with ServedWaypost(tmp_path, database_url, log_level="warning") as server:
+        first_output = server.start().output()
         key = re.search(r"Tracking key \(headless channel\):\s+(wpt_\S+)", first_output)
         channel = re.search(r"Headless channel:\s+([0-9a-f-]{36})", first_output)
         assert key is not None, first_output

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from starlette.testclient import TestClient
 
+from waypost.clock import FakeClock
 from waypost.domain.conditions import CONSENTS_CHANGED
 from waypost.hub import Hub
 from waypost.services import group_membership as membership
@@ -720,6 +721,33 @@ def test_windows_slide_once_a_day(groups: Groups, hub: Hub, loans: ActivityType)
     assert groups.check(lapsed["id"], ann)["member"] is True
 
 
+def test_a_hub_on_a_fake_clock_slides_windows_by_its_days(
+    settings: Settings, loans: ActivityType
+) -> None:
+    clock = FakeClock(dt.datetime(2026, 3, 15, 23, 59, tzinfo=dt.UTC))
+    node = Hub(settings, Store(make_engine(settings)), clock=clock)
+    node.store.on_commit = None
+    try:
+        window = {"activity": {"type": LOANS, "within_days": 7}}
+        recent = node.groups.create(GroupCreate(name="Recent", condition=window))
+        plain = node.groups.create(
+            GroupCreate(name="Ever", condition={"activity": {"type": LOANS}})
+        )
+        assert recent.computed_at == clock.now()
+        assert node.groups.refresh_windows() == []
+        clock.advance(59)  # still the same UTC day
+        assert node.groups.refresh_windows() == []
+        clock.advance(1)
+        assert node.groups.refresh_windows() == [recent.id]
+        assert node.groups.refresh_windows() == []
+        assert node.groups.get(recent.id).computed_at == clock.now()
+        assert node.groups.get(plain.id).computed_at == clock.now() - dt.timedelta(seconds=60)
+        history = node.groups.history(recent.id, 3)
+        assert (history.since, history.until) == (dt.date(2026, 3, 14), dt.date(2026, 3, 16))
+    finally:
+        node.close()
+
+
 # -- changes that race ----------------------------------------------------------------------
 # Through the services, with the background updates off (``hub.store.on_commit = None``), so
 # that each test runs the incremental updates itself, in the order it wants.
@@ -786,7 +814,7 @@ def in_thread(work: Callable[[], object], name: str | None = None) -> Callable[[
 
 
 def test_a_condition_changed_by_a_node_whose_clock_is_behind_is_the_one_evaluated(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, settings: Settings
 ) -> None:
     hub.store.on_commit = None
     ann = consent_contact(hub, "A", "A", "B", "Z")
@@ -795,10 +823,14 @@ def test_a_condition_changed_by_a_node_whose_clock_is_behind_is_the_one_evaluate
     hub.groups.update_contacts([ann], CONSENTS_CHANGED)
     # The first group's condition changes on a node whose clock is behind the one that
     # made the second group.
-    behind = second.updated_at - dt.timedelta(milliseconds=1)
-    monkeypatch.setattr(groups_service, "utcnow", lambda: behind)
-    hub.groups.update(first.id, GroupUpdate(condition={"consent": "B"}))
-    monkeypatch.undo()
+    behind = FakeClock(second.updated_at - dt.timedelta(milliseconds=1))
+    other = Hub(settings, Store(make_engine(settings)), clock=behind)
+    other.store.on_commit = None
+    try:
+        changed = other.groups.update(first.id, GroupUpdate(condition={"consent": "B"}))
+    finally:
+        other.close()
+    assert changed.updated_at < second.updated_at
     assert member_ids(hub, first.id) == set()
     # Ann agrees to Z: evaluated with the first group's new condition, she stays out of it.
     hub.consents.agree(ann, "Z", True, None)

@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 import random
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -29,91 +26,30 @@ from waypost.settings import load_settings
 from waypost.store import make_engine
 from waypost.store.schema import group_membership_events
 
+if TYPE_CHECKING:
+    from tests.server_support import ServedWaypost
+else:
+    from server_support import ServedWaypost
+
 pytestmark = pytest.mark.slow
 
-WAYPOST = Path(sys.executable).parent / "waypost"
 CONTACTS = 16
 THREADS = 8
 ROUNDS = 8
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    """``waypost serve`` in a subprocess, its output in a file."""
-
-    database_url: str
-    logs: Path
-    name: str
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.logs / f"{self.name}.log"
-
-    def start(self) -> str:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")},
-            "WAYPOST_DATABASE_URL": self.database_url,
-            "WAYPOST_LOG_LEVEL": "warning",
-            "WAYPOST_GROUP_REFRESH_SECONDS": "0.5",
-            "PYTHONUNBUFFERED": "1",
-        }
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [str(WAYPOST), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.logs,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"waypost serve exited: {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/api/openapi.json", timeout=1).status_code == 200:
-                    return self.output()
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"waypost serve did not start: {self.output()}"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @contextmanager
-def two_servers(database_url: str, logs: Path) -> Iterator[tuple[Server, Server]]:
+def two_servers(database_url: str, logs: Path) -> Iterator[tuple[ServedWaypost, ServedWaypost]]:
     with ExitStack() as stack:
-        servers = []
-        for name in ("first", "second"):
-            server = Server(database_url, logs, name)
-            stack.callback(server.stop)
-            servers.append(server)
-        yield servers[0], servers[1]
+        first, second = (
+            stack.enter_context(
+                ServedWaypost(
+                    logs, database_url, name=name, log_level="warning", group_refresh_seconds="0.5"
+                )
+            )
+            for name in ("first", "second")
+        )
+        yield first, second
 
 
 def found(pattern: str, text: str) -> str:
@@ -136,7 +72,7 @@ class Person:
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_processes_keep_groups_as_one(database_url: str, tmp_path: Path) -> None:
     with two_servers(database_url, tmp_path) as (first, second):
-        output = first.start()
+        output = first.start().output()
         admin_key = found(r"Admin key .*?(wpa_\S+)", output)
         tracking_key = found(r"Tracking key \(headless channel\):\s+(wpt_\S+)", output)
         admin = {"Authorization": f"Bearer {admin_key}"}

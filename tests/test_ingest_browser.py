@@ -14,7 +14,6 @@ import hmac
 import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,9 +29,10 @@ from starlette.testclient import TestClient
 
 from waypost.app import WaypostApp, admin_operations
 from waypost.clientip import parse_trusted_proxies, uvicorn_proxy_options
+from waypost.clock import FakeClock
 from waypost.hub import Hub
 from waypost.ids import utcnow
-from waypost.ratelimit import MemoryRateLimiter, RedisRateLimiter
+from waypost.ratelimit import RedisRateLimiter
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.consents import ConsentCreate, ConsentText
@@ -60,19 +60,6 @@ CONSENT = "TrackingConsent"
 DAY = 86400
 
 
-class FakeClock:
-    """The rate limiter's clock: now, until a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -80,9 +67,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def hub(settings: Settings, clock: FakeClock) -> Iterator[Hub]:
-    """The shared hub, with its in-process rate limiter on the fake clock."""
-    the_hub = Hub(settings, Store(make_engine(settings)))
-    the_hub.rate_limiter = MemoryRateLimiter(clock)
+    """The shared hub on the fake clock (its rate limiter in process)."""
+    the_hub = Hub(settings, Store(make_engine(settings)), clock=clock)
     yield the_hub
     the_hub.close()
 

@@ -10,25 +10,20 @@ refusal answers ``remaining`` 0 and ``reset`` = seconds until the window has roo
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import socket
-import subprocess
-import sys
-import threading
-import time
-import types
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 import redis
 import sqlalchemy as sa
 
-import waypost.ratelimit
+from waypost.clock import FakeClock
 from waypost.hub import Hub
 from waypost.ratelimit import (
     Decision,
@@ -45,20 +40,12 @@ from waypost.services.keys import CreatedKey
 from waypost.settings import load_settings
 from waypost.store.schema import activities, rejected_activities
 
+if TYPE_CHECKING:
+    from tests.server_support import ServedWaypost
+else:
+    from server_support import ServedWaypost
+
 START = 1_800_000_000.0
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when told."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def at(self, offset: float) -> None:
-        self.now = START + offset
 
 
 @dataclass
@@ -81,7 +68,7 @@ class Backend:
         return self.loop.run_until_complete(self.limiter.hit(limits))
 
     def hit_at(self, offset: float, *limits: Limit) -> list[Decision]:
-        self.clock.at(offset)
+        self.clock.set(START + offset)
         return self.hit(*limits)
 
     def gather(self, count: int, *limits: Limit) -> list[list[Decision]]:
@@ -99,10 +86,10 @@ def _drop_keys(url: str, prefix: str) -> None:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
-    """The in-process limiter with an injected clock, or the Redis one, whose only clock is the
-    ``time`` of its module (the script takes "now" as an argument), on a prefix of its own."""
-    clock = FakeClock()
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The in-process limiter or the Redis one (whose script takes "now" as an argument, so
+    Redis' own time plays no part), both on a fake clock, Redis' on a prefix of its own."""
+    clock = FakeClock(START)
     loop = asyncio.new_event_loop()
     limiter: RateLimiter
     prefix = ""
@@ -110,9 +97,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         limiter = MemoryRateLimiter(clock)
     else:
         url: str = request.getfixturevalue("redis_url")
-        monkeypatch.setattr(waypost.ratelimit, "time", types.SimpleNamespace(time=clock))
         prefix = f"waypost-test:{uuid.uuid4().hex}:"
-        limiter = RedisRateLimiter(url, prefix=prefix)
+        limiter = RedisRateLimiter(url, prefix=prefix, clock=clock)
     try:
         yield Backend(request.param, limiter, clock, loop)
     finally:
@@ -303,7 +289,7 @@ def test_a_merge_adds_the_sources_hits_to_the_target(backend: Backend) -> None:
     for _ in range(2):
         backend.hit_at(10, source)
     backend.hit_at(20, target)
-    backend.clock.at(30)
+    backend.clock.set(START + 30)
     move = (source.key, target.key, 60.0)
     run = backend.loop.run_until_complete
     run(backend.limiter.merge([move]))
@@ -401,59 +387,6 @@ def test_the_hub_uses_redis_when_configured(redis_url: str, database_url: str) -
 ORIGIN = "https://bank.example"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[str]
-    base: str
-    lines: list[str]
-    reader: threading.Thread
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
-def start_server(database_url: str, redis_url: str, cwd: Path) -> Server:
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")},
-        "WAYPOST_DATABASE_URL": database_url,
-        "WAYPOST_REDIS_URL": redis_url,
-        "WAYPOST_LOG_LEVEL": "warning",
-        "PYTHONUNBUFFERED": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "waypost.cli", "serve", "--port", str(port)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
-    reader.start()
-    return Server(process, f"http://127.0.0.1:{port}", lines, reader)
-
-
-def wait_ready(server: Server, deadline: float) -> None:
-    while True:
-        assert server.process.poll() is None, server.output
-        assert time.monotonic() < deadline, server.output
-        try:
-            if httpx.get(f"{server.base}/api/openapi.json", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_two_processes_share_the_limit_through_redis(
     database_url: str,
@@ -474,15 +407,19 @@ def test_two_processes_share_the_limit_through_redis(
         f'{{"contact": "{contact}", "cookieLevel": "visitor", '
         f'"activity": {{"type": "{kind.code_name}", "value": "5000"}}}}'
     )
-    servers = [start_server(database_url, redis_url, tmp_path) for _ in range(2)]
-    try:
-        deadline = time.monotonic() + 30
-        for server in servers:
-            wait_ready(server, deadline)
+    with ExitStack() as stack:
+        # Runs last, once both servers have stopped.
+        stack.callback(_drop_keys, redis_url, f"waypost:rl:{kind.id}:")
+        servers = [
+            stack.enter_context(
+                ServedWaypost(tmp_path, database_url, redis_url=redis_url, log_level="warning")
+            ).start()
+            for _ in range(2)
+        ]
 
-        def log(server: Server) -> httpx.Response:
+        def log(server: ServedWaypost) -> httpx.Response:
             return httpx.post(
-                f"{server.base}/browser/activity",
+                f"{server.url}/browser/activity",
                 params={"key": key},
                 content=body,
                 headers={"Origin": ORIGIN, "Content-Type": "text/plain"},
@@ -499,19 +436,6 @@ def test_two_processes_share_the_limit_through_redis(
             assert answer.json()["error"]["code"] == "rate_limited"
             assert 86000 < int(answer.headers["Retry-After"]) <= 86400
             assert answer.headers["RateLimit-Remaining"] == "0"
-    finally:
-        for server in servers:
-            server.process.terminate()
-        for server in servers:
-            try:
-                server.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server
-                server.process.kill()
-                server.process.wait()
-            server.reader.join(timeout=5)
-            if server.process.stdout is not None:
-                server.process.stdout.close()
-        _drop_keys(redis_url, f"waypost:rl:{kind.id}:")
     with hub.store.read() as conn:
         stored = conn.execute(
             sa.select(sa.func.count())

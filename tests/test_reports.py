@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from waypost.clock import FakeClock
 from waypost.hub import Hub
 from waypost.ids import new_id
 from waypost.services.activity_types import ActivityType
@@ -218,3 +219,17 @@ def test_reports_default_to_the_last_30_days_until_today(hub: Hub) -> None:
     report = hub.reports.activities()
     assert report.until == dt.datetime.now(UTC).date()
     assert len(report.days) == 30
+
+
+def test_reports_default_to_the_days_of_the_hub_s_clock(settings: Settings) -> None:
+    clock = FakeClock(dt.datetime(2026, 3, 15, 23, 59, 59, tzinfo=dt.UTC))
+    node = Hub(settings, Store(make_engine(settings)), clock=clock)
+    try:
+        assert node.reports.activities(2).since == dt.date(2026, 3, 14)
+        clock.advance(1)
+        assert (node.reports.new_contacts(2).since, node.reports.rejected(2).until) == (
+            dt.date(2026, 3, 15),
+            dt.date(2026, 3, 16),
+        )
+    finally:
+        node.close()

@@ -26,9 +26,11 @@ from waypost.sdk.delivery import backoff, refusal
 from waypost.sdk.options import encode
 
 if TYPE_CHECKING:
-    from tests.sdk_support import FaultyProxy, WaypostServer, free_port, running_server
+    from tests.sdk_support import FaultyProxy, WaypostServer, running_server
+    from tests.server_support import free_port
 else:
-    from sdk_support import FaultyProxy, WaypostServer, free_port, running_server
+    from sdk_support import FaultyProxy, WaypostServer, running_server
+    from server_support import free_port
 
 FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05}
 MAX_PER_REQUEST = 150

@@ -38,9 +38,11 @@ from waypost.sdk import (
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
-    from tests.sdk_support import WaypostServer, free_port, running_server
+    from tests.sdk_support import WaypostServer, running_server
+    from tests.server_support import free_port
 else:
-    from sdk_support import WaypostServer, free_port, running_server
+    from sdk_support import WaypostServer, running_server
+    from server_support import free_port
 
 LOAN = "custom_loan_calculator"
 HTTPS_SITE = "https://bank.example"

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 
 from waypost.clientip import client_ip, parse_trusted_proxies
+from waypost.clock import Clock, SystemClock
 from waypost.ingest.catalog import Catalog
 from waypost.ingest.writer import Writer
 from waypost.ratelimit import make_rate_limiter
@@ -29,10 +30,16 @@ from waypost.store import Store, make_engine
 
 
 class Hub:
-    """Every service of one Waypost instance, over one store, with its one writer."""
+    """Every service of one Waypost instance, over one store, with its one writer.
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    ``clock`` is the time every decision by time is taken from (the system's unless given).
+    """
+
+    def __init__(
+        self, settings: Settings, store: Store | None = None, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.store = store if store is not None else Store(make_engine(settings))
         self.channels = ChannelService(self.store)
         self.keys = KeyService(self.store)
@@ -45,14 +52,16 @@ class Hub:
         self.writer = Writer(
             self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000
         )
-        self.rate_limiter = make_rate_limiter(settings.redis_url)
+        self.rate_limiter = make_rate_limiter(settings.redis_url, self.clock)
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self.segment = SegmentService(self.store)
-        self.groups = GroupService(self.store)
-        self.group_updates = GroupUpdater(self.groups, tick=settings.group_refresh_seconds)
+        self.groups = GroupService(self.store, self.clock)
+        self.group_updates = GroupUpdater(
+            self.groups, tick=settings.group_refresh_seconds, clock=self.clock
+        )
         self.store.on_commit = self.group_updates.committed
         self.rollups = RollupService(self.store)
-        self.reports = ReportService(self.store)
+        self.reports = ReportService(self.store, self.clock)
         self.users = UserService(self.store)
         self.sessions = SessionService(self.store, dt.timedelta(hours=settings.session_hours))
         self.replay = ReplayService(

@@ -5,18 +5,21 @@ last ``window`` seconds count, so there is no double burst at a window's edge (a
 window allows). Several limits are checked together and recorded only if all allow, so an
 activity refused by one limit uses up none of the others. The Redis backend does this in one
 Lua script, atomically, so every process and node that shares the Redis shares the limits.
+Both backends take the time from the clock they are given (the Lua script gets "now" as an
+argument and never asks Redis for its own), so a test moves windows with a fake clock.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from waypost.clock import Clock, SystemClock
 
 
 @dataclass(frozen=True)
@@ -64,25 +67,18 @@ class RateLimiter(Protocol):
 class MemoryRateLimiter:
     """Windows kept in this process: right for one node."""
 
-    def __init__(self, clock: object = time.time) -> None:
-        self._clock = clock
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock if clock is not None else SystemClock()
         self._logs: dict[str, deque[float]] = {}
         self._windows: dict[str, float] = {}
         self._lock = threading.Lock()
         self._hits = 0
 
-    def now(self) -> float:
-        clock = self._clock
-        assert callable(clock)
-        value = clock()
-        assert isinstance(value, float | int)
-        return float(value)
-
     async def hit(self, limits: Sequence[Limit]) -> list[Decision]:
         return self.hit_sync(limits)
 
     def hit_sync(self, limits: Sequence[Limit]) -> list[Decision]:
-        now = self.now()
+        now = self._clock.time()
         with self._lock:
             self._hits += 1
             if self._hits % 10_000 == 0:
@@ -121,7 +117,7 @@ class MemoryRateLimiter:
                     log.remove(float(d.hit))
 
     async def merge(self, moves: Sequence[tuple[str, str, float]]) -> None:
-        now = self.now()
+        now = self._clock.time()
         with self._lock:
             for source, target, window in moves:
                 moved = self._logs.pop(source, None)
@@ -198,16 +194,17 @@ return 0
 class RedisRateLimiter:
     """Windows kept in Redis (sorted sets of hit times): shared by every node."""
 
-    def __init__(self, url: str, prefix: str = "waypost:rl:") -> None:
+    def __init__(self, url: str, prefix: str = "waypost:rl:", clock: Clock | None = None) -> None:
         import redis.asyncio
 
+        self._clock = clock if clock is not None else SystemClock()
         self._redis = redis.asyncio.Redis.from_url(url)
         self._script = self._redis.register_script(HIT_SCRIPT)
         self._merge_script = self._redis.register_script(MERGE_SCRIPT)
         self._prefix = prefix
 
     async def hit(self, limits: Sequence[Limit]) -> list[Decision]:
-        now = time.time()
+        now = self._clock.time()
         args: list[str | int | float] = [now, f"{now}:{uuid.uuid4().hex}"]
         for lim in limits:
             args += [lim.limit, lim.window]
@@ -242,7 +239,7 @@ class RedisRateLimiter:
         if not moves:
             return
         keys: list[str] = []
-        args: list[str | int | float] = [time.time()]
+        args: list[str | int | float] = [self._clock.time()]
         for source, target, window in moves:
             keys += [self._prefix + source, self._prefix + target]
             args.append(window)
@@ -252,8 +249,8 @@ class RedisRateLimiter:
         await self._redis.aclose()
 
 
-def make_rate_limiter(redis_url: str | None) -> RateLimiter:
-    """Redis when configured, else in process."""
+def make_rate_limiter(redis_url: str | None, clock: Clock | None = None) -> RateLimiter:
+    """Redis when configured, else in process; both take "now" from ``clock``."""
     if redis_url:
-        return RedisRateLimiter(redis_url)
-    return MemoryRateLimiter()
+        return RedisRateLimiter(redis_url, clock=clock)
+    return MemoryRateLimiter(clock)

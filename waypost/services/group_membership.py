@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.conditions import Changes, Condition, dependencies, parse_condition
-from waypost.ids import utcnow
 from waypost.services.group_sql import (
     Catalog,
     CompileError,
@@ -196,12 +195,15 @@ def evaluate(
 
 
 def apply_some(
-    conn: Connection, group_id: uuid.UUID, entered: set[uuid.UUID], left: set[uuid.UUID]
+    conn: Connection,
+    group_id: uuid.UUID,
+    entered: set[uuid.UUID],
+    left: set[uuid.UUID],
+    now: dt.datetime,
 ) -> int:
-    """Write entries and exits found by ``evaluate``; the number of changes."""
+    """Write entries and exits found by ``evaluate``, as of ``now``; the number of changes."""
     if not entered and not left:
         return 0
-    now = utcnow()
     if entered:
         conn.execute(
             group_members.insert(),
@@ -228,8 +230,11 @@ def apply_some(
     return len(entered) + len(left)
 
 
-def recompute_all(conn: Connection, group_id: uuid.UUID, condition: Condition, ctx: Context) -> int:
-    """Compute the group in full and write the difference; the number of changes."""
+def recompute_all(
+    conn: Connection, group_id: uuid.UUID, condition: Condition, ctx: Context, now: dt.datetime
+) -> int:
+    """Compute the group in full and write the difference, as of ``now``; the number of
+    changes."""
     assert ctx.only is None
     schema = "temp" if conn.dialect.name == "sqlite" else "pg_temp"
     # A recomputation earlier in the same transaction left it (PostgreSQL drops it at commit).
@@ -237,15 +242,14 @@ def recompute_all(conn: Connection, group_id: uuid.UUID, condition: Condition, c
     _selected.create(conn)
     try:
         conn.execute(_selected.insert().from_select(["contact_id"], members_select(condition, ctx)))
-        return _write_difference(conn, group_id)
+        return _write_difference(conn, group_id, now)
     finally:
         if conn.dialect.name == "sqlite":
             _selected.drop(conn)
 
 
-def _write_difference(conn: Connection, group_id: uuid.UUID) -> int:
+def _write_difference(conn: Connection, group_id: uuid.UUID, now: dt.datetime) -> int:
     m, s, e = group_members, _selected, group_membership_events
-    now = utcnow()
     group = sa.literal(group_id, sa.Uuid())
     kept = sa.exists().where(m.c.group_id == group_id, m.c.contact_id == s.c.contact_id)
     gone = ~sa.exists().where(s.c.contact_id == m.c.contact_id)

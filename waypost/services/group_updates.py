@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from waypost.clock import Clock
 from waypost.domain.conditions import EVERYTHING, Changes
 from waypost.services.groups import GroupService
 from waypost.store import StorageUnavailable
@@ -27,10 +28,18 @@ BATCH = 500
 
 
 class GroupUpdater:
-    """The background worker of one process."""
+    """The background worker of one process; its daily refresh follows ``clock`` (the group
+    service's unless given)."""
 
-    def __init__(self, groups: GroupService, delay: float = 0.05, tick: float = 30.0) -> None:
+    def __init__(
+        self,
+        groups: GroupService,
+        delay: float = 0.05,
+        tick: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
         self.groups = groups
+        self.clock = clock if clock is not None else groups.clock
         self.delay = delay
         self.tick = tick
         self._queue: queue.SimpleQueue[tuple[frozenset[uuid.UUID], Changes] | None] = (
@@ -80,12 +89,13 @@ class GroupUpdater:
     def _run(self) -> None:
         next_refresh = 0.0
         while True:
-            now = time.monotonic()
+            # The refresh schedule follows the clock; the waits below are real ones.
+            now = self.clock.monotonic()
             if now >= next_refresh:
                 self._safely(self.groups.refresh_windows)
                 next_refresh = now + self.tick
             try:
-                first = self._queue.get(timeout=max(0.01, next_refresh - time.monotonic()))
+                first = self._queue.get(timeout=max(0.01, next_refresh - self.clock.monotonic()))
             except queue.Empty:
                 continue
             batch: set[uuid.UUID] = set()

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from waypost.clock import Clock, SystemClock
 from waypost.domain.conditions import (
     EVERYTHING,
     ActivityCondition,
@@ -37,7 +38,7 @@ from waypost.domain.conditions import (
     uses_time_window,
 )
 from waypost.errors import ApiError, conflict, not_found
-from waypost.ids import new_id, utcnow
+from waypost.ids import new_id
 from waypost.pagination import Cursor, Limit, ListQuery, Page, cursor_id, encode_cursor, page_by_id
 from waypost.services.contacts import contact_not_found, require_contact
 from waypost.services.group_history import (
@@ -177,15 +178,12 @@ def _row(row: sa.Row[Any]) -> Group:
     )
 
 
-def _today() -> dt.date:
-    return utcnow().date()
-
-
 class GroupService:
     """Groups on the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
+        self.clock = clock if clock is not None else SystemClock()
         self.plans = PlanCache()
 
     # -- definitions -----------------------------------------------------------------------
@@ -193,7 +191,7 @@ class GroupService:
     def create(self, body: GroupCreate) -> Group:
         condition = self._parse(body.condition)
         group_id = new_id()
-        now = utcnow()
+        now = self.clock.now()
         try:
             with self.store.write() as conn:
                 hold_back_updates(conn)
@@ -209,7 +207,7 @@ class GroupService:
                         updated_at=now,
                     )
                 )
-                self._recompute(conn, group_id, condition, _today())
+                self._recompute(conn, group_id, condition, self._today())
                 return self._get(conn, group_id)
         except IntegrityError:
             raise conflict(f"A group named {body.name!r} exists already.", "name") from None
@@ -230,14 +228,14 @@ class GroupService:
                     condition = self._parse(body.condition)
                     self._check_references(conn, group_id, condition)
                     values["condition"] = body.condition
-                values["updated_at"] = utcnow()
+                values["updated_at"] = self.clock.now()
                 conn.execute(
                     contact_groups.update().where(contact_groups.c.id == group_id).values(**values)
                 )
                 if condition is not None:
-                    self._recompute(conn, group_id, condition, _today())
+                    self._recompute(conn, group_id, condition, self._today())
                     for dependent in self._dependents(conn, group_id):
-                        self._recompute(conn, dependent[0], dependent[1], _today())
+                        self._recompute(conn, dependent[0], dependent[1], self._today())
                 return self._get(conn, group_id)
         except IntegrityError:
             raise conflict("A group with that name exists already.", "name") from None
@@ -273,7 +271,7 @@ class GroupService:
         condition = self._parse(body.condition)
         with self.store.read() as conn:
             self._check_references(conn, None, condition)
-            ctx = load_context(conn, _today(), None)
+            ctx = load_context(conn, self._today(), None)
             stmt = members_select(condition, self._checked(ctx, condition))
             with within_database_limits():
                 count = conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery()))
@@ -326,7 +324,7 @@ class GroupService:
     ) -> GroupHistory:
         """The members at the end of each of the last ``days`` UTC days, with the day's
         entries and exits."""
-        first, last = window(days, today)
+        first, last = window(days, today or self._today())
         with self.store.read() as conn:
             self._get(conn, group_id)
             return GroupHistory(
@@ -366,7 +364,7 @@ class GroupService:
             group = self._get(conn, group_id)
             contact_id = require_contact(conn, contact_id)
             condition = parse_condition(group.condition)
-            ctx = self._checked(load_context(conn, _today(), [contact_id]), condition)
+            ctx = self._checked(load_context(conn, self._today(), [contact_id]), condition)
             explanation = self._explain(conn, condition, group.condition, ctx, contact_id)
         return Explained(group_id, contact_id, explanation.held, explanation)
 
@@ -432,7 +430,7 @@ class GroupService:
             return 0
         with self.store.read() as conn:
             busy = busy_contacts(conn, ids)
-            plan = self.plans.get(conn, _today())
+            plan = self.plans.get(conn, self._today())
             differing = sorted(set(self._differing(conn, plan, changes, ids)) | busy)
         if not differing:
             return 0
@@ -457,11 +455,13 @@ class GroupService:
                 conn.execute(
                     sa.select(contact_groups.c.id).with_for_update(read=True, key_share=True)
                 )
-            plan = self.plans.get(conn, _today())
+            plan = self.plans.get(conn, self._today())
             changed: set[uuid.UUID] = set()
             for group in plan.groups:
                 if group.affected(changes, changed):
-                    made = apply_some(conn, group.id, *evaluate(conn, group, differing))
+                    made = apply_some(
+                        conn, group.id, *evaluate(conn, group, differing), self.clock.now()
+                    )
                     if made:
                         changed.add(group.id)
                         changes_made += made
@@ -489,7 +489,7 @@ class GroupService:
         A node claims a group by moving its ``computed_day`` forward; only the node whose
         update changed the row recomputes it, so several nodes never do the work twice.
         """
-        day = today or _today()
+        day = today or self._today()
         done: list[uuid.UUID] = []
         with self.store.read() as conn:
             rows = conn.execute(
@@ -529,10 +529,10 @@ class GroupService:
         with self.store.write() as conn:
             hold_back_updates(conn)
             group = self._get(conn, group_id)
-            if self._recompute(conn, group_id, parse_condition(group.condition), _today()):
+            if self._recompute(conn, group_id, parse_condition(group.condition), self._today()):
                 # Groups built on this one change with it.
                 for dependent, dependent_condition in self._dependents(conn, group_id):
-                    self._recompute(conn, dependent, dependent_condition, _today())
+                    self._recompute(conn, dependent, dependent_condition, self._today())
             return self._get(conn, group_id)
 
     def _recompute(
@@ -546,14 +546,14 @@ class GroupService:
         )
         ctx = self._checked(load_context(conn, day, None), condition)
         with within_database_limits():
-            changes = recompute_all(conn, group_id, condition, ctx)
+            changes = recompute_all(conn, group_id, condition, ctx, self.clock.now())
         count = conn.execute(
             sa.select(sa.func.count()).where(group_members.c.group_id == group_id)
         ).scalar_one()
         conn.execute(
             contact_groups.update()
             .where(contact_groups.c.id == group_id)
-            .values(member_count=count, computed_at=utcnow(), computed_day=day)
+            .values(member_count=count, computed_at=self.clock.now(), computed_day=day)
         )
         return changes
 
@@ -608,11 +608,14 @@ class GroupService:
         """The groups built on this one, directly or not, in the order to compute them."""
         affected = {group_id}
         result = []
-        for group in self.plans.get(conn, _today()).groups:
+        for group in self.plans.get(conn, self._today()).groups:
             if group.groups & affected:
                 affected.add(group.id)
                 result.append((group.id, group.condition))
         return result
+
+    def _today(self) -> dt.date:
+        return self.clock.now().date()
 
     def _get(self, conn: Connection, group_id: uuid.UUID) -> Group:
         row = conn.execute(sa.select(contact_groups).where(contact_groups.c.id == group_id)).first()

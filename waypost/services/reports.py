@@ -17,7 +17,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection
 
-from waypost.ids import utcnow
+from waypost.clock import Clock, SystemClock
 from waypost.store import Store
 from waypost.store.schema import (
     activity_daily_counts,
@@ -96,12 +96,11 @@ class RejectedReport(msgspec.Struct):
     replayed: int = 0
 
 
-def window(days: int, today: dt.date | None = None) -> tuple[dt.date, dt.date]:
-    """The first and last day of a report over ``days`` days ending today (UTC)."""
+def window(days: int, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The first and last day of a report over ``days`` days ending ``today`` (UTC)."""
     if not 1 <= days <= MAX_DAYS:
         raise ValueError(f"days must be from 1 to {MAX_DAYS}")
-    last = today or utcnow().date()
-    return last - dt.timedelta(days=days - 1), last
+    return today - dt.timedelta(days=days - 1), today
 
 
 def every_day(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -144,12 +143,16 @@ def _per_day(rows: Iterable[Any], first: dt.date, last: dt.date) -> list[DayCoun
 class ReportService:
     """The dashboard's reports, read from the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
+        self.clock = clock if clock is not None else SystemClock()
+
+    def _window(self, days: int, today: dt.date | None) -> tuple[dt.date, dt.date]:
+        return window(days, today or self.clock.now().date())
 
     def activities(self, days: int = 30, today: dt.date | None = None) -> ActivityReport:
         """Activities per day and type, from the counts per type and day."""
-        first, last = window(days, today)
+        first, last = self._window(days, today)
         r = activity_daily_counts
         stmt = (
             sa.select(r.c.day, r.c.type_id, sa.func.sum(r.c.count))
@@ -185,7 +188,7 @@ class ReportService:
 
     def new_contacts(self, days: int = 30, today: dt.date | None = None) -> NewContactsReport:
         """Contacts created per day; a contact merged into another was the same person."""
-        first, last = window(days, today)
+        first, last = self._window(days, today)
         with self.store.read() as conn:
             day = utc_day(conn, contacts.c.created_at)
             rows = conn.execute(
@@ -199,7 +202,7 @@ class ReportService:
 
     def rejected(self, days: int = 30, today: dt.date | None = None) -> RejectedReport:
         """Rejected activities received in the window, per reason."""
-        first, last = window(days, today)
+        first, last = self._window(days, today)
         ra = rejected_activities
         stmt = (
             sa.select(ra.c.reason, sa.func.count(), sa.func.count(ra.c.replayed_activity_id))
