@@ -22,8 +22,10 @@ from starlette.testclient import TestClient
 from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.ids import utcnow
-from waypost.ingest.activities import Accepted, prepare
-from waypost.ingest.writer import ActivityResult
+from waypost.ingest.activities import Accepted, Rejected, prepare
+from waypost.ingest.catalog import ChannelInfo
+from waypost.ingest.writer import Writer
+from waypost.ingest.writer_decision import ActivityResult, Job
 from waypost.services.activity_types import ActivityType
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
@@ -115,6 +117,17 @@ def outage_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
         hub.close()
 
 
+def submit(
+    writer: Writer,
+    channel: ChannelInfo,
+    contact: uuid.UUID,
+    items: list[Accepted | Rejected],
+    now: dt.datetime,
+) -> list[ActivityResult]:
+    [results] = writer.submit_and_wait([Job(channel, contact, items, now)])
+    return results
+
+
 def post(client: TestClient, tracker: Tracker, contact: str, sent: list[Any]) -> Any:
     body = {"channel": str(tracker.channel.id), "contact": contact, "activities": sent}
     return client.post("/tracking/activities", json=body, headers=tracker.headers)
@@ -134,16 +147,16 @@ def test_many_requests_share_one_commit_and_are_answered_after_it(
     requests = 12
     outcomes: dict[int, list[ActivityResult]] = {}
 
-    def submit(n: int) -> None:
+    def request(n: int) -> None:
         now = utcnow()
         raw = f'{{"type": "click", "value": "r{n}", "id": "req-{n}"}}'.encode()
         items = [prepare(raw, snapshot, now, 16_384)]
-        outcomes[n] = hub.writer.submit_sync(channel, contact, items, now)
+        outcomes[n] = submit(hub.writer, channel, contact, items, now)
 
     hub.writer.start()
     before = hub.writer.batches
     with write_lock(settings):
-        threads = [threading.Thread(target=submit, args=(n,)) for n in range(requests)]
+        threads = [threading.Thread(target=request, args=(n,)) for n in range(requests)]
         for thread in threads:
             thread.start()
         time.sleep(0.5)
@@ -159,7 +172,7 @@ def test_many_requests_share_one_commit_and_are_answered_after_it(
         assert stored(hub, str(result.id)).value == f"r{n}"
 
 
-def test_submit_sync_stores_prepared_activities(tracker: Tracker, hub: Hub) -> None:
+def test_submit_and_wait_stores_prepared_activities(tracker: Tracker, hub: Hub) -> None:
     contact = uuid.UUID(tracker.new_contact())
     snapshot = hub.catalog.get()
     now = utcnow()
@@ -168,7 +181,7 @@ def test_submit_sync_stores_prepared_activities(tracker: Tracker, hub: Hub) -> N
         prepare(b'{"type": "click"}', snapshot, now, 16_384),
     ]
     assert isinstance(items[0], Accepted)
-    results = hub.writer.submit_sync(snapshot.channels[tracker.channel.id], contact, items, now)
+    results = submit(hub.writer, snapshot.channels[tracker.channel.id], contact, items, now)
     assert [r.status for r in results] == [202, 400]
     assert results[0].id == items[0].id
     assert results[1].error is not None
@@ -247,7 +260,7 @@ def test_two_nodes_counting_the_same_days_never_deadlock(
                 prepare(f'{{"type": "{t}", "value": "x"}}'.encode(), snapshot, today, 16_384)
                 for t in types
             ]
-            node.writer.submit_sync(snapshot.channels[tracker.channel.id], contact, items, today)
+            submit(node.writer, snapshot.channels[tracker.channel.id], contact, items, today)
         outcomes: list[object] = []
 
         def store(node: Hub, contact: uuid.UUID, types: list[str]) -> None:
@@ -259,7 +272,7 @@ def test_two_nodes_counting_the_same_days_never_deadlock(
             ]
             channel = snapshot.channels[tracker.channel.id]
             try:
-                outcomes.append(node.writer.submit_sync(channel, contact, items, now))
+                outcomes.append(submit(node.writer, channel, contact, items, now))
             except Exception as exc:
                 outcomes.append(exc)
 

@@ -13,7 +13,7 @@ import msgspec
 from anyio import to_thread
 
 from waypost.domain.keys import bearer_token, hash_key
-from waypost.errors import ApiError, ErrorDetail, from_validation_error
+from waypost.errors import ApiError, from_validation_error
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import prepare
@@ -28,22 +28,16 @@ from waypost.ingest.asgi import (
     respond,
 )
 from waypost.ingest.catalog import ChannelInfo, KeyInfo, Snapshot
-from waypost.ingest.writer import ActivityResult
+from waypost.ingest.writer_decision import ActivityResult
 from waypost.store import StorageUnavailable
 
 PREFIXES = ("/tracking", "/Kentico.Tracking")
 
 
-class ResultOut(msgspec.Struct, omit_defaults=True):
-    status: int
-    id: uuid.UUID | None = None
-    error: ErrorDetail | None = None
-
-
 class ResultsOut(msgspec.Struct):
     """The 207 answer: one result per activity, in order."""
 
-    results: list[ResultOut]
+    results: list[ActivityResult]
 
 
 class TrackingBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -205,7 +199,7 @@ class TrackingApp:
         limit = self.settings.max_activity_bytes
         items = [prepare(bytes(raw), snapshot, now, limit) for raw in body.activities]
         results = await self.writer.submit(channel, body.contact, items, now)
-        return 207, _encode(ResultsOut([_result(r) for r in results])), {}
+        return 207, _encode(ResultsOut(results)), {}
 
     async def _consent_text(
         self, code_name: str, scope: Scope, headers: dict[bytes, bytes]
@@ -306,7 +300,3 @@ def _parse_tracking_body(raw: bytes) -> TrackingBody:
         return _decode_body(_encode(canonical))
     except msgspec.ValidationError as exc:
         raise from_validation_error(exc) from None
-
-
-def _result(result: ActivityResult) -> ResultOut:
-    return ResultOut(result.status, result.id, result.error)
