@@ -190,6 +190,47 @@ def test_submit_and_wait_stores_prepared_activities(tracker: Tracker, hub: Hub) 
     assert count(hub, rejected_activities) == 1
 
 
+def test_a_dry_run_job_writes_nothing_while_its_batch_commits_the_others(
+    tracker: Tracker, hub: Hub
+) -> None:
+    contact = uuid.UUID(tracker.new_contact())
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    now = utcnow()
+
+    def items(value: str) -> list[Accepted | Rejected]:
+        raw = f'{{"type": "click", "value": "{value}", "id": "{value}"}}'.encode()
+        return [prepare(raw, snapshot, now, 16_384), prepare(b"{}", snapshot, now, 16_384)]
+
+    # A delay keeps the writer waiting for the second job, so both share one transaction.
+    writer = Writer(hub.store, max_batch=100, max_delay=0.5)
+    try:
+        live, dry = (
+            Job(channel, contact, items("live"), now),
+            Job(channel, contact, items("dry"), now),
+        )
+        dry.dry_run = True
+        results = writer.submit_and_wait([live, dry])
+    finally:
+        writer.stop()
+    assert writer.batches == 1
+    assert [[r.status for r in job_results] for job_results in results] == [[202, 400]] * 2
+    assert count(hub, activities) == 1
+    assert stored(hub, str(results[0][0].id)).value == "live"
+    assert count(hub, rejected_activities) == 1
+
+
+def test_submit_and_wait_answers_a_missing_contact_per_item(tracker: Tracker, hub: Hub) -> None:
+    snapshot = hub.catalog.get()
+    now = utcnow()
+    item = prepare(b'{"type": "click", "value": "a"}', snapshot, now, 16_384)
+    [results] = hub.writer.submit_and_wait(
+        [Job(snapshot.channels[tracker.channel.id], uuid.uuid4(), [item], now)]
+    )
+    assert [(r.status, r.error and r.error.code) for r in results] == [(404, "contact_not_found")]
+    assert count(hub, rejected_activities) == 1
+
+
 # -- rollups -----------------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """The writer's rows: their one encoding, and that nothing else in waypost/ inserts activities
-or rejected activities (docs/architecture.md)."""
+or rejected activities (docs/configuration.md, "Group commit")."""
 
 from __future__ import annotations
 

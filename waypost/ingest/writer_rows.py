@@ -2,8 +2,9 @@
 statements that write a batch's rows in its transaction.
 
 Every activity and every rejected activity is stored through these functions, on the writer's
-thread (docs/architecture.md): live traffic, replays and every collector. The values are in
-each database's storage form (:mod:`waypost.store.codec`), for driver-level ``executemany``.
+thread (docs/configuration.md, "Group commit"): live traffic, replays and every collector. The
+values are in each database's storage form (:mod:`waypost.store.codec`), for driver-level
+``executemany``.
 """
 
 from __future__ import annotations
