@@ -1116,6 +1116,28 @@ def test_messages_without_ids_are_kept_as_rejected(
     assert segment.count(contacts) == 1
 
 
+def test_an_unmapped_message_is_kept_as_its_json_re_encoded(segment: Segment) -> None:
+    """Rejected Segment messages hold the message as SQLAlchemy's JSON column encodes it
+    (json.dumps of the decoded message), as they always have, under no contact."""
+    message = '{"type":"track" ,  "event":"Caf\u00e9 ☕", "properties":{"n":1.50}}'
+    segment.send("/v1/batch", ('{"batch": [' + message + "]}").encode())
+    with segment.hub.store.read() as conn:
+        [row] = conn.execute(
+            sa.select(
+                sa.cast(rejected_activities.c.payload, sa.Text).label("text"),
+                rejected_activities.c.contact_id,
+                rejected_activities.c.type_code,
+                rejected_activities.c.source,
+                rejected_activities.c.status,
+                rejected_activities.c.reason,
+                rejected_activities.c.field,
+            )
+        ).all()
+    assert row.text == json.dumps(json.loads(message))
+    assert (row.contact_id, row.type_code, row.source) == (None, "Café ☕", "segment")
+    assert (row.status, row.reason, row.field) == (400, "missing_field", "userId")
+
+
 def test_the_nul_character_is_rejected_not_a_server_error(
     segment: Segment, order_type: ActivityType
 ) -> None:

@@ -22,8 +22,10 @@ from starlette.testclient import TestClient
 from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.ids import utcnow
-from waypost.ingest.activities import Accepted, prepare
-from waypost.ingest.writer import ActivityResult
+from waypost.ingest.activities import Accepted, Rejected, prepare
+from waypost.ingest.catalog import ChannelInfo
+from waypost.ingest.writer import Writer
+from waypost.ingest.writer_decision import ActivityResult, Job
 from waypost.services.activity_types import ActivityType
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
@@ -115,6 +117,17 @@ def outage_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
         hub.close()
 
 
+def submit(
+    writer: Writer,
+    channel: ChannelInfo,
+    contact: uuid.UUID,
+    items: list[Accepted | Rejected],
+    now: dt.datetime,
+) -> list[ActivityResult]:
+    [results] = writer.submit_and_wait([Job(channel, contact, items, now)])
+    return results
+
+
 def post(client: TestClient, tracker: Tracker, contact: str, sent: list[Any]) -> Any:
     body = {"channel": str(tracker.channel.id), "contact": contact, "activities": sent}
     return client.post("/tracking/activities", json=body, headers=tracker.headers)
@@ -134,16 +147,16 @@ def test_many_requests_share_one_commit_and_are_answered_after_it(
     requests = 12
     outcomes: dict[int, list[ActivityResult]] = {}
 
-    def submit(n: int) -> None:
+    def request(n: int) -> None:
         now = utcnow()
         raw = f'{{"type": "click", "value": "r{n}", "id": "req-{n}"}}'.encode()
         items = [prepare(raw, snapshot, now, 16_384)]
-        outcomes[n] = hub.writer.submit_sync(channel, contact, items, now)
+        outcomes[n] = submit(hub.writer, channel, contact, items, now)
 
     hub.writer.start()
     before = hub.writer.batches
     with write_lock(settings):
-        threads = [threading.Thread(target=submit, args=(n,)) for n in range(requests)]
+        threads = [threading.Thread(target=request, args=(n,)) for n in range(requests)]
         for thread in threads:
             thread.start()
         time.sleep(0.5)
@@ -159,7 +172,7 @@ def test_many_requests_share_one_commit_and_are_answered_after_it(
         assert stored(hub, str(result.id)).value == f"r{n}"
 
 
-def test_submit_sync_stores_prepared_activities(tracker: Tracker, hub: Hub) -> None:
+def test_submit_and_wait_stores_prepared_activities(tracker: Tracker, hub: Hub) -> None:
     contact = uuid.UUID(tracker.new_contact())
     snapshot = hub.catalog.get()
     now = utcnow()
@@ -168,12 +181,53 @@ def test_submit_sync_stores_prepared_activities(tracker: Tracker, hub: Hub) -> N
         prepare(b'{"type": "click"}', snapshot, now, 16_384),
     ]
     assert isinstance(items[0], Accepted)
-    results = hub.writer.submit_sync(snapshot.channels[tracker.channel.id], contact, items, now)
+    results = submit(hub.writer, snapshot.channels[tracker.channel.id], contact, items, now)
     assert [r.status for r in results] == [202, 400]
     assert results[0].id == items[0].id
     assert results[1].error is not None
     assert results[1].error.code == "missing_field"
     assert count(hub, activities) == 1
+    assert count(hub, rejected_activities) == 1
+
+
+def test_a_dry_run_job_writes_nothing_while_its_batch_commits_the_others(
+    tracker: Tracker, hub: Hub
+) -> None:
+    contact = uuid.UUID(tracker.new_contact())
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    now = utcnow()
+
+    def items(value: str) -> list[Accepted | Rejected]:
+        raw = f'{{"type": "click", "value": "{value}", "id": "{value}"}}'.encode()
+        return [prepare(raw, snapshot, now, 16_384), prepare(b"{}", snapshot, now, 16_384)]
+
+    # A delay keeps the writer waiting for the second job, so both share one transaction.
+    writer = Writer(hub.store, max_batch=100, max_delay=0.5)
+    try:
+        live, dry = (
+            Job(channel, contact, items("live"), now),
+            Job(channel, contact, items("dry"), now),
+        )
+        dry.dry_run = True
+        results = writer.submit_and_wait([live, dry])
+    finally:
+        writer.stop()
+    assert writer.batches == 1
+    assert [[r.status for r in job_results] for job_results in results] == [[202, 400]] * 2
+    assert count(hub, activities) == 1
+    assert stored(hub, str(results[0][0].id)).value == "live"
+    assert count(hub, rejected_activities) == 1
+
+
+def test_submit_and_wait_answers_a_missing_contact_per_item(tracker: Tracker, hub: Hub) -> None:
+    snapshot = hub.catalog.get()
+    now = utcnow()
+    item = prepare(b'{"type": "click", "value": "a"}', snapshot, now, 16_384)
+    [results] = hub.writer.submit_and_wait(
+        [Job(snapshot.channels[tracker.channel.id], uuid.uuid4(), [item], now)]
+    )
+    assert [(r.status, r.error and r.error.code) for r in results] == [(404, "contact_not_found")]
     assert count(hub, rejected_activities) == 1
 
 
@@ -247,7 +301,7 @@ def test_two_nodes_counting_the_same_days_never_deadlock(
                 prepare(f'{{"type": "{t}", "value": "x"}}'.encode(), snapshot, today, 16_384)
                 for t in types
             ]
-            node.writer.submit_sync(snapshot.channels[tracker.channel.id], contact, items, today)
+            submit(node.writer, snapshot.channels[tracker.channel.id], contact, items, today)
         outcomes: list[object] = []
 
         def store(node: Hub, contact: uuid.UUID, types: list[str]) -> None:
@@ -259,7 +313,7 @@ def test_two_nodes_counting_the_same_days_never_deadlock(
             ]
             channel = snapshot.channels[tracker.channel.id]
             try:
-                outcomes.append(node.writer.submit_sync(channel, contact, items, now))
+                outcomes.append(submit(node.writer, channel, contact, items, now))
             except Exception as exc:
                 outcomes.append(exc)
 

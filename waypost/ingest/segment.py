@@ -153,7 +153,7 @@ class SegmentApp:
             self.catalog.invalidate()
             snapshot = await self._snapshot()
         await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
-        await self._store(channel, snapshot, plan.activities, received_at)
+        await self._store(channel, snapshot, plan.activities, plan.rejected, received_at)
         return 200, SUCCESS
 
     async def _store(
@@ -161,9 +161,14 @@ class SegmentApp:
         channel: ChannelInfo,
         snapshot: Snapshot,
         planned: list[Any],
+        rejected: list[Rejected],
         received_at: Any,
     ) -> None:
         by_contact: dict[Any, list[Accepted | Rejected]] = defaultdict(list)
+        # The messages that could not be mapped belong to no contact; submitted first, so
+        # they are kept in the order they came.
+        if rejected:
+            by_contact[None] = list(rejected)
         limit = self.hub.settings.max_activity_bytes
         for item in planned:
             by_contact[item.contact].append(prepare(item.activity, snapshot, received_at, limit))

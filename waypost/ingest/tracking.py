@@ -16,7 +16,6 @@ from waypost.domain.keys import bearer_token, hash_key
 from waypost.error_words import a_or_an
 from waypost.errors import (
     ApiError,
-    ErrorDetail,
     check_depth,
     check_no_nul,
     from_validation_error,
@@ -36,7 +35,7 @@ from waypost.ingest.asgi import (
     respond,
 )
 from waypost.ingest.catalog import ChannelInfo, KeyInfo, Snapshot
-from waypost.ingest.writer import ActivityResult
+from waypost.ingest.writer_decision import ActivityResult
 from waypost.store import StorageUnavailable
 
 PREFIXES = ("/tracking", "/Kentico.Tracking")
@@ -46,16 +45,10 @@ class ForeignOrigin(ApiError):
     """A request from a page outside the allowed origins of the key's channel."""
 
 
-class ResultOut(msgspec.Struct, omit_defaults=True):
-    status: int
-    id: uuid.UUID | None = None
-    error: ErrorDetail | None = None
-
-
 class ResultsOut(msgspec.Struct):
     """The 207 answer: one result per activity, in order."""
 
-    results: list[ResultOut]
+    results: list[ActivityResult]
 
 
 class TrackingBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -244,7 +237,7 @@ class TrackingApp:
         limit = self.settings.max_activity_bytes
         items = [prepare(bytes(raw), snapshot, now, limit) for raw in body.activities]
         results = await self.writer.submit(channel, body.contact, items, now)
-        return 207, _encode(ResultsOut([_result(r) for r in results])), {}
+        return 207, _encode(ResultsOut(results)), {}
 
     async def _consent_text(
         self, code_name: str, scope: Scope, headers: dict[bytes, bytes]
@@ -347,7 +340,3 @@ def _parse_tracking_body(raw: bytes) -> TrackingBody:
         return _decode_body(_encode(canonical))
     except msgspec.ValidationError as exc:
         raise from_validation_error(exc) from None
-
-
-def _result(result: ActivityResult) -> ResultOut:
-    return ResultOut(result.status, result.id, result.error)

@@ -3,8 +3,8 @@
 A replay runs the activity through today's rules (the type may now exist, be enabled, have
 the field; the contact may now have agreed). One that passes is stored under the rejected
 activity's id, so it is stored once however often it is replayed; the rejected row records
-when it was replayed and the outcome. A dry run does the same and rolls it back, reporting
-how many would now pass.
+when it was replayed and the outcome. Replays go through the writer like any request; a dry
+run is decided by the writer and writes nothing, reporting how many would now pass.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Annotated, Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import utcnow
 from waypost.ingest.activities import Accepted, prepare
 from waypost.ingest.catalog import Catalog, Snapshot
-from waypost.ingest.writer import ActivityResult, Job, Writer
+from waypost.ingest.writer import Writer
+from waypost.ingest.writer_decision import ActivityResult, Job
 from waypost.store import Store
 from waypost.store.schema import rejected_activities
 
@@ -70,10 +70,6 @@ class ReplayReport(msgspec.Struct):
     duplicates: int
     still_rejected: dict[str, int]
     items: list[ReplayedItem]
-
-
-def _noop(_: Any) -> None:
-    return None
 
 
 class ReplayService:
@@ -152,16 +148,21 @@ class ReplayService:
                 if isinstance(item, Accepted):
                     item.id = row.id
                 jobs.append(
-                    Job(channel, row.contact_id, [item], now, row.source, _noop, replay_of=row.id)
+                    Job(
+                        channel,
+                        row.contact_id,
+                        [item],
+                        now,
+                        row.source,
+                        replay_of=row.id,
+                        dry_run=dry_run,
+                    )
                 )
-            try:
-                self.writer.store_now(jobs, dry_run=dry_run)
-            except IntegrityError:
-                # A concurrent replay stored one of these first; storing again finds it.
-                self.writer.store_now(jobs, dry_run=dry_run)
-            for job in jobs:
+            # A replay racing this one and storing first makes it a duplicate: the writer
+            # checks again when an insert conflicts.
+            for job, [result] in zip(jobs, self.writer.submit_and_wait(jobs), strict=True):
                 assert job.replay_of is not None
-                items.append(_item(job.replay_of, job.results[0]))
+                items.append(_item(job.replay_of, result))
         outcomes = Counter(item.outcome for item in items)
         return ReplayReport(
             dry_run=dry_run,

@@ -2,14 +2,15 @@
 
 One transaction per request resolves every message's contact (by ``userId`` and
 ``anonymousId``, creating contacts as needed), applies identify, group and alias messages,
-creates draft types for unknown events when the channel asks for that, and keeps the
-messages that cannot be attributed as rejected activities. What remains, the activities of
-track, page and screen messages, goes to the group-commit writer like any other activity.
+and creates draft types for unknown events when the channel asks for that. What it plans to
+store goes to the group-commit writer like any other activity: the activities of track, page
+and screen messages, and the messages that cannot be mapped, as rejected activities.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,16 +32,13 @@ from waypost.domain.segment import (
     occurred_at,
     traits_of,
 )
+from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
+from waypost.ingest.activities import Rejected
 from waypost.ingest.catalog import ChannelInfo, Snapshot
 from waypost.services.contacts import insert_contact, merge_contacts
 from waypost.store import Store, touch
-from waypost.store.schema import (
-    activity_types,
-    contact_external_ids,
-    contacts,
-    rejected_activities,
-)
+from waypost.store.schema import activity_types, contact_external_ids, contacts
 
 USER_ID = "user_id"
 ANONYMOUS_ID = "anonymous_id"
@@ -61,6 +59,8 @@ class Plan:
     """What one request's messages turned into."""
 
     activities: list[Planned] = field(default_factory=list)
+    # Messages that cannot be mapped, kept as rejected activities of no contact.
+    rejected: list[Rejected] = field(default_factory=list)
     drafts_created: bool = False
     # Contacts merged, (source, target), once committed: rate limits follow them.
     merges: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
@@ -99,7 +99,7 @@ class SegmentService:
                         plan,
                     )
                 except MappingError as exc:
-                    _reject(conn, channel, None, message, raw, exc, received_at)
+                    plan.rejected.append(_rejected(message, raw, exc))
         plan.merges = resolver.merges
         return plan
 
@@ -365,29 +365,15 @@ def _apply_traits(
     touch(conn, [contact], FIELDS_CHANGED)
 
 
-def _reject(
-    conn: Connection,
-    channel: ChannelInfo,
-    contact: uuid.UUID | None,
-    message: Message,
-    raw: bytes,
-    error: MappingError,
-    received_at: dt.datetime,
-) -> None:
+def _rejected(message: Message, raw: bytes, error: MappingError) -> Rejected:
     status = 404 if error.code == "activity_type_not_found" else 400
     type_code = (message.event or message.type or "").replace("\x00", "")
-    conn.execute(
-        rejected_activities.insert().values(
-            id=new_id(),
-            channel_id=channel.id,
-            contact_id=contact,
-            type_code=type_code[:MAX_TYPE_CODE] if type_code else None,
-            reason=error.code,
-            status=status,
-            message=str(error),
-            field=error.field,
-            source="segment",
-            payload=msgspec.json.decode(raw),
-            received_at=received_at,
-        )
+    # The payload as these rows have always held it: the message re-encoded the way
+    # SQLAlchemy's JSON column encodes, not the bytes as sent.
+    payload = json.dumps(msgspec.json.decode(raw)).encode()
+    return Rejected(
+        status,
+        ErrorDetail(error.code, str(error), error.field),
+        payload,
+        type_code[:MAX_TYPE_CODE] if type_code else None,
     )

@@ -1,0 +1,231 @@
+"""The writer's decision step on plain in-memory inputs: no database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from waypost.errors import ErrorDetail
+from waypost.ids import new_id
+from waypost.ingest.activities import Accepted, Rejected
+from waypost.ingest.catalog import ChannelInfo, TypeInfo
+from waypost.ingest.writer_decision import ActivityResult, Job, Reads, decide
+from waypost.ingest.writer_rows import ACTIVITY_COLUMNS, REJECTED_COLUMNS
+from waypost.services.consents import ConsentState
+from waypost.store.codec import Codec
+
+# PostgreSQL's codec keeps Python values as they are, so rows read plainly.
+CODEC = Codec("postgresql")
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+CLICK = TypeInfo(new_id(), "click", "Click", True, True, (), "reject", None, None)
+CONSENT = new_id()
+ANN, BOB = new_id(), new_id()
+
+
+def channel(*, consent: bool = False, enforce: bool = False) -> ChannelInfo:
+    return ChannelInfo(
+        id=new_id(),
+        kind="website",
+        default_language="en",
+        allowed_origins=frozenset(),
+        tracking_consent="TrackingConsent" if consent else None,
+        tracking_consent_id=CONSENT if consent else None,
+        enforce_consent=enforce,
+        identity_secret="s",
+    )
+
+
+WEB = channel()
+
+
+def click(client_id: str | None = None, **changes: Any) -> Accepted:
+    item = Accepted(
+        id=new_id(),
+        type=CLICK,
+        client_id=client_id,
+        title="Click",
+        value="v",
+        url=None,
+        referrer=None,
+        fields=None,
+        primary_value=None,
+        flags=None,
+        occurred_at=dt.datetime(2026, 2, 28, 23, 30, tzinfo=dt.timezone(-dt.timedelta(hours=2))),
+        contact_fields=None,
+        payload=b'{"type": "click", "value": "v"}',
+    )
+    for name, value in changes.items():
+        setattr(item, name, value)
+    return item
+
+
+BAD = Rejected(400, ErrorDetail("missing_field", "Send a value.", "value"), b"{}", "click")
+
+
+def reads(**given: Any) -> Reads:
+    values: dict[str, Any] = {
+        "contacts": {ANN: ANN, BOB: BOB},
+        "consents": {},
+        "client_ids": {},
+        "replays": set(),
+    }
+    values.update(given)
+    return Reads(**values)
+
+
+def job(*items: Accepted | Rejected, contact: uuid.UUID | None = ANN, **options: Any) -> Job:
+    return Job(options.pop("channel", WEB), contact, list(items), NOW, **options)
+
+
+def column(row: tuple[object, ...], name: str, columns: tuple[str, ...] = ACTIVITY_COLUMNS) -> Any:
+    return row[columns.index(name)]
+
+
+def test_accepted_items_are_stored_and_counted_per_utc_day() -> None:
+    first, second = click(), click(flags=[{"field": "extra", "code": "unknown_field"}])
+    decision = decide([job(first, second, BAD)], reads(), CODEC)
+    assert decision.results == [
+        [
+            ActivityResult(202, first.id),
+            ActivityResult(202, second.id),
+            ActivityResult(400, None, BAD.error),
+        ]
+    ]
+    assert decision.missing == [False]
+    rows = decision.rows
+    assert [column(r, "id") for r in rows.activities] == [first.id, second.id]
+    assert {column(r, "contact_id") for r in rows.activities} == {ANN}
+    # 23:30 at -02:00 is the next UTC day.
+    assert rows.rollups == {(ANN, CLICK.id, dt.date(2026, 3, 1)): 2}
+    assert rows.violations == {(CLICK.id, "extra", "unknown_field"): 1}
+    assert rows.touched == {ANN}
+    assert rows.touched_types == {CLICK.id}
+    [rejected] = rows.rejected
+    assert column(rejected, "reason", REJECTED_COLUMNS) == "missing_field"
+    assert column(rejected, "contact_id", REJECTED_COLUMNS) == ANN
+    assert column(rejected, "source", REJECTED_COLUMNS) == "tracking"
+    assert rows.replay_marks == []
+
+
+def test_a_merged_contact_stores_under_the_one_it_was_merged_into() -> None:
+    decision = decide([job(click(), contact=BOB)], reads(contacts={BOB: ANN}), CODEC)
+    assert [column(r, "contact_id") for r in decision.rows.activities] == [ANN]
+    assert decision.rows.touched == {ANN}
+
+
+def test_client_ids_stored_before_or_earlier_in_the_batch_are_208() -> None:
+    stored = new_id()
+    first, again, other = click("c-1"), click("c-1"), click("c-2")
+    decision = decide(
+        [job(other), job(first, again, contact=BOB)],
+        reads(client_ids={(WEB.id, "c-2"): stored}),
+        CODEC,
+    )
+    assert decision.results == [
+        [ActivityResult(208, stored)],
+        [ActivityResult(202, first.id), ActivityResult(208, first.id)],
+    ]
+    assert [column(r, "id") for r in decision.rows.activities] == [first.id]
+
+
+def test_decide_leaves_the_reads_as_they_were() -> None:
+    given = reads()
+    decide([job(click("c-1"))], given, CODEC)
+    assert given.client_ids == {}
+
+
+def test_a_missing_contact_rejects_every_item_with_404() -> None:
+    missing = new_id()
+    decision = decide([job(click(), BAD, contact=missing), job(click())], reads(), CODEC)
+    assert decision.missing == [True, False]
+    assert [r.status for r in decision.results[0]] == [404, 404]
+    assert {r.error.code for r in decision.results[0] if r.error} == {"contact_not_found"}
+    assert [column(r, "type_code", REJECTED_COLUMNS) for r in decision.rows.rejected] == [
+        "click",
+        "click",
+    ]
+    assert {column(r, "contact_id", REJECTED_COLUMNS) for r in decision.rows.rejected} == {missing}
+    assert len(decision.rows.activities) == 1
+
+
+def test_rejected_items_of_no_contact_are_kept_under_none() -> None:
+    decision = decide([job(BAD, contact=None, source="segment")], reads(), CODEC)
+    assert decision.missing == [False]
+    [row] = decision.rows.rejected
+    assert column(row, "contact_id", REJECTED_COLUMNS) is None
+    assert column(row, "source", REJECTED_COLUMNS) == "segment"
+    assert column(row, "payload", REJECTED_COLUMNS) == "{}"
+
+
+def test_an_enforced_consent_refuses_contacts_without_an_agreement() -> None:
+    enforced = channel(consent=True, enforce=True)
+    earlier = new_id()
+    retry, fresh = click("kept"), click()
+    decision = decide(
+        [job(retry, fresh, channel=enforced), job(click(), contact=BOB, channel=enforced)],
+        reads(
+            consents={
+                (CONSENT, BOB): ConsentState(True, 3),
+                (CONSENT, ANN): ConsentState(False, 3),
+            },
+            client_ids={(enforced.id, "kept"): earlier},
+        ),
+        CODEC,
+    )
+    # A retry of an activity stored before the revocation is still a 208.
+    assert [r.status for r in decision.results[0]] == [208, 403]
+    assert decision.results[0][1].error is not None
+    assert decision.results[0][1].error.code == "consent_required"
+    [stored] = decision.rows.activities
+    assert (column(stored, "consent_agreed"), column(stored, "consent_version")) == (True, 3)
+
+
+def test_a_recorded_consent_without_an_agreement_stores_false() -> None:
+    recorded = channel(consent=True)
+    decision = decide([job(click(), channel=recorded)], reads(), CODEC)
+    [stored] = decision.rows.activities
+    assert (column(stored, "consent_agreed"), column(stored, "consent_version")) == (False, None)
+    plain = decide([job(click())], reads(), CODEC)
+    assert column(plain.rows.activities[0], "consent_agreed") is None
+
+
+def test_a_browser_job_requires_consent_whatever_the_channel_enforces() -> None:
+    recorded = channel(consent=True)
+    decision = decide([job(click(), channel=recorded, require_consent=True)], reads(), CODEC)
+    assert [r.status for r in decision.results[0]] == [403]
+
+
+def test_data_inputs_wait_for_their_contact_before_they_are_counted() -> None:
+    item = click(contact_fields={"email": "a@x.example"})
+    decision = decide([job(item)], reads(), CODEC)
+    rows = decision.rows
+    [data] = rows.data_inputs
+    assert (data.row, data.contact, data.fields) == (0, ANN, {"email": "a@x.example"})
+    assert (data.type_id, data.day) == (CLICK.id, dt.date(2026, 3, 1))
+    assert rows.rollups == {}
+    assert rows.touched == set()
+    assert rows.touched_types == {CLICK.id}
+
+
+def test_replays_mark_their_rejected_activity_with_the_outcome() -> None:
+    stored, again, refused = click(), click(), BAD
+    marks = [new_id(), new_id(), new_id()]
+    decision = decide(
+        [
+            job(stored, replay_of=marks[0]),
+            job(again, replay_of=marks[1]),
+            job(refused, replay_of=marks[2]),
+        ],
+        reads(replays={again.id}),
+        CODEC,
+    )
+    assert [[r.status for r in results] for results in decision.results] == [[202], [208], [400]]
+    assert decision.rows.replay_marks == [
+        (NOW, "stored", stored.id, marks[0]),
+        (NOW, "duplicate", again.id, marks[1]),
+        (NOW, "missing_field", None, marks[2]),
+    ]
+    # A replay that stays rejected keeps its one rejected row: no second one.
+    assert decision.rows.rejected == []
+    assert [column(r, "id") for r in decision.rows.activities] == [stored.id]

@@ -1,0 +1,222 @@
+"""What the writer does with a batch of jobs, decided from what it read: no I/O.
+
+Per item the decision is one of: store it (202, an activity row, its rollup and field
+violations), answer a retry with the activity stored earlier (208), or keep it as a rejected
+activity (its error; a rejected row, unless it is a replay, whose rejected row only records the
+outcome). The writer reads what the rules need in the batch's transaction (:class:`Reads`),
+decides, then writes the rows (:mod:`waypost.ingest.writer_rows`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from waypost.errors import ErrorDetail
+from waypost.ingest.activities import Accepted, Rejected
+from waypost.ingest.catalog import ChannelInfo
+from waypost.ingest.writer_rows import (
+    BatchRows,
+    DataInput,
+    activity_row,
+    rejected_row,
+    replay_mark,
+)
+from waypost.services.consents import ConsentState, consent_required
+from waypost.services.contacts import contact_not_found
+from waypost.store.codec import Codec
+
+
+class ActivityResult(msgspec.Struct, omit_defaults=True):
+    """What happened to one activity: 202 stored, 208 already stored, or an error."""
+
+    status: int
+    id: uuid.UUID | None = None
+    error: ErrorDetail | None = None
+
+
+Outcome = list[ActivityResult] | BaseException
+
+
+def _ignore(_: Outcome) -> None:
+    return None
+
+
+@dataclass
+class Job:
+    """One request's items, for one channel and contact.
+
+    ``contact_id`` None: items that belong to no contact (every one a :class:`Rejected`).
+    """
+
+    channel: ChannelInfo
+    contact_id: uuid.UUID | None
+    items: Sequence[Accepted | Rejected]
+    received_at: dt.datetime
+    source: str = "tracking"
+    # The rejected activity this job replays (its one item keeps that id when stored).
+    replay_of: uuid.UUID | None = None
+    # Refuse activities of contacts without a current agreement to the channel's tracking
+    # consent; None: as the channel's enforce_consent says.
+    require_consent: bool | None = None
+    # Decide, answer, but write nothing (a replay's dry run).
+    dry_run: bool = False
+    # Set by the writer's submit methods: called with the outcome once committed, in
+    # ``loop`` when one is set (the writer wakes each loop once per commit for all of its jobs).
+    done: Callable[[Outcome], None] = _ignore
+    loop: asyncio.AbstractEventLoop | None = None
+    # Filled by the writer.
+    results: list[ActivityResult] = field(default_factory=list)
+    missing_contact: bool = False
+
+
+ClientIds = dict[tuple[uuid.UUID, str], uuid.UUID]
+
+
+@dataclass
+class Reads:
+    """What the writer read for a batch, in its transaction."""
+
+    # Each job's contact id -> the contact to store under (following merges); absent: none.
+    contacts: dict[uuid.UUID, uuid.UUID]
+    # (tracking consent, contact) -> the contact's current state for that consent.
+    consents: dict[tuple[uuid.UUID, uuid.UUID], ConsentState]
+    # (channel, client id) -> the activity stored under it, for 208 answers.
+    client_ids: ClientIds
+    # The replayed items' ids already stored (by a replay racing this one).
+    replays: set[uuid.UUID]
+
+
+@dataclass
+class Decision:
+    """The rows to write, and per job (in batch order) its results and whether its contact
+    was missing."""
+
+    rows: BatchRows
+    results: list[list[ActivityResult]] = field(default_factory=list)
+    missing: list[bool] = field(default_factory=list)
+
+
+def decide(batch: Sequence[Job], reads: Reads, c: Codec) -> Decision:
+    """Decide every item of ``batch`` (not empty), in order. ``reads`` is left as it was."""
+    decision = Decision(BatchRows(latest=batch[-1].received_at))
+    # Activities stored earlier in the batch answer later retries with 208 as well.
+    seen = dict(reads.client_ids)
+    for job in batch:
+        contact = reads.contacts.get(job.contact_id) if job.contact_id is not None else None
+        missing = job.contact_id is not None and contact is None
+        consent_id = job.channel.tracking_consent_id
+        state = (
+            reads.consents.get((consent_id, contact))
+            if consent_id is not None and contact is not None
+            else None
+        )
+        decision.results.append(
+            _decide_job(c, decision.rows, job, contact, missing, state, seen, reads.replays)
+        )
+        decision.missing.append(missing)
+    return decision
+
+
+def _decide_job(
+    c: Codec,
+    rows: BatchRows,
+    job: Job,
+    contact: uuid.UUID | None,
+    missing: bool,
+    state: ConsentState | None,
+    seen: ClientIds,
+    replayed: set[uuid.UUID],
+) -> list[ActivityResult]:
+    channel = job.channel
+    unagreed = (
+        channel.enforce_consent if job.require_consent is None else job.require_consent
+    ) and not (state is not None and state.agreed)
+    results: list[ActivityResult] = []
+    for item in job.items:
+        if missing or (
+            unagreed
+            and isinstance(item, Accepted)
+            # A retry of an activity stored before a revocation is still a 208.
+            and (channel.id, item.client_id) not in seen
+        ):
+            item = _refused(job, item, missing)
+        if isinstance(item, Rejected):
+            if job.replay_of is not None:
+                mark = replay_mark(c, job.received_at, item.error.code, None, job.replay_of)
+                rows.replay_marks.append(mark)
+            else:
+                rows.rejected.append(
+                    rejected_row(
+                        c, item, channel.id, contact or job.contact_id, job.source, job.received_at
+                    )
+                )
+            results.append(ActivityResult(item.status, error=item.error))
+            continue
+        assert contact is not None, "a job without a contact holds rejected items only"
+        # Replays store under the rejected activity's id: one stored meanwhile (by a replay
+        # racing this one) is a duplicate, not a second row.
+        earlier = item.id if job.replay_of is not None and item.id in replayed else None
+        if earlier is None and item.client_id is not None:
+            key = (channel.id, item.client_id)
+            earlier = seen.get(key)
+            if earlier is None:
+                seen[key] = item.id
+        if earlier is not None:
+            if job.replay_of is not None:
+                mark = replay_mark(c, job.received_at, "duplicate", earlier, job.replay_of)
+                rows.replay_marks.append(mark)
+            results.append(ActivityResult(208, earlier))
+            continue
+        _store(c, rows, job, item, contact, state)
+        results.append(ActivityResult(202, item.id))
+    return results
+
+
+def _refused(job: Job, item: Accepted | Rejected, missing: bool) -> Rejected:
+    """The rejection of an item whose contact is missing or has not agreed to the consent."""
+    if missing:
+        error = contact_not_found(job.contact_id)
+        type_code = item.type.code_name if isinstance(item, Accepted) else item.type_code
+        return Rejected(404, error.detail, item.payload, type_code)
+    assert isinstance(item, Accepted)
+    error = consent_required(job.channel.tracking_consent)
+    return Rejected(403, error.detail, item.payload, item.type.code_name)
+
+
+def _store(
+    c: Codec,
+    rows: BatchRows,
+    job: Job,
+    item: Accepted,
+    contact: uuid.UUID,
+    state: ConsentState | None,
+) -> None:
+    channel = job.channel
+    if state is not None:
+        agreed: bool | None = state.agreed
+    else:
+        agreed = False if channel.tracking_consent_id is not None else None
+    version = state.version if state is not None else None
+    day = item.occurred_at.astimezone(dt.UTC).date()
+    if item.contact_fields:
+        # The row's contact and its rollup wait for the contact fields to be applied.
+        rows.data_inputs.append(
+            DataInput(len(rows.activities), contact, item.contact_fields, item.type.id, day)
+        )
+    else:
+        rows.rollups[(contact, item.type.id, day)] += 1
+        rows.touched.add(contact)
+    rows.activities.append(
+        activity_row(c, item, contact, channel.id, job.received_at, agreed, version)
+    )
+    for violation in item.flags or ():
+        rows.violations[(item.type.id, str(violation["field"]), str(violation["code"]))] += 1
+    rows.touched_types.add(item.type.id)
+    if job.replay_of is not None:
+        rows.replay_marks.append(replay_mark(c, job.received_at, "stored", item.id, job.replay_of))

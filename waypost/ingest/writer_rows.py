@@ -1,0 +1,257 @@
+"""The writer's rows: the one encoding of activity and rejected-activity rows, and the
+statements that write a batch's rows in its transaction.
+
+Every activity and every rejected activity is stored through these functions, on the writer's
+thread (docs/configuration.md, "Group commit"): live traffic, replays and every collector. The
+values are in each database's storage form (:mod:`waypost.store.codec`), for driver-level
+``executemany``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection
+
+from waypost.domain.conditions import Changes
+from waypost.ids import new_id
+from waypost.ingest.activities import Accepted, Rejected
+from waypost.services.contacts import apply_data_input
+from waypost.store import touch
+from waypost.store.codec import Codec
+
+ACTIVITY_COLUMNS = (
+    "id",
+    "type_id",
+    "contact_id",
+    "channel_id",
+    "client_id",
+    "title",
+    "value",
+    "url",
+    "referrer",
+    "fields",
+    "primary_value",
+    "flags",
+    "occurred_at",
+    "received_at",
+    "consent_agreed",
+    "consent_version",
+)
+REJECTED_COLUMNS = (
+    "id",
+    "channel_id",
+    "contact_id",
+    "type_code",
+    "reason",
+    "status",
+    "message",
+    "field",
+    "source",
+    "payload",
+    "received_at",
+)
+# The position of contact_id in an activity row, which a data input may move to another contact.
+CONTACT_COLUMN = ACTIVITY_COLUMNS.index("contact_id")
+
+Row = tuple[object, ...]
+RollupKey = tuple[uuid.UUID, uuid.UUID, dt.date]
+
+
+@dataclass
+class DataInput:
+    """An activity row whose contact fields are applied before it is written; the contact it
+    then belongs to (a data input may move to the contact that holds the email) is known only
+    once they are."""
+
+    row: int
+    contact: uuid.UUID
+    fields: dict[str, object]
+    type_id: uuid.UUID
+    day: dt.date
+
+
+@dataclass
+class BatchRows:
+    """What one batch writes, in storage form, and the counters that go with it."""
+
+    latest: dt.datetime
+    activities: list[Row] = field(default_factory=list)
+    rejected: list[Row] = field(default_factory=list)
+    replay_marks: list[Row] = field(default_factory=list)
+    # Per contact, type and UTC day; data inputs are counted once their contact is known.
+    rollups: Counter[RollupKey] = field(default_factory=Counter)
+    violations: Counter[tuple[uuid.UUID, str, str]] = field(default_factory=Counter)
+    data_inputs: list[DataInput] = field(default_factory=list)
+    # The contacts whose activities changed, and their types, for the contact groups.
+    touched: set[uuid.UUID] = field(default_factory=set)
+    touched_types: set[uuid.UUID] = field(default_factory=set)
+
+
+def activity_row(
+    c: Codec,
+    item: Accepted,
+    contact: uuid.UUID,
+    channel_id: uuid.UUID,
+    received_at: dt.datetime,
+    agreed: bool | None,
+    version: int | None,
+) -> Row:
+    """An ``activities`` row, in ACTIVITY_COLUMNS order."""
+    return (
+        c.ident(item.id),
+        c.ident(item.type.id),
+        c.ident(contact),
+        c.ident(channel_id),
+        item.client_id,
+        item.title,
+        item.value,
+        item.url,
+        item.referrer,
+        c.json(item.fields),
+        item.primary_value,
+        c.json(item.flags),
+        c.timestamp(item.occurred_at),
+        c.timestamp(received_at),
+        c.boolean(agreed),
+        version,
+    )
+
+
+def rejected_row(
+    c: Codec,
+    item: Rejected,
+    channel_id: uuid.UUID,
+    contact: uuid.UUID | None,
+    source: str,
+    received_at: dt.datetime,
+) -> Row:
+    """A ``rejected_activities`` row, in REJECTED_COLUMNS order; the payload as sent."""
+    return (
+        c.ident(new_id()),
+        c.ident(channel_id),
+        c.ident(contact),
+        item.type_code,
+        item.error.code,
+        item.status,
+        item.error.message,
+        item.error.field,
+        source,
+        c.json_bytes(item.payload),
+        c.timestamp(received_at),
+    )
+
+
+def replay_mark(
+    c: Codec,
+    replayed_at: dt.datetime,
+    outcome: str,
+    activity_id: uuid.UUID | None,
+    rejected_id: uuid.UUID,
+) -> Row:
+    """The parameters of :attr:`Statements.mark_replayed` for one replayed rejected activity."""
+    return (c.timestamp(replayed_at), outcome, c.ident(activity_id), c.ident(rejected_id))
+
+
+class Statements:
+    """The writer's statements for one dialect, built once from constant column names."""
+
+    def __init__(self, c: Codec) -> None:
+        mark = c.placeholders
+        self.insert_activity = (
+            f"INSERT INTO activities ({', '.join(ACTIVITY_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({mark(len(ACTIVITY_COLUMNS))})"
+        )
+        self.insert_rejected = (
+            f"INSERT INTO rejected_activities ({', '.join(REJECTED_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({mark(len(REJECTED_COLUMNS))})"
+        )
+        self.upsert_violation = (
+            "INSERT INTO field_violations (type_id, field, code, count, last_seen_at) "  # noqa: S608
+            f"VALUES ({mark(5)}) ON CONFLICT (type_id, field, code) "
+            "DO UPDATE SET count = field_violations.count + excluded.count, "
+            "last_seen_at = excluded.last_seen_at"
+        )
+        m = c.mark
+        self.mark_replayed = (
+            f"UPDATE rejected_activities SET replayed_at = {m}, replay_outcome = {m}, "  # noqa: S608
+            f"replayed_activity_id = {m} WHERE id = {m}"
+        )
+        self.upsert_rollup = (
+            "INSERT INTO activity_rollups (contact_id, type_id, day, count) "  # noqa: S608
+            f"VALUES ({mark(4)}) ON CONFLICT (contact_id, type_id, day) "
+            "DO UPDATE SET count = activity_rollups.count + excluded.count"
+        )
+        self.upsert_daily = (
+            "INSERT INTO activity_daily_counts (type_id, day, count) "  # noqa: S608
+            f"VALUES ({mark(3)}) ON CONFLICT (type_id, day) "
+            "DO UPDATE SET count = activity_daily_counts.count + excluded.count"
+        )
+
+
+def write_rows(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> None:
+    """Execute a batch's rows in ``conn``'s transaction: data inputs first, as their activity
+    rows and rollups need the contact they end up with."""
+    _apply_data_inputs(conn, c, rows)
+    if rows.activities:
+        conn.exec_driver_sql(s.insert_activity, rows.activities)
+        changes = Changes(frozenset(rows.touched_types), contact_fields=bool(rows.data_inputs))
+        touch(conn, rows.touched, changes)
+    if rows.rejected:
+        conn.exec_driver_sql(s.insert_rejected, rows.rejected)
+    if rows.replay_marks:
+        conn.exec_driver_sql(s.mark_replayed, rows.replay_marks)
+    _write_counters(conn, s, c, rows)
+
+
+def _apply_data_inputs(conn: Connection, c: Codec, rows: BatchRows) -> None:
+    for data in rows.data_inputs:
+        owner = apply_data_input(conn, data.contact, data.fields)
+        if owner != data.contact:
+            row = rows.activities[data.row]
+            rows.activities[data.row] = (
+                *row[:CONTACT_COLUMN],
+                c.ident(owner),
+                *row[CONTACT_COLUMN + 1 :],
+            )
+        rows.rollups[(owner, data.type_id, data.day)] += 1
+        rows.touched.add(owner)
+
+
+def _write_counters(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> None:
+    # These are rows that other nodes' writers add to as well (every writer adds to today's
+    # count of a type): each batch takes them in key order, so that two batches never each
+    # hold a row the other waits for.
+    if rows.violations:
+        conn.exec_driver_sql(
+            s.upsert_violation,
+            [
+                (c.ident(type_id), name, code, count, c.timestamp(rows.latest))
+                for (type_id, name, code), count in sorted(rows.violations.items())
+            ],
+        )
+    if not rows.rollups:
+        return
+    conn.exec_driver_sql(
+        s.upsert_rollup,
+        [
+            (c.ident(contact), c.ident(type_id), c.date(day), count)
+            for (contact, type_id, day), count in sorted(rows.rollups.items(), key=_rollup_key)
+        ],
+    )
+    daily: Counter[tuple[uuid.UUID, dt.date]] = Counter()
+    for (_, type_id, day), count in rows.rollups.items():
+        daily[(type_id, day)] += count
+    conn.exec_driver_sql(
+        s.upsert_daily,
+        [(c.ident(type_id), c.date(day), count) for (type_id, day), count in sorted(daily.items())],
+    )
+
+
+def _rollup_key(item: tuple[RollupKey, int]) -> tuple[int, int, dt.date]:
+    # UUIDs compare through a Python method: their integers sort the same, and faster.
+    (contact, type_id, day), _ = item
+    return contact.int, type_id.int, day
