@@ -18,9 +18,9 @@ import sqlalchemy as sa
 
 from waypost.hub import Hub
 from waypost.ids import utcnow
+from waypost.records.contacts import insert_contact
 from waypost.services.activity_types import ActivityType
 from waypost.services.consents import ConsentCreate, ConsentText
-from waypost.services.contacts import insert_contact
 from waypost.services.groups import GroupCreate
 from waypost.store.schema import contact_external_ids, contacts, rejected_activities
 

@@ -14,7 +14,7 @@ import uvicorn
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from waypost.admin.auth import secure_cookies
+from waypost.access.auth import secure_cookies
 from waypost.app import WaypostApp, create_app
 from waypost.clientip import uvicorn_proxy_options
 from waypost.hub import Hub

@@ -14,9 +14,10 @@ from starlette.testclient import TestClient
 
 from waypost.admin.pages.contacts import consent_rows, display_name, shown
 from waypost.hub import Hub
+from waypost.records.consents import Agreement
+from waypost.records.contacts import merge_contacts
 from waypost.services.activity_types import ActivityType
-from waypost.services.consents import Agreement, Consent
-from waypost.services.contacts import merge_contacts
+from waypost.services.consents import Consent
 
 if TYPE_CHECKING:
     from tests.admin_log_support import Seeded, add_contact, ids_in, link_of, seed

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from waypost.access.roles import TAG_AREAS, can
 from waypost.admin.forms import Form, parse_form
 from waypost.admin.pages import MODULES, home, nav_items, views
 from waypost.admin.pages.login import safe_next
 from waypost.admin.rendering import Renderer, error_for
-from waypost.admin.roles import TAG_AREAS, can
 from waypost.admin.views import Navigation, NavLink, navigation
 from waypost.app import admin_operations
 from waypost.errors import ApiError, invalid

@@ -14,8 +14,8 @@ from starlette.testclient import TestClient
 from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.pagination import encode_cursor
+from waypost.records.contacts import insert_contact, merge_contacts
 from waypost.services.contact_search import ContactSummary, search_words
-from waypost.services.contacts import insert_contact, merge_contacts
 
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck

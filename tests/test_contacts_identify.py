@@ -25,10 +25,10 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from waypost.hub import Hub
+from waypost.records.contacts import identity_hash
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.consents import ConsentCreate
-from waypost.services.contacts import identity_hash
 from waypost.services.keys import CreatedKey
 from waypost.store.schema import (
     activities,

@@ -12,7 +12,7 @@ from waypost.ingest.activities import Accepted, Rejected
 from waypost.ingest.catalog import ChannelInfo, TypeInfo
 from waypost.ingest.writer_decision import ActivityResult, Job, Reads, decide
 from waypost.ingest.writer_rows import ACTIVITY_COLUMNS, REJECTED_COLUMNS
-from waypost.services.consents import ConsentState
+from waypost.records.consents import ConsentState
 from waypost.store.codec import Codec
 
 # PostgreSQL's codec keeps Python values as they are, so rows read plainly.

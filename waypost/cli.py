@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 import click
 import msgspec
 
-from waypost.admin.commands import users
+from waypost.console import cli_settings, echo_json, hub_session, json_option, print_table
 from waypost.domain.fields import FieldSpec, FieldType
 from waypost.error_words import a_or_an
 from waypost.errors import ApiError, from_validation_error
@@ -20,53 +19,12 @@ from waypost.pagination import ListQuery
 from waypost.services.activity_types import ActivityType, ActivityTypeCreate, ActivityTypeQuery
 from waypost.services.channels import ChannelCreate
 from waypost.services.keys import KeyCreate, KeyQuery
-from waypost.settings import Settings, SettingsError, load_settings
-from waypost.store import StorageUnavailable, migrate
+from waypost.settings import Settings
+from waypost.store import migrate
+from waypost.user_commands import users
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        return load_settings(None, **{k: v for k, v in overrides.items() if v is not None})
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-@contextmanager
-def _hub(settings: Settings | None = None) -> Iterator[Hub]:
-    """A hub on a migrated database; service errors become clean CLI errors."""
-    hub = Hub(settings or _settings())
-    try:
-        migrate.upgrade(hub.store.engine)
-        yield hub
-    except ApiError as exc:
-        where = f" ({exc.field})" if exc.field else ""
-        raise click.ClickException(f"{exc.message}{where}") from None
-    except StorageUnavailable as exc:
-        raise click.ClickException(f"the database is unavailable: {exc}") from None
-    finally:
-        hub.close()
-
-
-def _json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
-        func
-    )
-
-
-def _print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _echo_json(value: object) -> None:
-    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,13 +64,13 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
     from waypost.bootstrap import bootstrap, bootstrap_admin
     from waypost.servers import server_options
 
-    settings = _settings(host=host, port=port)
+    settings = cli_settings(host=host, port=port)
     # Before anything is created or printed: keys shown once must not scroll away above a
     # traceback about a port that was taken.
     _check_port(settings.host, settings.port, "WAYPOST_PORT or --port")
     if demo:
         _check_port(settings.host, demo_port, "WAYPOST_DEMO_PORT or --demo-port")
-    with _hub(settings) as hub:
+    with hub_session(settings) as hub:
         first_run = bootstrap(hub)
         first_admin = bootstrap_admin(hub)
         click.echo(f"Waypost is serving on {settings.base_url}")
@@ -224,11 +182,11 @@ def demo(host: str, port: int, api_url: str | None) -> None:
 
     from waypost.servers import server_options
 
-    settings = _settings()
+    settings = cli_settings()
     if api_url is not None:
         settings = msgspec.structs.replace(settings, public_url=api_url)
     _check_port(host, port, "WAYPOST_DEMO_PORT or --port")
-    with _hub(settings) as hub:
+    with hub_session(settings) as hub:
         app = _demo_app(hub, settings, host, port)
     click.echo(f"The demo site is serving on {_local_url(host, port)}")
     click.echo(f"  It logs to the Waypost API at {settings.base_url}")
@@ -262,7 +220,7 @@ def _reachable(url: str) -> bool:
 @click.option("--downgrade", is_flag=True, help="Go down to --revision (e.g. base) instead.")
 def migrate_command(revision: str, downgrade: bool) -> None:
     """Create or upgrade the database schema (or downgrade it)."""
-    hub = Hub(_settings())
+    hub = Hub(cli_settings())
     try:
         if downgrade:
             migrate.downgrade(hub.store.engine, revision)
@@ -291,14 +249,14 @@ def keys() -> None:
 )
 @click.option("--channel", type=click.UUID, default=None, help="Channel id (not for admin keys).")
 @click.option("--name", default="", help="A name to recognise the key by.")
-@_json_option
+@json_option
 def keys_create(access: str, channel: uuid.UUID | None, name: str, as_json: bool) -> None:
     """Create a key and print it. It is shown only this once.
 
     Without --json only the key is printed, so that a script can capture it:
     KEY=$(waypost keys create --access admin)
     """
-    with _hub() as hub:
+    with hub_session() as hub:
         body = msgspec.convert({"access": access, "channel": channel, "name": name}, KeyCreate)
         try:
             created = hub.keys.create(body)
@@ -319,7 +277,7 @@ def keys_create(access: str, channel: uuid.UUID | None, name: str, as_json: bool
                 message = exc.message.replace("'channel'", "--channel")
             raise click.ClickException(message) from None
     if as_json:
-        _echo_json(created)
+        echo_json(created)
     else:
         click.echo(created.key)
         click.echo(f"Created {access} key {created.id}; it is not shown again.", err=True)
@@ -327,15 +285,15 @@ def keys_create(access: str, channel: uuid.UUID | None, name: str, as_json: bool
 
 @keys.command("list")
 @click.option("--channel", type=click.UUID, default=None, help="Only keys of this channel.")
-@_json_option
+@json_option
 def keys_list(channel: uuid.UUID | None, as_json: bool) -> None:
     """List keys: their prefix and last four characters, never the key."""
-    with _hub() as hub:
+    with hub_session() as hub:
         items = _all(lambda cursor: hub.keys.list_page(KeyQuery(cursor=cursor, channel=channel)))
     if as_json:
-        _echo_json(items)
+        echo_json(items)
         return
-    _print_table(
+    print_table(
         [
             (
                 k.id,
@@ -357,7 +315,7 @@ def keys_disable(key_id: uuid.UUID) -> None:
     """Disable a key: requests with it get 403 from now on."""
     from waypost.services.keys import KeyUpdate
 
-    with _hub() as hub:
+    with hub_session() as hub:
         key = hub.keys.update(key_id, KeyUpdate(enabled=False))
     click.echo(f"Disabled {key.access} key {key.prefix}…{key.last_four}.")
 
@@ -368,7 +326,7 @@ def keys_enable(key_id: uuid.UUID) -> None:
     """Enable a disabled key again."""
     from waypost.services.keys import KeyUpdate
 
-    with _hub() as hub:
+    with hub_session() as hub:
         key = hub.keys.update(key_id, KeyUpdate(enabled=True))
     click.echo(f"Enabled {key.access} key {key.prefix}…{key.last_four}.")
 
@@ -377,7 +335,7 @@ def keys_enable(key_id: uuid.UUID) -> None:
 @click.argument("key_id", type=click.UUID)
 def keys_delete(key_id: uuid.UUID) -> None:
     """Delete a key for good: requests with it get 401 from now on."""
-    with _hub() as hub:
+    with hub_session() as hub:
         key = hub.keys.get(key_id)
         hub.keys.delete(key_id)
     click.echo(f"Deleted {key.access} key {key.prefix}…{key.last_four}.")
@@ -404,7 +362,7 @@ def types() -> None:
     metavar="NAME:TYPE[:required][:primary]",
     help="A typed field, e.g. amount:decimal:primary (repeatable).",
 )
-@_json_option
+@json_option
 def types_create(
     name: str,
     code_name: str | None,
@@ -430,10 +388,10 @@ def types_create(
         )
     except msgspec.ValidationError as exc:
         raise click.UsageError(from_validation_error(exc, ActivityTypeCreate).message) from None
-    with _hub() as hub:
+    with hub_session() as hub:
         created = hub.types.create(body)
     if as_json:
-        _echo_json(created)
+        echo_json(created)
     else:
         click.echo(f"Created activity type {created.code_name!r} ({created.id}).")
 
@@ -466,15 +424,15 @@ def _parse_field(text: str) -> dict[str, object]:
 
 
 @types.command("list")
-@_json_option
+@json_option
 def types_list(as_json: bool) -> None:
     """List activity types."""
-    with _hub() as hub:
+    with hub_session() as hub:
         items = _all(lambda cursor: hub.types.list_page(ActivityTypeQuery(cursor=cursor)))
     if as_json:
-        _echo_json(items)
+        echo_json(items)
         return
-    _print_table(
+    print_table(
         [
             (
                 t.code_name,
@@ -506,7 +464,7 @@ def _find_type(hub: Hub, ref: str) -> ActivityType:
 @click.argument("type_ref", metavar="CODE_NAME_OR_ID")
 def types_enable(type_ref: str) -> None:
     """Enable an activity type."""
-    with _hub() as hub:
+    with hub_session() as hub:
         found = hub.types.set_enabled(_find_type(hub, type_ref).id, True)
     click.echo(f"Enabled {found.code_name!r}.")
 
@@ -515,7 +473,7 @@ def types_enable(type_ref: str) -> None:
 @click.argument("type_ref", metavar="CODE_NAME_OR_ID")
 def types_disable(type_ref: str) -> None:
     """Disable an activity type: new activities of it are rejected."""
-    with _hub() as hub:
+    with hub_session() as hub:
         found = hub.types.set_enabled(_find_type(hub, type_ref).id, False)
     click.echo(f"Disabled {found.code_name!r}.")
 
@@ -533,7 +491,7 @@ def channels() -> None:
 @click.option("--kind", type=click.Choice(["website", "headless"]), required=True)
 @click.option("--origin", "origins", multiple=True, help="An allowed origin (repeatable).")
 @click.option("--language", default="en", show_default=True, help="Default language.")
-@_json_option
+@json_option
 def channels_create(
     name: str, kind: str, origins: tuple[str, ...], language: str, as_json: bool
 ) -> None:
@@ -550,24 +508,24 @@ def channels_create(
         )
     except msgspec.ValidationError as exc:
         raise click.UsageError(from_validation_error(exc, ChannelCreate).message) from None
-    with _hub() as hub:
+    with hub_session() as hub:
         created = hub.channels.create(body)
     if as_json:
-        _echo_json(created)
+        echo_json(created)
     else:
         click.echo(f"Created {kind} channel {name!r}: {created.id}")
 
 
 @channels.command("list")
-@_json_option
+@json_option
 def channels_list(as_json: bool) -> None:
     """List channels."""
-    with _hub() as hub:
+    with hub_session() as hub:
         items = _all(lambda cursor: hub.channels.list_page(ListQuery(cursor=cursor)))
     if as_json:
-        _echo_json(items)
+        echo_json(items)
         return
-    _print_table(
+    print_table(
         [(c.id, c.kind, c.name, ", ".join(c.allowed_origins)) for c in items],
         ("ID", "KIND", "NAME", "ALLOWED ORIGINS"),
     )

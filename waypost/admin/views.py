@@ -1,6 +1,6 @@
 """The page pattern of the admin UI: a :class:`View` per route, a :class:`Page` handler gets.
 
-A view declares its path, its area (see :mod:`waypost.admin.roles`) and its handler. The
+A view declares its path, its area (see :mod:`waypost.access.roles`) and its handler. The
 wrapper around every handler does what all pages need, in this order: find the session (else
 redirect to the login page), check the role (403), read the form and check its CSRF token on a
 POST (403), run the handler in a worker thread (services talk to the database synchronously),
@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from waypost.admin import csrf
-from waypost.admin.auth import SESSION_COOKIE, current_session
+from waypost.access import csrf
+from waypost.access.auth import SESSION_COOKIE, current_session
+from waypost.access.roles import Area, can
 from waypost.admin.forms import Form, parse_form
 from waypost.admin.rendering import SECURITY_HEADERS, Renderer
-from waypost.admin.roles import Area, can
 from waypost.errors import ApiError
 from waypost.services.sessions import Session
 from waypost.services.users import Role

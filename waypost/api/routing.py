@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from waypost.admin.auth import api_principal
+from waypost.access.auth import api_principal
 from waypost.errors import (
     ApiError,
     check_depth,

@@ -38,8 +38,8 @@ from waypost.ingest.writer_decision import (
     decide,
 )
 from waypost.ingest.writer_rows import Statements, write_rows
-from waypost.services.consents import ConsentState, current_states
-from waypost.services.contacts import contact_not_found
+from waypost.records.consents import ConsentState, current_states
+from waypost.records.contacts import contact_not_found
 from waypost.store import StorageUnavailable, Store
 from waypost.store.codec import Codec
 from waypost.store.schema import activities

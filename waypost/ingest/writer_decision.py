@@ -27,8 +27,8 @@ from waypost.ingest.writer_rows import (
     rejected_row,
     replay_mark,
 )
-from waypost.services.consents import ConsentState, consent_required
-from waypost.services.contacts import contact_not_found
+from waypost.records.consents import ConsentState, consent_required
+from waypost.records.contacts import contact_not_found
 from waypost.store.codec import Codec
 
 

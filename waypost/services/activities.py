@@ -15,7 +15,7 @@ from waypost.domain.field_values import format_datetime, primary_text
 from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError
 from waypost.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
-from waypost.services.contacts import contact_not_found
+from waypost.records.contacts import contact_not_found
 from waypost.store import Store
 from waypost.store.schema import (
     activities,

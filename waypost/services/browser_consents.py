@@ -22,8 +22,8 @@ from sqlalchemy.exc import IntegrityError
 
 from waypost.errors import not_found
 from waypost.ids import utcnow
-from waypost.services.consents import current_states, insert_agreement
-from waypost.services.contacts import insert_contact, require_contact
+from waypost.records.consents import current_states, insert_agreement
+from waypost.records.contacts import insert_contact, require_contact
 from waypost.store import Store
 from waypost.store.schema import browser_consent_requests, consents
 

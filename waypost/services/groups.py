@@ -40,7 +40,7 @@ from waypost.domain.conditions import (
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id
 from waypost.pagination import Cursor, Limit, ListQuery, Page, cursor_id, encode_cursor, page_by_id
-from waypost.services.contacts import contact_not_found, require_contact
+from waypost.records.contacts import contact_not_found, require_contact
 from waypost.services.group_history import (
     GroupHistory,
     MemberContact,

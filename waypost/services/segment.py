@@ -36,7 +36,7 @@ from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
 from waypost.ingest.activities import Rejected
 from waypost.ingest.catalog import ChannelInfo, Snapshot
-from waypost.services.contacts import insert_contact, merge_contacts
+from waypost.records.contacts import insert_contact, merge_contacts
 from waypost.store import Store, touch
 from waypost.store.schema import activity_types, contact_external_ids, contacts
 

@@ -19,7 +19,8 @@ from waypost.admin.pages.activities import channel_names, read_log
 from waypost.admin.views import NavItem, Page, View, every
 from waypost.errors import ApiError
 from waypost.pagination import ListQuery
-from waypost.services.consents import Agreement, Consent
+from waypost.records.consents import Agreement
+from waypost.services.consents import Consent
 from waypost.services.contacts import Contact
 
 NAV = NavItem("Contacts", "/admin/contacts", "contacts", 30)

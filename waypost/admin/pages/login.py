@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from waypost.admin import csrf
-from waypost.admin.auth import (
+from waypost.access import csrf
+from waypost.access.auth import (
     clear_session_cookie,
     current_session,
     login_allowed,

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import click
 import msgspec
 
-from waypost.hub import Hub
+from waypost.console import hub_session, print_table
 from waypost.services.users import MIN_PASSWORD, ROLES, UserCreate
 
 EMAIL_HELP = "The email the user logs in with."
-
-
-@contextmanager
-def _hub() -> Iterator[Hub]:
-    # The command line's hub (a migrated database, service errors as clean messages); imported
-    # here because waypost.cli registers this group.
-    from waypost.cli import _hub as cli_hub
-
-    with cli_hub() as hub:
-        yield hub
 
 
 def _password(given: str | None) -> str:
@@ -58,7 +45,7 @@ def users() -> None:
 def users_create(email: str, role: str, password: str | None) -> None:
     """Create a user of the admin UI."""
     secret = _password(password)
-    with _hub() as hub:
+    with hub_session() as hub:
         body = msgspec.convert({"email": email, "role": role, "password": secret}, UserCreate)
         created = hub.users.create(body)
     click.echo(f"Created {created.role} {created.email} ({created.id}).")
@@ -67,11 +54,9 @@ def users_create(email: str, role: str, password: str | None) -> None:
 @users.command("list")
 def users_list() -> None:
     """List users: email, role, whether disabled, when they last logged in."""
-    with _hub() as hub:
+    with hub_session() as hub:
         found = hub.users.list()
-    from waypost.cli import _print_table
-
-    _print_table(
+    print_table(
         [
             (
                 u.email,
@@ -93,7 +78,7 @@ def users_list() -> None:
 def users_password(email: str, password: str | None) -> None:
     """Set a user's password. The user's sessions end: every browser logs in again."""
     secret = _password(password)
-    with _hub() as hub:
+    with hub_session() as hub:
         user = hub.users.set_password(hub.users.get_by_email(email).id, secret)
     click.echo(f"Set a new password for {user.email}.")
 
@@ -106,7 +91,7 @@ users.add_command(users_password, "set-password")
 @click.option("--email", required=True, help=EMAIL_HELP)
 def users_disable(email: str) -> None:
     """Disable a user: logged out at once, and cannot log in."""
-    with _hub() as hub:
+    with hub_session() as hub:
         user = hub.users.set_disabled(hub.users.get_by_email(email).id, True)
     click.echo(f"Disabled {user.email}.")
 
@@ -115,6 +100,6 @@ def users_disable(email: str) -> None:
 @click.option("--email", required=True, help=EMAIL_HELP)
 def users_enable(email: str) -> None:
     """Enable a disabled user again."""
-    with _hub() as hub:
+    with hub_session() as hub:
         user = hub.users.set_disabled(hub.users.get_by_email(email).id, False)
     click.echo(f"Enabled {user.email}.")

@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from waypost.admin import csrf
-from waypost.admin.roles import TAG_AREAS, can
+from waypost.access import csrf
+from waypost.access.roles import TAG_AREAS, can
 from waypost.domain.keys import bearer_token, hash_key
 from waypost.errors import ApiError
 from waypost.ratelimit import Decision, Limit, retry_after
