@@ -102,6 +102,7 @@ def test_bad_bodies_are_400(
         ({"code_name": "x"}, "missing_field", "display_name"),
         ({"code_name": "", "display_name": "x"}, "invalid_field", "code_name"),
         ({"code_name": "has space", "display_name": "x"}, "invalid_field", "code_name"),
+        ({"code_name": "Consent\n", "display_name": "x"}, "invalid_field", "code_name"),
         ({"code_name": "x", "display_name": "x", "colour": 1}, "unknown_field", "colour"),
         (
             {"code_name": "x", "display_name": "x", "texts": {"english": TEXTS["en"]}},

@@ -24,12 +24,12 @@ _NOUNS = {
     "date": "a date in ISO 8601, such as 2026-01-31",
     "decimal": 'a decimal number in a string, such as "50000.10"',
 }
-_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
-_BOUND = re.compile(r"^Expected `(?P<want>[^`]+)` (?P<op>>=|<=|>|<) (?P<n>-?[\d.e+]+)$")
-_LENGTH = re.compile(r"^Expected `(?P<want>[^`]+)` of length (?P<op>>=|<=) (?P<n>\d+)$")
-_REGEX = re.compile(r"^Expected `str` matching regex '(?P<regex>.*)'$")
-_ENUM = re.compile(r"^Invalid enum value (?P<value>.+)$")
-_INVALID = re.compile(r"^Invalid (?P<what>UUID|RFC3339 encoded (?P<kind>datetime|date|time))$")
+_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`\Z")
+_BOUND = re.compile(r"^Expected `(?P<want>[^`]+)` (?P<op>>=|<=|>|<) (?P<n>-?[\d.e+]+)\Z")
+_LENGTH = re.compile(r"^Expected `(?P<want>[^`]+)` of length (?P<op>>=|<=) (?P<n>\d+)\Z")
+_REGEX = re.compile(r"^Expected `str` matching regex '(?P<regex>.*)'\Z")
+_ENUM = re.compile(r"^Invalid enum value (?P<value>.+)\Z")
+_INVALID = re.compile(r"^Invalid (?P<what>UUID|RFC3339 encoded (?P<kind>datetime|date|time))\Z")
 _BOUND_WORDS = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}
 _ITEMS = {"str": "characters", "array": "items", "object": "entries", "bytes": "bytes"}
 

@@ -19,7 +19,11 @@ from waypost.services.channels import Language
 from waypost.store import Store
 from waypost.store.schema import consent_agreements, consent_texts, consents
 
-CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
+# "$(?!\n)": Python's "$" also matches before a final newline; the OpenAPI document's regex
+# dialect (ECMA-262) has no "\Z", and there "$" is the end already.
+CodeName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$(?!\n)")
+]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
