@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from waypost.domain.fields import FieldSpec
 from waypost.domain.keys import Access
 from waypost.store import Store
-from waypost.store.schema import activity_type_fields, activity_types, api_keys, channels, consents
+from waypost.store.schema import activity_types, api_keys, channels, consents
+from waypost.store.type_fields import load_type_fields
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,7 @@ class Catalog:
             ).all()
             channel_rows = conn.execute(sa.select(channels)).all()
             type_rows = conn.execute(sa.select(activity_types)).all()
-            field_rows = conn.execute(
-                sa.select(activity_type_fields).order_by(
-                    activity_type_fields.c.type_id, activity_type_fields.c.position
-                )
-            ).all()
+            fields = load_type_fields(conn)
         consent_map = {r.code_name: (r.id, r.version) for r in consent_rows}
         keys = {r.key_hash: KeyInfo(r.id, r.access, r.channel_id, r.enabled) for r in key_rows}
         channel_map: dict[uuid.UUID, ChannelInfo] = {}
@@ -154,18 +151,6 @@ class Catalog:
                 enforce_consent=r.enforce_consent,
                 identity_secret=r.identity_secret,
                 unknown_events=r.unknown_events,
-            )
-        fields: dict[uuid.UUID, list[FieldSpec]] = {}
-        for f in field_rows:
-            fields.setdefault(f.type_id, []).append(
-                FieldSpec(
-                    name=f.name,
-                    type=f.data_type,
-                    required=f.required,
-                    primary=f.is_primary,
-                    description=f.description,
-                    max_length=f.max_length,
-                )
             )
         types: dict[str, TypeInfo] = {}
         aliases: dict[str, TypeInfo] = {}

@@ -34,7 +34,7 @@ from sqlalchemy import Connection
 
 from waypost.domain.contact_fields import normalise_email
 from waypost.errors import ApiError
-from waypost.pagination import Limit, Page, cursor_id, decode_cursor, encode_cursor, page_by_id
+from waypost.pagination import Page, PageLimit, cursor_id, decode_cursor, encode_cursor, page_by_id
 from waypost.store.schema import contacts
 
 MAX_QUERY = 254
@@ -49,7 +49,7 @@ class ContactSearchQuery(msgspec.Struct, forbid_unknown_fields=True):
     every contact, newest first."""
 
     q: str = ""
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: str | None = None
 
 

@@ -5,7 +5,7 @@ A full computation keeps the work in the database: the members the condition sel
 temporary table, and entries, exits and their events are each one INSERT ... SELECT or DELETE
 against it, so a group of a million contacts never travels through Python. An incremental
 update evaluates the groups for a few contacts, and only the groups the change concerns
-(see ``Plan.affected``).
+(see ``PlannedGroup.affected``).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from sqlalchemy import Connection
 from waypost.domain.conditions import Changes, Condition, dependencies, parse_condition
 from waypost.ids import utcnow
 from waypost.services.group_sql import (
-    Catalog,
     CompileError,
+    ConditionCatalog,
     Context,
     catalog_version,
-    load_catalog,
+    load_condition_catalog,
     members_select,
 )
 from waypost.store.schema import contact_groups, group_members, group_membership_events
@@ -81,17 +81,17 @@ class PlannedGroup:
 
 
 @dataclass(frozen=True)
-class Plan:
+class GroupPlan:
     """Every group, those another group refers to first, compiled for one day's windows."""
 
     version: tuple[object, ...]
     today: dt.date
-    catalog: Catalog
+    catalog: ConditionCatalog
     groups: tuple[PlannedGroup, ...]
 
 
-def build_plan(conn: Connection, version: tuple[object, ...], today: dt.date) -> Plan:
-    catalog = load_catalog(conn)
+def build_plan(conn: Connection, version: tuple[object, ...], today: dt.date) -> GroupPlan:
+    catalog = load_condition_catalog(conn)
     ctx = catalog.context(today, conn.dialect.name, SOME)
     # In the order of their ids, not as the database lists them (on PostgreSQL, a written
     # count moves a row): every node then writes the groups' counts in one order, and two
@@ -124,17 +124,17 @@ def build_plan(conn: Connection, version: tuple[object, ...], today: dt.date) ->
         planned.append(
             PlannedGroup(gid, rows[gid], type_ids, d.contact_fields, d.consents, d.groups, some)
         )
-    return Plan(version, today, catalog, tuple(planned))
+    return GroupPlan(version, today, catalog, tuple(planned))
 
 
-class PlanCache:
+class GroupPlanCache:
     """The plan of one process, rebuilt only when a type, consent or group changed."""
 
     def __init__(self) -> None:
-        self._plan: Plan | None = None
+        self._plan: GroupPlan | None = None
         self._lock = threading.Lock()
 
-    def get(self, conn: Connection, today: dt.date) -> Plan:
+    def get(self, conn: Connection, today: dt.date) -> GroupPlan:
         version = catalog_version(conn)
         with self._lock:
             plan = self._plan

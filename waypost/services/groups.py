@@ -38,7 +38,7 @@ from waypost.domain.conditions import (
 )
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id, utcnow
-from waypost.pagination import Limit, ListQuery, Page, cursor_id, encode_cursor, page_by_id
+from waypost.pagination import ListQuery, Page, PageLimit, cursor_id, encode_cursor, page_by_id
 from waypost.services.contacts import contact_not_found, require_contact
 from waypost.services.group_history import (
     GroupHistory,
@@ -47,8 +47,8 @@ from waypost.services.group_history import (
     membership_history,
 )
 from waypost.services.group_membership import (
-    Plan,
-    PlanCache,
+    GroupPlan,
+    GroupPlanCache,
     apply_some,
     busy_contacts,
     evaluate,
@@ -154,7 +154,7 @@ class Explained(msgspec.Struct):
 
 
 class MemberQuery(msgspec.Struct, forbid_unknown_fields=True):
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: str | None = None
 
 
@@ -186,7 +186,7 @@ class GroupService:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.plans = PlanCache()
+        self.plans = GroupPlanCache()
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -468,7 +468,7 @@ class GroupService:
         return changes_made
 
     def _differing(
-        self, conn: Connection, plan: Plan, changes: Changes, ids: list[uuid.UUID]
+        self, conn: Connection, plan: GroupPlan, changes: Changes, ids: list[uuid.UUID]
     ) -> list[uuid.UUID]:
         """The contacts whose membership of some group would change."""
         differing: set[uuid.UUID] = set()

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from waypost.domain.keys import Access, bearer_token, generate_key, hash_key
 from waypost.errors import ApiError, invalid, not_found
 from waypost.ids import new_id, utcnow
-from waypost.pagination import Limit, Page, cursor_id, page_by_id
+from waypost.pagination import Page, PageLimit, cursor_id, page_by_id
 from waypost.services.key_usage import KeyUsage
 from waypost.store import Store
 from waypost.store.schema import api_keys, channels
@@ -69,7 +69,7 @@ class Principal(msgspec.Struct, frozen=True):
 class KeyQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Filters for the key list."""
 
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: str | None = None
     channel: uuid.UUID | None = None
     access: Access | None = None
