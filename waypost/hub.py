@@ -51,6 +51,9 @@ class Hub:
         self.groups = GroupService(self.store)
         self.group_updates = GroupUpdater(self.groups, tick=settings.group_refresh_seconds)
         self.store.on_commit = self.group_updates.committed
+        # Every cache of definitions forgets its copy once a service commits a change to it.
+        self.store.changes.subscribe(self.catalog.changed)
+        self.store.changes.subscribe(self.groups.plans.changed)
         self.rollups = RollupService(self.store)
         self.reports = ReportService(self.store)
         self.users = UserService(self.store)

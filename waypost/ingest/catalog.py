@@ -1,7 +1,9 @@
 """An in-memory copy of keys, channels, activity types and consents for the hot path.
 
-Each process reloads it when it changes here (services call :meth:`Catalog.invalidate`) and at
-least every ``catalog_ttl_seconds``, so a change made on another node is seen within that time.
+Each process reloads it once a change to what it holds is published on the store's change feed
+(services announce every change they commit, see waypost/store/changes.py), and at least every
+``catalog_ttl_seconds`` whatever the feed says, so a change the feed did not carry (one made in
+another process on the same database) is seen within that time.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sqlalchemy as sa
 
 from waypost.domain.fields import FieldSpec
 from waypost.domain.keys import Access
-from waypost.store import Store
+from waypost.store import Change, Store
 from waypost.store.schema import activity_types, api_keys, channels, consents
 from waypost.store.type_fields import load_type_fields
 
@@ -82,6 +84,10 @@ class _Limits(msgspec.Struct):
     per_ip: RateLimitInfo | None = DEFAULT_PER_IP
 
 
+# What the catalog holds; it does not hold groups.
+CACHED_KINDS = frozenset({"channel", "key", "activity_type", "consent"})
+
+
 class Catalog:
     """The cached catalog of one process."""
 
@@ -98,6 +104,11 @@ class Catalog:
         with self._lock:
             self._generation += 1
             self._snapshot = None
+
+    def changed(self, change: Change) -> None:
+        """A change feed's subscriber: forget the copy when what it holds changed."""
+        if change.kind in CACHED_KINDS:
+            self.invalidate()
 
     def fresh(self) -> Snapshot | None:
         """The cached copy if it is still fresh, without touching the database."""

@@ -20,7 +20,7 @@ from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import Page, PageLimit, cursor_id, page_by_id
 from waypost.settings import Settings
-from waypost.store import Store
+from waypost.store import Store, announce
 from waypost.store.schema import (
     activities,
     activity_type_fields,
@@ -271,6 +271,7 @@ class ActivityTypeService:
                 )
             )
             self._write_fields(conn, type_id, body.fields)
+            announce(conn, "activity_type", type_id)
             return self.get_in(conn, type_id)
 
     def update(self, type_id: uuid.UUID, body: ActivityTypeUpdate) -> ActivityType:
@@ -313,6 +314,7 @@ class ActivityTypeService:
             conn.execute(
                 activity_types.update().where(activity_types.c.id == type_id).values(**values)
             )
+            announce(conn, "activity_type", type_id)
             return self.get_in(conn, type_id)
 
     def set_enabled(self, type_id: uuid.UUID, enabled: bool) -> ActivityType:
@@ -332,6 +334,7 @@ class ActivityTypeService:
                 )
             _refuse_if_grouped(conn, current.code_name, "deleted")
             conn.execute(activity_types.delete().where(activity_types.c.id == type_id))
+            announce(conn, "activity_type", type_id)
 
     # -- rules ---------------------------------------------------------------------------
 

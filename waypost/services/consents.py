@@ -15,7 +15,7 @@ from waypost.domain.conditions import CONSENTS_CHANGED
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
-from waypost.store import Store, touch
+from waypost.store import Store, announce, touch
 from waypost.store.schema import consent_agreements, consent_texts, consents
 
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -108,6 +108,7 @@ class ConsentService:
                 )
             )
             self._write_texts(conn, consent_id, body.texts)
+            announce(conn, "consent", consent_id)
             return self._get_in(conn, consents.c.id == consent_id)
 
     def list_page(self, query: ListQuery) -> Page[Consent]:
@@ -140,6 +141,7 @@ class ConsentService:
             if values:
                 values["updated_at"] = utcnow()
                 conn.execute(consents.update().where(consents.c.id == consent_id).values(**values))
+                announce(conn, "consent", consent_id)
             return self._get_in(conn, consents.c.id == consent_id)
 
     def delete(self, consent_id: uuid.UUID) -> None:
@@ -156,6 +158,7 @@ class ConsentService:
                     "an audit trail, so it cannot be deleted."
                 )
             conn.execute(consents.delete().where(consents.c.id == consent_id))
+            announce(conn, "consent", consent_id)
 
     def text_for(self, code_name: str, language: str | None, fallback: str) -> ConsentText:
         """The text in ``language``, else in ``fallback`` (the channel's default language)."""

@@ -31,6 +31,7 @@ from waypost.services.group_sql import (
     load_condition_catalog,
     members_select,
 )
+from waypost.store import Change
 from waypost.store.schema import contact_groups, group_members, group_membership_events
 
 log = logging.getLogger("waypost.groups")
@@ -127,6 +128,10 @@ def build_plan(conn: Connection, version: tuple[object, ...], today: dt.date) ->
     return GroupPlan(version, today, catalog, tuple(planned))
 
 
+# What a plan is compiled from.
+PLANNED_KINDS = frozenset({"activity_type", "consent", "group"})
+
+
 class GroupPlanCache:
     """The plan of one process, rebuilt only when a type, consent or group changed."""
 
@@ -134,7 +139,15 @@ class GroupPlanCache:
         self._plan: GroupPlan | None = None
         self._lock = threading.Lock()
 
+    def changed(self, change: Change) -> None:
+        """A change feed's subscriber: drop the plan when what it is compiled from changed."""
+        if change.kind in PLANNED_KINDS:
+            with self._lock:
+                self._plan = None
+
     def get(self, conn: Connection, today: dt.date) -> GroupPlan:
+        # The version is still checked: a change the feed did not carry (one made in another
+        # process on the same database) must not leave a stale plan evaluating groups.
         version = catalog_version(conn)
         with self._lock:
             plan = self._plan

@@ -65,7 +65,7 @@ from waypost.services.group_sql import (
     within_database_limits,
 )
 from waypost.services.reports import window
-from waypost.store import Store
+from waypost.store import Store, announce
 from waypost.store.schema import (
     activities,
     activity_types,
@@ -210,6 +210,7 @@ class GroupService:
                     )
                 )
                 self._recompute(conn, group_id, condition, _today())
+                announce(conn, "group", group_id)
                 return self._get(conn, group_id)
         except IntegrityError:
             raise conflict(f"A group named {body.name!r} exists already.", "name") from None
@@ -238,6 +239,7 @@ class GroupService:
                     self._recompute(conn, group_id, condition, _today())
                     for dependent in self._dependents(conn, group_id):
                         self._recompute(conn, dependent[0], dependent[1], _today())
+                announce(conn, "group", group_id)
                 return self._get(conn, group_id)
         except IntegrityError:
             raise conflict("A group with that name exists already.", "name") from None
@@ -255,6 +257,7 @@ class GroupService:
             if users:
                 raise conflict(f"Groups {', '.join(users)} use this group; change them first.")
             conn.execute(contact_groups.delete().where(contact_groups.c.id == group_id))
+            announce(conn, "group", group_id)
 
     def get(self, group_id: uuid.UUID) -> Group:
         with self.store.read() as conn:

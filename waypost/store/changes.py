@@ -6,7 +6,7 @@ publishes the notes on its :class:`ChangeFeed` after the commit, and drops them 
 transaction rolls back, so no cache forgets a copy for a change that never happened. Caches
 subscribe to the feed, not to the services, so the feed can carry changes from other nodes too
 (an implementation of :class:`ChangeFeed` over PostgreSQL ``LISTEN/NOTIFY`` or Redis pub/sub)
-without a service noticing. See docs/architecture.md.
+without a service noticing.
 """
 
 from __future__ import annotations
