@@ -33,7 +33,7 @@ from waypost.services.consents import ConsentCreate
 from waypost.services.groups import GroupCreate, GroupUpdate, MemberQuery
 from waypost.services.keys import CreatedKey
 from waypost.settings import Settings
-from waypost.store import Store, make_engine
+from waypost.store import Change, ChangeKind, Store, make_engine
 from waypost.store.schema import contact_groups, group_members
 
 if TYPE_CHECKING:
@@ -998,3 +998,18 @@ def test_two_nodes_write_member_counts_in_one_order(
     for group in (first, second):
         assert member_ids(hub, group.id) == {ann, bob}
         assert hub.groups.get(group.id).member_count == 2
+
+
+def test_the_plan_cache_drops_its_plan_when_a_type_consent_or_group_changes(hub: Hub) -> None:
+    cache = membership.GroupPlanCache()
+    with hub.store.read() as conn:
+        plan = cache.get(conn, today())
+        for kind in ("channel", "key"):
+            cache.changed(Change(kind, uuid.uuid4()))
+        assert cache.get(conn, today()) is plan
+        planned: tuple[ChangeKind, ...] = ("activity_type", "consent", "group")
+        for kind in planned:
+            cache.changed(Change(kind, uuid.uuid4()))
+            rebuilt = cache.get(conn, today())
+            assert rebuilt is not plan
+            plan = rebuilt

@@ -60,6 +60,9 @@ class Hub:
             self.groups, tick=settings.group_refresh_seconds, clock=self.clock
         )
         self.store.on_commit = self.group_updates.committed
+        # Every cache of definitions forgets its copy once a service commits a change to it.
+        self.store.changes.subscribe(self.catalog.changed)
+        self.store.changes.subscribe(self.groups.plans.changed)
         self.rollups = RollupService(self.store)
         self.reports = ReportService(self.store, self.clock)
         self.users = UserService(self.store)

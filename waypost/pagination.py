@@ -14,7 +14,7 @@ from waypost.errors import ApiError
 
 T = TypeVar("T")
 
-Limit = Annotated[
+PageLimit = Annotated[
     int, msgspec.Meta(ge=1, le=1000, description="At most this many items (1 to 1,000).")
 ]
 
@@ -43,7 +43,7 @@ class Page(msgspec.Struct, Generic[T]):
 class ListQuery(msgspec.Struct, forbid_unknown_fields=True):
     """The paging parameters every list takes."""
 
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: Cursor | None = None
 
 

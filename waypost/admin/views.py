@@ -233,11 +233,7 @@ def build_view(ui: AdminUI, view: View) -> Route:
                 if not csrf.tokens_match(session.csrf_token, form.raw(csrf.FIELD)):
                     return csrf_failure(ui, request, session)
             page = Page(ui, request, session, form)
-            response = await run_in_threadpool(view.handler, page)
-            if posting:
-                # Keys, channels, types and consents feed the ingest path's cached catalog.
-                hub.catalog.invalidate()
-            return response
+            return await run_in_threadpool(view.handler, page)
         except ApiError as exc:
             title = "Not found" if exc.status == 404 else "Cannot do that"
             return ui.error_page(request, session, exc.status, title, exc.message)

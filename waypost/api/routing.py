@@ -290,9 +290,6 @@ def build_route(operation: Operation, hub: Hub, reserved: frozenset[str] = froze
                 query = decode_query(plain, query_type)
             call: Call[Any, Any] = Call(hub, body, query, request.path_params, principal, extra)
             result = await run_in_threadpool(operation.handler, call)
-            if operation.method != "GET":
-                # Keys, channels, types and consents feed the ingest path's cached catalog.
-                hub.catalog.invalidate()
         except ApiError as exc:
             return error_response(exc)
         except StorageUnavailable:

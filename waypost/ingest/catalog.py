@@ -1,7 +1,9 @@
 """An in-memory copy of keys, channels, activity types and consents for the hot path.
 
-Each process reloads it when it changes here (services call :meth:`Catalog.invalidate`) and at
-least every ``catalog_ttl_seconds``, so a change made on another node is seen within that time.
+Each process reloads it once a change to what it holds is published on the store's change feed
+(services announce every change they commit, see waypost/store/changes.py), and at least every
+``catalog_ttl_seconds`` whatever the feed says, so a change the feed did not carry (one made in
+another process on the same database) is seen within that time.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import sqlalchemy as sa
 
 from waypost.domain.fields import FieldSpec
 from waypost.domain.keys import Access
-from waypost.store import Store
-from waypost.store.schema import activity_type_fields, activity_types, api_keys, channels, consents
+from waypost.store import Change, Store
+from waypost.store.schema import activity_types, api_keys, channels, consents
+from waypost.store.type_fields import load_type_fields
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,10 @@ class _Limits(msgspec.Struct):
     per_ip: RateLimitInfo | None = DEFAULT_PER_IP
 
 
+# What the catalog holds; it does not hold groups.
+CACHED_KINDS = frozenset({"channel", "key", "activity_type", "consent"})
+
+
 class Catalog:
     """The cached catalog of one process."""
 
@@ -97,6 +104,11 @@ class Catalog:
         with self._lock:
             self._generation += 1
             self._snapshot = None
+
+    def changed(self, change: Change) -> None:
+        """A change feed's subscriber: forget the copy when what it holds changed."""
+        if change.kind in CACHED_KINDS:
+            self.invalidate()
 
     def fresh(self) -> Snapshot | None:
         """The cached copy if it is still fresh, without touching the database."""
@@ -134,11 +146,7 @@ class Catalog:
             ).all()
             channel_rows = conn.execute(sa.select(channels)).all()
             type_rows = conn.execute(sa.select(activity_types)).all()
-            field_rows = conn.execute(
-                sa.select(activity_type_fields).order_by(
-                    activity_type_fields.c.type_id, activity_type_fields.c.position
-                )
-            ).all()
+            fields = load_type_fields(conn)
         consent_map = {r.code_name: (r.id, r.version) for r in consent_rows}
         keys = {r.key_hash: KeyInfo(r.id, r.access, r.channel_id, r.enabled) for r in key_rows}
         channel_map: dict[uuid.UUID, ChannelInfo] = {}
@@ -154,18 +162,6 @@ class Catalog:
                 enforce_consent=r.enforce_consent,
                 identity_secret=r.identity_secret,
                 unknown_events=r.unknown_events,
-            )
-        fields: dict[uuid.UUID, list[FieldSpec]] = {}
-        for f in field_rows:
-            fields.setdefault(f.type_id, []).append(
-                FieldSpec(
-                    name=f.name,
-                    type=f.data_type,
-                    required=f.required,
-                    primary=f.is_primary,
-                    description=f.description,
-                    max_length=f.max_length,
-                )
             )
         types: dict[str, TypeInfo] = {}
         aliases: dict[str, TypeInfo] = {}

@@ -12,18 +12,17 @@ import sqlalchemy as sa
 
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.field_values import format_datetime, primary_text
-from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError
-from waypost.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from waypost.pagination import Cursor, Page, PageLimit, decode_cursor, encode_cursor
 from waypost.records.contacts import contact_not_found
 from waypost.store import Store
 from waypost.store.schema import (
     activities,
-    activity_type_fields,
     activity_types,
     contacts,
     rejected_activities,
 )
+from waypost.store.type_fields import load_type_fields
 
 PRIMARY_LENGTH: int = activities.c.primary_value.type.length  # type: ignore[attr-defined]
 
@@ -59,7 +58,7 @@ class ActivityQuery(msgspec.Struct, forbid_unknown_fields=True):
 
     extra_prefix: ClassVar[str] = "field."
 
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: Cursor | None = None
     contact: uuid.UUID | None = None
     type: str | None = None
@@ -106,7 +105,7 @@ REJECTION_REASONS: tuple[str, ...] = (
 class RejectedQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Filters of the rejected activities; ``since`` and ``until`` bound ``received_at``."""
 
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: Cursor | None = None
     reason: str | None = None
     type: str | None = None
@@ -213,12 +212,7 @@ class ActivityService:
                 raise ApiError(
                     400, "invalid_field", f"No activity type has code name {type_code!r}.", "type"
                 )
-            specs = [
-                FieldSpec(name=r.name, type=r.data_type, primary=r.is_primary)
-                for r in conn.execute(
-                    sa.select(activity_type_fields).where(activity_type_fields.c.type_id == type_id)
-                )
-            ]
+            specs = load_type_fields(conn, [type_id]).get(type_id, [])
         try:
             return parse_filters(specs, params)
         except FilterError as exc:

@@ -18,9 +18,9 @@ from waypost.domain.conditions import dependencies, parse_condition
 from waypost.domain.fields import FieldRuleError, FieldSpec, check_field_change, check_fields
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
-from waypost.pagination import Cursor, Limit, Page, cursor_id, page_by_id
+from waypost.pagination import Cursor, Page, PageLimit, cursor_id, page_by_id
 from waypost.settings import Settings
-from waypost.store import Store
+from waypost.store import Store, announce
 from waypost.store.schema import (
     activities,
     activity_type_fields,
@@ -28,6 +28,7 @@ from waypost.store.schema import (
     contact_groups,
     field_violations,
 )
+from waypost.store.type_fields import load_type_fields
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -121,7 +122,7 @@ class FieldViolationCount(msgspec.Struct):
 class ActivityTypeQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Filters for the activity type list."""
 
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: Cursor | None = None
     enabled: bool | None = None
     client_side: bool | None = None
@@ -191,22 +192,7 @@ class ActivityTypeService:
         if not rows:
             return []
         ids = [row.id for row in rows]
-        fields: dict[uuid.UUID, list[FieldSpec]] = {i: [] for i in ids}
-        for f in conn.execute(
-            sa.select(activity_type_fields)
-            .where(activity_type_fields.c.type_id.in_(ids))
-            .order_by(activity_type_fields.c.type_id, activity_type_fields.c.position)
-        ):
-            fields[f.type_id].append(
-                FieldSpec(
-                    name=f.name,
-                    type=f.data_type,
-                    required=f.required,
-                    primary=f.is_primary,
-                    description=f.description,
-                    max_length=f.max_length,
-                )
-            )
+        fields = load_type_fields(conn, ids)
         used = set(
             conn.execute(
                 sa.select(activity_types.c.id).where(
@@ -232,7 +218,7 @@ class ActivityTypeService:
                     enabled=m["enabled"],
                     client_side=m["client_side"],
                     builtin=m["builtin"],
-                    fields=fields[m["id"]],
+                    fields=fields.get(m["id"], []),
                     aliases=list(m["aliases"]),
                     rate_limits=limits,
                     retention_days=m["retention_days"],
@@ -288,6 +274,7 @@ class ActivityTypeService:
                 )
             )
             self._write_fields(conn, type_id, body.fields)
+            announce(conn, "activity_type", type_id)
             return self.get_in(conn, type_id)
 
     def update(self, type_id: uuid.UUID, body: ActivityTypeUpdate) -> ActivityType:
@@ -330,6 +317,7 @@ class ActivityTypeService:
             conn.execute(
                 activity_types.update().where(activity_types.c.id == type_id).values(**values)
             )
+            announce(conn, "activity_type", type_id)
             return self.get_in(conn, type_id)
 
     def set_enabled(self, type_id: uuid.UUID, enabled: bool) -> ActivityType:
@@ -349,6 +337,7 @@ class ActivityTypeService:
                 )
             _refuse_if_grouped(conn, current.code_name, "deleted")
             conn.execute(activity_types.delete().where(activity_types.c.id == type_id))
+            announce(conn, "activity_type", type_id)
 
     # -- rules ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from waypost.domain.channels import (
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
-from waypost.store import Store
+from waypost.store import Store, announce
 from waypost.store.schema import channels, consents
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -141,8 +141,9 @@ class ChannelService:
     def create_in(self, conn: Connection, body: ChannelCreate) -> Channel:
         self._check_consent(conn, body.tracking_consent, body.enforce_consent)
         now = utcnow()
+        channel_id = new_id()
         values = {
-            "id": new_id(),
+            "id": channel_id,
             "name": body.name,
             "kind": body.kind,
             "allowed_origins": _origins(body.allowed_origins),
@@ -156,6 +157,7 @@ class ChannelService:
         }
         self._guard_name(conn, body.name)
         conn.execute(channels.insert().values(**values))
+        announce(conn, "channel", channel_id)
         return msgspec.convert(values, Channel, from_attributes=False)
 
     def list_page(self, query: ListQuery) -> Page[Channel]:
@@ -199,6 +201,7 @@ class ChannelService:
             if values:
                 values["updated_at"] = utcnow()
                 conn.execute(channels.update().where(channels.c.id == channel_id).values(**values))
+                announce(conn, "channel", channel_id)
             return self.get_in(conn, channel_id)
 
     def delete(self, channel_id: uuid.UUID) -> None:
@@ -206,6 +209,7 @@ class ChannelService:
             with self.store.write() as conn:
                 self.get_in(conn, channel_id)
                 conn.execute(channels.delete().where(channels.c.id == channel_id))
+                announce(conn, "channel", channel_id)
         except IntegrityError:
             raise conflict(
                 "The channel still has keys or activities; delete its keys first. "

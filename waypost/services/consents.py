@@ -16,7 +16,7 @@ from waypost.ids import new_id, utcnow
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
 from waypost.records.consents import Agreement, ConsentState, current_states, insert_agreement
 from waypost.services.channels import Language
-from waypost.store import Store
+from waypost.store import Store, announce
 from waypost.store.schema import consent_agreements, consent_texts, consents
 
 # "$(?!\n)": Python's "$" also matches before a final newline; the OpenAPI document's regex
@@ -94,6 +94,7 @@ class ConsentService:
                 )
             )
             self._write_texts(conn, consent_id, body.texts)
+            announce(conn, "consent", consent_id)
             return self._get_in(conn, consents.c.id == consent_id)
 
     def list_page(self, query: ListQuery) -> Page[Consent]:
@@ -126,6 +127,7 @@ class ConsentService:
             if values:
                 values["updated_at"] = utcnow()
                 conn.execute(consents.update().where(consents.c.id == consent_id).values(**values))
+                announce(conn, "consent", consent_id)
             return self._get_in(conn, consents.c.id == consent_id)
 
     def delete(self, consent_id: uuid.UUID) -> None:
@@ -142,6 +144,7 @@ class ConsentService:
                     "an audit trail, so it cannot be deleted."
                 )
             conn.execute(consents.delete().where(consents.c.id == consent_id))
+            announce(conn, "consent", consent_id)
 
     def text_for(self, code_name: str, language: str | None, fallback: str) -> ConsentText:
         """The text in ``language``, else in ``fallback`` (the channel's default language)."""

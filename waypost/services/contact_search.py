@@ -36,8 +36,8 @@ from waypost.domain.contact_fields import normalise_email
 from waypost.errors import ApiError
 from waypost.pagination import (
     Cursor,
-    Limit,
     Page,
+    PageLimit,
     cursor_id,
     decode_cursor,
     encode_cursor,
@@ -57,7 +57,7 @@ class ContactSearchQuery(msgspec.Struct, forbid_unknown_fields=True):
     every contact, newest first."""
 
     q: str = ""
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: Cursor | None = None
 
 

@@ -5,7 +5,7 @@ A full computation keeps the work in the database: the members the condition sel
 temporary table, and entries, exits and their events are each one INSERT ... SELECT or DELETE
 against it, so a group of a million contacts never travels through Python. An incremental
 update evaluates the groups for a few contacts, and only the groups the change concerns
-(see ``Plan.affected``).
+(see ``PlannedGroup.affected``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from sqlalchemy import Connection
 
 from waypost.domain.conditions import Changes, Condition, dependencies, parse_condition
 from waypost.services.group_sql import (
-    Catalog,
     CompileError,
+    ConditionCatalog,
     Context,
     catalog_version,
-    load_catalog,
+    load_condition_catalog,
     members_select,
 )
+from waypost.store import Change
 from waypost.store.schema import contact_groups, group_members, group_membership_events
 
 log = logging.getLogger("waypost.groups")
@@ -80,17 +81,17 @@ class PlannedGroup:
 
 
 @dataclass(frozen=True)
-class Plan:
+class GroupPlan:
     """Every group, those another group refers to first, compiled for one day's windows."""
 
     version: tuple[object, ...]
     today: dt.date
-    catalog: Catalog
+    catalog: ConditionCatalog
     groups: tuple[PlannedGroup, ...]
 
 
-def build_plan(conn: Connection, version: tuple[object, ...], today: dt.date) -> Plan:
-    catalog = load_catalog(conn)
+def build_plan(conn: Connection, version: tuple[object, ...], today: dt.date) -> GroupPlan:
+    catalog = load_condition_catalog(conn)
     ctx = catalog.context(today, conn.dialect.name, SOME)
     # In the order of their ids, not as the database lists them (on PostgreSQL, a written
     # count moves a row): every node then writes the groups' counts in one order, and two
@@ -123,17 +124,29 @@ def build_plan(conn: Connection, version: tuple[object, ...], today: dt.date) ->
         planned.append(
             PlannedGroup(gid, rows[gid], type_ids, d.contact_fields, d.consents, d.groups, some)
         )
-    return Plan(version, today, catalog, tuple(planned))
+    return GroupPlan(version, today, catalog, tuple(planned))
 
 
-class PlanCache:
+# What a plan is compiled from.
+PLANNED_KINDS = frozenset({"activity_type", "consent", "group"})
+
+
+class GroupPlanCache:
     """The plan of one process, rebuilt only when a type, consent or group changed."""
 
     def __init__(self) -> None:
-        self._plan: Plan | None = None
+        self._plan: GroupPlan | None = None
         self._lock = threading.Lock()
 
-    def get(self, conn: Connection, today: dt.date) -> Plan:
+    def changed(self, change: Change) -> None:
+        """A change feed's subscriber: drop the plan when what it is compiled from changed."""
+        if change.kind in PLANNED_KINDS:
+            with self._lock:
+                self._plan = None
+
+    def get(self, conn: Connection, today: dt.date) -> GroupPlan:
+        # The version is still checked: a change the feed did not carry (one made in another
+        # process on the same database) must not leave a stale plan evaluating groups.
         version = catalog_version(conn)
         with self._lock:
             plan = self._plan

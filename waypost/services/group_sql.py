@@ -41,7 +41,6 @@ from waypost.services.activities import field_condition
 from waypost.store.schema import (
     activities,
     activity_rollups,
-    activity_type_fields,
     activity_types,
     consent_agreements,
     consents,
@@ -49,6 +48,7 @@ from waypost.store.schema import (
     contacts,
     group_members,
 )
+from waypost.store.type_fields import load_type_fields
 
 Select = sa.Select[Any]
 
@@ -341,7 +341,7 @@ def _consent(condition: ConsentCondition, ctx: Context) -> Select:
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ConditionCatalog:
     """Types (with their fields) and consents by code name: what conditions name."""
 
     types: dict[str, TypeRef]
@@ -356,12 +356,8 @@ class Catalog:
         return Context(today, self.types, self.consents, dialect, only)
 
 
-def load_catalog(conn: sa.Connection) -> Catalog:
-    fields: dict[uuid.UUID, list[FieldSpec]] = {}
-    for f in conn.execute(sa.select(activity_type_fields)):
-        fields.setdefault(f.type_id, []).append(
-            FieldSpec(name=f.name, type=f.data_type, primary=f.is_primary)
-        )
+def load_condition_catalog(conn: sa.Connection) -> ConditionCatalog:
+    fields = load_type_fields(conn)
     types = {
         r.code_name: TypeRef(r.id, tuple(fields.get(r.id, ())))
         for r in conn.execute(sa.select(activity_types.c.id, activity_types.c.code_name))
@@ -369,7 +365,7 @@ def load_catalog(conn: sa.Connection) -> Catalog:
     consent_ids = {
         r.code_name: r.id for r in conn.execute(sa.select(consents.c.code_name, consents.c.id))
     }
-    return Catalog(types, consent_ids)
+    return ConditionCatalog(types, consent_ids)
 
 
 def _version_select() -> Select:
@@ -396,10 +392,10 @@ _VERSION = _version_select()
 
 def catalog_version(conn: sa.Connection) -> tuple[object, ...]:
     """Changes whenever a type, a consent or a group is added, changed or removed: a cached
-    Catalog and the parsed groups stay valid while it stays the same."""
+    ConditionCatalog and the parsed groups stay valid while it stays the same."""
     return tuple(conn.execute(_VERSION).one())
 
 
 def load_context(conn: sa.Connection, today: dt.date, only: Sequence[uuid.UUID] | None) -> Context:
     """Types (with their fields) and consents by code name, for compiling conditions."""
-    return load_catalog(conn).context(today, conn.dialect.name, only)
+    return load_condition_catalog(conn).context(today, conn.dialect.name, only)

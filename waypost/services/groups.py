@@ -39,7 +39,15 @@ from waypost.domain.conditions import (
 )
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id
-from waypost.pagination import Cursor, Limit, ListQuery, Page, cursor_id, encode_cursor, page_by_id
+from waypost.pagination import (
+    Cursor,
+    ListQuery,
+    Page,
+    PageLimit,
+    cursor_id,
+    encode_cursor,
+    page_by_id,
+)
 from waypost.records.contacts import contact_not_found, require_contact
 from waypost.services.group_history import (
     GroupHistory,
@@ -48,8 +56,8 @@ from waypost.services.group_history import (
     membership_history,
 )
 from waypost.services.group_membership import (
-    Plan,
-    PlanCache,
+    GroupPlan,
+    GroupPlanCache,
     apply_some,
     busy_contacts,
     evaluate,
@@ -66,7 +74,7 @@ from waypost.services.group_sql import (
     within_database_limits,
 )
 from waypost.services.reports import window
-from waypost.store import Store
+from waypost.store import Store, announce
 from waypost.store.schema import (
     activities,
     activity_types,
@@ -155,7 +163,7 @@ class Explained(msgspec.Struct):
 
 
 class MemberQuery(msgspec.Struct, forbid_unknown_fields=True):
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: Cursor | None = None
 
 
@@ -184,7 +192,7 @@ class GroupService:
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
         self.clock = clock if clock is not None else SystemClock()
-        self.plans = PlanCache()
+        self.plans = GroupPlanCache()
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -208,6 +216,7 @@ class GroupService:
                     )
                 )
                 self._recompute(conn, group_id, condition, self._today())
+                announce(conn, "group", group_id)
                 return self._get(conn, group_id)
         except IntegrityError:
             raise conflict(f"A group named {body.name!r} exists already.", "name") from None
@@ -236,6 +245,7 @@ class GroupService:
                     self._recompute(conn, group_id, condition, self._today())
                     for dependent in self._dependents(conn, group_id):
                         self._recompute(conn, dependent[0], dependent[1], self._today())
+                announce(conn, "group", group_id)
                 return self._get(conn, group_id)
         except IntegrityError:
             raise conflict("A group with that name exists already.", "name") from None
@@ -253,6 +263,7 @@ class GroupService:
             if users:
                 raise conflict(f"Groups {', '.join(users)} use this group; change them first.")
             conn.execute(contact_groups.delete().where(contact_groups.c.id == group_id))
+            announce(conn, "group", group_id)
 
     def get(self, group_id: uuid.UUID) -> Group:
         with self.store.read() as conn:
@@ -468,7 +479,7 @@ class GroupService:
         return changes_made
 
     def _differing(
-        self, conn: Connection, plan: Plan, changes: Changes, ids: list[uuid.UUID]
+        self, conn: Connection, plan: GroupPlan, changes: Changes, ids: list[uuid.UUID]
     ) -> list[uuid.UUID]:
         """The contacts whose membership of some group would change."""
         differing: set[uuid.UUID] = set()

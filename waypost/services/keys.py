@@ -14,9 +14,9 @@ from sqlalchemy import Connection
 from waypost.domain.keys import Access, bearer_token, generate_key, hash_key
 from waypost.errors import ApiError, invalid, not_found
 from waypost.ids import new_id, utcnow
-from waypost.pagination import Cursor, Limit, Page, cursor_id, page_by_id
+from waypost.pagination import Cursor, Page, PageLimit, cursor_id, page_by_id
 from waypost.services.key_usage import KeyUsage
-from waypost.store import Store
+from waypost.store import Store, announce
 from waypost.store.schema import api_keys, channels
 
 Name = Annotated[str, msgspec.Meta(max_length=200)]
@@ -69,7 +69,7 @@ class Principal(msgspec.Struct, frozen=True):
 class KeyQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Filters for the key list."""
 
-    limit: Limit = 100
+    limit: PageLimit = 100
     cursor: Cursor | None = None
     channel: uuid.UUID | None = None
     access: Access | None = None
@@ -143,6 +143,7 @@ class KeyService:
                 disabled_at=None,
             )
         )
+        announce(conn, "key", key_id)
         return CreatedKey(
             id=key_id,
             channel=body.channel,
@@ -190,6 +191,7 @@ class KeyService:
                 )
                 if done.rowcount == 0:
                     raise not_found("API key")
+                announce(conn, "key", key_id)
             row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
         if row is None:
             raise not_found("API key")
@@ -199,6 +201,7 @@ class KeyService:
         with self.store.write() as conn:
             if conn.execute(api_keys.delete().where(api_keys.c.id == key_id)).rowcount == 0:
                 raise not_found("API key")
+            announce(conn, "key", key_id)
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal behind a bearer token: 401 without a known key, 403 if disabled."""

@@ -1,5 +1,16 @@
 """Storage: the tables, the engine for SQLite or PostgreSQL, migrations and the Store seam."""
 
+from waypost.store.changes import Change, ChangeFeed, ChangeKind, LocalChangeFeed, announce
 from waypost.store.engine import StorageUnavailable, Store, make_engine, touch
 
-__all__ = ["StorageUnavailable", "Store", "make_engine", "touch"]
+__all__ = [
+    "Change",
+    "ChangeFeed",
+    "ChangeKind",
+    "LocalChangeFeed",
+    "StorageUnavailable",
+    "Store",
+    "announce",
+    "make_engine",
+    "touch",
+]

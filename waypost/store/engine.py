@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from waypost.settings import Settings
+from waypost.store.changes import PENDING, Change, ChangeFeed, LocalChangeFeed, publish_all
 
 
 class StorageUnavailable(Exception):
@@ -98,11 +99,13 @@ def touch(conn: Connection, contact_ids: Iterable[Any], what: Any) -> None:
 class Store:
     """The storage seam: transactions on one engine, with outages turned into StorageUnavailable."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, changes: ChangeFeed | None = None) -> None:
         self.engine = engine
         self._writer = engine.execution_options(waypost_begin="IMMEDIATE")
         # Called after each committed write transaction that touched contacts (see touch()).
         self.on_commit: Callable[[Touched], None] | None = None
+        # Where committed changes to cached definitions are published (see changes.announce).
+        self.changes: ChangeFeed = changes if changes is not None else LocalChangeFeed()
 
     @property
     def dialect(self) -> str:
@@ -112,16 +115,24 @@ class Store:
     def write(self) -> Iterator[Connection]:
         """A read-write transaction, committed when the block ends without an exception."""
         touched: Touched = []
+        changes: list[Change] | None = None
         with _outage_guard(), self._writer.begin() as conn:
             # Kept, not asked for again: once the connection is lost, conn.info raises
             # instead of answering, which would hide the outage behind another error.
             info = conn.info
             info[TOUCHED] = touched
+            # No list until a change is announced: most write transactions (the writer's)
+            # announce none.
+            info[PENDING] = None
             try:
                 yield conn
             finally:
                 # The info dict outlives this checkout of the connection.
                 info.pop(TOUCHED, None)
+                changes = info.pop(PENDING, None)
+        # Caches first: what on_commit starts may read them.
+        if changes:
+            publish_all(self.changes, changes)
         if touched and self.on_commit is not None:
             self.on_commit(touched)
 
