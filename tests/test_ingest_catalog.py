@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from waypost import cli
+from waypost import cli, console
 from waypost.domain.keys import hash_key
 from waypost.hub import Hub
 from waypost.ingest.catalog import Snapshot
@@ -188,7 +188,7 @@ def test_a_key_disabled_through_the_cli_is_in_that_process_catalog_at_once(
             seen.append(self.catalog.get().keys[hash_key(key.key)].enabled)
             super().close()
 
-    monkeypatch.setattr(cli, "Hub", WatchedHub)
+    monkeypatch.setattr(console, "Hub", WatchedHub)
     runner = CliRunner(
         env={"WAYPOST_DATABASE_URL": database_url, "WAYPOST_CATALOG_TTL_SECONDS": "3600"}
     )
