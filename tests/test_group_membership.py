@@ -25,8 +25,8 @@ from starlette.testclient import TestClient
 from waypost.clock import FakeClock
 from waypost.domain.conditions import CONSENTS_CHANGED
 from waypost.hub import Hub
+from waypost.services import group_computing as computing
 from waypost.services import group_membership as membership
-from waypost.services import groups as groups_service
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.consents import ConsentCreate
@@ -850,7 +850,7 @@ def test_a_condition_committed_after_a_later_change_is_the_one_evaluated(
     # The first group's new condition takes long to compute; meanwhile the second group is
     # renamed and an update reads the groups.
     with paused(
-        monkeypatch, groups_service, "recompute_all", lambda _c, group, *_: group == first.id
+        monkeypatch, computing, "recompute_all", lambda _c, group, *_: group == first.id
     ) as (waiting, go):
         join_change = in_thread(
             lambda: hub.groups.update(first.id, GroupUpdate(condition={"consent": "B"}))
@@ -879,10 +879,10 @@ def test_an_update_that_reads_while_another_writes_the_same_contact_waits_for_it
     hub.consents.agree(ann, "A", True, None)
     # The update for the agreement finds that Ann enters, and takes long to write it; she
     # revokes meanwhile, and the update for the revocation runs before the first commits.
-    with paused(monkeypatch, groups_service, "apply_some", lambda *_: True) as (waiting, go):
+    with paused(monkeypatch, computing, "apply_some", lambda *_: True) as (waiting, go):
         join_first = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED))
         assert waiting.wait(10)
-        monkeypatch.setattr(groups_service, "apply_some", membership.apply_some)
+        monkeypatch.setattr(computing, "apply_some", membership.apply_some)
         hub.consents.agree(ann, "A", False, None)
         join_second = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED))
         time.sleep(0.3)
@@ -932,7 +932,7 @@ def test_a_full_computation_waits_for_an_update_under_way_without_a_deadlock(
     hub.consents.agree(ann, "A", True, None)
     # The update writing Ann's entry holds its locks while the group's condition is changed
     # (which writes the group's row, then computes it in full).
-    with paused(monkeypatch, groups_service, "apply_some", lambda *_: True) as (waiting, go):
+    with paused(monkeypatch, computing, "apply_some", lambda *_: True) as (waiting, go):
         join_update = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED))
         assert waiting.wait(10)
         change = GroupUpdate(condition={"consent": "A"})
@@ -985,7 +985,7 @@ def test_two_nodes_write_member_counts_in_one_order(
                 assert go.wait(10)
             return made
 
-        monkeypatch.setattr(groups_service, "apply_some", apply_then_wait)
+        monkeypatch.setattr(computing, "apply_some", apply_then_wait)
         join_ann = in_thread(lambda: hub.groups.update_contacts([ann], CONSENTS_CHANGED), "ann")
         assert wrote_one.wait(10)
         join_bob = in_thread(lambda: other.groups.update_contacts([bob], CONSENTS_CHANGED))

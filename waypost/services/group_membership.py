@@ -157,45 +157,6 @@ class GroupPlanCache:
         return plan
 
 
-# On PostgreSQL, a full computation holds this advisory lock exclusively and every phase of an
-# incremental update holds it shared. An update that read while a full computation was under
-# way would compare a selection made before the latest changes with kept members about to be
-# replaced, find no difference, and leave whatever that computation commits.
-_COMPUTING = 0x77617970_67726F75  # any constant, the same on every node
-
-
-def hold_back_updates(conn: Connection) -> None:
-    """Wait for the incremental updates under way, and keep new ones waiting until this
-    transaction ends; first thing in a transaction that computes a group in full, before it
-    writes any group's row (an update holding its locks would wait for that row, and this
-    transaction for the update)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _COMPUTING})
-
-
-def busy_contacts(conn: Connection, contact_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """For the read phase of an incremental update: wait for the full computations under way,
-    then the contacts of ``contact_ids`` another transaction is changing (an update writing
-    their memberships, a data input, a merge). What a read finds about those may be undone by
-    that transaction's commit, so they are evaluated again in the write phase, which waits for
-    it. SQLite's single writer rules both out."""
-    if conn.dialect.name != "postgresql":
-        return set()
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _COMPUTING})
-    free = conn.execute(
-        sa.text("SELECT id FROM contacts WHERE id = ANY(:ids) FOR SHARE SKIP LOCKED"),
-        {"ids": contact_ids},
-    ).scalars()
-    return set(contact_ids) - set(free)
-
-
-def wait_for_computations(conn: Connection) -> None:
-    """For the write phase of an incremental update: wait for the full computations under
-    way, and keep new ones waiting until this transaction ends."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _COMPUTING})
-
-
 def evaluate(
     conn: Connection, group: PlannedGroup, contact_ids: list[uuid.UUID]
 ) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
