@@ -126,6 +126,9 @@ def test_a_route_is_one_entry() -> None:
 def test_a_route_cannot_be_declared_twice() -> None:
     with pytest.raises(ValueError, match="twice"):
         IngestRouter(fake_hub(), [*INGEST_ROUTES, INGEST_ROUTES[0]])
+    stray = IngestRoute("GET", "/v1/ping", TrackingApp, ping, "ping", "Ping", "T", "tracking")
+    with pytest.raises(ValueError, match="two transports"):
+        IngestRouter(fake_hub(), [*INGEST_ROUTES, stray])
 
 
 def test_ingest_operation_ids_are_unique() -> None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from anyio import to_thread
 
 from waypost.domain.contact_fields import is_email
 from waypost.errors import ApiError, ErrorBody, holds_nul, nul_refused
-from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import Accepted, Rejected, prepare, reject
 from waypost.ingest.catalog import ChannelInfo, Snapshot
@@ -36,6 +35,9 @@ from waypost.ingest.frame import (
     query_key,
 )
 from waypost.ratelimit import Decision, Limit, retry_after
+
+if TYPE_CHECKING:
+    from waypost.hub import Hub
 
 TRACKING_LEVELS = ("visitor", "all")
 COOKIE_LEVELS = ("none", "essential", "visitor", "all")

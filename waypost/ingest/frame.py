@@ -10,7 +10,7 @@ service and encodes its answer. Its routes are lines of the ingest route table
 The frame does the rest the same way for every transport: the body within its size limit
 (gunzipped), JSON within the nesting limit, the catalog snapshot, the key, unknown routes and
 methods, a storage outage as 503 with Retry-After, errors in the JSON error shape, and CORS.
-These requests never pass through the admin framework (docs/performance.md).
+It is bare ASGI so that the admin framework's per-request machinery stays off the hot path.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from waypost.ingest.browser import (
     IdentifyAnswer,
     IdentifyBody,
 )
-from waypost.ingest.frame import Answer, Endpoint, Methods, PathTable, Transport
+from waypost.ingest.frame import Answer, Endpoint, IngestRequest, Methods, PathTable, Transport
 from waypost.ingest.segment import SegmentApp
 from waypost.ingest.tracking import AgreeBody, ConsentTextOut, IsAgreedOut, ResultsOut, TrackingApp
 from waypost.openapi_types import Auth
@@ -48,7 +48,7 @@ class IngestRoute:
     path: str
     transport: type[Transport]
     # An endpoint of the transport class, given the transport when called.
-    endpoint: Callable[[Any, Any], Awaitable[Answer]]
+    endpoint: Callable[[Any, IngestRequest], Awaitable[Answer]]
     operation_id: str
     summary: str
     tag: str
@@ -110,7 +110,10 @@ ALIAS = "The same route answers under /Kentico.Tracking."
 
 
 def tracking(
-    method: str, path: str, endpoint: Callable[[TrackingApp, Any], Awaitable[Answer]], **doc: Any
+    method: str,
+    path: str,
+    endpoint: Callable[[TrackingApp, IngestRequest], Awaitable[Answer]],
+    **doc: Any,
 ) -> IngestRoute:
     """A route of the tracking API, also under /Kentico.Tracking (Kentico's path)."""
     doc.setdefault("description", ALIAS)
@@ -128,7 +131,7 @@ def tracking(
 
 
 def browser(
-    path: str, endpoint: Callable[[BrowserApp, Any], Awaitable[Answer]], **doc: Any
+    path: str, endpoint: Callable[[BrowserApp, IngestRequest], Awaitable[Answer]], **doc: Any
 ) -> IngestRoute:
     """A route of the browser endpoints (all POST)."""
     errors = (404, 429)
@@ -286,7 +289,10 @@ class IngestRouter:
             path: found for path, found in by_path.items() if "{" not in path
         }
         # Every path under a transport's prefixes is its own: unknown ones answer its 404.
-        self.prefixes = {_prefix(path): transport for path, (transport, _) in by_path.items()}
+        self.prefixes: dict[str, Transport] = {}
+        for path, (transport, _) in by_path.items():
+            if self.prefixes.setdefault(_prefix(path), transport) is not transport:
+                raise ValueError(f"{_prefix(path)} belongs to two transports")
         self.under = tuple(self.prefixes)
         for transport in self.transports.values():
             templates: dict[tuple[str, ...], Methods] = {}
