@@ -32,6 +32,7 @@ from waypost.clientip import parse_trusted_proxies, uvicorn_proxy_options
 from waypost.clock import FakeClock
 from waypost.hub import Hub
 from waypost.ids import utcnow
+from waypost.ingest.browser import BrowserApp
 from waypost.ratelimit import RedisRateLimiter
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
@@ -1008,7 +1009,7 @@ def backend(request: pytest.FixtureRequest, hub: Hub, client: TestClient) -> Ite
     # The app was made with the hub's first limiter.
     app = client.app
     assert isinstance(app, WaypostApp)
-    app.browser.limiter = hub.rate_limiter
+    app.ingest.transport(BrowserApp).limiter = hub.rate_limiter
     yield "redis"
     with redis.Redis.from_url(url) as plain:
         assert any(True for _ in plain.scan_iter(f"{prefix}*")), "Redis was not used"

@@ -40,10 +40,7 @@ from waypost.api.routing import (
 )
 from waypost.errors import ApiError
 from waypost.hub import Hub
-from waypost.ingest.browser import BrowserApp
-from waypost.ingest.operations import ingest_operations
-from waypost.ingest.segment import SegmentApp
-from waypost.ingest.tracking import TrackingApp
+from waypost.ingest.routes import INGEST_ROUTES, IngestRouter
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable
 
@@ -74,7 +71,7 @@ def admin_operations() -> list[Operation]:
 def api_document() -> dict[str, Any]:
     """The OpenAPI document served at /api/openapi.json."""
     return openapi_document(
-        [*admin_operations(), *ingest_operations()],
+        [*admin_operations(), *INGEST_ROUTES],
         title="Waypost",
         version=version("waypost"),
         description=DESCRIPTION,
@@ -82,32 +79,23 @@ def api_document() -> dict[str, Any]:
 
 
 class WaypostApp:
-    """The ASGI entry point: ingest paths go straight to their bare handlers, the rest to the
-    admin application, so the framework's per-request machinery stays off the hot path."""
+    """The ASGI entry point: ingest paths go straight to their transports (the ingest route
+    table, waypost/ingest/routes.py), the rest to the admin application, so the framework's
+    per-request machinery stays off the hot path."""
 
-    def __init__(
-        self, admin: Starlette, tracking: TrackingApp, browser: BrowserApp, segment: SegmentApp
-    ) -> None:
+    def __init__(self, admin: Starlette, ingest: IngestRouter) -> None:
         self.admin = admin
-        self.tracking = tracking
-        self.browser = browser
-        self.segment = segment
+        self.ingest = ingest
         self.state = admin.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(TRACKING_PREFIXES):
-            await self.tracking(scope, receive, send)
-            return
-        if scope["type"] == "http" and scope["path"].startswith("/browser/"):
-            await self.browser(scope, receive, send)
-            return
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            await self.segment(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            found = self.ingest.find(scope["path"])
+            if found is not None:
+                transport, methods = found
+                await transport.serve(scope, receive, send, methods)
+                return
         await self.admin(scope, receive, send)
-
-
-TRACKING_PREFIXES = ("/tracking/", "/Kentico.Tracking/")
 
 
 def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
@@ -176,7 +164,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         },
     )
     app.state.hub = the_hub
-    return WaypostApp(app, TrackingApp(the_hub), BrowserApp(the_hub), SegmentApp(the_hub))
+    return WaypostApp(app, IngestRouter(the_hub))
 
 
 def script_response(request: Request, body: bytes) -> Response:

@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 
-from waypost.api.routing import Operation
 from waypost.errors import ErrorBody
+from waypost.openapi_types import Documented
 
 PATH_PARAM = re.compile(r"{([a-z_]+)}")
 
@@ -42,7 +42,7 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
 
 
 def openapi_document(
-    operations: Sequence[Operation], *, title: str, version: str, description: str
+    operations: Sequence[Documented], *, title: str, version: str, description: str
 ) -> dict[str, Any]:
     types: list[Any] = [ErrorBody]
     for op in operations:
@@ -122,7 +122,7 @@ def openapi_document(
     }
 
 
-def _parameters(op: Operation, components: dict[str, Any]) -> list[dict[str, Any]]:
+def _parameters(op: Documented, components: dict[str, Any]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in PATH_PARAM.findall(op.path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +29,7 @@ from waypost.errors import (
     holds_nul,
     nul_refused,
 )
+from waypost.openapi_types import Auth
 from waypost.store import StorageUnavailable
 
 if TYPE_CHECKING:
@@ -37,11 +38,6 @@ if TYPE_CHECKING:
 
 B = TypeVar("B")
 Q = TypeVar("Q")
-
-# admin: an admin key; public: none; tracking: a tracking key (bearer); publishable: a
-# publishable key in the ``key`` query parameter. Only admin and public routes go through
-# this router; the others are served by the bare ingest handlers and only documented here.
-Auth = Literal["admin", "public", "tracking", "publishable", "segment"]
 
 JSON_TYPES = ("application/json", "text/json")
 
@@ -61,7 +57,8 @@ class Call(Generic[B, Q]):
 
 @dataclass(frozen=True)
 class Operation:
-    """One route: method, path, types, and the handler that serves it."""
+    """One route: method, path, types, and the handler that serves it (admin and public
+    routes only: the ingest routes are served by their transports)."""
 
     method: str
     path: str
@@ -79,23 +76,6 @@ class Operation:
     @property
     def operation_id(self) -> str:
         return self.handler.__name__
-
-
-def documented(
-    method: str,
-    path: str,
-    name: str,
-    summary: str,
-    tag: str,
-    **fields: Any,
-) -> Operation:
-    """An operation served outside this router (the bare ingest handlers), for the document."""
-
-    def handler(_: Call[Any, Any]) -> None:
-        raise AssertionError(f"{name} is served by the ingest handlers, not the router")
-
-    handler.__name__ = name
-    return Operation(method, path, handler, summary, tag, **fields)
 
 
 class NoBody(msgspec.Struct):

@@ -12,40 +12,32 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from typing import Annotated, TypeVar
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from anyio import to_thread
 
 from waypost.domain.contact_fields import is_email
-from waypost.domain.keys import hash_key
-from waypost.errors import (
-    ApiError,
-    ErrorBody,
-    from_validation_error,
-    holds_nul,
-    nul_refused,
-    too_deep,
-)
-from waypost.hub import Hub
+from waypost.errors import ApiError, ErrorBody, holds_nul, nul_refused
 from waypost.ids import utcnow
 from waypost.ingest.activities import Accepted, Rejected, prepare, reject
-from waypost.ingest.asgi import (
-    STORAGE_DOWN,
-    Headers,
-    Receive,
-    Scope,
-    Send,
-    encode_headers,
-    media_type,
-    read_body,
-    respond,
-)
 from waypost.ingest.catalog import ChannelInfo, Snapshot
 from waypost.ingest.contact_limits import contact_limit_key, follow_merges
+from waypost.ingest.frame import (
+    Answer,
+    Cors,
+    Headers,
+    IngestRequest,
+    KeyRule,
+    Transport,
+    decode_json,
+    media_type,
+    query_key,
+)
 from waypost.ratelimit import Decision, Limit, retry_after
-from waypost.store import StorageUnavailable
+
+if TYPE_CHECKING:
+    from waypost.hub import Hub
 
 TRACKING_LEVELS = ("visitor", "all")
 COOKIE_LEVELS = ("none", "essential", "visitor", "all")
@@ -101,128 +93,67 @@ class IdentifyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
 _encode = msgspec.json.Encoder().encode
 
 
-T = TypeVar("T")
+class BrowserApp(Transport):
+    """The /browser endpoints: a publishable key in ``?key=``, pages of its website channel.
+    Every request, whatever its route, needs the key and the origin."""
 
-
-def _decode(raw: bytes, kind: type[T]) -> T:
-    try:
-        return _decode_object(raw, kind)
-    except RecursionError:
-        # The activity of a body is checked on its own (prepare); only a body too deep to
-        # decode at all ends here.
-        raise too_deep() from None
-
-
-def _decode_object(raw: bytes, kind: type[T]) -> T:
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        # msgspec validates while it parses: '[1, 2' fails validation before its syntax does.
-        try:
-            msgspec.json.decode(raw)
-        except msgspec.DecodeError as syntax:
-            raise from_validation_error(syntax) from None
-        raise from_validation_error(exc, kind) from None
-    except msgspec.DecodeError as exc:
-        raise from_validation_error(exc) from None
-
-
-class BrowserApp:
-    """The /browser routes."""
+    keys = KeyRule(
+        access="publishable",
+        missing="Add the publishable key: ?key=wpp_...",
+        unknown="That key is not known.",
+        disabled="That key is disabled.",
+        wrong_access="Browsers use a publishable key (wpp_...).",
+        no_channel="Publishable keys work for website channels only.",
+        channel_kind="website",
+    )
+    cors = Cors(
+        methods=b"POST, OPTIONS",
+        headers=b"Content-Type",
+        foreign_origin="The origin {origin!r} is not an allowed origin of the channel.",
+        origin_required=True,
+    )
+    not_found = "No such browser route."
 
     def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.settings = hub.settings
-        self.catalog = hub.catalog
-        self.writer = hub.writer
+        super().__init__(hub)
         self.limiter = hub.rate_limiter
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        snapshot = await self._snapshot()
-        cors: Headers = [(b"vary", b"Origin")]
-        if scope["method"] == "OPTIONS":
-            if origin in snapshot.all_origins:
-                cors += _allow_origin(origin)
-            await respond(send, 204, b"", cors)
-            return
-        allowed_origins = snapshot.all_origins
-        try:
-            channel = self._authenticate(scope, snapshot)
-            allowed_origins = channel.allowed_origins
-            if origin not in channel.allowed_origins:
-                raise ApiError(
-                    403,
-                    "forbidden",
-                    f"The origin {origin or '(none)'!r} is not an allowed origin of the channel.",
-                )
-            status, body, extra = await self._dispatch(scope, receive, headers, channel, snapshot)
-        except ApiError as exc:
-            status, body, extra = exc.status, exc.body(), encode_headers(exc.headers)
-        except StorageUnavailable:
-            status, body = 503, STORAGE_DOWN.body()
-            extra = encode_headers(STORAGE_DOWN.headers)
-        if origin in allowed_origins:
-            cors += _allow_origin(origin)
-        await respond(send, status, body, cors + extra)
+    async def admit(self, request: IngestRequest) -> None:
+        await self.authenticate(request, query_key(request))
 
-    async def _snapshot(self) -> Snapshot:
-        snapshot = self.catalog.fresh()
-        if snapshot is None:
-            snapshot = await to_thread.run_sync(self.catalog.get)
-        return snapshot
+    async def consent(self, request: IngestRequest) -> Answer:
+        """``POST /browser/consent``."""
+        body = decode_json(await self._body(request, nul_ok=False), ConsentBody)
+        return await self._consent(body, _channel(request), self.hub.client_ip(request.scope))
 
-    def _authenticate(self, scope: Scope, snapshot: Snapshot) -> ChannelInfo:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        token = (query.get("key") or [""])[0]
-        if not token:
-            raise ApiError(401, "unauthorized", "Add the publishable key: ?key=wpp_...")
-        key = snapshot.keys.get(hash_key(token))
-        if key is None:
-            raise ApiError(401, "unauthorized", "That key is not known.")
-        if not key.enabled:
-            raise ApiError(403, "forbidden", "That key is disabled.")
-        if key.access != "publishable" or key.channel_id is None:
-            raise ApiError(403, "forbidden", "Browsers use a publishable key (wpp_...).")
-        channel = snapshot.channels.get(key.channel_id)
-        if channel is None or channel.kind != "website":
-            raise ApiError(403, "forbidden", "Publishable keys work for website channels only.")
-        self.hub.keys.usage.note(key.id)
-        return channel
+    async def identify(self, request: IngestRequest) -> Answer:
+        """``POST /browser/identify``."""
+        raw = await self._body(request, nul_ok=False)
+        ip = self.hub.client_ip(request.scope)
+        body = decode_json(raw, IdentifyBody)
+        return await self._identify(body, _channel(request), _snapshot(request), ip)
 
-    async def _dispatch(
-        self,
-        scope: Scope,
-        receive: Receive,
-        headers: dict[bytes, bytes],
-        channel: ChannelInfo,
-        snapshot: Snapshot,
-    ) -> tuple[int, bytes, Headers]:
-        route = scope["path"][len("/browser") :].strip("/")
-        if route not in ("consent", "activity", "identify"):
-            raise ApiError(404, "not_found", "No such browser route.")
-        if scope["method"] != "POST":
-            raise ApiError(405, "method_not_allowed", "Use POST.", headers={"Allow": "POST"})
-        if media_type(headers) not in BODY_TYPES:
+    async def activity(self, request: IngestRequest) -> Answer:
+        """``POST /browser/activity``."""
+        raw = await self._body(request, nul_ok=True)
+        ip = self.hub.client_ip(request.scope)
+        body = decode_json(raw, ActivityBody)
+        return await self._activity(body, _channel(request), _snapshot(request), ip)
+
+    async def _body(self, request: IngestRequest, *, nul_ok: bool) -> bytes:
+        # sendBeacon posts text/plain, which needs no preflight.
+        if media_type(request.headers) not in BODY_TYPES:
             raise ApiError(
                 415, "unsupported_media_type", "Send JSON as text/plain or application/json."
             )
-        raw = await read_body(receive, headers, self.settings.max_request_bytes)
-        ip = self.hub.client_ip(scope)
-        if route != "activity" and holds_nul(raw):
+        raw = await self.body(request)
+        if not nul_ok and holds_nul(raw):
             # Consent code names and names reach the database, whose text cannot hold NUL.
             # (An activity's NUL is refused with the activity, which is kept as rejected.)
             raise nul_refused("Text in the body")
-        if route == "consent":
-            return await self._consent(_decode(raw, ConsentBody), channel, ip)
-        if route == "identify":
-            return await self._identify(_decode(raw, IdentifyBody), channel, snapshot, ip)
-        return await self._activity(_decode(raw, ActivityBody), channel, snapshot, ip)
+        return raw
 
-    async def _consent(
-        self, body: ConsentBody, channel: ChannelInfo, ip: str
-    ) -> tuple[int, bytes, Headers]:
+    async def _consent(self, body: ConsentBody, channel: ChannelInfo, ip: str) -> Answer:
         # Only a first agreement, sent without a contact, can create one.
         decisions = await self._new_contact(ip) if body.contact is None and body.agree else []
         try:
@@ -262,7 +193,7 @@ class BrowserApp:
 
     async def _identify(
         self, body: IdentifyBody, channel: ChannelInfo, snapshot: Snapshot, ip: str
-    ) -> tuple[int, bytes, Headers]:
+    ) -> Answer:
         email = body.email.strip()
         if not is_email(email):
             raise ApiError(
@@ -306,7 +237,7 @@ class BrowserApp:
 
     async def _activity(
         self, body: ActivityBody, channel: ChannelInfo, snapshot: Snapshot, ip: str
-    ) -> tuple[int, bytes, Headers]:
+    ) -> Answer:
         now = utcnow()
         raw = bytes(body.activity)
         item = prepare(raw, snapshot, now, self.settings.max_activity_bytes)
@@ -411,13 +342,15 @@ def cookie_level_refusal(cookie_level: str) -> ApiError | None:
     )
 
 
-def _allow_origin(origin: str) -> Headers:
-    return [
-        (b"access-control-allow-origin", origin.encode("latin-1")),
-        (b"access-control-allow-methods", b"POST, OPTIONS"),
-        (b"access-control-allow-headers", b"Content-Type"),
-        (b"access-control-max-age", b"600"),
-    ]
+def _channel(request: IngestRequest) -> ChannelInfo:
+    # admit() authenticated the request, which set both.
+    assert request.channel is not None
+    return request.channel
+
+
+def _snapshot(request: IngestRequest) -> Snapshot:
+    assert request.snapshot is not None
+    return request.snapshot
 
 
 def _rate_headers(decisions: list[Decision]) -> Headers:

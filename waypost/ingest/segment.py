@@ -12,52 +12,22 @@ rejected activity, 400 for a body that is too large or not JSON, 401 for a bad w
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from collections import defaultdict
 from typing import Any
 
 import msgspec
 from anyio import to_thread
 
-from waypost.domain.keys import hash_key
 from waypost.domain.segment import Message
 from waypost.errors import ApiError, check_depth, too_deep
-from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ingest.activities import Accepted, Rejected, prepare
-from waypost.ingest.asgi import (
-    STORAGE_DOWN,
-    Receive,
-    Scope,
-    Send,
-    encode_headers,
-    read_body,
-    respond,
-)
-from waypost.ingest.catalog import ChannelInfo, KeyInfo, Snapshot
+from waypost.ingest.catalog import ChannelInfo, Snapshot
 from waypost.ingest.contact_limits import follow_merges
-from waypost.store import StorageUnavailable
+from waypost.ingest.frame import Answer, IngestRequest, KeyRule, Transport, basic_user
 
 MAX_MESSAGE = 32 * 1024
 MAX_BATCH = 500 * 1024
-ROUTES = {
-    "batch": "batch",
-    "b": "batch",
-    "import": "batch",
-    "track": "track",
-    "t": "track",
-    "identify": "identify",
-    "i": "identify",
-    "page": "page",
-    "p": "page",
-    "screen": "screen",
-    "s": "screen",
-    "group": "group",
-    "g": "group",
-    "alias": "alias",
-    "a": "alias",
-}
 SUCCESS = b'{"success":true}'
 
 
@@ -81,60 +51,55 @@ _decode_message = msgspec.json.Decoder(Message).decode
 _decode_key = msgspec.json.Decoder(KeyOnly).decode
 
 
-class SegmentApp:
-    """The /v1 routes."""
+class SegmentApp(Transport):
+    """The /v1 endpoints: the write key as Basic-auth user name or ``writeKey``."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.catalog = hub.catalog
-        self.writer = hub.writer
+    keys = KeyRule(
+        access="tracking",
+        missing="Send the write key (a tracking key) as the Basic-auth user name or as writeKey.",
+        unknown="That write key is not known.",
+        disabled="That write key is disabled.",
+        wrong_access="The write key must be a tracking key (wpt_...).",
+        no_channel="The key's channel no longer exists.",
+    )
+    not_found = "No such route; see docs/segment.md."
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
+    async def batch(self, request: IngestRequest) -> Answer:
+        """``/v1/batch``: many messages."""
+        raw = await self._body(request, MAX_BATCH, "A batch")
+        batch = _parse(raw, _decode_batch)
+        items = [bytes(item) for item in batch.batch]
+        return await self._accept(request, batch.write_key, batch.sent_at, items)
+
+    async def call(self, request: IngestRequest, kind: str) -> Answer:
+        """``/v1/track``, ``/v1/identify``, ...: one message of the route's ``kind``."""
+        raw = await self._body(request, MAX_MESSAGE, "A single message")
+        check_depth(raw)
+        key_only = _parse(raw, _decode_key)
+        items = [_with_type(raw, kind)]
+        return await self._accept(request, key_only.write_key, key_only.sent_at, items)
+
+    async def _body(self, request: IngestRequest, limit: int, what: str) -> bytes:
         try:
-            status, body = await self._handle(scope, receive, headers)
-            extra: dict[str, str] = {}
-        except ApiError as exc:
-            status, body, extra = exc.status, exc.body(), exc.headers
-        except StorageUnavailable:
-            status, body, extra = 503, STORAGE_DOWN.body(), STORAGE_DOWN.headers
-        await respond(send, status, body, encode_headers(extra))
-
-    async def _handle(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]
-    ) -> tuple[int, bytes]:
-        route = ROUTES.get(scope["path"][len("/v1/") :].strip("/"))
-        if route is None:
-            raise ApiError(404, "not_found", "No such route; see docs/segment.md.")
-        if scope["method"] != "POST":
-            raise ApiError(405, "method_not_allowed", "Use POST.", headers={"Allow": "POST"})
-        limit = MAX_BATCH if route == "batch" else MAX_MESSAGE
-        try:
-            raw = await read_body(receive, headers, limit)
+            return await self.body(request, limit)
         except ApiError as exc:
             if exc.status != 413:
                 raise
             # Segment's API answers 400 beyond its limits (docs/segment.md), not the 413 of
             # the other ingest routes; the message names Segment's limit.
-            what = "A batch" if route == "batch" else "A single message"
             raise ApiError(
                 400,
                 "payload_too_large",
                 f"{what} is at most {limit // 1024} KB ({limit} bytes), as Segment's API allows.",
             ) from None
-        if route != "batch":
-            check_depth(raw)
-        if route == "batch":
-            batch = _parse(raw, _decode_batch)
-            write_key, sent_at = batch.write_key, batch.sent_at
-            items = [bytes(item) for item in batch.batch]
-        else:
-            key_only = _parse(raw, _decode_key)
-            write_key, sent_at = key_only.write_key, key_only.sent_at
-            items = [_with_type(raw, route)]
-        snapshot = await self._snapshot()
-        key, channel = _authenticate(headers, write_key, snapshot)
-        self.hub.keys.usage.note(key.id)
+
+    async def _accept(
+        self, request: IngestRequest, write_key: str | None, sent_at: str | None, items: list[bytes]
+    ) -> Answer:
+        token = basic_user(request) or write_key
+        channel = await self.authenticate(request, token)
+        snapshot = request.snapshot
+        assert snapshot is not None  # authenticate() took it
         messages: list[tuple[Message, bytes]] = []
         for item in items:
             if len(item) > MAX_MESSAGE:
@@ -151,10 +116,10 @@ class SegmentApp:
         )
         if plan.drafts_created:
             self.catalog.invalidate()
-            snapshot = await self._snapshot()
+            snapshot = await self.snapshot(request)
         await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
         await self._store(channel, snapshot, plan.activities, plan.rejected, received_at)
-        return 200, SUCCESS
+        return 200, SUCCESS, []
 
     async def _store(
         self,
@@ -178,12 +143,6 @@ class SegmentApp:
                 for contact, items in by_contact.items()
             )
         )
-
-    async def _snapshot(self) -> Snapshot:
-        snapshot = self.catalog.fresh()
-        if snapshot is None:
-            snapshot = await to_thread.run_sync(self.catalog.get)
-        return snapshot
 
 
 def _parse(raw: bytes, decode: Any) -> Any:
@@ -209,40 +168,3 @@ def _with_type(raw: bytes, route: str) -> bytes:
     obj["type"] = route
     obj.pop("writeKey", None)
     return msgspec.json.encode(obj)
-
-
-def _authenticate(
-    headers: dict[bytes, bytes], write_key: str | None, snapshot: Snapshot
-) -> tuple[KeyInfo, ChannelInfo]:
-    key = _basic_user(headers.get(b"authorization")) or write_key
-    if not key:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "Send the write key (a tracking key) as the Basic-auth user name or as writeKey.",
-        )
-    info = snapshot.keys.get(hash_key(key))
-    if info is None:
-        raise ApiError(401, "unauthorized", "That write key is not known.")
-    if not info.enabled:
-        raise ApiError(403, "forbidden", "That write key is disabled.")
-    if info.access != "tracking" or info.channel_id is None:
-        raise ApiError(403, "forbidden", "The write key must be a tracking key (wpt_...).")
-    channel = snapshot.channels.get(info.channel_id)
-    if channel is None:
-        raise ApiError(403, "forbidden", "The key's channel no longer exists.")
-    return info, channel
-
-
-def _basic_user(header: bytes | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, token = header.decode("latin-1").strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, _, _password = decoded.partition(":")
-    return user or None

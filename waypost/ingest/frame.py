@@ -1,0 +1,389 @@
+"""The request frame every ingest transport shares, as bare ASGI.
+
+A transport is one wire format: the tracking API, the browser endpoints, Segment's HTTP API,
+and any later collector (PostHog, Snowplow, Marketo) the same way. It is a :class:`Transport`
+subclass that says how its keys are sent and checked (:class:`KeyRule`), whether pages call it
+(:class:`Cors`), and holds its endpoints: each decodes its messages, calls the pipeline or a
+service and encodes its answer. Its routes are lines of the ingest route table
+(waypost/ingest/routes.py), which both dispatches and documents them.
+
+The frame does the rest the same way for every transport: the body within its size limit
+(gunzipped), JSON within the nesting limit, the catalog snapshot, the key, unknown routes and
+methods, a storage outage as 503 with Retry-After, errors in the JSON error shape, and CORS.
+It is bare ASGI so that the admin framework's per-request machinery stays off the hot path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from urllib.parse import parse_qs, unquote
+
+import msgspec
+from anyio import to_thread
+
+from waypost.domain.keys import bearer_token, hash_key
+from waypost.error_words import a_or_an
+from waypost.errors import ApiError, from_validation_error, too_deep
+from waypost.ingest.catalog import ChannelInfo, KeyInfo, Snapshot
+from waypost.store import StorageUnavailable
+
+if TYPE_CHECKING:
+    from waypost.hub import Hub
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+Headers = list[tuple[bytes, bytes]]
+# What an endpoint answers: status, body (JSON or empty) and extra headers.
+Answer = tuple[int, bytes, Headers]
+Endpoint = Callable[["IngestRequest"], Awaitable[Answer]]
+# The endpoints of one path, by method.
+Methods = Mapping[str, Endpoint]
+
+NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+VARY: Headers = [(b"vary", b"Origin")]
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+STORAGE_DOWN = ApiError(
+    503,
+    "storage_unavailable",
+    "The database cannot be reached; nothing was stored. Retry shortly.",
+    headers={"Retry-After": "1"},
+)
+
+T = TypeVar("T")
+
+
+class IngestRequest:
+    """One request as a transport's endpoint sees it: the ASGI scope and body channel, the
+    headers, the path's values, and what authentication found (for the answer's CORS)."""
+
+    __slots__ = ("channel", "headers", "method", "params", "receive", "scope", "snapshot")
+
+    def __init__(self, scope: Scope, receive: Receive, params: Mapping[str, str]) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.headers: dict[bytes, bytes] = dict(scope["headers"])
+        self.method: str = scope["method"]
+        self.params = params
+        self.snapshot: Snapshot | None = None
+        self.channel: ChannelInfo | None = None
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """Which keys a transport takes, and the words of each refusal. ``wrong_access`` may name
+    the key sent as ``{a_key}`` ("An admin key")."""
+
+    access: str
+    missing: str
+    unknown: str
+    disabled: str
+    wrong_access: str
+    no_channel: str
+    # A channel kind the key's channel must be, or None for any.
+    channel_kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Cors:
+    """How pages may call a transport: the preflight's methods and headers, and the words for
+    a page outside the allowed origins of the key's channel (``{origin}``)."""
+
+    methods: bytes
+    headers: bytes
+    foreign_origin: str
+    # Whether a request without an Origin is refused (browsers always send one) and every
+    # answer varies by Origin, or only answers to pages do.
+    origin_required: bool = False
+
+
+# How transports send keys; each transport hands the one it takes to Transport.authenticate.
+
+
+def bearer(request: IngestRequest) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    raw = request.headers.get(b"authorization")
+    return bearer_token(raw.decode("latin-1") if raw is not None else None)
+
+
+def basic_user(request: IngestRequest) -> str | None:
+    """The user name of an ``Authorization: Basic ...`` header (Segment's write key)."""
+    header = request.headers.get(b"authorization")
+    if not header:
+        return None
+    scheme, _, token = header.decode("latin-1").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, _password = decoded.partition(":")
+    return user or None
+
+
+def query_key(request: IngestRequest, name: str = "key") -> str | None:
+    """The first ``name=`` query parameter (a publishable key: ``sendBeacon`` sends no
+    headers)."""
+    query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"))
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def check_key(snapshot: Snapshot, token: str | None, rule: KeyRule) -> tuple[KeyInfo, ChannelInfo]:
+    """The key ``token`` and its channel, or the 401/403 of ``rule``."""
+    if not token:
+        raise ApiError(401, "unauthorized", rule.missing)
+    key = snapshot.keys.get(hash_key(token))
+    if key is None:
+        raise ApiError(401, "unauthorized", rule.unknown)
+    if not key.enabled:
+        raise ApiError(403, "forbidden", rule.disabled)
+    if key.access != rule.access or key.channel_id is None:
+        a_key = f"{a_or_an(key.access).capitalize()} key"
+        raise ApiError(403, "forbidden", rule.wrong_access.format(a_key=a_key))
+    channel = snapshot.channels.get(key.channel_id)
+    if channel is None or (rule.channel_kind is not None and channel.kind != rule.channel_kind):
+        raise ApiError(403, "forbidden", rule.no_channel)
+    return key, channel
+
+
+class Transport:
+    """The frame of one wire format: it finds the endpoint, answers what no endpoint should
+    (preflights, unknown routes and methods, errors, storage outages) and adds CORS.
+    Subclasses set ``keys`` (and ``cors`` if pages call them), hold their endpoints, and may
+    override :meth:`admit` to check every request before its route."""
+
+    keys: ClassVar[KeyRule]
+    cors: ClassVar[Cors | None] = None
+    not_found: ClassVar[str] = "No such route."
+    wrong_method: ClassVar[str] = "Use {methods}."
+    # Path values are percent-decoded once more and checked for NUL (they reach the database).
+    unquote_paths: ClassVar[bool] = False
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.settings = hub.settings
+        self.catalog = hub.catalog
+        self.writer = hub.writer
+        # Set by the route table: this transport's paths that are not matched exactly.
+        self.paths = PathTable((), ())
+
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, methods: Methods | None = None
+    ) -> None:
+        """Answer one request; ``methods`` are its path's endpoints when the route table
+        matched the path exactly, else the path is matched here."""
+        request = IngestRequest(scope, receive, NO_PARAMS)
+        try:
+            if methods is None:
+                methods, request.params = self.paths.match(scope["path"], self.unquote_paths)
+            status, body, headers = await self._handle(request, methods)
+        except ApiError as exc:
+            status, body, headers = exc.status, exc.body(), encode_headers(exc.headers)
+        except StorageUnavailable:
+            status, body = 503, STORAGE_DOWN.body()
+            headers = encode_headers(STORAGE_DOWN.headers)
+        if self.cors is not None:
+            headers = headers + await self._cors_headers(request, self.cors)
+        await respond(send, status, body, headers)
+
+    async def _handle(self, request: IngestRequest, methods: Methods | None) -> Answer:
+        if request.method == "OPTIONS" and self.cors is not None:
+            return 204, b"", []
+        await self.admit(request)
+        if methods is None:
+            raise ApiError(404, "not_found", self.not_found)
+        endpoint = methods.get(request.method)
+        if endpoint is None:
+            allowed = sorted(methods, key=METHOD_ORDER.index)
+            raise ApiError(
+                405,
+                "method_not_allowed",
+                self.wrong_method.format(methods=" or ".join(allowed)),
+                headers={"Allow": ", ".join(allowed)},
+            )
+        return await endpoint(request)
+
+    async def admit(self, request: IngestRequest) -> None:
+        """Checks every request passes before its route is looked at; none by default."""
+
+    async def snapshot(self, request: IngestRequest) -> Snapshot:
+        """The catalog as of now (loaded in a worker thread when it is stale)."""
+        snapshot = self.catalog.fresh()
+        if snapshot is None:
+            snapshot = await to_thread.run_sync(self.catalog.get)
+        request.snapshot = snapshot
+        return snapshot
+
+    async def authenticate(self, request: IngestRequest, token: str | None) -> ChannelInfo:
+        """The channel of the key ``token``, checked by the transport's :class:`KeyRule`; a
+        page must be one of the channel's allowed origins. Counts as a use of the key."""
+        key, channel = check_key(await self.snapshot(request), token, self.keys)
+        request.channel = channel
+        cors = self.cors
+        if cors is not None:
+            origin = request.headers.get(b"origin")
+            # Preflights carry no key, so they answer for every channel's origins; the request
+            # itself names its channel, and a page of another channel may not use the key.
+            if (origin is not None or cors.origin_required) and (
+                origin is None or origin.decode("latin-1") not in channel.allowed_origins
+            ):
+                shown = origin.decode("latin-1") if origin else "(none)"
+                raise ApiError(403, "forbidden", cors.foreign_origin.format(origin=shown))
+        self.hub.keys.usage.note(key.id)
+        return channel
+
+    async def body(self, request: IngestRequest, limit: int | None = None) -> bytes:
+        """The request body within ``limit`` bytes (the request limit by default)."""
+        if limit is None:
+            limit = self.settings.max_request_bytes
+        return await read_body(request.receive, request.headers, limit)
+
+    async def _cors_headers(self, request: IngestRequest, cors: Cors) -> Headers:
+        origin = request.headers.get(b"origin")
+        if origin is None:
+            return VARY if cors.origin_required else []
+        channel = request.channel
+        # Once the key is known only its channel's origins may read the answer.
+        allowed = (
+            channel.allowed_origins
+            if channel is not None
+            else (await self.snapshot(request)).all_origins
+        )
+        if origin.decode("latin-1") not in allowed:
+            return VARY
+        return [
+            *VARY,
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-methods", cors.methods),
+            (b"access-control-allow-headers", cors.headers),
+            (b"access-control-max-age", b"600"),
+        ]
+
+
+class PathTable:
+    """The paths of one transport that need more than an exact match: a trailing slash, and
+    paths with values such as ``/tracking/consents/{consent}``."""
+
+    def __init__(
+        self, prefixes: tuple[str, ...], templates: tuple[tuple[tuple[str, ...], Methods], ...]
+    ) -> None:
+        self.prefixes = prefixes
+        # Literal templates first, so that they win over the values of others.
+        self.templates = sorted(templates, key=lambda t: sum(p.startswith("{") for p in t[0]))
+
+    def match(self, path: str, unquote_parts: bool) -> tuple[Methods | None, Mapping[str, str]]:
+        """The endpoints of ``path`` and its values, or None when no route has that path."""
+        for prefix in self.prefixes:
+            if path.startswith(prefix):
+                parts = path[len(prefix) :].strip("/").split("/")
+                break
+        else:
+            return None, NO_PARAMS
+        if unquote_parts:
+            parts = [unquote(p) for p in parts]
+            if any("\x00" in part for part in parts):
+                # Consent code names in the path reach the database, whose text cannot hold NUL.
+                raise ApiError(400, "invalid_field", "The path cannot hold the NUL character.")
+        for template, methods in self.templates:
+            if len(template) == len(parts) and all(
+                t.startswith("{") or t == p for t, p in zip(template, parts, strict=True)
+            ):
+                params = {t[1:-1]: p for t, p in zip(template, parts, strict=True) if t[0] == "{"}
+                return methods, params
+        return None, NO_PARAMS
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, "payload_too_large", f"The body is over the limit of {limit} bytes per request."
+    )
+
+
+async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    """The whole request body, gunzipped if it says so; 413 as soon as it passes ``limit``
+    bytes (counted after decompression, so a small bomb cannot get past the limit)."""
+    raw = await _read_raw(receive, headers, limit)
+    encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+    if encoding in (b"identity", b""):
+        return raw
+    if encoding != b"gzip":
+        raise ApiError(
+            415, "unsupported_media_type", "Content-Encoding may be gzip or identity only."
+        )
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        raise ApiError(400, "invalid_json", "The body is not valid gzip.") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise too_large(limit)
+    if not inflater.eof:
+        raise ApiError(400, "invalid_json", "The gzip body is cut short.")
+    return body
+
+
+async def _read_raw(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    length = headers.get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "invalid_json", "The client went away mid-body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def decode_json(raw: bytes, kind: type[T]) -> T:
+    """``raw`` decoded into ``kind``, with the stable 400s: malformed JSON before wrong fields,
+    and a document too deep to decode at all (parts decoded later check their own depth)."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        # msgspec validates while it parses: '[1, 2' fails validation before its syntax does.
+        try:
+            msgspec.json.decode(raw)
+        except msgspec.DecodeError as syntax:
+            raise from_validation_error(syntax) from None
+        except RecursionError:
+            raise too_deep() from None
+        raise from_validation_error(exc, kind) from None
+    except msgspec.DecodeError as exc:
+        raise from_validation_error(exc) from None
+    except RecursionError:
+        raise too_deep() from None
+
+
+async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    """Send a JSON answer (or an empty one) with ``headers``."""
+    response_headers = [(b"content-length", str(len(body)).encode()), *headers]
+    if body:
+        response_headers.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def media_type(headers: dict[bytes, bytes]) -> bytes:
+    return headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+
+
+def encode_headers(extra: dict[str, str]) -> Headers:
+    return [(k.lower().encode(), v.encode()) for k, v in extra.items()]

@@ -1,0 +1,326 @@
+"""The ingest route table: every transport's routes, one entry each, from which both the
+dispatch (:class:`IngestRouter`) and the OpenAPI document (``/api/openapi.json``) are built.
+
+An entry names its method, path, transport and endpoint, the paths it also answers under
+(``/Kentico.Tracking/...``, Segment's short forms) and what the document says of it. Adding
+or removing a route is adding or removing its entry; a new transport is a
+:class:`~waypost.ingest.frame.Transport` and a helper that fills in its common fields.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from waypost.domain.segment import Message
+from waypost.ingest.activities import ActivityIn
+from waypost.ingest.browser import (
+    ActivityAnswer,
+    BrowserApp,
+    ConsentAnswer,
+    ConsentBody,
+    IdentifyAnswer,
+    IdentifyBody,
+)
+from waypost.ingest.frame import Answer, Endpoint, IngestRequest, Methods, PathTable, Transport
+from waypost.ingest.segment import SegmentApp
+from waypost.ingest.tracking import AgreeBody, ConsentTextOut, IsAgreedOut, ResultsOut, TrackingApp
+from waypost.openapi_types import Auth
+from waypost.services.contacts import ContactCreated
+
+if TYPE_CHECKING:
+    from waypost.hub import Hub
+
+T = TypeVar("T", bound=Transport)
+
+
+@dataclass(frozen=True)
+class IngestRoute:
+    """One ingest route: served by ``endpoint`` of ``transport``, documented by the rest."""
+
+    method: str
+    path: str
+    transport: type[Transport]
+    # An endpoint of the transport class, given the transport when called.
+    endpoint: Callable[[Any, IngestRequest], Awaitable[Answer]]
+    operation_id: str
+    summary: str
+    tag: str
+    auth: Auth
+    body: type | None = None
+    response: Any = None
+    status: int = 200
+    errors: Sequence[int] = ()
+    description: str = ""
+    # Undocumented paths of the same route.
+    aliases: tuple[str, ...] = ()
+    query: type | None = None
+
+
+# -- the request shapes as documented (the transports decode them in parts) --------------------
+
+
+class TrackingRequest(msgspec.Struct):
+    """``POST /tracking/activities``: property names match case-insensitively."""
+
+    channel: uuid.UUID
+    contact: uuid.UUID
+    activities: list[ActivityIn]
+
+
+class BrowserActivityRequest(msgspec.Struct, rename="camel"):
+    """``POST /browser/activity``: ``cookieLevel`` is none, essential, visitor or all."""
+
+    contact: uuid.UUID
+    cookie_level: str
+    activity: ActivityIn
+
+
+class SegmentBatch(msgspec.Struct, rename="camel"):
+    """``/v1/batch``: Segment messages (track, identify, page, screen, group, alias)."""
+
+    batch: list[Message]
+    sent_at: str | None = None
+    write_key: str | None = None
+
+
+class SegmentCall(Message, rename="camel"):
+    """A single Segment call (``/v1/track``, ...): the route sets ``type``; any value sent is
+    replaced."""
+
+    type: Any = None
+
+
+class SegmentSuccess(msgspec.Struct):
+    success: bool
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+SEGMENT = "Segment-compatible API"
+TRACKING = "Tracking (Kentico-compatible; also under /Kentico.Tracking)"
+BROWSER = "Browser tracking"
+ALIAS = "The same route answers under /Kentico.Tracking."
+
+
+def tracking(
+    method: str,
+    path: str,
+    endpoint: Callable[[TrackingApp, IngestRequest], Awaitable[Answer]],
+    **doc: Any,
+) -> IngestRoute:
+    """A route of the tracking API, also under /Kentico.Tracking (Kentico's path)."""
+    doc.setdefault("description", ALIAS)
+    kentico = "/Kentico.Tracking" + path.removeprefix("/tracking")
+    return IngestRoute(
+        method,
+        path,
+        TrackingApp,
+        endpoint,
+        tag=TRACKING,
+        auth="tracking",
+        **doc,
+        aliases=(kentico,),
+    )
+
+
+def browser(
+    path: str, endpoint: Callable[[BrowserApp, IngestRequest], Awaitable[Answer]], **doc: Any
+) -> IngestRoute:
+    """A route of the browser endpoints (all POST)."""
+    errors = (404, 429)
+    return IngestRoute(
+        "POST", path, BrowserApp, endpoint, tag=BROWSER, auth="publishable", errors=errors, **doc
+    )
+
+
+def segment_call(kind: str, short: str) -> IngestRoute:
+    """Segment's single call of ``kind``, also under analytics.js's ``short`` path."""
+    return IngestRoute(
+        "POST",
+        f"/v1/{kind}",
+        SegmentApp,
+        functools.partial(SegmentApp.call, kind=kind),
+        f"segment_{kind}",
+        f"Segment {kind} call",
+        SEGMENT,
+        "segment",
+        body=SegmentCall,
+        response=SegmentSuccess,
+        aliases=(f"/v1/{short}",),
+    )
+
+
+INGEST_ROUTES: tuple[IngestRoute, ...] = (
+    tracking(
+        "GET",
+        "/tracking/consents/{consent}",
+        TrackingApp.consent_text,
+        operation_id="tracking_consent_text",
+        summary="A consent's short and full text (languageName=, else the channel's default)",
+        response=ConsentTextOut,
+        errors=(404,),
+    ),
+    tracking(
+        "POST",
+        "/tracking/contacts",
+        TrackingApp.create_contact,
+        operation_id="tracking_create_contact",
+        summary="Create an anonymous contact",
+        response=ContactCreated,
+    ),
+    tracking(
+        "POST",
+        "/tracking/contacts/{contact}/consents/{consent}",
+        TrackingApp.agree,
+        operation_id="tracking_agree",
+        summary="Agree to (agree: true) or revoke a consent",
+        body=AgreeBody,
+        response=IsAgreedOut,
+        errors=(404,),
+    ),
+    tracking(
+        "GET",
+        "/tracking/contacts/{contact}/consents/{consent}",
+        TrackingApp.is_agreed,
+        operation_id="tracking_is_agreed",
+        summary="Whether a contact has a current agreement",
+        response=IsAgreedOut,
+        errors=(404,),
+    ),
+    tracking(
+        "POST",
+        "/tracking/activities",
+        TrackingApp.activities,
+        operation_id="tracking_log_activities",
+        summary="Log activities: one result per activity, in order",
+        body=TrackingRequest,
+        response=ResultsOut,
+        status=207,
+        errors=(404,),
+        description=ALIAS + " See docs/tracking-api.md.",
+    ),
+    browser(
+        "/browser/consent",
+        BrowserApp.consent,
+        operation_id="browser_consent",
+        summary="Give or revoke a consent from a page (creates the contact)",
+        body=ConsentBody,
+        response=ConsentAnswer,
+        description=(
+            "A first agreement (no contact) sent with an id is stored once: the same id "
+            "sent again within a day answers with the contact the first one made. See "
+            "docs/browser-tracking.md."
+        ),
+    ),
+    browser(
+        "/browser/activity",
+        BrowserApp.activity,
+        operation_id="browser_activity",
+        summary="Log one client-side activity of the page's visitor",
+        body=BrowserActivityRequest,
+        response=ActivityAnswer,
+        status=202,
+    ),
+    browser(
+        "/browser/identify",
+        BrowserApp.identify,
+        operation_id="browser_identify",
+        summary="Name the visitor by email (a valid identity hash merges contacts)",
+        body=IdentifyBody,
+        response=IdentifyAnswer,
+    ),
+    IngestRoute(
+        "POST",
+        "/v1/batch",
+        SegmentApp,
+        SegmentApp.batch,
+        "segment_batch",
+        "Segment batch: up to 500 KB, 32 KB per message",
+        SEGMENT,
+        "segment",
+        body=SegmentBatch,
+        response=SegmentSuccess,
+        description="Basic auth with the tracking key as user name, or writeKey. "
+        "See docs/segment.md.",
+        aliases=("/v1/b", "/v1/import"),
+    ),
+    segment_call("track", "t"),
+    segment_call("identify", "i"),
+    segment_call("page", "p"),
+    segment_call("screen", "s"),
+    segment_call("group", "g"),
+    segment_call("alias", "a"),
+)
+
+
+# -- dispatch -----------------------------------------------------------------------------------
+
+
+class IngestRouter:
+    """The ingest routes of one app: each transport built once with the hub, and its
+    endpoints found by exact path (a dict lookup, the hot path) or, for paths with values
+    or a trailing slash, by the transport's :class:`~waypost.ingest.frame.PathTable`."""
+
+    def __init__(self, hub: Hub, routes: Sequence[IngestRoute] = INGEST_ROUTES) -> None:
+        self.transports: dict[type[Transport], Transport] = {}
+        by_path: dict[str, tuple[Transport, dict[str, Endpoint]]] = {}
+        for route in routes:
+            transport = self.transports.get(route.transport)
+            if transport is None:
+                transport = self.transports[route.transport] = route.transport(hub)
+            endpoint: Endpoint = types.MethodType(route.endpoint, transport)
+            for path in (route.path, *route.aliases):
+                owner, methods = by_path.setdefault(path, (transport, {}))
+                if owner is not transport or route.method in methods:
+                    raise ValueError(f"{route.method} {path} is in the ingest table twice")
+                methods[route.method] = endpoint
+        self.served = {
+            (method, path) for path, (_, methods) in by_path.items() for method in methods
+        }
+        # Exact paths only: a path with values is matched by its transport.
+        self.exact: dict[str, tuple[Transport, Methods]] = {
+            path: found for path, found in by_path.items() if "{" not in path
+        }
+        # Every path under a transport's prefixes is its own: unknown ones answer its 404.
+        self.prefixes: dict[str, Transport] = {}
+        for path, (transport, _) in by_path.items():
+            if self.prefixes.setdefault(_prefix(path), transport) is not transport:
+                raise ValueError(f"{_prefix(path)} belongs to two transports")
+        self.under = tuple(self.prefixes)
+        for transport in self.transports.values():
+            templates: dict[tuple[str, ...], Methods] = {}
+            for path, (owner, methods) in by_path.items():
+                if owner is transport:
+                    parts = tuple(path[len(_prefix(path)) :].split("/"))
+                    templates.setdefault(parts, methods)
+            mine = tuple(p for p, t in self.prefixes.items() if t is transport)
+            transport.paths = PathTable(mine, tuple(templates.items()))
+
+    def transport(self, kind: type[T]) -> T:
+        """The app's transport of class ``kind``."""
+        found = self.transports[kind]
+        assert isinstance(found, kind)
+        return found
+
+    def find(self, path: str) -> tuple[Transport, Methods | None] | None:
+        """The transport of ``path`` and, when matched exactly, its endpoints."""
+        exact = self.exact.get(path)
+        if exact is not None:
+            return exact
+        if path.startswith(self.under):
+            for prefix, transport in self.prefixes.items():
+                if path.startswith(prefix):
+                    return transport, None
+        return None
+
+
+def _prefix(path: str) -> str:
+    """``/tracking/contacts`` -> ``/tracking/``: the first segment, which names the transport."""
+    return path[: path.index("/", 1) + 1]
