@@ -18,7 +18,7 @@ from itertools import cycle
 from typing import Any
 
 from waypost.ids import new_id
-from waypost.ingest.writer_rows import ACTIVITY_COLUMNS
+from waypost.pipeline.writer_rows import ACTIVITY_COLUMNS
 from waypost.settings import Settings
 from waypost.store import make_engine, migrate
 

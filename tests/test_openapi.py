@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 
 from waypost.admin.rendering import SECURITY_HEADERS
 from waypost.app import admin_operations, create_app
-from waypost.ingest.routes import INGEST_ROUTES
 from waypost.openapi_types import Documented
 from waypost.settings import load_settings
+from waypost.transports.routes import INGEST_ROUTES
 
 PATH_PARAM = re.compile(r"{([a-z_]+)}")
 

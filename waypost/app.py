@@ -40,9 +40,9 @@ from waypost.api.routing import (
 )
 from waypost.errors import ApiError
 from waypost.hub import Hub
-from waypost.ingest.routes import INGEST_ROUTES, IngestRouter
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable
+from waypost.transports.routes import INGEST_ROUTES, IngestRouter
 
 log = logging.getLogger("waypost")
 
@@ -80,7 +80,7 @@ def api_document() -> dict[str, Any]:
 
 class WaypostApp:
     """The ASGI entry point: ingest paths go straight to their transports (the ingest route
-    table, waypost/ingest/routes.py), the rest to the admin application, so the framework's
+    table, waypost/transports/routes.py), the rest to the admin application, so the framework's
     per-request machinery stays off the hot path."""
 
     def __init__(self, admin: Starlette, ingest: IngestRouter) -> None:

@@ -154,3 +154,9 @@ def check_depth(raw: bytes) -> None:
     # Fewer brackets than the limit cannot nest deeper than it: most bodies stop here.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(raw) > MAX_JSON_DEPTH:
         raise too_deep()
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or written: answer 503, never pretend success. Raised by
+    the store (waypost/store); here so that layers that never touch storage (the transports)
+    can answer it."""

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 from waypost.clientip import client_ip, parse_trusted_proxies
 from waypost.clock import Clock, SystemClock
-from waypost.ingest.catalog import Catalog
-from waypost.ingest.writer import Writer
+from waypost.pipeline.catalog import Catalog
+from waypost.pipeline.writer import Writer
 from waypost.ratelimit import make_rate_limiter
 from waypost.services.activities import ActivityService
 from waypost.services.activity_types import ActivityTypeService

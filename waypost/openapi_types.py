@@ -1,7 +1,7 @@
 """What the OpenAPI document needs to know of an operation, whoever serves it.
 
 The admin API's operations (waypost/api/routing.py) and the ingest routes
-(waypost/ingest/routes.py) both describe themselves this way, and the document
+(waypost/transports/routes.py) both describe themselves this way, and the document
 (waypost/api/openapi.py) is built from either without knowing which router serves them.
 """
 

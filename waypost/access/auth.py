@@ -26,7 +26,7 @@ from waypost.settings import Settings
 
 if TYPE_CHECKING:
     from waypost.hub import Hub
-    from waypost.ingest.catalog import Snapshot
+    from waypost.pipeline.catalog import Snapshot
 
 SESSION_COOKIE = "waypost_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

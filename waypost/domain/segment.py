@@ -1,6 +1,6 @@
 """Segment's message model mapped onto Waypost: events to activities, traits to contact fields.
 
-Pure functions; the HTTP side is waypost/ingest/segment.py. Mapping (docs/segment.md):
+Pure functions; the HTTP side is waypost/transports/segment.py. Mapping (docs/segment.md):
 
 - ``track``: the event name is an activity type's code name or one of its aliases; properties
   are the activity's fields. ``page``: a page visit (url, name or title, referrer).

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import utcnow
-from waypost.ingest.activities import Accepted, prepare
-from waypost.ingest.catalog import Catalog, Snapshot
-from waypost.ingest.writer import Writer
-from waypost.ingest.writer_decision import ActivityResult, Job
+from waypost.pipeline.catalog import Catalog, Snapshot
+from waypost.pipeline.prepare import Accepted, prepare
+from waypost.pipeline.writer import Writer
+from waypost.pipeline.writer_decision import ActivityResult, Job
 from waypost.store import Store
 from waypost.store.schema import rejected_activities
 

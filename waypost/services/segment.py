@@ -34,8 +34,8 @@ from waypost.domain.segment import (
 )
 from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
-from waypost.ingest.activities import Rejected
-from waypost.ingest.catalog import ChannelInfo, Snapshot
+from waypost.pipeline.catalog import ChannelInfo, Snapshot
+from waypost.pipeline.prepare import Rejected
 from waypost.records.contacts import insert_contact, merge_contacts
 from waypost.store import Store, touch
 from waypost.store.schema import activity_types, contact_external_ids, contacts

@@ -1,7 +1,8 @@
 """Storage: the tables, the engine for SQLite or PostgreSQL, migrations and the Store seam."""
 
+from waypost.errors import StorageUnavailable
 from waypost.store.changes import Change, ChangeFeed, ChangeKind, LocalChangeFeed, announce
-from waypost.store.engine import StorageUnavailable, Store, make_engine, touch
+from waypost.store.engine import Store, make_engine, touch
 
 __all__ = [
     "Change",

@@ -11,12 +11,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from waypost.errors import StorageUnavailable
 from waypost.settings import Settings
 from waypost.store.changes import PENDING, Change, ChangeFeed, LocalChangeFeed, publish_all
-
-
-class StorageUnavailable(Exception):
-    """The database cannot be reached or written: answer 503, never pretend success."""
 
 
 def normalise_url(url: str) -> str:

@@ -20,10 +20,11 @@ from anyio import to_thread
 from waypost.domain.contact_fields import is_email
 from waypost.errors import ApiError, ErrorBody, holds_nul, nul_refused
 from waypost.ids import utcnow
-from waypost.ingest.activities import Accepted, Rejected, prepare, reject
-from waypost.ingest.catalog import ChannelInfo, Snapshot
-from waypost.ingest.contact_limits import contact_limit_key, follow_merges
-from waypost.ingest.frame import (
+from waypost.pipeline.catalog import ChannelInfo, Snapshot
+from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
+from waypost.ratelimit import Decision, Limit, retry_after
+from waypost.transports.contact_limits import contact_limit_key, follow_merges
+from waypost.transports.frame import (
     Answer,
     Cors,
     Headers,
@@ -34,7 +35,6 @@ from waypost.ingest.frame import (
     media_type,
     query_key,
 )
-from waypost.ratelimit import Decision, Limit, retry_after
 
 if TYPE_CHECKING:
     from waypost.hub import Hub

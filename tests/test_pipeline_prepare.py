@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from waypost.domain.fields import FieldSpec
-from waypost.ingest.activities import Accepted, Rejected, decode_activity, prepare
-from waypost.ingest.catalog import Snapshot, TypeInfo
+from waypost.pipeline.catalog import Snapshot, TypeInfo
+from waypost.pipeline.prepare import Accepted, Rejected, decode_activity, prepare
 
 NOW = dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.UTC)
 LIMIT = 16_384

@@ -11,10 +11,10 @@ import pytest
 
 from waypost.errors import ErrorDetail
 from waypost.ids import new_id
-from waypost.ingest import writer_rows
-from waypost.ingest.activities import Accepted, Rejected
-from waypost.ingest.catalog import TypeInfo
-from waypost.ingest.writer_rows import (
+from waypost.pipeline import writer_rows
+from waypost.pipeline.catalog import TypeInfo
+from waypost.pipeline.prepare import Accepted, Rejected
+from waypost.pipeline.writer_rows import (
     ACTIVITY_COLUMNS,
     REJECTED_COLUMNS,
     Statements,
@@ -41,7 +41,7 @@ def test_only_the_writers_row_module_inserts_activities_or_rejected_activities()
         for path in PACKAGE.rglob("*.py")
         if INSERTS.search(path.read_text(encoding="utf-8"))
     )
-    assert inserting == ["waypost/ingest/writer_rows.py"]
+    assert inserting == ["waypost/pipeline/writer_rows.py"]
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 Requests hand their validated activities to :meth:`Writer.submit` and wait; replays and other
 code off the event loop use :meth:`Writer.submit_and_wait`. Nothing else stores activities or
 rejected activities. The writer thread takes every job queued so far, reads what the rules
-need, decides each item (:mod:`waypost.ingest.writer_decision`), writes the rows in one
-transaction (:mod:`waypost.ingest.writer_rows`: activities, rejected activities, daily
+need, decides each item (:mod:`waypost.pipeline.writer_decision`), writes the rows in one
+transaction (:mod:`waypost.pipeline.writer_rows`: activities, rejected activities, daily
 rollups, data-input contact changes) and, only after the commit returned, wakes each request
 with its results. 202 therefore always means "committed": on SQLite in WAL mode with
 ``synchronous=FULL`` that is durable across a power cut, on PostgreSQL with
@@ -26,9 +26,9 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from waypost.ingest.activities import Accepted, Rejected
-from waypost.ingest.catalog import ChannelInfo
-from waypost.ingest.writer_decision import (
+from waypost.pipeline.catalog import ChannelInfo
+from waypost.pipeline.prepare import Accepted, Rejected
+from waypost.pipeline.writer_decision import (
     ActivityResult,
     ClientIds,
     Decision,
@@ -37,7 +37,7 @@ from waypost.ingest.writer_decision import (
     Reads,
     decide,
 )
-from waypost.ingest.writer_rows import Statements, write_rows
+from waypost.pipeline.writer_rows import Statements, write_rows
 from waypost.records.consents import ConsentState, current_states
 from waypost.records.contacts import contact_not_found
 from waypost.store import StorageUnavailable, Store

@@ -31,7 +31,7 @@ from waypost.errors import (
     nul_refused,
 )
 from waypost.ids import new_id
-from waypost.ingest.catalog import Snapshot, TypeInfo
+from waypost.pipeline.catalog import Snapshot, TypeInfo
 
 MAX_FUTURE = dt.timedelta(hours=24)
 MAX_URL = 2048

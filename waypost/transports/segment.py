@@ -21,10 +21,10 @@ from anyio import to_thread
 from waypost.domain.segment import Message
 from waypost.errors import ApiError, check_depth, too_deep
 from waypost.ids import utcnow
-from waypost.ingest.activities import Accepted, Rejected, prepare
-from waypost.ingest.catalog import ChannelInfo, Snapshot
-from waypost.ingest.contact_limits import follow_merges
-from waypost.ingest.frame import Answer, IngestRequest, KeyRule, Transport, basic_user
+from waypost.pipeline.catalog import ChannelInfo, Snapshot
+from waypost.pipeline.prepare import Accepted, Rejected, prepare
+from waypost.transports.contact_limits import follow_merges
+from waypost.transports.frame import Answer, IngestRequest, KeyRule, Transport, basic_user
 
 MAX_MESSAGE = 32 * 1024
 MAX_BATCH = 500 * 1024

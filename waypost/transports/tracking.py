@@ -1,6 +1,6 @@
 """The headless tracking API (Kentico-compatible) as bare ASGI.
 
-It answers under /tracking and /Kentico.Tracking (the routes are in waypost/ingest/routes.py):
+It answers under /tracking and /Kentico.Tracking (the routes are in waypost/transports/routes.py):
 consent texts, anonymous contacts, consent agreements and ``POST /activities``, whose 207
 answer has one result per activity, in order.
 """
@@ -21,9 +21,10 @@ from waypost.errors import (
     too_deep,
 )
 from waypost.ids import utcnow
-from waypost.ingest.activities import prepare
-from waypost.ingest.catalog import ChannelInfo
-from waypost.ingest.frame import (
+from waypost.pipeline.catalog import ChannelInfo
+from waypost.pipeline.prepare import prepare
+from waypost.pipeline.writer_decision import ActivityResult
+from waypost.transports.frame import (
     Answer,
     Cors,
     IngestRequest,
@@ -32,7 +33,6 @@ from waypost.ingest.frame import (
     bearer,
     media_type,
 )
-from waypost.ingest.writer_decision import ActivityResult
 
 
 class ResultsOut(msgspec.Struct):

@@ -8,10 +8,10 @@ from typing import Any
 
 from waypost.errors import ErrorDetail
 from waypost.ids import new_id
-from waypost.ingest.activities import Accepted, Rejected
-from waypost.ingest.catalog import ChannelInfo, TypeInfo
-from waypost.ingest.writer_decision import ActivityResult, Job, Reads, decide
-from waypost.ingest.writer_rows import ACTIVITY_COLUMNS, REJECTED_COLUMNS
+from waypost.pipeline.catalog import ChannelInfo, TypeInfo
+from waypost.pipeline.prepare import Accepted, Rejected
+from waypost.pipeline.writer_decision import ActivityResult, Job, Reads, decide
+from waypost.pipeline.writer_rows import ACTIVITY_COLUMNS, REJECTED_COLUMNS
 from waypost.records.consents import ConsentState
 from waypost.store.codec import Codec
 

@@ -5,7 +5,7 @@ and any later collector (PostHog, Snowplow, Marketo) the same way. It is a :clas
 subclass that says how its keys are sent and checked (:class:`KeyRule`), whether pages call it
 (:class:`Cors`), and holds its endpoints: each decodes its messages, calls the pipeline or a
 service and encodes its answer. Its routes are lines of the ingest route table
-(waypost/ingest/routes.py), which both dispatches and documents them.
+(waypost/transports/routes.py), which both dispatches and documents them.
 
 The frame does the rest the same way for every transport: the body within its size limit
 (gunzipped), JSON within the nesting limit, the catalog snapshot, the key, unknown routes and
@@ -29,9 +29,8 @@ from anyio import to_thread
 
 from waypost.domain.keys import bearer_token, hash_key
 from waypost.error_words import a_or_an
-from waypost.errors import ApiError, from_validation_error, too_deep
-from waypost.ingest.catalog import ChannelInfo, KeyInfo, Snapshot
-from waypost.store import StorageUnavailable
+from waypost.errors import ApiError, StorageUnavailable, from_validation_error, too_deep
+from waypost.pipeline.catalog import ChannelInfo, KeyInfo, Snapshot
 
 if TYPE_CHECKING:
     from waypost.hub import Hub

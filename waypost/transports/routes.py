@@ -4,7 +4,7 @@ dispatch (:class:`IngestRouter`) and the OpenAPI document (``/api/openapi.json``
 An entry names its method, path, transport and endpoint, the paths it also answers under
 (``/Kentico.Tracking/...``, Segment's short forms) and what the document says of it. Adding
 or removing a route is adding or removing its entry; a new transport is a
-:class:`~waypost.ingest.frame.Transport` and a helper that fills in its common fields.
+:class:`~waypost.transports.frame.Transport` and a helper that fills in its common fields.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from waypost.domain.segment import Message
-from waypost.ingest.activities import ActivityIn
-from waypost.ingest.browser import (
+from waypost.openapi_types import Auth
+from waypost.pipeline.prepare import ActivityIn
+from waypost.services.contacts import ContactCreated
+from waypost.transports.browser import (
     ActivityAnswer,
     BrowserApp,
     ConsentAnswer,
@@ -28,11 +30,15 @@ from waypost.ingest.browser import (
     IdentifyAnswer,
     IdentifyBody,
 )
-from waypost.ingest.frame import Answer, Endpoint, IngestRequest, Methods, PathTable, Transport
-from waypost.ingest.segment import SegmentApp
-from waypost.ingest.tracking import AgreeBody, ConsentTextOut, IsAgreedOut, ResultsOut, TrackingApp
-from waypost.openapi_types import Auth
-from waypost.services.contacts import ContactCreated
+from waypost.transports.frame import Answer, Endpoint, IngestRequest, Methods, PathTable, Transport
+from waypost.transports.segment import SegmentApp
+from waypost.transports.tracking import (
+    AgreeBody,
+    ConsentTextOut,
+    IsAgreedOut,
+    ResultsOut,
+    TrackingApp,
+)
 
 if TYPE_CHECKING:
     from waypost.hub import Hub
@@ -266,7 +272,7 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
 class IngestRouter:
     """The ingest routes of one app: each transport built once with the hub, and its
     endpoints found by exact path (a dict lookup, the hot path) or, for paths with values
-    or a trailing slash, by the transport's :class:`~waypost.ingest.frame.PathTable`."""
+    or a trailing slash, by the transport's :class:`~waypost.transports.frame.PathTable`."""
 
     def __init__(self, hub: Hub, routes: Sequence[IngestRoute] = INGEST_ROUTES) -> None:
         self.transports: dict[type[Transport], Transport] = {}

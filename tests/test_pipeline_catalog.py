@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from waypost import cli, console
 from waypost.domain.keys import hash_key
 from waypost.hub import Hub
-from waypost.ingest.catalog import Snapshot
+from waypost.pipeline.catalog import Snapshot
 from waypost.services.activity_types import ActivityTypeCreate, ActivityTypeUpdate
 from waypost.services.channels import Channel, ChannelCreate, ChannelUpdate
 from waypost.services.consents import ConsentCreate, ConsentText, ConsentUpdate

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from waypost.ingest.catalog import Snapshot
+from waypost.pipeline.catalog import Snapshot
 from waypost.ratelimit import RateLimiter
 
 

@@ -4,7 +4,7 @@ Per item the decision is one of: store it (202, an activity row, its rollup and 
 violations), answer a retry with the activity stored earlier (208), or keep it as a rejected
 activity (its error; a rejected row, unless it is a replay, whose rejected row only records the
 outcome). The writer reads what the rules need in the batch's transaction (:class:`Reads`),
-decides, then writes the rows (:mod:`waypost.ingest.writer_rows`).
+decides, then writes the rows (:mod:`waypost.pipeline.writer_rows`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import msgspec
 
 from waypost.errors import ErrorDetail
-from waypost.ingest.activities import Accepted, Rejected
-from waypost.ingest.catalog import ChannelInfo
-from waypost.ingest.writer_rows import (
+from waypost.pipeline.catalog import ChannelInfo
+from waypost.pipeline.prepare import Accepted, Rejected
+from waypost.pipeline.writer_rows import (
     BatchRows,
     DataInput,
     activity_row,

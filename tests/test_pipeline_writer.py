@@ -22,10 +22,10 @@ from starlette.testclient import TestClient
 from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.ids import utcnow
-from waypost.ingest.activities import Accepted, Rejected, prepare
-from waypost.ingest.catalog import ChannelInfo
-from waypost.ingest.writer import Writer
-from waypost.ingest.writer_decision import ActivityResult, Job
+from waypost.pipeline.catalog import ChannelInfo
+from waypost.pipeline.prepare import Accepted, Rejected, prepare
+from waypost.pipeline.writer import Writer
+from waypost.pipeline.writer_decision import ActivityResult, Job
 from waypost.services.activity_types import ActivityType
 from waypost.settings import Settings
 from waypost.store import Store, make_engine

@@ -16,8 +16,9 @@ import pytest
 from waypost.domain.keys import hash_key
 from waypost.errors import MAX_JSON_DEPTH, ApiError
 from waypost.hub import Hub
-from waypost.ingest.catalog import ChannelInfo, KeyInfo, Snapshot
-from waypost.ingest.frame import (
+from waypost.pipeline.catalog import ChannelInfo, KeyInfo, Snapshot
+from waypost.store import StorageUnavailable
+from waypost.transports.frame import (
     Answer,
     Cors,
     IngestRequest,
@@ -33,7 +34,6 @@ from waypost.ingest.frame import (
     query_key,
     read_body,
 )
-from waypost.store import StorageUnavailable
 
 CHANNEL = uuid.uuid4()
 OTHER = uuid.uuid4()

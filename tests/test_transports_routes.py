@@ -11,11 +11,11 @@ import pytest
 
 from waypost.app import api_document
 from waypost.hub import Hub
-from waypost.ingest.browser import BrowserApp
-from waypost.ingest.frame import Answer, IngestRequest
-from waypost.ingest.routes import INGEST_ROUTES, IngestRoute, IngestRouter
-from waypost.ingest.segment import SegmentApp
-from waypost.ingest.tracking import TrackingApp
+from waypost.transports.browser import BrowserApp
+from waypost.transports.frame import Answer, IngestRequest
+from waypost.transports.routes import INGEST_ROUTES, IngestRoute, IngestRouter
+from waypost.transports.segment import SegmentApp
+from waypost.transports.tracking import TrackingApp
 
 INGEST_AUTH = {"trackingKey", "publishableKey", "writeKey"}
 VALUE = re.compile(r"{[a-z_]+}")

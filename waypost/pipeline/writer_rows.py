@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from waypost.domain.conditions import Changes
 from waypost.ids import new_id
-from waypost.ingest.activities import Accepted, Rejected
+from waypost.pipeline.prepare import Accepted, Rejected
 from waypost.records.contacts import apply_data_input
 from waypost.store import touch
 from waypost.store.codec import Codec

@@ -32,7 +32,6 @@ from waypost.clientip import parse_trusted_proxies, uvicorn_proxy_options
 from waypost.clock import FakeClock
 from waypost.hub import Hub
 from waypost.ids import utcnow
-from waypost.ingest.browser import BrowserApp
 from waypost.ratelimit import RedisRateLimiter
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
@@ -49,6 +48,7 @@ from waypost.store.schema import (
     contacts,
     rejected_activities,
 )
+from waypost.transports.browser import BrowserApp
 
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck
