@@ -1,4 +1,4 @@
-"""The DESIGN 4 targets, and the table ``make bench`` prints."""
+"""The targets of docs/performance.md, and the table ``make bench`` prints."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ LATENCY_P99_MS = 15.0  # at half the maximum single-activity rate
 
 @dataclass(frozen=True)
 class Target:
-    """One DESIGN 4 target and what was measured against it."""
+    """One target (docs/performance.md) and what was measured against it."""
 
     name: str
     goal: str
@@ -31,7 +31,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def targets(summary: dict[str, Any]) -> list[Target]:
-    """Judge the summary (see bench/run.py for its shape) against DESIGN 4."""
+    """Judge the summary (see bench/run.py for its shape) against the targets of docs/performance.md."""
     single, batch, latency = summary["single"], summary["batch"], summary["latency"]
     return [
         Target(
@@ -105,7 +105,7 @@ def table(summary: dict[str, Any], judged: list[Target]) -> str:
         for row in rows
     ]
     lines.append("")
-    lines.append("DESIGN 4 targets")
+    lines.append("Targets (docs/performance.md)")
     name_width = max(len(t.name) for t in judged)
     for t in judged:
         verdict = "met" if t.met else "MISSED"

@@ -1,5 +1,5 @@
 """``python -m bench.scale``: contact groups and the activity log on 1M contacts and 10M
-activities (DESIGN 4).
+activities (docs/performance.md).
 
 It builds a migrated SQLite database with the same schema Waypost uses, loads the contacts,
 the activities and their daily rollups (the bulk load drops the activity indexes and builds

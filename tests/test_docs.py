@@ -28,7 +28,7 @@ else:
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
-# The codes DESIGN 2 names as stable, whether or not a route produces them yet.
+# The codes docs/errors.md names as stable, whether or not a route produces them yet.
 STABLE_CODES = {
     "invalid_json",
     "invalid_field",

@@ -1,4 +1,4 @@
-"""Decoding and validation of one activity against DESIGN 2.1, with a hand-built catalog."""
+"""Decoding and validation of one activity against docs/tracking-api.md's rules, with a hand-built catalog."""
 
 from __future__ import annotations
 

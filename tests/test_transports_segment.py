@@ -1,5 +1,5 @@
 """The Segment-compatible API under /v1 through the in-process client, on both databases:
-DESIGN 2.3 and docs/segment.md."""
+docs/segment.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The headless tracking API over HTTP, on both databases: DESIGN 2.1 and the Kentico reference."""
+"""The headless tracking API over HTTP, on both databases: docs/tracking-api.md."""
 
 from __future__ import annotations
 

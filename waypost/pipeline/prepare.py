@@ -162,7 +162,7 @@ def _loose_type(raw: bytes) -> str | None:
 def prepare(
     raw: bytes, snapshot: Snapshot, now: dt.datetime, max_bytes: int
 ) -> Accepted | Rejected:
-    """Validate one activity against the rules of DESIGN 2.1 and its type."""
+    """Validate one activity against the rules of docs/tracking-api.md and its type."""
     if len(raw) > max_bytes:
         return reject(
             ApiError(
