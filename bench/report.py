@@ -31,7 +31,8 @@ def median(values: Sequence[float]) -> float:
 
 
 def targets(summary: dict[str, Any]) -> list[Target]:
-    """Judge the summary (see bench/run.py for its shape) against the targets of docs/performance.md."""
+    """Judge the summary (see bench/run.py for its shape) against the targets of
+    docs/performance.md."""
     single, batch, latency = summary["single"], summary["batch"], summary["latency"]
     return [
         Target(

@@ -1,4 +1,5 @@
-"""Decoding and validation of one activity against docs/tracking-api.md's rules, with a hand-built catalog."""
+"""Decoding and validation of one activity against docs/tracking-api.md's rules, with a
+hand-built catalog."""
 
 from __future__ import annotations
 

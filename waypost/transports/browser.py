@@ -206,7 +206,8 @@ class BrowserApp(Transport):
                 if len(value) > 100:
                     raise ApiError(400, "invalid_field", f"{name} is at most 100 characters.", name)
                 names[column] = value.strip()
-        # Naming a visitor is tracking them: the rules of activities apply (docs/browser-tracking.md).
+        # Naming a visitor is tracking them: the rules of activities apply
+        # (docs/browser-tracking.md).
         refused = cookie_level_refusal(body.cookie_level)
         if refused is not None:
             raise refused
