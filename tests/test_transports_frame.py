@@ -350,6 +350,13 @@ async def test_a_storage_outage_is_a_503_with_retry_after(app: EchoApp, hub: Any
     status, headers, body = await call(app, "POST", "/echo/it", b'{"x": 1}', GOOD)
     assert (status, headers["retry-after"]) == (503, "1")
     assert msgspec.json.decode(body)["error"]["code"] == "storage_unavailable"
+    # From a page too: the origins cannot be read either, and the answer is still the 503.
+    for method in ("POST", "OPTIONS"):
+        status, headers, body = await call(
+            app, method, "/echo/it", b'{"x": 1}', {**GOOD, "Origin": PAGE}
+        )
+        assert (status, headers.get("retry-after")) == (503, "1"), method
+        assert "access-control-allow-origin" not in headers
 
 
 async def test_preflights_answer_for_every_channels_origins(app: EchoApp) -> None:

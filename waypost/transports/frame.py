@@ -190,10 +190,14 @@ class Transport:
         except ApiError as exc:
             status, body, headers = exc.status, exc.body(), encode_headers(exc.headers)
         except StorageUnavailable:
-            status, body = 503, STORAGE_DOWN.body()
-            headers = encode_headers(STORAGE_DOWN.headers)
+            status, body, headers = 503, STORAGE_DOWN.body(), encode_headers(STORAGE_DOWN.headers)
         if self.cors is not None:
-            headers = headers + await self._cors_headers(request, self.cors)
+            try:
+                headers = headers + await self._cors_headers(request, self.cors)
+            except StorageUnavailable:
+                # The origins are in the catalog, which cannot be loaded either.
+                status, body = 503, STORAGE_DOWN.body()
+                headers = encode_headers(STORAGE_DOWN.headers)
         await respond(send, status, body, headers)
 
     async def _handle(self, request: IngestRequest, methods: Methods | None) -> Answer:
