@@ -6,7 +6,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
@@ -77,3 +77,15 @@ def page_by_id(items: list[T], limit: int, key: Callable[[T], uuid.UUID]) -> Pag
 
 def _bad_cursor() -> ApiError:
     return ApiError(400, "invalid_field", "The cursor is not one this API gave out.", "cursor")
+
+
+def every(fetch: Callable[[str | None], Any]) -> list[Any]:
+    """Every item of a paged list: ``fetch(cursor)`` returns a page with ``data`` and ``next``."""
+    items: list[Any] = []
+    cursor: str | None = None
+    while True:
+        found = fetch(cursor)
+        items.extend(found.data)
+        cursor = found.next
+        if cursor is None:
+            return items

@@ -4,8 +4,7 @@ it logs activities (docs/admin-api.md)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar, get_args
+from typing import get_args
 
 import click
 import msgspec
@@ -15,7 +14,7 @@ from waypost.domain.fields import FieldSpec, FieldType
 from waypost.error_words import a_or_an
 from waypost.errors import ApiError, from_validation_error
 from waypost.hub import Hub
-from waypost.pagination import ListQuery
+from waypost.pagination import ListQuery, every
 from waypost.services.activity_types import ActivityType, ActivityTypeCreate, ActivityTypeQuery
 from waypost.services.channels import ChannelCreate
 from waypost.services.keys import KeyCreate, KeyQuery
@@ -75,7 +74,7 @@ def keys_create(access: str, channel: uuid.UUID | None, name: str, as_json: bool
 def keys_list(channel: uuid.UUID | None, as_json: bool) -> None:
     """List keys: their prefix and last four characters, never the key."""
     with hub_session() as hub:
-        items = _all(lambda cursor: hub.keys.list_page(KeyQuery(cursor=cursor, channel=channel)))
+        items = every(lambda cursor: hub.keys.list_page(KeyQuery(cursor=cursor, channel=channel)))
     if as_json:
         echo_json(items)
         return
@@ -214,7 +213,7 @@ def _parse_field(text: str) -> dict[str, object]:
 def types_list(as_json: bool) -> None:
     """List activity types."""
     with hub_session() as hub:
-        items = _all(lambda cursor: hub.types.list_page(ActivityTypeQuery(cursor=cursor)))
+        items = every(lambda cursor: hub.types.list_page(ActivityTypeQuery(cursor=cursor)))
     if as_json:
         echo_json(items)
         return
@@ -307,7 +306,7 @@ def channels_create(
 def channels_list(as_json: bool) -> None:
     """List channels."""
     with hub_session() as hub:
-        items = _all(lambda cursor: hub.channels.list_page(ListQuery(cursor=cursor)))
+        items = every(lambda cursor: hub.channels.list_page(ListQuery(cursor=cursor)))
     if as_json:
         echo_json(items)
         return
@@ -315,17 +314,3 @@ def channels_list(as_json: bool) -> None:
         [(c.id, c.kind, c.name, ", ".join(c.allowed_origins)) for c in items],
         ("ID", "KIND", "NAME", "ALLOWED ORIGINS"),
     )
-
-
-T = TypeVar("T")
-
-
-def _all(fetch: Callable[[str | None], Any]) -> list[Any]:
-    items: list[Any] = []
-    cursor: str | None = None
-    while True:
-        page = fetch(cursor)
-        items.extend(page.data)
-        cursor = page.next
-        if cursor is None:
-            return items

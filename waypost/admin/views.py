@@ -27,6 +27,7 @@ from waypost.access.roles import Area, can
 from waypost.admin.forms import Form, parse_form
 from waypost.admin.rendering import SECURITY_HEADERS, Renderer
 from waypost.errors import ApiError
+from waypost.pagination import every as every
 from waypost.services.sessions import Session
 from waypost.services.users import Role
 from waypost.store import StorageUnavailable
@@ -264,15 +265,3 @@ def csrf_failure(ui: AdminUI, request: Request, session: Session | None) -> Resp
         "your session), so nothing was changed. This happens after logging in again in another "
         "tab. Go back, reload the page, and send the form again.",
     )
-
-
-def every(fetch: Callable[[str | None], Any]) -> list[Any]:
-    """Every item of a paged list: ``fetch(cursor)`` returns a page with ``data`` and ``next``."""
-    items: list[Any] = []
-    cursor: str | None = None
-    while True:
-        found = fetch(cursor)
-        items.extend(found.data)
-        cursor = found.next
-        if cursor is None:
-            return items
