@@ -45,6 +45,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: int = 1000
     trusted_proxies: str = ""
     new_contacts_per_ip_per_hour: int = 100
+    webhook_allow_private: bool = False
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
+    webhook_timeout_seconds: float = 15.0
+    webhook_concurrency_per_endpoint: int = 4
+    webhook_disable_after_days: float = 5.0
+    webhook_poll_seconds: float = 1.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -73,6 +79,10 @@ _POSITIVE = (
     "header_timeout_seconds",
     "body_timeout_seconds",
     "max_connections",
+    "webhook_timeout_seconds",
+    "webhook_concurrency_per_endpoint",
+    "webhook_disable_after_days",
+    "webhook_poll_seconds",
 )
 
 

@@ -2,7 +2,7 @@
 
 from waypost.errors import StorageUnavailable
 from waypost.store.changes import Change, ChangeFeed, ChangeKind, LocalChangeFeed, announce
-from waypost.store.engine import Store, make_engine, touch
+from waypost.store.engine import Store, after_commit, emit, make_engine, touch
 
 __all__ = [
     "Change",
@@ -11,7 +11,9 @@ __all__ = [
     "LocalChangeFeed",
     "StorageUnavailable",
     "Store",
+    "after_commit",
     "announce",
+    "emit",
     "make_engine",
     "touch",
 ]

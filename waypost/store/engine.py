@@ -78,6 +78,8 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
 
 TOUCHED = "waypost.touched"
+EVENTS = "waypost.events"
+AFTER_COMMIT = "waypost.after_commit"
 
 # What a write transaction changed about contacts: (contact ids, what changed) pairs.
 Touched = list[tuple[frozenset[Any], Any]]
@@ -93,6 +95,24 @@ def touch(conn: Connection, contact_ids: Iterable[Any], what: Any) -> None:
         touched.append((ids, what))
 
 
+def emit(conn: Connection, event: Any) -> None:
+    """Note, inside a write transaction, that something happened that may trigger work of its
+    own (an activity stored, a contact entering a group, a consent agreed: the classes of
+    :mod:`waypost.domain.triggers`). Before the transaction commits, the Store hands every
+    event of it to its ``in_transaction`` handlers, on the same connection, so that what they
+    write (a playbook's outbox messages) commits or rolls back with what triggered it."""
+    events: list[Any] | None = conn.info.get(EVENTS)
+    if events is not None:
+        events.append(event)
+
+
+def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once this write transaction has committed (never on a rollback)."""
+    callbacks: list[Callable[[], None]] | None = conn.info.get(AFTER_COMMIT)
+    if callbacks is not None and callback not in callbacks:
+        callbacks.append(callback)
+
+
 class Store:
     """The storage seam: transactions on one engine, with outages turned into StorageUnavailable."""
 
@@ -103,6 +123,8 @@ class Store:
         self.on_commit: Callable[[Touched], None] | None = None
         # Where committed changes to cached definitions are published (see changes.announce).
         self.changes: ChangeFeed = changes if changes is not None else LocalChangeFeed()
+        # Called inside each write transaction that emitted events, just before it commits.
+        self.in_transaction: list[Callable[[Connection, list[Any]], None]] = []
 
     @property
     def dialect(self) -> str:
@@ -112,26 +134,41 @@ class Store:
     def write(self) -> Iterator[Connection]:
         """A read-write transaction, committed when the block ends without an exception."""
         touched: Touched = []
+        events: list[Any] = []
+        callbacks: list[Callable[[], None]] = []
         changes: list[Change] | None = None
         with _outage_guard(), self._writer.begin() as conn:
             # Kept, not asked for again: once the connection is lost, conn.info raises
             # instead of answering, which would hide the outage behind another error.
             info = conn.info
             info[TOUCHED] = touched
+            info[EVENTS] = events
+            info[AFTER_COMMIT] = callbacks
             # No list until a change is announced: most write transactions (the writer's)
             # announce none.
             info[PENDING] = None
             try:
                 yield conn
+                # Handlers may emit events of their own (a playbook's run): take them too,
+                # until none is left.
+                while events:
+                    taken = events[:]
+                    del events[:]
+                    for handler in self.in_transaction:
+                        handler(conn, taken)
             finally:
                 # The info dict outlives this checkout of the connection.
                 info.pop(TOUCHED, None)
+                info.pop(EVENTS, None)
+                info.pop(AFTER_COMMIT, None)
                 changes = info.pop(PENDING, None)
         # Caches first: what on_commit starts may read them.
         if changes:
             publish_all(self.changes, changes)
         if touched and self.on_commit is not None:
             self.on_commit(touched)
+        for callback in callbacks:
+            callback()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -440,3 +440,111 @@ user_sessions = Table(
     Column("reveal", String(400), nullable=True),
     Index("ix_user_sessions_expires_at", "expires_at"),
 )
+
+# Where playbooks send their webhooks (docs/playbooks.md). The secret signs every message, so it
+# is kept as it was shown; after a rotation the previous one signs too until it expires.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("enabled", Boolean(), nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("previous_secret", String(100), nullable=True),
+    Column("previous_secret_expires_at", UtcDateTime(), nullable=True),
+    # Why Waypost disabled it ("gone": a 410 answer, "failing": no success for days); null
+    # when enabled or disabled by a person.
+    Column("disabled_reason", String(32), nullable=True),
+    # The first failure since the last success: the endpoint is disabled once it is too old.
+    Column("failing_since", UtcDateTime(), nullable=True),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+)
+
+playbooks = Table(
+    "playbooks",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text(), nullable=False),
+    Column("enabled", Boolean(), nullable=False),
+    Column("trigger", JSON(), nullable=False),
+    Column("audience", JSON(), nullable=True),
+    Column("cadence", JSON(), nullable=False),
+    Column("actions", JSON(), nullable=False),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+)
+
+# One row each time a playbook ran its actions for a contact: the cadence reads them.
+playbook_runs = Table(
+    "playbook_runs",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("playbook_id", Uuid(), ForeignKey("playbooks.id", ondelete="CASCADE"), nullable=False),
+    Column("contact_id", Uuid(), nullable=False),
+    # What fired: "activity", "group_entered", "group_exited", "consent_agreed" or
+    # "consent_revoked", and the activity id, group id or consent code name it fired on.
+    Column("event", String(32), nullable=False),
+    Column("subject", String(200), nullable=True),
+    _now_column("at"),
+    Index("ix_playbook_runs_cadence", "playbook_id", "contact_id", "at"),
+    Index("ix_playbook_runs_playbook", "playbook_id", "at"),
+    Index("ix_playbook_runs_contact", "contact_id", "at"),
+)
+
+# The outbox and the delivery log in one: a message is written in the transaction of what
+# triggered it, and the dispatcher takes due messages (next_attempt_at) under a lease.
+webhook_messages = Table(
+    "webhook_messages",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column(
+        "endpoint_id",
+        Uuid(),
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("playbook_id", Uuid(), nullable=True),
+    Column("run_id", Uuid(), nullable=True),
+    Column("contact_id", Uuid(), nullable=True),
+    Column("event_type", String(32), nullable=False),
+    # The JSON body exactly as it is sent and signed, on every attempt.
+    Column("body", Text(), nullable=False),
+    # "pending" (to be sent at next_attempt_at), "delivered" or "failed" (given up).
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
+    Column("last_status", Integer(), nullable=True),
+    Column("last_error", String(200), nullable=True),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+    Column("delivered_at", UtcDateTime(), nullable=True),
+    Index("ix_webhook_messages_due", "status", "next_attempt_at"),
+    Index("ix_webhook_messages_endpoint", "endpoint_id", "created_at"),
+    Index("ix_webhook_messages_contact", "contact_id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column(
+        "message_id",
+        Uuid(),
+        ForeignKey("webhook_messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt", Integer(), nullable=False),
+    _now_column("at"),
+    # Null when no answer came (a timeout, a refused connection, a refused address).
+    Column("http_status", Integer(), nullable=True),
+    Column("duration_ms", Integer(), nullable=False),
+    Column("error", String(200), nullable=True),
+    # The first 1 KB of the answer's body.
+    Column("response", Text(), nullable=False),
+    Index("ix_webhook_attempts_message", "message_id", "at"),
+)
