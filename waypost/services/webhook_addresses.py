@@ -1,0 +1,33 @@
+"""The address check of a webhook URL, with the name resolved: at creation and before every
+delivery, since what a name resolves to can change (docs/playbooks.md, "Webhook endpoints")."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from waypost.domain.webhook_urls import BadWebhookUrl, check_url, is_refused, literal_address
+
+
+def check_destination(url: str, allow_private: bool) -> None:
+    """Raise BadWebhookUrl when ``url`` is malformed, or (unless ``allow_private``) when its
+    host is or resolves to an address that is not on the public internet. A name that does
+    not resolve is refused too: nothing could be delivered to it."""
+    host, port = check_url(url)
+    if allow_private:
+        return
+    literal = literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise BadWebhookUrl(f"the host {host!r} does not resolve: {exc}") from None
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for address in addresses:
+        if is_refused(address):
+            raise BadWebhookUrl(
+                f"the host {host!r} is a loopback, private or link-local address ({address}); "
+                "webhooks go to public addresses unless WAYPOST_WEBHOOK_ALLOW_PRIVATE=1"
+            )
