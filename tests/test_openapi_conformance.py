@@ -33,8 +33,11 @@ from starlette.types import Receive, Scope, Send
 
 from waypost.app import WaypostApp, api_document, create_app
 from waypost.hub import Hub
+from waypost.ids import new_id, utcnow
+from waypost.records.outbox import OutboxMessage, enqueue
 from waypost.services.channels import ChannelCreate
 from waypost.services.keys import KeyCreate
+from waypost.services.webhook_endpoints import WebhookEndpointCreate, WebhookEndpointService
 from waypost.settings import load_settings
 from waypost.store import Store, make_engine
 
@@ -93,11 +96,25 @@ def served(sqlite_template: Path, tmp_path: Path) -> Iterator[World]:
     channel = hub.channels.create(
         ChannelCreate(name="Site", kind="website", allowed_origins=[ORIGIN])
     )
+    # A webhook endpoint on loopback (which the server's own settings refuse) and a message.
+    loopback = load_settings(
+        {"WAYPOST_DATABASE_URL": f"sqlite:///{path}"}, webhook_allow_private=True
+    )
+    endpoints = WebhookEndpointService(hub.store, loopback, hub.clock)
+    endpoint = endpoints.create(WebhookEndpointCreate(url="http://127.0.0.1:9/hooks"))
+    message = OutboxMessage(new_id(), endpoint.id, "activity.performed", "{}", utcnow())
+    with hub.store.write() as conn:
+        enqueue(conn, [message])
     world = World(
         admin=hub.keys.create(KeyCreate(access="admin", name="conformance")).key,
         tracking=hub.keys.create(KeyCreate(access="tracking", channel=channel.id)).key,
         publishable=hub.keys.create(KeyCreate(access="publishable", channel=channel.id)).key,
-        known=[str(channel.id), str(hub.contacts.create_anonymous().contact)],
+        known=[
+            str(channel.id),
+            str(hub.contacts.create_anonymous().contact),
+            str(endpoint.id),
+            str(message.id),
+        ],
     )
     SERVED.app = create_app(settings, hub=hub)
     try:

@@ -29,6 +29,7 @@ from waypost.api import (
     groups,
     keys,
     reports,
+    webhooks,
 )
 from waypost.api.openapi import DOCS_PAGE, DOCS_SCRIPT, openapi_document
 from waypost.api.routing import (
@@ -65,6 +66,7 @@ def admin_operations() -> list[Operation]:
         *activities.OPERATIONS,
         *groups.OPERATIONS,
         *reports.OPERATIONS,
+        *webhooks.OPERATIONS,
     ]
 
 

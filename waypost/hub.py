@@ -25,6 +25,8 @@ from waypost.services.rollups import RollupService
 from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
 from waypost.services.users import UserService
+from waypost.services.webhook_deliveries import WebhookDeliveryService
+from waypost.services.webhook_endpoints import WebhookEndpointService
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 
@@ -70,6 +72,14 @@ class Hub:
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
         )
+        self.webhook_endpoints = WebhookEndpointService(self.store, settings, self.clock)
+        self.webhook_deliveries = WebhookDeliveryService(
+            self.store, self.clock, wake=self.wake_webhooks
+        )
+
+    def wake_webhooks(self) -> None:
+        """Tell the webhook dispatcher that messages are due now (called after the commit
+        that made them so). Without a dispatcher in this process, its poll finds them."""
 
     def client_ip(self, scope: Mapping[str, object]) -> str:
         """The client's address of a request, for every limit keyed by address."""

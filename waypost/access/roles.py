@@ -20,6 +20,7 @@ Area = Literal[
     "groups",
     "reports",
     "playbooks",
+    "webhooks",
     "channels",
     "keys",
     "consents",
@@ -71,6 +72,7 @@ TAG_AREAS: dict[str, Area] = {
     "Contact groups": "groups",
     "Reports": "reports",
     "Playbooks": "playbooks",
+    "Webhooks": "webhooks",
 }
 
 

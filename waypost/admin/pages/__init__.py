@@ -22,14 +22,15 @@ from waypost.admin.pages import (
     rejected,
     types,
     users,
+    webhooks,
 )
 from waypost.admin.views import NavItem, View
 
 # Navigation order: 10 dashboard, 20 activity types, 30 contacts, 40 activities, 50 rejected,
-# 60 groups, 70 channels, 80 keys, 90 consents, 100 users.
+# 60 groups, 70 channels, 80 keys, 85 webhooks, 90 consents, 100 users.
 MODULES: tuple[ModuleType, ...] = (
     types, channels, keys, consents, users, groups, dashboard, contacts, activities, rejected,
-    account, home,
+    webhooks, account, home,
 )  # fmt: skip
 
 
