@@ -28,6 +28,7 @@ from waypost.api import (
     contacts,
     groups,
     keys,
+    playbooks,
     reports,
 )
 from waypost.api.openapi import DOCS_PAGE, DOCS_SCRIPT, openapi_document
@@ -64,6 +65,7 @@ def admin_operations() -> list[Operation]:
         *contacts.OPERATIONS,
         *activities.OPERATIONS,
         *groups.OPERATIONS,
+        *playbooks.OPERATIONS,
         *reports.OPERATIONS,
     ]
 

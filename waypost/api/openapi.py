@@ -27,6 +27,7 @@ STATUS_TEXT = {
     409: "Conflict: a duplicate name, or a change that existing data forbids",
     413: "Over a configured limit",
     415: "Not JSON",
+    422: "Invalid: the body names something that does not exist, or breaks a rule",
     429: "Rate limited",
     503: "Storage unavailable; retry after the Retry-After seconds",
 }

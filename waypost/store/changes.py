@@ -1,4 +1,5 @@
-"""Changes to what processes cache (channels, keys, activity types, consents, groups), announced
+"""Changes to what processes cache (channels, keys, activity types, consents, groups,
+playbooks), announced
 once the transaction that made them has committed.
 
 A service notes a change inside its write transaction with :func:`announce`; the Store
@@ -21,7 +22,7 @@ from sqlalchemy import Connection
 
 log = logging.getLogger("waypost.changes")
 
-ChangeKind = Literal["channel", "key", "activity_type", "consent", "group"]
+ChangeKind = Literal["channel", "key", "activity_type", "consent", "group", "playbook"]
 
 # Where a write transaction's notes wait for its commit (see Store.write).
 PENDING = "waypost.changes"
