@@ -57,7 +57,11 @@ MESSAGE_TYPES: dict[str, str] = {
 
 
 class ActivityTrigger(
-    msgspec.Struct, tag_field="event", tag="activity", forbid_unknown_fields=True
+    msgspec.Struct,
+    tag_field="event",
+    tag="activity",
+    forbid_unknown_fields=True,
+    omit_defaults=True,
 ):
     """An activity of a type was stored, its fields passing the filters (all of them)."""
 
