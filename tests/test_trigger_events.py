@@ -87,6 +87,13 @@ def failing_table(hub: Hub, table: str) -> Iterator[None]:
                 conn.exec_driver_sql(statement)
 
 
+def rolled_back(hub: Hub, work: Callable[[Connection], object]) -> None:
+    """Do ``work`` in a write transaction that then fails."""
+    with hub.store.write() as conn:
+        work(conn)
+        raise RuntimeError("rolled back")
+
+
 # -- the writer --------------------------------------------------------------------------------
 
 
@@ -192,9 +199,8 @@ def test_an_agreement_to_a_new_version_is_a_change(
 def test_an_agreement_rolled_back_emits_nothing(hub: Hub, groups: Groups, seen: list[Any]) -> None:
     groups.create_consent("Newsletter")
     contact = uuid.UUID(groups.new_contact())
-    with pytest.raises(RuntimeError), hub.store.write() as conn:
-        insert_agreement(conn, contact, "Newsletter", True, None)
-        raise RuntimeError("rolled back")
+    with pytest.raises(RuntimeError):
+        rolled_back(hub, lambda conn: insert_agreement(conn, contact, "Newsletter", True, None))
     assert seen == []
 
 
@@ -263,8 +269,12 @@ def test_membership_written_in_a_rolled_back_transaction_emits_nothing(
     contact = uuid.UUID(groups.new_contact())
     assert hub.group_updates.wait_idle()
     del seen[:]
-    with pytest.raises(RuntimeError), hub.store.write() as conn:
-        assert apply_some(conn, uuid.UUID(group["id"]), {contact}, set(), hub.clock.now()) == 1
-        raise RuntimeError("rolled back")
+    with pytest.raises(RuntimeError):
+        rolled_back(
+            hub,
+            lambda conn: apply_some(
+                conn, uuid.UUID(group["id"]), {contact}, set(), hub.clock.now()
+            ),
+        )
     assert seen == []
     assert groups.members(group["id"]) == set()
