@@ -40,7 +40,7 @@ from waypost.pagination import (
 from waypost.records.contacts import require_contact
 from waypost.services.playbook_rules import check_playbook
 from waypost.store import Store, announce
-from waypost.store.schema import playbook_runs, playbooks
+from waypost.store.schema import playbook_runs, playbooks, webhook_endpoints
 
 
 class PlaybookCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,6 +93,15 @@ class PlaybookRun(msgspec.Struct):
     event: str
     subject: str | None
     at: dt.datetime
+
+
+class EndpointChoice(msgspec.Struct):
+    """A webhook endpoint a playbook's action may call, as a form offers it."""
+
+    id: uuid.UUID
+    url: str
+    description: str
+    enabled: bool
 
 
 class RunQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -229,6 +238,15 @@ class PlaybookService:
             ).all()
         return {row[0]: int(row[1]) for row in rows}
 
+    def endpoint_choices(self) -> list[EndpointChoice]:
+        """Every webhook endpoint, by URL, for the actions of a playbook's form."""
+        e = webhook_endpoints
+        with self.store.read() as conn:
+            rows = conn.execute(
+                sa.select(e.c.id, e.c.url, e.c.description, e.c.enabled).order_by(e.c.url, e.c.id)
+            ).all()
+        return [EndpointChoice(r.id, r.url, r.description, bool(r.enabled)) for r in rows]
+
     # -- runs ------------------------------------------------------------------------------
 
     def runs(self, playbook_id: uuid.UUID, query: RunQuery) -> Page[PlaybookRun]:
@@ -277,6 +295,7 @@ def _time_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
 
 
 __all__ = [
+    "EndpointChoice",
     "ListQuery",
     "Playbook",
     "PlaybookCreate",
