@@ -72,6 +72,9 @@ class Index:
     agreed: dict[uuid.UUID, tuple[Armed, ...]] = field(default_factory=dict)
     revoked: dict[uuid.UUID, tuple[Armed, ...]] = field(default_factory=dict)
 
+    # The keys of ``activity``, made once: the writer asks for them in every batch.
+    activity_types: frozenset[uuid.UUID] = frozenset()
+
     @property
     def empty(self) -> bool:
         return not (self.activity or self.entered or self.exited or self.agreed or self.revoked)
@@ -114,7 +117,7 @@ def load_index(conn: Connection, loaded_at: float) -> Index:
         armed = Armed(row.id, row.name, event_of(trigger), filters, audience, cadence, endpoints)
         lists[key].setdefault(subject, []).append(armed)
     frozen = {key: {k: tuple(v) for k, v in found.items()} for key, found in lists.items()}
-    return Index(loaded_at, catalog, **frozen)
+    return Index(loaded_at, catalog, **frozen, activity_types=frozenset(frozen["activity"]))
 
 
 def _consent_id(consent_ids: dict[str, uuid.UUID], trigger: ConsentTrigger) -> uuid.UUID:
@@ -165,7 +168,7 @@ class PlaybookTriggers:
     def activity_types(self, conn: Connection) -> frozenset[uuid.UUID]:
         """The activity types some enabled playbook listens to: the writer emits an event
         for the activities of these types only."""
-        return frozenset(self.index(conn).activity)
+        return self.index(conn).activity_types
 
     def listens_to_group(self, conn: Connection, group_id: uuid.UUID) -> bool:
         """Whether some enabled playbook fires on entries to or exits from the group: a full
