@@ -266,6 +266,17 @@ def test_the_audience_is_evaluated_when_the_trigger_fires(
     assert [r["contact_id"] for r in runs(hub)] == [uuid.UUID(contact)]
 
 
+def test_the_audience_counts_the_activity_that_fired_it(
+    hub: Hub, books: Playbooks, groups: Groups, loans: ActivityType, endpoint: uuid.UUID
+) -> None:
+    books.create(loan_trigger(), endpoint, audience={"activity": {"type": LOANS, "at_least": 2}})
+    contact = groups.new_contact()
+    groups.log(contact, loan())
+    assert runs(hub) == []
+    [second] = groups.log(contact, loan())
+    assert [r["subject"] for r in runs(hub)] == [second]
+
+
 def test_an_audience_naming_a_group_reads_its_members(
     hub: Hub, books: Playbooks, groups: Groups, loans: ActivityType, endpoint: uuid.UUID
 ) -> None:
