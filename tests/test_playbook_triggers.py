@@ -19,7 +19,7 @@ from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
-from waypost.store.schema import playbook_runs, webhook_endpoints
+from waypost.store.schema import activity_rollups, contacts, playbook_runs, webhook_endpoints
 
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck, Tracker
@@ -174,6 +174,32 @@ def test_a_full_computation_fires_for_the_contacts_that_entered(
     assert groups.patch(group["id"], condition={"activity": {"type": LOANS}}).status_code == 200
     assert [r["contact_id"] for r in runs(hub)] == [uuid.UUID(ann)]
     assert uuid.UUID(bob) not in {m["contact_id"] for m in messages(hub)}
+
+
+def test_a_condition_change_moving_many_contacts_runs_for_each_once(
+    hub: Hub, books: Playbooks, groups: Groups, loans: ActivityType, endpoint: uuid.UUID
+) -> None:
+    many = sorted(uuid.uuid4() for _ in range(1200))
+    now = hub.clock.now()
+    with hub.store.write() as conn:
+        conn.execute(
+            contacts.insert(),
+            [{"id": c, "attributes": {}, "created_at": now, "updated_at": now} for c in many],
+        )
+        conn.execute(
+            activity_rollups.insert(),
+            [{"contact_id": c, "type_id": loans.id, "day": now.date(), "count": 1} for c in many],
+        )
+    group = groups.create({"activity": {"type": LOANS, "at_least": 2}})
+    books.create(
+        {"event": "group_entered", "group": group["id"]},
+        endpoint,
+        "once",
+        audience={"activity": {"type": LOANS}},
+    )
+    assert groups.patch(group["id"], condition={"activity": {"type": LOANS}}).status_code == 200
+    assert sorted(r["contact_id"] for r in runs(hub)) == many
+    assert len(messages(hub)) == 1200
 
 
 def test_agreeing_and_revoking_fire_their_playbooks_once_per_change(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -43,7 +43,19 @@ from waypost.store.schema import contact_groups, contacts, playbook_runs, webhoo
 # Why a message for a disabled endpoint is kept as failed (docs/playbooks.md, "Runs").
 ENDPOINT_DISABLED = "endpoint_disabled"
 
-_lock = sa.text("SELECT pg_advisory_xact_lock(:key)")
+_lock = sa.text(
+    "SELECT pg_advisory_xact_lock(k) "
+    "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
+# Contacts per statement: a group's condition edited may move thousands at once, more than
+# SQLite takes as parameters of one statement.
+CHUNK = 500
+
+
+def chunks(items: Sequence[uuid.UUID], size: int = CHUNK) -> Iterator[Sequence[uuid.UUID]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -144,18 +156,19 @@ def _allowed(conn: Connection, firings: Sequence[Firing], now: dt.datetime) -> l
     last: dict[tuple[uuid.UUID, uuid.UUID], dt.datetime] = {}
     if limited:
         if conn.dialect.name == "postgresql":
+            # In one order in every transaction, so that two never each hold one the other needs.
             locks = sorted({_key(p, c) for p, people in limited.items() for c in people})
-            for lock in locks:
-                conn.execute(_lock, {"key": lock})
+            conn.execute(_lock, {"keys": locks})
         r = playbook_runs
         for playbook_id, people in limited.items():
-            rows = conn.execute(
-                sa.select(r.c.contact_id, sa.func.max(r.c.at))
-                .where(r.c.playbook_id == playbook_id, r.c.contact_id.in_(sorted(people)))
-                .group_by(r.c.contact_id)
-            ).all()
-            for contact_id, at in rows:
-                last[(playbook_id, contact_id)] = at
+            for some in chunks(sorted(people)):
+                rows = conn.execute(
+                    sa.select(r.c.contact_id, sa.func.max(r.c.at))
+                    .where(r.c.playbook_id == playbook_id, r.c.contact_id.in_(some))
+                    .group_by(r.c.contact_id)
+                ).all()
+                for contact_id, at in rows:
+                    last[(playbook_id, contact_id)] = at
     allowed: list[Firing] = []
     for f in firings:
         if isinstance(f.armed.cadence, EveryTime):
@@ -176,13 +189,11 @@ def _key(playbook_id: uuid.UUID, contact_id: uuid.UUID) -> int:
 
 def _contacts(conn: Connection, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ContactData]:
     columns = [contacts.c[name] for name in FIELD_COLUMNS]
-    rows = conn.execute(
-        sa.select(contacts.c.id, *columns).where(contacts.c.id.in_(sorted(ids)))
-    ).all()
-    return {
-        row.id: ContactData(row.id, **{name: row._mapping[name] for name in FIELD_COLUMNS})
-        for row in rows
-    }
+    found: dict[uuid.UUID, ContactData] = {}
+    for some in chunks(sorted(ids)):
+        for row in conn.execute(sa.select(contacts.c.id, *columns).where(contacts.c.id.in_(some))):
+            found[row.id] = ContactData(row.id, **{n: row._mapping[n] for n in FIELD_COLUMNS})
+    return found
 
 
 def _group_names(conn: Connection, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:

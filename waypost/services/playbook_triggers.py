@@ -49,7 +49,7 @@ from waypost.services.group_sql import (
     load_condition_catalog,
     members_select,
 )
-from waypost.services.playbook_runs import Armed, Firing, write_runs
+from waypost.services.playbook_runs import Armed, Firing, chunks, write_runs
 from waypost.store import Change, Store
 from waypost.store.schema import playbooks
 from waypost.store.type_fields import load_type_fields
@@ -145,6 +145,8 @@ class PlaybookTriggers:
         self.ttl = ttl
         self._index: Index | None = None
         self._lock = threading.Lock()
+        # Counts the changes seen: a load that read before a change must not be kept after it.
+        self._generation = 0
 
     # -- the cache -------------------------------------------------------------------------
 
@@ -154,15 +156,18 @@ class PlaybookTriggers:
         if change.kind in CACHED_KINDS:
             with self._lock:
                 self._index = None
+                self._generation += 1
 
     def index(self, conn: Connection) -> Index:
         """The cached playbooks, loaded on ``conn`` when missing or older than ``ttl``."""
         now = time.monotonic()
-        index = self._index
+        with self._lock:
+            index, generation = self._index, self._generation
         if index is None or now - index.loaded_at > self.ttl:
             index = load_index(conn, now)
             with self._lock:
-                self._index = index
+                if self._generation == generation:
+                    self._index = index
         return index
 
     def activity_types(self, conn: Connection) -> frozenset[uuid.UUID]:
@@ -228,12 +233,19 @@ def _audience(
     today: Any,
 ) -> set[uuid.UUID]:
     assert armed.audience is not None
-    ctx = catalog.context(today, conn.dialect.name, sorted(contacts))
-    try:
-        stmt = members_select(armed.audience, ctx)
-    except CompileError as exc:
-        log.warning("the audience of playbook %s cannot be evaluated: %s", armed.id, exc)
-        return set()
+    found: set[uuid.UUID] = set()
+    for some in chunks(sorted(contacts)):
+        ctx = catalog.context(today, conn.dialect.name, some)
+        try:
+            stmt = members_select(armed.audience, ctx)
+        except CompileError as exc:
+            log.warning("the audience of playbook %s cannot be evaluated: %s", armed.id, exc)
+            return set()
+        found |= _members(conn, armed, stmt)
+    return found
+
+
+def _members(conn: Connection, armed: Armed, stmt: sa.Select[Any]) -> set[uuid.UUID]:
     if conn.dialect.name != "postgresql":
         return set(conn.execute(stmt).scalars())
     # A statement PostgreSQL refuses (one too complex to plan) would abort the transaction
