@@ -52,7 +52,6 @@ from waypost.services.group_sql import (
 from waypost.services.playbook_runs import Armed, Firing, chunks, write_runs
 from waypost.store import Change, Store
 from waypost.store.schema import playbooks
-from waypost.store.type_fields import load_type_fields
 
 log = logging.getLogger("waypost.playbooks")
 
@@ -91,7 +90,6 @@ def load_index(conn: Connection, loaded_at: float) -> Index:
     lists: dict[str, dict[uuid.UUID, list[Armed]]] = {
         key: {} for key in ("activity", "entered", "exited", "agreed", "revoked")
     }
-    specs = load_type_fields(conn)
     for row in rows:
         try:
             trigger: Trigger = msgspec.convert(row.trigger, Trigger)
@@ -103,7 +101,7 @@ def load_index(conn: Connection, loaded_at: float) -> Index:
                 ref = catalog.types.get(trigger.type)
                 if ref is None or ref.id is None:
                     raise PlaybookError(f"no activity type {trigger.type!r}", "trigger.type")
-                filters = compile_filters(specs.get(ref.id, ()), trigger.fields)
+                filters = compile_filters(ref.fields, trigger.fields)
                 key, subject = "activity", ref.id
             elif isinstance(trigger, ConsentAgreedTrigger | ConsentRevokedTrigger):
                 key = "agreed" if isinstance(trigger, ConsentAgreedTrigger) else "revoked"
