@@ -28,6 +28,7 @@ from waypost.api import (
     contacts,
     groups,
     keys,
+    playbooks,
     reports,
     webhooks,
 )
@@ -65,6 +66,7 @@ def admin_operations() -> list[Operation]:
         *contacts.OPERATIONS,
         *activities.OPERATIONS,
         *groups.OPERATIONS,
+        *playbooks.OPERATIONS,
         *reports.OPERATIONS,
         *webhooks.OPERATIONS,
     ]

@@ -19,6 +19,8 @@ from waypost.services.contacts import ContactService
 from waypost.services.group_updates import GroupUpdater
 from waypost.services.groups import GroupService
 from waypost.services.keys import KeyService
+from waypost.services.playbook_triggers import PlaybookTriggers
+from waypost.services.playbooks import PlaybookService
 from waypost.services.replay import ReplayService
 from waypost.services.reports import ReportService
 from waypost.services.rollups import RollupService
@@ -65,6 +67,19 @@ class Hub:
         # Every cache of definitions forgets its copy once a service commits a change to it.
         self.store.changes.subscribe(self.catalog.changed)
         self.store.changes.subscribe(self.groups.plans.changed)
+        self.playbooks = PlaybookService(self.store, self.clock)
+        self.playbook_triggers = PlaybookTriggers(
+            self.store,
+            self.clock,
+            wake=self.wake_webhooks,
+            ttl=settings.catalog_ttl_seconds,
+        )
+        # Playbooks run inside the transaction of what fires them; the writer and the group
+        # computations ask the triggers' cache what is listened to before emitting anything.
+        self.store.in_transaction.append(self.playbook_triggers.handle)
+        self.store.changes.subscribe(self.playbook_triggers.changed)
+        self.writer.listened_types = self.playbook_triggers.activity_types
+        self.groups.computer.listens = self.playbook_triggers.listens_to_group
         self.rollups = RollupService(self.store)
         self.reports = ReportService(self.store, self.clock)
         self.users = UserService(self.store)

@@ -20,7 +20,8 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -62,6 +63,9 @@ class Writer:
         self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0
+        # The activity types some playbook listens to, read in each batch's transaction (the
+        # hub wires it to the playbook triggers): only their activities are emitted as events.
+        self.listened_types: Callable[[Connection], AbstractSet[uuid.UUID]] | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -212,7 +216,8 @@ class Writer:
             dry = [job for job in batch if job.dry_run]
             _fill(dry, decide(dry, reads, self.codec))
         if live:
-            decision = decide(live, reads, self.codec)
+            listened = self.listened_types(conn) if self.listened_types is not None else frozenset()
+            decision = decide(live, reads, self.codec, listened)
             write_rows(conn, self.statements, self.codec, decision.rows)
             _fill(live, decision)
 

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import msgspec
@@ -23,6 +24,7 @@ from waypost.pipeline.prepare import Accepted, Rejected
 from waypost.pipeline.writer_rows import (
     BatchRows,
     DataInput,
+    Listened,
     activity_row,
     rejected_row,
     replay_mark,
@@ -102,8 +104,15 @@ class Decision:
     missing: list[bool] = field(default_factory=list)
 
 
-def decide(batch: Sequence[Job], reads: Reads, c: Codec) -> Decision:
-    """Decide every item of ``batch`` (not empty), in order. ``reads`` is left as it was."""
+def decide(
+    batch: Sequence[Job],
+    reads: Reads,
+    c: Codec,
+    listened: AbstractSet[uuid.UUID] = frozenset(),
+) -> Decision:
+    """Decide every item of ``batch`` (not empty), in order. ``reads`` is left as it was.
+    Stored activities of the types in ``listened`` (those a playbook listens to) are noted
+    for the events the rows emit."""
     decision = Decision(BatchRows(latest=batch[-1].received_at))
     # Activities stored earlier in the batch answer later retries with 208 as well.
     seen = dict(reads.client_ids)
@@ -117,7 +126,9 @@ def decide(batch: Sequence[Job], reads: Reads, c: Codec) -> Decision:
             else None
         )
         decision.results.append(
-            _decide_job(c, decision.rows, job, contact, missing, state, seen, reads.replays)
+            _decide_job(
+                c, decision.rows, job, contact, missing, state, seen, reads.replays, listened
+            )
         )
         decision.missing.append(missing)
     return decision
@@ -132,6 +143,7 @@ def _decide_job(
     state: ConsentState | None,
     seen: ClientIds,
     replayed: set[uuid.UUID],
+    listened: AbstractSet[uuid.UUID],
 ) -> list[ActivityResult]:
     channel = job.channel
     unagreed = (
@@ -173,6 +185,10 @@ def _decide_job(
                 rows.replay_marks.append(mark)
             results.append(ActivityResult(208, earlier))
             continue
+        if listened and item.type.id in listened:
+            rows.listened.append(
+                Listened(len(rows.activities), item, contact, channel.id, job.received_at)
+            )
         _store(c, rows, job, item, contact, state)
         results.append(ActivityResult(202, item.id))
     return results

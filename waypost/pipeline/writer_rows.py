@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from waypost.domain.conditions import Changes
+from waypost.domain.triggers import ActivityStored
 from waypost.ids import new_id
 from waypost.pipeline.prepare import Accepted, Rejected
 from waypost.records.contacts import apply_data_input
-from waypost.store import touch
+from waypost.store import emit, touch
 from waypost.store.codec import Codec
 
 ACTIVITY_COLUMNS = (
@@ -89,6 +90,20 @@ class BatchRows:
     # The contacts whose activities changed, and their types, for the contact groups.
     touched: set[uuid.UUID] = field(default_factory=set)
     touched_types: set[uuid.UUID] = field(default_factory=set)
+    # The stored activities of the types a playbook listens to, to emit once written.
+    listened: list[Listened] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Listened:
+    """A stored activity some playbook may fire on: its row (whose contact a data input may
+    still move), the item as validated, and where and when it was received."""
+
+    row: int
+    item: Accepted
+    contact: uuid.UUID
+    channel_id: uuid.UUID
+    received_at: dt.datetime
 
 
 def activity_row(
@@ -194,12 +209,15 @@ class Statements:
 
 def write_rows(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> None:
     """Execute a batch's rows in ``conn``'s transaction: data inputs first, as their activity
-    rows and rollups need the contact they end up with."""
-    _apply_data_inputs(conn, c, rows)
+    rows and rollups need the contact they end up with. The activities some playbook listens
+    to are emitted as ActivityStored events once written."""
+    moved = _apply_data_inputs(conn, c, rows)
     if rows.activities:
         conn.exec_driver_sql(s.insert_activity, rows.activities)
         changes = Changes(frozenset(rows.touched_types), contact_fields=bool(rows.data_inputs))
         touch(conn, rows.touched, changes)
+        if rows.listened:
+            _emit_stored(conn, rows.listened, moved)
     if rows.rejected:
         conn.exec_driver_sql(s.insert_rejected, rows.rejected)
     if rows.replay_marks:
@@ -207,7 +225,9 @@ def write_rows(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> No
     _write_counters(conn, s, c, rows)
 
 
-def _apply_data_inputs(conn: Connection, c: Codec, rows: BatchRows) -> None:
+def _apply_data_inputs(conn: Connection, c: Codec, rows: BatchRows) -> dict[int, uuid.UUID]:
+    """Apply the data inputs; the rows that moved to another contact, and to which."""
+    moved: dict[int, uuid.UUID] = {}
     for data in rows.data_inputs:
         owner = apply_data_input(conn, data.contact, data.fields)
         if owner != data.contact:
@@ -217,8 +237,32 @@ def _apply_data_inputs(conn: Connection, c: Codec, rows: BatchRows) -> None:
                 c.ident(owner),
                 *row[CONTACT_COLUMN + 1 :],
             )
+            moved[data.row] = owner
         rows.rollups[(owner, data.type_id, data.day)] += 1
         rows.touched.add(owner)
+    return moved
+
+
+def _emit_stored(conn: Connection, listened: list[Listened], moved: dict[int, uuid.UUID]) -> None:
+    for entry in listened:
+        item = entry.item
+        emit(
+            conn,
+            ActivityStored(
+                id=item.id,
+                type_id=item.type.id,
+                type_code=item.type.code_name,
+                contact_id=moved.get(entry.row, entry.contact),
+                channel_id=entry.channel_id,
+                title=item.title,
+                value=item.value,
+                url=item.url,
+                referrer=item.referrer,
+                fields=item.fields or {},
+                occurred_at=item.occurred_at,
+                received_at=entry.received_at,
+            ),
+        )
 
 
 def _write_counters(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> None:

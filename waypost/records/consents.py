@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.conditions import CONSENTS_CHANGED
+from waypost.domain.triggers import ConsentChanged
 from waypost.errors import ApiError, not_found
 from waypost.ids import new_id, utcnow
 from waypost.records.contacts import require_contact
-from waypost.store import touch
+from waypost.store import emit, touch
 from waypost.store.schema import consent_agreements, consents
 
 
@@ -47,13 +48,15 @@ def insert_agreement(
     channel_id: uuid.UUID | None,
 ) -> Agreement:
     """Append, in the caller's write transaction, an agreement (or a revocation) of the contact
-    (following merges) for the consent's current text version; 404 for either unknown."""
+    (following merges) for the consent's current text version; 404 for either unknown. Emits
+    a ConsentChanged, which playbooks fire on, when the row changes the contact's state."""
     contact_id = require_contact(conn, contact_id)
     row = conn.execute(
         sa.select(consents.c.id, consents.c.version).where(consents.c.code_name == code_name)
     ).first()
     if row is None:
         raise not_found("consent")
+    before = current_states(conn, [contact_id], row.id).get(contact_id)
     agreement = Agreement(
         id=new_id(),
         contact=contact_id,
@@ -75,7 +78,24 @@ def insert_agreement(
         )
     )
     touch(conn, [contact_id], CONSENTS_CHANGED)
+    if _changes_state(before, agreed, row.version):
+        emit(
+            conn,
+            ConsentChanged(
+                row.id, code_name, row.version, contact_id, agreed, agreement.created_at
+            ),
+        )
     return agreement
+
+
+def _changes_state(before: ConsentState | None, agreed: bool, version: int) -> bool:
+    """Whether a new row changes the contact's state: an agreement unless the contact agrees
+    to this version already, a revocation only of an agreement (repeating what is recorded
+    fires no playbook)."""
+    held = before is not None and before.agreed
+    if agreed:
+        return not (held and before is not None and before.version == version)
+    return held
 
 
 def current_states(

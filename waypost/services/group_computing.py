@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -50,17 +50,29 @@ class GroupComputer:
         self.store = store
         self.clock = clock
         self.plans = plans
+        # Whether a playbook fires on a group's entries or exits (the hub wires it to the
+        # playbook triggers): only then does a full computation read back who moved.
+        self.listens: Callable[[Connection, uuid.UUID], bool] | None = None
 
     def compute(
-        self, conn: Connection, group_id: uuid.UUID, condition: Condition, day: dt.date
+        self,
+        conn: Connection,
+        group_id: uuid.UUID,
+        condition: Condition,
+        day: dt.date,
+        *,
+        new_group: bool = False,
     ) -> int:
         """Compute one group in full for ``day``'s windows; the number of entries and exits.
         The caller's transaction holds back the incremental updates from its start (see
-        ``hold_back_updates``)."""
+        ``hold_back_updates``). The entries and exits are emitted for the playbooks that
+        listen to the group, except those of a ``new_group``'s first computation: its members
+        did not enter it, it began (docs/playbooks.md, "Triggers")."""
         lock_group(conn, group_id)
         ctx = checked(load_context(conn, day, None), condition)
+        listened = not new_group and self.listens is not None and self.listens(conn, group_id)
         with within_database_limits():
-            changes = recompute_all(conn, group_id, condition, ctx, self.clock.now())
+            changes = recompute_all(conn, group_id, condition, ctx, self.clock.now(), listened)
         count = conn.execute(
             sa.select(sa.func.count()).where(group_members.c.group_id == group_id)
         ).scalar_one()

@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from typing import Any
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.conditions import Changes, Condition, dependencies, parse_condition
+from waypost.domain.triggers import MembershipChanged
 from waypost.services.group_sql import (
     CompileError,
     ConditionCatalog,
@@ -30,7 +32,7 @@ from waypost.services.group_sql import (
     load_condition_catalog,
     members_select,
 )
-from waypost.store import Change
+from waypost.store import Change, emit
 from waypost.store.schema import contact_groups, group_members, group_membership_events
 
 log = logging.getLogger("waypost.groups")
@@ -175,9 +177,11 @@ def apply_some(
     left: set[uuid.UUID],
     now: dt.datetime,
 ) -> int:
-    """Write entries and exits found by ``evaluate``, as of ``now``; the number of changes."""
+    """Write entries and exits found by ``evaluate``, as of ``now``, and emit them as
+    MembershipChanged events; the number of changes."""
     if not entered and not left:
         return 0
+    _emit_moves(conn, group_id, entered, left, now)
     if entered:
         conn.execute(
             group_members.insert(),
@@ -204,11 +208,31 @@ def apply_some(
     return len(entered) + len(left)
 
 
+def _emit_moves(
+    conn: Connection,
+    group_id: uuid.UUID,
+    entered: Iterable[uuid.UUID],
+    left: Iterable[uuid.UUID],
+    now: dt.datetime,
+) -> None:
+    if came := frozenset(entered):
+        emit(conn, MembershipChanged(group_id, came, True, now))
+    if went := frozenset(left):
+        emit(conn, MembershipChanged(group_id, went, False, now))
+
+
 def recompute_all(
-    conn: Connection, group_id: uuid.UUID, condition: Condition, ctx: Context, now: dt.datetime
+    conn: Connection,
+    group_id: uuid.UUID,
+    condition: Condition,
+    ctx: Context,
+    now: dt.datetime,
+    listened: bool = False,
 ) -> int:
     """Compute the group in full and write the difference, as of ``now``; the number of
-    changes."""
+    changes. With ``listened`` (a playbook fires on the group's entries or exits), the
+    contacts that entered and left are read back and emitted as MembershipChanged events;
+    without, they never leave the database."""
     assert ctx.only is None
     schema = "temp" if conn.dialect.name == "sqlite" else "pg_temp"
     # A recomputation earlier in the same transaction left it (PostgreSQL drops it at commit).
@@ -216,10 +240,26 @@ def recompute_all(
     _selected.create(conn)
     try:
         conn.execute(_selected.insert().from_select(["contact_id"], members_select(condition, ctx)))
+        if listened:
+            _emit_moves(conn, group_id, *_difference(conn, group_id), now)
         return _write_difference(conn, group_id, now)
     finally:
         if conn.dialect.name == "sqlite":
             _selected.drop(conn)
+
+
+def _difference(conn: Connection, group_id: uuid.UUID) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """The contacts a full computation is about to add and remove, before it writes."""
+    m, s = group_members, _selected
+    kept = sa.exists().where(m.c.group_id == group_id, m.c.contact_id == s.c.contact_id)
+    gone = ~sa.exists().where(s.c.contact_id == m.c.contact_id)
+    entered = conn.execute(sa.select(s.c.contact_id).where(~kept)).scalars().all()
+    left = (
+        conn.execute(sa.select(m.c.contact_id).where(m.c.group_id == group_id, gone))
+        .scalars()
+        .all()
+    )
+    return list(entered), list(left)
 
 
 def _write_difference(conn: Connection, group_id: uuid.UUID, now: dt.datetime) -> int:

@@ -78,7 +78,12 @@ class _Set:
 
 
 class CompileError(ValueError):
-    pass
+    """A condition that cannot be compiled; ``field`` names where, when one place is at fault
+    (``all[1].activity.fields.amount``)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 # What databases say when a statement is beyond what they parse or plan (SQLite's parser stack
@@ -254,10 +259,11 @@ def field_conditions(
     return [field_condition(f, ctx.dialect) for f in _filters(condition, ref, where)]
 
 
-def check_field_filters(condition: Condition, ctx: Context) -> None:
-    """CompileError naming the place (``all[1].activity.fields.amount``) of the first field
-    filter its activity type cannot take."""
-    for where, node in located(condition):
+def check_field_filters(condition: Condition, ctx: Context, path: str = "") -> None:
+    """CompileError naming the place (``all[1].activity.fields.amount``, under ``path`` when
+    the condition is part of something larger) of the first field filter its activity type
+    cannot take."""
+    for where, node in located(condition, path):
         if isinstance(node, ActivityCondition) and node.fields:
             ref = ctx.types.get(node.type)
             if ref is not None:
@@ -279,7 +285,7 @@ def _filters(condition: ActivityCondition, ref: TypeRef, where: str) -> list[Fie
     except FilterError as exc:
         # The parameter is field.<name>[.<op>]; field names hold no dot.
         name = exc.parameter.split(".")[1]
-        raise CompileError(f"{where}.fields.{name}: {exc}") from None
+        raise CompileError(f"{where}.fields.{name}: {exc}", f"{where}.fields.{name}") from None
 
 
 def _contact(condition: ContactCondition, ctx: Context) -> Select:

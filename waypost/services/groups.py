@@ -21,7 +21,13 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from waypost.clock import Clock, SystemClock
-from waypost.domain.conditions import EVERYTHING, Changes, parse_condition, referenced_groups
+from waypost.domain.conditions import (
+    EVERYTHING,
+    Changes,
+    ConditionError,
+    parse_condition,
+    referenced_groups,
+)
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id
 from waypost.pagination import (
@@ -55,7 +61,7 @@ from waypost.services.group_rules import check_references, checked, parsed
 from waypost.services.group_sql import load_context, members_select, within_database_limits
 from waypost.services.reports import window
 from waypost.store import Store, announce
-from waypost.store.schema import contact_groups, group_members
+from waypost.store.schema import contact_groups, group_members, playbooks
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -168,7 +174,7 @@ class GroupService:
                         updated_at=now,
                     )
                 )
-                self.computer.compute(conn, group_id, condition, self._today())
+                self.computer.compute(conn, group_id, condition, self._today(), new_group=True)
                 announce(conn, "group", group_id)
                 return self._get(conn, group_id)
         except IntegrityError:
@@ -205,7 +211,7 @@ class GroupService:
             raise conflict("A group with that name exists already.", "name") from None
 
     def delete(self, group_id: uuid.UUID) -> None:
-        """Delete a group no other group's condition uses."""
+        """Delete a group no other group's condition and no playbook uses."""
         with self.store.write() as conn:
             self._get(conn, group_id)
             users = [
@@ -217,6 +223,9 @@ class GroupService:
             ]
             if users:
                 raise conflict(f"Groups {', '.join(users)} use this group; change them first.")
+            books = _playbooks_using(conn, group_id)
+            if books:
+                raise conflict(f"Playbooks {', '.join(books)} use this group; change them first.")
             conn.execute(contact_groups.delete().where(contact_groups.c.id == group_id))
             announce(conn, "group", group_id)
 
@@ -351,6 +360,25 @@ class GroupService:
         if row is None:
             raise not_found("group")
         return _row(row)
+
+
+def _playbooks_using(conn: Connection, group_id: uuid.UUID) -> list[str]:
+    """The playbooks whose trigger or audience names the group."""
+    found = []
+    for row in conn.execute(sa.select(playbooks.c.name, playbooks.c.trigger, playbooks.c.audience)):
+        audience = row.audience
+        if (row.trigger or {}).get("group") == str(group_id) or (
+            audience is not None and group_id in _groups_named(audience)
+        ):
+            found.append(row.name)
+    return sorted(found)
+
+
+def _groups_named(audience: Any) -> set[uuid.UUID]:
+    try:
+        return referenced_groups(parse_condition(audience))
+    except ConditionError:
+        return set()
 
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""Changes to what processes cache (channels, keys, activity types, consents, groups, webhook
-endpoints), announced once the transaction that made them has committed.
+"""Changes to what processes cache (channels, keys, activity types, consents, groups,
+playbooks, webhook endpoints), announced once the transaction that made them has committed.
 
 A service notes a change inside its write transaction with :func:`announce`; the Store
 publishes the notes on its :class:`ChangeFeed` after the commit, and drops them when the
@@ -21,7 +21,9 @@ from sqlalchemy import Connection
 
 log = logging.getLogger("waypost.changes")
 
-ChangeKind = Literal["channel", "key", "activity_type", "consent", "group", "webhook_endpoint"]
+ChangeKind = Literal[
+    "channel", "key", "activity_type", "consent", "group", "playbook", "webhook_endpoint"
+]
 
 # Where a write transaction's notes wait for its commit (see Store.write).
 PENDING = "waypost.changes"

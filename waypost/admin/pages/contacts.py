@@ -22,6 +22,7 @@ from waypost.pagination import ListQuery
 from waypost.records.consents import Agreement
 from waypost.services.consents import Consent
 from waypost.services.contacts import Contact
+from waypost.services.playbooks import PlaybookRun, RunQuery
 
 NAV = NavItem("Contacts", "/admin/contacts", "contacts", 30)
 
@@ -43,6 +44,7 @@ FIELD_LABELS = {
     "notes": "Notes",
 }
 RECENT_CONSENTS = 10
+RECENT_RUNS = 20
 
 
 def display_name(first: str | None, last: str | None, email: str | None) -> str:
@@ -138,6 +140,7 @@ def show_contact(page: Page) -> Response:
         "history": [],
         "more_history": False,
         "groups": [],
+        "runs": None,
     }
     status = 200
     if contact.merged_into is not None:
@@ -155,11 +158,33 @@ def show_contact(page: Page) -> Response:
     context["groups"] = every(
         lambda c: hub.groups.contact_groups(contact_id, ListQuery(limit=1000, cursor=c))
     )
+    if page.can("playbooks"):
+        context["runs"] = playbook_runs(page, contact_id)
     log = read_log(page, f"/admin/contacts/{contact_id}", contact_id, anchor="activity-log")
     context["log"] = log
     if log.error is not None:
         status = log.error.status
     return page.render("contacts/show.html", status, **context)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A playbook run for the contact's page: when, which playbook, fired by what."""
+
+    run: PlaybookRun
+    playbook: str
+
+
+def playbook_runs(page: Page, contact_id: uuid.UUID) -> list[RunRow]:
+    """The contact's newest playbook runs, with their playbooks' names."""
+    runs = page.hub.playbooks.contact_runs(contact_id, RunQuery(limit=RECENT_RUNS)).data
+    if not runs:
+        return []
+    named = {
+        p.id: p.name
+        for p in every(lambda c: page.hub.playbooks.list_page(ListQuery(limit=1000, cursor=c)))
+    }
+    return [RunRow(run, named.get(run.playbook, "")) for run in runs]
 
 
 def consent_history(page: Page) -> Response:

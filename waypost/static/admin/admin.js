@@ -150,6 +150,21 @@
     }
   }
 
+  // A playbook's form: only the controls of the chosen trigger are shown (all are, and only
+  // the chosen ones are read, without this script).
+  function setupTriggerParts(form) {
+    var event = form.querySelector('select[name="event"]');
+    var parts = form.querySelectorAll("[data-trigger]");
+    if (!event || !parts.length) return;
+    var show = function () {
+      parts.forEach(function (part) {
+        part.hidden = part.getAttribute("data-trigger").split(" ").indexOf(event.value) < 0;
+      });
+    };
+    event.addEventListener("change", show);
+    show();
+  }
+
   function setupNav() {
     var toggle = document.querySelector(".nav-toggle");
     var nav = document.getElementById("site-nav");
@@ -175,6 +190,7 @@
       setupRows(form);
       setupExclusive(form);
       setupTextOnly(form);
+      setupTriggerParts(form);
     });
     var summary = document.getElementById("error-summary");
     if (summary) summary.focus();
