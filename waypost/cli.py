@@ -32,7 +32,12 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (WAYPOST_HOST, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (WAYPOST_PORT, 8000).")
-@click.option("--demo", is_flag=True, help="Also serve the demo site, in the same process.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also serve the demo site, in the same process (and allow webhooks to addresses on "
+    "this machine, as WAYPOST_WEBHOOK_ALLOW_PRIVATE=1 does, for its loan alerts).",
+)
 @click.option(
     "--demo-port",
     type=int,
@@ -56,7 +61,8 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
     from waypost.bootstrap import bootstrap, bootstrap_admin
     from waypost.servers import server_options
 
-    settings = cli_settings(host=host, port=port)
+    # The demo's loan alerts are webhooks to the demo site, on this machine.
+    settings = cli_settings(host=host, port=port, webhook_allow_private=True if demo else None)
     # Before anything is created or printed: keys shown once must not scroll away above a
     # traceback about a port that was taken.
     _check_port(settings.host, settings.port, "WAYPOST_PORT or --port")
@@ -75,6 +81,7 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
             backend = _local_url(settings.host, settings.port)
             demo_app = _demo_app(hub, settings, settings.host, demo_port, backend)
             click.echo(f"  Demo site:  {_local_url(settings.host, demo_port)}")
+            click.echo("  Webhooks:   to private addresses too, for the demo's loan alerts")
         if first_run is not None:
             click.echo("\nA new database: these keys are shown only now, so keep them.")
             for line in first_run.describe(settings.base_url):

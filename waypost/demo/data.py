@@ -1,4 +1,5 @@
-"""The demo's data: its consent, activity type, website channel, contact group and keys.
+"""The demo's data: its consent, activity type, website channel, contact group, keys and the
+playbook of its loan alerts.
 
 Everything goes through the hub's services, as an operator's script through the admin API
 would, and preparing twice changes nothing but the keys: a key's secret is shown only when it
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from waypost.demo.alerts import prepare_alerts
 from waypost.domain.channels import normalise_origin
 from waypost.domain.fields import FieldSpec
 from waypost.domain.keys import Access
@@ -59,6 +61,8 @@ class DemoSetup:
     consent_text: ConsentText
     group_id: uuid.UUID
     admin_key: str
+    # The secret of the loan alerts' webhook endpoint; None when Waypost may not call the demo.
+    alerts_secret: str | None = None
 
 
 def key_names(origin: str | None) -> tuple[str, str]:
@@ -89,6 +93,7 @@ def prepare_demo(hub: Hub, origins: Sequence[str]) -> DemoSetup:
         consent_text=consent.texts["en"],
         group_id=group.id,
         admin_key=_fresh_key(hub, "admin", None, admin, earlier[1]),
+        alerts_secret=prepare_alerts(hub, origin, LOAN_TYPE) if origin else None,
     )
 
 

@@ -10,7 +10,10 @@ import json
 from dataclasses import dataclass
 from html import escape
 
+from waypost.demo.alerts import PLAYBOOK_NAME, THRESHOLD, Alert
 from waypost.demo.data import CONSENT, LOAN_TYPE
+
+WEBHOOK_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ def page(frame: Frame, title: str, content: str, script: str = "") -> str:
   <a href="/">Home</a>
   <a href="/loans">Loans</a>
   <a href="/offers">Offers</a>
+  <a href="/alerts">Alerts</a>
   {account}
 </div></header>
 <main>
@@ -313,3 +317,36 @@ def account(frame: Frame, visitor: Visitor, identity_hash: str) -> str:
         "hash": identity_hash,
     }
     return page(frame, "Your account", content, f'wp("identify", {js(identity)});')
+
+
+def alerts(frame: Frame, received: list[Alert], enabled: bool) -> str:
+    """The advisers' page: the loan alerts the bank's backend received from Waypost."""
+    threshold = f"{int(THRESHOLD):,}"
+    if not enabled:
+        intro = (
+            "<p>Loan alerts are off: this Waypost may not call the demo's address on this "
+            "machine. Start it with <code>waypost serve --demo</code>, or set "
+            "<code>WAYPOST_WEBHOOK_ALLOW_PRIVATE=1</code> for <code>waypost serve</code>.</p>"
+        )
+    else:
+        intro = (
+            f'<p>When a visitor\'s <a href="/loans">loan calculation</a> reaches '
+            f"${threshold}, Waypost's playbook <em>{escape(PLAYBOOK_NAME)}</em> calls this "
+            "bank's backend with a signed webhook; the backend verifies the signature and "
+            "lists the alert here. Reload to see new ones.</p>"
+        )
+    if received:
+        rows = "".join(
+            f"<tr><td>{escape(a.received_at.strftime('%H:%M:%S'))}</td>"
+            f"<td>{escape(a.amount or '')}</td><td>{escape(a.email or 'not known')}</td>"
+            f"<td><code>{escape(a.contact)}</code></td></tr>"
+            for a in received
+        )
+        table = (
+            '<table id="alerts"><thead><tr><th>Received (UTC)</th><th>Amount</th>'
+            f"<th>Email</th><th>Contact</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    else:
+        table = '<p id="alerts">No alert yet.</p>'
+    content = f'<h1>Loan alerts</h1>\n<section class="card">{intro}{table}</section>'
+    return page(frame, "Loan alerts", content)

@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from waypost.demo import pages
+from waypost.demo.alerts import WEBHOOK_PATH, AlertInbox
 from waypost.demo.data import DemoSetup
 from waypost.demo.pages import Frame, Visitor
 
@@ -123,6 +124,7 @@ def create_demo_app(
     through ``transport`` when given (tests).
     """
     sessions = Sessions()
+    inbox = AlertInbox(setup.alerts_secret)
     personalization = Personalization(setup, backend_url or api_url, transport)
     tracker_src = api_url.rstrip("/") + "/waypost.js"
 
@@ -177,6 +179,19 @@ def create_demo_app(
         signature = identity_hash(setup.identity_secret, current.visitor.email)
         return HTMLResponse(pages.account(current, current.visitor, signature))
 
+    async def webhook(request: Request) -> Response:
+        headers = {k: request.headers.get(k, "") for k in pages.WEBHOOK_HEADERS}
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > 256 * 1024:
+                return Response(status_code=413)
+        return Response(status_code=inbox.receive(headers, body))
+
+    async def alerts(request: Request) -> Response:
+        page = pages.alerts(frame(request), list(inbox.alerts), inbox.secret is not None)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
     app = Starlette(
         routes=[
             Route("/", home),
@@ -186,7 +201,10 @@ def create_demo_app(
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
             Route("/account", account),
+            Route("/alerts", alerts),
+            Route(WEBHOOK_PATH, webhook, methods=["POST"]),
         ]
     )
     app.state.personalization = personalization
+    app.state.alerts = inbox
     return app
