@@ -31,7 +31,9 @@ from waypost.transports.browser import (
     IdentifyBody,
 )
 from waypost.transports.frame import Answer, Endpoint, IngestRequest, Methods, PathTable, Transport
+from waypost.transports.posthog import FlagsAnswer, PostHogApp, RemoteConfig
 from waypost.transports.segment import SegmentApp
+from waypost.transports.snowplow import SnowplowApp
 from waypost.transports.tracking import (
     AgreeBody,
     ConsentTextOut,
@@ -67,6 +69,8 @@ class IngestRoute:
     # Undocumented paths of the same route.
     aliases: tuple[str, ...] = ()
     query: type | None = None
+    # The success answer's media type when it is not JSON (a script, an image).
+    media_type: str = "application/json"
 
 
 # -- the request shapes as documented (the transports decode them in parts) --------------------
@@ -107,9 +111,62 @@ class SegmentSuccess(msgspec.Struct):
     success: bool
 
 
+class PostHogEvent(msgspec.Struct):
+    """One PostHog event; ``$set`` and ``$set_once`` may be top-level or in properties."""
+
+    event: str
+    distinct_id: str | int | None = None
+    properties: dict[str, Any] | None = None
+    timestamp: str | None = None
+    uuid: str | None = None
+    set: dict[str, Any] | None = msgspec.field(default=None, name="$set")
+    set_once: dict[str, Any] | None = msgspec.field(default=None, name="$set_once")
+
+
+class PostHogBatch(msgspec.Struct):
+    """PostHog's capture body as its clients send it; one event or a list of events is taken
+    too, gzipped or as a form's base64 ``data``. The key is ``api_key`` (or ``token``)."""
+
+    batch: list[PostHogEvent] | None = None
+    api_key: str | None = None
+    sent_at: str | None = None
+
+
+class PostHogOk(msgspec.Struct):
+    status: int
+
+
+class SnowplowPayload(msgspec.Struct):
+    """Snowplow's payload_data: events of the tracker protocol, each with the key in ``aid``."""
+
+    schema: str
+    data: list[dict[str, Any]]
+
+
+class SnowplowEvent(msgspec.Struct):
+    """``GET /i``: one event of the tracker protocol in the query string (the main ones)."""
+
+    e: str
+    aid: str | None = None
+    eid: str | None = None
+    url: str | None = None
+    page: str | None = None
+    refr: str | None = None
+    uid: str | None = None
+    duid: str | None = None
+    dtm: str | None = None
+    stm: str | None = None
+    se_ca: str | None = None
+    se_ac: str | None = None
+    ue_px: str | None = None
+    cx: str | None = None
+
+
 # -- the table ----------------------------------------------------------------------------------
 
 SEGMENT = "Segment-compatible API"
+POSTHOG = "PostHog-compatible capture"
+SNOWPLOW = "Snowplow-compatible collector"
 TRACKING = "Tracking (Kentico-compatible; also under /Kentico.Tracking)"
 BROWSER = "Browser tracking"
 ALIAS = "The same route answers under /Kentico.Tracking."
@@ -160,6 +217,48 @@ def segment_call(kind: str, short: str) -> IngestRoute:
         body=SegmentCall,
         response=SegmentSuccess,
         aliases=(f"/v1/{short}",),
+    )
+
+
+def posthog_capture(path: str, operation_id: str) -> IngestRoute:
+    """A PostHog capture path (also without its trailing slash)."""
+    return IngestRoute(
+        "POST",
+        path,
+        PostHogApp,
+        PostHogApp.capture,
+        operation_id,
+        f"PostHog events ({path})",
+        POSTHOG,
+        "posthog",
+        body=PostHogBatch,
+        response=PostHogOk,
+        description="The key is api_key or token in the body: a tracking key, or a publishable "
+        "key from a page of the channel's origins. See docs/collectors.md.",
+        aliases=(path.rstrip("/"),),
+    )
+
+
+def posthog_static(
+    path: str,
+    endpoint: Callable[[PostHogApp, IngestRequest], Awaitable[Answer]],
+    operation_id: str,
+    summary: str,
+    response: Any,
+    **doc: Any,
+) -> IngestRoute:
+    """What posthog-js asks for besides events: answered with nothing switched on."""
+    return IngestRoute(
+        doc.pop("method", "POST"),
+        path,
+        PostHogApp,
+        endpoint,
+        operation_id,
+        summary,
+        POSTHOG,
+        "public",
+        response=response,
+        **doc,
     )
 
 
@@ -263,6 +362,62 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
     segment_call("screen", "s"),
     segment_call("group", "g"),
     segment_call("alias", "a"),
+    posthog_capture("/batch/", "posthog_batch"),
+    posthog_capture("/capture/", "posthog_capture"),
+    posthog_capture("/e/", "posthog_e"),
+    posthog_capture("/i/v0/e/", "posthog_i_v0_e"),
+    posthog_static(
+        "/flags/",
+        PostHogApp.flags,
+        "posthog_flags",
+        "PostHog feature flags: none",
+        FlagsAnswer,
+        aliases=("/flags", "/decide/", "/decide"),
+    ),
+    posthog_static(
+        "/array/{key}/config",
+        PostHogApp.config,
+        "posthog_remote_config",
+        "posthog-js's remote config: nothing switched on",
+        RemoteConfig,
+        method="GET",
+        errors=(404,),
+    ),
+    posthog_static(
+        "/array/{key}/config.js",
+        PostHogApp.config_js,
+        "posthog_remote_config_js",
+        "posthog-js's remote config as a script",
+        None,
+        method="GET",
+        errors=(404,),
+        media_type="application/javascript",
+    ),
+    IngestRoute(
+        "POST",
+        "/com.snowplowanalytics.snowplow/tp2",
+        SnowplowApp,
+        SnowplowApp.post,
+        "snowplow_tp2",
+        "Snowplow events (payload_data): 200 with an empty body",
+        SNOWPLOW,
+        "snowplow",
+        body=SnowplowPayload,
+        description="The key is each event's aid: a tracking key, or a publishable key from a "
+        "page of the channel's origins. See docs/collectors.md.",
+    ),
+    IngestRoute(
+        "GET",
+        "/i",
+        SnowplowApp,
+        SnowplowApp.pixel,
+        "snowplow_pixel",
+        "One Snowplow event in the query string: a 1x1 GIF",
+        SNOWPLOW,
+        "snowplow",
+        query=SnowplowEvent,
+        media_type="image/gif",
+    ),
 )
 
 
@@ -297,15 +452,16 @@ class IngestRouter:
         # Every path under a transport's prefixes is its own: unknown ones answer its 404.
         self.prefixes: dict[str, Transport] = {}
         for path, (transport, _) in by_path.items():
-            if self.prefixes.setdefault(_prefix(path), transport) is not transport:
-                raise ValueError(f"{_prefix(path)} belongs to two transports")
+            prefix = _prefix(path)
+            if prefix is not None and self.prefixes.setdefault(prefix, transport) is not transport:
+                raise ValueError(f"{prefix} belongs to two transports")
         self.under = tuple(self.prefixes)
         for transport in self.transports.values():
             templates: dict[tuple[str, ...], Methods] = {}
             for path, (owner, methods) in by_path.items():
-                if owner is transport:
-                    parts = tuple(path[len(_prefix(path)) :].split("/"))
-                    templates.setdefault(parts, methods)
+                prefix = _prefix(path)
+                if owner is transport and prefix is not None:
+                    templates.setdefault(tuple(path[len(prefix) :].split("/")), methods)
             mine = tuple(p for p, t in self.prefixes.items() if t is transport)
             transport.paths = PathTable(mine, tuple(templates.items()))
 
@@ -327,6 +483,9 @@ class IngestRouter:
         return None
 
 
-def _prefix(path: str) -> str:
-    """``/tracking/contacts`` -> ``/tracking/``: the first segment, which names the transport."""
-    return path[: path.index("/", 1) + 1]
+def _prefix(path: str) -> str | None:
+    """``/tracking/contacts`` -> ``/tracking/``: the first segment, which names the transport.
+    None for a path of one segment (Snowplow's ``/i``, PostHog's ``/e``): matched exactly only,
+    it claims no other path."""
+    end = path.find("/", 1)
+    return None if end < 0 else path[: end + 1]
