@@ -29,11 +29,11 @@ import psycopg
 import pytest
 
 if TYPE_CHECKING:
-    from tests.conftest import POSTGRES_ADMIN_URL
-    from tests.sdk_support import WaypostServer, running_server
+    from tests.sdk_support import WaypostServer, own_postgres, refuse_connections, running_server
 else:
-    from conftest import POSTGRES_ADMIN_URL
-    from sdk_support import WaypostServer, running_server
+    from sdk_support import WaypostServer, own_postgres, refuse_connections, running_server
+
+__all__ = ["own_postgres"]  # a fixture of tests/sdk_support.py this module uses
 
 # The version docs/collectors.md says was verified.
 VERIFIED = ("posthog", "7.91")
@@ -244,36 +244,6 @@ def test_a_bad_key_is_an_error_the_client_reports(
 
 
 # -- a storage outage ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[tuple[str, str]]:
-    """A PostgreSQL database of this test's own (the server migrates it): its name and URL."""
-    name = f"waypost_outage_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable ({exc})")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield name, f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def refuse_connections(name: str, refuse: bool) -> None:
-    """Make the database refuse every connection (and drop the open ones), or take them again."""
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(not refuse).lower()}')
-        if refuse:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
 
 
 def test_a_storage_outage_is_a_503_the_client_retries(
