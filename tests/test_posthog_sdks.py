@@ -10,9 +10,12 @@ verified is listed in docs/collectors.md.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
+import json
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -29,8 +32,26 @@ import psycopg
 import pytest
 
 if TYPE_CHECKING:
+    from tests.browser_support import PageVisit, launch, open_visit
+    from tests.js_support import (
+        NODE_MODULES,
+        Site,
+        allow_origins,
+        require_browser_clients,
+        wait_for,
+        website_of,
+    )
     from tests.sdk_support import WaypostServer, own_postgres, refuse_connections, running_server
 else:
+    from browser_support import PageVisit, launch, open_visit
+    from js_support import (
+        NODE_MODULES,
+        Site,
+        allow_origins,
+        require_browser_clients,
+        wait_for,
+        website_of,
+    )
     from sdk_support import WaypostServer, own_postgres, refuse_connections, running_server
 
 __all__ = ["own_postgres"]  # a fixture of tests/sdk_support.py this module uses
@@ -279,3 +300,123 @@ def test_a_storage_outage_is_a_503_the_client_retries(
                 "SELECT count(*) FROM activities WHERE client_id = %s", (event_id,)
             ).fetchone()
         assert stored == (1,)
+
+
+# -- posthog-js in Chromium ----------------------------------------------------------------------
+
+# The full bundle, which loads nothing from elsewhere; served by the test site from node_modules.
+# The page's only option beyond the host is the one posthog-js names for end-to-end tests: a
+# browser driven by Playwright says it is automated (navigator.webdriver), and posthog-js drops
+# the events of bots.
+POSTHOG_JS = NODE_MODULES / "posthog-js" / "dist" / "array.full.no-external.js"
+PAGE = """<!doctype html>
+<html><head><title>Pricing</title>
+<script src="/posthog.js"></script>
+<script>
+  posthog.init(%(key)s, {api_host: %(host)s, opt_out_useragent_filter: true});
+  posthog.capture("web signed up", {plan: "pro"});
+  posthog.identify(%(user)s, {email: %(email)s, first_name: "Ann"});
+</script></head><body><h1>Pricing</h1></body></html>
+"""
+
+
+@dataclass
+class Pages:
+    """A Waypost whose website channel allows ``site``'s origin, not ``elsewhere``'s."""
+
+    server: WaypostServer
+    key: str
+    site: Site
+    elsewhere: Site
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_browser_clients()
+    yield from launch()
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
+    require_browser_clients()
+    files = {"/posthog.js": POSTHOG_JS}
+    with (
+        running_server(tmp_path_factory.mktemp("waypost")) as server,
+        contextlib.closing(Site(files)) as site,
+        contextlib.closing(Site(files)) as elsewhere,
+    ):
+        with server.admin() as admin:
+            answer = admin.post(
+                "/api/activity-types",
+                json={
+                    "name": "Signed up on the web",
+                    "code_name": "web_signed_up",
+                    "aliases": ["web signed up"],
+                    "client_side": True,
+                    "fields": [{"name": "plan", "type": "text"}],
+                    "unknown_fields": "accept_and_flag",
+                },
+            )
+            assert answer.status_code == 201, answer.text
+        channel, key = website_of(server)
+        allow_origins(server, channel, [site.origin])
+        yield Pages(server, key, site, elsewhere)
+
+
+def open_page(browser: Any, pages: Pages, site: Site, user: str) -> Iterator[PageVisit]:
+    values = {
+        "key": json.dumps(pages.key),
+        "host": json.dumps(pages.server.url),
+        "user": json.dumps(user),
+        "email": json.dumps(f"{user}@example.com"),
+    }
+    site.pages[f"/{user}.html"] = PAGE % values
+    yield from open_visit(browser, lambda page: PageVisit(site, page))
+
+
+def test_posthog_js_in_a_page_of_the_channel(browser: Any, pages: Pages) -> None:
+    user = f"web-{uuid.uuid4().hex[:8]}"
+    visits = open_page(browser, pages, pages.site, user)
+    visit = next(visits)
+    visit.goto(f"/{user}.html")
+    server = pages.server
+
+    def stored() -> list[dict[str, Any]] | None:
+        found = server.count(
+            "SELECT count(*) FROM contact_external_ids WHERE kind = 'posthog_user' AND value = ?",
+            user,
+        )
+        if not found:
+            return None
+        activities = server.activities(contact_of(server, "posthog_user", user))
+        return activities if len(activities) >= 2 else None
+
+    activities = wait_for(stored)
+    contact = contact_of(server, "posthog_user", user)
+    with server.admin() as admin:
+        got = admin.get(f"/api/contacts/{contact}").json()
+    assert (got["email"], got["first_name"]) == (f"{user}@example.com", "Ann")
+    # The anonymous device id the page started with is the same contact, merged or linked.
+    assert got["external_ids"]["posthog_user"] == [user]
+    assert [i for i in got["external_ids"]["posthog_anon"] if i != user]
+    by_type = {a["type"]: a for a in activities}
+    assert by_type["pagevisit"]["url"] == f"{pages.site.url}/{user}.html"
+    assert by_type["pagevisit"]["value"] == "Pricing"
+    assert by_type["web_signed_up"]["fields"] == {"plan": "pro"}
+    visit.shot("posthog-js")
+    next(visits, None)
+
+
+def test_posthog_js_from_another_origin_is_refused(browser: Any, pages: Pages) -> None:
+    user = f"elsewhere-{uuid.uuid4().hex[:8]}"
+    visits = open_page(browser, pages, pages.elsewhere, user)
+    visit = next(visits)
+    # The browser reports the refused requests, and CORS keeps their answers from the page.
+    visit.expect_error("CORS policy|Failed to load resource|net::ERR_FAILED|403")
+    visit.expect_error(r"\[PostHog\.js\]")
+    visit.goto(f"/{user}.html")
+    server = pages.server
+    # The page's events reached Waypost, which refused them.
+    wait_for(lambda: re.search(r'"POST /(e|i/v0/e)/\S* HTTP/1.1" 403', server.output()))
+    assert server.count("SELECT count(*) FROM contact_external_ids WHERE value = ?", user) == 0
+    next(visits, None)
