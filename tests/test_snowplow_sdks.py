@@ -11,8 +11,11 @@ docs/collectors.md.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import json
 import logging
+import re
 import sqlite3
 import time
 import uuid
@@ -37,8 +40,26 @@ from snowplow_tracker.subject import Subject
 from snowplow_tracker.tracker import Tracker
 
 if TYPE_CHECKING:
+    from tests.browser_support import PageVisit, launch, open_visit
+    from tests.js_support import (
+        NODE_MODULES,
+        Site,
+        allow_origins,
+        require_browser_clients,
+        wait_for,
+        website_of,
+    )
     from tests.sdk_support import WaypostServer, own_postgres, refuse_connections, running_server
 else:
+    from browser_support import PageVisit, launch, open_visit
+    from js_support import (
+        NODE_MODULES,
+        Site,
+        allow_origins,
+        require_browser_clients,
+        wait_for,
+        website_of,
+    )
     from sdk_support import WaypostServer, own_postgres, refuse_connections, running_server
 
 __all__ = ["own_postgres"]  # a fixture of tests/sdk_support.py this module uses
@@ -57,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WaypostServer]:
         yield running
 
 
-def create_types(server: WaypostServer) -> None:
+def create_types(server: WaypostServer, client_side: bool = False) -> None:
     with server.admin() as admin:
         for body in (
             {
@@ -73,7 +94,7 @@ def create_types(server: WaypostServer) -> None:
                 "fields": [{"name": "value", "type": "decimal"}],
             },
         ):
-            answer = admin.post("/api/activity-types", json=body)
+            answer = admin.post("/api/activity-types", json={**body, "client_side": client_side})
             assert answer.status_code == 201, answer.text
 
 
@@ -292,3 +313,119 @@ def test_a_storage_outage_is_a_503_the_tracker_retries(
                 "SELECT count(*) FROM activities WHERE client_id = %s", (event_id,)
             ).fetchone()
         assert stored == (1,)
+
+
+# -- @snowplow/browser-tracker in Chromium -------------------------------------------------------
+
+# The tracker's UMD bundle (the global snowplowBrowserTracking), served from node_modules.
+TRACKER_JS = NODE_MODULES / "@snowplow" / "browser-tracker" / "dist" / "index.umd.min.js"
+PAGE = """<!doctype html>
+<html><head><title>Loans</title>
+<script src="/sp.js"></script>
+<script>
+  const sp = snowplowBrowserTracking;
+  sp.newTracker("sp", %(collector)s, {appId: %(key)s});
+  sp.trackPageView();
+  sp.setUserId(%(user)s);
+  sp.trackStructEvent({category: "media", action: "play", label: "intro.mp4", value: 3});
+  sp.trackSelfDescribingEvent({event: {schema: %(loan)s, data: {amount: "2500.00"}}});
+</script></head><body><h1>Loans</h1></body></html>
+"""
+
+
+@dataclass
+class Pages:
+    """A Waypost whose website channel allows ``site``'s origin, not ``elsewhere``'s."""
+
+    server: WaypostServer
+    key: str
+    site: Site
+    elsewhere: Site
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_browser_clients()
+    yield from launch()
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
+    require_browser_clients()
+    files = {"/sp.js": TRACKER_JS}
+    with (
+        running_server(tmp_path_factory.mktemp("waypost")) as server,
+        contextlib.closing(Site(files)) as site,
+        contextlib.closing(Site(files)) as elsewhere,
+    ):
+        create_types(server, client_side=True)
+        channel, key = website_of(server)
+        allow_origins(server, channel, [site.origin])
+        yield Pages(server, key, site, elsewhere)
+
+
+def open_page(browser: Any, pages: Pages, site: Site, user: str) -> Iterator[PageVisit]:
+    values = {
+        "collector": json.dumps(pages.server.url),
+        "key": json.dumps(pages.key),
+        "user": json.dumps(user),
+        "loan": json.dumps(LOAN),
+    }
+    site.pages[f"/{user}.html"] = PAGE % values
+    yield from open_visit(browser, lambda page: PageVisit(site, page))
+
+
+def test_the_browser_tracker_in_a_page_of_the_channel(browser: Any, pages: Pages) -> None:
+    user = f"web-{uuid.uuid4().hex[:8]}"
+    visits = open_page(browser, pages, pages.site, user)
+    visit = next(visits)
+    visit.goto(f"/{user}.html")
+    server = pages.server
+
+    def stored() -> list[dict[str, Any]] | None:
+        query = (
+            "SELECT count(*) FROM contact_external_ids WHERE kind = 'snowplow_uid' AND value = ?"
+        )
+        if not server.count(query, user):
+            return None
+        activities = server.activities(contact_of(server, "snowplow_uid", user))
+        return activities if len(activities) >= 3 else None
+
+    activities = wait_for(stored)
+    by_type = {a["type"]: a for a in activities}
+    assert sorted(by_type) == ["loan_calc", "pagevisit", "video_played"]
+    visit_ = by_type["pagevisit"]
+    assert (visit_["url"], visit_["value"]) == (f"{pages.site.url}/{user}.html", "Loans")
+    assert by_type["video_played"]["value"] == "intro.mp4"
+    assert by_type["loan_calc"]["fields"] == {"amount": "2500.00"}
+    # The tracker's own contexts (the web page's id) are kept with each activity.
+    [flag] = by_type["loan_calc"]["flags"]
+    assert flag["field"] == "contexts"
+    assert any("web_page" in context["schema"] for context in flag["value"])
+    # The page view came before setUserId: the browser's visitor and the user are one contact.
+    contact = contact_of(server, "snowplow_uid", user)
+    with server.admin() as admin:
+        got = admin.get(f"/api/contacts/{contact}").json()
+    assert len(got["external_ids"]["snowplow_duid"]) == 1
+    visit.shot("snowplow-browser-tracker")
+    next(visits, None)
+
+
+def test_the_browser_tracker_from_another_origin_is_refused(browser: Any, pages: Pages) -> None:
+    user = f"elsewhere-{uuid.uuid4().hex[:8]}"
+    visits = open_page(browser, pages, pages.elsewhere, user)
+    visit = next(visits)
+    # The browser reports the refused requests, and CORS keeps their answers from the page.
+    visit.expect_error("CORS policy|Failed to load resource|net::ERR_FAILED|403")
+    server = pages.server
+    posted = re.compile(r'"POST /com.snowplowanalytics.snowplow/tp2 HTTP/1.1" 200')
+    posts_before = len(posted.findall(server.output()))
+    visit.goto(f"/{user}.html")
+    # The tracker posts JSON, so the browser asks first; the preflight's answer allows no
+    # other origin, and the browser sends nothing more.
+    asked = re.compile(r'"OPTIONS /com.snowplowanalytics.snowplow/tp2 HTTP/1.1" 204')
+    wait_for(lambda: asked.search(server.output()))
+    time.sleep(0.5)
+    assert len(posted.findall(server.output())) == posts_before
+    assert server.count("SELECT count(*) FROM contact_external_ids WHERE value = ?", user) == 0
+    next(visits, None)
