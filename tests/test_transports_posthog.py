@@ -464,3 +464,23 @@ def test_a_preflight_from_an_allowed_origin(posthog: PostHog) -> None:
     assert answer.headers["access-control-allow-origin"] == ORIGIN
     refused = posthog.client.options("/e/", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in refused.headers
+
+
+def test_an_unknown_event_replays_once_an_alias_names_it(
+    posthog: PostHog,
+    make_type: Callable[..., ActivityType],
+    client: TestClient,
+    admin_headers: dict[str, str],
+) -> None:
+    posthog.send(event("trial started", properties={"plan": "pro"}))
+    [rejected] = posthog.rejected()
+    make_type(
+        name="Trial",
+        code_name="trial",
+        aliases=["trial started"],
+        fields=[{"name": "plan", "type": "text"}],
+    )
+    answer = client.post(f"/api/rejected-activities/{rejected.id}/replay", headers=admin_headers)
+    assert answer.json()["stored"] == 1, answer.text
+    [stored] = posthog.activities()
+    assert (stored.type, stored.fields) == ("trial", {"plan": "pro"})

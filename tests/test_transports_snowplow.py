@@ -354,3 +354,25 @@ def test_pages_are_refused_from_other_origins_or_with_the_secret_key(
         )
         expect_error(answer, 403, "forbidden")
     assert snowplow.activities() == []
+
+
+def test_an_event_of_an_unknown_schema_replays_once_an_alias_names_it(
+    snowplow: Snowplow,
+    make_type: Callable[..., ActivityType],
+    client: TestClient,
+    admin_headers: dict[str, str],
+) -> None:
+    snowplow.send(ue("iglu:com.acme/quote/jsonschema/1-2-0", {"amount": "5"}))
+    [rejected] = snowplow.rejected()
+    assert rejected.reason == "activity_type_not_found"
+    make_type(
+        name="Quote",
+        code_name="quote",
+        aliases=["iglu:com.acme/quote/jsonschema/1-*-*"],
+        fields=[{"name": "amount", "type": "decimal"}],
+    )
+    answer = client.post(f"/api/rejected-activities/{rejected.id}/replay", headers=admin_headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["stored"] == 1
+    [stored] = snowplow.activities()
+    assert (stored.type, stored.fields) == ("quote", {"amount": "5"})
