@@ -324,6 +324,12 @@ def test_what_cannot_map_is_kept_as_rejected(posthog: PostHog, signup: ActivityT
         (b'{"api_key": "phc_nope", "batch": [{"event": "e"}]}', 401, "unauthorized"),
         (b'{"api_key": 5, "batch": [{"event": "e"}]}', 401, "unauthorized"),
         (b"[" * 100_000, 400, "invalid_json"),
+        (
+            b'{"batch": [{"event": "e", "properties": ' + b'{"a": ' * 200 + b"1" + b"}" * 203,
+            400,
+            "invalid_json",
+        ),
+        (b"data=1&" * 30, 400, "invalid_json"),
     ],
 )
 def test_malformed_bodies_are_4xx_in_posthogs_shape(
@@ -484,3 +490,10 @@ def test_an_unknown_event_replays_once_an_alias_names_it(
     assert answer.json()["stored"] == 1, answer.text
     [stored] = posthog.activities()
     assert (stored.type, stored.fields) == ("trial", {"plan": "pro"})
+
+
+def test_more_events_than_a_request_may_hold_is_413(posthog: PostHog) -> None:
+    events = [event(distinct_id=f"d{n}") for n in range(1001)]
+    answer = posthog.post("/batch/", {"api_key": posthog.tracking, "batch": events})
+    posthog_error(answer, 413, "payload_too_large")
+    assert posthog.count(contacts) == 0

@@ -298,6 +298,14 @@ def test_a_pixel_from_a_page_is_known_by_its_referrer(snowplow: Snowplow) -> Non
             "invalid_field",
         ),
         (b"[" * 100_000, 400, "invalid_json"),
+        (
+            json.dumps({"schema": PAYLOAD, "data": [{"e": "pv", "x": [[[[[[[[[[]]]]]]]]]]}]})
+            .replace("[[", "[[[[[[[[[[[[[[")
+            .replace("]]", "]]]]]]]]]]]]]]")
+            .encode(),
+            400,
+            "invalid_json",
+        ),
     ],
 )
 def test_malformed_bodies_are_4xx(

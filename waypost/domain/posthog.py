@@ -30,7 +30,7 @@ import msgspec
 from waypost.domain.collected import MAX_CLIENT_ID, Collected, encode_payload, external_id, rejected
 from waypost.domain.field_values import is_http_url
 from waypost.domain.segment import MappingError
-from waypost.errors import ApiError, holds_nul
+from waypost.errors import ApiError, check_depth, holds_nul
 
 MAX_URL = 2048
 IDENTIFY = "$identify"
@@ -57,7 +57,10 @@ def decode_text(raw: bytes, compression: str | None, form: bool) -> Any:
     """The JSON document of a (gunzipped) body: plain JSON, or a form whose ``data`` field
     is JSON or base64 of JSON (``compression=base64``, and what sendBeacon sends)."""
     if form or raw.startswith(b"data="):
-        fields = parse_qs(raw.decode("latin-1"), max_num_fields=20)
+        try:
+            fields = parse_qs(raw.decode("latin-1"), max_num_fields=20)
+        except ValueError:
+            raise bad_body("A form body has a data field and a few others.") from None
         values = fields.get("data")
         if not values:
             raise bad_body("A form body needs its events in the data field.")
@@ -66,6 +69,7 @@ def decode_text(raw: bytes, compression: str | None, form: bool) -> Any:
             raw = _unbase64(text)
         else:
             raw = text.encode("latin-1")
+    check_depth(raw)
     try:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:

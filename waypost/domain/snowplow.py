@@ -32,7 +32,7 @@ import msgspec
 from waypost.domain.collected import MAX_CLIENT_ID, Collected, encode_payload, external_id, rejected
 from waypost.domain.field_values import is_http_url
 from waypost.domain.segment import MappingError
-from waypost.errors import ApiError, holds_nul
+from waypost.errors import ApiError, check_depth, holds_nul
 
 PAYLOAD_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-"
 MAX_URL = 2048
@@ -51,6 +51,7 @@ def bad_body(message: str) -> ApiError:
 
 def events_of_post(raw: bytes) -> list[dict[str, Any]]:
     """The events of a ``tp2`` body; ApiError 400 when it is not ``payload_data``."""
+    check_depth(raw)
     try:
         document = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:

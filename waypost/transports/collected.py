@@ -49,6 +49,14 @@ class CollectorTransport(Transport):
         """Authenticate with ``token``, then apply and store ``events``; returns once the
         transaction that holds them has committed."""
         channel = await self.authenticate(request, token)
+        limit = self.settings.max_activities_per_request
+        if len(events) > limit:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"A request holds at most {limit} events (WAYPOST_MAX_ACTIVITIES_PER_REQUEST); "
+                f"this one has {len(events)}.",
+            )
         snapshot = request.snapshot
         assert snapshot is not None  # authenticate() took it
         if not events:
