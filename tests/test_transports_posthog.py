@@ -19,10 +19,11 @@ from starlette.testclient import TestClient
 from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
-from waypost.services.channels import Channel
+from waypost.services.channels import Channel, ChannelCreate
 from waypost.services.consents import ConsentCreate
-from waypost.services.keys import CreatedKey
-from waypost.settings import load_settings
+from waypost.services.keys import CreatedKey, KeyCreate
+from waypost.settings import Settings, load_settings
+from waypost.store import Store, make_engine
 from waypost.store.schema import contacts
 
 if TYPE_CHECKING:
@@ -497,3 +498,40 @@ def test_more_events_than_a_request_may_hold_is_413(posthog: PostHog) -> None:
     answer = posthog.post("/batch/", {"api_key": posthog.tracking, "batch": events})
     posthog_error(answer, 413, "payload_too_large")
     assert posthog.count(contacts) == 0
+
+
+def test_pages_create_contacts_within_the_hourly_limit_of_their_address(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(new_contacts_per_ip_per_hour=2)
+    hub = Hub(settings, Store(make_engine(settings)))
+    try:
+        channel = hub.channels.create(
+            ChannelCreate(name="Shop", kind="website", allowed_origins=[ORIGIN])
+        )
+        key = hub.keys.create(KeyCreate(access="publishable", channel=channel.id)).key
+        with TestClient(create_app(settings, hub=hub)) as client:
+            collector = PostHog(client, hub, channel, "", key)
+            answers = []
+            for person in ("p1", "p1", "p2", "p3", "p1"):
+                body = [
+                    event(
+                        "$pageview",
+                        distinct_id=person,
+                        properties={"token": key, "$current_url": "https://shop.example/"},
+                    )
+                ]
+                answers.append(collector.post("/e/", body, headers={"Origin": ORIGIN}))
+        # p1 and p2 are new; p1 again creates nothing; p3 would be a third new contact: its
+        # event is kept as rejected, while p1's still count.
+        assert [a.status_code for a in answers] == [200] * 5
+        assert collector.count(contacts) == 2
+        assert len(collector.activities()) == 4
+        [rejected] = collector.rejected()
+        assert (rejected.reason, rejected.status, rejected.contact_id) == (
+            "rate_limited",
+            429,
+            None,
+        )
+    finally:
+        hub.close()

@@ -70,6 +70,8 @@ class Plan:
     rejected: list[Rejected] = field(default_factory=list)
     # Contacts merged, (source, target), once committed: rate limits follow them.
     merges: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+    # How many contacts the events created.
+    created: int = 0
 
 
 class CollectorService:
@@ -79,11 +81,18 @@ class CollectorService:
         self.store = store
 
     def plan(
-        self, channel: ChannelInfo, snapshot: Snapshot, events: list[Collected], kinds: IdKinds
+        self,
+        channel: ChannelInfo,
+        snapshot: Snapshot,
+        events: list[Collected],
+        kinds: IdKinds,
+        may_create: bool = True,
     ) -> Plan:
+        """Apply ``events``; without ``may_create`` an event that needs a new contact is kept as
+        rejected (``rate_limited``) instead."""
         plan = Plan()
         with self.store.write() as conn:
-            resolver = Resolver(conn, kinds, channel.id)
+            resolver = Resolver(conn, kinds, channel.id, may_create)
             for event in events:
                 try:
                     if event.error is not None:
@@ -91,7 +100,7 @@ class CollectorService:
                     self._one(conn, resolver, snapshot, event, plan)
                 except MappingError as exc:
                     plan.rejected.append(rejection(event, exc))
-        plan.merges = resolver.merges
+        plan.merges, plan.created = resolver.merges, resolver.created
         return plan
 
     def _one(
@@ -135,12 +144,16 @@ def find_type(snapshot: Snapshot, names: tuple[str, ...]) -> TypeInfo | None:
 class Resolver:
     """Contacts by a collector's ids, remembered for the rest of the request."""
 
-    def __init__(self, conn: Connection, kinds: IdKinds, channel_id: uuid.UUID) -> None:
+    def __init__(
+        self, conn: Connection, kinds: IdKinds, channel_id: uuid.UUID, may_create: bool = True
+    ) -> None:
         self.conn = conn
+        self.may_create = may_create
         self.kinds = kinds
         self.channel_id = channel_id
         self.cache: dict[tuple[str, str], uuid.UUID] = {}
         self.merges: list[tuple[uuid.UUID, uuid.UUID]] = []
+        self.created = 0
 
     def contact(self, event: Collected) -> uuid.UUID:
         """The contact the event's ids name, created and linked as needed."""
@@ -250,6 +263,12 @@ class Resolver:
         self.cache[(kind, value)] = contact
 
     def _create(self) -> uuid.UUID:
+        if not self.may_create:
+            raise MappingError(
+                "Too many new contacts from this address this hour; the event is kept.",
+                "rate_limited",
+            )
+        self.created += 1
         return insert_contact(self.conn)
 
     def _surviving(self, contact_id: uuid.UUID) -> uuid.UUID:
@@ -320,6 +339,6 @@ def apply_traits(
 
 def rejection(event: Collected, error: MappingError) -> Rejected:
     """The rejected activity of an event that cannot be mapped."""
-    status = 404 if error.code == "activity_type_not_found" else 400
+    status = {"activity_type_not_found": 404, "rate_limited": 429}.get(error.code, 400)
     label = (event.label or "").replace("\x00", "")[:MAX_TYPE_CODE] or None
     return Rejected(status, ErrorDetail(error.code, str(error), error.field), event.payload, label)

@@ -25,7 +25,7 @@ from waypost.errors import ApiError
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
-from waypost.ratelimit import Limit, retry_after
+from waypost.ratelimit import Decision, Limit, retry_after
 from waypost.services.collectors import IdKinds, Plan
 from waypost.transports.contact_limits import contact_limit_key, follow_merges
 from waypost.transports.frame import IngestRequest, Transport
@@ -62,13 +62,32 @@ class CollectorTransport(Transport):
         if not events:
             return
         when = received_at or utcnow()
-        plan = await to_thread.run_sync(
-            self.hub.collectors.plan, channel, snapshot, events, self.kinds
-        )
-        await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
         from_page = request.key is not None and request.key.access == PUBLISHABLE
         ip = self.hub.client_ip(request.scope) if from_page else ""
+        decisions = await self._new_contacts(ip) if from_page else []
+        may_create = all(d.allowed for d in decisions)
+        try:
+            plan = await to_thread.run_sync(
+                self.hub.collectors.plan, channel, snapshot, events, self.kinds, may_create
+            )
+        except Exception:
+            await self.hub.rate_limiter.forget(decisions)
+            raise
+        if not plan.created:
+            await self.hub.rate_limiter.forget(decisions)
+        await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
         await self._store(channel, snapshot, plan, when, from_page, ip)
+
+    async def _new_contacts(self, ip: str) -> list[Decision]:
+        """Count a page's request, which may create contacts, against its address's hourly
+        limit (WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR), as the browser endpoints do: a
+        publishable key is public, and each contact costs storage. Over the limit, events of
+        known contacts are still stored and those that need a new one are kept as rejected
+        (``rate_limited``); the count is forgotten when the request created no contact."""
+        per_hour = self.settings.new_contacts_per_ip_per_hour
+        if not per_hour:
+            return []
+        return await self.hub.rate_limiter.hit([Limit(f"contacts:ip:{ip}", per_hour, 3600)])
 
     async def _store(
         self,
