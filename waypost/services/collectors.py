@@ -47,6 +47,7 @@ class IdKinds:
     shared: bool = False
 
 
+SEGMENT_IDS = IdKinds("segment", "user_id", "anonymous_id")
 POSTHOG_IDS = IdKinds("posthog", "posthog_user", "posthog_anon", shared=True)
 SNOWPLOW_IDS = IdKinds("snowplow", "snowplow_uid", "snowplow_duid")
 
@@ -165,7 +166,7 @@ class Resolver:
                 self.link(found, kinds.anonymous, event.person)
             contact = found
         elif event.user is not None or event.anonymous is not None:
-            contact = self._segment_contact(event.user, event.anonymous, event.identify)
+            contact = self.by_ids(event.user, event.anonymous, event.identify)
         else:
             contact = self._by_others(event)
         for name, value in event.others:
@@ -190,7 +191,10 @@ class Resolver:
             found = self._user(value)
         return found
 
-    def _segment_contact(self, user: str | None, anonymous: str | None, merge: bool) -> uuid.UUID:
+    def by_ids(self, user: str | None, anonymous: str | None, merge: bool) -> uuid.UUID:
+        """The contact of a user's and an anonymous id (either may be None), created and linked
+        as needed; with ``merge`` (an identify) the anonymous id's contact is merged into the
+        user's, unless it is another user's."""
         kinds = self.kinds
         by_user = self._user(user) if user else None
         if by_user is None and user and kinds.shared:
@@ -327,7 +331,14 @@ def apply_traits(
         else:
             merged["claimed_email"] = email
     for name, value in attributes.items():
-        if not once or name not in merged:
+        if once and name in merged:
+            continue
+        if name == "groups" and isinstance(value, dict):
+            # Segment's group calls add to the contact's groups.
+            groups = dict(merged.get("groups") or {})
+            groups.update(value)
+            merged["groups"] = groups
+        else:
             merged[name] = value
     conn.execute(
         contacts.update()
