@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote
 
-import msgspec
 from anyio import to_thread
 
 from waypost.domain.keys import bearer_token, hash_key
 from waypost.error_words import a_or_an
-from waypost.errors import ApiError, StorageUnavailable, from_validation_error, too_deep
+from waypost.errors import ApiError, StorageUnavailable
 from waypost.pipeline.catalog import ChannelInfo, KeyInfo, Snapshot
+from waypost.transports.bodies import read_body
 
 if TYPE_CHECKING:
     from waypost.hub import Hub
@@ -57,8 +56,6 @@ STORAGE_DOWN = ApiError(
     "The database cannot be reached; nothing was stored. Retry shortly.",
     headers={"Retry-After": "1"},
 )
-
-T = TypeVar("T")
 
 
 class IngestRequest:
@@ -369,79 +366,6 @@ class PathTable:
         return None, NO_PARAMS
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(
-        413, "payload_too_large", f"The body is over the limit of {limit} bytes per request."
-    )
-
-
-async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole request body, gunzipped if it says so; 413 as soon as it passes ``limit``
-    bytes (counted after decompression, so a small bomb cannot get past the limit)."""
-    raw = await _read_raw(receive, headers, limit)
-    encoding = headers.get(b"content-encoding", b"identity").strip().lower()
-    if encoding in (b"identity", b""):
-        return raw
-    if encoding != b"gzip":
-        raise ApiError(
-            415, "unsupported_media_type", "Content-Encoding may be gzip or identity only."
-        )
-    return gunzip(raw, limit)
-
-
-def gunzip(raw: bytes, limit: int) -> bytes:
-    """``raw`` gunzipped; 413 past ``limit`` bytes, 400 when it is not whole gzip."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        body = inflater.decompress(raw, limit + 1)
-    except zlib.error:
-        raise ApiError(400, "invalid_json", "The body is not valid gzip.") from None
-    if len(body) > limit or inflater.unconsumed_tail:
-        raise too_large(limit)
-    if not inflater.eof:
-        raise ApiError(400, "invalid_json", "The gzip body is cut short.")
-    return body
-
-
-async def _read_raw(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    length = headers.get(b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ApiError(400, "invalid_json", "The client went away mid-body.")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def decode_json(raw: bytes, kind: type[T]) -> T:
-    """``raw`` decoded into ``kind``, with the stable 400s: malformed JSON before wrong fields,
-    and a document too deep to decode at all (parts decoded later check their own depth)."""
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        # msgspec validates while it parses: '[1, 2' fails validation before its syntax does.
-        try:
-            msgspec.json.decode(raw)
-        except msgspec.DecodeError as syntax:
-            raise from_validation_error(syntax) from None
-        except RecursionError:
-            raise too_deep() from None
-        raise from_validation_error(exc, kind) from None
-    except msgspec.DecodeError as exc:
-        raise from_validation_error(exc) from None
-    except RecursionError:
-        raise too_deep() from None
-
-
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
     """Send a JSON answer (or an empty one) with ``headers``."""
     response_headers = [(b"content-length", str(len(body)).encode()), *headers]
@@ -449,10 +373,6 @@ async def respond(send: Send, status: int, body: bytes, headers: Headers) -> Non
         response_headers.append((b"content-type", b"application/json"))
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def media_type(headers: dict[bytes, bytes]) -> bytes:
-    return headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
 
 
 def encode_headers(extra: dict[str, str]) -> Headers:

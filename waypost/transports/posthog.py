@@ -24,16 +24,9 @@ from waypost.domain.posthog import body_of, decode_text, map_event
 from waypost.errors import ApiError
 from waypost.ids import utcnow
 from waypost.services.collectors import POSTHOG_IDS
+from waypost.transports.bodies import gunzip, media_type
 from waypost.transports.collected import CollectorTransport
-from waypost.transports.frame import (
-    Answer,
-    Cors,
-    IngestRequest,
-    KeyRule,
-    gunzip,
-    media_type,
-    query_key,
-)
+from waypost.transports.frame import Answer, Cors, IngestRequest, KeyRule, query_key
 
 OK = b'{"status":1}'
 FORM = b"application/x-www-form-urlencoded"
