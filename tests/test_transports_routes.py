@@ -14,6 +14,7 @@ from waypost.hub import Hub
 from waypost.transports.browser import BrowserApp
 from waypost.transports.frame import Answer, IngestRequest
 from waypost.transports.posthog import PostHogApp
+from waypost.transports.router import IngestRouter
 from waypost.transports.routes import (
     BROWSER,
     INGEST_ROUTES,
@@ -22,7 +23,6 @@ from waypost.transports.routes import (
     SNOWPLOW,
     TRACKING,
     IngestRoute,
-    IngestRouter,
 )
 from waypost.transports.segment import SegmentApp
 from waypost.transports.snowplow import SnowplowApp

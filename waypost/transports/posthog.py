@@ -84,6 +84,35 @@ class RemoteConfig(msgspec.Struct, rename="camel"):
     elements_chain_as_string: bool = True
 
 
+# The shapes the OpenAPI document shows (waypost/transports/routes.py); the endpoint decodes
+# more leniently, as PostHog does.
+
+
+class PostHogEvent(msgspec.Struct):
+    """One PostHog event; ``$set`` and ``$set_once`` may be top-level or in properties."""
+
+    event: str
+    distinct_id: str | int | None = None
+    properties: dict[str, Any] | None = None
+    timestamp: str | None = None
+    uuid: str | None = None
+    set: dict[str, Any] | None = msgspec.field(default=None, name="$set")
+    set_once: dict[str, Any] | None = msgspec.field(default=None, name="$set_once")
+
+
+class PostHogBatch(msgspec.Struct):
+    """PostHog's capture body as its clients send it; one event or a list of events is taken
+    too, gzipped or as a form's base64 ``data``. The key is ``api_key`` (or ``token``)."""
+
+    batch: list[PostHogEvent] | None = None
+    api_key: str | None = None
+    sent_at: str | None = None
+
+
+class PostHogOk(msgspec.Struct):
+    status: int
+
+
 _flags = msgspec.json.encode(FlagsAnswer())
 _encode = msgspec.json.Encoder().encode
 

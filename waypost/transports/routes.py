@@ -1,5 +1,6 @@
 """The ingest route table: every transport's routes, one entry each, from which both the
-dispatch (:class:`IngestRouter`) and the OpenAPI document (``/api/openapi.json``) are built.
+dispatch (waypost/transports/router.py) and the OpenAPI document (``/api/openapi.json``) are
+built.
 
 An entry names its method, path, transport and endpoint, the paths it also answers under
 (``/Kentico.Tracking/...``, Segment's short forms) and what the document says of it. Adding
@@ -10,11 +11,10 @@ or removing a route is adding or removing its entry; a new transport is a
 from __future__ import annotations
 
 import functools
-import types
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -30,10 +30,16 @@ from waypost.transports.browser import (
     IdentifyAnswer,
     IdentifyBody,
 )
-from waypost.transports.frame import Answer, Endpoint, IngestRequest, Methods, PathTable, Transport
-from waypost.transports.posthog import FlagsAnswer, PostHogApp, RemoteConfig
+from waypost.transports.frame import Answer, IngestRequest, Transport
+from waypost.transports.posthog import (
+    FlagsAnswer,
+    PostHogApp,
+    PostHogBatch,
+    PostHogOk,
+    RemoteConfig,
+)
 from waypost.transports.segment import SegmentApp
-from waypost.transports.snowplow import SnowplowApp
+from waypost.transports.snowplow import SnowplowApp, SnowplowEvent, SnowplowPayload
 from waypost.transports.tracking import (
     AgreeBody,
     ConsentTextOut,
@@ -41,11 +47,6 @@ from waypost.transports.tracking import (
     ResultsOut,
     TrackingApp,
 )
-
-if TYPE_CHECKING:
-    from waypost.hub import Hub
-
-T = TypeVar("T", bound=Transport)
 
 
 @dataclass(frozen=True)
@@ -109,57 +110,6 @@ class SegmentCall(Message, rename="camel"):
 
 class SegmentSuccess(msgspec.Struct):
     success: bool
-
-
-class PostHogEvent(msgspec.Struct):
-    """One PostHog event; ``$set`` and ``$set_once`` may be top-level or in properties."""
-
-    event: str
-    distinct_id: str | int | None = None
-    properties: dict[str, Any] | None = None
-    timestamp: str | None = None
-    uuid: str | None = None
-    set: dict[str, Any] | None = msgspec.field(default=None, name="$set")
-    set_once: dict[str, Any] | None = msgspec.field(default=None, name="$set_once")
-
-
-class PostHogBatch(msgspec.Struct):
-    """PostHog's capture body as its clients send it; one event or a list of events is taken
-    too, gzipped or as a form's base64 ``data``. The key is ``api_key`` (or ``token``)."""
-
-    batch: list[PostHogEvent] | None = None
-    api_key: str | None = None
-    sent_at: str | None = None
-
-
-class PostHogOk(msgspec.Struct):
-    status: int
-
-
-class SnowplowPayload(msgspec.Struct):
-    """Snowplow's payload_data: events of the tracker protocol, each with the key in ``aid``."""
-
-    schema: str
-    data: list[dict[str, Any]]
-
-
-class SnowplowEvent(msgspec.Struct):
-    """``GET /i``: one event of the tracker protocol in the query string (the main ones)."""
-
-    e: str
-    aid: str | None = None
-    eid: str | None = None
-    url: str | None = None
-    page: str | None = None
-    refr: str | None = None
-    uid: str | None = None
-    duid: str | None = None
-    dtm: str | None = None
-    stm: str | None = None
-    se_ca: str | None = None
-    se_ac: str | None = None
-    ue_px: str | None = None
-    cx: str | None = None
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -419,73 +369,3 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
         media_type="image/gif",
     ),
 )
-
-
-# -- dispatch -----------------------------------------------------------------------------------
-
-
-class IngestRouter:
-    """The ingest routes of one app: each transport built once with the hub, and its
-    endpoints found by exact path (a dict lookup, the hot path) or, for paths with values
-    or a trailing slash, by the transport's :class:`~waypost.transports.frame.PathTable`."""
-
-    def __init__(self, hub: Hub, routes: Sequence[IngestRoute] = INGEST_ROUTES) -> None:
-        self.transports: dict[type[Transport], Transport] = {}
-        by_path: dict[str, tuple[Transport, dict[str, Endpoint]]] = {}
-        for route in routes:
-            transport = self.transports.get(route.transport)
-            if transport is None:
-                transport = self.transports[route.transport] = route.transport(hub)
-            endpoint: Endpoint = types.MethodType(route.endpoint, transport)
-            for path in (route.path, *route.aliases):
-                owner, methods = by_path.setdefault(path, (transport, {}))
-                if owner is not transport or route.method in methods:
-                    raise ValueError(f"{route.method} {path} is in the ingest table twice")
-                methods[route.method] = endpoint
-        self.served = {
-            (method, path) for path, (_, methods) in by_path.items() for method in methods
-        }
-        # Exact paths only: a path with values is matched by its transport.
-        self.exact: dict[str, tuple[Transport, Methods]] = {
-            path: found for path, found in by_path.items() if "{" not in path
-        }
-        # Every path under a transport's prefixes is its own: unknown ones answer its 404.
-        self.prefixes: dict[str, Transport] = {}
-        for path, (transport, _) in by_path.items():
-            prefix = _prefix(path)
-            if prefix is not None and self.prefixes.setdefault(prefix, transport) is not transport:
-                raise ValueError(f"{prefix} belongs to two transports")
-        self.under = tuple(self.prefixes)
-        for transport in self.transports.values():
-            templates: dict[tuple[str, ...], Methods] = {}
-            for path, (owner, methods) in by_path.items():
-                prefix = _prefix(path)
-                if owner is transport and prefix is not None:
-                    templates.setdefault(tuple(path[len(prefix) :].split("/")), methods)
-            mine = tuple(p for p, t in self.prefixes.items() if t is transport)
-            transport.paths = PathTable(mine, tuple(templates.items()))
-
-    def transport(self, kind: type[T]) -> T:
-        """The app's transport of class ``kind``."""
-        found = self.transports[kind]
-        assert isinstance(found, kind)
-        return found
-
-    def find(self, path: str) -> tuple[Transport, Methods | None] | None:
-        """The transport of ``path`` and, when matched exactly, its endpoints."""
-        exact = self.exact.get(path)
-        if exact is not None:
-            return exact
-        if path.startswith(self.under):
-            for prefix, transport in self.prefixes.items():
-                if path.startswith(prefix):
-                    return transport, None
-        return None
-
-
-def _prefix(path: str) -> str | None:
-    """``/tracking/contacts`` -> ``/tracking/``: the first segment, which names the transport.
-    None for a path of one segment (Snowplow's ``/i``, PostHog's ``/e``): matched exactly only,
-    it claims no other path."""
-    end = path.find("/", 1)
-    return None if end < 0 else path[: end + 1]

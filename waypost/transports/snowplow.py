@@ -12,7 +12,10 @@ storage outage is a 503, which the trackers retry.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl
+
+import msgspec
 
 from waypost.domain.collected import Collected
 from waypost.domain.snowplow import (
@@ -37,6 +40,35 @@ PIXEL_HEADERS = [
     (b"content-type", b"image/gif"),
     (b"cache-control", b"no-cache, no-store, must-revalidate"),
 ]
+
+
+# The shapes the OpenAPI document shows (waypost/transports/routes.py).
+
+
+class SnowplowPayload(msgspec.Struct):
+    """Snowplow's payload_data: events of the tracker protocol, each with the key in ``aid``."""
+
+    schema: str
+    data: list[dict[str, Any]]
+
+
+class SnowplowEvent(msgspec.Struct):
+    """``GET /i``: one event of the tracker protocol in the query string (the main ones)."""
+
+    e: str
+    aid: str | None = None
+    eid: str | None = None
+    url: str | None = None
+    page: str | None = None
+    refr: str | None = None
+    uid: str | None = None
+    duid: str | None = None
+    dtm: str | None = None
+    stm: str | None = None
+    se_ca: str | None = None
+    se_ac: str | None = None
+    ue_px: str | None = None
+    cx: str | None = None
 
 
 class SnowplowApp(CollectorTransport):
