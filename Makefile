@@ -33,7 +33,17 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP) chromium
+# The real browser clients the collectors are tested with (docs/collectors.md): npm installs
+# them, as the lock file pins them, into tests/js/node_modules (not committed), and the tests
+# serve them to their pages from there.
+JS_STAMP := tests/js/node_modules/.installed
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "npm is missing: install Node.js and npm for the browser clients' tests" >&2; exit 1; }
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+pytest: $(DEV_STAMP) chromium $(JS_STAMP)
 	$(BIN)/pytest
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used).

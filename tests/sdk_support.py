@@ -6,10 +6,12 @@ tests.sdk_support).
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,11 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
+import psycopg
+import pytest
 
 if TYPE_CHECKING:
     from tests.server_support import ServedWaypost
 else:
     from server_support import ServedWaypost
+
+# As tests/conftest.py reads it.
+POSTGRES_ADMIN_URL = os.environ.get("WAYPOST_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 
 
 class WaypostServer(ServedWaypost):
@@ -102,6 +109,42 @@ def running_server(directory: Path, **settings: str) -> Iterator[WaypostServer]:
     """A started :class:`WaypostServer`, stopped when the block ends."""
     with WaypostServer(directory, **settings) as server:
         yield server.start()
+
+
+# -- a real storage outage --------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[tuple[str, str]]:
+    """A PostgreSQL database of this test's own (the server migrates it): its name and URL."""
+    name = f"waypost_outage_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL is not reachable ({exc})"
+        if os.environ.get("WAYPOST_REQUIRE_SERVICES") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield name, f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def refuse_connections(name: str, refuse: bool) -> None:
+    """Make the database refuse every connection (and drop the open ones), or take them again."""
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(not refuse).lower()}')
+        if refuse:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
 
 
 # -- a proxy that fails on purpose --------------------------------------------------------------

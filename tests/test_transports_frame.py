@@ -18,6 +18,7 @@ from waypost.errors import MAX_JSON_DEPTH, ApiError
 from waypost.hub import Hub
 from waypost.pipeline.catalog import ChannelInfo, KeyInfo, Snapshot
 from waypost.store import StorageUnavailable
+from waypost.transports.bodies import decode_json, read_body
 from waypost.transports.frame import (
     Answer,
     Cors,
@@ -30,9 +31,7 @@ from waypost.transports.frame import (
     basic_user,
     bearer,
     check_key,
-    decode_json,
     query_key,
-    read_body,
 )
 
 CHANNEL = uuid.uuid4()

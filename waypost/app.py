@@ -44,7 +44,8 @@ from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable
-from waypost.transports.routes import INGEST_ROUTES, IngestRouter
+from waypost.transports.router import IngestRouter
+from waypost.transports.routes import INGEST_ROUTES
 
 log = logging.getLogger("waypost")
 

@@ -14,6 +14,7 @@ from waypost.services.activities import ActivityService
 from waypost.services.activity_types import ActivityTypeService
 from waypost.services.browser_consents import BrowserConsentService
 from waypost.services.channels import ChannelService
+from waypost.services.collectors import CollectorService
 from waypost.services.consents import ConsentService
 from waypost.services.contacts import ContactService
 from waypost.services.group_updates import GroupUpdater
@@ -59,6 +60,7 @@ class Hub:
         self.rate_limiter = make_rate_limiter(settings.redis_url, self.clock)
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self.segment = SegmentService(self.store)
+        self.collectors = CollectorService(self.store)
         self.groups = GroupService(self.store, self.clock)
         self.group_updates = GroupUpdater(
             self.groups, tick=settings.group_refresh_seconds, clock=self.clock

@@ -38,6 +38,8 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "tracking": [{"trackingKey": []}],
     "publishable": [{"publishableKey": []}],
     "segment": [{"writeKey": []}],
+    "posthog": [{"posthogKey": []}],
+    "snowplow": [{"snowplowKey": []}],
 }
 
 
@@ -71,8 +73,12 @@ def openapi_document(
                 "content": {"application/json": {"schema": ref_of[repr(op.body)]}},
             }
         success: dict[str, Any] = {"description": STATUS_TEXT.get(op.status, "OK")}
+        # Ingest routes may answer a script or an image (waypost/transports/routes.py).
+        media = getattr(op, "media_type", "application/json")
         if op.response is not None:
-            success["content"] = {"application/json": {"schema": ref_of[repr(op.response)]}}
+            success["content"] = {media: {"schema": ref_of[repr(op.response)]}}
+        elif media != "application/json":
+            success["content"] = {media: {"schema": {"type": "string", "format": "binary"}}}
         item["responses"][str(op.status)] = success
         errors = set(op.errors) | {503}
         if op.body is not None:
@@ -109,6 +115,20 @@ def openapi_document(
                     "type": "http",
                     "scheme": "basic",
                     "description": "Segment style: a tracking key as the user name.",
+                },
+                "posthogKey": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "api_key",
+                    "description": "PostHog style: a tracking key (or a publishable key from "
+                    "a page) as api_key or token, in the body or the query.",
+                },
+                "snowplowKey": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "aid",
+                    "description": "Snowplow style: a tracking key (or a publishable key from "
+                    "a page) as each event's application id, aid.",
                 },
                 "publishableKey": {
                     "type": "apiKey",

@@ -18,16 +18,21 @@ from typing import Annotated, Any
 import msgspec
 import sqlalchemy as sa
 
+from waypost.domain.snowplow import schema_aliases
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import Catalog, Snapshot
 from waypost.pipeline.prepare import Accepted, prepare
 from waypost.pipeline.writer import Writer
 from waypost.pipeline.writer_decision import ActivityResult, Job
+from waypost.services.collectors import find_type
 from waypost.store import Store
 from waypost.store.schema import rejected_activities
 
 CHUNK = 500
+
+# The sources whose events name their types by code name or alias.
+ALIASED_SOURCES = ("segment", "posthog", "snowplow")
 
 
 class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -184,11 +189,14 @@ def _item(rejected_id: uuid.UUID, result: ActivityResult) -> ReplayedItem:
 
 
 def _by_code_name(payload: Any, source: str, snapshot: Snapshot) -> Any:
-    """A Segment event kept under its event name replays under the type that now has that
-    name as an alias (docs/segment.md); the headless API itself takes code names only."""
-    if source != "segment" or not isinstance(payload, dict):
+    """An event of a collector kept under its event name replays under the type that now has
+    that name as an alias (docs/segment.md, docs/collectors.md: a Snowplow schema URI within
+    its major version); the headless API itself takes code names only."""
+    if source not in ALIASED_SOURCES or not isinstance(payload, dict):
         return payload
     name = payload.get("type")
-    if isinstance(name, str) and name not in snapshot.types and name in snapshot.aliases:
-        return {**payload, "type": snapshot.aliases[name].code_name}
-    return payload
+    if not isinstance(name, str) or name in snapshot.types:
+        return payload
+    names = schema_aliases(name) if source == "snowplow" else (name,)
+    found = find_type(snapshot, names)
+    return payload if found is None else {**payload, "type": found.code_name}

@@ -13,15 +13,12 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.codenames import derive_code_name
-from waypost.domain.conditions import FIELDS_CHANGED
-from waypost.domain.contact_fields import normalise_email
 from waypost.domain.segment import (
     MappingError,
     Message,
@@ -36,12 +33,10 @@ from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Rejected
-from waypost.records.contacts import insert_contact, merge_contacts
-from waypost.store import Store, touch
-from waypost.store.schema import activity_types, contact_external_ids, contacts
+from waypost.services.collectors import SEGMENT_IDS, Resolver, apply_traits
+from waypost.store import Store
+from waypost.store.schema import activity_types
 
-USER_ID = "user_id"
-ANONYMOUS_ID = "anonymous_id"
 MAX_EXTERNAL_ID = 200  # contact_external_ids.value
 MAX_TYPE_CODE = 200  # rejected_activities.type_code
 
@@ -82,7 +77,7 @@ class SegmentService:
     ) -> Plan:
         plan = Plan()
         with self.store.write() as conn:
-            resolver = _Resolver(conn)
+            resolver = Resolver(conn, SEGMENT_IDS, channel.id)
             drafts: dict[str, str] = {}
             for message, raw in messages:
                 try:
@@ -106,7 +101,7 @@ class SegmentService:
     def _one(
         self,
         conn: Connection,
-        resolver: _Resolver,
+        resolver: Resolver,
         channel: ChannelInfo,
         snapshot: Snapshot,
         drafts: dict[str, str],
@@ -122,20 +117,20 @@ class SegmentService:
             previous = _external_id(message.previous_id, "previousId")
             if previous is None or user_id is None:
                 raise MappingError("alias needs previousId and userId.", "missing_field")
-            resolver.alias(previous, user_id, channel.id)
+            resolver.alias(previous, user_id)
             return
         if user_id is None and anonymous_id is None:
             raise MappingError("A message needs userId or anonymousId.", "missing_field", "userId")
-        contact = resolver.contact(user_id, anonymous_id, merge_anonymous=kind == "identify")
+        contact = resolver.by_ids(user_id, anonymous_id, merge=kind == "identify")
         if kind == "identify":
             fields, attributes = map_traits(traits_of(message))
-            _apply_traits(conn, contact, fields, attributes)
+            apply_traits(conn, contact, fields, attributes)
             return
         if kind == "group":
             group_id = ident(message.group_id)
             if group_id is None:
                 raise MappingError("group needs groupId.", "missing_field", "groupId")
-            _apply_traits(conn, contact, {}, {"groups": {group_id: traits_of(message)}})
+            apply_traits(conn, contact, {}, {"groups": {group_id: traits_of(message)}})
             return
         when = occurred_at(message, sent_at, received_at)
         if kind == "track":
@@ -215,112 +210,6 @@ class SegmentService:
         return code
 
 
-class _Resolver:
-    """Contacts by Segment ids, remembered for the rest of the request."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.cache: dict[tuple[str, str], uuid.UUID] = {}
-        self.merges: list[tuple[uuid.UUID, uuid.UUID]] = []
-
-    def find(self, kind: str, value: str) -> uuid.UUID | None:
-        cached = self.cache.get((kind, value))
-        if cached is not None:
-            return cached
-        row = self.conn.execute(
-            sa.select(contact_external_ids.c.contact_id).where(
-                contact_external_ids.c.kind == kind, contact_external_ids.c.value == value
-            )
-        ).scalar_one_or_none()
-        if row is None:
-            return None
-        contact = self._surviving(row)
-        self.cache[(kind, value)] = contact
-        return contact
-
-    def _surviving(self, contact_id: uuid.UUID) -> uuid.UUID:
-        for _ in range(8):
-            merged = self.conn.execute(
-                sa.select(contacts.c.merged_into).where(contacts.c.id == contact_id)
-            ).scalar_one_or_none()
-            if merged is None:
-                return contact_id
-            contact_id = merged
-        return contact_id
-
-    def link(self, contact: uuid.UUID, kind: str, value: str) -> None:
-        self.conn.execute(
-            contact_external_ids.insert().values(
-                contact_id=contact, kind=kind, value=value[:200], created_at=utcnow()
-            )
-        )
-        self.cache[(kind, value)] = contact
-
-    def contact(
-        self, user_id: str | None, anonymous_id: str | None, merge_anonymous: bool
-    ) -> uuid.UUID:
-        by_user = self.find(USER_ID, user_id) if user_id else None
-        by_anonymous = self.find(ANONYMOUS_ID, anonymous_id) if anonymous_id else None
-        if by_user is not None:
-            if anonymous_id is not None and by_anonymous is None:
-                self.link(by_user, ANONYMOUS_ID, anonymous_id)
-            elif (
-                merge_anonymous
-                and by_anonymous is not None
-                and by_anonymous != by_user
-                and not self._has_user_id(by_anonymous)
-            ):
-                # identify joins an anonymous visitor's history to the known user.
-                merge_contacts(self.conn, by_anonymous, by_user, "segment_identify")
-                self.merges.append((by_anonymous, by_user))
-                self._repoint(by_anonymous, by_user)
-            return by_user
-        if by_anonymous is not None:
-            if user_id is not None:
-                self.link(by_anonymous, USER_ID, user_id)
-            return by_anonymous
-        created = insert_contact(self.conn)
-        if user_id is not None:
-            self.link(created, USER_ID, user_id)
-        if anonymous_id is not None:
-            self.link(created, ANONYMOUS_ID, anonymous_id)
-        return created
-
-    def alias(self, previous: str, user_id: str, channel_id: uuid.UUID) -> None:
-        """``previousId`` (a user or anonymous id) and ``userId`` are the same person."""
-        old = self.find(USER_ID, previous) or self.find(ANONYMOUS_ID, previous)
-        new = self.find(USER_ID, user_id)
-        if old is not None and new is not None:
-            if old != new:
-                merge_contacts(self.conn, old, new, "segment_alias", channel_id)
-                self.merges.append((old, new))
-                self._repoint(old, new)
-            return
-        if old is not None:
-            self.link(old, USER_ID, user_id)
-            return
-        contact = new if new is not None else insert_contact(self.conn)
-        if new is None:
-            self.link(contact, USER_ID, user_id)
-        self.link(contact, ANONYMOUS_ID, previous)
-
-    def _has_user_id(self, contact: uuid.UUID) -> bool:
-        return (
-            self.conn.execute(
-                sa.select(contact_external_ids.c.value).where(
-                    contact_external_ids.c.contact_id == contact,
-                    contact_external_ids.c.kind == USER_ID,
-                )
-            ).first()
-            is not None
-        )
-
-    def _repoint(self, old: uuid.UUID, new: uuid.UUID) -> None:
-        for key, value in list(self.cache.items()):
-            if value == old:
-                self.cache[key] = new
-
-
 def _external_id(value: str | int | None, name: str) -> str | None:
     # External ids are looked up whole, so one longer than the column could never be found
     # again (and PostgreSQL refuses it): such a message is kept as rejected.
@@ -328,41 +217,6 @@ def _external_id(value: str | int | None, name: str) -> str | None:
     if text is not None and len(text) > MAX_EXTERNAL_ID:
         raise MappingError(f"{name} is at most {MAX_EXTERNAL_ID} characters.", field=name)
     return text
-
-
-def _apply_traits(
-    conn: Connection, contact: uuid.UUID, fields: dict[str, object], attributes: dict[str, Any]
-) -> None:
-    """Set contact fields from traits. A server-side identify may change the email, unless
-    another contact holds it: then the claim is kept as an attribute and nothing merges."""
-    row = conn.execute(
-        sa.select(contacts.c.email_key, contacts.c.attributes).where(contacts.c.id == contact)
-    ).one()
-    values = dict(fields)
-    merged_attributes = dict(row.attributes or {})
-    email = values.pop("email", None)
-    if isinstance(email, str):
-        key = normalise_email(email)
-        owner = conn.execute(
-            sa.select(contacts.c.id).where(contacts.c.email_key == key)
-        ).scalar_one_or_none()
-        if owner is None or owner == contact:
-            values["email"], values["email_key"] = email, key
-        else:
-            merged_attributes["claimed_email"] = email
-    for name, value in attributes.items():
-        if name == "groups" and isinstance(value, dict):
-            groups = dict(merged_attributes.get("groups") or {})
-            groups.update(value)
-            merged_attributes["groups"] = groups
-        else:
-            merged_attributes[name] = value
-    conn.execute(
-        contacts.update()
-        .where(contacts.c.id == contact)
-        .values(**values, attributes=merged_attributes, updated_at=utcnow())
-    )
-    touch(conn, [contact], FIELDS_CHANGED)
 
 
 def _rejected(message: Message, raw: bytes, error: MappingError) -> Rejected:

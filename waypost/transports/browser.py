@@ -23,6 +23,7 @@ from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
 from waypost.ratelimit import Decision, Limit, retry_after
+from waypost.transports.bodies import decode_json, media_type
 from waypost.transports.contact_limits import contact_limit_key, follow_merges
 from waypost.transports.frame import (
     Answer,
@@ -31,8 +32,6 @@ from waypost.transports.frame import (
     IngestRequest,
     KeyRule,
     Transport,
-    decode_json,
-    media_type,
     query_key,
 )
 

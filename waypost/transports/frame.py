@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote
 
-import msgspec
 from anyio import to_thread
 
 from waypost.domain.keys import bearer_token, hash_key
 from waypost.error_words import a_or_an
-from waypost.errors import ApiError, StorageUnavailable, from_validation_error, too_deep
+from waypost.errors import ApiError, StorageUnavailable
 from waypost.pipeline.catalog import ChannelInfo, KeyInfo, Snapshot
+from waypost.transports.bodies import read_body
 
 if TYPE_CHECKING:
     from waypost.hub import Hub
@@ -58,14 +57,12 @@ STORAGE_DOWN = ApiError(
     headers={"Retry-After": "1"},
 )
 
-T = TypeVar("T")
-
 
 class IngestRequest:
     """One request as a transport's endpoint sees it: the ASGI scope and body channel, the
     headers, the path's values, and what authentication found (for the answer's CORS)."""
 
-    __slots__ = ("channel", "headers", "method", "params", "receive", "scope", "snapshot")
+    __slots__ = ("channel", "headers", "key", "method", "params", "receive", "scope", "snapshot")
 
     def __init__(self, scope: Scope, receive: Receive, params: Mapping[str, str]) -> None:
         self.scope = scope
@@ -75,6 +72,7 @@ class IngestRequest:
         self.params = params
         self.snapshot: Snapshot | None = None
         self.channel: ChannelInfo | None = None
+        self.key: KeyInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +101,9 @@ class Cors:
     # Whether a request without an Origin is refused (browsers always send one) and every
     # answer varies by Origin, or only answers to pages do.
     origin_required: bool = False
+    # Whether pages may send cookies with their requests (clients that fetch with
+    # credentials: "include" read no answer without Access-Control-Allow-Credentials).
+    credentials: bool = False
 
 
 # How transports send keys; each transport hands the one it takes to Transport.authenticate.
@@ -138,13 +139,18 @@ def query_key(request: IngestRequest, name: str = "key") -> str | None:
     return values[0] if values else None
 
 
-def check_key(snapshot: Snapshot, token: str | None, rule: KeyRule) -> tuple[KeyInfo, ChannelInfo]:
-    """The key ``token`` and its channel, or the 401/403 of ``rule``."""
+def check_key(
+    snapshot: Snapshot, token: str | None, rule: KeyRule, browser: KeyRule | None = None
+) -> tuple[KeyInfo, ChannelInfo]:
+    """The key ``token`` and its channel, or the 401/403 of ``rule``; a key of ``browser``'s
+    access is checked by that rule instead."""
     if not token:
         raise ApiError(401, "unauthorized", rule.missing)
     key = snapshot.keys.get(hash_key(token))
     if key is None:
         raise ApiError(401, "unauthorized", rule.unknown)
+    if browser is not None and key.access == browser.access:
+        rule = browser
     if not key.enabled:
         raise ApiError(403, "forbidden", rule.disabled)
     if key.access != rule.access or key.channel_id is None:
@@ -163,6 +169,14 @@ class Transport:
     override :meth:`admit` to check every request before its route."""
 
     keys: ClassVar[KeyRule]
+    # For transports that both servers and pages call (PostHog, Snowplow): the rule of the
+    # browser's key (publishable), which works from the channel's allowed origins only, while
+    # a key of ``keys`` (a secret) is refused from any page.
+    browser_keys: ClassVar[KeyRule | None] = None
+    # The words for a server's key sent from a page ({origin}).
+    key_in_page: ClassVar[str] = (
+        "A tracking key is secret: a page ({origin}) must use a publishable key (wpp_...)."
+    )
     cors: ClassVar[Cors | None] = None
     not_found: ClassVar[str] = "No such route."
     wrong_method: ClassVar[str] = "Use {methods}."
@@ -188,15 +202,16 @@ class Transport:
                 methods, request.params = self.paths.match(scope["path"], self.unquote_paths)
             status, body, headers = await self._handle(request, methods)
         except ApiError as exc:
-            status, body, headers = exc.status, exc.body(), encode_headers(exc.headers)
+            status, body, headers = exc.status, self.error_body(exc), encode_headers(exc.headers)
         except StorageUnavailable:
-            status, body, headers = 503, STORAGE_DOWN.body(), encode_headers(STORAGE_DOWN.headers)
+            status, body = 503, self.error_body(STORAGE_DOWN)
+            headers = encode_headers(STORAGE_DOWN.headers)
         if self.cors is not None:
             try:
                 headers = headers + await self._cors_headers(request, self.cors)
             except StorageUnavailable:
                 # The origins are in the catalog, which cannot be loaded either.
-                status, body = 503, STORAGE_DOWN.body()
+                status, body = 503, self.error_body(STORAGE_DOWN)
                 headers = encode_headers(STORAGE_DOWN.headers)
         await respond(send, status, body, headers)
 
@@ -220,6 +235,11 @@ class Transport:
     async def admit(self, request: IngestRequest) -> None:
         """Checks every request passes before its route is looked at; none by default."""
 
+    def error_body(self, error: ApiError) -> bytes:
+        """The body of an error answer: the one error shape (docs/errors.md), unless the
+        transport's tool has a convention of its own."""
+        return error.body()
+
     async def snapshot(self, request: IngestRequest) -> Snapshot:
         """The catalog as of now (loaded in a worker thread when it is stale)."""
         snapshot = self.catalog.fresh()
@@ -231,10 +251,13 @@ class Transport:
     async def authenticate(self, request: IngestRequest, token: str | None) -> ChannelInfo:
         """The channel of the key ``token``, checked by the transport's :class:`KeyRule`; a
         page must be one of the channel's allowed origins. Counts as a use of the key."""
-        key, channel = check_key(await self.snapshot(request), token, self.keys)
-        request.channel = channel
+        browser = self.browser_keys
+        key, channel = check_key(await self.snapshot(request), token, self.keys, browser)
+        request.channel, request.key = channel, key
         cors = self.cors
-        if cors is not None:
+        if browser is not None:
+            _check_page(request, key, channel, browser, cors, self.key_in_page)
+        elif cors is not None:
             origin = request.headers.get(b"origin")
             # Preflights carry no key, so they answer for every channel's origins; the request
             # itself names its channel, and a page of another channel may not use the key.
@@ -265,13 +288,49 @@ class Transport:
         )
         if origin.decode("latin-1") not in allowed:
             return VARY
-        return [
+        headers = [
             *VARY,
             (b"access-control-allow-origin", origin),
             (b"access-control-allow-methods", cors.methods),
             (b"access-control-allow-headers", cors.headers),
             (b"access-control-max-age", b"600"),
         ]
+        if cors.credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
+        return headers
+
+
+def _check_page(
+    request: IngestRequest,
+    key: KeyInfo,
+    channel: ChannelInfo,
+    browser: KeyRule,
+    cors: Cors | None,
+    key_in_page: str,
+) -> None:
+    """A browser's key works from its channel's pages only (the Origin, or for an image with
+    no Origin the Referer's origin); any other key is a secret no page may send."""
+    origin = request.headers.get(b"origin")
+    if key.access != browser.access:
+        if origin is not None:
+            raise ApiError(403, "forbidden", key_in_page.format(origin=origin.decode("latin-1")))
+        return
+    page = origin.decode("latin-1") if origin is not None else referrer_origin(request)
+    if page is None or page not in channel.allowed_origins:
+        words = cors.foreign_origin if cors is not None else "The origin {origin!r} is refused."
+        raise ApiError(403, "forbidden", words.format(origin=page or "(none)"))
+
+
+def referrer_origin(request: IngestRequest) -> str | None:
+    """The origin (scheme://host[:port]) of the Referer header, if it has one."""
+    raw = request.headers.get(b"referer")
+    if raw is None or len(raw) > 4096:
+        return None
+    scheme, sep, rest = raw.decode("latin-1").partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return None
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{host}" if host and "@" not in host else None
 
 
 class PathTable:
@@ -307,85 +366,13 @@ class PathTable:
         return None, NO_PARAMS
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(
-        413, "payload_too_large", f"The body is over the limit of {limit} bytes per request."
-    )
-
-
-async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole request body, gunzipped if it says so; 413 as soon as it passes ``limit``
-    bytes (counted after decompression, so a small bomb cannot get past the limit)."""
-    raw = await _read_raw(receive, headers, limit)
-    encoding = headers.get(b"content-encoding", b"identity").strip().lower()
-    if encoding in (b"identity", b""):
-        return raw
-    if encoding != b"gzip":
-        raise ApiError(
-            415, "unsupported_media_type", "Content-Encoding may be gzip or identity only."
-        )
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        body = inflater.decompress(raw, limit + 1)
-    except zlib.error:
-        raise ApiError(400, "invalid_json", "The body is not valid gzip.") from None
-    if len(body) > limit or inflater.unconsumed_tail:
-        raise too_large(limit)
-    if not inflater.eof:
-        raise ApiError(400, "invalid_json", "The gzip body is cut short.")
-    return body
-
-
-async def _read_raw(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    length = headers.get(b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ApiError(400, "invalid_json", "The client went away mid-body.")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def decode_json(raw: bytes, kind: type[T]) -> T:
-    """``raw`` decoded into ``kind``, with the stable 400s: malformed JSON before wrong fields,
-    and a document too deep to decode at all (parts decoded later check their own depth)."""
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        # msgspec validates while it parses: '[1, 2' fails validation before its syntax does.
-        try:
-            msgspec.json.decode(raw)
-        except msgspec.DecodeError as syntax:
-            raise from_validation_error(syntax) from None
-        except RecursionError:
-            raise too_deep() from None
-        raise from_validation_error(exc, kind) from None
-    except msgspec.DecodeError as exc:
-        raise from_validation_error(exc) from None
-    except RecursionError:
-        raise too_deep() from None
-
-
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
     """Send a JSON answer (or an empty one) with ``headers``."""
     response_headers = [(b"content-length", str(len(body)).encode()), *headers]
-    if body:
+    if body and not any(name == b"content-type" for name, _ in headers):
         response_headers.append((b"content-type", b"application/json"))
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def media_type(headers: dict[bytes, bytes]) -> bytes:
-    return headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
 
 
 def encode_headers(extra: dict[str, str]) -> Headers:

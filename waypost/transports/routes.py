@@ -1,5 +1,6 @@
 """The ingest route table: every transport's routes, one entry each, from which both the
-dispatch (:class:`IngestRouter`) and the OpenAPI document (``/api/openapi.json``) are built.
+dispatch (waypost/transports/router.py) and the OpenAPI document (``/api/openapi.json``) are
+built.
 
 An entry names its method, path, transport and endpoint, the paths it also answers under
 (``/Kentico.Tracking/...``, Segment's short forms) and what the document says of it. Adding
@@ -10,11 +11,10 @@ or removing a route is adding or removing its entry; a new transport is a
 from __future__ import annotations
 
 import functools
-import types
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -30,8 +30,16 @@ from waypost.transports.browser import (
     IdentifyAnswer,
     IdentifyBody,
 )
-from waypost.transports.frame import Answer, Endpoint, IngestRequest, Methods, PathTable, Transport
+from waypost.transports.frame import Answer, IngestRequest, Transport
+from waypost.transports.posthog import (
+    FlagsAnswer,
+    PostHogApp,
+    PostHogBatch,
+    PostHogOk,
+    RemoteConfig,
+)
 from waypost.transports.segment import SegmentApp
+from waypost.transports.snowplow import SnowplowApp, SnowplowEvent, SnowplowPayload
 from waypost.transports.tracking import (
     AgreeBody,
     ConsentTextOut,
@@ -39,11 +47,6 @@ from waypost.transports.tracking import (
     ResultsOut,
     TrackingApp,
 )
-
-if TYPE_CHECKING:
-    from waypost.hub import Hub
-
-T = TypeVar("T", bound=Transport)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class IngestRoute:
     # Undocumented paths of the same route.
     aliases: tuple[str, ...] = ()
     query: type | None = None
+    # The success answer's media type when it is not JSON (a script, an image).
+    media_type: str = "application/json"
 
 
 # -- the request shapes as documented (the transports decode them in parts) --------------------
@@ -110,6 +115,8 @@ class SegmentSuccess(msgspec.Struct):
 # -- the table ----------------------------------------------------------------------------------
 
 SEGMENT = "Segment-compatible API"
+POSTHOG = "PostHog-compatible capture"
+SNOWPLOW = "Snowplow-compatible collector"
 TRACKING = "Tracking (Kentico-compatible; also under /Kentico.Tracking)"
 BROWSER = "Browser tracking"
 ALIAS = "The same route answers under /Kentico.Tracking."
@@ -160,6 +167,48 @@ def segment_call(kind: str, short: str) -> IngestRoute:
         body=SegmentCall,
         response=SegmentSuccess,
         aliases=(f"/v1/{short}",),
+    )
+
+
+def posthog_capture(path: str, operation_id: str) -> IngestRoute:
+    """A PostHog capture path (also without its trailing slash)."""
+    return IngestRoute(
+        "POST",
+        path,
+        PostHogApp,
+        PostHogApp.capture,
+        operation_id,
+        f"PostHog events ({path})",
+        POSTHOG,
+        "posthog",
+        body=PostHogBatch,
+        response=PostHogOk,
+        description="The key is api_key or token in the body: a tracking key, or a publishable "
+        "key from a page of the channel's origins. See docs/collectors.md.",
+        aliases=(path.rstrip("/"),),
+    )
+
+
+def posthog_static(
+    path: str,
+    endpoint: Callable[[PostHogApp, IngestRequest], Awaitable[Answer]],
+    operation_id: str,
+    summary: str,
+    response: Any,
+    **doc: Any,
+) -> IngestRoute:
+    """What posthog-js asks for besides events: answered with nothing switched on."""
+    return IngestRoute(
+        doc.pop("method", "POST"),
+        path,
+        PostHogApp,
+        endpoint,
+        operation_id,
+        summary,
+        POSTHOG,
+        "public",
+        response=response,
+        **doc,
     )
 
 
@@ -263,70 +312,60 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
     segment_call("screen", "s"),
     segment_call("group", "g"),
     segment_call("alias", "a"),
+    posthog_capture("/batch/", "posthog_batch"),
+    posthog_capture("/capture/", "posthog_capture"),
+    posthog_capture("/e/", "posthog_e"),
+    posthog_capture("/i/v0/e/", "posthog_i_v0_e"),
+    posthog_static(
+        "/flags/",
+        PostHogApp.flags,
+        "posthog_flags",
+        "PostHog feature flags: none",
+        FlagsAnswer,
+        aliases=("/flags", "/decide/", "/decide"),
+    ),
+    posthog_static(
+        "/array/{key}/config",
+        PostHogApp.config,
+        "posthog_remote_config",
+        "posthog-js's remote config: nothing switched on",
+        RemoteConfig,
+        method="GET",
+        errors=(404,),
+    ),
+    posthog_static(
+        "/array/{key}/config.js",
+        PostHogApp.config_js,
+        "posthog_remote_config_js",
+        "posthog-js's remote config as a script",
+        None,
+        method="GET",
+        errors=(404,),
+        media_type="application/javascript",
+    ),
+    IngestRoute(
+        "POST",
+        "/com.snowplowanalytics.snowplow/tp2",
+        SnowplowApp,
+        SnowplowApp.post,
+        "snowplow_tp2",
+        "Snowplow events (payload_data): 200 with an empty body",
+        SNOWPLOW,
+        "snowplow",
+        body=SnowplowPayload,
+        description="The key is each event's aid: a tracking key, or a publishable key from a "
+        "page of the channel's origins. See docs/collectors.md.",
+    ),
+    IngestRoute(
+        "GET",
+        "/i",
+        SnowplowApp,
+        SnowplowApp.pixel,
+        "snowplow_pixel",
+        "One Snowplow event in the query string: a 1x1 GIF",
+        SNOWPLOW,
+        "snowplow",
+        query=SnowplowEvent,
+        media_type="image/gif",
+    ),
 )
-
-
-# -- dispatch -----------------------------------------------------------------------------------
-
-
-class IngestRouter:
-    """The ingest routes of one app: each transport built once with the hub, and its
-    endpoints found by exact path (a dict lookup, the hot path) or, for paths with values
-    or a trailing slash, by the transport's :class:`~waypost.transports.frame.PathTable`."""
-
-    def __init__(self, hub: Hub, routes: Sequence[IngestRoute] = INGEST_ROUTES) -> None:
-        self.transports: dict[type[Transport], Transport] = {}
-        by_path: dict[str, tuple[Transport, dict[str, Endpoint]]] = {}
-        for route in routes:
-            transport = self.transports.get(route.transport)
-            if transport is None:
-                transport = self.transports[route.transport] = route.transport(hub)
-            endpoint: Endpoint = types.MethodType(route.endpoint, transport)
-            for path in (route.path, *route.aliases):
-                owner, methods = by_path.setdefault(path, (transport, {}))
-                if owner is not transport or route.method in methods:
-                    raise ValueError(f"{route.method} {path} is in the ingest table twice")
-                methods[route.method] = endpoint
-        self.served = {
-            (method, path) for path, (_, methods) in by_path.items() for method in methods
-        }
-        # Exact paths only: a path with values is matched by its transport.
-        self.exact: dict[str, tuple[Transport, Methods]] = {
-            path: found for path, found in by_path.items() if "{" not in path
-        }
-        # Every path under a transport's prefixes is its own: unknown ones answer its 404.
-        self.prefixes: dict[str, Transport] = {}
-        for path, (transport, _) in by_path.items():
-            if self.prefixes.setdefault(_prefix(path), transport) is not transport:
-                raise ValueError(f"{_prefix(path)} belongs to two transports")
-        self.under = tuple(self.prefixes)
-        for transport in self.transports.values():
-            templates: dict[tuple[str, ...], Methods] = {}
-            for path, (owner, methods) in by_path.items():
-                if owner is transport:
-                    parts = tuple(path[len(_prefix(path)) :].split("/"))
-                    templates.setdefault(parts, methods)
-            mine = tuple(p for p, t in self.prefixes.items() if t is transport)
-            transport.paths = PathTable(mine, tuple(templates.items()))
-
-    def transport(self, kind: type[T]) -> T:
-        """The app's transport of class ``kind``."""
-        found = self.transports[kind]
-        assert isinstance(found, kind)
-        return found
-
-    def find(self, path: str) -> tuple[Transport, Methods | None] | None:
-        """The transport of ``path`` and, when matched exactly, its endpoints."""
-        exact = self.exact.get(path)
-        if exact is not None:
-            return exact
-        if path.startswith(self.under):
-            for prefix, transport in self.prefixes.items():
-                if path.startswith(prefix):
-                    return transport, None
-        return None
-
-
-def _prefix(path: str) -> str:
-    """``/tracking/contacts`` -> ``/tracking/``: the first segment, which names the transport."""
-    return path[: path.index("/", 1) + 1]

@@ -24,6 +24,7 @@ from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo
 from waypost.pipeline.prepare import prepare
 from waypost.pipeline.writer_decision import ActivityResult
+from waypost.transports.bodies import media_type
 from waypost.transports.frame import (
     Answer,
     Cors,
@@ -31,7 +32,6 @@ from waypost.transports.frame import (
     KeyRule,
     Transport,
     bearer,
-    media_type,
 )
 
 

@@ -1,0 +1,537 @@
+"""PostHog's capture API through the in-process client, on both databases: docs/collectors.md."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import json
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+import msgspec
+import pytest
+from starlette.testclient import TestClient
+
+from waypost.app import create_app
+from waypost.hub import Hub
+from waypost.services.activity_types import ActivityType
+from waypost.services.channels import Channel, ChannelCreate
+from waypost.services.consents import ConsentCreate
+from waypost.services.keys import CreatedKey, KeyCreate
+from waypost.settings import Settings, load_settings
+from waypost.store import Store, make_engine
+from waypost.store.schema import contacts
+
+if TYPE_CHECKING:
+    from tests.collector_support import ORIGIN, Collector
+else:
+    from collector_support import ORIGIN, Collector
+
+Event = dict[str, Any]
+CAPTURE_PATHS = ["/batch/", "/batch", "/capture/", "/capture", "/e/", "/e", "/i/v0/e/", "/i/v0/e"]
+
+
+class PostHog(Collector):
+    """Calls made the way PostHog's clients make them."""
+
+    def post(
+        self,
+        path: str,
+        body: object,
+        *,
+        headers: dict[str, str] | None = None,
+        gzipped: bool = False,
+    ) -> httpx2.Response:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if gzipped:
+            raw = gzip.compress(raw)
+            sent["Content-Encoding"] = "gzip"
+        return self.client.post(path, content=raw, headers=sent)
+
+    def send(self, *events: dict[str, Any], path: str = "/batch/", **options: Any) -> None:
+        answer = self.post(path, {"api_key": self.tracking, "batch": list(events)}, **options)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"status": 1}
+
+
+@pytest.fixture
+def posthog(
+    client: TestClient,
+    hub: Hub,
+    make_channel: Callable[..., Channel],
+    make_key: Callable[..., CreatedKey],
+) -> PostHog:
+    channel = make_channel(kind="website", allowed_origins=[ORIGIN])
+    tracking = make_key("tracking", channel.id).key
+    publishable = make_key("publishable", channel.id).key
+    return PostHog(client, hub, channel, tracking, publishable)
+
+
+@pytest.fixture
+def signup(make_type: Callable[..., ActivityType]) -> ActivityType:
+    return make_type(
+        name="Signed up",
+        code_name="signed_up",
+        aliases=["user signed up"],
+        fields=[{"name": "plan", "type": "text"}],
+        client_side=True,
+    )
+
+
+def event(
+    name: str = "user signed up", distinct_id: str = "user-1", **fields: Any
+) -> dict[str, Any]:
+    fields.setdefault("uuid", str(uuid.uuid4()))
+    return {"event": name, "distinct_id": distinct_id, **fields}
+
+
+def posthog_error(answer: httpx2.Response, status: int, code: str) -> dict[str, Any]:
+    """PostHog's error shape, with Waypost's error beside it."""
+    assert answer.status_code == status, answer.text
+    body: dict[str, Any] = answer.json()
+    assert set(body) == {"type", "code", "detail", "attr", "error"}, body
+    assert body["code"] == body["error"]["code"] == code
+    assert body["detail"] == body["error"]["message"]
+    return body
+
+
+# -- paths and encodings -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", CAPTURE_PATHS)
+def test_every_capture_path_stores_an_event(
+    posthog: PostHog, signup: ActivityType, path: str
+) -> None:
+    posthog.send(event(properties={"plan": "pro", "$lib": "web"}), path=path)
+    [stored] = posthog.activities()
+    assert (stored.type, stored.fields) == ("signed_up", {"plan": "pro"})
+    assert stored.contact_id == posthog.contact_of("posthog_anon", "user-1")
+    assert stored.channel_id == posthog.channel.id
+
+
+def test_one_event_and_a_list_of_events_are_bodies_too(
+    posthog: PostHog, signup: ActivityType
+) -> None:
+    for body in (
+        {**event(distinct_id="a"), "api_key": posthog.tracking},
+        [event(distinct_id="b", properties={"token": posthog.tracking})],
+    ):
+        answer = posthog.post("/e/", body)
+        assert answer.json() == {"status": 1}, answer.text
+    assert len(posthog.activities()) == 2
+
+
+def test_gzip_in_every_form_posthog_sends(posthog: PostHog, signup: ActivityType) -> None:
+    body = json.dumps({"api_key": posthog.tracking, "batch": [event(distinct_id="g1")]}).encode()
+    posthog.send(event(distinct_id="g0"), gzipped=True)
+    # posthog-js: gzip without Content-Encoding, named by the query, as text/plain.
+    answer = posthog.client.post(
+        "/e/?compression=gzip-js&ver=1.0",
+        content=gzip.compress(body),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert answer.json() == {"status": 1}
+    # The gzip magic is enough.
+    again = json.dumps({"api_key": posthog.tracking, "batch": [event(distinct_id="g2")]})
+    answer = posthog.client.post("/i/v0/e/", content=gzip.compress(again.encode()))
+    assert answer.json() == {"status": 1}
+    assert len(posthog.activities()) == 3
+
+
+def test_form_bodies_base64_or_json(posthog: PostHog, signup: ActivityType) -> None:
+    for n, compression in enumerate(["base64", None]):
+        body = json.dumps([event(distinct_id=f"f{n}", properties={"token": posthog.tracking})])
+        data = base64.b64encode(body.encode()).decode() if compression else body
+        query = f"?compression={compression}" if compression else ""
+        answer = posthog.client.post(
+            f"/e/{query}",
+            content=f"data={urllib.parse.quote(data)}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert answer.json() == {"status": 1}, answer.text
+    assert len(posthog.activities()) == 2
+
+
+# -- mapping -------------------------------------------------------------------------------------
+
+
+def test_a_pageview_is_a_page_visit(posthog: PostHog) -> None:
+    posthog.send(
+        event(
+            "$pageview",
+            properties={
+                "$current_url": "https://shop.example/pricing",
+                "$referrer": "https://search.example/?q=shop",
+                "title": "Pricing",
+            },
+        ),
+        event("$pageview", properties={"$current_url": "not a url"}),
+    )
+    [visit] = posthog.activities()
+    assert (visit.type, visit.url, visit.referrer, visit.value) == (
+        "pagevisit",
+        "https://shop.example/pricing",
+        "https://search.example/?q=shop",
+        "Pricing",
+    )
+    [rejected] = posthog.rejected()
+    assert (rejected.reason, rejected.field, rejected.source) == ("missing_field", "url", "posthog")
+
+
+def test_identify_merges_the_anonymous_visitor_and_sets_fields(
+    posthog: PostHog, signup: ActivityType
+) -> None:
+    posthog.send(event(distinct_id="anon-1"))
+    anonymous = posthog.contact_of("posthog_anon", "anon-1")
+    posthog.send(event(distinct_id="user-1"))
+    known = posthog.contact_of("posthog_anon", "user-1")
+    posthog.send(
+        event(
+            "$identify",
+            distinct_id="user-1",
+            properties={"$anon_distinct_id": "anon-1"},
+            **{
+                "$set": {"email": "ann@example.com", "first_name": "Ann", "plan": "pro"},
+                "$set_once": {"last_name": "Cole", "first_name": "Not Ann", "$initial_os": "x"},
+            },
+        )
+    )
+    assert posthog.surviving(anonymous) == known
+    assert [(s, t) for s, t, _ in posthog.merges()] == [(anonymous, known)]
+    assert posthog.merges()[0][2] == "posthog_identify"
+    row = posthog.contact(known)
+    assert (row.email, row.first_name, row.last_name) == ("ann@example.com", "Ann", "Cole")
+    assert row.attributes == {"plan": "pro"}
+    assert {a.contact_id for a in posthog.activities()} == {known}
+    # The identified id is a user's from now on: a new anonymous id identified as it joins too.
+    assert ("posthog_user", "user-1") in posthog.external_ids(known)
+
+
+def test_identify_never_merges_an_identified_contact(posthog: PostHog) -> None:
+    posthog.send(event("$identify", distinct_id="u1", properties={"$anon_distinct_id": "d1"}))
+    posthog.send(event("$identify", distinct_id="u2", properties={"$anon_distinct_id": "d2"}))
+    # d1's contact is u1's, an identified person: identifying it as u2 merges nothing.
+    posthog.send(event("$identify", distinct_id="u2", properties={"$anon_distinct_id": "u1"}))
+    assert posthog.merges() == []
+    assert posthog.contact_of("posthog_anon", "d1") == posthog.contact_of("posthog_user", "u1")
+
+
+def test_set_and_set_once(posthog: PostHog) -> None:
+    set_: Any = {"$set": {"email": "bo@example.com", "company": "Acme"}}
+    once: Any = {"$set_once": {"email": "other@example.com"}}
+    posthog.send(event("$set", **set_))
+    posthog.send(event("$set_once", **once))
+    posthog.send(event("$set", properties={"$set": {"title": "CTO"}}))
+    row = posthog.contact(posthog.contact_of("posthog_anon", "user-1"))
+    assert (row.email, row.company_name, row.job_title) == ("bo@example.com", "Acme", "CTO")
+    assert posthog.activities() == []
+    assert posthog.rejected() == []
+
+
+def test_create_alias_merges_the_two_ids(posthog: PostHog) -> None:
+    posthog.send(event("$set", distinct_id="old", **{"$set": {"first_name": "Cy"}}))
+    posthog.send(event("$set", distinct_id="new", **{"$set": {"last_name": "Dee"}}))
+    old, new = posthog.contact_of("posthog_anon", "old"), posthog.contact_of("posthog_anon", "new")
+    posthog.send(
+        event("$create_alias", distinct_id="old", properties={"distinct_id": "old", "alias": "new"})
+    )
+    assert posthog.merges() == [(old, new, "posthog_alias")]
+    row = posthog.contact(new)
+    assert (row.first_name, row.last_name) == ("Cy", "Dee")
+
+
+def test_an_alias_of_unknown_ids_makes_one_contact(posthog: PostHog) -> None:
+    posthog.send(event("$create_alias", distinct_id="p", properties={"alias": "q"}))
+    assert posthog.contact_of("posthog_anon", "p") == posthog.contact_of("posthog_user", "q")
+
+
+def test_timestamps_are_corrected_by_sent_at_or_offset(
+    posthog: PostHog, signup: ActivityType
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    behind = now - dt.timedelta(hours=2)
+    answer = posthog.post(
+        "/batch/",
+        {
+            "api_key": posthog.tracking,
+            # The client's clock is two hours behind: its event of a minute ago.
+            "sent_at": behind.isoformat(),
+            "batch": [event(timestamp=(behind - dt.timedelta(minutes=1)).isoformat())],
+        },
+    )
+    assert answer.status_code == 200
+    posthog.send(event(distinct_id="o", offset=30_000, uuid="offset-one"))
+    first, second = posthog.activities()
+    assert abs(first.occurred_at - (now - dt.timedelta(minutes=1))) < dt.timedelta(seconds=10)
+    assert abs(second.occurred_at - (now - dt.timedelta(seconds=30))) < dt.timedelta(seconds=10)
+    assert second.client_id == "offset-one"
+
+
+def test_a_resent_batch_is_stored_once(posthog: PostHog, signup: ActivityType) -> None:
+    body = {
+        "api_key": posthog.tracking,
+        "batch": [
+            event(distinct_id="r"),
+            event("$pageview", distinct_id="r", properties={"$current_url": "https://a.example/"}),
+        ],
+    }
+    for _ in range(3):
+        assert posthog.post("/batch/", body).json() == {"status": 1}
+    assert len(posthog.activities()) == 2
+    assert posthog.count(contacts) == 1
+
+
+def test_what_cannot_map_is_kept_as_rejected(posthog: PostHog, signup: ActivityType) -> None:
+    posthog.send(
+        event("no such event"),
+        {"event": "user signed up", "properties": {}},
+        {"distinct_id": "x"},
+        event(properties={"plan": 5}),
+        event(distinct_id="x" * 201),
+        event(properties={"plan": "a\u0000b"}),
+    )
+    rows = posthog.rejected()
+    assert [(r.reason, r.field, r.source) for r in rows] == [
+        ("missing_field", "distinct_id", "posthog"),
+        ("missing_field", "event", "posthog"),
+        ("invalid_field", "distinct_id", "posthog"),
+        ("invalid_field", None, "posthog"),
+        ("activity_type_not_found", "type", "posthog"),
+        ("field_type_mismatch", "fields.plan", "posthog"),
+    ]
+    assert rows[4].type_code == "no such event"
+    assert rows[0].payload["event"] == "user signed up"
+    assert posthog.activities() == []
+
+
+# -- errors in PostHog's shape -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b'"text"', 400, "invalid_json"),
+        (b'{"batch": 5}', 400, "invalid_json"),
+        (b'{"batch": []}', 400, "invalid_json"),
+        (b'{"batch": [1, 2]}', 400, "invalid_json"),
+        (b"data=%%%", 400, "invalid_json"),
+        (b'{"batch": [{"event": "e", "distinct_id": "d"}]}', 401, "unauthorized"),
+        (b'{"api_key": "phc_nope", "batch": [{"event": "e"}]}', 401, "unauthorized"),
+        (b'{"api_key": 5, "batch": [{"event": "e"}]}', 401, "unauthorized"),
+        (b"[" * 100_000, 400, "invalid_json"),
+        (
+            b'{"batch": [{"event": "e", "properties": ' + b'{"a": ' * 200 + b"1" + b"}" * 203,
+            400,
+            "invalid_json",
+        ),
+        (b"data=1&" * 30, 400, "invalid_json"),
+    ],
+)
+def test_malformed_bodies_are_4xx_in_posthogs_shape(
+    posthog: PostHog, body: bytes, status: int, code: str
+) -> None:
+    posthog_error(posthog.post("/batch/", body), status, code)
+
+
+def test_bad_gzip_and_different_keys_are_400(posthog: PostHog) -> None:
+    answer = posthog.client.post("/e/?compression=gzip-js", content=b"\x1f\x8bnot gzip")
+    posthog_error(answer, 400, "invalid_json")
+    two = [event(properties={"token": posthog.tracking}), event(properties={"token": "other"})]
+    posthog_error(posthog.post("/e/", two), 400, "invalid_field")
+
+
+def test_keys_that_cannot_send(
+    posthog: PostHog, make_key: Callable[..., CreatedKey], hub: Hub
+) -> None:
+    admin = make_key("admin").key
+    answer = posthog.post("/batch/", {"api_key": admin, "batch": [event()]})
+    assert posthog_error(answer, 403, "forbidden")["type"] == "authentication_error"
+
+
+def test_a_storage_outage_is_a_503_posthog_retries() -> None:
+    settings = load_settings({"WAYPOST_DATABASE_URL": "sqlite:////nonexistent/dir/waypost.db"})
+    with TestClient(create_app(settings)) as client:
+        body = json.dumps({"api_key": "wpt_x", "batch": [event()]}).encode()
+        answer = client.post("/batch/", content=body)
+    assert posthog_error(answer, 503, "storage_unavailable")["type"] == "server_error"
+    assert int(answer.headers["retry-after"]) >= 1
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+def test_a_page_sends_with_the_publishable_key(posthog: PostHog, signup: ActivityType) -> None:
+    body = [event(properties={"token": posthog.publishable, "plan": "pro"})]
+    answer = posthog.post("/e/", body, headers={"Origin": ORIGIN})
+    assert answer.json() == {"status": 1}
+    assert answer.headers["access-control-allow-origin"] == ORIGIN
+    [stored] = posthog.activities()
+    assert stored.type == "signed_up"
+
+
+def test_pages_log_client_side_types_only(
+    posthog: PostHog, make_type: Callable[..., ActivityType]
+) -> None:
+    make_type(name="Refund", code_name="refund")
+    body = [event("refund", properties={"token": posthog.publishable})]
+    assert posthog.post("/e/", body, headers={"Origin": ORIGIN}).json() == {"status": 1}
+    [rejected] = posthog.rejected()
+    assert (rejected.reason, rejected.status) == ("activity_type_not_found", 404)
+
+
+def test_pages_keep_to_the_types_rate_limits(
+    posthog: PostHog, make_type: Callable[..., ActivityType]
+) -> None:
+    make_type(
+        name="Tick",
+        code_name="tick",
+        client_side=True,
+        rate_limits={"per_contact": {"limit": 2, "window_seconds": 60}, "per_ip": None},
+    )
+    body = [event("tick", properties={"token": posthog.publishable}) for _ in range(3)]
+    assert posthog.post("/e/", body, headers={"Origin": ORIGIN}).json() == {"status": 1}
+    assert len(posthog.activities()) == 2
+    assert [r.reason for r in posthog.rejected()] == ["rate_limited"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "referer"),
+    [("https://evil.example", None), (None, None), (None, "https://evil.example/page")],
+)
+def test_a_page_of_another_origin_is_refused(
+    posthog: PostHog, signup: ActivityType, origin: str | None, referer: str | None
+) -> None:
+    headers = {k: v for k, v in (("Origin", origin), ("Referer", referer)) if v is not None}
+    body = [event(properties={"token": posthog.publishable})]
+    posthog_error(posthog.post("/e/", body, headers=headers), 403, "forbidden")
+    assert posthog.activities() == []
+
+
+def test_a_tracking_key_from_a_page_is_refused(posthog: PostHog, signup: ActivityType) -> None:
+    body = {"api_key": posthog.tracking, "batch": [event()]}
+    answer = posthog.post("/batch/", body, headers={"Origin": ORIGIN})
+    assert "publishable" in posthog_error(answer, 403, "forbidden")["detail"]
+    assert posthog.activities() == []
+
+
+def test_a_page_needs_the_tracking_consent_when_the_channel_has_one(
+    hub: Hub,
+    client: TestClient,
+    make_channel: Callable[..., Channel],
+    make_key: Callable[..., CreatedKey],
+    signup: ActivityType,
+) -> None:
+    hub.consents.create(
+        msgspec_consent("tracking", {"en": {"short_text": "Track?", "full_text": "<p>Track?</p>"}})
+    )
+    channel = make_channel(kind="website", allowed_origins=[ORIGIN], tracking_consent="tracking")
+    key = make_key("publishable", channel.id).key
+    collector = PostHog(client, hub, channel, "", key)
+    body = [event(properties={"token": key})]
+    assert collector.post("/e/", body, headers={"Origin": ORIGIN}).json() == {"status": 1}
+    [rejected] = collector.rejected()
+    assert (rejected.reason, rejected.status) == ("consent_required", 403)
+
+
+def msgspec_consent(code: str, texts: dict[str, dict[str, str]]) -> ConsentCreate:
+    return msgspec.convert({"code_name": code, "display_name": code, "texts": texts}, ConsentCreate)
+
+
+# -- what else posthog-js asks for ---------------------------------------------------------------
+
+
+def test_flags_and_config_answer_that_nothing_is_switched_on(posthog: PostHog) -> None:
+    for path in ("/flags/?v=2&config=true", "/flags", "/decide/?v=3", "/decide"):
+        answer = posthog.client.post(path, content=b"{}", headers={"Origin": ORIGIN})
+        assert answer.status_code == 200, path
+        assert answer.json()["featureFlags"] == {}
+        assert answer.json()["flags"] == {}
+        assert answer.headers["access-control-allow-origin"] == ORIGIN
+    config = posthog.client.get(f"/array/{posthog.publishable}/config")
+    assert config.json()["token"] == posthog.publishable
+    assert config.json()["sessionRecording"] is False
+    script = posthog.client.get(f"/array/{posthog.publishable}/config.js")
+    assert script.headers["content-type"] == "application/javascript"
+    assert script.text.startswith("(function(){window._POSTHOG_REMOTE_CONFIG")
+    assert posthog.client.get("/array/a%22b/config").status_code == 404
+
+
+def test_a_preflight_from_an_allowed_origin(posthog: PostHog) -> None:
+    answer = posthog.client.options(
+        "/e/",
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+    )
+    assert answer.status_code == 204
+    assert answer.headers["access-control-allow-origin"] == ORIGIN
+    refused = posthog.client.options("/e/", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in refused.headers
+
+
+def test_an_unknown_event_replays_once_an_alias_names_it(
+    posthog: PostHog,
+    make_type: Callable[..., ActivityType],
+    client: TestClient,
+    admin_headers: dict[str, str],
+) -> None:
+    posthog.send(event("trial started", properties={"plan": "pro"}))
+    [rejected] = posthog.rejected()
+    make_type(
+        name="Trial",
+        code_name="trial",
+        aliases=["trial started"],
+        fields=[{"name": "plan", "type": "text"}],
+    )
+    answer = client.post(f"/api/rejected-activities/{rejected.id}/replay", headers=admin_headers)
+    assert answer.json()["stored"] == 1, answer.text
+    [stored] = posthog.activities()
+    assert (stored.type, stored.fields) == ("trial", {"plan": "pro"})
+
+
+def test_more_events_than_a_request_may_hold_is_413(posthog: PostHog) -> None:
+    events = [event(distinct_id=f"d{n}") for n in range(1001)]
+    answer = posthog.post("/batch/", {"api_key": posthog.tracking, "batch": events})
+    posthog_error(answer, 413, "payload_too_large")
+    assert posthog.count(contacts) == 0
+
+
+def test_pages_create_contacts_within_the_hourly_limit_of_their_address(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(new_contacts_per_ip_per_hour=2)
+    hub = Hub(settings, Store(make_engine(settings)))
+    try:
+        channel = hub.channels.create(
+            ChannelCreate(name="Shop", kind="website", allowed_origins=[ORIGIN])
+        )
+        key = hub.keys.create(KeyCreate(access="publishable", channel=channel.id)).key
+        with TestClient(create_app(settings, hub=hub)) as client:
+            collector = PostHog(client, hub, channel, "", key)
+            answers = []
+            for person in ("p1", "p1", "p2", "p3", "p1"):
+                body = [
+                    event(
+                        "$pageview",
+                        distinct_id=person,
+                        properties={"token": key, "$current_url": "https://shop.example/"},
+                    )
+                ]
+                answers.append(collector.post("/e/", body, headers={"Origin": ORIGIN}))
+        # p1 and p2 are new; p1 again creates nothing; p3 would be a third new contact: its
+        # event is kept as rejected, while p1's still count.
+        assert [a.status_code for a in answers] == [200] * 5
+        assert collector.count(contacts) == 2
+        assert len(collector.activities()) == 4
+        [rejected] = collector.rejected()
+        assert (rejected.reason, rejected.status, rejected.contact_id) == (
+            "rate_limited",
+            429,
+            None,
+        )
+    finally:
+        hub.close()

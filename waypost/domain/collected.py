@@ -1,0 +1,78 @@
+"""One event of a collector (PostHog, Snowplow), mapped to what Waypost does with it.
+
+The wire formats differ; what an event asks for does not: name a person by one or more ids,
+perhaps say two ids are the same person, set contact fields, and log an activity of a type
+found by name. Each collector's domain module turns its events into :class:`Collected`; one
+service applies them (waypost/services/collectors.py). Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from waypost.domain.segment import MappingError
+
+# External ids are looked up whole and stored in a column of 200 characters.
+MAX_EXTERNAL_ID = 200
+# An activity's client id (its idempotency key) is at most 100 characters.
+MAX_CLIENT_ID = 100
+
+
+@dataclass
+class Collected:
+    """What one event asks for.
+
+    ``person`` is an id that may be known as either kind (PostHog's ``distinct_id``: anonymous
+    or identified, the event does not say); ``user`` and ``anonymous`` are ids of a known kind.
+    With ``identify`` the anonymous id's contact is merged into the user's, as a Segment
+    identify does. ``activity`` is the activity object without its ``type``, which is the first
+    of ``type_names`` that names a type (by code name or alias).
+    """
+
+    # The event as sent: a rejected activity's payload.
+    payload: bytes
+    # The event's name, for finding its rejected activity.
+    label: str | None = None
+    person: str | None = None
+    user: str | None = None
+    anonymous: str | None = None
+    # Further ids of the same person, by kind (Snowplow's network user id).
+    others: tuple[tuple[str, str], ...] = ()
+    identify: bool = False
+    # (previous id, new id): the two are the same person.
+    alias: tuple[str, str] | None = None
+    traits: dict[str, Any] | None = None
+    traits_once: dict[str, Any] | None = None
+    type_names: tuple[str, ...] = ()
+    activity: dict[str, Any] | None = None
+    # Field values passed only when the type declares a field of that name.
+    optional_fields: dict[str, Any] = field(default_factory=dict)
+    # Kept with the stored activity as a flag (Snowplow's contexts).
+    flag: dict[str, object] | None = None
+    # Why the event cannot be mapped: kept as a rejected activity with this reason.
+    error: MappingError | None = None
+
+
+def external_id(value: object, name: str) -> str | None:
+    """An id as text (clients send numbers too), None when absent or empty; MappingError when
+    it could never be found again (longer than the column)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) > MAX_EXTERNAL_ID:
+        raise MappingError(f"{name} is at most {MAX_EXTERNAL_ID} characters.", field=name)
+    return text
+
+
+def rejected(payload: object, error: MappingError, label: str | None = None) -> Collected:
+    """An event that cannot be mapped, kept with ``error`` as its reason."""
+    return Collected(encode_payload(payload), label=label, error=error)
+
+
+def encode_payload(payload: object) -> bytes:
+    """The event as JSON, the way the rejected activities' column encodes it."""
+    return json.dumps(payload, default=str).encode()

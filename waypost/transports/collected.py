@@ -1,0 +1,176 @@
+"""What the collector transports (PostHog, Snowplow) share once their events are decoded.
+
+A collector authenticates with a tracking key (a server) or a publishable key (a page of the
+channel's allowed origins, see :class:`~waypost.transports.frame.Transport.browser_keys`),
+hands its :class:`~waypost.domain.collected.Collected` events to the collector service (which
+resolves contacts and types in one transaction), and stores the activities through the
+writer. Activities from pages follow the browser's rules (docs/browser-tracking.md): only
+client-side types, the types' rate limits per contact and per address, and on a channel with a
+tracking consent only for contacts who agreed to it. The request is answered once everything
+is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections import defaultdict
+from typing import ClassVar
+
+from anyio import to_thread
+
+from waypost.domain.collected import Collected
+from waypost.errors import ApiError
+from waypost.ids import utcnow
+from waypost.pipeline.catalog import ChannelInfo, Snapshot
+from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
+from waypost.ratelimit import Decision, Limit, retry_after
+from waypost.services.collectors import IdKinds, Plan
+from waypost.transports.contact_limits import contact_limit_key, follow_merges
+from waypost.transports.frame import IngestRequest, Transport
+
+PUBLISHABLE = "publishable"
+
+
+class CollectorTransport(Transport):
+    """A collector's frame: its ids' kinds, its source name, and :meth:`collect`."""
+
+    kinds: ClassVar[IdKinds]
+    source: ClassVar[str]
+
+    async def collect(
+        self,
+        request: IngestRequest,
+        token: str | None,
+        events: list[Collected],
+        received_at: dt.datetime | None = None,
+    ) -> None:
+        """Authenticate with ``token``, then apply and store ``events``; returns once the
+        transaction that holds them has committed."""
+        channel = await self.authenticate(request, token)
+        limit = self.settings.max_activities_per_request
+        if len(events) > limit:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"A request holds at most {limit} events (WAYPOST_MAX_ACTIVITIES_PER_REQUEST); "
+                f"this one has {len(events)}.",
+            )
+        snapshot = request.snapshot
+        assert snapshot is not None  # authenticate() took it
+        if not events:
+            return
+        when = received_at or utcnow()
+        from_page = request.key is not None and request.key.access == PUBLISHABLE
+        ip = self.hub.client_ip(request.scope) if from_page else ""
+        decisions = await self._new_contacts(ip) if from_page else []
+        may_create = all(d.allowed for d in decisions)
+        try:
+            plan = await to_thread.run_sync(
+                self.hub.collectors.plan, channel, snapshot, events, self.kinds, may_create
+            )
+        except Exception:
+            await self.hub.rate_limiter.forget(decisions)
+            raise
+        if not plan.created:
+            await self.hub.rate_limiter.forget(decisions)
+        await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
+        await self._store(channel, snapshot, plan, when, from_page, ip)
+
+    async def _new_contacts(self, ip: str) -> list[Decision]:
+        """Count a page's request, which may create contacts, against its address's hourly
+        limit (WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR), as the browser endpoints do: a
+        publishable key is public, and each contact costs storage. Over the limit, events of
+        known contacts are still stored and those that need a new one are kept as rejected
+        (``rate_limited``); the count is forgotten when the request created no contact."""
+        per_hour = self.settings.new_contacts_per_ip_per_hour
+        if not per_hour:
+            return []
+        return await self.hub.rate_limiter.hit([Limit(f"contacts:ip:{ip}", per_hour, 3600)])
+
+    async def _store(
+        self,
+        channel: ChannelInfo,
+        snapshot: Snapshot,
+        plan: Plan,
+        received_at: dt.datetime,
+        from_page: bool,
+        ip: str,
+    ) -> None:
+        by_contact: dict[uuid.UUID | None, list[Accepted | Rejected]] = defaultdict(list)
+        # Events that could not be mapped belong to no contact; submitted first, so they are
+        # kept in the order they came.
+        if plan.rejected:
+            by_contact[None] = list(plan.rejected)
+        limit = self.settings.max_activity_bytes
+        for planned in plan.activities:
+            item = prepare(planned.activity, snapshot, received_at, limit)
+            if isinstance(item, Accepted) and planned.flag is not None:
+                item.flags = [*(item.flags or []), planned.flag]
+            if from_page:
+                item = await self._page_rules(item, snapshot, planned.contact, ip)
+            by_contact[planned.contact].append(item)
+        await asyncio.gather(
+            *(
+                self.writer.submit(
+                    channel,
+                    contact,
+                    items,
+                    received_at,
+                    source=self.source,
+                    require_consent=(channel.tracking_consent is not None) if from_page else None,
+                )
+                for contact, items in by_contact.items()
+            )
+        )
+
+    async def _page_rules(
+        self, item: Accepted | Rejected, snapshot: Snapshot, contact: uuid.UUID, ip: str
+    ) -> Accepted | Rejected:
+        # As the browser endpoints: a page learns nothing of the types it may not log.
+        code = item.type.code_name if isinstance(item, Accepted) else item.type_code
+        info = item.type if isinstance(item, Accepted) else snapshot.types.get(code or "")
+        if code is not None and (info is None or not info.enabled or not info.client_side):
+            return reject(
+                ApiError(
+                    404,
+                    "activity_type_not_found",
+                    f"The activity type {code!r} does not exist or is not enabled for "
+                    "client-side logging.",
+                    "type",
+                ),
+                item.payload,
+                code,
+            )
+        if isinstance(item, Rejected):
+            return item
+        kind = item.type
+        limits = []
+        if kind.per_contact is not None:
+            limits.append(
+                Limit(
+                    contact_limit_key(kind.id, contact),
+                    kind.per_contact.limit,
+                    kind.per_contact.window_seconds,
+                )
+            )
+        if kind.per_ip is not None:
+            limits.append(
+                Limit(f"{kind.id}:ip:{ip}", kind.per_ip.limit, kind.per_ip.window_seconds)
+            )
+        if not limits:
+            return item
+        decisions = await self.hub.rate_limiter.hit(limits)
+        if all(d.allowed for d in decisions):
+            return item
+        wait = retry_after(decisions)
+        return reject(
+            ApiError(
+                429,
+                "rate_limited",
+                f"Over the rate limit of {kind.code_name!r}; retry in {wait} s.",
+            ),
+            item.payload,
+            kind.code_name,
+        )
