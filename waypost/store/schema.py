@@ -525,6 +525,8 @@ webhook_messages = Table(
     Column("delivered_at", UtcDateTime(), nullable=True),
     Index("ix_webhook_messages_due", "status", "next_attempt_at"),
     Index("ix_webhook_messages_endpoint", "endpoint_id", "created_at"),
+    # The dispatcher claims each endpoint's due messages through this one (migration 0013).
+    Index("ix_webhook_messages_endpoint_due", "endpoint_id", "status", "next_attempt_at"),
     Index("ix_webhook_messages_contact", "contact_id"),
 )
 
