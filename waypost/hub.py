@@ -25,6 +25,7 @@ from waypost.services.rollups import RollupService
 from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
 from waypost.services.users import UserService
+from waypost.services.webhook_dispatcher import WebhookDispatcher
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 
@@ -70,14 +71,19 @@ class Hub:
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
         )
+        # Started with the server's background work, or by the first wake() (a message
+        # written), so a hub that writes none never runs it.
+        self.webhooks = WebhookDispatcher(self.store, settings, self.clock)
 
     def client_ip(self, scope: Mapping[str, object]) -> str:
         """The client's address of a request, for every limit keyed by address."""
         return client_ip(scope, self.trusted_proxies)
 
     def close(self) -> None:
-        """Finish queued writes, then release the database."""
+        """Finish queued writes and webhook calls in flight, then release the database."""
         self.writer.stop()
         self.group_updates.stop()
+        # After the writer and the group updater, whose commits may still wake it.
+        self.webhooks.stop()
         self.keys.usage.stop()
         self.store.dispose()
