@@ -6,19 +6,31 @@ dispatchers and leases."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from waypost.clock import Clock, FakeClock, SystemClock
 from waypost.domain.webhook_signing import message_id
+from waypost.ids import new_id
+from waypost.records.outbox import OutboxMessage, enqueue
 from waypost.services.webhook_dispatcher import WebhookDispatcher
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
+from waypost.store.schema import webhook_messages
 
 if TYPE_CHECKING:
     from tests.server_support import free_port
@@ -436,3 +448,64 @@ def test_wake_starts_it_and_stop_ends_it(make_dispatcher: MakeDispatcher) -> Non
     dispatcher.start()
     assert not dispatcher.running
     dispatcher.stop()
+
+
+def test_the_receiver_of_the_docs_verifies_and_dedupes(
+    store: Store, make_dispatcher: MakeDispatcher, tmp_path: Path
+) -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "playbooks.md").read_text()
+    delivery = text.split("\n## Delivery\n", 1)[1].split("\n## ", 1)[0]
+    [code] = re.findall(r"```python\n(.*?)```", delivery, flags=re.DOTALL)
+    (tmp_path / "receiver.py").write_text(code)
+    port = free_port()
+    endpoint = add_endpoint(store, f"http://127.0.0.1:{port}/")
+    environment = {**os.environ, "WEBHOOK_SECRET": endpoint.secret, "PORT": str(port)}
+    dispatcher = make_dispatcher()
+
+    def send(contact: str) -> uuid.UUID:
+        body = json.dumps({"type": "activity.performed", "data": {"contact": {"id": contact}}})
+        ident = new_id()
+        now = dt.datetime.now(dt.UTC)
+        with store.write() as conn:
+            enqueue(conn, [OutboxMessage(ident, endpoint.id, "activity.performed", body, now)])
+        dispatcher.wake()
+        eventually(lambda: message(store, ident)["status"] == "delivered")
+        return ident
+
+    with subprocess.Popen(
+        [sys.executable, str(tmp_path / "receiver.py")],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as receiver:
+        try:
+            eventually(lambda: _listening(port))
+            assert receiver.stdout is not None
+            first, second = str(uuid.uuid4()), str(uuid.uuid4())
+            ident = send(first)
+            assert receiver.stdout.readline().split() == ["activity.performed", first]
+            assert message(store, ident)["last_status"] == 204
+            # Sent again (as after a lost answer): verified, answered, not acted on twice.
+            with store.write() as conn:
+                conn.execute(
+                    sa.update(webhook_messages)
+                    .where(webhook_messages.c.id == ident)
+                    .values(status="pending", next_attempt_at=dt.datetime.now(dt.UTC))
+                )
+            dispatcher.wake()
+            eventually(lambda: message(store, ident)["attempts"] == 2)
+            assert message(store, ident)["last_status"] == 204
+            send(second)
+            assert receiver.stdout.readline().split() == ["activity.performed", second]
+            # A message signed with another secret is refused.
+            forged = add_endpoint(store, f"http://127.0.0.1:{port}/")
+            [refused] = add_messages(store, forged.id, wake=dispatcher.wake)
+            eventually(lambda: message(store, refused)["last_status"] == 400)
+        finally:
+            receiver.terminate()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
