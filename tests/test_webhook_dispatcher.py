@@ -19,12 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from starlette.testclient import TestClient
 
 from waypost.clock import Clock, FakeClock, SystemClock
 from waypost.domain.webhook_signing import message_id
+from waypost.hub import Hub
 from waypost.ids import new_id
 from waypost.records.outbox import OutboxMessage, enqueue
 from waypost.services.webhook_dispatcher import WebhookDispatcher
@@ -509,3 +512,43 @@ def test_the_receiver_of_the_docs_verifies_and_dedupes(
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_hub_runs_it_once_woken_and_stops_it_on_close(settings: Settings) -> None:
+    hub = Hub(settings, Store(make_engine(settings)))
+    try:
+        assert not hub.webhooks.running
+        hub.webhooks.wake()
+        assert hub.webhooks.running
+    finally:
+        hub.close()
+    assert not hub.webhooks.running
+
+
+def test_the_server_runs_it(hub: Hub, client: TestClient) -> None:
+    assert client.get("/api/openapi.json").status_code == 200
+    assert hub.webhooks.running
+
+
+def test_a_transport_can_stand_in_for_the_network(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"mocked")
+
+    settings = make_settings(**FAST)
+    dispatcher = WebhookDispatcher(
+        store, settings, SystemClock(), transport=httpx.MockTransport(handler)
+    )
+    try:
+        endpoint = add_endpoint(store, "https://receiver.example/hook")
+        [ident] = add_messages(store, endpoint.id, wake=dispatcher.wake)
+        eventually(lambda: message(store, ident)["status"] == "delivered")
+    finally:
+        dispatcher.stop()
+    [request] = seen
+    assert request.url == "https://receiver.example/hook"
+    assert attempts(store, ident)[0]["response"] == "mocked"
