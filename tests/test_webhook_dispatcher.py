@@ -33,7 +33,7 @@ from waypost.records.outbox import OutboxMessage, enqueue
 from waypost.services.webhook_dispatcher import WebhookDispatcher
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
-from waypost.store.schema import webhook_messages
+from waypost.store.schema import webhook_attempts, webhook_messages
 
 if TYPE_CHECKING:
     from tests.server_support import free_port
@@ -373,6 +373,11 @@ def test_two_dispatchers_deliver_each_message_once(
         counts = Counter(r.webhook_id for r in receiver.requests)
     assert len(counts) == len(ids) == 300
     assert set(counts.values()) == {1}
+    with store.read() as conn:
+        logged = conn.execute(
+            sa.select(webhook_attempts.c.http_status, webhook_attempts.c.error)
+        ).all()
+    assert Counter(tuple(row) for row in logged) == {(200, None): 300}
     assert first.attempts > 0
     assert second.attempts > 0
     assert first.attempts + second.attempts == 300

@@ -29,6 +29,12 @@ from waypost.store import Store
 from waypost.store.schema import webhook_attempts, webhook_endpoints, webhook_messages
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard backlog of 5 overflows when dozens of connections open at once, and the
+    # kernel then resets some of them.
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class Received:
     """One request as the receiver got it; ``headers`` with lower-case names."""
@@ -102,7 +108,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}/hook"

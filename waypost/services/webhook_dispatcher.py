@@ -1,12 +1,16 @@
 """The webhook dispatcher: sends the outbox's messages, retries them, and records every
 attempt (docs/playbooks.md, "Delivery").
 
-One background thread runs an asyncio loop with one ``httpx.AsyncClient`` (HTTP/1.1,
-keep-alive). The database is synchronous, so its work runs on a thread of its own: a cycle
-there records the attempts that ended since the last one, in one transaction, and claims
-what there is room for. Each endpoint has its own lane: at most
-``WAYPOST_WEBHOOK_CONCURRENCY_PER_ENDPOINT`` calls in flight and as many claimed in advance,
-so an endpoint that is slow or dead only ever holds up its own messages.
+One background thread runs an asyncio loop, with an ``httpx.AsyncClient`` (HTTP/1.1,
+keep-alive) per endpoint that has calls to make: httpx's connection pool does work in
+proportion to all the connections and calls it holds, on every call, so one pool for every
+endpoint would make each call slower the more endpoints are busy.
+
+The database is synchronous, so its work runs on a thread of its own: a cycle there records
+the attempts that ended since the last one, in one transaction, and claims what there is room
+for. Each endpoint has its own lane: at most ``WAYPOST_WEBHOOK_CONCURRENCY_PER_ENDPOINT``
+calls in flight, and some more claimed in advance, so an endpoint that is slow or dead only
+ever holds up its own messages.
 
 The dispatcher looks for due messages when woken (a message was just written), when a retry
 it scheduled comes due, when a lane with more waiting frees a slot, and every
@@ -23,6 +27,7 @@ import os
 import random
 import secrets
 import socket
+import ssl
 import threading
 import uuid
 from collections import deque
@@ -69,6 +74,8 @@ MAX_PREFETCH = 256
 # together, and the database thread leaves the loop's thread time to send.
 MIN_CYCLE_SECONDS = 0.01
 DNS_THREADS = 4
+# An endpoint's client (its pool of kept-alive connections) is closed after this long unused.
+CLIENT_IDLE_SECONDS = 60.0
 
 
 def _user_agent() -> str:
@@ -162,7 +169,11 @@ class WebhookDispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._fired_for: dt.datetime | None = None
+        # Each endpoint's client, and when it was last used (the loop's time); or, with a
+        # transport given, one client for all.
+        self._clients: dict[uuid.UUID, tuple[httpx.AsyncClient, float]] = {}
         self._client: httpx.AsyncClient | None = None
+        self._tls: ssl.SSLContext | None = None
         self._db: ThreadPoolExecutor | None = None
         self._dns: ThreadPoolExecutor | None = None
 
@@ -248,8 +259,7 @@ class WebhookDispatcher:
         finally:
             poller.cancel()
             await self._finish()
-            if self._client is not None:
-                await self._client.aclose()
+            await self._close_clients(None)
             self._dns.shutdown(wait=False, cancel_futures=True)
             self._db.shutdown(wait=True)
 
@@ -257,6 +267,17 @@ class WebhookDispatcher:
         while True:
             await asyncio.sleep(self.settings.webhook_poll_seconds)
             self._want_claim()
+            await self._close_clients(CLIENT_IDLE_SECONDS)
+
+    async def _close_clients(self, idle: float | None) -> None:
+        # The clients unused for ``idle`` seconds; all of them when None.
+        now = asyncio.get_running_loop().time()
+        for endpoint, (client, used) in list(self._clients.items()):
+            if idle is None or (now - used >= idle and endpoint not in self._lanes):
+                del self._clients[endpoint]
+                await client.aclose()
+        if idle is None and self._client is not None:
+            await self._client.aclose()
 
     async def _drive(self) -> None:
         loop = asyncio.get_running_loop()
@@ -427,7 +448,8 @@ class WebhookDispatcher:
     async def _attempt(self, lane: _Lane, message: Claimed) -> None:
         endpoint = message.endpoint.id
         try:
-            answer = await attempt(self._http(), message, self.clock, self._check, self.timeout)
+            client = self._http(endpoint)
+            answer = await attempt(client, message, self.clock, self._check, self.timeout)
             self.attempts += 1
             took = answer.duration_ms / 1000
             before = self._durations.get(endpoint)
@@ -474,21 +496,32 @@ class WebhookDispatcher:
             return
         await asyncio.get_running_loop().run_in_executor(self._dns, check_destination, url, allow)
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self.transport,
-                timeout=httpx.Timeout(self.timeout),
-                follow_redirects=False,
-                # The lanes bound the calls in flight; the pool must not queue one endpoint's
-                # calls behind another's.
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
-                headers={"user-agent": _user_agent()},
-                # Where webhooks go is the endpoint's URL, checked; no proxy from the
-                # environment in between.
-                trust_env=False,
-            )
-        return self._client
+    def _http(self, endpoint: uuid.UUID) -> httpx.AsyncClient:
+        if self.transport is not None:
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client
+        entry = self._clients.get(endpoint)
+        client = entry[0] if entry is not None else self._new_client()
+        self._clients[endpoint] = (client, asyncio.get_running_loop().time())
+        return client
+
+    def _new_client(self) -> httpx.AsyncClient:
+        if self._tls is None:
+            # Made once: loading the CA certificates takes milliseconds.
+            self._tls = httpx.create_ssl_context()
+        return httpx.AsyncClient(
+            transport=self.transport,
+            verify=self._tls,
+            timeout=httpx.Timeout(self.timeout),
+            follow_redirects=False,
+            # The lane bounds the calls in flight; the pool need not.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            headers={"user-agent": _user_agent()},
+            # Where webhooks go is the endpoint's URL, checked; no proxy from the environment
+            # in between.
+            trust_env=False,
+        )
 
     async def _finish(self) -> None:
         if self._timer is not None:
