@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from waypost.services.webhook_claims import claim, due_endpoints
-from waypost.services.webhook_results import Outcome, disable, record
+from waypost.clock import FakeClock
+from waypost.services.webhook_claims import Claimed, Destination, claim, due_endpoints
+from waypost.services.webhook_results import Outcome, disable, outcome_of, record
+from waypost.services.webhook_sending import Answer
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 
@@ -202,3 +204,25 @@ def test_disabling_twice_changes_nothing(store: Store) -> None:
 
 def test_nothing_to_record_writes_nothing(store: Store) -> None:
     assert write(store, []) == {}
+
+
+def answered(http_status: int | None, retry_after: float | None = None) -> Answer:
+    error = None if http_status else "timeout"
+    return Answer(NOW, http_status, 5, error, "", retry_after)
+
+
+def test_what_an_answer_makes_of_a_message() -> None:
+    clock = FakeClock(NOW)
+    schedule = (0.1, 0.2)
+    target = Destination(uuid.uuid4(), "https://a.example/hook", ("whsec_a2V5",))
+    first = Claimed(uuid.uuid4(), target, 1, "{}", NOW, LEASE)
+    last = Claimed(uuid.uuid4(), target, 3, "{}", NOW, LEASE)
+    delivered = outcome_of(first, answered(204), schedule, 0.5, clock)
+    assert (delivered.status, delivered.next_attempt_at) == ("delivered", None)
+    retried = outcome_of(first, answered(None), schedule, 0.5, clock)
+    assert (retried.status, retried.error) == ("pending", "timeout")
+    assert retried.next_attempt_at == NOW + dt.timedelta(seconds=0.1)
+    later = outcome_of(first, answered(503, retry_after=30), schedule, 0.5, clock)
+    assert later.next_attempt_at == NOW + dt.timedelta(seconds=30)
+    failed = outcome_of(last, answered(500), schedule, 0.5, clock)
+    assert (failed.status, failed.next_attempt_at, failed.attempt) == ("failed", None, 3)

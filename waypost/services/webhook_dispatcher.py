@@ -2,15 +2,12 @@
 attempt (docs/playbooks.md, "Delivery").
 
 One background thread runs an asyncio loop, with an ``httpx.AsyncClient`` (HTTP/1.1,
-keep-alive) per endpoint that has calls to make: httpx's connection pool does work in
-proportion to all the connections and calls it holds, on every call, so one pool for every
-endpoint would make each call slower the more endpoints are busy.
-
-The database is synchronous, so its work runs on a thread of its own: a cycle there records
-the attempts that ended since the last one, in one transaction, and claims what there is room
-for. Each endpoint has its own lane: at most ``WAYPOST_WEBHOOK_CONCURRENCY_PER_ENDPOINT``
-calls in flight, and some more claimed in advance, so an endpoint that is slow or dead only
-ever holds up its own messages.
+keep-alive) per endpoint that has calls to make (``webhook_clients``). The database is
+synchronous, so its work runs on a thread of its own: a cycle there (``webhook_cycles``)
+records the attempts that ended since the last one, in one transaction, and claims what
+there is room for. Each endpoint has its own lane: at most
+``WAYPOST_WEBHOOK_CONCURRENCY_PER_ENDPOINT`` calls in flight, and some more claimed in
+advance, so an endpoint that is slow or dead only ever holds up its own messages.
 
 The dispatcher looks for due messages when woken (a message was just written), when a retry
 it scheduled comes due, when a lane with more waiting frees a slot, and every
@@ -27,33 +24,22 @@ import os
 import random
 import secrets
 import socket
-import ssl
 import threading
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 
 import httpx
-from sqlalchemy import Connection
 
 from waypost.clock import Clock
-from waypost.domain.webhook_schedule import next_wait, parse_schedule
-from waypost.domain.webhook_urls import check_url, literal_address
-from waypost.records.outbox import DELIVERED, FAILED, PENDING
-from waypost.services.webhook_addresses import check_destination
-from waypost.services.webhook_claims import (
-    Claimed,
-    Destination,
-    claim,
-    due_endpoints,
-    next_due_at,
-    release,
-)
-from waypost.services.webhook_results import Outcome, fail_pending, record
-from waypost.services.webhook_sending import Answer, attempt
+from waypost.domain.webhook_schedule import parse_schedule
+from waypost.services.webhook_claims import Claimed
+from waypost.services.webhook_clients import EndpointClients
+from waypost.services.webhook_cycles import Cycles, Done, Work
+from waypost.services.webhook_results import Outcome, outcome_of
+from waypost.services.webhook_sending import attempt, destination_check
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable, Store
 
@@ -78,13 +64,6 @@ DNS_THREADS = 4
 CLIENT_IDLE_SECONDS = 60.0
 
 
-def _user_agent() -> str:
-    try:
-        return f"Waypost-Webhooks/{version('waypost')}"
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree not installed
-        return "Waypost-Webhooks"
-
-
 def _node_id() -> str:
     return f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(6)}"
 
@@ -93,29 +72,6 @@ def _node_id() -> str:
 class _Lane:
     queue: deque[Claimed] = field(default_factory=deque)
     running: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Work:
-    outcomes: list[Outcome]
-    releases: list[uuid.UUID]
-    claim: bool
-    held: dict[uuid.UUID, int]
-    # How many messages each endpoint's lane may hold; ``lane`` for the others.
-    limits: dict[uuid.UUID, int] = field(default_factory=dict)
-    lane: int = 0
-    # Woken, polled or timed rather than refilling lanes: also find the next due time.
-    discover: bool = False
-
-
-@dataclass(slots=True)
-class _Done:
-    claimed: list[Claimed] = field(default_factory=list)
-    # Endpoints the claim looked at, and those of them that had more due than it took.
-    looked: set[uuid.UUID] = field(default_factory=set)
-    backlogged: set[uuid.UUID] = field(default_factory=set)
-    disabled: dict[uuid.UUID, str] = field(default_factory=dict)
-    next_due: dt.datetime | None = None
 
 
 class WebhookDispatcher:
@@ -140,10 +96,15 @@ class WebhookDispatcher:
         self.schedule = parse_schedule(settings.webhook_retry_schedule)
         self.concurrency = settings.webhook_concurrency_per_endpoint
         self.timeout = settings.webhook_timeout_seconds
-        self.lease = dt.timedelta(seconds=2 * self.timeout + lease_margin)
-        self.disable_after = dt.timedelta(days=settings.webhook_disable_after_days)
         self.stop_grace = stop_grace
         self.node = _node_id()
+        self.cycles = Cycles(
+            store,
+            clock,
+            self.node,
+            lease=dt.timedelta(seconds=2 * self.timeout + lease_margin),
+            disable_after=dt.timedelta(days=settings.webhook_disable_after_days),
+        )
         # How many attempts this dispatcher has made.
         self.attempts = 0
         self._random = random.Random()  # noqa: S311 - jitter, not a secret
@@ -169,11 +130,7 @@ class WebhookDispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._fired_for: dt.datetime | None = None
-        # Each endpoint's client, and when it was last used (the loop's time); or, with a
-        # transport given, one client for all.
-        self._clients: dict[uuid.UUID, tuple[httpx.AsyncClient, float]] = {}
-        self._client: httpx.AsyncClient | None = None
-        self._tls: ssl.SSLContext | None = None
+        self._clients = EndpointClients(self.timeout, transport)
         self._db: ThreadPoolExecutor | None = None
         self._dns: ThreadPoolExecutor | None = None
 
@@ -252,6 +209,7 @@ class WebhookDispatcher:
     async def _main(self) -> None:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="waypost-webhooks-db")
         self._dns = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="waypost-webhooks-dns")
+        self._check = destination_check(self.settings.webhook_allow_private, self._dns)
         poller = asyncio.create_task(self._poll())
         self._want_claim()  # what was left due before it started
         try:
@@ -259,7 +217,7 @@ class WebhookDispatcher:
         finally:
             poller.cancel()
             await self._finish()
-            await self._close_clients(None)
+            await self._clients.close()
             self._dns.shutdown(wait=False, cancel_futures=True)
             self._db.shutdown(wait=True)
 
@@ -267,17 +225,8 @@ class WebhookDispatcher:
         while True:
             await asyncio.sleep(self.settings.webhook_poll_seconds)
             self._want_claim()
-            await self._close_clients(CLIENT_IDLE_SECONDS)
-
-    async def _close_clients(self, idle: float | None) -> None:
-        # The clients unused for ``idle`` seconds; all of them when None.
-        now = asyncio.get_running_loop().time()
-        for endpoint, (client, used) in list(self._clients.items()):
-            if idle is None or (now - used >= idle and endpoint not in self._lanes):
-                del self._clients[endpoint]
-                await client.aclose()
-        if idle is None and self._client is not None:
-            await self._client.aclose()
+            now = asyncio.get_running_loop().time()
+            await self._clients.close_idle(now, CLIENT_IDLE_SECONDS, self._lanes)
 
     async def _drive(self) -> None:
         loop = asyncio.get_running_loop()
@@ -293,7 +242,7 @@ class WebhookDispatcher:
             if work is None:
                 continue
             try:
-                done = await loop.run_in_executor(self._db, self._cycle, work)
+                done = await loop.run_in_executor(self._db, self.cycles.run, work)
             except StorageUnavailable as exc:
                 log.warning("webhook delivery postponed, the database is unavailable: %s", exc)
                 # Nothing is lost: the answers are recorded once the database is back.
@@ -317,7 +266,7 @@ class WebhookDispatcher:
                 await asyncio.wait_for(self._stop_event.wait(), seconds)
         self._event.set()
 
-    def _take_work(self) -> _Work | None:
+    def _take_work(self) -> Work | None:
         outcomes, self._outcomes = self._outcomes, []
         releases, self._releases = self._releases, []
         wanted = self._claim_wanted and not self._stopping
@@ -326,8 +275,8 @@ class WebhookDispatcher:
         if not (outcomes or releases or wanted):
             return None
         held = {e: lane.running + len(lane.queue) for e, lane in self._lanes.items()}
-        limits = {e: self._lane_limit(e) for e in self._durations}
-        return _Work(outcomes, releases, wanted, held, limits, 2 * self.concurrency, discover)
+        limits = {e: self._lane_limit(e) for e in self._lanes}
+        return Work(outcomes, releases, wanted, held, limits, 2 * self.concurrency, discover)
 
     def _lane_limit(self, endpoint: uuid.UUID) -> int:
         took = self._durations.get(endpoint)
@@ -336,54 +285,7 @@ class WebhookDispatcher:
         ahead = int(self.concurrency * PREFETCH_SECONDS / max(took, 0.001))
         return self.concurrency + min(MAX_PREFETCH, max(self.concurrency, ahead))
 
-    def _cycle(self, work: _Work) -> _Done:
-        """On the database thread: record, give back, claim."""
-        done = _Done(
-            next_due=min(
-                (o.next_attempt_at for o in work.outcomes if o.next_attempt_at is not None),
-                default=None,
-            )
-        )
-        if not (work.outcomes or work.releases):
-            if not work.claim:
-                return done
-            # Nothing to write unless something is due: an idle poll only reads.
-            with self.store.read() as conn:
-                if not self._look(conn, work, done):
-                    return done
-        with self.store.write() as conn:
-            now = self.clock.now()
-            done.disabled.update(record(conn, self.node, work.outcomes, now, self.disable_after))
-            release(conn, self.node, work.releases, now)
-            found = self._look(conn, work, done) if work.claim else []
-            # Messages written for an endpoint while it was being disabled.
-            fail_pending(conn, [d.id for d in found if not d.enabled], now)
-            lease_until = now + self.lease
-            for destination in found:
-                if not destination.enabled or destination.id in done.disabled:
-                    continue
-                limit = work.limits.get(destination.id, work.lane)
-                free = limit - work.held.get(destination.id, 0)
-                taken = claim(conn, destination, self.node, now, lease_until, free)
-                done.claimed.extend(taken)
-                done.looked.add(destination.id)
-                if len(taken) >= free:
-                    done.backlogged.add(destination.id)
-        return done
-
-    def _look(self, conn: Connection, work: _Work, done: _Done) -> list[Destination]:
-        # The endpoints with due messages and room in their lanes; and, when not only
-        # refilling lanes, when the next message comes due (for the timer).
-        now = self.clock.now()
-        full = [e for e, held in work.held.items() if held >= work.limits.get(e, work.lane)]
-        found = due_endpoints(conn, now, full)
-        if work.discover:
-            later = next_due_at(conn, now)
-            if later is not None and (done.next_due is None or later < done.next_due):
-                done.next_due = later
-        return found
-
-    def _apply(self, work: _Work, done: _Done) -> None:
+    def _apply(self, work: Work, done: Done) -> None:
         self._gone -= {o.endpoint_id for o in work.outcomes if o.gone}
         for endpoint, reason in done.disabled.items():
             log.warning("webhook endpoint %s disabled (%s)", endpoint, reason)
@@ -448,7 +350,7 @@ class WebhookDispatcher:
     async def _attempt(self, lane: _Lane, message: Claimed) -> None:
         endpoint = message.endpoint.id
         try:
-            client = self._http(endpoint)
+            client = self._clients.get(endpoint, asyncio.get_running_loop().time())
             answer = await attempt(client, message, self.clock, self._check, self.timeout)
             self.attempts += 1
             took = answer.duration_ms / 1000
@@ -457,71 +359,14 @@ class WebhookDispatcher:
             if answer.http_status == 410:
                 self._gone.add(endpoint)
                 lane.queue.clear()
-            self._outcomes.append(self._outcome(message, answer))
+            unit = self._random.random()
+            self._outcomes.append(outcome_of(message, answer, self.schedule, unit, self.clock))
         finally:
             lane.running -= 1
             if endpoint in self._backlogged:
                 self._claim_wanted = True
             self._pump(endpoint)
             self._event.set()
-
-    def _outcome(self, message: Claimed, answer: Answer) -> Outcome:
-        status, next_at = DELIVERED, None
-        if not answer.succeeded:
-            wait = next_wait(
-                self.schedule, message.attempt, self._random.random(), answer.retry_after
-            )
-            if wait is None:
-                status = FAILED
-            else:
-                status, next_at = PENDING, self.clock.now() + dt.timedelta(seconds=wait)
-        return Outcome(
-            message_id=message.id,
-            endpoint_id=message.endpoint.id,
-            attempt=message.attempt,
-            at=answer.at,
-            http_status=answer.http_status,
-            duration_ms=answer.duration_ms,
-            error=answer.error,
-            response=answer.response,
-            status=status,
-            next_attempt_at=next_at,
-        )
-
-    async def _check(self, url: str) -> None:
-        allow = self.settings.webhook_allow_private
-        host, _ = check_url(url)
-        if allow or literal_address(host) is not None:
-            check_destination(url, allow)  # no name to resolve: no I/O
-            return
-        await asyncio.get_running_loop().run_in_executor(self._dns, check_destination, url, allow)
-
-    def _http(self, endpoint: uuid.UUID) -> httpx.AsyncClient:
-        if self.transport is not None:
-            if self._client is None:
-                self._client = self._new_client()
-            return self._client
-        entry = self._clients.get(endpoint)
-        client = entry[0] if entry is not None else self._new_client()
-        self._clients[endpoint] = (client, asyncio.get_running_loop().time())
-        return client
-
-    def _new_client(self) -> httpx.AsyncClient:
-        if self._tls is None:
-            # Made once: loading the CA certificates takes milliseconds.
-            self._tls = httpx.create_ssl_context()
-        return httpx.AsyncClient(
-            transport=self.transport,
-            verify=self._tls,
-            timeout=httpx.Timeout(self.timeout),
-            follow_redirects=False,
-            # The lane bounds the calls in flight; the pool need not.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            headers={"user-agent": _user_agent()},
-            # Where webhooks go is the endpoint's URL, checked; no proxy from the environment
-            # in between.
-            trust_env=False,
-        )
 
     async def _finish(self) -> None:
         if self._timer is not None:
@@ -533,11 +378,11 @@ class WebhookDispatcher:
             await asyncio.gather(*running, return_exceptions=True)
         queued = [m.id for lane in self._lanes.values() for m in lane.queue]
         self._lanes.clear()
-        work = _Work(self._outcomes, self._releases + queued, False, {})
+        work = Work(self._outcomes, self._releases + queued, False, {})
         self._outcomes, self._releases = [], []
         if not (work.outcomes or work.releases):
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(self._db, self._cycle, work)
+            await asyncio.get_running_loop().run_in_executor(self._db, self.cycles.run, work)
         except Exception as exc:
             log.warning("webhook attempts left to their leases at stop: %s", exc)

@@ -19,8 +19,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from waypost.clock import Clock
+from waypost.domain.webhook_schedule import next_wait
 from waypost.ids import new_id
 from waypost.records.outbox import DELIVERED, FAILED, PENDING
+from waypost.services.webhook_claims import Claimed
+from waypost.services.webhook_sending import Answer
 from waypost.store.schema import webhook_attempts, webhook_endpoints, webhook_messages
 
 GONE = "gone"
@@ -58,6 +62,33 @@ class Outcome:
     @property
     def gone(self) -> bool:
         return self.http_status == 410
+
+
+def outcome_of(
+    message: Claimed, answer: Answer, schedule: Sequence[float], unit: float, clock: Clock
+) -> Outcome:
+    """What ``answer`` makes of ``message``: delivered on a 2xx; else pending until the
+    schedule's next wait (jittered by ``unit``, a random number in [0, 1), and lengthened by
+    the answer's ``Retry-After``), or failed when the schedule has no step left."""
+    status, next_at = DELIVERED, None
+    if not answer.succeeded:
+        wait = next_wait(schedule, message.attempt, unit, answer.retry_after)
+        if wait is None:
+            status = FAILED
+        else:
+            status, next_at = PENDING, clock.now() + dt.timedelta(seconds=wait)
+    return Outcome(
+        message_id=message.id,
+        endpoint_id=message.endpoint.id,
+        attempt=message.attempt,
+        at=answer.at,
+        http_status=answer.http_status,
+        duration_ms=answer.duration_ms,
+        error=answer.error,
+        response=answer.response,
+        status=status,
+        next_attempt_at=next_at,
+    )
 
 
 def record(

@@ -16,6 +16,7 @@ import errno
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import httpx
@@ -23,7 +24,8 @@ import httpx
 from waypost.clock import Clock
 from waypost.domain.webhook_schedule import parse_retry_after
 from waypost.domain.webhook_signing import message_id, signed_headers
-from waypost.domain.webhook_urls import BadWebhookUrl
+from waypost.domain.webhook_urls import BadWebhookUrl, check_url, literal_address
+from waypost.services.webhook_addresses import check_destination
 from waypost.services.webhook_claims import Claimed
 
 log = logging.getLogger("waypost.webhooks")
@@ -39,6 +41,22 @@ ADDRESS_REFUSED = "address_refused"
 
 # Checks a destination (raising BadWebhookUrl), awaited before every attempt.
 DestinationCheck = Callable[[str], Awaitable[None]]
+
+
+def destination_check(allow_private: bool, executor: Executor) -> DestinationCheck:
+    """The check of a URL before each attempt: on ``executor`` when a name is to be resolved
+    (DNS can take seconds), right away when there is none (an IP address, or any host with
+    ``allow_private``)."""
+
+    async def check(url: str) -> None:
+        host, _ = check_url(url)
+        if allow_private or literal_address(host) is not None:
+            check_destination(url, allow_private)  # no name to resolve: no I/O
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(executor, check_destination, url, allow_private)
+
+    return check
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,52 @@
+"""The dispatcher's HTTP clients: one per endpoint, closed when unused, one for all when a
+transport stands in for the network."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+
+from waypost.services.webhook_clients import EndpointClients, user_agent
+
+
+def test_one_client_per_endpoint_closed_once_unused() -> None:
+    async def run() -> None:
+        clients = EndpointClients(15.0)
+        a, b = uuid.uuid4(), uuid.uuid4()
+        first = clients.get(a, now=0)
+        assert clients.get(a, now=10) is first
+        other = clients.get(b, now=0)
+        assert other is not first
+        assert first.headers["user-agent"] == user_agent()
+        assert first.follow_redirects is False
+        # b unused for 60 s but busy; a used 50 s ago.
+        await clients.close_idle(now=60, idle=60, busy={b})
+        assert not first.is_closed
+        assert not other.is_closed
+        await clients.close_idle(now=70, idle=60, busy=set())
+        assert first.is_closed
+        assert other.is_closed
+        assert clients.get(a, now=80) is not first
+        await clients.close()
+
+    asyncio.run(run())
+
+
+def test_a_transport_is_one_client_for_all() -> None:
+    async def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200)
+
+    async def run() -> None:
+        clients = EndpointClients(15.0, httpx.MockTransport(handler))
+        shared = clients.get(uuid.uuid4(), now=0)
+        assert clients.get(uuid.uuid4(), now=0) is shared
+        await clients.close()
+        assert shared.is_closed
+
+    asyncio.run(run())
+
+
+def test_the_user_agent_names_waypost_and_its_version() -> None:
+    assert user_agent().startswith("Waypost-Webhooks/")
