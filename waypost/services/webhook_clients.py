@@ -1,11 +1,12 @@
-"""The webhook dispatcher's HTTP clients: an ``httpx.AsyncClient`` per endpoint that has
-calls to make (docs/playbooks.md, "Delivery").
+"""The webhook dispatcher's HTTP clients: an ``httpx.AsyncClient`` for each slot of each
+endpoint's lane that has calls to make (docs/playbooks.md, "Delivery").
 
 httpx's connection pool does work in proportion to all the connections and calls it holds,
-on every call: one pool for every endpoint would make each call slower the more endpoints
-are busy, and a slow endpoint's connections would weigh on the others' calls. Each client
-keeps its endpoint's connections alive (HTTP/1.1) between calls and is closed after a while
-unused. They share one TLS context: loading the CA certificates takes milliseconds.
+on every call: one pool for every call in flight would make each call slower the more
+endpoints are busy and the more calls each takes at once, and a slow endpoint's connections
+would weigh on the others' calls. A slot makes one call at a time, so its client holds one
+connection, kept alive (HTTP/1.1) between calls, and is closed after a while unused. They
+share one TLS context: loading the CA certificates takes milliseconds.
 """
 
 from __future__ import annotations
@@ -32,28 +33,28 @@ class EndpointClients:
     def __init__(self, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.timeout = timeout
         self.transport = transport
-        # Each endpoint's client, and when it was last used (the caller's clock, seconds).
-        self._clients: dict[uuid.UUID, tuple[httpx.AsyncClient, float]] = {}
+        # Each slot's client, and when it was last used (the caller's clock, seconds).
+        self._clients: dict[tuple[uuid.UUID, int], tuple[httpx.AsyncClient, float]] = {}
         self._shared: httpx.AsyncClient | None = None
         self._tls: ssl.SSLContext | None = None
         self._agent = user_agent()
 
-    def get(self, endpoint: uuid.UUID, now: float) -> httpx.AsyncClient:
-        """``endpoint``'s client, made if it has none."""
+    def get(self, endpoint: uuid.UUID, slot: int, now: float) -> httpx.AsyncClient:
+        """The client of ``endpoint``'s ``slot``, made if it has none."""
         if self.transport is not None:
             if self._shared is None:
                 self._shared = self._new()
             return self._shared
-        entry = self._clients.get(endpoint)
+        entry = self._clients.get((endpoint, slot))
         client = entry[0] if entry is not None else self._new()
-        self._clients[endpoint] = (client, now)
+        self._clients[endpoint, slot] = (client, now)
         return client
 
     async def close_idle(self, now: float, idle: float, busy: Container[uuid.UUID]) -> None:
         """Close the clients unused for ``idle`` seconds, but those of ``busy`` endpoints."""
-        for endpoint, (client, used) in list(self._clients.items()):
-            if now - used >= idle and endpoint not in busy:
-                del self._clients[endpoint]
+        for key, (client, used) in list(self._clients.items()):
+            if now - used >= idle and key[0] not in busy:
+                del self._clients[key]
                 await client.aclose()
 
     async def close(self) -> None:
@@ -74,8 +75,8 @@ class EndpointClients:
             verify=self._tls,
             timeout=httpx.Timeout(self.timeout),
             follow_redirects=False,
-            # The dispatcher's lane bounds the calls in flight; the pool need not.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            # One call at a time (a slot's), on one connection kept alive.
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             headers={"user-agent": self._agent},
             # Where webhooks go is the endpoint's URL, checked; no proxy from the environment
             # in between.

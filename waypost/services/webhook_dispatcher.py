@@ -70,6 +70,8 @@ def _node_id() -> str:
 
 @dataclass
 class _Lane:
+    # The slots free for a call (each with a client of its own), and the messages waiting.
+    free: list[int]
     queue: deque[Claimed] = field(default_factory=deque)
     running: int = 0
 
@@ -302,7 +304,10 @@ class WebhookDispatcher:
         for message in done.claimed:
             if message.endpoint.id in self._gone:
                 continue  # the endpoint answered 410: the record of it fails this one too
-            self._lanes.setdefault(message.endpoint.id, _Lane()).queue.append(message)
+            lane = self._lanes.get(message.endpoint.id)
+            if lane is None:
+                lane = self._lanes[message.endpoint.id] = _Lane(list(range(self.concurrency)))
+            lane.queue.append(message)
             touched.add(message.endpoint.id)
         for endpoint in touched:
             self._pump(endpoint)
@@ -341,16 +346,17 @@ class WebhookDispatcher:
                 self._event.set()
                 continue
             lane.running += 1
-            task = asyncio.get_running_loop().create_task(self._attempt(lane, message))
+            slot = lane.free.pop()
+            task = asyncio.get_running_loop().create_task(self._attempt(lane, slot, message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if not lane.queue and lane.running == 0:
             del self._lanes[endpoint]
 
-    async def _attempt(self, lane: _Lane, message: Claimed) -> None:
+    async def _attempt(self, lane: _Lane, slot: int, message: Claimed) -> None:
         endpoint = message.endpoint.id
         try:
-            client = self._clients.get(endpoint, asyncio.get_running_loop().time())
+            client = self._clients.get(endpoint, slot, asyncio.get_running_loop().time())
             answer = await attempt(client, message, self.clock, self._check, self.timeout)
             self.attempts += 1
             took = answer.duration_ms / 1000
@@ -363,6 +369,7 @@ class WebhookDispatcher:
             self._outcomes.append(outcome_of(message, answer, self.schedule, unit, self.clock))
         finally:
             lane.running -= 1
+            lane.free.append(slot)
             if endpoint in self._backlogged:
                 self._claim_wanted = True
             self._pump(endpoint)
