@@ -445,16 +445,24 @@ def test_messages_left_from_before_are_sent_when_it_starts(
         eventually(lambda: all(message(store, i)["status"] == "delivered" for i in ids))
 
 
-def test_wake_starts_it_and_stop_ends_it(make_dispatcher: MakeDispatcher) -> None:
+def test_wake_starts_it_once_and_start_again(store: Store, make_dispatcher: MakeDispatcher) -> None:
     dispatcher = make_dispatcher(start=False)
     assert not dispatcher.running
     dispatcher.wake()
     assert dispatcher.running
     dispatcher.stop()
     assert not dispatcher.running
+    # Stopped, it stays so when woken; started again, it sends what waited.
     dispatcher.wake()
-    dispatcher.start()
     assert not dispatcher.running
+    with receiving() as receiver:
+        endpoint = add_endpoint(store, receiver.url)
+        [ident] = add_messages(store, endpoint.id, wake=dispatcher.wake)
+        time.sleep(0.2)
+        assert message(store, ident)["status"] == "pending"
+        dispatcher.start()
+        assert dispatcher.running
+        eventually(lambda: message(store, ident)["status"] == "delivered")
     dispatcher.stop()
 
 

@@ -159,3 +159,23 @@ def test_a_killed_process_leaves_its_messages_to_the_other(
     # Sent again, with the same ids, once the leases (2 timeouts and 5 s) had run out.
     assert sorted(r.webhook_id for r in again) == sorted(f"msg_{i.hex}" for i in ids)
     assert min(r.at for r in again) - killed_at >= 5.0
+
+
+def test_sigterm_lets_calls_in_flight_finish_and_sends_nothing_twice(
+    database_url: str, store: Store, tmp_path: Path
+) -> None:
+    with (
+        receiving(lambda _r, _n: Reply(delay=1.0)) as receiver,
+        ServedWaypost(tmp_path, database_url, name="served", **WEBHOOKS) as server,
+    ):
+        server.start()
+        endpoint = add_endpoint(store, receiver.url)
+        add_messages(store, endpoint.id, 3)
+        receiver.wait_for(3, timeout=10)
+        # uvicorn ends a graceful shutdown by raising the signal again: -15, not a kill.
+        assert server.stop() in (0, -15)
+        # Answered during the drain, and recorded before the process ended.
+        assert [m["status"] for m in messages(store)] == ["delivered"] * 3
+        server.start()
+        time.sleep(1.0)
+        assert len(receiver.requests) == 3

@@ -115,15 +115,18 @@ class WebhookDispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         self._wake_pending = False
-        # The rest belongs to the loop's thread.
+        # How long each endpoint's calls have been taking (a moving average, in seconds).
+        self._durations: dict[uuid.UUID, float] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        # What belongs to the loop's thread, new for each start.
         self._event = asyncio.Event()
         self._stop_event = asyncio.Event()
         self._stopping = False
         self._claim_wanted = True
         self._discover = True
         self._lanes: dict[uuid.UUID, _Lane] = {}
-        # How long each endpoint's calls have been taking (a moving average, in seconds).
-        self._durations: dict[uuid.UUID, float] = {}
         self._backlogged: set[uuid.UUID] = set()
         self._gone: set[uuid.UUID] = set()
         self._outcomes: list[Outcome] = []
@@ -132,7 +135,7 @@ class WebhookDispatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._fired_for: dt.datetime | None = None
-        self._clients = EndpointClients(self.timeout, transport)
+        self._clients = EndpointClients(self.timeout, self.transport)
         self._db: ThreadPoolExecutor | None = None
         self._dns: ThreadPoolExecutor | None = None
 
@@ -144,10 +147,12 @@ class WebhookDispatcher:
         return self._thread is not None
 
     def start(self) -> None:
-        """Start the background thread (once; not again after :meth:`stop`)."""
+        """Start the background thread, unless it runs."""
         with self._lock:
-            if self._thread is not None or self._stopped:
+            if self._thread is not None:
                 return
+            self._stopped = False
+            self._reset()
             loop = asyncio.new_event_loop()
             self._loop = loop
             self._thread = threading.Thread(
@@ -170,7 +175,8 @@ class WebhookDispatcher:
 
     def wake(self) -> None:
         """Look for due messages now. Thread-safe and cheap: called after every commit that
-        wrote messages."""
+        wrote messages. Starts a dispatcher that never ran; one that was stopped stays so
+        (what it is woken for waits in the outbox for the next start, here or elsewhere)."""
         if self._stopped:
             return
         loop = self._loop
