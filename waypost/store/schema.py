@@ -515,6 +515,8 @@ webhook_messages = Table(
     # "pending" (to be sent at next_attempt_at), "delivered" or "failed" (given up).
     Column("status", String(16), nullable=False),
     Column("attempts", Integer(), nullable=False, server_default=text("0")),
+    # While a dispatcher holds the lease, next_attempt_at is the lease's end: the message is
+    # due again then if no answer was recorded (services/webhook_claims.py).
     Column("next_attempt_at", UtcDateTime(), nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UtcDateTime(), nullable=True),
