@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -152,9 +153,14 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         the_hub.group_updates.start()
         the_hub.keys.usage.start()
+        the_hub.webhooks.start()
         try:
             yield
         finally:
+            # Here rather than in Hub.close() alone: uvicorn ends a SIGTERM shutdown by raising
+            # the signal again once the lifespan is over, and the calls in flight must be
+            # recorded before that (docs/playbooks.md, "Several nodes").
+            await asyncio.to_thread(the_hub.webhooks.stop)
             await the_hub.rate_limiter.close()
             if owns_hub:
                 the_hub.close()

@@ -29,6 +29,7 @@ from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
 from waypost.services.users import UserService
 from waypost.services.webhook_deliveries import WebhookDeliveryService
+from waypost.services.webhook_dispatcher import WebhookDispatcher
 from waypost.services.webhook_endpoints import WebhookEndpointService
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
@@ -89,6 +90,9 @@ class Hub:
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
         )
+        # Started with the server's background work, or by the first wake() (a message
+        # written), so a hub that writes none never runs it.
+        self.webhooks = WebhookDispatcher(self.store, settings, self.clock)
         self.webhook_endpoints = WebhookEndpointService(self.store, settings, self.clock)
         self.webhook_deliveries = WebhookDeliveryService(
             self.store, self.clock, wake=self.wake_webhooks
@@ -97,14 +101,17 @@ class Hub:
     def wake_webhooks(self) -> None:
         """Tell the webhook dispatcher that messages are due now (called after the commit
         that made them so). Without a dispatcher in this process, its poll finds them."""
+        self.webhooks.wake()
 
     def client_ip(self, scope: Mapping[str, object]) -> str:
         """The client's address of a request, for every limit keyed by address."""
         return client_ip(scope, self.trusted_proxies)
 
     def close(self) -> None:
-        """Finish queued writes, then release the database."""
+        """Finish queued writes and webhook calls in flight, then release the database."""
         self.writer.stop()
         self.group_updates.stop()
+        # After the writer and the group updater, whose commits may still wake it.
+        self.webhooks.stop()
         self.keys.usage.stop()
         self.store.dispose()

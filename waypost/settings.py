@@ -12,6 +12,7 @@ from typing import Literal
 import msgspec
 
 from waypost.clientip import parse_trusted_proxies
+from waypost.domain.webhook_schedule import BadSchedule, parse_schedule
 
 PREFIX = "WAYPOST_"
 
@@ -119,6 +120,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         parse_trusted_proxies(settings.trusted_proxies)
     except ValueError as exc:
         raise SettingsError(f"{PREFIX}TRUSTED_PROXIES: {exc}") from None
+    try:
+        parse_schedule(settings.webhook_retry_schedule)
+    except BadSchedule as exc:
+        raise SettingsError(f"{PREFIX}WEBHOOK_RETRY_SCHEDULE: {exc}") from None
     return settings
 
 

@@ -515,6 +515,8 @@ webhook_messages = Table(
     # "pending" (to be sent at next_attempt_at), "delivered" or "failed" (given up).
     Column("status", String(16), nullable=False),
     Column("attempts", Integer(), nullable=False, server_default=text("0")),
+    # While a dispatcher holds the lease, next_attempt_at is the lease's end: the message is
+    # due again then if no answer was recorded (services/webhook_claims.py).
     Column("next_attempt_at", UtcDateTime(), nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UtcDateTime(), nullable=True),
@@ -525,6 +527,8 @@ webhook_messages = Table(
     Column("delivered_at", UtcDateTime(), nullable=True),
     Index("ix_webhook_messages_due", "status", "next_attempt_at"),
     Index("ix_webhook_messages_endpoint", "endpoint_id", "created_at"),
+    # The dispatcher claims each endpoint's due messages through this one.
+    Index("ix_webhook_messages_endpoint_due", "endpoint_id", "status", "next_attempt_at"),
     Index("ix_webhook_messages_contact", "contact_id"),
 )
 

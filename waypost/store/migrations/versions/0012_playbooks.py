@@ -104,6 +104,12 @@ def upgrade() -> None:
         "ix_webhook_messages_endpoint", "webhook_messages", ["endpoint_id", "created_at"]
     )
     op.create_index("ix_webhook_messages_contact", "webhook_messages", ["contact_id"])
+    # The dispatcher claims each endpoint's due messages through this one.
+    op.create_index(
+        "ix_webhook_messages_endpoint_due",
+        "webhook_messages",
+        ["endpoint_id", "status", "next_attempt_at"],
+    )
     op.create_table(
         "webhook_attempts",
         sa.Column("id", sa.Uuid(), nullable=False),

@@ -1,0 +1,178 @@
+"""One webhook attempt through httpx's transport seam: the signed request, the answer kept,
+and each way of failing named."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from waypost.clock import FakeClock, SystemClock
+from waypost.domain.webhook_urls import BadWebhookUrl
+from waypost.services.webhook_claims import Claimed, Destination
+from waypost.services.webhook_sending import Answer, attempt
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+BODY = '{"type": "activity.performed", "data": {}}'
+
+Handler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
+
+
+def claimed(url: str = "https://receiver.example/hook") -> Claimed:
+    now = dt.datetime.now(dt.UTC)
+    return Claimed(
+        id=uuid.UUID("0190d0a4-7a5b-7c3d-8e9f-0123456789ab"),
+        endpoint=Destination(uuid.uuid4(), url, (SECRET,)),
+        attempt=1,
+        body=BODY,
+        created_at=now,
+        lease_until=now + dt.timedelta(seconds=35),
+    )
+
+
+async def allowed(_url: str) -> None:
+    return None
+
+
+def send(
+    handler: Handler, *, timeout: float = 5.0, check: Callable[[str], Awaitable[None]] = allowed
+) -> Answer:
+    async def run() -> Answer:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await attempt(client, claimed(), SystemClock(), check, timeout)
+
+    return asyncio.run(run())
+
+
+def test_the_request_is_signed_and_the_answer_kept() -> None:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202, content=b"queued")
+
+    answer = send(handler)
+    [request] = seen
+    assert request.method == "POST"
+    assert request.content == BODY.encode()
+    assert request.headers["webhook-id"] == "msg_0190d0a47a5b7c3d8e9f0123456789ab"
+    assert request.headers["accept-encoding"] == "identity"
+    assert Webhook(SECRET).verify(request.content, dict(request.headers)) == {
+        "type": "activity.performed",
+        "data": {},
+    }
+    assert answer.succeeded
+    assert (answer.http_status, answer.error, answer.response) == (202, None, "queued")
+    assert answer.duration_ms >= 0
+
+
+def test_the_timestamp_is_the_clock_s() -> None:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    clock = FakeClock(1_800_000_000)
+
+    async def run() -> Answer:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await attempt(client, claimed(), clock, allowed, 5.0)
+
+    answer = asyncio.run(run())
+    assert seen[0].headers["webhook-timestamp"] == "1800000000"
+    assert answer.at == clock.now()
+
+
+@pytest.mark.parametrize("status", [199, 300, 301, 400, 404, 500, 503])
+def test_anything_but_2xx_is_a_failure(status: int) -> None:
+    async def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"location": "https://elsewhere.example/"})
+
+    answer = send(handler)
+    assert not answer.succeeded
+    assert (answer.http_status, answer.error) == (status, None)
+
+
+def test_retry_after_is_read_in_seconds_or_as_a_date() -> None:
+    async def seconds(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"retry-after": "30"})
+
+    assert send(seconds).retry_after == 30
+    later = email.utils.format_datetime(
+        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120), usegmt=True
+    )
+
+    async def date(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"retry-after": later})
+
+    assert 110 <= (send(date).retry_after or 0) <= 120
+
+
+def test_only_the_first_kilobyte_is_kept() -> None:
+    async def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, content=b"x" * 100_000)
+
+    answer = send(handler)
+    assert answer.response == "x" * 1024
+
+
+def test_a_refused_address_makes_no_request() -> None:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    async def refuse(_url: str) -> None:
+        raise BadWebhookUrl("loopback")
+
+    answer = send(handler, check=refuse)
+    assert seen == []
+    assert (answer.http_status, answer.error, answer.response) == (None, "address_refused", "")
+
+
+@pytest.mark.parametrize(
+    ("error", "named"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused"), "connection_refused"),
+        (httpx.ConnectError("[Errno -2] Name or service not known"), "connection_error"),
+        (httpx.RemoteProtocolError("illegal status line"), "connection_error"),
+        (httpx.ReadTimeout("timed out"), "timeout"),
+        (httpx.ConnectTimeout("timed out"), "timeout"),
+        (RuntimeError("a bug"), "connection_error"),
+    ],
+)
+def test_each_failure_is_named(error: Exception, named: str) -> None:
+    async def handler(_request: httpx.Request) -> httpx.Response:
+        raise error
+
+    answer = send(handler)
+    assert (answer.http_status, answer.error) == (None, named)
+
+
+def test_the_refusal_is_found_behind_httpx_s_own_error() -> None:
+    async def handler(_request: httpx.Request) -> httpx.Response:
+        try:
+            raise ConnectionRefusedError(111, "refused")
+        except ConnectionRefusedError as exc:
+            raise httpx.ConnectError("All connection attempts failed") from exc
+
+    assert send(handler).error == "connection_refused"
+
+
+def test_the_timeout_covers_the_whole_call() -> None:
+    async def handler(_request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200)
+
+    answer = send(handler, timeout=0.2)
+    assert (answer.http_status, answer.error) == (None, "timeout")
+    assert 150 <= answer.duration_ms < 2000
