@@ -546,6 +546,34 @@ def offer_for_a_calculation(api: str, demo: str, output: str) -> None:
         time.sleep(0.1)
 
 
+def alert_for_a_large_calculation(api: str, demo: str, output: str) -> None:
+    """A calculation of 150,000 fires the demo's playbook: its webhook reaches the demo's
+    backend, which verifies it and lists it on /alerts; one of 5,000 does not."""
+    found = re.search(r"Tracking key \(headless channel\):\s+(\S+)", output)
+    channel = re.search(r"Headless channel:\s+(\S+)", output)
+    assert found, output
+    assert channel, output
+    headers = {"Authorization": f"Bearer {found[1]}"}
+    contact = httpx.post(f"{api}/tracking/contacts", headers=headers).json()["contact"]
+    assert "No alert yet." in httpx.get(f"{demo}/alerts").text
+    body = {
+        "channel": channel[1],
+        "contact": contact,
+        "activities": [
+            {"type": LOAN_TYPE, "fields": {"amount": "5000"}},
+            {"type": LOAN_TYPE, "fields": {"amount": "150000"}},
+        ],
+    }
+    answer = httpx.post(f"{api}/tracking/activities", json=body, headers=headers)
+    assert [r["status"] for r in answer.json()["results"]] == [202, 202], answer.text
+    deadline = time.monotonic() + 10
+    while contact not in (page := httpx.get(f"{demo}/alerts").text):
+        assert time.monotonic() < deadline, "no alert"
+        time.sleep(0.1)
+    assert "150000" in page
+    assert ">5000<" not in page
+
+
 @pytest.mark.slow
 def test_serve_with_the_demo_in_a_real_process(tmp_path: Path) -> None:
     demo = free_port()
@@ -559,6 +587,7 @@ def test_serve_with_the_demo_in_a_real_process(tmp_path: Path) -> None:
             server.wait_until_answers(f"http://127.0.0.1:{demo}/loans")
             server.wait_until_answers(f"{server.url}/waypost.js")
             offer_for_a_calculation(server.url, f"http://127.0.0.1:{demo}", server.output())
+            alert_for_a_large_calculation(server.url, f"http://127.0.0.1:{demo}", server.output())
         finally:
             # Ctrl+C stops both servers, and the process ends as uvicorn's would.
             code = server.interrupt()
