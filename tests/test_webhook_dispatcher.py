@@ -353,7 +353,6 @@ def test_a_slow_endpoint_does_not_delay_another(
         # No more than the endpoint's concurrency in flight to the slow one.
         assert len(slow.requests) == dispatcher.concurrency
         slow.release()
-    print(f"fast endpoint: 50 messages in {took:.3f} s")
     assert took < 1.0, took
 
 
