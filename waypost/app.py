@@ -147,6 +147,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         the_hub.group_updates.start()
         the_hub.keys.usage.start()
+        the_hub.purges.start()
         try:
             yield
         finally:

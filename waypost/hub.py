@@ -19,8 +19,10 @@ from waypost.services.contacts import ContactService
 from waypost.services.group_updates import GroupUpdater
 from waypost.services.groups import GroupService
 from waypost.services.keys import KeyService
+from waypost.services.purge_schedule import PurgeScheduler
 from waypost.services.replay import ReplayService
 from waypost.services.reports import ReportService
+from waypost.services.retention import RetentionService
 from waypost.services.rollups import RollupService
 from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
@@ -70,6 +72,9 @@ class Hub:
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
         )
+        self.retention = RetentionService(self.store, settings, self.clock)
+        # Started by the server (create_app's lifespan), not by commands and scripts.
+        self.purges = PurgeScheduler(self.retention, settings.purge_interval_seconds)
 
     def client_ip(self, scope: Mapping[str, object]) -> str:
         """The client's address of a request, for every limit keyed by address."""
@@ -77,6 +82,7 @@ class Hub:
 
     def close(self) -> None:
         """Finish queued writes, then release the database."""
+        self.purges.stop()
         self.writer.stop()
         self.group_updates.stop()
         self.keys.usage.stop()
