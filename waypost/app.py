@@ -26,6 +26,7 @@ from waypost.api import (
     channels,
     consents,
     contacts,
+    exports,
     groups,
     keys,
     reports,
@@ -64,6 +65,7 @@ def admin_operations() -> list[Operation]:
         *contacts.OPERATIONS,
         *activities.OPERATIONS,
         *groups.OPERATIONS,
+        *exports.OPERATIONS,
         *reports.OPERATIONS,
     ]
 

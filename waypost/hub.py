@@ -16,6 +16,7 @@ from waypost.services.browser_consents import BrowserConsentService
 from waypost.services.channels import ChannelService
 from waypost.services.consents import ConsentService
 from waypost.services.contacts import ContactService
+from waypost.services.exports import ExportService
 from waypost.services.group_updates import GroupUpdater
 from waypost.services.groups import GroupService
 from waypost.services.keys import KeyService
@@ -50,6 +51,7 @@ class Hub:
         self.browser_consents = BrowserConsentService(self.store)
         self.contacts = ContactService(self.store)
         self.activities = ActivityService(self.store)
+        self.exports = ExportService(self.store, self.activities)
         self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)
         self.writer = Writer(
             self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000

@@ -73,6 +73,11 @@ def openapi_document(
         success: dict[str, Any] = {"description": STATUS_TEXT.get(op.status, "OK")}
         if op.response is not None:
             success["content"] = {"application/json": {"schema": ref_of[repr(op.response)]}}
+        elif op.produces:
+            success["content"] = {
+                media.split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+                for media in op.produces
+            }
         item["responses"][str(op.status)] = success
         errors = set(op.errors) | {503}
         if op.body is not None:
