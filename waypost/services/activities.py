@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -156,20 +156,27 @@ class ActivityService:
         return Page(items, _next_cursor(items[-1].occurred_at, items[-1].id) if more else None)
 
     def log_select(
-        self, query: ActivityQuery, field_params: Mapping[str, str] | None = None
+        self,
+        query: ActivityQuery,
+        field_params: Mapping[str, str] | None = None,
+        columns: Sequence[sa.ColumnElement[Any]] | None = None,
     ) -> sa.Select[Any]:
         """The activity log's SELECT for the filters of ``query`` (its limit and cursor left
-        out), newest first; rows for :func:`activity_of`. Bad filters are a 400."""
+        out), newest first: rows for :func:`activity_of`, or of ``columns`` of the activities
+        when given. Bad filters are a 400."""
         a = activities
-        stmt = (
-            sa.select(a, activity_types.c.code_name)
-            .join(activity_types, activity_types.c.id == a.c.type_id)
-            .order_by(a.c.occurred_at.desc(), a.c.id.desc())
-        )
+        if columns is None:
+            stmt = sa.select(a, activity_types.c.code_name).join(
+                activity_types, activity_types.c.id == a.c.type_id
+            )
+        else:
+            stmt = sa.select(*columns)
+        stmt = stmt.order_by(a.c.occurred_at.desc(), a.c.id.desc())
         if query.contact is not None:
             stmt = stmt.where(a.c.contact_id == query.contact)
         if query.type is not None:
-            stmt = stmt.where(activity_types.c.code_name == query.type)
+            type_id = sa.select(activity_types.c.id).where(activity_types.c.code_name == query.type)
+            stmt = stmt.where(a.c.type_id == type_id.scalar_subquery())
         if field_params:
             filters = self._field_filters(query.type, field_params)
             stmt = stmt.where(*(field_condition(f, self.store.dialect) for f in filters))
@@ -255,7 +262,9 @@ def before_in_log(stamp: dt.datetime, ident: uuid.UUID) -> sa.ColumnElement[bool
     """The activities after (older than) the one at ``stamp`` with id ``ident`` in the log's
     order: a keyset page's condition."""
     a = activities
-    return sa.or_(a.c.occurred_at < stamp, sa.and_(a.c.occurred_at == stamp, a.c.id < ident))
+    # The first term bounds the index range; an OR alone would read the index from its start
+    # on SQLite for every page.
+    return sa.and_(a.c.occurred_at <= stamp, sa.or_(a.c.occurred_at < stamp, a.c.id < ident))
 
 
 def activity_of(r: sa.Row[Any]) -> Activity:

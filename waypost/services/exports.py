@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError, not_found
 from waypost.pagination import Page
-from waypost.services.activities import ActivityQuery, ActivityService, activity_of, before_in_log
+from waypost.services.activities import ActivityQuery, ActivityService, before_in_log
+from waypost.services.activity_records import record_columns, record_maker
 from waypost.services.contact_search import search, search_words
 from waypost.services.contacts import contacts_of
 from waypost.services.export_formats import (
@@ -146,20 +147,16 @@ MEMBER_COLUMNS = [
     attribute("first_name", "text"),
     attribute("last_name", "text"),
 ]
-FIELD_KINDS: dict[str, ColumnKind] = {"integer": "integer", "boolean": "boolean"}
+FIELD_KINDS: dict[str, ColumnKind] = {
+    "integer": "integer",
+    "boolean": "boolean",
+    "datetime": "datetime",
+}
 
 
 def field_column(spec: FieldSpec) -> Column:
-    """The column of one typed field: its values as stored (decimals as their exact text,
-    datetimes parsed back from their canonical text)."""
+    """The column of one typed field: its values as stored (decimals as their exact text)."""
     name = spec.name
-    if spec.type == "datetime":
-
-        def get_time(item: Any) -> Any:
-            value = item.fields.get(name) if item.fields else None
-            return None if value is None else dt.datetime.fromisoformat(value)
-
-        return Column(f"fields.{name}", "datetime", get_time)
 
     def get(item: Any) -> Any:
         return item.fields.get(name) if item.fields else None
@@ -195,8 +192,10 @@ class ExportService:
             since=query.since,
             until=query.until,
         )
-        stmt = self.activities.log_select(filters, field_params)
+        dialect = self.store.dialect
+        stmt = self.activities.log_select(filters, field_params, record_columns(dialect))
         specs = None if query.type is None else self._type_fields(query.type)
+        decode_fields = specs is not None and query.format != "ndjson"
 
         def pages() -> Iterator[Sequence[Any]]:
             after: tuple[dt.datetime, uuid.UUID] | None = None
@@ -205,12 +204,17 @@ class ExportService:
                 if after is not None:
                     page = page.where(before_in_log(*after))
                 with self.store.read() as conn:
-                    items = [activity_of(row) for row in conn.execute(page)]
-                if items:
-                    yield items
-                if len(items) < ACTIVITY_PAGE:
+                    make = record_maker(self._type_codes(conn), decode_fields)
+                    rows = conn.execute(page).all()
+                if rows:
+                    yield [make(row) for row in rows]
+                if len(rows) < ACTIVITY_PAGE:
                     return
-                after = (items[-1].occurred_at, items[-1].id)
+                last = rows[-1]
+                after = (
+                    dt.datetime.fromisoformat(last[10]).replace(tzinfo=dt.UTC),
+                    uuid.UUID(last[0]),
+                )
 
         def count() -> int:
             with self.store.read() as conn:
@@ -281,6 +285,14 @@ class ExportService:
 
         name = f"group-{group_id}-members.{query.format}"
         return Export(query.format, name, MEMBER_COLUMNS, pages, count)
+
+    def _type_codes(self, conn: sa.Connection) -> dict[str, str]:
+        codes: dict[str, str] = {}
+        for type_id, code in conn.execute(
+            sa.select(activity_types.c.id, activity_types.c.code_name)
+        ):
+            codes[str(type_id)] = codes[type_id.hex] = code
+        return codes
 
     def _type_fields(self, code: str) -> list[FieldSpec]:
         with self.store.read() as conn:
