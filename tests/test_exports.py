@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gc
 import io
 import json
+import os
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -15,10 +18,15 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from waypost.hub import Hub
 from waypost.services import exports
 from waypost.services.activity_types import ActivityType
+from waypost.services.exports import ActivityExportQuery
+from waypost.store.codec import Codec
+from waypost.store.schema import activity_types
 
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck, Tracker
@@ -269,3 +277,101 @@ def test_parquet_without_pyarrow_is_a_clear_400(
 
 def test_exports_need_an_admin_key(client: TestClient, expect_error: ErrorCheck) -> None:
     expect_error(client.get("/api/activities/export"), 401, "unauthorized")
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+ROWS = {"sqlite": 1_000_000, "postgresql": 200_000}
+RSS_GROWTH_LIMIT = 100 * 1024 * 1024
+
+
+def rss() -> int:
+    """This process's resident memory now, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def fill(hub: Hub, channel: uuid.UUID, total: int) -> dt.datetime:
+    """``total`` clicks for 100 contacts, one a second from the moment returned, written
+    straight into the table (the fastest way to make many rows; the writer is not what this
+    test is about)."""
+    contacts = [hub.contacts.create_anonymous().contact for _ in range(100)]
+    with hub.store.read() as conn:
+        click = conn.execute(
+            sa.select(activity_types.c.id).where(activity_types.c.code_name == "click")
+        ).scalar_one()
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=total)).replace(microsecond=0)
+    sqlite = hub.store.dialect == "sqlite"
+    codec = Codec(hub.store.dialect)
+    columns = "id, type_id, contact_id, channel_id, title, value, fields, occurred_at, received_at"
+    raw = hub.store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if sqlite:
+            # Waypost's SQLite connections leave transactions to SQLAlchemy (autocommit in
+            # the driver): without a BEGIN each row would be a transaction of its own.
+            cursor.execute("BEGIN")
+        for first in range(0, total, 50_000):
+            rows = []
+            for i in range(first, min(first + 50_000, total)):
+                when = codec.timestamp(start + dt.timedelta(seconds=i))
+                rows.append(
+                    (
+                        codec.ident(uuid.UUID(int=i + 1)), codec.ident(click),
+                        codec.ident(contacts[i % 100]), codec.ident(channel), "Clicked 'cta'",
+                        "cta", '{"n":1}', when, when,
+                    )
+                )  # fmt: skip
+            if sqlite:
+                cursor.executemany(
+                    f"INSERT INTO activities ({columns}) VALUES ({', '.join('?' * 9)})", rows
+                )
+            else:
+                with cursor.copy(f"COPY activities ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                    for row in rows:
+                        copy.write_row(row)
+        raw.commit()
+        if not sqlite:
+            cursor.execute("ANALYZE activities")  # as autovacuum would, after a bulk load
+            raw.commit()
+    finally:
+        raw.close()
+    return start
+
+
+@pytest.mark.slow
+def test_an_export_of_a_million_activities_keeps_memory_flat(
+    hub: Hub, make_channel: Callable[..., Any]
+) -> None:
+    """NDJSON over every activity (a million on SQLite); CSV and Parquet over the newest
+    fifth, which is still several Parquet row groups: the run stays near a minute."""
+    total = ROWS[hub.store.dialect]
+    start = fill(hub, make_channel().id, total)
+    gc.collect()
+    fifth = start + dt.timedelta(seconds=total - total // 5)
+    for fmt, since, expected in [
+        ("ndjson", None, total),
+        ("csv", fifth, total // 5),
+        ("parquet", fifth, total // 5),
+    ]:
+        query = ActivityExportQuery(format=fmt, since=since)  # type: ignore[arg-type]
+        export = hub.exports.activities_export(query)
+        before = rss()
+        highest, at_tenth, size = before, 0, 0
+        started = time.perf_counter()
+        for chunk in export.chunks():
+            size += len(chunk)
+            now = rss()
+            highest = max(highest, now)
+            if not at_tenth and export.rows >= expected // 10:
+                at_tenth = now
+        seconds = time.perf_counter() - started
+        print(
+            f"{hub.store.dialect} {fmt}: {export.rows:,} activities in {seconds:.1f} s "
+            f"({export.rows / seconds:,.0f}/s), {size / 1e6:,.0f} MB; RSS {before / 1e6:,.0f} MB "
+            f"before, {at_tenth / 1e6:,.0f} MB at a tenth, at most {highest / 1e6:,.0f} MB"
+        )
+        assert export.rows == expected
+        assert highest - before < RSS_GROWTH_LIMIT, (fmt, before, highest)
+        # Flat: what the first tenth took, the other nine tenths do not add to.
+        assert highest - at_tenth < 30 * 1024 * 1024, (fmt, at_tenth, highest)

@@ -3,10 +3,24 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import TypeVar
+
 import click
+import msgspec
 
 from waypost.console import hub_session, print_table, progress_bar
 from waypost.domain.retention import retention_text
+from waypost.errors import from_validation_error
+from waypost.services.exports import (
+    ActivityExportQuery,
+    ContactExportQuery,
+    Export,
+    MemberExportQuery,
+)
 from waypost.services.retention import PurgeEstimate
 
 
@@ -66,3 +80,127 @@ def _print_counts(by_type: dict[str, int], days: dict[str, int], other: PurgeEst
         f"  daily rollups and counts of days before {other.rollups_before}: "
         f"{other.rollups:,} and {other.daily_counts:,}"
     )
+
+
+FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "csv", "parquet"]),
+    default="ndjson",
+    show_default=True,
+    help="ndjson (one item a line, as the API shows it), csv or parquet (needs pyarrow).",
+)
+OUTPUT = click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+    help="The file to write (- for standard output). It appears only once complete.",
+)
+
+
+@click.group()
+def export() -> None:
+    """Export activities, contacts or a group's members to a file (docs/data-lifecycle.md)."""
+
+
+@export.command("activities")
+@FORMAT
+@OUTPUT
+@click.option("--type", "type_code", default=None, help="Only this activity type (code name).")
+@click.option("--contact", default=None, help="Only this contact's activities (its id).")
+@click.option("--channel", default=None, help="Only activities from this channel (its id).")
+@click.option("--since", default=None, help="Occurred at or after (ISO 8601 with an offset).")
+@click.option("--until", default=None, help="Occurred before (ISO 8601 with an offset).")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME[.OP]=VALUE",
+    help="A field filter, as the API's field.<name>[.gt|gte|lt|lte|contains]; needs --type.",
+)
+def export_activities(
+    fmt: str,
+    output: str,
+    type_code: str | None,
+    contact: str | None,
+    channel: str | None,
+    since: str | None,
+    until: str | None,
+    fields: tuple[str, ...],
+) -> None:
+    """Export the activities the filters select, newest first, with a progress bar. With
+    --type, CSV and Parquet have a column per field of the type."""
+    params = {"format": fmt, "type": type_code, "contact": contact, "channel": channel}
+    params |= {"since": since, "until": until}
+    field_params: dict[str, str] = {}
+    for given in fields:
+        name, sep, value = given.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{given!r} is not NAME=VALUE.", param_hint="--field")
+        field_params[name] = value
+    with hub_session() as hub:
+        query = _query(ActivityExportQuery, params)
+        _write(hub.exports.activities_export(query, field_params), output)
+
+
+@export.command("contacts")
+@FORMAT
+@OUTPUT
+@click.option("--search", "q", default="", help="As the contact list's search (q).")
+def export_contacts(fmt: str, output: str, q: str) -> None:
+    """Export the contacts the search finds (every contact without one), with every field,
+    attribute and external id."""
+    with hub_session() as hub:
+        query = _query(ContactExportQuery, {"format": fmt, "q": q})
+        _write(hub.exports.contacts_export(query), output)
+
+
+@export.command("group-members")
+@click.argument("group_id", type=click.UUID)
+@FORMAT
+@OUTPUT
+def export_group_members(group_id: uuid.UUID, fmt: str, output: str) -> None:
+    """Export a group's members with their emails and names."""
+    with hub_session() as hub:
+        query = _query(MemberExportQuery, {"format": fmt})
+        _write(hub.exports.members_export(group_id, query), output)
+
+
+Q = TypeVar("Q")
+
+
+def _query(query_type: type[Q], params: dict[str, object]) -> Q:
+    given = {k: v for k, v in params.items() if v is not None}
+    try:
+        return msgspec.convert(given, query_type, strict=False)
+    except msgspec.ValidationError as exc:
+        # The API's wording, with the option's name.
+        error = from_validation_error(exc, query_type)
+        where = f" (--{error.field})" if error.field else ""
+        raise click.UsageError(f"{error.message}{where}") from None
+
+
+def _write(export: Export, output: str) -> None:
+    """Write the export to ``output`` through a temporary file beside it, renamed into place
+    once complete, so that a failed export leaves no partial file."""
+    if output == "-":
+        stream = sys.stdout.buffer
+        for chunk in export.chunks():
+            stream.write(chunk)
+        stream.flush()
+        return
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.partial")
+    total = export.count()
+    try:
+        with partial.open("wb") as file, progress_bar(total, f"Exporting {total:,}") as advance:
+            done = 0
+            for chunk in export.chunks():
+                file.write(chunk)
+                advance(export.rows - done)
+                done = export.rows
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    click.echo(f"Wrote {export.rows:,} to {target} ({target.stat().st_size:,} bytes).", err=True)

@@ -78,9 +78,9 @@ def _time(column: Any, dialect: str) -> sa.ColumnElement[Any]:
     return sa.type_coerce(sa.func.replace(text, " ", "T").op("||")("Z"), sa.String)
 
 
-def record_columns(dialect: str) -> list[sa.ColumnElement[Any]]:
-    """The columns :func:`record_maker`'s function reads, as the text the API shows."""
-    a = activities.c
+def record_columns(dialect: str, a: Any = activities.c) -> list[sa.ColumnElement[Any]]:
+    """The columns :func:`record_maker`'s function reads, as the text the API shows, of the
+    activities' columns ``a`` (the table's, or a subquery's)."""
     return [
         _uuid(a.id, dialect),
         _text(a.type_id, dialect),

@@ -38,7 +38,7 @@ from waypost.services.export_formats import (
 )
 from waypost.services.group_history import member_contacts
 from waypost.store import Store
-from waypost.store.schema import activity_types, contact_groups, contacts
+from waypost.store.schema import activities, activity_types, contact_groups, contacts
 from waypost.store.type_fields import load_type_fields
 
 ACTIVITY_PAGE = 5_000
@@ -193,16 +193,22 @@ class ExportService:
             until=query.until,
         )
         dialect = self.store.dialect
-        stmt = self.activities.log_select(filters, field_params, record_columns(dialect))
+        stmt = self.activities.log_select(filters, field_params, [activities])
         specs = None if query.type is None else self._type_fields(query.type)
         decode_fields = specs is not None and query.format != "ndjson"
 
         def pages() -> Iterator[Sequence[Any]]:
             after: tuple[dt.datetime, uuid.UUID] | None = None
             while True:
-                page = stmt.limit(ACTIVITY_PAGE)
+                inner = stmt.limit(ACTIVITY_PAGE)
                 if after is not None:
-                    page = page.where(before_in_log(*after))
+                    inner = inner.where(before_in_log(*after))
+                # The text is made for the page's rows only, after the ORDER BY and LIMIT,
+                # whatever plan the database picks.
+                found = inner.subquery()
+                page = sa.select(*record_columns(dialect, found.c)).order_by(
+                    found.c.occurred_at.desc(), found.c.id.desc()
+                )
                 with self.store.read() as conn:
                     make = record_maker(self._type_codes(conn), decode_fields)
                     rows = conn.execute(page).all()
