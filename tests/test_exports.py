@@ -327,7 +327,7 @@ def fill(hub: Hub, channel: uuid.UUID, total: int) -> dt.datetime:
                     f"INSERT INTO activities ({columns}) VALUES ({', '.join('?' * 9)})", rows
                 )
             else:
-                with cursor.copy(f"COPY activities ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                with cursor.copy(f"COPY activities ({columns}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
         raw.commit()

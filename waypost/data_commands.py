@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -170,7 +171,7 @@ def export_group_members(group_id: uuid.UUID, fmt: str, output: str) -> None:
 Q = TypeVar("Q")
 
 
-def _query(query_type: type[Q], params: dict[str, object]) -> Q:
+def _query(query_type: type[Q], params: Mapping[str, object]) -> Q:
     given = {k: v for k, v in params.items() if v is not None}
     try:
         return msgspec.convert(given, query_type, strict=False)

@@ -159,11 +159,11 @@ class ActivityService:
         self,
         query: ActivityQuery,
         field_params: Mapping[str, str] | None = None,
-        columns: Sequence[sa.ColumnElement[Any]] | None = None,
+        columns: Sequence[Any] | None = None,
     ) -> sa.Select[Any]:
         """The activity log's SELECT for the filters of ``query`` (its limit and cursor left
-        out), newest first: rows for :func:`activity_of`, or of ``columns`` of the activities
-        when given. Bad filters are a 400."""
+        out), newest first: rows for :func:`activity_of`, or of ``columns`` (of the activities
+        table, or the table itself) when given. Bad filters are a 400."""
         a = activities
         if columns is None:
             stmt = sa.select(a, activity_types.c.code_name).join(
