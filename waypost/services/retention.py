@@ -107,6 +107,9 @@ class RetentionService:
         self.node = node or node_name()
         self.batch_size = settings.purge_batch_size
         self.lease = Lease(store, LEASE, self.node, clock, LEASE_SECONDS)
+        # How long each write transaction of the latest purge took, in seconds: how long it
+        # held SQLite's write lock (the benchmark reports them).
+        self.batch_seconds: list[float] = []
 
     # -- what expires ----------------------------------------------------------------------
 
@@ -200,6 +203,7 @@ class RetentionService:
                 .values(status="interrupted")
             )
             conn.execute(purge_runs.insert().values(**msgspec.structs.asdict(run)))
+        self.batch_seconds = []
         batches = _Batches(self, run, progress, stop)
         try:
             batches.run(self.plan())
@@ -339,7 +343,9 @@ class _Batches:
         started = time.perf_counter()
         with self.service.store.write() as conn:
             result = work(conn)
-        time.sleep(pause_after(time.perf_counter() - started))
+        took = time.perf_counter() - started
+        self.service.batch_seconds.append(took)
+        time.sleep(pause_after(took))
         return result
 
     def _after(self, what: str, code: str, n: int) -> None:
