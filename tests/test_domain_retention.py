@@ -8,9 +8,14 @@ import uuid
 import pytest
 
 from waypost.domain.retention import (
+    FIRST_BATCH,
     MAX_PAUSE_SECONDS,
+    MIN_BATCH,
     MIN_PAUSE_SECONDS,
+    TARGET_BATCH_SECONDS,
     activity_cutoff,
+    first_batch_size,
+    next_batch_size,
     pause_after,
     plan_purge,
     retention_text,
@@ -68,3 +73,15 @@ def test_the_pause_after_a_batch_is_as_long_as_the_batch_within_bounds() -> None
 )
 def test_retention_text(days: int | None, text: str) -> None:
     assert retention_text(days) == text
+
+
+def test_batches_shrink_when_slow_and_grow_when_quick_within_the_maximum() -> None:
+    assert first_batch_size(2000) == FIRST_BATCH
+    assert first_batch_size(3) == 3
+    slow, quick = TARGET_BATCH_SECONDS * 2, TARGET_BATCH_SECONDS / 4
+    assert next_batch_size(400, slow, 2000) == 200
+    assert next_batch_size(MIN_BATCH, slow, 2000) == MIN_BATCH
+    assert next_batch_size(400, quick, 2000) == 800
+    assert next_batch_size(1500, quick, 2000) == 2000
+    assert next_batch_size(400, TARGET_BATCH_SECONDS * 0.75, 2000) == 400
+    assert next_batch_size(3, slow, 3) == 3

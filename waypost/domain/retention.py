@@ -9,8 +9,11 @@
   before it. Rollups outlive the activities they count, so groups and reports keep counting
   purged activities until then.
 
-Between two batches of deletes the purge pauses as long as the batch took, so it holds the
-database's write lock at most about half of the time (docs/data-lifecycle.md#batches).
+A purge deletes in batches sized to hold the database's write lock for about
+``TARGET_BATCH_SECONDS`` (at most ``WAYPOST_PURGE_BATCH_SIZE`` rows: a batch that took longer
+halves the next, one that took less than half of it doubles it), and between two batches it
+pauses as long as the batch took, so it holds the write lock at most about half of the time
+(docs/data-lifecycle.md#batches).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# How long a batch of deletes should hold the write lock: about a durable commit of the
+# writer's, so that an activity waiting for it waits no longer than for another commit.
+TARGET_BATCH_SECONDS = 0.02
+# The fewest rows a batch deletes, however slow deleting is.
+MIN_BATCH = 20
+# The first batch's size, before the purge knows how long a batch takes.
+FIRST_BATCH = 200
 # The shortest pause between two batches, however quick the batch was.
 MIN_PAUSE_SECONDS = 0.002
 # The longest: a batch slowed by something else must not stall the purge for long.
@@ -91,6 +101,20 @@ def pause_after(batch_seconds: float) -> float:
     """How long to wait after a batch of deletes that took ``batch_seconds``, so that the
     writer, which waits for the write lock, gets it between two batches."""
     return min(max(batch_seconds, MIN_PAUSE_SECONDS), MAX_PAUSE_SECONDS)
+
+
+def first_batch_size(maximum: int) -> int:
+    """The size of a purge's first batch, within ``maximum`` (WAYPOST_PURGE_BATCH_SIZE)."""
+    return max(1, min(FIRST_BATCH, maximum))
+
+
+def next_batch_size(size: int, batch_seconds: float, maximum: int) -> int:
+    """The size of the batch after one of ``size`` rows that took ``batch_seconds``."""
+    if batch_seconds > TARGET_BATCH_SECONDS:
+        return max(min(MIN_BATCH, maximum), size // 2)
+    if batch_seconds < TARGET_BATCH_SECONDS / 2:
+        return min(maximum, size * 2)
+    return size
 
 
 def retention_text(days: int | None) -> str:

@@ -2,8 +2,9 @@
 
 This module holds every DELETE of retention (docs/data-lifecycle.md). What expires is decided
 in :mod:`waypost.domain.retention`; here it is deleted in batches of
-``WAYPOST_PURGE_BATCH_SIZE`` rows, each its own short write transaction found through an
-index (an activity type's ``(type_id, occurred_at)``, the rejected activities'
+at most ``WAYPOST_PURGE_BATCH_SIZE`` rows (fewer while batches take longer than a target:
+:func:`~waypost.domain.retention.next_batch_size`), each its own short write transaction
+found through an index (an activity type's ``(type_id, occurred_at)``, the rejected activities'
 ``(received_at, id)``, the rollups' ``(type_id, contact_id, day)`` walked contact by contact),
 with a pause after each batch so that the writer is never kept waiting long. One node at a
 time purges: the ``purge`` lease (:mod:`waypost.services.leases`). Each purge is recorded in
@@ -20,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -28,7 +29,14 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.clock import Clock
-from waypost.domain.retention import PurgePlan, pause_after, plan_purge
+from waypost.domain.retention import (
+    PurgePlan,
+    TypeRetention,
+    first_batch_size,
+    next_batch_size,
+    pause_after,
+    plan_purge,
+)
 from waypost.ids import new_id
 from waypost.services.leases import Lease, node_name
 from waypost.settings import Settings
@@ -257,38 +265,39 @@ class _Batches:
         self.run_record = run
         self.progress = progress
         self.stop = stop
-        self.size = service.batch_size
+        self.size = first_batch_size(service.batch_size)
         self.renewed = time.monotonic()
 
     def run(self, plan: PurgePlan) -> None:
-        a, record = activities, self.run_record
+        a, r, record = activities, rejected_activities, self.run_record
         for t in plan.types:
-            expired = (
-                sa.select(a.c.id)
-                .where(a.c.type_id == t.type_id, a.c.occurred_at < t.cutoff)
-                .order_by(a.c.occurred_at)
-                .limit(self.size)
-            )
-            statement = a.delete().where(a.c.id.in_(expired.scalar_subquery()))
-            while (n := self._batch(_deleting(statement))) > 0:
+
+            def expired(size: int, t: TypeRetention = t) -> Any:
+                ids = (
+                    sa.select(a.c.id)
+                    .where(a.c.type_id == t.type_id, a.c.occurred_at < t.cutoff)
+                    .order_by(a.c.occurred_at)
+                    .limit(size)
+                )
+                return a.delete().where(a.c.id.in_(ids.scalar_subquery()))
+
+            for n in self._drain(expired):
                 record.activities[t.code_name] = record.activities.get(t.code_name, 0) + n
                 record.activities_deleted += n
                 self._after("activities", t.code_name, n)
-                if n < self.size:
-                    break
-        r = rejected_activities
-        old = (
-            sa.select(r.c.id)
-            .where(r.c.received_at < plan.rejected_cutoff)
-            .order_by(r.c.received_at)
-            .limit(self.size)
-        )
-        statement = r.delete().where(r.c.id.in_(old.scalar_subquery()))
-        while (n := self._batch(_deleting(statement))) > 0:
+
+        def rejected(size: int) -> Any:
+            ids = (
+                sa.select(r.c.id)
+                .where(r.c.received_at < plan.rejected_cutoff)
+                .order_by(r.c.received_at)
+                .limit(size)
+            )
+            return r.delete().where(r.c.id.in_(ids.scalar_subquery()))
+
+        for n in self._drain(rejected):
             record.rejected_deleted += n
             self._after("rejected", "", n)
-            if n < self.size:
-                break
         for t_id in self._type_ids():
             self._rollups(t_id, plan)
             d = activity_daily_counts
@@ -324,11 +333,12 @@ class _Batches:
                 )
                 return gone.rowcount, keys[-1][0]
 
+            size = self.size
             n, after = self._batch(delete)
             if n:
                 self.run_record.rollups_deleted += n
                 self._after("rollups", "", n)
-            if n < self.size:
+            if n < size:
                 return
 
     def _type_ids(self) -> list[uuid.UUID]:
@@ -345,8 +355,20 @@ class _Batches:
             result = work(conn)
         took = time.perf_counter() - started
         self.service.batch_seconds.append(took)
+        self.size = next_batch_size(self.size, took, self.service.batch_size)
         time.sleep(pause_after(took))
         return result
+
+    def _drain(self, statement: Callable[[int], Any]) -> Iterator[int]:
+        """Run ``statement(size)`` (a DELETE of at most ``size`` rows) batch after batch, the
+        rows each deleted, until one deletes fewer than it could."""
+        while True:
+            size = self.size
+            n = self._batch(_deleting(statement(size)))
+            if n:
+                yield n
+            if n < size:
+                return
 
     def _after(self, what: str, code: str, n: int) -> None:
         if self.progress is not None:
