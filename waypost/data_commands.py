@@ -67,7 +67,7 @@ def purge(dry_run: bool) -> None:
 
 def _print_counts(by_type: dict[str, int], days: dict[str, int], other: PurgeEstimate) -> None:
     rows: list[list[object]] = [
-        [code, retention_text(days.get(code)), f"{by_type.get(code, 0):,}"] for code in days
+        [f"  {code}", retention_text(days.get(code)), f"{by_type.get(code, 0):,}"] for code in days
     ]
     if rows:
         print_table(rows, ["  type", "retention", "activities"])
