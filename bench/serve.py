@@ -52,7 +52,7 @@ def run_options() -> dict[str, Any]:
     return {**server_options(), "http": timed_protocol(load_settings())}
 
 
-def _waypost_app() -> tuple[Any, Hub]:
+def _waypost_app(existing: bool = False) -> tuple[Any, Hub]:
     from waypost.app import create_app
     from waypost.bootstrap import bootstrap
     from waypost.hub import Hub
@@ -63,12 +63,20 @@ def _waypost_app() -> tuple[Any, Hub]:
     hub = Hub(settings)
     migrate.upgrade(hub.store.engine)
     first_run = bootstrap(hub)
-    if first_run is None:
+    if first_run is not None:
+        admin, tracking, channel = (
+            first_run.admin_key.key,
+            first_run.tracking_key.key,
+            first_run.headless.id,
+        )
+    elif existing:
+        admin, tracking, channel = _keys_on_existing(hub)
+    else:
         sys.exit("bench.serve: the database is not empty; the benchmark needs a fresh one")
     info = {
-        "admin_key": first_run.admin_key.key,
-        "tracking_key": first_run.tracking_key.key,
-        "channel": str(first_run.headless.id),
+        "admin_key": admin,
+        "tracking_key": tracking,
+        "channel": str(channel),
         "settings": msgspec.to_builtins(settings),
         "server": server_options(),
     }
@@ -76,11 +84,27 @@ def _waypost_app() -> tuple[Any, Hub]:
     return create_app(settings, hub=hub), hub
 
 
+def _keys_on_existing(hub: Hub) -> tuple[str, str, Any]:
+    """A channel and keys of the benchmark's own on a database made before (bench.lifecycle
+    serves the database bench.scale built)."""
+    from waypost.ids import new_id
+    from waypost.services.channels import ChannelCreate
+    from waypost.services.keys import KeyCreate
+
+    channel = hub.channels.create(ChannelCreate(name=f"Bench {new_id()}", kind="headless"))
+    admin = hub.keys.create(KeyCreate(access="admin", name="bench"))
+    tracking = hub.keys.create(KeyCreate(access="tracking", channel=channel.id, name="bench"))
+    return admin.key, tracking.key, channel.id
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serve")
     parser.add_argument("app", choices=["baseline", "waypost"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--results", type=int, default=1, help="baseline: results per answer")
+    parser.add_argument(
+        "--existing", action="store_true", help="waypost: serve a database made before"
+    )
     args = parser.parse_args(argv)
     if args.app == "baseline":
         from bench.baseline import BaselineApp
@@ -90,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{READY_MARK} {json.dumps(info)}", flush=True)
         uvicorn.run(app, host="127.0.0.1", port=args.port, **run_options())
         return
-    app, hub = _waypost_app()
+    app, hub = _waypost_app(args.existing)
     try:
         uvicorn.run(app, host="127.0.0.1", port=args.port, **run_options())
     finally:

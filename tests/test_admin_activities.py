@@ -339,3 +339,26 @@ def test_bad_filters_are_400_pages(
     assert message in html.unescape(error_of(page))
     assert 'class="filters"' in page.text  # the form is there to correct it
     assert "<table" not in page.text
+
+
+def test_the_log_offers_its_activities_as_files_with_its_filters(
+    marketer_ui: UI, tracker: Tracker, make_type: Callable[..., ActivityType]
+) -> None:
+    kind = make_type(name="Quote", fields=[{"name": "amount", "type": "integer"}])
+    tracker.log([{"type": kind.code_name, "fields": {"amount": n}} for n in (5, 50)])
+    page = marketer_ui.get(
+        "/admin/activities",
+        params={"type": kind.code_name, "field.amount": "50", "since": "2020-01-01"},
+    ).text
+    links = [
+        html.unescape(link) for link in re.findall(r'href="(/api/activities/export\?[^"]+)"', page)
+    ]
+    assert [link.split("?")[1].split("&")[0] for link in links] == [
+        "format=csv",
+        "format=ndjson",
+        "format=parquet",
+    ]
+    ndjson = marketer_ui.get(links[1])
+    assert ndjson.status_code == 200, ndjson.text
+    assert [line.count('"amount":50') for line in ndjson.text.splitlines()] == [1]
+    assert "since=2020-01-01T00%3A00%3A00%2B00%3A00" in links[0]

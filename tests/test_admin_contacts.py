@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -260,3 +261,18 @@ def test_the_contact_pages_need_a_login(client: TestClient, seeded: Seeded) -> N
     answer = client.get(f"/admin/contacts/{seeded.jane}", follow_redirects=False)
     assert answer.status_code == 303
     assert answer.headers["location"].startswith("/admin/login?next=")
+
+
+def test_the_list_offers_the_contacts_it_finds_as_files(marketer_ui: UI, tracker: Tracker) -> None:
+    tracker.log(
+        [{"type": "datainput", "value": "f", "contactFields": {"ContactEmail": "kim@example.com"}}]
+    )
+    tracker.new_contact()
+    page = marketer_ui.get("/admin/contacts", params={"q": "kim"}).text
+    links = [
+        html.unescape(link) for link in re.findall(r'href="(/api/contacts/export\?[^"]+)"', page)
+    ]
+    assert links[0] == "/api/contacts/export?format=csv&q=kim"
+    found = marketer_ui.get(links[1])
+    assert found.status_code == 200
+    assert [line.count("kim@example.com") for line in found.text.splitlines()] == [1]

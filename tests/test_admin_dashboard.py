@@ -31,8 +31,10 @@ from waypost.store.schema import (
 
 if TYPE_CHECKING:
     from tests.admin_support import UI
+    from tests.conftest import Tracker
 else:
     from admin_support import UI
+    from conftest import Tracker
 
 DAY = dt.date(2026, 3, 15)
 
@@ -209,3 +211,27 @@ def test_top_types_and_reasons_keep_their_order() -> None:
     assert chart.index("T0: 20") < chart.index("T9: 11")
     reasons = RejectedReport(DAY, DAY, 3, [ReasonCount("a", 2), ReasonCount("b", 1)])
     assert "a: 2, b: 1" in str(rejected_chart(reasons, 30))
+
+
+def test_data_retention_shows_the_last_purge(
+    marketer_ui: UI, hub: Hub, tracker: Tracker, make_type: Callable[..., ActivityType]
+) -> None:
+    section = marketer_ui.get("/admin").text.split('id="data-retention"')[1]
+    assert "No purge has run yet" in section
+    kind = make_type(name="Quote", retention_days=2)
+    tracker.log(
+        [
+            {
+                "type": kind.code_name,
+                "occurredAt": f"{dt.date.today() - dt.timedelta(days=5)}T00:00:00Z",
+            }
+        ]
+    )
+    run = hub.retention.purge()
+    assert run is not None
+    section = marketer_ui.get("/admin").text.split('id="data-retention"')[1].split("</section>")[0]
+    assert run.node in section
+    assert "finished" in section
+    assert f"1 activities deleted: <code>{kind.code_name}</code> 1" in section
+    assert "rejected activities older than 30 days" in section
+    assert "older than 3 years" in section

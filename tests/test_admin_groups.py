@@ -341,3 +341,17 @@ def test_pages_run_no_inline_script_or_style(marketer_ui: UI, hub: Hub) -> None:
     script = marketer_ui.get("/admin/static/group-builder.js")
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
+
+
+def test_a_groups_page_offers_its_members_as_files(marketer_ui: UI, hub: Hub) -> None:
+    made = add_contacts(hub, [2, 3, 1])
+    group = make_group(hub, "Clickers")
+    page = marketer_ui.get(f"/admin/groups/{group.id}").text
+    path = f"/api/groups/{group.id}/members/export"
+    links = [html.unescape(link) for link in re.findall(f'href="({path}[^"]*)"', page)]
+    assert links == [f"{path}?format={fmt}" for fmt in ("csv", "ndjson", "parquet")]
+    members = marketer_ui.get(links[0])
+    assert members.status_code == 200
+    assert sorted(line.split(",")[0] for line in members.text.splitlines()[1:]) == sorted(
+        str(contact) for contact in made[:2]
+    )

@@ -354,3 +354,14 @@ def test_an_error_marks_only_the_control_at_fault(
         re.search(rf'id="{ident}">(.*?)</p>', answer.text, re.S) for ident in described[1].split()
     ]
     assert any(t and html.unescape(t[1]).strip() in error_of(answer) for t in texts), texts
+
+
+def test_the_list_shows_each_types_retention(
+    marketer_ui: UI, make_type: Callable[..., ActivityType]
+) -> None:
+    kind = make_type(name="Quote", retention_days=90)
+    page = marketer_ui.get("/admin/types").text
+    row = page.split(f'id="type-{kind.code_name}"')[1].split("</tr>")[0]
+    assert '<td class="retention">90 days</td>' in row
+    visits = page.split('id="type-pagevisit"')[1].split("</tr>")[0]
+    assert '<td class="retention">kept forever</td>' in visits

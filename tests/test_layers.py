@@ -45,7 +45,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("admin", ("waypost.admin",)),
     ("demo", ("waypost.demo",)),
     ("servers", ("waypost.connections", "waypost.servers", "waypost.app")),
-    ("cli", ("waypost.cli", "waypost.console", "waypost.setup_commands", "waypost.user_commands")),
+    (
+        "cli",
+        (
+            "waypost.cli",
+            "waypost.console",
+            "waypost.setup_commands",
+            "waypost.user_commands",
+            "waypost.data_commands",
+        ),
+    ),
 ]
 # The SDK is a client library: it stands apart and imports nothing of the server.
 APART = ("waypost.sdk",)

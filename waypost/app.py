@@ -27,6 +27,7 @@ from waypost.api import (
     channels,
     consents,
     contacts,
+    exports,
     groups,
     keys,
     playbooks,
@@ -69,6 +70,7 @@ def admin_operations() -> list[Operation]:
         *activities.OPERATIONS,
         *groups.OPERATIONS,
         *playbooks.OPERATIONS,
+        *exports.OPERATIONS,
         *reports.OPERATIONS,
         *webhooks.OPERATIONS,
     ]
@@ -154,6 +156,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         the_hub.group_updates.start()
         the_hub.keys.usage.start()
         the_hub.webhooks.start()
+        the_hub.purges.start()
         try:
             yield
         finally:

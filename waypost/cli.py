@@ -9,6 +9,7 @@ import click
 import msgspec
 
 from waypost.console import cli_settings, hub_session
+from waypost.data_commands import export, purge
 from waypost.hub import Hub
 from waypost.settings import Settings
 from waypost.setup_commands import channels, keys, types
@@ -238,6 +239,8 @@ main.add_command(users)
 main.add_command(keys)
 main.add_command(types)
 main.add_command(channels)
+main.add_command(purge)
+main.add_command(export)
 
 
 if __name__ == "__main__":  # pragma: no cover

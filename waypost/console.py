@@ -3,6 +3,7 @@ JSON on the terminal."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -39,6 +40,17 @@ def hub_session(settings: Settings | None = None) -> Iterator[Hub]:
         raise click.ClickException(f"the database is unavailable: {exc}") from None
     finally:
         hub.close()
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on standard error, ``total`` steps long: the block gets the function
+    that moves it on by some steps. On a terminal it redraws itself; elsewhere (a log) it
+    prints the label, and a line when it is done."""
+    with click.progressbar(
+        length=max(total, 1), label=label, file=sys.stderr, show_pos=True, width=30
+    ) as bar:
+        yield bar.update
 
 
 def json_option(func: F) -> F:

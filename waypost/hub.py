@@ -17,13 +17,16 @@ from waypost.services.channels import ChannelService
 from waypost.services.collectors import CollectorService
 from waypost.services.consents import ConsentService
 from waypost.services.contacts import ContactService
+from waypost.services.exports import ExportService
 from waypost.services.group_updates import GroupUpdater
 from waypost.services.groups import GroupService
 from waypost.services.keys import KeyService
 from waypost.services.playbook_triggers import PlaybookTriggers
 from waypost.services.playbooks import PlaybookService
+from waypost.services.purge_schedule import PurgeScheduler
 from waypost.services.replay import ReplayService
 from waypost.services.reports import ReportService
+from waypost.services.retention import RetentionService
 from waypost.services.rollups import RollupService
 from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
@@ -54,6 +57,7 @@ class Hub:
         self.browser_consents = BrowserConsentService(self.store)
         self.contacts = ContactService(self.store)
         self.activities = ActivityService(self.store)
+        self.exports = ExportService(self.store, self.activities)
         self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)
         self.writer = Writer(
             self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000
@@ -97,6 +101,9 @@ class Hub:
         self.webhook_deliveries = WebhookDeliveryService(
             self.store, self.clock, wake=self.wake_webhooks
         )
+        self.retention = RetentionService(self.store, settings, self.clock)
+        # Started by the server (create_app's lifespan), not by commands and scripts.
+        self.purges = PurgeScheduler(self.retention, settings.purge_interval_seconds)
 
     def wake_webhooks(self) -> None:
         """Tell the webhook dispatcher that messages are due now (called after the commit
@@ -109,6 +116,7 @@ class Hub:
 
     def close(self) -> None:
         """Finish queued writes and webhook calls in flight, then release the database."""
+        self.purges.stop()
         self.writer.stop()
         self.group_updates.stop()
         # After the writer and the group updater, whose commits may still wake it.

@@ -19,7 +19,8 @@ Auth = Literal["admin", "public", "tracking", "publishable", "segment", "posthog
 
 class Documented(Protocol):
     """One documented operation: method, path, body, query and answer types (msgspec
-    Structs), the success status, the key it takes and the errors it may answer."""
+    Structs), the success status, the key it takes, the errors it may answer, and the media
+    types of the file it answers with, when it answers with a file rather than JSON."""
 
     @property
     def method(self) -> str: ...
@@ -45,3 +46,5 @@ class Documented(Protocol):
     def auth(self) -> Auth: ...
     @property
     def errors(self) -> Sequence[int]: ...
+    @property
+    def produces(self) -> Sequence[str]: ...

@@ -52,6 +52,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_concurrency_per_endpoint: int = 4
     webhook_disable_after_days: float = 5.0
     webhook_poll_seconds: float = 1.0
+    rejected_retention_days: int = 30
+    rollup_retention_days: int = 1095
+    purge_interval_seconds: float = 3600.0
+    purge_batch_size: int = 2000
 
     @property
     def is_sqlite(self) -> bool:
@@ -84,6 +88,10 @@ _POSITIVE = (
     "webhook_concurrency_per_endpoint",
     "webhook_disable_after_days",
     "webhook_poll_seconds",
+    "rejected_retention_days",
+    "rollup_retention_days",
+    "purge_interval_seconds",
+    "purge_batch_size",
 )
 
 

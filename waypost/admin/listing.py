@@ -153,3 +153,12 @@ def paging(
 def query_string(values: Mapping[str, object]) -> str:
     """A query string of the values that are set (None and blank left out)."""
     return urlencode({k: str(v) for k, v in values.items() if v is not None and v != ""})
+
+
+def export_links(path: str, filters: Mapping[str, object]) -> list[tuple[str, str]]:
+    """The export at ``path`` (an admin API route) with ``filters``, in each format: (label,
+    URL) pairs for the page's download links."""
+    return [
+        (label, f"{path}?{query_string({'format': fmt, **filters})}")
+        for fmt, label in (("csv", "CSV"), ("ndjson", "NDJSON"), ("parquet", "Parquet"))
+    ]

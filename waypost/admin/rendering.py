@@ -16,6 +16,9 @@ from typing import Any
 import jinja2
 from starlette.responses import HTMLResponse
 
+from waypost.admin.listing import export_links
+from waypost.domain.retention import retention_text
+
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent.parent / "static" / "admin"
 STATIC_PATH = "/admin/static"
@@ -91,8 +94,10 @@ class Renderer:
         self.env.filters["field_value"] = format_field_value
         self.env.filters["timestamp"] = format_timestamp
         self.env.filters["iso"] = iso_utc
+        self.env.filters["retention"] = retention_text
         self.env.globals["static"] = self.static_url
         self.env.globals["error_for"] = error_for
+        self.env.globals["export_links"] = export_links
         self._versions: dict[str, str] = {}
 
     def static_url(self, name: str) -> str:

@@ -77,6 +77,11 @@ def openapi_document(
         media = getattr(op, "media_type", "application/json")
         if op.response is not None:
             success["content"] = {media: {"schema": ref_of[repr(op.response)]}}
+        elif op.produces:
+            success["content"] = {
+                produced.split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+                for produced in op.produces
+            }
         elif media != "application/json":
             success["content"] = {media: {"schema": {"type": "string", "format": "binary"}}}
         item["responses"][str(op.status)] = success

@@ -72,6 +72,8 @@ class Operation:
     auth: Auth = "admin"
     errors: Sequence[int] = field(default_factory=tuple)
     description: str = ""
+    # Media types of a file the operation answers with instead of JSON (an export).
+    produces: Sequence[str] = ()
 
     @property
     def operation_id(self) -> str:

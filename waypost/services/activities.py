@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -146,17 +146,37 @@ class ActivityService:
     def log(
         self, query: ActivityQuery, field_params: Mapping[str, str] | None = None
     ) -> Page[Activity]:
+        stmt = self.log_select(query, field_params).limit(query.limit + 1)
+        if (after := _time_cursor(query.cursor)) is not None:
+            stmt = stmt.where(before_in_log(*after))
+        with self.store.read() as conn:
+            rows = conn.execute(stmt).all()
+        items = [activity_of(r) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return Page(items, _next_cursor(items[-1].occurred_at, items[-1].id) if more else None)
+
+    def log_select(
+        self,
+        query: ActivityQuery,
+        field_params: Mapping[str, str] | None = None,
+        columns: Sequence[Any] | None = None,
+    ) -> sa.Select[Any]:
+        """The activity log's SELECT for the filters of ``query`` (its limit and cursor left
+        out), newest first: rows for :func:`activity_of`, or of ``columns`` (of the activities
+        table, or the table itself) when given. Bad filters are a 400."""
         a = activities
-        stmt = (
-            sa.select(a, activity_types.c.code_name)
-            .join(activity_types, activity_types.c.id == a.c.type_id)
-            .order_by(a.c.occurred_at.desc(), a.c.id.desc())
-            .limit(query.limit + 1)
-        )
+        if columns is None:
+            stmt = sa.select(a, activity_types.c.code_name).join(
+                activity_types, activity_types.c.id == a.c.type_id
+            )
+        else:
+            stmt = sa.select(*columns)
+        stmt = stmt.order_by(a.c.occurred_at.desc(), a.c.id.desc())
         if query.contact is not None:
             stmt = stmt.where(a.c.contact_id == query.contact)
         if query.type is not None:
-            stmt = stmt.where(activity_types.c.code_name == query.type)
+            type_id = sa.select(activity_types.c.id).where(activity_types.c.code_name == query.type)
+            stmt = stmt.where(a.c.type_id == type_id.scalar_subquery())
         if field_params:
             filters = self._field_filters(query.type, field_params)
             stmt = stmt.where(*(field_condition(f, self.store.dialect) for f in filters))
@@ -166,35 +186,7 @@ class ActivityService:
             stmt = stmt.where(a.c.occurred_at >= _aware(query.since, "since"))
         if query.until is not None:
             stmt = stmt.where(a.c.occurred_at < _aware(query.until, "until"))
-        if (after := _time_cursor(query.cursor)) is not None:
-            stamp, ident = after
-            stmt = stmt.where(
-                sa.or_(a.c.occurred_at < stamp, sa.and_(a.c.occurred_at == stamp, a.c.id < ident))
-            )
-        with self.store.read() as conn:
-            rows = conn.execute(stmt).all()
-        items = [
-            Activity(
-                id=r.id,
-                type=r.code_name,
-                contact=r.contact_id,
-                channel=r.channel_id,
-                title=r.title,
-                value=r.value,
-                url=r.url,
-                referrer=r.referrer,
-                fields=r.fields,
-                flags=r.flags,
-                occurred_at=r.occurred_at,
-                received_at=r.received_at,
-                client_id=r.client_id,
-                consent_agreed=r.consent_agreed,
-                consent_version=r.consent_version,
-            )
-            for r in rows[: query.limit]
-        ]
-        more = len(rows) > query.limit
-        return Page(items, _next_cursor(items[-1].occurred_at, items[-1].id) if more else None)
+        return stmt
 
     def _field_filters(self, type_code: str | None, params: Mapping[str, str]) -> list[FieldFilter]:
         if type_code is None:
@@ -264,6 +256,36 @@ class ActivityService:
         items = [_rejected(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         return Page(items, _next_cursor(items[-1].received_at, items[-1].id) if more else None)
+
+
+def before_in_log(stamp: dt.datetime, ident: uuid.UUID) -> sa.ColumnElement[bool]:
+    """The activities after (older than) the one at ``stamp`` with id ``ident`` in the log's
+    order: a keyset page's condition."""
+    a = activities
+    # The first term bounds the index range; an OR alone would read the index from its start
+    # on SQLite for every page.
+    return sa.and_(a.c.occurred_at <= stamp, sa.or_(a.c.occurred_at < stamp, a.c.id < ident))
+
+
+def activity_of(r: sa.Row[Any]) -> Activity:
+    """A row of :meth:`ActivityService.log_select` as the API shows it."""
+    return Activity(
+        id=r.id,
+        type=r.code_name,
+        contact=r.contact_id,
+        channel=r.channel_id,
+        title=r.title,
+        value=r.value,
+        url=r.url,
+        referrer=r.referrer,
+        fields=r.fields,
+        flags=r.flags,
+        occurred_at=r.occurred_at,
+        received_at=r.received_at,
+        client_id=r.client_id,
+        consent_agreed=r.consent_agreed,
+        consent_version=r.consent_version,
+    )
 
 
 def _rejected(row: sa.Row[Any]) -> RejectedActivity:

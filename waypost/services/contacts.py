@@ -61,6 +61,35 @@ class Contact(msgspec.Struct):
     merged_into: uuid.UUID | None = None
 
 
+def contacts_of(conn: Connection, ids: Sequence[uuid.UUID]) -> list[Contact]:
+    """The contacts of ``ids`` that exist, in that order, with their external ids: one query
+    for the contacts and one for the external ids, for a page of a list."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return []
+    external: dict[uuid.UUID, dict[str, list[str]]] = {}
+    e = contact_external_ids
+    for ext in conn.execute(
+        sa.select(e.c.contact_id, e.c.kind, e.c.value)
+        .where(e.c.contact_id.in_(wanted))
+        .order_by(e.c.contact_id, e.c.created_at)
+    ):
+        external.setdefault(ext.contact_id, {}).setdefault(ext.kind, []).append(ext.value)
+    found: dict[uuid.UUID, Contact] = {}
+    for row in conn.execute(sa.select(contacts).where(contacts.c.id.in_(wanted))):
+        m = row._mapping
+        found[m["id"]] = Contact(
+            id=m["id"],
+            **{name: m[name] for name in FIELD_COLUMNS},
+            attributes=dict(m["attributes"] or {}),
+            external_ids=external.get(m["id"], {}),
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            merged_into=m["merged_into"],
+        )
+    return [found[i] for i in wanted if i in found]
+
+
 class ContactCreated(msgspec.Struct):
     """The answer of ``POST /tracking/contacts``: the new contact's GUID."""
 

@@ -552,3 +552,38 @@ webhook_attempts = Table(
     Column("response", Text(), nullable=False),
     Index("ix_webhook_attempts_message", "message_id", "at"),
 )
+
+# Each purge of expired data (docs/data-lifecycle.md): when, on which node, and what it deleted.
+# A purge is written when it starts ("running") and again when it ends; a node that dies
+# mid-purge leaves "running", which the next purge marks "interrupted".
+purge_runs = Table(
+    "purge_runs",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("node", String(200), nullable=False),
+    # "schedule" (the server's hourly purge) or "command" (`waypost purge`).
+    Column("trigger", String(16), nullable=False),
+    # "running", "finished", "failed", "stopped" (the node shut down) or "interrupted".
+    Column("status", String(16), nullable=False),
+    _now_column("started_at"),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    # Activities deleted per type code name.
+    Column("activities", JSON(), nullable=False),
+    Column("activities_deleted", BigInteger(), nullable=False, server_default=text("0")),
+    Column("rejected_deleted", BigInteger(), nullable=False, server_default=text("0")),
+    Column("rollups_deleted", BigInteger(), nullable=False, server_default=text("0")),
+    Column("daily_counts_deleted", BigInteger(), nullable=False, server_default=text("0")),
+    Column("duration_ms", BigInteger(), nullable=True),
+    Column("error", String(200), nullable=True),
+    Index("ix_purge_runs_started_at", "started_at"),
+)
+
+# Named leases on background work that one node at a time does (the purge): a node holds a
+# lease until ``expires_at`` and renews it while it works; one that dies lets it expire.
+worker_leases = Table(
+    "worker_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(200), nullable=True),
+    Column("expires_at", UtcDateTime(), nullable=True),
+)

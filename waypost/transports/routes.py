@@ -66,6 +66,7 @@ class IngestRoute:
     response: Any = None
     status: int = 200
     errors: Sequence[int] = ()
+    produces: Sequence[str] = ()
     description: str = ""
     # Undocumented paths of the same route.
     aliases: tuple[str, ...] = ()

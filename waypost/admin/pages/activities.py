@@ -109,6 +109,13 @@ class LogView:
     error: ApiError | None = None
     fields: list[FieldSpec] = field(default_factory=list)
     field_values: dict[str, str] = field(default_factory=dict)
+    # The filters of the page as the export takes them (docs/data-lifecycle.md#exports).
+    export_filters: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exports(self) -> list[tuple[str, str]]:
+        """Downloads of every activity the filters select, one per format."""
+        return listing.export_links("/api/activities/export", self.export_filters)
 
     @property
     def type_names(self) -> dict[str, str]:
@@ -176,10 +183,24 @@ def read_log(page: Page, path: str, contact: uuid.UUID | None, anchor: str = "")
         else:
             found = hub.activities.contact_log(contact, query, fields)
         view.items = found.data
+        view.export_filters = _export_filters(query, fields)
         view.paging = listing.paging(path, _kept(params, view.field_values), found.next, anchor)
     except ApiError as exc:
         view.error = exc
     return view
+
+
+def _export_filters(query: ActivityQuery, fields: Mapping[str, str]) -> dict[str, str]:
+    given = {
+        "type": query.type,
+        "channel": query.channel,
+        "contact": query.contact,
+        "since": query.since.isoformat() if query.since else None,
+        "until": query.until.isoformat() if query.until else None,
+    }
+    filters = {name: str(value) for name, value in given.items() if value is not None}
+    filters.update({listing.FIELD_PREFIX + k: v for k, v in fields.items()})
+    return filters
 
 
 def _kept(params: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, str]:

@@ -135,6 +135,8 @@ def dashboard(page: Page) -> Response:
         rejected=rejected,
         rejected_split=replay_split(rejected.total, rejected.replayed),
         charts=charts,
+        purge=page.hub.retention.last_run(),
+        settings=page.hub.settings,
     )
 
 
