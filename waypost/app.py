@@ -29,6 +29,7 @@ from waypost.api import (
     exports,
     groups,
     keys,
+    personal_data,
     reports,
 )
 from waypost.api.openapi import DOCS_PAGE, DOCS_SCRIPT, openapi_document
@@ -66,6 +67,7 @@ def admin_operations() -> list[Operation]:
         *activities.OPERATIONS,
         *groups.OPERATIONS,
         *exports.OPERATIONS,
+        *personal_data.OPERATIONS,
         *reports.OPERATIONS,
     ]
 

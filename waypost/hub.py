@@ -15,7 +15,9 @@ from waypost.services.activity_types import ActivityTypeService
 from waypost.services.browser_consents import BrowserConsentService
 from waypost.services.channels import ChannelService
 from waypost.services.consents import ConsentService
+from waypost.services.contact_export import ContactExportService
 from waypost.services.contacts import ContactService
+from waypost.services.erasure import ErasureService
 from waypost.services.exports import ExportService
 from waypost.services.group_updates import GroupUpdater
 from waypost.services.groups import GroupService
@@ -27,6 +29,7 @@ from waypost.services.retention import RetentionService
 from waypost.services.rollups import RollupService
 from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
+from waypost.services.suppressions import SuppressionService
 from waypost.services.users import UserService
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
@@ -52,6 +55,9 @@ class Hub:
         self.contacts = ContactService(self.store)
         self.activities = ActivityService(self.store)
         self.exports = ExportService(self.store, self.activities)
+        self.contact_exports = ContactExportService(self.store, self.activities)
+        self.erasure = ErasureService(self.store, settings.purge_batch_size)
+        self.suppressions = SuppressionService(self.store)
         self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)
         self.writer = Writer(
             self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000

@@ -25,6 +25,8 @@ Area = Literal[
     "consents",
     "users",
     "account",
+    # A contact's data, its erasure, suppressions and the erasure log: admins only.
+    "privacy",
 ]
 
 # What each role may read, and what it may change. Admins may do everything.
@@ -71,6 +73,7 @@ TAG_AREAS: dict[str, Area] = {
     "Contact groups": "groups",
     "Reports": "reports",
     "Playbooks": "playbooks",
+    "Personal data": "privacy",
 }
 
 

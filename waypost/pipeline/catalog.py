@@ -1,4 +1,5 @@
-"""An in-memory copy of keys, channels, activity types and consents for the hot path.
+"""An in-memory copy of keys, channels, activity types, consents and the suppressed
+identities of erased contacts, for the hot path.
 
 Each process reloads it once a change to what it holds is published on the store's change feed
 (services announce every change they commit, see waypost/store/changes.py), and at least every
@@ -18,6 +19,8 @@ import sqlalchemy as sa
 
 from waypost.domain.fields import FieldSpec
 from waypost.domain.keys import Access
+from waypost.domain.suppressions import Suppressed
+from waypost.records.suppressions import load_suppressed
 from waypost.store import Change, Store
 from waypost.store.schema import activity_types, api_keys, channels, consents
 from waypost.store.type_fields import load_type_fields
@@ -73,6 +76,8 @@ class Snapshot:
     aliases: dict[str, TypeInfo] = field(default_factory=dict)
     consents: dict[str, tuple[uuid.UUID, int]] = field(default_factory=dict)
     all_origins: frozenset[str] = frozenset()
+    # The identities of erased contacts (docs/data-lifecycle.md#a-contacts-data).
+    suppressed: Suppressed = field(default_factory=Suppressed)
 
 
 DEFAULT_PER_CONTACT = RateLimitInfo(10, 86400)
@@ -85,7 +90,7 @@ class _Limits(msgspec.Struct):
 
 
 # What the catalog holds; it does not hold groups.
-CACHED_KINDS = frozenset({"channel", "key", "activity_type", "consent"})
+CACHED_KINDS = frozenset({"channel", "key", "activity_type", "consent", "suppression"})
 
 
 class Catalog:
@@ -147,6 +152,7 @@ class Catalog:
             channel_rows = conn.execute(sa.select(channels)).all()
             type_rows = conn.execute(sa.select(activity_types)).all()
             fields = load_type_fields(conn)
+            suppressed = load_suppressed(conn)
         consent_map = {r.code_name: (r.id, r.version) for r in consent_rows}
         keys = {r.key_hash: KeyInfo(r.id, r.access, r.channel_id, r.enabled) for r in key_rows}
         channel_map: dict[uuid.UUID, ChannelInfo] = {}
@@ -182,4 +188,4 @@ class Catalog:
             for alias in r.aliases:
                 aliases[alias] = info
         origins = frozenset(o for c in channel_map.values() for o in c.allowed_origins)
-        return Snapshot(keys, channel_map, types, aliases, consent_map, origins)
+        return Snapshot(keys, channel_map, types, aliases, consent_map, origins, suppressed)

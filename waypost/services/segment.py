@@ -32,6 +32,7 @@ from waypost.domain.segment import (
     occurred_at,
     traits_of,
 )
+from waypost.domain.suppressions import ANONYMOUS_ID, EMAIL, USER_ID, Suppressed
 from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -40,8 +41,6 @@ from waypost.records.contacts import insert_contact, merge_contacts
 from waypost.store import Store, touch
 from waypost.store.schema import activity_types, contact_external_ids, contacts
 
-USER_ID = "user_id"
-ANONYMOUS_ID = "anonymous_id"
 MAX_EXTERNAL_ID = 200  # contact_external_ids.value
 MAX_TYPE_CODE = 200  # rejected_activities.type_code
 
@@ -64,6 +63,8 @@ class Plan:
     drafts_created: bool = False
     # Contacts merged, (source, target), once committed: rate limits follow them.
     merges: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+    # Messages naming an erased contact: applied to nothing and stored nowhere.
+    erased: int = 0
 
 
 class SegmentService:
@@ -85,6 +86,9 @@ class SegmentService:
             resolver = _Resolver(conn)
             drafts: dict[str, str] = {}
             for message, raw in messages:
+                if snapshot.suppressed and names_erased(snapshot.suppressed, message):
+                    plan.erased += 1
+                    continue
                 try:
                     check_text(raw)
                     self._one(
@@ -319,6 +323,23 @@ class _Resolver:
         for key, value in list(self.cache.items()):
             if value == old:
                 self.cache[key] = new
+
+
+def names_erased(suppressed: Suppressed, message: Message) -> bool:
+    """Whether the message names an erased contact: by its userId, anonymousId or previousId
+    (an alias's, which may be either), or by an email in its traits."""
+    user_id, anonymous_id = ident(message.user_id), ident(message.anonymous_id)
+    previous = ident(message.previous_id)
+    email = traits_of(message).get("email")
+    return suppressed.any_of(
+        [
+            (USER_ID, user_id),
+            (ANONYMOUS_ID, anonymous_id),
+            (USER_ID, previous),
+            (ANONYMOUS_ID, previous),
+            (EMAIL, email.strip() if isinstance(email, str) else None),
+        ]
+    )
 
 
 def _external_id(value: str | int | None, name: str) -> str | None:

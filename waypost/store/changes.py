@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 log = logging.getLogger("waypost.changes")
 
-ChangeKind = Literal["channel", "key", "activity_type", "consent", "group"]
+ChangeKind = Literal["channel", "key", "activity_type", "consent", "group", "suppression"]
 
 # Where a write transaction's notes wait for its commit (see Store.write).
 PENDING = "waypost.changes"
