@@ -90,8 +90,7 @@ def test_erasure_leaves_no_row_naming_the_person(world: World, hub: Hub) -> None
     assert count(hub, contacts) == before[contacts] - 2
     assert list(rows_naming(hub, bystander))
     assert (
-        count(hub, activities, activities.c.contact_id == bystander.contact)
-        == bystander.activities
+        count(hub, activities, activities.c.contact_id == bystander.contact) == bystander.activities
     )
     # Reports lose the person's counts with the rollups.
     assert daily_total(hub) == daily_before - deleted["activities"]

@@ -21,6 +21,7 @@ from waypost.services.erasure import ErasureService
 from waypost.services.exports import ExportService
 from waypost.services.group_updates import GroupUpdater
 from waypost.services.groups import GroupService
+from waypost.services.imports import ImportService
 from waypost.services.keys import KeyService
 from waypost.services.purge_schedule import PurgeScheduler
 from waypost.services.replay import ReplayService
@@ -79,6 +80,9 @@ class Hub:
         self.sessions = SessionService(self.store, dt.timedelta(hours=settings.session_hours))
         self.replay = ReplayService(
             self.store, self.catalog, self.writer, settings.max_activity_bytes
+        )
+        self.imports = ImportService(
+            self.store, self.catalog, self.writer, self.segment, settings.max_activity_bytes
         )
         self.retention = RetentionService(self.store, settings, self.clock)
         # Started by the server (create_app's lifespan), not by commands and scripts.

@@ -184,9 +184,10 @@ def _item(rejected_id: uuid.UUID, result: ActivityResult) -> ReplayedItem:
 
 
 def _by_code_name(payload: Any, source: str, snapshot: Snapshot) -> Any:
-    """A Segment event kept under its event name replays under the type that now has that
-    name as an alias (docs/segment.md); the headless API itself takes code names only."""
-    if source != "segment" or not isinstance(payload, dict):
+    """A Segment event kept under its event name (sent to /v1, or imported) replays under the
+    type that now has that name as an alias (docs/segment.md); the headless API itself takes
+    code names only."""
+    if source not in ("segment", "import") or not isinstance(payload, dict):
         return payload
     name = payload.get("type")
     if isinstance(name, str) and name not in snapshot.types and name in snapshot.aliases:
