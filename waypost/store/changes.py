@@ -1,4 +1,5 @@
-"""Changes to what processes cache (channels, keys, activity types, consents, groups), announced
+"""Changes to what processes cache (channels, keys, activity types, consents, groups, the
+suppressions of erased identities), announced
 once the transaction that made them has committed.
 
 A service notes a change inside its write transaction with :func:`announce`; the Store
