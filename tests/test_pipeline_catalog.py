@@ -281,3 +281,17 @@ def test_suppressions_reach_the_catalog_at_once_and_leave_it_when_lifted(hub: Hu
     hub.suppressions.lift(email.id)
     assert not hub.catalog.get().suppressed.names(EMAIL, "gone@example.com")
     assert hub.catalog.get().suppressed.names(CONTACT, contact)
+
+
+def test_suppressions_are_read_again_only_when_they_changed(hub: Hub) -> None:
+    with hub.store.write() as conn:
+        contact = insert_contact(conn, email="kept@example.com")
+        other = insert_contact(conn)
+    hub.erasure.erase(contact, Actor("key", None))
+    first = hub.catalog.get().suppressed
+    hub.catalog.invalidate()
+    assert hub.catalog.get().suppressed is first
+    hub.erasure.erase(other, Actor("key", None))
+    second = hub.catalog.get().suppressed
+    assert second is not first
+    assert second.names(CONTACT, other)

@@ -16,11 +16,16 @@ from dataclasses import dataclass, field
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy import Connection
 
 from waypost.domain.fields import FieldSpec
 from waypost.domain.keys import Access
 from waypost.domain.suppressions import Suppressed
-from waypost.records.suppressions import load_suppressed
+from waypost.records.suppressions import (
+    SuppressionsVersion,
+    load_suppressed,
+    suppressions_version,
+)
 from waypost.store import Change, Store
 from waypost.store.schema import activity_types, api_keys, channels, consents
 from waypost.store.type_fields import load_type_fields
@@ -103,6 +108,9 @@ class Catalog:
         self._loaded_at = 0.0
         self._generation = 0
         self._lock = threading.Lock()
+        # The suppressions as last read, kept across reloads while they have not changed: an
+        # installation may have erased many people, and the catalog reloads every few seconds.
+        self._suppressed: tuple[SuppressionsVersion, Suppressed] | None = None
 
     def invalidate(self) -> None:
         """Forget the cached copy; the next use reloads it."""
@@ -152,7 +160,7 @@ class Catalog:
             channel_rows = conn.execute(sa.select(channels)).all()
             type_rows = conn.execute(sa.select(activity_types)).all()
             fields = load_type_fields(conn)
-            suppressed = load_suppressed(conn)
+            suppressed = self._load_suppressed(conn)
         consent_map = {r.code_name: (r.id, r.version) for r in consent_rows}
         keys = {r.key_hash: KeyInfo(r.id, r.access, r.channel_id, r.enabled) for r in key_rows}
         channel_map: dict[uuid.UUID, ChannelInfo] = {}
@@ -189,3 +197,12 @@ class Catalog:
                 aliases[alias] = info
         origins = frozenset(o for c in channel_map.values() for o in c.allowed_origins)
         return Snapshot(keys, channel_map, types, aliases, consent_map, origins, suppressed)
+
+    def _load_suppressed(self, conn: Connection) -> Suppressed:
+        version = suppressions_version(conn)
+        kept = self._suppressed
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        loaded = load_suppressed(conn)
+        self._suppressed = (version, loaded)
+        return loaded

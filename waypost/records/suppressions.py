@@ -86,6 +86,19 @@ def suppress(
     return len(new)
 
 
+# What changes whenever a suppression is added (a newer time) or lifted (one fewer).
+SuppressionsVersion = tuple[int, object]
+
+
+def suppressions_version(conn: Connection) -> SuppressionsVersion:
+    """How many suppressions there are and when the newest was added: the catalog reads the
+    digests again only when this changed, not on each refresh."""
+    row = conn.execute(
+        sa.select(sa.func.count(), sa.func.max(suppressions.c.created_at)).select_from(suppressions)
+    ).one()
+    return int(row[0]), row[1]
+
+
 def load_suppressed(conn: Connection) -> Suppressed:
     """Every suppression's digest, and the secret, for the catalog."""
     digests = frozenset(conn.execute(sa.select(suppressions.c.digest)).scalars())

@@ -1,6 +1,6 @@
 """Changes to what processes cache (channels, keys, activity types, consents, groups, the
-suppressions of erased identities), announced
-once the transaction that made them has committed.
+suppressions of erased identities), announced once the transaction that made them has
+committed.
 
 A service notes a change inside its write transaction with :func:`announce`; the Store
 publishes the notes on its :class:`ChangeFeed` after the commit, and drops them when the
