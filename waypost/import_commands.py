@@ -56,7 +56,7 @@ def import_file(
             raise click.ClickException(str(refused)) from None
         try:
             with progress_bar(checked.lines, "Importing") as advance:
-                summary = hub.imports.run(file, fmt, channel, create_contacts, advance)
+                summary = hub.imports.run(file, fmt, channel, create_contacts, advance, checked)
         except ImportStopped as stopped:
             _print(stopped.summary, as_json)
             raise click.ClickException(

@@ -189,10 +189,12 @@ class ImportService:
         channel: uuid.UUID | None = None,
         create_contacts: bool = False,
         progress: Progress | None = None,
+        checked: CheckedFile | None = None,
     ) -> ImportSummary:
-        """Import the file, checked first (:class:`FileRefused`); :class:`ImportStopped` if it
-        stopped midway."""
-        checked = self.check(path, fmt, channel)
+        """Import the file, checked first (:class:`FileRefused`) unless ``checked`` says it
+        was; :class:`ImportStopped` if it stopped midway."""
+        if checked is None:
+            checked = self.check(path, fmt, channel)
         summary = ImportSummary(without_id=checked.without_id)
         advance = progress or (lambda _n: None)
         forced = self._channel(channel, fmt)
@@ -209,9 +211,8 @@ class ImportService:
                     summary.lines += len(chunk)
                     advance(len(chunk))
             except LineProblem as problem:
-                raise ImportStopped(
-                    summary, problem.line, f"{problem} (the file changed)"
-                ) from None
+                # The file or the channels changed since the check.
+                raise ImportStopped(summary, problem.line, str(problem)) from None
             except (StorageUnavailable, ApiError) as exc:
                 raise ImportStopped(summary, first, str(exc)) from exc
         return summary
