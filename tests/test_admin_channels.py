@@ -127,3 +127,21 @@ def test_marketers_cannot_touch_channels(
     assert marketer_ui.post(f"/admin/channels/{found.id}", channel_form()).status_code == 403
     assert marketer_ui.post(f"/admin/channels/{found.id}/delete").status_code == 403
     assert hub.channels.get(found.id).name == "App"
+
+
+@pytest.mark.parametrize(("chosen", "enforced"), [("", True), ("1", True), ("0", False)])
+def test_the_form_offers_the_default_of_the_kind_or_a_choice(
+    admin_ui: UI, hub: Hub, chosen: str, enforced: bool
+) -> None:
+    hub.consents.create(ConsentCreate(code_name="TrackingConsent", display_name="Tracking"))
+    form = admin_ui.get("/admin/channels/new").text
+    assert '<option value="" selected>As the kind says' in form
+    answer = admin_ui.post(
+        "/admin/channels/new",
+        channel_form(tracking_consent="TrackingConsent", enforce_consent=chosen),
+    )
+    assert answer.status_code == 303, error_of(answer)
+    [created] = [c for c in hub.channels.list_page(_all()).data if c.name == "Bank site"]
+    assert created.enforce_consent is enforced
+    shown = admin_ui.get(f"/admin/channels/{created.id}").text
+    assert f'<option value="{"1" if enforced else "0"}" selected>' in shown

@@ -341,3 +341,55 @@ def test_a_name_taken_meanwhile_is_still_a_conflict(
         "conflict",
         "name",
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "enforced"),
+    [
+        ("website", {}, True),
+        ("website", {"enforce_consent": None}, True),
+        ("website", {"enforce_consent": False}, False),
+        ("headless", {}, False),
+        ("headless", {"enforce_consent": True}, True),
+    ],
+)
+def test_a_website_channel_with_a_tracking_consent_enforces_it_unless_it_opts_out(
+    client: TestClient,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    kind: str,
+    given: dict[str, Any],
+    enforced: bool,
+) -> None:
+    add_consent(hub, "Tracking")
+    body = {"name": "Bank", "kind": kind, "tracking_consent": "Tracking", **given}
+    created = client.post("/api/channels", json=body, headers=admin_headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["enforce_consent"] is enforced
+
+
+def test_naming_a_tracking_consent_later_turns_enforcing_on_for_a_website_channel(
+    client: TestClient, hub: Hub, admin_headers: dict[str, str]
+) -> None:
+    add_consent(hub, "Tracking")
+
+    def made(kind: str) -> str:
+        body = {"name": f"A {kind}", "kind": kind}
+        answer = client.post("/api/channels", json=body, headers=admin_headers)
+        assert answer.json()["enforce_consent"] is False
+        return f"/api/channels/{answer.json()['id']}"
+
+    website, headless = made("website"), made("headless")
+    name = {"tracking_consent": "Tracking"}
+    assert client.patch(website, json=name, headers=admin_headers).json()["enforce_consent"]
+    assert not client.patch(headless, json=name, headers=admin_headers).json()["enforce_consent"]
+    # Once it has one, enforcing changes only when asked; opting out in the same change works.
+    assert client.patch(website, json={"name": "B"}, headers=admin_headers).json()[
+        "enforce_consent"
+    ]
+    off = {"tracking_consent": None, "enforce_consent": False}
+    assert client.patch(website, json=off, headers=admin_headers).status_code == 200
+    both = {"tracking_consent": "Tracking", "enforce_consent": False}
+    assert (
+        client.patch(website, json=both, headers=admin_headers).json()["enforce_consent"] is False
+    )

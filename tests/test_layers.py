@@ -53,6 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "waypost.setup_commands",
             "waypost.user_commands",
             "waypost.data_commands",
+            "waypost.import_commands",
         ),
     ),
 ]

@@ -144,3 +144,29 @@ def test_sqlite_runs_in_wal_with_foreign_keys_on(
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
     finally:
         engine.dispose()
+
+
+def test_0014_makes_website_channels_with_a_tracking_consent_enforce_it(engine: Engine) -> None:
+    from waypost.store.schema import channels
+
+    migrate.upgrade(engine, "0013")
+    now = dt.datetime.now(dt.UTC)
+    made = {}
+    with engine.begin() as conn:
+        for kind, consent in (("website", "Tracking"), ("website", None), ("headless", "Tracking")):
+            made[(kind, consent)] = channel_id = uuid.uuid4()
+            conn.execute(
+                channels.insert().values(
+                    id=channel_id, name=f"{kind} {consent}", kind=kind, allowed_origins=[],
+                    default_language="en", tracking_consent=consent, enforce_consent=False,
+                    identity_secret="s", created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        enforced = dict(conn.execute(sa.select(channels.c.id, channels.c.enforce_consent)).all())
+    assert {key: enforced[value] for key, value in made.items()} == {
+        ("website", "Tracking"): True,
+        ("website", None): False,
+        ("headless", "Tracking"): False,
+    }

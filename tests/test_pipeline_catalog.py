@@ -16,13 +16,17 @@ from starlette.testclient import TestClient
 
 from waypost import cli, console
 from waypost.domain.keys import hash_key
+from waypost.domain.suppressions import CONTACT, EMAIL
 from waypost.hub import Hub
 from waypost.pipeline.catalog import Snapshot
+from waypost.records.contacts import insert_contact
 from waypost.services.activity_types import ActivityTypeCreate, ActivityTypeUpdate
 from waypost.services.channels import Channel, ChannelCreate, ChannelUpdate
 from waypost.services.consents import ConsentCreate, ConsentText, ConsentUpdate
+from waypost.services.erasure import Actor
 from waypost.services.groups import GroupCreate
 from waypost.services.keys import CreatedKey, KeyCreate, KeyUpdate
+from waypost.services.suppressions import SuppressionQuery
 from waypost.settings import Settings
 from waypost.store import Change
 
@@ -262,3 +266,32 @@ def test_group_changes_reach_the_group_plans_not_the_catalog(hub: Hub) -> None:
     )
     assert seen == [Change("group", group.id)]
     assert hub.catalog.fresh() is before
+
+
+def test_suppressions_reach_the_catalog_at_once_and_leave_it_when_lifted(hub: Hub) -> None:
+    assert not hub.catalog.get().suppressed
+    with hub.store.write() as conn:
+        contact = insert_contact(conn, email="Gone@Example.com")
+    hub.erasure.erase(contact, Actor("key", None))
+    suppressed = hub.catalog.get().suppressed
+    assert suppressed.names(EMAIL, " gone@EXAMPLE.com")
+    assert suppressed.names(CONTACT, contact)
+    assert not suppressed.names(EMAIL, "other@example.com")
+    [email] = hub.suppressions.list_page(SuppressionQuery(kind="email")).data
+    hub.suppressions.lift(email.id)
+    assert not hub.catalog.get().suppressed.names(EMAIL, "gone@example.com")
+    assert hub.catalog.get().suppressed.names(CONTACT, contact)
+
+
+def test_suppressions_are_read_again_only_when_they_changed(hub: Hub) -> None:
+    with hub.store.write() as conn:
+        contact = insert_contact(conn, email="kept@example.com")
+        other = insert_contact(conn)
+    hub.erasure.erase(contact, Actor("key", None))
+    first = hub.catalog.get().suppressed
+    hub.catalog.invalidate()
+    assert hub.catalog.get().suppressed is first
+    hub.erasure.erase(other, Actor("key", None))
+    second = hub.catalog.get().suppressed
+    assert second is not first
+    assert second.names(CONTACT, other)

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from waypost.domain.fields import FieldSpec
+from waypost.domain.suppressions import EMAIL, Suppressed, identity_digest
 from waypost.pipeline.catalog import Snapshot, TypeInfo
 from waypost.pipeline.prepare import Accepted, Rejected, decode_activity, prepare
 
@@ -426,3 +427,22 @@ def test_an_activity_over_the_byte_limit_is_413() -> None:
     assert result.error.code == "payload_too_large"
     assert str(len(raw) - 1) in result.error.message
     assert result.payload == raw
+
+
+def test_a_data_input_naming_an_erased_email_is_refused_and_not_kept() -> None:
+    secret = b"k" * 32
+    erased = Suppressed(secret, frozenset({identity_digest(secret, EMAIL, "gone@example.com")}))
+    snapshot = Snapshot(types=SNAPSHOT.types, suppressed=erased)
+    activity = {
+        "type": "datainput",
+        "value": "f",
+        "contactFields": {"ContactEmail": "Gone@example.com"},
+    }
+    result = prepare(msgspec.json.encode(activity), snapshot, NOW, LIMIT)
+    assert isinstance(result, Rejected)
+    assert (result.status, result.error.code, result.keep) == (403, "contact_erased", False)
+    assert result.type_code == "datainput"
+    other = {**activity, "contactFields": {"ContactEmail": "kept@example.com"}}
+    assert isinstance(prepare(msgspec.json.encode(other), snapshot, NOW, LIMIT), Accepted)
+    # Without suppressions the same data input is accepted.
+    assert isinstance(run(activity), Accepted)

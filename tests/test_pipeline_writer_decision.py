@@ -229,3 +229,51 @@ def test_replays_mark_their_rejected_activity_with_the_outcome() -> None:
     # A replay that stays rejected keeps its one rejected row: no second one.
     assert decision.rows.rejected == []
     assert [column(r, "id") for r in decision.rows.activities] == [stored.id]
+
+
+def test_the_items_of_an_erased_contact_are_refused_and_written_nowhere() -> None:
+    gone = new_id()
+    items = (click(), BAD)
+    decision = decide([job(*items, contact=gone), job(click())], reads(erased={gone}), CODEC)
+    [erased, stored] = decision.results
+    assert [(r.status, r.error and r.error.code) for r in erased] == [
+        (403, "contact_erased"),
+        (403, "contact_erased"),
+    ]
+    assert stored[0].status == 202
+    # Not a missing contact (a 404 of the whole request): answered per item.
+    assert decision.missing == [False, False]
+    assert decision.rows.rejected == []
+    assert len(decision.rows.activities) == 1
+
+
+def test_a_missing_contact_that_was_not_erased_is_still_a_404() -> None:
+    gone = new_id()
+    decision = decide([job(click(), contact=gone)], reads(), CODEC)
+    assert decision.missing == [True]
+    assert decision.results[0][0].status == 404
+    assert len(decision.rows.rejected) == 1
+
+
+def test_a_rejected_item_not_to_keep_is_answered_and_not_written() -> None:
+    quiet = Rejected(403, ErrorDetail("contact_erased", "Erased."), b"{}", "datainput", keep=False)
+    decision = decide([job(quiet, BAD)], reads(), CODEC)
+    assert [r.status for r in decision.results[0]] == [403, 400]
+    assert [column(r, "reason", REJECTED_COLUMNS) for r in decision.rows.rejected] == [
+        "missing_field"
+    ]
+
+
+def test_jobs_that_keep_ids_answer_208_for_an_id_stored_before_or_earlier_in_the_batch() -> None:
+    known, new = click(), click()
+    again = click(id=new.id)
+    decision = decide(
+        [job(known, new, keep_ids=True), job(again, keep_ids=True)],
+        reads(replays={known.id}),
+        CODEC,
+    )
+    assert decision.results == [
+        [ActivityResult(208, known.id), ActivityResult(202, new.id)],
+        [ActivityResult(208, new.id)],
+    ]
+    assert [column(r, "id") for r in decision.rows.activities] == [new.id]

@@ -36,6 +36,7 @@ from waypost.ratelimit import RedisRateLimiter
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.consents import ConsentCreate, ConsentText
+from waypost.services.erasure import Actor
 from waypost.services.keys import CreatedKey
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
@@ -1186,3 +1187,23 @@ def test_a_nul_character_in_a_body_is_a_400(
     # PostgreSQL text cannot hold NUL; it is refused before it reaches the database.
     error = expect_error(site.post(route, body.encode()), 400, "invalid_field")
     assert "NUL" in error["message"]
+
+
+def test_an_erased_person_is_refused_by_identify_and_activities_and_nothing_is_kept(
+    site: Site, loan: ActivityType, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    visitor = site.visitor()
+    body = {"contact": visitor, "cookieLevel": "all", "email": "Gone@Example.com"}
+    named = site.post("identify", body)
+    assert named.status_code == 200, named.text
+    hub.erasure.erase(uuid.UUID(named.json()["contact"]), Actor("key", None))
+    before = len(site.rejected())
+    # Another browser names the email; the erased browser keeps sending its contact.
+    other = site.visitor()
+    refused = site.post("identify", {**body, "contact": other, "email": "gone@example.com"})
+    expect_error(refused, 403, "contact_erased")
+    expect_error(site.post("identify", body), 403, "contact_erased")
+    activity = {"type": loan.code_name, "value": "1"}
+    expect_error(site.log(visitor, activity, "all"), 403, "contact_erased")
+    assert len(site.rejected()) == before
+    assert site.log(other, activity, "all").status_code == 202

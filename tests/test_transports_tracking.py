@@ -22,6 +22,7 @@ from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import ChannelCreate
+from waypost.services.consents import ConsentCreate
 from waypost.services.keys import CreatedKey
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
@@ -1105,3 +1106,34 @@ def test_an_admin_key_is_told_to_use_a_tracking_key(
     assert answer.json()["error"]["message"] == (
         "An admin key cannot use the tracking API; use a tracking key (wpt_...)."
     )
+
+
+@pytest.mark.parametrize(("opt_out", "stored_without_consent"), [(None, False), (False, True)])
+def test_server_side_logging_on_a_website_channel_follows_its_tracking_consent(
+    make_tracker: Callable[..., Tracker],
+    hub: Hub,
+    opt_out: bool | None,
+    stored_without_consent: bool,
+) -> None:
+    hub.consents.create(ConsentCreate(code_name="Tracking", display_name="Tracking"))
+    fields: dict[str, Any] = {"kind": "website", "tracking_consent": "Tracking"}
+    if opt_out is not None:
+        fields["enforce_consent"] = opt_out
+    tracker = make_tracker(**fields)
+    contact = tracker.new_contact()
+    [before] = tracker.log([{"type": "click", "value": "a"}], contact)
+    if stored_without_consent:
+        assert before["status"] == 202
+        assert stored(hub, before["id"]).consent_agreed is False
+    else:
+        assert (before["status"], before["error"]["code"]) == (403, "consent_required")
+        [kept] = rejected_rows(hub)
+        assert kept.reason == "consent_required"
+    agreed = tracker.client.post(
+        f"/tracking/contacts/{contact}/consents/Tracking", json={"agree": True},
+        headers=tracker.headers,
+    )  # fmt: skip
+    assert agreed.status_code == 200
+    [after] = tracker.log([{"type": "click", "value": "b"}], contact)
+    assert after["status"] == 202
+    assert stored(hub, after["id"]).consent_agreed is True

@@ -30,6 +30,7 @@ from waypost.api import (
     exports,
     groups,
     keys,
+    personal_data,
     playbooks,
     reports,
     webhooks,
@@ -71,6 +72,7 @@ def admin_operations() -> list[Operation]:
         *groups.OPERATIONS,
         *playbooks.OPERATIONS,
         *exports.OPERATIONS,
+        *personal_data.OPERATIONS,
         *reports.OPERATIONS,
         *webhooks.OPERATIONS,
     ]

@@ -11,6 +11,7 @@ import msgspec
 from waypost.console import cli_settings, hub_session
 from waypost.data_commands import export, purge
 from waypost.hub import Hub
+from waypost.import_commands import import_file
 from waypost.settings import Settings
 from waypost.setup_commands import channels, keys, types
 from waypost.store import migrate
@@ -241,6 +242,7 @@ main.add_command(types)
 main.add_command(channels)
 main.add_command(purge)
 main.add_command(export)
+main.add_command(import_file)
 
 
 if __name__ == "__main__":  # pragma: no cover

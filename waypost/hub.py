@@ -16,10 +16,13 @@ from waypost.services.browser_consents import BrowserConsentService
 from waypost.services.channels import ChannelService
 from waypost.services.collectors import CollectorService
 from waypost.services.consents import ConsentService
+from waypost.services.contact_export import ContactExportService
 from waypost.services.contacts import ContactService
+from waypost.services.erasure import ErasureService
 from waypost.services.exports import ExportService
 from waypost.services.group_updates import GroupUpdater
 from waypost.services.groups import GroupService
+from waypost.services.imports import ImportService
 from waypost.services.keys import KeyService
 from waypost.services.playbook_triggers import PlaybookTriggers
 from waypost.services.playbooks import PlaybookService
@@ -30,6 +33,7 @@ from waypost.services.retention import RetentionService
 from waypost.services.rollups import RollupService
 from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
+from waypost.services.suppressions import SuppressionService
 from waypost.services.users import UserService
 from waypost.services.webhook_deliveries import WebhookDeliveryService
 from waypost.services.webhook_dispatcher import WebhookDispatcher
@@ -58,6 +62,9 @@ class Hub:
         self.contacts = ContactService(self.store)
         self.activities = ActivityService(self.store)
         self.exports = ExportService(self.store, self.activities)
+        self.contact_exports = ContactExportService(self.store, self.activities)
+        self.erasure = ErasureService(self.store, settings.purge_batch_size)
+        self.suppressions = SuppressionService(self.store)
         self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)
         self.writer = Writer(
             self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000
@@ -100,6 +107,9 @@ class Hub:
         self.webhook_endpoints = WebhookEndpointService(self.store, settings, self.clock)
         self.webhook_deliveries = WebhookDeliveryService(
             self.store, self.clock, wake=self.wake_webhooks
+        )
+        self.imports = ImportService(
+            self.store, self.catalog, self.writer, self.segment, settings.max_activity_bytes
         )
         self.retention = RetentionService(self.store, settings, self.clock)
         # Started by the server (create_app's lifespan), not by commands and scripts.

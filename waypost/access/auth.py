@@ -117,13 +117,13 @@ def bearer_key(snapshot: Snapshot, authorization: str | None) -> Principal | Non
     return Principal(info.id, info.access, info.channel_id)
 
 
-async def api_principal(hub: Hub, request: Request, tag: str) -> Principal | None:
+async def api_principal(hub: Hub, request: Request, tag: str) -> Principal | Session:
     """Authenticate an admin API request: a bearer admin key, or else a UI session cookie.
 
     A bearer key wins when both are sent. Under a session the user's role decides (403
     otherwise), and a request that changes something must carry the session's CSRF token in
     the ``X-CSRF-Token`` header, since a browser sends the cookie whoever made the request.
-    Returns the key's principal, or None for a session.
+    Returns the key's principal, or the session.
     """
     authorization = request.headers.get("authorization")
     token = request.cookies.get(SESSION_COOKIE)
@@ -158,4 +158,4 @@ async def api_principal(hub: Hub, request: Request, tag: str) -> Principal | Non
             "session's CSRF token in an 'X-CSRF-Token' header (the admin pages hold it in "
             '<meta name="csrf-token">).',
         )
-    return None
+    return session

@@ -26,6 +26,8 @@ Area = Literal[
     "consents",
     "users",
     "account",
+    # A contact's data, its erasure, suppressions and the erasure log: admins only.
+    "privacy",
 ]
 
 # What each role may read, and what it may change. Admins may do everything.
@@ -73,6 +75,7 @@ TAG_AREAS: dict[str, Area] = {
     "Reports": "reports",
     "Playbooks": "playbooks",
     "Webhooks": "webhooks",
+    "Personal data": "privacy",
 }
 
 

@@ -30,6 +30,7 @@ from waypost.errors import (
     nul_refused,
 )
 from waypost.openapi_types import Auth
+from waypost.services.sessions import Session
 from waypost.store import StorageUnavailable
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class Call(Generic[B, Q]):
     principal: Principal | None
     # Query parameters the query type leaves to the handler (see ``extra_prefix``).
     extra: Mapping[str, str] = field(default_factory=dict)
+    # The user of the admin UI whose session cookie authenticated the call (no key then).
+    user_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -256,9 +259,14 @@ def build_route(operation: Operation, hub: Hub, reserved: frozenset[str] = froze
     async def endpoint(request: Request) -> Response:
         try:
             principal = None
+            user_id = None
             if operation.auth == "admin":
                 # A bearer admin key, or the session cookie of a user of the admin UI.
-                principal = await api_principal(hub, request, operation.tag)
+                caller = await api_principal(hub, request, operation.tag)
+                if isinstance(caller, Session):
+                    user_id = caller.user.id
+                else:
+                    principal = caller
             body: Any = None
             if body_type is not None:
                 raw = await bounded_body(request, limit)
@@ -270,7 +278,9 @@ def build_route(operation: Operation, hub: Hub, reserved: frozenset[str] = froze
                 check_no_nul(request.query_params.multi_items())
                 plain, extra = split_query(request.query_params, query_type)
                 query = decode_query(plain, query_type)
-            call: Call[Any, Any] = Call(hub, body, query, request.path_params, principal, extra)
+            call: Call[Any, Any] = Call(
+                hub, body, query, request.path_params, principal, extra, user_id
+            )
             result = await run_in_threadpool(operation.handler, call)
         except ApiError as exc:
             return error_response(exc)

@@ -37,3 +37,11 @@ def normalise_origin(origin: str) -> str:
 def is_valid_language(code: str) -> bool:
     """A language code such as ``en``, ``en-US`` or ``cs``."""
     return LANGUAGE.match(code) is not None
+
+
+def enforces_by_default(kind: ChannelKind, tracking_consent: str | None) -> bool:
+    """Whether a channel enforces its tracking consent when not told: a website channel that
+    names one does (Kentico logs activities on website channels only for contacts who
+    agreed to be tracked, from server-side code as from the page); a headless channel leaves
+    consent to the application, as Kentico's headless tracking does."""
+    return kind == "website" and tracking_consent is not None

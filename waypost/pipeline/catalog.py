@@ -1,4 +1,5 @@
-"""An in-memory copy of keys, channels, activity types and consents for the hot path.
+"""An in-memory copy of keys, channels, activity types, consents and the suppressed
+identities of erased contacts, for the hot path.
 
 Each process reloads it once a change to what it holds is published on the store's change feed
 (services announce every change they commit, see waypost/store/changes.py), and at least every
@@ -15,9 +16,16 @@ from dataclasses import dataclass, field
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy import Connection
 
 from waypost.domain.fields import FieldSpec
 from waypost.domain.keys import Access
+from waypost.domain.suppressions import Suppressed
+from waypost.records.suppressions import (
+    SuppressionsVersion,
+    load_suppressed,
+    suppressions_version,
+)
 from waypost.store import Change, Store
 from waypost.store.schema import activity_types, api_keys, channels, consents
 from waypost.store.type_fields import load_type_fields
@@ -73,6 +81,8 @@ class Snapshot:
     aliases: dict[str, TypeInfo] = field(default_factory=dict)
     consents: dict[str, tuple[uuid.UUID, int]] = field(default_factory=dict)
     all_origins: frozenset[str] = frozenset()
+    # The identities of erased contacts (docs/data-lifecycle.md#a-contacts-data).
+    suppressed: Suppressed = field(default_factory=Suppressed)
 
 
 DEFAULT_PER_CONTACT = RateLimitInfo(10, 86400)
@@ -85,7 +95,7 @@ class _Limits(msgspec.Struct):
 
 
 # What the catalog holds; it does not hold groups.
-CACHED_KINDS = frozenset({"channel", "key", "activity_type", "consent"})
+CACHED_KINDS = frozenset({"channel", "key", "activity_type", "consent", "suppression"})
 
 
 class Catalog:
@@ -98,6 +108,9 @@ class Catalog:
         self._loaded_at = 0.0
         self._generation = 0
         self._lock = threading.Lock()
+        # The suppressions as last read, kept across reloads while they have not changed: an
+        # installation may have erased many people, and the catalog reloads every few seconds.
+        self._suppressed: tuple[SuppressionsVersion, Suppressed] | None = None
 
     def invalidate(self) -> None:
         """Forget the cached copy; the next use reloads it."""
@@ -147,6 +160,7 @@ class Catalog:
             channel_rows = conn.execute(sa.select(channels)).all()
             type_rows = conn.execute(sa.select(activity_types)).all()
             fields = load_type_fields(conn)
+            suppressed = self._load_suppressed(conn)
         consent_map = {r.code_name: (r.id, r.version) for r in consent_rows}
         keys = {r.key_hash: KeyInfo(r.id, r.access, r.channel_id, r.enabled) for r in key_rows}
         channel_map: dict[uuid.UUID, ChannelInfo] = {}
@@ -182,4 +196,13 @@ class Catalog:
             for alias in r.aliases:
                 aliases[alias] = info
         origins = frozenset(o for c in channel_map.values() for o in c.allowed_origins)
-        return Snapshot(keys, channel_map, types, aliases, consent_map, origins)
+        return Snapshot(keys, channel_map, types, aliases, consent_map, origins, suppressed)
+
+    def _load_suppressed(self, conn: Connection) -> Suppressed:
+        version = suppressions_version(conn)
+        kept = self._suppressed
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        loaded = load_suppressed(conn)
+        self._suppressed = (version, loaded)
+        return loaded

@@ -21,6 +21,7 @@ from waypost.domain.field_values import (
     parse_datetime,
     validate_fields,
 )
+from waypost.domain.suppressions import EMAIL, contact_erased
 from waypost.domain.titles import MAX_TITLE, activity_title
 from waypost.errors import (
     ApiError,
@@ -131,12 +132,21 @@ class Accepted:
 
 @dataclass(slots=True)
 class Rejected:
-    """An activity that will not be stored; it is kept as a rejected activity."""
+    """An activity that will not be stored; it is kept as a rejected activity, unless ``keep``
+    is off (one naming an erased contact is stored nowhere)."""
 
     status: int
     error: ErrorDetail
     payload: bytes
     type_code: str | None
+    keep: bool = True
+
+
+def erased(payload: bytes, type_code: str | None) -> Rejected:
+    """The answer to an activity that names an erased contact: 403 ``contact_erased``, and
+    no rejected activity either (docs/data-lifecycle.md#a-contacts-data)."""
+    error = contact_erased("The contact this activity names")
+    return Rejected(403, error.detail, payload, type_code and type_code[:MAX_NAME], keep=False)
 
 
 def reject(error: ApiError, payload: bytes, type_code: str | None) -> Rejected:
@@ -184,9 +194,18 @@ def prepare(
     except ApiError as exc:
         return reject(exc, raw, _loose_type(raw))
     try:
-        return _check(activity, raw, snapshot, now)
+        accepted = _check(activity, raw, snapshot, now)
     except ApiError as exc:
         return reject(exc, raw, activity.type)
+    # A data input naming an erased contact's email: checked only when some contact was
+    # erased, so the hot path pays nothing otherwise.
+    if (
+        snapshot.suppressed
+        and accepted.contact_fields
+        and snapshot.suppressed.names(EMAIL, accepted.contact_fields.get("email"))
+    ):
+        return erased(raw, activity.type)
+    return accepted
 
 
 def _check(activity: ActivityIn, raw: bytes, snapshot: Snapshot, now: dt.datetime) -> Accepted:

@@ -41,6 +41,7 @@ from waypost.pipeline.writer_decision import (
 from waypost.pipeline.writer_rows import Statements, write_rows
 from waypost.records.consents import ConsentState, current_states
 from waypost.records.contacts import contact_not_found
+from waypost.records.suppressions import erased_contacts
 from waypost.store import StorageUnavailable, Store
 from waypost.store.codec import Codec
 from waypost.store.schema import activities
@@ -225,11 +226,18 @@ class Writer:
 
     def _read(self, conn: Connection, batch: list[Job]) -> Reads:
         contacts = self._resolve_contacts(conn, batch)
+        # Only contacts that were not found can have been erased: the usual batch asks nothing.
+        missing = {
+            job.contact_id
+            for job in batch
+            if job.contact_id is not None and job.contact_id not in contacts
+        }
         return Reads(
             contacts,
             self._consent_states(conn, batch, contacts),
             self._stored_client_ids(conn, batch),
-            self._stored_replays(conn, batch),
+            self._stored_ids(conn, batch),
+            erased_contacts(conn, missing),
         )
 
     def _resolve_contacts(self, conn: Connection, batch: list[Job]) -> dict[uuid.UUID, uuid.UUID]:
@@ -277,11 +285,13 @@ class Writer:
                 states[(consent_id, contact)] = state
         return states
 
-    def _stored_replays(self, conn: Connection, batch: list[Job]) -> set[uuid.UUID]:
+    def _stored_ids(self, conn: Connection, batch: list[Job]) -> set[uuid.UUID]:
+        """Those ids of the items of replays and imports that keep their ids that are stored
+        already."""
         wanted = [
             item.id
             for job in batch
-            if job.replay_of is not None
+            if job.replay_of is not None or job.keep_ids
             for item in job.items
             if isinstance(item, Accepted)
         ]

@@ -20,7 +20,7 @@ import msgspec
 
 from waypost.errors import ErrorDetail
 from waypost.pipeline.catalog import ChannelInfo
-from waypost.pipeline.prepare import Accepted, Rejected
+from waypost.pipeline.prepare import Accepted, Rejected, erased
 from waypost.pipeline.writer_rows import (
     BatchRows,
     DataInput,
@@ -68,6 +68,9 @@ class Job:
     require_consent: bool | None = None
     # Decide, answer, but write nothing (a replay's dry run).
     dry_run: bool = False
+    # Store each activity under the id it has (an import of exported activities): one stored
+    # under that id already is answered 208, as a retry with a client id is.
+    keep_ids: bool = False
     # Set by the writer's submit methods: called with the outcome once committed, in
     # ``loop`` when one is set (the writer wakes each loop once per commit for all of its jobs).
     done: Callable[[Outcome], None] = _ignore
@@ -90,8 +93,11 @@ class Reads:
     consents: dict[tuple[uuid.UUID, uuid.UUID], ConsentState]
     # (channel, client id) -> the activity stored under it, for 208 answers.
     client_ids: ClientIds
-    # The replayed items' ids already stored (by a replay racing this one).
+    # The replayed items' ids already stored (by a replay racing this one), and the ids of
+    # the items of ``keep_ids`` jobs already stored.
     replays: set[uuid.UUID]
+    # The jobs' contacts that do not exist because they were erased (the ids are suppressed).
+    erased: set[uuid.UUID] = field(default_factory=set)
 
 
 @dataclass
@@ -116,9 +122,15 @@ def decide(
     decision = Decision(BatchRows(latest=batch[-1].received_at))
     # Activities stored earlier in the batch answer later retries with 208 as well.
     seen = dict(reads.client_ids)
+    stored_ids = set(reads.replays)
     for job in batch:
         contact = reads.contacts.get(job.contact_id) if job.contact_id is not None else None
         missing = job.contact_id is not None and contact is None
+        if missing and job.contact_id in reads.erased:
+            # Nothing of an erased contact is stored, not even as a rejected activity.
+            decision.results.append([_erased(item) for item in job.items])
+            decision.missing.append(False)
+            continue
         consent_id = job.channel.tracking_consent_id
         state = (
             reads.consents.get((consent_id, contact))
@@ -127,7 +139,7 @@ def decide(
         )
         decision.results.append(
             _decide_job(
-                c, decision.rows, job, contact, missing, state, seen, reads.replays, listened
+                c, decision.rows, job, contact, missing, state, seen, stored_ids, listened
             )
         )
         decision.missing.append(missing)
@@ -142,7 +154,7 @@ def _decide_job(
     missing: bool,
     state: ConsentState | None,
     seen: ClientIds,
-    replayed: set[uuid.UUID],
+    stored_ids: set[uuid.UUID],
     listened: AbstractSet[uuid.UUID],
 ) -> list[ActivityResult]:
     channel = job.channel
@@ -162,7 +174,7 @@ def _decide_job(
             if job.replay_of is not None:
                 mark = replay_mark(c, job.received_at, item.error.code, None, job.replay_of)
                 rows.replay_marks.append(mark)
-            else:
+            elif item.keep:
                 rows.rejected.append(
                     rejected_row(
                         c, item, channel.id, contact or job.contact_id, job.source, job.received_at
@@ -171,9 +183,11 @@ def _decide_job(
             results.append(ActivityResult(item.status, error=item.error))
             continue
         assert contact is not None, "a job without a contact holds rejected items only"
-        # Replays store under the rejected activity's id: one stored meanwhile (by a replay
-        # racing this one) is a duplicate, not a second row.
-        earlier = item.id if job.replay_of is not None and item.id in replayed else None
+        # Replays store under the rejected activity's id, imports under the exported id: one
+        # stored already (by a replay racing this one, an earlier import, or earlier in this
+        # batch) is a duplicate, not a second row.
+        keeps_id = job.replay_of is not None or job.keep_ids
+        earlier = item.id if keeps_id and item.id in stored_ids else None
         if earlier is None and item.client_id is not None:
             key = (channel.id, item.client_id)
             earlier = seen.get(key)
@@ -185,6 +199,8 @@ def _decide_job(
                 rows.replay_marks.append(mark)
             results.append(ActivityResult(208, earlier))
             continue
+        if keeps_id:
+            stored_ids.add(item.id)
         if listened and item.type.id in listened:
             rows.listened.append(
                 Listened(len(rows.activities), item, contact, channel.id, job.received_at)
@@ -192,6 +208,12 @@ def _decide_job(
         _store(c, rows, job, item, contact, state)
         results.append(ActivityResult(202, item.id))
     return results
+
+
+def _erased(item: Accepted | Rejected) -> ActivityResult:
+    type_code = item.type.code_name if isinstance(item, Accepted) else item.type_code
+    refused = erased(item.payload, type_code)
+    return ActivityResult(refused.status, error=refused.error)
 
 
 def _refused(job: Job, item: Accepted | Rejected, missing: bool) -> Rejected:

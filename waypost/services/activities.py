@@ -231,7 +231,7 @@ class ActivityService:
             ).first()
         if row is None:
             raise ApiError(404, "not_found", "No rejected activity has that identifier.")
-        return _rejected(row)
+        return rejected_of(row)
 
     def rejected(self, query: RejectedQuery) -> Page[RejectedActivity]:
         r = rejected_activities
@@ -253,7 +253,7 @@ class ActivityService:
             )
         with self.store.read() as conn:
             rows = conn.execute(stmt).all()
-        items = [_rejected(row) for row in rows[: query.limit]]
+        items = [rejected_of(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         return Page(items, _next_cursor(items[-1].received_at, items[-1].id) if more else None)
 
@@ -288,7 +288,7 @@ def activity_of(r: sa.Row[Any]) -> Activity:
     )
 
 
-def _rejected(row: sa.Row[Any]) -> RejectedActivity:
+def rejected_of(row: sa.Row[Any]) -> RejectedActivity:
     return RejectedActivity(
         id=row.id,
         reason=row.reason,

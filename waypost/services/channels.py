@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from waypost.domain.channels import (
     LANGUAGE,
     ChannelKind,
+    enforces_by_default,
     is_valid_language,
     normalise_origin,
 )
@@ -45,14 +46,15 @@ Origin = Annotated[
 
 
 class ChannelCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """A new channel. ``tracking_consent`` is a consent code name."""
+    """A new channel. ``tracking_consent`` is a consent code name. ``enforce_consent`` left
+    out (or null) is on for a website channel with a tracking consent, off otherwise."""
 
     name: Name
     kind: ChannelKind
     allowed_origins: list[Origin] = msgspec.field(default_factory=list)
     default_language: Language = "en"
     tracking_consent: str | None = None
-    enforce_consent: bool = False
+    enforce_consent: bool | None = None
     unknown_events: UnknownEvents = "reject"
 
 
@@ -139,7 +141,10 @@ class ChannelService:
             return self.create_in(conn, body)
 
     def create_in(self, conn: Connection, body: ChannelCreate) -> Channel:
-        self._check_consent(conn, body.tracking_consent, body.enforce_consent)
+        enforce = body.enforce_consent
+        if enforce is None:
+            enforce = enforces_by_default(body.kind, body.tracking_consent)
+        self._check_consent(conn, body.tracking_consent, enforce)
         now = utcnow()
         channel_id = new_id()
         values = {
@@ -149,7 +154,7 @@ class ChannelService:
             "allowed_origins": _origins(body.allowed_origins),
             "default_language": _language(body.default_language),
             "tracking_consent": body.tracking_consent,
-            "enforce_consent": body.enforce_consent,
+            "enforce_consent": enforce,
             "unknown_events": body.unknown_events,
             "identity_secret": secrets.token_urlsafe(32),
             "created_at": now,
@@ -195,6 +200,10 @@ class ChannelService:
             enforce = current.enforce_consent
             if body.enforce_consent is not msgspec.UNSET:
                 enforce = values["enforce_consent"] = body.enforce_consent
+            elif current.tracking_consent is None and consent is not None:
+                # A website channel that names a tracking consent for the first time enforces
+                # it, as one created with it does, unless the same change says otherwise.
+                enforce = values["enforce_consent"] = enforces_by_default(current.kind, consent)
             if body.unknown_events is not msgspec.UNSET:
                 values["unknown_events"] = body.unknown_events
             self._check_consent(conn, consent, enforce)

@@ -93,3 +93,15 @@ def lock_for_update(conn: Connection, contact_ids: list[uuid.UUID]) -> None:
     # another process's update of member_count (FOR NO KEY UPDATE), so two processes that
     # both hold it never deadlock upgrading it.
     conn.execute(sa.select(contact_groups.c.id).with_for_update(read=True, key_share=True))
+
+
+def lock_for_erasure(conn: Connection, contact_id: uuid.UUID) -> None:
+    """First thing in the transaction that erases a contact (services/erasure.py): wait for
+    the full computations under way and keep new ones waiting, as an incremental update does,
+    then lock the contact for deletion, so that no activity, merge or group evaluation of it
+    runs until the erasure commits; those that do then find no contact."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(_shared, {"key": COMPUTING})
+    conn.execute(sa.text("SELECT id FROM contacts WHERE id = :id FOR UPDATE"), {"id": contact_id})
+    conn.execute(sa.select(contact_groups.c.id).with_for_update(read=True, key_share=True))

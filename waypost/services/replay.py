@@ -32,7 +32,7 @@ from waypost.store.schema import rejected_activities
 CHUNK = 500
 
 # The sources whose events name their types by code name or alias.
-ALIASED_SOURCES = ("segment", "posthog", "snowplow")
+ALIASED_SOURCES = ("segment", "posthog", "snowplow", "import")
 
 
 class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):

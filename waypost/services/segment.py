@@ -29,6 +29,7 @@ from waypost.domain.segment import (
     occurred_at,
     traits_of,
 )
+from waypost.domain.suppressions import ANONYMOUS_ID, EMAIL, USER_ID, Suppressed
 from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -59,6 +60,8 @@ class Plan:
     drafts_created: bool = False
     # Contacts merged, (source, target), once committed: rate limits follow them.
     merges: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+    # Messages naming an erased contact: applied to nothing and stored nowhere.
+    erased: int = 0
 
 
 class SegmentService:
@@ -80,6 +83,9 @@ class SegmentService:
             resolver = Resolver(conn, SEGMENT_IDS, channel.id)
             drafts: dict[str, str] = {}
             for message, raw in messages:
+                if snapshot.suppressed and names_erased(snapshot.suppressed, message):
+                    plan.erased += 1
+                    continue
                 try:
                     check_text(raw)
                     self._one(
@@ -208,6 +214,23 @@ class SegmentService:
         drafts[event] = code
         plan.drafts_created = True
         return code
+
+
+def names_erased(suppressed: Suppressed, message: Message) -> bool:
+    """Whether the message names an erased contact: by its userId, anonymousId or previousId
+    (an alias's, which may be either), or by an email in its traits."""
+    user_id, anonymous_id = ident(message.user_id), ident(message.anonymous_id)
+    previous = ident(message.previous_id)
+    email = traits_of(message).get("email")
+    return suppressed.any_of(
+        [
+            (USER_ID, user_id),
+            (ANONYMOUS_ID, anonymous_id),
+            (USER_ID, previous),
+            (ANONYMOUS_ID, previous),
+            (EMAIL, email.strip() if isinstance(email, str) else None),
+        ]
+    )
 
 
 def _external_id(value: str | int | None, name: str) -> str | None:

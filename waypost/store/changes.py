@@ -1,5 +1,6 @@
 """Changes to what processes cache (channels, keys, activity types, consents, groups,
-playbooks, webhook endpoints), announced once the transaction that made them has committed.
+playbooks, webhook endpoints, the suppressions of erased identities), announced once the
+transaction that made them has committed.
 
 A service notes a change inside its write transaction with :func:`announce`; the Store
 publishes the notes on its :class:`ChangeFeed` after the commit, and drops them when the
@@ -22,7 +23,14 @@ from sqlalchemy import Connection
 log = logging.getLogger("waypost.changes")
 
 ChangeKind = Literal[
-    "channel", "key", "activity_type", "consent", "group", "playbook", "webhook_endpoint"
+    "channel",
+    "key",
+    "activity_type",
+    "consent",
+    "group",
+    "playbook",
+    "webhook_endpoint",
+    "suppression",
 ]
 
 # Where a write transaction's notes wait for its commit (see Store.write).

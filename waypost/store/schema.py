@@ -587,3 +587,52 @@ worker_leases = Table(
     Column("owner", String(200), nullable=True),
     Column("expires_at", UtcDateTime(), nullable=True),
 )
+
+# The identities of erased contacts (docs/data-lifecycle.md#a-contacts-data): an activity,
+# identify or Segment message naming one is refused (403 contact_erased) and stored nowhere.
+# Only a keyed hash is kept (HMAC-SHA256 of the kind and the value with the installation's
+# ``suppressions`` secret), never the email, the external id or the contact id itself.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    # "email", "contact" (an erased contact's id) or an external id's kind ("user_id", ...).
+    Column("kind", String(32), nullable=False),
+    # The erasure that added it; null once that erasure's record is gone.
+    Column("erasure_id", Uuid(), nullable=True),
+    _now_column("created_at"),
+    Index("uq_suppressions_digest", "digest", unique=True),
+    Index("ix_suppressions_erasure", "erasure_id"),
+)
+
+# Each erasure of a contact's data: who asked (an admin key or a user of the admin UI, by id),
+# when, and how many rows of each kind went, without any personal data (no contact id, no
+# email: the record must not name what it erased).
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    # "key" or "user"; ``actor_id`` is the key's or the user's id.
+    Column("actor_kind", String(16), nullable=False),
+    Column("actor_id", Uuid(), nullable=True),
+    _now_column("erased_at"),
+    # The contact and the contacts merged into it.
+    Column("contacts", Integer(), nullable=False),
+    # Rows deleted per kind ("activities", "consent_agreements", ...).
+    Column("deleted", JSON(), nullable=False),
+    Column("suppressions", Integer(), nullable=False),
+    Column("duration_ms", BigInteger(), nullable=False),
+    Index("ix_erasures_erased_at", "erased_at"),
+)
+
+# Secrets of this installation, made at random the first time one is needed and kept in the
+# database (not a setting with a default that every installation would share): every node of
+# an installation reads the same one.
+installation_secrets = Table(
+    "installation_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("secret", String(200), nullable=False),
+    _now_column("created_at"),
+)

@@ -18,6 +18,7 @@ import msgspec
 from anyio import to_thread
 
 from waypost.domain.contact_fields import is_email
+from waypost.domain.suppressions import CONTACT, EMAIL, contact_erased
 from waypost.errors import ApiError, ErrorBody, holds_nul, nul_refused
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -210,6 +211,8 @@ class BrowserApp(Transport):
         refused = cookie_level_refusal(body.cookie_level)
         if refused is not None:
             raise refused
+        if snapshot.suppressed.any_of([(EMAIL, email), (CONTACT, body.contact)]):
+            raise contact_erased("The person this identify names")
         # Any identify may create a contact (an email new to this browser is another person).
         decisions = await self._new_contact(ip)
         try:

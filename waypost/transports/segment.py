@@ -19,6 +19,7 @@ import msgspec
 from anyio import to_thread
 
 from waypost.domain.segment import Message
+from waypost.domain.suppressions import contact_erased
 from waypost.errors import ApiError, check_depth, too_deep
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -114,6 +115,10 @@ class SegmentApp(Transport):
         plan = await to_thread.run_sync(
             self.hub.segment.plan, channel, snapshot, messages, sent_at, received_at
         )
+        if plan.erased and plan.erased == len(messages):
+            # Every message named an erased contact: nothing was stored, and the caller is
+            # told why. (With other messages beside them, those are stored and it is 200.)
+            raise contact_erased("The contact these messages name")
         if plan.drafts_created:
             self.catalog.invalidate()
             snapshot = await self.snapshot(request)

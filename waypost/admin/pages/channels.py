@@ -26,6 +26,13 @@ UNKNOWN_EVENTS = (
 )
 
 
+ENFORCE_OPTIONS = (
+    ("", "As the kind says: enforced on a website channel, not on a headless one"),
+    ("1", "Enforce: refuse activities of contacts who have not agreed"),
+    ("0", "Do not enforce: store them, recording that the consent was missing"),
+)
+
+
 def values_of(found: Channel | None) -> dict[str, Any]:
     return {
         "name": found.name if found else "",
@@ -33,7 +40,7 @@ def values_of(found: Channel | None) -> dict[str, Any]:
         "allowed_origins": "\n".join(found.allowed_origins) if found else "",
         "default_language": found.default_language if found else "en",
         "tracking_consent": (found.tracking_consent or "") if found else "",
-        "enforce_consent": found.enforce_consent if found else False,
+        "enforce_consent": ("1" if found.enforce_consent else "0") if found else "",
         "unknown_events": found.unknown_events if found else "reject",
     }
 
@@ -45,7 +52,7 @@ def values_from(form: Form) -> dict[str, Any]:
         "allowed_origins": form.get("allowed_origins"),
         "default_language": form.get("default_language"),
         "tracking_consent": form.get("tracking_consent"),
-        "enforce_consent": form.checked("enforce_consent"),
+        "enforce_consent": form.get("enforce_consent"),
         "unknown_events": form.get("unknown_events"),
     }
 
@@ -57,9 +64,11 @@ def body_from(form: Form, creating: bool) -> ChannelCreate | ChannelUpdate:
         "allowed_origins": form.get("allowed_origins").replace(",", " ").split(),
         "default_language": form.get("default_language"),
         "tracking_consent": form.get("tracking_consent") or None,
-        "enforce_consent": form.checked("enforce_consent"),
         "unknown_events": form.get("unknown_events") or "reject",
     }
+    # Blank: as the channel's kind says (docs/admin-api.md#channels).
+    if form.get("enforce_consent"):
+        raw["enforce_consent"] = form.checked("enforce_consent")
     if creating:
         raw["kind"] = form.get("kind")
     target: type[ChannelCreate | ChannelUpdate] = ChannelCreate if creating else ChannelUpdate
@@ -82,6 +91,7 @@ def _form(page: Page, found: Channel | None, values: dict[str, Any], **extra: An
         values=values,
         kinds=KINDS,
         unknown_events=UNKNOWN_EVENTS,
+        enforce_options=ENFORCE_OPTIONS,
         consents=_consent_options(page),
         error=extra.pop("error", None),
     )
