@@ -123,6 +123,7 @@ def test_the_settings_pages_share_one_entry_of_the_navigation() -> None:
     assert admin.main[-1] == NavLink("Settings", "/admin/channels", "true")
     assert [(link.label, link.current) for link in admin.settings] == [
         ("Channels", ""), ("Keys", ""), ("Webhooks", ""), ("Consents", ""), ("Users", "page"),
+        ("Erasures", ""),
     ]  # fmt: skip
     elsewhere = navigation(items, "admin", "/admin")
     assert elsewhere.settings == []

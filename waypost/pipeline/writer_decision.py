@@ -138,9 +138,7 @@ def decide(
             else None
         )
         decision.results.append(
-            _decide_job(
-                c, decision.rows, job, contact, missing, state, seen, stored_ids, listened
-            )
+            _decide_job(c, decision.rows, job, contact, missing, state, seen, stored_ids, listened)
         )
         decision.missing.append(missing)
     return decision
