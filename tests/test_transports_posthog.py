@@ -21,6 +21,7 @@ from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel, ChannelCreate
 from waypost.services.consents import ConsentCreate
+from waypost.services.erasure import Actor
 from waypost.services.keys import CreatedKey, KeyCreate
 from waypost.settings import Settings, load_settings
 from waypost.store import Store, make_engine
@@ -535,3 +536,26 @@ def test_pages_create_contacts_within_the_hourly_limit_of_their_address(
         )
     finally:
         hub.close()
+
+
+# -- erased contacts -------------------------------------------------------------------------------
+
+
+def test_events_naming_an_erased_contact_are_refused_and_stored_nowhere(
+    posthog: PostHog, signup: ActivityType, hub: Hub
+) -> None:
+    posthog.send({**event(distinct_id="gone-1"), "$set": {"email": "gone@example.com"}})
+    contact = posthog.contact_of("posthog_anon", "gone-1")
+    hub.erasure.erase(contact, Actor("key", None))
+    stored = len(posthog.activities())
+    rejected = len(posthog.rejected())
+    for sent in (
+        event(distinct_id="gone-1"),
+        {**event(distinct_id="someone-new"), "$set": {"email": "Gone@Example.com "}},
+    ):
+        answer = posthog.post("/batch/", {"api_key": posthog.tracking, "batch": [sent]})
+        posthog_error(answer, 403, "contact_erased")
+    # Beside an event of someone else, the erased one's is dropped and the other stored.
+    posthog.send(event(distinct_id="gone-1"), event(distinct_id="still-here"))
+    assert len(posthog.activities()) == stored + 1
+    assert len(posthog.rejected()) == rejected

@@ -24,6 +24,7 @@ from waypost.domain.collected import Collected
 from waypost.domain.conditions import FIELDS_CHANGED
 from waypost.domain.contact_fields import normalise_email
 from waypost.domain.segment import MappingError, map_traits
+from waypost.domain.suppressions import EMAIL, Suppressed
 from waypost.errors import ErrorDetail
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot, TypeInfo
@@ -73,6 +74,8 @@ class Plan:
     merges: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
     # How many contacts the events created.
     created: int = 0
+    # Events naming an erased contact: applied to nothing and stored nowhere.
+    erased: int = 0
 
 
 class CollectorService:
@@ -95,6 +98,9 @@ class CollectorService:
         with self.store.write() as conn:
             resolver = Resolver(conn, kinds, channel.id, may_create)
             for event in events:
+                if snapshot.suppressed and names_erased(snapshot.suppressed, event, kinds):
+                    plan.erased += 1
+                    continue
                 try:
                     if event.error is not None:
                         raise event.error
@@ -131,6 +137,26 @@ class CollectorService:
             if chosen:
                 activity["fields"] = {**chosen, **activity.get("fields", {})}
         plan.activities.append(Planned(contact, msgspec.json.encode(activity), event.flag))
+
+
+def names_erased(suppressed: Suppressed, event: Collected, kinds: IdKinds) -> bool:
+    """Whether the event names an erased contact: by one of its ids (of the kinds the
+    collector stores them under), the ids of an alias, or an email in its traits."""
+    identities: list[tuple[str, object]] = [
+        (kinds.user, event.user),
+        (kinds.anonymous, event.anonymous),
+        (kinds.user, event.person),
+        (kinds.anonymous, event.person),
+        *event.others,
+    ]
+    if event.alias is not None:
+        for value in event.alias:
+            identities += [(kinds.user, value), (kinds.anonymous, value)]
+    for traits in (event.traits, event.traits_once):
+        email = (traits or {}).get("email")
+        if isinstance(email, str):
+            identities.append((EMAIL, email.strip()))
+    return suppressed.any_of(identities)
 
 
 def find_type(snapshot: Snapshot, names: tuple[str, ...]) -> TypeInfo | None:

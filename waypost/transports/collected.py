@@ -21,6 +21,7 @@ from typing import ClassVar
 from anyio import to_thread
 
 from waypost.domain.collected import Collected
+from waypost.domain.suppressions import contact_erased
 from waypost.errors import ApiError
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -75,6 +76,10 @@ class CollectorTransport(Transport):
             raise
         if not plan.created:
             await self.hub.rate_limiter.forget(decisions)
+        if plan.erased and plan.erased == len(events):
+            # Every event named an erased contact: nothing was stored, and the caller is told
+            # why. (With other events beside them, those are stored as usual.)
+            raise contact_erased("The contact these events name")
         await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
         await self._store(channel, snapshot, plan, when, from_page, ip)
 
