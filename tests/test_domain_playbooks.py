@@ -341,8 +341,12 @@ def test_an_activity_message_carries_the_activity_as_the_admin_api_shows_it() ->
         "url": "https://bank.example/loans",
         "referrer": None,
         "fields": {"amount": "50000.10"},
+        "flags": None,
         "occurred_at": "2026-03-01T12:00:00Z",
         "received_at": "2026-03-01T12:00:00Z",
+        "client_id": None,
+        "consent_agreed": None,
+        "consent_version": None,
     }
 
 

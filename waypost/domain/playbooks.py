@@ -314,8 +314,12 @@ class ActivityData(msgspec.Struct):
     url: str | None
     referrer: str | None
     fields: dict[str, Any] | None
+    flags: list[dict[str, Any]] | None
     occurred_at: dt.datetime
     received_at: dt.datetime
+    client_id: str | None
+    consent_agreed: bool | None
+    consent_version: int | None
 
 
 class GroupRef(msgspec.Struct):
@@ -362,8 +366,12 @@ def activity_data(event: ActivityStored) -> ActivityData:
         url=event.url,
         referrer=event.referrer,
         fields=event.fields or None,
+        flags=event.flags,
         occurred_at=event.occurred_at,
         received_at=event.received_at,
+        client_id=event.client_id,
+        consent_agreed=event.consent_agreed,
+        consent_version=event.consent_version,
     )
 
 

@@ -30,6 +30,10 @@ class ActivityStored:
     fields: dict[str, Any]
     occurred_at: dt.datetime
     received_at: dt.datetime
+    flags: list[dict[str, Any]] | None = None
+    client_id: str | None = None
+    consent_agreed: bool | None = None
+    consent_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,11 +199,12 @@ def _decide_job(
             continue
         if keeps_id:
             stored_ids.add(item.id)
+        row = len(rows.activities)
+        agreed, version = _store(c, rows, job, item, contact, state)
         if listened and item.type.id in listened:
             rows.listened.append(
-                Listened(len(rows.activities), item, contact, channel.id, job.received_at)
+                Listened(row, item, contact, channel.id, job.received_at, agreed, version)
             )
-        _store(c, rows, job, item, contact, state)
         results.append(ActivityResult(202, item.id))
     return results
 
@@ -232,7 +233,8 @@ def _store(
     item: Accepted,
     contact: uuid.UUID,
     state: ConsentState | None,
-) -> None:
+) -> tuple[bool | None, int | None]:
+    """Add the item's rows; answer the consent state stored with it (agreed, version)."""
     channel = job.channel
     if state is not None:
         agreed: bool | None = state.agreed
@@ -256,3 +258,4 @@ def _store(
     rows.touched_types.add(item.type.id)
     if job.replay_of is not None:
         rows.replay_marks.append(replay_mark(c, job.received_at, "stored", item.id, job.replay_of))
+    return agreed, version

@@ -104,6 +104,8 @@ class Listened:
     contact: uuid.UUID
     channel_id: uuid.UUID
     received_at: dt.datetime
+    consent_agreed: bool | None = None
+    consent_version: int | None = None
 
 
 def activity_row(
@@ -261,6 +263,10 @@ def _emit_stored(conn: Connection, listened: list[Listened], moved: dict[int, uu
                 fields=item.fields or {},
                 occurred_at=item.occurred_at,
                 received_at=entry.received_at,
+                flags=item.flags or None,
+                client_id=item.client_id,
+                consent_agreed=entry.consent_agreed,
+                consent_version=entry.consent_version,
             ),
         )
 
