@@ -175,8 +175,13 @@ class ActivityService:
         if query.contact is not None:
             stmt = stmt.where(a.c.contact_id == query.contact)
         if query.type is not None:
-            type_id = sa.select(activity_types.c.id).where(activity_types.c.code_name == query.type)
-            stmt = stmt.where(a.c.type_id == type_id.scalar_subquery())
+            # The type's id as a constant, not a subquery: PostgreSQL then plans with what it
+            # knows of that type's rows (the primary-field index for a filter on it).
+            with self.store.read() as conn:
+                type_id = conn.execute(
+                    sa.select(activity_types.c.id).where(activity_types.c.code_name == query.type)
+                ).scalar_one_or_none()
+            stmt = stmt.where(a.c.type_id == type_id if type_id is not None else sa.false())
         if field_params:
             filters = self._field_filters(query.type, field_params)
             stmt = stmt.where(*(field_condition(f, self.store.dialect) for f in filters))
