@@ -216,9 +216,9 @@ def _playbook_run(hub: Hub, contact: uuid.UUID) -> None:
                 name=f"Playbook {playbook}",
                 description="",
                 enabled=True,
-                trigger={"activity": "loan_calc"},
-                cadence={},
-                actions=[],
+                trigger={"event": "activity", "type": "loan_calc"},
+                cadence={"mode": "every_time"},
+                actions=[{"kind": "webhook", "endpoint": str(endpoint)}],
                 created_at=now,
                 updated_at=now,
             )
@@ -233,7 +233,7 @@ def _playbook_run(hub: Hub, contact: uuid.UUID) -> None:
                 at=now,
             )
         )
-        body = json.dumps({"type": "activity.logged", "data": {"contact": str(contact)}})
+        body = json.dumps({"type": "activity.performed", "data": {"contact": str(contact)}})
         enqueue(
             conn,
             [

@@ -408,7 +408,7 @@ DASHBOARD_LAYOUT = """() => {
   const edges = (list) => [Math.min(...list.map((e) => box(e).left)),
                            Math.max(...list.map((e) => box(e).right))];
   return {
-    charts: panels.map((p) => ({
+    charts: panels.filter((p) => p.querySelector('figure')).map((p) => ({
       id: p.querySelector('figure').id, svg: box(p.querySelector('svg')).width, room: inner(p),
     })),
     panels: panels.map((p) => [box(p).left, box(p).top, box(p).width, box(p).height]),
