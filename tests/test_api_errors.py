@@ -25,11 +25,14 @@ from starlette.types import Message
 
 from waypost.api.routing import Operation
 from waypost.app import admin_operations, create_app
+from waypost.domain.playbooks import ActivityTrigger, EveryTime, WebhookAction
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.groups import GroupCreate
 from waypost.services.keys import CreatedKey, KeyCreate, KeyUpdate
+from waypost.services.playbooks import PlaybookCreate
+from waypost.services.webhook_endpoints import WebhookEndpointCreate
 from waypost.settings import Settings, load_settings
 from waypost.store.schema import consents, contacts
 
@@ -112,10 +115,22 @@ def samples(
     group = hub.groups.create(
         GroupCreate(name="Sample", condition={"contact": {"field": "email", "exists": True}})
     )
+    activity_type = make_type()
+    endpoint = hub.webhook_endpoints.create(WebhookEndpointCreate(url="https://93.184.216.34/in"))
+    playbook = hub.playbooks.create(
+        PlaybookCreate(
+            name="Sample",
+            trigger=ActivityTrigger(type=activity_type.code_name),
+            cadence=EveryTime(),
+            actions=[WebhookAction(endpoint=endpoint.id)],
+        )
+    )
     return {
         "channel_id": str(channel.id),
         "key_id": str(make_key("tracking", channel.id).id),
-        "type_id": str(make_type().id),
+        "type_id": str(activity_type.id),
+        "endpoint_id": str(endpoint.id),
+        "playbook_id": str(playbook.id),
         "contact_id": str(contact),
         "consent_id": str(consent),
         "group_id": str(group.id),
@@ -269,9 +284,19 @@ def test_a_streamed_body_over_the_limit_is_not_read_to_its_end(
 # -- identifiers ------------------------------------------------------------------------------
 
 
+# Bodies with required properties, valid apart from the identifier in the path.
+VALID_BODIES = {
+    "/api/webhook-endpoints/{endpoint_id}/replay": (
+        b'{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"}'
+    ),
+}
+
+
 def valid_body(op: Operation) -> bytes | None:
     if op.body is None:
         return None
+    if op.path in VALID_BODIES:
+        return VALID_BODIES[op.path]
     assert not required_names(op.body), f"give {op_id(op)} a valid body for the 404 tests"
     return b"{}"
 
