@@ -27,12 +27,14 @@ from waypost.domain.webhook_signing import message_id, signed_headers
 from waypost.domain.webhook_urls import BadWebhookUrl, check_url, literal_address
 from waypost.services.webhook_addresses import check_destination
 from waypost.services.webhook_claims import Claimed
+from waypost.services.webhook_clients import user_agent
 
 log = logging.getLogger("waypost.webhooks")
 
 KEEP_BYTES = 1024
 # Beyond this much of an answer the connection is dropped instead of read to its end.
 DRAIN_BYTES = 64 * 1024
+USER_AGENT = user_agent()
 
 TIMEOUT = "timeout"
 CONNECTION_REFUSED = "connection_refused"
@@ -76,13 +78,14 @@ class Answer:
 
 
 async def attempt(
-    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
     message: Claimed,
     clock: Clock,
     check: DestinationCheck,
     timeout: float,
 ) -> Answer:
-    """Make one attempt of ``message`` within ``timeout`` seconds, all of it included."""
+    """Make one attempt of ``message`` within ``timeout`` seconds, all of it included, on
+    ``transport`` (no redirect followed, no proxy)."""
     at = clock.now()
     started = time.perf_counter()
     status: int | None = None
@@ -101,10 +104,11 @@ async def attempt(
                     message.endpoint.secrets, webhook_id, int(clock.time()), message.body
                 )
                 headers["accept-encoding"] = "identity"
-                request = client.build_request(
+                headers["user-agent"] = USER_AGENT
+                request = httpx.Request(
                     "POST", message.endpoint.url, content=message.body.encode(), headers=headers
                 )
-                response = await client.send(request, stream=True)
+                response = await transport.handle_async_request(request)
                 try:
                     status = response.status_code
                     retry_after_text = response.headers.get("retry-after")
