@@ -58,7 +58,7 @@ PREFETCH_SECONDS = 0.5
 MAX_PREFETCH = 256
 # The least time between two database cycles: the answers that come in meanwhile are recorded
 # together, and the database thread leaves the loop's thread time to send.
-MIN_CYCLE_SECONDS = 0.01
+MIN_CYCLE_SECONDS = 0.05
 DNS_THREADS = 4
 # A slot's transport (its kept-alive connection) is closed after this long unused.
 CLIENT_IDLE_SECONDS = 60.0

@@ -13,6 +13,7 @@ import asyncio
 import codecs
 import datetime as dt
 import errno
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -106,7 +107,10 @@ async def attempt(
                 headers["accept-encoding"] = "identity"
                 headers["user-agent"] = USER_AGENT
                 request = httpx.Request(
-                    "POST", message.endpoint.url, content=message.body.encode(), headers=headers
+                    "POST",
+                    _parsed(message.endpoint.url),
+                    content=message.body.encode(),
+                    headers=headers,
                 )
                 response = await transport.handle_async_request(request)
                 try:
@@ -146,6 +150,13 @@ async def _keep_start(response: httpx.Response, kept: bytearray) -> None:
     except httpx.StreamConsumed:
         # A transport that hands over the whole body at once (httpx's MockTransport).
         kept += response.content[:KEEP_BYTES]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    # Parsing an endpoint's URL for every call cost more than the rest of building the
+    # request; httpx.URL is immutable, so one serves all of an endpoint's calls.
+    return httpx.URL(url)
 
 
 def _connection_error(exc: BaseException) -> str:
