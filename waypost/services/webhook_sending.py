@@ -25,7 +25,7 @@ import httpx
 from waypost.clock import Clock
 from waypost.domain.webhook_schedule import parse_retry_after
 from waypost.domain.webhook_signing import message_id, signed_headers
-from waypost.domain.webhook_urls import BadWebhookUrl, check_url, literal_address
+from waypost.domain.webhook_urls import BadWebhookUrl, IPAddress, check_url, literal_address
 from waypost.services.webhook_addresses import check_destination
 from waypost.services.webhook_claims import Claimed
 from waypost.services.webhook_clients import user_agent
@@ -52,8 +52,10 @@ def destination_check(allow_private: bool, executor: Executor) -> DestinationChe
     ``allow_private``)."""
 
     async def check(url: str) -> None:
-        host, _ = check_url(url)
-        if allow_private or literal_address(host) is not None:
+        literal = _literal(url)
+        if allow_private:
+            return  # the URL's form is all there is to check: no I/O
+        if literal is not None:
             check_destination(url, allow_private)  # no name to resolve: no I/O
             return
         loop = asyncio.get_running_loop()
@@ -150,6 +152,15 @@ async def _keep_start(response: httpx.Response, kept: bytearray) -> None:
     except httpx.StreamConsumed:
         # A transport that hands over the whole body at once (httpx's MockTransport).
         kept += response.content[:KEEP_BYTES]
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal(url: str) -> IPAddress | None:
+    # The URL's form checked (BadWebhookUrl, never cached, when it is wrong), and the address
+    # its host spells, if it spells one: the same for every call to an endpoint. What a name
+    # resolves to is looked up again for each attempt.
+    host, _ = check_url(url)
+    return literal_address(host)
 
 
 @functools.lru_cache(maxsize=1024)
