@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -18,6 +19,8 @@ from waypost.services.webhook_transport import WebhookTransport
 Answerer = Callable[[bytes, int], bytes | None]
 # An answer that never comes.
 HANG = b"hang"
+# In an answer: the server closes the connection after it, without saying so.
+CLOSE_AFTER = b"x-test: close-after\r\n"
 
 
 class Server:
@@ -64,7 +67,7 @@ class Server:
                 await writer.drain()
                 lower = answer.lower()
                 framed = b"content-length" in lower or b"chunked" in lower
-                if b"connection: close" in lower or not framed:
+                if b"connection: close" in lower or CLOSE_AFTER in answer or not framed:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -201,3 +204,21 @@ def test_an_answer_not_read_to_its_end_or_cancelled_drops_its_connection() -> No
             await transport.aclose()
 
     run(test)
+
+
+def test_a_connection_closed_between_calls_is_replaced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def test() -> None:
+        # Kept alive as far as the answer says, then closed by the receiver.
+        async with Server(lambda _r, _c: ok(b"bye", CLOSE_AFTER)) as server:
+            transport = new_transport()
+            assert await call(transport, server.url) == (200, b"bye")
+            await asyncio.sleep(0.05)  # the receiver's close arrives while the connection idles
+            assert await call(transport, server.url) == (200, b"bye")
+            assert server.connections == 2
+            await transport.aclose()
+
+    run(test)
+    gc.collect()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
