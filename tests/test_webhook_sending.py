@@ -45,8 +45,8 @@ def send(
     handler: Handler, *, timeout: float = 5.0, check: Callable[[str], Awaitable[None]] = allowed
 ) -> Answer:
     async def run() -> Answer:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await attempt(client, claimed(), SystemClock(), check, timeout)
+        transport = httpx.MockTransport(handler)
+        return await attempt(transport, claimed(), SystemClock(), check, timeout)
 
     return asyncio.run(run())
 
@@ -83,8 +83,7 @@ def test_the_timestamp_is_the_clock_s() -> None:
     clock = FakeClock(1_800_000_000)
 
     async def run() -> Answer:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await attempt(client, claimed(), clock, allowed, 5.0)
+        return await attempt(httpx.MockTransport(handler), claimed(), clock, allowed, 5.0)
 
     answer = asyncio.run(run())
     assert seen[0].headers["webhook-timestamp"] == "1800000000"

@@ -55,7 +55,7 @@ class Claimed:
     lease_until: dt.datetime
 
 
-def _is_due(table: sa.FromClause, now: dt.datetime) -> sa.ColumnElement[bool]:
+def _is_due(table: sa.FromClause, now: sa.ColumnElement[dt.datetime]) -> sa.ColumnElement[bool]:
     return sa.and_(
         table.c.status == PENDING,
         table.c.next_attempt_at <= now,
@@ -63,24 +63,66 @@ def _is_due(table: sa.FromClause, now: dt.datetime) -> sa.ColumnElement[bool]:
     )
 
 
+# The statements are built once, with their values bound at each call: building and caching
+# them anew cost more CPU than running them, a few times a second on a busy dispatcher.
+_NOW = sa.bindparam("b_now", type_=_m.c.next_attempt_at.type)
+_ENDPOINT = sa.bindparam("b_endpoint", type_=_m.c.endpoint_id.type)
+_UNTIL = sa.bindparam("b_until", type_=_m.c.lease_until.type)
+
+_DUE_ENDPOINTS = sa.select(
+    _e.c.id,
+    _e.c.url,
+    _e.c.enabled,
+    _e.c.secret,
+    _e.c.previous_secret,
+    _e.c.previous_secret_expires_at,
+).where(
+    sa.exists().where(_m.c.endpoint_id == _e.c.id, _is_due(_m, _NOW)),
+    _e.c.id.not_in(sa.bindparam("b_skip", expanding=True, type_=_e.c.id.type)),
+)
+
+_NEXT_DUE = sa.select(sa.func.min(_m.c.next_attempt_at)).where(
+    _m.c.status == PENDING, _m.c.next_attempt_at > _NOW
+)
+
+
+def _claim_statement(skip_locked: bool) -> sa.Update:
+    inner = _m.alias("due")
+    pick = (
+        sa.select(inner.c.id)
+        .where(
+            inner.c.endpoint_id == _ENDPOINT,
+            _is_due(inner, _NOW),
+            # Disabled since it was found: it gets nothing.
+            sa.exists().where(_e.c.id == _ENDPOINT, _e.c.enabled == sa.true()),
+        )
+        .order_by(inner.c.next_attempt_at)
+        .limit(sa.bindparam("b_limit", type_=sa.Integer))
+    )
+    if skip_locked:
+        pick = pick.with_for_update(skip_locked=True)
+    return (
+        _m.update()
+        .where(_m.c.id.in_(pick))
+        .values(
+            lease_owner=sa.bindparam("b_node", type_=_m.c.lease_owner.type),
+            lease_until=_UNTIL,
+            next_attempt_at=_UNTIL,
+        )
+        .returning(_m.c.id, _m.c.attempts, _m.c.body, _m.c.created_at)
+    )
+
+
+_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+
+
 def due_endpoints(
     conn: Connection, now: dt.datetime, skip: Collection[uuid.UUID] = ()
 ) -> list[Destination]:
     """The endpoints, other than ``skip``, with at least one due message. A disabled one is
     among them only when a message was written for it as it was being disabled."""
-    due = sa.exists().where(_m.c.endpoint_id == _e.c.id, _is_due(_m, now))
-    stmt = sa.select(
-        _e.c.id,
-        _e.c.url,
-        _e.c.enabled,
-        _e.c.secret,
-        _e.c.previous_secret,
-        _e.c.previous_secret_expires_at,
-    ).where(due)
-    if skip:
-        stmt = stmt.where(_e.c.id.not_in(list(skip)))
     found = []
-    for row in conn.execute(stmt):
+    for row in conn.execute(_DUE_ENDPOINTS, {"b_now": now, "b_skip": list(skip)}):
         secrets = [row.secret]
         expires = row.previous_secret_expires_at
         if row.previous_secret and expires is not None and expires > now:
@@ -91,11 +133,7 @@ def due_endpoints(
 
 def next_due_at(conn: Connection, now: dt.datetime) -> dt.datetime | None:
     """When the next pending message not yet due comes due (any endpoint), if one does."""
-    first = conn.execute(
-        sa.select(sa.func.min(_m.c.next_attempt_at)).where(
-            _m.c.status == PENDING, _m.c.next_attempt_at > now
-        )
-    ).scalar_one_or_none()
+    first = conn.execute(_NEXT_DUE, {"b_now": now}).scalar_one_or_none()
     return first if isinstance(first, dt.datetime) else None
 
 
@@ -110,25 +148,16 @@ def claim(
     """Lease up to ``limit`` of ``endpoint``'s due messages to ``node``, oldest due first."""
     if limit <= 0:
         return []
-    inner = _m.alias("due")
-    pick = (
-        sa.select(inner.c.id)
-        .where(
-            inner.c.endpoint_id == endpoint.id,
-            _is_due(inner, now),
-            # Disabled since it was found: it gets nothing.
-            sa.exists().where(_e.c.id == endpoint.id, _e.c.enabled == sa.true()),
-        )
-        .order_by(inner.c.next_attempt_at)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
+    statement = _CLAIM[conn.dialect.name == "postgresql"]
     rows = conn.execute(
-        _m.update()
-        .where(_m.c.id.in_(pick))
-        .values(lease_owner=node, lease_until=lease_until, next_attempt_at=lease_until)
-        .returning(_m.c.id, _m.c.attempts, _m.c.body, _m.c.created_at)
+        statement,
+        {
+            "b_endpoint": endpoint.id,
+            "b_now": now,
+            "b_limit": limit,
+            "b_node": node,
+            "b_until": lease_until,
+        },
     ).all()
     claimed = [
         Claimed(row.id, endpoint, row.attempts + 1, row.body, row.created_at, lease_until)

@@ -1,8 +1,8 @@
 """The webhook dispatcher: sends the outbox's messages, retries them, and records every
 attempt (docs/playbooks.md, "Delivery").
 
-One background thread runs an asyncio loop, with an ``httpx.AsyncClient`` (HTTP/1.1,
-keep-alive) per endpoint that has calls to make (``webhook_clients``). The database is
+One background thread runs an asyncio loop, with an httpx transport (HTTP/1.1, keep-alive)
+per slot of each endpoint that has calls to make (``webhook_clients``). The database is
 synchronous, so its work runs on a thread of its own: a cycle there (``webhook_cycles``)
 records the attempts that ended since the last one, in one transaction, and claims what
 there is room for. Each endpoint has its own lane: at most
@@ -58,9 +58,9 @@ PREFETCH_SECONDS = 0.5
 MAX_PREFETCH = 256
 # The least time between two database cycles: the answers that come in meanwhile are recorded
 # together, and the database thread leaves the loop's thread time to send.
-MIN_CYCLE_SECONDS = 0.01
+MIN_CYCLE_SECONDS = 0.05
 DNS_THREADS = 4
-# An endpoint's client (its pool of kept-alive connections) is closed after this long unused.
+# A slot's transport (its kept-alive connection) is closed after this long unused.
 CLIENT_IDLE_SECONDS = 60.0
 
 
@@ -70,7 +70,7 @@ def _node_id() -> str:
 
 @dataclass
 class _Lane:
-    # The slots free for a call (each with a client of its own), and the messages waiting.
+    # The slots free for a call (each with a transport of its own), and the messages waiting.
     free: list[int]
     queue: deque[Claimed] = field(default_factory=deque)
     running: int = 0
@@ -362,8 +362,8 @@ class WebhookDispatcher:
     async def _attempt(self, lane: _Lane, slot: int, message: Claimed) -> None:
         endpoint = message.endpoint.id
         try:
-            client = self._clients.get(endpoint, slot, asyncio.get_running_loop().time())
-            answer = await attempt(client, message, self.clock, self._check, self.timeout)
+            transport = self._clients.get(endpoint, slot, asyncio.get_running_loop().time())
+            answer = await attempt(transport, message, self.clock, self._check, self.timeout)
             self.attempts += 1
             took = answer.duration_ms / 1000
             before = self._durations.get(endpoint)

@@ -13,6 +13,7 @@ import asyncio
 import codecs
 import datetime as dt
 import errno
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,15 +25,17 @@ import httpx
 from waypost.clock import Clock
 from waypost.domain.webhook_schedule import parse_retry_after
 from waypost.domain.webhook_signing import message_id, signed_headers
-from waypost.domain.webhook_urls import BadWebhookUrl, check_url, literal_address
+from waypost.domain.webhook_urls import BadWebhookUrl, IPAddress, check_url, literal_address
 from waypost.services.webhook_addresses import check_destination
 from waypost.services.webhook_claims import Claimed
+from waypost.services.webhook_clients import user_agent
 
 log = logging.getLogger("waypost.webhooks")
 
 KEEP_BYTES = 1024
 # Beyond this much of an answer the connection is dropped instead of read to its end.
 DRAIN_BYTES = 64 * 1024
+USER_AGENT = user_agent()
 
 TIMEOUT = "timeout"
 CONNECTION_REFUSED = "connection_refused"
@@ -49,8 +52,10 @@ def destination_check(allow_private: bool, executor: Executor) -> DestinationChe
     ``allow_private``)."""
 
     async def check(url: str) -> None:
-        host, _ = check_url(url)
-        if allow_private or literal_address(host) is not None:
+        literal = _literal(url)
+        if allow_private:
+            return  # the URL's form is all there is to check: no I/O
+        if literal is not None:
             check_destination(url, allow_private)  # no name to resolve: no I/O
             return
         loop = asyncio.get_running_loop()
@@ -76,13 +81,14 @@ class Answer:
 
 
 async def attempt(
-    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
     message: Claimed,
     clock: Clock,
     check: DestinationCheck,
     timeout: float,
 ) -> Answer:
-    """Make one attempt of ``message`` within ``timeout`` seconds, all of it included."""
+    """Make one attempt of ``message`` within ``timeout`` seconds, all of it included, on
+    ``transport`` (no redirect followed, no proxy)."""
     at = clock.now()
     started = time.perf_counter()
     status: int | None = None
@@ -101,10 +107,14 @@ async def attempt(
                     message.endpoint.secrets, webhook_id, int(clock.time()), message.body
                 )
                 headers["accept-encoding"] = "identity"
-                request = client.build_request(
-                    "POST", message.endpoint.url, content=message.body.encode(), headers=headers
+                headers["user-agent"] = USER_AGENT
+                request = httpx.Request(
+                    "POST",
+                    _parsed(message.endpoint.url),
+                    content=message.body.encode(),
+                    headers=headers,
                 )
-                response = await client.send(request, stream=True)
+                response = await transport.handle_async_request(request)
                 try:
                     status = response.status_code
                     retry_after_text = response.headers.get("retry-after")
@@ -142,6 +152,22 @@ async def _keep_start(response: httpx.Response, kept: bytearray) -> None:
     except httpx.StreamConsumed:
         # A transport that hands over the whole body at once (httpx's MockTransport).
         kept += response.content[:KEEP_BYTES]
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal(url: str) -> IPAddress | None:
+    # The URL's form checked (BadWebhookUrl, never cached, when it is wrong), and the address
+    # its host spells, if it spells one: the same for every call to an endpoint. What a name
+    # resolves to is looked up again for each attempt.
+    host, _ = check_url(url)
+    return literal_address(host)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    # Parsing an endpoint's URL for every call cost more than the rest of building the
+    # request; httpx.URL is immutable, so one serves all of an endpoint's calls.
+    return httpx.URL(url)
 
 
 def _connection_error(exc: BaseException) -> str:
