@@ -61,6 +61,8 @@ class TypeInfo:
     unknown_fields: str
     per_contact: RateLimitInfo | None
     per_ip: RateLimitInfo | None
+    # Marketo's activityTypeId for the type.
+    number: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Snapshot:
     aliases: dict[str, TypeInfo] = field(default_factory=dict)
     consents: dict[str, tuple[uuid.UUID, int]] = field(default_factory=dict)
     all_origins: frozenset[str] = frozenset()
+    # Types by number (Marketo's activityTypeId).
+    numbers: dict[int, TypeInfo] = field(default_factory=dict)
 
 
 DEFAULT_PER_CONTACT = RateLimitInfo(10, 86400)
@@ -165,6 +169,7 @@ class Catalog:
             )
         types: dict[str, TypeInfo] = {}
         aliases: dict[str, TypeInfo] = {}
+        numbers: dict[int, TypeInfo] = {}
         for r in type_rows:
             limits = msgspec.convert(r.rate_limits or {}, _Limits)
             info = TypeInfo(
@@ -177,9 +182,11 @@ class Catalog:
                 unknown_fields=r.unknown_fields,
                 per_contact=limits.per_contact,
                 per_ip=limits.per_ip,
+                number=r.number,
             )
             types[r.code_name] = info
+            numbers[r.number] = info
             for alias in r.aliases:
                 aliases[alias] = info
         origins = frozenset(o for c in channel_map.values() for o in c.allowed_origins)
-        return Snapshot(keys, channel_map, types, aliases, consent_map, origins)
+        return Snapshot(keys, channel_map, types, aliases, consent_map, origins, numbers)

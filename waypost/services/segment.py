@@ -33,6 +33,7 @@ from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Rejected
+from waypost.records.activity_type_numbers import issue_number
 from waypost.services.collectors import SEGMENT_IDS, Resolver, apply_traits
 from waypost.store import Store
 from waypost.store.schema import activity_types
@@ -201,6 +202,7 @@ class SegmentService:
                 retention_days=None,
                 unknown_fields="accept_and_flag",
                 draft=True,
+                number=issue_number(conn),
                 created_at=now,
                 updated_at=now,
             )
