@@ -25,6 +25,7 @@ from waypost.errors import ApiError
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
+from waypost.pipeline.writer_decision import ActivityResult
 from waypost.ratelimit import Decision, Limit, retry_after
 from waypost.services.collectors import IdKinds, Plan
 from waypost.transports.contact_limits import contact_limit_key, follow_merges
@@ -45,10 +46,11 @@ class CollectorTransport(Transport):
         token: str | None,
         events: list[Collected],
         received_at: dt.datetime | None = None,
-    ) -> None:
-        """Authenticate with ``token``, then apply and store ``events``; returns once the
-        transaction that holds them has committed."""
-        channel = await self.authenticate(request, token)
+    ) -> list[ActivityResult | None]:
+        """Authenticate with ``token`` (unless the request is already), then apply and store
+        ``events``; returns once the transaction that holds them has committed, with what
+        became of each event's activity (None for an event that logs none)."""
+        channel = request.channel or await self.authenticate(request, token)
         limit = self.settings.max_activities_per_request
         if len(events) > limit:
             raise ApiError(
@@ -60,7 +62,7 @@ class CollectorTransport(Transport):
         snapshot = request.snapshot
         assert snapshot is not None  # authenticate() took it
         if not events:
-            return
+            return []
         when = received_at or utcnow()
         from_page = request.key is not None and request.key.access == PUBLISHABLE
         ip = self.hub.client_ip(request.scope) if from_page else ""
@@ -76,7 +78,9 @@ class CollectorTransport(Transport):
         if not plan.created:
             await self.hub.rate_limiter.forget(decisions)
         await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
-        await self._store(channel, snapshot, plan, when, from_page, ip)
+        results: list[ActivityResult | None] = [None] * len(events)
+        await self._store(channel, snapshot, plan, when, from_page, ip, results)
+        return results
 
     async def _new_contacts(self, ip: str) -> list[Decision]:
         """Count a page's request, which may create contacts, against its address's hourly
@@ -97,12 +101,16 @@ class CollectorTransport(Transport):
         received_at: dt.datetime,
         from_page: bool,
         ip: str,
+        results: list[ActivityResult | None],
     ) -> None:
         by_contact: dict[uuid.UUID | None, list[Accepted | Rejected]] = defaultdict(list)
+        # The event of each item, by contact, to put the results back in the events' order.
+        indexes: dict[uuid.UUID | None, list[int]] = defaultdict(list)
         # Events that could not be mapped belong to no contact; submitted first, so they are
         # kept in the order they came.
-        if plan.rejected:
-            by_contact[None] = list(plan.rejected)
+        for index, rejected in plan.rejected:
+            by_contact[None].append(rejected)
+            indexes[None].append(index)
         limit = self.settings.max_activity_bytes
         for planned in plan.activities:
             item = prepare(planned.activity, snapshot, received_at, limit)
@@ -111,7 +119,8 @@ class CollectorTransport(Transport):
             if from_page:
                 item = await self._page_rules(item, snapshot, planned.contact, ip)
             by_contact[planned.contact].append(item)
-        await asyncio.gather(
+            indexes[planned.contact].append(planned.index)
+        stored = await asyncio.gather(
             *(
                 self.writer.submit(
                     channel,
@@ -124,6 +133,9 @@ class CollectorTransport(Transport):
                 for contact, items in by_contact.items()
             )
         )
+        for contact, outcomes in zip(by_contact, stored, strict=True):
+            for index, outcome in zip(indexes[contact], outcomes, strict=True):
+                results[index] = outcome
 
     async def _page_rules(
         self, item: Accepted | Rejected, snapshot: Snapshot, contact: uuid.UUID, ip: str
