@@ -13,6 +13,7 @@ from waypost.app import api_document
 from waypost.hub import Hub
 from waypost.transports.browser import BrowserApp
 from waypost.transports.frame import Answer, IngestRequest
+from waypost.transports.marketo import MarketoApp
 from waypost.transports.posthog import PostHogApp
 from waypost.transports.router import IngestRouter
 from waypost.transports.routes import (
@@ -25,7 +26,6 @@ from waypost.transports.routes import (
     TRACKING,
     IngestRoute,
 )
-from waypost.transports.marketo import MarketoApp
 from waypost.transports.segment import SegmentApp
 from waypost.transports.snowplow import SnowplowApp
 from waypost.transports.tracking import TrackingApp
