@@ -295,3 +295,23 @@ def test_a_storage_outage_is_a_503_marketos_clients_retry() -> None:
         answer = client.post(PATH, json=EXAMPLE, headers={"Authorization": "Bearer wpt_x"})
     marketo_error(answer, 503, "storage_unavailable", "608")
     assert int(answer.headers["retry-after"]) >= 1
+
+
+def test_the_client_credentials_flow_answers_the_key_as_the_token(marketo: Marketo) -> None:
+    query = {"grant_type": "client_credentials", "client_id": "any", "client_secret": ""}
+    answer = marketo.client.get(
+        "/identity/oauth/token", params={**query, "client_secret": marketo.tracking}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["cache-control"] == "no-store"
+    body = answer.json()
+    assert body["access_token"] == marketo.tracking
+    assert (body["token_type"], body["expires_in"]) == ("bearer", 3599)
+    assert body["scope"] == str(marketo.channel.id)
+    refused = marketo.client.get("/identity/oauth/token", params=query)
+    marketo_error(refused, 401, "unauthorized", "601")
+    wrong = marketo.client.get(
+        "/identity/oauth/token",
+        params={**query, "grant_type": "password", "client_secret": marketo.tracking},
+    )
+    marketo_error(wrong, 400, "invalid_field", "1003")

@@ -1,8 +1,10 @@
 """Marketo's custom activities API, as bare ASGI, so that code written for Marketo's
-``POST /rest/v1/activities/external.json`` logs to Waypost by changing its host and token
-(docs/collectors.md).
+``POST /rest/v1/activities/external.json`` logs to Waypost by changing its host and
+credentials (docs/collectors.md).
 
-The token is a tracking key, as ``Authorization: Bearer`` or ``?access_token=``. The answer
+The token is a tracking key, as ``Authorization: Bearer`` or ``?access_token=``; Marketo's
+client credentials flow (``/identity/oauth/token``) answers with the tracking key sent as the
+client secret as the token, so that clients that authenticate first work unchanged. The answer
 is Marketo's: ``{"requestId", "success": true, "result": [...]}`` with one result per record,
 in order (``added`` with the activity's id, or ``skipped`` with ``reasons``), once everything
 is committed. Errors are Marketo's ``{"requestId", "success": false, "errors": [{"code",
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Literal
+from urllib.parse import parse_qsl
 
 import msgspec
 
@@ -28,6 +32,8 @@ from waypost.transports.collected import CollectorTransport
 from waypost.transports.frame import Answer, IngestRequest, KeyRule, bearer, query_key
 
 JSON_TYPES = (b"application/json", b"")
+# What the token answer says of its lifetime: Marketo's clients ask again before it ends.
+TOKEN_SECONDS = 3599
 
 # Marketo's error codes for Waypost's (docs/collectors.md): request-level first.
 REQUEST_CODES = {
@@ -81,6 +87,24 @@ class MarketoAnswer(msgspec.Struct, rename="camel"):
     result: list[MarketoResult]
 
 
+class TokenQuery(msgspec.Struct):
+    """``/identity/oauth/token``: Marketo's client credentials; the secret is a tracking key,
+    the client id anything (it is not checked)."""
+
+    grant_type: Literal["client_credentials"]
+    client_secret: str
+    client_id: str | None = None
+
+
+class TokenAnswer(msgspec.Struct):
+    """The access token is the tracking key itself: it lasts until the key is disabled."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+
+
 class MarketoFailure(msgspec.Struct, rename="camel"):
     """Marketo's error answer, with Waypost's one error shape beside it."""
 
@@ -131,6 +155,24 @@ class MarketoApp(CollectorTransport):
         answer = MarketoAnswer(request_id(), True, [_result(o) for o in outcomes])
         return 200, _encode(answer), []
 
+    async def token(self, request: IngestRequest) -> Answer:
+        """``GET /identity/oauth/token``: the client credentials flow Marketo's clients start
+        with; the access token is the tracking key sent as the client secret."""
+        params = _params(request.scope.get("query_string", b""))
+        grant = params.get("grant_type")
+        if grant != "client_credentials":
+            raise ApiError(
+                400,
+                "invalid_field",
+                "grant_type must be client_credentials (unsupported_grant_type).",
+                "grant_type",
+            )
+        secret = params.get("client_secret")
+        channel = await self.authenticate(request, secret)
+        assert secret is not None  # authenticate() refuses none
+        answer = TokenAnswer(secret, "bearer", TOKEN_SECONDS, str(channel.id))
+        return 200, _encode(answer), [(b"cache-control", b"no-store")]
+
     def error_body(self, error: ApiError) -> bytes:
         detail = error.detail
         code = REQUEST_CODES.get(detail.code, INVALID_DATA)
@@ -158,6 +200,14 @@ def _message(error: ErrorDetail) -> str:
     ):
         return "No activity type has this number (activityTypeId); see /api/activity-types."
     return error.message
+
+
+def _params(query: bytes) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(query.decode("latin-1"), max_num_fields=20, errors="strict")
+    except ValueError:
+        raise ApiError(400, "invalid_field", "The parameters cannot be read.") from None
+    return dict(pairs)
 
 
 def request_id() -> str:

@@ -31,7 +31,7 @@ from waypost.transports.browser import (
     IdentifyBody,
 )
 from waypost.transports.frame import Answer, IngestRequest, Transport
-from waypost.transports.marketo import MarketoAnswer, MarketoApp
+from waypost.transports.marketo import MarketoAnswer, MarketoApp, TokenAnswer, TokenQuery
 from waypost.transports.posthog import (
     FlagsAnswer,
     PostHogApp,
@@ -403,5 +403,19 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
         errors=(413, 415),
         description="The access token is a tracking key, as Authorization: Bearer or "
         "access_token=. activityTypeId is the type's number. See docs/collectors.md.",
+    ),
+    IngestRoute(
+        "GET",
+        "/identity/oauth/token",
+        MarketoApp,
+        MarketoApp.token,
+        "marketo_token",
+        "Marketo's access token: the tracking key sent as client_secret",
+        MARKETO,
+        "public",
+        query=TokenQuery,
+        response=TokenAnswer,
+        errors=(401, 403),
+        description="Marketo's client credentials flow. See docs/collectors.md.",
     ),
 )
