@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from anyio import to_thread
 
-from waypost.domain.collected import Collected
+from waypost.domain.collected import Collected, page_claims
 from waypost.errors import ApiError
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -65,6 +65,8 @@ class CollectorTransport(Transport):
             return []
         when = received_at or utcnow()
         from_page = request.key is not None and request.key.access == PUBLISHABLE
+        if from_page:
+            events = [page_claims(event) for event in events]
         ip = self.hub.client_ip(request.scope) if from_page else ""
         decisions = await self._new_contacts(ip) if from_page else []
         may_create = all(d.allowed for d in decisions)
