@@ -91,15 +91,27 @@ def activity_names(name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((name, bare, bare.replace("-", "_"))))
 
 
-def page_claims(event: Collected) -> Collected:
-    """The event of a page with Ortto's system keys (``str::email``, ``str::first``,
-    ``str::last``) taken out of its activity's fields and made contact traits: a page's claim
-    to a name, which sets the contact's email only when no other contact has it (else it is
-    kept as ``claimed_email``), never a move to the contact that has it."""
-    fields = (event.activity or {}).get("fields")
-    if not isinstance(fields, dict) or not any(key in ORTTO_SYSTEM_KEYS for key in fields):
-        return event
+def split_claims(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A page's fields without Ortto's system keys (``str::email``, ``str::first``,
+    ``str::last``), and what those keys claim as contact traits (``email``, ``first_name``,
+    ``last_name``). From a page they are an identify claim: the email is set on the visitor's
+    contact when no other contact has it, else kept as ``claimed_email``; never a move to the
+    contact that has it, as a server's data input would be (docs/activity-fields.md)."""
+    if not any(key in ORTTO_SYSTEM_KEYS for key in fields):
+        return fields, {}
     kept = {k: v for k, v in fields.items() if k not in ORTTO_SYSTEM_KEYS}
     claimed = {ORTTO_SYSTEM_KEYS[k]: v for k, v in fields.items() if k in ORTTO_SYSTEM_KEYS}
+    return kept, claimed
+
+
+def page_claims(event: Collected) -> Collected:
+    """The event of a page with Ortto's system keys taken out of its activity's fields and
+    made contact traits (see :func:`split_claims`)."""
+    fields = (event.activity or {}).get("fields")
+    if not isinstance(fields, dict):
+        return event
+    kept, claimed = split_claims(fields)
+    if not claimed:
+        return event
     activity = {**(event.activity or {}), "fields": kept}
     return replace(event, activity=activity, traits={**(event.traits or {}), **claimed})

@@ -24,12 +24,12 @@ from waypost.domain.collected import Collected, page_claims
 from waypost.errors import ApiError
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
-from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
+from waypost.pipeline.prepare import Accepted, Rejected, prepare
 from waypost.pipeline.writer_decision import ActivityResult
-from waypost.ratelimit import Decision, Limit, retry_after
 from waypost.services.collectors import IdKinds, Plan
-from waypost.transports.contact_limits import contact_limit_key, follow_merges
+from waypost.transports.contact_limits import follow_merges
 from waypost.transports.frame import IngestRequest, Transport
+from waypost.transports.page_rules import new_contacts, page_rules
 
 PUBLISHABLE = "publishable"
 
@@ -68,7 +68,7 @@ class CollectorTransport(Transport):
         if from_page:
             events = [page_claims(event) for event in events]
         ip = self.hub.client_ip(request.scope) if from_page else ""
-        decisions = await self._new_contacts(ip) if from_page else []
+        decisions = await new_contacts(self.hub, ip) if from_page else []
         may_create = all(d.allowed for d in decisions)
         try:
             plan = await to_thread.run_sync(
@@ -83,17 +83,6 @@ class CollectorTransport(Transport):
         results: list[ActivityResult | None] = [None] * len(events)
         await self._store(channel, snapshot, plan, when, from_page, ip, results)
         return results
-
-    async def _new_contacts(self, ip: str) -> list[Decision]:
-        """Count a page's request, which may create contacts, against its address's hourly
-        limit (WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR), as the browser endpoints do: a
-        publishable key is public, and each contact costs storage. Over the limit, events of
-        known contacts are still stored and those that need a new one are kept as rejected
-        (``rate_limited``); the count is forgotten when the request created no contact."""
-        per_hour = self.settings.new_contacts_per_ip_per_hour
-        if not per_hour:
-            return []
-        return await self.hub.rate_limiter.hit([Limit(f"contacts:ip:{ip}", per_hour, 3600)])
 
     async def _store(
         self,
@@ -119,7 +108,7 @@ class CollectorTransport(Transport):
             if isinstance(item, Accepted) and planned.flag is not None:
                 item.flags = [*(item.flags or []), planned.flag]
             if from_page:
-                item = await self._page_rules(item, snapshot, planned.contact, ip)
+                item = await page_rules(self.hub, item, snapshot, planned.contact, ip)
             by_contact[planned.contact].append(item)
             indexes[planned.contact].append(planned.index)
         stored = await asyncio.gather(
@@ -138,53 +127,3 @@ class CollectorTransport(Transport):
         for contact, outcomes in zip(by_contact, stored, strict=True):
             for index, outcome in zip(indexes[contact], outcomes, strict=True):
                 results[index] = outcome
-
-    async def _page_rules(
-        self, item: Accepted | Rejected, snapshot: Snapshot, contact: uuid.UUID, ip: str
-    ) -> Accepted | Rejected:
-        # As the browser endpoints: a page learns nothing of the types it may not log.
-        code = item.type.code_name if isinstance(item, Accepted) else item.type_code
-        info = item.type if isinstance(item, Accepted) else snapshot.types.get(code or "")
-        if code is not None and (info is None or not info.enabled or not info.client_side):
-            return reject(
-                ApiError(
-                    404,
-                    "activity_type_not_found",
-                    f"The activity type {code!r} does not exist or is not enabled for "
-                    "client-side logging.",
-                    "type",
-                ),
-                item.payload,
-                code,
-            )
-        if isinstance(item, Rejected):
-            return item
-        kind = item.type
-        limits = []
-        if kind.per_contact is not None:
-            limits.append(
-                Limit(
-                    contact_limit_key(kind.id, contact),
-                    kind.per_contact.limit,
-                    kind.per_contact.window_seconds,
-                )
-            )
-        if kind.per_ip is not None:
-            limits.append(
-                Limit(f"{kind.id}:ip:{ip}", kind.per_ip.limit, kind.per_ip.window_seconds)
-            )
-        if not limits:
-            return item
-        decisions = await self.hub.rate_limiter.hit(limits)
-        if all(d.allowed for d in decisions):
-            return item
-        wait = retry_after(decisions)
-        return reject(
-            ApiError(
-                429,
-                "rate_limited",
-                f"Over the rate limit of {kind.code_name!r}; retry in {wait} s.",
-            ),
-            item.payload,
-            kind.code_name,
-        )

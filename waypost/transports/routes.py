@@ -39,7 +39,7 @@ from waypost.transports.posthog import (
     PostHogOk,
     RemoteConfig,
 )
-from waypost.transports.segment import SegmentApp
+from waypost.transports.segment import CdnSettings, SegmentApp
 from waypost.transports.snowplow import SnowplowApp, SnowplowEvent, SnowplowPayload
 from waypost.transports.tracking import (
     AgreeBody,
@@ -326,6 +326,21 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
         description="Basic auth with the tracking key as user name, or writeKey. "
         "See docs/segment.md.",
         aliases=("/v1/b", "/v1/import"),
+    ),
+    IngestRoute(
+        "GET",
+        "/v1/projects/{write_key}/settings",
+        SegmentApp,
+        SegmentApp.project_settings,
+        "segment_project_settings",
+        "analytics.js's settings: it sends to this server with the write key",
+        SEGMENT,
+        "public",
+        response=CdnSettings,
+        errors=(401, 403, 404),
+        description="For @segment/analytics-next with its cdnURL pointed at Waypost; the "
+        "write key is a publishable key, from a page of its channel's origins. See "
+        "docs/collectors.md.",
     ),
     segment_call("track", "t"),
     segment_call("identify", "i"),
