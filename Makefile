@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest chromium bench bench-profile wrk clean
+.PHONY: run test lint typecheck pytest chromium sdk bench bench-profile wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# The development install has the Python SDK (sdk/, its own distribution) beside the server.
+$(DEV_STAMP): pyproject.toml sdk/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ./sdk -e '.[dev]'
 	touch $(STAMP) $@
 
 ## run: install into .venv and serve Waypost on SQLite (./waypost.db), with the demo site
@@ -27,8 +28,8 @@ run: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check waypost tests bench
-	$(BIN)/ruff format --check waypost tests bench
+	$(BIN)/ruff check waypost sdk tests bench
+	$(BIN)/ruff format --check waypost sdk tests bench
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
@@ -43,7 +44,21 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-pytest: $(DEV_STAMP) chromium $(JS_STAMP)
+# The Python SDK as its own distribution (docs/python-sdk.md): its wheel, built from sdk/ and
+# installed alone into .venv-sdk, where tests/test_sdk_distribution.py checks it.
+SDK_VENV := .venv-sdk
+SDK_STAMP := $(SDK_VENV)/.installed
+$(SDK_STAMP): sdk/pyproject.toml $(wildcard sdk/src/waypost_sdk/*) | $(BIN)/python
+	rm -rf $(SDK_VENV) sdk/dist
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir sdk/dist ./sdk
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet sdk/dist/waypost_sdk-*.whl
+	touch $@
+
+## sdk: build the Python SDK's wheel and install it alone into .venv-sdk
+sdk: $(SDK_STAMP)
+
+pytest: $(DEV_STAMP) chromium $(JS_STAMP) $(SDK_STAMP)
 	$(BIN)/pytest
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used).
@@ -88,4 +103,4 @@ wrk:
 	  $(SUDO) apt-get install -y wrk || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }; }
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SDK_VENV) sdk/dist .mypy_cache .pytest_cache .ruff_cache

@@ -105,9 +105,9 @@ def build(path: Path, contacts: int, activities: int, seed: int) -> None:
     custom = new_id().hex
     con.execute(
         "INSERT INTO activity_types (id, code_name, name, description, enabled, client_side, "
-        "builtin, aliases, unknown_fields, created_at, updated_at) VALUES "
+        "builtin, aliases, unknown_fields, number, created_at, updated_at) VALUES "
         "(?, 'custom_loan_calculator', 'Loan calculator usage', '', 1, 1, 0, '[]', 'reject', "
-        "?, ?)",
+        "100001, ?, ?)",
         (custom, str(now), str(now)),
     )
     type_ids["custom_loan_calculator"] = custom

@@ -370,6 +370,28 @@ def test_ortto_keys_of_no_field_or_namespace_are_unknown(
     assert statuses(results) == [(400, "unknown_field")] * len(keys)
 
 
+def test_ortto_keys_name_fields_with_dash_and_underscore_alike(
+    tracker: Tracker, admin: Admin
+) -> None:
+    admin.create_type(
+        name="Login",
+        code_name="custom_login",
+        fields=[
+            {"name": "payment_plan", "type": "text"},
+            {"name": "account-owner", "type": "boolean"},
+        ],
+    )
+    contact = tracker.new_contact()
+    attributes = {"str:cm:payment-plan": "$100 starter plan", "bol:cm:account_owner": True}
+    results = tracker.log([{"type": "custom_login", "fields": attributes}], contact)
+    assert statuses(results) == [(202, None)]
+    # Stored under the names the type declares.
+    assert admin.one(contact)["fields"] == {
+        "payment_plan": "$100 starter plan",
+        "account-owner": True,
+    }
+
+
 def test_ortto_keys_work_under_the_kentico_prefix_and_with_a_required_field(
     tracker: Tracker, admin: Admin
 ) -> None:

@@ -82,6 +82,18 @@ def test_the_list_shows_counts_from_the_rollups(
     assert "<code>amount</code>" in row_of(page.text, used.code_name)
 
 
+def test_the_list_and_the_type_page_show_its_number(marketer_ui: UI, make_type: MakeType) -> None:
+    made = make_type(name="Webinar attended")
+    listing = marketer_ui.get("/admin/types")
+    assert f"<code>{made.number}</code>" in row_of(listing.text, made.code_name)
+    assert "<code>1</code>" in row_of(listing.text, "pagevisit")
+    page = marketer_ui.get(f"/admin/types/{made.id}")
+    number = re.search(r'<p class="hint" id="type-number">(.*?)</p>', page.text, re.S)
+    assert number is not None
+    assert f"<code>{made.number}</code>" in number.group(1)
+    assert "activityTypeId" in number.group(1)
+
+
 def test_create_a_type_with_fields_limits_and_retention(marketer_ui: UI, hub: Hub) -> None:
     answer = marketer_ui.post("/admin/types/new", type_form())
     assert answer.status_code == 303, error_of(answer) or answer.text

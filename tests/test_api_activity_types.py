@@ -22,6 +22,7 @@ from waypost.store.schema import activities, contacts
 
 ErrorCheck = Callable[..., dict[str, str]]
 TYPES = "/api/activity-types"
+BUILTINS = ("pagevisit", "datainput", "click")
 DEFAULT_LIMITS = {
     "per_contact": {"limit": 10, "window_seconds": 86400},
     "per_ip": {"limit": 100, "window_seconds": 3600},
@@ -592,6 +593,43 @@ def test_delete(
     # The code name and name are free again.
     again = create(client, admin_headers, name=made.name, code_name=made.code_name)
     assert again["fields"] == []
+
+
+def test_every_type_has_a_number_never_given_twice(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    """Marketo's activityTypeId: built-in types have Marketo's numbers for the same moments,
+    new ones 100001 and on, and a deleted type's number is not given again."""
+    numbers = {code: builtin(client, admin_headers, code)["number"] for code in BUILTINS}
+    assert numbers == {"pagevisit": 1, "datainput": 2, "click": 3}
+    first = create(client, admin_headers, name="First")
+    second = create(client, admin_headers, name="Second")
+    assert (first["number"], second["number"]) == (100001, 100002)
+    assert client.delete(f"{TYPES}/{second['id']}", headers=admin_headers).status_code == 204
+    assert create(client, admin_headers, name="Third")["number"] == 100003
+    # A number of one's own (an existing Marketo integration's activityTypeId), once only.
+    own = create(client, admin_headers, name="Webinar attended", number=100123)
+    assert own["number"] == 100123
+    assert create(client, admin_headers, name="After")["number"] == 100124
+    for taken in (100123, 100002, 1):
+        expect_error(
+            client.post(
+                TYPES, json={"name": f"Again {taken}", "number": taken}, headers=admin_headers
+            ),
+            409,
+            "conflict",
+            "number",
+        )
+    expect_error(
+        client.post(TYPES, json={"name": "Zero", "number": 0}, headers=admin_headers),
+        400,
+        "invalid_field",
+        "number",
+    )
+    # The number is not a thing to change.
+    answer = client.patch(f"{TYPES}/{first['id']}", json={"number": 5}, headers=admin_headers)
+    assert answer.status_code == 400
+    assert client.get(f"{TYPES}/{first['id']}", headers=admin_headers).json()["number"] == 100001
 
 
 def test_a_type_with_activities_cannot_be_deleted(

@@ -17,8 +17,8 @@ import httpx
 import msgspec
 import pytest
 
-from waypost.sdk import Client
 from waypost.settings import PREFIX, Settings
+from waypost_sdk import Client
 
 if TYPE_CHECKING:
     from tests.sdk_support import WaypostServer, running_server

@@ -54,6 +54,13 @@ def test_names_are_unique_whatever_their_case() -> None:
     assert caught.value.field == "fields[1].name"
 
 
+def test_names_are_unique_with_dash_and_underscore_alike() -> None:
+    # Ortto's keys name a field with either: str:cm:payment-plan is payment_plan.
+    with pytest.raises(FieldRuleError) as caught:
+        check_fields([spec("payment_plan"), spec("Payment-Plan")])
+    assert caught.value.field == "fields[1].name"
+
+
 @pytest.mark.parametrize("name", ["with space", "dot.ted", "-lead", "é", "a/b"])
 def test_bad_names(name: str) -> None:
     with pytest.raises(FieldRuleError) as caught:

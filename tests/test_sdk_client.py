@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from waypost.sdk import Client, ClientOptions, Dropped, WaypostError
-from waypost.sdk.client import contact_uuid
-from waypost.sdk.delivery import backoff, refusal
-from waypost.sdk.options import encode
+from waypost_sdk import Client, ClientOptions, Dropped, WaypostError
+from waypost_sdk.client import contact_uuid
+from waypost_sdk.delivery import backoff, refusal
+from waypost_sdk.options import encode
 
 if TYPE_CHECKING:
     from tests.sdk_support import FaultyProxy, WaypostServer, running_server
@@ -76,7 +76,7 @@ def proxy(server: WaypostServer) -> Iterator[FaultyProxy]:
 
 @pytest.fixture
 def sdk_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="waypost.sdk")
+    caplog.set_level(logging.DEBUG, logger="waypost_sdk")
     caplog.set_level(logging.DEBUG, logger="httpx")
     return caplog
 
@@ -301,14 +301,13 @@ def test_the_queue_is_flushed_at_exit_without_the_servers_dependencies(
             class Refuse:
                 def find_spec(self, name, path=None, target=None):
                     top = name.partition(".")[0]
-                    ours = name == "waypost" or name.startswith("waypost.sdk")
-                    if top in SERVER_ONLY or (top == "waypost" and not ours):
+                    if top in SERVER_ONLY or top == "waypost":
                         raise ModuleNotFoundError(f"the SDK must not import {{name}}")
                     return None
 
             sys.meta_path.insert(0, Refuse())
 
-            from waypost.sdk import Client
+            from waypost_sdk import Client
 
             client = Client({server.url!r}, {server.tracking_key!r}, {server.channel!r},
                             flush_interval=60)
@@ -337,7 +336,7 @@ def test_a_forked_child_starts_with_an_empty_queue_and_delivers_its_own(
         textwrap.dedent(
             f"""
             import os
-            from waypost.sdk import Client
+            from waypost_sdk import Client
 
             client = Client({server.url!r}, {server.tracking_key!r}, {server.channel!r},
                             flush_interval=60)

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from waypost.sdk import (
+from waypost_sdk import (
     ActivityLogger,
     Client,
     ContactCookies,
@@ -64,7 +64,7 @@ def client(server: WaypostServer) -> Iterator[Client]:
 
 @pytest.fixture
 def sdk_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="waypost.sdk")
+    caplog.set_level(logging.DEBUG, logger="waypost_sdk")
     return caplog
 
 

@@ -33,6 +33,7 @@ from waypost.clock import FakeClock
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.ratelimit import RedisRateLimiter
+from waypost.services.activities import ActivityQuery
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.consents import ConsentCreate, ConsentText
@@ -441,6 +442,34 @@ def test_contact_fields_are_refused(
     assert site.hub.contacts.get(uuid.UUID(contact)).email is None
     assert site.hub.contacts.get(uuid.UUID(contact)).first_name is None
     assert [(r.reason, r.source) for r in site.rejected()] == [("invalid_field", "browser")] * 2
+
+
+def test_ortto_system_keys_are_refused_too(
+    site: Site, loan: ActivityType, expect_error: ErrorCheck
+) -> None:
+    # waypost.js sends them as an identify; sent here, they would set contact fields.
+    contact = site.visitor()
+    activity = {**LOAN, "fields": {"str::email": "john@example.com"}}
+    expect_error(site.log(contact, activity), 400, "invalid_field", "contactFields")
+    assert site.hub.contacts.get(uuid.UUID(contact)).email is None
+
+
+def test_a_type_by_alias_or_as_orttos_snippet_names_it(
+    site: Site, make_type: Callable[..., ActivityType], hub: Hub
+) -> None:
+    make_type(name="Login", code_name="login", client_side=True)
+    make_type(name="Payment made", code_name="payment_made", client_side=True)
+    make_type(name="Signed up", aliases=["act:cm:sign-up", "Signed Up"], client_side=True)
+    hub.catalog.invalidate()
+    contact = site.visitor()
+    for sent in ("act:cm:login", "act:cm:payment-made", "act:cm:sign-up", "Signed Up"):
+        answer = site.log(contact, {"type": sent})
+        assert answer.status_code == 202, answer.text
+    log = site.hub.activities.contact_log(uuid.UUID(contact), ActivityQuery(limit=10)).data
+    assert sorted(a.type for a in log) == ["login", "payment_made", "signed_up", "signed_up"]
+    unknown = site.log(contact, {"type": "act:cm:nothing"})
+    assert unknown.status_code == 404
+    assert site.rejected()[-1].type_code == "act:cm:nothing"
 
 
 def test_malformed_activities_are_kept_as_rejected(

@@ -376,6 +376,39 @@ def test_a_page_sends_with_the_publishable_key(posthog: PostHog, signup: Activit
     assert stored.type == "signed_up"
 
 
+def test_an_email_key_from_a_page_is_a_claim_never_a_move(
+    posthog: PostHog, signup: ActivityType, hub: Hub
+) -> None:
+    """Ortto's str::email in a page's event names the visitor: it sets the email of the
+    visitor's contact when no one has it, and is only a claim when another contact has it;
+    the activity stays the visitor's (a server's key may move it: docs/activity-fields.md)."""
+    owner = hub.contacts.create_anonymous().contact
+    with hub.store.write() as conn:
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == owner)
+            .values(email="owner@example.com", email_key="owner@example.com")
+        )
+    page = {"Origin": ORIGIN}
+    for distinct_id, email in (
+        ("visitor-1", "owner@example.com"),
+        ("visitor-2", "new@example.com"),
+    ):
+        properties = {"token": posthog.publishable, "plan": "pro", "str::email": email}
+        answer = posthog.post(
+            "/e/", [event(distinct_id=distinct_id, properties=properties)], headers=page
+        )
+        assert answer.json() == {"status": 1}, answer.text
+    first, second = (posthog.contact_of("posthog_anon", d) for d in ("visitor-1", "visitor-2"))
+    stored = {a.contact_id: a for a in posthog.activities()}
+    assert set(stored) == {first, second}
+    assert stored[first].fields == {"plan": "pro"}
+    claimant = posthog.contact(first)
+    assert (claimant.email, claimant.attributes["claimed_email"]) == (None, "owner@example.com")
+    assert posthog.contact(second).email == "new@example.com"
+    assert posthog.merges() == []
+
+
 def test_pages_log_client_side_types_only(
     posthog: PostHog, make_type: Callable[..., ActivityType]
 ) -> None:

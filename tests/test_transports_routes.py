@@ -13,11 +13,13 @@ from waypost.app import api_document
 from waypost.hub import Hub
 from waypost.transports.browser import BrowserApp
 from waypost.transports.frame import Answer, IngestRequest
+from waypost.transports.marketo import MarketoApp
 from waypost.transports.posthog import PostHogApp
 from waypost.transports.router import IngestRouter
 from waypost.transports.routes import (
     BROWSER,
     INGEST_ROUTES,
+    MARKETO,
     POSTHOG,
     SEGMENT,
     SNOWPLOW,
@@ -28,7 +30,7 @@ from waypost.transports.segment import SegmentApp
 from waypost.transports.snowplow import SnowplowApp
 from waypost.transports.tracking import TrackingApp
 
-INGEST_TAGS = {SEGMENT, TRACKING, BROWSER, POSTHOG, SNOWPLOW}
+INGEST_TAGS = {SEGMENT, TRACKING, BROWSER, POSTHOG, SNOWPLOW, MARKETO}
 VALUE = re.compile(r"{[a-z_]+}")
 
 
@@ -124,7 +126,14 @@ def test_paths_under_a_prefix_belong_to_its_transport(router: IngestRouter) -> N
 
 
 def test_each_transport_is_built_once(router: IngestRouter) -> None:
-    assert set(router.transports) == {TrackingApp, BrowserApp, SegmentApp, PostHogApp, SnowplowApp}
+    assert set(router.transports) == {
+        TrackingApp,
+        BrowserApp,
+        SegmentApp,
+        PostHogApp,
+        SnowplowApp,
+        MarketoApp,
+    }
     assert router.transport(BrowserApp) is router.transports[BrowserApp]
 
 

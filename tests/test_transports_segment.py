@@ -1298,3 +1298,143 @@ def test_a_hostile_email_trait_is_answered_at_once(segment: Segment) -> None:
     assert time.perf_counter() - start < 1
     row = segment.contact(segment.contact_of("u"))
     assert (row.email, row.attributes) == (None, {"email": email})
+
+
+# -- analytics.js from pages: docs/collectors.md ---------------------------------------------
+
+SITE = "https://bank.example"
+
+
+@pytest.fixture
+def page(
+    client: TestClient,
+    hub: Hub,
+    make_channel: Callable[..., Channel],
+    make_key: Callable[..., CreatedKey],
+) -> Segment:
+    """A website channel's publishable key, as analytics.js sends it from the channel's page."""
+    channel = make_channel(kind="website", allowed_origins=[SITE])
+    made = make_key("publishable", channel.id)
+    return Segment(client, hub, channel, made.key, made.id)
+
+
+def from_page(segment: Segment, origin: str = SITE, key: str | None = None) -> dict[str, str]:
+    return {"Origin": origin, **basic(key or segment.key)}
+
+
+def test_analytics_js_loads_its_settings(page: Segment) -> None:
+    answer = page.client.get(
+        f"/v1/projects/{page.key}/settings", headers={"Origin": SITE, "Host": "waypost.example"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["access-control-allow-origin"] == SITE
+    settings = answer.json()
+    assert settings["integrations"] == {
+        "Segment.io": {
+            "apiKey": page.key,
+            "apiHost": "waypost.example/v1",
+            "protocol": "http",
+            "addBundledMetadata": True,
+            "unbundledIntegrations": [],
+            "maybeBundledConfigIds": {},
+        }
+    }
+    assert settings["metrics"] == {"sampleRate": 0}
+    assert settings["remotePlugins"] == []
+
+
+def test_settings_for_another_origin_or_a_secret_key_are_refused(
+    page: Segment, make_key: Callable[..., CreatedKey], expect_error: ErrorCheck
+) -> None:
+    other = page.client.get(
+        f"/v1/projects/{page.key}/settings", headers={"Origin": "https://evil.example"}
+    )
+    expect_error(other, 403, "forbidden")
+    assert "access-control-allow-origin" not in other.headers
+    tracking = make_key("tracking", page.channel.id).key
+    secret = page.client.get(f"/v1/projects/{tracking}/settings", headers={"Origin": SITE})
+    expect_error(secret, 403, "forbidden")
+    unknown = page.client.get("/v1/projects/wpp_unknown/settings", headers={"Origin": SITE})
+    expect_error(unknown, 401, "unauthorized")
+
+
+def test_a_preflight_allows_the_write_key_header(page: Segment) -> None:
+    answer = page.client.options(
+        "/v1/t",
+        headers={
+            "Origin": SITE,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert answer.status_code == 204
+    assert answer.headers["access-control-allow-origin"] == SITE
+    assert "Authorization" in answer.headers["access-control-allow-headers"]
+
+
+def test_a_page_sends_with_the_publishable_key_by_the_browser_rules(
+    page: Segment, make_type: Callable[..., ActivityType], hub: Hub
+) -> None:
+    make_type(name="Loan calculated", aliases=["Loan Calculated"], client_side=True)
+    make_type(name="Refund issued", aliases=["Refund Issued"])
+    hub.catalog.invalidate()
+    for name in ("Loan Calculated", "Refund Issued", "Never Defined"):
+        body = {"event": name, "anonymousId": "anon-1", "writeKey": page.key}
+        answer = page.post("/v1/t", body, headers=from_page(page), content_type="text/plain")
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["access-control-allow-origin"] == SITE
+    assert [a.type for a in page.activities()] == ["loan_calculated"]
+    # A page learns nothing of the types it may not log, and makes no draft types.
+    assert {(r.reason, r.type_code) for r in page.rejected()} == {
+        ("activity_type_not_found", "refund_issued"),
+        ("activity_type_not_found", "Never Defined"),
+    }
+
+
+def test_a_page_makes_no_draft_types(
+    make_segment: Callable[..., Segment], make_key: Callable[..., CreatedKey]
+) -> None:
+    drafting = make_segment(kind="website", allowed_origins=[SITE], unknown_events="draft")
+    key = make_key("publishable", drafting.channel.id).key
+    body = {"event": "Something New", "anonymousId": "a", "writeKey": key}
+    answer = drafting.post("/v1/t", body, headers=from_page(drafting, key=key))
+    assert answer.status_code == 200, answer.text
+    assert drafting.activities() == []
+    assert [r.reason for r in drafting.rejected()] == ["activity_type_not_found"]
+
+
+def test_keys_a_page_may_not_use(
+    page: Segment, make_key: Callable[..., CreatedKey], expect_error: ErrorCheck
+) -> None:
+    body = {"event": "x", "anonymousId": "a"}
+    tracking = make_key("tracking", page.channel.id).key
+    expect_error(page.post("/v1/t", body, headers=from_page(page, key=tracking)), 403, "forbidden")
+    other_origin = from_page(page, origin="https://evil.example")
+    expect_error(page.post("/v1/t", body, headers=other_origin), 403, "forbidden")
+    # A publishable key from a server (no page) is no page's: refused too.
+    expect_error(page.post("/v1/t", body, headers=basic(page.key)), 403, "forbidden")
+    assert page.count(contacts) == 0
+
+
+def test_an_email_key_from_a_page_is_a_claim(
+    page: Segment, make_type: Callable[..., ActivityType], hub: Hub
+) -> None:
+    make_type(name="Login", aliases=["Logged In"], client_side=True)
+    hub.catalog.invalidate()
+    owner = hub.contacts.create_anonymous().contact
+    with hub.store.write() as conn:
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == owner)
+            .values(email="owner@example.com", email_key="owner@example.com")
+        )
+    body = {
+        "event": "Logged In",
+        "anonymousId": "visitor",
+        "properties": {"str::email": "owner@example.com"},
+    }
+    page.send("/v1/t", body, headers=from_page(page))
+    [stored] = page.activities()
+    visitor = page.contact_of("visitor", "anonymous_id")
+    assert stored.contact_id == visitor != owner
+    assert page.contact(visitor).attributes["claimed_email"] == "owner@example.com"

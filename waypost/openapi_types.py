@@ -13,8 +13,11 @@ from typing import Any, Literal, Protocol
 # admin: an admin key; public: none; tracking: a tracking key (bearer); publishable: a
 # publishable key in the ``key`` query parameter; segment: a tracking key as the Basic-auth
 # user name or ``writeKey``; posthog: a tracking or publishable key as ``api_key`` (body or
-# query); snowplow: a tracking or publishable key as each event's ``aid``.
-Auth = Literal["admin", "public", "tracking", "publishable", "segment", "posthog", "snowplow"]
+# query); snowplow: a tracking or publishable key as each event's ``aid``; marketo: a
+# tracking key as a bearer token or ``access_token``.
+Auth = Literal[
+    "admin", "public", "tracking", "publishable", "segment", "posthog", "snowplow", "marketo"
+]
 
 
 class Documented(Protocol):

@@ -40,6 +40,7 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "segment": [{"writeKey": []}],
     "posthog": [{"posthogKey": []}],
     "snowplow": [{"snowplowKey": []}],
+    "marketo": [{"trackingKey": []}, {"marketoToken": []}],
 }
 
 
@@ -134,6 +135,13 @@ def openapi_document(
                     "name": "aid",
                     "description": "Snowplow style: a tracking key (or a publishable key from "
                     "a page) as each event's application id, aid.",
+                },
+                "marketoToken": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "access_token",
+                    "description": "Marketo style: a tracking key as access_token (or as a "
+                    "bearer token).",
                 },
                 "publishableKey": {
                     "type": "apiKey",

@@ -9,9 +9,10 @@ service applies them (waypost/services/collectors.py). Pure data, no I/O.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from waypost.domain.field_values import ORTTO_SYSTEM_KEYS
 from waypost.domain.segment import MappingError
 
 # External ids are looked up whole and stored in a column of 200 characters.
@@ -76,3 +77,41 @@ def rejected(payload: object, error: MappingError, label: str | None = None) -> 
 def encode_payload(payload: object) -> bytes:
     """The event as JSON, the way the rejected activities' column encodes it."""
     return json.dumps(payload, default=str).encode()
+
+
+# Ortto's snippet names an activity type "act:cm:<name>" (docs/collectors.md).
+ORTTO_ACTIVITY = "act:cm:"
+
+
+def activity_names(name: str) -> tuple[str, ...]:
+    """The names an activity type sent by a page may be known by, the most exact first: as
+    sent (a code name, or an alias such as ``act:cm:login``), without Ortto's ``act:cm:``,
+    and with ``-`` as ``_`` (``act:cm:payment-made`` finds ``payment_made``)."""
+    bare = name.removeprefix(ORTTO_ACTIVITY)
+    return tuple(dict.fromkeys((name, bare, bare.replace("-", "_"))))
+
+
+def split_claims(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A page's fields without Ortto's system keys (``str::email``, ``str::first``,
+    ``str::last``), and what those keys claim as contact traits (``email``, ``first_name``,
+    ``last_name``). From a page they are an identify claim: the email is set on the visitor's
+    contact when no other contact has it, else kept as ``claimed_email``; never a move to the
+    contact that has it, as a server's data input would be (docs/activity-fields.md)."""
+    if not any(key in ORTTO_SYSTEM_KEYS for key in fields):
+        return fields, {}
+    kept = {k: v for k, v in fields.items() if k not in ORTTO_SYSTEM_KEYS}
+    claimed = {ORTTO_SYSTEM_KEYS[k]: v for k, v in fields.items() if k in ORTTO_SYSTEM_KEYS}
+    return kept, claimed
+
+
+def page_claims(event: Collected) -> Collected:
+    """The event of a page with Ortto's system keys taken out of its activity's fields and
+    made contact traits (see :func:`split_claims`)."""
+    fields = (event.activity or {}).get("fields")
+    if not isinstance(fields, dict):
+        return event
+    kept, claimed = split_claims(fields)
+    if not claimed:
+        return event
+    activity = {**(event.activity or {}), "fields": kept}
+    return replace(event, activity=activity, traits={**(event.traits or {}), **claimed})

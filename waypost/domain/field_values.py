@@ -7,7 +7,8 @@ boolean; datetime as an ISO 8601 string in UTC with microseconds (``2026-01-31T1
 phone in E.164.
 
 Field names may also be given as Ortto's typed attribute keys, ``<prefix>:cm:<name>``: the
-prefix must agree with the field's declared type. The system key ``str::email`` names the
+prefix must agree with the field's declared type, and ``-`` and ``_`` in the name are alike
+(``str:cm:payment-plan`` names the field ``payment_plan``). The system key ``str::email`` names the
 contact's email instead of a field.
 """
 
@@ -250,7 +251,7 @@ def _field_name(
         out.contact[ORTTO_SYSTEM_KEYS[key]] = value
         return None
     prefix, namespace, name = match["prefix"], match["namespace"], match["name"]
-    spec = by_name.get(name)
+    spec = by_name.get(name) or _by_plain_name(by_name, name)
     if namespace != "cm" or spec is None:
         raise FieldValueError(f"The activity type has no field {key!r}.", where, "unknown_field")
     allowed = ORTTO_PREFIXES.get(prefix, frozenset())
@@ -260,7 +261,21 @@ def _field_name(
             where,
             "field_type_mismatch",
         )
-    return name
+    return spec.name
+
+
+def plain_name(name: str) -> str:
+    """A field name as Ortto's keys name it: ``-`` and ``_`` alike (``payment-plan`` is
+    ``payment_plan``)."""
+    return name.replace("-", "_")
+
+
+def _by_plain_name(by_name: Mapping[str, FieldSpec], name: str) -> FieldSpec | None:
+    wanted = plain_name(name)
+    for spec in by_name.values():
+        if plain_name(spec.name) == wanted:
+            return spec
+    return None
 
 
 def primary_text(spec: FieldSpec, value: object) -> str:

@@ -34,7 +34,8 @@ class FieldRuleError(ValueError):
 
 
 def check_fields(fields: Sequence[FieldSpec]) -> None:
-    """Names valid and unique (case-insensitively), at most one primary, max_length on text."""
+    """Names valid and unique (ignoring letter case, and '-' and '_' alike), at most one
+    primary, max_length on text."""
     seen: set[str] = set()
     primaries = 0
     for i, spec in enumerate(fields):
@@ -44,9 +45,11 @@ def check_fields(fields: Sequence[FieldSpec]) -> None:
                 f"Field name {spec.name!r} may hold letters, digits, '_' and '-' only.",
                 f"{where}.name",
             )
-        if spec.name.lower() in seen:
+        # Ortto's keys name fields with '-' and '_' alike, so names may not differ by them.
+        plain = spec.name.lower().replace("-", "_")
+        if plain in seen:
             raise FieldRuleError(f"Field name {spec.name!r} is used twice.", f"{where}.name")
-        seen.add(spec.name.lower())
+        seen.add(plain)
         if spec.primary:
             primaries += 1
             if primaries > 1:

@@ -69,6 +69,8 @@ class TypeInfo:
     unknown_fields: str
     per_contact: RateLimitInfo | None
     per_ip: RateLimitInfo | None
+    # Marketo's activityTypeId for the type.
+    number: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class Snapshot:
     all_origins: frozenset[str] = frozenset()
     # The identities of erased contacts (docs/data-lifecycle.md#a-contacts-data).
     suppressed: Suppressed = field(default_factory=Suppressed)
+    # Types by number (Marketo's activityTypeId).
+    numbers: dict[int, TypeInfo] = field(default_factory=dict)
 
 
 DEFAULT_PER_CONTACT = RateLimitInfo(10, 86400)
@@ -179,6 +183,7 @@ class Catalog:
             )
         types: dict[str, TypeInfo] = {}
         aliases: dict[str, TypeInfo] = {}
+        numbers: dict[int, TypeInfo] = {}
         for r in type_rows:
             limits = msgspec.convert(r.rate_limits or {}, _Limits)
             info = TypeInfo(
@@ -191,12 +196,16 @@ class Catalog:
                 unknown_fields=r.unknown_fields,
                 per_contact=limits.per_contact,
                 per_ip=limits.per_ip,
+                number=r.number,
             )
             types[r.code_name] = info
+            numbers[r.number] = info
             for alias in r.aliases:
                 aliases[alias] = info
         origins = frozenset(o for c in channel_map.values() for o in c.allowed_origins)
-        return Snapshot(keys, channel_map, types, aliases, consent_map, origins, suppressed)
+        return Snapshot(
+            keys, channel_map, types, aliases, consent_map, origins, suppressed, numbers
+        )
 
     def _load_suppressed(self, conn: Connection) -> Suppressed:
         version = suppressions_version(conn)

@@ -1,22 +1,29 @@
-"""Waypost's Python SDK: log activities from Python code and web applications.
+"""The Python SDK's former place: the SDK is its own distribution now, ``waypost-sdk``
+(``sdk/`` in this repository, imported as ``waypost_sdk``; docs/python-sdk.md).
 
-It needs only the standard library and httpx, so it can be installed in any application
-without Waypost's server. See docs/python-sdk.md.
-
-- :class:`Client`: log activities in the background (batched, retried, flushed at exit),
-  create contacts, set consents.
-- :class:`ActivityLogger` and :class:`CustomActivityData`: log a custom activity for the
-  current contact of a web request, as Kentico's ``ICustomActivityLogger`` does.
-- :class:`WaypostASGIMiddleware` and :class:`WaypostWSGIMiddleware`: find that contact from
-  the browser tracker's cookies; :func:`current_contact` reads it.
+``waypost.sdk`` stays importable, as the same objects, for code written against it, where
+``waypost-sdk`` is installed beside the server (the development install has both). New code
+imports ``waypost_sdk``, which needs only httpx.
 """
 
-from waypost.sdk.client import Client
-from waypost.sdk.context import RequestContext, current_contact, current_request, use_contact
-from waypost.sdk.logger import ActivityLogger, CustomActivityData
-from waypost.sdk.middleware import ContactCookies, WaypostASGIMiddleware, WaypostWSGIMiddleware
-from waypost.sdk.models import ConsentText, Dropped, DropReason, Stats, WaypostError
-from waypost.sdk.options import ClientOptions
+from waypost_sdk import (
+    ActivityLogger,
+    Client,
+    ClientOptions,
+    ConsentText,
+    ContactCookies,
+    CustomActivityData,
+    Dropped,
+    DropReason,
+    RequestContext,
+    Stats,
+    WaypostASGIMiddleware,
+    WaypostError,
+    WaypostWSGIMiddleware,
+    current_contact,
+    current_request,
+    use_contact,
+)
 
 __all__ = [
     "ActivityLogger",

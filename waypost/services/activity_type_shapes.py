@@ -19,6 +19,8 @@ Alias = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 # column is a 32-bit integer on PostgreSQL.
 RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=36_500)]
 UnknownFields = Literal["reject", "accept_and_flag"]
+# Marketo's activityTypeId; the column is a 32-bit integer on PostgreSQL.
+TypeNumber = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 
 
 class RateLimit(msgspec.Struct, forbid_unknown_fields=True):
@@ -51,6 +53,8 @@ class ActivityTypeCreate(msgspec.Struct, forbid_unknown_fields=True):
     rate_limits: RateLimits | None = None
     retention_days: RetentionDays | None = None
     unknown_fields: UnknownFields = "reject"
+    # Marketo's activityTypeId for this type; by default the next free number.
+    number: TypeNumber | None = None
 
 
 class ActivityTypeUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,7 +76,7 @@ class ActivityTypeUpdate(msgspec.Struct, forbid_unknown_fields=True):
 class ActivityType(msgspec.Struct):
     """An activity type. ``code_name_locked`` is true once an activity of the type exists;
     ``draft`` marks a type created from an unknown Segment event, until a marketer approves
-    it (PATCH ``draft: false``)."""
+    it (PATCH ``draft: false``); ``number`` is Marketo's ``activityTypeId`` for it."""
 
     id: uuid.UUID
     code_name: str
@@ -87,6 +91,8 @@ class ActivityType(msgspec.Struct):
     retention_days: int | None
     unknown_fields: UnknownFields
     draft: bool
+    # The type's stable number (Marketo's activityTypeId), given at creation, never reused.
+    number: int
     code_name_locked: bool
     created_at: dt.datetime
     updated_at: dt.datetime

@@ -18,6 +18,7 @@ from waypost.domain.fields import FieldRuleError, FieldSpec, check_field_change,
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import Page, cursor_id, page_by_id
+from waypost.records.activity_type_numbers import issue_number
 from waypost.services.activity_type_shapes import (
     ActivityType,
     ActivityTypeCreate,
@@ -135,6 +136,7 @@ class ActivityTypeService:
                     retention_days=m["retention_days"],
                     unknown_fields=m["unknown_fields"],
                     draft=m["draft"],
+                    number=m["number"],
                     code_name_locked=m["id"] in used,
                     created_at=m["created_at"],
                     updated_at=m["updated_at"],
@@ -180,6 +182,7 @@ class ActivityTypeService:
                     rate_limits=_limits_json(body.rate_limits),
                     retention_days=body.retention_days,
                     unknown_fields=body.unknown_fields,
+                    number=issue_number(conn, body.number),
                     created_at=now,
                     updated_at=now,
                 )

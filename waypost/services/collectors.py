@@ -51,16 +51,19 @@ class IdKinds:
 SEGMENT_IDS = IdKinds("segment", "user_id", "anonymous_id")
 POSTHOG_IDS = IdKinds("posthog", "posthog_user", "posthog_anon", shared=True)
 SNOWPLOW_IDS = IdKinds("snowplow", "snowplow_uid", "snowplow_duid")
+# Marketo's leads are known ones: a leadId is never anonymous.
+MARKETO_IDS = IdKinds("marketo", "marketo_lead", "marketo_lead")
 
 
 @dataclass
 class Planned:
-    """An activity to hand to the writer: its contact, the activity object as JSON, and a flag
-    to keep with it once it is accepted."""
+    """An activity to hand to the writer: its contact, the activity object as JSON, a flag
+    to keep with it once it is accepted, and the position of its event in the request."""
 
     contact: uuid.UUID
     activity: bytes
     flag: dict[str, object] | None = None
+    index: int = 0
 
 
 @dataclass
@@ -68,8 +71,9 @@ class Plan:
     """What one request's events turned into."""
 
     activities: list[Planned] = field(default_factory=list)
-    # Events that cannot be mapped, kept as rejected activities of no contact.
-    rejected: list[Rejected] = field(default_factory=list)
+    # Events that cannot be mapped, kept as rejected activities of no contact, each with
+    # the position of its event in the request.
+    rejected: list[tuple[int, Rejected]] = field(default_factory=list)
     # Contacts merged, (source, target), once committed: rate limits follow them.
     merges: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
     # How many contacts the events created.
@@ -97,16 +101,16 @@ class CollectorService:
         plan = Plan()
         with self.store.write() as conn:
             resolver = Resolver(conn, kinds, channel.id, may_create)
-            for event in events:
+            for index, event in enumerate(events):
                 if snapshot.suppressed and names_erased(snapshot.suppressed, event, kinds):
                     plan.erased += 1
                     continue
                 try:
                     if event.error is not None:
                         raise event.error
-                    self._one(conn, resolver, snapshot, event, plan)
+                    self._one(conn, resolver, snapshot, event, plan, index)
                 except MappingError as exc:
-                    plan.rejected.append(rejection(event, exc))
+                    plan.rejected.append((index, rejection(event, exc)))
         plan.merges, plan.created = resolver.merges, resolver.created
         return plan
 
@@ -117,6 +121,7 @@ class CollectorService:
         snapshot: Snapshot,
         event: Collected,
         plan: Plan,
+        index: int,
     ) -> None:
         if event.alias is not None:
             contact = resolver.alias(*event.alias)
@@ -136,7 +141,7 @@ class CollectorService:
             chosen = {k: v for k, v in event.optional_fields.items() if k in declared}
             if chosen:
                 activity["fields"] = {**chosen, **activity.get("fields", {})}
-        plan.activities.append(Planned(contact, msgspec.json.encode(activity), event.flag))
+        plan.activities.append(Planned(contact, msgspec.json.encode(activity), event.flag, index))
 
 
 def names_erased(suppressed: Suppressed, event: Collected, kinds: IdKinds) -> bool:

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import msgspec
 import sqlalchemy as sa
 
+from waypost.domain.marketo import UNKNOWN_TYPE
 from waypost.domain.snowplow import schema_aliases
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import utcnow
@@ -32,7 +33,7 @@ from waypost.store.schema import rejected_activities
 CHUNK = 500
 
 # The sources whose events name their types by code name or alias.
-ALIASED_SOURCES = ("segment", "posthog", "snowplow", "import")
+ALIASED_SOURCES = ("segment", "posthog", "snowplow", "marketo", "import")
 
 
 class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -197,6 +198,11 @@ def _by_code_name(payload: Any, source: str, snapshot: Snapshot) -> Any:
     name = payload.get("type")
     if not isinstance(name, str) or name in snapshot.types:
         return payload
+    if source == "marketo":
+        # Kept under marketo:<activityTypeId> when no type had the number.
+        number = name.removeprefix(UNKNOWN_TYPE.format(number=""))
+        found = snapshot.numbers.get(int(number)) if number.isdigit() else None
+        return payload if found is None else {**payload, "type": found.code_name}
     names = schema_aliases(name) if source == "snowplow" else (name,)
     found = find_type(snapshot, names)
     return payload if found is None else {**payload, "type": found.code_name}

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.codenames import derive_code_name
+from waypost.domain.collected import split_claims
 from waypost.domain.segment import (
     MappingError,
     Message,
@@ -34,6 +35,7 @@ from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Rejected
+from waypost.records.activity_type_numbers import issue_number
 from waypost.services.collectors import SEGMENT_IDS, Resolver, apply_traits
 from waypost.store import Store
 from waypost.store.schema import activity_types
@@ -62,6 +64,8 @@ class Plan:
     merges: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
     # Messages naming an erased contact: applied to nothing and stored nowhere.
     erased: int = 0
+    # How many contacts the messages created.
+    created: int = 0
 
 
 class SegmentService:
@@ -77,10 +81,17 @@ class SegmentService:
         messages: list[tuple[Message, bytes]],
         sent_at: str | None,
         received_at: dt.datetime,
+        *,
+        page: bool = False,
+        may_create: bool = True,
     ) -> Plan:
+        """Apply ``messages``. With ``page`` (analytics.js with a publishable key) no draft
+        type is made and Ortto's system keys in properties are claims; without
+        ``may_create`` a message that needs a new contact is kept as rejected
+        (``rate_limited``)."""
         plan = Plan()
         with self.store.write() as conn:
-            resolver = Resolver(conn, SEGMENT_IDS, channel.id)
+            resolver = Resolver(conn, SEGMENT_IDS, channel.id, may_create)
             drafts: dict[str, str] = {}
             for message, raw in messages:
                 if snapshot.suppressed and names_erased(snapshot.suppressed, message):
@@ -98,10 +109,11 @@ class SegmentService:
                         sent_at,
                         received_at,
                         plan,
+                        page,
                     )
                 except MappingError as exc:
                     plan.rejected.append(_rejected(message, raw, exc))
-        plan.merges = resolver.merges
+        plan.merges, plan.created = resolver.merges, resolver.created
         return plan
 
     def _one(
@@ -115,6 +127,7 @@ class SegmentService:
         sent_at: str | None,
         received_at: dt.datetime,
         plan: Plan,
+        page: bool,
     ) -> None:
         kind = message.type
         user_id = _external_id(message.user_id, "userId")
@@ -143,8 +156,15 @@ class SegmentService:
             event = (message.event or "").strip()
             if not event:
                 raise MappingError("track needs an event name.", "missing_field", "event")
-            code = self._type_for(conn, channel, snapshot, drafts, event, plan)
-            activity = activity_object(message, code, when, message.properties or None)
+            code = self._type_for(conn, channel, snapshot, drafts, event, plan, page)
+            properties = message.properties or None
+            if page and properties:
+                # A page's str::email names the visitor: a claim, never a move (see
+                # waypost.domain.collected.split_claims).
+                properties, claimed = split_claims(properties)
+                if claimed:
+                    apply_traits(conn, contact, *map_traits(claimed))
+            activity = activity_object(message, code, when, properties or None)
         elif kind in ("page", "screen"):
             code = "pagevisit"
             if kind == "screen" and ("screen" in snapshot.types or "screen" in snapshot.aliases):
@@ -169,11 +189,13 @@ class SegmentService:
         drafts: dict[str, str],
         event: str,
         plan: Plan,
+        page: bool,
     ) -> str:
         found = snapshot.types.get(event) or snapshot.aliases.get(event)
         if found is not None:
             return found.code_name
-        if channel.unknown_events != "draft":
+        # A publishable key is public: pages make no types.
+        if channel.unknown_events != "draft" or page:
             return event  # rejected by the activity rules as activity_type_not_found
         if event in drafts:
             return drafts[event]
@@ -207,6 +229,7 @@ class SegmentService:
                 retention_days=None,
                 unknown_fields="accept_and_flag",
                 draft=True,
+                number=issue_number(conn),
                 created_at=now,
                 updated_at=now,
             )

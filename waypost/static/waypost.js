@@ -2,16 +2,20 @@
  *
  * The page's inline stub defines window[WaypostObject] (default "wp") and queues calls in its
  * `q`; this script replays them in order, then takes the stub's place. It adds no other global.
+ * On a page with Ortto's tracking code (window.ap3c), it also answers Ortto's calls
+ * (docs/collectors.md): ap3c.cmd.push, ap3c.init, ap3c.track and ap3c.activity.
  */
 (() => {
   "use strict";
 
   const name = window.WaypostObject || "wp";
   // currentScript is set only while this script first runs, which is when it is read.
-  const script =
-    document.currentScript || document.querySelector('script[data-key][src*="waypost.js"]');
+  const script = document.currentScript || document.querySelector('script[src*="waypost.js"]');
   if (!script) return;
-  const key = script.getAttribute("data-key") || "";
+  // The publishable key: the script's data-key, or on a page with Ortto's snippet the key
+  // ap3c.init names. Sends wait for it.
+  let key = script.getAttribute("data-key") || "";
+  const ortto = window.ap3c && typeof window.ap3c === "object" ? window.ap3c : null;
   // The API is wherever the script came from, also when Waypost is served under a path.
   const base = new URL(".", script.src).href;
 
@@ -20,10 +24,13 @@
   const MAX_FAILED = 100; // a page that can never reach Waypost must not grow without bound
   const PENDING = "wp_pending_consent";
 
-  // Until the page says otherwise the level is "essential": no tracking before a choice.
+  // Until the page says otherwise the level is "essential": no tracking before a choice. A
+  // page with Ortto's snippet tracks as Ortto's does ("visitor"), unless the visitor chose.
   let level = LEVELS.includes(readCookie("wp_cookielevel"))
     ? readCookie("wp_cookielevel")
-    : "essential";
+    : ortto
+      ? "visitor"
+      : "essential";
   let contact = null;
   // The first agreement, sent without a contact, until its answer names the contact it made:
   // {id, consent}. Kept in a cookie (at "visitor" or "all"), so that the next page sends it
@@ -33,6 +40,7 @@
   const backlog = []; // calls waiting behind a consent or identify whose answer is awaited
   let awaited = null; // that consent's or identify's answer (a promise)
   const failed = []; // sends that met a network error, sent again when the browser is online
+  const keyless = []; // sends made before ap3c.init named the key
   let hidden = false; // while hidden or unloading, a beacon is the send that survives
 
   const tracked = () => level === "visitor" || level === "all";
@@ -91,6 +99,11 @@
     new Promise((resolve) => post({ path, body: JSON.stringify(body), resolve }));
 
   function post(request) {
+    if (!key) {
+      if (keyless.length < MAX_FAILED) keyless.push(request);
+      else request.resolve(null);
+      return;
+    }
     // The key goes in the query because sendBeacon cannot set headers.
     const url = `${base}browser/${request.path}?key=${encodeURIComponent(key)}`;
     // text/plain keeps the request "simple" (no CORS preflight), as a beacon's is anyway.
@@ -209,18 +222,44 @@
       logActivity({ type: options.type, value: text(options.value), title: options.title });
     },
     activity(options) {
-      // Ortto's form: its "act:cm:" prefix is accepted, and its attributes are our fields.
-      const type = String(options.activity_id || "").replace(/^act:cm:/, "");
-      logActivity({ type, fields: options.attributes });
+      // Ortto's form: the type by its id ("act:cm:login": Waypost finds it by code name or
+      // alias, with or without "act:cm:"), its attributes as our fields. Ortto's system keys
+      // name the visitor: an identify (a claim, never a merge without the site's hash).
+      const fields = Object.assign({}, options.attributes);
+      const claim = {};
+      for (const [name, trait] of Object.entries(SYSTEM_KEYS)) {
+        if (name in fields) {
+          claim[trait] = fields[name];
+          delete fields[name];
+        }
+      }
+      const log = () => logActivity({ type: String(options.activity_id || ""), fields });
+      const named = claim.email ? commands.identify(claim) : null;
+      return named ? named.then(log) : log();
     },
   };
+
+  const SYSTEM_KEYS = { "str::email": "email", "str::first": "first", "str::last": "last" };
+
+  // ap3c.track: Ortto's page view, naming the visitor when it has an email.
+  function orttoTrack(options) {
+    const { email, first, last } = options || {};
+    const named = email ? commands.identify({ email, first, last }) : null;
+    return named ? named.then(commands.pagevisit) : commands.pagevisit();
+  }
 
   function drain() {
     while (!awaited && backlog.length) {
       const [command, options] = backlog.shift();
-      // Unknown commands are ignored, so that a page written for a newer tracker still works.
-      if (!Object.prototype.hasOwnProperty.call(commands, command)) continue;
-      const answer = commands[command](options == null ? {} : options);
+      let answer;
+      if (typeof command === "function") {
+        answer = command(); // one of Ortto's calls
+      } else if (Object.prototype.hasOwnProperty.call(commands, command)) {
+        answer = commands[command](options == null ? {} : options);
+      } else {
+        // Unknown commands are ignored, so that a page written for a newer tracker still works.
+        continue;
+      }
       if (answer) wait(answer);
     }
   }
@@ -273,6 +312,35 @@
   // An earlier page went away before its agreement was answered: the page's calls wait for
   // the contact that sending it again names.
   if (pending) wait(sendPending());
+
+  // Ortto's snippet queued functions in ap3c.cmd (which call ap3c.init and ap3c.track) and,
+  // with its "ap3c.activity" line, activities in ap3c.act: they run now, in that order, and
+  // later calls run at once. ap3c.init's second argument (Ortto's address) is not used: the
+  // API is wherever this script came from.
+  if (ortto) {
+    const functions = Array.isArray(ortto.cmd) ? ortto.cmd : [];
+    const activities = Array.isArray(ortto.act) ? ortto.act : [];
+    ortto.init = (orttoKey) => {
+      if (key || typeof orttoKey !== "string" || !orttoKey) return;
+      key = orttoKey;
+      keyless.splice(0).forEach(post);
+    };
+    ortto.track = (options) => track(() => orttoTrack(options));
+    ortto.activity = (options) => track("activity", options);
+    const run = (fn) => {
+      try {
+        if (typeof fn === "function") fn();
+      } catch (error) {
+        setTimeout(() => {
+          throw error; // the page's error, reported as the page's, without stopping the others
+        });
+      }
+    };
+    ortto.cmd = { push: run };
+    ortto.act = { push: ortto.activity };
+    functions.forEach(run);
+    activities.forEach(ortto.activity);
+  }
 
   const queued = (window[name] && window[name].q) || [];
   for (const args of queued) track(...args);

@@ -125,6 +125,16 @@ activity_types = Table(
     Column("draft", Boolean(), nullable=False, server_default=sa_false()),
     _now_column("created_at"),
     _now_column("updated_at"),
+    # Marketo's activityTypeId: a stable integer given at creation, never given again (every
+    # number ever given is in activity_type_numbers, which outlives deleted types).
+    Column("number", Integer(), nullable=False, unique=True),
+)
+
+activity_type_numbers = Table(
+    "activity_type_numbers",
+    metadata,
+    Column("number", Integer(), primary_key=True, autoincrement=False),
+    _now_column("issued_at"),
 )
 
 activity_type_fields = Table(

@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from anyio import to_thread
 
+from waypost.domain.collected import activity_names
 from waypost.domain.contact_fields import is_email
 from waypost.domain.suppressions import CONTACT, EMAIL, contact_erased
 from waypost.errors import ApiError, ErrorBody, holds_nul, nul_refused
@@ -24,6 +25,7 @@ from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
 from waypost.ratelimit import Decision, Limit, retry_after
+from waypost.services.collectors import find_type
 from waypost.transports.bodies import decode_json, media_type
 from waypost.transports.contact_limits import contact_limit_key, follow_merges
 from waypost.transports.frame import (
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 TRACKING_LEVELS = ("visitor", "all")
 COOKIE_LEVELS = ("none", "essential", "visitor", "all")
 BODY_TYPES = (b"text/plain", b"application/json", b"")
+# An activity is at most 16 KB by default; past this, naming its type is not worth decoding it.
+MAX_NAMED = 64 * 1024
 
 
 class ConsentBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -91,6 +95,7 @@ class IdentifyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
 
 
 _encode = msgspec.json.Encoder().encode
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 class BrowserApp(Transport):
@@ -242,7 +247,7 @@ class BrowserApp(Transport):
         self, body: ActivityBody, channel: ChannelInfo, snapshot: Snapshot, ip: str
     ) -> Answer:
         now = utcnow()
-        raw = bytes(body.activity)
+        raw = named_type(bytes(body.activity), snapshot)
         item = prepare(raw, snapshot, now, self.settings.max_activity_bytes)
         headers: Headers = []
         item = _browser_rules(item, body.cookie_level, snapshot)
@@ -294,6 +299,26 @@ class BrowserApp(Transport):
         return await self.limiter.hit(limits)
 
 
+def named_type(raw: bytes, snapshot: Snapshot) -> bytes:
+    """The activity with its ``type`` as a code name, when it names its type otherwise: by
+    alias, or as Ortto's snippet does (``act:cm:login``, see ``activity_names``)."""
+    if len(raw) > MAX_NAMED or holds_nul(raw):
+        return raw  # refused by prepare() anyway
+    try:
+        activity = _decode_object(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return raw
+    key = next((k for k in activity if k.lower() == "type"), "type")
+    name = activity.get(key)
+    if not isinstance(name, str) or name in snapshot.types:
+        return raw
+    found = find_type(snapshot, activity_names(name))
+    if found is None:
+        return raw
+    activity[key] = found.code_name
+    return msgspec.json.encode(activity)
+
+
 def _browser_rules(
     item: Accepted | Rejected, cookie_level: str, snapshot: Snapshot
 ) -> Accepted | Rejected:
@@ -320,7 +345,8 @@ def _browser_rules(
             ApiError(
                 400,
                 "invalid_field",
-                "Browsers cannot set contact fields; use identify.",
+                "Browsers cannot set contact fields (nor str::email, str::first, str::last); "
+                "use identify.",
                 "contactFields",
             ),
             item.payload,

@@ -20,16 +20,17 @@ from typing import ClassVar
 
 from anyio import to_thread
 
-from waypost.domain.collected import Collected
+from waypost.domain.collected import Collected, page_claims
 from waypost.domain.suppressions import contact_erased
 from waypost.errors import ApiError
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
-from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
-from waypost.ratelimit import Decision, Limit, retry_after
+from waypost.pipeline.prepare import Accepted, Rejected, prepare
+from waypost.pipeline.writer_decision import ActivityResult
 from waypost.services.collectors import IdKinds, Plan
-from waypost.transports.contact_limits import contact_limit_key, follow_merges
+from waypost.transports.contact_limits import follow_merges
 from waypost.transports.frame import IngestRequest, Transport
+from waypost.transports.page_rules import new_contacts, page_rules
 
 PUBLISHABLE = "publishable"
 
@@ -46,10 +47,11 @@ class CollectorTransport(Transport):
         token: str | None,
         events: list[Collected],
         received_at: dt.datetime | None = None,
-    ) -> None:
-        """Authenticate with ``token``, then apply and store ``events``; returns once the
-        transaction that holds them has committed."""
-        channel = await self.authenticate(request, token)
+    ) -> list[ActivityResult | None]:
+        """Authenticate with ``token`` (unless the request is already), then apply and store
+        ``events``; returns once the transaction that holds them has committed, with what
+        became of each event's activity (None for an event that logs none)."""
+        channel = request.channel or await self.authenticate(request, token)
         limit = self.settings.max_activities_per_request
         if len(events) > limit:
             raise ApiError(
@@ -61,11 +63,13 @@ class CollectorTransport(Transport):
         snapshot = request.snapshot
         assert snapshot is not None  # authenticate() took it
         if not events:
-            return
+            return []
         when = received_at or utcnow()
         from_page = request.key is not None and request.key.access == PUBLISHABLE
+        if from_page:
+            events = [page_claims(event) for event in events]
         ip = self.hub.client_ip(request.scope) if from_page else ""
-        decisions = await self._new_contacts(ip) if from_page else []
+        decisions = await new_contacts(self.hub, ip) if from_page else []
         may_create = all(d.allowed for d in decisions)
         try:
             plan = await to_thread.run_sync(
@@ -81,18 +85,9 @@ class CollectorTransport(Transport):
             # why. (With other events beside them, those are stored as usual.)
             raise contact_erased("The contact these events name")
         await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
-        await self._store(channel, snapshot, plan, when, from_page, ip)
-
-    async def _new_contacts(self, ip: str) -> list[Decision]:
-        """Count a page's request, which may create contacts, against its address's hourly
-        limit (WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR), as the browser endpoints do: a
-        publishable key is public, and each contact costs storage. Over the limit, events of
-        known contacts are still stored and those that need a new one are kept as rejected
-        (``rate_limited``); the count is forgotten when the request created no contact."""
-        per_hour = self.settings.new_contacts_per_ip_per_hour
-        if not per_hour:
-            return []
-        return await self.hub.rate_limiter.hit([Limit(f"contacts:ip:{ip}", per_hour, 3600)])
+        results: list[ActivityResult | None] = [None] * len(events)
+        await self._store(channel, snapshot, plan, when, from_page, ip, results)
+        return results
 
     async def _store(
         self,
@@ -102,21 +97,26 @@ class CollectorTransport(Transport):
         received_at: dt.datetime,
         from_page: bool,
         ip: str,
+        results: list[ActivityResult | None],
     ) -> None:
         by_contact: dict[uuid.UUID | None, list[Accepted | Rejected]] = defaultdict(list)
+        # The event of each item, by contact, to put the results back in the events' order.
+        indexes: dict[uuid.UUID | None, list[int]] = defaultdict(list)
         # Events that could not be mapped belong to no contact; submitted first, so they are
         # kept in the order they came.
-        if plan.rejected:
-            by_contact[None] = list(plan.rejected)
+        for index, rejected in plan.rejected:
+            by_contact[None].append(rejected)
+            indexes[None].append(index)
         limit = self.settings.max_activity_bytes
         for planned in plan.activities:
             item = prepare(planned.activity, snapshot, received_at, limit)
             if isinstance(item, Accepted) and planned.flag is not None:
                 item.flags = [*(item.flags or []), planned.flag]
             if from_page:
-                item = await self._page_rules(item, snapshot, planned.contact, ip)
+                item = await page_rules(self.hub, item, snapshot, planned.contact, ip)
             by_contact[planned.contact].append(item)
-        await asyncio.gather(
+            indexes[planned.contact].append(planned.index)
+        stored = await asyncio.gather(
             *(
                 self.writer.submit(
                     channel,
@@ -129,53 +129,6 @@ class CollectorTransport(Transport):
                 for contact, items in by_contact.items()
             )
         )
-
-    async def _page_rules(
-        self, item: Accepted | Rejected, snapshot: Snapshot, contact: uuid.UUID, ip: str
-    ) -> Accepted | Rejected:
-        # As the browser endpoints: a page learns nothing of the types it may not log.
-        code = item.type.code_name if isinstance(item, Accepted) else item.type_code
-        info = item.type if isinstance(item, Accepted) else snapshot.types.get(code or "")
-        if code is not None and (info is None or not info.enabled or not info.client_side):
-            return reject(
-                ApiError(
-                    404,
-                    "activity_type_not_found",
-                    f"The activity type {code!r} does not exist or is not enabled for "
-                    "client-side logging.",
-                    "type",
-                ),
-                item.payload,
-                code,
-            )
-        if isinstance(item, Rejected):
-            return item
-        kind = item.type
-        limits = []
-        if kind.per_contact is not None:
-            limits.append(
-                Limit(
-                    contact_limit_key(kind.id, contact),
-                    kind.per_contact.limit,
-                    kind.per_contact.window_seconds,
-                )
-            )
-        if kind.per_ip is not None:
-            limits.append(
-                Limit(f"{kind.id}:ip:{ip}", kind.per_ip.limit, kind.per_ip.window_seconds)
-            )
-        if not limits:
-            return item
-        decisions = await self.hub.rate_limiter.hit(limits)
-        if all(d.allowed for d in decisions):
-            return item
-        wait = retry_after(decisions)
-        return reject(
-            ApiError(
-                429,
-                "rate_limited",
-                f"Over the rate limit of {kind.code_name!r}; retry in {wait} s.",
-            ),
-            item.payload,
-            kind.code_name,
-        )
+        for contact, outcomes in zip(by_contact, stored, strict=True):
+            for index, outcome in zip(indexes[contact], outcomes, strict=True):
+                results[index] = outcome

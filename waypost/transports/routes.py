@@ -31,6 +31,7 @@ from waypost.transports.browser import (
     IdentifyBody,
 )
 from waypost.transports.frame import Answer, IngestRequest, Transport
+from waypost.transports.marketo import MarketoAnswer, MarketoApp, TokenAnswer, TokenQuery
 from waypost.transports.posthog import (
     FlagsAnswer,
     PostHogApp,
@@ -38,7 +39,7 @@ from waypost.transports.posthog import (
     PostHogOk,
     RemoteConfig,
 )
-from waypost.transports.segment import SegmentApp
+from waypost.transports.segment import CdnSettings, SegmentApp
 from waypost.transports.snowplow import SnowplowApp, SnowplowEvent, SnowplowPayload
 from waypost.transports.tracking import (
     AgreeBody,
@@ -113,11 +114,31 @@ class SegmentSuccess(msgspec.Struct):
     success: bool
 
 
+class MarketoRecord(msgspec.Struct, rename="camel"):
+    """One Marketo activity: ``leadId`` (integer), ``activityTypeId`` (the type's number),
+    ``activityDate`` (ISO 8601 with an offset), ``primaryAttributeValue`` and ``attributes``
+    (``[{"name" or "apiName", "value"}]``). A record that breaks these rules is skipped, with
+    its reasons, and kept as a rejected activity; the others are still added."""
+
+    lead_id: Any = None
+    activity_type_id: Any = None
+    activity_date: Any = None
+    primary_attribute_value: Any = None
+    attributes: Any = None
+
+
+class MarketoRequest(msgspec.Struct):
+    """``POST /rest/v1/activities/external.json``: 1 to 300 records (more is a 413)."""
+
+    input: list[MarketoRecord]
+
+
 # -- the table ----------------------------------------------------------------------------------
 
 SEGMENT = "Segment-compatible API"
 POSTHOG = "PostHog-compatible capture"
 SNOWPLOW = "Snowplow-compatible collector"
+MARKETO = "Marketo-compatible custom activities"
 TRACKING = "Tracking (Kentico-compatible; also under /Kentico.Tracking)"
 BROWSER = "Browser tracking"
 ALIAS = "The same route answers under /Kentico.Tracking."
@@ -307,6 +328,21 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
         "See docs/segment.md.",
         aliases=("/v1/b", "/v1/import"),
     ),
+    IngestRoute(
+        "GET",
+        "/v1/projects/{write_key}/settings",
+        SegmentApp,
+        SegmentApp.project_settings,
+        "segment_project_settings",
+        "analytics.js's settings: it sends to this server with the write key",
+        SEGMENT,
+        "public",
+        response=CdnSettings,
+        errors=(401, 403, 404),
+        description="For @segment/analytics-next with its cdnURL pointed at Waypost; the "
+        "write key is a publishable key, from a page of its channel's origins. See "
+        "docs/collectors.md.",
+    ),
     segment_call("track", "t"),
     segment_call("identify", "i"),
     segment_call("page", "p"),
@@ -368,5 +404,34 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
         "snowplow",
         query=SnowplowEvent,
         media_type="image/gif",
+    ),
+    IngestRoute(
+        "POST",
+        "/rest/v1/activities/external.json",
+        MarketoApp,
+        MarketoApp.external,
+        "marketo_external_activities",
+        "Marketo custom activities: up to 300, one result each (added or skipped)",
+        MARKETO,
+        "marketo",
+        body=MarketoRequest,
+        response=MarketoAnswer,
+        errors=(413, 415),
+        description="The access token is a tracking key, as Authorization: Bearer or "
+        "access_token=. activityTypeId is the type's number. See docs/collectors.md.",
+    ),
+    IngestRoute(
+        "GET",
+        "/identity/oauth/token",
+        MarketoApp,
+        MarketoApp.token,
+        "marketo_token",
+        "Marketo's access token: the tracking key sent as client_secret",
+        MARKETO,
+        "public",
+        query=TokenQuery,
+        response=TokenAnswer,
+        errors=(401, 403),
+        description="Marketo's client credentials flow. See docs/collectors.md.",
     ),
 )

@@ -7,11 +7,18 @@ write key (a tracking key) is the Basic-auth user name or ``writeKey`` in the bo
 be gzipped and may come under any content type; 32 KB per message and 500 KB per batch.
 The answer is Segment's: 200 ``{"success": true}`` once every message is stored or kept as a
 rejected activity, 400 for a body that is too large or not JSON, 401 for a bad write key.
+
+Segment's analytics.js (``@segment/analytics-next``) sends from pages: its settings come from
+``GET /v1/projects/<writeKey>/settings`` (its ``cdnURL`` pointed at Waypost), ``/v1/*``
+answers CORS for the channel's origins, and its write key is a publishable key, which works
+from the channel's pages only (a tracking key is refused from any page). What pages send
+follows the browser rules (waypost/transports/page_rules.py, docs/collectors.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from typing import Any
 
@@ -25,7 +32,8 @@ from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare
 from waypost.transports.contact_limits import follow_merges
-from waypost.transports.frame import Answer, IngestRequest, KeyRule, Transport, basic_user
+from waypost.transports.frame import Answer, Cors, IngestRequest, KeyRule, Transport, basic_user
+from waypost.transports.page_rules import new_contacts, page_rules
 
 MAX_MESSAGE = 32 * 1024
 MAX_BATCH = 500 * 1024
@@ -47,6 +55,38 @@ class KeyOnly(msgspec.Struct, rename="camel"):
     sent_at: str | None = None
 
 
+class SegmentIntegration(msgspec.Struct, rename="camel"):
+    """analytics.js's own destination: where it sends, with which key."""
+
+    api_key: str
+    api_host: str
+    protocol: str
+    add_bundled_metadata: bool = True
+    unbundled_integrations: list[str] = msgspec.field(default_factory=list)
+    maybe_bundled_config_ids: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class CdnSettings(msgspec.Struct, rename="camel"):
+    """The settings analytics.js loads: Segment's destination only, nothing else switched on
+    (no remote plugins, no middleware, no metrics)."""
+
+    integrations: dict[str, SegmentIntegration]
+    analytics_next_enabled: bool = True
+    middleware_settings: dict[str, Any] = msgspec.field(default_factory=dict)
+    enabled_middleware: dict[str, bool] = msgspec.field(default_factory=dict)
+    metrics: dict[str, Any] = msgspec.field(default_factory=lambda: {"sampleRate": 0})
+    legacy_video_plugins_enabled: bool = False
+    remote_plugins: list[Any] = msgspec.field(default_factory=list)
+    edge_function: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def cdn_settings(write_key: str, api_host: str, protocol: str) -> CdnSettings:
+    """analytics.js's settings for a write key, sending to ``protocol://api_host``."""
+    integration = SegmentIntegration(write_key, api_host, protocol)
+    return CdnSettings({"Segment.io": integration})
+
+
+_encode = msgspec.json.Encoder().encode
 _decode_batch = msgspec.json.Decoder(BatchBody).decode
 _decode_message = msgspec.json.Decoder(Message).decode
 _decode_key = msgspec.json.Decoder(KeyOnly).decode
@@ -62,6 +102,25 @@ class SegmentApp(Transport):
         disabled="That write key is disabled.",
         wrong_access="The write key must be a tracking key (wpt_...).",
         no_channel="The key's channel no longer exists.",
+    )
+    browser_keys = KeyRule(
+        access="publishable",
+        missing="",
+        unknown="",
+        disabled="That write key is disabled.",
+        wrong_access="",
+        no_channel="Publishable keys work for website channels only.",
+        channel_kind="website",
+    )
+    key_in_page = (
+        "A tracking key is secret: a page ({origin}) must use a publishable key (wpp_...) "
+        "as analytics.js's write key."
+    )
+    cors = Cors(
+        methods=b"GET, POST, OPTIONS",
+        # analytics.js sends its write key as Basic auth, and counts its retries.
+        headers=b"Authorization, Content-Type, X-Retry-Count",
+        foreign_origin="The origin {origin!r} is not an allowed origin of the key's channel.",
     )
     not_found = "No such route; see docs/segment.md."
 
@@ -112,9 +171,23 @@ class SegmentApp(Transport):
             check_depth(item)
             messages.append((_parse(item, _decode_message), item))
         received_at = utcnow()
-        plan = await to_thread.run_sync(
-            self.hub.segment.plan, channel, snapshot, messages, sent_at, received_at
+        from_page = request.key is not None and request.key.access == "publishable"
+        ip = self.hub.client_ip(request.scope) if from_page else ""
+        decisions = await new_contacts(self.hub, ip) if from_page else []
+        plan_of = functools.partial(
+            self.hub.segment.plan,
+            page=from_page,
+            may_create=all(d.allowed for d in decisions),
         )
+        try:
+            plan = await to_thread.run_sync(
+                plan_of, channel, snapshot, messages, sent_at, received_at
+            )
+        except Exception:
+            await self.hub.rate_limiter.forget(decisions)
+            raise
+        if not plan.created:
+            await self.hub.rate_limiter.forget(decisions)
         if plan.erased and plan.erased == len(messages):
             # Every message named an erased contact: nothing was stored, and the caller is
             # told why. (With other messages beside them, those are stored and it is 200.)
@@ -123,8 +196,20 @@ class SegmentApp(Transport):
             self.catalog.invalidate()
             snapshot = await self.snapshot(request)
         await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
-        await self._store(channel, snapshot, plan.activities, plan.rejected, received_at)
+        page = ip if from_page else None
+        await self._store(channel, snapshot, plan.activities, plan.rejected, received_at, page)
         return 200, SUCCESS, []
+
+    async def project_settings(self, request: IngestRequest) -> Answer:
+        """``GET /v1/projects/<writeKey>/settings``: what analytics.js loads before it sends
+        (its ``cdnURL`` pointed at Waypost): Segment's own destination only, sending here."""
+        await self.authenticate(request, request.params.get("write_key"))
+        host = request.headers.get(b"host", b"").decode("latin-1")
+        if not host or len(host) > 255 or not all(c.isalnum() or c in ".-:[]" for c in host):
+            raise ApiError(400, "invalid_field", "The Host header is not a host name.")
+        key = request.params["write_key"]
+        answer = cdn_settings(key, f"{host}/v1", request.scope.get("scheme", "http"))
+        return 200, _encode(answer), []
 
     async def _store(
         self,
@@ -133,7 +218,10 @@ class SegmentApp(Transport):
         planned: list[Any],
         rejected: list[Rejected],
         received_at: Any,
+        page: str | None,
     ) -> None:
+        """Store the planned activities; ``page`` is a page's client address (its activities
+        follow the browser rules), None for a server."""
         by_contact: dict[Any, list[Accepted | Rejected]] = defaultdict(list)
         # The messages that could not be mapped belong to no contact; submitted first, so
         # they are kept in the order they came.
@@ -141,10 +229,16 @@ class SegmentApp(Transport):
             by_contact[None] = list(rejected)
         limit = self.hub.settings.max_activity_bytes
         for item in planned:
-            by_contact[item.contact].append(prepare(item.activity, snapshot, received_at, limit))
+            prepared = prepare(item.activity, snapshot, received_at, limit)
+            if page is not None:
+                prepared = await page_rules(self.hub, prepared, snapshot, item.contact, page)
+            by_contact[item.contact].append(prepared)
+        consent = (channel.tracking_consent is not None) if page is not None else None
         await asyncio.gather(
             *(
-                self.writer.submit(channel, contact, items, received_at, source="segment")
+                self.writer.submit(
+                    channel, contact, items, received_at, source="segment", require_consent=consent
+                )
                 for contact, items in by_contact.items()
             )
         )

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 from wsgiref.util import request_uri
 
-from waypost.sdk.client import Client
-from waypost.sdk.context import RequestContext, request_context, web_url
-from waypost.sdk.models import WaypostError
+from waypost_sdk.client import Client
+from waypost_sdk.context import RequestContext, request_context, web_url
+from waypost_sdk.models import WaypostError
 
 if TYPE_CHECKING:
     from types import TracebackType
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-log = logging.getLogger("waypost.sdk")
+log = logging.getLogger("waypost_sdk")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 import httpx
 
-from waypost.sdk.delivery import Delivery, Pending, backoff, error_of, log, retry_after_of
-from waypost.sdk.models import ConsentText, Dropped, Stats, WaypostError
-from waypost.sdk.options import ClientOptions, encode, iso_datetime
+from waypost_sdk.delivery import Delivery, Pending, backoff, error_of, log, retry_after_of
+from waypost_sdk.models import ConsentText, Dropped, Stats, WaypostError
+from waypost_sdk.options import ClientOptions, encode, iso_datetime
 
 USER_AGENT = "waypost-sdk-python/0.1"
 DIRECT_RETRIES = 2

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from waypost.sdk.client import Client
-from waypost.sdk.context import current_request
+from waypost_sdk.client import Client
+from waypost_sdk.context import current_request
 
-log = logging.getLogger("waypost.sdk")
+log = logging.getLogger("waypost_sdk")
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class CustomActivityData:
 class ActivityLogger:
     """Logs custom activities for the current contact of the web request.
 
-    The contact comes from :class:`~waypost.sdk.WaypostASGIMiddleware` or
-    :class:`~waypost.sdk.WaypostWSGIMiddleware` (or :func:`~waypost.sdk.use_contact`); the
+    The contact comes from :class:`~waypost_sdk.WaypostASGIMiddleware` or
+    :class:`~waypost_sdk.WaypostWSGIMiddleware` (or :func:`~waypost_sdk.use_contact`); the
     request's URL and referrer are logged with the activity. Without a current contact,
     because the visitor's cookie level does not allow tracking or there is no request,
     nothing is logged.

@@ -16,7 +16,7 @@ SERVER_MAX_ACTIVITIES = 1000
 
 @dataclass(frozen=True, kw_only=True)
 class ClientOptions:
-    """How a :class:`~waypost.sdk.Client` batches, retries and shuts down.
+    """How a :class:`~waypost_sdk.Client` batches, retries and shuts down.
 
     The defaults stay under the server's default limits (2,000,000 bytes and 1,000 activities
     per request, 16,384 bytes per activity); lower them if your server's are lower.

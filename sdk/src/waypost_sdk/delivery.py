@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 
-from waypost.sdk.models import DROP_REASONS, Dropped, DropReason, Stats
-from waypost.sdk.options import ENVELOPE_BYTES, ClientOptions, batch_body
+from waypost_sdk.models import DROP_REASONS, Dropped, DropReason, Stats
+from waypost_sdk.options import ENVELOPE_BYTES, ClientOptions, batch_body
 
-log = logging.getLogger("waypost.sdk")
+log = logging.getLogger("waypost_sdk")
 
 MAX_RETRY_AFTER = 300.0
 # Drops while the queue is full are logged once, then at most every this many seconds.
