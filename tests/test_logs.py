@@ -30,6 +30,9 @@ def test_keys_are_masked_to_their_prefix_and_last_four() -> None:
     assert mask_secrets(text) == (
         f"GET /browser/activity?key=wpp_…{key[-4:]}&x=1 Bearer wpt_…{key[-4:]} whsec_…e1=="
     )
+    # A key ends where its URL-safe base64 does: the rest of a path stays readable.
+    path = f"GET /v1/projects/{key}/settings"
+    assert mask_secrets(path) == f"GET /v1/projects/wpp_…{key[-4:]}/settings"
     # Readable prefixes, as the admin UI lists keys, are no secret and stay readable.
     assert mask_secrets("key wpa_Ab3d disabled") == "key wpa_Ab3d disabled"
 

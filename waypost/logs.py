@@ -14,10 +14,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-# Waypost's key prefixes and the webhook secrets' one, followed by at least 8 characters of
-# the secret (URL-safe or standard base64, maybe percent-encoded in a URL). Shorter tails are
-# the readable prefixes the admin UI lists keys by (wpt_ and 4 characters), which are no secret.
-SECRET = re.compile(r"(wpt_|wpp_|wpa_|whsec_)((?:[A-Za-z0-9_\-+/=]|%[0-9A-Fa-f]{2}){8,})")
+# Waypost's key prefixes, followed by at least 8 characters of the key (URL-safe base64, so a
+# "/" ends it: /v1/projects/<key>/settings keeps its /settings), and the webhook secrets' one,
+# followed by standard base64; either maybe percent-encoded in a URL. Shorter tails are the
+# readable prefixes the admin UI lists keys by (wpt_ and 4 characters), which are no secret.
+SECRET = re.compile(
+    r"(wpt_|wpp_|wpa_)((?:[A-Za-z0-9_\-=]|%[0-9A-Fa-f]{2}){8,})"
+    r"|(whsec_)((?:[A-Za-z0-9_\-+/=]|%[0-9A-Fa-f]{2}){8,})"
+)
 
 _TRACEBACKS = logging.Formatter()
 
@@ -28,7 +32,8 @@ def mask_secrets(text: str) -> str:
 
 
 def _mask(match: re.Match[str]) -> str:
-    return f"{match[1]}…{match[2][-4:]}"
+    prefix, secret = (match[1], match[2]) if match[1] else (match[3], match[4])
+    return f"{prefix}…{secret[-4:]}"
 
 
 class MaskSecrets(logging.Filter):
