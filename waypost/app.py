@@ -159,6 +159,8 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         the_hub.keys.usage.start()
         the_hub.webhooks.start()
         the_hub.purges.start()
+        if the_hub.shared_changes is not None:
+            the_hub.shared_changes.start()
         try:
             yield
         finally:

@@ -40,6 +40,7 @@ from waypost.services.webhook_dispatcher import WebhookDispatcher
 from waypost.services.webhook_endpoints import WebhookEndpointService
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
+from waypost.store.shared_changes import make_change_feed
 
 
 class Hub:
@@ -54,6 +55,14 @@ class Hub:
         self.settings = settings
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.store = store if store is not None else Store(make_engine(settings))
+        # On PostgreSQL, changes reach the caches of every node (docs/operations.md, "Several
+        # nodes"); this hub sends its own from the start, and hears the others' once the
+        # server starts listening (create_app's lifespan).
+        self.shared_changes = make_change_feed(
+            self.store.engine, settings.redis_url, self.store.changes
+        )
+        if self.shared_changes is not None:
+            self.store.changes = self.shared_changes
         self.channels = ChannelService(self.store)
         self.keys = KeyService(self.store)
         self.types = ActivityTypeService(self.store, settings)
@@ -132,4 +141,6 @@ class Hub:
         # After the writer and the group updater, whose commits may still wake it.
         self.webhooks.stop()
         self.keys.usage.stop()
+        if self.shared_changes is not None:
+            self.shared_changes.stop()
         self.store.dispose()

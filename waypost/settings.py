@@ -56,6 +56,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rollup_retention_days: int = 1095
     purge_interval_seconds: float = 3600.0
     purge_batch_size: int = 2000
+    shutdown_grace_seconds: float = 25.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -92,6 +93,7 @@ _POSITIVE = (
     "rollup_retention_days",
     "purge_interval_seconds",
     "purge_batch_size",
+    "shutdown_grace_seconds",
 )
 
 
