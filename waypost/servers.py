@@ -23,7 +23,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def server_options(settings: Settings) -> dict[str, Any]:
     """The options of every uvicorn server ``waypost`` runs (for ``uvicorn.Config``)."""
     return {
-        "log_config": log_config(settings.log_level),
+        "log_config": log_config(settings.log_level, settings.log_format),
         "http": timed_protocol(settings),
         **uvicorn_proxy_options(settings.trusted_proxies),
     }
