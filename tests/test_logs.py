@@ -68,7 +68,7 @@ def test_the_server_log_config_filters_every_handler() -> None:
     config = log_config("info")
     assert config["handlers"]
     for handler in config["handlers"].values():
-        assert handler["filters"] == ["mask_secrets"]
+        assert handler["filters"][:2] == ["mask_secrets", "request_context"]
     assert config["loggers"]["waypost"]["handlers"] == ["default"]
     assert config["root"]["handlers"] == ["default"]
 

@@ -122,7 +122,8 @@ class WaypostApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), tag]}
+                # A new list: the one given may be a response object's own.
+                message["headers"] = [*message.get("headers", ()), tag]
             await send(message)
 
         path: str = scope["path"]
@@ -218,6 +219,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
             await the_hub.rate_limiter.close()
             if owns_hub:
                 the_hub.close()
+            the_hub.metrics.flush()
             process_ended()
 
     app = Starlette(

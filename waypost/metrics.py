@@ -11,6 +11,9 @@ several worker processes serving one port answer one consistent scrape.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +24,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
@@ -39,6 +43,10 @@ LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 # A route label for requests no route matched.
 UNMATCHED = "unmatched"
 
+# How long the counts of requests may wait in the event loop's buffer before they are added to
+# the metrics (a scrape of this process adds them at once).
+FLUSH_SECONDS = 1.0
+
 
 class Metrics:
     """One process's metrics, registered in ``registry`` (a new one unless given)."""
@@ -46,6 +54,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # The process's CPU, memory and open files, read at each scrape.
+        ProcessCollector(registry=r)
         self.requests = Counter(
             "waypost_http_requests",
             "HTTP requests answered, by method, route template and status.",
@@ -126,28 +136,52 @@ class Metrics:
             registry=r,
         )
 
-        # (method, route, status) -> the two children to count into: .labels() is a lookup
-        # under a lock and a tuple of strings more, done once per series instead of per request.
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # Requests are counted on the event loop into plain lists, per (method, route, status):
+        # [count, sum of seconds, one count per bucket], and added to the metrics above once a
+        # second or at a scrape. prometheus-client's own observe() takes a lock per bucket and
+        # value and cost more than the rest of a rejected request's handling.
+        self._bounds = (*REQUEST_BUCKETS, math.inf)
+        self._pending: dict[tuple[str, str, int], list[float]] = {}
+        self._flush_due = False
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one answered request; ``route`` is a route template, never a raw path."""
+        """Count one answered request (on the event loop); ``route`` is a route template,
+        never a raw path."""
         if method not in METHODS:
             method = "other"
         key = (method, route, status)
-        series = self._series.get(key)
-        if series is None:
+        counts = self._pending.get(key)
+        if counts is None:
+            counts = self._pending[key] = [0.0] * (2 + len(self._bounds))
+        counts[0] += 1
+        counts[1] += seconds
+        counts[2 + bisect.bisect_left(self._bounds, seconds)] += 1
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Add the requests counted since the last flush to the metrics (on the event loop)."""
+        pending, self._pending = self._pending, {}
+        self._flush_due = False
+        for (method, route, status), counts in pending.items():
             labels = (method, route, str(status))
-            series = self._series[key] = (
-                self.requests.labels(*labels),
-                self.request_seconds.labels(*labels),
-            )
-        series[0].inc()
-        series[1].observe(seconds)
+            self.requests.labels(*labels).inc(counts[0])
+            _add_observations(self.request_seconds.labels(*labels), counts[1], counts[2:])
 
     def count_rejections(self, reasons: Mapping[str, int]) -> None:
         for reason, n in reasons.items():
             self.rejected.labels(reason).inc(n)
+
+
+def _add_observations(histogram: Any, total: float, per_bucket: list[float]) -> None:
+    # A histogram's child keeps a value per bucket (not cumulative) and one for the sum, in
+    # memory or, in multiprocess mode, in its process's file; adding to them at once is what
+    # observe() does once per observation.
+    histogram._sum.inc(total)
+    for bucket, n in zip(histogram._buckets, per_bucket, strict=True):
+        if n:
+            bucket.inc(n)
 
 
 def exposition(metrics: Metrics) -> bytes:

@@ -85,6 +85,7 @@ def ops_routes(hub: Hub) -> list[BaseRoute]:
                         headers={"WWW-Authenticate": "Bearer"},
                     )
                 )
+        hub.metrics.flush()  # this process's latest requests, counted on this loop
         body = await asyncio.to_thread(exposition, hub.metrics)
         return Response(body, media_type=CONTENT_TYPE, headers=NO_STORE)
 
