@@ -101,9 +101,7 @@ def _database_gone(database_url: str) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("server", ["refusing", "silent"])
-def test_not_ready_when_no_postgresql_server_answers(
-    server: str, expect_error: ErrorCheck
-) -> None:
+def test_not_ready_when_no_postgresql_server_answers(server: str, expect_error: ErrorCheck) -> None:
     # Nothing listens on the port, or something accepts connections and never answers (a
     # hung server, a black-holed network): either way not ready, and answered in time.
     listener = socket.socket()
@@ -120,8 +118,10 @@ def test_not_ready_when_no_postgresql_server_answers(
             started = time.monotonic()
             not_ready(client, expect_error, "database")
             assert time.monotonic() - started < 6
+            # The background threads that wait on the silent server get their answer (a
+            # reset), so that they can stop.
+            listener.close()
     finally:
-        # The background threads that wait on the silent server get their answer: a reset.
         listener.close()
         hub.close()
 

@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -30,7 +29,9 @@ from prometheus_client import (
 )
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# What generate_latest() writes: Prometheus' classic text format, which every version of
+# Prometheus reads (newer prometheus-client versions name it by a newer version number).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # The methods counted by name; any other is counted as "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
