@@ -132,6 +132,7 @@ def test_not_ready_while_the_schema_is_behind_and_ready_once_migrated(
     settings = load_settings({"WAYPOST_DATABASE_URL": empty_database_url})
     engine = make_engine(settings)
     head = migrate.head_revision()
+    assert head is not None
     scripts = ScriptDirectory.from_config(migrate.alembic_config(engine))
     previous = scripts.get_revision(head).down_revision
     assert isinstance(previous, str)
@@ -140,7 +141,7 @@ def test_not_ready_while_the_schema_is_behind_and_ready_once_migrated(
         with serving(settings) as (_, client):
             message = not_ready(client, expect_error, "migrations")
             assert previous in message
-            assert str(head) in message
+            assert head in message
             assert "waypost migrate" in message
             migrate.upgrade(engine)
             ready(client)
