@@ -50,7 +50,7 @@ _server_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 def server_options(settings: Settings) -> dict[str, Any]:
     """The options of every uvicorn server ``waypost`` runs (for ``uvicorn.Config``)."""
     return {
-        "log_config": log_config(settings.log_level),
+        "log_config": log_config(settings.log_level, settings.log_format),
         "http": timed_protocol(settings),
         "timeout_graceful_shutdown": drain_seconds(settings.shutdown_grace_seconds),
         **uvicorn_proxy_options(settings.trusted_proxies),
