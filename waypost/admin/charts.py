@@ -415,7 +415,9 @@ def _report_funnel(categories: Sequence[str], values: ReportValues) -> tuple[lis
     return body, TOP + BOTTOM // 2 + row_height * max(len(categories), 1)
 
 
-def _report_table(caption: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def _report_table(
+    caption: str, columns: Sequence[str], rows: Sequence[Sequence[object]], shown: bool
+) -> str:
     """The report's own table: whole numbers with thousands separators, exact decimals as
     they are, an empty cell where there is no value; the first column heads each row."""
     head = "".join(f'<th scope="col">{escape(c)}</th>' for c in columns)
@@ -433,7 +435,7 @@ def _report_table(caption: str, columns: Sequence[str], rows: Sequence[Sequence[
                 cells.append(f"<{tag}{scope}>{escape(str(value))}</{tag}>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
-        '<details class="chart-data" open><summary>The numbers</summary>'
+        f'<details class="chart-data"{" open" if shown else ""}><summary>The numbers</summary>'
         f'<div class="table-wrap" role="region" aria-label="{escape(caption)}" tabindex="0">'
         f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div></details>"
@@ -450,10 +452,11 @@ def report_figure(
     summary: str,
     columns: Sequence[str],
     rows: Sequence[Sequence[object]],
+    numbers_shown: bool = True,
 ) -> Markup:
     """A report's chart in ``style`` (``bars``, ``stacked_bars``, ``line`` or ``funnel``)
     over its categories, with a legend when it has several series, and the report's own
-    table (``columns`` and ``rows``) as its numbers."""
+    table (``columns`` and ``rows``) as its numbers, open unless ``numbers_shown`` is false."""
     fills = colours(len(series))
     size = (WIDTH, HEIGHT)
     if style == "funnel":
@@ -474,5 +477,5 @@ def report_figure(
         chart_id,
         _svg(chart_id, title, summary, size, body),
         legend,
-        _report_table(title, columns, rows),
+        _report_table(title, columns, rows, numbers_shown),
     )
