@@ -267,9 +267,7 @@ def test_a_duplicate_name_is_409_and_an_unknown_id_404(
     for method in ("GET", "DELETE"):
         expect_error(client.request(method, missing, headers=admin_headers), 404, "not_found")
     expect_error(client.get(missing + "/run", headers=admin_headers), 404, "not_found")
-    expect_error(
-        client.patch(missing, json={"name": "X"}, headers=admin_headers), 404, "not_found"
-    )
+    expect_error(client.patch(missing, json={"name": "X"}, headers=admin_headers), 404, "not_found")
     expect_error(client.get("/api/reports/saved/nope", headers=admin_headers), 404, "not_found")
     assert client.get(f"/api/reports/saved/{made['id']}", headers=admin_headers).status_code == 200
 

@@ -302,6 +302,7 @@ def bar_list(
 # -- reports: any report's chart, drawn from its series, and its table of numbers -----------
 
 ReportValues = Sequence[float | None]
+OPEN = ' open=""'
 
 
 def figure_value(value: float | None) -> str:
@@ -435,7 +436,7 @@ def _report_table(
                 cells.append(f"<{tag}{scope}>{escape(str(value))}</{tag}>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
-        f'<details class="chart-data"{" open" if shown else ""}><summary>The numbers</summary>'
+        f'<details class="chart-data"{OPEN if shown else ""}><summary>The numbers</summary>'
         f'<div class="table-wrap" role="region" aria-label="{escape(caption)}" tabindex="0">'
         f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div></details>"

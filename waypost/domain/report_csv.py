@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Sequence
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -54,13 +55,15 @@ def report_csv(columns: Sequence[str], rows: Sequence[Sequence[str | int | float
 
 
 def csv_filename(name: str) -> str:
-    """A file name for a report's CSV: its name in lower case, letters and digits joined by
-    dashes (``Deposits per day`` -> ``deposits-per-day.csv``)."""
+    """A file name for a report's CSV: its name in lower case without accents, letters and
+    digits joined by dashes (``Vklady za den`` -> ``vklady-za-den.csv``)."""
     words: list[str] = []
     current: list[str] = []
-    for char in name.lower()[:200]:
+    for char in unicodedata.normalize("NFKD", name[:200].lower()):
         if char.isascii() and char.isalnum():
             current.append(char)
+        elif unicodedata.combining(char):
+            continue
         elif current:
             words.append("".join(current))
             current = []
