@@ -32,6 +32,8 @@ MAX_TIME_ZONE_LENGTH = 64
 
 ReportKind = Literal["counts", "breakdown", "numeric", "funnel", "group"]
 Granularity = Literal["day", "week", "month"]
+ChartStyle = Literal["bars", "stacked_bars", "line", "funnel"]
+Source = Literal["rollups", "activities", "memberships"]
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 FilterKey = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
 FilterValue = Annotated[str, msgspec.Meta(max_length=1000)]
@@ -81,7 +83,7 @@ class ChartSeries(msgspec.Struct):
 class ReportChart(msgspec.Struct):
     """What to draw: the style, the x labels and the series."""
 
-    style: Literal["bars", "stacked_bars", "line", "funnel"]
+    style: ChartStyle
     categories: list[str]
     series: list[ChartSeries]
 
@@ -92,7 +94,7 @@ class ReportResult(msgspec.Struct):
     strings, counts as whole numbers) and its chart."""
 
     definition: ReportDefinition
-    source: Literal["rollups", "activities", "memberships"]
+    source: Source
     columns: list[str]
     rows: list[list[str | int | None]]
     chart: ReportChart
