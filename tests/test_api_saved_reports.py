@@ -15,11 +15,12 @@ from waypost.clock import FakeClock
 from waypost.domain.report_definitions import ReportDefinition
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
+from waypost.services.groups import GroupCreate
 from waypost.services.saved_reports import MAX_PINNED, rolled
 
 if TYPE_CHECKING:
     from tests.admin_support import UI
-    from tests.conftest import ErrorCheck
+    from tests.conftest import ErrorCheck, Tracker
 else:
     from admin_support import UI
 
@@ -204,18 +205,23 @@ def test_a_rolling_report_ends_today_in_its_time_zone(hub: Hub, loans: ActivityT
         ({"name": "x" * 201, "definition": counts()}, 400, "invalid_field", "name"),
         ({"name": "A"}, 400, "missing_field", "definition"),
         ({"name": "A", "definition": counts(kind="pie")}, 400, "invalid_field", "definition.kind"),
-        ({"name": "A", "definition": counts(until="2026-02-01")}, 400, "invalid_field", "until"),
+        (
+            {"name": "A", "definition": counts(until="2026-02-01")},
+            400,
+            "invalid_field",
+            "definition.until",
+        ),
         (
             {"name": "A", "definition": counts(since="2025-01-01")},
             400,
             "invalid_field",
-            "until",
+            "definition.until",
         ),
         (
             {"name": "A", "definition": counts(time_zone="Mars/Olympus")},
             400,
             "invalid_field",
-            "time_zone",
+            "definition.time_zone",
         ),
         (
             {"name": "A", "definition": counts(colour="red")},
@@ -228,7 +234,31 @@ def test_a_rolling_report_ends_today_in_its_time_zone(hub: Hub, loans: ActivityT
             {"name": "A", "definition": counts(kind="funnel", types=[], steps=[{"type": LOANS}])},
             400,
             "invalid_field",
-            "steps",
+            "definition.steps",
+        ),
+        (
+            {"name": "A", "definition": counts(types=["nope"])},
+            400,
+            "invalid_field",
+            "definition.types[0]",
+        ),
+        (
+            {"name": "A", "definition": counts(kind="numeric", field="colour")},
+            400,
+            "invalid_field",
+            "definition.field",
+        ),
+        (
+            {"name": "A", "definition": counts(group="No such group")},
+            400,
+            "invalid_field",
+            "definition.group",
+        ),
+        (
+            {"name": "A", "definition": counts(filters={"amount.gte": "lots"})},
+            400,
+            "invalid_field",
+            "definition.filters.amount.gte",
         ),
     ],
 )
@@ -291,3 +321,48 @@ def test_the_operations_are_in_the_openapi_document(client: TestClient) -> None:
     assert set(paths["/api/reports/saved"]) == {"get", "post"}
     assert set(paths["/api/reports/saved/{report_id}"]) == {"get", "patch", "delete"}
     assert set(paths["/api/reports/saved/{report_id}/run"]) == {"get"}
+
+
+def test_running_a_saved_report_answers_as_the_report_api(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    loans: ActivityType,
+    tracker: Tracker,
+    expect_error: ErrorCheck,
+    hub: Hub,
+) -> None:
+    for day, term in (("2026-03-02", 12), ("2026-03-02", 24), ("2026-03-04", 24)):
+        tracker.log(
+            [{"type": LOANS, "fields": {"amount": "1000.50", "term": term},
+              "occurredAt": f"{day}T10:00:00Z"}]
+        )  # fmt: skip
+    definition = counts(kind="breakdown", field="term", since="2026-03-01", until="2026-03-07")
+    made = create(client, admin_headers, "Terms", definition=definition)
+    ran = client.get(f"/api/reports/saved/{made['id']}/run", headers=admin_headers)
+    assert ran.status_code == 200, ran.text
+    direct = client.post("/api/reports/run", json=definition, headers=admin_headers)
+    assert ran.json() == direct.json()
+    assert ran.json()["definition"]["field"] == "term"
+    values = {row[0]: row[1] for row in ran.json()["rows"]}
+    assert values == {"24": 2, "12": 1}
+
+    # A rolling report runs over the same number of days, ending today.
+    rolling = create(client, admin_headers, "Rolling", definition=counts(), rolling=True)
+    answer = client.get(f"/api/reports/saved/{rolling['id']}/run", headers=admin_headers).json()
+    today = hub.clock.now().date()
+    assert answer["definition"]["until"] == today.isoformat()
+    assert answer["definition"]["since"] == (today - dt.timedelta(days=29)).isoformat()
+
+    # What a saved report names may be deleted later: running it is then a 400.
+    group = hub.groups.create(
+        GroupCreate(name="Calculator users", condition={"activity": {"type": LOANS}})
+    )
+    of_group = create(client, admin_headers, "Of a group", definition=counts(group=group.name))
+    assert client.get(f"/api/reports/saved/{of_group['id']}/run", headers=admin_headers).is_success
+    hub.groups.delete(group.id)
+    expect_error(
+        client.get(f"/api/reports/saved/{of_group['id']}/run", headers=admin_headers),
+        400,
+        "invalid_field",
+        "group",
+    )

@@ -1,9 +1,9 @@
 """Saved reports: a report definition kept by name, shared by every user, and the reports
 pinned to the dashboard (docs/admin-ui.md#reports, docs/admin-api.md#saved-reports).
 
-A definition is checked when it is saved: what needs no data by
-:func:`waypost.domain.report_definitions.check_definition`, what needs the data (the types,
-fields, channels and group it names) by the check the hub hands in, the report service's. A
+A definition is checked when it is saved as the report service checks one it runs
+(:func:`waypost.services.report_queries.resolve`: the range, the options of its kind, the
+types, fields, channels and group it names), errors naming ``definition.<property>``. A
 report saved as ``rolling`` keeps the length of its range and ends it on the day it is run, in
 its time zone, so that "the last 30 days" stays the last 30 days.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -21,10 +20,11 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from waypost.clock import Clock, SystemClock
-from waypost.domain.report_definitions import ReportDefinition, check_definition, time_zone
-from waypost.errors import conflict, not_found
+from waypost.domain.report_definitions import ReportDefinition, time_zone
+from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
+from waypost.services.report_queries import resolve
 from waypost.store import Store
 from waypost.store.schema import saved_reports
 
@@ -97,21 +97,17 @@ def rolled(definition: ReportDefinition, today: dt.date) -> ReportDefinition:
 class SavedReportService:
     """Saved reports on the store."""
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock | None = None,
-        check: Callable[[ReportDefinition], None] | None = None,
-    ) -> None:
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
         self.clock = clock if clock is not None else SystemClock()
-        # The report service's check of what a definition names; set by the hub.
-        self.check = check
 
     def _checked(self, definition: ReportDefinition) -> ReportDefinition:
-        check_definition(definition)
-        if self.check is not None:
-            self.check(definition)
+        try:
+            with self.store.read() as conn:
+                resolve(conn, definition)
+        except ApiError as exc:
+            field = f"definition.{exc.field}" if exc.field else "definition"
+            raise ApiError(exc.status, exc.code, exc.message, field) from None
         return definition
 
     def create(self, body: SavedReportCreate, creator: Creator) -> SavedReport:
