@@ -296,6 +296,8 @@ def test_a_report_figure_is_named_described_and_holds_the_reports_own_table() ->
         ["2026-03-03", "0", "\u2013"],
     ]
     assert [c.tag for c in table.findall("tbody/tr")[0]] == ["th", "td", "td"]
+    # An exact decimal is aligned as a number.
+    assert [c.get("class") for c in table.findall("tbody/tr")[0]] == [None, "num", "num"]
     assert table.findall("tbody/tr")[0][0].get("scope") == "row"
 
 

@@ -18,6 +18,8 @@ from html import escape
 
 from markupsafe import Markup
 
+from waypost.domain.report_csv import is_number
+
 # Blue, vermillion, green, purple, ochre, magenta, olive, dark grey; grey is "the rest".
 PALETTE = ("#0072b2", "#d55e00", "#008a62", "#7a4fa0", "#a6761d", "#c1377a", "#5c6b00", "#4d4d4d")
 OTHER_COLOUR = "#6e7781"
@@ -432,6 +434,9 @@ def _report_table(
                 cells.append(f'<{tag}{scope} class="num muted">&#8211;</{tag}>')
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 cells.append(f'<{tag}{scope} class="num">{figure_value(value)}</{tag}>')
+            elif isinstance(value, str) and i and is_number(value):
+                # An exact decimal, as the report gives it: aligned as a number, not rounded.
+                cells.append(f'<{tag}{scope} class="num">{escape(value)}</{tag}>')
             else:
                 cells.append(f"<{tag}{scope}>{escape(str(value))}</{tag}>")
         body.append(f"<tr>{''.join(cells)}</tr>")

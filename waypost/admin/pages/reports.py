@@ -279,7 +279,7 @@ def show_report(page: Page) -> Response:
         result=result,
         figure=chart,
         error=error,
-        edit_query=report_form.query_of(saved.definition),
+        edit_query=report_form.query_of(definition),
     )
 
 
