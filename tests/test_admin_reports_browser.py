@@ -94,7 +94,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     hub.users.hasher = FAST_HASHER
     hub.users.create(UserCreate(email=MARKETER, role="marketer", password=PASSWORD))
     for body in (
-        {"name": "Deposit", "code_name": "deposit", "fields": [{"name": "amount", "type": "decimal"}]},
+        {"name": "Deposit", "code_name": "deposit",
+         "fields": [{"name": "amount", "type": "decimal"}]},
         {"name": "Loan calculator", "code_name": "loan_calculator",
          "fields": [{"name": "term", "type": "integer"}]},
         {"name": "Loan application", "code_name": "loan_application"},
