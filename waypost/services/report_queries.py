@@ -6,8 +6,8 @@ UTC periods and no filter on channels or fields. Everything else reads the activ
 the indexes on type and time (and contact and time for a funnel's later steps). Each result
 names what it read.
 
-Decimals stay exact: a sum is added up in Python from each distinct stored value and how often
-it occurs in a period, never in the database's floating point.
+Decimals stay exact: PostgreSQL adds them up as NUMERIC; on SQLite, whose arithmetic is 8-byte
+floating point, each distinct stored value is counted per period and the sum is made here.
 """
 
 from __future__ import annotations
@@ -380,29 +380,43 @@ def numeric(conn: Connection, scope: Scope) -> ReportResult:
         .where(*activity_conditions(scope, conn.dialect.name), text.is_not(None))
         .subquery()
     )
-    stmt = sa.select(inner.c.p, inner.c.v, sa.func.count()).group_by(inner.c.p, inner.c.v)
-    per_period: dict[int, list[tuple[decimal.Decimal, int]]] = {}
-    for p, v, n in conn.execute(stmt):
-        per_period.setdefault(int(p), []).append((decimal.Decimal(str(v)), int(n)))
+    # (count, sum, min, max) per period.
+    found: dict[int, tuple[int, decimal.Decimal, decimal.Decimal, decimal.Decimal]] = {}
+    if conn.dialect.name == "postgresql":
+        # NUMERIC adds up exactly.
+        number = sa.cast(inner.c.v, sa.Numeric)
+        stmt = sa.select(
+            inner.c.p,
+            sa.func.count(),
+            sa.func.sum(number),
+            sa.func.min(number),
+            sa.func.max(number),
+        ).group_by(inner.c.p)
+        for p, n, total, low, high in conn.execute(stmt):
+            exact = [decimal.Decimal(str(v)) for v in (total, low, high)]
+            found[int(p)] = (int(n), exact[0], exact[1], exact[2])
+    else:
+        # SQLite would add up 8-byte floats: it counts each distinct value instead, and the
+        # values are added up here as decimals.
+        stmt = sa.select(inner.c.p, inner.c.v, sa.func.count()).group_by(inner.c.p, inner.c.v)
+        context = decimal.Context(prec=100)
+        for p, v, n in conn.execute(stmt):
+            value = decimal.Decimal(str(v))
+            count, total, low, high = found.get(int(p), (0, decimal.Decimal(0), value, value))
+            total = context.add(total, context.multiply(value, decimal.Decimal(int(n))))
+            found[int(p)] = (count + int(n), total, min(low, value), max(high, value))
     columns = ["period", "activities", "sum", "average", "min", "max"]
     rows: list[list[Cell]] = []
     sums: list[float | None] = []
     averages: list[float | None] = []
-    context = decimal.Context(prec=100)
     for i, period in enumerate(scope.periods):
-        values = per_period.get(i)
-        if not values:
+        if i not in found:
             rows.append([period.label, 0, None, None, None, None])
             sums.append(None)
             averages.append(None)
             continue
-        count = sum(n for _, n in values)
-        total = decimal.Decimal(0)
-        for value, n in values:
-            total = context.add(total, context.multiply(value, decimal.Decimal(n)))
+        count, total, low, high = found[i]
         mean = average(total, count)
-        low = min(value for value, _ in values)
-        high = max(value for value, _ in values)
         rows.append([period.label, count, plain(total), plain(mean), plain(low), plain(high)])
         sums.append(float(total))
         averages.append(float(mean))
