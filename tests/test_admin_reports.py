@@ -328,3 +328,15 @@ def test_a_pinned_report_that_cannot_run_says_why(
     shown = admin_ui.get(saved.headers["location"])
     assert shown.status_code == 200
     assert "This report cannot run now" in error_of(shown)
+
+
+def test_nul_characters_are_refused_before_the_database(admin_ui: UI, contacts: list[str]) -> None:
+    for params in ({"kind": "counts", "group": "a\x00b"}, {"kind": "counts", "channel": "\x00"}):
+        page = build(admin_ui, **params)
+        assert page.status_code == 400, page.text
+        assert "NUL" in page.text
+    page = build(admin_ui, kind="counts")
+    definition = definition_of(page.text).replace('"UTC"', '"UTC\\u0000"')
+    saved = admin_ui.post("/admin/reports/save", {"definition": definition, "name": "N"})
+    assert saved.status_code == 400
+    assert "NUL" in saved.text

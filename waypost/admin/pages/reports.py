@@ -24,7 +24,13 @@ from waypost.admin.rendering import SECURITY_HEADERS
 from waypost.admin.views import NavItem, Page, View, every
 from waypost.domain.report_csv import csv_filename, report_csv
 from waypost.domain.report_definitions import MAX_STEPS, ReportDefinition, ReportResult
-from waypost.errors import ApiError, from_validation_error
+from waypost.errors import (
+    ApiError,
+    check_no_nul,
+    from_validation_error,
+    holds_nul,
+    nul_refused,
+)
 from waypost.pagination import ListQuery
 from waypost.services.groups import MemberQuery
 from waypost.services.saved_reports import (
@@ -146,7 +152,10 @@ def _builder(
 
 
 def _query_form(page: Page) -> Form:
-    return Form(page.request.query_params.multi_items())
+    pairs = page.request.query_params.multi_items()
+    # PostgreSQL text holds no NUL: refused here, as the API refuses it, not in the database.
+    check_no_nul(pairs)
+    return Form(pairs)
 
 
 def _run(page: Page, definition: ReportDefinition) -> ReportResult:
@@ -187,8 +196,11 @@ def build_csv(page: Page) -> Response:
 
 
 def _posted_definition(page: Page) -> ReportDefinition:
+    raw = page.form.raw("definition").encode()
+    if holds_nul(raw):
+        raise nul_refused("A report's definition")
     try:
-        return msgspec.json.decode(page.form.raw("definition"), type=ReportDefinition)
+        return msgspec.json.decode(raw, type=ReportDefinition)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise from_validation_error(exc, ReportDefinition) from None
 
