@@ -193,6 +193,9 @@ def test_a_group_report_takes_its_group_from_the_form(
     page = build(admin_ui, kind="group", group=str(group.id))
     assert page.status_code == 200, error_of(page)
     assert "Counted from the group memberships" in page.text
+    assert '<h2 id="result-heading">Calculator users: members per day</h2>' in page.text
+    of_group = build(admin_ui, kind="counts", type=CALC, group=str(group.id))
+    assert "Activities per day: Loan calculator, contacts in Calculator users" in of_group.text
 
 
 @pytest.mark.parametrize(

@@ -180,7 +180,9 @@ def test_how_much_was_deposited_per_day_by_the_groups_contacts(visit: Visit) -> 
     page.fill("#field", "amount")
     page.select_option("#group", label=GROUP)
     visit.show()
-    assert page.inner_text("#result-heading") == "Deposit: amount per day"
+    assert (
+        page.inner_text("#result-heading") == "Deposit: amount per day, contacts in Premium clients"
+    )
     expect(page.locator("#report-chart svg[role=img]")).to_be_visible()
     rows = {row[0]: row for row in visit.numbers()}
     # Prague's 99,999 is not the group's; decimals stay exact.

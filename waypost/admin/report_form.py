@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -50,6 +51,15 @@ _CONTROLS = (
     ("steps", "steps"),
     ("window_days", "window_days"),
 )
+
+
+@dataclass(frozen=True)
+class Names:
+    """What reports name by code name or id, by display name: activity types by code name,
+    contact groups by id (and by name, as the builder and the API may give either)."""
+
+    types: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
 
 
 def default_range(today: dt.date) -> tuple[dt.date, dt.date]:
@@ -222,21 +232,24 @@ def query_of(definition: ReportDefinition) -> str:
     return urlencode(pairs)
 
 
-def report_title(definition: ReportDefinition, type_names: dict[str, str]) -> str:
-    """A report in a few words: what, of what, per what period."""
+def report_title(definition: ReportDefinition, names: Names) -> str:
+    """A report in a few words: what, of what, per what period, of whose activities."""
     d = definition
-    names = [type_names.get(t, t) for t in d.types]
+    types = [names.types.get(t, t) for t in d.types]
+    group = names.groups.get(d.group, d.group) if d.group is not None else None
     per = f"per {d.granularity}"
+    if d.kind == "group":
+        return f"{group}: members {per}"
     if d.kind == "counts":
-        return f"Activities {per}" + (f": {', '.join(names)}" if names else ", all types")
-    if d.kind == "breakdown":
-        return f"{', '.join(names)} by {d.field}"
-    if d.kind == "numeric":
-        return f"{', '.join(names)}: {d.field} {per}"
-    if d.kind == "funnel":
-        steps = " → ".join(type_names.get(s.type, s.type) for s in d.steps)
-        return f"Funnel: {steps}, within {d.window_days} days"
-    return f"Contact group {per}"
+        title = f"Activities {per}" + (f": {', '.join(types)}" if types else ", all types")
+    elif d.kind == "breakdown":
+        title = f"{', '.join(types)} by {d.field}"
+    elif d.kind == "numeric":
+        title = f"{', '.join(types)}: {d.field} {per}"
+    else:
+        steps = " → ".join(names.types.get(s.type, s.type) for s in d.steps)
+        title = f"Funnel: {steps}, within {d.window_days} days"
+    return f"{title}, contacts in {group}" if group is not None else title
 
 
 def range_text(definition: ReportDefinition) -> str:

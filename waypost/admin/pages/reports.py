@@ -44,8 +44,11 @@ NAV = NavItem("Reports", "/admin/reports", "reports", 62)
 BLANK_FILTERS = 2
 
 
-def type_names(page: Page) -> dict[str, str]:
-    return {t.code_name: t.name for t in page.hub.types.all()}
+def type_names(page: Page) -> report_form.Names:
+    """The names reports are titled with (see :func:`report_form.report_title`)."""
+    groups = every(lambda c: page.hub.groups.list_page(MemberQuery(limit=1000, cursor=c)))
+    by_group = {str(g.id): g.name for g in groups} | {g.name: g.name for g in groups}
+    return report_form.Names({t.code_name: t.name for t in page.hub.types.all()}, by_group)
 
 
 def figure(
