@@ -14,8 +14,10 @@ from waypost.admin.charts import (
     bar_list,
     colours,
     compact,
+    figure_value,
     line,
     nice_ticks,
+    report_figure,
     stacked_bars,
 )
 
@@ -243,3 +245,140 @@ def test_a_bar_list_keeps_the_order_given_and_shortens_long_labels() -> None:
     assert rows[1] == [long_name, "600"]
     empty = parse(bar_list("e", "t", [], summary="", category_label="a", value_label="b"))
     assert "Nothing in these days" in "".join(svg_of(empty).itertext())
+
+
+# -- reports -----------------------------------------------------------------------------
+
+
+def report(
+    style: str, series: list[tuple[str, list[float | None]]], **kwargs: object
+) -> ET.Element:
+    categories = kwargs.pop("categories", ["2026-03-01", "2026-03-02", "2026-03-03"])
+    return parse(
+        report_figure(
+            "rep",
+            "Deposits per day",
+            style,
+            categories,  # type: ignore[arg-type]
+            series,
+            summary="Deposits: highest 300 at 2026-03-02.",
+            columns=["Period", "Deposits", "Sum"],
+            rows=[["2026-03-01", 1, "100.50"], ["2026-03-02", 2, "300"], ["2026-03-03", 0, None]],
+            **kwargs,  # type: ignore[arg-type]
+        )
+    )
+
+
+def test_a_report_figure_is_named_described_and_holds_the_reports_own_table() -> None:
+    figure = report("bars", [("Sum", [100.5, 300, None])])
+    svg = svg_of(figure)
+    assert svg.get("role") == "img"
+    assert svg.findtext(f"{SVG}title") == "Deposits per day"
+    assert svg.findtext(f"{SVG}desc") == "Deposits: highest 300 at 2026-03-02."
+    rects = svg.findall(f".//{SVG}g[@class='chart-bars']/{SVG}rect")
+    assert [r.findtext(f"{SVG}title") for r in rects] == [
+        "2026-03-01: Sum 100.5",
+        "2026-03-02: Sum 300",
+    ]
+    heights = [float(r.get("height") or 0) for r in rects]
+    assert heights[1] == pytest.approx(heights[0] * 300 / 100.5, abs=0.2)
+    assert figure.find("ul[@class='chart-legend']") is None  # one series
+    details = figure.find("details")
+    assert details is not None
+    assert details.get("open") is not None  # a report's numbers are shown
+    table = figure.find(".//table")
+    assert table is not None
+    assert [th.text for th in table.findall("thead/tr/th")] == ["Period", "Deposits", "Sum"]
+    rows = [[c.text for c in tr] for tr in table.findall("tbody/tr")]
+    assert rows == [
+        ["2026-03-01", "1", "100.50"],
+        ["2026-03-02", "2", "300"],
+        ["2026-03-03", "0", "\u2013"],
+    ]
+    assert [c.tag for c in table.findall("tbody/tr")[0]] == ["th", "td", "td"]
+    # An exact decimal is aligned as a number.
+    assert [c.get("class") for c in table.findall("tbody/tr")[0]] == [None, "num", "num"]
+    assert table.findall("tbody/tr")[0][0].get("scope") == "row"
+
+
+def test_the_numbers_may_start_folded() -> None:
+    details = report("bars", [("Sum", [1, 2, 3])], numbers_shown=False).find("details")
+    assert details is not None
+    assert details.get("open") is None
+
+
+def test_report_bars_side_by_side_or_stacked() -> None:
+    series: list[tuple[str, list[float | None]]] = [("A", [2, 4, 0]), ("B", [2, 0, 1])]
+    side = svg_of(report("bars", series)).findall(f".//{SVG}g[@class='chart-bars']/{SVG}rect")
+    assert [float(r.get("x") or 0) < float(side[1].get("x") or 0) for r in side[:1]] == [True]
+    assert float(side[0].get("y") or 0) + float(side[0].get("height") or 0) == pytest.approx(
+        float(side[1].get("y") or 0) + float(side[1].get("height") or 0)
+    )
+    stacked = report("stacked_bars", series)
+    bars = svg_of(stacked).findall(f".//{SVG}g[@class='chart-bars']/{SVG}rect")
+    assert bars[0].get("x") == bars[1].get("x")
+    assert float(bars[1].get("y") or 0) + float(bars[1].get("height") or 0) == pytest.approx(
+        float(bars[0].get("y") or 0)
+    )
+    legend = stacked.find("ul[@class='chart-legend']")
+    assert legend is not None
+    assert ["".join(li.itertext()) for li in legend] == ["A", "B"]
+
+
+def test_a_report_line_breaks_where_a_value_is_missing() -> None:
+    figure = report(
+        "line",
+        [("Average", [1, 2, None, 4, 5])],
+        categories=["d1", "d2", "d3", "d4", "d5"],
+    )
+    svg = svg_of(figure)
+    lines = svg.findall(f".//{SVG}polyline")
+    assert [len((p.get("points") or "").split()) for p in lines] == [2, 2]
+    points = svg.findall(f".//{SVG}g[@class='chart-points']/{SVG}circle")
+    assert [c.findtext(f"{SVG}title") for c in points] == [
+        "d1: Average 1",
+        "d2: Average 2",
+        "d4: Average 4",
+        "d5: Average 5",
+    ]
+
+
+def test_a_funnel_shows_each_steps_share_of_the_first() -> None:
+    figure = report(
+        "funnel",
+        [("Contacts", [200, 50, 10])],
+        categories=["Loan calculator usage", "Loan application", "Contract signed"],
+    )
+    svg = svg_of(figure)
+    rects = svg.findall(f".//{SVG}g[@class='chart-bars']/{SVG}rect")
+    assert [r.findtext(f"{SVG}title") for r in rects] == [
+        "Loan calculator usage: 200",
+        "Loan application: 50 (25%)",
+        "Contract signed: 10 (5%)",
+    ]
+    widths = [float(r.get("width") or 0) for r in rects]
+    assert widths[0] == pytest.approx(4 * widths[1])
+
+
+def test_an_empty_report_says_so_and_text_is_escaped() -> None:
+    figure = report("bars", [("<b>Sum</b>", [None, 0, None])])
+    texts = [t.text for t in svg_of(figure).iter(f"{SVG}text")]
+    assert "Nothing in this range" in texts
+    markup = str(
+        report_figure(
+            "x", "<script>", "bars", ["<i>"], [("<b>", [1])],
+            summary="<s>", columns=["<th>"], rows=[["<td>", "=1+1"]],
+        )
+    )  # fmt: skip
+    assert "<script>" not in markup
+    assert "<i>" not in markup
+    assert "<b>" not in markup
+    assert "&lt;td&gt;" in markup
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "no value"), (3, "3"), (1234.0, "1,234"), (1234.5, "1,234.5"), (0.125, "0.12")],
+)
+def test_figure_values(value: float | None, text: str) -> None:
+    assert figure_value(value) == text

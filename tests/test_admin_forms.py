@@ -118,7 +118,7 @@ def test_the_settings_pages_share_one_entry_of_the_navigation() -> None:
     labels = [link.label for link in admin.main]
     assert labels == [
         "Dashboard", "Activity types", "Contacts", "Activities", "Rejected activities",
-        "Contact groups", "Playbooks", "Settings",
+        "Contact groups", "Reports", "Playbooks", "Settings",
     ]  # fmt: skip
     assert admin.main[-1] == NavLink("Settings", "/admin/channels", "true")
     assert [(link.label, link.current) for link in admin.settings] == [

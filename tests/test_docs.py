@@ -292,7 +292,9 @@ def run_curl(client: Any, command: str, values: dict[str, str]) -> Any:
     return client.request(method, url, headers=headers, content=data)
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/admin-api.md", "docs/activity-fields.md"])
+@pytest.mark.parametrize(
+    "page", ["README.md", "docs/admin-api.md", "docs/activity-fields.md", "docs/reports.md"]
+)
 def test_curl_examples_run_against_a_server_with_the_demo(hub: Any, client: Any, page: str) -> None:
     """Each page's curl examples, in order, on a first run's database with the demo's data,
     as after `make run`: none conflicts with what is already there."""

@@ -34,6 +34,7 @@ from waypost.api import (
     personal_data,
     playbooks,
     reports,
+    saved_reports,
     webhooks,
 )
 from waypost.api.openapi import DOCS_PAGE, DOCS_SCRIPT, openapi_document
@@ -78,6 +79,7 @@ def admin_operations() -> list[Operation]:
         *exports.OPERATIONS,
         *personal_data.OPERATIONS,
         *reports.OPERATIONS,
+        *saved_reports.OPERATIONS,
         *webhooks.OPERATIONS,
     ]
 

@@ -32,6 +32,7 @@ from waypost.services.replay import ReplayService
 from waypost.services.reports import ReportService
 from waypost.services.retention import RetentionService
 from waypost.services.rollups import RollupService
+from waypost.services.saved_reports import SavedReportService
 from waypost.services.segment import SegmentService
 from waypost.services.sessions import SessionService
 from waypost.services.suppressions import SuppressionService
@@ -112,6 +113,7 @@ class Hub:
         self.groups.computer.listens = self.playbook_triggers.listens_to_group
         self.rollups = RollupService(self.store)
         self.reports = ReportService(self.store, self.clock)
+        self.saved_reports = SavedReportService(self.store, self.clock)
         self.users = UserService(self.store)
         self.sessions = SessionService(self.store, dt.timedelta(hours=settings.session_hours))
         self.replay = ReplayService(

@@ -18,6 +18,8 @@ from html import escape
 
 from markupsafe import Markup
 
+from waypost.domain.report_csv import is_number
+
 # Blue, vermillion, green, purple, ochre, magenta, olive, dark grey; grey is "the rest".
 PALETTE = ("#0072b2", "#d55e00", "#008a62", "#7a4fa0", "#a6761d", "#c1377a", "#5c6b00", "#4d4d4d")
 OTHER_COLOUR = "#6e7781"
@@ -296,4 +298,190 @@ def bar_list(
             [category_label, value_label],
             [[name, value] for name, (_, value) in zip(full, items, strict=True)],
         ),
+    )
+
+
+# -- reports: any report's chart, drawn from its series, and its table of numbers -----------
+
+ReportValues = Sequence[float | None]
+OPEN = ' open=""'
+
+
+def figure_value(value: float | None) -> str:
+    """A value as a tooltip or a summary says it: 1,234, 1,234.5, or "no value"."""
+    if value is None:
+        return "no value"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def _top(series: Sequence[tuple[str, ReportValues]], stacked: bool) -> float:
+    if stacked:
+        count = max((len(values) for _, values in series), default=0)
+        sums = [sum(max(values[i] or 0, 0) for _, values in series) for i in range(count)]
+        return max(sums, default=0)
+    return max((v for _, values in series for v in values if v is not None), default=0)
+
+
+def _report_bars(
+    categories: Sequence[str],
+    series: Sequence[tuple[str, ReportValues]],
+    fills: Sequence[str],
+    stacked: bool,
+) -> list[str]:
+    """Vertical bars: side by side per category, or stacked in the series' order."""
+    ticks = nice_ticks(_top(series, stacked))
+    plot_height = HEIGHT - TOP - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / max(len(categories), 1)
+    group = slot * 0.8
+    width = group if stacked else group / max(len(series), 1)
+    body = _axes(ticks, plot_height)
+    body.append('<g class="chart-bars">')
+    for i, category in enumerate(categories):
+        base: float = TOP + plot_height
+        for j, ((label, values), fill) in enumerate(zip(series, fills, strict=True)):
+            value = values[i] if i < len(values) else None
+            if value is None or value <= 0:
+                continue
+            h = value / ticks[-1] * plot_height
+            x = LEFT + slot * i + (slot - group) / 2 + (0 if stacked else width * j)
+            y = base - h
+            if stacked:
+                base = y
+            body.append(
+                f'<rect x="{_num(x)}" y="{_num(y)}" width="{_num(width)}" height="{_num(h)}" '
+                f'fill="{fill}" stroke="#ffffff" stroke-width="0.5">'
+                f"<title>{escape(category)}: {escape(label)} {figure_value(value)}</title></rect>"
+            )
+    body.append("</g>")
+    return body + _x_labels(categories, slot)
+
+
+def _report_lines(
+    categories: Sequence[str], series: Sequence[tuple[str, ReportValues]], fills: Sequence[str]
+) -> list[str]:
+    """A line per series; a category without a value breaks the line there."""
+    ticks = nice_ticks(_top(series, False))
+    plot_height = HEIGHT - TOP - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / max(len(categories), 1)
+    radius = 3 if len(categories) <= 60 else 1.5
+    body = _axes(ticks, plot_height)
+    for (label, values), fill in zip(series, fills, strict=True):
+        runs: list[list[tuple[float, float]]] = [[]]
+        points = []
+        for i, category in enumerate(categories):
+            value = values[i] if i < len(values) else None
+            if value is None:
+                runs.append([])
+                continue
+            x = LEFT + slot * (i + 0.5)
+            y = TOP + plot_height - max(value, 0) / ticks[-1] * plot_height
+            runs[-1].append((x, y))
+            points.append(
+                f'<circle cx="{_num(x)}" cy="{_num(y)}" r="{radius}" fill="{fill}">'
+                f"<title>{escape(category)}: {escape(label)} {figure_value(value)}</title>"
+                "</circle>"
+            )
+        for run in runs:
+            if len(run) > 1:
+                path = " ".join(f"{_num(x)},{_num(y)}" for x, y in run)
+                body.append(
+                    f'<polyline points="{path}" fill="none" stroke="{fill}" stroke-width="2.5" '
+                    'stroke-linejoin="round" aria-hidden="true"/>'
+                )
+        body.append('<g class="chart-points">' + "".join(points) + "</g>")
+    return body + _x_labels(categories, slot)
+
+
+def _report_funnel(categories: Sequence[str], values: ReportValues) -> tuple[list[str], int]:
+    """A horizontal bar per step, as wide as its value, with its share of the first step."""
+    row_height, label_width, value_width = 34, 180, 150
+    first = values[0] if values and values[0] else 0
+    top = max((v for v in values if v is not None), default=0)
+    scale = (WIDTH - label_width - value_width) / top if top else 0
+    body = ['<g class="chart-bars">']
+    for i, category in enumerate(categories):
+        value = values[i] if i < len(values) else None
+        y = TOP + row_height * i
+        shown = category if len(category) <= 24 else category[:23] + "…"
+        width = max((value or 0) * scale, 1 if value else 0)
+        share = f" ({(value or 0) / first:.0%})" if first and i else ""
+        text = f"{figure_value(value)}{share}"
+        body.append(_text(label_width - 8, y + 21, shown, "end"))
+        body.append(
+            f'<rect x="{label_width}" y="{y + 6}" width="{_num(width)}" height="{row_height - 12}"'
+            f' fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(category)}: {text}</title></rect>'
+        )
+        body.append(_text(label_width + width + 6, y + 21, text, "start"))
+    body.append("</g>")
+    return body, TOP + BOTTOM // 2 + row_height * max(len(categories), 1)
+
+
+def _report_table(
+    caption: str, columns: Sequence[str], rows: Sequence[Sequence[object]], shown: bool
+) -> str:
+    """The report's own table: whole numbers with thousands separators, exact decimals as
+    they are, an empty cell where there is no value; the first column heads each row."""
+    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for i, value in enumerate(row):
+            tag = "th" if i == 0 else "td"
+            scope = ' scope="row"' if i == 0 else ""
+            if value is None:
+                cells.append(f'<{tag}{scope} class="num muted">&#8211;</{tag}>')
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                cells.append(f'<{tag}{scope} class="num">{figure_value(value)}</{tag}>')
+            elif isinstance(value, str) and i and is_number(value):
+                # An exact decimal, as the report gives it: aligned as a number, not rounded.
+                cells.append(f'<{tag}{scope} class="num">{escape(value)}</{tag}>')
+            else:
+                cells.append(f"<{tag}{scope}>{escape(str(value))}</{tag}>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        f'<details class="chart-data"{OPEN if shown else ""}><summary>The numbers</summary>'
+        f'<div class="table-wrap" role="region" aria-label="{escape(caption)}" tabindex="0">'
+        f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div></details>"
+    )
+
+
+def report_figure(
+    chart_id: str,
+    title: str,
+    style: str,
+    categories: Sequence[str],
+    series: Sequence[tuple[str, ReportValues]],
+    *,
+    summary: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    numbers_shown: bool = True,
+) -> Markup:
+    """A report's chart in ``style`` (``bars``, ``stacked_bars``, ``line`` or ``funnel``)
+    over its categories, with a legend when it has several series, and the report's own
+    table (``columns`` and ``rows``) as its numbers, open unless ``numbers_shown`` is false."""
+    fills = colours(len(series))
+    size = (WIDTH, HEIGHT)
+    if style == "funnel":
+        body, height = _report_funnel(categories, series[0][1] if series else [])
+        size = (WIDTH, height)
+    elif style == "line":
+        body = _report_lines(categories, series, fills)
+    else:
+        body = _report_bars(categories, series, fills, stacked=style == "stacked_bars")
+    if not any(v for _, values in series for v in values):
+        body.append(_text(WIDTH / 2, size[1] / 2, "Nothing in this range"))
+    legend = (
+        _legend([Series(label, []) for label, _ in series], fills)
+        if len(series) > 1 and style != "funnel"
+        else ""
+    )
+    return _figure(
+        chart_id,
+        _svg(chart_id, title, summary, size, body),
+        legend,
+        _report_table(title, columns, rows, numbers_shown),
     )

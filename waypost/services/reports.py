@@ -18,6 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection
 
 from waypost.clock import Clock, SystemClock
+from waypost.domain.report_definitions import ReportDefinition, ReportResult
+from waypost.services.report_funnels import funnel, group_report
+from waypost.services.report_queries import breakdown, counts, numeric, resolve
 from waypost.store import Store
 from waypost.store.schema import (
     activity_daily_counts,
@@ -185,6 +188,19 @@ class ReportService:
             for day in every_day(first, last)
         ]
         return ActivityReport(first, last, sum(totals.values()), types, day_list)
+
+    def run(self, definition: ReportDefinition) -> ReportResult:
+        """Any report a marketer builds (docs/reports.md); ApiError (400) for a definition
+        that asks what cannot be answered."""
+        kinds = {
+            "counts": counts,
+            "breakdown": breakdown,
+            "numeric": numeric,
+            "funnel": funnel,
+            "group": group_report,
+        }
+        with self.store.read() as conn:
+            return kinds[definition.kind](conn, resolve(conn, definition))
 
     def new_contacts(self, days: int = 30, today: dt.date | None = None) -> NewContactsReport:
         """Contacts created per day; a contact merged into another was the same person."""

@@ -646,3 +646,22 @@ installation_secrets = Table(
     Column("secret", String(200), nullable=False),
     _now_column("created_at"),
 )
+
+# Reports saved by name (docs/admin-ui.md#reports), shared by every user: a report definition
+# as the report API takes it (docs/reports.md), who saved it first (an admin key or a user of
+# the admin UI, by id: "key" or "user"), and its place among the reports pinned to the
+# dashboard (null: not pinned; the lowest first).
+saved_reports = Table(
+    "saved_reports",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("definition", JSON(), nullable=False),
+    # Whether each run moves the range to end on the day it runs, its length kept.
+    Column("rolling", Boolean(), nullable=False),
+    Column("created_by_kind", String(16), nullable=False),
+    Column("created_by_id", Uuid(), nullable=True),
+    Column("dashboard_position", Integer(), nullable=True),
+    _now_column("created_at"),
+    _now_column("updated_at"),
+)

@@ -22,6 +22,7 @@ from waypost.admin.pages import (
     keys,
     playbooks,
     rejected,
+    reports,
     types,
     users,
     webhooks,
@@ -29,11 +30,11 @@ from waypost.admin.pages import (
 from waypost.admin.views import NavItem, View
 
 # Navigation order: 10 dashboard, 20 activity types, 30 contacts, 40 activities, 50 rejected,
-# 60 groups, 65 playbooks, 70 channels, 80 keys, 85 webhooks, 90 consents, 100 users,
+# 60 groups, 62 reports, 65 playbooks, 70 channels, 80 keys, 85 webhooks, 90 consents, 100 users,
 # 105 erasures.
 MODULES: tuple[ModuleType, ...] = (
-    types, channels, keys, consents, users, erasures, groups, playbooks, dashboard, contacts,
-    activities, rejected, webhooks, account, home,
+    types, channels, keys, consents, users, erasures, groups, reports, playbooks, dashboard,
+    contacts, activities, rejected, webhooks, account, home,
 )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """The dashboard at ``/admin``: activities per day by type, the top types, new contacts per
-day and rejected activities by reason, over the last 7, 30 or 90 days, as SVG charts.
+day and rejected activities by reason, over the last 7, 30 or 90 days, as SVG charts; below
+them, the saved reports pinned to the dashboard (waypost/admin/pages/reports.py).
 
 Registered before ``home`` (which only redirects), so it answers ``/admin`` for every role
 that may read the dashboard. The numbers come from the reports service (the daily rollups for
@@ -16,6 +17,7 @@ from starlette.responses import Response
 
 from waypost.admin.charts import OTHER_COLOUR, Series, bar_list, stacked_bars
 from waypost.admin.pages.rejected import REASON_LABELS, reason_label, replay_split
+from waypost.admin.pages.reports import pinned_figures
 from waypost.admin.views import NavItem, Page, View
 from waypost.errors import invalid
 from waypost.services.reports import ActivityReport, NewContactsReport, RejectedReport
@@ -135,6 +137,7 @@ def dashboard(page: Page) -> Response:
         rejected=rejected,
         rejected_split=replay_split(rejected.total, rejected.replayed),
         charts=charts,
+        pinned=pinned_figures(page) if page.can("reports") else [],
         purge=page.hub.retention.last_run(),
         settings=page.hub.settings,
     )

@@ -165,6 +165,21 @@
     show();
   }
 
+  // The report builder: only the controls of the chosen kind are shown (all are, and only
+  // the chosen kind's are read, without this script).
+  function setupKindParts(form) {
+    var kind = form.querySelector('select[name="kind"]');
+    var parts = form.querySelectorAll("[data-kinds]");
+    if (!kind || !parts.length) return;
+    var show = function () {
+      parts.forEach(function (part) {
+        part.hidden = part.getAttribute("data-kinds").split(" ").indexOf(kind.value) < 0;
+      });
+    };
+    kind.addEventListener("change", show);
+    show();
+  }
+
   function setupNav() {
     var toggle = document.querySelector(".nav-toggle");
     var nav = document.getElementById("site-nav");
@@ -191,6 +206,7 @@
       setupExclusive(form);
       setupTextOnly(form);
       setupTriggerParts(form);
+      setupKindParts(form);
     });
     var summary = document.getElementById("error-summary");
     if (summary) summary.focus();
