@@ -78,12 +78,14 @@ chromium:
 
 ## bench: ingest against its baselines, webhook latency and drain, then groups and the activity
 ## log on 1M contacts and 10M activities (built once under bench-results/, about 8 GB), then
-## exports and the purge on the same database; see docs/performance.md
+## exports and the purge on the same database, then reports on a copy of it; see
+## docs/performance.md
 bench: $(DEV_STAMP) wrk
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.webhooks $(WEBHOOK_ARGS)
 	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 	$(BIN)/python -m bench.lifecycle $(LIFECYCLE_ARGS)
+	$(BIN)/python -m bench.reports $(REPORTS_ARGS)
 
 ## bench-profile: sample Waypost's ingest with py-spy under load (KIND=single or batch)
 KIND ?= batch
