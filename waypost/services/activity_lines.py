@@ -23,8 +23,10 @@ import sqlalchemy as sa
 
 from waypost.services.activity_records import time_text, uuid_text
 
-# A piece of a line: literal text, or an SQL expression whose value is text (never NULL).
-Part = str | sa.ColumnElement[Any]
+# A piece of a line: literal text, an SQL expression whose value is text (never NULL), or on
+# SQLite such an expression with the printf conversion that takes it ("%.8s": its first 8
+# characters).
+Part = str | sa.ColumnElement[Any] | tuple[str, sa.ColumnElement[Any]]
 
 # What makes the csv module quote a cell (QUOTE_MINIMAL, lineterminator "\r\n").
 _CSV_SPECIAL = '",\r\n'
@@ -41,13 +43,50 @@ def _joined(dialect: str, parts: list[Part]) -> sa.ColumnElement[str]:
     if dialect == "sqlite":
         # One printf builds the line in one buffer; a chain of || copies it at each step.
         # Every value is text without NUL (JSON escapes it), so %s copies it whole.
-        fmt = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in merged)
-        values = [p for p in merged if not isinstance(p, str)]
+        fmt = "".join(
+            p.replace("%", "%%") if isinstance(p, str) else p[0] if isinstance(p, tuple) else "%s"
+            for p in merged
+        )
+        values = [p[1] if isinstance(p, tuple) else p for p in merged if not isinstance(p, str)]
         return sa.type_coerce(sa.func.printf(sa.literal(fmt), *values), sa.String)
     return sa.type_coerce(
-        sa.func.concat(*(sa.literal(p, sa.Text) if isinstance(p, str) else p for p in merged)),
+        sa.func.concat(*(sa.literal(p, sa.Text) if isinstance(p, str) else p for p in merged)),  # type: ignore[misc]
         sa.String,
     )
+
+
+def _uuid_parts(column: Any, dialect: str) -> list[Part]:
+    """A UUID in its canonical text: on SQLite, the 32 hex digits stored, cut by printf."""
+    if dialect != "sqlite":
+        return [uuid_text(column, dialect)]
+    hexed = sa.type_coerce(column, sa.String)
+    return [
+        ("%.8s", hexed),
+        "-",
+        ("%.4s", sa.func.substr(hexed, 9)),
+        "-",
+        ("%.4s", sa.func.substr(hexed, 13)),
+        "-",
+        ("%.4s", sa.func.substr(hexed, 17)),
+        "-",
+        ("%s", sa.func.substr(hexed, 21)),
+    ]
+
+
+def _time_parts(column: Any, dialect: str) -> list[Part]:
+    """A time as the API writes it (``time_text``): on SQLite, the stored text
+    ``2026-01-31 12:00:00.000000`` cut by printf, without the fraction when it is zero."""
+    if dialect != "sqlite":
+        return [time_text(column, dialect)]
+    stored = sa.type_coerce(column, sa.String)
+    fraction = sa.func.substr(stored, 20)
+    return [
+        ("%.10s", stored),
+        "T",
+        ("%.8s", sa.func.substr(stored, 12)),
+        sa.func.iif(fraction == ".000000", "", fraction),
+        "Z",
+    ]
 
 
 def _json_text(column: Any, dialect: str) -> sa.ColumnElement[Any]:
@@ -82,13 +121,13 @@ def ndjson_line(dialect: str, a: Any, code: Any) -> sa.ColumnElement[str]:
         dialect,
         [
             '{"id":"',
-            uuid_text(a.id, dialect),
+            *_uuid_parts(a.id, dialect),
             '","type":',
             _json_text(code, dialect),
             ',"contact":"',
-            uuid_text(a.contact_id, dialect),
+            *_uuid_parts(a.contact_id, dialect),
             '","channel":"',
-            uuid_text(a.channel_id, dialect),
+            *_uuid_parts(a.channel_id, dialect),
             '","title":',
             _json_text(a.title, dialect),
             ',"value":',
@@ -102,9 +141,9 @@ def ndjson_line(dialect: str, a: Any, code: Any) -> sa.ColumnElement[str]:
             ',"flags":',
             _stored_json(a.flags, dialect),
             ',"occurred_at":"',
-            time_text(a.occurred_at, dialect),
+            *_time_parts(a.occurred_at, dialect),
             '","received_at":"',
-            time_text(a.received_at, dialect),
+            *_time_parts(a.received_at, dialect),
             '","client_id":',
             _json_text(a.client_id, dialect),
             ',"consent_agreed":',
