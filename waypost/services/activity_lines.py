@@ -50,7 +50,7 @@ def _joined(dialect: str, parts: list[Part]) -> sa.ColumnElement[str]:
         values = [p[1] if isinstance(p, tuple) else p for p in merged if not isinstance(p, str)]
         return sa.type_coerce(sa.func.printf(sa.literal(fmt), *values), sa.String)
     return sa.type_coerce(
-        sa.func.concat(*(sa.literal(p, sa.Text) if isinstance(p, str) else p for p in merged)),  # type: ignore[misc]
+        sa.func.concat(*(sa.literal(p, sa.Text) if isinstance(p, str) else p for p in merged)),
         sa.String,
     )
 
