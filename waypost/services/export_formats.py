@@ -192,15 +192,16 @@ def parquet_file(schema: Any, batches: Iterable[Any]) -> Iterator[bytes]:
     held: list[Any] = []
     rows = 0
     for batch in batches:
-        held.append(batch)
-        rows += batch.num_rows
-        if rows >= ROW_GROUP:
-            table = pa.Table.from_batches(held, schema)
-            whole = rows - rows % ROW_GROUP
-            writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP)
-            rest = table.slice(whole)
-            held, rows = rest.to_batches(), rest.num_rows
+        while rows + batch.num_rows >= ROW_GROUP:
+            # The batch's rows that fill the row group; the rest start the next one.
+            need = ROW_GROUP - rows
+            held.append(batch.slice(0, need))
+            writer.write_table(pa.Table.from_batches(held, schema), row_group_size=ROW_GROUP)
             yield sink.take()
+            held, rows, batch = [], 0, batch.slice(need)
+        if batch.num_rows:
+            held.append(batch)
+            rows += batch.num_rows
     if rows:
         writer.write_table(pa.Table.from_batches(held, schema), row_group_size=ROW_GROUP)
     writer.close()
