@@ -56,10 +56,10 @@ from waypost.store.schema import activities, activity_types, contact_groups, con
 from waypost.store.type_fields import load_type_fields
 
 ACTIVITY_PAGE = 5_000
-# Threads reading pages of activities at once (the database formats them meanwhile: sqlite3
-# and psycopg let other threads run while a query steps), and pages read ahead of the one
-# being sent.
-EXPORT_READERS = 2
+# Threads reading pages of activities at once (sqlite3 and psycopg let other threads run
+# while a query steps), and pages read ahead of the one being sent. One reader reads while the
+# page before is sent; two were no faster on two CPUs (docs/performance.md).
+EXPORT_READERS = 1
 PAGES_AHEAD = 4
 CONTACT_PAGE = 1_000
 MEMBER_PAGE = 5_000
