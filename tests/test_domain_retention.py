@@ -61,9 +61,9 @@ def test_a_plan_covers_the_types_with_a_retention_in_code_name_order() -> None:
     assert plan.rollup_cutoff == dt.date(2023, 6, 16)
 
 
-def test_the_pause_after_a_batch_is_as_long_as_the_batch_within_bounds() -> None:
+def test_the_pause_after_a_batch_is_twice_the_batch_within_bounds() -> None:
     assert pause_after(0.0) == MIN_PAUSE_SECONDS
-    assert pause_after(0.02) == 0.02
+    assert pause_after(0.02) == 0.04
     assert pause_after(30.0) == MAX_PAUSE_SECONDS
 
 

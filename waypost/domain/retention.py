@@ -12,8 +12,8 @@
 A purge deletes in batches sized to hold the database's write lock for about
 ``TARGET_BATCH_SECONDS`` (at most ``WAYPOST_PURGE_BATCH_SIZE`` rows: a batch that took longer
 halves the next, one that took less than half of it doubles it), and between two batches it
-pauses as long as the batch took, so it holds the write lock at most about half of the time
-(docs/data-lifecycle.md#batches).
+pauses ``PAUSE_FACTOR`` times as long as the batch took, so it holds the write lock at most
+about a third of the time (docs/data-lifecycle.md#batches).
 """
 
 from __future__ import annotations
@@ -23,15 +23,19 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# How long a batch of deletes should hold the write lock: about a durable commit of the
-# writer's, so that an activity waiting for it waits no longer than for another commit.
-TARGET_BATCH_SECONDS = 0.02
+# How long a batch of deletes should hold the write lock: a few durable commits of the
+# writer's. A writer that finds the lock taken waits in SQLite's busy handler, which tries
+# again after 1, 3 and 8 ms: a batch ended by then delays an activity by at most that.
+TARGET_BATCH_SECONDS = 0.005
 # The fewest rows a batch deletes, however slow deleting is.
-MIN_BATCH = 20
+MIN_BATCH = 10
 # The first batch's size, before the purge knows how long a batch takes.
-FIRST_BATCH = 200
-# The shortest pause between two batches, however quick the batch was.
-MIN_PAUSE_SECONDS = 0.002
+FIRST_BATCH = 100
+# The pause after a batch, in times the batch took.
+PAUSE_FACTOR = 2.0
+# The shortest pause between two batches, however quick the batch was: longer than the busy
+# handler's waits between tries, so that a writer kept waiting tries again within it.
+MIN_PAUSE_SECONDS = 0.012
 # The longest: a batch slowed by something else must not stall the purge for long.
 MAX_PAUSE_SECONDS = 1.0
 
@@ -100,7 +104,7 @@ def plan_purge(
 def pause_after(batch_seconds: float) -> float:
     """How long to wait after a batch of deletes that took ``batch_seconds``, so that the
     writer, which waits for the write lock, gets it between two batches."""
-    return min(max(batch_seconds, MIN_PAUSE_SECONDS), MAX_PAUSE_SECONDS)
+    return min(max(batch_seconds * PAUSE_FACTOR, MIN_PAUSE_SECONDS), MAX_PAUSE_SECONDS)
 
 
 def first_batch_size(maximum: int) -> int:

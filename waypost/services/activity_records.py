@@ -40,14 +40,14 @@ class ActivityRecord(msgspec.Struct):
     consent_version: int | None
 
 
-def _text(column: Any, dialect: str) -> sa.ColumnElement[Any]:
+def stored_text(column: Any, dialect: str) -> sa.ColumnElement[Any]:
     if dialect == "postgresql":
         return sa.cast(column, sa.Text)
     # Stored as text already (JSON as its text): no conversion.
     return sa.type_coerce(column, sa.String)
 
 
-def _uuid(column: Any, dialect: str) -> sa.ColumnElement[Any]:
+def uuid_text(column: Any, dialect: str) -> sa.ColumnElement[Any]:
     if dialect == "postgresql":
         return sa.cast(column, sa.Text)
     # 32 hex digits on SQLite: the canonical form, made by the database (faster than Python).
@@ -61,7 +61,7 @@ def _uuid(column: Any, dialect: str) -> sa.ColumnElement[Any]:
 _UUID_PARTS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
 
 
-def _time(column: Any, dialect: str) -> sa.ColumnElement[Any]:
+def time_text(column: Any, dialect: str) -> sa.ColumnElement[Any]:
     """The time as msgspec encodes a UTC datetime: ISO 8601 with ``Z``, the microseconds left
     out when there are none."""
     if dialect == "postgresql":
@@ -82,18 +82,18 @@ def record_columns(dialect: str, a: Any = activities.c) -> list[sa.ColumnElement
     """The columns :func:`record_maker`'s function reads, as the text the API shows, of the
     activities' columns ``a`` (the table's, or a subquery's)."""
     return [
-        _uuid(a.id, dialect),
-        _text(a.type_id, dialect),
-        _uuid(a.contact_id, dialect),
-        _uuid(a.channel_id, dialect),
+        uuid_text(a.id, dialect),
+        stored_text(a.type_id, dialect),
+        uuid_text(a.contact_id, dialect),
+        uuid_text(a.channel_id, dialect),
         a.title,
         a.value,
         a.url,
         a.referrer,
-        _text(a.fields, dialect),
-        _text(a.flags, dialect),
-        _time(a.occurred_at, dialect),
-        _time(a.received_at, dialect),
+        stored_text(a.fields, dialect),
+        stored_text(a.flags, dialect),
+        time_text(a.occurred_at, dialect),
+        time_text(a.received_at, dialect),
         a.client_id,
         sa.type_coerce(a.consent_agreed, sa.Integer) if dialect == "sqlite" else a.consent_agreed,
         a.consent_version,

@@ -97,11 +97,17 @@ def ndjson(pages: Iterable[Sequence[Any]]) -> Iterator[bytes]:
             yield _encoder.encode_lines(page)
 
 
+def csv_header(columns: Sequence[Column]) -> bytes:
+    """The header line of a CSV export: the columns' names."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow([c.name for c in columns])
+    return buffer.getvalue().encode()
+
+
 def csv_lines(columns: Sequence[Column], pages: Iterable[Sequence[Any]]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([c.name for c in columns])
-    yield buffer.getvalue().encode()
+    yield csv_header(columns)
     read = _row_reader(columns)
     # The csv module writes str as it is, int with str() and None as an empty cell: only the
     # other kinds need their text made.
@@ -144,9 +150,10 @@ _TEXT: dict[str, Callable[[Any], str]] = {
 }
 
 
-def parquet(columns: Sequence[Column], pages: Iterable[Sequence[Any]]) -> Iterator[bytes]:
-    pa, pq = pyarrow_modules()
-    types = {
+def arrow_types() -> dict[str, Any]:
+    """The Arrow type of each column kind."""
+    pa, _ = pyarrow_modules()
+    return {
         "text": pa.string(),
         "integer": pa.int64(),
         "boolean": pa.bool_(),
@@ -154,23 +161,49 @@ def parquet(columns: Sequence[Column], pages: Iterable[Sequence[Any]]) -> Iterat
         "date": pa.date32(),
         "json": pa.string(),
     }
-    schema = pa.schema([pa.field(c.name, types[c.kind]) for c in columns])
+
+
+def arrow_schema(columns: Sequence[Column]) -> Any:
+    pa, _ = pyarrow_modules()
+    types = arrow_types()
+    return pa.schema([pa.field(c.name, types[c.kind]) for c in columns])
+
+
+def parquet(columns: Sequence[Column], pages: Iterable[Sequence[Any]]) -> Iterator[bytes]:
+    pa, _ = pyarrow_modules()
+    types = arrow_types()
+    schema = arrow_schema(columns)
+
+    def batches() -> Iterator[Any]:
+        for page in pages:
+            if page:
+                arrays = [pa.array(_values(c, page), type=types[c.kind]) for c in columns]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    return parquet_file(schema, batches())
+
+
+def parquet_file(schema: Any, batches: Iterable[Any]) -> Iterator[bytes]:
+    """The Parquet file of Arrow record batches of ``schema``, in row groups of exactly
+    ``ROW_GROUP`` rows (the last one fewer), each sent once written."""
+    pa, pq = pyarrow_modules()
     sink = _Sink()
     writer = pq.ParquetWriter(sink, schema, compression="zstd")
-    batches: list[Any] = []
-    held = 0
-    for page in pages:
-        if not page:
-            continue
-        arrays = [pa.array(_values(c, page), type=types[c.kind]) for c in columns]
-        batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-        held += len(page)
-        if held >= ROW_GROUP:
-            writer.write_table(pa.Table.from_batches(batches, schema), row_group_size=held)
-            batches, held = [], 0
+    held: list[Any] = []
+    rows = 0
+    for batch in batches:
+        while rows + batch.num_rows >= ROW_GROUP:
+            # The batch's rows that fill the row group; the rest start the next one.
+            need = ROW_GROUP - rows
+            held.append(batch.slice(0, need))
+            writer.write_table(pa.Table.from_batches(held, schema), row_group_size=ROW_GROUP)
             yield sink.take()
-    if batches:
-        writer.write_table(pa.Table.from_batches(batches, schema), row_group_size=held)
+            held, rows, batch = [], 0, batch.slice(need)
+        if batch.num_rows:
+            held.append(batch)
+            rows += batch.num_rows
+    if rows:
+        writer.write_table(pa.Table.from_batches(held, schema), row_group_size=ROW_GROUP)
     writer.close()
     yield sink.take()
 

@@ -372,8 +372,23 @@ class _Batches:
         took = time.perf_counter() - started
         self.service.batch_seconds.append(took)
         self.size = next_batch_size(self.size, took, self.service.batch_size)
-        time.sleep(pause_after(took))
+        paused = time.perf_counter()
+        self._checkpoint()
+        time.sleep(max(0.0, pause_after(took) - (time.perf_counter() - paused)))
         return result
+
+    def _checkpoint(self) -> None:
+        """On SQLite, copy what the batch wrote to the write-ahead log into the database file
+        now, without taking the write lock (a passive checkpoint). Otherwise the commit that
+        fills the log past SQLite's threshold does it, and that is mostly the writer's: an
+        activity would wait for the purge's scattered pages to be written out and synced."""
+        if self.service.store.dialect != "sqlite":
+            return
+        with self.service.store.read() as conn:
+            # On the driver's connection: outside any transaction, which a checkpoint needs.
+            conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchall()
 
     def _drain(self, statement: Callable[[int], Any]) -> Iterator[int]:
         """Run ``statement(size)`` (a DELETE of at most ``size`` rows) batch after batch, the
