@@ -32,7 +32,11 @@ class _Compiled:
 
 
 class Prepared:
-    """``statement`` (a Core insert, update or delete without RETURNING), ready to run."""
+    """``statement`` (a Core insert, update or delete without RETURNING), ready to run.
+
+    Each row gives every parameter the statement has, but for values fixed in it: an insert
+    without ``values()`` writes every column of its table, and a column a row leaves out is
+    written NULL, not given its default."""
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
@@ -52,7 +56,8 @@ class Prepared:
             params = []
             for name in names or ():
                 bind = compiled.binds[name]
-                params.append((name, bind.type.bind_processor(dialect), defaults.get(name)))
+                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                params.append((name, process, defaults.get(name)))
             found = _Compiled(compiled.string, bool(compiled.positional), tuple(params))
             self._compiled[dialect.name] = found
         return found
