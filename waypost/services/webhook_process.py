@@ -27,6 +27,8 @@ import threading
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+import msgspec
+
 from waypost.clock import SystemClock
 from waypost.logs import log_config
 from waypost.services.webhook_dispatcher import STOP_GRACE, WebhookDispatcher
@@ -133,7 +135,11 @@ def serve(settings: Settings, pipe: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.config.dictConfig(log_config(settings.log_level))
-    store = Store(make_engine(settings))
+    # Nothing the dispatcher writes needs to survive a power cut (a lease lost is a message
+    # due again, an answer lost a message sent again: at least once, as documented), so its
+    # SQLite commits do not wait for the disk, as on PostgreSQL (synchronous_commit off).
+    # In WAL mode the next synced commit (the server's) makes them durable too.
+    store = Store(make_engine(msgspec.structs.replace(settings, sqlite_synchronous="NORMAL")))
     dispatcher = WebhookDispatcher(store, settings, SystemClock())
     dispatcher.start()
     fd = pipe.fileno()
