@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import msgspec
+from sqlalchemy.engine import make_url
 
 from waypost.clock import SystemClock
 from waypost.logs import log_config
@@ -45,7 +46,11 @@ EXIT_SECONDS = 30.0
 
 def can_run_apart(database_url: str) -> bool:
     """Whether another process can open the database: not an in-memory SQLite one."""
-    return ":memory:" not in database_url and "mode=memory" not in database_url
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return True
+    database = url.database or ""
+    return database not in ("", ":memory:") and "mode=memory" not in str(url)
 
 
 class DispatcherProcess:
