@@ -374,16 +374,15 @@ def test_a_slow_endpoint_does_not_delay_the_other_one_of_a_playbook(
         assert answer.status_code == 201, answer.text
         contact = site.api.new_contact()
         # The slow endpoint's lane fills: its calls in flight, and more claimed behind them.
-        first = site.hub.webhooks.concurrency + 4
-        site.api.log(contact, *[loan()] * first)
+        site.api.log(contact, *[loan()] * 8)
         slow.wait_for(site.hub.webhooks.concurrency)
-        fast.wait_for(first)
+        fast.wait_for(8)
         logged: dict[str, float] = {}
         for _ in range(40):
             sent = time.monotonic()
             [activity] = site.api.log(contact, loan())
             logged[activity] = sent
-        arrived = fast.wait_for(first + 40, timeout=5)[first:]
+        arrived = fast.wait_for(48, timeout=5)[8:]
         lags = sorted(
             r.at - logged[verified(r, quick.secret)["data"]["activity"]["id"]] for r in arrived
         )

@@ -49,7 +49,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allow_private: bool = False
     webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
     webhook_timeout_seconds: float = 15.0
-    webhook_concurrency_per_endpoint: int = 16
+    webhook_concurrency_per_endpoint: int = 4
     webhook_disable_after_days: float = 5.0
     webhook_poll_seconds: float = 1.0
     webhook_process: bool = False
