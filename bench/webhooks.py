@@ -70,9 +70,9 @@ def parse_options(argv: list[str] | None) -> Options:
     add(
         "--dispatcher",
         choices=["process", "thread"],
-        default="process",
-        help="the dispatcher in a process of its own (WAYPOST_WEBHOOK_PROCESS=1, the default) "
-        "or a thread of the server's",
+        default="thread",
+        help="the dispatcher in a thread of the server's (the default, as Waypost's own) or "
+        "in a process of its own (WAYPOST_WEBHOOK_PROCESS=1)",
     )
     ns = parser.parse_args(argv)
     if not 1 <= ns.rate <= 20_000:
