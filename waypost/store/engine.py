@@ -70,7 +70,7 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -82,6 +82,8 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+# How long a transaction waits for SQLite's write lock before it fails.
+BUSY_TIMEOUT_MS = 30000
 # How long a writer that tries often tries so, and how long it waits between two tries.
 OFTEN_SECONDS = 30.0
 OFTEN_PAUSE = 0.001
@@ -109,7 +111,7 @@ def _begin_often(connection: Connection, mode: str) -> bool:
             time.sleep(OFTEN_PAUSE)
         return False
     finally:
-        raw.execute("PRAGMA busy_timeout=30000")
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 TOUCHED = "waypost.touched"
