@@ -30,6 +30,7 @@ from waypost.domain.webhook_signing import message_id
 from waypost.hub import Hub
 from waypost.ids import new_id
 from waypost.records.outbox import OutboxMessage, enqueue
+from waypost.services.webhook_cycles import Done, Work
 from waypost.services.webhook_dispatcher import WebhookDispatcher
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
@@ -137,6 +138,34 @@ def test_messages_are_signed_and_delivered_once(
         assert logged["response"] == "ok"
         assert logged["duration_ms"] >= 0
     assert len(receiver.requests) == 3
+
+
+def test_a_fast_endpoint_s_backlog_is_claimed_in_large_batches(
+    store: Store, make_dispatcher: MakeDispatcher
+) -> None:
+    # Its lane empties between two cycles; what the next cycle claims for it is still sized
+    # by how fast its calls have been (half a second of them), not two per slot.
+    dispatcher = make_dispatcher(webhook_concurrency_per_endpoint=1)
+    claimed: list[int] = []
+    run = dispatcher.cycles.run
+
+    def counted(work: Work) -> Done:
+        done = run(work)
+        if done.claimed:
+            claimed.append(len(done.claimed))
+        return done
+
+    dispatcher.cycles.run = counted  # type: ignore[method-assign]
+    with receiving() as receiver:
+        endpoint = add_endpoint(store, receiver.url)
+        add_messages(store, endpoint.id, 2, wake=dispatcher.wake)
+        receiver.wait_for(2)
+        eventually(lambda: all(m["status"] == "delivered" for m in messages(store)))
+        claimed.clear()
+        add_messages(store, endpoint.id, 200, wake=dispatcher.wake)
+        receiver.wait_for(202, timeout=30)
+    assert sum(claimed) == 200
+    assert len(claimed) <= 20, claimed
 
 
 def test_both_secrets_sign_during_a_rotation(store: Store, make_dispatcher: MakeDispatcher) -> None:

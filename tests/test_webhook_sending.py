@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import socket
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -18,8 +21,15 @@ from waypost.clock import FakeClock, SystemClock
 from waypost.domain.webhook_urls import BadWebhookUrl
 from waypost.services.webhook_claims import Claimed, Destination
 from waypost.services.webhook_sending import Answer, attempt
+from waypost.services.webhook_transport import WebhookTransport
+
+if TYPE_CHECKING:
+    from tests.webhook_receiver import Reply, receiving
+else:
+    from webhook_receiver import Reply, receiving
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OTHER = "whsec_c2Vjb25kIHNlY3JldCBvZiB0aGUgcm90YXRpb24="
 BODY = '{"type": "activity.performed", "data": {}}'
 
 Handler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
@@ -175,3 +185,46 @@ def test_the_timeout_covers_the_whole_call() -> None:
     answer = send(handler, timeout=0.2)
     assert (answer.http_status, answer.error) == (None, "timeout")
     assert 150 <= answer.duration_ms < 2000
+
+
+# -- the dispatcher's own transport, to a real receiver -----------------------------------------
+
+
+def send_over_the_network(message: Claimed) -> Answer:
+    async def run() -> Answer:
+        transport = WebhookTransport(ssl.create_default_context())
+        try:
+            return await attempt(transport, message, SystemClock(), allowed, 5.0)
+        finally:
+            await transport.aclose()
+
+    return asyncio.run(run())
+
+
+def test_the_dispatcher_s_transport_sends_the_same_signed_call() -> None:
+    with receiving(
+        lambda _r, _n: Reply(202, b"q" * 3000, headers={"Retry-After": "7"})
+    ) as receiver:
+        message = claimed(f"{receiver.url}?x=1")
+        rotated = replace(message, endpoint=replace(message.endpoint, secrets=(SECRET, OTHER)))
+        answers = [send_over_the_network(message), send_over_the_network(rotated)]
+        [first, second] = receiver.wait_for(2)
+    assert [(a.http_status, a.error, a.retry_after) for a in answers] == [(202, None, 7.0)] * 2
+    assert answers[0].response == "q" * 1024
+    assert first.path == "/hook?x=1"
+    assert first.headers["content-type"] == "application/json"
+    assert first.headers["user-agent"].startswith("Waypost-Webhooks")
+    assert first.headers["webhook-id"] == "msg_0190d0a47a5b7c3d8e9f0123456789ab"
+    assert first.body == BODY
+    for received, secrets in ((first, [SECRET]), (second, [SECRET, OTHER])):
+        assert len(received.headers["webhook-signature"].split(" ")) == len(secrets)
+        for secret in secrets:
+            Webhook(secret).verify(received.body, received.headers)
+
+
+def test_the_dispatcher_s_transport_names_a_refused_connection() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    answer = send_over_the_network(claimed(f"http://127.0.0.1:{port}/hooks"))
+    assert (answer.http_status, answer.error) == (None, "connection_refused")

@@ -209,7 +209,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         the_hub.writer.start()
         the_hub.group_updates.start()
         the_hub.keys.usage.start()
-        the_hub.webhooks.start()
+        the_hub.start_webhooks()
         the_hub.purges.start()
         if the_hub.shared_changes is not None:
             the_hub.shared_changes.start()
@@ -219,7 +219,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
             # Here rather than in Hub.close() alone: uvicorn ends a SIGTERM shutdown by raising
             # the signal again once the lifespan is over, and the calls in flight must be
             # recorded before that (docs/playbooks.md, "Several nodes").
-            await asyncio.to_thread(the_hub.webhooks.stop)
+            await asyncio.to_thread(the_hub.stop_webhooks)
             await the_hub.rate_limiter.close()
             if owns_hub:
                 the_hub.close()

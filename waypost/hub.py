@@ -40,6 +40,7 @@ from waypost.services.users import UserService
 from waypost.services.webhook_deliveries import WebhookDeliveryService
 from waypost.services.webhook_dispatcher import WebhookDispatcher
 from waypost.services.webhook_endpoints import WebhookEndpointService
+from waypost.services.webhook_process import DispatcherProcess, can_run_apart
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 from waypost.store.shared_changes import make_change_feed
@@ -122,6 +123,17 @@ class Hub:
         # Started with the server's background work, or by the first wake() (a message
         # written), so a hub that writes none never runs it.
         self.webhooks = WebhookDispatcher(self.store, settings, self.clock, metrics=self.metrics)
+        # With WAYPOST_WEBHOOK_PROCESS, the same dispatcher runs in a process of its own, on
+        # its own core; this process's one then never starts. Not for a database only this
+        # process can open, nor with a clock of the caller's (tests).
+        self.webhook_process: DispatcherProcess | None = None
+        if (
+            settings.webhook_process
+            and clock is None
+            and store is None
+            and can_run_apart(settings.database_url)
+        ):
+            self.webhook_process = DispatcherProcess(settings)
         self.webhook_endpoints = WebhookEndpointService(self.store, settings, self.clock)
         self.webhook_deliveries = WebhookDeliveryService(
             self.store, self.clock, wake=self.wake_webhooks
@@ -136,7 +148,23 @@ class Hub:
     def wake_webhooks(self) -> None:
         """Tell the webhook dispatcher that messages are due now (called after the commit
         that made them so). Without a dispatcher in this process, its poll finds them."""
-        self.webhooks.wake()
+        if self.webhook_process is not None:
+            self.webhook_process.wake()
+        else:
+            self.webhooks.wake()
+
+    def start_webhooks(self) -> None:
+        """Start delivering webhooks, here or in the dispatcher's process."""
+        if self.webhook_process is not None:
+            self.webhook_process.start()
+        else:
+            self.webhooks.start()
+
+    def stop_webhooks(self) -> None:
+        """Stop delivering webhooks: calls in flight finish, the rest waits in the outbox."""
+        if self.webhook_process is not None:
+            self.webhook_process.stop()
+        self.webhooks.stop()
 
     def client_ip(self, scope: Mapping[str, object]) -> str:
         """The client's address of a request, for every limit keyed by address."""
@@ -148,7 +176,7 @@ class Hub:
         self.writer.stop()
         self.group_updates.stop()
         # After the writer and the group updater, whose commits may still wake it.
-        self.webhooks.stop()
+        self.stop_webhooks()
         self.keys.usage.stop()
         if self.shared_changes is not None:
             self.shared_changes.stop()

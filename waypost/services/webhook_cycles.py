@@ -92,7 +92,8 @@ class Cycles:
             with self.store.read() as conn:
                 if not self._look(conn, work, done):
                     return done
-        with self.store.write() as conn:
+        # Short transactions, which a busy writer must not keep waiting (store/engine.py).
+        with self.store.write(often=True) as conn:
             if conn.dialect.name == "postgresql":
                 # Nothing here needs to survive a crash: a lease lost is a message due again,
                 # an answer lost is a message sent again (at least once, as documented).

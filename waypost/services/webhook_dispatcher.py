@@ -287,7 +287,10 @@ class WebhookDispatcher:
         if not (outcomes or releases or wanted):
             return None
         held = {e: lane.running + len(lane.queue) for e, lane in self._lanes.items()}
-        limits = {e: self._lane_limit(e) for e in self._lanes}
+        # Endpoints whose lanes emptied since keep their limits: a fast endpoint's lane empties
+        # between two cycles, and claiming for it as for one never called held it to two
+        # calls per slot a cycle.
+        limits = {e: self._lane_limit(e) for e in self._lanes.keys() | self._durations.keys()}
         return Work(outcomes, releases, wanted, held, limits, 2 * self.concurrency, discover)
 
     def _lane_limit(self, endpoint: uuid.UUID) -> int:

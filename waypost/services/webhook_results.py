@@ -25,6 +25,7 @@ from waypost.ids import new_id
 from waypost.records.outbox import DELIVERED, FAILED, PENDING
 from waypost.services.webhook_claims import Claimed
 from waypost.services.webhook_sending import Answer
+from waypost.store.prepared import Prepared
 from waypost.store.schema import webhook_attempts, webhook_endpoints, webhook_messages
 
 GONE = "gone"
@@ -91,10 +92,11 @@ def outcome_of(
     )
 
 
-# Built once: building it for every batch cost more CPU than running it. Only while the lease
+# Built once and run through the driver (store/prepared.py): SQLAlchemy's per-row work cost
+# more CPU than the database's. Only while the lease
 # is still this node's: a message whose lease ran out may have been sent again by another
 # node, and that node's answer is the one to keep.
-_RECORD = (
+_RECORD = Prepared(
     _m.update()
     .where(
         _m.c.id == sa.bindparam("b_id"),
@@ -113,6 +115,7 @@ _RECORD = (
         updated_at=sa.bindparam("b_now"),
     )
 )
+_ATTEMPT = Prepared(sa.insert(webhook_attempts))
 
 
 def record(
@@ -126,8 +129,8 @@ def record(
     endpoints this disabled, with the reason."""
     if not outcomes:
         return {}
-    conn.execute(
-        sa.insert(webhook_attempts),
+    _ATTEMPT.executemany(
+        conn,
         [
             {
                 "id": new_id(),
@@ -142,8 +145,8 @@ def record(
             for o in outcomes
         ],
     )
-    conn.execute(
-        _RECORD,
+    _RECORD.executemany(
+        conn,
         [
             {
                 "b_id": o.message_id,

@@ -24,11 +24,17 @@ import httpx
 
 from waypost.clock import Clock
 from waypost.domain.webhook_schedule import parse_retry_after
-from waypost.domain.webhook_signing import message_id, signed_headers
+from waypost.domain.webhook_signing import (
+    CONTENT_TYPE,
+    message_id,
+    signature_header,
+    signed_headers,
+)
 from waypost.domain.webhook_urls import BadWebhookUrl, IPAddress, check_url, literal_address
 from waypost.services.webhook_addresses import check_destination
 from waypost.services.webhook_claims import Claimed
 from waypost.services.webhook_clients import user_agent
+from waypost.services.webhook_transport import Reply, Target, WebhookTransport, target
 
 log = logging.getLogger("waypost.webhooks")
 
@@ -36,6 +42,11 @@ KEEP_BYTES = 1024
 # Beyond this much of an answer the connection is dropped instead of read to its end.
 DRAIN_BYTES = 64 * 1024
 USER_AGENT = user_agent()
+# The headers of every call but the three that sign it; Host and Content-Length are the
+# transport's.
+_FIXED = (
+    f"content-type: {CONTENT_TYPE}\r\naccept-encoding: identity\r\nuser-agent: {USER_AGENT}\r\n"
+).encode()
 
 TIMEOUT = "timeout"
 CONNECTION_REFUSED = "connection_refused"
@@ -103,24 +114,13 @@ async def attempt(
                 error = ADDRESS_REFUSED
             else:
                 webhook_id = message_id(message.id)
-                headers = signed_headers(
-                    message.endpoint.secrets, webhook_id, int(clock.time()), message.body
-                )
-                headers["accept-encoding"] = "identity"
-                headers["user-agent"] = USER_AGENT
-                request = httpx.Request(
-                    "POST",
-                    _parsed(message.endpoint.url),
-                    content=message.body.encode(),
-                    headers=headers,
-                )
-                response = await transport.handle_async_request(request)
+                reply = await _call(transport, message, webhook_id, int(clock.time()))
                 try:
-                    status = response.status_code
-                    retry_after_text = response.headers.get("retry-after")
-                    await _keep_start(response, kept)
+                    status = reply.status
+                    retry_after_text = reply.header(b"retry-after")
+                    await reply.read_start(kept, KEEP_BYTES, DRAIN_BYTES)
                 finally:
-                    await response.aclose()
+                    await reply.aclose()
     except (TimeoutError, httpx.TimeoutException):
         # An answer that came but whose body did not finish in time still counts.
         if status is None:
@@ -137,6 +137,49 @@ async def attempt(
         parse_retry_after(retry_after_text, clock.now()) if retry_after_text is not None else None
     )
     return Answer(at, status, duration_ms, error, _text(bytes(kept)), retry_after)
+
+
+async def _call(
+    transport: httpx.AsyncBaseTransport, message: Claimed, webhook_id: str, timestamp: int
+) -> Reply | _HttpxReply:
+    # The signed POST, its answer's head read.
+    body = message.body
+    secrets = message.endpoint.secrets
+    if isinstance(transport, WebhookTransport):
+        signature = signature_header(secrets, webhook_id, timestamp, body).encode()
+        headers = b"%swebhook-id: %s\r\nwebhook-timestamp: %d\r\nwebhook-signature: %s\r\n" % (
+            _FIXED,
+            webhook_id.encode(),
+            timestamp,
+            signature,
+        )
+        return await transport.post(_target(message.endpoint.url), headers, body.encode())
+    # Any other httpx transport (tests put httpx.MockTransport here): the same call, through
+    # httpx's Request and Response.
+    fields = signed_headers(secrets, webhook_id, timestamp, body)
+    fields["accept-encoding"] = "identity"
+    fields["user-agent"] = USER_AGENT
+    url = _parsed(message.endpoint.url)
+    request = httpx.Request("POST", url, content=body.encode(), headers=fields)
+    return _HttpxReply(await transport.handle_async_request(request))
+
+
+class _HttpxReply:
+    # An httpx Response as the attempt reads a Reply.
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.status = response.status_code
+
+    def header(self, name: bytes) -> str | None:
+        value: str | None = self.response.headers.get(name.decode())
+        return value
+
+    async def read_start(self, kept: bytearray, _keep: int, _most: int) -> None:
+        await _keep_start(self.response, kept)
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
 
 
 async def _keep_start(response: httpx.Response, kept: bytearray) -> None:
@@ -161,6 +204,12 @@ def _literal(url: str) -> IPAddress | None:
     # resolves to is looked up again for each attempt.
     host, _ = check_url(url)
     return literal_address(host)
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(url: str) -> Target:
+    # Where an endpoint's calls go, and how each starts: parsed once per endpoint URL.
+    return target(url)
 
 
 @functools.lru_cache(maxsize=1024)
