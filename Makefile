@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest chromium sdk bench bench-profile wrk clean
+.PHONY: run test lint typecheck pytest chromium sdk bench bench-profile soak wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +90,11 @@ KIND ?= batch
 bench-profile: $(DEV_STAMP) wrk
 	$(BIN)/python -m pip install --quiet py-spy
 	$(BIN)/python -m bench.profile $(KIND) $(BENCH_ARGS)
+
+## soak: a steady 100 activities/s for 30 minutes, per-minute p50/p99, memory and descriptors
+## of the server (SOAK_ARGS="--minutes 20 --rate 100 --spy"; not part of make test)
+soak: $(DEV_STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # The load generator is wrk 4 from the system's packages.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
