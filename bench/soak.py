@@ -143,7 +143,11 @@ class Process:
 
 
 class Spy:
-    """``py-spy dump`` of the server while a request is slow, at most one at a time."""
+    """``py-spy dump --nonblocking`` of the server while a request is slow: at most one at a
+    time and one every ``GAP`` seconds, so that the dumps never become the stall they look
+    for (a blocking dump stops the server while it reads its stacks)."""
+
+    GAP = 5.0
 
     def __init__(self, pid: int, workdir: Path, enabled: bool) -> None:
         self.pid = pid
@@ -152,17 +156,19 @@ class Spy:
         self.dumps = workdir / "py-spy-dumps.txt"
         self.busy = False
         self.taken = 0
+        self.last = 0.0
         if enabled and not self.enabled:
             say("py-spy is not installed (pip install py-spy): no dumps during stalls")
 
     async def dump(self, why: str) -> None:
-        if not self.enabled or self.busy or self.taken >= 200:
+        if not self.enabled or self.busy or time.monotonic() - self.last < self.GAP:
             return
-        self.busy = True
+        self.busy, self.last = True, time.monotonic()
         try:
             process = await asyncio.create_subprocess_exec(
                 self.path,
                 "dump",
+                "--nonblocking",
                 "--pid",
                 str(self.pid),
                 stdout=asyncio.subprocess.PIPE,
