@@ -18,7 +18,7 @@ def reset_database(url: str) -> None:
     name = str(info.pop("dbname", ""))
     if not name or name in ("postgres", "template0", "template1"):
         raise ValueError(f"refusing to reset the database {name!r}: name a database of its own")
-    admin = psycopg.conninfo.make_conninfo(**{**info, "dbname": "postgres"})
+    admin = psycopg.conninfo.make_conninfo("", **{**info, "dbname": "postgres"})
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

@@ -25,9 +25,10 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class Minute:
     rss_mb: float = 0.0
     fds: int = 0
     lag_ms: float = 0.0
+    fsync_ms: list[float] = field(default_factory=list)
 
     def quantile(self, q: float) -> float:
         return _quantile(self.latencies_ms, q)
@@ -87,6 +89,8 @@ class Minute:
             "rss_mb": round(self.rss_mb, 1),
             "fds": self.fds,
             "sender_lag_ms": round(self.lag_ms, 2),
+            "fsync_p99_ms": round(_quantile(self.fsync_ms, 0.99), 2),
+            "fsync_max_ms": round(max(self.fsync_ms, default=0.0), 2),
         }
 
 
@@ -183,6 +187,35 @@ class Spy:
             self.busy = False
 
 
+class FsyncProbe:
+    """4 KB write + fdatasync beside the database every ``PERIOD`` seconds, on a thread: how
+    long the disk took to make a write durable, minute by minute. A latency spike that the
+    probe shares is the disk's (another process's I/O), not the server's."""
+
+    PERIOD = 0.1
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = workdir / "fsync-probe"
+        self.timings: list[float] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="fsync-probe", daemon=True)
+
+    def _run(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while not self.stopped.wait(self.PERIOD):
+                started = time.perf_counter()
+                os.pwrite(fd, b"\0" * 4096, 0)
+                os.fdatasync(fd)
+                self.timings.append((time.perf_counter() - started) * 1000)
+        finally:
+            os.close(fd)
+
+    def take(self) -> list[float]:
+        taken, self.timings = self.timings, []
+        return taken
+
+
 class Soak:
     """The schedule, the requests in flight, and the minutes they fall into."""
 
@@ -194,10 +227,12 @@ class Soak:
         self.pool = pool
         self.headers = headers
         self.process = Process(server.pid)
+        self.probe = FsyncProbe(server.log_path.parent)
         self.spy = Spy(server.pid, server.log_path.parent, options.spy)
         self.minutes: list[Minute] = []
         self.slow: list[dict[str, Any]] = []
         self.accepted = 0
+        self.stopping = False
 
     def minute(self, index: int) -> Minute:
         while len(self.minutes) <= index:
@@ -213,13 +248,20 @@ class Soak:
         total = int(o.minutes * 60 * o.rate)
         per_minute = o.rate * 60
         semaphore = asyncio.Semaphore(o.connections * 4)
+        # Ctrl-C or SIGTERM ends the schedule early: the minutes so far are still reported.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.stop)
         async with httpx.AsyncClient(
             base_url=self.server.url, limits=limits, timeout=60, headers=self.headers
         ) as client:
+            self.probe.thread.start()
             started = time.monotonic()
             tasks: set[asyncio.Task[None]] = set()
             next_report = 1
             for i in range(total):
+                if self.stopping:
+                    break
                 slot = started + i * interval
                 delay = slot - time.monotonic()
                 if delay > 0:
@@ -236,6 +278,11 @@ class Soak:
                     next_report += 1
             await asyncio.gather(*tasks)
             self._sample(self.minute(len(self.minutes) - 1))
+            self.probe.stopped.set()
+
+    def stop(self) -> None:
+        say("stopping early")
+        self.stopping = True
 
     async def _send(
         self,
@@ -276,11 +323,14 @@ class Soak:
         self.server.check_alive()
         minute.rss_mb = self.process.rss_mb()
         minute.fds = self.process.fds()
+        minute.fsync_ms = self.probe.take()
         row = minute.as_dict()
         say(
             f"minute {row['minute']:3d}: {row['sent']:5d} sent, {row['failed']} failed, "
             f"p50 {row['p50_ms']:7.2f} ms, p99 {row['p99_ms']:8.2f} ms, "
-            f"max {row['max_ms']:8.1f} ms, RSS {row['rss_mb']:6.1f} MB, {row['fds']} fds"
+            f"max {row['max_ms']:8.1f} ms, RSS {row['rss_mb']:6.1f} MB, {row['fds']} fds; "
+            f"disk fsync p99 {row['fsync_p99_ms']:.1f} max {row['fsync_max_ms']:.0f} ms, "
+            f"sender lag {row['sender_lag_ms']:.0f} ms"
         )
 
 
