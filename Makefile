@@ -76,11 +76,13 @@ chromium:
 	    echo "$(CHROMIUM) is missing: install it (apt-get install chromium) for the browser tests" >&2; \
 	  fi; }
 
-## bench: ingest against its baselines, webhook latency and drain, then groups and the activity
-## log on 1M contacts and 10M activities (built once under bench-results/, about 8 GB), then
-## exports and the purge on the same database; see docs/performance.md
+## bench: ingest against its baselines, 100-activity batches on PostgreSQL against a raw COPY
+## (the local server, database waypost_bench), webhook latency and drain, then groups and the
+## activity log on 1M contacts and 10M activities (built once under bench-results/, about 8 GB),
+## then exports and the purge on the same database; see docs/performance.md
 bench: $(DEV_STAMP) wrk
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.pg $(PG_BENCH_ARGS)
 	$(BIN)/python -m bench.webhooks $(WEBHOOK_ARGS)
 	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 	$(BIN)/python -m bench.lifecycle $(LIFECYCLE_ARGS)
