@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from argon2 import PasswordHasher
 from click.testing import CliRunner
 
+from waypost import servers
 from waypost.bootstrap import FIRST_ADMIN, bootstrap_admin
 from waypost.cli import main
 from waypost.errors import ApiError
@@ -237,7 +237,7 @@ def test_users_create_needs_the_role_and_email(cli_db: str) -> None:
 
 
 def test_serve_prints_the_first_admin_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    monkeypatch.setattr(servers, "serve_together", lambda configs, **kwargs: None)
     url = f"sqlite:///{tmp_path / 'new.db'}"
     runner = CliRunner(env={"WAYPOST_DATABASE_URL": url})
     first = runner.invoke(main, ["serve", "--port", "8123"])

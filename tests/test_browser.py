@@ -31,8 +31,9 @@ from starlette.routing import Route
 from waypost.app import create_app
 from waypost.demo import DemoSetup, create_demo_app, prepare_demo
 from waypost.demo.pages import STUB, js
+from waypost.domain.activity import Activity
 from waypost.hub import Hub
-from waypost.services.activities import Activity, ActivityQuery, RejectedQuery
+from waypost.services.activities import ActivityQuery, RejectedQuery
 from waypost.services.channels import ChannelUpdate
 from waypost.settings import load_settings
 from waypost.store import migrate

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import uvicorn
 from click.testing import CliRunner, Result
 
+from waypost import servers
 from waypost.cli import main
 from waypost.errors import ApiError
 from waypost.hub import Hub
@@ -374,13 +375,14 @@ def test_channels_create_refuses_bad_input(
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Calls of uvicorn.run, which does not start a server here."""
+    """The servers `serve` would run, which do not start here: app, host and port of each."""
     calls: list[dict[str, Any]] = []
 
-    def run(app: object, **kwargs: Any) -> None:
-        calls.append({"app": app, **kwargs})
+    def run(configs: list[uvicorn.Config], **kwargs: Any) -> None:
+        for config in configs:
+            calls.append({"app": config.app, "host": config.host, "port": config.port})
 
-    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(servers, "serve_together", run)
     return calls
 
 

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "waypost.clientip",
             "waypost.pagination",
             "waypost.logs",
+            "waypost.metrics",
             "waypost.ratelimit",
             "waypost.openapi_types",
         ),
@@ -44,7 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("api", ("waypost.api",)),
     ("admin", ("waypost.admin",)),
     ("demo", ("waypost.demo",)),
-    ("servers", ("waypost.connections", "waypost.servers", "waypost.app")),
+    ("servers", ("waypost.connections", "waypost.servers", "waypost.ops", "waypost.app")),
     (
         "cli",
         (

@@ -17,6 +17,8 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.max_activities_per_request == 1000
     assert settings.max_activity_bytes == 16_384
     assert settings.max_fields_per_type == 50
+    assert settings.log_format == "text"
+    assert settings.metrics_token is None
     assert settings.is_sqlite
 
 
@@ -50,9 +52,16 @@ def test_values_are_converted_to_their_declared_types() -> None:
 
 
 def test_choices_are_matched_whatever_their_case() -> None:
-    settings = load_settings({"WAYPOST_SQLITE_SYNCHRONOUS": "normal", "WAYPOST_LOG_LEVEL": "INFO"})
+    settings = load_settings(
+        {
+            "WAYPOST_SQLITE_SYNCHRONOUS": "normal",
+            "WAYPOST_LOG_LEVEL": "INFO",
+            "WAYPOST_LOG_FORMAT": "JSON",
+        }
+    )
     assert settings.sqlite_synchronous == "NORMAL"
     assert settings.log_level == "info"
+    assert settings.log_format == "json"
 
 
 def test_empty_values_count_as_unset() -> None:
@@ -86,6 +95,7 @@ def test_keyword_overrides_win_over_the_environment() -> None:
         ("WAYPOST_COMMIT_MAX_DELAY_MS", "soon"),
         ("WAYPOST_SQLITE_SYNCHRONOUS", "OFF"),
         ("WAYPOST_LOG_LEVEL", "verbose"),
+        ("WAYPOST_LOG_FORMAT", "logfmt"),
         ("WAYPOST_HEADER_TIMEOUT_SECONDS", "0"),
         ("WAYPOST_BODY_TIMEOUT_SECONDS", "-1"),
         ("WAYPOST_MAX_CONNECTIONS", "0"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from waypost.admin.rendering import SECURITY_HEADERS
 from waypost.admin.routes import admin_routes
@@ -45,6 +46,9 @@ from waypost.api.routing import (
 )
 from waypost.errors import ApiError
 from waypost.hub import Hub
+from waypost.logs import REQUEST_ID, request_id_of
+from waypost.metrics import UNMATCHED, Metrics, process_ended
+from waypost.ops import ops_routes
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable
 from waypost.transports.router import IngestRouter
@@ -91,21 +95,64 @@ def api_document() -> dict[str, Any]:
 class WaypostApp:
     """The ASGI entry point: ingest paths go straight to their transports (the ingest route
     table, waypost/transports/routes.py), the rest to the admin application, so the framework's
-    per-request machinery stays off the hot path."""
+    per-request machinery stays off the hot path.
 
-    def __init__(self, admin: Starlette, ingest: IngestRouter) -> None:
+    Every HTTP request gets a request id (the client's ``X-Request-Id`` when sane, else a new
+    one), set for the log lines written while it is served and sent back in ``X-Request-Id``,
+    and is counted in the metrics by route template and status."""
+
+    def __init__(self, admin: Starlette, ingest: IngestRouter, metrics: Metrics) -> None:
         self.admin = admin
         self.ingest = ingest
+        self.metrics = metrics
         self.state = admin.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            found = self.ingest.find(scope["path"])
+        if scope["type"] != "http":
+            await self.admin(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_of(_header(scope, b"x-request-id"))
+        # Each request runs in a task of its own, so the id stays with this request's lines.
+        REQUEST_ID.set(request_id)
+        tag = (b"x-request-id", request_id.encode())
+        status = 500  # what the server answers when the application fails before answering
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                # A new list: the one given may be a response object's own.
+                message["headers"] = [*message.get("headers", ()), tag]
+            await send(message)
+
+        path: str = scope["path"]
+        found = self.ingest.find(path)
+        route = UNMATCHED
+        try:
             if found is not None:
                 transport, methods = found
-                await transport.serve(scope, receive, send, methods)
-                return
-        await self.admin(scope, receive, send)
+                # An exact path is one of the route table's; another, its template.
+                route = path if methods is not None else transport.paths.template(path) or UNMATCHED
+                await transport.serve(scope, receive, answer, methods)
+            else:
+                try:
+                    await self.admin(scope, receive, answer)
+                finally:
+                    # Starlette's router notes the route it matched in the scope.
+                    matched = getattr(scope.get("route"), "path", None)
+                    if isinstance(matched, str):
+                        route = matched
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.observe_request(scope["method"], route, status, elapsed)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
 
 
 def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
@@ -143,6 +190,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
 
     routes: list[BaseRoute] = [*build_routes(operations, the_hub)]
     routes += [
+        *ops_routes(the_hub),
         Route("/", home),
         Route("/waypost.js", tracker),
         Route("/favicon.ico", favicon),
@@ -155,10 +203,14 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Running from the start (not from the first request), as /readyz checks.
+        the_hub.writer.start()
         the_hub.group_updates.start()
         the_hub.keys.usage.start()
         the_hub.webhooks.start()
         the_hub.purges.start()
+        if the_hub.shared_changes is not None:
+            the_hub.shared_changes.start()
         try:
             yield
         finally:
@@ -169,6 +221,8 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
             await the_hub.rate_limiter.close()
             if owns_hub:
                 the_hub.close()
+            the_hub.metrics.flush()
+            process_ended()
 
     app = Starlette(
         routes=routes,
@@ -180,7 +234,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         },
     )
     app.state.hub = the_hub
-    return WaypostApp(app, IngestRouter(the_hub))
+    return WaypostApp(app, IngestRouter(the_hub), the_hub.metrics)
 
 
 def script_response(request: Request, body: bytes) -> Response:

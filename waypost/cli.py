@@ -61,7 +61,7 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
 
     from waypost.app import create_app
     from waypost.bootstrap import bootstrap, bootstrap_admin
-    from waypost.servers import freeze_startup_heap, server_options
+    from waypost.servers import freeze_startup_heap, serve_together, server_options
 
     # The demo's loan alerts are webhooks to the demo site, on this machine.
     settings = cli_settings(host=host, port=port, webhook_allow_private=True if demo else None)
@@ -105,23 +105,15 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
             "log_level": settings.log_level,
             "server_header": False,
         }
-        if demo_app is None:
-            uvicorn.run(app, host=settings.host, port=settings.port, **options)
-            return
-        from waypost.servers import serve_together
-
+        configs = [uvicorn.Config(app, host=settings.host, port=settings.port, **options)]
+        if demo_app is not None:
+            configs.append(uvicorn.Config(demo_app, host=settings.host, port=demo_port, **options))
+        # Not uvicorn.run: it ends a SIGTERM by raising the signal again, which would kill the
+        # process before the hub (the writer's queue, the background threads) is closed.
         serve_together(
-            [
-                uvicorn.Config(app, host=settings.host, port=settings.port, **options),
-                uvicorn.Config(
-                    demo_app,
-                    host=settings.host,
-                    port=demo_port,
-                    log_level=settings.log_level,
-                    server_header=False,
-                    **server_options(settings),
-                ),
-            ]
+            configs,
+            names=[None, "demo"][: len(configs)],
+            grace_seconds=settings.shutdown_grace_seconds,
         )
 
 

@@ -10,6 +10,11 @@ last header, then ``WAYPOST_BODY_TIMEOUT_SECONDS`` for its body; past either it 
 not limited. Beyond ``WAYPOST_MAX_CONNECTIONS`` open connections, requests are answered
 ``503 server_busy``.
 
+On shutdown (uvicorn calls ``shutdown()`` on every connection once it has stopped accepting),
+a connection is not closed under a client that may be sending its next request at that moment,
+which would reset it: every request that arrives is answered with ``Connection: close``, and a
+connection still idle :data:`IDLE_LINGER_SECONDS` later is closed then.
+
 Besides the one each new connection starts with, a deadline is a timer armed only when a
 request's headers or body did not arrive whole in one read, so a request that comes in one
 piece, as nearly all do, costs no timer at all.
@@ -31,6 +36,10 @@ from waypost.settings import Settings
 Phase = Literal["idle", "headers", "body"] | None
 
 RETRY_AFTER_BUSY = 1
+
+# How long a shutdown leaves an idle kept-alive connection open for a request already on its
+# way: a busy client sends its next one within milliseconds of an answer.
+IDLE_LINGER_SECONDS = 0.5
 
 
 def timed_protocol(settings: Settings) -> type[asyncio.Protocol]:
@@ -56,6 +65,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.phase: Phase = None
         self.deadline: asyncio.TimerHandle | None = None
+        self.draining = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -81,6 +91,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self.phase = "body"
         if len(self.connections) <= self.max_connections:
             super().on_headers_complete()
+            if self.draining and self.cycle is not None:
+                self.cycle.keep_alive = False
             return
         # uvicorn's own limit (limit_concurrency) answers in plain text; this one answers in
         # Waypost's error shape. The request is answered, not refused, so that the client
@@ -102,6 +114,22 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         if self.phase is None and not self.pipeline:
             self.phase = "idle"  # uvicorn's keep-alive timeout runs until the next byte
         super().on_response_complete()
+
+    def shutdown(self) -> None:
+        """The server stops: answer what is in flight or arrives soon, then close."""
+        self.draining = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False
+        elif self.phase == "idle" and not self.transport.is_closing():
+            self.loop.call_later(IDLE_LINGER_SECONDS, self._close_if_idle)
+        # A request whose headers are arriving is answered with Connection: close.
+
+    def _close_if_idle(self) -> None:
+        cycle = self.cycle
+        busy = cycle is not None and not cycle.response_complete
+        if self.phase == "idle" and not busy and not self.transport.is_closing():
+            self.transport.close()
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from waypost.clientip import client_ip, parse_trusted_proxies
 from waypost.clock import Clock, SystemClock
+from waypost.metrics import Metrics
 from waypost.pipeline.catalog import Catalog
 from waypost.pipeline.writer import Writer
 from waypost.ratelimit import make_rate_limiter
@@ -40,6 +41,7 @@ from waypost.services.webhook_dispatcher import WebhookDispatcher
 from waypost.services.webhook_endpoints import WebhookEndpointService
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
+from waypost.store.shared_changes import make_change_feed
 
 
 class Hub:
@@ -54,6 +56,17 @@ class Hub:
         self.settings = settings
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.store = store if store is not None else Store(make_engine(settings))
+        # On PostgreSQL, changes reach the caches of every node (docs/operations.md, "Several
+        # nodes"); this hub sends its own from the start, and hears the others' once the
+        # server starts listening (create_app's lifespan).
+        self.shared_changes = make_change_feed(
+            self.store.engine, settings.redis_url, self.store.changes
+        )
+        if self.shared_changes is not None:
+            self.store.changes = self.shared_changes
+        # What /metrics shows: the writer, the group updater, the webhook dispatcher, the
+        # purges and the HTTP servers all count into it.
+        self.metrics = Metrics()
         self.channels = ChannelService(self.store)
         self.keys = KeyService(self.store)
         self.types = ActivityTypeService(self.store, settings)
@@ -67,7 +80,10 @@ class Hub:
         self.suppressions = SuppressionService(self.store)
         self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)
         self.writer = Writer(
-            self.store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000
+            self.store,
+            settings.commit_max_batch,
+            settings.commit_max_delay_ms / 1000,
+            self.metrics,
         )
         self.rate_limiter = make_rate_limiter(settings.redis_url, self.clock)
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
@@ -75,7 +91,7 @@ class Hub:
         self.collectors = CollectorService(self.store)
         self.groups = GroupService(self.store, self.clock)
         self.group_updates = GroupUpdater(
-            self.groups, tick=settings.group_refresh_seconds, clock=self.clock
+            self.groups, tick=settings.group_refresh_seconds, clock=self.clock, metrics=self.metrics
         )
         self.store.on_commit = self.group_updates.committed
         # Every cache of definitions forgets its copy once a service commits a change to it.
@@ -103,7 +119,7 @@ class Hub:
         )
         # Started with the server's background work, or by the first wake() (a message
         # written), so a hub that writes none never runs it.
-        self.webhooks = WebhookDispatcher(self.store, settings, self.clock)
+        self.webhooks = WebhookDispatcher(self.store, settings, self.clock, metrics=self.metrics)
         self.webhook_endpoints = WebhookEndpointService(self.store, settings, self.clock)
         self.webhook_deliveries = WebhookDeliveryService(
             self.store, self.clock, wake=self.wake_webhooks
@@ -111,7 +127,7 @@ class Hub:
         self.imports = ImportService(
             self.store, self.catalog, self.writer, self.segment, settings.max_activity_bytes
         )
-        self.retention = RetentionService(self.store, settings, self.clock)
+        self.retention = RetentionService(self.store, settings, self.clock, metrics=self.metrics)
         # Started by the server (create_app's lifespan), not by commands and scripts.
         self.purges = PurgeScheduler(self.retention, settings.purge_interval_seconds)
 
@@ -132,4 +148,6 @@ class Hub:
         # After the writer and the group updater, whose commits may still wake it.
         self.webhooks.stop()
         self.keys.usage.stop()
+        if self.shared_changes is not None:
+            self.shared_changes.stop()
         self.store.dispose()

@@ -1,18 +1,26 @@
-"""The servers' logging: uvicorn's log config, with every key and secret masked.
+"""The servers' logging: uvicorn's log config, with every key, secret and email masked, each
+line of a request tagged with its request id, as text or as one JSON object a line.
 
 Clients put keys where they like: publishable keys travel in query strings by design (``?key=``,
 so ``sendBeacon`` works), and any key can end up in a URL, a header quoted in an error or an
 exception's message. A filter on every handler rewrites each record before it is written, so no
-log line, at any level, holds more of a secret than its prefix and last four characters.
+log line, at any level, holds more of a secret than its prefix and last four characters, nor an
+email address more than its domain.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import itertools
 import logging
+import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, Literal
+
+import msgspec
 
 # Waypost's key prefixes, followed by at least 8 characters of the key (URL-safe base64, so a
 # "/" ends it: /v1/projects/<key>/settings keeps its /settings), and the webhook secrets' one,
@@ -23,12 +31,72 @@ SECRET = re.compile(
     r"|(whsec_)((?:[A-Za-z0-9_\-+/=]|%[0-9A-Fa-f]{2}){8,})"
 )
 
+# The "@" of an email address (maybe percent-encoded, in a query string) and its domain. The
+# search starts only at an "@" or a "%", and the domain's labels end at their dots, so it never
+# backtracks far; the local part is found by walking back from the "@" to the end of the last
+# address masked, so that each character is looked at once (see _mask_emails).
+AT_DOMAIN = re.compile(r"(?:@|%40)((?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63})\b")
+LOCAL_PART = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+
 _TRACEBACKS = logging.Formatter()
+
+LogFormat = Literal["text", "json"]
+
+# The request id of the request being served, for every line logged while it is.
+REQUEST_ID: ContextVar[str | None] = ContextVar("waypost_request_id", default=None)
+
+# A request id a client sends is kept when it is this short and of these characters only, so
+# that it can be neither a vehicle for log injection nor a way to make lines huge.
+_MAX_REQUEST_ID = 64
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]+")
+# New ids: a random prefix per process, then a counter (unique across nodes, restarts and
+# forked workers, and cheaper than random bytes for every request).
+_ID_PREFIX = os.urandom(5).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_id_prefix() -> None:
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX = os.urandom(5).hex()
+    _ID_COUNTER = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
+
+
+def request_id_of(value: bytes | None) -> str:
+    """The request id for a request whose ``X-Request-Id`` header is ``value``: that value
+    when it is sane (1 to 64 of ``A-Z a-z 0-9 . _ : -``), else a new one."""
+    if value is not None and len(value) <= _MAX_REQUEST_ID and _SAFE_REQUEST_ID.fullmatch(value):
+        return value.decode()
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with each key or secret shortened to its prefix and last four characters."""
-    return SECRET.sub(_mask, text)
+    """``text`` with each key or secret shortened to its prefix and last four characters, and
+    each email address to its domain (``…@example.com``)."""
+    text = SECRET.sub(_mask, text)
+    if "@" in text or "%40" in text:
+        text = _mask_emails(text)
+    return text
+
+
+def _mask_emails(text: str) -> str:
+    parts: list[str] = []
+    done = 0
+    for match in AT_DOMAIN.finditer(text):
+        at = match.start()
+        start = at
+        while start > done and text[start - 1] in LOCAL_PART:
+            start -= 1
+        if start == at:
+            continue  # no local part: "@home", a handle, not an address
+        parts += (text[done:start], "…@", match[1])
+        done = match.end()
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def _mask(match: re.Match[str]) -> str:
@@ -70,16 +138,88 @@ def _masked_arg(arg: object) -> object:
     return arg if masked == text else masked
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging config for ``uvicorn.Config(log_config=...)``, with secrets masked on
-    every handler, and Waypost's loggers (at ``level``) and all others (warnings and worse)
-    written through the same handler as uvicorn's own messages."""
+class RequestContext(logging.Filter):
+    """Gives each record the id of the request being served (``request_id``, None outside
+    a request) and ``request_tag``, the same as text (``[id] ``, or nothing)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = REQUEST_ID.get()
+        record.request_id = request_id
+        record.request_tag = f"[{request_id}] " if request_id else ""
+        return True
+
+
+# Probes and scrapes come every few seconds and say nothing about the traffic.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class QuietProbes(logging.Filter):
+    """Keeps health checks and metric scrapes out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            return args[2].partition("?")[0] not in QUIET_PATHS
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
+    ``request_id`` within a request, ``exception`` with a traceback, and for uvicorn's access
+    log ``client``, ``method``, ``path``, ``http_version`` and ``status``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        at = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        line: dict[str, object] = {
+            "time": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            line["request_id"] = request_id
+        args = record.args
+        if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+            client, method, path, version, status = args
+            line.update(
+                client=client, method=method, path=path, http_version=version, status=status
+            )
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_secrets(self.formatException(record.exc_info))
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return msgspec.json.encode(line).decode()
+
+
+def log_config(level: str, log_format: LogFormat = "text") -> dict[str, Any]:
+    """uvicorn's logging config for ``uvicorn.Config(log_config=...)``, with secrets masked and
+    the request id added on every handler, and Waypost's loggers (at ``level``) and all others
+    (warnings and worse) written through the same handler as uvicorn's own messages. Health
+    checks and scrapes stay out of the access log unless ``level`` is ``debug``."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"mask_secrets": {"()": MaskSecrets}}
+    config["filters"] = {
+        "mask_secrets": {"()": MaskSecrets},
+        "request_context": {"()": RequestContext},
+        "quiet_probes": {"()": QuietProbes},
+    }
     for handler in config["handlers"].values():
-        handler["filters"] = ["mask_secrets"]
+        handler["filters"] = ["mask_secrets", "request_context"]
+    if level.lower() != "debug":
+        config["handlers"]["access"]["filters"].append("quiet_probes")
+    formatters = config["formatters"]
+    if log_format == "json":
+        for name in formatters:
+            formatters[name] = {"()": JsonFormatter}
+    else:
+        formatters["default"]["fmt"] = "%(levelprefix)s %(request_tag)s%(message)s"
+        formatters["access"]["fmt"] = (
+            '%(levelprefix)s %(request_tag)s%(client_addr)s - "%(request_line)s" %(status_code)s'
+        )
     config["loggers"]["waypost"] = {
         "handlers": ["default"],
         "level": level.upper(),

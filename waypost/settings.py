@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     catalog_ttl_seconds: float = 2.0
     group_refresh_seconds: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    metrics_token: str | None = None
     session_hours: float = 12.0
     cookie_secure: Literal["auto", "always", "never"] = "auto"
     header_timeout_seconds: float = 10.0
@@ -61,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rollup_retention_days: int = 1095
     purge_interval_seconds: float = 3600.0
     purge_batch_size: int = 2000
+    shutdown_grace_seconds: float = 25.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -76,7 +79,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # Choices are matched whatever their case: WAYPOST_LOG_LEVEL=INFO means "info".
-_CASE = {"sqlite_synchronous": str.upper, "log_level": str.lower, "cookie_secure": str.lower}
+_CASE = {
+    "sqlite_synchronous": str.upper,
+    "log_level": str.lower,
+    "log_format": str.lower,
+    "cookie_secure": str.lower,
+}
 
 _POSITIVE = (
     "port",
@@ -97,6 +105,7 @@ _POSITIVE = (
     "rollup_retention_days",
     "purge_interval_seconds",
     "purge_batch_size",
+    "shutdown_grace_seconds",
 )
 
 

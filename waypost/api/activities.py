@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from waypost.api.routing import Call, Operation, parse_uuid
+from waypost.domain.activity import Activity
 from waypost.pagination import Page
-from waypost.services.activities import Activity, ActivityQuery, RejectedActivity, RejectedQuery
+from waypost.services.activities import ActivityQuery, RejectedActivity, RejectedQuery
 from waypost.services.replay import ReplayQuery, ReplayReport, ReplayRequest
 
 

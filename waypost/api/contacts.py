@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from waypost.api.routing import Call, Operation, parse_uuid
+from waypost.domain.activity import Activity
 from waypost.pagination import ListQuery, Page
 from waypost.records.consents import Agreement
-from waypost.services.activities import Activity, ActivityQuery
+from waypost.services.activities import ActivityQuery
 from waypost.services.contact_search import ContactSearchQuery, ContactSummary
 from waypost.services.contacts import Contact
 

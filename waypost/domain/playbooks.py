@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from waypost.domain.activity import Activity
 from waypost.domain.conditions import FIELD_OPS, Condition, ConditionError, parse_condition
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.field_values import number_text, parse_datetime
@@ -302,26 +303,6 @@ class ContactData(msgspec.Struct):
     notes: str | None = None
 
 
-class ActivityData(msgspec.Struct):
-    """The activity that fired, as ``GET /api/activities`` shows it."""
-
-    id: uuid.UUID
-    type: str
-    contact: uuid.UUID
-    channel: uuid.UUID
-    title: str
-    value: str | None
-    url: str | None
-    referrer: str | None
-    fields: dict[str, Any] | None
-    flags: list[dict[str, Any]] | None
-    occurred_at: dt.datetime
-    received_at: dt.datetime
-    client_id: str | None
-    consent_agreed: bool | None
-    consent_version: int | None
-
-
 class GroupRef(msgspec.Struct):
     """The group entered or left."""
 
@@ -341,7 +322,7 @@ class MessageData(msgspec.Struct, omit_defaults=True):
 
     playbook: PlaybookRef
     contact: ContactData
-    activity: ActivityData | None = None
+    activity: Activity | None = None
     group: GroupRef | None = None
     consent: ConsentRef | None = None
 
@@ -354,9 +335,9 @@ class MessageBody(msgspec.Struct):
     data: MessageData
 
 
-def activity_data(event: ActivityStored) -> ActivityData:
+def activity_data(event: ActivityStored) -> Activity:
     """The ``activity`` of a message, from the event the writer emitted."""
-    return ActivityData(
+    return Activity(
         id=event.id,
         type=event.type_code,
         contact=event.contact_id,
@@ -379,7 +360,7 @@ def activity_data(event: ActivityStored) -> ActivityData:
 class Subject:
     """What a run fired on, beside the contact: one of an activity, a group, a consent."""
 
-    activity: ActivityData | None = None
+    activity: Activity | None = None
     group: GroupRef | None = None
     consent: ConsentRef | None = None
 

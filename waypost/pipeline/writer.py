@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from waypost.metrics import Metrics
 from waypost.pipeline.catalog import ChannelInfo
 from waypost.pipeline.prepare import Accepted, Rejected
 from waypost.pipeline.writer_decision import (
@@ -38,7 +40,7 @@ from waypost.pipeline.writer_decision import (
     Reads,
     decide,
 )
-from waypost.pipeline.writer_rows import Statements, write_rows
+from waypost.pipeline.writer_rows import BatchRows, Statements, write_rows
 from waypost.records.consents import ConsentState, current_states
 from waypost.records.contacts import contact_not_found
 from waypost.records.suppressions import erased_contacts
@@ -54,8 +56,11 @@ _STOP = object()
 class Writer:
     """The single writer of one process: every activity and rejected activity is stored here."""
 
-    def __init__(self, store: Store, max_batch: int, max_delay: float = 0.0) -> None:
+    def __init__(
+        self, store: Store, max_batch: int, max_delay: float = 0.0, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
+        self.metrics = metrics if metrics is not None else Metrics()
         self.max_batch = max_batch
         self.max_delay = max_delay
         # Used on the writer's thread only (a codec is one per thread).
@@ -74,6 +79,12 @@ class Writer:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="waypost-writer", daemon=True)
             self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer thread is there to take jobs (it is started by the server, or
+        by the first job)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         """Finish every job queued so far, then stop."""
@@ -174,6 +185,7 @@ class Writer:
                 assert isinstance(job, Job)
                 batch.append(job)
                 size += len(job.items)
+            self.metrics.queue_depth.set(self._queue.qsize())
             self._commit(batch)
 
     def _commit(self, batch: list[Job]) -> None:
@@ -192,24 +204,36 @@ class Writer:
 
     def _store_with_retry(self, batch: list[Job]) -> None:
         try:
-            with self.store.write() as conn:
-                self._store(conn, batch)
+            self._transaction(batch)
         except IntegrityError:
             # Another node stored an activity with the same client id between our check and
             # our insert, a replay racing this one stored its activity, or a type or channel
             # vanished. Store job by job, each checking again, so one job's conflict cannot
             # fail the others.
             if len(batch) == 1:
-                with self.store.write() as conn:
-                    self._store(conn, batch)
+                self._transaction(batch)
                 return
             for job in batch:
-                with self.store.write() as conn:
-                    self._store(conn, [job])
+                self._transaction([job])
 
-    def _store(self, conn: Connection, batch: list[Job]) -> None:
+    def _transaction(self, batch: list[Job]) -> None:
+        started = time.perf_counter()
+        with self.store.write() as conn:
+            rows = self._store(conn, batch)
+        # Once per committed transaction, never per activity: the counts come with the rows.
+        m = self.metrics
+        m.commit_seconds.observe(time.perf_counter() - started)
+        if rows is not None:
+            m.batch_size.observe(len(rows.activities) + len(rows.rejected))
+            m.acknowledged.inc(len(rows.activities))
+            if rows.duplicates:
+                m.deduplicated.inc(rows.duplicates)
+            if rows.rejections:
+                m.count_rejections(rows.rejections)
+
+    def _store(self, conn: Connection, batch: list[Job]) -> BatchRows | None:
         """Read what the rules need, decide, write; dry-run jobs are decided apart, on the
-        same reads, and write nothing."""
+        same reads, and write nothing. The rows written, None when nothing was."""
         reads = self._read(conn, batch)
         live = batch
         if any(job.dry_run for job in batch):
@@ -221,6 +245,8 @@ class Writer:
             decision = decide(live, reads, self.codec, listened)
             write_rows(conn, self.statements, self.codec, decision.rows)
             _fill(live, decision)
+            return decision.rows
+        return None
 
     # -- reading what the rules need -------------------------------------------------------
 

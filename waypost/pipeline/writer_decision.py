@@ -129,6 +129,7 @@ def decide(
         if missing and job.contact_id in reads.erased:
             # Nothing of an erased contact is stored, not even as a rejected activity.
             decision.results.append([_erased(item) for item in job.items])
+            decision.rows.rejections["contact_erased"] += len(job.items)
             decision.missing.append(False)
             continue
         consent_id = job.channel.tracking_consent_id
@@ -179,6 +180,7 @@ def _decide_job(
                     )
                 )
             results.append(ActivityResult(item.status, error=item.error))
+            rows.rejections[item.error.code] += 1
             continue
         assert contact is not None, "a job without a contact holds rejected items only"
         # Replays store under the rejected activity's id, imports under the exported id: one
@@ -196,6 +198,7 @@ def _decide_job(
                 mark = replay_mark(c, job.received_at, "duplicate", earlier, job.replay_of)
                 rows.replay_marks.append(mark)
             results.append(ActivityResult(208, earlier))
+            rows.duplicates += 1
             continue
         if keeps_id:
             stored_ids.add(item.id)

@@ -99,6 +99,9 @@ class BatchRows:
     touched_types: set[uuid.UUID] = field(default_factory=set)
     # The stored activities of the types a playbook listens to, to emit once written.
     listened: list[Listened] = field(default_factory=list)
+    # What the batch answered besides 202s, for the metrics: 208s, and errors by code.
+    duplicates: int = 0
+    rejections: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)

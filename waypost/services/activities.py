@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import msgspec
 import sqlalchemy as sa
 
+from waypost.domain.activity import Activity
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.field_values import format_datetime, primary_text
 from waypost.errors import ApiError
@@ -25,28 +26,6 @@ from waypost.store.schema import (
 from waypost.store.type_fields import load_type_fields
 
 PRIMARY_LENGTH: int = activities.c.primary_value.type.length  # type: ignore[attr-defined]
-
-
-class Activity(msgspec.Struct):
-    """One stored activity. ``consent_agreed`` is the channel's tracking consent state when it
-    was received (null when the channel names no tracking consent). ``flags`` lists the field
-    violations an ``accept_and_flag`` type let through."""
-
-    id: uuid.UUID
-    type: str
-    contact: uuid.UUID
-    channel: uuid.UUID
-    title: str
-    value: str | None
-    url: str | None
-    referrer: str | None
-    fields: dict[str, Any] | None
-    flags: list[dict[str, Any]] | None
-    occurred_at: dt.datetime
-    received_at: dt.datetime
-    client_id: str | None
-    consent_agreed: bool | None
-    consent_version: int | None
 
 
 class ActivityQuery(msgspec.Struct, forbid_unknown_fields=True):

@@ -22,10 +22,10 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from waypost.domain.activity import Activity
 from waypost.ids import utcnow
 from waypost.records.consents import Agreement
 from waypost.services.activities import (
-    Activity,
     ActivityQuery,
     ActivityService,
     RejectedActivity,

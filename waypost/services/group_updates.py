@@ -19,6 +19,7 @@ from typing import Any
 
 from waypost.clock import Clock
 from waypost.domain.conditions import EVERYTHING, Changes
+from waypost.metrics import Metrics
 from waypost.services.groups import GroupService
 from waypost.store import StorageUnavailable
 
@@ -37,12 +38,15 @@ class GroupUpdater:
         delay: float = 0.05,
         tick: float = 30.0,
         clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.groups = groups
+        self.metrics = metrics if metrics is not None else Metrics()
         self.clock = clock if clock is not None else groups.clock
         self.delay = delay
         self.tick = tick
-        self._queue: queue.SimpleQueue[tuple[frozenset[uuid.UUID], Changes] | None] = (
+        # Each entry: the contacts, what changed, and when (time.monotonic(), for the lag).
+        self._queue: queue.SimpleQueue[tuple[frozenset[uuid.UUID], Changes, float] | None] = (
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
@@ -52,12 +56,18 @@ class GroupUpdater:
         self._idle.set()
         self.updated = 0
 
-    def touch(self, contact_ids: Iterable[uuid.UUID], changes: Changes = EVERYTHING) -> None:
-        """Queue contacts for re-evaluation of the groups ``changes`` concerns (never blocks)."""
+    def touch(
+        self,
+        contact_ids: Iterable[uuid.UUID],
+        changes: Changes = EVERYTHING,
+        since: float | None = None,
+    ) -> None:
+        """Queue contacts for re-evaluation of the groups ``changes`` concerns (never blocks);
+        ``since``, the ``time.monotonic()`` of the change (default now), measures the lag."""
         ids = frozenset(contact_ids)
         if ids:
             self._idle.clear()
-            self._queue.put((ids, changes))
+            self._queue.put((ids, changes, time.monotonic() if since is None else since))
             self.start()
 
     def committed(self, touched: list[tuple[frozenset[Any], Any]]) -> None:
@@ -101,9 +111,11 @@ class GroupUpdater:
             batch: set[uuid.UUID] = set()
             changes = Changes()
             stop = first is None
+            oldest = time.monotonic()
             if first is not None:
                 batch |= first[0]
                 changes |= first[1]
+                oldest = first[2]
             deadline = time.monotonic() + self.delay
             while len(batch) < BATCH and not stop:
                 try:
@@ -115,10 +127,14 @@ class GroupUpdater:
                 else:
                     batch |= item[0]
                     changes |= item[1]
-            if batch and not self._safely(functools.partial(self._update, batch, changes)):
-                # Nothing is lost: the contacts wait for the database to come back.
-                time.sleep(1.0)
-                self.touch(batch, changes)
+                    oldest = min(oldest, item[2])
+            if batch:
+                if self._safely(functools.partial(self._update, batch, changes)):
+                    self.metrics.group_update_lag.observe(time.monotonic() - oldest)
+                else:
+                    # Nothing is lost: the contacts wait for the database to come back.
+                    time.sleep(1.0)
+                    self.touch(batch, changes, oldest)
             if self._queue.empty():
                 self._idle.set()
             if stop:

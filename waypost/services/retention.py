@@ -38,6 +38,7 @@ from waypost.domain.retention import (
     plan_purge,
 )
 from waypost.ids import new_id
+from waypost.metrics import Metrics
 from waypost.services.leases import Lease, node_name
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable, Store
@@ -107,9 +108,15 @@ class RetentionService:
     """Purges on the store, with the clock's time and the settings' retentions."""
 
     def __init__(
-        self, store: Store, settings: Settings, clock: Clock, node: str | None = None
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        node: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics if metrics is not None else Metrics()
         self.settings = settings
         self.clock = clock
         self.node = node or node_name()
@@ -228,7 +235,16 @@ class RetentionService:
         del values["id"]
         with self.store.write() as conn:
             conn.execute(purge_runs.update().where(purge_runs.c.id == run.id).values(**values))
+        self._count(run)
         return run
+
+    def _count(self, run: PurgeRun) -> None:
+        m = self.metrics
+        m.purge_runs.labels(run.status).inc()
+        m.purged.labels("activities").inc(run.activities_deleted)
+        m.purged.labels("rejected").inc(run.rejected_deleted)
+        m.purged.labels("rollups").inc(run.rollups_deleted)
+        m.purged.labels("daily_counts").inc(run.daily_counts_deleted)
 
     # -- what was purged -------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ import httpx
 
 from waypost.clock import Clock
 from waypost.domain.webhook_schedule import parse_schedule
+from waypost.metrics import Metrics
+from waypost.records.outbox import DELIVERED, PENDING
 from waypost.services.webhook_claims import Claimed
 from waypost.services.webhook_clients import EndpointClients
 from waypost.services.webhook_cycles import Cycles, Done, Work
@@ -90,8 +92,10 @@ class WebhookDispatcher:
         *,
         lease_margin: float = LEASE_MARGIN,
         stop_grace: float = STOP_GRACE,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics if metrics is not None else Metrics()
         self.settings = settings
         self.clock = clock
         self.transport = transport
@@ -372,7 +376,9 @@ class WebhookDispatcher:
                 self._gone.add(endpoint)
                 lane.queue.clear()
             unit = self._random.random()
-            self._outcomes.append(outcome_of(message, answer, self.schedule, unit, self.clock))
+            outcome = outcome_of(message, answer, self.schedule, unit, self.clock)
+            self._outcomes.append(outcome)
+            self._count(message, outcome)
         finally:
             lane.running -= 1
             lane.free.append(slot)
@@ -380,6 +386,15 @@ class WebhookDispatcher:
                 self._claim_wanted = True
             self._pump(endpoint)
             self._event.set()
+
+    def _count(self, message: Claimed, outcome: Outcome) -> None:
+        if outcome.status == DELIVERED:
+            self.metrics.webhook_attempts.labels("delivered").inc()
+            lag = (outcome.at - message.created_at).total_seconds()
+            self.metrics.webhook_lag.observe(max(0.0, lag))
+        else:
+            retrying = outcome.status == PENDING
+            self.metrics.webhook_attempts.labels("retrying" if retrying else "failed").inc()
 
     async def _finish(self) -> None:
         if self._timer is not None:

@@ -137,7 +137,7 @@ class Store:
         events: list[Any] = []
         callbacks: list[Callable[[], None]] = []
         changes: list[Change] | None = None
-        with _outage_guard(), self._writer.begin() as conn:
+        with outage_guard(), self._writer.begin() as conn:
             # Kept, not asked for again: once the connection is lost, conn.info raises
             # instead of answering, which would hide the outage behind another error.
             info = conn.info
@@ -173,7 +173,7 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only use of one connection."""
-        with _outage_guard(), self.engine.connect() as conn:
+        with outage_guard(), self.engine.connect() as conn:
             yield conn
 
     def dispose(self) -> None:
@@ -187,7 +187,8 @@ OUTAGE_SQLSTATES = frozenset({"25006"})
 
 
 @contextmanager
-def _outage_guard() -> Iterator[None]:
+def outage_guard() -> Iterator[None]:
+    """Turn the errors of a database that cannot be reached into StorageUnavailable."""
     try:
         yield
     except OperationalError as exc:

@@ -344,6 +344,22 @@ class PathTable:
         # Literal templates first, so that they win over the values of others.
         self.templates = sorted(templates, key=lambda t: sum(p.startswith("{") for p in t[0]))
 
+    def template(self, path: str) -> str | None:
+        """The route template ``path`` matches (``/tracking/consents/{consent}``), for the
+        metrics, which label requests by route and never by path; None when none does."""
+        for prefix in self.prefixes:
+            if path.startswith(prefix):
+                parts = path[len(prefix) :].strip("/").split("/")
+                break
+        else:
+            return None
+        for template, _ in self.templates:
+            if len(template) == len(parts) and all(
+                t.startswith("{") or t == p for t, p in zip(template, parts, strict=True)
+            ):
+                return prefix + "/".join(template)
+        return None
+
     def match(self, path: str, unquote_parts: bool) -> tuple[Methods | None, Mapping[str, str]]:
         """The endpoints of ``path`` and its values, or None when no route has that path."""
         for prefix in self.prefixes:

@@ -18,12 +18,13 @@ from starlette.responses import Response
 
 from waypost.admin import listing
 from waypost.admin.views import NavItem, Page, View, every
+from waypost.domain.activity import Activity
 from waypost.domain.field_filters import ORDERED_TYPES
 from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError
 from waypost.hub import Hub
 from waypost.pagination import ListQuery
-from waypost.services.activities import Activity, ActivityQuery
+from waypost.services.activities import ActivityQuery
 from waypost.services.activity_types import ActivityType
 from waypost.services.contact_search import ContactSummary
 
