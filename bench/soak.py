@@ -269,6 +269,10 @@ class Soak:
                 delay = slot - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                # A minute is reported as the next one starts (the last one once all answered).
+                if i >= next_report * per_minute:
+                    self._sample(self.minute(next_report - 1))
+                    next_report += 1
                 lag = max(0.0, time.monotonic() - slot)
                 minute = self.minute(int(i // per_minute))
                 minute.lag_ms = max(minute.lag_ms, lag * 1000)
@@ -276,9 +280,6 @@ class Soak:
                 task = asyncio.create_task(self._send(client, i, slot, started, minute, semaphore))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-                if i + 1 >= next_report * per_minute:
-                    self._sample(self.minute(next_report - 1))
-                    next_report += 1
             await asyncio.gather(*tasks)
             self._sample(self.minute(len(self.minutes) - 1))
             self.probe.stopped.set()
@@ -439,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     for check in checks:
         figures = ", ".join(f"{k} {v}" for k, v in check.items() if k not in ("check", "ok"))
         print(f"{'ok  ' if check['ok'] else 'MISS'} {check['check']}: {figures}")
+    stored = document.get("stored_check")
+    if stored is not None:
+        print(
+            f"Stored == acknowledged: {stored['stored']:,} stored, {stored['acknowledged']:,} 202s."
+        )
     if soak is not None and soak.slow:
         worst = sorted(soak.slow, key=lambda s: -s["ms"])[:20]
         shown = ", ".join(f"{s['ms']:.0f} ms at {s['at_s']:.0f} s" for s in worst)
