@@ -440,10 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     for check in checks:
         figures = ", ".join(f"{k} {v}" for k, v in check.items() if k not in ("check", "ok"))
         print(f"{'ok  ' if check['ok'] else 'MISS'} {check['check']}: {figures}")
-    stored = document.get("stored_check")
-    if stored is not None:
+    counted: dict[str, int] | None = document.get("stored_check")
+    if counted is not None:
         print(
-            f"Stored == acknowledged: {stored['stored']:,} stored, {stored['acknowledged']:,} 202s."
+            f"Stored == acknowledged: {counted['stored']:,} stored, "
+            f"{counted['acknowledged']:,} 202s."
         )
     if soak is not None and soak.slow:
         worst = sorted(soak.slow, key=lambda s: -s["ms"])[:20]
