@@ -354,7 +354,7 @@ def judge(minutes: list[Minute], factor: float) -> list[dict[str, Any]]:
     last = minutes[-1]
     return [
         {
-            "check": f"every later minute's p99 <= {factor:g} x the first {len(first)} minutes' p99",
+            "check": f"later minutes' p99 <= {factor:g} x the first {len(first)} minutes' p99",
             "first_p99_ms": round(first_p99, 2),
             "worst_minute": worst.index + 1,
             "worst_p99_ms": round(worst.quantile(0.99), 2),
