@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest chromium sdk bench bench-profile wrk clean
+.PHONY: run test lint typecheck pytest chromium sdk bench bench-profile soak wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,12 +76,14 @@ chromium:
 	    echo "$(CHROMIUM) is missing: install it (apt-get install chromium) for the browser tests" >&2; \
 	  fi; }
 
-## bench: ingest against its baselines, webhook latency and drain, then groups and the activity
-## log on 1M contacts and 10M activities (built once under bench-results/, about 8 GB), then
-## exports and the purge on the same database, then reports on a copy of it; see
+## bench: ingest against its baselines, 100-activity batches on PostgreSQL against a raw COPY
+## (the local server, database waypost_bench), webhook latency and drain, then groups and the
+## activity log on 1M contacts and 10M activities (built once under bench-results/, about 8 GB),
+## then exports and the purge on the same database, then reports on a copy of it; see
 ## docs/performance.md
 bench: $(DEV_STAMP) wrk
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.pg $(PG_BENCH_ARGS)
 	$(BIN)/python -m bench.webhooks $(WEBHOOK_ARGS)
 	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 	$(BIN)/python -m bench.lifecycle $(LIFECYCLE_ARGS)
@@ -92,6 +94,11 @@ KIND ?= batch
 bench-profile: $(DEV_STAMP) wrk
 	$(BIN)/python -m pip install --quiet py-spy
 	$(BIN)/python -m bench.profile $(KIND) $(BENCH_ARGS)
+
+## soak: a steady 100 activities/s for 30 minutes, per-minute p50/p99, memory and descriptors
+## of the server (SOAK_ARGS="--minutes 20 --rate 100 --spy"; not part of make test)
+soak: $(DEV_STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # The load generator is wrk 4 from the system's packages.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bench import payloads
+from bench import payloads, postgres
 from bench.load import RunResult, run_wrk
 from bench.servers import Server
 
@@ -64,6 +64,7 @@ class Harness:
     def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.db_path = workdir / "waypost.db"
+        self.contacts: list[str] = []
         self.env = {
             "WAYPOST_DATABASE_URL": f"sqlite:///{self.db_path}",
             "WAYPOST_SQLITE_SYNCHRONOUS": "FULL",
@@ -99,6 +100,7 @@ class Harness:
                 if answer.status_code != 200:
                     raise BenchFailure(f"could not create a contact: {answer.text}")
                 contacts.append(answer.json()["contact"])
+        self.contacts = contacts
         key, channel = info["tracking_key"], info["channel"]
         single = payloads.pool(key, channel, contacts, 1, seed=1)
         batch = payloads.pool(key, channel, contacts, 100, seed=2)
@@ -107,8 +109,17 @@ class Harness:
             batch.write_lua(self.workdir / "batch.lua"),
         )
 
+    @property
+    def database_url(self) -> str:
+        return self.env["WAYPOST_DATABASE_URL"]
+
+    def database_kind(self) -> str:
+        return "SQLite" if self.database_url.startswith("sqlite") else "PostgreSQL"
+
     def stored(self) -> int:
         """The activities in Waypost's database."""
+        if not self.database_url.startswith("sqlite"):
+            return postgres.count_activities(self.database_url)
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True) as conn:
             found: int = conn.execute("SELECT COUNT(*) FROM activities").fetchone()[0]
         return found

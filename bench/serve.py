@@ -56,6 +56,7 @@ def _waypost_app(existing: bool = False) -> tuple[Any, Hub]:
     from waypost.app import create_app
     from waypost.bootstrap import bootstrap
     from waypost.hub import Hub
+    from waypost.servers import freeze_startup_heap
     from waypost.settings import load_settings
     from waypost.store import migrate
 
@@ -81,7 +82,10 @@ def _waypost_app(existing: bool = False) -> tuple[Any, Hub]:
         "server": server_options(),
     }
     print(f"{READY_MARK} {json.dumps(info)}", flush=True)
-    return create_app(settings, hub=hub), hub
+    app = create_app(settings, hub=hub)
+    # As ``waypost serve`` does.
+    freeze_startup_heap()
+    return app, hub
 
 
 def _keys_on_existing(hub: Hub) -> tuple[str, str, Any]:

@@ -61,7 +61,7 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
 
     from waypost.app import create_app
     from waypost.bootstrap import bootstrap, bootstrap_admin
-    from waypost.servers import serve_together, server_options
+    from waypost.servers import freeze_startup_heap, serve_together, server_options
 
     # The demo's loan alerts are webhooks to the demo site, on this machine.
     settings = cli_settings(host=host, port=port, webhook_allow_private=True if demo else None)
@@ -99,6 +99,7 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
                 click.echo(f"  {line}")
         click.echo("")
         app = create_app(settings, hub=hub)
+        freeze_startup_heap()
         options: dict[str, Any] = {
             **server_options(settings),
             "log_level": settings.log_level,

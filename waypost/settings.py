@@ -5,6 +5,7 @@ Every setting is documented in docs/configuration.md; keep the two in step.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -15,6 +16,10 @@ from waypost.clientip import parse_trusted_proxies
 from waypost.domain.webhook_schedule import BadSchedule, parse_schedule
 
 PREFIX = "WAYPOST_"
+# The drivers that are optional extras of the package (docs/deployment.md): the module, the
+# extra that installs it, and what needs it.
+POSTGRES_DRIVER = ("psycopg", "postgres", "DATABASE_URL names a PostgreSQL database")
+REDIS_DRIVER = ("redis", "redis", "REDIS_URL is set")
 
 
 class SettingsError(ValueError):
@@ -142,7 +147,23 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         parse_schedule(settings.webhook_retry_schedule)
     except BadSchedule as exc:
         raise SettingsError(f"{PREFIX}WEBHOOK_RETRY_SCHEDULE: {exc}") from None
+    if settings.database_url.startswith("postgres"):
+        _require(POSTGRES_DRIVER)
+    if settings.redis_url:
+        _require(REDIS_DRIVER)
     return settings
+
+
+def _require(driver: tuple[str, str, str]) -> None:
+    """Import an optional driver, or say which extra installs it."""
+    module, extra, why = driver
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise SettingsError(
+            f"{PREFIX}{why}, which needs the {module} driver, and it cannot be imported "
+            f"({exc}). Install it with: pip install 'waypost[{extra}]'"
+        ) from None
 
 
 def _explain(message: str) -> str:

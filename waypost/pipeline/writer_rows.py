@@ -4,7 +4,11 @@ statements that write a batch's rows in its transaction.
 Every activity and every rejected activity is stored through these functions, on the writer's
 thread (docs/configuration.md, "Group commit"): live traffic, replays and every collector. The
 values are in each database's storage form (:mod:`waypost.store.codec`), for driver-level
-``executemany``.
+``executemany``; on PostgreSQL a batch of at least ``COPY_MIN_ROWS`` activities (or rejected
+activities) is written with ``COPY ... FROM STDIN`` instead, which is faster from there on
+(docs/performance.md). Either way the rows are the same, and so are the answers: the writer has
+decided every duplicate before it writes, and a conflict it could not see (another node's
+insert) fails the statement, ``COPY`` or ``INSERT``, with the same IntegrityError.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from waypost.domain.conditions import Changes
 from waypost.domain.triggers import ActivityStored
@@ -55,6 +60,8 @@ REJECTED_COLUMNS = (
     "payload",
     "received_at",
 )
+# From this many rows a COPY beats executemany on PostgreSQL (docs/performance.md).
+COPY_MIN_ROWS = 16
 # The position of contact_id in an activity row, which a data input may move to another contact.
 CONTACT_COLUMN = ACTIVITY_COLUMNS.index("contact_id")
 
@@ -195,6 +202,15 @@ class Statements:
             "DO UPDATE SET count = field_violations.count + excluded.count, "
             "last_seen_at = excluded.last_seen_at"
         )
+        # PostgreSQL only: the same rows in COPY's text format (None: always executemany).
+        self.copy_activity: str | None = None
+        self.copy_rejected: str | None = None
+        self.copy_min_rows = COPY_MIN_ROWS
+        if not c.sqlite:
+            self.copy_activity = f"COPY activities ({', '.join(ACTIVITY_COLUMNS)}) FROM STDIN"
+            self.copy_rejected = (
+                f"COPY rejected_activities ({', '.join(REJECTED_COLUMNS)}) FROM STDIN"
+            )
         m = c.mark
         self.mark_replayed = (
             f"UPDATE rejected_activities SET replayed_at = {m}, replay_outcome = {m}, "  # noqa: S608
@@ -218,16 +234,37 @@ def write_rows(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> No
     to are emitted as ActivityStored events once written."""
     moved = _apply_data_inputs(conn, c, rows)
     if rows.activities:
-        conn.exec_driver_sql(s.insert_activity, rows.activities)
+        _insert(conn, s.insert_activity, s.copy_activity, s.copy_min_rows, rows.activities)
         changes = Changes(frozenset(rows.touched_types), contact_fields=bool(rows.data_inputs))
         touch(conn, rows.touched, changes)
         if rows.listened:
             _emit_stored(conn, rows.listened, moved)
     if rows.rejected:
-        conn.exec_driver_sql(s.insert_rejected, rows.rejected)
+        _insert(conn, s.insert_rejected, s.copy_rejected, s.copy_min_rows, rows.rejected)
     if rows.replay_marks:
         conn.exec_driver_sql(s.mark_replayed, rows.replay_marks)
     _write_counters(conn, s, c, rows)
+
+
+def _insert(
+    conn: Connection, insert: str, copy: str | None, copy_min_rows: int, rows: list[Row]
+) -> None:
+    """``rows`` with ``insert`` (executemany), or with ``copy`` when there are enough of them."""
+    if copy is None or len(rows) < copy_min_rows:
+        conn.exec_driver_sql(insert, rows)
+        return
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(copy) as writing:
+            for row in rows:
+                writing.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy would have raised it from executemany: IntegrityError for a duplicate,
+        # OperationalError for a lost connection (the store turns that into a 503).
+        raise DBAPIError.instance(
+            copy, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from exc
 
 
 def _apply_data_inputs(conn: Connection, c: Codec, rows: BatchRows) -> dict[int, uuid.UUID]:
