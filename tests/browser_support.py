@@ -7,7 +7,18 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+from waypost.hub import Hub
+from waypost.settings import Settings, load_settings
+from waypost.store import migrate
+
+if TYPE_CHECKING:
+    from tests.admin_support import FAST_HASHER
+else:
+    from admin_support import FAST_HASHER
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -21,6 +32,18 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
+
+
+def admin_hub(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **overrides: Any
+) -> tuple[Settings, Hub]:
+    """A hub on a migrated SQLite file of its own, whose users' passwords hash fast."""
+    path = tmp_path_factory.mktemp(name) / "waypost.db"
+    settings = load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"}, **overrides)
+    hub = Hub(settings)
+    migrate.upgrade(hub.store.engine)
+    hub.users.hasher = FAST_HASHER
+    return settings, hub
 
 
 def launch() -> Iterator[Any]:
@@ -48,6 +71,15 @@ class PageVisit:
 
     def goto(self, path: str) -> Any:
         return self.page.goto(self.site.url + path)
+
+    def sign_in(self, path: str, email: str, password: str) -> None:
+        """Open ``path`` of the admin UI, sign in on the login page it leads to, and come back."""
+        self.goto(path)
+        self.page.wait_for_url("**/admin/login**")
+        self.page.fill("#email", email)
+        self.page.fill("#password", password)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url(f"**{path}")
 
     def shot(self, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -19,16 +19,14 @@ from waypost.hub import Hub
 from waypost.services.channels import ChannelCreate
 from waypost.services.keys import KeyCreate
 from waypost.services.users import UserCreate
-from waypost.settings import load_settings
-from waypost.store import migrate
 
 if TYPE_CHECKING:
-    from tests.admin_support import FAST_HASHER, PASSWORD
-    from tests.browser_support import PageVisit, launch, open_visit
+    from tests.admin_support import PASSWORD
+    from tests.browser_support import PageVisit, admin_hub, launch, open_visit
     from tests.test_browser import ServerThread
 else:
-    from admin_support import FAST_HASHER, PASSWORD
-    from browser_support import PageVisit, launch, open_visit
+    from admin_support import PASSWORD
+    from browser_support import PageVisit, admin_hub, launch, open_visit
     from test_browser import ServerThread
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -51,11 +49,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    path = tmp_path_factory.mktemp("admin-browser") / "waypost.db"
-    settings = load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"})
-    hub = Hub(settings)
-    migrate.upgrade(hub.store.engine)
-    hub.users.hasher = FAST_HASHER
+    settings, hub = admin_hub(tmp_path_factory, "admin-browser")
     hub.users.create(UserCreate(email=ADMIN, role="admin", password=PASSWORD))
     hub.users.create(UserCreate(email=MARKETER, role="marketer", password=PASSWORD))
     server = ServerThread(create_app(settings, hub=hub)).start()
@@ -75,12 +69,7 @@ class Visit(PageVisit):
     """A visit of the admin UI (see browser_support.PageVisit)."""
 
     def log_in(self, email: str, password: str = PASSWORD) -> None:
-        self.goto("/admin/types")
-        self.page.wait_for_url("**/admin/login**")
-        self.page.fill("#email", email)
-        self.page.fill("#password", password)
-        self.page.click("button[type=submit]")
-        self.page.wait_for_url("**/admin/types")
+        self.sign_in("/admin/types", email, password)
 
 
 def _visit(browser: Any, site: Site, **context_options: Any) -> Iterator[Visit]:

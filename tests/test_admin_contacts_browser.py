@@ -17,23 +17,22 @@ import msgspec
 import pytest
 
 from waypost.app import create_app
-from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType, ActivityTypeCreate
 from waypost.services.channels import ChannelCreate
 from waypost.services.keys import KeyCreate
 from waypost.services.users import UserCreate
-from waypost.settings import load_settings
-from waypost.store import migrate
 
 if TYPE_CHECKING:
     from tests.admin_log_support import Seeded, seed
-    from tests.admin_support import FAST_HASHER, PASSWORD
+    from tests.admin_support import PASSWORD
+    from tests.browser_support import admin_hub
     from tests.conftest import Tracker
     from tests.test_admin_browser import ADMIN, MARKETER, Site, Visit, _visit, browser, flash
     from tests.test_browser import ServerThread
 else:
     from admin_log_support import Seeded, seed
-    from admin_support import FAST_HASHER, PASSWORD
+    from admin_support import PASSWORD
+    from browser_support import admin_hub
     from conftest import Tracker
     from test_admin_browser import ADMIN, MARKETER, Site, Visit, _visit, browser, flash
     from test_browser import ServerThread
@@ -45,11 +44,7 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True}
 
 @pytest.fixture(scope="module")
 def seeded_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Seeded]]:
-    path = tmp_path_factory.mktemp("admin-contacts-browser") / "waypost.db"
-    settings = load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"})
-    hub = Hub(settings)
-    migrate.upgrade(hub.store.engine)
-    hub.users.hasher = FAST_HASHER
+    settings, hub = admin_hub(tmp_path_factory, "admin-contacts-browser")
     hub.users.create(UserCreate(email=ADMIN, role="admin", password=PASSWORD))
     hub.users.create(UserCreate(email=MARKETER, role="marketer", password=PASSWORD))
     server = ServerThread(create_app(settings, hub=hub)).start()

@@ -27,16 +27,14 @@ from waypost.services.consents import ConsentCreate
 from waypost.services.groups import GroupCreate
 from waypost.services.keys import KeyCreate
 from waypost.services.users import UserCreate
-from waypost.settings import load_settings
-from waypost.store import migrate
 
 if TYPE_CHECKING:
-    from tests.admin_support import FAST_HASHER, PASSWORD
-    from tests.browser_support import PageVisit, launch, open_visit
+    from tests.admin_support import PASSWORD
+    from tests.browser_support import PageVisit, admin_hub, launch, open_visit
     from tests.test_browser import ServerThread
 else:
-    from admin_support import FAST_HASHER, PASSWORD
-    from browser_support import PageVisit, launch, open_visit
+    from admin_support import PASSWORD
+    from browser_support import PageVisit, admin_hub, launch, open_visit
     from test_browser import ServerThread
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -74,11 +72,7 @@ def _track(site_url: str, key: str, channel: uuid.UUID, contact: str, activities
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    path = tmp_path_factory.mktemp("groups-browser") / "waypost.db"
-    settings = load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"})
-    hub = Hub(settings)
-    migrate.upgrade(hub.store.engine)
-    hub.users.hasher = FAST_HASHER
+    settings, hub = admin_hub(tmp_path_factory, "groups-browser")
     hub.users.create(UserCreate(email=MARKETER, role="marketer", password=PASSWORD))
     fields = [
         {"name": "amount", "type": "decimal"},
@@ -132,12 +126,7 @@ class Visit(PageVisit):
     """A visit of the group pages (see browser_support.PageVisit)."""
 
     def log_in(self) -> None:
-        self.goto("/admin/groups")
-        self.page.wait_for_url("**/admin/login**")
-        self.page.fill("#email", MARKETER)
-        self.page.fill("#password", PASSWORD)
-        self.page.click("button[type=submit]")
-        self.page.wait_for_url("**/admin/groups")
+        self.sign_in("/admin/groups", MARKETER, PASSWORD)
 
     def count_is(self, pattern: str) -> None:
         """The live count, once the one asked for after the last change has arrived."""

@@ -25,18 +25,16 @@ from waypost.services.activity_types import ActivityTypeCreate
 from waypost.services.channels import ChannelCreate
 from waypost.services.keys import KeyCreate
 from waypost.services.users import UserCreate
-from waypost.settings import load_settings
-from waypost.store import migrate
 
 if TYPE_CHECKING:
-    from tests.admin_support import FAST_HASHER, PASSWORD
-    from tests.browser_support import PageVisit, launch, open_visit
+    from tests.admin_support import PASSWORD
+    from tests.browser_support import PageVisit, admin_hub, launch, open_visit
     from tests.playbook_support import insert_endpoint, runs
     from tests.test_admin_groups_browser import CSP_REPORTER
     from tests.test_browser import ServerThread
 else:
-    from admin_support import FAST_HASHER, PASSWORD
-    from browser_support import PageVisit, launch, open_visit
+    from admin_support import PASSWORD
+    from browser_support import PageVisit, admin_hub, launch, open_visit
     from playbook_support import insert_endpoint, runs
     from test_admin_groups_browser import CSP_REPORTER
     from test_browser import ServerThread
@@ -73,11 +71,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    path = tmp_path_factory.mktemp("playbooks-browser") / "waypost.db"
-    settings = load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"})
-    hub = Hub(settings)
-    migrate.upgrade(hub.store.engine)
-    hub.users.hasher = FAST_HASHER
+    settings, hub = admin_hub(tmp_path_factory, "playbooks-browser")
     hub.users.create(UserCreate(email=MARKETER, role="marketer", password=PASSWORD))
     loan = {"name": "Loan calculator", "fields": [{"name": "amount", "type": "decimal"}]}
     hub.types.create(msgspec.convert(loan, ActivityTypeCreate))
@@ -110,12 +104,7 @@ class Visit(PageVisit):
     """A visit of the playbook pages (see browser_support.PageVisit)."""
 
     def log_in(self) -> None:
-        self.goto("/admin/playbooks")
-        self.page.wait_for_url("**/admin/login**")
-        self.page.fill("#email", MARKETER)
-        self.page.fill("#password", PASSWORD)
-        self.page.click("button[type=submit]")
-        self.page.wait_for_url("**/admin/playbooks")
+        self.sign_in("/admin/playbooks", MARKETER, PASSWORD)
 
 
 @pytest.fixture

@@ -30,17 +30,15 @@ from waypost.services.channels import ChannelCreate
 from waypost.services.groups import GroupCreate
 from waypost.services.keys import KeyCreate
 from waypost.services.users import UserCreate
-from waypost.settings import load_settings
-from waypost.store import migrate
 
 if TYPE_CHECKING:
-    from tests.admin_support import FAST_HASHER, PASSWORD
-    from tests.browser_support import PageVisit, launch, open_visit
+    from tests.admin_support import PASSWORD
+    from tests.browser_support import PageVisit, admin_hub, launch, open_visit
     from tests.test_admin_groups_browser import CSP_REPORTER
     from tests.test_browser import ServerThread
 else:
-    from admin_support import FAST_HASHER, PASSWORD
-    from browser_support import PageVisit, launch, open_visit
+    from admin_support import PASSWORD
+    from browser_support import PageVisit, admin_hub, launch, open_visit
     from test_admin_groups_browser import CSP_REPORTER
     from test_browser import ServerThread
 
@@ -87,11 +85,7 @@ def at(day: int, hour: int = 10) -> str:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    path = tmp_path_factory.mktemp("reports-browser") / "waypost.db"
-    settings = load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"})
-    hub = Hub(settings)
-    migrate.upgrade(hub.store.engine)
-    hub.users.hasher = FAST_HASHER
+    settings, hub = admin_hub(tmp_path_factory, "reports-browser")
     hub.users.create(UserCreate(email=MARKETER, role="marketer", password=PASSWORD))
     for body in (
         {"name": "Deposit", "code_name": "deposit",
@@ -137,12 +131,7 @@ class Visit(PageVisit):
     """A visit of the report pages (see browser_support.PageVisit)."""
 
     def log_in(self) -> None:
-        self.goto("/admin/reports")
-        self.page.wait_for_url("**/admin/login**")
-        self.page.fill("#email", MARKETER)
-        self.page.fill("#password", PASSWORD)
-        self.page.click("button[type=submit]")
-        self.page.wait_for_url("**/admin/reports")
+        self.sign_in("/admin/reports", MARKETER, PASSWORD)
 
     def new_report(self, kind: str) -> None:
         self.page.click("text=New report")

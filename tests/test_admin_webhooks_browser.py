@@ -21,17 +21,15 @@ from waypost.hub import Hub
 from waypost.records.outbox import FAILED, PENDING
 from waypost.services.users import UserCreate
 from waypost.services.webhook_endpoints import WebhookEndpointCreate
-from waypost.settings import load_settings
-from waypost.store import migrate
 
 if TYPE_CHECKING:
-    from tests.admin_support import FAST_HASHER, PASSWORD
-    from tests.browser_support import PageVisit, launch, open_visit
+    from tests.admin_support import PASSWORD
+    from tests.browser_support import PageVisit, admin_hub, launch, open_visit
     from tests.test_browser import ServerThread
     from tests.webhook_support import add_message, message_row
 else:
-    from admin_support import FAST_HASHER, PASSWORD
-    from browser_support import PageVisit, launch, open_visit
+    from admin_support import PASSWORD
+    from browser_support import PageVisit, admin_hub, launch, open_visit
     from test_browser import ServerThread
     from webhook_support import add_message, message_row
 
@@ -58,13 +56,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    path = tmp_path_factory.mktemp("webhooks-browser") / "waypost.db"
-    settings = load_settings(
-        {"WAYPOST_DATABASE_URL": f"sqlite:///{path}"}, webhook_allow_private=True
-    )
-    hub = Hub(settings)
-    migrate.upgrade(hub.store.engine)
-    hub.users.hasher = FAST_HASHER
+    settings, hub = admin_hub(tmp_path_factory, "webhooks-browser", webhook_allow_private=True)
     hub.users.create(UserCreate(email=ADMIN, role="admin", password=PASSWORD))
     server = ServerThread(create_app(settings, hub=hub)).start()
     try:
@@ -83,12 +75,7 @@ class Visit(PageVisit):
     """A visit of the webhook pages (see browser_support.PageVisit)."""
 
     def log_in(self) -> None:
-        self.goto("/admin/webhooks")
-        self.page.wait_for_url("**/admin/login**")
-        self.page.fill("#email", ADMIN)
-        self.page.fill("#password", PASSWORD)
-        self.page.click("button[type=submit]")
-        self.page.wait_for_url("**/admin/webhooks")
+        self.sign_in("/admin/webhooks", ADMIN, PASSWORD)
 
 
 @pytest.fixture
