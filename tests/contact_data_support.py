@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 
 from waypost.hub import Hub
 from waypost.ids import new_id
-from waypost.records.outbox import OutboxMessage, enqueue
+from waypost.records.outbox import DELIVERED, OutboxMessage, enqueue
 from waypost.services.activity_types import ActivityTypeCreate
 from waypost.services.channels import ChannelCreate
 from waypost.services.consents import ConsentCreate, ConsentText
@@ -237,8 +237,18 @@ def _playbook_run(hub: Hub, contact: uuid.UUID) -> None:
         enqueue(
             conn,
             [
+                # Delivered already (the attempt below), so the dispatcher, which a message
+                # written wakes, has nothing of it to claim while the test looks at its rows.
                 OutboxMessage(
-                    message, endpoint, "activity.logged", body, now, playbook, run, contact
+                    message,
+                    endpoint,
+                    "activity.logged",
+                    body,
+                    now,
+                    playbook,
+                    run,
+                    contact,
+                    status=DELIVERED,
                 )
             ],
         )
