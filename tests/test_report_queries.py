@@ -456,3 +456,23 @@ def test_the_run_operation_is_in_the_openapi_document(client: TestClient) -> Non
     operation = document["paths"]["/api/reports/run"]["post"]
     assert "400" in operation["responses"]
     assert "ReportDefinition" in str(operation["requestBody"])
+
+
+@pytest.mark.parametrize(
+    ("definition", "field"),
+    [
+        ({"since": "9999-12-31", "until": "9999-12-31"}, "until"),
+        ({"since": "9999-12-01", "until": "9999-12-31", "granularity": "month"}, "until"),
+        ({"since": "9998-12-30", "until": "9998-12-31", "kind": "funnel"}, "until"),
+        ({"since": "0001-01-01", "until": "0001-01-02", "time_zone": "Asia/Tokyo"}, "since"),
+        ({"since": "0001-01-03", "until": "0001-01-04", "granularity": "week"}, "since"),
+    ],
+)
+def test_days_at_the_ends_of_the_calendar_are_a_400(
+    world: World, expect_error: ErrorCheck, definition: dict[str, Any], field: str
+) -> None:
+    body: dict[str, Any] = {"kind": "counts", **definition}
+    if body["kind"] == "funnel":
+        body["steps"] = [{"type": "calc"}, {"type": "apply"}]
+        body["window_days"] = 366
+    expect_error(world.post(**body), 400, "invalid_field", field)
