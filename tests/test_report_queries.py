@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from waypost.hub import Hub
@@ -104,6 +105,7 @@ def world(
 
 
 MARCH = {"since": "2026-03-01", "until": "2026-03-31"}
+APRIL = {"since": "2026-04-01", "until": "2026-04-30"}
 
 
 def test_counts_per_day_and_type_from_the_rollups(world: World) -> None:
@@ -476,3 +478,39 @@ def test_days_at_the_ends_of_the_calendar_are_a_400(
         body["steps"] = [{"type": "calc"}, {"type": "apply"}]
         body["window_days"] = 366
     expect_error(world.post(**body), 400, "invalid_field", field)
+
+
+def test_a_breakdown_reads_only_its_top_values_ties_in_code_point_order(
+    world: World, hub: Hub
+) -> None:
+    """Ties are ordered by their text in code point order on both databases (upper case
+    before lower, ``10`` before ``9``), and the database sends only the top values, however
+    many distinct values there are (a LIMIT on the grouped query)."""
+    words = ["b", "Zeta", "alpha", "\u00c4rger", "Alpha", "z"]
+    many = [f"v{i:04d}" for i in range(300)]
+    e, f = add_contacts(hub, 2)
+    store_activities(
+        hub,
+        [Act("calc", e, at(2 + i % 20, 9, month=4), world.web, {"product": w}) for i, w in
+         enumerate(words * 2 + many)]
+        + [Act("calc", f, at(5, 9, month=4), world.web, {"term": t})
+         for t in (9, 10, 12, 9, 10, 12)],
+    )  # fmt: skip
+    grouped: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "GROUP BY" in statement:
+            grouped.append(statement)
+
+    sa.event.listen(hub.store.engine, "before_cursor_execute", note)
+    try:
+        got = world.run(kind="breakdown", types=["calc"], field="product", top=4, **APRIL)
+    finally:
+        sa.event.remove(hub.store.engine, "before_cursor_execute", note)
+    assert [row[0] for row in got["rows"]] == ["Alpha", "Zeta", "alpha", "b", "other"]
+    # The rest: z 2, \u00c4rger 2 and the 300 values seen once.
+    assert [row[1] for row in got["rows"]] == [2, 2, 2, 2, 304]
+    assert grouped
+    assert all("LIMIT" in statement for statement in grouped), grouped
+    terms = world.run(kind="breakdown", types=["calc"], field="term", top=2, **APRIL)
+    assert terms["rows"] == [["10", 2, 1], ["12", 2, 1], ["other", 2, 1]]
