@@ -5,6 +5,7 @@ step repeated) and bad input (docs/reports.md)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -514,3 +515,42 @@ def test_a_breakdown_reads_only_its_top_values_ties_in_code_point_order(
     assert all("LIMIT" in statement for statement in grouped), grouped
     terms = world.run(kind="breakdown", types=["calc"], field="term", top=2, **APRIL)
     assert terms["rows"] == [["10", 2, 1], ["12", 2, 1], ["other", 2, 1]]
+
+
+HOSTILE_DEFINITIONS: list[dict[str, Any]] = [
+    {"kind": "counts", "types": ["calc"], "filters": {"product": "a\x00b"}},
+    {"kind": "counts", "types": ["calc"], "filters": {"term.gte": "9" * 900}},
+    {"kind": "counts", "types": ["calc"], "filters": {"amount.gte": "1e999999"}},
+    {"kind": "counts", "types": ["calc"], "filters": {"amount": "NaN"}},
+    {"kind": "counts", "types": ["calc"], "filters": {"product": "x" * 1001}},
+    {"kind": "counts", "types": ["calc\x00"]},
+    {"kind": "counts", "channels": ["a\x00"]},
+    {"kind": "counts", "group": "a\x00"},
+    {"kind": "counts", "time_zone": "../../../etc/passwd"},
+    {"kind": "counts", "time_zone": "/etc/localtime"},
+    {"kind": "counts", "time_zone": "America"},
+    {"kind": "counts", "time_zone": "Europe/Prague\n"},
+    {"kind": "counts", "time_zone": "A" * 65},
+    {"kind": "breakdown", "types": ["calc"], "field": "amount", "buckets": ["NaN"]},
+    {"kind": "breakdown", "types": ["calc"], "field": "amount", "buckets": ["-Infinity", "1"]},
+    {"kind": "breakdown", "types": ["calc"], "field": "amount", "buckets": ["9" * 32]},
+    {"kind": "breakdown", "types": ["calc"], "field": "amount", "buckets": ["1"] * 51},
+    {"kind": "breakdown", "types": ["calc"], "field": "product", "top": 101},
+    {"kind": "funnel", "steps": [{"type": "calc", "filters": {"amount.gte": "x"}}] * 2},
+    {"kind": "funnel", "steps": [{"type": "calc"}] * 2, "window_days": 367},
+    {"kind": "group", "group": "00000000-0000-0000-0000-00000000000g"},
+]
+
+
+@pytest.mark.parametrize("definition", HOSTILE_DEFINITIONS)
+def test_hostile_definitions_are_a_400_in_the_error_shape(
+    world: World, definition: dict[str, Any]
+) -> None:
+    body = json.dumps({**MARCH, **definition})
+    answer = world.client.post(
+        "/api/reports/run",
+        content=body,
+        headers={**world.headers, "content-type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert set(answer.json()) == {"error"}, answer.text
