@@ -471,6 +471,21 @@ def test_cli_on_both_databases(database_url: str, served: list[dict[str, Any]]) 
     assert len(json.loads(invoke("keys", "list", "--json").stdout)) == 4
 
 
+def test_serve_prints_the_database_without_its_password(
+    database_url: str, served: list[dict[str, Any]]
+) -> None:
+    """The start-up lines go to the server's log: the database's password is not in them."""
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        # The test server trusts local connections: any password gets in.
+        url = url.set(username=url.username or "postgres", password="s3cret-Pw")
+    invoke = make_invoke(url.render_as_string(hide_password=False))
+    out = invoke("serve").stdout
+    [line] = [line for line in out.splitlines() if "Database:" in line]
+    assert "s3cret" not in out
+    assert url.render_as_string(hide_password=True) in line
+
+
 # -- a real server ------------------------------------------------------------------------------
 
 

@@ -5,12 +5,14 @@ step repeated) and bad input (docs/reports.md)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from waypost.hub import Hub
@@ -104,6 +106,7 @@ def world(
 
 
 MARCH = {"since": "2026-03-01", "until": "2026-03-31"}
+APRIL = {"since": "2026-04-01", "until": "2026-04-30"}
 
 
 def test_counts_per_day_and_type_from_the_rollups(world: World) -> None:
@@ -456,3 +459,98 @@ def test_the_run_operation_is_in_the_openapi_document(client: TestClient) -> Non
     operation = document["paths"]["/api/reports/run"]["post"]
     assert "400" in operation["responses"]
     assert "ReportDefinition" in str(operation["requestBody"])
+
+
+@pytest.mark.parametrize(
+    ("definition", "field"),
+    [
+        ({"since": "9999-12-31", "until": "9999-12-31"}, "until"),
+        ({"since": "9999-12-01", "until": "9999-12-31", "granularity": "month"}, "until"),
+        ({"since": "9998-12-30", "until": "9998-12-31", "kind": "funnel"}, "until"),
+        ({"since": "0001-01-01", "until": "0001-01-02", "time_zone": "Asia/Tokyo"}, "since"),
+        ({"since": "0001-01-03", "until": "0001-01-04", "granularity": "week"}, "since"),
+    ],
+)
+def test_days_at_the_ends_of_the_calendar_are_a_400(
+    world: World, expect_error: ErrorCheck, definition: dict[str, Any], field: str
+) -> None:
+    body: dict[str, Any] = {"kind": "counts", **definition}
+    if body["kind"] == "funnel":
+        body["steps"] = [{"type": "calc"}, {"type": "apply"}]
+        body["window_days"] = 366
+    expect_error(world.post(**body), 400, "invalid_field", field)
+
+
+def test_a_breakdown_reads_only_its_top_values_ties_in_code_point_order(
+    world: World, hub: Hub
+) -> None:
+    """Ties are ordered by their text in code point order on both databases (upper case
+    before lower, ``10`` before ``9``), and the database sends only the top values, however
+    many distinct values there are (a LIMIT on the grouped query)."""
+    words = ["b", "Zeta", "alpha", "\u00c4rger", "Alpha", "z"]
+    many = [f"v{i:04d}" for i in range(300)]
+    e, f = add_contacts(hub, 2)
+    store_activities(
+        hub,
+        [Act("calc", e, at(2 + i % 20, 9, month=4), world.web, {"product": w}) for i, w in
+         enumerate(words * 2 + many)]
+        + [Act("calc", f, at(5, 9, month=4), world.web, {"term": t})
+         for t in (9, 10, 12, 9, 10, 12)],
+    )  # fmt: skip
+    grouped: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "GROUP BY" in statement:
+            grouped.append(statement)
+
+    sa.event.listen(hub.store.engine, "before_cursor_execute", note)
+    try:
+        got = world.run(kind="breakdown", types=["calc"], field="product", top=4, **APRIL)
+    finally:
+        sa.event.remove(hub.store.engine, "before_cursor_execute", note)
+    assert [row[0] for row in got["rows"]] == ["Alpha", "Zeta", "alpha", "b", "other"]
+    # The rest: z 2, \u00c4rger 2 and the 300 values seen once.
+    assert [row[1] for row in got["rows"]] == [2, 2, 2, 2, 304]
+    assert grouped
+    assert all("LIMIT" in statement for statement in grouped), grouped
+    terms = world.run(kind="breakdown", types=["calc"], field="term", top=2, **APRIL)
+    assert terms["rows"] == [["10", 2, 1], ["12", 2, 1], ["other", 2, 1]]
+
+
+HOSTILE_DEFINITIONS: list[dict[str, Any]] = [
+    {"kind": "counts", "types": ["calc"], "filters": {"product": "a\x00b"}},
+    {"kind": "counts", "types": ["calc"], "filters": {"term.gte": "9" * 900}},
+    {"kind": "counts", "types": ["calc"], "filters": {"amount.gte": "1e999999"}},
+    {"kind": "counts", "types": ["calc"], "filters": {"amount": "NaN"}},
+    {"kind": "counts", "types": ["calc"], "filters": {"product": "x" * 1001}},
+    {"kind": "counts", "types": ["calc\x00"]},
+    {"kind": "counts", "channels": ["a\x00"]},
+    {"kind": "counts", "group": "a\x00"},
+    {"kind": "counts", "time_zone": "../../../etc/passwd"},
+    {"kind": "counts", "time_zone": "/etc/localtime"},
+    {"kind": "counts", "time_zone": "America"},
+    {"kind": "counts", "time_zone": "Europe/Prague\n"},
+    {"kind": "counts", "time_zone": "A" * 65},
+    {"kind": "breakdown", "types": ["calc"], "field": "amount", "buckets": ["NaN"]},
+    {"kind": "breakdown", "types": ["calc"], "field": "amount", "buckets": ["-Infinity", "1"]},
+    {"kind": "breakdown", "types": ["calc"], "field": "amount", "buckets": ["9" * 32]},
+    {"kind": "breakdown", "types": ["calc"], "field": "amount", "buckets": ["1"] * 51},
+    {"kind": "breakdown", "types": ["calc"], "field": "product", "top": 101},
+    {"kind": "funnel", "steps": [{"type": "calc", "filters": {"amount.gte": "x"}}] * 2},
+    {"kind": "funnel", "steps": [{"type": "calc"}] * 2, "window_days": 367},
+    {"kind": "group", "group": "00000000-0000-0000-0000-00000000000g"},
+]
+
+
+@pytest.mark.parametrize("definition", HOSTILE_DEFINITIONS)
+def test_hostile_definitions_are_a_400_in_the_error_shape(
+    world: World, definition: dict[str, Any]
+) -> None:
+    body = json.dumps({**MARCH, **definition})
+    answer = world.client.post(
+        "/api/reports/run",
+        content=body,
+        headers={**world.headers, "content-type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert set(answer.json()) == {"error"}, answer.text

@@ -3,10 +3,12 @@ hub's commits, stopped with the hub, gone with the hub's process."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from waypost.domain.webhook_signing import message_id
@@ -16,9 +18,23 @@ from waypost.services.webhook_process import DispatcherProcess, can_run_apart
 from waypost.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from tests.webhook_receiver import add_endpoint, add_messages, eventually, messages, receiving
+    from tests.webhook_receiver import (
+        Reply,
+        add_endpoint,
+        add_messages,
+        eventually,
+        messages,
+        receiving,
+    )
 else:
-    from webhook_receiver import add_endpoint, add_messages, eventually, messages, receiving
+    from webhook_receiver import (
+        Reply,
+        add_endpoint,
+        add_messages,
+        eventually,
+        messages,
+        receiving,
+    )
 
 
 def apart(make_settings: Callable[..., Settings]) -> Settings:
@@ -86,3 +102,38 @@ def test_a_database_only_this_process_opens_keeps_the_dispatcher_here() -> None:
         assert hub.webhook_process is None
     finally:
         hub.close()
+
+
+def test_the_process_logs_in_the_servers_format(
+    make_settings: Callable[..., Settings], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With WAYPOST_LOG_FORMAT=json the process's lines are JSON too (an endpoint answering
+    410 Gone is disabled, which the process logs)."""
+    hub = Hub(
+        make_settings(
+            webhook_process=True,
+            webhook_allow_private=True,
+            webhook_poll_seconds=600.0,
+            log_format="json",
+        )
+    )
+    try:
+        with receiving(lambda _request, _n: Reply(status=410)) as receiver:
+            endpoint = add_endpoint(hub.store, receiver.url)
+            hub.start_webhooks()
+            add_messages(hub.store, endpoint.id, 1, wake=hub.wake_webhooks)
+            receiver.wait_for(1, timeout=30)
+            seen: list[str] = []
+
+            def logged() -> bool:
+                seen.extend(capfd.readouterr().err.splitlines())
+                return any("disabled" in line for line in seen)
+
+            eventually(logged, timeout=10)
+    finally:
+        hub.close()
+    line = next(line for line in seen if "disabled" in line)
+    record = json.loads(line)
+    assert record["level"] == "warning"
+    assert record["logger"] == "waypost.webhooks"
+    assert str(endpoint.id) in record["message"]

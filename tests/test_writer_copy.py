@@ -15,6 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import hypothesis
+import msgspec
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck
@@ -196,3 +197,42 @@ def test_a_copy_that_meets_a_stored_id_raises_integrity_error(tracker: Tracker, 
     with hub.store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(activities)).scalar_one() == 1
     assert len(ACTIVITY_COLUMNS) == len(row)
+
+
+HOSTILE = ["a\tb", "line\nbreak", "back\\slash", "\\.", "x\n\\.\ny", "\\N", "cr\rlf", "\\t\\n"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_copy_keeps_tabs_newlines_and_backslashes_in_one_row(
+    text: str, tracker: Tracker, hub: Hub
+) -> None:
+    """COPY's text format gives tabs, newlines and backslashes meanings (a column's end, a
+    row's end, an escape, ``\\.`` the end of the data): a value holding them stays one value
+    of one row, in an activity and in a rejected activity's payload."""
+    contact = uuid.UUID(tracker.new_contact())
+    snapshot = hub.catalog.get()
+    good = msgspec.json.encode({"type": "click", "value": text})
+    bad = msgspec.json.encode({"type": "click", "value": text, "title": text})
+    codec, statements = hub.writer.codec, hub.writer.statements
+    stored, refused = [], []
+    for _ in range(2):
+        item = prepare(good, snapshot, RECEIVED, 16_384)
+        assert isinstance(item, Accepted), item
+        stored.append(
+            writer_rows.activity_row(codec, item, contact, tracker.channel.id, RECEIVED, None, None)
+        )
+        rejected = prepare(bad, snapshot, RECEIVED, 16_384)
+        assert isinstance(rejected, Rejected), rejected
+        refused.append(
+            writer_rows.rejected_row(codec, rejected, tracker.channel.id, contact, "api", RECEIVED)
+        )
+    assert statements.copy_activity is not None
+    assert statements.copy_rejected is not None
+    with hub.store.write() as conn:
+        writer_rows._insert(conn, statements.insert_activity, statements.copy_activity, 1, stored)
+        writer_rows._insert(conn, statements.insert_rejected, statements.copy_rejected, 1, refused)
+    with hub.store.read() as conn:
+        values = conn.execute(sa.select(activities.c.value)).scalars().all()
+        payloads = conn.execute(sa.select(rejected_activities.c.payload)).scalars().all()
+    assert values == [text, text]
+    assert [p["title"] for p in payloads] == [text, text]

@@ -58,6 +58,7 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
     `waypost demo`).
     """
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from waypost.app import create_app
     from waypost.bootstrap import bootstrap, bootstrap_admin
@@ -76,7 +77,9 @@ def serve(host: str | None, port: int | None, demo: bool, demo_port: int) -> Non
         click.echo(f"Waypost is serving on {settings.base_url}")
         click.echo(f"  Admin UI:   {settings.base_url}/admin")
         click.echo(f"  API docs:   {settings.base_url}/api/docs")
-        click.echo(f"  Database:   {settings.database_url}")
+        # These lines go to the server's log: the URL's password is shown as ***.
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        click.echo(f"  Database:   {shown}")
         demo_app = None
         if demo:
             # The demo's backend reaches this process on loopback, whatever the public URL is.

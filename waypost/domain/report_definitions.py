@@ -29,6 +29,10 @@ MAX_BUCKETS = 50
 MAX_LIST = 50  # types, channels
 MAX_FILTERS = 20
 MAX_TIME_ZONE_LENGTH = 64
+# The days a report may cover: far enough from the ends of the calendar that a period's end,
+# a time zone's offset and a funnel's window after ``until`` stay within it.
+FIRST_DAY = dt.date(1900, 1, 1)
+LAST_DAY = dt.date(9997, 12, 31)
 
 ReportKind = Literal["counts", "breakdown", "numeric", "funnel", "group"]
 Granularity = Literal["day", "week", "month"]
@@ -149,6 +153,10 @@ def check_definition(definition: ReportDefinition) -> None:
     """What can be checked without the data: the range, the time zone, the options the kind
     takes and needs. ApiError (400, ``invalid_field``) naming the field at fault."""
     d = definition
+    if d.since < FIRST_DAY:
+        raise invalid(f"since must be on or after {FIRST_DAY.isoformat()}.", "since")
+    if d.until > LAST_DAY:
+        raise invalid(f"until must be on or before {LAST_DAY.isoformat()}.", "until")
     if d.until < d.since:
         raise invalid("until must be on or after since.", "until")
     days = (d.until - d.since).days + 1

@@ -341,21 +341,30 @@ def breakdown(conn: Connection, scope: Scope) -> ReportResult:
         labels = bucket_labels(edges)
         rows: list[list[Cell]] = [[label, *got.get(i, (0, 0))] for i, label in enumerate(labels)]
     else:
+        # Only the top values leave the database, however many distinct values there are:
+        # the most frequent first, ties by their text in code point order (as in Python).
         inner = sa.select(text.label("v"), a.contact_id).where(*where).subquery()
-        stmt = sa.select(
-            inner.c.v, sa.func.count(), sa.func.count(sa.distinct(inner.c.contact_id))
-        ).group_by(inner.c.v)
-        values = [(v, _as_int(n), _as_int(u)) for v, n, u in conn.execute(stmt)]
-        values.sort(key=lambda item: (-item[1], _value_text(spec, item[0])))
-        top, rest = values[: d.top], values[d.top :]
+        by_text: ColumnElement[Any] = sa.cast(inner.c.v, sa.Text)
+        if conn.dialect.name == "postgresql":
+            by_text = by_text.collate("C")
+        count = sa.func.count()
+        stmt = (
+            sa.select(inner.c.v, count, sa.func.count(sa.distinct(inner.c.contact_id)))
+            .group_by(inner.c.v)
+            .order_by(count.desc(), by_text)
+            .limit(d.top)
+        )
+        top = [(v, _as_int(n), _as_int(u)) for v, n, u in conn.execute(stmt)]
         rows = [[_value_text(spec, v), n, u] for v, n, u in top]
-        if rest:
+        total = _as_int(conn.execute(sa.select(sa.func.count()).where(*where)).scalar_one())
+        rest = total - sum(n for _, n, _ in top)
+        if rest > 0:
             others = conn.execute(
                 sa.select(sa.func.count(sa.distinct(a.contact_id))).where(
                     *where, text.not_in([v for v, _, _ in top])
                 )
             ).scalar_one()
-            rows.append([OTHER, sum(n for _, n, _ in rest), _as_int(others)])
+            rows.append([OTHER, rest, _as_int(others)])
     columns = ["value", "activities", "contacts"]
     chart = ReportChart(
         "bars",

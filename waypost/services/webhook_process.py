@@ -139,7 +139,7 @@ def serve(settings: Settings, pipe: Connection) -> None:
     # one stops, after what it is finishing itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.config.dictConfig(log_config(settings.log_level))
+    logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
     # Nothing the dispatcher writes needs to survive a power cut (a lease lost is a message
     # due again, an answer lost a message sent again: at least once, as documented), so its
     # SQLite commits do not wait for the disk, as on PostgreSQL (synchronous_commit off).
