@@ -165,6 +165,11 @@ def hub(settings: Settings) -> Iterator[Hub]:
 @pytest.fixture
 def client(settings: Settings, hub: Hub) -> Iterator[TestClient]:
     with TestClient(create_app(settings, hub=hub)) as test_client:
+        # On PostgreSQL the server listens for other nodes' changes, and reloads its caches once
+        # it is listening (docs/operations.md, "Several nodes"): wait for that, so that a test
+        # reads the caches it made.
+        if hub.shared_changes is not None:
+            assert hub.shared_changes.listening.wait(10), "the change listener did not start"
         yield test_client
 
 

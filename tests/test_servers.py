@@ -52,6 +52,12 @@ def test_the_demo_server_logs_under_names_of_its_own(loop: str) -> None:
     uvicorn_logger.addHandler(records)
     level = uvicorn_logger.level
     uvicorn_logger.setLevel(logging.INFO)
+    # A log config an earlier server applied (uvicorn's, or Waypost's) stops the access log at
+    # its own handler; here every record goes up to the handler above, as it would by default.
+    children = [logging.getLogger(f"uvicorn.{name}") for name in ("access", "error")]
+    kept = [(child.propagate, child.disabled, child.level) for child in children]
+    for child in children:
+        child.propagate, child.disabled, child.level = True, False, logging.NOTSET
     factory = servers[0].config.get_loop_factory()
 
     def run() -> None:
@@ -73,6 +79,8 @@ def test_the_demo_server_logs_under_names_of_its_own(loop: str) -> None:
         thread.join(10)
         uvicorn_logger.removeHandler(records)
         uvicorn_logger.setLevel(level)
+        for child, (propagate, disabled, child_level) in zip(children, kept, strict=True):
+            child.propagate, child.disabled, child.level = propagate, disabled, child_level
     access = {r.name: r.getMessage() for r in records.records if ".access" in r.name}
     assert set(access) == {"uvicorn.access", "uvicorn.access.demo"}
     assert str(ports[0]) not in access["uvicorn.access.demo"]

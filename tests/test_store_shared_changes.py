@@ -48,13 +48,15 @@ def feeds(request: pytest.FixtureRequest) -> Iterator[tuple[SharedChangeFeed, Sh
     url = request.getfixturevalue("postgres_url")
     engine = make_engine(load_settings({"WAYPOST_DATABASE_URL": url}))
     made = []
+    topic = f"test_{uuid.uuid4().hex}"
     for _ in range(2):
         if request.param == "redis":
             channel: PostgresChannel | RedisChannel = RedisChannel(
                 request.getfixturevalue("redis_url"), f"test_{uuid.uuid4().hex}"
             )
         else:
-            channel = PostgresChannel(engine)
+            # A channel of the test's own: other tests' hubs announce on the database's.
+            channel = PostgresChannel(engine, topic)
         made.append(SharedChangeFeed(channel, LocalChangeFeed()))
     # Both Redis channels must have the same name to hear each other.
     if request.param == "redis":

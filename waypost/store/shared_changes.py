@@ -156,21 +156,22 @@ class PostgresChannel:
 
     name = "PostgreSQL LISTEN/NOTIFY"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, channel: str = CHANNEL) -> None:
         self.engine = engine
+        self.channel = channel
         url = engine.url.set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
 
     def send(self, message: str) -> None:
         with self.engine.connect() as conn:
-            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, message)))
+            conn.execute(sa.select(sa.func.pg_notify(self.channel, message)))
             conn.commit()
 
     def listen(self, stop: threading.Event, ready: Callable[[], None]) -> Iterator[str]:
         import psycopg
 
         with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"LISTEN {CHANNEL}")
+            conn.execute(f"LISTEN {self.channel}")
             ready()
             while not stop.is_set():
                 for notify in conn.notifies(timeout=POLL_SECONDS):
