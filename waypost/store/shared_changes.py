@@ -147,8 +147,10 @@ class SharedChangeFeed:
             self._stop.wait(wait)
 
     def _connected(self) -> None:
-        self.listening.set()
+        # The caches reload before ``listening`` is set: whoever waits for it then reads
+        # caches no earlier change can still empty.
         self.everything_changed()
+        self.listening.set()
 
 
 class PostgresChannel:
