@@ -120,53 +120,62 @@ def build(path: Path, contacts: int, activities: int, seed: int) -> None:
     per_contact = activities / contacts
     stamp = now.isoformat(" ", "microseconds")
     started = time.perf_counter()
-    chunk = 10_000
-    made = 0
+    chunk = 100_000
+    contact_ids = [new_id().hex for _ in range(contacts)]
     for first in range(0, contacts, chunk):
-        contact_rows = []
-        activity_rows = []
-        rollups: dict[tuple[str, str, str], int] = {}
-        for _ in range(first, min(first + chunk, contacts)):
-            contact = new_id().hex
-            contact_rows.append((contact, "{}", stamp, stamp))
-            count = max(0, round(rng.gauss(per_contact, per_contact / 3)))
-            for code in rng.choices(codes, weights, k=count):
-                when = now - dt.timedelta(seconds=rng.randrange(DAYS * 86400))
-                text = when.isoformat(" ", "microseconds")
-                type_id = type_ids[code]
-                activity_rows.append(
-                    (
-                        uuid.uuid4().hex, type_id, contact, channel, f"{code} '1'", "1",
-                        "https://bank.example/" if code == "pagevisit" else None, text, text,
-                    )
-                )  # fmt: skip
-                key = (contact, type_id, text[:10])
-                rollups[key] = rollups.get(key, 0) + 1
         con.execute("BEGIN")
         con.executemany(
             "INSERT INTO contacts (id, attributes, created_at, updated_at) VALUES (?, ?, ?, ?)",
-            contact_rows,
+            [(c, "{}", stamp, stamp) for c in contact_ids[first : first + chunk]],
         )
+        con.execute("COMMIT")
+    # Arrival order, as the writer stores them: each contact's activities are spread over the
+    # whole period, and rows (and their time-ordered ids) follow the clock.
+    slots = [
+        index
+        for index in range(contacts)
+        for _ in range(max(0, round(rng.gauss(per_contact, per_contact / 3))))
+    ]
+    rng.shuffle(slots)
+    span = DAYS * 86_400 * 1_000_000
+    offsets = sorted(rng.randrange(span) for _ in range(len(slots)))
+    origin = now - dt.timedelta(microseconds=span)
+    epoch_ms = int(origin.replace(tzinfo=dt.UTC).timestamp() * 1000)
+    made = 0
+    for first in range(0, len(slots), chunk):
+        activity_rows = []
+        picks = rng.choices(codes, weights, k=min(chunk, len(slots) - first))
+        for n, code in enumerate(picks):
+            offset = offsets[first + n]
+            text = (origin + dt.timedelta(microseconds=offset)).isoformat(" ", "microseconds")
+            activity_rows.append(
+                (
+                    _uuid7(epoch_ms + offset // 1000, rng), type_ids[code],
+                    contact_ids[slots[first + n]], channel, f"{code} '1'", "1",
+                    "https://bank.example/" if code == "pagevisit" else None, text, text,
+                )
+            )  # fmt: skip
+        con.execute("BEGIN")
         con.executemany(
             "INSERT INTO activities (id, type_id, contact_id, channel_id, title, value, url, "
             "occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             activity_rows,
         )
-        con.executemany(
-            "INSERT INTO activity_rollups (contact_id, type_id, day, count) VALUES (?, ?, ?, ?)",
-            [(c, t, d, n) for (c, t, d), n in rollups.items()],
-        )
-        daily: dict[tuple[str, str], int] = {}
-        for (_, t, d), n in rollups.items():
-            daily[(t, d)] = daily.get((t, d), 0) + n
-        con.executemany(
-            "INSERT INTO activity_daily_counts (type_id, day, count) VALUES (?, ?, ?) "
-            "ON CONFLICT (type_id, day) DO UPDATE SET count = count + excluded.count",
-            [(t, d, n) for (t, d), n in daily.items()],
-        )
         con.execute("COMMIT")
         made += len(activity_rows)
-        progress("contacts", min(first + chunk, contacts), contacts, started)
+        progress("activities", made, len(slots), started)
+    sys.stderr.write(f"{made:,} activities; their rollups...\n")
+    con.execute("BEGIN")
+    con.execute(
+        "INSERT INTO activity_rollups (contact_id, type_id, day, count) "
+        "SELECT contact_id, type_id, substr(occurred_at, 1, 10), count(*) FROM activities "
+        "GROUP BY contact_id, type_id, substr(occurred_at, 1, 10)"
+    )
+    con.execute(
+        "INSERT INTO activity_daily_counts (type_id, day, count) "
+        "SELECT type_id, day, sum(count) FROM activity_rollups GROUP BY type_id, day"
+    )
+    con.execute("COMMIT")
     sys.stderr.write(f"{made:,} activities; building the activity indexes...\n")
     engine = make_engine(settings)
     with engine.begin() as conn:
@@ -177,6 +186,14 @@ def build(path: Path, contacts: int, activities: int, seed: int) -> None:
     engine.dispose()
     con.execute("ANALYZE")
     con.close()
+
+
+def _uuid7(millis: int, rng: random.Random) -> str:
+    """A UUIDv7 of the given millisecond, as the writer's ids are."""
+    bits = rng.getrandbits(74)
+    value = (millis << 80) | (0x7 << 76) | ((bits >> 62) << 64) | (0b10 << 62)
+    value |= bits & (2**62 - 1)
+    return uuid.UUID(int=value).hex
 
 
 def measure(path: Path, samples: int, batch: int) -> dict[str, float]:

@@ -212,7 +212,7 @@ class RedisChannel:
 
     def listen(self, stop: threading.Event, ready: Callable[[], None]) -> Iterator[str]:
         client = self._client()
-        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        pubsub = client.pubsub()
         try:
             pubsub.subscribe(self.topic)
             # Listening once Redis has confirmed the subscription, not when it was asked for.
