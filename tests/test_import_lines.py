@@ -16,7 +16,7 @@ from waypost.services.import_lines import (
     raw_lines,
 )
 
-CONTACT = str(uuid.uuid4())
+CONTACT = "963d1a41-db52-433f-b94a-6f129eea8b31"
 
 
 def test_blank_lines_are_skipped_and_lines_keep_their_numbers() -> None:
