@@ -2,8 +2,9 @@
 
 Not part of ``make bench``. It fills a Waypost database with the benchmark's batches, then
 measures raw ``executemany`` of those rows into fresh databases that differ in one thing each
-(an index dropped, the batch size, ``synchronous``), and Waypost itself with
-``synchronous=NORMAL``. Every figure is one run, so read them as rough ratios.
+(an index dropped or as it was before a migration, the batch size, ``synchronous``), the
+physical floor of ``make bench``, and Waypost itself with ``synchronous=NORMAL``. Every figure
+is one run, so read them as rough ratios.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench.harness import Harness, say
-from bench.raw import RawTarget
+from bench.raw import FloorTarget, RawTarget
 from waypost.settings import load_settings
 
 SECONDARY_INDEXES = (
@@ -33,6 +34,16 @@ VARIANTS: list[tuple[str, str, int, list[str]]] = [
     ("synchronous=NORMAL", "NORMAL", 100, []),
     ("64 MB page cache", "FULL", 100, ["PRAGMA cache_size=-65536"]),
     ("foreign keys off", "FULL", 100, ["PRAGMA foreign_keys=OFF"]),
+    (
+        # As before migration 0018: an entry for every row, with or without a primary value.
+        "ix_activities_type_primary on every row",
+        "FULL",
+        100,
+        [
+            f"DROP INDEX {SECONDARY_INDEXES[0]}",
+            f"CREATE INDEX {SECONDARY_INDEXES[0]} ON activities (type_id, primary_value)",
+        ],
+    ),
     ("without ix_activities_type_primary", "FULL", 100, [f"DROP INDEX {SECONDARY_INDEXES[0]}"]),
     (
         "without any secondary index",
@@ -67,6 +78,17 @@ def raw_variants(source: Path, workdir: Path, seconds: float) -> list[tuple[str,
     return results
 
 
+def floor_run(workdir: Path, seconds: float) -> tuple[str, float]:
+    """The physical floor of ``make bench``, for scale."""
+    target = FloorTarget(workdir / "floor.db")
+    try:
+        result = target.run(seconds)
+    finally:
+        target.close()
+    say(f"physical floor: {result.rows_per_second:,.0f} rows/s")
+    return "raw executemany, physical floor (key and 200-byte payload)", result.rows_per_second
+
+
 def waypost_runs(workdir: Path, synchronous: str, seconds: float) -> tuple[Path, list[float]]:
     run_dir = workdir / f"waypost-{synchronous.lower()}"
     run_dir.mkdir()
@@ -99,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"Waypost, synchronous={synchronous}: single requests/s", single))
             rows.append((f"Waypost, synchronous={synchronous}: batch activities/s", batch))
         rows += raw_variants(source, workdir, args.seconds)
+        rows.append(floor_run(workdir, args.seconds))
     width = max(len(name) for name, _ in rows)
     print()
     for name, value in rows:
