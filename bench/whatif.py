@@ -16,7 +16,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench.harness import Harness, say
-from bench.raw import FloorTarget, RawTarget
+from bench.raw import FloorTarget, RawResult, RawTarget
+from bench.report import median
 from waypost.settings import load_settings
 
 SECONDARY_INDEXES = (
@@ -54,31 +55,46 @@ VARIANTS: list[tuple[str, str, int, list[str]]] = [
 ]
 
 
-def raw_variants(source: Path, workdir: Path, seconds: float) -> list[tuple[str, float]]:
-    results = []
-    for name, synchronous, batch, statements in VARIANTS:
-        target_dir = workdir / "raw"
-        shutil.rmtree(target_dir, ignore_errors=True)
-        target_dir.mkdir()
-        settings = load_settings(
-            {},
-            database_url=f"sqlite:///{target_dir / 'raw.db'}",
-            sqlite_synchronous=synchronous,
+def raw_variants(
+    source: Path, workdir: Path, seconds: float, rounds: int
+) -> list[tuple[str, float, float | None]]:
+    """Every variant once per round, in turn, so that a change in the machine's load falls on
+    all of them alike; the medians of the rounds."""
+    runs: dict[str, list[RawResult]] = {name: [] for name, *_ in VARIANTS}
+    for r in range(rounds):
+        for name, synchronous, batch, statements in VARIANTS:
+            target_dir = workdir / "raw"
+            shutil.rmtree(target_dir, ignore_errors=True)
+            target_dir.mkdir()
+            settings = load_settings(
+                {},
+                database_url=f"sqlite:///{target_dir / 'raw.db'}",
+                sqlite_synchronous=synchronous,
+            )
+            target = RawTarget(settings, str(source))
+            try:
+                for statement in statements:
+                    target.conn.execute(statement)
+                target.load_rows(50_000)
+                result = target.run(seconds, batch=batch)
+            finally:
+                target.close()
+            say(
+                f"raw, {name}, round {r + 1}: {result.rows_per_second:,.0f} rows/s, "
+                f"{result.cpu_us_per_row or 0:.1f} µs CPU per row"
+            )
+            runs[name].append(result)
+    return [
+        (
+            f"raw executemany, {name}",
+            median([x.rows_per_second for x in results]),
+            median([x.cpu_us_per_row or 0.0 for x in results]),
         )
-        target = RawTarget(settings, str(source))
-        try:
-            for statement in statements:
-                target.conn.execute(statement)
-            target.load_rows(50_000)
-            result = target.run(seconds, batch=batch)
-        finally:
-            target.close()
-        say(f"raw, {name}: {result.rows_per_second:,.0f} rows/s")
-        results.append((f"raw executemany, {name}", result.rows_per_second))
-    return results
+        for name, results in runs.items()
+    ]
 
 
-def floor_run(workdir: Path, seconds: float) -> tuple[str, float]:
+def floor_run(workdir: Path, seconds: float) -> tuple[str, float, float | None]:
     """The physical floor of ``make bench``, for scale."""
     target = FloorTarget(workdir / "floor.db")
     try:
@@ -86,7 +102,8 @@ def floor_run(workdir: Path, seconds: float) -> tuple[str, float]:
     finally:
         target.close()
     say(f"physical floor: {result.rows_per_second:,.0f} rows/s")
-    return "raw executemany, physical floor (key and 200-byte payload)", result.rows_per_second
+    name = "raw executemany, physical floor (key and 200-byte payload)"
+    return name, result.rows_per_second, result.cpu_us_per_row
 
 
 def waypost_runs(workdir: Path, synchronous: str, seconds: float) -> tuple[Path, list[float]]:
@@ -110,22 +127,26 @@ def waypost_runs(workdir: Path, synchronous: str, seconds: float) -> tuple[Path,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.whatif", description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per run (4)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the raw variants (1)")
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= 60:
         parser.error("--seconds must be over 0 and at most 60")
-    rows: list[tuple[str, float]] = []
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be 1 to 20")
+    rows: list[tuple[str, float, float | None]] = []
     with tempfile.TemporaryDirectory(prefix="waypost-whatif-") as tmp:
         workdir = Path(tmp)
         for synchronous in ("FULL", "NORMAL"):
             source, (single, batch) = waypost_runs(workdir, synchronous, args.seconds)
-            rows.append((f"Waypost, synchronous={synchronous}: single requests/s", single))
-            rows.append((f"Waypost, synchronous={synchronous}: batch activities/s", batch))
-        rows += raw_variants(source, workdir, args.seconds)
+            rows.append((f"Waypost, synchronous={synchronous}: single requests/s", single, None))
+            rows.append((f"Waypost, synchronous={synchronous}: batch activities/s", batch, None))
+        rows += raw_variants(source, workdir, args.seconds, args.rounds)
         rows.append(floor_run(workdir, args.seconds))
-    width = max(len(name) for name, _ in rows)
-    print()
-    for name, value in rows:
-        print(f"{name.ljust(width)}  {value:>10,.0f}")
+    width = max(len(name) for name, *_ in rows)
+    print(f"\n{'per second'.rjust(width + 12)}  µs CPU per row")
+    for name, value, cpu in rows:
+        per_row = "" if cpu is None else f"{cpu:14.1f}"
+        print(f"{name.ljust(width)}  {value:>10,.0f}  {per_row}")
     return 0
 
 
