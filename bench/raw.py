@@ -43,13 +43,15 @@ FLOOR_INSERT = "INSERT INTO floor (id, payload) VALUES (?, ?)"
 
 @dataclass(frozen=True)
 class RawResult:
-    """One raw run: rows inserted, transactions, the seconds spent inserting, and the CPU
-    seconds of those when SQLite ran them in this thread (waiting for the disk takes none)."""
+    """One raw run: rows inserted, transactions, the seconds spent inserting, and, when
+    SQLite ran them in this process, their CPU seconds (waiting for the disk takes none) and
+    the bytes they wrote (the WAL's pages: the same in every run of the same rows)."""
 
     rows: int
     transactions: int
     seconds: float
     cpu_seconds: float | None = None
+    written_bytes: int | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -62,6 +64,12 @@ class RawResult:
             return None
         return self.cpu_seconds / self.rows * 1e6
 
+    @property
+    def bytes_per_row(self) -> float | None:
+        if self.written_bytes is None or not self.rows:
+            return None
+        return self.written_bytes / self.rows
+
     def as_dict(self) -> dict[str, object]:
         cpu = self.cpu_us_per_row
         return {
@@ -70,6 +78,7 @@ class RawResult:
             "seconds": round(self.seconds, 4),
             "rows_per_second": round(self.rows_per_second, 1),
             "cpu_us_per_row": None if cpu is None else round(cpu, 2),
+            "bytes_per_row": None if self.bytes_per_row is None else round(self.bytes_per_row),
         }
 
 
@@ -83,6 +92,7 @@ def timed_commits(
     ``seconds`` of insert time were spent; the batches are made outside the timed part."""
     spent = cpu = 0.0
     inserted = transactions = 0
+    written = written_bytes()
     while spent < seconds:
         chunk = next(batches)
         started, started_cpu = time.perf_counter(), time.thread_time()
@@ -93,7 +103,18 @@ def timed_commits(
         spent += time.perf_counter() - started
         inserted += len(chunk)
         transactions += 1
-    return RawResult(inserted, transactions, spent, cpu)
+    after = written_bytes()
+    wrote = None if written is None or after is None else after - written
+    return RawResult(inserted, transactions, spent, cpu, wrote)
+
+
+def written_bytes() -> int | None:
+    """Bytes this process has passed to write() so far (Linux), or None."""
+    try:
+        with open("/proc/self/io") as io:
+            return next(int(ln.split()[1]) for ln in io if ln.startswith("wchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 class RawTarget:

@@ -55,9 +55,10 @@ VARIANTS: list[tuple[str, str, int, list[str]]] = [
 ]
 
 
-def raw_variants(
-    source: Path, workdir: Path, seconds: float, rounds: int
-) -> list[tuple[str, float, float | None]]:
+Row = tuple[str, float, float | None, float | None]  # name, per second, CPU µs and bytes per row
+
+
+def raw_variants(source: Path, workdir: Path, seconds: float, rounds: int) -> list[Row]:
     """Every variant once per round, in turn, so that a change in the machine's load falls on
     all of them alike; the medians of the rounds."""
     runs: dict[str, list[RawResult]] = {name: [] for name, *_ in VARIANTS}
@@ -81,7 +82,8 @@ def raw_variants(
                 target.close()
             say(
                 f"raw, {name}, round {r + 1}: {result.rows_per_second:,.0f} rows/s, "
-                f"{result.cpu_us_per_row or 0:.1f} µs CPU per row"
+                f"{result.cpu_us_per_row or 0:.1f} µs CPU and {result.bytes_per_row or 0:,.0f} "
+                "bytes written per row"
             )
             runs[name].append(result)
     return [
@@ -89,12 +91,13 @@ def raw_variants(
             f"raw executemany, {name}",
             median([x.rows_per_second for x in results]),
             median([x.cpu_us_per_row or 0.0 for x in results]),
+            median([x.bytes_per_row or 0.0 for x in results]),
         )
         for name, results in runs.items()
     ]
 
 
-def floor_run(workdir: Path, seconds: float) -> tuple[str, float, float | None]:
+def floor_run(workdir: Path, seconds: float) -> Row:
     """The physical floor of ``make bench``, for scale."""
     target = FloorTarget(workdir / "floor.db")
     try:
@@ -103,7 +106,7 @@ def floor_run(workdir: Path, seconds: float) -> tuple[str, float, float | None]:
         target.close()
     say(f"physical floor: {result.rows_per_second:,.0f} rows/s")
     name = "raw executemany, physical floor (key and 200-byte payload)"
-    return name, result.rows_per_second, result.cpu_us_per_row
+    return name, result.rows_per_second, result.cpu_us_per_row, result.bytes_per_row
 
 
 def waypost_runs(workdir: Path, synchronous: str, seconds: float) -> tuple[Path, list[float]]:
@@ -133,19 +136,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be over 0 and at most 60")
     if not 1 <= args.rounds <= 20:
         parser.error("--rounds must be 1 to 20")
-    rows: list[tuple[str, float, float | None]] = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="waypost-whatif-") as tmp:
         workdir = Path(tmp)
         for synchronous in ("FULL", "NORMAL"):
             source, (single, batch) = waypost_runs(workdir, synchronous, args.seconds)
-            rows.append((f"Waypost, synchronous={synchronous}: single requests/s", single, None))
-            rows.append((f"Waypost, synchronous={synchronous}: batch activities/s", batch, None))
+            prefix = f"Waypost, synchronous={synchronous}"
+            rows.append((f"{prefix}: single requests/s", single, None, None))
+            rows.append((f"{prefix}: batch activities/s", batch, None, None))
         rows += raw_variants(source, workdir, args.seconds, args.rounds)
         rows.append(floor_run(workdir, args.seconds))
     width = max(len(name) for name, *_ in rows)
-    print(f"\n{'per second'.rjust(width + 12)}  µs CPU per row")
-    for name, value, cpu in rows:
-        per_row = "" if cpu is None else f"{cpu:14.1f}"
+    print(f"\n{'per second'.rjust(width + 12)}  µs CPU per row  bytes written per row")
+    for name, value, cpu, written in rows:
+        per_row = "" if cpu is None else f"{cpu:14.1f}  {written or 0:>21,.0f}"
         print(f"{name.ljust(width)}  {value:>10,.0f}  {per_row}")
     return 0
 
