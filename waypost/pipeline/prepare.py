@@ -310,8 +310,8 @@ def _indexed_primary(info: TypeInfo, primary: str | None) -> str | None:
     """What ``primary_value`` (and so ``ix_activities_type_primary``) holds for an activity.
 
     A decimal primary is compared as a number read from the stored fields, never through the
-    column (services/activities.py), so it is not written there: an index entry nothing reads
-    costs every insert about as much as the row itself (docs/performance.md).
+    column (services/activities.py), so it is not written there: its index entry, at a random
+    place, doubled the bytes an insert wrote, for nothing (docs/performance.md).
     """
     if primary is None or any(s.primary and s.type == "decimal" for s in info.fields):
         return None

@@ -1,9 +1,9 @@
 """The index on type and primary value holds only the activities that have a primary value.
 
-Most activities have none (page visits, clicks, form submissions), yet every insert wrote an
-entry for them: about 9 of the 20 µs a raw row costs (docs/performance.md). Filtering on a
-primary field compares ``primary_value`` with a value, which implies it is not null, so both
-databases still use the index for it.
+Most activities have none (page visits, clicks, form submissions, and since this change a
+decimal primary: see pipeline/prepare.py), yet every insert wrote an entry for them. Filtering
+on a primary field compares ``primary_value`` with a value, which implies it is not null, so
+both databases still use the index for it (docs/performance.md, figures of 2026-12-05).
 
 Revision ID: 0018
 Revises: 0017
