@@ -1,20 +1,27 @@
-"""The storage ceiling: raw ``executemany`` of the rows Waypost stored, into the same schema.
+"""The storage ceilings: raw ``executemany`` of 100-row durable commits, timed alike.
 
-A fresh database is migrated with Waypost's own migrations and opened through Waypost's own
-engine, so it has the same pragmas (WAL, ``synchronous`` as configured, foreign keys on). The
-rows are the ones Waypost stored in the benchmark's batch runs, each given a fresh UUIDv7 id;
-they go in as 100-row ``executemany`` calls, each in its own ``BEGIN IMMEDIATE`` ... ``COMMIT``
-transaction. Only the insert and the commit are timed.
+- **Waypost's schema** (RawTarget): a fresh database migrated with Waypost's own migrations and
+  opened through Waypost's own engine, so it has the same pragmas (WAL, ``synchronous`` as
+  configured, foreign keys on). The rows are the ones Waypost stored in the benchmark's batch
+  runs, each given a fresh UUIDv7 id.
+- **The physical floor** (FloorTarget): a fresh database (WAL, ``synchronous=FULL``) with one
+  table holding only a time-ordered primary key (a UUIDv7, as Waypost stores ids) and a
+  200-byte payload: what a durable commit of 100 rows costs on this machine before any schema.
+
+Both go in as 100-row ``executemany`` calls, each in its own ``BEGIN IMMEDIATE`` ... ``COMMIT``
+transaction (timed_commits). Only the insert and the commit are timed.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import cycle
+from pathlib import Path
 from typing import Any
 
 from waypost.ids import new_id
@@ -28,27 +35,86 @@ INSERT = (
     f"INSERT INTO activities ({', '.join(ACTIVITY_COLUMNS)}) "  # noqa: S608 - constant names
     f"VALUES ({', '.join('?' * len(ACTIVITY_COLUMNS))})"
 )
+FLOOR_PAYLOAD_BYTES = 200
+# One B-tree, appended to at its right edge: a time-ordered key clustered with its row.
+FLOOR_TABLE = "CREATE TABLE floor (id TEXT PRIMARY KEY, payload BLOB NOT NULL) WITHOUT ROWID"
+FLOOR_INSERT = "INSERT INTO floor (id, payload) VALUES (?, ?)"
 
 
 @dataclass(frozen=True)
 class RawResult:
-    """One raw run: rows inserted, transactions, and the seconds spent inserting."""
+    """One raw run: rows inserted, transactions, the seconds spent inserting, and, when
+    SQLite ran them in this process, their CPU seconds (waiting for the disk takes none) and
+    the bytes they wrote (the WAL's pages: the same in every run of the same rows)."""
 
     rows: int
     transactions: int
     seconds: float
+    cpu_seconds: float | None = None
+    written_bytes: int | None = None
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def cpu_us_per_row(self) -> float | None:
+        # What a row costs SQLite, steadier than rows/s while others use the disk and CPUs.
+        if self.cpu_seconds is None or not self.rows:
+            return None
+        return self.cpu_seconds / self.rows * 1e6
+
+    @property
+    def bytes_per_row(self) -> float | None:
+        if self.written_bytes is None or not self.rows:
+            return None
+        return self.written_bytes / self.rows
+
     def as_dict(self) -> dict[str, object]:
+        cpu = self.cpu_us_per_row
         return {
             "rows": self.rows,
             "transactions": self.transactions,
             "seconds": round(self.seconds, 4),
             "rows_per_second": round(self.rows_per_second, 1),
+            "cpu_us_per_row": None if cpu is None else round(cpu, 2),
+            "bytes_per_row": None if self.bytes_per_row is None else round(self.bytes_per_row),
         }
+
+
+def timed_commits(
+    conn: sqlite3.Connection,
+    statement: str,
+    batches: Iterator[list[tuple[Any, ...]]],
+    seconds: float,
+) -> RawResult:
+    """``executemany`` each batch in its own ``BEGIN IMMEDIATE`` ... ``COMMIT`` until about
+    ``seconds`` of insert time were spent; the batches are made outside the timed part."""
+    spent = cpu = 0.0
+    inserted = transactions = 0
+    written = written_bytes()
+    while spent < seconds:
+        chunk = next(batches)
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(statement, chunk)
+        conn.execute("COMMIT")
+        cpu += time.thread_time() - started_cpu
+        spent += time.perf_counter() - started
+        inserted += len(chunk)
+        transactions += 1
+    after = written_bytes()
+    wrote = None if written is None or after is None else after - written
+    return RawResult(inserted, transactions, spent, cpu, wrote)
+
+
+def written_bytes() -> int | None:
+    """Bytes this process has passed to write() so far (Linux), or None."""
+    try:
+        with open("/proc/self/io") as io:
+            return next(int(ln.split()[1]) for ln in io if ln.startswith("wchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 class RawTarget:
@@ -104,20 +170,7 @@ class RawTarget:
         """Insert ``batch``-row transactions for about ``seconds`` of insert time."""
         if not self.source_rows:
             raise RuntimeError("no rows to insert: Waypost stored nothing in the batch runs")
-        rows = self._batches(batch)
-        conn = self.conn
-        spent = 0.0
-        inserted = transactions = 0
-        while spent < seconds:
-            chunk = next(rows)
-            started = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(INSERT, chunk)
-            conn.execute("COMMIT")
-            spent += time.perf_counter() - started
-            inserted += len(chunk)
-            transactions += 1
-        return RawResult(inserted, transactions, spent)
+        return timed_commits(self.conn, INSERT, self._batches(batch), seconds)
 
     def _batches(self, size: int) -> Iterator[list[tuple[Any, ...]]]:
         source = cycle(self.source_rows)
@@ -132,3 +185,35 @@ class RawTarget:
     def close(self) -> None:
         self.pooled.close()
         self.engine.dispose()
+
+
+class FloorTarget:
+    """The physical floor: a fresh SQLite database of one key-and-payload table."""
+
+    def __init__(self, path: Path) -> None:
+        # Autocommit mode: the transactions are the explicit ones of timed_commits.
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute(FLOOR_TABLE)
+        self.pragmas = {
+            name: self.conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("journal_mode", "synchronous")
+        }
+
+    def run(self, seconds: float, batch: int = 100) -> RawResult:
+        """Insert ``batch``-row transactions for about ``seconds`` of insert time."""
+        return timed_commits(self.conn, FLOOR_INSERT, self._batches(batch), seconds)
+
+    @staticmethod
+    def _batches(size: int) -> Iterator[list[tuple[Any, ...]]]:
+        while True:
+            # Ids in the order they are made, as Waypost's; payloads that do not compress.
+            yield [(new_id().hex, os.urandom(FLOOR_PAYLOAD_BYTES)) for _ in range(size)]
+
+    def count(self) -> int:
+        found: int = self.conn.execute("SELECT COUNT(*) FROM floor").fetchone()[0]
+        return found
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,4 +1,8 @@
-"""The targets of docs/performance.md, and the table ``make bench`` prints."""
+"""The targets of docs/performance.md, and the table ``make bench`` prints.
+
+Every target is a ratio to a baseline measured in the same run (or, for the p99, an absolute
+bound beside one), so that the verdicts hold on a slower or a busier machine.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 SINGLE_SHARE = 0.60  # of the bare baseline's requests/s
-BATCH_ACTIVITIES = 60_000  # activities/s
-BATCH_RAW_SHARE = 0.50  # of raw executemany rows/s
+BATCH_FLOOR_SHARE = 0.50  # of raw executemany rows/s into the key-and-payload table
+BATCH_RAW_SHARE = 0.50  # of raw executemany rows/s into Waypost's schema
 LATENCY_P99_MS = 15.0  # at half the maximum single-activity rate
+LATENCY_P99_VS_BASELINE = 10.0  # times the bare app's p99 at the same paced rate
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,13 @@ def targets(summary: dict[str, Any]) -> list[Target]:
             single["ratio"] >= SINGLE_SHARE,
         ),
         Target(
-            "100-activity batches: activities/s",
-            f">= {BATCH_ACTIVITIES:,}",
-            f"{batch['waypost']['activities_per_second']:,.0f}",
-            batch["waypost"]["activities_per_second"] >= BATCH_ACTIVITIES,
+            "100-activity batches vs the physical floor",
+            f">= {BATCH_FLOOR_SHARE:.0%}",
+            f"{batch['floor_ratio']:.1%}",
+            batch["floor_ratio"] >= BATCH_FLOOR_SHARE,
         ),
         Target(
-            "100-activity batches vs raw executemany",
+            "100-activity batches vs raw executemany, own schema",
             f">= {BATCH_RAW_SHARE:.0%}",
             f"{batch['raw_ratio']:.1%}",
             batch["raw_ratio"] >= BATCH_RAW_SHARE,
@@ -59,6 +64,12 @@ def targets(summary: dict[str, Any]) -> list[Target]:
             f"{latency['waypost']['p99_ms']:.2f} ms",
             latency["waypost"]["p99_ms"] <= LATENCY_P99_MS,
         ),
+        Target(
+            "that p99 vs the bare app's at the same rate",
+            f"<= {LATENCY_P99_VS_BASELINE:g}x",
+            f"{latency['p99_vs_baseline']:.1f}x",
+            latency["p99_vs_baseline"] <= LATENCY_P99_VS_BASELINE,
+        ),
     ]
 
 
@@ -68,10 +79,11 @@ def _ms(value: float) -> str:
 
 def table(summary: dict[str, Any], judged: list[Target]) -> str:
     """The figures, the ratios and the targets as plain text."""
-    single, batch, raw, latency = (
+    single, batch, raw, floor, latency = (
         summary["single"],
         summary["batch"],
         summary["raw"],
+        summary["floor"],
         summary["latency"],
     )
     b1, w1 = single["baseline"], single["waypost"]
@@ -91,12 +103,14 @@ def table(summary: dict[str, Any], judged: list[Target]) -> str:
         ("100-activity batches: p99 ms", _ms(b100["p99_ms"]), _ms(w100["p99_ms"]), ""),
         ("raw executemany, 100 rows/commit: rows/s", "", f"{raw['rows_per_second']:,.0f}", ""),
         ("Waypost batch activities/s vs raw", "", "", f"{batch['raw_ratio']:.1%}"),
+        ("physical floor, 100 rows/commit: rows/s", "", f"{floor['rows_per_second']:,.0f}", ""),
+        ("Waypost batch activities/s vs floor", "", "", f"{batch['floor_ratio']:.1%}"),
         (f"paced at {latency['rate']:,.0f} req/s: achieved", f"{lb['rps']:,.0f}",
          f"{lw['rps']:,.0f}", ""),
         (f"paced at {latency['rate']:,.0f} req/s: p50 ms", _ms(lb["p50_ms"]),
          _ms(lw["p50_ms"]), ""),
         (f"paced at {latency['rate']:,.0f} req/s: p99 ms", _ms(lb["p99_ms"]),
-         _ms(lw["p99_ms"]), ""),
+         _ms(lw["p99_ms"]), f"{latency['p99_vs_baseline']:.1f}x"),
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [

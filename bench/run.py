@@ -3,8 +3,10 @@
 Phases, in one run on one machine:
 
 1. single activities: baseline, Waypost, baseline, Waypost ... (``--rounds`` each);
-2. 100-activity batches: baseline, Waypost, raw ``executemany`` ... (``--rounds`` each);
-3. single activities paced at half Waypost's measured maximum: Waypost, then the baseline.
+2. 100-activity batches: baseline, Waypost, raw ``executemany`` into Waypost's schema, raw
+   ``executemany`` into the physical floor's table (bench/raw.py) ... (``--rounds`` each);
+3. single activities paced at half Waypost's measured maximum: Waypost, then the baseline, at
+   the same rate.
 
 Every run is checked (see Harness.measure); the first failed check stops the benchmark.
 """
@@ -30,7 +32,7 @@ from typing import Any
 
 from bench.harness import BenchFailure, Harness, say
 from bench.load import LoadError, RunResult, wrk_path
-from bench.raw import RawResult, RawTarget
+from bench.raw import FLOOR_PAYLOAD_BYTES, FloorTarget, RawResult, RawTarget
 from bench.report import median, table, targets
 from bench.servers import ServerError
 from waypost.settings import load_settings
@@ -108,17 +110,22 @@ def run_phases(options: Options, harness: Harness, stack: ExitStack) -> dict[str
     )
     raw_target = RawTarget(raw_settings, str(harness.db_path))
     stack.callback(raw_target.close)
+    floor_target = FloorTarget(harness.workdir / "floor.db")
+    stack.callback(floor_target.close)
     batch: dict[str, list[RunResult]] = {"baseline": [], "waypost": []}
     raw: list[RawResult] = []
+    floor: list[RawResult] = []
     for r in range(o.rounds):
         say(f"100-activity batches, round {r + 1} of {o.rounds}")
         batch["baseline"].append(measure(base100, pools.batch, 100, o.batch_connections, o.seconds))
         batch["waypost"].append(measure(waypost, pools.batch, 100, o.batch_connections, o.seconds))
         raw_target.load_rows(RAW_SOURCE_ROWS)
         raw.append(raw_target.run(o.raw_seconds))
-    raw_count, raw_rows = raw_target.count(), sum(x.rows for x in raw)
-    if raw_count != raw_rows:
-        raise BenchFailure(f"raw: {raw_count} rows in the database, {raw_rows} inserted")
+        floor.append(floor_target.run(o.raw_seconds))
+    for name, target, results in (("raw", raw_target, raw), ("floor", floor_target, floor)):
+        found, inserted = target.count(), sum(x.rows for x in results)
+        if found != inserted:
+            raise BenchFailure(f"{name}: {found} rows in the database, {inserted} inserted")
 
     single_stats = {k: _stats(v, 1) for k, v in single.items()}
     rate = single_stats["waypost"]["rps"] / 2
@@ -135,6 +142,8 @@ def run_phases(options: Options, harness: Harness, stack: ExitStack) -> dict[str
 
     batch_stats = {k: _stats(v, 100) for k, v in batch.items()}
     raw_rate = median([x.rows_per_second for x in raw])
+    floor_rate = median([x.rows_per_second for x in floor])
+    paced_stats = {k: _stats([v], 1) for k, v in paced.items()}
     return {
         "single": {
             **single_stats,
@@ -145,6 +154,7 @@ def run_phases(options: Options, harness: Harness, stack: ExitStack) -> dict[str
             **batch_stats,
             "ratio": batch_stats["waypost"]["rps"] / batch_stats["baseline"]["rps"],
             "raw_ratio": batch_stats["waypost"]["activities_per_second"] / raw_rate,
+            "floor_ratio": batch_stats["waypost"]["activities_per_second"] / floor_rate,
             "connections": o.batch_connections,
         },
         "raw": {
@@ -153,10 +163,20 @@ def run_phases(options: Options, harness: Harness, stack: ExitStack) -> dict[str
             "pragmas": raw_target.pragmas,
             "rounds": [x.as_dict() for x in raw],
         },
+        "floor": {
+            "rows_per_second": floor_rate,
+            "rows_per_transaction": 100,
+            "payload_bytes": FLOOR_PAYLOAD_BYTES,
+            "pragmas": floor_target.pragmas,
+            "rounds": [x.as_dict() for x in floor],
+        },
         "latency": {
             "rate": rate,
             "connections": o.latency_connections,
-            **{k: _stats([v], 1) for k, v in paced.items()},
+            **paced_stats,
+            # The bare app's p99 is microseconds; a floor of 1 µs keeps the ratio finite.
+            "p99_vs_baseline": paced_stats["waypost"]["p99_ms"]
+            / max(paced_stats["baseline"]["p99_ms"], 0.001),
         },
         "waypost_settings": waypost.info["settings"],
         "server": waypost.info["server"],

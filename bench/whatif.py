@@ -2,20 +2,27 @@
 
 Not part of ``make bench``. It fills a Waypost database with the benchmark's batches, then
 measures raw ``executemany`` of those rows into fresh databases that differ in one thing each
-(an index dropped, the batch size, ``synchronous``), and Waypost itself with
-``synchronous=NORMAL``. Every figure is one run, so read them as rough ratios.
+(an index dropped or as it was before a migration, the batch size, ``synchronous``), the
+physical floor of ``make bench``, and Waypost itself with ``synchronous=NORMAL``. Waypost's
+figures are one run each, the raw ones the median of ``--rounds`` runs taken in turn, so read
+them as rough ratios; the CPU and the bytes written per row move least with the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import Harness, say
-from bench.raw import RawTarget
+from bench.raw import FloorTarget, RawResult, RawTarget
+from bench.report import median
+from waypost.pipeline.writer_rows import ACTIVITY_COLUMNS
 from waypost.settings import load_settings
 
 SECONDARY_INDEXES = (
@@ -26,45 +33,116 @@ SECONDARY_INDEXES = (
     "uq_activities_channel_client_id",
 )
 
-# name, synchronous, rows per transaction, statements run on the fresh database first
-VARIANTS: list[tuple[str, str, int, list[str]]] = [
-    ("schema as migrated", "FULL", 100, []),
-    ("1,000 rows per transaction", "FULL", 1000, []),
-    ("synchronous=NORMAL", "NORMAL", 100, []),
-    ("64 MB page cache", "FULL", 100, ["PRAGMA cache_size=-65536"]),
-    ("foreign keys off", "FULL", 100, ["PRAGMA foreign_keys=OFF"]),
-    ("without ix_activities_type_primary", "FULL", 100, [f"DROP INDEX {SECONDARY_INDEXES[0]}"]),
-    (
-        "without any secondary index",
-        "FULL",
-        100,
-        [f"DROP INDEX {name}" for name in SECONDARY_INDEXES],
-    ),
+FULL_PRIMARY_INDEX = [
+    f"DROP INDEX {SECONDARY_INDEXES[0]}",
+    f"CREATE INDEX {SECONDARY_INDEXES[0]} ON activities (type_id, primary_value)",
 ]
 
 
-def raw_variants(source: Path, workdir: Path, seconds: float) -> list[tuple[str, float]]:
-    results = []
-    for name, synchronous, batch, statements in VARIANTS:
-        target_dir = workdir / "raw"
-        shutil.rmtree(target_dir, ignore_errors=True)
-        target_dir.mkdir()
-        settings = load_settings(
-            {},
-            database_url=f"sqlite:///{target_dir / 'raw.db'}",
-            sqlite_synchronous=synchronous,
+def primary_values_as_before(target: RawTarget) -> None:
+    """The rows as Waypost stored them before migration 0018: ``primary_value`` holding the
+    primary field's text whatever its type (a decimal too)."""
+    primary = dict(
+        target.conn.execute(
+            "SELECT type_id, name FROM main.activity_type_fields WHERE is_primary"
+        ).fetchall()
+    )
+    type_at, fields_at, primary_at = (
+        ACTIVITY_COLUMNS.index(c) for c in ("type_id", "fields", "primary_value")
+    )
+    rows = []
+    for row in target.source_rows:
+        name = primary.get(row[type_at])
+        value = json.loads(row[fields_at]).get(name) if name and row[fields_at] else None
+        changed = list(row)
+        changed[primary_at] = None if value is None else str(value)[:200]
+        rows.append(tuple(changed))
+    target.source_rows = rows
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A fresh database that differs from the migrated one in one thing."""
+
+    name: str
+    synchronous: str = "FULL"
+    batch: int = 100  # rows per transaction
+    statements: tuple[str, ...] = ()  # run on the fresh database first
+    rows: Callable[[RawTarget], None] | None = None  # changes the rows to insert
+
+
+VARIANTS = [
+    Variant("schema as migrated"),
+    Variant("1,000 rows per transaction", batch=1000),
+    Variant("synchronous=NORMAL", synchronous="NORMAL"),
+    Variant("64 MB page cache", statements=("PRAGMA cache_size=-65536",)),
+    Variant("foreign keys off", statements=("PRAGMA foreign_keys=OFF",)),
+    # Before migration 0018 and the decimal primary left out of primary_value: every row had
+    # an entry, the bench's rows one at the place of their amount.
+    Variant("before 0018: decimal primaries indexed", statements=(*FULL_PRIMARY_INDEX,),
+            rows=primary_values_as_before),
+    Variant("ix_activities_type_primary on every row", statements=(*FULL_PRIMARY_INDEX,)),
+    Variant("without ix_activities_type_primary",
+            statements=(f"DROP INDEX {SECONDARY_INDEXES[0]}",)),
+    Variant("without any secondary index",
+            statements=tuple(f"DROP INDEX {name}" for name in SECONDARY_INDEXES)),
+]  # fmt: skip
+
+
+Row = tuple[str, float, float | None, float | None]  # name, per second, CPU µs and bytes per row
+
+
+def raw_variants(source: Path, workdir: Path, seconds: float, rounds: int) -> list[Row]:
+    """Every variant once per round, in turn, so that a change in the machine's load falls on
+    all of them alike; the medians of the rounds."""
+    runs: dict[str, list[RawResult]] = {v.name: [] for v in VARIANTS}
+    for r in range(rounds):
+        for variant in VARIANTS:
+            target_dir = workdir / "raw"
+            shutil.rmtree(target_dir, ignore_errors=True)
+            target_dir.mkdir()
+            settings = load_settings(
+                {},
+                database_url=f"sqlite:///{target_dir / 'raw.db'}",
+                sqlite_synchronous=variant.synchronous,
+            )
+            target = RawTarget(settings, str(source))
+            try:
+                for statement in variant.statements:
+                    target.conn.execute(statement)
+                target.load_rows(50_000)
+                if variant.rows is not None:
+                    variant.rows(target)
+                result = target.run(seconds, batch=variant.batch)
+            finally:
+                target.close()
+            say(
+                f"raw, {variant.name}, round {r + 1}: {result.rows_per_second:,.0f} rows/s, "
+                f"{result.cpu_us_per_row or 0:.1f} µs CPU and {result.bytes_per_row or 0:,.0f} "
+                "bytes written per row"
+            )
+            runs[variant.name].append(result)
+    return [
+        (
+            f"raw executemany, {name}",
+            median([x.rows_per_second for x in results]),
+            median([x.cpu_us_per_row or 0.0 for x in results]),
+            median([x.bytes_per_row or 0.0 for x in results]),
         )
-        target = RawTarget(settings, str(source))
-        try:
-            for statement in statements:
-                target.conn.execute(statement)
-            target.load_rows(50_000)
-            result = target.run(seconds, batch=batch)
-        finally:
-            target.close()
-        say(f"raw, {name}: {result.rows_per_second:,.0f} rows/s")
-        results.append((f"raw executemany, {name}", result.rows_per_second))
-    return results
+        for name, results in runs.items()
+    ]
+
+
+def floor_run(workdir: Path, seconds: float) -> Row:
+    """The physical floor of ``make bench``, for scale."""
+    target = FloorTarget(workdir / "floor.db")
+    try:
+        result = target.run(seconds)
+    finally:
+        target.close()
+    say(f"physical floor: {result.rows_per_second:,.0f} rows/s")
+    name = "raw executemany, physical floor (key and 200-byte payload)"
+    return name, result.rows_per_second, result.cpu_us_per_row, result.bytes_per_row
 
 
 def waypost_runs(workdir: Path, synchronous: str, seconds: float) -> tuple[Path, list[float]]:
@@ -88,21 +166,27 @@ def waypost_runs(workdir: Path, synchronous: str, seconds: float) -> tuple[Path,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.whatif", description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per run (4)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the raw variants (1)")
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= 60:
         parser.error("--seconds must be over 0 and at most 60")
-    rows: list[tuple[str, float]] = []
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be 1 to 20")
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="waypost-whatif-") as tmp:
         workdir = Path(tmp)
         for synchronous in ("FULL", "NORMAL"):
             source, (single, batch) = waypost_runs(workdir, synchronous, args.seconds)
-            rows.append((f"Waypost, synchronous={synchronous}: single requests/s", single))
-            rows.append((f"Waypost, synchronous={synchronous}: batch activities/s", batch))
-        rows += raw_variants(source, workdir, args.seconds)
-    width = max(len(name) for name, _ in rows)
-    print()
-    for name, value in rows:
-        print(f"{name.ljust(width)}  {value:>10,.0f}")
+            prefix = f"Waypost, synchronous={synchronous}"
+            rows.append((f"{prefix}: single requests/s", single, None, None))
+            rows.append((f"{prefix}: batch activities/s", batch, None, None))
+        rows += raw_variants(source, workdir, args.seconds, args.rounds)
+        rows.append(floor_run(workdir, args.seconds))
+    width = max(len(name) for name, *_ in rows)
+    print(f"\n{'per second'.rjust(width + 12)}  µs CPU per row  bytes written per row")
+    for name, value, cpu, written in rows:
+        per_row = "" if cpu is None else f"{cpu:14.1f}  {written or 0:>21,.0f}"
+        print(f"{name.ljust(width)}  {value:>10,.0f}  {per_row}")
     return 0
 
 

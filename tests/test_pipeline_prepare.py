@@ -53,6 +53,7 @@ TYPES = [
         field("decided_at", "datetime"),
         field("site", "url"),
     ),
+    make_type("plan_chosen", "Plan chosen", field("plan", "text", primary=True)),
 ]
 SNAPSHOT = Snapshot(types={t.code_name: t for t in TYPES})
 
@@ -339,7 +340,8 @@ def test_fields_are_validated_and_stored_canonically() -> None:
         "decided_at": "2026-01-31T12:00:00.000000Z",
         "site": "https://bank.example/loans",
     }
-    assert loan.primary_value == "50000.10"
+    # Filters compare a decimal as a number from the fields: nothing reads it from the index.
+    assert loan.primary_value is None
     assert loan.value == "50000.10"
     assert loan.title == "Loan request '50000.10'"
 
@@ -347,7 +349,15 @@ def test_fields_are_validated_and_stored_canonically() -> None:
 def test_a_given_value_wins_over_the_primary_field() -> None:
     loan = accepted({"type": "loan_request", "value": "web", "fields": {"amount": "1"}})
     assert loan.value == "web"
-    assert loan.primary_value == "1"
+    assert loan.primary_value is None
+
+
+def test_a_primary_field_other_than_a_decimal_is_indexed_by_its_first_characters() -> None:
+    chosen = accepted({"type": "plan_chosen", "fields": {"plan": "Gold"}})
+    assert chosen.primary_value == "Gold"
+    long = accepted({"type": "plan_chosen", "fields": {"plan": "x" * 250}})
+    assert long.primary_value == "x" * 200
+    assert accepted({"type": "plan_chosen"}).primary_value is None
 
 
 @pytest.mark.parametrize(

@@ -292,7 +292,8 @@ def rejected_of(row: sa.Row[Any]) -> RejectedActivity:
 
 
 def _by_primary_value(f: FieldFilter) -> bool:
-    # Decimals are compared as numbers ("50000.1" == "50000.10"), not as the indexed text.
+    # Decimals are compared as numbers ("50000.1" == "50000.10"), not as the indexed text;
+    # their activities carry no primary_value (pipeline/prepare.py).
     return f.spec.primary and f.op == "eq" and f.spec.type != "decimal"
 
 

@@ -288,7 +288,14 @@ activities = Table(
     Index("ix_activities_contact_time", "contact_id", "occurred_at", "id", "type_id"),
     Index("ix_activities_type_time", "type_id", "occurred_at", "contact_id"),
     Index("ix_activities_time", "occurred_at", "id"),
-    Index("ix_activities_type_primary", "type_id", "primary_value"),
+    # Filters on a primary field compare it with a value; most activities have none.
+    Index(
+        "ix_activities_type_primary",
+        "type_id",
+        "primary_value",
+        sqlite_where=text("primary_value IS NOT NULL"),
+        postgresql_where=text("primary_value IS NOT NULL"),
+    ),
     # Only activities sent with an idempotency key carry a client id; most have none.
     Index(
         "uq_activities_channel_client_id",
