@@ -379,15 +379,23 @@ def _write_rollups(conn: Connection, s: Statements, c: Codec, rollups: Counter[R
     if s.sqlite:
         # The writer holds SQLite's write lock: the rows created are those with a rowid past
         # the largest before (SQLite gives a new row the largest rowid plus one), which costs
-        # two index lookups rather than a lookup per row.
-        last = conn.exec_driver_sql("SELECT max(rowid) FROM activity_rollups").scalar()
-        conn.exec_driver_sql(s.upsert_rollup, params)
-        for type_id, day, n in conn.exec_driver_sql(
-            "SELECT type_id, day, count(*) FROM activity_rollups WHERE rowid > ? "
-            "GROUP BY type_id, day",
-            (last or 0,),
-        ):
-            new[(type_id, day)] = n
+        # two index lookups rather than a lookup per row. Both on the driver's connection, in
+        # the same transaction: SQLAlchemy's result rows would cost more than the queries.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        try:
+            (last,) = driver.execute("SELECT max(rowid) FROM activity_rollups").fetchone()
+            conn.exec_driver_sql(s.upsert_rollup, params)
+            # (No GROUP BY: SQLite would walk the whole type-and-contact index for it.)
+            new.update(
+                driver.execute(
+                    "SELECT type_id, day FROM activity_rollups WHERE rowid > ?", (last or 0,)
+                ).fetchall()
+            )
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                "rollups", None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from exc
     else:
         added = {row[:3]: row[3] for row in params}
         for first in range(0, len(params), ROLLUP_CHUNK):
