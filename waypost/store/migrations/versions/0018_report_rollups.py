@@ -66,15 +66,18 @@ def fill_value_counts(conn: sa.Connection) -> None:
     for type_id, name in counted:
         # The stored JSON: an integer as a number, a decimal as its string.
         path = '$."' + name.replace('"', '""') + '"'
-        text = "CAST(json_extract(fields, :path) AS TEXT)" if sqlite else "fields ->> :name"
+        text = "CAST(json_extract(fields, :key) AS TEXT)" if sqlite else "fields ->> :key"
         conn.execute(
             sa.text(
                 "INSERT INTO activity_value_counts (type_id, field, day, value, count) "  # noqa: S608
-                f"SELECT type_id, :name, {day}, {text}, count(*) FROM activities "
-                f"WHERE type_id = :type_id AND {text} IS NOT NULL "
-                f"AND length({text}) <= 48 GROUP BY type_id, {day}, {text}"
-            ).bindparams(sa.bindparam("type_id", type_=sa.Uuid())),
-            {"type_id": type_id, "name": name, "path": path},
+                "SELECT type_id, :field, day, v, count(*) FROM "
+                f"(SELECT type_id, {day} AS day, {text} AS v FROM activities "
+                "WHERE type_id = :type_id) AS found "
+                "WHERE v IS NOT NULL AND length(v) <= 48 GROUP BY type_id, day, v"
+            ).bindparams(
+                sa.bindparam("type_id", type_=sa.Uuid()), sa.bindparam("field", type_=sa.String())
+            ),
+            {"type_id": type_id, "field": name, "key": path if sqlite else name},
         )
 
 
