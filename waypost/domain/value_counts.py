@@ -11,8 +11,6 @@ See docs/reports.md.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 from collections.abc import Iterable, Mapping, Sequence
 
 from waypost.domain.fields import FieldSpec
@@ -51,13 +49,3 @@ def counted_values(names: Sequence[str], fields: Mapping[str, object] | None) ->
         if text is not None:
             out.append((name, text))
     return out
-
-
-def utc_day(instant: dt.datetime) -> dt.date:
-    """The UTC day of an instant (the day the rollups count it on)."""
-    return instant.astimezone(dt.UTC).date()
-
-
-def exact(text: str) -> decimal.Decimal:
-    """A counted value as an exact decimal."""
-    return decimal.Decimal(text)
