@@ -34,6 +34,7 @@ import msgspec
 from waypost.domain.report_definitions import ReportDefinition, ReportResult
 from waypost.hub import Hub
 from waypost.settings import load_settings
+from waypost.store import make_engine, migrate
 
 TARGETS = {
     "counts_90_days": 0.3,
@@ -79,9 +80,24 @@ def prepare(source: Path, copy: Path) -> None:
         (type_id, since),
     )
     dst.execute("COMMIT")
+    dst.close()
+    # The report rollups (migration 0018 and later) are filled as the migration fills them:
+    # summed in SQL from the rollups per contact and from the activities' field values.
+    sys.stderr.write("migrating the copy, filling the report rollups...\n")
+    upgrade_copy(partial)
+    dst = sqlite3.connect(partial, isolation_level=None)
     dst.execute("ANALYZE")
     dst.close()
     partial.rename(copy)
+
+
+def upgrade_copy(path: Path) -> None:
+    """Bring a copy to the current schema (a copy made by an older version of this bench)."""
+    engine = make_engine(load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{path}"}))
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def definitions(today: dt.date) -> dict[str, dict[str, Any]]:
@@ -122,12 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--only", help="One report: " + ", ".join(TARGETS))
+    parser.add_argument(
+        "--source", type=Path, help="The bench.scale database (default: its name under --out)"
+    )
     args = parser.parse_args(argv)
-    source = args.out / f"scale-{args.contacts}-{args.activities}.db"
+    source = args.source or args.out / f"scale-{args.contacts}-{args.activities}.db"
     if not source.exists():
         raise SystemExit(f"{source} does not exist: run python -m bench.scale first")
     copy = args.out / f"reports-{args.contacts}-{args.activities}.db"
     prepare(source, copy)
+    upgrade_copy(copy)
     hub = Hub(load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{copy}"}))
     with hub.store.read() as conn:
         latest = conn.exec_driver_sql("SELECT max(day) FROM activity_daily_counts").scalar_one()

@@ -172,8 +172,8 @@ def build(path: Path, contacts: int, activities: int, seed: int) -> None:
         "GROUP BY contact_id, type_id, substr(occurred_at, 1, 10)"
     )
     con.execute(
-        "INSERT INTO activity_daily_counts (type_id, day, count) "
-        "SELECT type_id, day, sum(count) FROM activity_rollups GROUP BY type_id, day"
+        "INSERT INTO activity_daily_counts (type_id, day, count, contacts) "
+        "SELECT type_id, day, sum(count), count(*) FROM activity_rollups GROUP BY type_id, day"
     )
     con.execute("COMMIT")
     sys.stderr.write(f"{made:,} activities; building the activity indexes...\n")
@@ -300,15 +300,22 @@ def _log_activity(
             "occurred_at, received_at) VALUES (?, ?, ?, ?, 'Loan calculator usage', '1', ?, ?)",
             [(new_id().hex, type_id.hex, c.hex, channel, stamp, stamp) for c in contacts],
         )
+        created = 0
+        for c in contacts:  # RETURNING needs one statement per row here: count 1 is a new row
+            created += (
+                conn.exec_driver_sql(
+                    "INSERT INTO activity_rollups (contact_id, type_id, day, count) "
+                    "VALUES (?, ?, ?, 1) ON CONFLICT (contact_id, type_id, day) "
+                    "DO UPDATE SET count = count + 1 RETURNING count",
+                    (c.hex, type_id.hex, str(now.date())),
+                ).scalar_one()
+                == 1
+            )
         conn.exec_driver_sql(
-            "INSERT INTO activity_rollups (contact_id, type_id, day, count) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (contact_id, type_id, day) DO UPDATE SET count = count + 1",
-            [(c.hex, type_id.hex, str(now.date())) for c in contacts],
-        )
-        conn.exec_driver_sql(
-            "INSERT INTO activity_daily_counts (type_id, day, count) VALUES (?, ?, ?) "
-            "ON CONFLICT (type_id, day) DO UPDATE SET count = count + excluded.count",
-            (type_id.hex, str(now.date()), len(contacts)),
+            "INSERT INTO activity_daily_counts (type_id, day, count, contacts) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (type_id, day) "
+            "DO UPDATE SET count = count + excluded.count, contacts = contacts + excluded.contacts",
+            (type_id.hex, str(now.date()), len(contacts), created),
         )
 
 

@@ -1,30 +1,32 @@
-"""Activities for report tests, stored as the writer stores them: the activity rows, the
-rollups per contact, type and UTC day, and the counts per type and day."""
+"""Activities for report tests, stored as the writer stores them: the activity rows, then the
+writer's own counters (rollups per contact, type and UTC day, counts per type and day, counts
+per field value)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
+from waypost.domain.value_counts import counted_fields, counted_values
 from waypost.hub import Hub
 from waypost.ids import new_id
+from waypost.pipeline.writer_rows import BatchRows, Statements, write_counters
 from waypost.services.groups import GroupCreate
+from waypost.store.codec import Codec
 from waypost.store.schema import (
     activities,
-    activity_daily_counts,
-    activity_rollups,
     activity_types,
     contact_groups,
     contacts,
     group_members,
     group_membership_events,
 )
+from waypost.store.type_fields import load_type_fields
 
 UTC = dt.UTC
 
@@ -55,9 +57,11 @@ def store_activities(hub: Hub, acts: Sequence[Act]) -> None:
     if not acts:
         return
     with hub.store.read() as conn:
-        rows_found = conn.execute(sa.select(activity_types.c.code_name, activity_types.c.id))
-        type_ids = {row.code_name: row.id for row in rows_found}
-    rollups: Counter[tuple[uuid.UUID, uuid.UUID, dt.date]] = Counter()
+        found = conn.execute(sa.select(activity_types.c.code_name, activity_types.c.id))
+        type_ids = {row.code_name: row.id for row in found}
+        fields = load_type_fields(conn, list(type_ids.values()))
+    counted = {ident: counted_fields(fields.get(ident, [])) for ident in type_ids.values()}
+    batch = BatchRows(latest=max(act.at for act in acts))
     rows = []
     for act in acts:
         type_id = type_ids[act.type]
@@ -73,23 +77,14 @@ def store_activities(hub: Hub, acts: Sequence[Act]) -> None:
                 "received_at": act.at,
             }
         )
-        rollups[(act.contact, type_id, act.at.astimezone(UTC).date())] += 1
-    daily: Counter[tuple[uuid.UUID, dt.date]] = Counter()
-    for (_, type_id, day), n in rollups.items():
-        daily[(type_id, day)] += n
+        day = act.at.astimezone(UTC).date()
+        batch.rollups[(act.contact, type_id, day)] += 1
+        for name, value in counted_values(counted[type_id], act.fields):
+            batch.values[(type_id, name, day, value)] += 1
     with hub.store.write() as conn:
         conn.execute(activities.insert(), rows)
-        conn.execute(
-            activity_rollups.insert(),
-            [
-                {"contact_id": c, "type_id": t, "day": d, "count": n}
-                for (c, t, d), n in rollups.items()
-            ],
-        )
-        conn.execute(
-            activity_daily_counts.insert(),
-            [{"type_id": t, "day": d, "count": n} for (t, d), n in daily.items()],
-        )
+        codec = Codec(conn.dialect.name)
+        write_counters(conn, Statements(codec), codec, batch)
 
 
 def make_group(

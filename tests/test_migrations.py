@@ -170,3 +170,88 @@ def test_0014_makes_website_channels_with_a_tracking_consent_enforce_it(engine: 
         ("website", None): False,
         ("headless", "Tracking"): False,
     }
+
+
+def test_0018_fills_the_distinct_contacts_and_the_counts_per_value(engine: Engine) -> None:
+    from waypost.store.schema import (
+        activities,
+        activity_rollups,
+        activity_type_fields,
+        activity_value_counts,
+        channels,
+        contacts,
+    )
+
+    migrate.upgrade(engine, "0017")
+    now = dt.datetime(2026, 3, 2, 23, 30, tzinfo=dt.UTC)
+    people = [uuid.uuid4() for _ in range(3)]
+    channel = uuid.uuid4()
+    with engine.begin() as conn:
+        type_id = conn.execute(sa.select(activity_types.c.id).limit(1)).scalar_one()
+        conn.execute(
+            activity_type_fields.insert(),
+            [
+                {"id": uuid.uuid4(), "type_id": type_id, "position": i, "name": name,
+                 "data_type": kind, "required": False, "is_primary": False, "description": ""}
+                for i, (name, kind) in enumerate(
+                    [("amount", "decimal"), ("term", "integer"), ("note", "text")]
+                )
+            ],
+        )  # fmt: skip
+        conn.execute(
+            channels.insert().values(
+                id=channel, name="Web", kind="headless", allowed_origins=[], default_language="en",
+                tracking_consent=None, enforce_consent=False, identity_secret="s",
+                created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+        conn.execute(
+            contacts.insert(),
+            [{"id": p, "attributes": {}, "created_at": now, "updated_at": now} for p in people],
+        )
+        made = [
+            (people[0], now, {"amount": "10.50", "term": 12, "note": "x"}),
+            (people[0], now + dt.timedelta(hours=1), {"amount": "10.50", "term": 24}),
+            (people[1], now, {"term": 12}),
+            (people[2], now + dt.timedelta(hours=1), {"note": "only text"}),
+        ]
+        conn.execute(
+            activities.insert(),
+            [
+                {"id": uuid.uuid4(), "type_id": type_id, "contact_id": who, "channel_id": channel,
+                 "title": "t", "fields": fields, "occurred_at": at, "received_at": at}
+                for who, at, fields in made
+            ],
+        )  # fmt: skip
+        rollups = [(people[0], now.date(), 1), (people[0], dt.date(2026, 3, 3), 1)]
+        rollups += [(people[1], now.date(), 1), (people[2], dt.date(2026, 3, 3), 1)]
+        conn.execute(
+            activity_rollups.insert(),
+            [{"contact_id": p, "type_id": type_id, "day": d, "count": n} for p, d, n in rollups],
+        )
+        daily = sa.table(
+            "activity_daily_counts", sa.column("type_id", sa.Uuid()), sa.column("day", sa.Date()),
+            sa.column("count"),
+        )  # fmt: skip
+        conn.execute(
+            daily.insert(),
+            [
+                {"type_id": type_id, "day": now.date(), "count": 2},
+                {"type_id": type_id, "day": dt.date(2026, 3, 3), "count": 2},
+            ],
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        d = sa.table("activity_daily_counts", sa.column("day", sa.Date()), sa.column("contacts"))
+        assert dict(conn.execute(sa.select(d.c.day, d.c.contacts)).all()) == {
+            now.date(): 2,
+            dt.date(2026, 3, 3): 2,
+        }
+        v = activity_value_counts.c
+        found = conn.execute(sa.select(v.field, v.day, v.value, v["count"])).all()
+    assert sorted(tuple(row) for row in found) == [
+        ("amount", now.date(), "10.50", 1),
+        ("amount", dt.date(2026, 3, 3), "10.50", 1),
+        ("term", now.date(), "12", 2),
+        ("term", dt.date(2026, 3, 3), "24", 1),
+    ]

@@ -27,6 +27,7 @@ from waypost.store.schema import (
     activities,
     activity_daily_counts,
     activity_rollups,
+    activity_value_counts,
     contact_groups,
     group_members,
     group_membership_events,
@@ -62,6 +63,7 @@ class World:
                 activities,
                 activity_rollups,
                 activity_daily_counts,
+                activity_value_counts,
                 group_membership_events,
                 group_members,
                 contact_groups,
@@ -236,6 +238,7 @@ def test_numeric_summaries_equal_decimal_arithmetic(
         field="amount",
         filters=filters,
     )
+    assert got.source == ("rollups" if zone == "UTC" and term is None else "activities")
     values: dict[str, list[decimal.Decimal]] = {}
     for period, act in in_range(made, since, until, zone, granularity):
         wanted = term is None or act.fields.get("term") == term

@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 from waypost.domain.fields import FieldSpec
 from waypost.domain.keys import Access
 from waypost.domain.suppressions import Suppressed
+from waypost.domain.value_counts import counted_fields
 from waypost.records.suppressions import (
     SuppressionsVersion,
     load_suppressed,
@@ -71,6 +72,8 @@ class TypeInfo:
     per_ip: RateLimitInfo | None
     # Marketo's activityTypeId for the type.
     number: int = 0
+    # The fields whose values the writer counts per day (waypost.domain.value_counts).
+    counted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ class Catalog:
                 per_contact=limits.per_contact,
                 per_ip=limits.per_ip,
                 number=r.number,
+                counted=counted_fields(fields.get(r.id, ())),
             )
             types[r.code_name] = info
             numbers[r.number] = info

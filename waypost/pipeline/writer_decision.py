@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from waypost.domain.value_counts import counted_values
 from waypost.errors import ErrorDetail
 from waypost.pipeline.catalog import ChannelInfo
 from waypost.pipeline.prepare import Accepted, Rejected, erased
@@ -256,6 +257,9 @@ def _store(
     rows.activities.append(
         activity_row(c, item, contact, channel.id, job.received_at, agreed, version)
     )
+    if item.type.counted and item.fields:
+        for name, value in counted_values(item.type.counted, item.fields):
+            rows.values[(item.type.id, name, day, value)] += 1
     for violation in item.flags or ():
         rows.violations[(item.type.id, str(violation["field"]), str(violation["code"]))] += 1
     rows.touched_types.add(item.type.id)

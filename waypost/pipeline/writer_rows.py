@@ -67,6 +67,9 @@ CONTACT_COLUMN = ACTIVITY_COLUMNS.index("contact_id")
 
 Row = tuple[object, ...]
 RollupKey = tuple[uuid.UUID, uuid.UUID, dt.date]
+ValueKey = tuple[uuid.UUID, str, dt.date, str]
+# Rollup rows per upsert statement: 4 parameters each, within every driver's limit.
+ROLLUP_CHUNK = 1000
 
 
 @dataclass
@@ -92,6 +95,8 @@ class BatchRows:
     replay_marks: list[Row] = field(default_factory=list)
     # Per contact, type and UTC day; data inputs are counted once their contact is known.
     rollups: Counter[RollupKey] = field(default_factory=Counter)
+    # Per type, field, UTC day and value, for the counted fields (waypost.domain.value_counts).
+    values: Counter[ValueKey] = field(default_factory=Counter)
     violations: Counter[tuple[uuid.UUID, str, str]] = field(default_factory=Counter)
     data_inputs: list[DataInput] = field(default_factory=list)
     # The contacts whose activities changed, and their types, for the contact groups.
@@ -216,16 +221,40 @@ class Statements:
             f"UPDATE rejected_activities SET replayed_at = {m}, replay_outcome = {m}, "  # noqa: S608
             f"replayed_activity_id = {m} WHERE id = {m}"
         )
+        self.sqlite = c.sqlite
         self.upsert_rollup = (
             "INSERT INTO activity_rollups (contact_id, type_id, day, count) "  # noqa: S608
             f"VALUES ({mark(4)}) ON CONFLICT (contact_id, type_id, day) "
             "DO UPDATE SET count = activity_rollups.count + excluded.count"
         )
+        self._rollup_row = f"({mark(4)})"
+        self._upsert_rollups: dict[int, str] = {}
         self.upsert_daily = (
-            "INSERT INTO activity_daily_counts (type_id, day, count) "  # noqa: S608
-            f"VALUES ({mark(3)}) ON CONFLICT (type_id, day) "
-            "DO UPDATE SET count = activity_daily_counts.count + excluded.count"
+            "INSERT INTO activity_daily_counts (type_id, day, count, contacts) "  # noqa: S608
+            f"VALUES ({mark(4)}) ON CONFLICT (type_id, day) "
+            "DO UPDATE SET count = activity_daily_counts.count + excluded.count, "
+            "contacts = activity_daily_counts.contacts + excluded.contacts"
         )
+        self.upsert_value = (
+            "INSERT INTO activity_value_counts (type_id, field, day, value, count) "  # noqa: S608
+            f"VALUES ({mark(5)}) ON CONFLICT (type_id, field, day, value) "
+            "DO UPDATE SET count = activity_value_counts.count + excluded.count"
+        )
+
+    def upsert_rollups(self, rows: int) -> str:
+        """PostgreSQL: one statement upserting ``rows`` rollup rows and returning each row's
+        count after it; a count equal to the one added is a row the statement created, a
+        contact new to that type and day. (executemany would drop what RETURNING returns.)"""
+        statement = self._upsert_rollups.get(rows)
+        if statement is None:
+            statement = self._upsert_rollups[rows] = (
+                "INSERT INTO activity_rollups (contact_id, type_id, day, count) "  # noqa: S608
+                f"VALUES {', '.join([self._rollup_row] * rows)} "
+                "ON CONFLICT (contact_id, type_id, day) "
+                "DO UPDATE SET count = activity_rollups.count + excluded.count "
+                "RETURNING contact_id, type_id, day, count"
+            )
+        return statement
 
 
 def write_rows(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> None:
@@ -243,7 +272,7 @@ def write_rows(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> No
         _insert(conn, s.insert_rejected, s.copy_rejected, s.copy_min_rows, rows.rejected)
     if rows.replay_marks:
         conn.exec_driver_sql(s.mark_replayed, rows.replay_marks)
-    _write_counters(conn, s, c, rows)
+    write_counters(conn, s, c, rows)
 
 
 def _insert(
@@ -311,7 +340,9 @@ def _emit_stored(conn: Connection, listened: list[Listened], moved: dict[int, uu
         )
 
 
-def _write_counters(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> None:
+def write_counters(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> None:
+    """The batch's counters: field violations, rollups per contact, type and day, counts per
+    type and day (activities and distinct contacts), counts per field value."""
     # These are rows that other nodes' writers add to as well (every writer adds to today's
     # count of a type): each batch takes them in key order, so that two batches never each
     # hold a row the other waits for.
@@ -323,21 +354,67 @@ def _write_counters(conn: Connection, s: Statements, c: Codec, rows: BatchRows) 
                 for (type_id, name, code), count in sorted(rows.violations.items())
             ],
         )
-    if not rows.rollups:
-        return
-    conn.exec_driver_sql(
-        s.upsert_rollup,
-        [
-            (c.ident(contact), c.ident(type_id), c.date(day), count)
-            for (contact, type_id, day), count in sorted(rows.rollups.items(), key=_rollup_key)
-        ],
-    )
+    if rows.rollups:
+        _write_rollups(conn, s, c, rows.rollups)
+    if rows.values:
+        conn.exec_driver_sql(
+            s.upsert_value,
+            [
+                (c.ident(type_id), name, c.date(day), value, count)
+                for (type_id, name, day, value), count in sorted(
+                    rows.values.items(), key=_value_key
+                )
+            ],
+        )
+
+
+def _write_rollups(conn: Connection, s: Statements, c: Codec, rollups: Counter[RollupKey]) -> None:
+    """The rollups per contact, type and day, then the counts per type and day with the
+    contacts the rollups gained (a row created is a contact new to its type and day)."""
+    params = [
+        (c.ident(contact), c.ident(type_id), c.date(day), count)
+        for (contact, type_id, day), count in sorted(rollups.items(), key=_rollup_key)
+    ]
+    new: Counter[tuple[object, object]] = Counter()
+    if s.sqlite:
+        # The writer holds SQLite's write lock: the rows created are those with a rowid past
+        # the largest before (SQLite gives a new row the largest rowid plus one), which costs
+        # two index lookups rather than a lookup per row. Both on the driver's connection, in
+        # the same transaction: SQLAlchemy's result rows would cost more than the queries.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        try:
+            (last,) = driver.execute("SELECT max(rowid) FROM activity_rollups").fetchone()
+            conn.exec_driver_sql(s.upsert_rollup, params)
+            # (No GROUP BY: SQLite would walk the whole type-and-contact index for it.)
+            new.update(
+                driver.execute(
+                    "SELECT type_id, day FROM activity_rollups WHERE rowid > ?", (last or 0,)
+                ).fetchall()
+            )
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                "rollups", None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from exc
+    else:
+        added = {row[:3]: row[3] for row in params}
+        for first in range(0, len(params), ROLLUP_CHUNK):
+            chunk = params[first : first + ROLLUP_CHUNK]
+            flat = tuple(value for row in chunk for value in row)
+            for contact, type_id, day, count in conn.exec_driver_sql(
+                s.upsert_rollups(len(chunk)), flat
+            ):
+                if added[(contact, type_id, day)] == count:
+                    new[(type_id, day)] += 1
     daily: Counter[tuple[uuid.UUID, dt.date]] = Counter()
-    for (_, type_id, day), count in rows.rollups.items():
+    for (_, type_id, day), count in rollups.items():
         daily[(type_id, day)] += count
     conn.exec_driver_sql(
         s.upsert_daily,
-        [(c.ident(type_id), c.date(day), count) for (type_id, day), count in sorted(daily.items())],
+        [
+            (c.ident(type_id), c.date(day), count, new[(c.ident(type_id), c.date(day))])
+            for (type_id, day), count in sorted(daily.items())
+        ],
     )
 
 
@@ -345,3 +422,8 @@ def _rollup_key(item: tuple[RollupKey, int]) -> tuple[int, int, dt.date]:
     # UUIDs compare through a Python method: their integers sort the same, and faster.
     (contact, type_id, day), _ = item
     return contact.int, type_id.int, day
+
+
+def _value_key(item: tuple[ValueKey, int]) -> tuple[int, str, dt.date, str]:
+    (type_id, name, day, value), _ = item
+    return type_id.int, name, day, value

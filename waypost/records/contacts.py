@@ -5,6 +5,7 @@ These run inside the caller's write transaction; the writer and the services bot
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import uuid
@@ -21,6 +22,7 @@ from waypost.ids import new_id, utcnow
 from waypost.store import touch
 from waypost.store.schema import (
     activities,
+    activity_daily_counts,
     activity_rollups,
     consent_agreements,
     contact_external_ids,
@@ -142,6 +144,25 @@ def identity_hash(secret: str, email: str) -> str:
     return hmac.new(secret.encode(), normalise_email(email).encode(), hashlib.sha256).hexdigest()
 
 
+def _join_daily_contacts(
+    conn: Connection, target: uuid.UUID, moved: list[tuple[uuid.UUID, dt.date]]
+) -> None:
+    """Where both contacts had activities of a type on a day, that day's distinct contacts
+    lose one: the two rollup rows become one."""
+    r, d = activity_rollups.c, activity_daily_counts
+    days = {day for _, day in moved}
+    held = {
+        (row.type_id, row.day)
+        for row in conn.execute(
+            sa.select(r.type_id, r.day).where(r.contact_id == target, r.day.in_(days))
+        )
+    }
+    # In key order, as the writer updates them, so that the two never wait for each other.
+    for type_id, day in sorted(held & set(moved), key=lambda k: (k[0].int, k[1])):
+        key = (d.c.type_id == type_id) & (d.c.day == day)
+        conn.execute(d.update().where(key).values(contacts=d.c.contacts - 1))
+
+
 def merge_contacts(
     conn: Connection,
     source: uuid.UUID,
@@ -176,6 +197,7 @@ def merge_contacts(
     ).all()
     conn.execute(activity_rollups.delete().where(activity_rollups.c.contact_id == source))
     if moved:
+        _join_daily_contacts(conn, target, [(r.type_id, r.day) for r in moved])
         insert = upsert_insert(conn)(activity_rollups)
         conn.execute(
             insert.on_conflict_do_update(

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.contact_fields import normalise_email
+from waypost.domain.value_counts import counted_fields, counted_values
 from waypost.ids import new_id, utcnow
 from waypost.records.contacts import CLAIM_PREFIX
 from waypost.records.suppressions import suppress
@@ -40,6 +41,7 @@ from waypost.store.schema import (
     activities,
     activity_daily_counts,
     activity_rollups,
+    activity_value_counts,
     browser_consent_requests,
     consent_agreements,
     contact_external_ids,
@@ -54,6 +56,7 @@ from waypost.store.schema import (
     webhook_attempts,
     webhook_messages,
 )
+from waypost.store.type_fields import load_type_fields
 
 ActorKind = Literal["key", "user"]
 
@@ -133,18 +136,19 @@ class ErasureService:
 
     def _delete_activities(self, ids: Sequence[uuid.UUID]) -> int:
         total = 0
-        page = (
-            sa.select(activities.c.id)
-            .where(activities.c.contact_id.in_(ids))
-            .limit(self.batch)
-            .scalar_subquery()
-        )
+        page = sa.select(activities.c.id).where(activities.c.contact_id.in_(ids)).limit(self.batch)
         while True:
             with self.store.write() as conn:
-                n = conn.execute(activities.delete().where(activities.c.id.in_(page))).rowcount
+                chosen = activities.c.id.in_(list(conn.execute(page).scalars()))
+                values = _counted_values(conn, chosen)
+                n = conn.execute(activities.delete().where(chosen)).rowcount
+                _subtract_values(conn, values)
             total += n
             if n < self.batch:
                 return total
+
+
+ValueKey = tuple[uuid.UUID, str, dt.date, str]
 
 
 def _count_delete(conn: Connection, table: sa.Table, condition: sa.ColumnElement[bool]) -> int:
@@ -154,8 +158,10 @@ def _count_delete(conn: Connection, table: sa.Table, condition: sa.ColumnElement
 def _delete_everything(conn: Connection, f: Family) -> Counter[str]:
     ids = list(f.ids)
     n: Counter[str] = Counter()
+    values = _counted_values(conn, activities.c.contact_id.in_(ids))
     n["activities"] = _count_delete(conn, activities, activities.c.contact_id.in_(ids))
     n["rollups"] = _delete_rollups(conn, ids)
+    _subtract_values(conn, values)
     n["rejected_activities"] = _count_delete(conn, rejected_activities, rejected_naming(f))
     n["consent_agreements"] = _count_delete(
         conn, consent_agreements, consent_agreements.c.contact_id.in_(ids)
@@ -193,7 +199,12 @@ def _delete_rollups(conn: Connection, ids: list[uuid.UUID]) -> int:
     """The contacts' daily rollups, and their counts from the daily counts (reports)."""
     r = activity_rollups
     sums = conn.execute(
-        sa.select(r.c.type_id, r.c.day, sa.func.sum(r.c.count).label("total"))
+        sa.select(
+            r.c.type_id,
+            r.c.day,
+            sa.func.sum(r.c.count).label("total"),
+            sa.func.count().label("contacts"),
+        )
         .where(r.c.contact_id.in_(ids))
         .group_by(r.c.type_id, r.c.day)
     ).all()
@@ -202,9 +213,48 @@ def _delete_rollups(conn: Connection, ids: list[uuid.UUID]) -> int:
     # In key order, as the writer updates them, so that the two never wait for each other.
     for row in sorted(sums, key=lambda s: (s.type_id.int, s.day)):
         key = (d.c.type_id == row.type_id) & (d.c.day == row.day)
-        conn.execute(d.update().where(key).values(count=d.c.count - int(row.total)))
+        conn.execute(
+            d.update()
+            .where(key)
+            .values(count=d.c.count - int(row.total), contacts=d.c.contacts - int(row.contacts))
+        )
         conn.execute(d.delete().where(key, d.c.count <= 0))
     return deleted
+
+
+def _counted_values(conn: Connection, chosen: sa.ColumnElement[bool]) -> Counter[ValueKey]:
+    """What the ``chosen`` activities add to the counts per field value: those counts name no
+    contact, so an erasure lowers them by what the activities held, read before they go.
+    (Activities purged earlier are no longer there to say; their values stay counted.)"""
+    counted = {
+        type_id: names
+        for type_id, specs in load_type_fields(conn).items()
+        if (names := counted_fields(specs))
+    }
+    found: Counter[ValueKey] = Counter()
+    if not counted:
+        return found
+    a = activities.c
+    rows = conn.execute(
+        sa.select(a.type_id, a.occurred_at, a.fields).where(chosen, a.type_id.in_(list(counted)))
+    )
+    for type_id, occurred_at, fields in rows:
+        day = occurred_at.astimezone(dt.UTC).date()
+        for name, value in counted_values(counted[type_id], fields):
+            found[(type_id, name, day, value)] += 1
+    return found
+
+
+def _subtract_values(conn: Connection, found: Counter[ValueKey]) -> None:
+    v = activity_value_counts
+    # In key order, as the writer updates them.
+    for (type_id, name, day, value), n in sorted(
+        found.items(), key=lambda item: (item[0][0].int, *item[0][1:])
+    ):
+        key = (v.c.type_id == type_id) & (v.c.field == name) & (v.c.day == day)
+        key &= v.c.value == value
+        conn.execute(v.update().where(key).values(count=v.c.count - n))
+        conn.execute(v.delete().where(key, v.c.count <= 0))
 
 
 def _delete_memberships(conn: Connection, ids: list[uuid.UUID]) -> int:

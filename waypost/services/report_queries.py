@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +44,10 @@ from waypost.errors import invalid
 from waypost.services.activities import field_condition
 from waypost.store.schema import (
     activities,
+    activity_daily_counts,
     activity_rollups,
     activity_types,
+    activity_value_counts,
     channels,
     contact_groups,
     group_members,
@@ -227,6 +229,20 @@ def reads_rollups(scope: Scope) -> bool:
     return d.time_zone in UTC_NAMES and not d.channels and not d.filters
 
 
+def reads_daily_counts(scope: Scope) -> bool:
+    """Counts come from the counts per type and UTC day (activities and distinct contacts)
+    when each period is a UTC day and the group does not pick contacts: distinct contacts of
+    a week or a month are not the sum of its days'."""
+    d = scope.definition
+    return reads_rollups(scope) and d.granularity == "day" and scope.group_id is None
+
+
+def reads_value_counts(scope: Scope) -> bool:
+    """A numeric report comes from the counts per type, UTC day, field and value when its
+    periods are made of UTC days and nothing picks activities by channel, group or field."""
+    return reads_rollups(scope) and scope.group_id is None
+
+
 def _as_int(value: object) -> int:
     return int(value) if value is not None else 0  # type: ignore[call-overload]
 
@@ -238,6 +254,8 @@ def counts(conn: Connection, scope: Scope) -> ReportResult:
     """Activities and unique contacts per period and type."""
     d = scope.definition
     starts = [p.start for p in scope.periods[1:]]
+    if reads_daily_counts(scope):
+        return _table(scope, "rollups", _daily_counts(conn, scope))
     if reads_rollups(scope):
         source: Source = "rollups"
         r = activity_rollups.c
@@ -271,9 +289,29 @@ def counts(conn: Connection, scope: Scope) -> ReportResult:
     stmt = sa.select(
         inner.c.p, inner.c.type_id, total, sa.func.count(sa.distinct(inner.c.contact_id))
     ).group_by(inner.c.p, inner.c.type_id)
+    return _table(scope, source, conn.execute(stmt))
+
+
+def _daily_counts(conn: Connection, scope: Scope) -> Iterable[Sequence[Any]]:
+    """(period, type, activities, distinct contacts) from the counts per type and UTC day:
+    the periods are the range's days."""
+    d = scope.definition
+    c = activity_daily_counts.c
+    where: list[ColumnElement[bool]] = [c.day >= d.since, c.day <= d.until, c["count"] > 0]
+    if len(scope.types) == 1:
+        where.append(c.type_id == next(iter(scope.types)))
+    elif scope.types:
+        where.append(c.type_id.in_(list(scope.types)))
+    rows = conn.execute(sa.select(c.day, c.type_id, c["count"], c.contacts).where(*where))
+    return [((day - d.since).days, type_id, n, unique) for day, type_id, n, unique in rows]
+
+
+def _table(scope: Scope, source: Source, counted: Iterable[Sequence[Any]]) -> ReportResult:
+    """The counts report from (period, type, activities, distinct contacts) rows."""
+    d = scope.definition
     found: dict[tuple[int, uuid.UUID], tuple[int, int]] = {}
     totals: dict[uuid.UUID, int] = {}
-    for p, type_id, n, unique in conn.execute(stmt):
+    for p, type_id, n, unique in counted:
         ident = uuid.UUID(str(type_id))
         found[(int(p), ident)] = (_as_int(n), _as_int(unique))
         totals[ident] = totals.get(ident, 0) + _as_int(n)
@@ -356,14 +394,13 @@ def breakdown(conn: Connection, scope: Scope) -> ReportResult:
         )
         top = [(v, _as_int(n), _as_int(u)) for v, n, u in conn.execute(stmt)]
         rows = [[_value_text(spec, v), n, u] for v, n, u in top]
-        total = _as_int(conn.execute(sa.select(sa.func.count()).where(*where)).scalar_one())
-        rest = total - sum(n for _, n, _ in top)
+        # All the activities, and the contacts of the other values, in one more pass.
+        other = sa.case((text.not_in([v for v, _, _ in top]), a.contact_id))
+        total, others = conn.execute(
+            sa.select(sa.func.count(), sa.func.count(sa.distinct(other))).where(*where)
+        ).one()
+        rest = _as_int(total) - sum(n for _, n, _ in top)
         if rest > 0:
-            others = conn.execute(
-                sa.select(sa.func.count(sa.distinct(a.contact_id))).where(
-                    *where, text.not_in([v for v, _, _ in top])
-                )
-            ).scalar_one()
             rows.append([OTHER, rest, _as_int(others)])
     columns = ["value", "activities", "contacts"]
     chart = ReportChart(
@@ -378,42 +415,45 @@ def breakdown(conn: Connection, scope: Scope) -> ReportResult:
 
 
 def numeric(conn: Connection, scope: Scope) -> ReportResult:
-    """Sum, average, minimum and maximum of a numeric field per period, exact."""
+    """Sum, average, minimum and maximum of a numeric field per period, exact: from the counts
+    per field value when the question allows it (:func:`reads_value_counts`), else from the
+    activities."""
     d = scope.definition
     spec = _field_spec(scope)
-    a = activities.c
-    text = a.fields[spec.name].as_string()
-    starts = [p.start for p in scope.periods[1:]]
-    inner = (
-        sa.select(search_index(a.occurred_at, starts).label("p"), text.label("v"))
-        .where(*activity_conditions(scope, conn.dialect.name), text.is_not(None))
-        .subquery()
-    )
-    # (count, sum, min, max) per period.
-    found: dict[int, tuple[int, decimal.Decimal, decimal.Decimal, decimal.Decimal]] = {}
-    if conn.dialect.name == "postgresql":
-        # NUMERIC adds up exactly.
-        number = sa.cast(inner.c.v, sa.Numeric)
-        stmt = sa.select(
-            inner.c.p,
-            sa.func.count(),
-            sa.func.sum(number),
-            sa.func.min(number),
-            sa.func.max(number),
-        ).group_by(inner.c.p)
-        for p, n, total, low, high in conn.execute(stmt):
-            exact = [decimal.Decimal(str(v)) for v in (total, low, high)]
-            found[int(p)] = (int(n), exact[0], exact[1], exact[2])
+    inner: sa.Subquery
+    source: Source
+    if reads_value_counts(scope):
+        source = "rollups"
+        v = activity_value_counts.c
+        inner = (
+            sa.select(
+                search_index(v.day, [p.first for p in scope.periods[1:]]).label("p"),
+                v.value.label("v"),
+                v["count"].label("n"),
+            )
+            .where(
+                v.type_id == next(iter(scope.types)),
+                v.field == spec.name,
+                v.day >= d.since,
+                v.day <= d.until,
+            )
+            .subquery()
+        )
     else:
-        # SQLite would add up 8-byte floats: it counts each distinct value instead, and the
-        # values are added up here as decimals.
-        stmt = sa.select(inner.c.p, inner.c.v, sa.func.count()).group_by(inner.c.p, inner.c.v)
-        context = decimal.Context(prec=100)
-        for p, v, n in conn.execute(stmt):
-            value = decimal.Decimal(str(v))
-            count, total, low, high = found.get(int(p), (0, decimal.Decimal(0), value, value))
-            total = context.add(total, context.multiply(value, decimal.Decimal(int(n))))
-            found[int(p)] = (count + int(n), total, min(low, value), max(high, value))
+        source = "activities"
+        a = activities.c
+        text = a.fields[spec.name].as_string()
+        starts = [p.start for p in scope.periods[1:]]
+        inner = (
+            sa.select(
+                search_index(a.occurred_at, starts).label("p"),
+                text.label("v"),
+                sa.literal_column("1", sa.BigInteger).label("n"),
+            )
+            .where(*activity_conditions(scope, conn.dialect.name), text.is_not(None))
+            .subquery()
+        )
+    found = _summaries(conn, inner)
     columns = ["period", "activities", "sum", "average", "min", "max"]
     rows: list[list[Cell]] = []
     sums: list[float | None] = []
@@ -434,4 +474,39 @@ def numeric(conn: Connection, scope: Scope) -> ReportResult:
         [p.label for p in scope.periods],
         [ChartSeries("sum", sums), ChartSeries("average", averages)],
     )
-    return ReportResult(d, "activities", columns, rows, chart)
+    return ReportResult(d, source, columns, rows, chart)
+
+
+Summary = tuple[int, decimal.Decimal, decimal.Decimal, decimal.Decimal]
+
+
+def _summaries(conn: Connection, inner: sa.Subquery) -> dict[int, Summary]:
+    """(count, sum, min, max) per period of the values ``v`` of ``inner``, each counted ``n``
+    times, exact."""
+    found: dict[int, Summary] = {}
+    if conn.dialect.name == "postgresql":
+        # NUMERIC adds up exactly.
+        number = sa.cast(inner.c.v, sa.Numeric)
+        stmt = sa.select(
+            inner.c.p,
+            sa.func.sum(inner.c.n),
+            sa.func.sum(number * inner.c.n),
+            sa.func.min(number),
+            sa.func.max(number),
+        ).group_by(inner.c.p)
+        for p, n, total, low, high in conn.execute(stmt):
+            exact = [decimal.Decimal(str(x)) for x in (total, low, high)]
+            found[int(p)] = (int(n), exact[0], exact[1], exact[2])
+        return found
+    # SQLite would add up 8-byte floats: it counts each distinct value instead, and the values
+    # are added up here as decimals.
+    per_value = sa.select(inner.c.p, inner.c.v, sa.func.sum(inner.c.n)).group_by(
+        inner.c.p, inner.c.v
+    )
+    context = decimal.Context(prec=100)
+    for p, v, n in conn.execute(per_value):
+        value = decimal.Decimal(str(v))
+        count, total, low, high = found.get(int(p), (0, decimal.Decimal(0), value, value))
+        total = context.add(total, context.multiply(value, decimal.Decimal(int(n))))
+        found[int(p)] = (count + int(n), total, min(low, value), max(high, value))
+    return found

@@ -10,8 +10,8 @@ with a pause after each batch so that the writer is never kept waiting long. One
 time purges: the ``purge`` lease (:mod:`waypost.services.leases`). Each purge is recorded in
 ``purge_runs``.
 
-Purging activities leaves their rollups and daily counts alone: contact groups and reports
-count them until the rollups expire in turn.
+Purging activities leaves their rollups, daily counts and counts per field value alone:
+contact groups and reports count them until the rollups expire in turn, with their day.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from waypost.store.schema import (
     activity_daily_counts,
     activity_rollups,
     activity_types,
+    activity_value_counts,
     purge_runs,
     rejected_activities,
 )
@@ -322,6 +323,10 @@ class _Batches:
             if n:
                 record.daily_counts_deleted += n
                 self._after("daily_counts", "", n)
+            # The counts per field value go with their day, as the daily counts do.
+            v = activity_value_counts
+            values = v.delete().where(v.c.type_id == t_id, v.c.day < plan.rollup_cutoff)
+            self._batch(_deleting(values))
 
     def _rollups(self, type_id: uuid.UUID, plan: PurgePlan) -> None:
         # Rollups have no index by day: walk the type's (type_id, contact_id, day) index

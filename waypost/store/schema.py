@@ -350,6 +350,22 @@ activity_daily_counts = Table(
     ),
     Column("day", Date(), primary_key=True),
     Column("count", BigInteger(), nullable=False, server_default=text("0")),
+    # Distinct contacts of the type that day: its rows in activity_rollups (reports).
+    Column("contacts", BigInteger(), nullable=False, server_default=text("0")),
+)
+
+# Activities per type, UTC day, field and value, for the integer and decimal fields
+# (waypost.domain.value_counts), written with the activities: numeric reports read these.
+activity_value_counts = Table(
+    "activity_value_counts",
+    metadata,
+    Column(
+        "type_id", Uuid(), ForeignKey("activity_types.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("field", String(100), primary_key=True),
+    Column("day", Date(), primary_key=True),
+    Column("value", String(48), primary_key=True),
+    Column("count", BigInteger(), nullable=False, server_default=text("0")),
 )
 
 # Activities of ``accept_and_flag`` types stored despite a field violation, counted per field.
