@@ -81,7 +81,7 @@ def prepare(source: Path, copy: Path) -> None:
     )
     dst.execute("COMMIT")
     dst.close()
-    # The report rollups (migration 0018 and later) are filled as the migration fills them:
+    # The report rollups (migration 0019 and later) are filled as the migration fills them:
     # summed in SQL from the rollups per contact and from the activities' field values.
     sys.stderr.write("migrating the copy, filling the report rollups...\n")
     upgrade_copy(partial)

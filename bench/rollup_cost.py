@@ -54,7 +54,7 @@ BEFORE_DAILY = (
 
 
 def before(conn: Connection, c: Codec, rows: BatchRows) -> None:
-    """The counters as the writer wrote them before migration 0018."""
+    """The counters as the writer wrote them before migration 0019."""
     conn.exec_driver_sql(
         BEFORE_ROLLUP.format(c.placeholders(4)),
         [

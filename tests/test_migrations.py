@@ -172,7 +172,7 @@ def test_0014_makes_website_channels_with_a_tracking_consent_enforce_it(engine: 
     }
 
 
-def test_0018_fills_the_distinct_contacts_and_the_counts_per_value(engine: Engine) -> None:
+def test_0019_fills_the_distinct_contacts_and_the_counts_per_value(engine: Engine) -> None:
     from waypost.store.schema import (
         activities,
         activity_rollups,
@@ -182,7 +182,7 @@ def test_0018_fills_the_distinct_contacts_and_the_counts_per_value(engine: Engin
         contacts,
     )
 
-    migrate.upgrade(engine, "0017")
+    migrate.upgrade(engine, "0018")
     now = dt.datetime(2026, 3, 2, 23, 30, tzinfo=dt.UTC)
     people = [uuid.uuid4() for _ in range(3)]
     channel = uuid.uuid4()
