@@ -12,7 +12,8 @@ Timed, each warm (the best of ``--runs`` after a first run) and cold (the first 
 
 - counts and unique contacts per day and type over 90 days (target <= 300 ms);
 - a breakdown of the loan terms, and the sum, average, min and max of the amounts per day, over
-  30 days of the loan calculations (target <= 1 s each);
+  30 days of the loan calculations (target <= 1 s each); and the breakdown with the unique
+  contacts of each term (no target: it reads every loan calculation);
 - a 3-step funnel over 30 days: a page visit, a loan calculation, a data input within 7 days
   (target <= 2 s).
 """
@@ -36,9 +37,11 @@ from waypost.hub import Hub
 from waypost.settings import load_settings
 from waypost.store import make_engine, migrate
 
-TARGETS = {
+# Seconds; None: measured beside the others, with no target of its own.
+TARGETS: dict[str, float | None] = {
     "counts_90_days": 0.3,
     "breakdown_30_days": 1.0,
+    "breakdown_contacts_30_days": None,
     "sum_30_days": 1.0,
     "funnel_30_days": 2.0,
 }
@@ -109,6 +112,13 @@ def definitions(today: dt.date) -> dict[str, dict[str, Any]]:
             "until": today.isoformat(),
         },
         "breakdown_30_days": {"kind": "breakdown", "types": [LOAN], "field": "term", **month},
+        "breakdown_contacts_30_days": {
+            "kind": "breakdown",
+            "types": [LOAN],
+            "field": "term",
+            "contacts": True,
+            **month,
+        },
         "sum_30_days": {"kind": "numeric", "types": [LOAN], "field": "amount", **month},
         "funnel_30_days": {
             "kind": "funnel",
@@ -165,10 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             "source": result.source,
             "rows": len(result.rows),
         }
-        verdict = "met" if warm <= target else "MISSED"
+        if target is None:
+            verdict = "no target"
+        else:
+            met = "met" if warm <= target else "MISSED"
+            verdict = f"target <= {target * 1000:.0f} ms: {met}"
         print(
             f"  {name:18} {warm * 1000:8.0f} ms warm, {cold * 1000:8.0f} ms cold, "
-            f"from {result.source} (target <= {target * 1000:.0f} ms: {verdict})"
+            f"from {result.source} ({verdict})"
         )
         if name == "funnel_30_days":
             print(f"    {result.rows}")

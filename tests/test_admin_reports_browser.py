@@ -204,6 +204,7 @@ def test_which_loan_terms_calculator_users_pick_and_the_csv(visit: Visit) -> Non
     expect(page.locator("#buckets")).to_be_visible()
     page.check("#type-loan_calculator")
     page.fill("#field", "term")
+    page.check("#contacts")
     visit.show()
     assert [row[:3] for row in visit.numbers()] == [
         ["24", "2", "2"],

@@ -266,10 +266,6 @@ def test_breakdowns_equal_counting_values(
     made = store(world, drawn)
     since, until = days(span)
     chosen = [a for _, a in in_range(made, since, until, zone, "day") if a.type == "calc"]
-    got = world.run(
-        kind="breakdown", since=since, until=until, time_zone=zone, types=["calc"], field="term",
-        top=top,
-    )  # fmt: skip
     n = Counter(str(a.fields["term"]) for a in chosen)
     ordered = sorted(n, key=lambda v: (-n[v], v))
     expected: list[list[Any]] = [
@@ -279,21 +275,28 @@ def test_breakdowns_equal_counting_values(
     if ordered[top:]:
         rest = [a for a in chosen if str(a.fields["term"]) in ordered[top:]]
         expected.append(["other", len(rest), len({a.contact for a in rest})])
-    assert got.rows == expected
     edges = ["0", "100.5", "5000"]
-    buckets = world.run(
-        kind="breakdown", since=since, until=until, time_zone=zone, types=["calc"],
-        field="amount", buckets=edges,
-    )  # fmt: skip
     bounds = [decimal.Decimal(e) for e in edges]
     per: dict[int, list[Act]] = {}
     for a in chosen:
         if "amount" in a.fields:
             value = decimal.Decimal(a.fields["amount"])
             per.setdefault(sum(value >= b for b in bounds), []).append(a)
-    assert [row[1:] for row in buckets.rows] == [
+    expected_buckets = [
         [len(per.get(i, [])), len({a.contact for a in per.get(i, [])})] for i in range(4)
     ]
+    # With contacts from the activities; without, in UTC from the counts per value.
+    for contacts, width in ((True, 3), (False, 2)):
+        got = world.run(
+            kind="breakdown", since=since, until=until, time_zone=zone, types=["calc"],
+            field="term", top=top, contacts=contacts,
+        )  # fmt: skip
+        assert got.rows == [row[:width] for row in expected]
+        buckets = world.run(
+            kind="breakdown", since=since, until=until, time_zone=zone, types=["calc"],
+            field="amount", buckets=edges, contacts=contacts,
+        )  # fmt: skip
+        assert [row[1:] for row in buckets.rows] == [row[: width - 1] for row in expected_buckets]
 
 
 def funnel_model(

@@ -210,11 +210,13 @@ def test_an_empty_range_has_every_period_with_zeros(world: World) -> None:
 
 
 def test_a_breakdown_by_values_with_the_rest_as_other(world: World) -> None:
-    got = world.run(kind="breakdown", types=["calc"], field="product", top=1, **MARCH)
+    got = world.run(
+        kind="breakdown", types=["calc"], field="product", top=1, contacts=True, **MARCH
+    )
     assert got["source"] == "activities"
     assert got["columns"] == ["value", "activities", "contacts"]
     assert got["rows"] == [["car", 2, 1], ["other", 2, 2]]
-    terms = world.run(kind="breakdown", types=["calc"], field="term", **MARCH)
+    terms = world.run(kind="breakdown", types=["calc"], field="term", contacts=True, **MARCH)
     assert terms["rows"] == [["12", 2, 2], ["24", 1, 1], ["36", 1, 1]]
     assert terms["chart"] == {
         "style": "bars",
@@ -223,10 +225,32 @@ def test_a_breakdown_by_values_with_the_rest_as_other(world: World) -> None:
     }
 
 
-def test_a_breakdown_by_buckets(world: World) -> None:
-    got = world.run(
+def test_a_breakdown_without_contacts_counts_numeric_values_from_the_rollups(
+    world: World,
+) -> None:
+    terms = world.run(kind="breakdown", types=["calc"], field="term", top=2, **MARCH)
+    assert terms["source"] == "rollups"
+    assert terms["columns"] == ["value", "activities"]
+    assert terms["rows"] == [["12", 2], ["24", 1], ["other", 1]]
+    buckets = world.run(
         kind="breakdown", types=["calc"], field="amount", buckets=["500.5", "2000"], **MARCH
     )
+    assert buckets["source"] == "rollups"
+    assert buckets["rows"] == [["under 500.5", 1], ["500.5 to under 2000", 2], ["2000 or more", 1]]
+    # A text field, or a filter on the channel, needs the activities.
+    products = world.run(kind="breakdown", types=["calc"], field="product", top=1, **MARCH)
+    assert (products["source"], products["rows"]) == ("activities", [["car", 2], ["other", 2]])
+    web = world.run(
+        kind="breakdown", types=["calc"], field="term", channels=["Web"], top=5, **MARCH
+    )
+    assert web["source"] == "activities"
+
+
+def test_a_breakdown_by_buckets(world: World) -> None:
+    got = world.run(
+        kind="breakdown", types=["calc"], field="amount", buckets=["500.5", "2000"],
+        contacts=True, **MARCH,
+    )  # fmt: skip
     assert got["rows"] == [
         ["under 500.5", 1, 1],
         ["500.5 to under 2000", 2, 2],
@@ -517,7 +541,9 @@ def test_a_breakdown_reads_only_its_top_values_ties_in_code_point_order(
 
     sa.event.listen(hub.store.engine, "before_cursor_execute", note)
     try:
-        got = world.run(kind="breakdown", types=["calc"], field="product", top=4, **APRIL)
+        got = world.run(
+            kind="breakdown", types=["calc"], field="product", top=4, contacts=True, **APRIL
+        )
     finally:
         sa.event.remove(hub.store.engine, "before_cursor_execute", note)
     assert [row[0] for row in got["rows"]] == ["Alpha", "Zeta", "alpha", "b", "other"]
@@ -525,7 +551,7 @@ def test_a_breakdown_reads_only_its_top_values_ties_in_code_point_order(
     assert [row[1] for row in got["rows"]] == [2, 2, 2, 2, 304]
     assert grouped
     assert all("LIMIT" in statement for statement in grouped), grouped
-    terms = world.run(kind="breakdown", types=["calc"], field="term", top=2, **APRIL)
+    terms = world.run(kind="breakdown", types=["calc"], field="term", top=2, contacts=True, **APRIL)
     assert terms["rows"] == [["10", 2, 1], ["12", 2, 1], ["other", 2, 1]]
 
 

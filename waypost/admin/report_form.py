@@ -3,7 +3,8 @@ shown with (docs/admin-ui.md#reports).
 
 The builder is a plain GET form, so a report is a URL that can be bookmarked and works
 without scripts: ``kind``, ``since``, ``until``, ``granularity``, ``time_zone``, ``type`` and
-``channel`` (repeated), ``group``, ``field``, ``top``, ``buckets`` (edges separated by commas),
+``channel`` (repeated), ``group``, ``field``, ``top``, ``contacts`` (a checkbox), ``buckets``
+(edges separated by commas),
 field filters as rows ``filter-<n>-field``, ``-op``, ``-value``, funnel steps as
 ``step-<n>-type`` with their filters as rows ``sf-<k>-step`` (the step's number), ``-field``,
 ``-op``, ``-value``, and ``window_days``. Only the controls of the chosen kind are read.
@@ -37,7 +38,7 @@ DEFAULT_DAYS = 30
 # The controls each kind reads, besides the range, granularity, time zone and channels.
 KIND_CONTROLS: dict[str, frozenset[str]] = {
     "counts": frozenset({"types", "group", "filters"}),
-    "breakdown": frozenset({"types", "group", "filters", "field", "top", "buckets"}),
+    "breakdown": frozenset({"types", "group", "filters", "field", "top", "contacts", "buckets"}),
     "numeric": frozenset({"types", "group", "filters", "field"}),
     "funnel": frozenset({"group", "steps", "window_days"}),
     "group": frozenset({"group"}),
@@ -107,6 +108,8 @@ def definition_from(form: Form) -> ReportDefinition:
         raw["field"] = form.get("field")
     if "top" in takes:
         raw["top"] = _whole(form, "top", "Top values", 10)
+    if "contacts" in takes:
+        raw["contacts"] = bool(form.get("contacts"))
     if "buckets" in takes and form.get("buckets"):
         raw["buckets"] = [e.strip() for e in form.get("buckets").split(",") if e.strip()]
     if "steps" in takes:
@@ -165,6 +168,7 @@ def values_of(definition: ReportDefinition) -> dict[str, Any]:
         "group": d.group or "",
         "field": d.field or "",
         "top": str(d.top),
+        "contacts": d.contacts,
         "buckets": ", ".join(d.buckets or []),
         "filters": _rows(d.filters),
         "steps": steps,
@@ -192,6 +196,7 @@ def values_from(form: Form, today: dt.date) -> dict[str, Any]:
         "group": form.get("group"),
         "field": form.get("field"),
         "top": form.get("top") or "10",
+        "contacts": bool(form.get("contacts")),
         "buckets": form.get("buckets"),
         "filters": [r for r in form.rows("filter") if r.get("field")],
         "steps": steps,
@@ -219,6 +224,8 @@ def query_of(definition: ReportDefinition) -> str:
         pairs.append(("field", d.field))
     if d.kind == "breakdown":
         pairs.append(("top", str(d.top)))
+        if d.contacts:
+            pairs.append(("contacts", "1"))
     if d.buckets:
         pairs.append(("buckets", ", ".join(d.buckets)))
     k = 0

@@ -70,6 +70,9 @@ class ReportDefinition(msgspec.Struct, forbid_unknown_fields=True):
     filters: Filters = {}
     field: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
     top: Annotated[int, msgspec.Meta(ge=1, le=MAX_TOP)] = 10
+    # A breakdown's unique contacts per value: they need every activity read, while the
+    # activities per value of a numeric field come from their daily counts (docs/reports.md).
+    contacts: bool = False
     buckets: (
         Annotated[list[BucketEdge], msgspec.Meta(min_length=1, max_length=MAX_BUCKETS)] | None
     ) = None
@@ -107,7 +110,7 @@ class ReportResult(msgspec.Struct):
 # What each kind takes besides the range, granularity, time zone and channels.
 _TAKES: dict[str, frozenset[str]] = {
     "counts": frozenset({"types", "group", "filters"}),
-    "breakdown": frozenset({"types", "group", "filters", "field", "top", "buckets"}),
+    "breakdown": frozenset({"types", "group", "filters", "field", "top", "buckets", "contacts"}),
     "numeric": frozenset({"types", "group", "filters", "field"}),
     "funnel": frozenset({"group", "steps", "window_days"}),
     "group": frozenset({"group"}),

@@ -40,6 +40,7 @@ from waypost.domain.report_definitions import (
     plain,
     time_zone,
 )
+from waypost.domain.value_counts import COUNTED_TYPES
 from waypost.errors import invalid
 from waypost.services.activities import field_condition
 from waypost.store.schema import (
@@ -352,13 +353,32 @@ def _value_text(spec: FieldSpec, value: object) -> str:
 
 
 def breakdown(conn: Connection, scope: Scope) -> ReportResult:
-    """Activities and unique contacts per value of a field (the top values, the rest as
-    "other"), or per bucket of a numeric field."""
+    """Activities per value of a field (the top values, the rest as "other"), or per bucket of
+    a numeric field, and with ``contacts`` the unique contacts of each. Without contacts, a
+    numeric field's values are counted from their daily counts when the question allows it
+    (:func:`reads_value_counts`); the contacts of a value need its activities."""
     d = scope.definition
     spec = _field_spec(scope)
-    a = activities.c
-    text = a.fields[spec.name].as_string()
-    where = [*activity_conditions(scope, conn.dialect.name), text.is_not(None)]
+    source: Source
+    if not d.contacts and spec.type in COUNTED_TYPES and reads_value_counts(scope):
+        source = "rollups"
+        v = activity_value_counts.c
+        text: ColumnElement[Any] = v.value
+        weight: ColumnElement[Any] = v["count"]
+        contact: ColumnElement[Any] = sa.null()
+        where = [
+            v.type_id == next(iter(scope.types)),
+            v.field == spec.name,
+            v.day >= d.since,
+            v.day <= d.until,
+        ]
+    else:
+        source = "activities"
+        a = activities.c
+        text = a.fields[spec.name].as_string()
+        weight = sa.literal_column("1", sa.BigInteger)
+        contact = a.contact_id if d.contacts else sa.null()
+        where = [*activity_conditions(scope, conn.dialect.name), text.is_not(None)]
     if d.buckets is not None:
         edges = parse_edges(d.buckets)
         number: ColumnElement[Any]
@@ -368,12 +388,14 @@ def breakdown(conn: Connection, scope: Scope) -> ReportResult:
         else:
             number, bounds = sa.cast(text, sa.Numeric), list(edges)
         inner = (
-            sa.select(search_index(number, bounds).label("v"), a.contact_id)
+            sa.select(
+                search_index(number, bounds).label("v"), weight.label("n"), contact.label("c")
+            )
             .where(*where)
             .subquery()
         )
         stmt = sa.select(
-            inner.c.v, sa.func.count(), sa.func.count(sa.distinct(inner.c.contact_id))
+            inner.c.v, sa.func.sum(inner.c.n), sa.func.count(sa.distinct(inner.c.c))
         ).group_by(inner.c.v)
         got = {int(v): (_as_int(n), _as_int(u)) for v, n, u in conn.execute(stmt)}
         labels = bucket_labels(edges)
@@ -381,13 +403,17 @@ def breakdown(conn: Connection, scope: Scope) -> ReportResult:
     else:
         # Only the top values leave the database, however many distinct values there are:
         # the most frequent first, ties by their text in code point order (as in Python).
-        inner = sa.select(text.label("v"), a.contact_id).where(*where).subquery()
+        inner = (
+            sa.select(text.label("v"), weight.label("n"), contact.label("c"))
+            .where(*where)
+            .subquery()
+        )
         by_text: ColumnElement[Any] = sa.cast(inner.c.v, sa.Text)
         if conn.dialect.name == "postgresql":
             by_text = by_text.collate("C")
-        count = sa.func.count()
+        count = sa.func.sum(inner.c.n)
         stmt = (
-            sa.select(inner.c.v, count, sa.func.count(sa.distinct(inner.c.contact_id)))
+            sa.select(inner.c.v, count, sa.func.count(sa.distinct(inner.c.c)))
             .group_by(inner.c.v)
             .order_by(count.desc(), by_text)
             .limit(d.top)
@@ -395,20 +421,22 @@ def breakdown(conn: Connection, scope: Scope) -> ReportResult:
         top = [(v, _as_int(n), _as_int(u)) for v, n, u in conn.execute(stmt)]
         rows = [[_value_text(spec, v), n, u] for v, n, u in top]
         # All the activities, and the contacts of the other values, in one more pass.
-        other = sa.case((text.not_in([v for v, _, _ in top]), a.contact_id))
+        other = sa.case((text.not_in([v for v, _, _ in top]), contact))
         total, others = conn.execute(
-            sa.select(sa.func.count(), sa.func.count(sa.distinct(other))).where(*where)
+            sa.select(sa.func.sum(weight), sa.func.count(sa.distinct(other))).where(*where)
         ).one()
         rest = _as_int(total) - sum(n for _, n, _ in top)
         if rest > 0:
             rows.append([OTHER, rest, _as_int(others)])
-    columns = ["value", "activities", "contacts"]
+    if not d.contacts:
+        rows = [row[:2] for row in rows]
+    columns = ["value", "activities", "contacts"][: 3 if d.contacts else 2]
     chart = ReportChart(
         "bars",
         [str(row[0]) for row in rows],
         [ChartSeries("activities", [float(row[1] or 0) for row in rows])],
     )
-    return ReportResult(d, "activities", columns, rows, chart)
+    return ReportResult(d, source, columns, rows, chart)
 
 
 # -- numeric -----------------------------------------------------------------------------
