@@ -151,9 +151,12 @@ def _sqlite_chain(scope: Scope, steps: list[Step], s0: Any) -> list[Any]:
             .limit(1)
             .scalar_subquery()
         )
-        step = sa.select(prev.c.c, *[prev.c[f"t{j}"] for j in range(k)], found.label(f"t{k}"))
-        if k > 1:
-            step = step.where(prev.c[f"t{k - 1}"].is_not(None))
+        # A contact that missed the step before is not searched for this one (CASE is lazy).
+        reached = sa.case((prev.c[f"t{k - 1}"].is_not(None), found))
+        step = sa.select(prev.c.c, *[prev.c[f"t{j}"] for j in range(k)], reached.label(f"t{k}"))
+        if k == 2:
+            # Only the contacts that reached step 2 are kept beyond it.
+            step = step.where(prev.c.t1.is_not(None))
         # Kept as a table: else each use of a time below would search again.
         chain.append(step.cte(f"s{k}").prefix_with("MATERIALIZED"))
     return chain
@@ -210,6 +213,27 @@ def _read_here(conn: Connection, statement: sa.CompoundSelect[Any]) -> list[Any]
     return list(conn.exec_driver_sql(sql, tuple(params)))
 
 
+def _read_in_two(
+    conn: Connection, path: str, below: sa.CompoundSelect[Any], above: sa.CompoundSelect[Any]
+) -> list[Any]:
+    """The rows of ``below``, read by a second process, and of ``above``, read here, at the
+    same time. Should the second process fail, its part is read here after this one: the
+    report is slower, not wrong."""
+    try:
+        reader = SecondReader(path)
+    except OSError as exc:
+        log.warning("funnel: no second reader (%s); reading both parts here", exc)
+        return _read_here(conn, above) + _read_here(conn, below)
+    with reader:
+        reader.start(*driver_statement(below, conn.dialect))
+        rows = _read_here(conn, above)
+        try:
+            return rows + reader.rows()
+        except WorkerError as exc:
+            log.warning("funnel: the second reader failed (%s); reading its part here", exc)
+    return rows + _read_here(conn, below)
+
+
 def _sqlite_funnel(
     conn: Connection, scope: Scope, steps: list[Step], split_from: int
 ) -> tuple[list[int], list[fractions.Fraction | None]]:
@@ -217,20 +241,12 @@ def _sqlite_funnel(
     or in two at once (the contacts below the split point in a second process)."""
     path = sqlite_file(conn)
     middle = _split_point(conn, scope, steps[0], split_from) if path is not None else None
-    rows: list[Any] = []
     if path is None or middle is None:
         rows = _read_here(conn, _sqlite_statement(scope, steps))
     else:
         below = _sqlite_statement(scope, steps, high=middle)
-        with SecondReader(path) as reader:
-            reader.start(*driver_statement(below, conn.dialect))
-            rows += _read_here(conn, _sqlite_statement(scope, steps, low=middle))
-            try:
-                rows += reader.rows()
-            except WorkerError as exc:
-                # Its part can still be read here, later: the report is slower, not wrong.
-                log.warning("funnel: the second reader failed (%s); reading its part here", exc)
-                rows += _read_here(conn, below)
+        above = _sqlite_statement(scope, steps, low=middle)
+        rows = _read_in_two(conn, path, below, above)
     counts = [sum(row[0] for row in rows if row[0] is not None)]
     medians: list[fractions.Fraction | None] = [None]
     for k in range(1, len(steps)):
