@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import hypothesis
 import msgspec
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from waypost.services.channels import Channel
 from waypost.services.report_funnels import (
     SPLIT_FROM,
     Step,
+    _gap,
     _read_in_two,
     _split_point,
     _sqlite_statement,
@@ -215,3 +217,28 @@ def test_a_group_funnel_split_in_two(world: World) -> None:
     assert [row[1] for row in one.rows] == [4, 2]
     assert two.rows == one.rows
     assert one.rows[1][3] == 3600
+
+
+TIMES = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(9997, 12, 31))
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(pairs=st.lists(st.tuples(TIMES, TIMES), min_size=1, max_size=20))
+def test_the_gaps_are_exact_microseconds_on_sqlite(
+    pairs: list[tuple[dt.datetime, dt.datetime]],
+) -> None:
+    # Times as SQLite stores them (fixed-width UTC text); the gap as Python counts it.
+    engine = sa.create_engine("sqlite://")
+    text = "%Y-%m-%d %H:%M:%S.%f"
+    with engine.connect() as conn:
+        for later, earlier in pairs:
+            got = conn.execute(
+                sa.select(
+                    _gap(
+                        sa.literal(later.strftime(text)),
+                        sa.literal(earlier.strftime(text)),
+                        "sqlite",
+                    )
+                )
+            ).scalar_one()
+            assert got == (later - earlier) // dt.timedelta(microseconds=1)

@@ -75,11 +75,18 @@ def _window_end(first: Any, days: int, dialect: str) -> ColumnElement[Any]:
     return first + interval  # type: ignore[no-any-return]
 
 
+# The Julian day of 1970-01-01 00:00 UTC.
+UNIX_EPOCH_JULIAN_DAY = 2440587.5
+
+
 def _microseconds(time: Any) -> ColumnElement[int]:
     """A SQLite time (fixed-width UTC text) as whole microseconds since 1970, exactly: the
-    whole seconds by strftime (given without the fraction, which it would round to the
-    millisecond), the microseconds from the text."""
-    seconds = sa.cast(sa.func.strftime("%s", sa.func.substr(time, 1, 19)), sa.BigInteger)
+    whole seconds from julianday() of the text without its fraction (a float within 0.0001 s
+    of a whole second for any year, so rounding makes it exact; julianday() would round the
+    fraction to the millisecond), the microseconds from the text. julianday() rather than
+    strftime('%s'), which formats text to be read back: a quarter less work per time."""
+    days = sa.func.julianday(sa.func.substr(time, 1, 19)) - UNIX_EPOCH_JULIAN_DAY
+    seconds = sa.cast(sa.func.round(days * 86400), sa.BigInteger)
     return seconds * 1_000_000 + sa.cast(sa.func.substr(time, 21, 6), sa.BigInteger)
 
 
