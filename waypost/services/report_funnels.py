@@ -232,7 +232,11 @@ def _read_in_two(
         log.warning("funnel: no second reader (%s); reading both parts here", exc)
         return _read_here(conn, above) + _read_here(conn, below)
     with reader:
-        reader.start(*driver_statement(below, conn.dialect))
+        try:
+            reader.start(*driver_statement(below, conn.dialect))
+        except WorkerError as exc:
+            log.warning("funnel: the second reader did not start (%s); reading here", exc)
+            return _read_here(conn, above) + _read_here(conn, below)
         rows = _read_here(conn, above)
         try:
             return rows + reader.rows()
