@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import fractions
 import zoneinfo
 from typing import Any
 
@@ -18,10 +19,12 @@ from waypost.domain.report_definitions import (
     bucket_index,
     bucket_labels,
     check_definition,
+    median_microseconds,
     median_seconds,
     parse_edges,
     periods,
     plain,
+    whole_seconds,
 )
 from waypost.errors import ApiError
 
@@ -158,5 +161,14 @@ def test_plain_average_and_median() -> None:
     assert average(decimal.Decimal(10), 3) == decimal.Decimal("3.333333")
     assert average(decimal.Decimal("0.0000005"), 1) == decimal.Decimal("0.000000")  # half even
     assert median_seconds([]) is None
-    assert median_seconds([5.0, 1.0, 3.0]) == 3
-    assert median_seconds([1.0, 4.0]) == 2  # 2.5, half to even
+    assert median_seconds([5_000_000, 1_000_000, 3_000_000]) == 3
+    assert median_seconds([1_000_000, 4_000_000]) == 2  # 2.5, half to even
+    assert median_seconds([3_000_000, 4_000_000]) == 4  # 3.5, half to even
+    # Exact: a float sum of these seconds would land a hair below 2.5 or above it.
+    assert median_seconds([2_499_999, 2_500_001]) == 2
+    assert median_seconds([2_500_000, 2_500_001]) == 3
+    assert median_microseconds([7, 1, 4, 2]) == fractions.Fraction(3)
+    assert median_microseconds([1, 2]) == fractions.Fraction(3, 2)
+    assert median_microseconds([]) is None
+    assert whole_seconds(fractions.Fraction(1_500_000)) == 2
+    assert whole_seconds(fractions.Fraction(-1_500_000)) == -2

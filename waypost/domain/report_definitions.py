@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import fractions
 import itertools
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -306,12 +308,25 @@ def average(total: decimal.Decimal, count: int) -> decimal.Decimal:
     return quotient.quantize(decimal.Decimal(1).scaleb(-AVERAGE_PLACES), context=_CONTEXT)
 
 
-def median_seconds(durations: list[float]) -> int | None:
-    """The median of durations in seconds (the mean of the middle two for an even count),
-    rounded to the whole second (half to even); None for none."""
-    if not durations:
+def median_microseconds(values: Sequence[int]) -> fractions.Fraction | None:
+    """The median of whole microseconds (the mean of the middle two for an even count),
+    exactly; None for none."""
+    if not values:
         return None
-    ordered = sorted(durations)
+    ordered = sorted(values)
     mid = len(ordered) // 2
-    value = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return round(value)
+    if len(ordered) % 2:
+        return fractions.Fraction(ordered[mid])
+    return fractions.Fraction(ordered[mid - 1] + ordered[mid], 2)
+
+
+def whole_seconds(microseconds: fractions.Fraction) -> int:
+    """Microseconds as whole seconds, rounded half to even (exactly: 2.5 s is 2 s)."""
+    return round(microseconds / 1_000_000)
+
+
+def median_seconds(microseconds: Sequence[int]) -> int | None:
+    """The median of durations given in whole microseconds, in whole seconds (the mean of
+    the middle two for an even count, rounded half to even); None for none."""
+    median = median_microseconds(microseconds)
+    return None if median is None else whole_seconds(median)
