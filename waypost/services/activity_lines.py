@@ -250,6 +250,16 @@ def arrow_columns(dialect: str, a: Any, code: Any) -> list[sa.ColumnElement[Any]
     ]
 
 
+# Which of the columns of arrow_columns may be NULL (those of ACTIVITY_COLUMNS).
+ARROW_NULLABLE = (
+    *(False,) * 5,  # id, type, contact, channel, title
+    *(True,) * 5,  # value, url, referrer, fields, flags
+    False,  # occurred_at
+    False,  # received_at
+    *(True,) * 3,  # client_id, consent_agreed, consent_version
+)
+
+
 def _as_text(column: Any) -> sa.ColumnElement[Any]:
     return sa.type_coerce(column, sa.String)
 

@@ -1,0 +1,184 @@
+"""The pages of an activity export (waypost/services/activity_pages.py) and their readers on a
+SQLite file (waypost/store/sqlite_pages.py, sqlite_page_worker.py): pages in order, read
+ahead only so far, a worker process that starts with the export and ends with it, whether
+it finished or was given up on, on SQLite and PostgreSQL (which has no worker)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from waypost.hub import Hub
+from waypost.services import exports
+from waypost.services.activity_pages import in_order, in_turn
+from waypost.services.exports import ActivityExportQuery
+from waypost.store.sqlite_pages import PageProcesses, sqlite_file
+
+if TYPE_CHECKING:
+    from tests.conftest import Tracker
+    from tests.group_support import ago
+else:
+    from conftest import Tracker
+    from group_support import ago
+
+
+def page_workers() -> list[int]:
+    """The worker processes this process has started and that still run."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if parent == os.getpid() and state != "Z" and b"sqlite_page_worker.py" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def many(hub: Hub, tracker: Tracker, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Twelve activities, in pages of two."""
+    monkeypatch.setattr(exports, "ACTIVITY_PAGE", 2)
+    contact = tracker.new_contact()
+    results = tracker.log(
+        [{"type": "click", "value": f"click {n}", "occurredAt": ago(12 - n)} for n in range(12)],
+        contact,
+    )
+    assert all(r["status"] == 202 for r in results), results
+    return 12
+
+
+def workers_expected(hub: Hub) -> int:
+    """A worker process while an export runs on a SQLite file; none on PostgreSQL."""
+    return 1 if hub.store.dialect == "sqlite" else 0
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv", "parquet"])
+def test_the_worker_process_ends_with_a_finished_export(hub: Hub, many: int, fmt: str) -> None:
+    assert page_workers() == []
+    export = hub.exports.activities_export(ActivityExportQuery(format=fmt))  # type: ignore[arg-type]
+    assert page_workers() == []  # nothing started before the first byte
+    assert export.formatted is not None
+    pages = export.formatted()
+    rows, _ = next(pages)
+    assert len(page_workers()) == workers_expected(hub)
+    assert rows + sum(n for n, _ in pages) == many
+    assert page_workers() == []
+    body = b"".join(export.chunks())
+    assert export.rows == many
+    assert page_workers() == []
+    if fmt == "ndjson":
+        values = [json.loads(line)["value"] for line in body.splitlines()]
+        assert values == [f"click {n}" for n in reversed(range(12))]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv", "parquet"])
+@pytest.mark.parametrize("give_up", ["close", "drop"])
+def test_the_worker_process_ends_with_an_abandoned_export(
+    hub: Hub, many: int, fmt: str, give_up: str
+) -> None:
+    export = hub.exports.activities_export(ActivityExportQuery(format=fmt))  # type: ignore[arg-type]
+    if fmt == "ndjson":
+        chunks = export.chunks()  # a page a chunk
+    else:
+        assert export.formatted is not None
+        chunks = export.formatted()
+    next(chunks)
+    assert len(page_workers()) == workers_expected(hub)
+    if give_up == "close":
+        chunks.close()  # what a server does with a download cut short
+    else:
+        del chunks, export  # or it lets go of it
+    deadline = time.monotonic() + 10
+    while page_workers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert page_workers() == []
+
+
+def test_no_worker_for_a_database_that_is_not_a_file(tmp_path: Path) -> None:
+    assert sqlite_file(make_url(f"sqlite:///{tmp_path / 'w.db'}")) == str(tmp_path / "w.db")
+    assert sqlite_file(make_url("sqlite://")) is None
+    assert sqlite_file(make_url("sqlite:///:memory:")) is None
+    assert sqlite_file(make_url("sqlite:///file:x?mode=memory&uri=true")) is None
+    assert sqlite_file(make_url("postgresql+psycopg://localhost/waypost")) is None
+
+
+def test_both_readers_read_pages_alike_and_errors_come_back(tmp_path: Path) -> None:
+    path = str(tmp_path / "pages.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (n INTEGER, s TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(n, f"é{n}\x00") for n in range(5)])
+    with PageProcesses(path, total=2, here=1) as processes:
+        assert len(processes.pids) == 1
+        here, worker = processes.readers
+        sql = "SELECT n, s, NULL FROM t WHERE n >= ? ORDER BY n"
+        assert (
+            here(sql, [2])
+            == worker(sql, [2])
+            == [(n, f"é{n}\x00".encode(), None) for n in (2, 3, 4)]
+        )
+        with pytest.raises(Exception, match="no such table"):
+            worker("SELECT * FROM missing", [])
+        assert worker("SELECT count(*) FROM t", []) == [(5,)]  # still serving
+        # Read-only: the worker cannot write.
+        with pytest.raises(Exception, match="readonly"):
+            worker("INSERT INTO t VALUES (9, 'x')", [])
+        assert page_workers() == processes.pids
+    assert page_workers() == []
+
+
+def test_in_order_gives_results_in_the_tasks_order_and_reads_ahead_at_most_so_far() -> None:
+    taken: list[int] = []
+
+    def tasks() -> Iterator[Callable[[], int]]:
+        for n in range(50):
+            taken.append(n)
+            yield functools.partial(pow, n, 2)
+
+    given = []
+    for result in in_order(tasks(), threads=3, ahead=4):
+        given.append(result)
+        assert len(taken) <= len(given) + 4
+    assert given == [n * n for n in range(50)]
+
+
+def test_in_turn_gives_each_reader_one_task_at_a_time_in_turn() -> None:
+    taken: list[int] = []
+    busy: dict[str, int] = {"a": 0, "b": 0}
+    lock = threading.Lock()
+
+    def task(n: int, reader: str) -> tuple[int, str]:
+        with lock:
+            busy[reader] += 1
+            assert busy[reader] == 1, "a reader serves one task at a time"
+        time.sleep(0.001 * (n % 3))
+        with lock:
+            busy[reader] -= 1
+        return n, reader
+
+    def tasks() -> Iterator[Callable[[str], tuple[int, str]]]:
+        for n in range(30):
+            taken.append(n)
+            yield functools.partial(task, n)
+
+    given = []
+    for result in in_turn(tasks(), ["a", "b"], ahead=4):
+        given.append(result)
+        assert len(taken) <= len(given) + 4
+    assert given == [(n, "ab"[n % 2]) for n in range(30)]
