@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -93,6 +93,7 @@ def test_the_worker_process_ends_with_an_abandoned_export(
     hub: Hub, many: int, fmt: str, give_up: str
 ) -> None:
     export = hub.exports.activities_export(ActivityExportQuery(format=fmt))  # type: ignore[arg-type]
+    chunks: Any
     if fmt == "ndjson":
         chunks = export.chunks()  # a page a chunk
     else:
