@@ -31,7 +31,14 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from waypost.services.activities import before_in_log
-from waypost.services.activity_lines import ARROW_NULLABLE, arrow_columns, csv_line, ndjson_line
+from waypost.services.activity_lines import (
+    ARROW_NULLABLE,
+    HEX_IDS,
+    arrow_columns,
+    csv_line,
+    csv_nul,
+    ndjson_line,
+)
 from waypost.services.export_formats import (
     Column,
     ColumnKind,
@@ -57,6 +64,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _NUL = b"\x00"
+# Where a UUID's 32 hex digits are cut to put the dashes in.
+_DASHED = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
 
 
 class PageStatements:
@@ -73,6 +82,7 @@ class PageStatements:
             .where(activity_types.c.id == a.c.type_id)
             .scalar_subquery()
         )
+        self.code = code
         name = self.dialect.name
         if fmt == "parquet":
             self.selected = arrow_columns(name, a.c, code)
@@ -110,13 +120,19 @@ class PageStatements:
         a = activities
         columns: list[sa.ColumnElement[Any]] = list(self.selected)
         if self.fmt == "parquet":
+            selected = arrow_columns(self.dialect.name, a.c, self.code, hex_ids=True)
             columns = [
                 sa.func.coalesce(sa.literal("+").op("||")(c), "") if nullable else c
-                for c, nullable in zip(columns, ARROW_NULLABLE, strict=True)
+                for c, nullable in zip(selected, ARROW_NULLABLE, strict=True)
             ]
+        elif self.fmt == "csv":
+            columns = [csv_line(self.dialect.name, a.c, self.code, nul_free=True)]
+        labelled = [c.label(f"c{i}") for i, c in enumerate(columns)]
+        if self.fmt == "csv":
+            labelled.append(csv_nul(a.c).label("nul"))
         inner = (
             self._bounded(
-                self.stmt.with_only_columns(*(c.label(f"c{i}") for i, c in enumerate(columns))),
+                self.stmt.with_only_columns(*labelled),
                 newer,
                 oldest,
             )
@@ -126,6 +142,8 @@ class PageStatements:
         )
         nul = sa.func.char(0)
         joined = [sa.func.group_concat(inner.c[f"c{i}"], nul) for i in range(len(columns))]
+        if self.fmt == "csv":
+            joined.append(sa.func.max(inner.c.nul))
         return sa.select(sa.func.count(), *joined)
 
     def bound(self, conn: sa.Connection, newer: Key | None) -> Key | None:
@@ -313,6 +331,8 @@ def _joined_finisher(
     def lines(count: int, joined: Sequence[Any]) -> Any:
         if not count:
             return b""
+        if fmt == "csv" and joined[1]:  # a text held a NUL, which printf left out
+            return None
         parts = joined[0].split(_NUL)
         if len(parts) != count:
             return None
@@ -349,6 +369,11 @@ def _joined_arrow(columns: Sequence[Column]) -> Callable[[int, Sequence[Any]], A
             values = pc.split_pattern(pa.array([blob], text), "\x00").flatten()
             if len(values) != count:
                 return None
+            if c.name in HEX_IDS:  # 32 hex digits
+                values = pc.binary_join_element_wise(
+                    *(pc.utf8_slice_codeunits(values, start, stop) for start, stop in _DASHED),
+                    "-",
+                )
             if nullable:  # "" is NULL, "+..." a value
                 values = pc.if_else(
                     pc.equal(pc.binary_length(values), 0),
