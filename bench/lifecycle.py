@@ -261,10 +261,10 @@ def report(results: dict[str, Any], contacts: int, activities: int, rate: float)
     """The figures against their targets."""
     print(f"SQLite, {contacts:,} contacts, {activities:,} activities")
     for fmt, figures in results.get("export", {}).items():
-        rate = figures["activities_per_second"]
+        speed = figures["activities_per_second"]
         print(
-            f"  export {fmt:8} {rate:>10,.0f} activities/s (target >= 200,000: "
-            f"{'met' if rate >= 200_000 else 'MISSED'}), RSS +{figures['rss_over_idle_mb']:.0f} MB "
+            f"  export {fmt:8} {speed:>10,.0f} activities/s (target >= 200,000: "
+            f"{'met' if speed >= 200_000 else 'MISSED'}), RSS +{figures['rss_over_idle_mb']:.0f} MB "
             f"(target <= 100 MB: {'met' if figures['rss_over_idle_mb'] <= 100 else 'MISSED'})"
         )
     if "purge_batches" not in results:
