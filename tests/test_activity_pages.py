@@ -5,49 +5,43 @@ it finished or was given up on, on SQLite and PostgreSQL (which has no worker)."
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from waypost.hub import Hub
 from waypost.services import exports
 from waypost.services.activity_pages import in_order, in_turn
 from waypost.services.exports import ActivityExportQuery
+from waypost.store.schema import activity_types
 from waypost.store.sqlite_pages import PageProcesses, sqlite_file
 
 if TYPE_CHECKING:
     from tests.conftest import Tracker
     from tests.group_support import ago
+    from tests.server_support import ServedWaypost
 else:
     from conftest import Tracker
     from group_support import ago
+    from server_support import ServedWaypost
 
 
 def page_workers() -> list[int]:
     """The worker processes this process has started and that still run."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue  # ended meanwhile
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        state = stat.rsplit(")", 1)[1].split()[0]
-        if parent == os.getpid() and state != "Z" and b"sqlite_page_worker.py" in command:
-            found.append(int(entry.name))
-    return found
+    return page_workers_of(os.getpid())
 
 
 @pytest.fixture
@@ -183,3 +177,66 @@ def test_in_turn_gives_each_reader_one_task_at_a_time_in_turn() -> None:
         given.append(result)
         assert len(taken) <= len(given) + 4
     assert given == [(n, "ab"[n % 2]) for n in range(30)]
+
+
+def page_workers_of(pid: int) -> list[int]:
+    """The page workers process ``pid`` has started and that still run."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and stat[0] != "Z" and b"sqlite_page_worker.py" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_download_cut_short_ends_the_servers_worker(
+    hub: Hub, make_channel: Callable[..., Any], admin_headers: dict[str, str], tmp_path: Path
+) -> None:
+    """Through a real server: the client goes after the first bytes of a long export."""
+    if hub.store.dialect != "sqlite":
+        pytest.skip("a worker process reads SQLite files only")
+    channel = make_channel().id
+    contact = hub.contacts.create_anonymous().contact
+    database = hub.store.engine.url.database
+    assert database is not None
+    with hub.store.read() as conn:
+        click = conn.execute(
+            sa.select(activity_types.c.id).where(activity_types.c.code_name == "click")
+        ).scalar_one()
+    start = dt.datetime(2026, 1, 1)
+    with sqlite3.connect(database) as raw:
+        raw.executemany(
+            "INSERT INTO activities (id, type_id, contact_id, channel_id, title, value, "
+            "occurred_at, received_at) VALUES (?, ?, ?, ?, 'Clicked', 'cta', ?, ?)",
+            (
+                (uuid.UUID(int=n + 1).hex, click.hex, contact.hex, channel.hex, when, when)
+                for n in range(100_000)
+                for when in [str(start + dt.timedelta(seconds=n))]
+            ),
+        )
+    hub.close()
+    with ServedWaypost(tmp_path, f"sqlite:///{database}") as server:
+        server.start()
+        assert server.process is not None
+        pid = server.process.pid
+        url = f"{server.url}/api/activities/export"
+        with httpx.stream("GET", url, headers=admin_headers, timeout=30) as answer:
+            assert answer.status_code == 200
+            next(answer.iter_bytes())
+            assert len(page_workers_of(pid)) == 1
+        # The client has gone: the server gives the export up, and its worker ends.
+        deadline = time.monotonic() + 20
+        while page_workers_of(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert page_workers_of(pid) == []
+        # And a finished download leaves none either.
+        answer2 = httpx.get(url, headers=admin_headers, timeout=60)
+        assert answer2.status_code == 200
+        assert answer2.content.count(b"\n") == 100_000
+        assert page_workers_of(pid) == []
