@@ -8,13 +8,13 @@ read ahead of the one being sent (memory holds those, never the export). Every s
 compiled once per export (:class:`~waypost.store.prepared.Compiled`): a page only binds the
 keys of its bounds, as the database gave them.
 
-- On a SQLite file, ``EXPORT_PROCESSES["sqlite"]`` readers take the pages in turn: one in this
-  process and the others in worker processes (:mod:`waypost.store.sqlite_pages`), because a
-  second thread would get no second CPU. A page is read in the index's order, oldest first,
-  and comes back as ONE row: the page's lines (or each of Parquet's columns) joined by NUL in
-  SQL, split here and turned round to the log's newest-first order. A line with a NUL of its
-  own (CSV keeps text as it is) splits into too many pieces: that page is read again row by
-  row, newest first.
+- On a SQLite file, ``EXPORT_PROCESSES["sqlite"]`` readers take the pages, each the next
+  one when it is free: one in this process and the others in worker processes
+  (:mod:`waypost.store.sqlite_pages`), because a second thread would get no second CPU. A
+  page is read in the index's order, oldest first, and comes back as ONE row: the page's
+  lines (or each of Parquet's columns) joined by NUL in SQL, split here and turned round to
+  the log's newest-first order. A line with a NUL of its own (CSV keeps text as it is)
+  splits into too many pieces: that page is read again row by row, newest first.
 - Elsewhere (PostgreSQL, an in-memory SQLite), ``EXPORT_READERS`` threads read the pages on
   connections of the store, a row per activity.
 """
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -243,15 +245,33 @@ def in_order(tasks: Iterator[Callable[[], T]], threads: int, ahead: int) -> Iter
 
 
 def in_turn(tasks: Iterator[Callable[[R], T]], readers: Sequence[R], ahead: int) -> Iterator[T]:
-    """The results of ``tasks``, each run with a reader, the readers in turn (a thread each,
-    so that a reader serves one task at a time), in the tasks' order; at most ``ahead`` tasks
-    are taken before their results are given. Once it ends, given up on or not, no task runs."""
-    pools = [ThreadPoolExecutor(1, thread_name_prefix="waypost-export") for _ in readers]
+    """The results of ``tasks``, in the tasks' order, each run with whichever reader is free
+    first (a thread each, so that a reader serves one task at a time: the busier process
+    takes fewer pages); at most ``ahead`` tasks are taken before their results are given.
+    Once it ends, given up on or not, no task runs."""
+    waiting: queue.SimpleQueue[tuple[Future[T], Callable[[R], T]] | None] = queue.SimpleQueue()
+
+    def serve(reader: R) -> None:
+        while (item := waiting.get()) is not None:
+            future, task = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(task(reader))
+                except BaseException as exc:  # given to the one waiting for it
+                    future.set_exception(exc)
+
+    threads = [
+        threading.Thread(target=serve, args=(r,), name="waypost-export", daemon=True)
+        for r in readers
+    ]
+    for thread in threads:
+        thread.start()
     pending: deque[Future[T]] = deque()
     try:
-        for n, task in enumerate(tasks):
-            turn = n % len(readers)
-            pending.append(pools[turn].submit(task, readers[turn]))
+        for task in tasks:
+            future: Future[T] = Future()
+            pending.append(future)
+            waiting.put((future, task))
             if len(pending) >= ahead:
                 yield pending.popleft().result()
         while pending:
@@ -259,8 +279,10 @@ def in_turn(tasks: Iterator[Callable[[R], T]], readers: Sequence[R], ahead: int)
     finally:
         for future in pending:
             future.cancel()
-        for pool in pools:
-            pool.shutdown(wait=True)
+        for _ in threads:
+            waiting.put(None)
+        for thread in threads:
+            thread.join()
 
 
 def _not_before(stamp: Any, ident: Any) -> sa.ColumnElement[bool]:
