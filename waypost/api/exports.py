@@ -3,7 +3,11 @@ streamed as they are read (docs/data-lifecycle.md#exports)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from waypost.api.routing import Call, Operation, parse_uuid
 from waypost.services.export_formats import MEDIA_TYPES
@@ -17,16 +21,36 @@ from waypost.services.exports import (
 PRODUCES = tuple(MEDIA_TYPES.values())
 
 
+class ExportResponse(StreamingResponse):
+    """A streamed export whose chunks are closed once the response ends, sent or not: a
+    download cut short ends the export's reads (and a worker process it started) at once,
+    not when the garbage collector comes across it."""
+
+    def __init__(self, chunks: Iterator[bytes], media_type: str, filename: str) -> None:
+        super().__init__(
+            chunks,
+            media_type=media_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "no-store",
+            },
+        )
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # No thread is in the generator by now: a cancelled wait for a chunk waits for
+            # its thread. Closing it may wait for a page being read, so in a thread too.
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                await run_in_threadpool(close)
+
+
 def streamed(export: Export) -> StreamingResponse:
     """The export as a download; its pages are read and encoded while it is sent."""
-    return StreamingResponse(
-        export.chunks(),
-        media_type=export.media_type,
-        headers={
-            "Content-Disposition": f'attachment; filename="{export.filename}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return ExportResponse(export.chunks(), export.media_type, export.filename)
 
 
 def export_activities(call: Call[None, ActivityExportQuery]) -> StreamingResponse:

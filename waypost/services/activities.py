@@ -242,9 +242,11 @@ class ActivityService:
         return Page(items, _next_cursor(items[-1].received_at, items[-1].id) if more else None)
 
 
-def before_in_log(stamp: dt.datetime, ident: uuid.UUID) -> sa.ColumnElement[bool]:
+def before_in_log(
+    stamp: dt.datetime | sa.BindParameter[Any], ident: uuid.UUID | sa.BindParameter[Any]
+) -> sa.ColumnElement[bool]:
     """The activities after (older than) the one at ``stamp`` with id ``ident`` in the log's
-    order: a keyset page's condition."""
+    order: a keyset page's condition (values, or parameters bound at each run)."""
     a = activities
     # The first term bounds the index range; an OR alone would read the index from its start
     # on SQLite for every page.

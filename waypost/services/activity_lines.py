@@ -21,7 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from waypost.services.activity_records import time_text, uuid_text
+from waypost.services.activity_records import time_text
+from waypost.services.activity_records import uuid_text as _uuid_text
 
 # A piece of a line: literal text, an SQL expression whose value is text (never NULL), or on
 # SQLite such an expression with the printf conversion that takes it ("%.8s": its first 8
@@ -58,7 +59,7 @@ def _joined(dialect: str, parts: list[Part]) -> sa.ColumnElement[str]:
 def _uuid_parts(column: Any, dialect: str) -> list[Part]:
     """A UUID in its canonical text: on SQLite, the 32 hex digits stored, cut by printf."""
     if dialect != "sqlite":
-        return [uuid_text(column, dialect)]
+        return [_uuid_text(column, dialect)]
     hexed = sa.type_coerce(column, sa.String)
     return [
         ("%.8s", hexed),
@@ -167,10 +168,15 @@ def _csv_cell(column: Any, dialect: str) -> sa.ColumnElement[Any]:
     return sa.case((special, quoted), else_=sa.func.coalesce(text, ""))
 
 
-def csv_line(dialect: str, a: Any, code: Any) -> sa.ColumnElement[str]:
-    """The activity's line of a CSV export, with its CRLF; the cells of ACTIVITY_COLUMNS."""
-    if dialect == "sqlite":
-        # printf's %s would stop at a NUL, which text may hold: || keeps it.
+def csv_line(dialect: str, a: Any, code: Any, *, nul_free: bool = False) -> sa.ColumnElement[str]:
+    """The activity's line of a CSV export, with its CRLF; the cells of ACTIVITY_COLUMNS.
+
+    On SQLite, ``nul_free``: the line made by one printf, right only when no text holds a NUL
+    (printf's %s stops at one; :func:`csv_nul` says whether one does); else made with ||,
+    which keeps a NUL, but copies the line at each step."""
+    one_printf = dialect == "sqlite" and nul_free
+    if dialect == "sqlite" and not nul_free:
+
         def joined(parts: list[Part]) -> sa.ColumnElement[str]:
             line: Any = None
             for part in parts:
@@ -182,28 +188,32 @@ def csv_line(dialect: str, a: Any, code: Any) -> sa.ColumnElement[str]:
         def joined(parts: list[Part]) -> sa.ColumnElement[str]:
             return _joined(dialect, parts)
 
-    cells: list[Part] = [
-        uuid_text(a.id, dialect),
-        _csv_cell(code, dialect),
-        uuid_text(a.contact_id, dialect),
-        uuid_text(a.channel_id, dialect),
-        _csv_cell(a.title, dialect),
-        _csv_cell(a.value, dialect),
-        _csv_cell(a.url, dialect),
-        _csv_cell(a.referrer, dialect),
-        _csv_cell(a.fields, dialect),
-        _csv_cell(a.flags, dialect),
-        time_text(a.occurred_at, dialect),
-        time_text(a.received_at, dialect),
-        _csv_cell(a.client_id, dialect),
-        _boolean(a.consent_agreed, dialect, ""),
-        _integer(a.consent_version, dialect, ""),
+    def printed(parts: list[Part]) -> list[Part]:
+        # Ids and times hold no NUL: a printf of their own at least.
+        return parts if one_printf or dialect != "sqlite" else [_joined(dialect, parts)]
+
+    cells: list[list[Part]] = [
+        printed(_uuid_parts(a.id, dialect)),
+        [_csv_cell(code, dialect)],
+        printed(_uuid_parts(a.contact_id, dialect)),
+        printed(_uuid_parts(a.channel_id, dialect)),
+        [_csv_cell(a.title, dialect)],
+        [_csv_cell(a.value, dialect)],
+        [_csv_cell(a.url, dialect)],
+        [_csv_cell(a.referrer, dialect)],
+        [_csv_cell(a.fields, dialect)],
+        [_csv_cell(a.flags, dialect)],
+        printed(_time_parts(a.occurred_at, dialect)),
+        printed(_time_parts(a.received_at, dialect)),
+        [_csv_cell(a.client_id, dialect)],
+        [_boolean(a.consent_agreed, dialect, "")],
+        [_integer(a.consent_version, dialect, "")],
     ]
     parts: list[Part] = []
     for i, cell in enumerate(cells):
         if i:
             parts.append(",")
-        parts.append(cell)
+        parts.extend(cell)
     parts.append("\r\n")
     # Adjacent literals as one.
     merged: list[Part] = []
@@ -215,6 +225,16 @@ def csv_line(dialect: str, a: Any, code: Any) -> sa.ColumnElement[str]:
     return joined(merged)
 
 
+def csv_nul(a: Any) -> sa.ColumnElement[Any]:
+    """SQLite: true when a text cell of the activity's CSV line holds a NUL (JSON escapes it,
+    and the type's code name is a name)."""
+    found: Any = None
+    for column in (a.title, a.value, a.url, a.referrer, a.client_id):
+        here = sa.func.instr(sa.type_coerce(column, sa.String), sa.func.char(0))
+        found = here if found is None else found.op("OR")(here)
+    return sa.type_coerce(found, sa.Integer)
+
+
 def _naive_time(column: Any, dialect: str) -> sa.ColumnElement[Any]:
     """A time as UTC text Arrow parses: ``2026-01-31 12:00:00.000000``."""
     if dialect == "sqlite":
@@ -222,20 +242,33 @@ def _naive_time(column: Any, dialect: str) -> sa.ColumnElement[Any]:
     return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS.US")
 
 
-def arrow_columns(dialect: str, a: Any, code: Any) -> list[sa.ColumnElement[Any]]:
+# The columns of arrow_columns that are ids: with ``hex_ids``, SQLite's 32 hex digits.
+HEX_IDS = ("id", "contact", "channel")
+
+
+def arrow_columns(
+    dialect: str, a: Any, code: Any, *, hex_ids: bool = False
+) -> list[sa.ColumnElement[Any]]:
     """The columns of a Parquet export (ACTIVITY_COLUMNS), as Arrow takes them: text, JSON as
-    its stored text, times as UTC text, booleans as 0 and 1, integers."""
+    its stored text, times as UTC text, booleans as 0 and 1, integers. ``hex_ids`` (SQLite):
+    the ids as stored, for Arrow to put the dashes in (a column at a time, faster)."""
     text = _as_text if dialect == "sqlite" else _cast_text
+
+    def ident(column: Any) -> sa.ColumnElement[Any]:
+        if hex_ids and dialect == "sqlite":
+            return _as_text(column)
+        return _uuid_text(column, dialect)
+
     agreed = (
         sa.type_coerce(a.consent_agreed, sa.Integer)
         if dialect == "sqlite"
         else sa.cast(a.consent_agreed, sa.Integer)
     )
     return [
-        uuid_text(a.id, dialect),
+        ident(a.id),
         code,
-        uuid_text(a.contact_id, dialect),
-        uuid_text(a.channel_id, dialect),
+        ident(a.contact_id),
+        ident(a.channel_id),
         a.title,
         a.value,
         a.url,
@@ -248,6 +281,16 @@ def arrow_columns(dialect: str, a: Any, code: Any) -> list[sa.ColumnElement[Any]
         agreed,
         a.consent_version,
     ]
+
+
+# Which of the columns of arrow_columns may be NULL (those of ACTIVITY_COLUMNS).
+ARROW_NULLABLE = (
+    *(False,) * 5,  # id, type, contact, channel, title
+    *(True,) * 5,  # value, url, referrer, fields, flags
+    False,  # occurred_at
+    False,  # received_at
+    *(True,) * 3,  # client_id, consent_agreed, consent_version
+)
 
 
 def _as_text(column: Any) -> sa.ColumnElement[Any]:

@@ -10,7 +10,10 @@ export (for Parquet: one row group, ``ROW_GROUP`` rows, as Arrow columns).
   ``false``, times are ISO 8601 in UTC, nothing is empty text.
 - Parquet: one typed column per column (text, 64-bit integers, booleans, timestamps in UTC
   with microseconds, dates; decimals as their exact text), in row groups of ``ROW_GROUP``
-  rows, with pyarrow, an optional dependency (``pip install waypost[parquet]``).
+  rows, with pyarrow, an optional dependency (``pip install waypost[parquet]``). Only the
+  columns whose values repeat are dictionary-encoded (ids and times would fill a dictionary
+  only for Arrow to give it up). Arrow's memory comes from jemalloc, told to give freed
+  memory back at once, so that a long export's RSS stays flat.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ MEDIA_TYPES: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
 }
-ROW_GROUP = 65_536
+ROW_GROUP = 32_768
 
 _encoder = msgspec.json.Encoder()
 
@@ -54,12 +57,16 @@ class Column:
     get: Callable[[Any], Any]
     # The item's attribute the column reads, when it reads one as it is.
     attribute: str | None = None
+    # Whether values repeat (Parquet's dictionary encoding is for such columns only).
+    repeats: bool = True
 
 
-def attribute(name: str, kind: ColumnKind, header: str | None = None) -> Column:
+def attribute(
+    name: str, kind: ColumnKind, header: str | None = None, *, repeats: bool = True
+) -> Column:
     """The column of an item's attribute ``name``."""
 
-    return Column(header or name, kind, operator.attrgetter(name), name)
+    return Column(header or name, kind, operator.attrgetter(name), name, repeats)
 
 
 def parquet_unavailable() -> ApiError:
@@ -72,12 +79,26 @@ def parquet_unavailable() -> ApiError:
     )
 
 
+_arrow_memory_set = False
+
+
 def pyarrow_modules() -> tuple[ModuleType, ModuleType]:
     """``pyarrow`` and ``pyarrow.parquet``; 400 ``parquet_unavailable`` when not installed."""
+    global _arrow_memory_set
     try:
-        return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
+        pa, pq = importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
     except ImportError:
         raise parquet_unavailable() from None
+    if not _arrow_memory_set:
+        _arrow_memory_set = True
+        # jemalloc keeps freed pages for seconds by default (and mimalloc, Arrow's default
+        # elsewhere, its own way): each row group's columns would pile up in RSS.
+        try:
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
+            pa.jemalloc_set_decay_ms(0)
+        except (NotImplementedError, AttributeError):
+            pass  # a pyarrow built without jemalloc
+    return pa, pq
 
 
 def encode(
@@ -180,15 +201,21 @@ def parquet(columns: Sequence[Column], pages: Iterable[Sequence[Any]]) -> Iterat
                 arrays = [pa.array(_values(c, page), type=types[c.kind]) for c in columns]
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    return parquet_file(schema, batches())
+    return parquet_file(schema, batches(), dictionary_columns(columns))
 
 
-def parquet_file(schema: Any, batches: Iterable[Any]) -> Iterator[bytes]:
+def dictionary_columns(columns: Sequence[Column]) -> list[str]:
+    """The columns Parquet dictionary-encodes: those whose values repeat."""
+    return [c.name for c in columns if c.repeats]
+
+
+def parquet_file(schema: Any, batches: Iterable[Any], dictionary: Sequence[str]) -> Iterator[bytes]:
     """The Parquet file of Arrow record batches of ``schema``, in row groups of exactly
-    ``ROW_GROUP`` rows (the last one fewer), each sent once written."""
+    ``ROW_GROUP`` rows (the last one fewer), each sent once written; the ``dictionary``
+    columns dictionary-encoded."""
     pa, pq = pyarrow_modules()
     sink = _Sink()
-    writer = pq.ParquetWriter(sink, schema, compression="zstd")
+    writer = pq.ParquetWriter(sink, schema, compression="zstd", use_dictionary=list(dictionary))
     held: list[Any] = []
     rows = 0
     for batch in batches:

@@ -9,23 +9,19 @@ PostgreSQL hold back vacuum). Filters are checked, and the format's library foun
 the first byte, so that bad input is a 400 and not a broken download.
 
 Activities, by far the most rows, are formatted by the database (:mod:`activity_lines`: a
-line of text per activity, or Parquet's columns) and read by ``EXPORT_READERS`` threads at
-once, each page on a connection of its own: the bounds of the pages are found first on the
-log's index (the key of every ``ACTIVITY_PAGE``-th activity), so that the pages need not wait
-for each other, and they are sent in order, at most ``PAGES_AHEAD`` of them read ahead. Only a
-per-field CSV or Parquet export (``type`` given) builds each activity in Python.
+line of text per activity, or Parquet's columns) and read a page of ``ACTIVITY_PAGE`` at a
+time by several readers at once (:mod:`activity_pages`: on a SQLite file, this process and a
+worker process in turn). Only a per-field CSV or Parquet export (``type`` given) builds each
+activity in Python.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import msgspec
 import sqlalchemy as sa
@@ -34,7 +30,7 @@ from waypost.domain.fields import FieldSpec
 from waypost.errors import ApiError, not_found
 from waypost.pagination import Page
 from waypost.services.activities import ActivityQuery, ActivityService, before_in_log
-from waypost.services.activity_lines import arrow_columns, csv_line, ndjson_line
+from waypost.services.activity_pages import formatted_pages
 from waypost.services.activity_records import record_columns, record_maker
 from waypost.services.contact_search import search, search_words
 from waypost.services.contacts import contacts_of
@@ -46,6 +42,7 @@ from waypost.services.export_formats import (
     arrow_schema,
     attribute,
     csv_header,
+    dictionary_columns,
     encode,
     parquet_file,
     pyarrow_modules,
@@ -56,11 +53,6 @@ from waypost.store.schema import activities, activity_types, contact_groups, con
 from waypost.store.type_fields import load_type_fields
 
 ACTIVITY_PAGE = 5_000
-# Threads reading pages of activities at once (sqlite3 and psycopg let other threads run
-# while a query steps), and pages read ahead of the one being sent. One reader reads while the
-# page before is sent; two were no faster on two CPUs (docs/performance.md).
-EXPORT_READERS = 1
-PAGES_AHEAD = 4
 CONTACT_PAGE = 1_000
 MEMBER_PAGE = 5_000
 
@@ -117,7 +109,11 @@ class Export:
         if self.formatted is None:
             return encode(self.format, self.columns, self._counted())
         if self.format == "parquet":
-            return parquet_file(arrow_schema(self.columns), self._counted_formatted())
+            return parquet_file(
+                arrow_schema(self.columns),
+                self._counted_formatted(),
+                dictionary_columns(self.columns),
+            )
         return self._formatted_bytes()
 
     def _formatted_bytes(self) -> Iterator[bytes]:
@@ -140,19 +136,19 @@ class Export:
 
 
 ACTIVITY_COLUMNS = [
-    attribute("id", "text"),
+    attribute("id", "text", repeats=False),
     attribute("type", "text"),
-    attribute("contact", "text"),
+    attribute("contact", "text", repeats=False),
     attribute("channel", "text"),
     attribute("title", "text"),
     attribute("value", "text"),
     attribute("url", "text"),
     attribute("referrer", "text"),
-    attribute("fields", "json"),
+    attribute("fields", "json", repeats=False),
     attribute("flags", "json"),
-    attribute("occurred_at", "datetime"),
-    attribute("received_at", "datetime"),
-    attribute("client_id", "text"),
+    attribute("occurred_at", "datetime", repeats=False),
+    attribute("received_at", "datetime", repeats=False),
+    attribute("client_id", "text", repeats=False),
     attribute("consent_agreed", "boolean"),
     attribute("consent_version", "integer"),
 ]
@@ -271,55 +267,10 @@ class ExportService:
             query.format, f"{name}.{query.format}", activity_columns(specs), pages, count
         )
         if query.format == "ndjson" or specs is None:
-            export.formatted = lambda: self._formatted_activities(stmt, query.format)
+            export.formatted = lambda: formatted_pages(
+                self.store, stmt, query.format, ACTIVITY_COLUMNS, ACTIVITY_PAGE
+            )
         return export
-
-    def _formatted_activities(self, stmt: sa.Select[Any], fmt: ExportFormat) -> Iterator[Any]:
-        """The pages of the activities ``stmt`` selects, formatted by the database, read by
-        ``EXPORT_READERS`` threads and given in the log's order."""
-        dialect = self.store.dialect
-        a = activities
-        code = (
-            sa.select(activity_types.c.code_name)
-            .where(activity_types.c.id == a.c.type_id)
-            .scalar_subquery()
-        )
-        if fmt == "parquet":
-            selected = arrow_columns(dialect, a.c, code)
-            finish = _arrow_batch(ACTIVITY_COLUMNS)
-        else:
-            line = (ndjson_line if fmt == "ndjson" else csv_line)(dialect, a.c, code)
-            selected = [line]
-            finish = _ndjson_bytes if fmt == "ndjson" else _csv_bytes
-        formatted = stmt.with_only_columns(*selected)
-        keys = stmt.with_only_columns(a.c.occurred_at, a.c.id)
-
-        def read(newer: Key | None, oldest: Key | None) -> tuple[int, Any]:
-            page = formatted
-            if newer is not None:
-                page = page.where(before_in_log(*newer))
-            if oldest is not None:
-                page = page.where(_not_before(*oldest))
-            with self.store.read() as conn:
-                rows = conn.execute(page).all()
-            return len(rows), finish(rows)
-
-        def reads() -> Iterator[Callable[[], tuple[int, Any]]]:
-            newer: Key | None = None
-            while True:
-                # The key of the page's oldest activity, on the index, without reading rows.
-                bound = keys.limit(1).offset(ACTIVITY_PAGE - 1)
-                if newer is not None:
-                    bound = bound.where(before_in_log(*newer))
-                with self.store.read() as conn:
-                    found = conn.execute(bound).first()
-                oldest = None if found is None else (found[0], found[1])
-                yield functools.partial(read, newer, oldest)
-                if oldest is None:
-                    return
-                newer = oldest
-
-        return in_order(reads(), EXPORT_READERS, PAGES_AHEAD)
 
     def contacts_export(self, query: ContactExportQuery) -> Export:
         """The contacts the list's search finds, in its order, each as ``GET
@@ -401,76 +352,6 @@ class ExportService:
                     400, "invalid_field", f"No activity type has code name {code!r}.", "type"
                 )
             return load_type_fields(conn, [type_id]).get(type_id, [])
-
-
-Key = tuple[dt.datetime, uuid.UUID]
-
-
-T = TypeVar("T")
-
-
-def in_order(tasks: Iterator[Callable[[], T]], threads: int, ahead: int) -> Iterator[T]:
-    """The results of ``tasks``, run by ``threads`` threads, in the tasks' order; at most
-    ``ahead`` tasks are taken before their results are given."""
-    pending: deque[Future[T]] = deque()
-    with ThreadPoolExecutor(threads, thread_name_prefix="waypost-export") as pool:
-        try:
-            for task in tasks:
-                pending.append(pool.submit(task))
-                if len(pending) >= ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            # Given up on (a download cut short): what has not started never will.
-            for future in pending:
-                future.cancel()
-
-
-def _not_before(stamp: dt.datetime, ident: uuid.UUID) -> sa.ColumnElement[bool]:
-    """The activity at ``stamp`` with id ``ident`` and those newer in the log's order; the
-    first term bounds the index range (as in :func:`before_in_log`)."""
-    a = activities
-    return sa.and_(a.c.occurred_at >= stamp, sa.or_(a.c.occurred_at > stamp, a.c.id >= ident))
-
-
-def _ndjson_bytes(rows: Sequence[Any]) -> bytes:
-    if not rows:
-        return b""
-    lines = [row[0] for row in rows]
-    lines.append("")
-    return "\n".join(lines).encode()
-
-
-def _csv_bytes(rows: Sequence[Any]) -> bytes:
-    return "".join([row[0] for row in rows]).encode()
-
-
-def _arrow_batch(columns: Sequence[Column]) -> Callable[[Sequence[Any]], Any]:
-    """The function from rows of :func:`arrow_columns` to an Arrow record batch of
-    ``columns``."""
-    pa, _ = pyarrow_modules()
-    schema = arrow_schema(columns)
-    moment = pa.timestamp("us")
-
-    def convert(kind: ColumnKind, values: Sequence[Any], target: Any) -> Any:
-        if kind == "datetime":  # UTC text
-            return pa.array(values, pa.string()).cast(moment).cast(target)
-        if kind == "boolean":  # 0 and 1
-            return pa.array(values, pa.int8()).cast(target)
-        return pa.array(values, target)
-
-    def batch(rows: Sequence[Any]) -> Any:
-        values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
-        return pa.RecordBatch.from_arrays(
-            [
-                convert(c.kind, v, field.type)
-                for c, v, field in zip(columns, values, schema, strict=True)
-            ],
-            schema=schema,
-        )
-
-    return batch
 
 
 def _check_format(fmt: ExportFormat) -> None:

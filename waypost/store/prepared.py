@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -80,3 +81,42 @@ class Prepared:
             else:
                 converted.append(dict(zip((p[0] for p in compiled.params), values, strict=True)))
         conn.exec_driver_sql(compiled.sql, converted)
+
+
+class Compiled:
+    """A SELECT compiled once for a dialect, to run many times with a few parameters given
+    each time (an export's keyset page): no SQLAlchemy compilation, nor conversion of the
+    other parameters, per run. ``given`` parameters take the driver's own values (as the
+    driver returned them), the others keep the statement's values, converted once."""
+
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, given: Sequence[str] = ()
+    ) -> None:
+        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        self.names: list[str] = list(
+            (compiled.positiontup or []) if compiled.positional else compiled.binds
+        )
+        self._fixed: dict[str, Any] = {}
+        values = compiled.params
+        for name in self.names:
+            if name in given:
+                continue
+            value = values.get(name)
+            process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            self._fixed[name] = (
+                process(value) if process is not None and value is not None else value
+            )
+
+    def params(self, **given: Any) -> Any:
+        """The driver's parameters: a tuple for a positional dialect, else a dict."""
+        values = {**self._fixed, **given}
+        if self.positional:
+            return tuple(values[name] for name in self.names)
+        return values
+
+    def execute(self, conn: Connection, **given: Any) -> Any:
+        """The driver's result of a run on ``conn`` (rows of the driver's own values)."""
+        return conn.exec_driver_sql(self.sql, self.params(**given))

@@ -1,0 +1,149 @@
+"""Readers of an export's pages from a SQLite file: one in this process, the others in
+worker processes (:mod:`waypost.store.sqlite_page_worker`), so that an export uses more than
+one CPU (docs/architecture.md).
+
+A second reader *thread* gains nothing on SQLite: the threads meet on SQLite's global mutexes
+and on the interpreter's lock, and the process keeps to about one CPU. A worker process has
+its own. :class:`PageProcesses` owns the workers of one export: they start with it (never for
+a database that is not a file), read one page at a time each, and end when it is closed (the
+export finished, failed, or given up on) or when this process ends (their stdin closes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import marshal
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy.engine import URL
+
+from waypost.errors import StorageUnavailable
+from waypost.store.sqlite_page_worker import (
+    ANSWER,
+    ERROR,
+    REQUEST,
+    open_reader,
+    read_page,
+)
+
+WORKER = str(Path(__file__).with_name("sqlite_page_worker.py"))
+# How long a worker may take to end once its stdin is closed (a page it is reading).
+CLOSE_SECONDS = 10.0
+
+# A reader of pages: the driver's SQL and positional parameters to the rows.
+Reader = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The file of a SQLite database URL; None for any other database, an in-memory one, or
+    one opened through a URI of its own."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if not database or database == ":memory:" or url.query:
+        return None
+    return database
+
+
+class _Worker:
+    """One worker process and its pipes; used by one thread at a time."""
+
+    def __init__(self, path: str) -> None:
+        # The command is this interpreter and this package's own worker script.
+        self.process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-I", WORKER, path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self._requests: IO[bytes] = self.process.stdin
+        self._answers: IO[bytes] = self.process.stdout
+
+    def read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        body = json.dumps({"sql": sql, "params": list(params)}).encode()
+        try:
+            self._requests.write(REQUEST.pack(len(body)) + body)
+            self._requests.flush()
+            header = self._answers.read(ANSWER.size)
+            if len(header) < ANSWER.size:
+                raise StorageUnavailable("the export's page reader ended")
+            status, size = ANSWER.unpack(header)
+            payload = self._answers.read(size)
+        except (BrokenPipeError, ValueError) as exc:  # ValueError: the pipe was closed
+            raise StorageUnavailable("the export's page reader ended") from exc
+        if len(payload) < size:
+            raise StorageUnavailable("the export's page reader ended")
+        if status == ERROR:
+            raise StorageUnavailable(payload.decode(errors="replace"))
+        # From our own worker, over its private pipe.
+        rows: list[tuple[Any, ...]] = marshal.loads(payload)  # noqa: S302
+        return rows
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End a worker: its stdin closed, it ends after the page it reads; killed if it does
+    not."""
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):  # the worker ended first: nothing to flush
+                stream.close()
+    try:
+        process.wait(CLOSE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class PageProcesses:
+    """The readers of one export's pages from the SQLite file ``path``: ``here`` in this
+    process (each a connection of its own), ``total - here`` in worker processes. Each reader
+    is for one thread at a time. Close it (or use it as a context manager) to end the
+    workers; it also ends them if it is garbage-collected unclosed."""
+
+    def __init__(self, path: str, total: int, here: int = 1) -> None:
+        self.readers: list[Reader] = []
+        self._connections = [open_reader(path) for _ in range(min(here, total))]
+        for conn in self._connections:
+            self.readers.append(functools.partial(read_page, conn))
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._finalizers: list[weakref.finalize[Any, Any]] = []
+        try:
+            for _ in range(total - len(self._connections)):
+                worker = _Worker(path)
+                self._workers.append(worker)
+                self._finalizers.append(weakref.finalize(self, _stop, worker.process))
+                self.readers.append(worker.read)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        """The worker processes' ids."""
+        return [w.process.pid for w in self._workers]
+
+    def close(self) -> None:
+        """End the workers and close the connections (once every reader is done reading)."""
+        with self._lock:
+            for finalizer in self._finalizers:
+                finalizer()
+            self._finalizers = []
+            for conn in self._connections:
+                conn.close()
+            self._connections = []
+
+    def __enter__(self) -> PageProcesses:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
