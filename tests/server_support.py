@@ -26,7 +26,7 @@ from typing import Self
 import httpx
 import pytest
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
 
