@@ -1,5 +1,5 @@
 """The pages of an activity export (waypost/services/activity_pages.py) and their readers on a
-SQLite file (waypost/store/sqlite_pages.py, sqlite_page_worker.py): pages in order, read
+SQLite file (waypost/store/sqlite_pages.py, sqlite_worker.py): pages in order, read
 ahead only so far, a worker process that starts with the export and ends with it, whether
 it finished or was given up on, on SQLite and PostgreSQL (which has no worker)."""
 
@@ -191,7 +191,7 @@ def page_workers_of(pid: int) -> list[int]:
             command = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat[1]) == pid and stat[0] != "Z" and b"sqlite_page_worker.py" in command:
+        if int(stat[1]) == pid and stat[0] != "Z" and b"sqlite_worker.py" in command:
             found.append(int(entry.name))
     return found
 

@@ -173,7 +173,7 @@ def test_the_split_reads_both_parts(world: World) -> None:
     with world.hub.store.read() as conn:
         if conn.dialect.name != "sqlite":
             return
-        path = sqlite_file(conn)
+        path = sqlite_file(conn.engine.url)
         assert path is not None
         scope = resolve(
             conn,

@@ -1,4 +1,4 @@
-"""The second SQLite reader (waypost/store/sqlite_reader.py and sqlite_reader_worker.py): it
+"""The second SQLite reader (waypost/store/sqlite_reader.py and sqlite_worker.py): it
 answers as the server's own connection does, reports a failed statement, and its process
 ends with it, killed when the block around it fails."""
 
@@ -18,7 +18,7 @@ from waypost.store.sqlite_reader import SecondReader, WorkerError, driver_statem
 
 def _path(hub: Hub) -> str:
     with hub.store.read() as conn:
-        path = sqlite_file(conn)
+        path = sqlite_file(conn.engine.url)
     if path is None:
         pytest.skip("a second reader reads SQLite files only")
     return path
@@ -26,7 +26,7 @@ def _path(hub: Hub) -> str:
 
 def test_only_a_sqlite_file_has_a_second_reader(hub: Hub) -> None:
     with hub.store.read() as conn:
-        path = sqlite_file(conn)
+        path = sqlite_file(conn.engine.url)
         if conn.dialect.name == "sqlite":
             assert path is not None
             assert path.endswith("waypost.db")
@@ -34,7 +34,7 @@ def test_only_a_sqlite_file_has_a_second_reader(hub: Hub) -> None:
             assert path is None
     memory = sa.create_engine("sqlite://")
     with memory.connect() as conn:
-        assert sqlite_file(conn) is None
+        assert sqlite_file(conn.engine.url) is None
 
 
 def test_the_worker_answers_as_this_connection_does_and_ends(hub: Hub) -> None:

@@ -250,7 +250,7 @@ def _sqlite_funnel(
 ) -> tuple[list[int], list[fractions.Fraction | None]]:
     """Contacts per step and the median microseconds from the step before, read in one part,
     or in two at once (the contacts below the split point in a second process)."""
-    path = sqlite_file(conn)
+    path = sqlite_file(conn.engine.url)
     middle = _split_point(conn, scope, steps[0], split_from) if path is not None else None
     if path is None or middle is None:
         rows = _read_here(conn, _sqlite_statement(scope, steps))

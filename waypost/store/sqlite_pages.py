@@ -1,5 +1,6 @@
 """Readers of an export's pages from a SQLite file: one in this process, the others in
-worker processes (:mod:`waypost.store.sqlite_page_worker`), so that an export uses more than
+worker processes (:mod:`waypost.store.sqlite_worker`, through
+:class:`~waypost.store.sqlite_reader.SecondReader`), so that an export uses more than
 one CPU (docs/architecture.md).
 
 A second reader *thread* gains nothing on SQLite: the threads meet on SQLite's global mutexes
@@ -13,28 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import marshal
 import subprocess
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import IO, Any
-
-from sqlalchemy.engine import URL
+from typing import Any
 
 from waypost.errors import StorageUnavailable
-from waypost.store.sqlite_page_worker import (
-    ANSWER,
-    ERROR,
-    REQUEST,
-    open_reader,
-    read_page,
-)
+from waypost.store.sqlite_reader import SecondReader, WorkerError, sqlite_file
+from waypost.store.sqlite_worker import open_reader, read_page
 
-WORKER = str(Path(__file__).with_name("sqlite_page_worker.py"))
+__all__ = ["PageProcesses", "Reader", "sqlite_file"]
 # How long a worker may take to end once its stdin is closed (a page it is reading).
 CLOSE_SECONDS = 10.0
 
@@ -42,51 +32,19 @@ CLOSE_SECONDS = 10.0
 Reader = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 
-def sqlite_file(url: URL) -> str | None:
-    """The file of a SQLite database URL; None for any other database, an in-memory one, or
-    one opened through a URI of its own."""
-    if url.get_backend_name() != "sqlite":
-        return None
-    database = url.database
-    if not database or database == ":memory:" or url.query:
-        return None
-    return database
-
-
 class _Worker:
-    """One worker process and its pipes; used by one thread at a time."""
+    """One worker process; used by one thread at a time."""
 
     def __init__(self, path: str) -> None:
-        # The command is this interpreter and this package's own worker script.
-        self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-I", WORKER, path],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self._requests: IO[bytes] = self.process.stdin
-        self._answers: IO[bytes] = self.process.stdout
+        self.reader = SecondReader(path, text_as_bytes=True)
+        self.process = self.reader.process
 
     def read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        body = json.dumps({"sql": sql, "params": list(params)}).encode()
         try:
-            self._requests.write(REQUEST.pack(len(body)) + body)
-            self._requests.flush()
-            header = self._answers.read(ANSWER.size)
-            if len(header) < ANSWER.size:
-                raise StorageUnavailable("the export's page reader ended")
-            status, size = ANSWER.unpack(header)
-            payload = self._answers.read(size)
-        except (BrokenPipeError, ValueError) as exc:  # ValueError: the pipe was closed
-            raise StorageUnavailable("the export's page reader ended") from exc
-        if len(payload) < size:
-            raise StorageUnavailable("the export's page reader ended")
-        if status == ERROR:
-            raise StorageUnavailable(payload.decode(errors="replace"))
-        # From our own worker, over its private pipe.
-        rows: list[tuple[Any, ...]] = marshal.loads(payload)  # noqa: S302
-        return rows
+            self.reader.start(sql, list(params))
+            return self.reader.rows()
+        except WorkerError as exc:
+            raise StorageUnavailable(f"the export's page reader: {exc}") from exc
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -111,7 +69,7 @@ class PageProcesses:
 
     def __init__(self, path: str, total: int, here: int = 1) -> None:
         self.readers: list[Reader] = []
-        self._connections = [open_reader(path) for _ in range(min(here, total))]
+        self._connections = [open_reader(path, text_as_bytes=True) for _ in range(min(here, total))]
         for conn in self._connections:
             self.readers.append(functools.partial(read_page, conn))
         self._workers: list[_Worker] = []

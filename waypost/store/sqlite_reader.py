@@ -3,8 +3,9 @@
 A statement that reads millions of index entries (a funnel over a month) takes one CPU for
 seconds. Split in two parts that need not see each other's rows (the contacts below and above
 a contact id), one part runs in the server's process and the other in
-:mod:`waypost.store.sqlite_reader_worker`, at the same time: :class:`SecondReader` starts
-the worker, hands it the driver's SQL and parameters (:func:`driver_statement`) and takes
+:mod:`waypost.store.sqlite_worker`, at the same time: :class:`SecondReader` starts
+the worker (:mod:`waypost.store.sqlite_worker`, which an export's page readers use too),
+hands it the driver's SQL and parameters (:func:`driver_statement`) and takes
 its rows; the worker ends with the reader.
 
 The two parts are two read transactions: a write committed between their starts is seen by
@@ -22,14 +23,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from sqlalchemy import Connection
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from waypost.store.sqlite_reader_worker import ANSWER, ERROR, REQUEST
+from waypost.store.sqlite_worker import ANSWER, ERROR, REQUEST
 
-WORKER = str(Path(__file__).with_name("sqlite_reader_worker.py"))
+WORKER = str(Path(__file__).with_name("sqlite_worker.py"))
 # How long a worker asked to stop (its stdin closed) may take before it is killed.
 STOP_SECONDS = 5.0
 
@@ -38,10 +38,9 @@ class WorkerError(RuntimeError):
     """The worker could not answer: its statement failed, or it ended without answering."""
 
 
-def sqlite_file(conn: Connection) -> str | None:
-    """The file ``conn`` reads, if it is a SQLite database in a file that a second process
-    can open by its name; None otherwise (PostgreSQL, an in-memory database, a URI)."""
-    url = conn.engine.url
+def sqlite_file(url: URL) -> str | None:
+    """The file of a SQLite database URL, which a second process can open by its name; None
+    for any other database, an in-memory one, or one opened through a URI of its own."""
     if url.get_backend_name() != "sqlite" or url.query:
         return None
     name = url.database
@@ -70,11 +69,12 @@ def driver_statement(statement: ClauseElement, dialect: Dialect) -> tuple[str, l
 class SecondReader:
     """A worker process reading the SQLite file ``path``: :meth:`start` a statement, do
     something else meanwhile, then take its :meth:`rows`. Use it in a ``with`` block: the
-    worker is stopped when the block ends (killed if the block ends in an exception)."""
+    worker is stopped when the block ends (killed if the block ends in an exception). With
+    ``text_as_bytes`` the rows' text comes as UTF-8 bytes."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, text_as_bytes: bool = False) -> None:
         self.process = subprocess.Popen(  # noqa: S603 (our own script, no shell)
-            [sys.executable, "-I", WORKER, path],
+            [sys.executable, "-I", WORKER, path, *(["bytes"] if text_as_bytes else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -91,17 +91,20 @@ class SecondReader:
         try:
             stdin.write(REQUEST.pack(len(body)) + body)
             stdin.flush()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: the pipe was closed
             raise WorkerError(f"the SQLite reader process ended: {exc}") from exc
 
     def rows(self) -> list[tuple[Any, ...]]:
         """The rows of the statement started last, once the worker has them."""
         _, stdout = self._pipes()
-        header = stdout.read(ANSWER.size)
-        if len(header) < ANSWER.size:
-            raise WorkerError("the SQLite reader process ended without answering")
-        status, size = ANSWER.unpack(header)
-        payload = stdout.read(size)
+        try:
+            header = stdout.read(ANSWER.size)
+            if len(header) < ANSWER.size:
+                raise WorkerError("the SQLite reader process ended without answering")
+            status, size = ANSWER.unpack(header)
+            payload = stdout.read(size)
+        except ValueError as exc:  # the pipe was closed
+            raise WorkerError("the SQLite reader process ended") from exc
         if len(payload) < size:
             raise WorkerError("the SQLite reader process ended in the middle of its answer")
         if status == ERROR:
