@@ -105,7 +105,9 @@ class Compiled:
             if name in given:
                 continue
             value = values.get(name)
-            process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            # A list expanded for IN gives its items the list's name and _1, _2...
+            bind = compiled.binds[name if name in compiled.binds else name.rsplit("_", 1)[0]]
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             self._fixed[name] = (
                 process(value) if process is not None and value is not None else value
             )

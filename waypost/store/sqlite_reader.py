@@ -25,8 +25,8 @@ from typing import IO, Any
 
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
 
+from waypost.store.prepared import Compiled
 from waypost.store.sqlite_worker import ANSWER, ERROR, REQUEST
 
 WORKER = str(Path(__file__).with_name("sqlite_worker.py"))
@@ -52,18 +52,9 @@ def sqlite_file(url: URL) -> str | None:
 def driver_statement(statement: ClauseElement, dialect: Dialect) -> tuple[str, list[Any]]:
     """``statement`` as the driver runs it: its SQL and positional parameters, each converted
     as SQLAlchemy would (a UUID as hex text, a time as SQLite's text)."""
-    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    assert isinstance(compiled, SQLCompiler)
+    compiled = Compiled(statement, dialect)
     assert compiled.positional
-    values = compiled.params
-    params: list[Any] = []
-    for name in compiled.positiontup or ():
-        value = values.get(name)
-        # A list expanded for IN gives its items the list's name and _1, _2...
-        bind = compiled.binds[name if name in compiled.binds else name.rsplit("_", 1)[0]]
-        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        params.append(process(value) if process is not None and value is not None else value)
-    return compiled.string, params
+    return compiled.sql, list(compiled.params())
 
 
 class SecondReader:
