@@ -27,7 +27,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -229,20 +229,14 @@ def formatted_pages(
 
 def in_order(tasks: Iterator[Callable[[], T]], threads: int, ahead: int) -> Iterator[T]:
     """The results of ``tasks``, run by ``threads`` threads, in the tasks' order; at most
-    ``ahead`` tasks are taken before their results are given."""
-    pending: deque[Future[T]] = deque()
-    with ThreadPoolExecutor(threads, thread_name_prefix="waypost-export") as pool:
-        try:
-            for task in tasks:
-                pending.append(pool.submit(task))
-                if len(pending) >= ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            # Given up on (a download cut short): what has not started never will.
-            for future in pending:
-                future.cancel()
+    ``ahead`` tasks are taken before their results are given (:func:`in_turn` with readers
+    that are only threads)."""
+    runs = (functools.partial(_run, task) for task in tasks)
+    return in_turn(runs, [None] * threads, ahead)
+
+
+def _run(task: Callable[[], T], _reader: object) -> T:
+    return task()
 
 
 def in_turn(tasks: Iterator[Callable[[R], T]], readers: Sequence[R], ahead: int) -> Iterator[T]:
