@@ -9,6 +9,7 @@ another process on the same database) is seen within that time.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -74,6 +75,12 @@ class TypeInfo:
     number: int = 0
     # The fields whose values the writer counts per day (waypost.domain.value_counts).
     counted: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def decimal_primary(self) -> bool:
+        """Whether the primary field is a decimal, whose value is not written to
+        ``primary_value`` (worked out once per type, not per activity)."""
+        return any(f.primary and f.type == "decimal" for f in self.fields)
 
 
 @dataclass(frozen=True)

@@ -313,6 +313,6 @@ def _indexed_primary(info: TypeInfo, primary: str | None) -> str | None:
     column (services/activities.py), so it is not written there: its index entry, at a random
     place, doubled the bytes an insert wrote, for nothing (docs/performance.md).
     """
-    if primary is None or any(s.primary and s.type == "decimal" for s in info.fields):
+    if primary is None or info.decimal_primary:
         return None
     return primary[:MAX_NAME]
