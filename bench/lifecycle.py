@@ -137,7 +137,7 @@ def batches(path: Path) -> dict[str, Any]:
         results[str(size)] = {
             "batches": len(timings),
             "lock_ms_p50": statistics.median(timings) * 1000,
-            "lock_ms_p99": timings[int(len(timings) * 0.99) - 1 if len(timings) > 1 else 0] * 1000,
+            "lock_ms_p99": _percentile(timings, 0.99) * 1000,
             "lock_ms_max": timings[-1] * 1000,
             "rows_per_batch": deleted / max(len(timings), 1),
             "rows_per_second": deleted / ((run.duration_ms or 1) / 1000),
@@ -155,6 +155,12 @@ def _stop_after(count: int, stop: threading.Event) -> Callable[[str, str, int], 
             stop.set()
 
     return progress
+
+
+def _percentile(values: list[float], share: float) -> float:
+    """The value ``share`` of the way up ``values`` (0 for none)."""
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * share) - 1)] if ordered else 0.0
 
 
 def ingest_during_purge(
@@ -212,6 +218,13 @@ def ingest_during_purge(
                 "deleted": run.activities_deleted,
                 "seconds": (run.duration_ms or 0) / 1000,
                 "lock_ms_max": max(service.batch_seconds, default=0) * 1000,
+                "lock_ms_p99": _percentile(service.batch_seconds, 0.99) * 1000,
+                "batches": len(service.batch_seconds),
+                # Which batches took longest (their place in the purge), and how long.
+                "slowest": sorted(
+                    enumerate(round(s * 1000, 1) for s in service.batch_seconds),
+                    key=lambda found: -found[1],
+                )[:5],
             }
     return result
 

@@ -23,10 +23,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# How long a batch of deletes should hold the write lock: a few durable commits of the
+# How long a batch of deletes should hold the write lock: a durable commit or two of the
 # writer's. A writer that finds the lock taken waits in SQLite's busy handler, which tries
-# again after 1, 3 and 8 ms: a batch ended by then delays an activity by at most that.
-TARGET_BATCH_SECONDS = 0.005
+# again after 1, 3 and 8 ms: a batch ended by its second try delays an activity by at most
+# 3 ms (docs/data-lifecycle.md#batches).
+TARGET_BATCH_SECONDS = 0.002
 # The fewest rows a batch deletes, however slow deleting is.
 MIN_BATCH = 10
 # The first batch's size, before the purge knows how long a batch takes.
