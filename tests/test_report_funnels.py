@@ -191,9 +191,22 @@ def test_the_split_reads_both_parts(world: World) -> None:
         below = _sqlite_statement(scope, ids, high=middle)
         above = _sqlite_statement(scope, ids, low=middle)
         rows = _read_in_two(conn, path, below, above)
-        # Each part counts its own contacts: the count rows add up to all of them.
-        assert sorted(row[0] for row in rows if row[0] is not None) == [4, 4]
-        assert len([row for row in rows if row[0] is None]) == CONTACTS
+        # Each part is one row: its own contacts' count, and the gaps of those that reached
+        # step 2 (here all of them, each its one gap).
+        assert sorted(row[0] for row in rows) == [4, 4]
+        gaps = [msgspec.json.decode(row[1]) for row in rows]
+        assert [len(part) for part in gaps] == [4, 4]
+        assert all(gap > 0 for part in gaps for gap in part)
+        # Step 1 read in contact order (the contacts' index): the same parts.
+        in_order = _read_in_two(
+            conn,
+            path,
+            _sqlite_statement(scope, ids, high=middle, by_contact=True),
+            _sqlite_statement(scope, ids, low=middle, by_contact=True),
+        )
+        assert [(row[0], sorted(msgspec.json.decode(row[1]))) for row in in_order] == [
+            (row[0], sorted(part)) for row, part in zip(rows, gaps, strict=True)
+        ]
         # A second reader that cannot read: its part is read here, the answer is the same.
         failed = _read_in_two(conn, "/nonexistent/waypost.db", below, above)
         assert sorted(failed, key=repr) == sorted(rows, key=repr)

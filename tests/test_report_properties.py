@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import fractions
 import uuid
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import hypothesis
 import msgspec
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 
 from waypost.domain.report_definitions import ReportDefinition, ReportResult
 from waypost.hub import Hub
+from waypost.services import report_funnels
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.store.schema import (
@@ -342,19 +345,30 @@ def median(values: list[float]) -> int | None:
     steps=st.lists(st.sampled_from(TYPES), min_size=2, max_size=5),
     window=st.integers(1, 10),
     zone=st.sampled_from(ZONES),
+    contact_order=st.booleans(),
 )
 def test_funnels_equal_following_each_contact(
-    world: World, drawn: Any, span: list[int], steps: list[str], window: int, zone: str
+    world: World,
+    drawn: Any,
+    span: list[int],
+    steps: list[str],
+    window: int,
+    zone: str,
+    contact_order: bool,
 ) -> None:
     made = store(world, drawn)
     since, until = days(span)
     tz = zoneinfo.ZoneInfo(zone)
     start = dt.datetime.combine(since, dt.time(), tz).astimezone(UTC)
     end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), tz).astimezone(UTC)
-    got = world.run(
-        kind="funnel", since=since, until=until, time_zone=zone,
-        steps=[{"type": s} for s in steps], window_days=window,
-    )  # fmt: skip
+    # On SQLite, step 1 read in contact order (any share of the activities is enough) or
+    # from the type's index (no share is).
+    share = fractions.Fraction(0 if contact_order else 2)
+    with mock.patch.object(report_funnels, "CONTACT_ORDER_SHARE", share):
+        got = world.run(
+            kind="funnel", since=since, until=until, time_zone=zone,
+            steps=[{"type": s} for s in steps], window_days=window,
+        )  # fmt: skip
     counts, gaps = funnel_model(made, steps, start, end, window)
     assert [row[1] for row in got.rows] == counts
     assert [row[3] for row in got.rows] == [None] + [median(g) for g in gaps[1:]]

@@ -7,13 +7,16 @@ step repeated is a second, later activity. The median time between steps is over
 contacts that reached the step.
 
 The whole funnel is one statement, and the times between steps are worked out in it, in
-whole microseconds. Step 1 is each contact's first activity of its type in the range, from
-the index on type and time. On SQLite each next step is one search per contact of its own
-activities (the index on contact and time), and the statement answers the step-1 count and a
-row of gaps per contact that reached step 2; a funnel whose step 1 has many activities is read
-in two parts at once, the contacts below and above a contact id, one in a second process
-(waypost/store/sqlite_reader.py), and the counts and gaps of both make the answer. On
-PostgreSQL the next steps are joins, and the counts and medians come from the database.
+whole microseconds. Step 1 is each contact's first activity of its type in the range. On
+SQLite it is one pass over the contacts (read in contact order from the index on contact and
+time when step 1's type is a large share of the activities, else from the index on type and
+time and sorted): right after a contact's step 1, one search of its own activities finds step
+2, and within it one finds step 3, and so on; the statement answers one row, the step-1 count
+and a JSON array of the gaps of the contacts that reached step 2. A funnel whose step 1 has
+many activities is read in two parts at once, the contacts below and above a contact id, one
+in a second process (waypost/store/sqlite_reader.py), and the counts and gaps of both make the
+answer. On PostgreSQL step 1 comes from the index on type and time, the next steps are joins,
+and the counts and medians come from the database.
 
 A group's size at the end of each period is worked back from its kept member count and the
 entries and exits recorded since (as services/group_history.py does per UTC day).
@@ -27,8 +30,10 @@ import logging
 import uuid
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection
+from sqlalchemy.sql.util import ClauseAdapter
 
 from waypost.domain.field_filters import FieldFilter
 from waypost.domain.report_definitions import (
@@ -48,7 +53,12 @@ from waypost.services.report_queries import (
     search_index,
     type_ids,
 )
-from waypost.store.schema import activities, contact_groups, group_membership_events
+from waypost.store.schema import (
+    activities,
+    activity_daily_counts,
+    contact_groups,
+    group_membership_events,
+)
 from waypost.store.sqlite_reader import SecondReader, WorkerError, driver_statement, sqlite_file
 from waypost.store.type_fields import load_type_fields
 
@@ -61,6 +71,14 @@ SPLIT_FROM = 100_000
 # instants spread over the range, this many at each.
 SAMPLE_INSTANTS = 16
 SAMPLE_SIZE = 64
+# On SQLite, step 1 is read in contact order, from the contacts' index, when its type has at
+# least this share of all activities: that reads every activity of the contacts (about
+# 0.17 µs an index entry), against about 0.5 µs a step-1 activity for reading the type's
+# index and sorting by contact, measured on 10M activities (docs/performance.md).
+CONTACT_ORDER_SHARE = fractions.Fraction(1, 6)
+# A part's gaps: per contact that reached step 2, the microseconds between its steps, one
+# contact after the other in one flat array.
+_GAPS = msgspec.json.Decoder(list[int | None])
 
 Step = tuple[uuid.UUID, list[FieldFilter]]
 
@@ -98,15 +116,15 @@ def _gap(later: Any, earlier: Any, dialect: str) -> ColumnElement[int]:
     return sa.cast(seconds * 1_000_000, sa.BigInteger)
 
 
-def _of_type(type_id: uuid.UUID, dialect: str) -> ColumnElement[bool]:
+def _of_type(type_id: uuid.UUID, dialect: str, table: Any = activities) -> ColumnElement[bool]:
     """An activity of the type, for a contact's next step. On SQLite the column is written
     ``+type_id``, which no index serves: without statistics SQLite may otherwise search the
     type's time index for every contact, reading the whole range each time, instead of the
     contact's own activities."""
     if dialect == "sqlite":
-        column = sa.literal_column("+activities.type_id", activities.c.type_id.type)
+        column = sa.literal_column(f"+{table.name}.type_id", activities.c.type_id.type)
         return column == type_id
-    return activities.c.type_id == type_id
+    return table.c.type_id == type_id  # type: ignore[no-any-return]
 
 
 def _step_label(i: int, code: str, filters: dict[str, str]) -> str:
@@ -121,11 +139,14 @@ def _started(
     low: uuid.UUID | None,
     high: uuid.UUID | None,
     since: dt.datetime | None = None,
+    by_contact: bool = False,
 ) -> list[ColumnElement[bool]]:
     """The step-1 activities of the range (from ``since`` if given), of the contacts from
-    ``low`` to before ``high``."""
+    ``low`` to before ``high``; ``by_contact``: found through the contacts' index."""
     a = activities.c
-    where = activity_conditions(scope, dialect, type_id=step[0], filters=step[1], start=since)
+    where = activity_conditions(
+        scope, dialect, type_id=step[0], filters=step[1], start=since, unindexed=by_contact
+    )
     if low is not None:
         where.append(a.contact_id >= low)
     if high is not None:
@@ -133,63 +154,87 @@ def _started(
     return where
 
 
-def _sqlite_chain(scope: Scope, steps: list[Step], s0: Any) -> list[Any]:
-    """Each next step as a CTE over the one before: per contact that reached it, one search of
-    the contact's activities (ordered by time, the first that fits ends it)."""
-    a = activities.c
-    d = scope.definition
-    channels = [a.channel_id.in_(scope.channel_ids)] if scope.channel_ids else []
-    chain = [s0]
-    for k, (ident, filters) in enumerate(steps[1:], start=1):
-        prev = chain[-1]
-        # The bounds come from the step before (later than it, within the window of step
-        # 1): the range's own bounds would only make SQLite start from the range's start.
-        found = (
-            sa.select(a.occurred_at)
-            .where(
-                a.contact_id == prev.c.c,
-                _of_type(ident, "sqlite"),
-                a.occurred_at > prev.c[f"t{k - 1}"],
-                a.occurred_at <= _window_end(prev.c.t0, d.window_days, "sqlite"),
-                *channels,
-                *[field_condition(f, "sqlite") for f in filters],
-            )
-            .order_by(a.occurred_at)
-            .limit(1)
-            .scalar_subquery()
-        )
-        # A contact that missed the step before is not searched for this one (CASE is lazy).
-        reached = sa.case((prev.c[f"t{k - 1}"].is_not(None), found))
-        step = sa.select(prev.c.c, *[prev.c[f"t{j}"] for j in range(k)], reached.label(f"t{k}"))
-        if k == 2:
-            # Only the contacts that reached step 2 are kept beyond it.
-            step = step.where(prev.c.t1.is_not(None))
-        # Kept as a table: else each use of a time below would search again.
-        chain.append(step.cte(f"s{k}").prefix_with("MATERIALIZED"))
-    return chain
+def _next_steps(
+    scope: Scope, steps: list[Step], s0: Any, k: int, previous: Any
+) -> sa.ScalarSelect[Any]:
+    """SQLite: step ``k`` of the contact of ``s0``, one search of the contact's activities
+    (ordered by time, the first that fits ends it) later than ``previous`` (the step before's
+    time), within the window of step 1. Its value is text: the microseconds from the step
+    before, then, after a comma, those of the next steps (``null`` for a step not reached);
+    NULL if the contact did not reach step ``k``. The next step's search is within this one,
+    so that it reads the contact's index entries this one has just read."""
+    ident, filters = steps[k]
+    x = activities.alias(f"x{k}")
+    on_x = ClauseAdapter(x).traverse
+    where: list[ColumnElement[bool]] = [
+        x.c.contact_id == s0.c.c,
+        _of_type(ident, "sqlite", x),
+        x.c.occurred_at > previous,
+        x.c.occurred_at <= _window_end(s0.c.t0, scope.definition.window_days, "sqlite"),
+    ]
+    if scope.channel_ids:
+        where.append(x.c.channel_id.in_(scope.channel_ids))
+    where += [on_x(field_condition(f, "sqlite")) for f in filters]
+    value: Any = sa.cast(_gap(x.c.occurred_at, previous, "sqlite"), sa.Text)
+    if k + 1 < len(steps):
+        later = _next_steps(scope, steps, s0, k + 1, x.c.occurred_at)
+        missed = ",".join(["null"] * (len(steps) - k - 1))
+        value = value.op("||")(",").op("||")(sa.func.coalesce(later, missed))
+    return (
+        sa.select(sa.type_coerce(value, sa.String))
+        .where(*where)
+        .correlate(s0, *([] if k == 1 else [previous.table]))
+        .order_by(x.c.occurred_at)
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def _sqlite_statement(
-    scope: Scope, steps: list[Step], low: uuid.UUID | None = None, high: uuid.UUID | None = None
-) -> sa.CompoundSelect[Any]:
-    """The funnel of the contacts from ``low`` to before ``high`` (all without them): a first
-    row of the step-1 count and NULLs, then, per contact that reached step 2, NULL and the
-    microseconds from each step to the next (NULL from the step it did not reach)."""
-    a = activities.c
-    s0 = (
-        sa.select(a.contact_id.label("c"), sa.func.min(a.occurred_at).label("t0"))
-        .where(*_started(scope, "sqlite", steps[0], low, high))
-        .group_by(a.contact_id)
-        .cte("s0")
-        .prefix_with("MATERIALIZED")
+    scope: Scope,
+    steps: list[Step],
+    low: uuid.UUID | None = None,
+    high: uuid.UUID | None = None,
+    *,
+    by_contact: bool = False,
+) -> sa.Select[Any]:
+    """The funnel of the contacts from ``low`` to before ``high`` (all without them), as one
+    row: the step-1 count, and a JSON array with, per contact that reached step 2, the
+    microseconds from each step to the next (``null`` from a step it did not reach), one
+    contact after the other (as many numbers each as the funnel has steps after the first);
+    NULL for none.
+
+    Step 1 is read from the type's time index and grouped by contact (a sort), or, with
+    ``by_contact``, from the contacts' own index in contact order (every activity of the
+    contacts read, no sort): then each contact's next steps are searched right after its
+    step 1, in index pages just read. One pass either way: nothing is kept in between."""
+    a = activities
+    started = (
+        sa.select(a.c.contact_id.label("c"), sa.func.min(a.c.occurred_at).label("t0"))
+        .where(*_started(scope, "sqlite", steps[0], low, high, by_contact=by_contact))
+        .group_by(a.c.contact_id)
     )
-    last = _sqlite_chain(scope, steps, s0)[-1]
-    gaps = [_gap(last.c[f"t{k}"], last.c[f"t{k - 1}"], "sqlite") for k in range(1, len(steps))]
-    nothing = [sa.null()] * len(gaps)
-    return sa.union_all(
-        sa.select(sa.func.count(), *nothing).select_from(s0),
-        sa.select(sa.null(), *gaps).where(last.c.t1.is_not(None)),
+    s0 = started.cte("s0")
+    joined = sa.func.group_concat(_next_steps(scope, steps, s0, 1, s0.c.t0), ",")
+    return sa.select(sa.func.count(), sa.literal("[").op("||")(joined).op("||")("]")).select_from(
+        s0
     )
+
+
+def _by_contact(conn: Connection, scope: Scope, step: Step) -> bool:
+    """Whether step 1 is read in contact order: when it filters on no field (a filter on the
+    primary field has an index of its own) and its type had, by the counts per type and UTC
+    day, at least ``CONTACT_ORDER_SHARE`` of all activities in the range's days."""
+    if step[1]:
+        return False
+    d = activity_daily_counts.c
+    days = [d.day >= scope.start.date(), d.day <= scope.end.date()]
+    of_type = sa.select(sa.func.coalesce(sa.func.sum(d.count), 0)).where(
+        d.type_id == step[0], *days
+    )
+    every = sa.select(sa.func.coalesce(sa.func.sum(d.count), 0))
+    found, total = conn.execute(sa.select(of_type.scalar_subquery(), every.scalar_subquery())).one()
+    return bool(total) and fractions.Fraction(int(found), int(total)) >= CONTACT_ORDER_SHARE
 
 
 def _split_point(conn: Connection, scope: Scope, step: Step, split_from: int) -> uuid.UUID | None:
@@ -214,14 +259,14 @@ def _split_point(conn: Connection, scope: Scope, step: Step, split_from: int) ->
     return sampled[len(sampled) // 2] if sampled else None
 
 
-def _read_here(conn: Connection, statement: sa.CompoundSelect[Any]) -> list[Any]:
+def _read_here(conn: Connection, statement: sa.Select[Any]) -> list[Any]:
     # The driver's statement, as the second reader runs it: the same SQL and values.
     sql, params = driver_statement(statement, conn.dialect)
     return list(conn.exec_driver_sql(sql, tuple(params)))
 
 
 def _read_in_two(
-    conn: Connection, path: str, below: sa.CompoundSelect[Any], above: sa.CompoundSelect[Any]
+    conn: Connection, path: str, below: sa.Select[Any], above: sa.Select[Any]
 ) -> list[Any]:
     """The rows of ``below``, read by a second process, and of ``above``, read here, at the
     same time. Should the second process fail, its part is read here after this one: the
@@ -252,16 +297,22 @@ def _sqlite_funnel(
     or in two at once (the contacts below the split point in a second process)."""
     path = sqlite_file(conn.engine.url)
     middle = _split_point(conn, scope, steps[0], split_from) if path is not None else None
+    by_contact = _by_contact(conn, scope, steps[0])
     if path is None or middle is None:
-        rows = _read_here(conn, _sqlite_statement(scope, steps))
+        rows = _read_here(conn, _sqlite_statement(scope, steps, by_contact=by_contact))
     else:
-        below = _sqlite_statement(scope, steps, high=middle)
-        above = _sqlite_statement(scope, steps, low=middle)
+        below = _sqlite_statement(scope, steps, high=middle, by_contact=by_contact)
+        above = _sqlite_statement(scope, steps, low=middle, by_contact=by_contact)
         rows = _read_in_two(conn, path, below, above)
-    counts = [sum(row[0] for row in rows if row[0] is not None)]
+    counts = [sum(int(row[0]) for row in rows)]
+    reached: list[int | None] = []
+    for row in rows:
+        if row[1] is not None:
+            reached += _GAPS.decode(row[1])
+    after = len(steps) - 1  # numbers per contact
     medians: list[fractions.Fraction | None] = [None]
     for k in range(1, len(steps)):
-        gaps = [row[k] for row in rows if row[0] is None and row[k] is not None]
+        gaps = [gap for gap in reached[k - 1 :: after] if gap is not None]
         counts.append(len(gaps))
         medians.append(median_microseconds(gaps))
     return counts, medians
