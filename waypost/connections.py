@@ -15,9 +15,6 @@ a connection is not closed under a client that may be sending its next request a
 which would reset it: every request that arrives is answered with ``Connection: close``, and a
 connection still idle :data:`IDLE_LINGER_SECONDS` later is closed then.
 
-Each answer leaves in one write (:class:`OneWrite`): uvicorn writes the head and the body of a
-response apart, two system calls and two TCP segments for every small answer.
-
 Besides the one each new connection starts with, a deadline is a timer armed only when a
 request's headers or body did not arrive whole in one read, so a request that comes in one
 piece, as nearly all do, costs no timer at all.
@@ -30,7 +27,7 @@ from typing import Any, Literal
 
 import msgspec
 from starlette.types import Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from waypost.settings import Settings
 
@@ -93,13 +90,9 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             self._disarm()
         self.phase = "body"
         if len(self.connections) <= self.max_connections:
-            earlier = self.cycle
             super().on_headers_complete()
-            cycle = self.cycle
-            if cycle is not None and cycle is not earlier:
-                OneWrite.attach(cycle)
-                if self.draining:
-                    cycle.keep_alive = False
+            if self.draining and self.cycle is not None:
+                self.cycle.keep_alive = False
             return
         # uvicorn's own limit (limit_concurrency) answers in plain text; this one answers in
         # Waypost's error shape. The request is answered, not refused, so that the client
@@ -186,64 +179,6 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n",
         ]
         self.transport.write(b"".join(head) + body)
-
-
-class OneWrite:
-    """The connection as one response's cycle writes to it: the head of the answer (status
-    line and headers) is held until the first write of its body and sent with it, so that an
-    answer leaves in one system call and one TCP segment rather than two. A head with no body
-    write after it (an answer to HEAD) goes out when the response completes, or when the
-    connection is closed."""
-
-    __slots__ = ("_cycle", "_done", "_first", "_head", "_transport")
-
-    def __init__(self, cycle: RequestResponseCycle) -> None:
-        self._cycle = cycle
-        self._transport: asyncio.Transport = cycle.transport
-        self._done = cycle.on_response
-        self._head: bytes | None = None
-        self._first = True
-
-    @classmethod
-    def attach(cls, cycle: RequestResponseCycle) -> None:
-        """Have ``cycle`` write its answer through a OneWrite."""
-        one = cls(cycle)
-        cycle.transport = one  # type: ignore[assignment]
-        cycle.on_response = one.complete
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            data = head + data
-        elif self._first and self._cycle.response_started:
-            # The first write once the answer has started is its head ("100 Continue", written
-            # before the answer starts, is never held: the client waits for it).
-            self._first = False
-            self._head = bytes(data)
-            return
-        self._transport.write(data)
-
-    def flush(self) -> None:
-        head = self._head
-        if head is not None:
-            self._head = None
-            self._transport.write(head)
-
-    def complete(self) -> None:
-        """The response is complete (uvicorn's ``on_response``)."""
-        self.flush()
-        self._done()
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 BUSY = msgspec.json.encode(
