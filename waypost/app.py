@@ -119,6 +119,21 @@ class WaypostApp:
         REQUEST_ID.set(request_id)
         tag = (b"x-request-id", request_id.encode())
         status = 500  # what the server answers when the application fails before answering
+        path: str = scope["path"]
+        found = self.ingest.find(path)
+        if found is not None:
+            # The hot path: the transport adds the tag itself and says what it answered, so
+            # no wrapper of ``send`` runs for each message.
+            transport, methods = found
+            try:
+                status = await transport.serve(scope, receive, send, methods, [tag])
+            finally:
+                # An exact path is one of the route table's; another, its template.
+                route = path if methods is not None else transport.paths.template(path) or UNMATCHED
+                self.metrics.observe_request(
+                    scope["method"], route, status, time.perf_counter() - started
+                )
+            return
 
         async def answer(message: Message) -> None:
             nonlocal status
@@ -128,24 +143,14 @@ class WaypostApp:
                 message["headers"] = [*message.get("headers", ()), tag]
             await send(message)
 
-        path: str = scope["path"]
-        found = self.ingest.find(path)
         route = UNMATCHED
         try:
-            if found is not None:
-                transport, methods = found
-                # An exact path is one of the route table's; another, its template.
-                route = path if methods is not None else transport.paths.template(path) or UNMATCHED
-                await transport.serve(scope, receive, answer, methods)
-            else:
-                try:
-                    await self.admin(scope, receive, answer)
-                finally:
-                    # Starlette's router notes the route it matched in the scope.
-                    matched = getattr(scope.get("route"), "path", None)
-                    if isinstance(matched, str):
-                        route = matched
+            await self.admin(scope, receive, answer)
         finally:
+            # Starlette's router notes the route it matched in the scope.
+            matched = getattr(scope.get("route"), "path", None)
+            if isinstance(matched, str):
+                route = matched
             elapsed = time.perf_counter() - started
             self.metrics.observe_request(scope["method"], route, status, elapsed)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -48,6 +49,7 @@ Methods = Mapping[str, Endpoint]
 
 NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 VARY: Headers = [(b"vary", b"Origin")]
+NO_HEADERS: Headers = []
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 STORAGE_DOWN = ApiError(
@@ -146,7 +148,7 @@ def check_key(
     access is checked by that rule instead."""
     if not token:
         raise ApiError(401, "unauthorized", rule.missing)
-    key = snapshot.keys.get(hash_key(token))
+    key = snapshot.keys.get(_hashed(token))
     if key is None:
         raise ApiError(401, "unauthorized", rule.unknown)
     if browser is not None and key.access == browser.access:
@@ -160,6 +162,11 @@ def check_key(
     if channel is None or (rule.channel_kind is not None and channel.kind != rule.channel_kind):
         raise ApiError(403, "forbidden", rule.no_channel)
     return key, channel
+
+
+# The hash of each key recently sent: clients send the same few keys again and again, and a
+# dictionary lookup costs a tenth of a SHA-256. Bounded, so random keys cannot grow it.
+_hashed = functools.lru_cache(maxsize=1024)(hash_key)
 
 
 class Transport:
@@ -192,10 +199,16 @@ class Transport:
         self.paths = PathTable((), ())
 
     async def serve(
-        self, scope: Scope, receive: Receive, send: Send, methods: Methods | None = None
-    ) -> None:
-        """Answer one request; ``methods`` are its path's endpoints when the route table
-        matched the path exactly, else the path is matched here."""
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        methods: Methods | None = None,
+        tail: Headers = NO_HEADERS,
+    ) -> int:
+        """Answer one request and return the status answered; ``methods`` are its path's
+        endpoints when the route table matched the path exactly, else the path is matched
+        here. ``tail`` are headers every answer ends with (the request id)."""
         request = IngestRequest(scope, receive, NO_PARAMS)
         try:
             if methods is None:
@@ -213,7 +226,8 @@ class Transport:
                 # The origins are in the catalog, which cannot be loaded either.
                 status, body = 503, self.error_body(STORAGE_DOWN)
                 headers = encode_headers(STORAGE_DOWN.headers)
-        await respond(send, status, body, headers)
+        await respond(send, status, body, headers, tail)
+        return status
 
     async def _handle(self, request: IngestRequest, methods: Methods | None) -> Answer:
         if request.method == "OPTIONS" and self.cors is not None:
@@ -382,11 +396,15 @@ class PathTable:
         return None, NO_PARAMS
 
 
-async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
-    """Send a JSON answer (or an empty one) with ``headers``."""
+async def respond(
+    send: Send, status: int, body: bytes, headers: Headers, tail: Headers = NO_HEADERS
+) -> None:
+    """Send a JSON answer (or an empty one) with ``headers``, then ``tail``."""
     response_headers = [(b"content-length", str(len(body)).encode()), *headers]
     if body and not any(name == b"content-type" for name, _ in headers):
         response_headers.append((b"content-type", b"application/json"))
+    if tail:
+        response_headers += tail
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": body})
 

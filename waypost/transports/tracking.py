@@ -100,7 +100,7 @@ class TrackingApp(Transport):
 
     async def activities(self, request: IngestRequest) -> Answer:
         """``POST /activities``: one result per activity, in order."""
-        channel = await self._channel(request)
+        channel = await self.authenticate(request, bearer(request))
         if not _json_media(request.headers):
             raise ApiError(415, "unsupported_media_type", "Send 'Content-Type: application/json'.")
         try:
@@ -128,7 +128,9 @@ class TrackingApp(Transport):
                 f"this one has {count}.",
                 "activities",
             )
-        snapshot = await self.snapshot(request)
+        # The catalog the key was checked against, as the other transports validate with.
+        snapshot = request.snapshot
+        assert snapshot is not None
         now = utcnow()
         limit = self.settings.max_activity_bytes
         items = [prepare(bytes(raw), snapshot, now, limit) for raw in body.activities]
