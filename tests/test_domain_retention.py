@@ -12,6 +12,7 @@ from waypost.domain.retention import (
     MAX_PAUSE_SECONDS,
     MIN_BATCH,
     MIN_PAUSE_SECONDS,
+    POSTGRES_TARGET_BATCH_SECONDS,
     TARGET_BATCH_SECONDS,
     activity_cutoff,
     first_batch_size,
@@ -20,6 +21,7 @@ from waypost.domain.retention import (
     plan_purge,
     retention_text,
     rollup_cutoff,
+    target_batch_seconds,
 )
 
 NOW = dt.datetime(2026, 6, 15, 10, 30, tzinfo=dt.UTC)
@@ -85,3 +87,9 @@ def test_batches_shrink_when_slow_and_grow_when_quick_within_the_maximum() -> No
     assert next_batch_size(1500, quick, 2000) == 2000
     assert next_batch_size(400, TARGET_BATCH_SECONDS * 0.75, 2000) == 400
     assert next_batch_size(3, slow, 3) == 3
+    # On PostgreSQL, where no insert waits for a delete, batches are aimed longer.
+    assert target_batch_seconds("sqlite") == TARGET_BATCH_SECONDS
+    assert target_batch_seconds("postgresql") == POSTGRES_TARGET_BATCH_SECONDS
+    between = (TARGET_BATCH_SECONDS + POSTGRES_TARGET_BATCH_SECONDS) / 2
+    assert next_batch_size(400, between, 2000) == 200
+    assert next_batch_size(400, between, 2000, POSTGRES_TARGET_BATCH_SECONDS) == 400

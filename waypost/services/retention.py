@@ -36,6 +36,7 @@ from waypost.domain.retention import (
     next_batch_size,
     pause_after,
     plan_purge,
+    target_batch_seconds,
 )
 from waypost.ids import new_id
 from waypost.metrics import Metrics
@@ -283,6 +284,7 @@ class _Batches:
         self.progress = progress
         self.stop = stop
         self.size = first_batch_size(service.batch_size)
+        self.target = target_batch_seconds(service.store.dialect)
         self.renewed = time.monotonic()
 
     def run(self, plan: PurgePlan) -> None:
@@ -378,7 +380,7 @@ class _Batches:
             result = work(conn)
         took = time.perf_counter() - started
         self.service.batch_seconds.append(took)
-        self.size = next_batch_size(self.size, took, self.service.batch_size)
+        self.size = next_batch_size(self.size, took, self.service.batch_size, self.target)
         paused = time.perf_counter()
         self._checkpoint()
         time.sleep(max(0.0, pause_after(took) - (time.perf_counter() - paused)))
