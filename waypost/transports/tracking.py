@@ -100,7 +100,7 @@ class TrackingApp(Transport):
 
     async def activities(self, request: IngestRequest) -> Answer:
         """``POST /activities``: one result per activity, in order."""
-        channel = await self.authenticate(request, bearer(request))
+        channel = await self._channel(request)
         if not _json_media(request.headers):
             raise ApiError(415, "unsupported_media_type", "Send 'Content-Type: application/json'.")
         try:
