@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlsplit
 
+import hypothesis
 import msgspec
 import pytest
+from hypothesis import strategies as st
 
 from waypost.domain.field_values import (
     FieldValueError,
@@ -235,3 +238,23 @@ def test_datetimes_need_an_offset() -> None:
 )
 def test_http_urls(url: str, ok: bool) -> None:
     assert is_http_url(url) is ok
+
+
+def _split_url_says(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+URL_PIECES = st.sampled_from(
+    [*"hHtTpPsS:/?#[]@.-_aZ09 %\t\n\x00", "http://", "https://", "HTTP://", "é", "[::1]"]
+)
+
+
+@hypothesis.settings(max_examples=3000, deadline=None)
+@hypothesis.given(st.lists(URL_PIECES, max_size=14).map("".join))
+def test_http_urls_as_urlsplit_reads_them(value: str) -> None:
+    # The plain-ASCII fast path answers as urlsplit does, for any string.
+    assert is_http_url(value) is _split_url_says(value)
