@@ -41,6 +41,7 @@ from waypost.services.webhook_deliveries import WebhookDeliveryService
 from waypost.services.webhook_dispatcher import WebhookDispatcher
 from waypost.services.webhook_endpoints import WebhookEndpointService
 from waypost.services.webhook_process import DispatcherProcess, can_run_apart
+from waypost.services.writer_process import WriterProcess
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 from waypost.store.shared_changes import make_change_feed
@@ -81,12 +82,23 @@ class Hub:
         self.erasure = ErasureService(self.store, settings.purge_batch_size)
         self.suppressions = SuppressionService(self.store)
         self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)
-        self.writer = Writer(
-            self.store,
-            settings.commit_max_batch,
-            settings.commit_max_delay_ms / 1000,
-            self.metrics,
-        )
+        # With WAYPOST_WRITER_PROCESS, the writer runs in a process of its own, on its own
+        # core (services/writer_process.py); the same conditions as the webhook process.
+        self.writer: Writer
+        if (
+            settings.writer_process
+            and clock is None
+            and store is None
+            and can_run_apart(settings.database_url)
+        ):
+            self.writer = WriterProcess(settings, self.store, self.metrics, self.wake_webhooks)
+        else:
+            self.writer = Writer(
+                self.store,
+                settings.commit_max_batch,
+                settings.commit_max_delay_ms / 1000,
+                self.metrics,
+            )
         self.rate_limiter = make_rate_limiter(settings.redis_url, self.clock)
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self.segment = SegmentService(self.store)

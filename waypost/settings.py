@@ -60,6 +60,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_disable_after_days: float = 5.0
     webhook_poll_seconds: float = 1.0
     webhook_process: bool = False
+    writer_process: bool = False
     rejected_retention_days: int = 30
     rollup_retention_days: int = 1095
     purge_interval_seconds: float = 3600.0

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -159,6 +160,11 @@ class Writer:
             raise failures[0]
         return [job.results for job in jobs]
 
+    def enqueue(self, job: Job) -> None:
+        """Queue ``job`` as it is (its ``done`` is called with its outcome once committed)."""
+        self.start()
+        self._queue.put(job)
+
     # -- the writer thread -----------------------------------------------------------------
 
     def _run(self) -> None:
@@ -189,18 +195,19 @@ class Writer:
             self._commit(batch)
 
     def _commit(self, batch: list[Job]) -> None:
-        outcomes: list[Outcome]
+        deliver(batch, self._outcomes(batch))
+
+    def _outcomes(self, batch: list[Job]) -> list[Outcome]:
+        """Store ``batch``; each job's outcome (its results, or the storage's failure)."""
         try:
             self._store_with_retry(batch)
         except StorageUnavailable as exc:
-            outcomes = [exc] * len(batch)
+            return [exc] * len(batch)
         except Exception as exc:
             log.exception("the writer failed a batch of %d requests", len(batch))
-            outcomes = [StorageUnavailable(str(exc))] * len(batch)
-        else:
-            self.batches += 1
-            outcomes = [job.results for job in batch]
-        _deliver(batch, outcomes)
+            return [StorageUnavailable(str(exc))] * len(batch)
+        self.batches += 1
+        return [job.results for job in batch]
 
     def _store_with_retry(self, batch: list[Job]) -> None:
         try:
@@ -221,15 +228,10 @@ class Writer:
         with self.store.write() as conn:
             rows = self._store(conn, batch)
         # Once per committed transaction, never per activity: the counts come with the rows.
-        m = self.metrics
-        m.commit_seconds.observe(time.perf_counter() - started)
-        if rows is not None:
-            m.batch_size.observe(len(rows.activities) + len(rows.rejected))
-            m.acknowledged.inc(len(rows.activities))
-            if rows.duplicates:
-                m.deduplicated.inc(rows.duplicates)
-            if rows.rejections:
-                m.count_rejections(rows.rejections)
+        self._observe(Committed.of(time.perf_counter() - started, rows))
+
+    def _observe(self, committed: Committed) -> None:
+        committed.record(self.metrics)
 
     def _store(self, conn: Connection, batch: list[Job]) -> BatchRows | None:
         """Read what the rules need, decide, write; dry-run jobs are decided apart, on the
@@ -346,7 +348,42 @@ class Writer:
         return found
 
 
-def _deliver(batch: list[Job], outcomes: list[Outcome]) -> None:
+class Committed(msgspec.Struct, array_like=True, frozen=True):
+    """What one committed transaction stored, for the metrics (counted once per commit)."""
+
+    seconds: float
+    # Whether the transaction wrote (a dry run's writes nothing).
+    wrote: bool = False
+    size: int = 0
+    acknowledged: int = 0
+    duplicates: int = 0
+    rejections: dict[str, int] = {}
+
+    @classmethod
+    def of(cls, seconds: float, rows: BatchRows | None) -> Committed:
+        if rows is None:
+            return cls(seconds)
+        return cls(
+            seconds,
+            True,
+            len(rows.activities) + len(rows.rejected),
+            len(rows.activities),
+            rows.duplicates,
+            dict(rows.rejections),
+        )
+
+    def record(self, m: Metrics) -> None:
+        m.commit_seconds.observe(self.seconds)
+        if self.wrote:
+            m.batch_size.observe(self.size)
+            m.acknowledged.inc(self.acknowledged)
+            if self.duplicates:
+                m.deduplicated.inc(self.duplicates)
+            if self.rejections:
+                m.count_rejections(self.rejections)
+
+
+def deliver(batch: list[Job], outcomes: list[Outcome]) -> None:
     """Hand each job its outcome: in its event loop, woken once for all of its jobs."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Outcome]]] = {}
     for job, outcome in zip(batch, outcomes, strict=True):

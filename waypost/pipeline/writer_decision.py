@@ -76,6 +76,8 @@ class Job:
     # ``loop`` when one is set (the writer wakes each loop once per commit for all of its jobs).
     done: Callable[[Outcome], None] = _ignore
     loop: asyncio.AbstractEventLoop | None = None
+    # Its number while a writer process (waypost/services/writer_process.py) stores it.
+    ticket: int = 0
     # Filled by the writer.
     results: list[ActivityResult] = field(default_factory=list)
     missing_contact: bool = False

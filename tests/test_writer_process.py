@@ -1,0 +1,233 @@
+"""The writer in a process of its own (``WAYPOST_WRITER_PROCESS``), on both databases: the same
+answers as the writer of the server's process, the group updates and the metrics of the server
+hear of its commits, the playbooks it runs hear of definitions changed on the server's side,
+and when it is killed the requests waiting on it are answered 503, a new one is started, and
+nothing answered 202 is missing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from waypost.hub import Hub
+from waypost.ids import utcnow
+from waypost.pipeline.prepare import Accepted, Rejected, prepare
+from waypost.pipeline.writer_decision import Job
+from waypost.services.activity_types import ActivityType
+from waypost.services.writer_process import (
+    PICKLE,
+    ChangeNote,
+    Jobs,
+    WriterProcess,
+    _decode_order,
+    _dumps,
+    _jobs,
+    _loads,
+    _unwire,
+)
+from waypost.settings import Settings
+from waypost.store.engine import Touched
+from waypost.store.schema import activities, rejected_activities
+
+if TYPE_CHECKING:
+    from tests.conftest import Tracker, check_error
+    from tests.playbook_support import LOANS, Playbooks, insert_endpoint, loan_trigger, runs
+else:
+    from conftest import check_error
+    from playbook_support import LOANS, Playbooks, insert_endpoint, loan_trigger, runs
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    # A long cache life: a playbook made after the process started is seen only because the
+    # change reached the process, not because its cache ran out.
+    return make_settings(writer_process=True, catalog_ttl_seconds=3600)
+
+
+@pytest.fixture
+def hub(settings: Settings) -> Iterator[Hub]:
+    the_hub = Hub(settings)
+    assert isinstance(the_hub.writer, WriterProcess)
+    yield the_hub
+    the_hub.close()
+
+
+@pytest.fixture
+def loans(make_type: Callable[..., ActivityType]) -> ActivityType:
+    return make_type(
+        name="Loan calculator usage",
+        code_name=LOANS,
+        fields=[{"name": "amount", "type": "decimal", "primary": True}],
+    )
+
+
+def count(hub: Hub, table: sa.Table) -> int:
+    with hub.store.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def loan(n: int, **extra: Any) -> dict[str, Any]:
+    return {"type": LOANS, "value": f"v{n}", "fields": {"amount": f"{n}.50"}, **extra}
+
+
+def test_jobs_cross_the_pipe_as_they_were(hub: Hub, tracker: Tracker, loans: ActivityType) -> None:
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    now = utcnow()
+    raws = [
+        b'{"type": "custom_loan_calculator", "value": "a", "fields": {"amount": "5.5"}, '
+        b'"id": "c1", "url": "https://b.example/x", "occurredAt": "2026-01-02T03:04:05+02:00"}',
+        b'{"type": "datainput", "value": "f", "contactFields": {"ContactFirstName": "Ann"}}',
+        b'{"type": "nope"}',
+        b"{}",
+    ]
+    items = [prepare(raw, snapshot, now, 16_384) for raw in raws]
+    assert [type(i) for i in items] == [Accepted, Accepted, Rejected, Rejected]
+    job = Job(channel, uuid.uuid4(), items, now, source="import", keep_ids=True, ticket=7)
+    [back] = _unwire(_loads(_dumps(_jobs([job])), _decode_order))
+    assert back.items == job.items
+    assert (back.channel, back.contact_id, back.received_at) == (channel, job.contact_id, now)
+    assert (back.source, back.keep_ids, back.ticket, back.dry_run) == ("import", True, 7, False)
+    note = ChangeNote("activity_type", uuid.uuid4())
+    assert _loads(_dumps(note), _decode_order) == note
+    assert isinstance(_loads(_dumps(_jobs([])), _decode_order), Jobs)
+    # What MessagePack cannot hold (a flagged value beyond 64 bits) goes as a pickle.
+    flagged = [{"field": "n", "code": "unknown_field", "message": "m", "value": 2**70}]
+    assert isinstance(items[0], Accepted)
+    items[0].flags = flagged
+    data = _dumps(_jobs([job]))
+    assert data[:1] == PICKLE
+    [back] = _unwire(_loads(data, _decode_order))
+    assert back.items == job.items
+
+
+def test_the_writer_process_stores_and_answers_as_the_writer_does(
+    client: TestClient,
+    hub: Hub,
+    tracker: Tracker,
+    loans: ActivityType,
+    admin_headers: dict[str, str],
+) -> None:
+    touched: Touched = []
+    heard = hub.store.on_commit
+    assert heard is not None
+
+    def on_commit(notes: Touched) -> None:
+        touched.extend(notes)
+        heard(notes)
+
+    hub.store.on_commit = on_commit
+    contact = tracker.new_contact()
+    sent = [loan(1, id="a1"), loan(2, id="a2"), {"type": LOANS, "fields": {"amount": "x"}}]
+    first = tracker.log(sent, contact)
+    assert [r["status"] for r in first] == [202, 202, 400]
+    assert hub.writer.pid is not None
+    assert hub.writer.pid != os.getpid()
+    again = tracker.log(sent[:2], contact)
+    assert [(r["status"], r["id"]) for r in again] == [(208, first[0]["id"]), (208, first[1]["id"])]
+    assert count(hub, activities) == 2
+    assert count(hub, rejected_activities) == 1
+    # Unknown contact: 404 for the request, as with the writer in the server's process.
+    check_error(tracker.post([loan(3)], str(uuid.uuid4())), 404, "contact_not_found", "contact")
+    # The server's metrics and group updates heard of the commits.
+    assert hub.metrics.acknowledged._value.get() == 2
+    assert hub.metrics.deduplicated._value.get() == 2
+    assert hub.writer.batches >= 2
+    assert uuid.UUID(contact) in {c for ids, _ in touched for c in ids}
+    log = client.get(f"/api/contacts/{contact}/activities", headers=admin_headers)
+    assert log.status_code == 200, log.text
+    assert {a["id"] for a in log.json()["data"]} == {first[0]["id"], first[1]["id"]}
+
+
+def test_a_playbook_made_after_the_start_fires_in_the_writer_process(
+    client: TestClient,
+    hub: Hub,
+    tracker: Tracker,
+    loans: ActivityType,
+    admin_headers: dict[str, str],
+) -> None:
+    contact = tracker.new_contact()
+    # The process has read its playbooks (none) and keeps them for an hour...
+    assert [r["status"] for r in tracker.log([loan(1)], contact)] == [202]
+    assert runs(hub) == []
+    # ...but hears of the new one at once.
+    book = Playbooks(client, admin_headers).create(loan_trigger(), insert_endpoint(hub))
+    [stored] = tracker.log([loan(2)], contact)
+    [run] = runs(hub)
+    assert (run["playbook_id"], run["subject"]) == (uuid.UUID(book["id"]), stored["id"])
+
+
+def test_killing_the_writer_process_answers_503_then_stores_again(
+    client: TestClient, hub: Hub, tracker: Tracker, loans: ActivityType
+) -> None:
+    contact = tracker.new_contact()
+    tracker.log([loan(0)], contact)
+    first_pid = hub.writer.pid
+    assert first_pid is not None
+    acknowledged: list[str] = []
+    statuses: list[int] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def send(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            answer = tracker.post([loan(i, id=f"t{n}-{i}")], contact)
+            i += 1
+            with lock:
+                statuses.append(answer.status_code)
+                if answer.status_code == 207:
+                    acknowledged.extend(
+                        r["id"] for r in answer.json()["results"] if r["status"] == 202
+                    )
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        os.kill(first_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not (hub.writer.running and hub.writer.pid not in (None, first_pid)):
+            assert time.monotonic() < deadline, "no new writer process"
+            time.sleep(0.05)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert 503 in statuses, "no request was waiting on the killed process"
+    assert statuses[-1] == 207 or 207 in statuses[-8:]
+    assert hub.writer.restarts == 1
+    with hub.store.read() as conn:
+        stored = {str(i) for i in conn.execute(sa.select(activities.c.id)).scalars()}
+    assert set(acknowledged) <= stored
+    assert [r["status"] for r in tracker.log([loan(99)], contact)] == [202]
+
+
+def test_a_stopped_hub_answers_every_job_it_took(hub: Hub, tracker: Tracker) -> None:
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    contact = uuid.UUID(tracker.new_contact())
+    now = dt.datetime.now(dt.UTC)
+    jobs = [
+        Job(
+            channel, contact, [prepare(b'{"type": "click", "value": "x"}', snapshot, now, 999)], now
+        )
+        for _ in range(20)
+    ]
+    results = hub.writer.submit_and_wait(jobs)
+    assert [r.status for [r] in results] == [202] * 20
+    hub.writer.stop()
+    assert not hub.writer.running
+    assert count(hub, activities) == 20

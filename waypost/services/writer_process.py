@@ -1,0 +1,546 @@
+"""The writer in a process of its own, with ``WAYPOST_WRITER_PROCESS=1`` (docs/architecture.md,
+"The writer's process").
+
+In one process the event loop and the writer thread take turns on one interpreter lock: while
+the writer decides and binds a batch's rows, no request is parsed or validated. Here the HTTP
+side keeps parsing, authenticating and validating (:mod:`waypost.pipeline.prepare`), and a
+second process, on the other core, runs the same :class:`~waypost.pipeline.writer.Writer` on a
+store of its own: it reads what the rules need, decides, writes and commits.
+
+:class:`WriterProcess` takes the place of the writer in the server's hub, with the same calls.
+Its thread hands every job queued so far to the process in one message (one pipe write for
+many requests); the process's writer batches them as it batches requests, and after each
+commit answers every job of the batch in one message, with what the hub needs to hear of the
+commit: the contacts it touched (for the group updates), whether a playbook wrote outbox
+messages (to wake the webhook dispatcher), and the counts for the metrics. Changes to cached
+definitions made on this side are forwarded to the process (its playbook triggers' cache).
+
+Durability is the writer's: a ``202`` only after the commit that holds the activity. When the
+process dies (killed, even), every request waiting on it is answered ``503``, stored or not
+(a retry with the activity's ``id`` is answered ``208`` if it was), and a new process is
+started; until it is, requests are answered ``503`` at once. When the server's process dies,
+the writer's process sees its pipe end, commits what it already took, and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import logging.config
+import multiprocessing
+import pickle
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, cast
+
+import msgspec
+
+from waypost.clock import SystemClock
+from waypost.domain.conditions import Changes
+from waypost.errors import ErrorDetail
+from waypost.logs import log_config
+from waypost.metrics import Metrics
+from waypost.pipeline.catalog import ChannelInfo, TypeInfo
+from waypost.pipeline.prepare import Accepted, Rejected
+from waypost.pipeline.writer import Committed, Writer, deliver
+from waypost.pipeline.writer_decision import ActivityResult, Job, Outcome
+from waypost.services.playbook_triggers import PlaybookTriggers
+from waypost.settings import Settings
+from waypost.store import Change, ChangeKind, StorageUnavailable, Store, make_engine
+from waypost.store.engine import Touched
+
+log = logging.getLogger("waypost.writer")
+
+# After the process died: the pause before the next is started (a process that dies at once,
+# on a database it cannot open, is not started in a tight loop).
+RESTART_PAUSE = 0.2
+# How long stop() waits for the process to commit what it took and exit.
+EXIT_SECONDS = 60.0
+LOST = (
+    "The writer's process stopped before it answered; the activities of this request may or "
+    "may not be stored. Send them again with their id to be answered 208 for those that are."
+)
+DOWN = "The writer's process is starting; try again shortly."
+
+
+# -- what goes through the pipes ----------------------------------------------------------
+#
+# Server -> writer: Jobs (every job queued so far), ChangeNote (a definition changed), Stop.
+# Writer -> server: one Answer per batch committed. MessagePack (msgspec) with ids as 16 bytes;
+# the channels and types a message's jobs name go once per message. A message MessagePack
+# cannot carry (an integer beyond 64 bits in a flagged field's value) goes as a pickle: the
+# first byte says which.
+
+MSGPACK = b"m"
+PICKLE = b"p"
+
+
+class WireAccepted(msgspec.Struct, array_like=True, tag_field="wire", tag=0):
+    """An :class:`Accepted` with its type as an index into the message's types."""
+
+    id: uuid.UUID
+    type: int
+    client_id: str | None
+    title: str
+    value: str | None
+    url: str | None
+    referrer: str | None
+    fields: dict[str, Any] | None
+    primary_value: str | None
+    flags: list[dict[str, Any]] | None
+    occurred_at: dt.datetime
+    contact_fields: dict[str, Any] | None
+    payload: bytes
+
+
+class WireRejected(msgspec.Struct, array_like=True, tag_field="wire", tag=1):
+    status: int
+    error: ErrorDetail
+    payload: bytes
+    type_code: str | None
+    keep: bool
+
+
+class WireJob(msgspec.Struct, array_like=True):
+    ticket: int
+    channel: int
+    contact_id: uuid.UUID | None
+    items: list[WireAccepted | WireRejected]
+    received_at: dt.datetime
+    source: str
+    replay_of: uuid.UUID | None
+    require_consent: bool | None
+    dry_run: bool
+    keep_ids: bool
+
+
+class Jobs(msgspec.Struct, array_like=True, tag="jobs"):
+    channels: list[ChannelInfo]
+    types: list[TypeInfo]
+    jobs: list[WireJob]
+
+
+class ChangeNote(msgspec.Struct, array_like=True, tag="change"):
+    kind: str
+    id: uuid.UUID
+
+
+class Stop(msgspec.Struct, array_like=True, tag="stop"):
+    pass
+
+
+class JobAnswer(msgspec.Struct, array_like=True):
+    """One job's answer: its results, whether its contact was missing, or the storage's
+    failure."""
+
+    ticket: int
+    results: list[ActivityResult] | None
+    missing: bool = False
+    failure: str | None = None
+
+
+class Answer(msgspec.Struct, array_like=True):
+    """What the writer's process says after one batch: per job its answer, and what the
+    commits it made did (for the metrics, the group updates and the webhook dispatcher)."""
+
+    jobs: list[JobAnswer]
+    committed: list[Committed] = []
+    touched: list[tuple[list[uuid.UUID], Changes]] = []
+    wake: bool = False
+    stored: bool = False
+
+
+_encoder = msgspec.msgpack.Encoder(uuid_format="bytes")
+_decode_order = msgspec.msgpack.Decoder(Jobs | ChangeNote | Stop).decode
+_decode_answer = msgspec.msgpack.Decoder(Answer).decode
+
+
+def _dumps(message: object) -> bytes:
+    try:
+        return MSGPACK + _encoder.encode(message)
+    except (msgspec.EncodeError, OverflowError):
+        return PICKLE + pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _loads(data: bytes, decode: Callable[[memoryview], Any]) -> Any:
+    if data[:1] == PICKLE:
+        return pickle.loads(data[1:])  # noqa: S301 - written by the other Waypost process
+    return decode(memoryview(data)[1:])
+
+
+def _jobs(batch: list[Job]) -> Jobs:
+    """The message that hands ``batch`` to the writer's process."""
+    channels: dict[uuid.UUID, int] = {}
+    types: dict[uuid.UUID, int] = {}
+    message = Jobs([], [], [])
+    for job in batch:
+        channel = channels.get(job.channel.id)
+        if channel is None:
+            channel = channels[job.channel.id] = len(message.channels)
+            message.channels.append(job.channel)
+        items: list[WireAccepted | WireRejected] = []
+        for item in job.items:
+            if isinstance(item, Accepted):
+                kind = types.get(item.type.id)
+                if kind is None:
+                    kind = types[item.type.id] = len(message.types)
+                    message.types.append(item.type)
+                items.append(
+                    WireAccepted(
+                        item.id,
+                        kind,
+                        item.client_id,
+                        item.title,
+                        item.value,
+                        item.url,
+                        item.referrer,
+                        item.fields,
+                        item.primary_value,
+                        item.flags,
+                        item.occurred_at,
+                        item.contact_fields,
+                        item.payload,
+                    )
+                )
+            else:
+                items.append(
+                    WireRejected(item.status, item.error, item.payload, item.type_code, item.keep)
+                )
+        message.jobs.append(
+            WireJob(
+                job.ticket,
+                channel,
+                job.contact_id,
+                items,
+                job.received_at,
+                job.source,
+                job.replay_of,
+                job.require_consent,
+                job.dry_run,
+                job.keep_ids,
+            )
+        )
+    return message
+
+
+def _unwire(message: Jobs) -> list[Job]:
+    """The jobs of a message, as the writer takes them."""
+    jobs = []
+    types = message.types
+    for wire in message.jobs:
+        items: list[Accepted | Rejected] = [
+            Accepted(
+                item.id,
+                types[item.type],
+                item.client_id,
+                item.title,
+                item.value,
+                item.url,
+                item.referrer,
+                item.fields,
+                item.primary_value,
+                item.flags,
+                item.occurred_at,
+                item.contact_fields,
+                item.payload,
+            )
+            if isinstance(item, WireAccepted)
+            else Rejected(item.status, item.error, item.payload, item.type_code, item.keep)
+            for item in wire.items
+        ]
+        jobs.append(
+            Job(
+                message.channels[wire.channel],
+                wire.contact_id,
+                items,
+                wire.received_at,
+                wire.source,
+                replay_of=wire.replay_of,
+                require_consent=wire.require_consent,
+                dry_run=wire.dry_run,
+                keep_ids=wire.keep_ids,
+                ticket=wire.ticket,
+            )
+        )
+    return jobs
+
+
+# -- the server's side --------------------------------------------------------------------
+
+
+@dataclass
+class _Link:
+    """One writer process and the two ends of its pipes this side holds."""
+
+    process: BaseProcess
+    jobs: Connection
+    answers: Connection
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    dead: bool = False
+    receiver: threading.Thread | None = None
+
+    def send(self, message: object) -> None:
+        data = _dumps(message)
+        with self.send_lock:
+            self.jobs.send_bytes(data)
+
+
+class WriterProcess(Writer):
+    """The hub's writer when it runs in a process of its own: the same calls as
+    :class:`Writer`, which this side's thread only hands jobs to the process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        metrics: Metrics | None = None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        # This side's thread sends at once what is queued; the process's writer waits up to
+        # commit_max_delay_ms for more, as the writer in the server's process does.
+        super().__init__(store, settings.commit_max_batch, 0.0, metrics)
+        self.settings = settings
+        self.wake = wake
+        self._lock = threading.Lock()
+        self._link: _Link | None = None
+        self._pending: dict[int, Job] = {}
+        self._tickets = itertools.count(1)
+        self._stopping = False
+        self.restarts = 0
+        store.changes.subscribe(self._forward)
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id while it runs."""
+        link = self._link
+        return link.process.pid if link is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether jobs are taken: this side's thread runs and so does the process."""
+        link = self._link
+        return super().running and link is not None and not link.dead
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            if self._link is None:
+                self._spawn()
+            super().start()
+
+    def stop(self) -> None:
+        """Send what is queued, let the process commit it and exit, answer every job."""
+        with self._lock:
+            self._stopping = True
+        super().stop()
+        with self._lock:
+            link = self._link
+        if link is None:
+            return
+        # Gone already: its receiver answers what it had.
+        with contextlib.suppress(OSError):
+            link.send(Stop())
+        link.process.join(EXIT_SECONDS)
+        if link.process.is_alive():
+            log.warning("the writer process did not stop in time; killing it")
+            link.process.kill()
+        if link.receiver is not None:
+            link.receiver.join()
+
+    # -- the process ----------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        """Start a writer process (with the lock held)."""
+        context = multiprocessing.get_context("spawn")
+        jobs_out, jobs_in = context.Pipe(duplex=False)
+        answers_out, answers_in = context.Pipe(duplex=False)
+        process = context.Process(
+            target=serve,
+            args=(self.settings, jobs_out, answers_in),
+            name="waypost-writer",
+            daemon=True,
+        )
+        process.start()
+        jobs_out.close()
+        answers_in.close()
+        link = _Link(process, jobs_in, answers_out)
+        link.receiver = threading.Thread(
+            target=self._receive, args=(link,), name="waypost-writer-answers", daemon=True
+        )
+        self._link = link
+        link.receiver.start()
+
+    def _commit(self, batch: list[Job]) -> None:
+        """Hand ``batch`` to the process (on this side's writer thread)."""
+        with self._lock:
+            link = self._link
+            if link is not None and not link.dead:
+                for job in batch:
+                    job.ticket = next(self._tickets)
+                    self._pending[job.ticket] = job
+        if link is None or link.dead:
+            deliver(batch, [StorageUnavailable(DOWN)] * len(batch))
+            return
+        # When the process is gone, its receiver answers these jobs.
+        with contextlib.suppress(OSError):
+            link.send(_jobs(batch))
+
+    def _forward(self, change: Change) -> None:
+        """A change feed's subscriber: the process's caches hear of it too."""
+        link = self._link
+        if link is None or link.dead:
+            return  # a process started later reads everything afresh
+        with contextlib.suppress(OSError):
+            link.send(ChangeNote(change.kind, change.id))
+
+    def _receive(self, link: _Link) -> None:
+        """Answer the jobs as the process reports its commits; once it is gone, answer the
+        rest 503 and start another (unless stopping)."""
+        while True:
+            try:
+                data = link.answers.recv_bytes()
+            except (EOFError, OSError):
+                break
+            self._answer(_loads(data, _decode_answer))
+        link.process.join()
+        with self._lock:
+            link.dead = True
+            lost = list(self._pending.values())
+            self._pending.clear()
+            stopping = self._stopping
+        link.jobs.close()
+        link.answers.close()
+        if lost:
+            log.error(
+                "the writer process ended (exit code %s) with %d requests unanswered",
+                link.process.exitcode,
+                len(lost),
+            )
+            deliver(lost, [StorageUnavailable(LOST)] * len(lost))
+        if stopping:
+            return
+        if not lost:
+            log.error("the writer process ended (exit code %s)", link.process.exitcode)
+        time.sleep(RESTART_PAUSE)
+        with self._lock:
+            if not self._stopping and self._link is link:
+                self.restarts += 1
+                self._spawn()
+
+    def _answer(self, answer: Answer) -> None:
+        jobs: list[Job] = []
+        outcomes: list[Outcome] = []
+        with self._lock:
+            for one in answer.jobs:
+                job = self._pending.pop(one.ticket, None)
+                if job is None:
+                    continue
+                jobs.append(job)
+                if one.results is None:
+                    outcomes.append(StorageUnavailable(one.failure or LOST))
+                else:
+                    job.results, job.missing_contact = one.results, one.missing
+                    outcomes.append(one.results)
+        for committed in answer.committed:
+            committed.record(self.metrics)
+        if answer.stored:
+            self.batches += 1
+        # As in the writer's own process: the group updates hear of the commit before the
+        # requests are answered, and the dispatcher is woken for what playbooks wrote.
+        if answer.touched and self.store.on_commit is not None:
+            self.store.on_commit([(frozenset(ids), what) for ids, what in answer.touched])
+        if answer.wake and self.wake is not None:
+            self.wake()
+        deliver(jobs, outcomes)
+
+
+# -- the writer's process -----------------------------------------------------------------
+
+
+class _ProcessWriter(Writer):
+    """The writer of the writer's process: answers each batch through the pipe."""
+
+    def __init__(self, store: Store, settings: Settings, answers: Connection) -> None:
+        super().__init__(
+            store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000, Metrics()
+        )
+        self.answers = answers
+        self._committed: list[Committed] = []
+        self._touched: Touched = []
+        self._wake = False
+
+    def touched(self, touched: Touched) -> None:
+        """The store's ``on_commit`` listener (on this writer's thread)."""
+        self._touched.extend(touched)
+
+    def woken(self) -> None:
+        """The playbook triggers' ``wake``: a commit wrote outbox messages."""
+        self._wake = True
+
+    def _observe(self, committed: Committed) -> None:
+        self._committed.append(committed)
+
+    def _commit(self, batch: list[Job]) -> None:
+        before = self.batches
+        outcomes = self._outcomes(batch)
+        jobs = [
+            JobAnswer(job.ticket, None, failure=str(outcome))
+            if isinstance(outcome, BaseException)
+            else JobAnswer(job.ticket, outcome, job.missing_contact)
+            for job, outcome in zip(batch, outcomes, strict=True)
+        ]
+        touched = [(list(ids), what) for ids, what in self._touched]
+        answer = Answer(jobs, self._committed, touched, self._wake, self.batches > before)
+        self._committed, self._touched, self._wake = [], [], False
+        # When the server's process is gone, nobody waits for these answers.
+        with contextlib.suppress(OSError):
+            self.answers.send_bytes(_dumps(answer))
+
+
+def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
+    """The process: a writer on a store of its own, fed and stopped through ``jobs``."""
+    # Ctrl+C and SIGTERM reach the whole process group: the server's process decides when
+    # this one stops, after the requests it is still answering.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
+    store = Store(make_engine(settings))
+    writer = _ProcessWriter(store, settings, answers)
+    triggers = PlaybookTriggers(
+        store, SystemClock(), wake=writer.woken, ttl=settings.catalog_ttl_seconds
+    )
+    store.in_transaction.append(triggers.handle)
+    store.changes.subscribe(triggers.changed)
+    store.on_commit = writer.touched
+    writer.listened_types = triggers.activity_types
+    writer.start()
+    try:
+        while True:
+            try:
+                message = _loads(jobs.recv_bytes(), _decode_order)
+            except (EOFError, OSError):
+                break  # the server's process is gone
+            if isinstance(message, Jobs):
+                for job in _unwire(message):
+                    writer.enqueue(job)
+            elif isinstance(message, ChangeNote):
+                store.changes.publish(cast(ChangeKind, message.kind), message.id)
+            else:
+                break
+    finally:
+        # Commits what it took (each job answered, if anyone still listens), then exits.
+        writer.stop()
+        store.dispose()
+        answers.close()
