@@ -71,6 +71,11 @@ def loans(make_type: Callable[..., ActivityType]) -> ActivityType:
     )
 
 
+def process(hub: Hub) -> WriterProcess:
+    assert isinstance(hub.writer, WriterProcess)
+    return hub.writer
+
+
 def count(hub: Hub, table: sa.Table) -> int:
     with hub.store.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
@@ -131,8 +136,8 @@ def test_the_writer_process_stores_and_answers_as_the_writer_does(
     sent = [loan(1, id="a1"), loan(2, id="a2"), {"type": LOANS, "fields": {"amount": "x"}}]
     first = tracker.log(sent, contact)
     assert [r["status"] for r in first] == [202, 202, 400]
-    assert hub.writer.pid is not None
-    assert hub.writer.pid != os.getpid()
+    assert process(hub).pid is not None
+    assert process(hub).pid != os.getpid()
     again = tracker.log(sent[:2], contact)
     assert [(r["status"], r["id"]) for r in again] == [(208, first[0]["id"]), (208, first[1]["id"])]
     assert count(hub, activities) == 2
@@ -172,7 +177,7 @@ def test_killing_the_writer_process_answers_503_then_stores_again(
 ) -> None:
     contact = tracker.new_contact()
     tracker.log([loan(0)], contact)
-    first_pid = hub.writer.pid
+    first_pid = process(hub).pid
     assert first_pid is not None
     acknowledged: list[str] = []
     statuses: list[int] = []
@@ -198,7 +203,7 @@ def test_killing_the_writer_process_answers_503_then_stores_again(
         time.sleep(0.5)
         os.kill(first_pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while not (hub.writer.running and hub.writer.pid not in (None, first_pid)):
+        while not (hub.writer.running and process(hub).pid not in (None, first_pid)):
             assert time.monotonic() < deadline, "no new writer process"
             time.sleep(0.05)
         time.sleep(1.0)
@@ -208,7 +213,7 @@ def test_killing_the_writer_process_answers_503_then_stores_again(
             thread.join(30)
     assert 503 in statuses, "no request was waiting on the killed process"
     assert statuses[-1] == 207 or 207 in statuses[-8:]
-    assert hub.writer.restarts == 1
+    assert process(hub).restarts == 1
     with hub.store.read() as conn:
         stored = {str(i) for i in conn.execute(sa.select(activities.c.id)).scalars()}
     assert set(acknowledged) <= stored
