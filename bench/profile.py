@@ -38,7 +38,15 @@ def summarize(collapsed: str, top: int = 30, thread_name: str = "") -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        thread, *frames = stack.split(";")
+        frames = stack.split(";")
+        # With --subprocesses each stack starts with its process and those above it: a stack
+        # of a process the server started is named after that process.
+        processes = []
+        while frames and frames[0].startswith("process "):
+            processes.append(frames.pop(0))
+        thread = frames.pop(0) if frames else ""
+        if len(processes) > 1:
+            thread = f"child {processes[-1].split(':', 1)[0]}: {thread}"
         if thread_name not in thread:
             continue
         names = [SITE.sub("(", frame).replace(str(Path.cwd()) + "/", "") for frame in frames]
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         harness.measure(waypost, pool, per_request, connections, 2)
         command = [py_spy, "record", "--pid", str(waypost.pid), "--duration"]
         command += [str(int(args.seconds)), "--rate", str(args.rate), "--format", "raw"]
-        command += ["--threads", "--nonblocking", "--output", str(stacks)]
+        command += ["--threads", "--subprocesses", "--nonblocking", "--output", str(stacks)]
         command += ["--gil"] if args.mode == "gil" else ["--idle"]
         say(f"sampling {args.kind} for {int(args.seconds)} s ({args.mode})")
         sampler = subprocess.Popen(  # noqa: S603 - py-spy on our own child process

@@ -72,13 +72,12 @@ class Server:
         raise ServerError(f"{self.name} did not start within {START_TIMEOUT:.0f} s; {self.tail()}")
 
     def cpu_seconds(self) -> float | None:
-        """User and system CPU time of the server process (all its threads) so far."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        """User and system CPU time so far of the server process (all its threads) and of the
+        processes it started that still run (the writer's, the webhook dispatcher's)."""
+        own = _cpu_seconds(self.pid)
+        if own is None:
             return None
-        # utime and stime are fields 14 and 15 of proc(5); fields[0] here is field 3.
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return own + sum(_cpu_seconds(pid) or 0.0 for pid in _descendants(self.pid))
 
     def check_alive(self) -> None:
         code = self.process.poll()
@@ -118,3 +117,32 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # utime and stime are fields 14 and 15 of proc(5); fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes under ``pid``, from /proc/PID/task/TID/children."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            pending += children
+    return found

@@ -83,7 +83,7 @@ MSGPACK = b"m"
 PICKLE = b"p"
 
 
-class WireAccepted(msgspec.Struct, array_like=True, tag_field="wire", tag=0):
+class WireAccepted(msgspec.Struct, array_like=True, gc=False, tag_field="wire", tag=0):
     """An :class:`Accepted` with its type as an index into the message's types."""
 
     id: uuid.UUID
@@ -101,7 +101,7 @@ class WireAccepted(msgspec.Struct, array_like=True, tag_field="wire", tag=0):
     payload: bytes
 
 
-class WireRejected(msgspec.Struct, array_like=True, tag_field="wire", tag=1):
+class WireRejected(msgspec.Struct, array_like=True, gc=False, tag_field="wire", tag=1):
     status: int
     error: ErrorDetail
     payload: bytes
@@ -109,7 +109,7 @@ class WireRejected(msgspec.Struct, array_like=True, tag_field="wire", tag=1):
     keep: bool
 
 
-class WireJob(msgspec.Struct, array_like=True):
+class WireJob(msgspec.Struct, array_like=True, gc=False):
     ticket: int
     channel: int
     contact_id: uuid.UUID | None
@@ -122,7 +122,7 @@ class WireJob(msgspec.Struct, array_like=True):
     keep_ids: bool
 
 
-class Jobs(msgspec.Struct, array_like=True, tag="jobs"):
+class Jobs(msgspec.Struct, array_like=True, gc=False, tag="jobs"):
     channels: list[ChannelInfo]
     types: list[TypeInfo]
     jobs: list[WireJob]
@@ -137,7 +137,7 @@ class Stop(msgspec.Struct, array_like=True, tag="stop"):
     pass
 
 
-class JobAnswer(msgspec.Struct, array_like=True):
+class JobAnswer(msgspec.Struct, array_like=True, gc=False):
     """One job's answer: its results, whether its contact was missing, or the storage's
     failure."""
 
@@ -147,7 +147,7 @@ class JobAnswer(msgspec.Struct, array_like=True):
     failure: str | None = None
 
 
-class Answer(msgspec.Struct, array_like=True):
+class Answer(msgspec.Struct, array_like=True, gc=False):
     """What the writer's process says after one batch: per job its answer, and what the
     commits it made did (for the metrics, the group updates and the webhook dispatcher)."""
 
@@ -470,7 +470,8 @@ class WriterProcess(Writer):
 
 
 class _ProcessWriter(Writer):
-    """The writer of the writer's process: answers each batch through the pipe."""
+    """The writer of the writer's process, run on its main thread (no thread of its own):
+    stores each batch it is given and answers it through the pipe."""
 
     def __init__(self, store: Store, settings: Settings, answers: Connection) -> None:
         super().__init__(
@@ -482,7 +483,7 @@ class _ProcessWriter(Writer):
         self._wake = False
 
     def touched(self, touched: Touched) -> None:
-        """The store's ``on_commit`` listener (on this writer's thread)."""
+        """The store's ``on_commit`` listener."""
         self._touched.extend(touched)
 
     def woken(self) -> None:
@@ -492,7 +493,8 @@ class _ProcessWriter(Writer):
     def _observe(self, committed: Committed) -> None:
         self._committed.append(committed)
 
-    def _commit(self, batch: list[Job]) -> None:
+    def commit(self, batch: list[Job]) -> None:
+        """Store ``batch`` and answer each of its jobs, in one message."""
         before = self.batches
         outcomes = self._outcomes(batch)
         jobs = [
@@ -525,22 +527,34 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
     store.changes.subscribe(triggers.changed)
     store.on_commit = writer.touched
     writer.listened_types = triggers.activity_types
-    writer.start()
+    # One thread reads, decodes and commits: no second thread to take turns with on this
+    # process's interpreter lock. It takes every job the pipe holds (up to a batch), waiting
+    # up to commit_max_delay_ms for more, as the writer's own thread does.
+    delay = settings.commit_max_delay_ms / 1000
+    batch: list[Job] = []
+    size = 0
+    running = True
     try:
-        while True:
-            try:
-                message = _loads(jobs.recv_bytes(), _decode_order)
-            except (EOFError, OSError):
-                break  # the server's process is gone
-            if isinstance(message, Jobs):
-                for job in _unwire(message):
-                    writer.enqueue(job)
-            elif isinstance(message, ChangeNote):
-                store.changes.publish(cast(ChangeKind, message.kind), message.id)
-            else:
-                break
+        while running:
+            if not batch or (size < writer.max_batch and jobs.poll(delay)):
+                try:
+                    message = _loads(jobs.recv_bytes(), _decode_order)
+                except (EOFError, OSError):
+                    break  # the server's process is gone
+                if isinstance(message, Jobs):
+                    taken = _unwire(message)
+                    batch += taken
+                    size += sum(len(job.items) for job in taken)
+                elif isinstance(message, ChangeNote):
+                    store.changes.publish(cast(ChangeKind, message.kind), message.id)
+                else:
+                    running = False
+                continue
+            writer.commit(batch)
+            batch, size = [], 0
     finally:
         # Commits what it took (each job answered, if anyone still listens), then exits.
-        writer.stop()
+        if batch:
+            writer.commit(batch)
         store.dispose()
         answers.close()

@@ -23,7 +23,8 @@ class Codec:
     def __init__(self, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
         self.mark = "?" if self.sqlite else "%s"
-        # Most activities of a batch share one timestamp object (their received time).
+        # Most activities of a batch share one timestamp (their received time), often as one
+        # object, as equal ones once they came through the writer process's pipe.
         self._last_stamp: dt.datetime | None = None
         self._last_text = ""
 
@@ -36,7 +37,7 @@ class Codec:
         """Not thread-safe on SQLite (it keeps the last result); one codec per thread."""
         if not self.sqlite:
             return value
-        if value is not self._last_stamp:
+        if value is not self._last_stamp and value != self._last_stamp:
             naive = value.astimezone(dt.UTC).replace(tzinfo=None)
             self._last_text = naive.isoformat(" ", "microseconds")
             self._last_stamp = value
