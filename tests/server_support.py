@@ -122,6 +122,23 @@ class ServedWaypost:
         """Kill the server outright (SIGKILL), as a crash or a power cut would."""
         return self._end(signal.SIGKILL)
 
+    def writer_process(self, timeout: float = START_TIMEOUT) -> int:
+        """The id of the server's writer process (``WAYPOST_WRITER_PROCESS``), once it runs."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+                try:
+                    children = (task / "children").read_text().split()
+                    commands = {c: Path(f"/proc/{c}/cmdline").read_bytes() for c in children}
+                except OSError:
+                    continue  # a task or a process that just ended
+                for child, command in commands.items():
+                    if b"spawn_main" in command:
+                        return int(child)
+            time.sleep(0.05)
+        raise AssertionError(f"no writer process: {self.output()}")
+
     def interrupt(self) -> int | None:
         """Stop the server as Ctrl+C does (SIGINT); its exit code."""
         return self._end(signal.SIGINT)

@@ -1,9 +1,13 @@
 """SIGKILL under load: every activity answered 202 is in the database, and retries with the
-same ids store nothing twice. A real ``waypost serve`` process on SQLite and PostgreSQL."""
+same ids store nothing twice. A real ``waypost serve`` process on SQLite and PostgreSQL, with the
+writer in the server's process, or in a process of its own (``WAYPOST_WRITER_PROCESS``) and then
+the server killed, the writer's process killed, or both."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,10 +58,22 @@ def send(http: httpx.Client, auth: dict[str, Any], request: Sent) -> bool:
     return True
 
 
+@pytest.mark.parametrize(
+    ("writer_process", "killed"),
+    [
+        (False, "server"),
+        (True, "server"),
+        (True, "writer process"),
+        (True, "server and writer process"),
+    ],
+)
 def test_sigkill_under_load_loses_no_acknowledged_activity(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, writer_process: bool, killed: str
 ) -> None:
-    with ServedWaypost(tmp_path, database_url, log_level="warning") as server:
+    served = ServedWaypost(
+        tmp_path, database_url, log_level="warning", writer_process=str(int(writer_process))
+    )
+    with served as server:
         first_output = server.start().output()
         key = re.search(r"Tracking key \(headless channel\):\s+(wpt_\S+)", first_output)
         channel = re.search(r"Headless channel:\s+([0-9a-f-]{36})", first_output)
@@ -93,11 +109,15 @@ def test_sigkill_under_load_loses_no_acknowledged_activity(
             thread.start()
         try:
             time.sleep(1.2)
-            server.kill()
+            if killed != "server":
+                os.kill(server.writer_process(), signal.SIGKILL)
+            if killed != "writer process":
+                server.kill()
             with lock:
                 acknowledged_before_kill = sum(len(r.ids) for r in answered)
             time.sleep(0.2)
-            server.start()
+            if killed != "writer process":
+                server.start()
             time.sleep(0.6)
         finally:
             stop.set()

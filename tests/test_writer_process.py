@@ -15,10 +15,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.pipeline.prepare import Accepted, Rejected, prepare
@@ -40,7 +42,7 @@ from waypost.store.engine import Touched
 from waypost.store.schema import activities, rejected_activities
 
 if TYPE_CHECKING:
-    from tests.conftest import Tracker, check_error
+    from tests.conftest import ErrorCheck, Tracker, check_error
     from tests.playbook_support import LOANS, Playbooks, insert_endpoint, loan_trigger, runs
 else:
     from conftest import check_error
@@ -236,3 +238,41 @@ def test_a_stopped_hub_answers_every_job_it_took(hub: Hub, tracker: Tracker) -> 
     hub.writer.stop()
     assert not hub.writer.running
     assert count(hub, activities) == 20
+
+
+def read_only(database_url: str) -> str:
+    """The same database, opened so that no transaction can write."""
+    if database_url.startswith("sqlite:///"):
+        return f"sqlite:///file:{database_url.removeprefix('sqlite:///')}?mode=ro&uri=true"
+    joint = "&" if "?" in database_url else "?"
+    return f"{database_url}{joint}options=-c%20default_transaction_read_only%3Don"
+
+
+def test_a_database_the_writer_process_cannot_write_answers_503_and_never_202(
+    settings: Settings, tracker: Tracker, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    contact = tracker.new_contact()
+    outage = msgspec.structs.replace(settings, database_url=read_only(settings.database_url))
+    outage_hub = Hub(outage)
+    try:
+        assert isinstance(outage_hub.writer, WriterProcess)
+        with TestClient(create_app(outage, hub=outage_hub)) as impatient:
+            body = {
+                "channel": str(tracker.channel.id),
+                "contact": contact,
+                "activities": [{"type": "click", "value": "x", "id": "ro-1"}],
+            }
+            for _ in range(2):
+                answer = impatient.post("/tracking/activities", json=body, headers=tracker.headers)
+                expect_error(answer, 503, "storage_unavailable")
+            # The process stays up: an outage is not a crash.
+            assert outage_hub.writer.running
+            assert isinstance(outage_hub.writer, WriterProcess)
+            assert outage_hub.writer.restarts == 0
+    finally:
+        outage_hub.close()
+    assert count(hub, activities) == 0
+    # The same request, on the database that can be written, is stored.
+    assert [
+        r["status"] for r in tracker.log([{"type": "click", "value": "x", "id": "ro-1"}], contact)
+    ] == [202]
