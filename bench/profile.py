@@ -22,6 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench.harness import Harness, say
+from bench.run import layout_env
 
 SITE = re.compile(r"\(/\S*?/(site-packages|lib/python3\.\d+)/")
 
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=100, help="samples per second (100)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="directory")
     parser.add_argument("--thread", default="", help="summarize only threads named so")
+    parser.add_argument(
+        "--writer-in-server", action="store_true", help="the writer as a thread of the server"
+    )
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= 120:
         parser.error("--seconds must be over 0 and at most 120")
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stacks = args.out / f"profile-{args.kind}-{args.mode}.txt"
     with tempfile.TemporaryDirectory(prefix="waypost-profile-") as tmp, ExitStack() as stack:
-        harness = Harness(Path(tmp))
+        harness = Harness(Path(tmp), layout_env(args.writer_in_server))
         waypost = harness.start_waypost(stack)
         waypost.wait_ready()
         pools = harness.setup()

@@ -113,7 +113,10 @@ def table(summary: dict[str, Any], judged: list[Target]) -> str:
          _ms(lw["p99_ms"]), f"{latency['p99_vs_baseline']:.1f}x"),
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
+    in_server = summary.get("options", {}).get("writer_in_server", False)
+    where = "a thread of the server's process" if in_server else "a process of its own"
+    lines = [f"Waypost's writer: {where}", ""]
+    lines += [
         "  ".join(
             cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
         ).rstrip()

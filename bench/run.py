@@ -55,6 +55,7 @@ class Options:
     latency_connections: int
     out: Path
     keep: bool
+    writer_in_server: bool = False
 
 
 def parse_options(argv: list[str] | None) -> Options:
@@ -72,6 +73,12 @@ def parse_options(argv: list[str] | None) -> Options:
     add("--latency-connections", type=int, default=64, help="connections, paced runs (64)")
     add("--out", type=Path, default=Path("bench-results/ingest.json"), help="results file")
     add("--keep", action="store_true", help="keep the temporary directory and server logs")
+    add(
+        "--writer-in-server",
+        action="store_true",
+        help="run Waypost's writer as a thread of the server's process, not in a process of its "
+        "own (WAYPOST_WRITER_PROCESS=0)",
+    )
     ns = parser.parse_args(argv)
     for name in ("rounds", "connections", "batch_connections", "latency_connections"):
         if not 1 <= getattr(ns, name) <= 1000:
@@ -80,6 +87,12 @@ def parse_options(argv: list[str] | None) -> Options:
         if not 0 < getattr(ns, name) <= 120:
             parser.error(f"--{name.replace('_', '-')} must be over 0 and at most 120")
     return Options(**vars(ns))
+
+
+def layout_env(writer_in_server: bool) -> dict[str, str]:
+    """How Waypost runs in the benchmark: by default with its writer in a process of its own
+    (``WAYPOST_WRITER_PROCESS=1``), the layout for a machine of two cores or more."""
+    return {"WAYPOST_WRITER_PROCESS": "0" if writer_in_server else "1"}
 
 
 def run_phases(options: Options, harness: Harness, stack: ExitStack) -> dict[str, Any]:
@@ -257,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="waypost-bench-"))
-    harness = Harness(workdir)
+    harness = Harness(workdir, layout_env(options.writer_in_server))
     document: dict[str, Any] = {
         "benchmark": "waypost ingest",
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
