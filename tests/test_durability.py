@@ -108,7 +108,15 @@ def test_sigkill_under_load_loses_no_acknowledged_activity(
         for thread in threads:
             thread.start()
         try:
-            time.sleep(1.2)
+            # Under load until some requests were answered (a writer's process may take a
+            # moment to start on a busy machine), then a little more.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with lock:
+                    if len(answered) >= 20:
+                        break
+                time.sleep(0.05)
+            time.sleep(0.3)
             if killed != "server":
                 os.kill(server.writer_process(), signal.SIGKILL)
             if killed != "writer process":

@@ -24,6 +24,7 @@ the writer's process sees its pipe end, commits what it already took, and exits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import itertools
@@ -31,6 +32,7 @@ import logging
 import logging.config
 import multiprocessing
 import pickle
+import queue
 import signal
 import threading
 import time
@@ -285,6 +287,8 @@ class _Link:
     answers: Connection
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     dead: bool = False
+    # Set by the process's first message, once its store is open.
+    ready: bool = False
     receiver: threading.Thread | None = None
 
     def send(self, message: object) -> None:
@@ -315,6 +319,8 @@ class WriterProcess(Writer):
         self._tickets = itertools.count(1)
         self._stopping = False
         self.restarts = 0
+        # Per event loop, the jobs handed over in its current turn.
+        self._gathering: dict[asyncio.AbstractEventLoop, list[Job]] = {}
         store.changes.subscribe(self._forward)
 
     @property
@@ -327,7 +333,7 @@ class WriterProcess(Writer):
     def running(self) -> bool:
         """Whether jobs are taken: this side's thread runs and so does the process."""
         link = self._link
-        return super().running and link is not None and not link.dead
+        return super().running and link is not None and link.ready and not link.dead
 
     def start(self) -> None:
         if self._thread is not None:
@@ -358,6 +364,42 @@ class WriterProcess(Writer):
             link.process.kill()
         if link.receiver is not None:
             link.receiver.join()
+
+    # -- handing jobs over -----------------------------------------------------------------
+
+    def _hand(self, job: Job) -> None:
+        """Gather the jobs of one turn of the event loop, and queue them as one item: this
+        side's thread is woken once per turn, not once per request."""
+        loop = job.loop
+        assert loop is not None
+        gathered = self._gathering.get(loop)
+        if gathered is None:
+            self._gathering[loop] = [job]
+            loop.call_soon(self._queue_gathered, loop)
+        else:
+            gathered.append(job)
+
+    def _queue_gathered(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue.put(self._gathering.pop(loop))
+
+    def _run(self) -> None:
+        """Send every job queued so far, in one message, until stopped."""
+        stopping = False
+        while not stopping:
+            taken = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    taken.append(self._queue.get_nowait())
+            batch: list[Job] = []
+            for item in taken:
+                if isinstance(item, Job):
+                    batch.append(item)
+                elif isinstance(item, list):
+                    batch += item
+                else:
+                    stopping = True  # the stop mark: every job taken is sent first
+            if batch:
+                self._commit(batch)
 
     # -- the process ----------------------------------------------------------------------
 
@@ -413,6 +455,7 @@ class WriterProcess(Writer):
                 data = link.answers.recv_bytes()
             except (EOFError, OSError):
                 break
+            link.ready = True
             self._answer(_loads(data, _decode_answer))
         link.process.join()
         with self._lock:
@@ -527,6 +570,9 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
     store.changes.subscribe(triggers.changed)
     store.on_commit = writer.touched
     writer.listened_types = triggers.activity_types
+    # Ready: the first answer, of no job.
+    with contextlib.suppress(OSError):
+        answers.send_bytes(_dumps(Answer([])))
     # One thread reads, decodes and commits: no second thread to take turns with on this
     # process's interpreter lock. It takes every job the pipe holds (up to a batch), waiting
     # up to commit_max_delay_ms for more, as the writer's own thread does.
