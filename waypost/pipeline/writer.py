@@ -120,7 +120,7 @@ class Writer:
         job = Job(channel, contact_id, items, received_at, source, require_consent=require_consent)
         job.done, job.loop = done, loop
         self.start()
-        self._hand(job)
+        self._queue.put(job)
         results = await future
         if job.missing_contact:
             raise contact_not_found(job.contact_id)
@@ -159,10 +159,6 @@ class Writer:
         if failures:
             raise failures[0]
         return [job.results for job in jobs]
-
-    def _hand(self, job: Job) -> None:
-        """Queue a request's job (on its event loop's thread)."""
-        self._queue.put(job)
 
     # -- the writer thread -----------------------------------------------------------------
 

@@ -24,7 +24,6 @@ the writer's process sees its pipe end, commits what it already took, and exits.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import itertools
@@ -32,7 +31,6 @@ import logging
 import logging.config
 import multiprocessing
 import pickle
-import queue
 import signal
 import threading
 import time
@@ -319,8 +317,6 @@ class WriterProcess(Writer):
         self._tickets = itertools.count(1)
         self._stopping = False
         self.restarts = 0
-        # Per event loop, the jobs handed over in its current turn.
-        self._gathering: dict[asyncio.AbstractEventLoop, list[Job]] = {}
         store.changes.subscribe(self._forward)
 
     @property
@@ -364,42 +360,6 @@ class WriterProcess(Writer):
             link.process.kill()
         if link.receiver is not None:
             link.receiver.join()
-
-    # -- handing jobs over -----------------------------------------------------------------
-
-    def _hand(self, job: Job) -> None:
-        """Gather the jobs of one turn of the event loop, and queue them as one item: this
-        side's thread is woken once per turn, not once per request."""
-        loop = job.loop
-        assert loop is not None
-        gathered = self._gathering.get(loop)
-        if gathered is None:
-            self._gathering[loop] = [job]
-            loop.call_soon(self._queue_gathered, loop)
-        else:
-            gathered.append(job)
-
-    def _queue_gathered(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._queue.put(self._gathering.pop(loop))
-
-    def _run(self) -> None:
-        """Send every job queued so far, in one message, until stopped."""
-        stopping = False
-        while not stopping:
-            taken = [self._queue.get()]
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    taken.append(self._queue.get_nowait())
-            batch: list[Job] = []
-            for item in taken:
-                if isinstance(item, Job):
-                    batch.append(item)
-                elif isinstance(item, list):
-                    batch += item
-                else:
-                    stopping = True  # the stop mark: every job taken is sent first
-            if batch:
-                self._commit(batch)
 
     # -- the process ----------------------------------------------------------------------
 
