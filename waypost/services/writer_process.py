@@ -25,6 +25,7 @@ the writer's process sees its pipe end, commits what it already took, and exits.
 from __future__ import annotations
 
 import contextlib
+import gc
 import datetime as dt
 import itertools
 import logging
@@ -69,6 +70,8 @@ LOST = (
     "may not be stored. Send them again with their id to be answered 208 for those that are."
 )
 DOWN = "The writer's process is starting; try again shortly."
+# The writer's process collects cycles after this many allocations (Python's default: 700).
+GC_THRESHOLD = 50_000
 
 
 # -- what goes through the pipes ----------------------------------------------------------
@@ -521,6 +524,12 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
+    # Each batch makes thousands of short-lived objects that reference counting frees (rows,
+    # field dicts, results), not cycles: with the default threshold the collector walked them
+    # every 700 allocations. Set aside what start-up made, and collect less often: about 6%
+    # less CPU a batch (docs/performance.md).
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 50, 100)
     store = Store(make_engine(settings))
     writer = _ProcessWriter(store, settings, answers)
     triggers = PlaybookTriggers(
