@@ -25,8 +25,8 @@ the writer's process sees its pipe end, commits what it already took, and exits.
 from __future__ import annotations
 
 import contextlib
-import gc
 import datetime as dt
+import gc
 import itertools
 import logging
 import logging.config
