@@ -135,9 +135,9 @@ def activity_row(
     """An ``activities`` row, in ACTIVITY_COLUMNS order."""
     return (
         c.ident(item.id),
-        c.ident(item.type.id),
-        c.ident(contact),
-        c.ident(channel_id),
+        c.known(item.type.id),
+        c.known(contact),
+        c.known(channel_id),
         item.client_id,
         item.title,
         item.value,
@@ -360,7 +360,7 @@ def write_counters(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -
         conn.exec_driver_sql(
             s.upsert_value,
             [
-                (c.ident(type_id), name, c.date(day), value, count)
+                (c.known(type_id), name, c.date(day), value, count)
                 for (type_id, name, day, value), count in sorted(
                     rows.values.items(), key=_value_key
                 )
@@ -372,7 +372,7 @@ def _write_rollups(conn: Connection, s: Statements, c: Codec, rollups: Counter[R
     """The rollups per contact, type and day, then the counts per type and day with the
     contacts the rollups gained (a row created is a contact new to its type and day)."""
     params = [
-        (c.ident(contact), c.ident(type_id), c.date(day), count)
+        (c.known(contact), c.known(type_id), c.date(day), count)
         for (contact, type_id, day), count in sorted(rollups.items(), key=_rollup_key)
     ]
     new: Counter[tuple[object, object]] = Counter()

@@ -15,6 +15,8 @@ from typing import Any
 import msgspec
 
 _encode = msgspec.json.encode
+# How many recurring ids a codec keeps the storage form of (then it starts again).
+KNOWN_IDS = 4096
 
 
 class Codec:
@@ -27,11 +29,29 @@ class Codec:
         # object, as equal ones once they came through the writer process's pipe.
         self._last_stamp: dt.datetime | None = None
         self._last_text = ""
+        # id(object) -> (the object, its storage form), for known().
+        self._known: dict[int, tuple[uuid.UUID, str]] = {}
 
     def ident(self, value: uuid.UUID | None) -> Any:
         if value is None or not self.sqlite:
             return value
         return value.hex
+
+    def known(self, value: uuid.UUID) -> Any:
+        """:meth:`ident` of an id that recurs in a batch's rows (its type, contact, channel),
+        the same object each time: worked out once per object. Not thread-safe; one codec
+        per thread."""
+        if not self.sqlite:
+            return value
+        found = self._known.get(id(value))
+        # The entry holds the object, so its id is not reused while it is there.
+        if found is not None and found[0] is value:
+            return found[1]
+        if len(self._known) >= KNOWN_IDS:
+            self._known.clear()
+        text = value.hex
+        self._known[id(value)] = (value, text)
+        return text
 
     def timestamp(self, value: dt.datetime) -> Any:
         """Not thread-safe on SQLite (it keeps the last result); one codec per thread."""
