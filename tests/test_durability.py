@@ -117,8 +117,10 @@ def test_sigkill_under_load_loses_no_acknowledged_activity(
                         break
                 time.sleep(0.05)
             time.sleep(0.3)
+            if writer_process:
+                writer = server.writer_process()
             if killed != "server":
-                os.kill(server.writer_process(), signal.SIGKILL)
+                os.kill(writer, signal.SIGKILL)
             if killed != "writer process":
                 server.kill()
             with lock:

@@ -38,6 +38,7 @@ from waypost.services.writer_process import (
     _unwire,
 )
 from waypost.settings import Settings
+from waypost.store import StorageUnavailable
 from waypost.store.engine import Touched
 from waypost.store.schema import activities, rejected_activities
 
@@ -94,7 +95,8 @@ def test_jobs_cross_the_pipe_as_they_were(hub: Hub, tracker: Tracker, loans: Act
     raws = [
         b'{"type": "custom_loan_calculator", "value": "a", "fields": {"amount": "5.5"}, '
         b'"id": "c1", "url": "https://b.example/x", "occurredAt": "2026-01-02T03:04:05+02:00"}',
-        b'{"type": "datainput", "value": "f", "contactFields": {"ContactFirstName": "Ann"}}',
+        b'{"type": "datainput", "value": "f", "contactFields": {"ContactFirstName": "Ann", '
+        b'"ContactBirthday": "1990-12-31"}}',
         b'{"type": "nope"}',
         b"{}",
     ]
@@ -103,6 +105,8 @@ def test_jobs_cross_the_pipe_as_they_were(hub: Hub, tracker: Tracker, loans: Act
     job = Job(channel, uuid.uuid4(), items, now, source="import", keep_ids=True, ticket=7)
     [back] = _unwire(_loads(_dumps(_jobs([job])), _decode_order))
     assert back.items == job.items
+    assert isinstance(back.items[1], Accepted)
+    assert back.items[1].contact_fields == {"first_name": "Ann", "birthday": dt.date(1990, 12, 31)}
     assert (back.channel, back.contact_id, back.received_at) == (channel, job.contact_id, now)
     assert (back.source, back.keep_ids, back.ticket, back.dry_run) == ("import", True, 7, False)
     note = ChangeNote("activity_type", uuid.uuid4())
@@ -163,6 +167,8 @@ def test_a_playbook_made_after_the_start_fires_in_the_writer_process(
     loans: ActivityType,
     admin_headers: dict[str, str],
 ) -> None:
+    woken: list[bool] = []
+    process(hub).wake = lambda: woken.append(True)
     contact = tracker.new_contact()
     # The process has read its playbooks (none) and keeps them for an hour...
     assert [r["status"] for r in tracker.log([loan(1)], contact)] == [202]
@@ -172,6 +178,8 @@ def test_a_playbook_made_after_the_start_fires_in_the_writer_process(
     [stored] = tracker.log([loan(2)], contact)
     [run] = runs(hub)
     assert (run["playbook_id"], run["subject"]) == (uuid.UUID(book["id"]), stored["id"])
+    # The webhook dispatcher was told that a message is due.
+    assert woken == [True]
 
 
 def test_killing_the_writer_process_answers_503_then_stores_again(
@@ -222,22 +230,42 @@ def test_killing_the_writer_process_answers_503_then_stores_again(
     assert [r["status"] for r in tracker.log([loan(99)], contact)] == [202]
 
 
-def test_a_stopped_hub_answers_every_job_it_took(hub: Hub, tracker: Tracker) -> None:
+def test_stopping_answers_every_job_in_flight(hub: Hub, tracker: Tracker) -> None:
     snapshot = hub.catalog.get()
     channel = snapshot.channels[tracker.channel.id]
     contact = uuid.UUID(tracker.new_contact())
-    now = dt.datetime.now(dt.UTC)
-    jobs = [
-        Job(
-            channel, contact, [prepare(b'{"type": "click", "value": "x"}', snapshot, now, 999)], now
-        )
-        for _ in range(20)
-    ]
-    results = hub.writer.submit_and_wait(jobs)
-    assert [r.status for [r] in results] == [202] * 20
+    hub.writer.submit_and_wait([])  # started
+    outcomes: list[Any] = []
+    lock = threading.Lock()
+
+    def submit(n: int) -> None:
+        for i in range(30):
+            now = dt.datetime.now(dt.UTC)
+            raw = f'{{"type": "click", "value": "x", "id": "s{n}-{i}"}}'.encode()
+            job = Job(channel, contact, [prepare(raw, snapshot, now, 999)], now)
+            try:
+                [[result]] = hub.writer.submit_and_wait([job])
+                outcome: Any = result.id
+            except StorageUnavailable:
+                outcome = "503"
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
     hub.writer.stop()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive(), "a job was never answered"
+    assert len(outcomes) == 120
+    acknowledged = {str(o) for o in outcomes if o != "503"}
+    assert acknowledged, "nothing was stored before the stop"
+    with hub.store.read() as conn:
+        stored = {str(i) for i in conn.execute(sa.select(activities.c.id)).scalars()}
+    assert acknowledged <= stored
     assert not hub.writer.running
-    assert count(hub, activities) == 20
 
 
 def read_only(database_url: str) -> str:

@@ -100,7 +100,8 @@ class WireAccepted(msgspec.Struct, array_like=True, gc=False, tag_field="wire", 
     primary_value: str | None
     flags: list[dict[str, Any]] | None
     occurred_at: dt.datetime
-    contact_fields: dict[str, Any] | None
+    # Pickled: their values are not only JSON's (a birthday is a date), and data inputs are few.
+    contact_fields: bytes | None
     payload: bytes
 
 
@@ -179,6 +180,14 @@ def _loads(data: bytes, decode: Callable[[memoryview], Any]) -> Any:
     return decode(memoryview(data)[1:])
 
 
+def _pickled(fields: dict[str, object] | None) -> bytes | None:
+    return None if fields is None else pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpickled(data: bytes | None) -> dict[str, object] | None:
+    return None if data is None else cast(dict[str, object], pickle.loads(data))  # noqa: S301
+
+
 def _jobs(batch: list[Job]) -> Jobs:
     """The message that hands ``batch`` to the writer's process."""
     channels: dict[uuid.UUID, int] = {}
@@ -209,7 +218,7 @@ def _jobs(batch: list[Job]) -> Jobs:
                         item.primary_value,
                         item.flags,
                         item.occurred_at,
-                        item.contact_fields,
+                        _pickled(item.contact_fields),
                         item.payload,
                     )
                 )
@@ -252,7 +261,7 @@ def _unwire(message: Jobs) -> list[Job]:
                 item.primary_value,
                 item.flags,
                 item.occurred_at,
-                item.contact_fields,
+                _unpickled(item.contact_fields),
                 item.payload,
             )
             if isinstance(item, WireAccepted)
@@ -290,12 +299,22 @@ class _Link:
     dead: bool = False
     # Set by the process's first message, once its store is open.
     ready: bool = False
+    closed: bool = False
     receiver: threading.Thread | None = None
 
     def send(self, message: object) -> None:
         data = _dumps(message)
         with self.send_lock:
+            if self.closed:
+                raise BrokenPipeError("the writer process is gone")
             self.jobs.send_bytes(data)
+
+    def close(self) -> None:
+        """Close this side's ends (never while a message is being written)."""
+        with self.send_lock:
+            self.closed = True
+            self.jobs.close()
+        self.answers.close()
 
 
 class WriterProcess(Writer):
@@ -319,6 +338,7 @@ class WriterProcess(Writer):
         self._pending: dict[int, Job] = {}
         self._tickets = itertools.count(1)
         self._stopping = False
+        self._closing = False
         self.restarts = 0
         store.changes.subscribe(self._forward)
 
@@ -340,29 +360,38 @@ class WriterProcess(Writer):
         with self._lock:
             if self._thread is not None:
                 return
-            self._stopping = False
-            if self._link is None:
-                self._spawn()
+            # A job submitted while stop() runs is answered (503), and starts no process.
+            if not self._closing:
+                self._stopping = False
+                if self._link is None:
+                    self._spawn()
             super().start()
 
     def stop(self) -> None:
         """Send what is queued, let the process commit it and exit, answer every job."""
         with self._lock:
-            self._stopping = True
-        super().stop()
-        with self._lock:
-            link = self._link
-        if link is None:
-            return
-        # Gone already: its receiver answers what it had.
-        with contextlib.suppress(OSError):
-            link.send(Stop())
-        link.process.join(EXIT_SECONDS)
-        if link.process.is_alive():
-            log.warning("the writer process did not stop in time; killing it")
-            link.process.kill()
-        if link.receiver is not None:
-            link.receiver.join()
+            self._stopping = self._closing = True
+        try:
+            super().stop()
+            with self._lock:
+                link = self._link
+            if link is None:
+                return
+            # Gone already: its receiver answers what it had.
+            with contextlib.suppress(OSError):
+                link.send(Stop())
+            # The receiver reaps the process once it has read its last answer.
+            assert link.receiver is not None
+            link.receiver.join(EXIT_SECONDS)
+            if link.receiver.is_alive():
+                log.warning("the writer process did not stop in time; killing it")
+                link.process.kill()
+                link.receiver.join()
+            with self._lock:
+                if self._link is link:
+                    self._link = None
+        finally:
+            self._closing = False
 
     # -- the process ----------------------------------------------------------------------
 
@@ -398,9 +427,16 @@ class WriterProcess(Writer):
         if link is None or link.dead:
             deliver(batch, [StorageUnavailable(DOWN)] * len(batch))
             return
-        # When the process is gone, its receiver answers these jobs.
-        with contextlib.suppress(OSError):
+        try:
             link.send(_jobs(batch))
+        except Exception as exc:
+            # Whoever takes a job from the pending ones answers it: this thread now, or the
+            # receiver once the process is gone; never both, never neither.
+            if not isinstance(exc, OSError):
+                log.exception("a message to the writer process could not be sent")
+            with self._lock:
+                unsent = [job for job in batch if self._pending.pop(job.ticket, None)]
+            deliver(unsent, [StorageUnavailable(LOST)] * len(unsent))
 
     def _forward(self, change: Change) -> None:
         """A change feed's subscriber: the process's caches hear of it too."""
@@ -419,15 +455,20 @@ class WriterProcess(Writer):
             except (EOFError, OSError):
                 break
             link.ready = True
-            self._answer(_loads(data, _decode_answer))
+            try:
+                answer = _loads(data, _decode_answer)
+            except Exception:
+                log.exception("an answer of the writer process could not be read; stopping it")
+                link.process.kill()
+                break
+            self._answer(answer)
         link.process.join()
         with self._lock:
             link.dead = True
             lost = list(self._pending.values())
             self._pending.clear()
             stopping = self._stopping
-        link.jobs.close()
-        link.answers.close()
+        link.close()
         if lost:
             log.error(
                 "the writer process ended (exit code %s) with %d requests unanswered",
@@ -459,17 +500,22 @@ class WriterProcess(Writer):
                 else:
                     job.results, job.missing_contact = one.results, one.missing
                     outcomes.append(one.results)
-        for committed in answer.committed:
-            committed.record(self.metrics)
-        if answer.stored:
-            self.batches += 1
-        # As in the writer's own process: the group updates hear of the commit before the
-        # requests are answered, and the dispatcher is woken for what playbooks wrote.
-        if answer.touched and self.store.on_commit is not None:
-            self.store.on_commit([(frozenset(ids), what) for ids, what in answer.touched])
-        if answer.wake and self.wake is not None:
-            self.wake()
-        deliver(jobs, outcomes)
+        try:
+            for committed in answer.committed:
+                committed.record(self.metrics)
+            if answer.stored:
+                self.batches += 1
+            # As in the writer's own process: the group updates hear of the commit before the
+            # requests are answered, and the dispatcher is woken for what playbooks wrote.
+            if answer.touched and self.store.on_commit is not None:
+                self.store.on_commit([(frozenset(ids), what) for ids, what in answer.touched])
+            if answer.wake and self.wake is not None:
+                self.wake()
+        except Exception:
+            # The commit happened: its requests are answered whatever failed here.
+            log.exception("after a commit of the writer process")
+        finally:
+            deliver(jobs, outcomes)
 
 
 # -- the writer's process -----------------------------------------------------------------
