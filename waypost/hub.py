@@ -82,15 +82,14 @@ class Hub:
         self.erasure = ErasureService(self.store, settings.purge_batch_size)
         self.suppressions = SuppressionService(self.store)
         self.catalog = Catalog(self.store, settings.catalog_ttl_seconds)
+        # Whether work may run in a process of its own (the writer's, the webhook
+        # dispatcher's): not for a database only this process can open, nor with a store or a
+        # clock of the caller's (tests).
+        apart = clock is None and store is None and can_run_apart(settings.database_url)
         # With WAYPOST_WRITER_PROCESS, the writer runs in a process of its own, on its own
-        # core (services/writer_process.py); the same conditions as the webhook process.
+        # core (services/writer_process.py).
         self.writer: Writer
-        if (
-            settings.writer_process
-            and clock is None
-            and store is None
-            and can_run_apart(settings.database_url)
-        ):
+        if settings.writer_process and apart:
             self.writer = WriterProcess(settings, self.store, self.metrics, self.wake_webhooks)
         else:
             self.writer = Writer(
@@ -136,15 +135,9 @@ class Hub:
         # written), so a hub that writes none never runs it.
         self.webhooks = WebhookDispatcher(self.store, settings, self.clock, metrics=self.metrics)
         # With WAYPOST_WEBHOOK_PROCESS, the same dispatcher runs in a process of its own, on
-        # its own core; this process's one then never starts. Not for a database only this
-        # process can open, nor with a clock of the caller's (tests).
+        # its own core; this process's one then never starts.
         self.webhook_process: DispatcherProcess | None = None
-        if (
-            settings.webhook_process
-            and clock is None
-            and store is None
-            and can_run_apart(settings.database_url)
-        ):
+        if settings.webhook_process and apart:
             self.webhook_process = DispatcherProcess(settings)
         self.webhook_endpoints = WebhookEndpointService(self.store, settings, self.clock)
         self.webhook_deliveries = WebhookDeliveryService(

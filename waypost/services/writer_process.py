@@ -159,7 +159,6 @@ class Answer(msgspec.Struct, array_like=True, gc=False):
     committed: list[Committed] = []
     touched: list[tuple[list[uuid.UUID], Changes]] = []
     wake: bool = False
-    stored: bool = False
 
 
 _encoder = msgspec.msgpack.Encoder(uuid_format="bytes")
@@ -503,7 +502,8 @@ class WriterProcess(Writer):
         try:
             for committed in answer.committed:
                 committed.record(self.metrics)
-            if answer.stored:
+            # A batch stored is one whose jobs have results (a failed one's have none).
+            if any(one.results is not None for one in answer.jobs):
                 self.batches += 1
             # As in the writer's own process: the group updates hear of the commit before the
             # requests are answered, and the dispatcher is woken for what playbooks wrote.
@@ -547,7 +547,6 @@ class _ProcessWriter(Writer):
 
     def commit(self, batch: list[Job]) -> None:
         """Store ``batch`` and answer each of its jobs, in one message."""
-        before = self.batches
         outcomes = self._outcomes(batch)
         jobs = [
             JobAnswer(job.ticket, None, failure=str(outcome))
@@ -556,7 +555,7 @@ class _ProcessWriter(Writer):
             for job, outcome in zip(batch, outcomes, strict=True)
         ]
         touched = [(list(ids), what) for ids, what in self._touched]
-        answer = Answer(jobs, self._committed, touched, self._wake, self.batches > before)
+        answer = Answer(jobs, self._committed, touched, self._wake)
         self._committed, self._touched, self._wake = [], [], False
         # When the server's process is gone, nobody waits for these answers.
         with contextlib.suppress(OSError):
@@ -591,7 +590,7 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
     # One thread reads, decodes and commits: no second thread to take turns with on this
     # process's interpreter lock. It takes every job the pipe holds (up to a batch), waiting
     # up to commit_max_delay_ms for more, as the writer's own thread does.
-    delay = settings.commit_max_delay_ms / 1000
+    delay = writer.max_delay
     batch: list[Job] = []
     size = 0
     running = True
