@@ -151,8 +151,10 @@ class Harness:
         busy_after, wrk_after = busy_cpu_seconds(), children_cpu_seconds()
         elapsed = time.monotonic() - started
         if cpu_before is not None and cpu_after is not None:
-            server_cpu = cpu_after - cpu_before
-            result = replace(result, server_cpu_seconds=server_cpu)
+            server_cpu = cpu_after[0] - cpu_before[0]
+            result = replace(
+                result, server_cpu_seconds=server_cpu, http_cpu_seconds=cpu_after[1] - cpu_before[1]
+            )
             if busy_before is not None and busy_after is not None:
                 # Whatever else ran on the machine during the run, as a share of all its CPUs.
                 ours = server_cpu + (wrk_after - wrk_before)

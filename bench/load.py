@@ -72,6 +72,8 @@ class RunResult:
     timeouts: int
     # Filled in by the caller: the server's CPU time (all threads) during the run.
     server_cpu_seconds: float | None = None
+    # Of that, the server's own process's (the HTTP side, without the writer's process).
+    http_cpu_seconds: float | None = None
     # Filled in by the caller: CPU used by other processes during the run, of all CPUs.
     foreign_cpu_share: float | None = None
 
@@ -80,6 +82,12 @@ class RunResult:
         if self.server_cpu_seconds is None or not self.answered:
             return None
         return self.server_cpu_seconds / self.answered * 1e6
+
+    @property
+    def http_cpu_per_request_us(self) -> float | None:
+        if self.http_cpu_seconds is None or not self.answered:
+            return None
+        return self.http_cpu_seconds / self.answered * 1e6
 
     @property
     def requests_per_second(self) -> float:
@@ -101,10 +109,12 @@ class RunResult:
 
     def as_dict(self) -> dict[str, object]:
         cpu = self.server_cpu_per_request_us
+        http = self.http_cpu_per_request_us
         return {
             **asdict(self),
             "requests_per_second": round(self.requests_per_second, 1),
             "server_cpu_us_per_request": None if cpu is None else round(cpu, 1),
+            "http_cpu_us_per_request": None if http is None else round(http, 1),
         }
 
 

@@ -77,6 +77,11 @@ def _ms(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _us(stats: dict[str, Any], key: str) -> str:
+    value = stats.get(key)
+    return "" if value is None else f"{value:,.0f}"
+
+
 def table(summary: dict[str, Any], judged: list[Target]) -> str:
     """The figures, the ratios and the targets as plain text."""
     single, batch, raw, floor, latency = (
@@ -95,6 +100,10 @@ def table(summary: dict[str, Any], judged: list[Target]) -> str:
          f"{single['ratio']:.1%}"),
         ("single activity: p50 ms", _ms(b1["p50_ms"]), _ms(w1["p50_ms"]), ""),
         ("single activity: p99 ms", _ms(b1["p99_ms"]), _ms(w1["p99_ms"]), ""),
+        ("single activity: server CPU us/request", _us(b1, "server_cpu_us_per_request"),
+         _us(w1, "server_cpu_us_per_request"), ""),
+        ("  of which the HTTP process's", _us(b1, "http_cpu_us_per_request"),
+         _us(w1, "http_cpu_us_per_request"), ""),
         ("100-activity batches: requests/s", f"{b100['rps']:,.0f}", f"{w100['rps']:,.0f}",
          f"{batch['ratio']:.1%}"),
         ("100-activity batches: activities/s", f"{b100['activities_per_second']:,.0f}",

@@ -199,12 +199,14 @@ def run_phases(options: Options, harness: Harness, stack: ExitStack) -> dict[str
 def _stats(runs: list[RunResult], per_request: int) -> dict[str, Any]:
     rps = median([r.requests_per_second for r in runs])
     cpu = [r.server_cpu_per_request_us for r in runs if r.server_cpu_per_request_us is not None]
+    http = [r.http_cpu_per_request_us for r in runs if r.http_cpu_per_request_us is not None]
     return {
         "rps": rps,
         "activities_per_second": rps * per_request,
         "p50_ms": median([r.p50_us for r in runs]) / 1000,
         "p99_ms": median([r.p99_us for r in runs]) / 1000,
         "server_cpu_us_per_request": median(cpu) if cpu else None,
+        "http_cpu_us_per_request": median(http) if http else None,
         "rounds": [r.as_dict() for r in runs],
     }
 

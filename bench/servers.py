@@ -71,13 +71,14 @@ class Server:
             time.sleep(0.1)
         raise ServerError(f"{self.name} did not start within {START_TIMEOUT:.0f} s; {self.tail()}")
 
-    def cpu_seconds(self) -> float | None:
-        """User and system CPU time so far of the server process (all its threads) and of the
-        processes it started that still run (the writer's, the webhook dispatcher's)."""
+    def cpu_seconds(self) -> tuple[float, float] | None:
+        """User and system CPU time so far: of the server process (all its threads) and of the
+        processes it started that still run (the writer's, the webhook dispatcher's), then of
+        the server process alone."""
         own = _cpu_seconds(self.pid)
         if own is None:
             return None
-        return own + sum(_cpu_seconds(pid) or 0.0 for pid in _descendants(self.pid))
+        return own + sum(_cpu_seconds(pid) or 0.0 for pid in _descendants(self.pid)), own
 
     def check_alive(self) -> None:
         code = self.process.poll()

@@ -20,7 +20,9 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+import waypost.pipeline.writer as writer_module
 from waypost.app import create_app
+from waypost.errors import ErrorDetail
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.pipeline.prepare import Accepted, Rejected, prepare
@@ -28,8 +30,10 @@ from waypost.pipeline.writer_decision import Job
 from waypost.services.activity_types import ActivityType
 from waypost.services.writer_process import (
     PICKLE,
+    VALIDATE_APART_AT_MOST,
     ChangeNote,
     Jobs,
+    WireRaw,
     WriterProcess,
     _decode_order,
     _dumps,
@@ -120,6 +124,70 @@ def test_jobs_cross_the_pipe_as_they_were(hub: Hub, tracker: Tracker, loans: Act
     assert data[:1] == PICKLE
     [back] = _unwire(_loads(data, _decode_order))
     assert back.items == job.items
+
+
+def test_activities_to_validate_cross_the_pipe_as_sent(hub: Hub, tracker: Tracker) -> None:
+    channel = hub.catalog.get().channels[tracker.channel.id]
+    now = utcnow()
+    sent = [b'{"type": "click", "value": "a"}', b"{not json"]
+    job = Job(channel, uuid.uuid4(), [], now, raw=sent, ticket=3)
+    message = _loads(_dumps(_jobs([job])), _decode_order)
+    assert [item for wire in message.jobs for item in wire.items] == [WireRaw(r) for r in sent]
+    seen: list[tuple[bytes, dt.datetime]] = []
+    rejected = Rejected(400, ErrorDetail("invalid_json", "m"), b"", None, True)
+
+    def validate(raw: bytes, received_at: dt.datetime) -> Rejected:
+        seen.append((raw, received_at))
+        return rejected
+
+    [back] = _unwire(message, validate)
+    assert seen == [(sent[0], now), (sent[1], now)]
+    assert back.items == [rejected, rejected]
+    assert (back.ticket, back.raw) == (3, None)
+    # Only the writer's process validates: elsewhere such a message is refused.
+    with pytest.raises(ValueError, match="nothing to validate it with"):
+        _unwire(message)
+
+
+def test_requests_of_few_activities_are_validated_in_the_writer_process(
+    client: TestClient,
+    hub: Hub,
+    tracker: Tracker,
+    admin_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    validated_here: list[bytes] = []
+    here = writer_module.prepare
+
+    def counted(raw: bytes, *args: Any) -> Accepted | Rejected:
+        validated_here.append(raw)
+        return here(raw, *args)
+
+    monkeypatch.setattr(writer_module, "prepare", counted)
+    contact = tracker.new_contact()
+    assert [r["status"] for r in tracker.log([loan(1)], contact)] == [404]  # no such type yet
+    # A type made after the process read its catalog (kept for an hour): it hears of it.
+    created = client.post(
+        "/api/activity-types",
+        json={
+            "name": "Loan calculator usage",
+            "code_name": LOANS,
+            "fields": [{"name": "amount", "type": "decimal", "primary": True}],
+        },
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    few = [loan(n) for n in range(VALIDATE_APART_AT_MOST - 1)] + [loan(0, fields={"amount": "x"})]
+    results = tracker.log(few, contact)
+    assert [r["status"] for r in results] == [202] * (len(few) - 1) + [400]
+    assert results[-1]["error"]["code"] == "invalid_field"
+    assert validated_here == []
+    # More activities than that: validated on the server's side, answered the same.
+    many = [loan(n) for n in range(VALIDATE_APART_AT_MOST + 1)]
+    assert [r["status"] for r in tracker.log(many, contact)] == [202] * len(many)
+    assert len(validated_here) == len(many)
+    assert count(hub, activities) == len(few) - 1 + len(many)
+    assert count(hub, rejected_activities) == 2  # the unknown type, the amount "x"
 
 
 def test_the_writer_process_stores_and_answers_as_the_writer_does(

@@ -30,8 +30,8 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from waypost.metrics import Metrics
-from waypost.pipeline.catalog import ChannelInfo
-from waypost.pipeline.prepare import Accepted, Rejected
+from waypost.pipeline.catalog import ChannelInfo, Snapshot
+from waypost.pipeline.prepare import Accepted, Rejected, prepare
 from waypost.pipeline.writer_decision import (
     ActivityResult,
     ClientIds,
@@ -111,13 +111,31 @@ class Writer:
         StorageUnavailable when the database failed (nothing was acknowledged), and ApiError
         404 ``contact_not_found`` when the contact does not exist.
         """
+        job = Job(channel, contact_id, items, received_at, source, require_consent=require_consent)
+        return await self._submit(job)
+
+    async def submit_raw(
+        self,
+        channel: ChannelInfo,
+        contact_id: uuid.UUID,
+        raw: Sequence[bytes],
+        snapshot: Snapshot,
+        received_at: dt.datetime,
+        max_bytes: int,
+    ) -> list[ActivityResult]:
+        """Validate each activity of ``raw`` (:func:`~waypost.pipeline.prepare.prepare`,
+        against ``snapshot``) and store them as :meth:`submit` does. Here they are validated
+        at once, on the caller's thread; the writer's process may validate them itself."""
+        items = [prepare(one, snapshot, received_at, max_bytes) for one in raw]
+        return await self.submit(channel, contact_id, items, received_at)
+
+    async def _submit(self, job: Job) -> list[ActivityResult]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[ActivityResult]] = loop.create_future()
 
         def done(outcome: Outcome) -> None:
             _resolve(future, outcome)
 
-        job = Job(channel, contact_id, items, received_at, source, require_consent=require_consent)
         job.done, job.loop = done, loop
         self.start()
         self._queue.put(job)

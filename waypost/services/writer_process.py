@@ -36,7 +36,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -49,8 +49,8 @@ from waypost.domain.conditions import Changes
 from waypost.errors import ErrorDetail
 from waypost.logs import log_config
 from waypost.metrics import Metrics
-from waypost.pipeline.catalog import ChannelInfo, TypeInfo
-from waypost.pipeline.prepare import Accepted, Rejected
+from waypost.pipeline.catalog import Catalog, ChannelInfo, Snapshot, TypeInfo
+from waypost.pipeline.prepare import Accepted, Rejected, prepare
 from waypost.pipeline.writer import Committed, Writer, deliver
 from waypost.pipeline.writer_decision import ActivityResult, Job, Outcome
 from waypost.services.playbook_triggers import PlaybookTriggers
@@ -72,6 +72,10 @@ LOST = (
 DOWN = "The writer's process is starting; try again shortly."
 # The writer's process collects cycles after this many allocations (Python's default: 700).
 GC_THRESHOLD = 50_000
+# Requests of at most this many activities are validated in the writer's process: with few
+# activities a request, the server's event loop is what limits the rate and the writer's
+# process has time to spare; with many, it is the other way round (docs/performance.md).
+VALIDATE_APART_AT_MOST = 10
 
 
 # -- what goes through the pipes ----------------------------------------------------------
@@ -113,11 +117,20 @@ class WireRejected(msgspec.Struct, array_like=True, gc=False, tag_field="wire", 
     keep: bool
 
 
+class WireRaw(msgspec.Struct, array_like=True, gc=False, tag_field="wire", tag=2):
+    """An activity as the request sent it, validated by the writer's process."""
+
+    data: bytes
+
+
+WireItem = WireAccepted | WireRejected | WireRaw
+
+
 class WireJob(msgspec.Struct, array_like=True, gc=False):
     ticket: int
     channel: int
     contact_id: uuid.UUID | None
-    items: list[WireAccepted | WireRejected]
+    items: list[WireItem]
     received_at: dt.datetime
     source: str
     replay_of: uuid.UUID | None
@@ -197,7 +210,7 @@ def _jobs(batch: list[Job]) -> Jobs:
         if channel is None:
             channel = channels[job.channel.id] = len(message.channels)
             message.channels.append(job.channel)
-        items: list[WireAccepted | WireRejected] = []
+        items: list[WireItem] = [WireRaw(data) for data in job.raw or ()]
         for item in job.items:
             if isinstance(item, Accepted):
                 kind = types.get(item.type.id)
@@ -242,13 +255,18 @@ def _jobs(batch: list[Job]) -> Jobs:
     return message
 
 
-def _unwire(message: Jobs) -> list[Job]:
-    """The jobs of a message, as the writer takes them."""
+def _unwire(
+    message: Jobs, validate: Callable[[bytes, dt.datetime], Accepted | Rejected] | None = None
+) -> list[Job]:
+    """The jobs of a message, as the writer takes them; ``validate`` validates the activities
+    that come as the request sent them."""
     jobs = []
     types = message.types
     for wire in message.jobs:
         items: list[Accepted | Rejected] = [
-            Accepted(
+            _validated(item, wire.received_at, validate)
+            if isinstance(item, WireRaw)
+            else Accepted(
                 item.id,
                 types[item.type],
                 item.client_id,
@@ -282,6 +300,16 @@ def _unwire(message: Jobs) -> list[Job]:
             )
         )
     return jobs
+
+
+def _validated(
+    item: WireRaw,
+    received_at: dt.datetime,
+    validate: Callable[[bytes, dt.datetime], Accepted | Rejected] | None,
+) -> Accepted | Rejected:
+    if validate is None:
+        raise ValueError("an activity to validate, and nothing to validate it with")
+    return validate(item.data, received_at)
 
 
 # -- the server's side --------------------------------------------------------------------
@@ -340,6 +368,24 @@ class WriterProcess(Writer):
         self._closing = False
         self.restarts = 0
         store.changes.subscribe(self._forward)
+
+    async def submit_raw(
+        self,
+        channel: ChannelInfo,
+        contact_id: uuid.UUID,
+        raw: Sequence[bytes],
+        snapshot: Snapshot,
+        received_at: dt.datetime,
+        max_bytes: int,
+    ) -> list[ActivityResult]:
+        """As :meth:`Writer.submit_raw`; a request of few activities is validated in the
+        writer's process, against its own catalog (kept as current as this side's: every
+        change this side hears of reaches it before the jobs sent after it)."""
+        if len(raw) > VALIDATE_APART_AT_MOST:
+            return await super().submit_raw(
+                channel, contact_id, raw, snapshot, received_at, max_bytes
+            )
+        return await self._submit(Job(channel, contact_id, [], received_at, raw=raw))
 
     @property
     def pid(self) -> int | None:
@@ -577,6 +623,13 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
     gc.set_threshold(GC_THRESHOLD, 50, 100)
     store = Store(make_engine(settings))
     writer = _ProcessWriter(store, settings, answers)
+    catalog = Catalog(store, settings.catalog_ttl_seconds)
+    store.changes.subscribe(catalog.changed)
+    max_bytes = settings.max_activity_bytes
+
+    def validate(raw: bytes, received_at: dt.datetime) -> Accepted | Rejected:
+        return prepare(raw, catalog.get(), received_at, max_bytes)
+
     triggers = PlaybookTriggers(
         store, SystemClock(), wake=writer.woken, ttl=settings.catalog_ttl_seconds
     )
@@ -584,6 +637,7 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
     store.changes.subscribe(triggers.changed)
     store.on_commit = writer.touched
     writer.listened_types = triggers.activity_types
+    catalog.get()  # read now, not by the first request
     # Ready: the first answer, of no job.
     with contextlib.suppress(OSError):
         answers.send_bytes(_dumps(Answer([])))
@@ -602,7 +656,7 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
                 except (EOFError, OSError):
                     break  # the server's process is gone
                 if isinstance(message, Jobs):
-                    taken = _unwire(message)
+                    taken = _unwire(message, validate)
                     batch += taken
                     size += sum(len(job.items) for job in taken)
                 elif isinstance(message, ChangeNote):

@@ -22,7 +22,6 @@ from waypost.errors import (
 )
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo
-from waypost.pipeline.prepare import prepare
 from waypost.pipeline.writer_decision import ActivityResult
 from waypost.transports.bodies import media_type
 from waypost.transports.frame import (
@@ -133,8 +132,8 @@ class TrackingApp(Transport):
         assert snapshot is not None
         now = utcnow()
         limit = self.settings.max_activity_bytes
-        items = [prepare(bytes(raw), snapshot, now, limit) for raw in body.activities]
-        results = await self.writer.submit(channel, body.contact, items, now)
+        raw = [bytes(one) for one in body.activities]
+        results = await self.writer.submit_raw(channel, body.contact, raw, snapshot, now, limit)
         return 207, _encode(ResultsOut(results)), []
 
     async def create_contact(self, request: IngestRequest) -> Answer:
