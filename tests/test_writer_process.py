@@ -7,13 +7,14 @@ nothing answered 202 is missing."""
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 import pytest
@@ -38,6 +39,7 @@ from waypost.services.writer_process import (
     _decode_order,
     _dumps,
     _jobs,
+    _Link,
     _loads,
     _unwire,
 )
@@ -157,7 +159,7 @@ def test_requests_of_few_activities_are_validated_in_the_writer_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     validated_here: list[bytes] = []
-    here = writer_module.prepare
+    here = prepare
 
     def counted(raw: bytes, *args: Any) -> Accepted | Rejected:
         validated_here.append(raw)
@@ -372,3 +374,25 @@ def test_a_database_the_writer_process_cannot_write_answers_503_and_never_202(
     assert [
         r["status"] for r in tracker.log([{"type": "click", "value": "x", "id": "ro-1"}], contact)
     ] == [202]
+
+
+def test_messages_the_pipe_cannot_take_now_follow_in_order() -> None:
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    answers, _ = multiprocessing.Pipe(duplex=False)
+    link = _Link(cast(Any, None), writer, answers)
+    link.drainer = threading.Thread(target=link.drain, daemon=True)
+    link.drainer.start()
+    sent = [ChangeNote(f"kind-{n}-" + "x" * 20_000, uuid.uuid4()) for n in range(200)]
+    try:
+        # 4 MB into a pipe of at most 1 MiB that nobody reads yet: never blocks the sender.
+        for note in sent:
+            link.send(note)
+        assert link.backlog, "everything fit in the pipe"
+        got = [_loads(reader.recv_bytes(), _decode_order) for _ in sent]
+        assert got == sent
+    finally:
+        link.close()
+        link.drainer.join(5)
+    assert not link.drainer.is_alive()
+    with pytest.raises(BrokenPipeError):
+        link.send(sent[0])

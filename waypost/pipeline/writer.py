@@ -137,8 +137,7 @@ class Writer:
             _resolve(future, outcome)
 
         job.done, job.loop = done, loop
-        self.start()
-        self._queue.put(job)
+        self._enqueue([job])
         results = await future
         if job.missing_contact:
             raise contact_not_found(job.contact_id)
@@ -170,13 +169,17 @@ class Writer:
 
         for job in jobs:
             job.done, job.loop = done, None
-        self.start()
-        for job in jobs:
-            self._queue.put(job)
+        self._enqueue(jobs)
         all_done.wait()
         if failures:
             raise failures[0]
         return [job.results for job in jobs]
+
+    def _enqueue(self, jobs: Sequence[Job]) -> None:
+        """Hand ``jobs`` (their ``done`` set) to the writer thread."""
+        self.start()
+        for job in jobs:
+            self._queue.put(job)
 
     # -- the writer thread -----------------------------------------------------------------
 

@@ -8,12 +8,13 @@ second process, on the other core, runs the same :class:`~waypost.pipeline.write
 store of its own: it reads what the rules need, decides, writes and commits.
 
 :class:`WriterProcess` takes the place of the writer in the server's hub, with the same calls.
-Its thread hands every job queued so far to the process in one message (one pipe write for
-many requests); the process's writer batches them as it batches requests, and after each
-commit answers every job of the batch in one message, with what the hub needs to hear of the
-commit: the contacts it touched (for the group updates), whether a playbook wrote outbox
-messages (to wake the webhook dispatcher), and the counts for the metrics. Changes to cached
-definitions made on this side are forwarded to the process (its playbook triggers' cache).
+An event loop hands the jobs of one turn to the process in one message (one pipe write for
+many requests, no thread in between); the process's writer batches them as it batches
+requests, and after each commit answers every job of the batch in one message, with what the
+hub needs to hear of the commit: the contacts it touched (for the group updates), whether a
+playbook wrote outbox messages (to wake the webhook dispatcher), and the counts for the
+metrics. Requests of few activities are validated there too. Changes to cached definitions
+made on this side are forwarded to the process (its catalog and playbook triggers' cache).
 
 Durability is the writer's: a ``202`` only after the commit that holds the activity. When the
 process dies (killed, even), every request waiting on it is answered ``503``, stored or not
@@ -24,15 +25,20 @@ the writer's process sees its pipe end, commits what it already took, and exits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import gc
 import itertools
 import logging
 import logging.config
 import multiprocessing
+import os
 import pickle
+import select
 import signal
+import struct
 import threading
 import time
 import uuid
@@ -70,6 +76,11 @@ LOST = (
     "may not be stored. Send them again with their id to be answered 208 for those that are."
 )
 DOWN = "The writer's process is starting; try again shortly."
+# The pipe's size, for bursts sent while the writer's process commits (Linux's default is
+# 64 KiB; its most, unless raised, 1 MiB).
+PIPE_BYTES = 1 << 20
+# How long the drainer waits at most for room in the pipe before it looks again.
+POLL_MS = 100
 # The writer's process collects cycles after this many allocations (Python's default: 700).
 GC_THRESHOLD = 50_000
 # Requests of at most this many activities are validated in the writer's process: with few
@@ -315,9 +326,22 @@ def _validated(
 # -- the server's side --------------------------------------------------------------------
 
 
+def _frame(data: bytes) -> bytes:
+    """``data`` framed as :meth:`multiprocessing.connection.Connection.send_bytes` frames it
+    (the writer's process reads with ``recv_bytes``)."""
+    if len(data) > 0x7FFFFFFF:
+        return struct.pack("!iQ", -1, len(data)) + data
+    return struct.pack("!i", len(data)) + data
+
+
 @dataclass
 class _Link:
-    """One writer process and the two ends of its pipes this side holds."""
+    """One writer process and the two ends of its pipes this side holds.
+
+    Messages are written by whoever sends them (an event loop, a thread of a replay), without
+    blocking: the pipe holds PIPE_BYTES. What does not fit waits in ``backlog`` for the
+    ``drainer`` thread, which writes it as the process reads; later messages queue behind it,
+    so they reach the process in the order they were sent."""
 
     process: BaseProcess
     jobs: Connection
@@ -328,25 +352,75 @@ class _Link:
     ready: bool = False
     closed: bool = False
     receiver: threading.Thread | None = None
+    backlog: bytearray = field(default_factory=bytearray)
+    drainer: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self.fd = self.jobs.fileno()
+        # Room for bursts: a writer process busy committing leaves them in the pipe.
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        os.set_blocking(self.fd, False)
+        self.waiting = threading.Condition(self.send_lock)
 
     def send(self, message: object) -> None:
-        data = _dumps(message)
+        """Write ``message``, or queue what the pipe cannot take now; OSError once the
+        process is gone."""
+        frame = _frame(_dumps(message))
         with self.send_lock:
             if self.closed:
                 raise BrokenPipeError("the writer process is gone")
-            self.jobs.send_bytes(data)
+            if not self.backlog:
+                try:
+                    written = os.write(self.fd, frame)
+                except BlockingIOError:
+                    written = 0
+                if written == len(frame):
+                    return
+                frame = frame[written:]
+            self.backlog += frame
+            self.waiting.notify()
+
+    def drain(self) -> None:
+        """The drainer thread: write the backlog as the pipe makes room, until closed."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLOUT)
+        while True:
+            with self.send_lock:
+                while not self.backlog and not self.closed:
+                    self.waiting.wait()
+                if self.closed:
+                    return
+            # Not under the lock: senders queue behind the backlog meanwhile.
+            poller.poll(POLL_MS)
+            with self.send_lock:
+                if self.closed:
+                    return
+                try:
+                    written = os.write(self.fd, self.backlog)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    # The process is gone: the receiver answers every job it had.
+                    self.backlog.clear()
+                    return
+                del self.backlog[:written]
 
     def close(self) -> None:
         """Close this side's ends (never while a message is being written)."""
         with self.send_lock:
             self.closed = True
+            self.backlog.clear()
+            self.waiting.notify_all()
             self.jobs.close()
         self.answers.close()
 
 
 class WriterProcess(Writer):
     """The hub's writer when it runs in a process of its own: the same calls as
-    :class:`Writer`, which this side's thread only hands jobs to the process."""
+    :class:`Writer`, with no writer thread on this side. The jobs an event loop submits in one
+    turn are sent, at the end of that turn, in one message; those of a thread off the loop
+    (``submit_and_wait``), by that thread."""
 
     def __init__(
         self,
@@ -355,14 +429,17 @@ class WriterProcess(Writer):
         metrics: Metrics | None = None,
         wake: Callable[[], None] | None = None,
     ) -> None:
-        # This side's thread sends at once what is queued; the process's writer waits up to
-        # commit_max_delay_ms for more, as the writer in the server's process does.
+        # The process's writer waits up to commit_max_delay_ms for more, as the writer in the
+        # server's process does.
         super().__init__(store, settings.commit_max_batch, 0.0, metrics)
         self.settings = settings
         self.wake = wake
         self._lock = threading.Lock()
         self._link: _Link | None = None
         self._pending: dict[int, Job] = {}
+        # Jobs submitted on event loops, not sent yet; the loops whose turn ends with a send.
+        self._outbox: list[Job] = []
+        self._flushing: set[asyncio.AbstractEventLoop] = set()
         self._tickets = itertools.count(1)
         self._stopping = False
         self._closing = False
@@ -395,29 +472,49 @@ class WriterProcess(Writer):
 
     @property
     def running(self) -> bool:
-        """Whether jobs are taken: this side's thread runs and so does the process."""
+        """Whether jobs are taken: the process runs and has said it is ready."""
         link = self._link
-        return super().running and link is not None and link.ready and not link.dead
+        return link is not None and link.ready and not link.dead
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._link is not None:
             return
         with self._lock:
-            if self._thread is not None:
-                return
             # A job submitted while stop() runs is answered (503), and starts no process.
-            if not self._closing:
+            if self._link is None and not self._closing:
                 self._stopping = False
-                if self._link is None:
-                    self._spawn()
-            super().start()
+                self._spawn()
+
+    def _enqueue(self, jobs: Sequence[Job]) -> None:
+        """Jobs of an event loop wait for the end of its turn, then go in one message; jobs
+        of a thread off the loop go at once."""
+        self.start()
+        loop = jobs[0].loop if jobs else None
+        if loop is None:
+            self._commit(list(jobs))
+            return
+        with self._lock:
+            self._outbox += jobs
+            if loop in self._flushing:
+                return
+            self._flushing.add(loop)
+        loop.call_soon(self._flush, loop)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._flushing.discard(loop)
+            batch, self._outbox = self._outbox, []
+        if batch:
+            self._commit(batch)
 
     def stop(self) -> None:
-        """Send what is queued, let the process commit it and exit, answer every job."""
+        """Send what is waiting, let the process commit it and exit, answer every job."""
         with self._lock:
             self._stopping = self._closing = True
+            waiting, self._outbox = self._outbox, []
         try:
-            super().stop()
+            if waiting:
+                self._commit(waiting, last=True)
             with self._lock:
                 link = self._link
             if link is None:
@@ -458,18 +555,22 @@ class WriterProcess(Writer):
         link.receiver = threading.Thread(
             target=self._receive, args=(link,), name="waypost-writer-answers", daemon=True
         )
+        link.drainer = threading.Thread(target=link.drain, name="waypost-writer-jobs", daemon=True)
         self._link = link
         link.receiver.start()
+        link.drainer.start()
 
-    def _commit(self, batch: list[Job]) -> None:
-        """Hand ``batch`` to the process (on this side's writer thread)."""
+    def _commit(self, batch: list[Job], last: bool = False) -> None:
+        """Hand ``batch`` to the process; while it stops, only the ``last`` jobs, sent before
+        it is told to stop (the others are answered 503 at once)."""
         with self._lock:
             link = self._link
-            if link is not None and not link.dead:
+            taken = link is not None and not link.dead and (last or not self._closing)
+            if taken:
                 for job in batch:
                     job.ticket = next(self._tickets)
                     self._pending[job.ticket] = job
-        if link is None or link.dead:
+        if link is None or not taken:
             deliver(batch, [StorageUnavailable(DOWN)] * len(batch))
             return
         try:
