@@ -6,6 +6,7 @@ nothing answered 202 is missing."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 import waypost.pipeline.writer as writer_module
+import waypost.services.writer_process as writer_process
 from waypost.app import create_app
 from waypost.errors import ErrorDetail
 from waypost.hub import Hub
@@ -33,6 +35,7 @@ from waypost.services.writer_process import (
     PICKLE,
     VALIDATE_APART_AT_MOST,
     ChangeNote,
+    JobAnswer,
     Jobs,
     WireRaw,
     WriterProcess,
@@ -396,3 +399,49 @@ def test_messages_the_pipe_cannot_take_now_follow_in_order() -> None:
     assert not link.drainer.is_alive()
     with pytest.raises(BrokenPipeError):
         link.send(sent[0])
+
+
+def test_a_request_the_writer_process_cannot_validate_fails_alone(
+    hub: Hub, tracker: Tracker
+) -> None:
+    channel = hub.catalog.get().channels[tracker.channel.id]
+    now = utcnow()
+    raw = Job(channel, uuid.uuid4(), [], now, raw=[b'{"type": "click"}'], ticket=1)
+    rejected = Rejected(400, ErrorDetail("invalid_json", "m"), b"", None, True)
+    ready = Job(channel, uuid.uuid4(), [rejected], now, ticket=2)
+    message = _loads(_dumps(_jobs([raw, ready])), _decode_order)
+
+    def validate(_raw: bytes, _at: dt.datetime) -> Rejected:
+        raise StorageUnavailable("the catalog could not be read")
+
+    failed: list[JobAnswer] = []
+    [taken] = _unwire(message, validate, failed)
+    assert taken.ticket == 2
+    assert failed == [JobAnswer(1, None, failure="the catalog could not be read")]
+
+
+def test_the_jobs_of_one_loop_turn_go_in_one_message(
+    hub: Hub, tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    contacts = [uuid.UUID(tracker.new_contact()) for _ in range(5)]
+    messages: list[list[int]] = []
+    made = writer_process._jobs
+
+    def spied(batch: list[Job]) -> Jobs:
+        messages.append([len(job.raw or ()) for job in batch])
+        return made(batch)
+
+    monkeypatch.setattr(writer_process, "_jobs", spied)
+
+    async def send() -> list[list[Any]]:
+        now = utcnow()
+        raw = [b'{"type": "click", "value": "x"}']
+        return await asyncio.gather(
+            *(hub.writer.submit_raw(channel, c, raw, snapshot, now, 999) for c in contacts)
+        )
+
+    results = asyncio.run(send())
+    assert [[r.status for r in one] for one in results] == [[202]] * 5
+    assert messages == [[1] * 5]

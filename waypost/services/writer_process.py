@@ -76,6 +76,8 @@ LOST = (
     "may not be stored. Send them again with their id to be answered 208 for those that are."
 )
 DOWN = "The writer's process is starting; try again shortly."
+STOPPING = "The writer's process is stopping; try again shortly."
+UNCHECKED = "The activities could not be validated; nothing of this request was stored."
 # The pipe's size, for bursts sent while the writer's process commits (Linux's default is
 # 64 KiB; its most, unless raised, 1 MiB).
 PIPE_BYTES = 1 << 20
@@ -267,35 +269,26 @@ def _jobs(batch: list[Job]) -> Jobs:
 
 
 def _unwire(
-    message: Jobs, validate: Callable[[bytes, dt.datetime], Accepted | Rejected] | None = None
+    message: Jobs,
+    validate: Callable[[bytes, dt.datetime], Accepted | Rejected] | None = None,
+    failed: list[JobAnswer] | None = None,
 ) -> list[Job]:
     """The jobs of a message, as the writer takes them; ``validate`` validates the activities
-    that come as the request sent them."""
+    that come as the request sent them. A job whose validation failed (the catalog could not
+    be read) is not taken: its answer, a failure, goes to ``failed``."""
     jobs = []
     types = message.types
     for wire in message.jobs:
-        items: list[Accepted | Rejected] = [
-            _validated(item, wire.received_at, validate)
-            if isinstance(item, WireRaw)
-            else Accepted(
-                item.id,
-                types[item.type],
-                item.client_id,
-                item.title,
-                item.value,
-                item.url,
-                item.referrer,
-                item.fields,
-                item.primary_value,
-                item.flags,
-                item.occurred_at,
-                _unpickled(item.contact_fields),
-                item.payload,
-            )
-            if isinstance(item, WireAccepted)
-            else Rejected(item.status, item.error, item.payload, item.type_code, item.keep)
-            for item in wire.items
-        ]
+        try:
+            items = _items(wire, types, validate)
+        except Exception as exc:
+            if failed is None:
+                raise
+            if not isinstance(exc, StorageUnavailable):
+                log.exception("the writer process could not validate a request's activities")
+            failure = str(exc) if isinstance(exc, StorageUnavailable) else UNCHECKED
+            failed.append(JobAnswer(wire.ticket, None, failure=failure))
+            continue
         jobs.append(
             Job(
                 message.channels[wire.channel],
@@ -311,6 +304,35 @@ def _unwire(
             )
         )
     return jobs
+
+
+def _items(
+    wire: WireJob,
+    types: list[TypeInfo],
+    validate: Callable[[bytes, dt.datetime], Accepted | Rejected] | None,
+) -> list[Accepted | Rejected]:
+    return [
+        _validated(item, wire.received_at, validate)
+        if isinstance(item, WireRaw)
+        else Accepted(
+            item.id,
+            types[item.type],
+            item.client_id,
+            item.title,
+            item.value,
+            item.url,
+            item.referrer,
+            item.fields,
+            item.primary_value,
+            item.flags,
+            item.occurred_at,
+            _unpickled(item.contact_fields),
+            item.payload,
+        )
+        if isinstance(item, WireAccepted)
+        else Rejected(item.status, item.error, item.payload, item.type_code, item.keep)
+        for item in wire.items
+    ]
 
 
 def _validated(
@@ -366,7 +388,11 @@ class _Link:
     def send(self, message: object) -> None:
         """Write ``message``, or queue what the pipe cannot take now; OSError once the
         process is gone."""
-        frame = _frame(_dumps(message))
+        self.send_data(_dumps(message))
+
+    def send_data(self, data: bytes) -> None:
+        """As :meth:`send`, for a message already encoded."""
+        frame = _frame(data)
         with self.send_lock:
             if self.closed:
                 raise BrokenPipeError("the writer process is gone")
@@ -383,6 +409,15 @@ class _Link:
 
     def drain(self) -> None:
         """The drainer thread: write the backlog as the pipe makes room, until closed."""
+        try:
+            self._drain()
+        except Exception:
+            # What it could not write, the process would wait for mid-message: stop it, and
+            # its receiver answers every job it had.
+            log.exception("the messages to the writer process could not be written")
+            self.process.kill()
+
+    def _drain(self) -> None:
         poller = select.poll()
         poller.register(self.fd, select.POLLOUT)
         while True:
@@ -457,7 +492,9 @@ class WriterProcess(Writer):
     ) -> list[ActivityResult]:
         """As :meth:`Writer.submit_raw`; a request of few activities is validated in the
         writer's process, against its own catalog (kept as current as this side's: every
-        change this side hears of reaches it before the jobs sent after it)."""
+        change this side hears of reaches it before the jobs sent after it) and with the
+        settings' ``max_activity_bytes``, not ``snapshot`` and ``max_bytes``. A catalog it
+        cannot read fails that request alone (503)."""
         if len(raw) > VALIDATE_APART_AT_MOST:
             return await super().submit_raw(
                 channel, contact_id, raw, snapshot, received_at, max_bytes
@@ -563,26 +600,35 @@ class WriterProcess(Writer):
     def _commit(self, batch: list[Job], last: bool = False) -> None:
         """Hand ``batch`` to the process; while it stops, only the ``last`` jobs, sent before
         it is told to stop (the others are answered 503 at once)."""
+        for job in batch:
+            job.ticket = next(self._tickets)
+        try:
+            data = _dumps(_jobs(batch))
+        except Exception:
+            log.exception("a message to the writer process could not be made")
+            deliver(batch, [StorageUnavailable(LOST)] * len(batch))
+            return
+        failure: StorageUnavailable | None = None
         with self._lock:
             link = self._link
-            taken = link is not None and not link.dead and (last or not self._closing)
-            if taken:
+            if link is None or link.dead or (self._closing and not last):
+                failure = StorageUnavailable(STOPPING if self._closing else DOWN)
+            else:
+                # Sent under the lock (a send never blocks): stop() cannot tell the process to
+                # stop between the jobs being taken and their message being sent.
                 for job in batch:
-                    job.ticket = next(self._tickets)
                     self._pending[job.ticket] = job
-        if link is None or not taken:
-            deliver(batch, [StorageUnavailable(DOWN)] * len(batch))
-            return
-        try:
-            link.send(_jobs(batch))
-        except Exception as exc:
-            # Whoever takes a job from the pending ones answers it: this thread now, or the
-            # receiver once the process is gone; never both, never neither.
-            if not isinstance(exc, OSError):
-                log.exception("a message to the writer process could not be sent")
-            with self._lock:
-                unsent = [job for job in batch if self._pending.pop(job.ticket, None)]
-            deliver(unsent, [StorageUnavailable(LOST)] * len(unsent))
+                try:
+                    link.send_data(data)
+                except OSError:
+                    # Whoever takes a job from the pending ones answers it: this thread now,
+                    # or the receiver once the process is gone; never both, never neither.
+                    for job in batch:
+                        self._pending.pop(job.ticket, None)
+                    failure = StorageUnavailable(LOST)
+                self.metrics.queue_depth.set(len(self._pending))
+        if failure is not None:
+            deliver(batch, [failure] * len(batch))
 
     def _forward(self, change: Change) -> None:
         """A change feed's subscriber: the process's caches hear of it too."""
@@ -738,7 +784,10 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
     store.changes.subscribe(triggers.changed)
     store.on_commit = writer.touched
     writer.listened_types = triggers.activity_types
-    catalog.get()  # read now, not by the first request
+    # Read now, not by the first request; a database that cannot be read now is read again
+    # by the first request (which fails alone if it still cannot be).
+    with contextlib.suppress(Exception):
+        catalog.get()
     # Ready: the first answer, of no job.
     with contextlib.suppress(OSError):
         answers.send_bytes(_dumps(Answer([])))
@@ -757,7 +806,11 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
                 except (EOFError, OSError):
                     break  # the server's process is gone
                 if isinstance(message, Jobs):
-                    taken = _unwire(message, validate)
+                    failed: list[JobAnswer] = []
+                    taken = _unwire(message, validate, failed)
+                    if failed:
+                        with contextlib.suppress(OSError):
+                            answers.send_bytes(_dumps(Answer(failed)))
                     batch += taken
                     size += sum(len(job.items) for job in taken)
                 elif isinstance(message, ChangeNote):
