@@ -268,10 +268,15 @@ def _jobs(batch: list[Job]) -> Jobs:
     return message
 
 
+Validate = Callable[[bytes, dt.datetime], Accepted | Rejected]
+
+
+def _not_here(_raw: bytes, _received_at: dt.datetime) -> Accepted | Rejected:
+    raise ValueError("an activity to validate, and nothing to validate it with")
+
+
 def _unwire(
-    message: Jobs,
-    validate: Callable[[bytes, dt.datetime], Accepted | Rejected] | None = None,
-    failed: list[JobAnswer] | None = None,
+    message: Jobs, validate: Validate = _not_here, failed: list[JobAnswer] | None = None
 ) -> list[Job]:
     """The jobs of a message, as the writer takes them; ``validate`` validates the activities
     that come as the request sent them. A job whose validation failed (the catalog could not
@@ -306,13 +311,9 @@ def _unwire(
     return jobs
 
 
-def _items(
-    wire: WireJob,
-    types: list[TypeInfo],
-    validate: Callable[[bytes, dt.datetime], Accepted | Rejected] | None,
-) -> list[Accepted | Rejected]:
+def _items(wire: WireJob, types: list[TypeInfo], validate: Validate) -> list[Accepted | Rejected]:
     return [
-        _validated(item, wire.received_at, validate)
+        validate(item.data, wire.received_at)
         if isinstance(item, WireRaw)
         else Accepted(
             item.id,
@@ -333,16 +334,6 @@ def _items(
         else Rejected(item.status, item.error, item.payload, item.type_code, item.keep)
         for item in wire.items
     ]
-
-
-def _validated(
-    item: WireRaw,
-    received_at: dt.datetime,
-    validate: Callable[[bytes, dt.datetime], Accepted | Rejected] | None,
-) -> Accepted | Rejected:
-    if validate is None:
-        raise ValueError("an activity to validate, and nothing to validate it with")
-    return validate(item.data, received_at)
 
 
 # -- the server's side --------------------------------------------------------------------
