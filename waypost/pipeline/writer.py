@@ -47,6 +47,7 @@ from waypost.records.contacts import contact_not_found
 from waypost.records.suppressions import erased_contacts
 from waypost.store import StorageUnavailable, Store
 from waypost.store.codec import Codec
+from waypost.store.driver import fetch_all
 from waypost.store.schema import activities
 
 log = logging.getLogger("waypost.writer")
@@ -295,10 +296,11 @@ class Writer:
                 break
             look_up = list(set(pending.values()))
             marks = c.placeholders(len(look_up))
-            rows = conn.exec_driver_sql(
+            rows = fetch_all(
+                conn,
                 f"SELECT id, merged_into FROM contacts WHERE id IN ({marks})",  # noqa: S608
                 tuple(c.ident(i) for i in look_up),
-            ).all()
+            )
             found = {c.read_uuid(r[0]): c.read_uuid(r[1]) for r in rows}
             following: dict[uuid.UUID, uuid.UUID] = {}
             for asked, current in pending.items():

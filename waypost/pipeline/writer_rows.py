@@ -28,6 +28,7 @@ from waypost.pipeline.prepare import Accepted, Rejected
 from waypost.records.contacts import apply_data_input
 from waypost.store import emit, touch
 from waypost.store.codec import Codec
+from waypost.store.driver import execute_many, fetch_all
 
 ACTIVITY_COLUMNS = (
     "id",
@@ -271,7 +272,7 @@ def write_rows(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> No
     if rows.rejected:
         _insert(conn, s.insert_rejected, s.copy_rejected, s.copy_min_rows, rows.rejected)
     if rows.replay_marks:
-        conn.exec_driver_sql(s.mark_replayed, rows.replay_marks)
+        execute_many(conn, s.mark_replayed, rows.replay_marks)
     write_counters(conn, s, c, rows)
 
 
@@ -280,7 +281,7 @@ def _insert(
 ) -> None:
     """``rows`` with ``insert`` (executemany), or with ``copy`` when there are enough of them."""
     if copy is None or len(rows) < copy_min_rows:
-        conn.exec_driver_sql(insert, rows)
+        execute_many(conn, insert, rows)
         return
     driver = conn.connection.driver_connection
     assert driver is not None
@@ -347,7 +348,8 @@ def write_counters(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -
     # count of a type): each batch takes them in key order, so that two batches never each
     # hold a row the other waits for.
     if rows.violations:
-        conn.exec_driver_sql(
+        execute_many(
+            conn,
             s.upsert_violation,
             [
                 (c.ident(type_id), name, code, count, c.timestamp(rows.latest))
@@ -357,7 +359,8 @@ def write_counters(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -
     if rows.rollups:
         _write_rollups(conn, s, c, rows.rollups)
     if rows.values:
-        conn.exec_driver_sql(
+        execute_many(
+            conn,
             s.upsert_value,
             [
                 (c.known(type_id), name, c.date(day), value, count)
@@ -379,23 +382,15 @@ def _write_rollups(conn: Connection, s: Statements, c: Codec, rollups: Counter[R
     if s.sqlite:
         # The writer holds SQLite's write lock: the rows created are those with a rowid past
         # the largest before (SQLite gives a new row the largest rowid plus one), which costs
-        # two index lookups rather than a lookup per row. Both on the driver's connection, in
-        # the same transaction: SQLAlchemy's result rows would cost more than the queries.
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        try:
-            (last,) = driver.execute("SELECT max(rowid) FROM activity_rollups").fetchone()
-            conn.exec_driver_sql(s.upsert_rollup, params)
-            # (No GROUP BY: SQLite would walk the whole type-and-contact index for it.)
-            new.update(
-                driver.execute(
-                    "SELECT type_id, day FROM activity_rollups WHERE rowid > ?", (last or 0,)
-                ).fetchall()
+        # two index lookups rather than a lookup per row.
+        ((last,),) = fetch_all(conn, "SELECT max(rowid) FROM activity_rollups")
+        execute_many(conn, s.upsert_rollup, params)
+        # (No GROUP BY: SQLite would walk the whole type-and-contact index for it.)
+        new.update(
+            fetch_all(
+                conn, "SELECT type_id, day FROM activity_rollups WHERE rowid > ?", (last or 0,)
             )
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(
-                "rollups", None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-            ) from exc
+        )
     else:
         added = {row[:3]: row[3] for row in params}
         for first in range(0, len(params), ROLLUP_CHUNK):
@@ -409,7 +404,8 @@ def _write_rollups(conn: Connection, s: Statements, c: Codec, rollups: Counter[R
     daily: Counter[tuple[uuid.UUID, dt.date]] = Counter()
     for (_, type_id, day), count in rollups.items():
         daily[(type_id, day)] += count
-    conn.exec_driver_sql(
+    execute_many(
+        conn,
         s.upsert_daily,
         [
             (c.ident(type_id), c.date(day), count, new[(c.ident(type_id), c.date(day))])
