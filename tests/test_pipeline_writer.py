@@ -17,8 +17,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.pool import QueuePool
 from starlette.testclient import TestClient
 
+import waypost.pipeline.writer as writer_module
 from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.ids import utcnow
@@ -28,7 +30,7 @@ from waypost.pipeline.writer import Writer
 from waypost.pipeline.writer_decision import ActivityResult, Job
 from waypost.services.activity_types import ActivityType
 from waypost.settings import Settings
-from waypost.store import Store, make_engine
+from waypost.store import StorageUnavailable, Store, make_engine
 from waypost.store.schema import (
     activities,
     activity_daily_counts,
@@ -170,6 +172,53 @@ def test_many_requests_share_one_commit_and_are_answered_after_it(
     assert hub.writer.batches - before < requests
     for n, [result] in outcomes.items():
         assert stored(hub, str(result.id)).value == f"r{n}"
+
+
+def test_on_sqlite_the_writer_keeps_its_connection_until_a_transaction_fails(
+    tracker: Tracker, hub: Hub, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's transactions run on one connection kept between them on SQLite (on
+    PostgreSQL each takes one from the pool); a failed transaction gives it back, so the next
+    starts on one from the pool, and stopping gives it back too."""
+    contact = uuid.UUID(tracker.new_contact())
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    pool = hub.store.engine.pool
+    assert isinstance(pool, QueuePool)
+    drivers: list[int] = []
+
+    @event.listens_for(hub.store.engine, "begin")
+    def begun(conn: sa.Connection) -> None:
+        if threading.current_thread().name == "waypost-writer":
+            drivers.append(id(conn.connection.driver_connection))
+
+    def one(value: str) -> list[ActivityResult]:
+        now = utcnow()
+        raw = f'{{"type": "click", "value": "{value}"}}'.encode()
+        return submit(hub.writer, channel, contact, [prepare(raw, snapshot, now, 16_384)], now)
+
+    hub.writer.start()
+    assert [r.status for r in one("a") + one("b")] == [202, 202]
+    assert len(drivers) == 2
+    if settings.is_sqlite:
+        assert drivers[0] == drivers[1]
+        assert pool.checkedout() == 1, "kept between transactions"
+    else:
+        assert pool.checkedout() == 0
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("deciding failed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(writer_module, "decide", failing)
+        with pytest.raises(StorageUnavailable):
+            one("never")
+    assert pool.checkedout() == 0, "given back after the failure"
+    assert [r.status for r in one("c")] == [202]
+    assert pool.checkedout() == (1 if settings.is_sqlite else 0)
+    hub.writer.stop()
+    assert pool.checkedout() == 0, "given back when the writer stops"
+    assert count(hub, activities) == 3
 
 
 def test_submit_and_wait_stores_prepared_activities(tracker: Tracker, hub: Hub) -> None:

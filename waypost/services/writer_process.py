@@ -815,5 +815,6 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
         # Commits what it took (each job answered, if anyone still listens), then exits.
         if batch:
             writer.commit(batch)
+        writer.release_connection()
         store.dispose()
         answers.close()
