@@ -208,3 +208,57 @@ def test_a_write_that_tries_often_writes_as_any_other(settings: Settings) -> Non
             assert conn.execute(sa.select(channels.c.name)).scalars().all() == ["often"]
     finally:
         store.dispose()
+
+
+def _raise_on_postgresql(conn: sa.Connection, sqlstate: str) -> None:
+    conn.exec_driver_sql(
+        f"DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '{sqlstate}'; END $$"
+    )
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+def test_a_transaction_postgresql_rolled_back_for_a_conflict_runs_again(
+    settings: Settings, sqlstate: str
+) -> None:
+    """A deadlock or a serialization failure rolls the attempt back and runs the work again;
+    it fails only when every attempt did."""
+    if settings.is_sqlite:
+        pytest.skip("SQLite has one writer at a time: no deadlock between writers")
+    store = Store(make_engine(settings))
+    attempts: list[int] = []
+
+    def work(conn: sa.Connection) -> str:
+        attempts.append(1)
+        conn.execute(channels.delete())
+        if len(attempts) < 3:
+            _raise_on_postgresql(conn, sqlstate)
+        return "done"
+
+    try:
+        assert store.write_retrying(work) == "done"
+        assert len(attempts) == 3
+        attempts.clear()
+        with pytest.raises(StorageUnavailable):
+            store.write_retrying(work, attempts=2)
+        assert len(attempts) == 2
+    finally:
+        store.dispose()
+
+
+def test_other_failures_are_not_run_again(settings: Settings) -> None:
+    store = Store(make_engine(settings))
+    attempts: list[int] = []
+
+    def work(conn: sa.Connection) -> None:
+        attempts.append(1)
+        if settings.is_sqlite:
+            conn.exec_driver_sql("SELECT * FROM no_such_table")
+        else:
+            _raise_on_postgresql(conn, "57P01")  # the server is shutting down
+
+    try:
+        with pytest.raises(StorageUnavailable):
+            store.write_retrying(work)
+        assert len(attempts) == 1
+    finally:
+        store.dispose()

@@ -202,7 +202,10 @@ class WebhookDeliveryService:
         """Make one message due now, whatever its status (a delivered one is sent again);
         409 while its endpoint is disabled."""
         m = webhook_messages
-        with self.store.write() as conn:
+
+        # The endpoint is locked before the message, while the dispatcher recording an attempt
+        # locks them the other way round: PostgreSQL may roll one back, and this runs again.
+        def retry(conn: Connection) -> None:
             row = conn.execute(sa.select(m.c.endpoint_id).where(m.c.id == message_id)).first()
             if row is None:
                 raise not_found("webhook delivery")
@@ -214,6 +217,8 @@ class WebhookDeliveryService:
                 .values(status=PENDING, next_attempt_at=now, updated_at=now)
             )
             after_commit(conn, self.wake)
+
+        self.store.write_retrying(retry)
         return self.get(message_id)
 
     def replay(self, endpoint_id: uuid.UUID, window: ReplayRange) -> ReplayCount:
@@ -223,7 +228,9 @@ class WebhookDeliveryService:
         if until <= since:
             raise ApiError(400, "invalid_field", "until must be after since.", "until")
         m = webhook_messages
-        with self.store.write() as conn:
+
+        # Runs again when PostgreSQL rolled it back for a deadlock (see retry).
+        def replay(conn: Connection) -> int:
             self._check_enabled(conn, endpoint_id)
             now = self.clock.now()
             done = conn.execute(
@@ -236,10 +243,12 @@ class WebhookDeliveryService:
                 )
                 .values(status=PENDING, next_attempt_at=now, updated_at=now)
             )
-            count = done.rowcount
+            count: int = done.rowcount
             if count:
                 after_commit(conn, self.wake)
-        return ReplayCount(count)
+            return count
+
+        return ReplayCount(self.store.write_retrying(replay))
 
     def _endpoint(
         self, conn: Connection, endpoint_id: uuid.UUID, lock: bool = False

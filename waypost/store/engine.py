@@ -7,7 +7,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -113,6 +113,8 @@ def _begin_often(connection: Connection, mode: str) -> bool:
     finally:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
+
+T = TypeVar("T")
 
 TOUCHED = "waypost.touched"
 EVENTS = "waypost.events"
@@ -221,6 +223,21 @@ class Store:
         for callback in callbacks:
             callback()
 
+    def write_retrying(self, work: Callable[[Connection], T], *, attempts: int = 3) -> T:
+        """``work(conn)`` in a write transaction, run again (up to ``attempts`` times in all)
+        when PostgreSQL aborted the transaction to break a deadlock or a serialization
+        conflict with another one: for short transactions that lock rows in another order than
+        a concurrent writer (an admin's retry of a webhook message and the dispatcher recording
+        its attempt). Any other failure is raised at once."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.write() as conn:
+                    return work(conn)
+            except StorageUnavailable as exc:
+                if attempt == attempts or not _conflict(exc.__cause__):
+                    raise
+        raise AssertionError("unreachable")
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only use of one connection."""
@@ -240,6 +257,15 @@ def _begun(engine: Engine, on: Connection | None) -> Iterator[Connection]:
         return
     with on.begin():
         yield on
+
+
+# SQLSTATEs of a transaction PostgreSQL rolled back because of another one: a serialization
+# failure and a deadlock. Running it again succeeds.
+CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def _conflict(error: BaseException | None) -> bool:
+    return getattr(getattr(error, "orig", None), "sqlstate", None) in CONFLICT_SQLSTATES
 
 
 # SQLSTATEs that mean the database cannot take writes now, although the driver does not call
