@@ -163,6 +163,14 @@ def hub(settings: Settings) -> Iterator[Hub]:
 
 
 @pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """A store of its own on the test database (no hub around it)."""
+    the_store = Store(make_engine(settings))
+    yield the_store
+    the_store.dispose()
+
+
+@pytest.fixture
 def client(settings: Settings, hub: Hub) -> Iterator[TestClient]:
     with TestClient(create_app(settings, hub=hub)) as test_client:
         # On PostgreSQL the server listens for other nodes' changes, and reloads its caches once

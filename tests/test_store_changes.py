@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -13,13 +12,6 @@ import sqlalchemy as sa
 from waypost.settings import Settings
 from waypost.store import Change, LocalChangeFeed, StorageUnavailable, Store, announce, make_engine
 from waypost.store.schema import channels
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    the_store = Store(make_engine(settings))
-    yield the_store
-    the_store.dispose()
 
 
 def record(store: Store) -> list[Change]:

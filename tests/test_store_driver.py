@@ -4,27 +4,19 @@ SQLAlchemy's ``exec_driver_sql`` gives, on both databases."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from waypost.settings import Settings
-from waypost.store import StorageUnavailable, Store, make_engine
+from waypost.store import StorageUnavailable, Store
 from waypost.store.codec import Codec
 from waypost.store.driver import execute_many, fetch_all
 from waypost.store.schema import activity_types
 
 DAY = dt.date(2026, 11, 2)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    the_store = Store(make_engine(settings))
-    yield the_store
-    the_store.dispose()
 
 
 @pytest.fixture

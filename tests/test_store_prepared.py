@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 
-from waypost.settings import Settings
-from waypost.store import Store, make_engine
+from waypost.store import Store
 from waypost.store.prepared import Prepared
 from waypost.store.schema import channels
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, 0, 123456, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    the_store = Store(make_engine(settings))
-    yield the_store
-    the_store.dispose()
 
 
 def _rows(store: Store) -> list[tuple[object, ...]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -30,13 +29,6 @@ else:
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 LEASE = NOW + dt.timedelta(seconds=35)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    the_store = Store(make_engine(settings))
-    yield the_store
-    the_store.dispose()
 
 
 def destination(store: Store, endpoint_id: object) -> Destination:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,13 +22,6 @@ else:
 
 LEASE = dt.timedelta(seconds=35)
 FIVE_DAYS = dt.timedelta(days=5)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    the_store = Store(make_engine(settings))
-    yield the_store
-    the_store.dispose()
 
 
 @pytest.fixture

@@ -75,13 +75,6 @@ MakeDispatcher = Callable[..., WebhookDispatcher]
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    the_store = Store(make_engine(settings))
-    yield the_store
-    the_store.dispose()
-
-
-@pytest.fixture
 def make_dispatcher(make_settings: Callable[..., Settings]) -> Iterator[MakeDispatcher]:
     """Dispatchers on the test database, each with a store of its own (as a process would
     have), started; ``clock`` and keyword settings over FAST. Stopped at the end."""

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
-
-import pytest
 
 from waypost.clock import FakeClock
 from waypost.services.webhook_claims import Claimed, Destination, claim, due_endpoints
 from waypost.services.webhook_results import Outcome, disable, outcome_of, record
 from waypost.services.webhook_sending import Answer
-from waypost.settings import Settings
-from waypost.store import Store, make_engine
+from waypost.store import Store
 
 if TYPE_CHECKING:
     from tests.webhook_receiver import add_endpoint, add_messages, attempts, endpoint_row, message
@@ -25,13 +21,6 @@ else:
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 LEASE = NOW + dt.timedelta(seconds=35)
 FIVE_DAYS = dt.timedelta(days=5)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    the_store = Store(make_engine(settings))
-    yield the_store
-    the_store.dispose()
 
 
 def claimed(
