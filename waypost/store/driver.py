@@ -2,7 +2,7 @@
 
 The writer runs a handful of fixed statements in every transaction it commits, many hundreds
 of times a second. On SQLite, ``Connection.exec_driver_sql`` wraps each in about 20 µs of
-Python (an execution context, events, a result object), which was a sixth of the CPU of a
+Python (an execution context, events, a result object): about a seventh of the CPU of a
 small transaction (docs/performance.md). These functions hand the statement to the sqlite3
 connection itself and return plain tuples; on PostgreSQL they go through ``exec_driver_sql``
 as before. Either way a failure is raised as SQLAlchemy raises it (IntegrityError for a
