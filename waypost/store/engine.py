@@ -229,14 +229,15 @@ class Store:
         conflict with another one: for short transactions that lock rows in another order than
         a concurrent writer (an admin's retry of a webhook message and the dispatcher recording
         its attempt). Any other failure is raised at once."""
-        for attempt in range(1, attempts + 1):
+        for _ in range(attempts - 1):
             try:
                 with self.write() as conn:
                     return work(conn)
             except StorageUnavailable as exc:
-                if attempt == attempts or not _conflict(exc.__cause__):
+                if not _conflict(exc.__cause__):
                     raise
-        raise AssertionError("unreachable")
+        with self.write() as conn:
+            return work(conn)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
