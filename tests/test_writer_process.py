@@ -11,6 +11,7 @@ import datetime as dt
 import multiprocessing
 import os
 import signal
+import struct
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ from waypost.services.writer_process import (
     _jobs,
     _Link,
     _loads,
+    _unframe,
     _unwire,
 )
 from waypost.settings import Settings
@@ -262,6 +264,9 @@ def test_killing_the_writer_process_answers_503_then_stores_again(
     tracker.log([loan(0)], contact)
     first_pid = process(hub).pid
     assert first_pid is not None
+    first = process(hub)._link
+    assert first is not None
+    assert first.loop is not None, "the server's loop reads the answers"
     acknowledged: list[str] = []
     statuses: list[int] = []
     stop = threading.Event()
@@ -297,6 +302,12 @@ def test_killing_the_writer_process_answers_503_then_stores_again(
     assert 503 in statuses, "no request was waiting on the killed process"
     assert statuses[-1] == 207 or 207 in statuses[-8:]
     assert process(hub).restarts == 1
+    second = process(hub)._link
+    assert second is not None
+    assert second is not first
+    assert second.loop is first.loop
+    assert first.finished.is_set()
+    assert reader_threads() == []
     with hub.store.read() as conn:
         stored = {str(i) for i in conn.execute(sa.select(activities.c.id)).scalars()}
     assert set(acknowledged) <= stored
@@ -445,3 +456,108 @@ def test_the_jobs_of_one_loop_turn_go_in_one_message(
     results = asyncio.run(send())
     assert [[r.status for r in one] for one in results] == [[202]] * 5
     assert messages == [[1] * 5]
+
+
+def reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "waypost-writer-answers" and t.is_alive()]
+
+
+def test_answers_are_read_whole_however_the_pipe_splits_them() -> None:
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    link = _Link(cast(Any, None), cast(Any, writer), reader)
+    # Sent as the writer's process sends them: small frames, and one larger than a read.
+    sent = [b"m" + bytes([n]) * (n * 7) for n in range(40)] + [b"p" + b"x" * 300_000]
+    got: list[bytes] = []
+
+    def send() -> None:
+        for data in sent:
+            writer.send_bytes(data)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        while len(got) < len(sent):
+            frames, ended = link.read()
+            assert not ended
+            got += frames
+            if not frames:
+                time.sleep(0.001)
+    finally:
+        sender.join(5)
+    assert got == sent
+    writer.close()
+    assert link.read() == ([], True), "the end of the pipe is read once"
+    assert link.read() == ([], False)
+    link.close()
+    # A frame of more than 2 GiB has a 12-byte header; a frame comes out only once whole.
+    buffer = bytearray()
+    whole = struct.pack("!iQ", -1, 5) + b"hello" + struct.pack("!i", 3) + b"abc"
+    out: list[bytes] = []
+    for byte in whole:
+        buffer.append(byte)
+        out += _unframe(buffer)
+    assert out == [b"hello", b"abc"]
+    assert buffer == bytearray()
+
+
+def test_the_servers_event_loop_reads_the_answers_itself(
+    client: TestClient, hub: Hub, tracker: Tracker
+) -> None:
+    contact = tracker.new_contact()
+    writer = process(hub)
+    link = writer._link
+    assert link is not None
+    loop = link.loop
+    assert loop is not None, "the answers are not read on the loop"
+    assert loop.is_running()
+    assert reader_threads() == []
+    assert [r["status"] for r in tracker.log([{"type": "click", "value": "a"}], contact)] == [202]
+    # Handed to a thread from another thread while the loop runs (as a stop from elsewhere
+    # does), and back: no answer is lost either way.
+    writer.answer_on(None)
+    assert link.loop is None
+    assert [t.name for t in reader_threads()] == ["waypost-writer-answers"]
+    assert [r["status"] for r in tracker.log([{"type": "click", "value": "b"}], contact)] == [202]
+    writer.answer_on(loop)
+    assert [r["status"] for r in tracker.log([{"type": "click", "value": "c"}], contact)] == [202]
+    deadline = time.monotonic() + 5
+    while reader_threads():
+        assert time.monotonic() < deadline, "the reader thread did not stop"
+        time.sleep(0.02)
+    assert link.loop is loop
+    # Jobs of threads off the loop are answered through the loop's reading too.
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    now = utcnow()
+    job = Job(
+        channel,
+        uuid.UUID(contact),
+        [prepare(b'{"type": "click", "value": "d"}', snapshot, now, 999)],
+        now,
+    )
+    [[result]] = writer.submit_and_wait([job])
+    assert result.status == 202
+
+
+def test_after_the_server_ends_the_answers_are_read_on_a_thread(
+    settings: Settings, hub: Hub, tracker: Tracker
+) -> None:
+    with TestClient(create_app(settings, hub=hub)):
+        link = process(hub)._link
+        assert link is not None
+        assert link.loop is not None
+    # The lifespan is over and its loop with it: a thread reads now.
+    assert link.loop is None
+    assert len(reader_threads()) == 1
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    contact = uuid.UUID(tracker.new_contact())
+    now = utcnow()
+    job = Job(
+        channel, contact, [prepare(b'{"type": "click", "value": "d"}', snapshot, now, 999)], now
+    )
+    [[result]] = hub.writer.submit_and_wait([job])
+    assert result.status == 202
+    hub.writer.stop()
+    assert link.finished.is_set()
+    assert reader_threads() == []

@@ -210,7 +210,9 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        # Running from the start (not from the first request), as /readyz checks.
+        # The writer's answers are read on this loop while it serves; running from the start
+        # (not from the first request), as /readyz checks.
+        the_hub.writer.answer_on(asyncio.get_running_loop())
         the_hub.writer.start()
         the_hub.group_updates.start()
         the_hub.keys.usage.start()
@@ -221,6 +223,8 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         try:
             yield
         finally:
+            # What stops below may block this loop's thread, and the loop ends with the lifespan.
+            the_hub.writer.answer_on(None)
             # Here rather than in Hub.close() alone: uvicorn ends a SIGTERM shutdown by raising
             # the signal again once the lifespan is over, and the calls in flight must be
             # recorded before that (docs/playbooks.md, "Several nodes").

@@ -101,6 +101,12 @@ class Writer:
             self._thread = None
         self.release_connection()
 
+    def answer_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Deliver answers on ``loop``'s thread from now on, or (None) as they come. The
+        server calls it at its start and end; the writer's thread always delivers through
+        the jobs' own loops, so here it changes nothing (the writer's process reads its
+        answers on the loop)."""
+
     def release_connection(self) -> None:
         """Give back the connection the transactions ran on (by the thread that ran them, or
         once it has stopped)."""
@@ -426,11 +432,14 @@ class Committed(msgspec.Struct, array_like=True, frozen=True):
                 m.count_rejections(self.rejections)
 
 
-def deliver(batch: list[Job], outcomes: list[Outcome]) -> None:
-    """Hand each job its outcome: in its event loop, woken once for all of its jobs."""
+def deliver(
+    batch: list[Job], outcomes: list[Outcome], here: asyncio.AbstractEventLoop | None = None
+) -> None:
+    """Hand each job its outcome: in its event loop, woken once for all of its jobs; at once
+    for the jobs of ``here``, the loop whose thread this is."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Outcome]]] = {}
     for job, outcome in zip(batch, outcomes, strict=True):
-        if job.loop is None:
+        if job.loop is None or job.loop is here:
             job.done(outcome)
         else:
             by_loop.setdefault(job.loop, []).append((job, outcome))

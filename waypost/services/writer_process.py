@@ -81,8 +81,13 @@ UNCHECKED = "The activities could not be validated; nothing of this request was 
 # The pipe's size, for bursts sent while the writer's process commits (Linux's default is
 # 64 KiB; its most, unless raised, 1 MiB).
 PIPE_BYTES = 1 << 20
-# How long the drainer waits at most for room in the pipe before it looks again.
+# How long the drainer waits at most for room in the pipe before it looks again, and a reader
+# thread for answers before it looks whether it still is the reader.
 POLL_MS = 100
+# What one read of the answers' pipe takes at most.
+READ_BYTES = 1 << 16
+# How long handing the answers from the server's event loop to a thread waits for the loop.
+HAND_OVER_SECONDS = 5.0
 # The writer's process collects cycles after this many allocations (Python's default: 700).
 GC_THRESHOLD = 50_000
 # Requests of at most this many activities are validated in the writer's process: with few
@@ -347,6 +352,37 @@ def _frame(data: bytes) -> bytes:
     return struct.pack("!i", len(data)) + data
 
 
+def _unframe(buffer: bytearray) -> list[bytes]:
+    """The whole frames at the start of ``buffer``, taken out of it (the rest waits for more)."""
+    frames = []
+    start, end = 0, len(buffer)
+    while end - start >= 4:
+        (size,) = struct.unpack_from("!i", buffer, start)
+        head = 4
+        if size == -1:
+            if end - start < 12:
+                break
+            (size,) = struct.unpack_from("!Q", buffer, start + 4)
+            head = 12
+        if end - start < head + size:
+            break
+        frames.append(bytes(buffer[start + head : start + head + size]))
+        start += head + size
+    del buffer[:start]
+    return frames
+
+
+def _alive(thread: threading.Thread | None) -> bool:
+    return thread is not None and thread.is_alive()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 @dataclass
 class _Link:
     """One writer process and the two ends of its pipes this side holds.
@@ -354,7 +390,11 @@ class _Link:
     Messages are written by whoever sends them (an event loop, a thread of a replay), without
     blocking: the pipe holds PIPE_BYTES. What does not fit waits in ``backlog`` for the
     ``drainer`` thread, which writes it as the process reads; later messages queue behind it,
-    so they reach the process in the order they were sent."""
+    so they reach the process in the order they were sent.
+
+    Answers are read by the server's event loop (``loop``, woken by the pipe itself) or, with
+    no loop to read them, by a ``receiver`` thread; whoever reads the pipe's end (the process
+    is gone) ends the link."""
 
     process: BaseProcess
     jobs: Connection
@@ -364,9 +404,19 @@ class _Link:
     # Set by the process's first message, once its store is open.
     ready: bool = False
     closed: bool = False
-    receiver: threading.Thread | None = None
     backlog: bytearray = field(default_factory=bytearray)
     drainer: threading.Thread | None = None
+    # Who reads the answers: the loop whose thread does, else the thread that does.
+    loop: asyncio.AbstractEventLoop | None = None
+    receiver: threading.Thread | None = None
+    # Handing the reading over is one caller at a time.
+    switch_lock: threading.Lock = field(default_factory=threading.Lock)
+    read_lock: threading.Lock = field(default_factory=threading.Lock)
+    unread: bytearray = field(default_factory=bytearray)
+    # The answers' pipe has ended (read by one reader, who ends the link).
+    eof: bool = False
+    # Set once every job of the process is answered.
+    finished: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.fd = self.jobs.fileno()
@@ -375,6 +425,30 @@ class _Link:
             fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         os.set_blocking(self.fd, False)
         self.waiting = threading.Condition(self.send_lock)
+        self.answers_fd = self.answers.fileno()
+        os.set_blocking(self.answers_fd, False)
+
+    def read(self) -> tuple[list[bytes], bool]:
+        """The whole answers the pipe holds now (without waiting), and whether this call read
+        its end: then the caller ends the link."""
+        with self.read_lock:
+            if self.eof or self.closed:
+                return [], False
+            ended = False
+            while True:
+                try:
+                    data = os.read(self.answers_fd, READ_BYTES)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    self.eof = ended = True
+                    break
+                self.unread += data
+                if len(data) < READ_BYTES:
+                    break
+            return _unframe(self.unread), ended
 
     def send(self, message: object) -> None:
         """Write ``message``, or queue what the pipe cannot take now; OSError once the
@@ -433,13 +507,14 @@ class _Link:
                 del self.backlog[:written]
 
     def close(self) -> None:
-        """Close this side's ends (never while a message is being written)."""
+        """Close this side's ends (never while a message is being written or an answer read)."""
         with self.send_lock:
             self.closed = True
             self.backlog.clear()
             self.waiting.notify_all()
             self.jobs.close()
-        self.answers.close()
+        with self.read_lock:
+            self.answers.close()
 
 
 class WriterProcess(Writer):
@@ -469,6 +544,8 @@ class WriterProcess(Writer):
         self._tickets = itertools.count(1)
         self._stopping = False
         self._closing = False
+        # The server's event loop, whose thread reads the answers while it runs.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.restarts = 0
         store.changes.subscribe(self._forward)
 
@@ -535,6 +612,17 @@ class WriterProcess(Writer):
         if batch:
             self._commit(batch)
 
+    def answer_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Read the process's answers on ``loop``'s thread from now on, woken by the pipe
+        itself: no thread in between, and each loop's jobs answered without another wake-up.
+        None reads them on a thread of their own (as before the server's start, after its end,
+        and while stopping, which may block that loop's thread)."""
+        with self._lock:
+            self._loop = loop
+            link = self._link
+        if link is not None:
+            self._read_on(link, loop)
+
     def stop(self) -> None:
         """Send what is waiting, let the process commit it and exit, answer every job."""
         with self._lock:
@@ -543,20 +631,20 @@ class WriterProcess(Writer):
         try:
             if waiting:
                 self._commit(waiting, last=True)
+            # stop() may run on the loop's thread, which then reads nothing until it returns.
+            self.answer_on(None)
             with self._lock:
                 link = self._link
             if link is None:
                 return
-            # Gone already: its receiver answers what it had.
+            # Gone already: its reader answers what it had.
             with contextlib.suppress(OSError):
                 link.send(Stop())
-            # The receiver reaps the process once it has read its last answer.
-            assert link.receiver is not None
-            link.receiver.join(EXIT_SECONDS)
-            if link.receiver.is_alive():
+            # The link ends once its reader has read the last answer and the process exited.
+            if not link.finished.wait(EXIT_SECONDS):
                 log.warning("the writer process did not stop in time; killing it")
                 link.process.kill()
-                link.receiver.join()
+                link.finished.wait()
             with self._lock:
                 if self._link is link:
                     self._link = None
@@ -580,13 +668,10 @@ class WriterProcess(Writer):
         jobs_out.close()
         answers_in.close()
         link = _Link(process, jobs_in, answers_out)
-        link.receiver = threading.Thread(
-            target=self._receive, args=(link,), name="waypost-writer-answers", daemon=True
-        )
         link.drainer = threading.Thread(target=link.drain, name="waypost-writer-jobs", daemon=True)
         self._link = link
-        link.receiver.start()
         link.drainer.start()
+        self._read_on(link, self._loop)
 
     def _commit(self, batch: list[Job], last: bool = False) -> None:
         """Hand ``batch`` to the process; while it stops, only the ``last`` jobs, sent before
@@ -629,22 +714,106 @@ class WriterProcess(Writer):
         with contextlib.suppress(OSError):
             link.send(ChangeNote(change.kind, change.id))
 
+    # -- reading the answers ---------------------------------------------------------------
+
+    def _read_on(self, link: _Link, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Have ``link``'s answers read on ``loop``'s thread, or by a thread of their own."""
+        with link.switch_lock:
+            if link.eof:
+                return
+            old = link.loop
+            if old is loop and (old is not None or _alive(link.receiver)):
+                return
+            # From here the loop's reader, should it still be called, reads nothing.
+            link.loop = None
+            if old is not None:
+                self._unwatch(link, old)
+            if loop is not None:
+                link.loop = loop
+                if _running_loop() is loop:
+                    self._watch(link, loop)
+                    return
+                try:
+                    loop.call_soon_threadsafe(self._watch, link, loop)
+                    return
+                except RuntimeError:
+                    link.loop = None  # closed: read on a thread
+            # A reader thread still running sees it is not the reader any more and stops.
+            link.receiver = threading.Thread(
+                target=self._receive, args=(link,), name="waypost-writer-answers", daemon=True
+            )
+            link.receiver.start()
+
+    def _watch(self, link: _Link, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``'s thread: read ``link``'s answers whenever its pipe has some."""
+        if link.loop is loop and not link.eof and not link.closed:
+            loop.add_reader(link.answers_fd, self._readable, link, loop)
+
+    def _unwatch(self, link: _Link, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop ``loop`` reading ``link``'s answers; returns once it has (or cannot any more)."""
+        if loop.is_closed():
+            return
+        if _running_loop() is loop or not loop.is_running():
+            loop.remove_reader(link.answers_fd)
+            return
+        removed = threading.Event()
+
+        def remove() -> None:
+            loop.remove_reader(link.answers_fd)
+            removed.set()
+
+        try:
+            loop.call_soon_threadsafe(remove)
+        except RuntimeError:
+            return  # closed meanwhile
+        if not removed.wait(HAND_OVER_SECONDS):
+            log.warning("the event loop did not hand over the writer process's answers in time")
+
+    def _readable(self, link: _Link, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``'s thread, when ``link``'s answers' pipe has something to read."""
+        if link.loop is not loop:
+            loop.remove_reader(link.answers_fd)
+            return
+        frames, ended = link.read()
+        for data in frames:
+            self._received(link, data, loop)
+        if ended:
+            # The process is gone: reaping it and starting the next may wait; not here.
+            loop.remove_reader(link.answers_fd)
+            threading.Thread(
+                target=self._ended, args=(link,), name="waypost-writer-ended", daemon=True
+            ).start()
+
     def _receive(self, link: _Link) -> None:
-        """Answer the jobs as the process reports its commits; once it is gone, answer the
-        rest 503 and start another (unless stopping)."""
-        while True:
-            try:
-                data = link.answers.recv_bytes()
-            except (EOFError, OSError):
-                break
-            link.ready = True
-            try:
-                answer = _loads(data, _decode_answer)
-            except Exception:
-                log.exception("an answer of the writer process could not be read; stopping it")
-                link.process.kill()
-                break
-            self._answer(answer)
+        """A reader thread: read the answers as they come, while it is ``link``'s reader."""
+        me = threading.current_thread()
+        poller = select.poll()
+        poller.register(link.answers_fd, select.POLLIN)
+        while link.receiver is me and link.loop is None:
+            frames, ended = link.read()
+            for data in frames:
+                self._received(link, data, None)
+            if ended:
+                self._ended(link)
+                return
+            if link.eof or link.closed:
+                return
+            if not frames:
+                poller.poll(POLL_MS)
+
+    def _received(self, link: _Link, data: bytes, here: asyncio.AbstractEventLoop | None) -> None:
+        link.ready = True
+        try:
+            answer = _loads(data, _decode_answer)
+        except Exception:
+            # Its reader answers every job 503 once it is gone.
+            log.exception("an answer of the writer process could not be read; stopping it")
+            link.process.kill()
+            return
+        self._answer(answer, here)
+
+    def _ended(self, link: _Link) -> None:
+        """The process is gone: answer the rest 503 and start another (unless stopping)."""
         link.process.join()
         with self._lock:
             link.dead = True
@@ -659,6 +828,7 @@ class WriterProcess(Writer):
                 len(lost),
             )
             deliver(lost, [StorageUnavailable(LOST)] * len(lost))
+        link.finished.set()
         if stopping:
             return
         if not lost:
@@ -669,7 +839,7 @@ class WriterProcess(Writer):
                 self.restarts += 1
                 self._spawn()
 
-    def _answer(self, answer: Answer) -> None:
+    def _answer(self, answer: Answer, here: asyncio.AbstractEventLoop | None) -> None:
         jobs: list[Job] = []
         outcomes: list[Outcome] = []
         with self._lock:
@@ -699,7 +869,7 @@ class WriterProcess(Writer):
             # The commit happened: its requests are answered whatever failed here.
             log.exception("after a commit of the writer process")
         finally:
-            deliver(jobs, outcomes)
+            deliver(jobs, outcomes, here)
 
 
 # -- the writer's process -----------------------------------------------------------------
