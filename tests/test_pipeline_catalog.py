@@ -5,6 +5,8 @@ feed can refresh it."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -295,3 +297,47 @@ def test_suppressions_are_read_again_only_when_they_changed(hub: Hub) -> None:
     second = hub.catalog.get().suppressed
     assert second is not first
     assert second.names(CONTACT, other)
+
+
+def test_callers_that_find_the_catalog_stale_together_load_it_once(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = hub.catalog
+    load = catalog._load
+    loads: list[int] = []
+    started = threading.Event()
+
+    def slow_load() -> Snapshot:
+        loads.append(1)
+        started.set()
+        time.sleep(0.2)
+        return load()
+
+    monkeypatch.setattr(catalog, "_load", slow_load)
+    catalog.invalidate()
+    got: list[Snapshot] = []
+
+    def get() -> None:
+        got.append(catalog.get())
+
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    threads[0].start()
+    assert started.wait(5)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(loads) == 1
+    assert len(got) == 8
+    assert all(one is got[0] for one in got)
+    # A change made while it loads is not hidden by that load: the next use loads again.
+    started.clear()
+    catalog.invalidate()
+    first = threading.Thread(target=get)
+    first.start()
+    assert started.wait(5)
+    catalog.invalidate()
+    first.join(10)
+    assert catalog.fresh() is None
+    catalog.get()
+    assert len(loads) == 3

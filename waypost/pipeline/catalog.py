@@ -122,6 +122,9 @@ class Catalog:
         self._loaded_at = 0.0
         self._generation = 0
         self._lock = threading.Lock()
+        # One load at a time: the requests that find the copy stale together (each on a worker
+        # thread) wait for one load rather than each making its own.
+        self._loading = threading.Lock()
         # The suppressions as last read, kept across reloads while they have not changed: an
         # installation may have erased many people, and the catalog reloads every few seconds.
         self._suppressed: tuple[SuppressionsVersion, Suppressed] | None = None
@@ -149,13 +152,17 @@ class Catalog:
         snapshot = self.fresh()
         if snapshot is not None:
             return snapshot
-        generation = self._generation
-        loaded = self._load()
-        with self._lock:
-            if generation == self._generation:
-                self._snapshot = loaded
-                self._loaded_at = time.monotonic()
-        return loaded
+        with self._loading:
+            snapshot = self.fresh()
+            if snapshot is not None:
+                return snapshot  # loaded while this caller waited
+            generation = self._generation
+            loaded = self._load()
+            with self._lock:
+                if generation == self._generation:
+                    self._snapshot = loaded
+                    self._loaded_at = time.monotonic()
+            return loaded
 
     def _load(self) -> Snapshot:
         with self.store.read() as conn:
