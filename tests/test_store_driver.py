@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from waypost.store import StorageUnavailable, Store
 from waypost.store.codec import Codec
-from waypost.store.driver import execute_many, fetch_all
+from waypost.store.driver import execute, execute_many, fetch_all
 from waypost.store.schema import activity_types
 
 DAY = dt.date(2026, 11, 2)
@@ -93,3 +93,30 @@ def test_a_failing_statement_raises_what_sqlalchemy_raises(store: Store, codec: 
     # StorageUnavailable); PostgreSQL a programming error.
     assert type(ours) is type(theirs)
     assert isinstance(ours, StorageUnavailable | ProgrammingError)
+
+
+def test_a_statement_without_parameters_fails_as_sqlalchemy_fails(store: Store) -> None:
+    ours = _error(lambda conn: execute(conn, "DELETE FROM no_such_table"), store)
+    theirs = _error(lambda conn: conn.exec_driver_sql("DELETE FROM no_such_table"), store)
+    assert type(ours) is type(theirs)
+
+
+def test_a_begin_that_cannot_take_the_write_lock_is_an_outage(store: Store) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("the BEGIN of a write transaction is SQLite's (PostgreSQL: SQLAlchemy's)")
+    held = store.writing_connection()
+    raw = held.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA busy_timeout=0")
+    other = store.engine.raw_connection()
+    try:
+        other.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        # The writer's BEGIN IMMEDIATE, on the driver, fails as SQLAlchemy's would have.
+        with pytest.raises(StorageUnavailable, match="locked"), store.write(on=held):
+            pass
+    finally:
+        other.driver_connection.execute("ROLLBACK")  # type: ignore[union-attr]
+        other.close()
+        held.close()
+    with store.write() as conn:
+        execute(conn, "DELETE FROM activity_daily_counts")

@@ -43,6 +43,19 @@ def execute_many(conn: Connection, statement: str, rows: Sequence[Params]) -> No
         raise _as_sqlalchemy(conn, statement, exc) from exc
 
 
+def execute(conn: Connection, statement: str) -> None:
+    """``statement``, without parameters, on ``conn`` (in its transaction, or the ``BEGIN``
+    that starts it)."""
+    driver = _sqlite(conn)
+    if driver is None:
+        conn.exec_driver_sql(statement)
+        return
+    try:
+        driver.execute(statement)
+    except sqlite3.Error as exc:
+        raise _as_sqlalchemy(conn, statement, exc) from exc
+
+
 def fetch_all(conn: Connection, statement: str, params: Params = ()) -> list[tuple[Any, ...]]:
     """The rows ``statement`` returns, as tuples, read in ``conn``'s transaction."""
     driver = _sqlite(conn)
