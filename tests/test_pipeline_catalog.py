@@ -30,7 +30,7 @@ from waypost.services.groups import GroupCreate
 from waypost.services.keys import CreatedKey, KeyCreate, KeyUpdate
 from waypost.services.suppressions import SuppressionQuery
 from waypost.settings import Settings
-from waypost.store import Change
+from waypost.store import Change, StorageUnavailable
 
 if TYPE_CHECKING:
     from tests.admin_support import UI
@@ -341,3 +341,47 @@ def test_callers_that_find_the_catalog_stale_together_load_it_once(
     assert catalog.fresh() is None
     catalog.get()
     assert len(loads) == 3
+
+
+def test_callers_waiting_on_a_load_that_found_the_database_down_fail_with_it(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = hub.catalog
+    load = catalog._load
+    loads: list[int] = []
+    started = threading.Event()
+    down = True
+
+    def failing_load() -> Snapshot:
+        loads.append(1)
+        started.set()
+        time.sleep(0.2)
+        if down:
+            raise StorageUnavailable("the database cannot be reached")
+        return load()
+
+    monkeypatch.setattr(catalog, "_load", failing_load)
+    catalog.invalidate()
+    failures: list[str] = []
+
+    def get() -> None:
+        try:
+            catalog.get()
+        except StorageUnavailable as exc:
+            failures.append(str(exc))
+
+    threads = [threading.Thread(target=get) for _ in range(6)]
+    threads[0].start()
+    assert started.wait(5)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    # One load found it down, and every caller that waited for it failed with it at once
+    # (not each after a failed load of its own).
+    assert len(loads) == 1
+    assert failures == ["the database cannot be reached"] * 6
+    # The next call tries again.
+    down = False
+    assert catalog.get() is catalog.fresh()
+    assert len(loads) == 2

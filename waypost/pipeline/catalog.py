@@ -28,7 +28,7 @@ from waypost.records.suppressions import (
     load_suppressed,
     suppressions_version,
 )
-from waypost.store import Change, Store
+from waypost.store import Change, StorageUnavailable, Store
 from waypost.store.schema import activity_types, api_keys, channels, consents
 from waypost.store.type_fields import load_type_fields
 
@@ -125,6 +125,9 @@ class Catalog:
         # One load at a time: the requests that find the copy stale together (each on a worker
         # thread) wait for one load rather than each making its own.
         self._loading = threading.Lock()
+        # Loads ended so far, and the outage that failed the last one (if it failed so).
+        self._loads = 0
+        self._outage: StorageUnavailable | None = None
         # The suppressions as last read, kept across reloads while they have not changed: an
         # installation may have erased many people, and the catalog reloads every few seconds.
         self._suppressed: tuple[SuppressionsVersion, Suppressed] | None = None
@@ -152,12 +155,25 @@ class Catalog:
         snapshot = self.fresh()
         if snapshot is not None:
             return snapshot
+        loads = self._loads
         with self._loading:
             snapshot = self.fresh()
             if snapshot is not None:
                 return snapshot  # loaded while this caller waited
+            outage = self._outage
+            if outage is not None and self._loads != loads:
+                # The load this caller waited for found the database unreachable: fail now,
+                # rather than each waiter in turn waiting for a load of its own to fail.
+                raise StorageUnavailable(str(outage)) from outage
+            self._outage = None
             generation = self._generation
-            loaded = self._load()
+            try:
+                loaded = self._load()
+            except StorageUnavailable as exc:
+                self._outage = exc
+                raise
+            finally:
+                self._loads += 1
             with self._lock:
                 if generation == self._generation:
                     self._snapshot = loaded
