@@ -266,7 +266,8 @@ def test_killing_the_writer_process_answers_503_then_stores_again(
     assert first_pid is not None
     first = process(hub)._link
     assert first is not None
-    assert first.loop is not None, "the server's loop reads the answers"
+    serving = first.loop
+    assert serving is not None, "the server's loop reads the answers"
     acknowledged: list[str] = []
     statuses: list[int] = []
     stop = threading.Event()
@@ -305,7 +306,8 @@ def test_killing_the_writer_process_answers_503_then_stores_again(
     second = process(hub)._link
     assert second is not None
     assert second is not first
-    assert second.loop is first.loop
+    assert second.loop is serving
+    assert first.loop is None
     assert first.finished.is_set()
     assert reader_threads() == []
     with hub.store.read() as conn:
@@ -477,17 +479,17 @@ def test_answers_are_read_whole_however_the_pipe_splits_them() -> None:
     sender.start()
     try:
         while len(got) < len(sent):
-            frames, ended = link.read()
-            assert not ended
-            got += frames
-            if not frames:
+            before = len(got)
+            assert not link.read(got.append)
+            if len(got) == before:
                 time.sleep(0.001)
     finally:
         sender.join(5)
     assert got == sent
     writer.close()
-    assert link.read() == ([], True), "the end of the pipe is read once"
-    assert link.read() == ([], False)
+    assert link.read(got.append), "the end of the pipe is read once"
+    assert not link.read(got.append)
+    assert got == sent
     link.close()
     # A frame of more than 2 GiB has a 12-byte header; a frame comes out only once whole.
     buffer = bytearray()
@@ -561,3 +563,36 @@ def test_after_the_server_ends_the_answers_are_read_on_a_thread(
     hub.writer.stop()
     assert link.finished.is_set()
     assert reader_threads() == []
+
+
+def test_an_answer_a_reader_took_is_handled_before_the_rest_is_called_lost(
+    hub: Hub, tracker: Tracker
+) -> None:
+    writer = process(hub)
+    writer.answer_on(None)  # read by a thread, not by the test server's loop
+    link = writer._link
+    assert link is not None
+    assert link.loop is None
+    channel = hub.catalog.get().channels[tracker.channel.id]
+    outcomes: list[Any] = []
+    job = Job(channel, uuid.uuid4(), [], utcnow(), ticket=10**9)
+    job.done, job.loop = outcomes.append, None
+    with writer._lock:
+        writer._pending[job.ticket] = job
+        writer._stopping = True  # no new process after this one
+    # A reader holds the pipe, and the answer it took, when the process dies.
+    link.read_lock.acquire()
+    link.process.kill()
+    ender = threading.Thread(target=writer._ended, args=(link,))
+    ender.start()
+    try:
+        time.sleep(0.3)
+        assert outcomes == [], "the job was called lost while a reader held its answer"
+        writer._received(
+            link, _dumps(writer_process.Answer([JobAnswer(job.ticket, [])])), here=None
+        )
+    finally:
+        link.read_lock.release()
+    ender.join(10)
+    assert outcomes == [[]]
+    assert link.finished.wait(10)

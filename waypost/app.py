@@ -213,13 +213,18 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
         # The writer's answers are read on this loop while it serves; running from the start
         # (not from the first request), as /readyz checks.
         the_hub.writer.answer_on(asyncio.get_running_loop())
-        the_hub.writer.start()
-        the_hub.group_updates.start()
-        the_hub.keys.usage.start()
-        the_hub.start_webhooks()
-        the_hub.purges.start()
-        if the_hub.shared_changes is not None:
-            the_hub.shared_changes.start()
+        try:
+            the_hub.writer.start()
+            the_hub.group_updates.start()
+            the_hub.keys.usage.start()
+            the_hub.start_webhooks()
+            the_hub.purges.start()
+            if the_hub.shared_changes is not None:
+                the_hub.shared_changes.start()
+        except BaseException:
+            # This loop will not serve: it must not be left reading the answers.
+            the_hub.writer.answer_on(None)
+            raise
         try:
             yield
         finally:

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import gc
 import itertools
 import logging
@@ -426,14 +427,18 @@ class _Link:
         os.set_blocking(self.fd, False)
         self.waiting = threading.Condition(self.send_lock)
         self.answers_fd = self.answers.fileno()
+        # Room for the answers too, should the loop that reads them be busy for a while.
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(self.answers_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         os.set_blocking(self.answers_fd, False)
 
-    def read(self) -> tuple[list[bytes], bool]:
-        """The whole answers the pipe holds now (without waiting), and whether this call read
-        its end: then the caller ends the link."""
+    def read(self, handle: Callable[[bytes], None]) -> bool:
+        """Hand each whole answer the pipe holds now to ``handle`` (without waiting), and say
+        whether this call read the pipe's end: then the caller ends the link. One reader at a
+        time, answers handled included: the link ends after every answer read is handled."""
         with self.read_lock:
             if self.eof or self.closed:
-                return [], False
+                return False
             ended = False
             while True:
                 try:
@@ -448,7 +453,9 @@ class _Link:
                 self.unread += data
                 if len(data) < READ_BYTES:
                     break
-            return _unframe(self.unread), ended
+            for frame in _unframe(self.unread):
+                handle(frame)
+            return ended
 
     def send(self, message: object) -> None:
         """Write ``message``, or queue what the pipe cannot take now; OSError once the
@@ -771,15 +778,14 @@ class WriterProcess(Writer):
 
     def _readable(self, link: _Link, loop: asyncio.AbstractEventLoop) -> None:
         """On ``loop``'s thread, when ``link``'s answers' pipe has something to read."""
-        if link.loop is not loop:
+        if link.loop is not loop or link.eof or link.closed:
+            # Not the reader any more, or another reader read the end.
             loop.remove_reader(link.answers_fd)
             return
-        frames, ended = link.read()
-        for data in frames:
-            self._received(link, data, loop)
-        if ended:
+        if link.read(functools.partial(self._received, link, here=loop)):
             # The process is gone: reaping it and starting the next may wait; not here.
             loop.remove_reader(link.answers_fd)
+            link.loop = None
             threading.Thread(
                 target=self._ended, args=(link,), name="waypost-writer-ended", daemon=True
             ).start()
@@ -789,19 +795,18 @@ class WriterProcess(Writer):
         me = threading.current_thread()
         poller = select.poll()
         poller.register(link.answers_fd, select.POLLIN)
+        received = functools.partial(self._received, link, here=None)
         while link.receiver is me and link.loop is None:
-            frames, ended = link.read()
-            for data in frames:
-                self._received(link, data, None)
-            if ended:
+            if link.read(received):
                 self._ended(link)
                 return
             if link.eof or link.closed:
                 return
-            if not frames:
-                poller.poll(POLL_MS)
+            poller.poll(POLL_MS)
 
-    def _received(self, link: _Link, data: bytes, here: asyncio.AbstractEventLoop | None) -> None:
+    def _received(
+        self, link: _Link, data: bytes, *, here: asyncio.AbstractEventLoop | None
+    ) -> None:
         link.ready = True
         try:
             answer = _loads(data, _decode_answer)
@@ -815,6 +820,14 @@ class WriterProcess(Writer):
     def _ended(self, link: _Link) -> None:
         """The process is gone: answer the rest 503 and start another (unless stopping)."""
         link.process.join()
+        # No loop reads it any more (it may have been handed one meanwhile), and whatever
+        # another reader took from the pipe is answered before the rest is called lost.
+        with link.switch_lock:
+            loop, link.loop = link.loop, None
+        if loop is not None:
+            self._unwatch(link, loop)
+        with link.read_lock:
+            pass
         with self._lock:
             link.dead = True
             lost = list(self._pending.values())
