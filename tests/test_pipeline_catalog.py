@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,7 +20,7 @@ from waypost import cli, console
 from waypost.domain.keys import hash_key
 from waypost.domain.suppressions import CONTACT, EMAIL
 from waypost.hub import Hub
-from waypost.pipeline.catalog import Snapshot
+from waypost.pipeline.catalog import Catalog, Snapshot
 from waypost.records.contacts import insert_contact
 from waypost.services.activity_types import ActivityTypeCreate, ActivityTypeUpdate
 from waypost.services.channels import Channel, ChannelCreate, ChannelUpdate
@@ -299,69 +299,77 @@ def test_suppressions_are_read_again_only_when_they_changed(hub: Hub) -> None:
     assert second.names(CONTACT, other)
 
 
-def test_callers_that_find_the_catalog_stale_together_load_it_once(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    catalog = hub.catalog
+@dataclass
+class SlowLoads:
+    """The catalog's loads, each taking 0.2 s, failing as an outage while ``down``."""
+
+    count: int = 0
+    down: bool = False
+    started: threading.Event = field(default_factory=threading.Event)
+
+
+def _slow_loads(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> SlowLoads:
     load = catalog._load
-    loads: list[int] = []
-    started = threading.Event()
+    loads = SlowLoads()
 
     def slow_load() -> Snapshot:
-        loads.append(1)
-        started.set()
+        loads.count += 1
+        loads.started.set()
         time.sleep(0.2)
+        if loads.down:
+            raise StorageUnavailable("the database cannot be reached")
         return load()
 
     monkeypatch.setattr(catalog, "_load", slow_load)
     catalog.invalidate()
+    return loads
+
+
+def _while_one_loads(get: Callable[[], None], callers: int, loads: SlowLoads) -> None:
+    """``callers`` calls of ``get`` at once: the first starts a load, the others come
+    while it runs."""
+    threads = [threading.Thread(target=get) for _ in range(callers)]
+    threads[0].start()
+    assert loads.started.wait(5)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+
+def test_callers_that_find_the_catalog_stale_together_load_it_once(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = hub.catalog
+    loads = _slow_loads(catalog, monkeypatch)
     got: list[Snapshot] = []
 
     def get() -> None:
         got.append(catalog.get())
 
-    threads = [threading.Thread(target=get) for _ in range(8)]
-    threads[0].start()
-    assert started.wait(5)
-    for thread in threads[1:]:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert len(loads) == 1
+    _while_one_loads(get, 8, loads)
+    assert loads.count == 1
     assert len(got) == 8
     assert all(one is got[0] for one in got)
     # A change made while it loads is not hidden by that load: the next use loads again.
-    started.clear()
+    loads.started.clear()
     catalog.invalidate()
     first = threading.Thread(target=get)
     first.start()
-    assert started.wait(5)
+    assert loads.started.wait(5)
     catalog.invalidate()
     first.join(10)
     assert catalog.fresh() is None
     catalog.get()
-    assert len(loads) == 3
+    assert loads.count == 3
 
 
 def test_callers_waiting_on_a_load_that_found_the_database_down_fail_with_it(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     catalog = hub.catalog
-    load = catalog._load
-    loads: list[int] = []
-    started = threading.Event()
-    down = True
-
-    def failing_load() -> Snapshot:
-        loads.append(1)
-        started.set()
-        time.sleep(0.2)
-        if down:
-            raise StorageUnavailable("the database cannot be reached")
-        return load()
-
-    monkeypatch.setattr(catalog, "_load", failing_load)
-    catalog.invalidate()
+    loads = _slow_loads(catalog, monkeypatch)
+    loads.down = True
     failures: list[str] = []
 
     def get() -> None:
@@ -370,18 +378,12 @@ def test_callers_waiting_on_a_load_that_found_the_database_down_fail_with_it(
         except StorageUnavailable as exc:
             failures.append(str(exc))
 
-    threads = [threading.Thread(target=get) for _ in range(6)]
-    threads[0].start()
-    assert started.wait(5)
-    for thread in threads[1:]:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    _while_one_loads(get, 6, loads)
     # One load found it down, and every caller that waited for it failed with it at once
     # (not each after a failed load of its own).
-    assert len(loads) == 1
+    assert loads.count == 1
     assert failures == ["the database cannot be reached"] * 6
     # The next call tries again.
-    down = False
+    loads.down = False
     assert catalog.get() is catalog.fresh()
-    assert len(loads) == 2
+    assert loads.count == 2
