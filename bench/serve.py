@@ -13,8 +13,11 @@ one ``BENCH-BOOTSTRAP {json}`` line with the channel and the keys before serving
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import json
+import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +34,12 @@ def server_options() -> dict[str, Any]:
     """The uvicorn settings both servers run with (``http`` names the protocol; ``run_options``
     gives the class)."""
     have_uvloop = importlib.util.find_spec("uvloop") is not None
+    loop = "uvloop" if have_uvloop else "asyncio"
+    if server_name() == "granian":
+        return {"workers": 1, "loop": loop, "http": "granian (embedded, HTTP/1.1, 1 thread)"}
     return {
         "workers": 1,
-        "loop": "uvloop" if have_uvloop else "asyncio",
+        "loop": loop,
         "http": "waypost (httptools with deadlines)",
         "access_log": False,
         "log_level": "warning",
@@ -41,6 +47,52 @@ def server_options() -> dict[str, Any]:
         "server_header": False,
         "lifespan": "auto",
     }
+
+
+def server_name() -> str:
+    """``BENCH_SERVER``: uvicorn (the default, as ``waypost serve``) or granian (embedded in
+    this process, for measuring a compiled-core server against uvicorn)."""
+    name = os.environ.get("BENCH_SERVER", "uvicorn")
+    if name not in ("uvicorn", "granian"):
+        sys.exit(f"bench.serve: BENCH_SERVER must be uvicorn or granian, not {name!r}")
+    return name
+
+
+def serve(app: Any, port: int) -> None:
+    """Serve ``app`` on ``port`` under the server ``BENCH_SERVER`` names until SIGINT."""
+    if server_name() == "uvicorn":
+        uvicorn.run(app, host="127.0.0.1", port=port, **run_options())
+        return
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_granian(app, port))
+
+
+def _loop_factory() -> Any:
+    if importlib.util.find_spec("uvloop") is None:
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+async def _granian(app: Any, port: int) -> None:
+    # One worker in this process, its I/O on one Rust runtime thread; the ASGI calls and the
+    # lifespan run on this process's event loop, as under uvicorn.
+    from granian.constants import HTTPModes, Interfaces
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    server = Server(
+        app,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.http1,
+        runtime_threads=1,
+        log_level=LogLevels.warning,
+    )
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, server.stop)
+    await server.serve()
 
 
 def run_options() -> dict[str, Any]:
@@ -116,11 +168,11 @@ def main(argv: list[str] | None = None) -> None:
         app: Any = BaselineApp(args.results)
         info = {"results": args.results, "server": server_options()}
         print(f"{READY_MARK} {json.dumps(info)}", flush=True)
-        uvicorn.run(app, host="127.0.0.1", port=args.port, **run_options())
+        serve(app, args.port)
         return
     app, hub = _waypost_app(args.existing)
     try:
-        uvicorn.run(app, host="127.0.0.1", port=args.port, **run_options())
+        serve(app, args.port)
     finally:
         hub.close()
 
