@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from waypost.hub import Hub
 
 READY_MARK = "BENCH-BOOTSTRAP"
+SERVERS = ("uvicorn", "granian", "granian-embedded")
 
 
 def server_options() -> dict[str, Any]:
@@ -35,8 +36,8 @@ def server_options() -> dict[str, Any]:
     gives the class)."""
     have_uvloop = importlib.util.find_spec("uvloop") is not None
     loop = "uvloop" if have_uvloop else "asyncio"
-    if server_name() == "granian":
-        return {"workers": 1, "loop": loop, "http": "granian (embedded, HTTP/1.1, 1 thread)"}
+    if server_name() != "uvicorn":
+        return {"workers": 1, "loop": loop, "http": f"{server_name()} (HTTP/1.1, 1 thread)"}
     return {
         "workers": 1,
         "loop": loop,
@@ -50,11 +51,12 @@ def server_options() -> dict[str, Any]:
 
 
 def server_name() -> str:
-    """``BENCH_SERVER``: uvicorn (the default, as ``waypost serve``) or granian (embedded in
-    this process, for measuring a compiled-core server against uvicorn)."""
+    """``BENCH_SERVER``: uvicorn (the default, as ``waypost serve``), granian (one worker
+    process, forked from this one) or granian-embedded (in this process), for measuring a
+    compiled-core server against uvicorn."""
     name = os.environ.get("BENCH_SERVER", "uvicorn")
-    if name not in ("uvicorn", "granian"):
-        sys.exit(f"bench.serve: BENCH_SERVER must be uvicorn or granian, not {name!r}")
+    if name not in SERVERS:
+        sys.exit(f"bench.serve: BENCH_SERVER must be one of {', '.join(SERVERS)}, not {name!r}")
     return name
 
 
@@ -62,6 +64,9 @@ def serve(app: Any, port: int) -> None:
     """Serve ``app`` on ``port`` under the server ``BENCH_SERVER`` names until SIGINT."""
     if server_name() == "uvicorn":
         uvicorn.run(app, host="127.0.0.1", port=port, **run_options())
+        return
+    if server_name() == "granian":
+        _granian_process(app, port)
         return
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_granian(app, port))
@@ -73,6 +78,28 @@ def _loop_factory() -> Any:
     import uvloop
 
     return uvloop.new_event_loop
+
+
+def _granian_process(app: Any, port: int) -> None:
+    # One worker process, forked from this one with ``app`` made: it runs the lifespan and the
+    # ASGI calls on its event loop, its I/O on one Rust runtime thread.
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.log import LogLevels
+
+    loop = Loops.uvloop if importlib.util.find_spec("uvloop") is not None else Loops.asyncio
+    server = Granian(
+        "bench.serve",
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        loop=loop,
+        http=HTTPModes.http1,
+        runtime_threads=1,
+        log_level=LogLevels.warning,
+    )
+    server.serve(target_loader=lambda: app, wrap_loader=False)
 
 
 async def _granian(app: Any, port: int) -> None:
