@@ -6,6 +6,11 @@ Waypost (one uvicorn worker, proxy headers on, no server header, Waypost's HTTP 
 its deadlines and connection limit), with the event loop named explicitly and the access log
 off, so that only the application differs.
 
+``BENCH_SERVER=granian`` (one granian worker process forked from this one, I/O on one Rust
+thread) or ``BENCH_SERVER=granian-embedded`` (granian's embedded server, in this process) serves
+either app under granian instead, to measure a compiled-core server against uvicorn; it needs
+``pip install granian``, which Waypost does not depend on (docs/performance.md has the figures).
+
 Waypost's start migrates and bootstraps an empty database, like ``waypost serve``, and prints
 one ``BENCH-BOOTSTRAP {json}`` line with the channel and the keys before serving.
 """
