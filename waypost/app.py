@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -12,6 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -42,7 +44,6 @@ from waypost.api.routing import (
     Operation,
     build_routes,
     error_response,
-    json_response,
     storage_unavailable,
 )
 from waypost.errors import ApiError
@@ -92,6 +93,13 @@ def api_document() -> dict[str, Any]:
         version=version("waypost"),
         description=DESCRIPTION,
     )
+
+
+@functools.cache
+def api_document_body() -> bytes:
+    """The OpenAPI document as served, encoded once per process: it depends on the code alone,
+    and building it was most of what building the app cost."""
+    return msgspec.json.encode(api_document())
 
 
 class WaypostApp:
@@ -167,10 +175,10 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> WaypostApp:
     owns_hub = hub is None
     the_hub = hub if hub is not None else Hub(settings)
     operations = admin_operations()
-    document = api_document()
+    document = api_document_body()
 
     async def openapi_json(_: Request) -> Response:
-        return json_response(document)
+        return Response(document, media_type="application/json")
 
     async def docs(_: Request) -> Response:
         # The admin UI's origin: the same protection as its pages (no framing, no inline script).
