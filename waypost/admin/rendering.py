@@ -8,6 +8,7 @@ content hash in their URL, so they can be cached and still change on upgrade.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -124,3 +125,11 @@ class Renderer:
             status_code=status,
             headers={**SECURITY_HEADERS, **(headers or {})},
         )
+
+
+@functools.cache
+def shared_renderer() -> Renderer:
+    """The UI's renderer, one per process: every app built in the process renders the same
+    templates, so each is compiled once (compiling them was most of an admin page's first
+    rendering)."""
+    return Renderer()

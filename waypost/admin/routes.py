@@ -10,7 +10,7 @@ from starlette.staticfiles import StaticFiles
 
 from waypost.admin.pages import nav_items, views
 from waypost.admin.pages.login import login_routes
-from waypost.admin.rendering import STATIC, STATIC_PATH, Renderer
+from waypost.admin.rendering import STATIC, STATIC_PATH, shared_renderer
 from waypost.admin.views import AdminUI, Page, View, build_view
 from waypost.errors import ApiError
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def admin_routes(hub: Hub) -> list[BaseRoute]:
     """Everything under ``/admin``, for the application's route list."""
-    ui = AdminUI(hub, Renderer(), nav_items())
+    ui = AdminUI(hub, shared_renderer(), nav_items())
     routes: list[BaseRoute] = [*login_routes(ui)]
     routes += [build_view(ui, view) for view in views()]
     routes.append(Mount(STATIC_PATH, StaticFiles(directory=STATIC), name="admin-static"))
