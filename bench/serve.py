@@ -136,7 +136,7 @@ def run_options() -> dict[str, Any]:
     return {**server_options(), "http": timed_protocol(load_settings())}
 
 
-def _waypost_app(existing: bool = False) -> tuple[Any, Hub]:
+def _waypost_app(existing: bool = False) -> tuple[Any, Hub | None]:
     from waypost.app import create_app
     from waypost.bootstrap import bootstrap
     from waypost.hub import Hub
@@ -166,6 +166,13 @@ def _waypost_app(existing: bool = False) -> tuple[Any, Hub]:
         "server": server_options(),
     }
     print(f"{READY_MARK} {json.dumps(info)}", flush=True)
+    if server_name() == "granian":
+        # The app serves in a forked worker, which never returns here: it owns a hub of its own,
+        # which its lifespan closes (with the writer's process) when the worker stops.
+        hub.close()
+        app = create_app(settings)
+        freeze_startup_heap()
+        return app, None
     app = create_app(settings, hub=hub)
     # As ``waypost serve`` does.
     freeze_startup_heap()
@@ -206,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         serve(app, args.port)
     finally:
-        hub.close()
+        if hub is not None:
+            hub.close()
 
 
 if __name__ == "__main__":
