@@ -42,14 +42,6 @@ POSTGRES_ADMIN_URL = os.environ.get("WAYPOST_TEST_POSTGRES_URL", "postgresql://1
 REDIS_URL = os.environ.get("WAYPOST_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files that hold slow tests (servers in processes, kill tests) first, each file's tests in
-    their order: the workers take whole files in this order (``--dist loadfile``), so the
-    longest ones start early instead of ending the run on one worker while the other idles."""
-    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
-    items.sort(key=lambda item: item.path not in slow)
-
-
 def _service_missing(what: str, why: object) -> None:
     message = f"{what} is not reachable ({why})"
     if REQUIRE_SERVICES:
