@@ -1,7 +1,7 @@
 """Keeping group membership current in the background.
 
 Contacts touched by a committed activity, contact field change or consent change are queued;
-a thread takes what has queued up (waiting at most ``delay``) and re-evaluates every group for
+a thread takes what has queued up within ``delay`` of the first and re-evaluates every group for
 those contacts in one transaction, so a membership changes well within a second of the 202.
 The same thread recomputes, once per UTC day, the groups whose windows slide.
 """
@@ -116,10 +116,13 @@ class GroupUpdater:
                 batch |= first[0]
                 changes |= first[1]
                 oldest = first[2]
-            deadline = time.monotonic() + self.delay
+            if not stop:
+                # What else queues up within the delay is taken at its end, in one go: one
+                # wake-up of this thread a batch, not one a commit.
+                time.sleep(self.delay)
             while len(batch) < BATCH and not stop:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
