@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from waypost.admin.rendering import SECURITY_HEADERS
-from waypost.app import admin_operations, create_app
+from waypost.app import admin_operations, api_document, create_app
 from waypost.openapi_types import Documented
 from waypost.settings import load_settings
 from waypost.transports.routes import INGEST_ROUTES
@@ -70,6 +70,16 @@ def test_the_document_is_openapi_3_1_and_public(document: dict[str, Any]) -> Non
     assert document["info"]["version"]
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert document["security"] == [{"bearerAuth": []}]
+
+
+@SQLITE_ONLY
+def test_the_served_document_is_the_one_the_code_builds(
+    document: dict[str, Any], client: TestClient
+) -> None:
+    """It is built once per process: a second app serves the same document."""
+    built = msgspec.json.decode(msgspec.json.encode(api_document()))
+    assert document == built
+    assert client.get("/api/openapi.json").json() == built
 
 
 @SQLITE_ONLY
