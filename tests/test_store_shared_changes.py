@@ -150,3 +150,24 @@ def test_sqlite_keeps_the_local_feed(database_url: str) -> None:
         assert isinstance(shared.channel, PostgresChannel)
         assert with_redis is not None
         assert isinstance(with_redis.channel, RedisChannel)
+
+
+def test_a_stop_wakes_the_postgresql_listener_at_once(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() does not wait for the listener's next look up from the channel: with a poll of a
+    minute it still returns within seconds, and the listener's connection is gone."""
+    monkeypatch.setattr("waypost.store.shared_changes.POLL_SECONDS", 60.0)
+    engine = make_engine(load_settings({"WAYPOST_DATABASE_URL": postgres_url}))
+    feed = SharedChangeFeed(PostgresChannel(engine, f"test_{uuid.uuid4().hex}"), LocalChangeFeed())
+    try:
+        for _ in range(2):  # and once more after a stop, on a new listener
+            feed.start()
+            assert feed.listening.wait(5)
+            started = time.monotonic()
+            feed.stop()
+            assert time.monotonic() - started < 5
+            assert feed._thread is None
+    finally:
+        feed.stop()
+        engine.dispose()

@@ -16,7 +16,10 @@ On SQLite there is one node, and the local feed is kept (:func:`make_change_feed
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,7 +43,8 @@ REDIS_CHANNEL = "waypost:changes:"
 KINDS: frozenset[str] = frozenset(get_args(ChangeKind))
 # Longer messages are not ours; they are dropped unread.
 MAX_MESSAGE = 128
-# How often a listener looks up from the channel to see whether it should stop.
+# How often a listener looks up from the channel to see whether it should stop (PostgreSQL's
+# is also woken at once by a stop).
 POLL_SECONDS = 0.25
 RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
@@ -55,6 +59,11 @@ class ChangeChannel(Protocol):
     def listen(self, stop: threading.Event, ready: Callable[[], None]) -> Iterator[str]:
         """The messages sent from now on, until ``stop`` is set; calls ``ready`` once
         listening. Raises when the connection is lost."""
+        ...
+
+    def wake(self) -> None:
+        """Have a listener waiting for messages look at ``stop`` now (it may wait out its
+        poll otherwise)."""
         ...
 
     def close(self) -> None: ...
@@ -104,6 +113,7 @@ class SharedChangeFeed:
         with self._lock:
             thread, self._thread = self._thread, None
         self._stop.set()
+        self.channel.wake()
         if thread is not None:
             thread.join()
         self.channel.close()
@@ -163,6 +173,8 @@ class PostgresChannel:
         self.channel = channel
         url = engine.url.set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
+        self._lock = threading.Lock()
+        self._wake: int | None = None
 
     def send(self, message: str) -> None:
         with self.engine.connect() as conn:
@@ -172,14 +184,35 @@ class PostgresChannel:
     def listen(self, stop: threading.Event, ready: Callable[[], None]) -> Iterator[str]:
         import psycopg
 
-        with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"LISTEN {self.channel}")
-            ready()
-            while not stop.is_set():
-                for notify in conn.notifies(timeout=POLL_SECONDS):
-                    yield notify.payload
-                    if stop.is_set():
-                        break
+        # wake() writes to this pipe: the wait below ends at once, not at its next poll.
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        with self._lock:
+            self._wake = wake_write
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f"LISTEN {self.channel}")
+                ready()
+                while not stop.is_set():
+                    readable, _, _ = select.select([conn.fileno(), wake_read], [], [], POLL_SECONDS)
+                    if wake_read in readable:
+                        os.read(wake_read, 64)
+                    elif readable:
+                        # What has arrived, without waiting for more.
+                        for notify in conn.notifies(timeout=0):
+                            yield notify.payload
+        finally:
+            with self._lock:
+                self._wake = None
+            os.close(wake_read)
+            os.close(wake_write)
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._wake is not None:
+                # A full pipe (it never blocks) has woken the listener already.
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._wake, b".")
 
     def close(self) -> None:
         return None
@@ -231,6 +264,11 @@ class RedisChannel:
         finally:
             pubsub.close()
             client.close()
+
+    def wake(self) -> None:
+        # The listener looks at ``stop`` after at most POLL_SECONDS: waking it would take a
+        # message to Redis, which may be what is unreachable.
+        return None
 
     def close(self) -> None:
         with self._lock:
