@@ -98,11 +98,16 @@ def postgres_builtin_types(postgres_url: str) -> list[dict[str, Any]]:
     return rows
 
 
+# Every table emptied, children first, in one round trip (a statement each took twice as long).
+DELETE_EVERYTHING = "; ".join(f"DELETE FROM {t.name}" for t in reversed(metadata.sorted_tables))
+
+
 def _reset_postgres(url: str, builtin_types: list[dict[str, Any]]) -> None:
     engine = make_engine(load_settings({"WAYPOST_DATABASE_URL": url}), poolclass=sa.NullPool)
     with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        driver.execute(DELETE_EVERYTHING)
         conn.execute(activity_types.insert(), builtin_types)
     engine.dispose()
 
