@@ -193,11 +193,15 @@ class PostgresChannel:
             with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                 conn.execute(f"LISTEN {self.channel}")
                 ready()
+                # poll, not select: a server's descriptors may number over select's 1,024.
+                waiting = select.poll()
+                waiting.register(conn.fileno(), select.POLLIN)
+                waiting.register(wake_read, select.POLLIN)
                 while not stop.is_set():
-                    readable, _, _ = select.select([conn.fileno(), wake_read], [], [], POLL_SECONDS)
-                    if wake_read in readable:
+                    ready_fds = {fd for fd, _ in waiting.poll(POLL_SECONDS * 1000)}
+                    if wake_read in ready_fds:
                         os.read(wake_read, 64)
-                    elif readable:
+                    elif ready_fds:
                         # What has arrived, without waiting for more.
                         for notify in conn.notifies(timeout=0):
                             yield notify.payload
