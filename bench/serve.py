@@ -85,44 +85,38 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
+def _granian_options(port: int) -> dict[str, Any]:
+    """What both granian modes run with: ASGI with its lifespan, HTTP/1.1, one I/O thread."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.log import LogLevels
+
+    return {
+        "address": "127.0.0.1",
+        "port": port,
+        "interface": Interfaces.ASGI,
+        "http": HTTPModes.http1,
+        "runtime_threads": 1,
+        "log_level": LogLevels.warning,
+    }
+
+
 def _granian_process(app: Any, port: int) -> None:
     # One worker process, forked from this one with ``app`` made: it runs the lifespan and the
     # ASGI calls on its event loop, its I/O on one Rust runtime thread.
     from granian import Granian
-    from granian.constants import HTTPModes, Interfaces, Loops
-    from granian.log import LogLevels
+    from granian.constants import Loops
 
     loop = Loops.uvloop if importlib.util.find_spec("uvloop") is not None else Loops.asyncio
-    server = Granian(
-        "bench.serve",
-        address="127.0.0.1",
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=1,
-        loop=loop,
-        http=HTTPModes.http1,
-        runtime_threads=1,
-        log_level=LogLevels.warning,
-    )
+    server = Granian("bench.serve", workers=1, loop=loop, **_granian_options(port))
     server.serve(target_loader=lambda: app, wrap_loader=False)
 
 
 async def _granian(app: Any, port: int) -> None:
     # One worker in this process, its I/O on one Rust runtime thread; the ASGI calls and the
     # lifespan run on this process's event loop, as under uvicorn.
-    from granian.constants import HTTPModes, Interfaces
-    from granian.log import LogLevels
     from granian.server.embed import Server
 
-    server = Server(
-        app,
-        address="127.0.0.1",
-        port=port,
-        interface=Interfaces.ASGI,
-        http=HTTPModes.http1,
-        runtime_threads=1,
-        log_level=LogLevels.warning,
-    )
+    server = Server(app, **_granian_options(port))
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, server.stop)
     await server.serve()
 
