@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import cycle
@@ -142,6 +142,8 @@ class RawTarget:
                 )
             conn.execute("COMMIT")
         self.source_rows: list[tuple[Any, ...]] = []
+        # The id of each inserted row, as the schema stores ids (a variant may store them as bytes).
+        self.fresh_id: Callable[[], object] = lambda: new_id().hex
 
     @contextmanager
     def _attached(self) -> Iterator[None]:
@@ -176,7 +178,8 @@ class RawTarget:
         source = cycle(self.source_rows)
         while True:
             # Fresh ids, made outside the timed part; everything else as Waypost stored it.
-            yield [(new_id().hex, *next(source)[1:]) for _ in range(size)]
+            fresh = self.fresh_id
+            yield [(fresh(), *next(source)[1:]) for _ in range(size)]
 
     def count(self) -> int:
         found: int = self.conn.execute("SELECT COUNT(*) FROM main.activities").fetchone()[0]

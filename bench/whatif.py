@@ -11,6 +11,7 @@ them as rough ratios; the CPU and the bytes written per row move least with the 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
 import sqlite3
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import Harness, say
-from bench.raw import FloorTarget, RawResult, RawTarget
+from bench.raw import PARENT_TABLES, FloorTarget, RawResult, RawTarget
 from bench.report import median
+from waypost.ids import new_id
 from waypost.pipeline.writer_rows import ACTIVITY_COLUMNS
 from waypost.settings import load_settings
 
@@ -33,6 +35,8 @@ SECONDARY_INDEXES = (
     "ix_activities_type_time",
     "uq_activities_channel_client_id",
 )
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 FULL_PRIMARY_INDEX = [
     f"DROP INDEX {SECONDARY_INDEXES[0]}",
@@ -77,6 +81,69 @@ def activities_without_rowid(conn: sqlite3.Connection) -> None:
         conn.execute(index)
 
 
+ID_COLUMNS = tuple(ACTIVITY_COLUMNS.index(c) for c in ("id", "type_id", "contact_id", "channel_id"))
+TIME_COLUMNS = tuple(ACTIVITY_COLUMNS.index(c) for c in ("occurred_at", "received_at"))
+
+
+SQLValue = str | bytes | int | float | None
+
+
+def _unhex(value: SQLValue) -> SQLValue:
+    """A 32-character id as its 16 bytes; anything else as it is."""
+    return bytes.fromhex(value) if isinstance(value, str) and len(value) == 32 else value
+
+
+def parents_with_byte_ids(conn: sqlite3.Connection) -> None:
+    """The parents' ids (channels, types and their fields, contacts) stored as 16 bytes, as
+    the activities referring to them will be."""
+    conn.create_function("wp_unhex", 1, _unhex, deterministic=True)
+    conn.commit()
+    conn.execute("PRAGMA foreign_keys=OFF")
+    for table in PARENT_TABLES:
+        for _cid, name, kind, *_rest in conn.execute(f"PRAGMA table_info({table})").fetchall():
+            if kind == "CHAR(32)":
+                conn.execute(f"UPDATE {table} SET {name} = wp_unhex({name})")  # noqa: S608
+    conn.commit()
+    conn.execute("PRAGMA foreign_keys=ON")
+    if conn.execute("PRAGMA foreign_key_check").fetchall():
+        raise RuntimeError("the parents' ids as bytes no longer match each other")
+
+
+def ids_as_bytes(target: RawTarget) -> None:
+    """Every id of an activity row (its own, its type's, contact's and channel's) as 16 bytes
+    rather than 32 hexadecimal characters: each index entry holds two or three of them."""
+    rows = []
+    for row in target.source_rows:
+        changed = list(row)
+        for at in ID_COLUMNS:
+            changed[at] = bytes.fromhex(changed[at])
+        rows.append(tuple(changed))
+    target.source_rows = rows
+    target.fresh_id = lambda: new_id().bytes
+
+
+def _micros(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return (moment - EPOCH) // dt.timedelta(microseconds=1)
+
+
+def ids_as_bytes_and_times_as_integers(target: RawTarget) -> None:
+    """As :func:`ids_as_bytes`, and both times as integer microseconds since 1970 (8 bytes,
+    not 26 characters; the time is in three of the indexes)."""
+    ids_as_bytes(target)
+    rows = []
+    for row in target.source_rows:
+        changed = list(row)
+        for at in TIME_COLUMNS:
+            changed[at] = _micros(changed[at])
+        rows.append(tuple(changed))
+    target.source_rows = rows
+
+
 @dataclass(frozen=True)
 class Variant:
     """A fresh database that differs from the migrated one in one thing."""
@@ -112,6 +179,9 @@ VARIANTS = [
                         "CREATE INDEX ix_activities_contact_time"
                         " ON activities (contact_id, occurred_at)")),
     Variant("activities WITHOUT ROWID", rebuild=activities_without_rowid),
+    Variant("ids as 16 bytes", rebuild=parents_with_byte_ids, rows=ids_as_bytes),
+    Variant("ids as 16 bytes, times as integers", rebuild=parents_with_byte_ids,
+            rows=ids_as_bytes_and_times_as_integers),
     Variant("without any secondary index",
             statements=tuple(f"DROP INDEX {name}" for name in SECONDARY_INDEXES)),
 ]  # fmt: skip
