@@ -29,6 +29,7 @@ from waypost.bootstrap import bootstrap
 from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.pipeline.prepare import prepare
+from waypost.pipeline.writer import Writer
 from waypost.pipeline.writer_decision import Job
 from waypost.settings import load_settings
 from waypost.store import migrate
@@ -76,6 +77,7 @@ def measure(workdir: Path, jobs: int, transactions: int, warmup: int) -> dict[st
             ]
 
         writer = hub.writer
+        assert isinstance(writer, Writer), "the writer of this process stores the transactions"
         for _ in range(warmup):
             writer._transaction(batch())
         batches = [batch() for _ in range(transactions)]

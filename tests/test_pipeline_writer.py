@@ -26,7 +26,7 @@ from waypost.hub import Hub
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo
 from waypost.pipeline.prepare import Accepted, Rejected, prepare
-from waypost.pipeline.writer import Writer
+from waypost.pipeline.writer import Writer, WriterFront
 from waypost.pipeline.writer_decision import ActivityResult, Job
 from waypost.services.activity_types import ActivityType
 from waypost.settings import Settings
@@ -120,7 +120,7 @@ def outage_client(settings: Settings) -> Iterator[Callable[..., TestClient]]:
 
 
 def submit(
-    writer: Writer,
+    writer: WriterFront,
     channel: ChannelInfo,
     contact: uuid.UUID,
     items: list[Accepted | Rejected],

@@ -183,6 +183,7 @@ def test_a_copy_that_meets_a_stored_id_raises_integrity_error(tracker: Tracker, 
     snapshot = hub.catalog.get()
     item = prepare(b'{"type": "click", "value": "a"}', snapshot, RECEIVED, 16_384)
     assert isinstance(item, Accepted)
+    assert isinstance(hub.writer, Writer)
     codec, statements = hub.writer.codec, hub.writer.statements
     row = writer_rows.activity_row(codec, item, contact, tracker.channel.id, RECEIVED, None, None)
     with hub.store.write() as conn:
@@ -213,6 +214,7 @@ def test_copy_keeps_tabs_newlines_and_backslashes_in_one_row(
     snapshot = hub.catalog.get()
     good = msgspec.json.encode({"type": "click", "value": text})
     bad = msgspec.json.encode({"type": "click", "value": text, "title": text})
+    assert isinstance(hub.writer, Writer)
     codec, statements = hub.writer.codec, hub.writer.statements
     stored, refused = [], []
     for _ in range(2):

@@ -9,7 +9,7 @@ from waypost.clientip import client_ip, parse_trusted_proxies
 from waypost.clock import Clock, SystemClock
 from waypost.metrics import Metrics
 from waypost.pipeline.catalog import Catalog
-from waypost.pipeline.writer import Writer
+from waypost.pipeline.writer import Writer, WriterFront
 from waypost.ratelimit import make_rate_limiter
 from waypost.services.activities import ActivityService
 from waypost.services.activity_types import ActivityTypeService
@@ -88,7 +88,7 @@ class Hub:
         apart = clock is None and store is None and can_run_apart(settings.database_url)
         # With WAYPOST_WRITER_PROCESS, the writer runs in a process of its own, on its own
         # core (services/writer_process.py).
-        self.writer: Writer
+        self.writer: WriterFront
         if settings.writer_process and apart:
             self.writer = WriterProcess(settings, self.store, self.metrics, self.wake_webhooks)
         else:

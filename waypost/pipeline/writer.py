@@ -1,7 +1,7 @@
 """The group-commit writer: one thread per process commits many requests' activities at once.
 
-Requests hand their validated activities to :meth:`Writer.submit` and wait; replays and other
-code off the event loop use :meth:`Writer.submit_and_wait`. Nothing else stores activities or
+Requests hand their validated activities to :meth:`WriterFront.submit` and wait; replays and other
+code off the event loop use :meth:`WriterFront.submit_and_wait`. Nothing else stores activities or
 rejected activities. The writer thread takes every job queued so far, reads what the rules
 need, decides each item (:mod:`waypost.pipeline.writer_decision`), writes the rows in one
 transaction (:mod:`waypost.pipeline.writer_rows`: activities, rejected activities, daily
@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 
@@ -55,26 +56,17 @@ log = logging.getLogger("waypost.writer")
 _STOP = object()
 
 
-class Writer:
-    """The single writer of one process: every activity and rejected activity is stored here."""
+class WriterFront(ABC):
+    """What the rest of the process sees of its writer: the jobs handed to it (:meth:`submit`,
+    :meth:`submit_raw`, :meth:`submit_and_wait`) and its life cycle. Behind it, a thread of
+    this process (:class:`Writer`) or a process of its own
+    (:class:`~waypost.services.writer_process.WriterProcess`) stores them."""
 
-    def __init__(
-        self, store: Store, max_batch: int, max_delay: float = 0.0, metrics: Metrics | None = None
-    ) -> None:
+    def __init__(self, store: Store, max_batch: int, metrics: Metrics | None = None) -> None:
         self.store = store
         self.metrics = metrics if metrics is not None else Metrics()
         self.max_batch = max_batch
-        self.max_delay = max_delay
-        # Used on the writer's thread only (a codec is one per thread).
-        self.codec = Codec(store.dialect)
-        self.statements = Statements(self.codec)
-        self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        # On SQLite, the connection the writer's transactions run on, kept between them (taking
-        # one from the pool and giving it back cost a tenth of a small transaction's CPU). On
-        # PostgreSQL each transaction takes one from the pool, which pings it first: after a
-        # restart of the database the first transaction then finds a live connection.
-        self._held: Connection | None = None
+        # Transactions committed (for the writer's process: answers of committed batches).
         self.batches = 0
         # The activity types some playbook listens to, read in each batch's transaction (the
         # hub wires it to the playbook triggers): only their activities are emitted as events.
@@ -82,38 +74,23 @@ class Writer:
 
     # -- life cycle ------------------------------------------------------------------------
 
+    @abstractmethod
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="waypost-writer", daemon=True)
-            self._thread.start()
+        """Start taking jobs (the server does; else the first job)."""
 
     @property
+    @abstractmethod
     def running(self) -> bool:
-        """Whether the writer thread is there to take jobs (it is started by the server, or
-        by the first job)."""
-        return self._thread is not None and self._thread.is_alive()
+        """Whether there is a writer to take jobs now."""
 
+    @abstractmethod
     def stop(self) -> None:
-        """Finish every job queued so far, then stop."""
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
-        self.release_connection()
+        """Finish every job handed over so far, then stop."""
 
+    @abstractmethod
     def answer_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Deliver answers on ``loop``'s thread from now on, or (None) as they come. The
-        server calls it at its start and end; the writer's thread always delivers through
-        the jobs' own loops, so here it changes nothing (the writer's process reads its
-        answers on the loop)."""
-
-    def release_connection(self) -> None:
-        """Give back the connection the transactions ran on (by the thread that ran them, or
-        once it has stopped)."""
-        held, self._held = self._held, None
-        if held is not None:
-            with contextlib.suppress(Exception):
-                held.close()
+        """Deliver answers on ``loop``'s thread from now on, or (None) as they come (the
+        server calls it at its start and end)."""
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -195,6 +172,64 @@ class Writer:
         if failures:
             raise failures[0]
         return [job.results for job in jobs]
+
+    @abstractmethod
+    def _enqueue(self, jobs: Sequence[Job]) -> None:
+        """Hand ``jobs`` (their ``done`` set) to whoever stores them."""
+
+
+class Writer(WriterFront):
+    """The single writer of one process: every activity and rejected activity is stored here,
+    by a thread of its own (or, in the writer's process, by that process's main thread)."""
+
+    def __init__(
+        self, store: Store, max_batch: int, max_delay: float = 0.0, metrics: Metrics | None = None
+    ) -> None:
+        super().__init__(store, max_batch, metrics)
+        self.max_delay = max_delay
+        # Used on the writer's thread only (a codec is one per thread).
+        self.codec = Codec(store.dialect)
+        self.statements = Statements(self.codec)
+        self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        # On SQLite, the connection the writer's transactions run on, kept between them (taking
+        # one from the pool and giving it back cost a tenth of a small transaction's CPU). On
+        # PostgreSQL each transaction takes one from the pool, which pings it first: after a
+        # restart of the database the first transaction then finds a live connection.
+        self._held: Connection | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="waypost-writer", daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer thread is there to take jobs (it is started by the server, or
+        by the first job)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Finish every job queued so far, then stop."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        self.release_connection()
+
+    def answer_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Nothing to change: the writer's thread always delivers through the jobs' own
+        loops."""
+
+    def release_connection(self) -> None:
+        """Give back the connection the transactions ran on (by the thread that ran them, or
+        once it has stopped)."""
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                held.close()
 
     def _enqueue(self, jobs: Sequence[Job]) -> None:
         """Hand ``jobs`` (their ``done`` set) to the writer thread."""

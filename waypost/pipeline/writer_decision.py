@@ -79,7 +79,7 @@ class Job:
     # Its number while a writer process (waypost/services/writer_process.py) stores it.
     ticket: int = 0
     # Activities not validated yet, as the request sent them (``items`` is empty): the writer's
-    # process validates them against its own catalog (Writer.submit_raw).
+    # process validates them against its own catalog (WriterFront.submit_raw).
     raw: Sequence[bytes] | None = None
     # Filled by the writer.
     results: list[ActivityResult] = field(default_factory=list)

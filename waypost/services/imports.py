@@ -2,7 +2,7 @@
 
 An import goes through the pipeline and the writer exactly as live traffic does: each
 activity is checked by ``prepare`` against today's types, handed to the writer
-(``Writer.submit_and_wait``, as replays are), stored, answered 208 when it was stored before
+(``WriterFront.submit_and_wait``, as replays are), stored, answered 208 when it was stored before
 (its client id, or the id an exported activity keeps), or kept as a rejected activity with
 source ``import``; Segment messages go through the Segment service as ``/v1/batch`` does.
 
@@ -32,7 +32,7 @@ from waypost.errors import ApiError
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import Catalog, ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare
-from waypost.pipeline.writer import Writer
+from waypost.pipeline.writer import WriterFront
 from waypost.pipeline.writer_decision import ActivityResult, Job
 from waypost.services.import_lines import (
     ActivityLine,
@@ -116,7 +116,7 @@ class ImportService:
         self,
         store: Store,
         catalog: Catalog,
-        writer: Writer,
+        writer: WriterFront,
         segment: SegmentService,
         max_activity_bytes: int,
     ) -> None:

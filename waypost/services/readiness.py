@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from waypost.pipeline.writer import Writer
+from waypost.pipeline.writer import WriterFront
 from waypost.settings import Settings
 from waypost.store import StorageUnavailable, Store
 from waypost.store.migrate import head_revision
@@ -26,7 +26,7 @@ class Readiness:
     """The readiness checks of one process. :meth:`problems` blocks (it connects to the
     database): call it off the event loop."""
 
-    def __init__(self, settings: Settings, store: Store, writer: Writer) -> None:
+    def __init__(self, settings: Settings, store: Store, writer: WriterFront) -> None:
         self.settings = settings
         self.store = store
         self.writer = writer

@@ -24,7 +24,7 @@ from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import Catalog, Snapshot
 from waypost.pipeline.prepare import Accepted, prepare
-from waypost.pipeline.writer import Writer
+from waypost.pipeline.writer import WriterFront
 from waypost.pipeline.writer_decision import ActivityResult, Job
 from waypost.services.collectors import find_type
 from waypost.store import Store
@@ -82,7 +82,7 @@ class ReplayService:
     """Replays rejected activities through the writer."""
 
     def __init__(
-        self, store: Store, catalog: Catalog, writer: Writer, max_activity_bytes: int
+        self, store: Store, catalog: Catalog, writer: WriterFront, max_activity_bytes: int
     ) -> None:
         self.store = store
         self.catalog = catalog

@@ -58,7 +58,7 @@ from waypost.logs import log_config
 from waypost.metrics import Metrics
 from waypost.pipeline.catalog import Catalog, ChannelInfo, Snapshot, TypeInfo
 from waypost.pipeline.prepare import Accepted, Rejected, prepare
-from waypost.pipeline.writer import Committed, Writer, deliver
+from waypost.pipeline.writer import Committed, Writer, WriterFront, deliver
 from waypost.pipeline.writer_decision import ActivityResult, Job, Outcome
 from waypost.services.playbook_triggers import PlaybookTriggers
 from waypost.settings import Settings
@@ -524,11 +524,11 @@ class _Link:
             self.answers.close()
 
 
-class WriterProcess(Writer):
+class WriterProcess(WriterFront):
     """The hub's writer when it runs in a process of its own: the same calls as
-    :class:`Writer`, with no writer thread on this side. The jobs an event loop submits in one
-    turn are sent, at the end of that turn, in one message; those of a thread off the loop
-    (``submit_and_wait``), by that thread."""
+    :class:`Writer` (both are a :class:`WriterFront`), with no writer thread on this side.
+    The jobs an event loop submits in one turn are sent, at the end of that turn, in one
+    message; those of a thread off the loop (``submit_and_wait``), by that thread."""
 
     def __init__(
         self,
@@ -537,9 +537,7 @@ class WriterProcess(Writer):
         metrics: Metrics | None = None,
         wake: Callable[[], None] | None = None,
     ) -> None:
-        # The process's writer waits up to commit_max_delay_ms for more, as the writer in the
-        # server's process does.
-        super().__init__(store, settings.commit_max_batch, 0.0, metrics)
+        super().__init__(store, settings.commit_max_batch, metrics)
         self.settings = settings
         self.wake = wake
         self._lock = threading.Lock()
@@ -565,7 +563,7 @@ class WriterProcess(Writer):
         received_at: dt.datetime,
         max_bytes: int,
     ) -> list[ActivityResult]:
-        """As :meth:`Writer.submit_raw`; a request of few activities is validated in the
+        """As :meth:`WriterFront.submit_raw`; a request of few activities is validated in the
         writer's process, against its own catalog (kept as current as this side's: every
         change this side hears of reaches it before the jobs sent after it) and with the
         settings' ``max_activity_bytes``, not ``snapshot`` and ``max_bytes``. A catalog it
@@ -893,9 +891,9 @@ class _ProcessWriter(Writer):
     stores each batch it is given and answers it through the pipe."""
 
     def __init__(self, store: Store, settings: Settings, answers: Connection) -> None:
-        super().__init__(
-            store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000, Metrics()
-        )
+        # The process's writer waits up to commit_max_delay_ms for more, as the writer in the
+        # server's process does.
+        super().__init__(store, settings.commit_max_batch, settings.commit_max_delay_ms / 1000)
         self.answers = answers
         self._committed: list[Committed] = []
         self._touched: Touched = []
