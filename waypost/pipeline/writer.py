@@ -248,13 +248,13 @@ class Writer(WriterFront):
             assert isinstance(first, Job)
             batch = [first]
             size = len(first.items)
+            # More jobs join until max_delay after the first: a steady stream of jobs, each
+            # within max_delay of the last, does not hold the first one back any longer.
+            deadline = time.monotonic() + self.max_delay
             while size < self.max_batch:
+                wait = deadline - time.monotonic()
                 try:
-                    job = (
-                        self._queue.get(timeout=self.max_delay)
-                        if self.max_delay > 0
-                        else self._queue.get_nowait()
-                    )
+                    job = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if job is _STOP:

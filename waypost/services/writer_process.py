@@ -965,14 +965,18 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
         answers.send_bytes(_dumps(Answer([])))
     # One thread reads, decodes and commits: no second thread to take turns with on this
     # process's interpreter lock. It takes every job the pipe holds (up to a batch), waiting
-    # up to commit_max_delay_ms for more, as the writer's own thread does.
+    # for more until commit_max_delay_ms after the batch's first, as the writer's own thread
+    # does.
     delay = writer.max_delay
     batch: list[Job] = []
     size = 0
+    deadline = 0.0
     running = True
     try:
         while running:
-            if not batch or (size < writer.max_batch and jobs.poll(delay)):
+            if not batch or (
+                size < writer.max_batch and jobs.poll(max(0.0, deadline - time.monotonic()))
+            ):
                 try:
                     message = _loads(jobs.recv_bytes(), _decode_order)
                 except (EOFError, OSError):
@@ -983,6 +987,8 @@ def serve(settings: Settings, jobs: Connection, answers: Connection) -> None:
                     if failed:
                         with contextlib.suppress(OSError):
                             answers.send_bytes(_dumps(Answer(failed)))
+                    if taken and not batch:
+                        deadline = time.monotonic() + delay
                     batch += taken
                     size += sum(len(job.items) for job in taken)
                 elif isinstance(message, ChangeNote):
