@@ -56,11 +56,11 @@ from waypost.store.schema import activities, rejected_activities
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck, Tracker, check_error
     from tests.playbook_support import LOANS, Playbooks, insert_endpoint, loan_trigger, runs
-    from tests.writer_support import waits_of_a_stream
+    from tests.writer_support import check_a_stream_waits_at_most_the_delay, started
 else:
     from conftest import check_error
     from playbook_support import LOANS, Playbooks, insert_endpoint, loan_trigger, runs
-    from writer_support import waits_of_a_stream
+    from writer_support import check_a_stream_waits_at_most_the_delay, started
 
 
 @pytest.fixture
@@ -322,7 +322,7 @@ def test_stopping_answers_every_job_in_flight(hub: Hub, tracker: Tracker) -> Non
     snapshot = hub.catalog.get()
     channel = snapshot.channels[tracker.channel.id]
     contact = uuid.UUID(tracker.new_contact())
-    hub.writer.submit_and_wait([])  # started
+    started(hub.writer)
     outcomes: list[Any] = []
     lock = threading.Lock()
 
@@ -364,27 +364,13 @@ def test_a_steady_stream_waits_at_most_the_delay_after_its_first_job(
     snapshot = hub.catalog.get()
     channel = snapshot.channels[tracker.channel.id]
     contact = uuid.UUID(tracker.new_contact())
-
-    def job() -> Job:
-        now = utcnow()
-        return Job(
-            channel,
-            contact,
-            [prepare(b'{"type": "click", "value": "x"}', snapshot, now, 16_384)],
-            now,
-        )
-
     writer = WriterProcess(msgspec.structs.replace(settings, commit_max_delay_ms=300), hub.store)
     try:
-        writer.submit_and_wait([])  # started
-        answers = waits_of_a_stream(writer, job, seconds=2.0, every=0.05)
+        started(writer)
+        sent = check_a_stream_waits_at_most_the_delay(writer, snapshot, channel, contact)
     finally:
         writer.stop()
-    assert {status for status, _ in answers} == {202}
-    # Waiting for a gap of 0.3 s instead, all of them went in one transaction after 2 s.
-    assert max(wait for _, wait in answers) < 1.2
-    assert writer.batches >= 3
-    assert count(hub, activities) == len(answers)
+    assert count(hub, activities) == sent
 
 
 def read_only(database_url: str) -> str:
