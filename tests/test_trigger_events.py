@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from waypost.domain.triggers import ActivityStored, ConsentChanged, MembershipChanged
 from waypost.hub import Hub
+from waypost.pipeline.writer import Writer
 from waypost.records.consents import insert_agreement
 from waypost.services.activity_types import ActivityType
 from waypost.services.group_membership import apply_some
@@ -56,6 +57,7 @@ def loans(make_type: Callable[..., ActivityType]) -> ActivityType:
 
 
 def listen_to(hub: Hub, *types: uuid.UUID) -> None:
+    assert isinstance(hub.writer, Writer)
     hub.writer.listened_types = lambda conn: frozenset(types)
 
 

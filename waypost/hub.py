@@ -121,7 +121,9 @@ class Hub:
         # computations ask the triggers' cache what is listened to before emitting anything.
         self.store.in_transaction.append(self.playbook_triggers.handle)
         self.store.changes.subscribe(self.playbook_triggers.changed)
-        self.writer.listened_types = self.playbook_triggers.activity_types
+        if isinstance(self.writer, Writer):
+            # The writer's process asks triggers of its own (services/writer_process.py).
+            self.writer.listened_types = self.playbook_triggers.activity_types
         self.groups.computer.listens = self.playbook_triggers.listens_to_group
         self.rollups = RollupService(self.store)
         self.reports = ReportService(self.store, self.clock)

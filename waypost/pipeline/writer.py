@@ -68,9 +68,6 @@ class WriterFront(ABC):
         self.max_batch = max_batch
         # Transactions committed (for the writer's process: answers of committed batches).
         self.batches = 0
-        # The activity types some playbook listens to, read in each batch's transaction (the
-        # hub wires it to the playbook triggers): only their activities are emitted as events.
-        self.listened_types: Callable[[Connection], AbstractSet[uuid.UUID]] | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -197,6 +194,9 @@ class Writer(WriterFront):
         # PostgreSQL each transaction takes one from the pool, which pings it first: after a
         # restart of the database the first transaction then finds a live connection.
         self._held: Connection | None = None
+        # The activity types some playbook listens to, read in each batch's transaction (the
+        # hub wires it to the playbook triggers): only their activities are emitted as events.
+        self.listened_types: Callable[[Connection], AbstractSet[uuid.UUID]] | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
