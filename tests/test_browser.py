@@ -623,17 +623,27 @@ def test_leaving_before_the_consents_answer_the_next_page_recovers(
     assert page.locator("#consent-banner").is_hidden()
     contact = visit.contact()
     visit.eventually(lambda: visit.cookie("wp_pending_consent") is None, "the pending cleared")
-    # The loans page's visit waited for the contact; the home page's was dropped with it.
-    [visit_loans] = wait_for_types(stack, contact, "pagevisit")
-    assert visit_loans.url == f"{stack.demo.origin}/loans"
+    # The loans page's visit waited for the contact. The home page's was dropped with it when
+    # the visitor left before the answer came; on a busy machine the old page may still be
+    # there when the answer comes (the next page's first response is slow), and logs its visit.
+    loans = f"{stack.demo.origin}/loans"
+
+    def loans_logged() -> list[Activity] | None:
+        log = stack.log(contact)
+        return log if any(a.url == loans for a in log) else None
+
+    visits = visit.eventually(loans_logged, "the loans page's visit")
+    assert [a.type for a in visits] in (["pagevisit"], ["pagevisit", "pagevisit"])
+    assert visits[-1].url == loans
+    assert all((a.url or "").removeprefix(stack.demo.origin) in ("", "/") for a in visits[:-1])
     page.fill("#amount", "20000")
     page.click("#calculate")
-    wait_for_types(stack, contact, "pagevisit", "custom_loan_calculator")
+    wait_for_types(stack, contact, *(a.type for a in visits), "custom_loan_calculator")
 
     # The agreement arrived more than once (the first send, maybe a beacon, the next page's),
-    # always with one id: one contact, one agreement.
+    # always with one id: one contact, one agreement. (Once, if the home page had its answer.)
     bodies = consent_bodies(visit)
-    assert len(bodies) >= 2
+    assert len(bodies) >= (1 if len(visits) == 2 else 2)
     assert {b["id"] for b in bodies} == {bodies[0]["id"]}
     assert all("contact" not in b for b in bodies)
     page.wait_for_load_state("networkidle")
