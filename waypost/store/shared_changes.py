@@ -198,13 +198,12 @@ class PostgresChannel:
                 waiting.register(conn.fileno(), select.POLLIN)
                 waiting.register(wake_read, select.POLLIN)
                 while not stop.is_set():
-                    ready_fds = {fd for fd, _ in waiting.poll(POLL_SECONDS * 1000)}
-                    if wake_read in ready_fds:
+                    # What has arrived, without waiting for more; and what psycopg read along
+                    # with an earlier reply (the LISTEN's), which no readable socket announces.
+                    for notify in conn.notifies(timeout=0):
+                        yield notify.payload
+                    if wake_read in {fd for fd, _ in waiting.poll(POLL_SECONDS * 1000)}:
                         os.read(wake_read, 64)
-                    elif ready_fds:
-                        # What has arrived, without waiting for more.
-                        for notify in conn.notifies(timeout=0):
-                            yield notify.payload
         finally:
             with self._lock:
                 self._wake = None
