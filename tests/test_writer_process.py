@@ -479,6 +479,42 @@ def test_the_jobs_of_one_loop_turn_go_in_one_message(
     assert messages == [[1] * 5]
 
 
+def test_a_turn_of_many_jobs_sends_them_as_they_add_up(
+    hub: Hub, tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One turn's jobs go once SEND_AT_ACTIVITIES activities wait, not all at the turn's end:
+    # the writer's process commits the first while the loop still parses the rest.
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    contacts = [uuid.UUID(tracker.new_contact()) for _ in range(20)]
+    messages: list[list[int]] = []
+    made = writer_process._jobs
+
+    def spied(batch: list[Job]) -> Jobs:
+        messages.append([len(job.raw or job.items) for job in batch])
+        return made(batch)
+
+    monkeypatch.setattr(writer_process, "_jobs", spied)
+    at = writer_process.SEND_AT_ACTIVITIES
+    assert at == 8
+
+    async def send() -> list[list[Any]]:
+        now = utcnow()
+        raw = [b'{"type": "click", "value": "x"}']
+        many = [raw[0]] * 12  # prepared on the loop (more than VALIDATE_APART_AT_MOST)
+        singles = [
+            hub.writer.submit_raw(channel, c, raw, snapshot, now, 999) for c in contacts[:19]
+        ]
+        batch = hub.writer.submit_raw(channel, contacts[19], many, snapshot, now, 999)
+        return await asyncio.gather(*singles, batch)
+
+    before = count(hub, activities)
+    results = asyncio.run(send())
+    assert [[r.status for r in one] for one in results] == [[202]] * 19 + [[202] * 12]
+    assert messages == [[1] * 8, [1] * 8, [1, 1, 1, 12]]
+    assert count(hub, activities) == before + 31
+
+
 def reader_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "waypost-writer-answers" and t.is_alive()]
 

@@ -95,6 +95,14 @@ GC_THRESHOLD = 50_000
 # activities a request, the server's event loop is what limits the rate and the writer's
 # process has time to spare; with many, it is the other way round (docs/performance.md).
 VALIDATE_APART_AT_MOST = 10
+# The jobs of an event loop go to the writer's process at the end of the loop's turn, or as
+# soon as they hold this many activities. When a commit answers many requests at once, their
+# connections' next requests arrive together and one turn parses them all: sent only at the
+# turn's end, they would leave the writer's process idle while the server's parses, the two
+# taking turns instead of working at once (docs/performance.md). The writer's process takes
+# every message waiting in the pipe into its next transaction, so smaller messages do not
+# make smaller transactions.
+SEND_AT_ACTIVITIES = 8
 
 
 # -- what goes through the pipes ----------------------------------------------------------
@@ -545,6 +553,7 @@ class WriterProcess(WriterFront):
         self._pending: dict[int, Job] = {}
         # Jobs submitted on event loops, not sent yet; the loops whose turn ends with a send.
         self._outbox: list[Job] = []
+        self._outbox_activities = 0
         self._flushing: set[asyncio.AbstractEventLoop] = set()
         self._tickets = itertools.count(1)
         self._stopping = False
@@ -596,8 +605,9 @@ class WriterProcess(WriterFront):
                 self._spawn()
 
     def _enqueue(self, jobs: Sequence[Job]) -> None:
-        """Jobs of an event loop wait for the end of its turn, then go in one message; jobs
-        of a thread off the loop go at once."""
+        """Jobs of an event loop wait for the end of its turn, then go in one message, unless
+        :data:`SEND_AT_ACTIVITIES` activities are waiting before it ends; jobs of a thread off
+        the loop go at once."""
         self.start()
         loop = jobs[0].loop if jobs else None
         if loop is None:
@@ -605,15 +615,28 @@ class WriterProcess(WriterFront):
             return
         with self._lock:
             self._outbox += jobs
-            if loop in self._flushing:
+            self._outbox_activities += sum(len(job.raw or job.items) for job in jobs)
+            if self._outbox_activities >= SEND_AT_ACTIVITIES:
+                batch = self._take_outbox()
+            elif loop in self._flushing:
                 return
-            self._flushing.add(loop)
-        loop.call_soon(self._flush, loop)
+            else:
+                self._flushing.add(loop)
+                batch = []
+        if batch:
+            self._commit(batch)
+        else:
+            loop.call_soon(self._flush, loop)
+
+    def _take_outbox(self) -> list[Job]:
+        """The jobs waiting to be sent, taken (with the lock held)."""
+        batch, self._outbox, self._outbox_activities = self._outbox, [], 0
+        return batch
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             self._flushing.discard(loop)
-            batch, self._outbox = self._outbox, []
+            batch = self._take_outbox()
         if batch:
             self._commit(batch)
 
@@ -632,7 +655,7 @@ class WriterProcess(WriterFront):
         """Send what is waiting, let the process commit it and exit, answer every job."""
         with self._lock:
             self._stopping = self._closing = True
-            waiting, self._outbox = self._outbox, []
+            waiting = self._take_outbox()
         try:
             if waiting:
                 self._commit(waiting, last=True)
