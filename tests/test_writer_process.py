@@ -634,7 +634,7 @@ def test_an_answer_a_reader_took_is_handled_before_the_rest_is_called_lost(
     job.done, job.loop = outcomes.append, None
     with writer._lock:
         writer._pending[job.ticket] = job
-        writer._stopping = True  # no new process after this one
+        writer._stopped = True  # no new process after this one
     # A reader holds the pipe, and the answer it took, when the process dies.
     link.read_lock.acquire()
     link.process.kill()

@@ -52,6 +52,8 @@ class GroupUpdater:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopping = False
+        # Set by stop(): the waits of the thread end at once, what is queued is still applied.
+        self._stop_signal = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
         self.updated = 0
@@ -88,6 +90,7 @@ class GroupUpdater:
         with self._lock:
             thread, self._thread = self._thread, None
             self._stopping = True
+        self._stop_signal.set()
         if thread is not None:
             self._queue.put(None)
             thread.join()
@@ -119,7 +122,7 @@ class GroupUpdater:
             if not stop:
                 # What else queues up within the delay is taken at its end, in one go: one
                 # wake-up of this thread a batch, not one a commit.
-                time.sleep(self.delay)
+                self._stop_signal.wait(self.delay)
             while len(batch) < BATCH and not stop:
                 try:
                     item = self._queue.get_nowait()
@@ -136,7 +139,7 @@ class GroupUpdater:
                     self.metrics.group_update_lag.observe(time.monotonic() - oldest)
                 else:
                     # Nothing is lost: the contacts wait for the database to come back.
-                    time.sleep(1.0)
+                    self._stop_signal.wait(1.0)
                     self.touch(batch, changes, oldest)
             if self._queue.empty():
                 self._idle.set()

@@ -556,8 +556,10 @@ class WriterProcess(WriterFront):
         self._outbox_activities = 0
         self._flushing: set[asyncio.AbstractEventLoop] = set()
         self._tickets = itertools.count(1)
-        self._stopping = False
-        self._closing = False
+        # stop() was called: a process that ends is not started again until start().
+        self._stopped = False
+        # stop() is running: only the jobs it sends itself go to the process.
+        self._stop_running = False
         # The server's event loop, whose thread reads the answers while it runs.
         self._loop: asyncio.AbstractEventLoop | None = None
         self.restarts = 0
@@ -600,8 +602,8 @@ class WriterProcess(WriterFront):
             return
         with self._lock:
             # A job submitted while stop() runs is answered (503), and starts no process.
-            if self._link is None and not self._closing:
-                self._stopping = False
+            if self._link is None and not self._stop_running:
+                self._stopped = False
                 self._spawn()
 
     def _enqueue(self, jobs: Sequence[Job]) -> None:
@@ -654,7 +656,7 @@ class WriterProcess(WriterFront):
     def stop(self) -> None:
         """Send what is waiting, let the process commit it and exit, answer every job."""
         with self._lock:
-            self._stopping = self._closing = True
+            self._stopped = self._stop_running = True
             waiting = self._take_outbox()
         try:
             if waiting:
@@ -677,7 +679,7 @@ class WriterProcess(WriterFront):
                 if self._link is link:
                     self._link = None
         finally:
-            self._closing = False
+            self._stop_running = False
 
     # -- the process ----------------------------------------------------------------------
 
@@ -715,8 +717,8 @@ class WriterProcess(WriterFront):
         failure: StorageUnavailable | None = None
         with self._lock:
             link = self._link
-            if link is None or link.dead or (self._closing and not last):
-                failure = StorageUnavailable(STOPPING if self._closing else DOWN)
+            if link is None or link.dead or (self._stop_running and not last):
+                failure = StorageUnavailable(STOPPING if self._stop_running else DOWN)
             else:
                 # Sent under the lock (a send never blocks): stop() cannot tell the process to
                 # stop between the jobs being taken and their message being sent.
@@ -853,7 +855,7 @@ class WriterProcess(WriterFront):
             link.dead = True
             lost = list(self._pending.values())
             self._pending.clear()
-            stopping = self._stopping
+            stopping = self._stopped
         link.close()
         if lost:
             log.error(
@@ -869,7 +871,7 @@ class WriterProcess(WriterFront):
             log.error("the writer process ended (exit code %s)", link.process.exitcode)
         time.sleep(RESTART_PAUSE)
         with self._lock:
-            if not self._stopping and self._link is link:
+            if not self._stopped and self._link is link:
                 self.restarts += 1
                 self._spawn()
 
