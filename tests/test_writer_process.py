@@ -452,20 +452,26 @@ def test_a_request_the_writer_process_cannot_validate_fails_alone(
     assert failed == [JobAnswer(1, None, failure="the catalog could not be read")]
 
 
+@pytest.fixture
+def messages(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Each message sent to the writer's process: its jobs' numbers of activities."""
+    sent: list[list[int]] = []
+    made = writer_process._jobs
+
+    def spied(batch: list[Job]) -> Jobs:
+        sent.append([len(job.raw or job.items) for job in batch])
+        return made(batch)
+
+    monkeypatch.setattr(writer_process, "_jobs", spied)
+    return sent
+
+
 def test_the_jobs_of_one_loop_turn_go_in_one_message(
-    hub: Hub, tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, tracker: Tracker, messages: list[list[int]]
 ) -> None:
     snapshot = hub.catalog.get()
     channel = snapshot.channels[tracker.channel.id]
     contacts = [uuid.UUID(tracker.new_contact()) for _ in range(5)]
-    messages: list[list[int]] = []
-    made = writer_process._jobs
-
-    def spied(batch: list[Job]) -> Jobs:
-        messages.append([len(job.raw or ()) for job in batch])
-        return made(batch)
-
-    monkeypatch.setattr(writer_process, "_jobs", spied)
 
     async def send() -> list[list[Any]]:
         now = utcnow()
@@ -480,23 +486,14 @@ def test_the_jobs_of_one_loop_turn_go_in_one_message(
 
 
 def test_a_turn_of_many_jobs_sends_them_as_they_add_up(
-    hub: Hub, tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, tracker: Tracker, messages: list[list[int]]
 ) -> None:
     # One turn's jobs go once SEND_AT_ACTIVITIES activities wait, not all at the turn's end:
     # the writer's process commits the first while the loop still parses the rest.
     snapshot = hub.catalog.get()
     channel = snapshot.channels[tracker.channel.id]
     contacts = [uuid.UUID(tracker.new_contact()) for _ in range(20)]
-    messages: list[list[int]] = []
-    made = writer_process._jobs
-
-    def spied(batch: list[Job]) -> Jobs:
-        messages.append([len(job.raw or job.items) for job in batch])
-        return made(batch)
-
-    monkeypatch.setattr(writer_process, "_jobs", spied)
-    at = writer_process.SEND_AT_ACTIVITIES
-    assert at == 8
+    assert writer_process.SEND_AT_ACTIVITIES == 8
 
     async def send() -> list[list[Any]]:
         now = utcnow()
