@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 from waypost.domain.conditions import EVERYTHING
 from waypost.hub import Hub
 from waypost.services.group_updates import GroupUpdater
+from waypost.store import StorageUnavailable
 
 
 def test_stop_does_not_wait_out_the_batching_delay_and_applies_what_is_queued(
@@ -56,3 +59,21 @@ def test_touches_within_the_delay_are_applied_in_one_batch(
     finally:
         updater.stop()
     assert updated == [set(ids)]
+
+
+def test_stop_while_the_database_is_down_says_what_was_not_applied(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    tried = threading.Event()
+
+    def unavailable(batch: set[uuid.UUID], changes: Any) -> int:
+        tried.set()
+        raise StorageUnavailable("the database is down")
+
+    monkeypatch.setattr(hub.groups, "update_contacts", unavailable)
+    updater = GroupUpdater(hub.groups, delay=0.0, tick=3600.0)
+    updater.touch([uuid.uuid4(), uuid.uuid4()], EVERYTHING)
+    assert tried.wait(10.0)
+    with caplog.at_level(logging.WARNING, logger="waypost"):
+        updater.stop()
+    assert "stopping with the group updates of 2 contacts not applied" in caplog.text

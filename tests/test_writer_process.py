@@ -486,30 +486,29 @@ def test_the_jobs_of_one_loop_turn_go_in_one_message(
 
 
 def test_a_turn_of_many_jobs_sends_them_as_they_add_up(
-    hub: Hub, tracker: Tracker, messages: list[list[int]]
+    hub: Hub, tracker: Tracker, messages: list[list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One turn's jobs go once SEND_AT_ACTIVITIES activities wait, not all at the turn's end:
     # the writer's process commits the first while the loop still parses the rest.
+    monkeypatch.setattr(writer_process, "SEND_AT_ACTIVITIES", 8)
     snapshot = hub.catalog.get()
     channel = snapshot.channels[tracker.channel.id]
-    contacts = [uuid.UUID(tracker.new_contact()) for _ in range(20)]
-    assert writer_process.SEND_AT_ACTIVITIES == 8
+    contacts = [uuid.UUID(tracker.new_contact()) for _ in range(21)]
 
     async def send() -> list[list[Any]]:
         now = utcnow()
         raw = [b'{"type": "click", "value": "x"}']
         many = [raw[0]] * 12  # prepared on the loop (more than VALIDATE_APART_AT_MOST)
-        singles = [
-            hub.writer.submit_raw(channel, c, raw, snapshot, now, 999) for c in contacts[:19]
-        ]
-        batch = hub.writer.submit_raw(channel, contacts[19], many, snapshot, now, 999)
-        return await asyncio.gather(*singles, batch)
+        calls = [hub.writer.submit_raw(channel, c, raw, snapshot, now, 999) for c in contacts]
+        calls.insert(19, hub.writer.submit_raw(channel, contacts[0], many, snapshot, now, 999))
+        return await asyncio.gather(*calls)
 
     before = count(hub, activities)
     results = asyncio.run(send())
-    assert [[r.status for r in one] for one in results] == [[202]] * 19 + [[202] * 12]
-    assert messages == [[1] * 8, [1] * 8, [1, 1, 1, 12]]
-    assert count(hub, activities) == before + 31
+    assert [[r.status for r in one] for one in results] == [[202]] * 19 + [[202] * 12] + [[202]] * 2
+    # The prepared job's 12 activities count: it goes at once; the turn's end sends the rest.
+    assert messages == [[1] * 8, [1] * 8, [1, 1, 1, 12], [1, 1]]
+    assert count(hub, activities) == before + 33
 
 
 def reader_threads() -> list[threading.Thread]:

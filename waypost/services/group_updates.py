@@ -52,7 +52,8 @@ class GroupUpdater:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopping = False
-        # Set by stop(): the waits of the thread end at once, what is queued is still applied.
+        # Set by stop(): the thread's waits end at once; what is queued is still applied, as
+        # far as the database takes it.
         self._stop_signal = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -137,10 +138,16 @@ class GroupUpdater:
             if batch:
                 if self._safely(functools.partial(self._update, batch, changes)):
                     self.metrics.group_update_lag.observe(time.monotonic() - oldest)
-                else:
-                    # Nothing is lost: the contacts wait for the database to come back.
-                    self._stop_signal.wait(1.0)
+                elif not self._stop_signal.wait(1.0):
+                    # Nothing is lost while the updater runs: the contacts wait for the
+                    # database to come back.
                     self.touch(batch, changes, oldest)
+                else:
+                    log.warning(
+                        "stopping with the group updates of %d contacts not applied: "
+                        "the database is unavailable",
+                        len(batch),
+                    )
             if self._queue.empty():
                 self._idle.set()
             if stop:

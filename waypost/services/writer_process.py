@@ -8,8 +8,9 @@ second process, on the other core, runs the same :class:`~waypost.pipeline.write
 store of its own: it reads what the rules need, decides, writes and commits.
 
 :class:`WriterProcess` takes the place of the writer in the server's hub, with the same calls.
-An event loop hands the jobs of one turn to the process in one message (one pipe write for
-many requests, no thread in between); the process's writer batches them as it batches
+An event loop hands the jobs of one turn to the process in one message, or in one every
+:data:`SEND_AT_ACTIVITIES` activities when the turn holds more (one pipe write for many
+requests, no thread in between); the process's writer batches them as it batches
 requests, and after each commit answers every job of the batch in one message, with what the
 hub needs to hear of the commit: the contacts it touched (for the group updates), whether a
 playbook wrote outbox messages (to wake the webhook dispatcher), and the counts for the
@@ -100,8 +101,8 @@ VALIDATE_APART_AT_MOST = 10
 # connections' next requests arrive together and one turn parses them all: sent only at the
 # turn's end, they would leave the writer's process idle while the server's parses, the two
 # taking turns instead of working at once (docs/performance.md). The writer's process takes
-# every message waiting in the pipe into its next transaction, so smaller messages do not
-# make smaller transactions.
+# every message waiting in the pipe into its next transaction; a message that finds it idle
+# is committed on its own, while the next ones gather in the pipe.
 SEND_AT_ACTIVITIES = 8
 
 
@@ -535,8 +536,9 @@ class _Link:
 class WriterProcess(WriterFront):
     """The hub's writer when it runs in a process of its own: the same calls as
     :class:`Writer` (both are a :class:`WriterFront`), with no writer thread on this side.
-    The jobs an event loop submits in one turn are sent, at the end of that turn, in one
-    message; those of a thread off the loop (``submit_and_wait``), by that thread."""
+    The jobs an event loop submits in one turn are sent at the end of that turn in one
+    message, or earlier each time :data:`SEND_AT_ACTIVITIES` activities wait; those of a
+    thread off the loop (``submit_and_wait``), by that thread."""
 
     def __init__(
         self,
