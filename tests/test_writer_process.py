@@ -466,21 +466,32 @@ def messages(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     return sent
 
 
-def test_the_jobs_of_one_loop_turn_go_in_one_message(
-    hub: Hub, tracker: Tracker, messages: list[list[int]]
-) -> None:
+CLICK = b'{"type": "click", "value": "x"}'
+
+
+def in_one_turn(hub: Hub, tracker: Tracker, requests: list[int]) -> list[list[Any]]:
+    """Submit one request of that many clicks per entry of ``requests``, each for a new
+    contact, all in one turn of one event loop; their results."""
     snapshot = hub.catalog.get()
     channel = snapshot.channels[tracker.channel.id]
-    contacts = [uuid.UUID(tracker.new_contact()) for _ in range(5)]
+    contacts = [uuid.UUID(tracker.new_contact()) for _ in requests]
 
     async def send() -> list[list[Any]]:
         now = utcnow()
-        raw = [b'{"type": "click", "value": "x"}']
         return await asyncio.gather(
-            *(hub.writer.submit_raw(channel, c, raw, snapshot, now, 999) for c in contacts)
+            *(
+                hub.writer.submit_raw(channel, contact, [CLICK] * n, snapshot, now, 999)
+                for contact, n in zip(contacts, requests, strict=True)
+            )
         )
 
-    results = asyncio.run(send())
+    return asyncio.run(send())
+
+
+def test_the_jobs_of_one_loop_turn_go_in_one_message(
+    hub: Hub, tracker: Tracker, messages: list[list[int]]
+) -> None:
+    results = in_one_turn(hub, tracker, [1] * 5)
     assert [[r.status for r in one] for one in results] == [[202]] * 5
     assert messages == [[1] * 5]
 
@@ -491,20 +502,9 @@ def test_a_turn_of_many_jobs_sends_them_as_they_add_up(
     # One turn's jobs go once SEND_AT_ACTIVITIES activities wait, not all at the turn's end:
     # the writer's process commits the first while the loop still parses the rest.
     monkeypatch.setattr(writer_process, "SEND_AT_ACTIVITIES", 8)
-    snapshot = hub.catalog.get()
-    channel = snapshot.channels[tracker.channel.id]
-    contacts = [uuid.UUID(tracker.new_contact()) for _ in range(21)]
-
-    async def send() -> list[list[Any]]:
-        now = utcnow()
-        raw = [b'{"type": "click", "value": "x"}']
-        many = [raw[0]] * 12  # prepared on the loop (more than VALIDATE_APART_AT_MOST)
-        calls = [hub.writer.submit_raw(channel, c, raw, snapshot, now, 999) for c in contacts]
-        calls.insert(19, hub.writer.submit_raw(channel, contacts[0], many, snapshot, now, 999))
-        return await asyncio.gather(*calls)
-
     before = count(hub, activities)
-    results = asyncio.run(send())
+    # The request of 12 is prepared on the loop (more than VALIDATE_APART_AT_MOST).
+    results = in_one_turn(hub, tracker, [1] * 19 + [12] + [1] * 2)
     assert [[r.status for r in one] for one in results] == [[202]] * 19 + [[202] * 12] + [[202]] * 2
     # The prepared job's 12 activities count: it goes at once; the turn's end sends the rest.
     assert messages == [[1] * 8, [1] * 8, [1, 1, 1, 12], [1, 1]]

@@ -51,9 +51,8 @@ class GroupUpdater:
         )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._stopping = False
-        # Set by stop(): the thread's waits end at once; what is queued is still applied, as
-        # far as the database takes it.
+        # Set by stop(): no thread starts again, the thread's waits end at once; what is
+        # queued is still applied, as far as the database takes it.
         self._stop_signal = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -80,7 +79,7 @@ class GroupUpdater:
 
     def start(self) -> None:
         with self._lock:
-            if self._thread is None and not self._stopping:
+            if self._thread is None and not self._stop_signal.is_set():
                 self._thread = threading.Thread(
                     target=self._run, name="waypost-groups", daemon=True
                 )
@@ -90,8 +89,7 @@ class GroupUpdater:
         """Finish what is queued, then stop."""
         with self._lock:
             thread, self._thread = self._thread, None
-            self._stopping = True
-        self._stop_signal.set()
+            self._stop_signal.set()
         if thread is not None:
             self._queue.put(None)
             thread.join()
