@@ -231,6 +231,10 @@ def test_data_retention_shows_the_last_purge(
     assert run is not None
     section = marketer_ui.get("/admin").text.split('id="data-retention"')[1].split("</section>")[0]
     assert run.node in section
+    # The time is said once, with its zone once.
+    started = run.started_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"{started} UTC</time> on <code>{run.node}</code>" in section
+    assert "UTC UTC" not in section
     assert "finished" in section
     assert f"1 activities deleted: <code>{kind.code_name}</code> 1" in section
     assert "rejected activities older than 30 days" in section
