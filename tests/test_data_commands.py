@@ -181,5 +181,5 @@ def test_parquet_without_pyarrow_is_a_clear_cli_error(
 ) -> None:
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     result = invoke("export", "contacts", "--format", "parquet", "-o", str(folder / "x"), code=1)
-    assert "install waypost[parquet]" in result.output
+    assert "pip install '.[parquet]'" in result.output
     assert list(folder.iterdir()) == []

@@ -34,7 +34,8 @@ def test_a_url_whose_driver_cannot_be_imported_names_the_extra(
     with pytest.raises(SettingsError) as raised:
         load_settings(env)
     message = str(raised.value)
-    assert f"pip install 'waypost[{extra}]'" in message
+    assert f"pip install '.[{extra}]'" in message
+    assert f".venv/bin/pip install -e '.[{extra}]'" in message
     assert next(iter(env)) in message
 
 
@@ -52,8 +53,10 @@ def test_the_command_says_what_to_install_without_a_traceback(
     monkeypatch.setitem(sys.modules, "psycopg", None)
     runner = CliRunner(env={"WAYPOST_DATABASE_URL": POSTGRES})
     result = runner.invoke(main, ["migrate"])
-    assert result.exit_code == 2, result.output
-    assert "pip install 'waypost[postgres]'" in result.output
+    assert result.exit_code == 1, result.output
+    assert "pip install '.[postgres]'" in result.output
+    # A setting, not a mistyped command: no usage text.
+    assert "Usage:" not in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 

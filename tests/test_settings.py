@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from waypost.cli import main
 from waypost.settings import Settings, SettingsError, load_settings
 
 
@@ -122,3 +126,24 @@ def test_a_bad_override_names_its_variable_too() -> None:
 )
 def test_base_url(env: dict[str, str], expected: str) -> None:
     assert load_settings(env).base_url == expected
+
+
+def test_a_sqlite_file_in_a_directory_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(
+        SettingsError, match=r"WAYPOST_DATABASE_URL: the directory .* does not exist"
+    ):
+        load_settings({"WAYPOST_DATABASE_URL": f"sqlite:///{missing}/waypost.db"})
+    # The file need not exist; its directory must. Memory and URI forms are not files here.
+    for url in (f"sqlite:///{tmp_path}/waypost.db", "sqlite://", "sqlite:///:memory:"):
+        assert load_settings({"WAYPOST_DATABASE_URL": url}).database_url == url
+
+
+def test_the_command_says_which_directory_is_missing_without_a_traceback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/nowhere/waypost.db"
+    result = CliRunner(env={"WAYPOST_DATABASE_URL": url}).invoke(main, ["migrate"])
+    assert result.exit_code == 1, result.output
+    assert f"the directory {tmp_path}/nowhere does not exist; create it first" in result.output
+    assert "Traceback" not in result.output
+    assert "Usage:" not in result.output
+    assert not (tmp_path / "nowhere").exists()

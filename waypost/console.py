@@ -23,7 +23,8 @@ def cli_settings(**overrides: object) -> Settings:
     try:
         return load_settings(None, **{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+        # A setting, not the command line: no usage text (exit status 1, as other errors).
+        raise click.ClickException(str(exc)) from None
 
 
 @contextmanager

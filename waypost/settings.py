@@ -150,21 +150,49 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise SettingsError(f"{PREFIX}WEBHOOK_RETRY_SCHEDULE: {exc}") from None
     if settings.database_url.startswith("postgres"):
         _require(POSTGRES_DRIVER)
+    elif settings.database_url.startswith("sqlite"):
+        _require_directory(settings.database_url)
     if settings.redis_url:
         _require(REDIS_DRIVER)
     return settings
 
 
 def _require(driver: tuple[str, str, str]) -> None:
-    """Import an optional driver, or say which extra installs it."""
+    """Import an optional driver, or say which extra installs it, and where."""
     module, extra, why = driver
     try:
         importlib.import_module(module)
     except ImportError as exc:
         raise SettingsError(
             f"{PREFIX}{why}, which needs the {module} driver, and it cannot be imported "
-            f"({exc}). Install it with: pip install 'waypost[{extra}]'"
+            f"({exc}). Install it into the environment Waypost runs in, from its checkout: "
+            f"pip install '.[{extra}]' (after make run: .venv/bin/pip install -e '.[{extra}]')"
         ) from None
+
+
+def _require_directory(url: str) -> None:
+    """A SQLite file's directory must exist: SQLite creates the file, not the directories."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise SettingsError(f"{PREFIX}DATABASE_URL: {exc}") from None
+    database = parsed.database
+    if (
+        not database
+        or database == ":memory:"
+        or parsed.query.get("uri")
+        or parsed.query.get("mode")
+    ):
+        return
+    directory = os.path.dirname(os.path.abspath(database))
+    if not os.path.isdir(directory):
+        raise SettingsError(
+            f"{PREFIX}DATABASE_URL: the directory {directory} does not exist; create it first "
+            "(SQLite creates the database file, not the directories above it)"
+        )
 
 
 def _explain(message: str) -> str:

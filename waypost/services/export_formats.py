@@ -10,9 +10,9 @@ export (for Parquet: one row group, ``ROW_GROUP`` rows, as Arrow columns).
   ``false``, times are ISO 8601 in UTC, nothing is empty text.
 - Parquet: one typed column per column (text, 64-bit integers, booleans, timestamps in UTC
   with microseconds, dates; decimals as their exact text), in row groups of ``ROW_GROUP``
-  rows, with pyarrow, an optional dependency (``pip install waypost[parquet]``). Only the
-  columns whose values repeat are dictionary-encoded (ids and times would fill a dictionary
-  only for Arrow to give it up). Arrow's memory comes from jemalloc, told to give freed
+  rows, with pyarrow, an optional dependency (the ``parquet`` extra). Only the columns whose
+  values repeat are dictionary-encoded (ids and times would fill a dictionary only for Arrow
+  to give it up). Arrow's memory comes from jemalloc, told to give freed
   memory back at once, so that a long export's RSS stays flat.
 """
 
@@ -73,8 +73,8 @@ def parquet_unavailable() -> ApiError:
     return ApiError(
         400,
         "parquet_unavailable",
-        "Parquet exports need pyarrow on the server: install waypost[parquet] "
-        "(pip install 'waypost[parquet]'), or export as ndjson or csv.",
+        "Parquet exports need pyarrow on the server: install Waypost's parquet extra where it "
+        "runs (pip install '.[parquet]' from its checkout), or export as ndjson or csv.",
         "format",
     )
 
