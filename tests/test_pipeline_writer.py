@@ -21,6 +21,7 @@ from sqlalchemy.pool import QueuePool
 from starlette.testclient import TestClient
 
 import waypost.pipeline.writer as writer_module
+import waypost.pipeline.writer_decision as writer_decision
 from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.ids import utcnow
@@ -285,6 +286,77 @@ def test_a_dry_run_job_writes_nothing_while_its_batch_commits_the_others(
     assert count(hub, activities) == 1
     assert stored(hub, str(results[0][0].id)).value == "live"
     assert count(hub, rejected_activities) == 1
+
+
+def test_a_payload_that_is_not_utf8_fails_no_request_of_its_transaction(
+    tracker: Tracker, hub: Hub
+) -> None:
+    """The transports refuse such bodies (400); should one reach the writer all the same, its
+    activity is kept with the bytes replaced, and the requests sharing its commit stand."""
+    contact = uuid.UUID(tracker.new_contact())
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    now = utcnow()
+    bad = prepare(b'{"type": "click", "value": "\xff"}', snapshot, now, 16_384)
+    assert isinstance(bad, Rejected)
+    good = prepare(b'{"type": "click", "value": "fine"}', snapshot, now, 16_384)
+    writer = Writer(hub.store, max_batch=100, max_delay=0.5)
+    try:
+        results = writer.submit_and_wait(
+            [Job(channel, contact, [bad], now), Job(channel, contact, [good], now)]
+        )
+    finally:
+        writer.stop()
+    assert writer.batches == 1
+    assert [[r.status for r in job_results] for job_results in results] == [[400], [202]]
+    assert count(hub, activities) == 1
+    [kept] = rejected_rows_of(hub)
+    assert kept.payload == {"type": "click", "value": "\ufffd"}
+
+
+def test_a_request_the_writer_fails_on_fails_alone(
+    tracker: Tracker, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in one request's rows (a fault, not the storage's) fails that request (503,
+    nothing stored), and the others of its transaction are stored one by one."""
+    contact = uuid.UUID(tracker.new_contact())
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    now = utcnow()
+    real_row = writer_decision.activity_row
+
+    def failing_row(c: Any, item: Accepted, *args: Any) -> Any:
+        if item.value == "poison":
+            raise ValueError("a fault in this request's rows")
+        return real_row(c, item, *args)
+
+    monkeypatch.setattr(writer_decision, "activity_row", failing_row)
+
+    def job(value: str) -> Job:
+        raw = f'{{"type": "click", "value": "{value}"}}'.encode()
+        return Job(channel, contact, [prepare(raw, snapshot, now, 16_384)], now)
+
+    # A delay keeps the writer waiting for the later jobs, so all three share one transaction.
+    writer = Writer(hub.store, max_batch=100, max_delay=0.5)
+    try:
+        with pytest.raises(StorageUnavailable):
+            writer.submit_and_wait([job("before"), job("poison"), job("after")])
+    finally:
+        writer.stop()
+    # The two others, each in a transaction of its own.
+    assert writer.batches == 2
+    assert count(hub, activities) == 2
+    assert {r.value for r in stored_rows(hub)} == {"before", "after"}
+
+
+def stored_rows(hub: Hub) -> list[sa.Row[Any]]:
+    with hub.store.engine.connect() as conn:
+        return list(conn.execute(sa.select(activities)))
+
+
+def rejected_rows_of(hub: Hub) -> list[sa.Row[Any]]:
+    with hub.store.engine.connect() as conn:
+        return list(conn.execute(sa.select(rejected_activities)))
 
 
 def test_a_steady_stream_waits_at_most_the_delay_after_its_first_job(

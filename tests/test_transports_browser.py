@@ -496,6 +496,11 @@ def test_malformed_activities_are_kept_as_rejected(
         "invalid_field",
         "contact",
     )
+    # A body that is not UTF-8 is no JSON either (the activity is kept undecoded until later).
+    body = f'{{"contact": "{contact}", "cookieLevel": "all", "activity": '.encode()
+    expect_error(
+        site.post("activity", body + b'{"type": "click", "value": "\xff"}}'), 400, "invalid_json"
+    )
     assert len(site.rejected()) == 2
 
 

@@ -522,6 +522,17 @@ def test_malformed_bodies_are_400(
     ]
     for changes, code, where in bad_values:
         cases.append((msgspec.json.encode({**good, **changes}), code, where))
+    # Not UTF-8 inside an activity (kept undecoded until the writer's side): a byte that is
+    # never UTF-8, an overlong encoding, a surrogate encoded as UTF-8.
+    for bad in (b"\xff", b"\xc0\xaf", b"\xed\xa0\x80"):
+        head = f'{{"channel": "{tracker.channel.id}", "contact": "{contact}", '.encode()
+        cases.append(
+            (
+                head + b'"activities": [{"type": "click", "value": "' + bad + b'"}]}',
+                "invalid_json",
+                None,
+            )
+        )
     for raw, error_code, error_field in cases:
         with subtests.test(body=raw):
             answer = tracker.client.post(

@@ -276,8 +276,16 @@ class Writer(WriterFront):
         except StorageUnavailable as exc:
             return [exc] * len(batch)
         except Exception as exc:
-            log.exception("the writer failed a batch of %d requests", len(batch))
-            return [StorageUnavailable(str(exc))] * len(batch)
+            if len(batch) == 1:
+                log.exception("the writer failed a request")
+                return [StorageUnavailable(str(exc))]
+            # Not the storage (that is StorageUnavailable): something in one request's rows.
+            # Each request alone, so that it fails that request only, not the others of its
+            # transaction.
+            log.exception(
+                "the writer failed a batch of %d requests; storing them one by one", len(batch)
+            )
+            return [outcome for job in batch for outcome in self._outcomes([job])]
         self.batches += 1
         return [job.results for job in batch]
 

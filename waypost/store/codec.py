@@ -78,8 +78,10 @@ class Codec:
         return _encode(value).decode()
 
     def json_bytes(self, raw: bytes) -> Any:
-        """Already-encoded JSON (a payload kept as the client sent it)."""
-        return raw.decode()
+        """Already-encoded JSON (a payload kept as the client sent it). The transports take
+        only UTF-8 bodies; bytes that are not would fail the whole transaction, every other
+        request's in it too, so they are replaced (U+FFFD) rather than raised on."""
+        return raw.decode(errors="replace")
 
     def boolean(self, value: bool | None) -> Any:
         if value is None or not self.sqlite:

@@ -73,6 +73,20 @@ async def _read_raw(receive: Receive, headers: dict[bytes, bytes], limit: int) -
             return b"".join(chunks)
 
 
+def check_utf8(raw: bytes) -> None:
+    """400 ``invalid_json`` unless ``raw`` is UTF-8, as JSON must be. For bodies whose parts are
+    kept undecoded (``msgspec.Raw``, an activity each): a part's bytes are checked only when it
+    is decoded, and one that is not UTF-8 could not be kept as text with its rejection."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"The body is not UTF-8 text (the byte at {exc.start} is not); JSON is UTF-8.",
+        ) from None
+
+
 def decode_json(raw: bytes, kind: type[T]) -> T:
     """``raw`` decoded into ``kind``, with the stable 400s: malformed JSON before wrong fields,
     and a document too deep to decode at all (parts decoded later check their own depth)."""

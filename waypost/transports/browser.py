@@ -26,7 +26,7 @@ from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
 from waypost.ratelimit import Decision, Limit, retry_after
 from waypost.services.collectors import find_type
-from waypost.transports.bodies import decode_json, media_type
+from waypost.transports.bodies import check_utf8, decode_json, media_type
 from waypost.transports.contact_limits import contact_limit_key, follow_merges
 from waypost.transports.frame import (
     Answer,
@@ -141,6 +141,7 @@ class BrowserApp(Transport):
     async def activity(self, request: IngestRequest) -> Answer:
         """``POST /browser/activity``."""
         raw = await self._body(request, nul_ok=True)
+        check_utf8(raw)
         ip = self.hub.client_ip(request.scope)
         body = decode_json(raw, ActivityBody)
         return await self._activity(body, _channel(request), _snapshot(request), ip)

@@ -23,7 +23,7 @@ from waypost.errors import (
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo
 from waypost.pipeline.writer_decision import ActivityResult
-from waypost.transports.bodies import media_type
+from waypost.transports.bodies import check_utf8, media_type
 from waypost.transports.frame import (
     Answer,
     Cors,
@@ -102,8 +102,10 @@ class TrackingApp(Transport):
         channel = await self._channel(request)
         if not _json_media(request.headers):
             raise ApiError(415, "unsupported_media_type", "Send 'Content-Type: application/json'.")
+        raw_body = await self.body(request)
+        check_utf8(raw_body)
         try:
-            body = _parse_tracking_body(await self.body(request))
+            body = _parse_tracking_body(raw_body)
         except RecursionError:
             # Checking a whole batch's depth up front costs more than decoding it; each
             # activity's depth is checked on its own (prepare), so only a document too deep
