@@ -21,7 +21,7 @@ from sqlalchemy.pool import QueuePool
 from starlette.testclient import TestClient
 
 import waypost.pipeline.writer as writer_module
-import waypost.pipeline.writer_decision as writer_decision
+import waypost.pipeline.writer_rows as writer_rows
 from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.ids import utcnow
@@ -323,14 +323,14 @@ def test_a_request_the_writer_fails_on_fails_alone(
     snapshot = hub.catalog.get()
     channel = snapshot.channels[tracker.channel.id]
     now = utcnow()
-    real_row = writer_decision.activity_row
+    real_row = writer_rows.activity_row
 
     def failing_row(c: Any, item: Accepted, *args: Any) -> Any:
         if item.value == "poison":
             raise ValueError("a fault in this request's rows")
         return real_row(c, item, *args)
 
-    monkeypatch.setattr(writer_decision, "activity_row", failing_row)
+    monkeypatch.setattr("waypost.pipeline.writer_decision.activity_row", failing_row)
 
     def job(value: str) -> Job:
         raw = f'{{"type": "click", "value": "{value}"}}'.encode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -1148,3 +1149,37 @@ def test_server_side_logging_on_a_website_channel_follows_its_tracking_consent(
     [after] = tracker.log([{"type": "click", "value": "b"}], contact)
     assert after["status"] == 202
     assert stored(hub, after["id"]).consent_agreed is True
+
+
+def test_a_number_too_long_to_read_is_a_400_result_and_its_activity_can_be_read_back(
+    tracker: Tracker, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    """An integer of more digits than Python reads (``sys.get_int_max_str_digits``) inside an
+    activity: that activity is refused with a reason that says so and kept as sent; the list
+    of rejected activities and the contact's export still read it (the number as its text)."""
+    contact = tracker.new_contact()
+    digits = "1" + "0" * sys.get_int_max_str_digits()
+    body = (
+        f'{{"channel": "{tracker.channel.id}", "contact": "{contact}", "activities": ['
+        f'{{"type": "click", "value": "x", "fields": {{"n": {digits}}}}}, '
+        '{"type": "click", "value": "fine"}]}'
+    ).encode()
+    answer = tracker.client.post(
+        "/tracking/activities",
+        content=body,
+        headers={**tracker.headers, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 207, answer.text
+    refused, stored_one = answer.json()["results"]
+    assert refused["status"] == 400
+    assert refused["error"]["code"] == "invalid_field"
+    assert "A number in the activity is out of range" in refused["error"]["message"]
+    assert stored_one["status"] == 202
+    listed = client.get("/api/rejected-activities", headers=admin_headers)
+    assert listed.status_code == 200, listed.text
+    [kept] = listed.json()["data"]
+    assert kept["payload"]["fields"] == {"n": digits}
+    exported = client.get(f"/api/contacts/{contact}/export", headers=admin_headers)
+    assert exported.status_code == 200
+    [kept_too] = exported.json()["rejected_activities"]
+    assert kept_too["payload"]["fields"] == {"n": digits}

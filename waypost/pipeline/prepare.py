@@ -8,6 +8,7 @@ only, and the others of the request are still stored.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -88,6 +89,16 @@ def decode_activity(raw: bytes) -> ActivityIn:
     try:
         obj = _decode_any(raw)
     except msgspec.ValidationError:
+        if raw.lstrip()[:1] == b"{":
+            # An object all the same: one of its numbers cannot be read (an integer of more
+            # digits than Python reads, or past a 64-bit float's range).
+            raise ApiError(
+                400,
+                "invalid_field",
+                "A number in the activity is out of range (an integer of more than "
+                f"{sys.get_int_max_str_digits()} digits, or beyond 1.8e308); send such "
+                "numbers as strings.",
+            ) from None
         raise ApiError(400, "invalid_field", "Each activity is a JSON object.") from None
     except msgspec.DecodeError as exc:
         raise from_validation_error(exc) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -27,9 +28,27 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def read_json(text: str | bytes) -> Any:
+    """A JSON column's value, as ``json.loads`` reads it; a number of more digits than Python
+    turns into an int (``sys.get_int_max_str_digits``) is read as its text, so that a payload
+    kept as it was sent can always be read back."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return json.loads(text, parse_int=_int_or_digits)
+
+
+def _int_or_digits(digits: str) -> int | str:
+    try:
+        return int(digits)
+    except ValueError:
+        return digits
+
+
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     """Create the engine: SQLite in WAL mode with foreign keys on, or PostgreSQL via psycopg."""
     url = make_url(normalise_url(settings.database_url))
+    kwargs.setdefault("json_deserializer", read_json)
     if url.get_backend_name() == "sqlite":
         _create_private_file(url.database, url.query)
         engine = create_engine(
