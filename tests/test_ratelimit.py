@@ -115,6 +115,36 @@ def allowed(decisions: list[Decision]) -> bool:
 # -- one limit ------------------------------------------------------------------------------
 
 
+def test_take_records_as_many_hits_as_the_window_has_room_for(backend: Backend) -> None:
+    limit = backend.limit("many", 5, 60)
+    run = backend.loop.run_until_complete
+    backend.hit_at(0, limit)
+    taken = run(backend.limiter.take(limit, 3))
+    assert taken.count == 3
+    assert backend.hit(limit)[0].remaining == 0  # 1 + 3 + this one
+    assert run(backend.limiter.take(limit, 10)).count == 0
+    # The hits not used are given back: two of the three.
+    run(backend.limiter.give_back(taken, 1))
+    assert run(backend.limiter.take(limit, 10)).count == 2
+    assert not backend.hit(limit)[0].allowed
+    # As any hit, they leave the window.
+    backend.clock.set(START + 61)
+    assert run(backend.limiter.take(limit, 10)).count == 5
+    assert run(backend.limiter.take(limit, 0)).count == 0
+
+
+def test_concurrent_takes_never_pass_the_limit(backend: Backend) -> None:
+    limit = backend.limit("together", 10, 60)
+
+    async def many() -> list[int]:
+        taken = await asyncio.gather(*(backend.limiter.take(limit, 3) for _ in range(5)))
+        return [t.count for t in taken]
+
+    counts = backend.loop.run_until_complete(many())
+    assert sum(counts) == 10
+    assert not backend.hit(limit)[0].allowed
+
+
 def test_exactly_limit_hits_pass_then_every_hit_is_refused(backend: Backend) -> None:
     lim = backend.limit("contact", 10, 100)
     for i in range(10):

@@ -18,7 +18,7 @@ from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.keys import CreatedKey
-from waypost.settings import load_settings
+from waypost.settings import Settings
 from waypost.store.schema import activities, contacts, rejected_activities
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ def test_keys_and_media_types_that_cannot_send(
 
 
 def test_a_storage_outage_is_a_503_marketos_clients_retry() -> None:
-    settings = load_settings({"WAYPOST_DATABASE_URL": "sqlite:////nonexistent/dir/waypost.db"})
+    settings = Settings(database_url="sqlite:////nonexistent/dir/waypost.db")
     with TestClient(create_app(settings)) as client:
         answer = client.post(PATH, json=EXAMPLE, headers={"Authorization": "Bearer wpt_x"})
     marketo_error(answer, 503, "storage_unavailable", "608")

@@ -23,7 +23,7 @@ from waypost.services.channels import Channel, ChannelCreate
 from waypost.services.consents import ConsentCreate
 from waypost.services.erasure import Actor
 from waypost.services.keys import CreatedKey, KeyCreate
-from waypost.settings import Settings, load_settings
+from waypost.settings import Settings
 from waypost.store import Store, make_engine
 from waypost.store.schema import contacts
 
@@ -356,7 +356,7 @@ def test_keys_that_cannot_send(
 
 
 def test_a_storage_outage_is_a_503_posthog_retries() -> None:
-    settings = load_settings({"WAYPOST_DATABASE_URL": "sqlite:////nonexistent/dir/waypost.db"})
+    settings = Settings(database_url="sqlite:////nonexistent/dir/waypost.db")
     with TestClient(create_app(settings)) as client:
         body = json.dumps({"api_key": "wpt_x", "batch": [event()]}).encode()
         answer = client.post("/batch/", content=body)
@@ -567,6 +567,49 @@ def test_pages_create_contacts_within_the_hourly_limit_of_their_address(
             429,
             None,
         )
+    finally:
+        hub.close()
+
+
+def test_one_request_creates_no_more_contacts_than_the_limit_leaves(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The limit counts contacts, not requests: a batch of events of new ids creates as many
+    contacts as the address has left in the hour, and keeps the rest as rejected."""
+    settings = make_settings(new_contacts_per_ip_per_hour=5)
+    hub = Hub(settings, Store(make_engine(settings)))
+    try:
+        channel = hub.channels.create(
+            ChannelCreate(name="Shop", kind="website", allowed_origins=[ORIGIN])
+        )
+        key = hub.keys.create(KeyCreate(access="publishable", channel=channel.id)).key
+        with TestClient(create_app(settings, hub=hub)) as client:
+            collector = PostHog(client, hub, channel, "", key)
+
+            def views(*people: str) -> Any:
+                body = [
+                    event(
+                        "$pageview",
+                        distinct_id=person,
+                        properties={"token": key, "$current_url": "https://shop.example/"},
+                    )
+                    for person in people
+                ]
+                return collector.post("/batch/", body, headers={"Origin": ORIGIN})
+
+            # Three new people, one of them twice: three contacts, two left this hour.
+            assert views("a", "b", "a", "c").status_code == 200
+            assert collector.count(contacts) == 3
+            # Five new people: two are created, three kept as rejected; "a" is known.
+            assert views("d", "e", "f", "g", "h", "a").status_code == 200
+            assert collector.count(contacts) == 5
+            # None left: a new person's event is kept, a known one's is stored.
+            assert views("i", "b").status_code == 200
+        assert collector.count(contacts) == 5
+        assert len(collector.activities()) == 4 + 3 + 1
+        rejected = collector.rejected()
+        assert len(rejected) == 4
+        assert {(r.reason, r.status) for r in rejected} == {("rate_limited", 429)}
     finally:
         hub.close()
 

@@ -27,7 +27,7 @@ from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.keys import CreatedKey, KeyUpdate
-from waypost.settings import Settings, load_settings
+from waypost.settings import Settings
 from waypost.store import Store, make_engine
 from waypost.store.schema import (
     activities,
@@ -1214,7 +1214,7 @@ def test_an_absurd_skew_is_rejected_not_a_server_error(
     "url", ["postgresql+psycopg://127.0.0.1:1/waypost", "sqlite:////nonexistent/dir/waypost.db"]
 )
 def test_an_unreachable_database_is_503(url: str, expect_error: ErrorCheck) -> None:
-    settings = load_settings({"WAYPOST_DATABASE_URL": url})
+    settings = Settings(database_url=url)
     with TestClient(create_app(settings)) as client:
         body = json.dumps({"batch": [track()]}).encode()
         answer = client.post("/v1/batch", content=body, headers=basic("wpt_whatever"))

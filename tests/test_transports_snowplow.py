@@ -20,7 +20,7 @@ from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.keys import CreatedKey
-from waypost.settings import load_settings
+from waypost.settings import Settings
 from waypost.store.schema import contacts
 from waypost.transports.snowplow import PIXEL
 
@@ -323,7 +323,7 @@ def test_malformed_pixels_are_4xx(snowplow: Snowplow, expect_error: ErrorCheck) 
 
 
 def test_a_storage_outage_is_a_503(expect_error: ErrorCheck) -> None:
-    settings = load_settings({"WAYPOST_DATABASE_URL": "sqlite:////nonexistent/dir/waypost.db"})
+    settings = Settings(database_url="sqlite:////nonexistent/dir/waypost.db")
     body = json.dumps({"schema": PAYLOAD, "data": [{"e": "pv", "aid": "wpt_x"}]}).encode()
     with TestClient(create_app(settings)) as client:
         answer = client.post(TP2, content=body)

@@ -43,6 +43,18 @@ class Decision:
     hit: str = ""
 
 
+@dataclass(frozen=True)
+class Taken:
+    """The hits :meth:`RateLimiter.take` recorded on ``limit``, one member each."""
+
+    limit: Limit
+    members: tuple[str, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.members)
+
+
 def retry_after(decisions: Sequence[Decision]) -> int:
     """Whole seconds until every refusing limit has room again (at least 1)."""
     waits = [d.reset for d in decisions if not d.allowed]
@@ -56,6 +68,14 @@ class RateLimiter(Protocol):
 
     async def forget(self, decisions: Sequence[Decision]) -> None:
         """Take back the hits ``decisions`` recorded: the attempt turned out not to count."""
+
+    async def take(self, limit: Limit, wanted: int) -> Taken:
+        """Record up to ``wanted`` hits on ``limit`` at once, as many as its window has room
+        for (for a request that may use several: it uses at most those taken)."""
+        ...
+
+    async def give_back(self, taken: Taken, keep: int) -> None:
+        """Take back the hits of ``taken`` past its first ``keep``: they were not used."""
 
     async def merge(self, moves: Sequence[tuple[str, str, float]]) -> None:
         """For each ``(source, target, window)``, add the source key's hits in the window to
@@ -116,6 +136,24 @@ class MemoryRateLimiter:
                 if d.hit and log is not None and float(d.hit) in log:
                     log.remove(float(d.hit))
 
+    async def take(self, limit: Limit, wanted: int) -> Taken:
+        now = self._clock.time()
+        with self._lock:
+            log = self._logs.setdefault(limit.key, deque())
+            self._windows[limit.key] = limit.window
+            while log and log[0] <= now - limit.window:
+                log.popleft()
+            count = max(0, min(wanted, limit.limit - len(log)))
+            log.extend([now] * count)
+            return Taken(limit, (repr(now),) * count)
+
+    async def give_back(self, taken: Taken, keep: int) -> None:
+        with self._lock:
+            log = self._logs.get(taken.limit.key)
+            for member in taken.members[max(0, keep) :]:
+                if log is not None and float(member) in log:
+                    log.remove(float(member))
+
     async def merge(self, moves: Sequence[tuple[str, str, float]]) -> None:
         now = self._clock.time()
         with self._lock:
@@ -172,6 +210,24 @@ end
 return results
 """
 
+# KEYS: the limit's key. ARGV: now, limit, window, hits wanted, the hits' member prefix. Adds as
+# many hits as the window has room for, up to those wanted; returns how many.
+TAKE_SCRIPT = """
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = math.max(0, math.min(wanted, limit - redis.call('ZCARD', KEYS[1])))
+for j = 1, count do
+  redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. j)
+end
+if count > 0 then
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
+end
+return count
+"""
+
 # KEYS: source, target per move. ARGV: now, then the window per move. Hits are unique members,
 # so a union counts each once, and a merge sent twice changes nothing.
 MERGE_SCRIPT = """
@@ -201,6 +257,7 @@ class RedisRateLimiter:
         self._redis = redis.asyncio.Redis.from_url(url)
         self._script = self._redis.register_script(HIT_SCRIPT)
         self._merge_script = self._redis.register_script(MERGE_SCRIPT)
+        self._take_script = self._redis.register_script(TAKE_SCRIPT)
         self._prefix = prefix
 
     async def hit(self, limits: Sequence[Limit]) -> list[Decision]:
@@ -234,6 +291,21 @@ class RedisRateLimiter:
                 for d in recorded:
                     pipe.zrem(self._prefix + d.limit.key, d.hit)
                 await pipe.execute()
+
+    async def take(self, limit: Limit, wanted: int) -> Taken:
+        if wanted <= 0:
+            return Taken(limit)
+        now = self._clock.time()
+        prefix = f"{now}:{uuid.uuid4().hex}"
+        count = await self._take_script(
+            keys=[self._prefix + limit.key], args=[now, limit.limit, limit.window, wanted, prefix]
+        )
+        return Taken(limit, tuple(f"{prefix}:{j}" for j in range(1, int(count) + 1)))
+
+    async def give_back(self, taken: Taken, keep: int) -> None:
+        unused = taken.members[max(0, keep) :]
+        if unused:
+            await self._redis.zrem(self._prefix + taken.limit.key, *unused)
 
     async def merge(self, moves: Sequence[tuple[str, str, float]]) -> None:
         if not moves:

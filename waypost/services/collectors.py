@@ -94,10 +94,10 @@ class CollectorService:
         snapshot: Snapshot,
         events: list[Collected],
         kinds: IdKinds,
-        may_create: bool = True,
+        may_create: int | None = None,
     ) -> Plan:
-        """Apply ``events``; without ``may_create`` an event that needs a new contact is kept as
-        rejected (``rate_limited``) instead."""
+        """Apply ``events``, creating at most ``may_create`` new contacts (None: any number);
+        an event that needs one past those is kept as rejected (``rate_limited``) instead."""
         plan = Plan()
         with self.store.write() as conn:
             resolver = Resolver(conn, kinds, channel.id, may_create)
@@ -177,9 +177,14 @@ class Resolver:
     """Contacts by a collector's ids, remembered for the rest of the request."""
 
     def __init__(
-        self, conn: Connection, kinds: IdKinds, channel_id: uuid.UUID, may_create: bool = True
+        self,
+        conn: Connection,
+        kinds: IdKinds,
+        channel_id: uuid.UUID,
+        may_create: int | None = None,
     ) -> None:
         self.conn = conn
+        # How many contacts it may create; None: any number.
         self.may_create = may_create
         self.kinds = kinds
         self.channel_id = channel_id
@@ -298,7 +303,7 @@ class Resolver:
         self.cache[(kind, value)] = contact
 
     def _create(self) -> uuid.UUID:
-        if not self.may_create:
+        if self.may_create is not None and self.created >= self.may_create:
             raise MappingError(
                 "Too many new contacts from this address this hour; the event is kept.",
                 "rate_limited",

@@ -83,12 +83,12 @@ class SegmentService:
         received_at: dt.datetime,
         *,
         page: bool = False,
-        may_create: bool = True,
+        may_create: int | None = None,
     ) -> Plan:
         """Apply ``messages``. With ``page`` (analytics.js with a publishable key) no draft
-        type is made and Ortto's system keys in properties are claims; without
-        ``may_create`` a message that needs a new contact is kept as rejected
-        (``rate_limited``)."""
+        type is made and Ortto's system keys in properties are claims; at most
+        ``may_create`` new contacts are created (None: any number), and a message that needs
+        one past those is kept as rejected (``rate_limited``)."""
         plan = Plan()
         with self.store.write() as conn:
             resolver = Resolver(conn, SEGMENT_IDS, channel.id, may_create)

@@ -30,7 +30,7 @@ from waypost.pipeline.writer_decision import ActivityResult
 from waypost.services.collectors import IdKinds, Plan
 from waypost.transports.contact_limits import follow_merges
 from waypost.transports.frame import IngestRequest, Transport
-from waypost.transports.page_rules import new_contacts, page_rules
+from waypost.transports.page_rules import page_rules, take_new_contacts
 
 PUBLISHABLE = "publishable"
 
@@ -69,17 +69,23 @@ class CollectorTransport(Transport):
         if from_page:
             events = [page_claims(event) for event in events]
         ip = self.hub.client_ip(request.scope) if from_page else ""
-        decisions = await new_contacts(self.hub, ip) if from_page else []
-        may_create = all(d.allowed for d in decisions)
+        # Each event may need a new contact: at most as many are created as the limit gives.
+        taken = await take_new_contacts(self.hub, ip, len(events)) if from_page else None
         try:
             plan = await to_thread.run_sync(
-                self.hub.collectors.plan, channel, snapshot, events, self.kinds, may_create
+                self.hub.collectors.plan,
+                channel,
+                snapshot,
+                events,
+                self.kinds,
+                taken.count if taken is not None else None,
             )
         except Exception:
-            await self.hub.rate_limiter.forget(decisions)
+            if taken is not None:
+                await self.hub.rate_limiter.give_back(taken, 0)
             raise
-        if not plan.created:
-            await self.hub.rate_limiter.forget(decisions)
+        if taken is not None:
+            await self.hub.rate_limiter.give_back(taken, plan.created)
         if plan.erased and plan.erased == len(events):
             # Every event named an erased contact: nothing was stored, and the caller is told
             # why. (With other events beside them, those are stored as usual.)

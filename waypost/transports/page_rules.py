@@ -15,23 +15,25 @@ from typing import TYPE_CHECKING
 from waypost.errors import ApiError
 from waypost.pipeline.catalog import Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, reject
-from waypost.ratelimit import Decision, Limit, retry_after
+from waypost.ratelimit import Limit, Taken, retry_after
 from waypost.transports.contact_limits import contact_limit_key
 
 if TYPE_CHECKING:
     from waypost.hub import Hub
 
 
-async def new_contacts(hub: Hub, ip: str) -> list[Decision]:
-    """Count a page's request, which may create contacts, against its address's hourly
-    limit (WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR), as the browser endpoints do: a publishable
-    key is public, and each contact costs storage. Over the limit, events of known contacts
-    are still stored and those that need a new one are kept as rejected (``rate_limited``);
-    the caller forgets the count when the request created no contact."""
+async def take_new_contacts(hub: Hub, ip: str, wanted: int) -> Taken | None:
+    """Take up to ``wanted`` of the new contacts a page's address may create in an hour
+    (WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR), as the browser endpoints count them: a publishable
+    key is public, and each contact costs storage. A request of many events takes one for
+    each event that may need a new contact, creates at most those taken, and gives back the
+    ones it did not use (:meth:`~waypost.ratelimit.RateLimiter.give_back`). Events that need a
+    contact past those are kept as rejected (``rate_limited``); events of known contacts are
+    stored as usual. None when there is no limit."""
     per_hour = hub.settings.new_contacts_per_ip_per_hour
     if not per_hour:
-        return []
-    return await hub.rate_limiter.hit([Limit(f"contacts:ip:{ip}", per_hour, 3600)])
+        return None
+    return await hub.rate_limiter.take(Limit(f"contacts:ip:{ip}", per_hour, 3600), wanted)
 
 
 async def page_rules(

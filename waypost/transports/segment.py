@@ -33,7 +33,7 @@ from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare
 from waypost.transports.contact_limits import follow_merges
 from waypost.transports.frame import Answer, Cors, IngestRequest, KeyRule, Transport, basic_user
-from waypost.transports.page_rules import new_contacts, page_rules
+from waypost.transports.page_rules import page_rules, take_new_contacts
 
 MAX_MESSAGE = 32 * 1024
 MAX_BATCH = 500 * 1024
@@ -173,21 +173,23 @@ class SegmentApp(Transport):
         received_at = utcnow()
         from_page = request.key is not None and request.key.access == "publishable"
         ip = self.hub.client_ip(request.scope) if from_page else ""
-        decisions = await new_contacts(self.hub, ip) if from_page else []
+        # Each message may need a new contact: at most as many are created as the limit gives.
+        taken = await take_new_contacts(self.hub, ip, len(messages)) if from_page else None
         plan_of = functools.partial(
             self.hub.segment.plan,
             page=from_page,
-            may_create=all(d.allowed for d in decisions),
+            may_create=taken.count if taken is not None else None,
         )
         try:
             plan = await to_thread.run_sync(
                 plan_of, channel, snapshot, messages, sent_at, received_at
             )
         except Exception:
-            await self.hub.rate_limiter.forget(decisions)
+            if taken is not None:
+                await self.hub.rate_limiter.give_back(taken, 0)
             raise
-        if not plan.created:
-            await self.hub.rate_limiter.forget(decisions)
+        if taken is not None:
+            await self.hub.rate_limiter.give_back(taken, plan.created)
         if plan.erased and plan.erased == len(messages):
             # Every message named an erased contact: nothing was stored, and the caller is
             # told why. (With other messages beside them, those are stored and it is 200.)
