@@ -114,10 +114,42 @@ def test_email_addresses_are_masked_to_their_domain() -> None:
     assert mask_secrets('"GET /api/contacts?q=john.apple%40example.com&limit=5 HTTP/1.1" 200') == (
         '"GET /api/contacts?q=…@example.com&limit=5 HTTP/1.1" 200'
     )
-    # What only looks like an address in part stays as it is.
+    # What only looks like an address in part stays as it is; an address without a dot is one.
     assert mask_secrets("at @home, admin@localhost, 2 @ 3.50") == (
-        "at @home, admin@localhost, 2 @ 3.50"
+        "at @home, …@localhost, 2 @ 3.50"
     )
+
+
+@pytest.mark.parametrize(
+    ("sent", "logged"),
+    [
+        ("GET /i?uid=john.doe%40localhost&x=1", "GET /i?uid=…@localhost&x=1"),
+        ("?q=j%C3%B6hn%40ex%C3%A4mple.com", "?q=…@ex%C3%A4mple.com"),
+        ("jöhn@exämple.com said", "…@exämple.com said"),
+        ("?to=alice%40example.c", "?to=…@example.c"),
+        ("?to=bob%40%5B127.0.0.1%5D&y", "?to=…@%5B127.0.0.1%5D&y"),
+        ("?to=dave%40ex_ample.com", "?to=…@ex_ample.com"),
+        ("GET /v1/projects/eve.x@localhost/settings", "GET /v1/projects/…@localhost/settings"),
+    ],
+)
+def test_addresses_in_any_form_a_url_may_carry_are_masked(sent: str, logged: str) -> None:
+    assert mask_secrets(sent) == logged
+
+
+def test_keys_percent_encoded_in_part_or_whole_are_masked() -> None:
+    key = "wpt_" + secrets.token_urlsafe(32)
+    tail = key[4:]
+    whole = "".join(f"%{ord(ch):02X}" for ch in key)
+    for sent in (
+        f"?access_token=wpt%5F{tail}",
+        f"?access_token=wpt%5f{tail}",
+        f"?key=%77pt_{tail}",
+        f"?client_secret={whole}",
+    ):
+        masked = mask_secrets(sent)
+        assert tail[:-4] not in masked, sent
+        assert whole[12:-12] not in masked, sent
+        assert "…" in masked, sent
 
 
 @pytest.mark.parametrize("size", [10_000, 100_000])

@@ -22,20 +22,35 @@ from typing import Any, Literal
 
 import msgspec
 
+
+def _literal(text: str) -> str:
+    """A pattern for ``text`` with any of its characters maybe percent-encoded (``%77pp_``,
+    ``wpp%5F``): what a server that decodes URLs once takes as ``text``."""
+    return "".join(
+        f"(?:{re.escape(ch)}|%{ord(ch):02X}|%{ord(ch):02x})" if ch.isalnum() or ch == "_" else ch
+        for ch in text
+    )
+
+
 # Waypost's key prefixes, followed by at least 8 characters of the key (URL-safe base64, so a
 # "/" ends it: /v1/projects/<key>/settings keeps its /settings), and the webhook secrets' one,
-# followed by standard base64; either maybe percent-encoded in a URL. Shorter tails are the
-# readable prefixes the admin UI lists keys by (wpt_ and 4 characters), which are no secret.
+# followed by standard base64; any of their characters maybe percent-encoded in a URL, as the
+# server decodes them. Shorter tails are the readable prefixes the admin UI lists keys by
+# (wpt_ and 4 characters), which are no secret.
 SECRET = re.compile(
-    r"(wpt_|wpp_|wpa_)((?:[A-Za-z0-9_\-=]|%[0-9A-Fa-f]{2}){8,})"
-    r"|(whsec_)((?:[A-Za-z0-9_\-+/=]|%[0-9A-Fa-f]{2}){8,})"
+    f"({'|'.join(_literal(prefix) for prefix in ('wpt_', 'wpp_', 'wpa_'))})"
+    r"((?:[A-Za-z0-9_\-=]|%[0-9A-Fa-f]{2}){8,})"
+    f"|({_literal('whsec_')})"
+    r"((?:[A-Za-z0-9_\-+/=]|%[0-9A-Fa-f]{2}){8,})"
 )
 
-# The "@" of an email address (maybe percent-encoded, in a query string) and its domain. The
-# search starts only at an "@" or a "%", and the domain's labels end at their dots, so it never
-# backtracks far; the local part is found by walking back from the "@" to the end of the last
-# address masked, so that each character is looked at once (see _mask_emails).
-AT_DOMAIN = re.compile(r"(?:@|%40)((?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63})\b")
+# The "@" of an email address (maybe percent-encoded, in a query string or a path) and its
+# domain: any run of what a domain, an address literal ("[127.0.0.1]") or its percent-encoded
+# or non-ASCII form is made of, dotted or not ("admin@localhost" is an address). The search
+# starts only at an "@" or a "%", and the run is one class, so it never backtracks; the local
+# part is found by walking back from the "@" to the end of the last address masked, so that
+# each character is looked at once (see _mask_emails).
+AT_DOMAIN = re.compile(r"(?:@|%40)((?:[A-Za-z0-9\-_.\[\]:]|%[0-9A-Fa-f]{2}|[^\x00-\x7f]){1,255})")
 LOCAL_PART = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 
 _TRACEBACKS = logging.Formatter()
@@ -87,7 +102,7 @@ def _mask_emails(text: str) -> str:
     for match in AT_DOMAIN.finditer(text):
         at = match.start()
         start = at
-        while start > done and text[start - 1] in LOCAL_PART:
+        while start > done and (text[start - 1] in LOCAL_PART or text[start - 1] > "\x7f"):
             start -= 1
         if start == at:
             continue  # no local part: "@home", a handle, not an address
