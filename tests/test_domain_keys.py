@@ -15,6 +15,7 @@ from waypost.domain.keys import (
     bearer_token,
     generate_key,
     hash_key,
+    hide_keys,
 )
 
 
@@ -69,3 +70,16 @@ def test_hash_depends_on_every_character() -> None:
 )
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+def test_whole_keys_in_stored_text_are_cut_to_prefix_and_last_four() -> None:
+    keys = [generate_key(access).secret for access in ("tracking", "publishable", "admin")]
+    tracking, publishable, admin = keys
+    text = f'{{"a": "{tracking}", "b": ["{publishable}"], "c": "Bearer {admin}"}}'.encode()
+    hidden = hide_keys(text).decode()
+    for key in keys:
+        assert key not in hidden
+        assert f"{key[:4]}…{key[-4:]}" in hidden
+    # Readable prefixes, other tokens and text without keys are left as they are.
+    for kept in (b'{"k": "wpt_Ab3d"}', b'{"k": "xwpt_' + b"A" * 43 + b'"}', b'{"v": 5}'):
+        assert hide_keys(kept) == kept

@@ -310,6 +310,20 @@ def test_what_cannot_map_is_kept_as_rejected(posthog: PostHog, signup: ActivityT
     assert posthog.activities() == []
 
 
+def test_a_key_sent_in_an_event_is_not_kept_whole(posthog: PostHog, signup: ActivityType) -> None:
+    """Whoever may read rejected activities (a marketer) reads no key from them: a key in a
+    kept event is cut to its prefix and last four, as the admin UI shows keys."""
+    key = posthog.tracking
+    posthog.send(
+        {"distinct_id": "x", "api_key": key, "properties": {"token": key, "note": "wpt_short"}}
+    )
+    [row] = posthog.rejected()
+    kept = json.dumps(row.payload)
+    assert key[4:-4] not in kept
+    assert row.payload["api_key"] == row.payload["properties"]["token"] == f"wpt_…{key[-4:]}"
+    assert row.payload["properties"]["note"] == "wpt_short"
+
+
 # -- errors in PostHog's shape -------------------------------------------------------------------
 
 

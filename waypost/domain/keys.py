@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Literal
@@ -49,3 +50,18 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return token.strip() or None
+
+
+# A whole key in stored text: a prefix, then the rest of a generated key (43 characters of
+# URL-safe base64; at least 20 here), not inside a longer token.
+_KEY_IN_TEXT = re.compile(rb"(?<![A-Za-z0-9_-])(wp[tpa]_)[A-Za-z0-9_-]{16,}([A-Za-z0-9_-]{4})")
+
+
+def hide_keys(payload: bytes) -> bytes:
+    """``payload`` with every whole key in it cut to its prefix and last four characters, as
+    the admin UI shows keys (``wpt_…x3Kq``): for what is kept of a request to be read later
+    by anyone who may read rejected activities (collectors' clients send their key in the
+    body: PostHog's ``api_key``, Segment's ``writeKey``, Snowplow's ``aid``)."""
+    if b"wp" not in payload:
+        return payload
+    return _KEY_IN_TEXT.sub(lambda key: key[1] + "…".encode() + key[2], payload)

@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from waypost.domain.conditions import Changes
+from waypost.domain.keys import hide_keys
 from waypost.domain.triggers import ActivityStored
 from waypost.ids import new_id
 from waypost.pipeline.prepare import Accepted, Rejected
@@ -173,7 +174,7 @@ def rejected_row(
         item.error.message,
         item.error.field,
         source,
-        c.json_bytes(item.payload),
+        c.json_bytes(hide_keys(item.payload)),
         c.timestamp(received_at),
     )
 
