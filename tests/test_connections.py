@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from waypost.connections import MAX_HEADER_BYTES
+
 if TYPE_CHECKING:
     from tests.sdk_support import WaypostServer, running_server
 else:
@@ -91,6 +93,42 @@ def test_headers_sent_too_slowly_get_408_and_the_connection_is_closed(
         assert status == 408
         assert body["error"]["code"] == "request_timeout"  # type: ignore[index]
         assert b"connection: close" in answer.lower()
+
+
+def send_all_and_read(server: WaypostServer, chunks: Iterator[bytes]) -> bytes:
+    """Send ``chunks`` until the server closes the connection; what it answered."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for chunk in chunks:
+                sock.sendall(chunk)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer
+
+
+def test_headers_over_the_limit_get_431_and_the_connection_is_closed(
+    server: WaypostServer,
+) -> None:
+    def huge_header() -> Iterator[bytes]:
+        yield b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: "
+        for _ in range(50 * 1024 * 1024 // 65536):  # 50 MB, if nothing stopped it
+            yield b"a" * 65536
+
+    answer = send_all_and_read(server, huge_header())
+    status, body = status_and_body(answer)
+    assert status == 431
+    assert body["error"]["code"] == "headers_too_large"  # type: ignore[index]
+    assert f"over {MAX_HEADER_BYTES} bytes" in body["error"]["message"]  # type: ignore[index]
+    # So do many headers, each short.
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(20_000))
+    answer = send_all_and_read(server, iter([b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many]))
+    assert status_and_body(answer)[0] == 431
+    # Headers within the limit are answered as ever.
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * 30_000 + b"\r\n"
+    answer = send_all_and_read(server, iter([request + b"Connection: close\r\n\r\n"]))
+    assert answer.startswith(b"HTTP/1.1 200")
 
 
 def test_a_connection_that_sends_nothing_is_closed(server: WaypostServer) -> None:

@@ -6,8 +6,9 @@ body: a client sending one byte every few seconds holds a connection, and its me
 as it likes. This protocol, uvicorn's own httptools one with deadlines added, gives each request
 ``WAYPOST_HEADER_TIMEOUT_SECONDS`` from its first byte (or from the connection's opening) to its
 last header, then ``WAYPOST_BODY_TIMEOUT_SECONDS`` for its body; past either it answers
-``408 request_timeout`` and closes the connection. The time the application takes to answer is
-not limited. Beyond ``WAYPOST_MAX_CONNECTIONS`` open connections, requests are answered
+``408 request_timeout`` and closes the connection; headers of more than
+:data:`MAX_HEADER_BYTES` get ``431 headers_too_large`` as soon as they pass it (the parser keeps
+them in memory until they end). The time the application takes to answer is not limited. Beyond ``WAYPOST_MAX_CONNECTIONS`` open connections, requests are answered
 ``503 server_busy``.
 
 On shutdown (uvicorn calls ``shutdown()`` on every connection once it has stopped accepting),
@@ -30,6 +31,10 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from waypost.settings import Settings
+
+# The most bytes a request's headers may take (its request line included): several times what
+# browsers send with their cookies, and what nginx and Node refuse past, give or take.
+MAX_HEADER_BYTES = 64 * 1024
 
 # Where the connection is: waiting for a request's first byte (idle), reading a request's
 # headers or its body, or none of them while the application works on a request.
@@ -60,12 +65,15 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 60.0
     max_connections = 1000
+    max_header_bytes = MAX_HEADER_BYTES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.phase: Phase = None
         self.deadline: asyncio.TimerHandle | None = None
         self.draining = False
+        # The bytes read while a request's headers were arriving.
+        self.header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -77,7 +85,15 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        before = self.phase
         super().data_received(data)
+        if self.phase == "headers":
+            # The headers have not all arrived: what they took so far (the read they began in
+            # counted whole) is bounded, as the parser keeps them in memory until they end.
+            self.header_bytes = (self.header_bytes if before == "headers" else 0) + len(data)
+            if self.header_bytes > self.max_header_bytes:
+                self._refuse_headers()
+                return
         if self.phase is not None and self.deadline is None and not self.transport.is_closing():
             self._arm()
 
@@ -166,10 +182,26 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             self.logger.info("%sClosed the connection: its %s", prefix, what)
         self.transport.close()
 
+    def _refuse_headers(self) -> None:
+        self._disarm()
+        self.phase = None
+        message = (
+            f"The request's headers are over {self.max_header_bytes} bytes; send fewer or "
+            "shorter headers."
+        )
+        self._send_error(b"431 Request Header Fields Too Large", "headers_too_large", message)
+        prefix = "%s:%d - " % self.client if self.client else ""  # noqa: UP031 (uvicorn's form)
+        self.logger.info("%sClosed the connection: its request's headers were too large", prefix)
+        self.transport.close()
+
     def _send_timeout(self, what: str) -> None:
         message = f"The {what}. Send the whole request at once, or retry on a faster connection."
-        body = msgspec.json.encode({"error": {"code": "request_timeout", "message": message}})
-        head = [b"HTTP/1.1 408 Request Timeout\r\n"]
+        self._send_error(b"408 Request Timeout", "request_timeout", message)
+
+    def _send_error(self, status: bytes, code: str, message: str) -> None:
+        """An answer in the error shape, before (or instead of) the application's."""
+        body = msgspec.json.encode({"error": {"code": code, "message": message}})
+        head = [b"HTTP/1.1 " + status + b"\r\n"]
         head += [
             name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
         ]
