@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from urllib.parse import urlsplit
 
 import hypothesis
@@ -15,6 +16,7 @@ from waypost.domain.field_values import (
     canonical_value,
     format_datetime,
     is_http_url,
+    json_number,
     parse_datetime,
     validate_fields,
 )
@@ -258,3 +260,46 @@ URL_PIECES = st.sampled_from(
 def test_http_urls_as_urlsplit_reads_them(value: str) -> None:
     # The plain-ASCII fast path answers as urlsplit does, for any string.
     assert is_http_url(value) is _split_url_says(value)
+
+
+@pytest.mark.parametrize(
+    ("literal", "stored"),
+    [
+        ("19.99", "19.99"),
+        ("1e5", "100000.0"),
+        ("12.50", "12.5"),
+        # More significant digits than a float holds: stored as written, not as a float says.
+        ("12345678901234567.89", "12345678901234567.89"),
+        ("19.999999999999999999", "19.999999999999999999"),
+        ("0.1111111111111111111111", "0.1111111111111111111111"),
+        # The same number as the float's: as any float is (trailing zeros are not kept).
+        ("1.0000000000000000000000000000000000000", "1.0"),
+        # Past the 38 digits, or past a float's range: refused, however they are written.
+        ("0." + "1" * 4000, None),
+        ("1" * 39 + ".5", None),
+        ("1e999", None),
+        ("1e-999", None),
+        ("1e999999999", None),
+    ],
+)
+def test_json_numbers_in_a_decimal_field_are_stored_as_they_were_written(
+    literal: str, stored: str | None
+) -> None:
+    """What a decoder with ``float_hook=json_number`` hands a decimal field: a float when the
+    float says what was written, else the number exactly as written."""
+    decode = msgspec.json.Decoder(float_hook=json_number).decode
+    number = decode(f'{{"n": {literal}}}')["n"]
+    field = spec("amount", "decimal")
+    if stored is None:
+        with pytest.raises(FieldValueError, match="more than 38 digits"):
+            canonical_value(field, number, "fields.amount")
+    else:
+        assert canonical_value(field, number, "fields.amount") == stored
+
+
+def test_a_number_a_float_would_change_is_refused_by_other_numeric_fields() -> None:
+    exact = json_number("12345678901234567.89")
+    assert isinstance(exact, decimal.Decimal)
+    with pytest.raises(FieldValueError, match="send a JSON integer"):
+        canonical_value(spec("count", "integer"), exact, "fields.count")
+    assert isinstance(json_number("19.99"), float)

@@ -1183,3 +1183,29 @@ def test_a_number_too_long_to_read_is_a_400_result_and_its_activity_can_be_read_
     assert exported.status_code == 200
     [kept_too] = exported.json()["rejected_activities"]
     assert kept_too["payload"]["fields"] == {"n": digits}
+
+
+def test_a_decimal_sent_as_a_json_number_is_stored_as_it_was_written(
+    tracker: Tracker, hub: Hub, make_type: Callable[..., ActivityType]
+) -> None:
+    """A float would say 12345678901234568 for 12345678901234567.89; the field keeps what was
+    sent, and a number past the field's 38 digits is refused rather than rounded."""
+    make_type(name="Payment", code_name="payment", fields=[{"name": "amount", "type": "decimal"}])
+    contact = tracker.new_contact()
+    body = (
+        f'{{"channel": "{tracker.channel.id}", "contact": "{contact}", "activities": ['
+        '{"type": "payment", "fields": {"amount": 12345678901234567.89}}, '
+        '{"type": "payment", "fields": {"amount": 19.99}}, '
+        '{"type": "payment", "fields": {"amount": 0.' + "1" * 4000 + "}}]}"
+    ).encode()
+    answer = tracker.client.post(
+        "/tracking/activities",
+        content=body,
+        headers={**tracker.headers, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 207, answer.text
+    exact, plain, too_long = answer.json()["results"]
+    assert stored(hub, exact["id"]).fields == {"amount": "12345678901234567.89"}
+    assert stored(hub, plain["id"]).fields == {"amount": "19.99"}
+    assert too_long["status"] == 400
+    assert "more than 38 digits" in too_long["error"]["message"]

@@ -8,8 +8,8 @@ as it likes. This protocol, uvicorn's own httptools one with deadlines added, gi
 last header, then ``WAYPOST_BODY_TIMEOUT_SECONDS`` for its body; past either it answers
 ``408 request_timeout`` and closes the connection; headers of more than
 :data:`MAX_HEADER_BYTES` get ``431 headers_too_large`` as soon as they pass it (the parser keeps
-them in memory until they end). The time the application takes to answer is not limited. Beyond ``WAYPOST_MAX_CONNECTIONS`` open connections, requests are answered
-``503 server_busy``.
+them in memory until they end). The time the application takes to answer is not limited.
+Beyond ``WAYPOST_MAX_CONNECTIONS`` open connections, requests are answered ``503 server_busy``.
 
 On shutdown (uvicorn calls ``shutdown()`` on every connection once it has stopped accepting),
 a connection is not closed under a client that may be sending its next request at that moment,

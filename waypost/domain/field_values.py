@@ -146,7 +146,24 @@ def canonical_value(spec: FieldSpec, value: object, where: str) -> object:
         raise FieldValueError(f"{spec.name}: {exc}.", where) from None
 
 
+def json_number(text: str) -> float | decimal.Decimal:
+    """A JSON number with a fraction or an exponent, as the ingest decoders read it (msgspec's
+    ``float_hook``): a float when the float says what was written (``19.99``, ``1e5``), else the
+    number exactly as written (more significant digits than a float holds, or past its range),
+    which a decimal field stores as sent and any other field refuses, instead of a float that
+    silently says something else."""
+    if len(text) <= 16 and "e" not in text and "E" not in text:
+        return float(text)  # at most 15 significant digits: a float holds them exactly
+    value = float(text)
+    written = decimal.Decimal(text)
+    if math.isfinite(value) and decimal.Decimal(repr(value)) == written:
+        return value
+    return written
+
+
 def _decimal(spec: FieldSpec, value: object, where: str) -> str:
+    if isinstance(value, decimal.Decimal):
+        return _exact_decimal(spec, value, where)
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise FieldValueError(
             f'{spec.name} is a decimal field; send it as a string such as "50000.10".',
@@ -169,6 +186,28 @@ def _decimal(spec: FieldSpec, value: object, where: str) -> str:
             raise FieldValueError(f"{spec.name} must be a finite number.", where)
         text = number_text(value)
     if len(text) > MAX_DECIMAL_DIGITS and sum(ch.isdigit() for ch in text) > MAX_DECIMAL_DIGITS:
+        raise FieldValueError(
+            f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits; send at most "
+            f"{MAX_DECIMAL_DIGITS}.",
+            where,
+        )
+    return text
+
+
+def _exact_decimal(spec: FieldSpec, value: decimal.Decimal, where: str) -> str:
+    """A number :func:`json_number` kept as written: in plain notation, if it has at most
+    :data:`MAX_DECIMAL_DIGITS` digits in it (checked before it is written out: ``1e999999``
+    would be a million)."""
+    digits = len(value.as_tuple().digits)
+    largest = value.adjusted()  # the power of ten of its first digit
+    if digits > MAX_DECIMAL_DIGITS or not -MAX_DECIMAL_DIGITS <= largest < MAX_DECIMAL_DIGITS:
+        raise FieldValueError(
+            f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits; send at most "
+            f"{MAX_DECIMAL_DIGITS}.",
+            where,
+        )
+    text = format(value, "f")
+    if sum(ch.isdigit() for ch in text) > MAX_DECIMAL_DIGITS:
         raise FieldValueError(
             f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits; send at most "
             f"{MAX_DECIMAL_DIGITS}.",

@@ -19,6 +19,7 @@ from waypost.domain.contact_fields import ContactFieldError, parse_contact_field
 from waypost.domain.field_values import (
     FieldValueError,
     is_http_url,
+    json_number,
     parse_datetime,
     validate_fields,
 )
@@ -76,8 +77,9 @@ PROPERTY_NAMES = {
     )
 }
 
-_decode_activity = msgspec.json.Decoder(ActivityIn).decode
-_decode_any = msgspec.json.Decoder(dict[str, Any]).decode
+# Numbers with a fraction or an exponent as floats, unless a float would change them.
+_decode_activity = msgspec.json.Decoder(ActivityIn, float_hook=json_number).decode
+_decode_any = msgspec.json.Decoder(dict[str, Any], float_hook=json_number).decode
 
 
 def decode_activity(raw: bytes) -> ActivityIn:

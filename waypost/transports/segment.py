@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 from anyio import to_thread
 
+from waypost.domain.field_values import json_number
 from waypost.domain.segment import Message
 from waypost.domain.suppressions import contact_erased
 from waypost.errors import ApiError, check_depth, too_deep
@@ -88,7 +89,9 @@ def cdn_settings(write_key: str, api_host: str, protocol: str) -> CdnSettings:
 
 _encode = msgspec.json.Encoder().encode
 _decode_batch = msgspec.json.Decoder(BatchBody).decode
-_decode_message = msgspec.json.Decoder(Message).decode
+# A property's number with a fraction or an exponent as a float, unless a float would change it.
+_decode_message = msgspec.json.Decoder(Message, float_hook=json_number).decode
+_decode_exactly = msgspec.json.Decoder(float_hook=json_number).decode
 _decode_key = msgspec.json.Decoder(KeyOnly).decode
 
 
@@ -261,7 +264,7 @@ def _parse(raw: bytes, decode: Any) -> Any:
 def _with_type(raw: bytes, route: str) -> bytes:
     """A single-call body gets its type from the route, as Segment does."""
     try:
-        obj = msgspec.json.decode(raw)
+        obj = _decode_exactly(raw)
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
     if not isinstance(obj, dict):
