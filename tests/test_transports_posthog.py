@@ -180,8 +180,10 @@ def test_a_pageview_is_a_page_visit(posthog: PostHog) -> None:
         "https://search.example/?q=shop",
         "Pricing",
     )
+    # A page visit whose URL is no web URL is kept with the URL it was sent.
     [rejected] = posthog.rejected()
-    assert (rejected.reason, rejected.field, rejected.source) == ("missing_field", "url", "posthog")
+    assert (rejected.reason, rejected.field, rejected.source) == ("invalid_field", "url", "posthog")
+    assert rejected.payload["url"] == "not a url"
 
 
 def test_identify_merges_the_anonymous_visitor_and_sets_fields(

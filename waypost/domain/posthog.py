@@ -193,6 +193,11 @@ def _map(
     if referrer is not None:
         activity["referrer"] = referrer
     if name == PAGEVIEW:
+        sent_url = properties.get("$current_url")
+        if url is None and isinstance(sent_url, str) and sent_url:
+            # The page visit's URL as sent: its check refuses it, and the visit is kept with
+            # it. (On other events the page is context, left out when it is no web URL.)
+            activity["url"] = sent_url
         title = properties.get("title")
         if isinstance(title, str) and title.strip():
             activity["value"] = title.strip()[:2000]
