@@ -523,6 +523,9 @@ def test_malformed_bodies_are_400(
     ]
     for changes, code, where in bad_values:
         cases.append((msgspec.json.encode({**good, **changes}), code, where))
+    # A property twice in different cases: neither is taken for the other.
+    twice = {**good, "Activities": [{"type": "click", "value": "y"}]}
+    cases.append((msgspec.json.encode(twice), "invalid_field", "Activities"))
     # Not UTF-8 inside an activity (kept undecoded until the writer's side): a byte that is
     # never UTF-8, an overlong encoding, a surrogate encoded as UTF-8.
     for bad in (b"\xff", b"\xc0\xaf", b"\xed\xa0\x80"):

@@ -231,6 +231,9 @@ def _parse_tracking_body(raw: bytes) -> TrackingBody:
                 f"Unknown property {key!r}; the body has channel, contact and activities.",
                 key,
             )
+        if name in canonical:
+            # "activities" and "Activities": neither is the one meant, so neither is taken.
+            raise ApiError(400, "invalid_field", f"The property {key!r} is given twice.", key)
         canonical[name] = value
     if len(canonical) == len(obj) and obj.keys() == canonical.keys():
         raise first_error
