@@ -131,6 +131,28 @@ def test_headers_over_the_limit_get_431_and_the_connection_is_closed(
     assert answer.startswith(b"HTTP/1.1 200")
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n",
+        b"POST /tracking/activities HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /tracking/activities HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"GET /?" + b"a=1&" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["method", "nul", "length-and-chunked", "negative-length", "long-url"],
+)
+def test_what_is_not_http_gets_400_in_the_error_shape(
+    server: WaypostServer, request_bytes: bytes
+) -> None:
+    answer = send_all_and_read(server, iter([request_bytes]))
+    status, body = status_and_body(answer)
+    assert status == 400
+    assert body["error"]["code"] == "http_error"  # type: ignore[index]
+    assert b"content-type: application/json" in answer.lower()
+
+
 def test_a_connection_that_sends_nothing_is_closed(server: WaypostServer) -> None:
     assert trickle([connect(server)], b"", every=0.25, limit=HEADER_TIMEOUT + 4) == [b""]
 

@@ -194,6 +194,19 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self.logger.info("%sClosed the connection: its request's headers were too large", prefix)
         self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """What uvicorn answers to bytes its parser refuses (a malformed request line, header
+        or chunk, a URL past the parser's limit, conflicting lengths), in the error shape
+        rather than as plain text."""
+        self._disarm()
+        self.phase = None
+        message = (
+            "The request is not valid HTTP/1.1: a malformed request line, header or chunk, "
+            "a URL too long, or conflicting Content-Length and Transfer-Encoding."
+        )
+        self._send_error(b"400 Bad Request", "http_error", message)
+        self.transport.close()
+
     def _send_timeout(self, what: str) -> None:
         message = f"The {what}. Send the whole request at once, or retry on a faster connection."
         self._send_error(b"408 Request Timeout", "request_timeout", message)
