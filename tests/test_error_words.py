@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 import pytest
 
-from waypost.error_words import a_or_an, allowed_values, sentence
+from waypost.error_words import a_or_an, allowed_values, quoted, sentence
 from waypost.errors import from_validation_error
 
 
@@ -78,3 +78,9 @@ def test_messages_of_the_projects_own_are_kept() -> None:
 )
 def test_articles(word: str, said: str) -> None:
     assert a_or_an(word) == said
+
+
+def test_a_value_quoted_in_a_message_is_cut_when_long() -> None:
+    assert quoted("a@b") == "'a@b'"
+    long = "x" * 2_000_000
+    assert quoted(long) == f"{'x' * 100!r}… (2000000 characters)"

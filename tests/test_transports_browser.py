@@ -504,6 +504,15 @@ def test_malformed_activities_are_kept_as_rejected(
     assert len(site.rejected()) == 2
 
 
+def test_a_huge_bad_email_is_not_echoed_back_whole(site: Site, expect_error: ErrorCheck) -> None:
+    contact = site.visitor()
+    email = "a" * 1_000_000
+    answer = site.post("identify", {"contact": contact, "cookieLevel": "all", "email": email})
+    error = expect_error(answer, 400, "invalid_field", "email")
+    assert len(error["message"]) < 300
+    assert "1000000 characters" in error["message"]
+
+
 def test_unknown_contacts(site: Site, loan: ActivityType, expect_error: ErrorCheck) -> None:
     nobody = str(uuid.uuid4())
     expect_error(site.log(nobody, LOAN), 404, "contact_not_found")

@@ -34,6 +34,14 @@ _BOUND_WORDS = {">=": "at least", "<=": "at most", ">": "more than", "<": "less 
 _ITEMS = {"str": "characters", "array": "items", "object": "entries", "bytes": "bytes"}
 
 
+def quoted(text: str, limit: int = 100) -> str:
+    """``text`` quoted for a message, cut after ``limit`` characters: an answer does not echo
+    a megabyte a client sent."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
+
 def a_or_an(word: str) -> str:
     """``"admin"`` -> ``"an admin"``, ``"tracking"`` -> ``"a tracking"``."""
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

@@ -10,6 +10,8 @@ from functools import cache
 import phonenumbers
 import pycountry
 
+from waypost.error_words import quoted
+
 # Kentico's name -> Waypost's column. Only these may be set, and only with strings.
 CONTACT_FIELDS: dict[str, str] = {
     "ContactEmail": "email",
@@ -147,7 +149,7 @@ def _parse_value(name: str, column: str, text: str, where: str) -> object:
         raise ContactFieldError(f"{name} is at most {limit} characters.", where)
     if column == "email":
         if not is_email(text):
-            raise ContactFieldError(f"{text!r} is not an email address.", where)
+            raise ContactFieldError(f"{quoted(text)} is not an email address.", where)
         return text
     if column == "country":
         code = text.upper()

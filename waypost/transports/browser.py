@@ -20,6 +20,7 @@ from anyio import to_thread
 from waypost.domain.collected import activity_names
 from waypost.domain.contact_fields import is_email
 from waypost.domain.suppressions import CONTACT, EMAIL, contact_erased
+from waypost.error_words import quoted
 from waypost.errors import ApiError, ErrorBody, holds_nul, nul_refused
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -203,7 +204,7 @@ class BrowserApp(Transport):
         email = body.email.strip()
         if not is_email(email):
             raise ApiError(
-                400, "invalid_field", f"{body.email!r} is not an email address.", "email"
+                400, "invalid_field", f"{quoted(body.email)} is not an email address.", "email"
             )
         names: dict[str, object] = {}
         for name, column in (("first", "first_name"), ("last", "last_name")):
