@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import gzip
 import json
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -550,10 +551,10 @@ def test_more_events_than_a_request_may_hold_is_413(posthog: PostHog) -> None:
     assert posthog.count(contacts) == 0
 
 
-def test_pages_create_contacts_within_the_hourly_limit_of_their_address(
-    make_settings: Callable[..., Settings],
-) -> None:
-    settings = make_settings(new_contacts_per_ip_per_hour=2)
+@contextlib.contextmanager
+def page_collector(settings: Settings) -> Iterator[PostHog]:
+    """PostHog's calls from a page of a website channel, with its publishable key, on a hub
+    of ``settings``."""
     hub = Hub(settings, Store(make_engine(settings)))
     try:
         channel = hub.channels.create(
@@ -561,17 +562,24 @@ def test_pages_create_contacts_within_the_hourly_limit_of_their_address(
         )
         key = hub.keys.create(KeyCreate(access="publishable", channel=channel.id)).key
         with TestClient(create_app(settings, hub=hub)) as client:
-            collector = PostHog(client, hub, channel, "", key)
-            answers = []
-            for person in ("p1", "p1", "p2", "p3", "p1"):
-                body = [
-                    event(
-                        "$pageview",
-                        distinct_id=person,
-                        properties={"token": key, "$current_url": "https://shop.example/"},
-                    )
-                ]
-                answers.append(collector.post("/e/", body, headers={"Origin": ORIGIN}))
+            yield PostHog(client, hub, channel, "", key)
+    finally:
+        hub.close()
+
+
+def page_views(collector: PostHog, *people: str, path: str = "/batch/") -> Any:
+    """One request of a page view by each of ``people`` (distinct ids)."""
+    properties = {"token": collector.publishable, "$current_url": "https://shop.example/"}
+    body = [event("$pageview", distinct_id=person, properties=properties) for person in people]
+    return collector.post(path, body, headers={"Origin": ORIGIN})
+
+
+def test_pages_create_contacts_within_the_hourly_limit_of_their_address(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with page_collector(make_settings(new_contacts_per_ip_per_hour=2)) as collector:
+        people = ("p1", "p1", "p2", "p3", "p1")
+        answers = [page_views(collector, person, path="/e/") for person in people]
         # p1 and p2 are new; p1 again creates nothing; p3 would be a third new contact: its
         # event is kept as rejected, while p1's still count.
         assert [a.status_code for a in answers] == [200] * 5
@@ -583,8 +591,6 @@ def test_pages_create_contacts_within_the_hourly_limit_of_their_address(
             429,
             None,
         )
-    finally:
-        hub.close()
 
 
 def test_one_request_creates_no_more_contacts_than_the_limit_leaves(
@@ -592,42 +598,20 @@ def test_one_request_creates_no_more_contacts_than_the_limit_leaves(
 ) -> None:
     """The limit counts contacts, not requests: a batch of events of new ids creates as many
     contacts as the address has left in the hour, and keeps the rest as rejected."""
-    settings = make_settings(new_contacts_per_ip_per_hour=5)
-    hub = Hub(settings, Store(make_engine(settings)))
-    try:
-        channel = hub.channels.create(
-            ChannelCreate(name="Shop", kind="website", allowed_origins=[ORIGIN])
-        )
-        key = hub.keys.create(KeyCreate(access="publishable", channel=channel.id)).key
-        with TestClient(create_app(settings, hub=hub)) as client:
-            collector = PostHog(client, hub, channel, "", key)
-
-            def views(*people: str) -> Any:
-                body = [
-                    event(
-                        "$pageview",
-                        distinct_id=person,
-                        properties={"token": key, "$current_url": "https://shop.example/"},
-                    )
-                    for person in people
-                ]
-                return collector.post("/batch/", body, headers={"Origin": ORIGIN})
-
-            # Three new people, one of them twice: three contacts, two left this hour.
-            assert views("a", "b", "a", "c").status_code == 200
-            assert collector.count(contacts) == 3
-            # Five new people: two are created, three kept as rejected; "a" is known.
-            assert views("d", "e", "f", "g", "h", "a").status_code == 200
-            assert collector.count(contacts) == 5
-            # None left: a new person's event is kept, a known one's is stored.
-            assert views("i", "b").status_code == 200
+    with page_collector(make_settings(new_contacts_per_ip_per_hour=5)) as collector:
+        # Three new people, one of them twice: three contacts, two left this hour.
+        assert page_views(collector, "a", "b", "a", "c").status_code == 200
+        assert collector.count(contacts) == 3
+        # Five new people: two are created, three kept as rejected; "a" is known.
+        assert page_views(collector, "d", "e", "f", "g", "h", "a").status_code == 200
+        assert collector.count(contacts) == 5
+        # None left: a new person's event is kept, a known one's is stored.
+        assert page_views(collector, "i", "b").status_code == 200
         assert collector.count(contacts) == 5
         assert len(collector.activities()) == 4 + 3 + 1
         rejected = collector.rejected()
         assert len(rejected) == 4
         assert {(r.reason, r.status) for r in rejected} == {("rate_limited", 429)}
-    finally:
-        hub.close()
 
 
 # -- erased contacts -------------------------------------------------------------------------------

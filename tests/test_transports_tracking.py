@@ -90,6 +90,15 @@ def stored(hub: Hub, activity_id: str) -> sa.Row[Any]:
         ).one()
 
 
+def post_raw(tracker: Tracker, body: bytes) -> httpx2.Response:
+    """``POST /tracking/activities`` with ``body`` as it is (JSON a client may write, or not)."""
+    return tracker.client.post(
+        "/tracking/activities",
+        content=body,
+        headers={**tracker.headers, "Content-Type": "application/json"},
+    )
+
+
 def rejected_rows(hub: Hub) -> list[sa.Row[Any]]:
     with hub.store.read() as conn:
         return list(
@@ -539,12 +548,7 @@ def test_malformed_bodies_are_400(
         )
     for raw, error_code, error_field in cases:
         with subtests.test(body=raw):
-            answer = tracker.client.post(
-                "/tracking/activities",
-                content=raw,
-                headers={**tracker.headers, "Content-Type": "application/json"},
-            )
-            expect_error(answer, 400, error_code, error_field)
+            expect_error(post_raw(tracker, raw), 400, error_code, error_field)
     assert count(hub, activities) == 0
     assert count(hub, rejected_activities) == 0
 
@@ -1167,11 +1171,7 @@ def test_a_number_too_long_to_read_is_a_400_result_and_its_activity_can_be_read_
         f'{{"type": "click", "value": "x", "fields": {{"n": {digits}}}}}, '
         '{"type": "click", "value": "fine"}]}'
     ).encode()
-    answer = tracker.client.post(
-        "/tracking/activities",
-        content=body,
-        headers={**tracker.headers, "Content-Type": "application/json"},
-    )
+    answer = post_raw(tracker, body)
     assert answer.status_code == 207, answer.text
     refused, stored_one = answer.json()["results"]
     assert refused["status"] == 400
@@ -1201,11 +1201,7 @@ def test_a_decimal_sent_as_a_json_number_is_stored_as_it_was_written(
         '{"type": "payment", "fields": {"amount": 19.99}}, '
         '{"type": "payment", "fields": {"amount": 0.' + "1" * 4000 + "}}]}"
     ).encode()
-    answer = tracker.client.post(
-        "/tracking/activities",
-        content=body,
-        headers={**tracker.headers, "Content-Type": "application/json"},
-    )
+    answer = post_raw(tracker, body)
     assert answer.status_code == 207, answer.text
     exact, plain, too_long = answer.json()["results"]
     assert stored(hub, exact["id"]).fields == {"amount": "12345678901234567.89"}
