@@ -349,6 +349,55 @@ def test_a_request_the_writer_fails_on_fails_alone(
     assert {r.value for r in stored_rows(hub)} == {"before", "after"}
 
 
+@pytest.mark.parametrize(
+    ("fault", "alone", "committed", "failed"),
+    [
+        # A unique conflict: each job alone, once; one that conflicts again fails alone.
+        ("conflict", "b", ["a", "c"], ["b"]),
+        # A fault after the commit (an on-commit listener): nothing is stored again.
+        ("after commit", None, [], ["a", "b", "c"]),
+    ],
+)
+def test_a_batch_stored_job_by_job_stores_no_job_twice(
+    tracker: Tracker,
+    hub: Hub,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+    alone: str | None,
+    committed: list[str],
+    failed: list[str],
+) -> None:
+    writer = Writer(hub.store, max_batch=100, max_delay=0)
+    commits: list[str] = []
+
+    def transaction(batch: list[Job]) -> None:
+        names = [job.source for job in batch]
+        if fault == "after commit":
+            commits.extend(names)
+            raise RuntimeError("an on-commit listener failed")
+        if len(batch) > 1 or names == [alone]:
+            raise sa.exc.IntegrityError("INSERT", None, Exception("duplicate"))
+        commits.extend(names)
+        batch[0].results = []
+
+    monkeypatch.setattr(writer, "_transaction", transaction)
+    channel = hub.catalog.get().channels[tracker.channel.id]
+    jobs = [Job(channel, None, [], utcnow(), source=name) for name in "abc"]
+    try:
+        outcomes = writer._outcomes(jobs)
+    finally:
+        writer.stop()
+    if fault == "after commit":
+        assert commits == ["a", "b", "c"]  # the one transaction, not run again
+    else:
+        assert commits == committed
+    assert [
+        job.source
+        for job, outcome in zip(jobs, outcomes, strict=True)
+        if isinstance(outcome, StorageUnavailable)
+    ] == failed
+
+
 def stored_rows(hub: Hub) -> list[sa.Row[Any]]:
     with hub.store.engine.connect() as conn:
         return list(conn.execute(sa.select(activities)))

@@ -139,6 +139,9 @@ class MemoryRateLimiter:
     async def take(self, limit: Limit, wanted: int) -> Taken:
         now = self._clock.time()
         with self._lock:
+            self._hits += 1
+            if self._hits % 10_000 == 0:
+                self._prune(now)
             log = self._logs.setdefault(limit.key, deque())
             self._windows[limit.key] = limit.window
             while log and log[0] <= now - limit.window:

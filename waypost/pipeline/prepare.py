@@ -93,13 +93,12 @@ def decode_activity(raw: bytes) -> ActivityIn:
     except msgspec.ValidationError:
         if raw.lstrip()[:1] == b"{":
             # An object all the same: one of its numbers cannot be read (an integer of more
-            # digits than Python reads, or past a 64-bit float's range).
+            # digits than Python reads; other numbers are read by json_number).
             raise ApiError(
                 400,
                 "invalid_field",
                 "A number in the activity is out of range (an integer of more than "
-                f"{sys.get_int_max_str_digits()} digits, or beyond 1.8e308); send such "
-                "numbers as strings.",
+                f"{sys.get_int_max_str_digits()} digits); send such numbers as strings.",
             ) from None
         raise ApiError(400, "invalid_field", "Each activity is a JSON object.") from None
     except msgspec.DecodeError as exc:

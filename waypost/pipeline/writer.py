@@ -28,7 +28,7 @@ from collections.abc import Set as AbstractSet
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from waypost.metrics import Metrics
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -52,6 +52,12 @@ from waypost.store.driver import fetch_all
 from waypost.store.schema import activities
 
 log = logging.getLogger("waypost.writer")
+
+
+class _RowsFailed(Exception):
+    """A batch's transaction failed before its commit, in deciding or building its rows (the
+    cause is the fault): the jobs may be stored one by one."""
+
 
 _STOP = object()
 
@@ -270,44 +276,70 @@ class Writer(WriterFront):
         deliver(batch, self._outcomes(batch))
 
     def _outcomes(self, batch: list[Job]) -> list[Outcome]:
-        """Store ``batch``; each job's outcome (its results, or the storage's failure)."""
-        try:
-            self._store_with_retry(batch)
-        except StorageUnavailable as exc:
-            return [exc] * len(batch)
-        except Exception as exc:
-            if len(batch) == 1:
-                log.exception("the writer failed a request")
-                return [StorageUnavailable(str(exc))]
-            # Not the storage (that is StorageUnavailable): something in one request's rows.
-            # Each request alone, so that it fails that request only, not the others of its
-            # transaction.
-            log.exception(
-                "the writer failed a batch of %d requests; storing them one by one", len(batch)
-            )
-            return [outcome for job in batch for outcome in self._outcomes([job])]
-        self.batches += 1
-        return [job.results for job in batch]
+        """Store ``batch``; each job's outcome (its results, or the storage's failure).
 
-    def _store_with_retry(self, batch: list[Job]) -> None:
+        A batch that fails before its commit on one job's account (a unique conflict, or a
+        fault in a job's rows) is stored job by job, each deciding again, so that it fails that
+        job alone. Nothing of a failed transaction was committed, so nothing is stored twice;
+        a failure after the commit, or of the storage, fails the whole batch."""
         try:
             self._transaction(batch)
+        except StorageUnavailable as exc:
+            return [exc] * len(batch)
         except IntegrityError:
             # Another node stored an activity with the same client id between our check and
             # our insert, a replay racing this one stored its activity, or a type or channel
-            # vanished. Store job by job, each checking again, so one job's conflict cannot
-            # fail the others.
+            # vanished.
+            return [self._alone(job, conflicts=1 if len(batch) == 1 else 0) for job in batch]
+        except _RowsFailed as failed:
             if len(batch) == 1:
-                self._transaction(batch)
-                return
-            for job in batch:
-                self._transaction([job])
+                log.error("the writer failed a request", exc_info=failed.__cause__)
+                return [StorageUnavailable(str(failed.__cause__))]
+            log.error(
+                "the writer failed a batch of %d requests; storing them one by one",
+                len(batch),
+                exc_info=failed.__cause__,
+            )
+            return [self._alone(job) for job in batch]
+        except Exception as exc:
+            log.exception("the writer failed a batch of %d requests", len(batch))
+            return [StorageUnavailable(str(exc))] * len(batch)
+        self.batches += 1
+        return [job.results for job in batch]
+
+    def _alone(self, job: Job, conflicts: int = 0) -> Outcome:
+        """``job`` in a transaction of its own, after its batch failed; on a unique conflict
+        tried again ``conflicts`` more times (it then sees the row it conflicted with)."""
+        try:
+            self._transaction([job])
+        except StorageUnavailable as exc:
+            return exc
+        except IntegrityError as exc:
+            if conflicts > 0:
+                return self._alone(job, conflicts - 1)
+            log.exception("the writer failed a request")
+            return StorageUnavailable(str(exc))
+        except _RowsFailed as failed:
+            log.error("the writer failed a request", exc_info=failed.__cause__)
+            return StorageUnavailable(str(failed.__cause__))
+        except Exception as exc:
+            log.exception("the writer failed a request")
+            return StorageUnavailable(str(exc))
+        self.batches += 1
+        return job.results
 
     def _transaction(self, batch: list[Job]) -> None:
         started = time.perf_counter()
         try:
             with self.store.write(on=self._connection()) as conn:
-                rows = self._store(conn, batch)
+                try:
+                    rows = self._store(conn, batch)
+                except (StorageUnavailable, SQLAlchemyError):
+                    raise
+                except Exception as exc:
+                    # A fault in deciding or building a job's rows, not the database's: rolled
+                    # back, and told apart from a failure after the commit.
+                    raise _RowsFailed from exc
         except BaseException:
             # Whatever failed (a duplicate, a lost database), the next transaction starts on
             # a connection from the pool, never on one an error may have left unusable.

@@ -14,7 +14,9 @@ from typing import Any
 
 import msgspec
 
-_encode = msgspec.json.encode
+# A Decimal (a number a float would change, kept as sent: waypost/domain/field_values.py) is
+# written as the number it is, not as a string.
+_encode = msgspec.json.Encoder(decimal_format="number").encode
 # How many recurring ids a codec keeps the storage form of (then it starts again).
 KNOWN_IDS = 4096
 

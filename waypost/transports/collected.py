@@ -69,8 +69,10 @@ class CollectorTransport(Transport):
         if from_page:
             events = [page_claims(event) for event in events]
         ip = self.hub.client_ip(request.scope) if from_page else ""
-        # Each event may need a new contact: at most as many are created as the limit gives.
-        taken = await take_new_contacts(self.hub, ip, len(events)) if from_page else None
+        # Each person the events name may be new (events of the same ids are one person at
+        # most): at most as many are created as the limit gives.
+        people = len({(e.person, e.user, e.anonymous, e.others, e.alias) for e in events})
+        taken = await take_new_contacts(self.hub, ip, people) if from_page else None
         try:
             plan = await to_thread.run_sync(
                 self.hub.collectors.plan,

@@ -25,7 +25,6 @@ from typing import Any
 import msgspec
 from anyio import to_thread
 
-from waypost.domain.field_values import json_number
 from waypost.domain.segment import Message
 from waypost.domain.suppressions import contact_erased
 from waypost.errors import ApiError, check_depth, too_deep
@@ -89,9 +88,7 @@ def cdn_settings(write_key: str, api_host: str, protocol: str) -> CdnSettings:
 
 _encode = msgspec.json.Encoder().encode
 _decode_batch = msgspec.json.Decoder(BatchBody).decode
-# A property's number with a fraction or an exponent as a float, unless a float would change it.
-_decode_message = msgspec.json.Decoder(Message, float_hook=json_number).decode
-_decode_exactly = msgspec.json.Decoder(float_hook=json_number).decode
+_decode_message = msgspec.json.Decoder(Message).decode
 _decode_key = msgspec.json.Decoder(KeyOnly).decode
 
 
@@ -176,8 +173,10 @@ class SegmentApp(Transport):
         received_at = utcnow()
         from_page = request.key is not None and request.key.access == "publishable"
         ip = self.hub.client_ip(request.scope) if from_page else ""
-        # Each message may need a new contact: at most as many are created as the limit gives.
-        taken = await take_new_contacts(self.hub, ip, len(messages)) if from_page else None
+        # Each person the messages name may be new: at most as many are created as the limit
+        # gives.
+        people = len({(m.user_id, m.anonymous_id, m.previous_id) for m, _ in messages})
+        taken = await take_new_contacts(self.hub, ip, people) if from_page else None
         plan_of = functools.partial(
             self.hub.segment.plan,
             page=from_page,
@@ -264,7 +263,7 @@ def _parse(raw: bytes, decode: Any) -> Any:
 def _with_type(raw: bytes, route: str) -> bytes:
     """A single-call body gets its type from the route, as Segment does."""
     try:
-        obj = _decode_exactly(raw)
+        obj = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
     if not isinstance(obj, dict):
