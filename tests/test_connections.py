@@ -125,6 +125,13 @@ def test_headers_over_the_limit_get_431_and_the_connection_is_closed(
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(20_000))
     answer = send_all_and_read(server, iter([b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many]))
     assert status_and_body(answer)[0] == 431
+    # A request after another's large body in the same read is not charged for that body.
+    large = b"x" * 100_000
+    first = b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(large)
+    second = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = send_all_and_read(server, iter([first + large + second[:20], second[20:]]))
+    assert answer.count(b"HTTP/1.1 ") == 2
+    assert b"431" not in answer
     # Headers within the limit are answered as ever.
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * 30_000 + b"\r\n"
     answer = send_all_and_read(server, iter([request + b"Connection: close\r\n\r\n"]))

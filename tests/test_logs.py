@@ -130,6 +130,11 @@ def test_email_addresses_are_masked_to_their_domain() -> None:
         ("?to=bob%40%5B127.0.0.1%5D&y", "?to=…@%5B127.0.0.1%5D&y"),
         ("?to=dave%40ex_ample.com", "?to=…@ex_ample.com"),
         ("GET /v1/projects/eve.x@localhost/settings", "GET /v1/projects/…@localhost/settings"),
+        ("?to=bob@[127.0.0.1]&y", "?to=…@[127.0.0.1]&y"),
+        # Two addresses one after the other: neither domain runs into the next address.
+        ("?to=ann%40example.com%2Cbob%40example.org", "?to=…@example.com…@example.org"),
+        ("ann@a.b:bob@c.d", "…@a.b:…@c.d"),
+        ("ann@a.b,bob@c.d", "…@a.b,…@c.d"),
     ],
 )
 def test_addresses_in_any_form_a_url_may_carry_are_masked(sent: str, logged: str) -> None:

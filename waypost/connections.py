@@ -85,12 +85,16 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        before = self.phase
         super().data_received(data)
         if self.phase == "headers":
-            # The headers have not all arrived: what they took so far (the read they began in
-            # counted whole) is bounded, as the parser keeps them in memory until they end.
-            self.header_bytes = (self.header_bytes if before == "headers" else 0) + len(data)
+            # The headers have not all arrived: what they took so far is bounded, as the
+            # parser keeps them in memory until they end. The reads after the one a request
+            # began in count whole; that one does not, as it may hold other requests' bytes
+            # before it (pipelined), and a read is bounded anyway.
+            if self.header_bytes < 0:
+                self.header_bytes = 0
+            else:
+                self.header_bytes += len(data)
             if self.header_bytes > self.max_header_bytes:
                 self._refuse_headers()
                 return
@@ -100,6 +104,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.phase = "headers"  # the deadline armed while idle, if any, still runs
+        self.header_bytes = -1  # begun in this read: counted once the read is parsed
 
     def on_headers_complete(self) -> None:
         if self.deadline is not None:

@@ -45,12 +45,19 @@ SECRET = re.compile(
 )
 
 # The "@" of an email address (maybe percent-encoded, in a query string or a path) and its
-# domain: any run of what a domain, an address literal ("[127.0.0.1]") or its percent-encoded
-# or non-ASCII form is made of, dotted or not ("admin@localhost" is an address). The search
-# starts only at an "@" or a "%", and the run is one class, so it never backtracks; the local
-# part is found by walking back from the "@" to the end of the last address masked, so that
-# each character is looked at once (see _mask_emails).
-AT_DOMAIN = re.compile(r"(?:@|%40)((?:[A-Za-z0-9\-_.\[\]:]|%[0-9A-Fa-f]{2}|[^\x00-\x7f]){1,255})")
+# domain: a run of what a domain is made of, dotted or not ("admin@localhost" is an address),
+# in UTF-8 or its percent-encoded bytes (%80 to %FF: never a separator such as %2C or %40), or
+# an address literal in brackets ("[127.0.0.1]", maybe as %5B...%5D). Each alternative starts
+# with its own characters and the search starts only at an "@" or a "%", so it never
+# backtracks; the local part is found by walking back from the "@" to the end of the last
+# address masked, so that each character is looked at once (see _mask_emails).
+AT_DOMAIN = re.compile(
+    r"(?:@|%40)("
+    r"(?:[A-Za-z0-9\-_.]|%[89A-Fa-f][0-9A-Fa-f]|[^\x00-\x7f]){1,255}"
+    r"|\[[0-9A-Fa-f.:]{1,45}\]"
+    r"|%5[Bb][0-9A-Fa-f.:]{1,45}%5[Dd]"
+    r")"
+)
 LOCAL_PART = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 
 _TRACEBACKS = logging.Formatter()
