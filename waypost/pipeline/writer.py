@@ -289,8 +289,8 @@ class Writer(WriterFront):
         except IntegrityError:
             # Another node stored an activity with the same client id between our check and
             # our insert, a replay racing this one stored its activity, or a type or channel
-            # vanished.
-            return [self._alone(job, conflicts=1 if len(batch) == 1 else 0) for job in batch]
+            # vanished. Each job alone decides again, and sees the row it conflicted with.
+            return [self._alone(job) for job in batch]
         except _RowsFailed as failed:
             if len(batch) == 1:
                 log.error("the writer failed a request", exc_info=failed.__cause__)
@@ -307,18 +307,12 @@ class Writer(WriterFront):
         self.batches += 1
         return [job.results for job in batch]
 
-    def _alone(self, job: Job, conflicts: int = 0) -> Outcome:
-        """``job`` in a transaction of its own, after its batch failed; on a unique conflict
-        tried again ``conflicts`` more times (it then sees the row it conflicted with)."""
+    def _alone(self, job: Job) -> Outcome:
+        """``job`` in a transaction of its own, after its batch failed before its commit."""
         try:
             self._transaction([job])
         except StorageUnavailable as exc:
             return exc
-        except IntegrityError as exc:
-            if conflicts > 0:
-                return self._alone(job, conflicts - 1)
-            log.exception("the writer failed a request")
-            return StorageUnavailable(str(exc))
         except _RowsFailed as failed:
             log.error("the writer failed a request", exc_info=failed.__cause__)
             return StorageUnavailable(str(failed.__cause__))
