@@ -162,9 +162,7 @@ def json_number(text: str) -> float | decimal.Decimal:
 
 
 def _decimal(spec: FieldSpec, value: object, where: str) -> str:
-    if isinstance(value, decimal.Decimal):
-        return _exact_decimal(spec, value, where)
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool) or not isinstance(value, str | int | float | decimal.Decimal):
         raise FieldValueError(
             f'{spec.name} is a decimal field; send it as a string such as "50000.10".',
             where,
@@ -181,39 +179,30 @@ def _decimal(spec: FieldSpec, value: object, where: str) -> str:
         text = value
     elif isinstance(value, int):
         text = str(value)
+    elif isinstance(value, decimal.Decimal):
+        # A number json_number kept as written: its size is checked before it is written
+        # out in plain notation (1e999999 would be a million digits).
+        largest = value.adjusted()  # the power of ten of its first digit
+        if len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS or not (
+            -MAX_DECIMAL_DIGITS <= largest < MAX_DECIMAL_DIGITS
+        ):
+            raise _too_many_digits(spec, where)
+        text = format(value, "f")
     else:
         if not math.isfinite(value):
             raise FieldValueError(f"{spec.name} must be a finite number.", where)
         text = number_text(value)
     if len(text) > MAX_DECIMAL_DIGITS and sum(ch.isdigit() for ch in text) > MAX_DECIMAL_DIGITS:
-        raise FieldValueError(
-            f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits; send at most "
-            f"{MAX_DECIMAL_DIGITS}.",
-            where,
-        )
+        raise _too_many_digits(spec, where)
     return text
 
 
-def _exact_decimal(spec: FieldSpec, value: decimal.Decimal, where: str) -> str:
-    """A number :func:`json_number` kept as written: in plain notation, if it has at most
-    :data:`MAX_DECIMAL_DIGITS` digits in it (checked before it is written out: ``1e999999``
-    would be a million)."""
-    digits = len(value.as_tuple().digits)
-    largest = value.adjusted()  # the power of ten of its first digit
-    if digits > MAX_DECIMAL_DIGITS or not -MAX_DECIMAL_DIGITS <= largest < MAX_DECIMAL_DIGITS:
-        raise FieldValueError(
-            f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits; send at most "
-            f"{MAX_DECIMAL_DIGITS}.",
-            where,
-        )
-    text = format(value, "f")
-    if sum(ch.isdigit() for ch in text) > MAX_DECIMAL_DIGITS:
-        raise FieldValueError(
-            f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits; send at most "
-            f"{MAX_DECIMAL_DIGITS}.",
-            where,
-        )
-    return text
+def _too_many_digits(spec: FieldSpec, where: str) -> FieldValueError:
+    return FieldValueError(
+        f"{spec.name} has more than {MAX_DECIMAL_DIGITS} digits; send at most "
+        f"{MAX_DECIMAL_DIGITS}.",
+        where,
+    )
 
 
 def number_text(value: float) -> str:

@@ -77,6 +77,8 @@ def check_utf8(raw: bytes) -> None:
     """400 ``invalid_json`` unless ``raw`` is UTF-8, as JSON must be. For bodies whose parts are
     kept undecoded (``msgspec.Raw``, an activity each): a part's bytes are checked only when it
     is decoded, and one that is not UTF-8 could not be kept as text with its rejection."""
+    if raw.isascii():
+        return  # nearly every body: checked without decoding it
     try:
         raw.decode()
     except UnicodeDecodeError as exc:

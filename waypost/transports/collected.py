@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import uuid
 from collections import defaultdict
 from typing import ClassVar
-
-from anyio import to_thread
 
 from waypost.domain.collected import Collected, page_claims
 from waypost.domain.suppressions import contact_erased
@@ -30,7 +29,7 @@ from waypost.pipeline.writer_decision import ActivityResult
 from waypost.services.collectors import IdKinds, Plan
 from waypost.transports.contact_limits import follow_merges
 from waypost.transports.frame import IngestRequest, Transport
-from waypost.transports.page_rules import page_rules, take_new_contacts
+from waypost.transports.page_rules import page_rules, plan_new_contacts
 
 PUBLISHABLE = "publishable"
 
@@ -68,33 +67,23 @@ class CollectorTransport(Transport):
         from_page = request.key is not None and request.key.access == PUBLISHABLE
         if from_page:
             events = [page_claims(event) for event in events]
-        ip = self.hub.client_ip(request.scope) if from_page else ""
+        ip = self.hub.client_ip(request.scope) if from_page else None
         # Each person the events name may be new (events of the same ids are one person at
-        # most): at most as many are created as the limit gives.
+        # most).
         people = len({(e.person, e.user, e.anonymous, e.others, e.alias) for e in events})
-        taken = await take_new_contacts(self.hub, ip, people) if from_page else None
-        try:
-            plan = await to_thread.run_sync(
-                self.hub.collectors.plan,
-                channel,
-                snapshot,
-                events,
-                self.kinds,
-                taken.count if taken is not None else None,
-            )
-        except Exception:
-            if taken is not None:
-                await self.hub.rate_limiter.give_back(taken, 0)
-            raise
-        if taken is not None:
-            await self.hub.rate_limiter.give_back(taken, plan.created)
+        plan = await plan_new_contacts(
+            self.hub,
+            ip,
+            people,
+            functools.partial(self.hub.collectors.plan, channel, snapshot, events, self.kinds),
+        )
         if plan.erased and plan.erased == len(events):
             # Every event named an erased contact: nothing was stored, and the caller is told
             # why. (With other events beside them, those are stored as usual.)
             raise contact_erased("The contact these events name")
         await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
         results: list[ActivityResult | None] = [None] * len(events)
-        await self._store(channel, snapshot, plan, when, from_page, ip, results)
+        await self._store(channel, snapshot, plan, when, from_page, ip or "", results)
         return results
 
     async def _store(

@@ -10,30 +10,53 @@ activities with ``require_consent``.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from anyio import to_thread
 
 from waypost.errors import ApiError
 from waypost.pipeline.catalog import Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, reject
-from waypost.ratelimit import Limit, Taken, retry_after
+from waypost.ratelimit import Limit, retry_after
 from waypost.transports.contact_limits import contact_limit_key
 
 if TYPE_CHECKING:
     from waypost.hub import Hub
 
 
-async def take_new_contacts(hub: Hub, ip: str, wanted: int) -> Taken | None:
-    """Take up to ``wanted`` of the new contacts a page's address may create in an hour
-    (WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR), as the browser endpoints count them: a publishable
-    key is public, and each contact costs storage. A request of many events takes one for
-    each event that may need a new contact, creates at most those taken, and gives back the
-    ones it did not use (:meth:`~waypost.ratelimit.RateLimiter.give_back`). Events that need a
-    contact past those are kept as rejected (``rate_limited``); events of known contacts are
-    stored as usual. None when there is no limit."""
+class CreatesContacts(Protocol):
+    """A collector's plan: how many contacts it created."""
+
+    created: int
+
+
+PlanT = TypeVar("PlanT", bound=CreatesContacts)
+
+
+async def plan_new_contacts(
+    hub: Hub, ip: str | None, people: int, plan: Callable[[int | None], PlanT]
+) -> PlanT:
+    """``plan(may_create)`` on a worker thread. For a page (its address ``ip``; None for a
+    server's request, which has no such limit) ``may_create`` is how many of the ``people``
+    the request names may be new contacts within the address's hourly limit
+    (WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR), as the browser endpoints count them: a
+    publishable key is public, and each contact costs storage. Those are taken from the limit
+    before the plan and the ones it did not use are given back after it. Events that need a
+    contact past them are kept as rejected (``rate_limited``); events of known contacts are
+    stored as usual."""
     per_hour = hub.settings.new_contacts_per_ip_per_hour
-    if not per_hour:
-        return None
-    return await hub.rate_limiter.take(Limit(f"contacts:ip:{ip}", per_hour, 3600), wanted)
+    if ip is None or not per_hour:
+        return await to_thread.run_sync(plan, None)
+    limiter = hub.rate_limiter
+    taken = await limiter.take(Limit(f"contacts:ip:{ip}", per_hour, 3600), people)
+    try:
+        planned = await to_thread.run_sync(plan, taken.count)
+    except Exception:
+        await limiter.give_back(taken, 0)
+        raise
+    await limiter.give_back(taken, planned.created)
+    return planned
 
 
 async def page_rules(

@@ -23,7 +23,6 @@ from collections import defaultdict
 from typing import Any
 
 import msgspec
-from anyio import to_thread
 
 from waypost.domain.segment import Message
 from waypost.domain.suppressions import contact_erased
@@ -33,7 +32,7 @@ from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare
 from waypost.transports.contact_limits import follow_merges
 from waypost.transports.frame import Answer, Cors, IngestRequest, KeyRule, Transport, basic_user
-from waypost.transports.page_rules import page_rules, take_new_contacts
+from waypost.transports.page_rules import page_rules, plan_new_contacts
 
 MAX_MESSAGE = 32 * 1024
 MAX_BATCH = 500 * 1024
@@ -172,26 +171,15 @@ class SegmentApp(Transport):
             messages.append((_parse(item, _decode_message), item))
         received_at = utcnow()
         from_page = request.key is not None and request.key.access == "publishable"
-        ip = self.hub.client_ip(request.scope) if from_page else ""
-        # Each person the messages name may be new: at most as many are created as the limit
-        # gives.
+        ip = self.hub.client_ip(request.scope) if from_page else None
+        # Each person the messages name may be new.
         people = len({(m.user_id, m.anonymous_id, m.previous_id) for m, _ in messages})
-        taken = await take_new_contacts(self.hub, ip, people) if from_page else None
         plan_of = functools.partial(
-            self.hub.segment.plan,
-            page=from_page,
-            may_create=taken.count if taken is not None else None,
+            self.hub.segment.plan, channel, snapshot, messages, sent_at, received_at, page=from_page
         )
-        try:
-            plan = await to_thread.run_sync(
-                plan_of, channel, snapshot, messages, sent_at, received_at
-            )
-        except Exception:
-            if taken is not None:
-                await self.hub.rate_limiter.give_back(taken, 0)
-            raise
-        if taken is not None:
-            await self.hub.rate_limiter.give_back(taken, plan.created)
+        plan = await plan_new_contacts(
+            self.hub, ip, people, lambda may_create: plan_of(may_create=may_create)
+        )
         if plan.erased and plan.erased == len(messages):
             # Every message named an erased contact: nothing was stored, and the caller is
             # told why. (With other messages beside them, those are stored and it is 200.)
@@ -200,8 +188,8 @@ class SegmentApp(Transport):
             self.catalog.invalidate()
             snapshot = await self.snapshot(request)
         await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
-        page = ip if from_page else None
-        await self._store(channel, snapshot, plan.activities, plan.rejected, received_at, page)
+        # A page's address (None for a server's request).
+        await self._store(channel, snapshot, plan.activities, plan.rejected, received_at, ip)
         return 200, SUCCESS, []
 
     async def project_settings(self, request: IngestRequest) -> Answer:
