@@ -160,6 +160,63 @@ def test_what_is_not_http_gets_400_in_the_error_shape(
     assert b"content-type: application/json" in answer.lower()
 
 
+def chunked_tracking_head(server: WaypostServer) -> bytes:
+    return (
+        f"POST /tracking/activities HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {server.tracking_key}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+
+
+def test_trailer_fields_over_the_limit_get_431_and_the_connection_is_closed(
+    server: WaypostServer,
+) -> None:
+    body = json.dumps({"channel": server.channel, "contact": "x", "activities": []}).encode()
+
+    def huge_trailer() -> Iterator[bytes]:
+        yield chunked_tracking_head(server)
+        yield b"%x\r\n%s\r\n0\r\nX-Trailer: " % (len(body), body)
+        for _ in range(50 * 1024 * 1024 // 65536):  # 50 MB, if nothing stopped it
+            yield b"a" * 65536
+
+    answer = send_all_and_read(server, huge_trailer())
+    status, error = status_and_body(answer)
+    assert status == 431
+    assert error["error"]["code"] == "headers_too_large"  # type: ignore[index]
+    assert "trailer fields" in error["error"]["message"]  # type: ignore[index]
+    # So do many trailer fields, each short, sent a read at a time.
+    many = [b"X-T%d: v\r\n" % i for i in range(20_000)]
+    answer = send_all_and_read(
+        server,
+        iter([chunked_tracking_head(server), b"%x\r\n%s\r\n0\r\n" % (len(body), body), *many]),
+    )
+    assert status_and_body(answer)[0] == 431
+
+
+def test_a_body_in_small_chunks_with_a_trailer_is_stored(server: WaypostServer) -> None:
+    contact = httpx.post(
+        f"{server.url}/tracking/contacts",
+        headers={"Authorization": f"Bearer {server.tracking_key}"},
+        json={},
+    ).json()["contact"]
+    activity = {"type": "click", "value": "x" * 2000}
+    body = json.dumps({"channel": server.channel, "contact": contact, "activities": [activity]})
+    chunks = [b"%x\r\n%s\r\n" % (1, byte.to_bytes(1, "big")) for byte in body.encode()]
+    end = b"0\r\nX-Checksum: " + b"c" * 1000 + b"\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    with sock:
+        sock.sendall(chunked_tracking_head(server))
+        for chunk in chunks:  # one read each, as far as the network keeps them apart
+            sock.sendall(chunk)
+        sock.sendall(end)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            answer += sock.recv(65536)
+    status, result = status_and_body(answer)
+    assert status == 207, result
+    assert result["results"][0]["status"] == 202  # type: ignore[index]
+
+
 def test_a_connection_that_sends_nothing_is_closed(server: WaypostServer) -> None:
     assert trickle([connect(server)], b"", every=0.25, limit=HEADER_TIMEOUT + 4) == [b""]
 
