@@ -315,6 +315,18 @@ def test_channel_keys_cannot_use_the_admin_api(
     )
 
 
+def test_an_admin_request_with_the_key_table_stale_reloads_it(
+    client: TestClient, hub: Hub, admin_headers: dict[str, str], make_key: Callable[..., CreatedKey]
+) -> None:
+    hub.catalog.invalidate()
+    assert client.get("/api/channels", headers=admin_headers).status_code == 200
+    snapshot = hub.catalog.fresh()
+    assert snapshot is not None  # the next seconds' requests need no thread and no query
+    # A key the cached table may not hold yet is still known: the database is asked.
+    key = make_key("admin")
+    assert client.get("/api/channels", headers=bearer(key.key)).status_code == 200
+
+
 def test_a_disabled_admin_key_is_403(
     client: TestClient, hub: Hub, make_key: Callable[..., CreatedKey], expect_error: ErrorCheck
 ) -> None:

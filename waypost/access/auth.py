@@ -117,6 +117,18 @@ def bearer_key(snapshot: Snapshot, authorization: str | None) -> Principal | Non
     return Principal(info.id, info.access, info.channel_id)
 
 
+def _admin_key(hub: Hub, authorization: str | None) -> Principal:
+    """On a worker thread, with the cached key table stale: reload it (so that the requests of
+    the next seconds need no thread), and answer from it, or from the database for a key it
+    does not know."""
+    known = bearer_key(hub.catalog.get(), authorization)
+    if known is None:
+        return hub.keys.authenticate_admin(authorization)
+    principal = admin_principal(known)
+    hub.keys.usage.note(principal.key_id)
+    return principal
+
+
 async def api_principal(hub: Hub, request: Request, tag: str) -> Principal | Session:
     """Authenticate an admin API request: a bearer admin key, or else a UI session cookie.
 
@@ -131,7 +143,9 @@ async def api_principal(hub: Hub, request: Request, tag: str) -> Principal | Ses
         # The cached key table answers without a thread or a query while it is fresh (as for
         # the tracking API); a key it does not know yet is looked up in the database.
         snapshot = hub.catalog.fresh()
-        known = bearer_key(snapshot, authorization) if snapshot is not None else None
+        if snapshot is None:
+            return await run_in_threadpool(_admin_key, hub, authorization)
+        known = bearer_key(snapshot, authorization)
         if known is not None:
             principal = admin_principal(known)
             hub.keys.usage.note(principal.key_id)

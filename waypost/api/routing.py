@@ -8,6 +8,7 @@ thin: parse, call a service, answer.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -209,15 +210,22 @@ def decode_query(params: Mapping[str, str], query_type: type) -> Any:
         error.message = error.message.replace("field", "query parameter", 1)
         raise error from None
     # Lax conversion reads "null" as None, which only leaving the parameter out means.
-    for f in msgspec.structs.fields(query_type):
-        if params.get(f.encode_name) == "null" and getattr(query, f.name) is None:
+    for encode_name, name in _parameter_names(query_type):
+        if params.get(encode_name) == "null" and getattr(query, name) is None:
             raise ApiError(
                 400,
                 "invalid_field",
-                f"{f.encode_name} does not take null; leave the parameter out instead.",
-                f.encode_name,
+                f"{encode_name} does not take null; leave the parameter out instead.",
+                encode_name,
             )
     return query
+
+
+@functools.cache
+def _parameter_names(query_type: type) -> tuple[tuple[str, str], ...]:
+    """Each query parameter's name and its attribute's, worked out once per query type
+    (``msgspec.structs.fields`` evaluates the type's annotations on every call)."""
+    return tuple((f.encode_name, f.name) for f in msgspec.structs.fields(query_type))
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
