@@ -224,6 +224,16 @@ def test_a_condition_too_complex_for_the_database_is_a_400(
     assert [g["id"] for g in groups.walk("/api/groups")] == [a["id"]]
 
 
+def test_a_text_longer_than_the_database_compares_is_a_400(
+    groups: Groups, expect_error: ErrorCheck
+) -> None:
+    # 50,010 characters: past SQLite's longest LIKE pattern, so evaluating it was a 503.
+    condition = {"contact": {"field": "city", "contains": "a" * 50_010}}
+    for answer in (groups.post(condition), groups.validate(condition)):
+        error = expect_error(answer, 400, "invalid_field", "condition")
+        assert "at most 1000 characters" in error["message"]
+
+
 # -- cycles -----------------------------------------------------------------------------------
 
 

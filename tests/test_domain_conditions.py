@@ -11,6 +11,11 @@ import pytest
 from waypost.domain.conditions import (
     MAX_CONDITIONS,
     MAX_DEPTH,
+    MAX_FIELD_FILTERS,
+    MAX_IN,
+    MAX_NAME,
+    MAX_TEXT,
+    MAX_VALUES,
     ActivityCondition,
     All,
     AnyOf,
@@ -379,3 +384,35 @@ def test_a_condition_holds_at_most_so_many_conditions() -> None:
     assert caught.path == ""
     nested = {"all": [{"any": [leaf] * 20} for _ in range(10)]}
     assert "at most" in str(error(nested))
+
+
+def test_texts_lists_and_names_are_bounded() -> None:
+    # Each bound holds at its limit and refuses one past it (a longer text would become a LIKE
+    # pattern the database refuses, failing every evaluation of the group or audience).
+    longest = "a" * MAX_TEXT
+    for op in ("equals", "not_equals", "contains"):
+        assert parse_condition({"contact": {"field": "city", op: longest}})
+        caught = error({"contact": {"field": "city", op: longest + "a"}})
+        assert f"at most {MAX_TEXT} characters" in str(caught)
+    assert "at most" in str(error({"contact": {"field": "city", "in": [longest + "a"]}}))
+    assert parse_condition({"contact": {"field": "city", "in": ["x"] * MAX_IN}})
+    caught = error({"contact": {"field": "city", "in": ["x"] * (MAX_IN + 1)}})
+    assert f"in takes at most {MAX_IN} values" in str(caught)
+    lists = MAX_VALUES // MAX_IN + 1
+    many = {"any": [{"contact": {"field": "city", "in": ["x"] * MAX_IN}}] * lists}
+    assert f"at most {MAX_VALUES} values" in str(error(many))
+    attribute = "attributes." + "n" * MAX_NAME
+    assert parse_condition({"contact": {"field": attribute, "exists": True}})
+    caught = error({"contact": {"field": attribute + "n", "exists": True}})
+    assert "unknown contact field 'attributes.nnn" in str(caught)
+    assert "characters)" in str(caught)  # the name is cut, not echoed whole
+    assert "takes a consent code name" in str(error({"consent": "c" * (MAX_NAME + 1)}))
+    activity: dict[str, Any] = {"type": "t" * (MAX_NAME + 1)}
+    assert "needs type" in str(error({"activity": activity}))
+    filters = {f"f{i}": {"eq": "1"} for i in range(MAX_FIELD_FILTERS)}
+    assert parse_condition({"activity": {"type": "t", "fields": filters}})
+    filters["one_more"] = {"eq": "1"}
+    caught = error({"activity": {"type": "t", "fields": filters}})
+    assert f"at most {MAX_FIELD_FILTERS} field filters" in str(caught)
+    caught = error({"activity": {"type": "t", "fields": {"note": {"contains": longest + "a"}}}})
+    assert f"fields.note.contains takes at most {MAX_TEXT} characters" in str(caught)

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from hypothesis import strategies as st
 
-from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
+from waypost.domain.field_filters import MAX_FILTER_LENGTH, FieldFilter, FilterError, parse_filters
 from waypost.domain.fields import FieldSpec
 
 TYPES = ["text", "integer", "decimal", "boolean", "datetime", "url", "email", "phone"]
@@ -135,13 +135,21 @@ def test_contains_on_other_types_is_refused(type_: str) -> None:
         ("f_url", "http://[::1"),
         ("f_email", "ann"),
         ("f_phone", "555 0123"),
-        ("f_text", "x" * 2001),
     ],
 )
 def test_values_that_are_not_of_the_fields_type_are_refused(key: str, raw: str) -> None:
     error = refused({key: raw})
     assert error.parameter == f"field.{key}"
     assert "is not a" in str(error)
+
+
+@pytest.mark.parametrize("key", ["f_text", "f_text.contains", "f_url.contains", "f_integer"])
+def test_a_value_is_at_most_so_many_characters(key: str) -> None:
+    # A contains filter becomes a LIKE pattern, whose length the database limits.
+    assert parse_filters(SPECS, {"f_text.contains": "x" * MAX_FILTER_LENGTH})
+    error = refused({key: "1" * (MAX_FILTER_LENGTH + 1)})
+    assert error.parameter == f"field.{key}"
+    assert f"at most {MAX_FILTER_LENGTH} characters" in str(error)
 
 
 @pytest.mark.parametrize(

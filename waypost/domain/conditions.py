@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from waypost.domain.contact_fields import CONTACT_FIELDS
+from waypost.error_words import quoted
 
 CONTACT_COLUMNS = frozenset({*CONTACT_FIELDS.values(), "created_at", "updated_at"})
 DATE_COLUMNS = frozenset({"birthday", "created_at", "updated_at"})
@@ -40,6 +41,18 @@ CONTACT_OPS = ("equals", "not_equals", "contains", "in", "exists", "before", "af
 MAX_DEPTH = 12
 # SQLite refuses a compound SELECT of more than 500 terms, and every condition is one.
 MAX_CONDITIONS = 200
+# The longest text a condition compares with (a contact field's value, a field filter's), as
+# a report's filters: a longer one is no value anyone looks for, and it would become a LIKE
+# pattern or a parameter the database limits (SQLite: 50,000 bytes a LIKE pattern).
+MAX_TEXT = 1000
+# The most values an ``in`` list takes, and all the lists of one condition together: each is a
+# parameter of one statement, and SQLite takes at most 32,766.
+MAX_IN = 1000
+MAX_VALUES = 10_000
+# The most field filters one activity condition takes.
+MAX_FIELD_FILTERS = 20
+# The longest name (an activity type's or a consent's code name, a field's, an attribute's).
+MAX_NAME = 100
 
 
 class ConditionError(ValueError):
@@ -113,6 +126,14 @@ def parse_condition(data: Any, path: str = "", depth: int = 0) -> Condition:
             "split it into groups that refer to each other",
             path,
         )
+    if depth == 0:
+        lists = (c for c in walk(condition) if isinstance(c, ContactCondition) and c.op == "in")
+        values = sum(len(c.value) for c in lists)
+        if values > MAX_VALUES:
+            raise ConditionError(
+                f"at most {MAX_VALUES} values in all the in lists of one group together",
+                path,
+            )
     return condition
 
 
@@ -139,7 +160,7 @@ def _parse(data: Any, path: str, depth: int) -> Condition:
     if key == "contact":
         return _contact(value, where)
     if key == "consent":
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or len(value) > MAX_NAME:
             raise ConditionError("takes a consent code name", where)
         return ConsentCondition(value)
     if key == "group":
@@ -147,7 +168,7 @@ def _parse(data: Any, path: str, depth: int) -> Condition:
             return GroupCondition(uuid.UUID(str(value)))
         except ValueError:
             raise ConditionError("takes a group id", where) from None
-    raise ConditionError(f"unknown condition {key!r}", where)
+    raise ConditionError(f"unknown condition {quoted(key)}", where)
 
 
 def _activity(value: Any, where: str) -> ActivityCondition:
@@ -156,9 +177,9 @@ def _activity(value: Any, where: str) -> ActivityCondition:
     allowed = {"type", "at_least", "at_most", "exactly", "within_days", "between", "fields"}
     unknown = set(value) - allowed
     if unknown:
-        raise ConditionError(f"unknown key {sorted(unknown)[0]!r}", where)
+        raise ConditionError(f"unknown key {quoted(sorted(unknown)[0])}", where)
     type_code = value.get("type")
-    if not isinstance(type_code, str) or not type_code:
+    if not isinstance(type_code, str) or not type_code or len(type_code) > MAX_NAME:
         raise ConditionError("needs type, an activity type's code name", where)
     counts: list[Literal["at_least", "at_most", "exactly"]] = [
         k for k in ("at_least", "at_most", "exactly") if k in value
@@ -193,12 +214,22 @@ def _activity(value: Any, where: str) -> ActivityCondition:
     if not isinstance(raw_fields, dict):
         raise ConditionError('fields takes {"name": {"gte": value}}', where)
     for name, ops in raw_fields.items():
+        if len(name) > MAX_NAME:
+            raise ConditionError(f"fields: no field is named {quoted(name)}", where)
         if not isinstance(ops, dict) or not ops:
             raise ConditionError(f'fields.{name} takes {{"eq": value}} and the like', where)
         for op, operand in ops.items():
             if op not in FIELD_OPS:
-                raise ConditionError(f"fields.{name}: unknown operator {op!r}", where)
+                raise ConditionError(f"fields.{name}: unknown operator {quoted(op)}", where)
+            if isinstance(operand, str) and len(operand) > MAX_TEXT:
+                raise ConditionError(
+                    f"fields.{name}.{op} takes at most {MAX_TEXT} characters", where
+                )
             fields.append((name, op, operand))
+            if len(fields) > MAX_FIELD_FILTERS:
+                raise ConditionError(
+                    f"at most {MAX_FIELD_FILTERS} field filters in one activity condition", where
+                )
     return ActivityCondition(type_code, count, n, within, start, end, tuple(fields))
 
 
@@ -207,14 +238,18 @@ def _contact(value: Any, where: str) -> ContactCondition:
         raise ConditionError(f"takes field and one of {', '.join(CONTACT_OPS)}", where)
     name = value["field"]
     if not isinstance(name, str) or not (
-        name in CONTACT_COLUMNS or (name.startswith("attributes.") and len(name) > 11)
+        name in CONTACT_COLUMNS
+        or (name.startswith("attributes.") and 11 < len(name) <= 11 + MAX_NAME)
     ):
-        raise ConditionError(f"unknown contact field {name!r}", where)
+        shown = quoted(name) if isinstance(name, str) else "given"
+        raise ConditionError(f"unknown contact field {shown}", where)
     ((op, operand),) = ((k, v) for k, v in value.items() if k != "field")
     if op not in CONTACT_OPS:
-        raise ConditionError(f"unknown operator {op!r}", where)
+        raise ConditionError(f"unknown operator {quoted(op)}", where)
     if op == "in" and (not isinstance(operand, list) or not operand):
         raise ConditionError("in takes a non-empty list", where)
+    if op == "in" and len(operand) > MAX_IN:
+        raise ConditionError(f"in takes at most {MAX_IN} values", where)
     if op == "exists" and not isinstance(operand, bool):
         raise ConditionError("exists takes true or false", where)
     if op in ("before", "after"):
@@ -240,7 +275,10 @@ def _contact(value: Any, where: str) -> ContactCondition:
 def _text(value: Any, message: str, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ConditionError(message, where)
-    return str(value)
+    text = str(value)
+    if len(text) > MAX_TEXT:
+        raise ConditionError(f"a value may be at most {MAX_TEXT} characters", where)
+    return text
 
 
 def walk(condition: Condition) -> Iterator[Condition]:

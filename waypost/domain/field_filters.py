@@ -21,11 +21,15 @@ from waypost.domain.field_values import (
     parse_datetime,
 )
 from waypost.domain.fields import FieldSpec
+from waypost.error_words import quoted
 
 Op = Literal["eq", "gt", "gte", "lt", "lte", "contains"]
 OPS: frozenset[str] = frozenset({"eq", "gt", "gte", "lt", "lte", "contains"})
 ORDERED_TYPES = frozenset({"integer", "decimal", "datetime"})
 TEXT_TYPES = frozenset({"text", "url", "email", "phone"})
+# The longest value a filter takes, as a report's filters (a longer text is not something
+# anyone searches for, and a LIKE pattern's length is limited by the database).
+MAX_FILTER_LENGTH = 1000
 
 
 def operators(field_type: str) -> tuple[str, ...]:
@@ -59,9 +63,11 @@ def parse_filters(specs: Sequence[FieldSpec], params: Mapping[str, str]) -> list
         op = op or "eq"
         spec = by_name.get(name)
         if spec is None:
-            raise FilterError(f"The activity type has no field {name!r}.", parameter)
+            raise FilterError(f"The activity type has no field {quoted(name)}.", parameter)
         if op not in OPS:
-            raise FilterError(f"Unknown operator {op!r}; use {', '.join(sorted(OPS))}.", parameter)
+            raise FilterError(
+                f"Unknown operator {quoted(op)}; use {', '.join(sorted(OPS))}.", parameter
+            )
         allowed = ", ".join(operators(spec.type))
         if op in ("gt", "gte", "lt", "lte") and spec.type not in ORDERED_TYPES:
             raise FilterError(
@@ -80,6 +86,12 @@ def parse_filters(specs: Sequence[FieldSpec], params: Mapping[str, str]) -> list
 
 
 def _parse(spec: FieldSpec, op: str, raw: str, parameter: str) -> object:
+    if len(raw) > MAX_FILTER_LENGTH:
+        # A text field may hold more, but a filter's value becomes a LIKE pattern or a bound
+        # parameter, which the database limits (SQLite: 50,000 bytes a LIKE pattern).
+        raise FilterError(
+            f"A field filter's value may be at most {MAX_FILTER_LENGTH} characters.", parameter
+        )
     if "\x00" in raw:
         # No stored value holds NUL, and PostgreSQL cannot even compare text with one.
         raise FilterError("A field filter cannot hold the NUL character; remove it.", parameter)
@@ -104,7 +116,7 @@ def _parse(spec: FieldSpec, op: str, raw: str, parameter: str) -> object:
             return parse_datetime(raw)
         return canonical_value(spec, raw, parameter)
     except (ValueError, ArithmeticError, FieldValueError):
-        raise FilterError(f"{raw!r} is not a {spec.type} value.", parameter) from None
+        raise FilterError(f"{quoted(raw)} is not a {spec.type} value.", parameter) from None
 
 
 def as_datetime(value: object) -> dt.datetime:
