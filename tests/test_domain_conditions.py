@@ -19,6 +19,7 @@ from waypost.domain.conditions import (
     ActivityCondition,
     All,
     AnyOf,
+    Condition,
     ConditionError,
     ConsentCondition,
     ContactCondition,
@@ -386,33 +387,46 @@ def test_a_condition_holds_at_most_so_many_conditions() -> None:
     assert "at most" in str(error(nested))
 
 
-def test_texts_lists_and_names_are_bounded() -> None:
+def bounded(data: Any) -> Condition:
+    return parse_condition(data, limits=True)
+
+
+def past_limit(data: Any) -> ConditionError:
+    """The error of ``data`` sent to be saved; read as saved, it parses."""
+    assert parse_condition(data)
+    with pytest.raises(ConditionError) as caught:
+        bounded(data)
+    return caught.value
+
+
+def test_a_new_conditions_texts_lists_and_names_are_bounded() -> None:
     # Each bound holds at its limit and refuses one past it (a longer text would become a LIKE
     # pattern the database refuses, failing every evaluation of the group or audience).
     longest = "a" * MAX_TEXT
     for op in ("equals", "not_equals", "contains"):
-        assert parse_condition({"contact": {"field": "city", op: longest}})
-        caught = error({"contact": {"field": "city", op: longest + "a"}})
+        assert bounded({"contact": {"field": "city", op: longest}})
+        caught = past_limit({"any": [{"contact": {"field": "city", op: longest + "a"}}]})
         assert f"at most {MAX_TEXT} characters" in str(caught)
-    assert "at most" in str(error({"contact": {"field": "city", "in": [longest + "a"]}}))
-    assert parse_condition({"contact": {"field": "city", "in": ["x"] * MAX_IN}})
-    caught = error({"contact": {"field": "city", "in": ["x"] * (MAX_IN + 1)}})
+        assert caught.path == "any[0].contact"
+    assert "at most" in str(past_limit({"contact": {"field": "city", "in": [longest + "a"]}}))
+    assert bounded({"contact": {"field": "city", "in": ["x"] * MAX_IN}})
+    caught = past_limit({"contact": {"field": "city", "in": ["x"] * (MAX_IN + 1)}})
     assert f"in takes at most {MAX_IN} values" in str(caught)
     lists = MAX_VALUES // MAX_IN + 1
     many = {"any": [{"contact": {"field": "city", "in": ["x"] * MAX_IN}}] * lists}
-    assert f"at most {MAX_VALUES} values" in str(error(many))
+    assert f"at most {MAX_VALUES} values" in str(past_limit(many))
     attribute = "attributes." + "n" * MAX_NAME
-    assert parse_condition({"contact": {"field": attribute, "exists": True}})
-    caught = error({"contact": {"field": attribute + "n", "exists": True}})
+    assert bounded({"contact": {"field": attribute, "exists": True}})
+    caught = past_limit({"contact": {"field": attribute + "n", "exists": True}})
     assert "unknown contact field 'attributes.nnn" in str(caught)
     assert "characters)" in str(caught)  # the name is cut, not echoed whole
-    assert "takes a consent code name" in str(error({"consent": "c" * (MAX_NAME + 1)}))
-    activity: dict[str, Any] = {"type": "t" * (MAX_NAME + 1)}
-    assert "needs type" in str(error({"activity": activity}))
+    assert "takes a consent code name" in str(past_limit({"consent": "c" * (MAX_NAME + 1)}))
+    assert "needs type" in str(past_limit({"activity": {"type": "t" * (MAX_NAME + 1)}}))
     filters = {f"f{i}": {"eq": "1"} for i in range(MAX_FIELD_FILTERS)}
-    assert parse_condition({"activity": {"type": "t", "fields": filters}})
+    assert bounded({"activity": {"type": "t", "fields": filters}})
     filters["one_more"] = {"eq": "1"}
-    caught = error({"activity": {"type": "t", "fields": filters}})
+    caught = past_limit({"activity": {"type": "t", "fields": filters}})
     assert f"at most {MAX_FIELD_FILTERS} field filters" in str(caught)
-    caught = error({"activity": {"type": "t", "fields": {"note": {"contains": longest + "a"}}}})
+    long_filter = {"activity": {"type": "t", "fields": {"note": {"contains": longest + "a"}}}}
+    caught = past_limit(long_filter)
     assert f"fields.note.contains takes at most {MAX_TEXT} characters" in str(caught)

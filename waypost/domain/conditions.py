@@ -117,8 +117,11 @@ Condition = (
 )
 
 
-def parse_condition(data: Any, path: str = "", depth: int = 0) -> Condition:
-    """Parse and check a condition; ConditionError says what and where."""
+def parse_condition(
+    data: Any, path: str = "", depth: int = 0, *, limits: bool = False
+) -> Condition:
+    """Parse and check a condition; ConditionError says what and where. ``limits``: also hold
+    it to :func:`check_limits`, as a condition sent to be saved or tried is."""
     condition = _parse(data, path, depth)
     if depth == 0 and sum(1 for _ in walk(condition)) > MAX_CONDITIONS:
         raise ConditionError(
@@ -126,15 +129,49 @@ def parse_condition(data: Any, path: str = "", depth: int = 0) -> Condition:
             "split it into groups that refer to each other",
             path,
         )
-    if depth == 0:
-        lists = (c for c in walk(condition) if isinstance(c, ContactCondition) and c.op == "in")
-        values = sum(len(c.value) for c in lists)
-        if values > MAX_VALUES:
-            raise ConditionError(
-                f"at most {MAX_VALUES} values in all the in lists of one group together",
-                path,
-            )
+    if limits and depth == 0:
+        check_limits(condition, path)
     return condition
+
+
+def check_limits(condition: Condition, path: str = "") -> None:
+    """Refuse a condition past the limits a new one is held to (a text compared, a list, the
+    field filters, a name): ConditionError names where. Conditions saved before a limit was
+    set are read as they are."""
+    values = 0
+    for where, node in located(condition, path):
+        if isinstance(node, ContactCondition):
+            if len(node.field) > len("attributes.") + MAX_NAME:
+                raise ConditionError(f"unknown contact field {quoted(node.field)}", where)
+            texts = node.value if node.op == "in" else [node.value]
+            if node.op == "in":
+                if len(texts) > MAX_IN:
+                    raise ConditionError(f"in takes at most {MAX_IN} values", where)
+                values += len(texts)
+            if node.op in ("equals", "not_equals", "contains", "in") and any(
+                len(text) > MAX_TEXT for text in texts
+            ):
+                raise ConditionError(f"a value may be at most {MAX_TEXT} characters", where)
+        elif isinstance(node, ActivityCondition):
+            if len(node.type) > MAX_NAME:
+                raise ConditionError("needs type, an activity type's code name", where)
+            if len(node.fields) > MAX_FIELD_FILTERS:
+                raise ConditionError(
+                    f"at most {MAX_FIELD_FILTERS} field filters in one activity condition", where
+                )
+            for name, op, operand in node.fields:
+                if len(name) > MAX_NAME:
+                    raise ConditionError(f"fields: no field is named {quoted(name)}", where)
+                if isinstance(operand, str) and len(operand) > MAX_TEXT:
+                    raise ConditionError(
+                        f"fields.{name}.{op} takes at most {MAX_TEXT} characters", where
+                    )
+        elif isinstance(node, ConsentCondition) and len(node.consent) > MAX_NAME:
+            raise ConditionError("takes a consent code name", where)
+    if values > MAX_VALUES:
+        raise ConditionError(
+            f"at most {MAX_VALUES} values in all the in lists of one group together", path
+        )
 
 
 def _parse(data: Any, path: str, depth: int) -> Condition:
@@ -160,7 +197,7 @@ def _parse(data: Any, path: str, depth: int) -> Condition:
     if key == "contact":
         return _contact(value, where)
     if key == "consent":
-        if not isinstance(value, str) or not value or len(value) > MAX_NAME:
+        if not isinstance(value, str) or not value:
             raise ConditionError("takes a consent code name", where)
         return ConsentCondition(value)
     if key == "group":
@@ -179,7 +216,7 @@ def _activity(value: Any, where: str) -> ActivityCondition:
     if unknown:
         raise ConditionError(f"unknown key {quoted(sorted(unknown)[0])}", where)
     type_code = value.get("type")
-    if not isinstance(type_code, str) or not type_code or len(type_code) > MAX_NAME:
+    if not isinstance(type_code, str) or not type_code:
         raise ConditionError("needs type, an activity type's code name", where)
     counts: list[Literal["at_least", "at_most", "exactly"]] = [
         k for k in ("at_least", "at_most", "exactly") if k in value
@@ -214,22 +251,12 @@ def _activity(value: Any, where: str) -> ActivityCondition:
     if not isinstance(raw_fields, dict):
         raise ConditionError('fields takes {"name": {"gte": value}}', where)
     for name, ops in raw_fields.items():
-        if len(name) > MAX_NAME:
-            raise ConditionError(f"fields: no field is named {quoted(name)}", where)
         if not isinstance(ops, dict) or not ops:
             raise ConditionError(f'fields.{name} takes {{"eq": value}} and the like', where)
         for op, operand in ops.items():
             if op not in FIELD_OPS:
                 raise ConditionError(f"fields.{name}: unknown operator {quoted(op)}", where)
-            if isinstance(operand, str) and len(operand) > MAX_TEXT:
-                raise ConditionError(
-                    f"fields.{name}.{op} takes at most {MAX_TEXT} characters", where
-                )
             fields.append((name, op, operand))
-            if len(fields) > MAX_FIELD_FILTERS:
-                raise ConditionError(
-                    f"at most {MAX_FIELD_FILTERS} field filters in one activity condition", where
-                )
     return ActivityCondition(type_code, count, n, within, start, end, tuple(fields))
 
 
@@ -238,18 +265,16 @@ def _contact(value: Any, where: str) -> ContactCondition:
         raise ConditionError(f"takes field and one of {', '.join(CONTACT_OPS)}", where)
     name = value["field"]
     if not isinstance(name, str) or not (
-        name in CONTACT_COLUMNS
-        or (name.startswith("attributes.") and 11 < len(name) <= 11 + MAX_NAME)
+        name in CONTACT_COLUMNS or (name.startswith("attributes.") and len(name) > 11)
     ):
-        shown = quoted(name) if isinstance(name, str) else "given"
-        raise ConditionError(f"unknown contact field {shown}", where)
+        if not isinstance(name, str):
+            raise ConditionError("unknown contact field: field takes a field's name", where)
+        raise ConditionError(f"unknown contact field {quoted(name)}", where)
     ((op, operand),) = ((k, v) for k, v in value.items() if k != "field")
     if op not in CONTACT_OPS:
         raise ConditionError(f"unknown operator {quoted(op)}", where)
     if op == "in" and (not isinstance(operand, list) or not operand):
         raise ConditionError("in takes a non-empty list", where)
-    if op == "in" and len(operand) > MAX_IN:
-        raise ConditionError(f"in takes at most {MAX_IN} values", where)
     if op == "exists" and not isinstance(operand, bool):
         raise ConditionError("exists takes true or false", where)
     if op in ("before", "after"):
@@ -275,10 +300,7 @@ def _contact(value: Any, where: str) -> ContactCondition:
 def _text(value: Any, message: str, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ConditionError(message, where)
-    text = str(value)
-    if len(text) > MAX_TEXT:
-        raise ConditionError(f"a value may be at most {MAX_TEXT} characters", where)
-    return text
+    return str(value)
 
 
 def walk(condition: Condition) -> Iterator[Condition]:

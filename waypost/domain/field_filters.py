@@ -53,8 +53,14 @@ class FilterError(ValueError):
         self.parameter = parameter
 
 
-def parse_filters(specs: Sequence[FieldSpec], params: Mapping[str, str]) -> list[FieldFilter]:
-    """``{"amount.gte": "100"}`` (the part after ``field.``) -> typed filters."""
+def parse_filters(
+    specs: Sequence[FieldSpec],
+    params: Mapping[str, str],
+    max_length: int | None = MAX_FILTER_LENGTH,
+) -> list[FieldFilter]:
+    """``{"amount.gte": "100"}`` (the part after ``field.``) -> typed filters. ``max_length``:
+    the longest value taken (None: any, for filters saved in a group's condition, held to
+    the limit when they were saved, or compared in Python, as a playbook trigger's)."""
     by_name = {spec.name: spec for spec in specs}
     filters: list[FieldFilter] = []
     for key, raw in params.items():
@@ -81,17 +87,17 @@ def parse_filters(specs: Sequence[FieldSpec], params: Mapping[str, str]) -> list
                 f"{spec.type} field. Use {allowed}.",
                 parameter,
             )
+        if max_length is not None and len(raw) > max_length:
+            # A text field may hold more, but a filter's value becomes a LIKE pattern or a
+            # bound parameter, which the database limits (SQLite: 50,000 bytes a pattern).
+            raise FilterError(
+                f"A field filter's value may be at most {max_length} characters.", parameter
+            )
         filters.append(FieldFilter(spec, op, _parse(spec, op, raw, parameter)))  # type: ignore[arg-type]
     return filters
 
 
 def _parse(spec: FieldSpec, op: str, raw: str, parameter: str) -> object:
-    if len(raw) > MAX_FILTER_LENGTH:
-        # A text field may hold more, but a filter's value becomes a LIKE pattern or a bound
-        # parameter, which the database limits (SQLite: 50,000 bytes a LIKE pattern).
-        raise FilterError(
-            f"A field filter's value may be at most {MAX_FILTER_LENGTH} characters.", parameter
-        )
     if "\x00" in raw:
         # No stored value holds NUL, and PostgreSQL cannot even compare text with one.
         raise FilterError("A field filter cannot hold the NUL character; remove it.", parameter)

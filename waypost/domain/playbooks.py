@@ -171,12 +171,13 @@ def check_actions(actions: Sequence[Action]) -> None:
         seen.add(action.endpoint)
 
 
-def parse_audience(audience: dict[str, Any] | None) -> Condition | None:
-    """The audience's condition, or None for everyone; PlaybookError names where it fails."""
+def parse_audience(audience: dict[str, Any] | None, *, limits: bool = False) -> Condition | None:
+    """The audience's condition, or None for everyone; PlaybookError names where it fails.
+    ``limits``: held to the limits of a new condition, as an audience sent to be saved is."""
     if audience is None:
         return None
     try:
-        return parse_condition(audience, "audience")
+        return parse_condition(audience, "audience", limits=limits)
     except ConditionError as exc:
         message = str(exc).removeprefix(f"{exc.path}: ")
         raise PlaybookError(f"{message[:1].upper()}{message[1:]}.", exc.path) from None
@@ -201,7 +202,7 @@ def compile_filters(
                 )
             params[name if op == "eq" else f"{name}.{op}"] = _as_text(value)
         try:
-            filters.extend(parse_filters(specs, params))
+            filters.extend(parse_filters(specs, params, max_length=None))  # compared in Python
         except FilterError as exc:
             raise PlaybookError(str(exc), where) from None
     return tuple(filters)

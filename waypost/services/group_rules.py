@@ -32,7 +32,7 @@ from waypost.store.schema import activity_types, consents, contact_groups
 def parsed(data: dict[str, Any]) -> Condition:
     """The condition of a request body, or a 400 saying what is wrong with it."""
     try:
-        return parse_condition(data)
+        return parse_condition(data, limits=True)
     except ConditionError as exc:
         raise invalid(str(exc)) from None
 

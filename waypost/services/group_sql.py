@@ -281,7 +281,8 @@ def _filters(condition: ActivityCondition, ref: TypeRef, where: str) -> list[Fie
         else:
             params[key] = str(value)
     try:
-        return parse_filters(ref.fields, params)
+        # Held to the limits when the condition was saved (or tried).
+        return parse_filters(ref.fields, params, max_length=None)
     except FilterError as exc:
         # The parameter is field.<name>[.<op>]; field names hold no dot.
         name = exc.parameter.split(".")[1]

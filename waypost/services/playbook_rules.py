@@ -60,7 +60,7 @@ def check_playbook(
     """Refuse a playbook whose trigger, audience or actions break a rule (a 400 naming where)."""
     try:
         check_actions(actions)
-        condition = parse_audience(audience)
+        condition = parse_audience(audience, limits=True)
     except PlaybookError as exc:
         raise invalid(str(exc), exc.field) from None
     check_trigger(conn, trigger)
