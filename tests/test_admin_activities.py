@@ -60,6 +60,12 @@ def test_times_are_utc_unless_they_say_otherwise() -> None:
     assert listing.time_value({"t": "2026-05-01"}, "t") == "2026-05-01"
     assert listing.time_value({"t": "2026-05-01T14:30:05"}, "t") == "2026-05-01T14:30:05"
     assert listing.time_value({"t": "soon"}, "t") == "soon"
+    # A time with no UTC form (Python's datetime ends at the years 1 and 9999) is a 400.
+    for edge in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"):
+        with pytest.raises(ApiError) as error:
+            listing.when({"t": edge}, "t", "From")
+        assert "outside the years 1 to 9999" in error.value.message
+        assert listing.time_value({"t": edge}, "t") == edge
 
 
 @pytest.mark.parametrize("text", ["05/01/2026", "20260501", "2026-W18", "2026-05-01T14", "2026"])

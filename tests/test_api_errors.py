@@ -27,6 +27,7 @@ from waypost.api.routing import Operation
 from waypost.app import admin_operations, create_app
 from waypost.domain.playbooks import ActivityTrigger, EveryTime, WebhookAction
 from waypost.hub import Hub
+from waypost.pagination import encode_cursor
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.groups import GroupCreate
@@ -641,3 +642,54 @@ def test_messages_say_what_to_send(
     assert error["message"] == message
     assert error.get("field") == field
     assert "`" not in error["message"]
+
+
+# Date and times with no UTC form: Python's datetime ends at the years 1 and 9999.
+NO_UTC = ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"]
+SOMEONE = "018f0000-0000-7000-8000-000000000001"
+TIMED = [
+    ("GET", "/api/activities?since={t}", None, "since"),
+    ("GET", "/api/activities?until={t}", None, "until"),
+    ("GET", f"/api/contacts/{SOMEONE}/activities?since={{t}}", None, "since"),
+    ("GET", "/api/rejected-activities?since={t}", None, "since"),
+    ("GET", f"/api/groups/{SOMEONE}/check/{SOMEONE}?at={{t}}", None, "at"),
+    ("GET", "/api/activities/export?since={t}", None, "since"),
+    ("POST", "/api/rejected-activities/replay", {"reason": "x", "since": "{t}"}, "since"),
+    (
+        "POST",
+        f"/api/webhook-endpoints/{SOMEONE}/replay",
+        {"since": "2026-01-01T00:00:00Z", "until": "{t}"},
+        "until",
+    ),
+]
+
+
+@pytest.mark.parametrize("moment", NO_UTC)
+@pytest.mark.parametrize(("method", "path", "body", "field"), TIMED)
+def test_a_date_and_time_with_no_utc_form_is_a_400(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+    field: str,
+    moment: str,
+) -> None:
+    path = path.replace("{t}", moment.replace("+", "%2B"))
+    json = None if body is None else {k: v.replace("{t}", moment) for k, v in body.items()}
+    answer = client.request(method, path, headers=admin_headers, json=json)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_field", field)
+    assert "out of range" in error["message"]
+
+
+@pytest.mark.parametrize("moment", NO_UTC)
+@pytest.mark.parametrize("path", ["/api/activities", "/api/rejected-activities"])
+def test_a_forged_cursor_with_no_utc_form_is_a_400(
+    client: TestClient, admin_headers: dict[str, str], path: str, moment: str
+) -> None:
+    cursor = encode_cursor(f"{moment}|{SOMEONE}")
+    answer = client.get(path, params={"cursor": cursor}, headers=admin_headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["field"] == "cursor"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Generic, TypeVar
@@ -73,6 +74,19 @@ def page_by_id(items: list[T], limit: int, key: Callable[[T], uuid.UUID]) -> Pag
     more = len(items) > limit
     items = items[:limit]
     return Page(items, encode_cursor(str(key(items[-1]))) if more else None)
+
+
+def time_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    """The time and the id of a keyset cursor made of ``f"{time.isoformat()}|{id}"``; a 400 for
+    one this API did not give out (a time with no UTC form among them)."""
+    stamp, _, ident = decode_cursor(cursor).partition("|")
+    try:
+        at = dt.datetime.fromisoformat(stamp)
+        if at.tzinfo is not None:
+            at.astimezone(dt.UTC)  # 9999-12-31T23:59:59-23:59 has none
+        return at, uuid.UUID(ident)
+    except (ValueError, OverflowError):
+        raise _bad_cursor() from None
 
 
 def _bad_cursor() -> ApiError:

@@ -60,7 +60,13 @@ def when(params: Mapping[str, str], name: str, label: str) -> dt.datetime | None
             f"{label}: {value!r} is not a date in ISO 8601; write it as 2026-05-01 or "
             "2026-05-01T14:30 (UTC).",
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    try:
+        parsed.astimezone(dt.UTC)  # 9999-12-31T23:59-23:59 has no UTC form
+    except OverflowError:
+        raise _bad(name, f"{label}: {value!r} falls outside the years 1 to 9999 in UTC.") from None
+    return parsed
 
 
 def utc_text(value: str, name: str, label: str) -> str:

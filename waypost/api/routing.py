@@ -22,6 +22,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from waypost.access.auth import api_principal
+from waypost.api.date_times import check_date_times
 from waypost.errors import (
     ApiError,
     check_depth,
@@ -279,6 +280,7 @@ def build_route(operation: Operation, hub: Hub, reserved: frozenset[str] = froze
             if body_type is not None:
                 raw = await bounded_body(request, limit)
                 body = decode_body(raw, request.headers.get("content-type", ""), body_type, limit)
+                check_date_times(body, body_type)
             query: Any = None
             extra: dict[str, str] = {}
             if query_type is not None:
@@ -286,6 +288,7 @@ def build_route(operation: Operation, hub: Hub, reserved: frozenset[str] = froze
                 check_no_nul(request.query_params.multi_items())
                 plain, extra = split_query(request.query_params, query_type)
                 query = decode_query(plain, query_type)
+                check_date_times(query, query_type)
             call: Call[Any, Any] = Call(
                 hub, body, query, request.path_params, principal, extra, user_id
             )

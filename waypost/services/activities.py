@@ -14,7 +14,7 @@ from waypost.domain.activity import Activity
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.field_values import format_datetime, primary_text
 from waypost.errors import ApiError
-from waypost.pagination import Cursor, Page, PageLimit, decode_cursor, encode_cursor
+from waypost.pagination import Cursor, Page, PageLimit, encode_cursor, time_cursor
 from waypost.records.contacts import contact_not_found
 from waypost.store import Store
 from waypost.store.schema import (
@@ -102,14 +102,7 @@ def _aware(value: dt.datetime, name: str) -> dt.datetime:
 def _time_cursor(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
     if cursor is None:
         return None
-    text = decode_cursor(cursor)
-    try:
-        stamp, _, ident = text.partition("|")
-        return dt.datetime.fromisoformat(stamp), uuid.UUID(ident)
-    except ValueError:
-        raise ApiError(
-            400, "invalid_field", "The cursor is not one this API gave out.", "cursor"
-        ) from None
+    return time_cursor(cursor)
 
 
 def _next_cursor(stamp: dt.datetime, ident: uuid.UUID) -> str:

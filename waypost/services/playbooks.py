@@ -33,9 +33,9 @@ from waypost.pagination import (
     Page,
     PageLimit,
     cursor_id,
-    decode_cursor,
     encode_cursor,
     page_by_id,
+    time_cursor,
 )
 from waypost.records.contacts import require_contact
 from waypost.services.playbook_rules import check_playbook
@@ -282,16 +282,10 @@ def _runs(conn: Connection, where: sa.ColumnElement[bool], query: RunQuery) -> P
 
 
 def _time_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    stamp, _, ident = decode_cursor(cursor).partition("|")
-    try:
-        at = dt.datetime.fromisoformat(stamp)
-        if at.tzinfo is None:
-            raise ValueError(stamp)
-        return at, uuid.UUID(ident)
-    except ValueError:
-        raise ApiError(
-            400, "invalid_field", "The cursor is not one this API gave out.", "cursor"
-        ) from None
+    at, ident = time_cursor(cursor)
+    if at.tzinfo is None:
+        raise ApiError(400, "invalid_field", "The cursor is not one this API gave out.", "cursor")
+    return at, ident
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from waypost.clock import Clock
 from waypost.errors import ApiError, conflict, not_found
-from waypost.pagination import Cursor, Page, PageLimit, decode_cursor, encode_cursor
+from waypost.pagination import Cursor, Page, PageLimit, encode_cursor, time_cursor
 from waypost.records.outbox import FAILED, PENDING
 from waypost.store import Store, after_commit
 from waypost.store.schema import webhook_attempts, webhook_endpoints, webhook_messages
@@ -103,13 +103,7 @@ def _aware(value: dt.datetime, name: str) -> dt.datetime:
 def _after(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
     if cursor is None:
         return None
-    stamp, _, ident = decode_cursor(cursor).partition("|")
-    try:
-        return dt.datetime.fromisoformat(stamp), uuid.UUID(ident)
-    except ValueError:
-        raise ApiError(
-            400, "invalid_field", "The cursor is not one this API gave out.", "cursor"
-        ) from None
+    return time_cursor(cursor)
 
 
 def _attempts(conn: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[DeliveryAttempt]]:
