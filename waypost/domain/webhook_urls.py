@@ -52,10 +52,36 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
+# IPv6 forms whose last 32 bits are an IPv4 address and that mean that address: IPv4-compatible
+# (deprecated, RFC 4291), IPv4-translated (RFC 2765) and the well-known NAT64 prefix (RFC 6052).
+# IPv4-mapped and 6to4 addresses are ipaddress's ``ipv4_mapped`` and ``sixtofour``.
+_EMBEDDING = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, when it is one of the forms that embed
+    one (IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4)."""
+    embedded = address.ipv4_mapped or address.sixtofour
+    if embedded is not None:
+        return embedded
+    if any(address in network for network in _EMBEDDING):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def is_refused(address: IPAddress) -> bool:
-    """True for an address that is not on the public internet."""
+    """True for an address that is not on the public internet. An IPv6 address that embeds an
+    IPv4 address is judged by that address (``::127.0.0.1``, ``64:ff9b::7f00:1`` and
+    ``::ffff:0:127.0.0.1`` are loopback); a site-local one (``fec0::/10``, deprecated) is
+    private; reserved space (``64:ff9b:1::/48``, local NAT64, among it) is refused."""
     if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped or address.sixtofour
-        if mapped is not None:
-            return is_refused(mapped)
-    return not address.is_global or address.is_multicast
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            return is_refused(embedded)
+        if address.is_site_local:
+            return True
+    return not address.is_global or address.is_multicast or address.is_reserved
