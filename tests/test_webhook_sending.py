@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import errno
 import socket
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +22,7 @@ from standardwebhooks.webhooks import Webhook
 from waypost.clock import FakeClock, SystemClock
 from waypost.domain.webhook_urls import BadWebhookUrl
 from waypost.services.webhook_claims import Claimed, Destination
-from waypost.services.webhook_sending import Answer, attempt
+from waypost.services.webhook_sending import Answer, attempt, destination_check
 from waypost.services.webhook_transport import WebhookTransport
 
 if TYPE_CHECKING:
@@ -228,3 +230,55 @@ def test_the_dispatcher_s_transport_names_a_refused_connection() -> None:
         port = unused.getsockname()[1]
     answer = send_over_the_network(claimed(f"http://127.0.0.1:{port}/hooks"))
     assert (answer.http_status, answer.error) == (None, "connection_refused")
+
+
+def test_a_name_that_rebinds_to_loopback_after_the_check_is_not_reached_through_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DNS rebinding: a name with TTL 0 answers a public address to the check, then loopback.
+    # The attempt connects to the address checked, never resolving the name again; that
+    # public address stands for a receiver on the internet, here one that refuses.
+    real_getaddrinfo = socket.getaddrinfo
+    resolutions: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.example":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        resolutions.append(host)
+        address = "93.184.216.34" if len(resolutions) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    connected: list[str] = []
+
+    async def run(url: str) -> list[Answer]:
+        loop = asyncio.get_running_loop()
+        real_connect = loop.create_connection
+
+        async def connect(factory: Any, host: str, port: int, **kwargs: Any) -> Any:
+            connected.append(host)
+            if host == "93.184.216.34":
+                raise ConnectionRefusedError(errno.ECONNREFUSED, "refused")
+            return await real_connect(factory, host, port, **kwargs)
+
+        monkeypatch.setattr(loop, "create_connection", connect)
+        transport = WebhookTransport(ssl.create_default_context())
+        with ThreadPoolExecutor(1) as dns:
+            check = destination_check(False, dns)
+            try:
+                return [
+                    await attempt(transport, claimed(url), SystemClock(), check, 5.0)
+                    for _ in range(2)
+                ]
+            finally:
+                await transport.aclose()
+
+    with receiving() as receiver:
+        first, second = asyncio.run(run(f"http://rebind.example:{receiver.port}/hook"))
+        assert receiver.requests == []
+    # The first attempt went to the address it checked, and only there.
+    assert (first.http_status, first.error) == (None, "connection_refused")
+    assert connected == ["93.184.216.34"]
+    # The next one resolved the name once more, found loopback and made no request at all.
+    assert (second.http_status, second.error, second.response) == (None, "address_refused", "")
+    assert resolutions == ["rebind.example"] * 2

@@ -1,5 +1,6 @@
 """The webhook transport against raw HTTP servers on loopback: keep-alive, answers of every
-framing, connections the receiver closes, refused, malformed or abandoned."""
+framing, connections the receiver closes, refused, malformed or abandoned; connections to the
+addresses the destination check passed, the name kept for Host and TLS."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import asyncio
 import errno
 import gc
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
 
-from waypost.services.webhook_transport import WebhookTransport
+from waypost.services.webhook_transport import WebhookTransport, target
 
 # Reads one request (head and Content-Length body) and writes the answer it returns; None
 # closes the connection.
@@ -222,3 +225,83 @@ def test_a_connection_closed_between_calls_is_replaced(
     run(test)
     gc.collect()
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def unresolvable(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Make resolving ``name`` fail; the list returned records each try."""
+    real = socket.getaddrinfo
+    tries: list[str] = []
+
+    def fake(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == name:
+            tries.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "resolved again")
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return tries
+
+
+def test_a_connection_goes_to_the_addresses_given_and_the_name_is_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tries = unresolvable(monkeypatch, "receiver.example")
+
+    async def test() -> None:
+        async with Server(lambda _r, _c: ok()) as server:
+            port = server.url.split(":")[2].split("/")[0]
+            to = target(f"http://receiver.example:{port}/hooks?x=1")
+            transport = new_transport()
+            # Nothing listens on 127.0.0.2: the next address is tried.
+            for _ in range(2):
+                reply = await transport.post(to, b"", b"{}", ["127.0.0.2", "127.0.0.1"])
+                kept = bytearray()
+                await reply.read_start(kept, 1024, 65536)
+                await reply.aclose()
+                assert (reply.status, bytes(kept)) == (200, b"ok")
+            assert server.connections == 1  # kept alive, as with the name
+            assert server.requests[0].startswith(
+                b"POST /hooks?x=1 HTTP/1.1\r\nhost: receiver.example:%s\r\n" % port.encode()
+            )
+            await transport.aclose()
+            # When none answers, the error is a refused connection, as for a name.
+            with pytest.raises(httpx.ConnectError) as caught:
+                await new_transport().post(to, b"", b"{}", ["127.0.0.2", "127.0.0.3"])
+            assert isinstance(caught.value.__cause__, OSError)
+            assert caught.value.__cause__.errno == errno.ECONNREFUSED
+
+    run(test)
+    assert tries == []
+
+
+def test_https_to_an_address_verifies_the_certificate_against_the_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server reads the TLS ClientHello and hangs up: the name in it (SNI) is the one
+    # the certificate is verified against (the context checks host names).
+    tries = unresolvable(monkeypatch, "receiver.example")
+    hellos: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        record = await reader.readexactly(5)  # a TLS record's type, version and length
+        hellos.append(record + await reader.readexactly(int.from_bytes(record[3:5], "big")))
+        writer.close()
+
+    async def test() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = new_transport()
+        assert transport.tls.check_hostname
+        assert transport.tls.verify_mode == ssl.CERT_REQUIRED
+        to = target(f"https://receiver.example:{port}/hooks")
+        try:
+            with pytest.raises(httpx.ConnectError):
+                await transport.post(to, b"", b"{}", ["127.0.0.1"])
+        finally:
+            server.close()
+        [hello] = hellos
+        assert hello[:1] == b"\x16"  # a TLS handshake record
+        assert b"receiver.example" in hello
+
+    run(test)
+    assert tries == []

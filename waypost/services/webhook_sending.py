@@ -53,24 +53,26 @@ CONNECTION_REFUSED = "connection_refused"
 CONNECTION_ERROR = "connection_error"
 ADDRESS_REFUSED = "address_refused"
 
-# Checks a destination (raising BadWebhookUrl), awaited before every attempt.
-DestinationCheck = Callable[[str], Awaitable[None]]
+# Checks a destination (raising BadWebhookUrl), awaited before every attempt; returns the
+# addresses checked, which the attempt connects to (None: nothing checked, the transport
+# resolves the name itself).
+DestinationCheck = Callable[[str], Awaitable[tuple[str, ...] | None]]
 
 
 def destination_check(allow_private: bool, executor: Executor) -> DestinationCheck:
     """The check of a URL before each attempt: on ``executor`` when a name is to be resolved
     (DNS can take seconds), right away when there is none (an IP address, or any host with
-    ``allow_private``)."""
+    ``allow_private``). It returns the addresses it checked: the attempt connects to one of
+    them, without resolving the name again (which could answer another address)."""
 
-    async def check(url: str) -> None:
+    async def check(url: str) -> tuple[str, ...] | None:
         literal = _literal(url)
         if allow_private:
-            return  # the URL's form is all there is to check: no I/O
+            return None  # the URL's form is all there is to check: no I/O
         if literal is not None:
-            check_destination(url, allow_private)  # no name to resolve: no I/O
-            return
+            return check_destination(url, allow_private)  # no name to resolve: no I/O
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(executor, check_destination, url, allow_private)
+        return await loop.run_in_executor(executor, check_destination, url, allow_private)
 
     return check
 
@@ -109,12 +111,12 @@ async def attempt(
     try:
         async with asyncio.timeout(timeout):
             try:
-                await check(message.endpoint.url)
+                addresses = await check(message.endpoint.url)
             except BadWebhookUrl:
                 error = ADDRESS_REFUSED
             else:
                 webhook_id = message_id(message.id)
-                reply = await _call(transport, message, webhook_id, int(clock.time()))
+                reply = await _call(transport, message, webhook_id, int(clock.time()), addresses)
                 try:
                     status = reply.status
                     retry_after_text = reply.header(b"retry-after")
@@ -140,9 +142,14 @@ async def attempt(
 
 
 async def _call(
-    transport: httpx.AsyncBaseTransport, message: Claimed, webhook_id: str, timestamp: int
+    transport: httpx.AsyncBaseTransport,
+    message: Claimed,
+    webhook_id: str,
+    timestamp: int,
+    addresses: tuple[str, ...] | None,
 ) -> Reply | _HttpxReply:
-    # The signed POST, its answer's head read.
+    # The signed POST, its answer's head read; a new connection goes to one of ``addresses``
+    # (those the destination check passed), or, when None, to what the host name resolves to.
     body = message.body
     secrets = message.endpoint.secrets
     if isinstance(transport, WebhookTransport):
@@ -153,7 +160,9 @@ async def _call(
             timestamp,
             signature,
         )
-        return await transport.post(_target(message.endpoint.url), headers, body.encode())
+        return await transport.post(
+            _target(message.endpoint.url), headers, body.encode(), addresses
+        )
     # Any other httpx transport (tests put httpx.MockTransport here): the same call, through
     # httpx's Request and Response.
     fields = signed_headers(secrets, webhook_id, timestamp, body)

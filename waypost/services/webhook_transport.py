@@ -10,6 +10,11 @@ calls :meth:`WebhookTransport.post` with the request's head as bytes; the class 
 ``httpx.AsyncBaseTransport``, so it serves httpx requests, and tests put any other httpx
 transport (``httpx.MockTransport``) in its place.
 
+A new connection goes to the addresses the destination check passed
+(``webhook_addresses.check_destination``), tried in order; the name is not resolved again, as
+it could then answer another address (DNS rebinding). The name stays the Host header and, for
+https, the name TLS sends (SNI) and verifies the certificate against.
+
 How long a call may take is the caller's business (the attempt's own timeout): a call
 cancelled half way leaves its connection in an unknown state, so it is closed.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import httptools
@@ -180,8 +185,8 @@ class _Body(httpx.AsyncByteStream):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where a call goes, parsed once per URL: the address to connect to, and the request
-    line and Host header every call to it starts with."""
+    """Where a call goes, parsed once per URL: the host (a name or an address) and port, and
+    the request line and Host header every call to it starts with."""
 
     host: str
     port: int
@@ -253,18 +258,26 @@ class WebhookTransport(httpx.AsyncBaseTransport):
         self._busy = False
         self.closed = False
 
-    async def post(self, to: Target, headers: bytes, body: bytes) -> Reply:
+    async def post(
+        self, to: Target, headers: bytes, body: bytes, addresses: Sequence[str] | None
+    ) -> Reply:
         """POST ``body`` to ``to`` with ``headers`` (each line ending in CRLF, without Host
-        or Content-Length); return once the answer's head came."""
+        or Content-Length); return once the answer's head came.
+
+        A new connection goes to ``addresses``, tried in order (the addresses the destination
+        check passed: the name is not resolved again, as it could then answer another), or,
+        when None, to what ``to.host`` resolves to. The host name is the Host header either
+        way, and the name TLS verifies the certificate against."""
         head = b"%scontent-length: %d\r\n%s\r\n" % (to.start, len(body), headers)
-        return Reply(self, await self._send(to.host, to.port, to.https, head + body))
+        return Reply(self, await self._send(to.host, to.port, to.https, head + body, addresses))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` and return once its answer's head came; its body streams."""
+        """Send ``request`` and return once its answer's head came; its body streams. A new
+        connection goes to what the URL's host resolves to: nothing here checked it."""
         url = request.url
         https = url.scheme == "https"
         port = url.port or (443 if https else 80)
-        connection = await self._send(url.host, port, https, _head(request) + request.content)
+        connection = await self._send(url.host, port, https, _head(request) + request.content, None)
         return httpx.Response(
             connection.status,
             headers=connection.headers,
@@ -273,7 +286,9 @@ class WebhookTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1"},
         )
 
-    async def _send(self, host: str, port: int, https: bool, data: bytes) -> _Connection:
+    async def _send(
+        self, host: str, port: int, https: bool, data: bytes, addresses: Sequence[str] | None
+    ) -> _Connection:
         if self._busy:
             raise RuntimeError("one call at a time on a webhook transport")
         self._busy = True
@@ -289,27 +304,38 @@ class WebhookTransport(httpx.AsyncBaseTransport):
                     # sends the request again only when nothing at all came back on this one.
                     if connection.got_bytes:
                         raise
-            connection = await self._connect(host, port, https)
+            connection = await self._connect(host, port, https, addresses)
             return await self._exchange(connection, data)
         except BaseException:
             self._drop()
             raise
 
-    async def _connect(self, host: str, port: int, https: bool) -> _Connection:
+    async def _connect(
+        self, host: str, port: int, https: bool, addresses: Sequence[str] | None
+    ) -> _Connection:
         self._drop()
         loop = asyncio.get_running_loop()
-        try:
-            _, connection = await loop.create_connection(
-                _Connection,
-                host,
-                port,
-                ssl=self.tls if https else None,
-                server_hostname=host if https else None,
-            )
-        except OSError as exc:
-            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        self._connection = connection
-        return connection
+        errors: list[OSError] = []
+        # Each address is an IP address: asyncio connects to it without resolving anything.
+        for address in (host,) if addresses is None else addresses:
+            try:
+                _, connection = await loop.create_connection(
+                    _Connection,
+                    address,
+                    port,
+                    ssl=self.tls if https else None,
+                    server_hostname=host if https else None,
+                )
+            except ssl.SSLError as exc:
+                # The address answered, the TLS handshake failed: no other address is tried.
+                raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+            except OSError as exc:
+                errors.append(exc)
+                continue
+            self._connection = connection
+            return connection
+        error = _one_error(errors)
+        raise httpx.ConnectError(str(error) or type(error).__name__) from error
 
     @staticmethod
     async def _exchange(connection: _Connection, data: bytes) -> _Connection:
@@ -334,6 +360,20 @@ class WebhookTransport(httpx.AsyncBaseTransport):
         """Close the connection; a call after this opens another."""
         self.closed = True
         self._drop()
+
+
+def _one_error(errors: list[OSError]) -> OSError:
+    # The error of a connection to several addresses: the first, when they all failed alike
+    # (each refused: the attempt's error is connection_refused), else all of them, as
+    # asyncio's create_connection says it.
+    if not errors:
+        return OSError("no address to connect to")
+    first = errors[0]
+    if all(
+        str(e) == str(first) or (e.errno is not None and e.errno == first.errno) for e in errors
+    ):
+        return first
+    return OSError(f"Multiple exceptions: {', '.join(str(e) for e in errors)}")
 
 
 def _head(request: httpx.Request) -> bytes:
