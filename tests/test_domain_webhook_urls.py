@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from waypost.domain.webhook_urls import embedded_ipv4, is_refused, literal_address
+from waypost.domain.webhook_urls import embedded_ipv4, is_refused, literal_address, url_origin
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,9 @@ def test_public_addresses_and_their_ipv6_forms_are_allowed(host: str) -> None:
 def test_the_ipv4_address_an_ipv6_form_embeds(host: str, meaning: str | None) -> None:
     embedded = embedded_ipv4(ipaddress.IPv6Address(host))
     assert (str(embedded) if embedded is not None else None) == meaning
+
+
+def test_an_urls_origin_leaves_out_its_path_query_and_user() -> None:
+    assert url_origin("https://hooks.example.com/T0/B1/secret?x=1") == "https://hooks.example.com"
+    assert url_origin("http://[2001:db8::1]:8080/a") == "http://[2001:db8::1]:8080"
+    assert url_origin("https://user:pw@crm.example/x") == "https://crm.example"

@@ -85,3 +85,10 @@ def is_refused(address: IPAddress) -> bool:
         if address.is_site_local:
             return True
     return not address.is_global or address.is_multicast or address.is_reserved
+
+
+def url_origin(url: str) -> str:
+    """``https://hooks.example.com/T0/B1/secret`` -> ``https://hooks.example.com``: where an
+    endpoint is, without the path and query that may hold its secret."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"

@@ -25,6 +25,7 @@ from waypost.domain.playbooks import (
     Name,
     Trigger,
 )
+from waypost.domain.webhook_urls import url_origin
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id
 from waypost.pagination import (
@@ -96,10 +97,12 @@ class PlaybookRun(msgspec.Struct):
 
 
 class EndpointChoice(msgspec.Struct):
-    """A webhook endpoint a playbook's action may call, as a form offers it."""
+    """A webhook endpoint a playbook's action may call, as a form offers it: by its URL's
+    scheme, host and port and its description, never its path or query, which often hold a
+    secret (a Slack-style hook) that the marketers who edit playbooks may not see."""
 
     id: uuid.UUID
-    url: str
+    origin: str
     description: str
     enabled: bool
 
@@ -239,13 +242,16 @@ class PlaybookService:
         return {row[0]: int(row[1]) for row in rows}
 
     def endpoint_choices(self) -> list[EndpointChoice]:
-        """Every webhook endpoint, by URL, for the actions of a playbook's form."""
+        """Every webhook endpoint, by URL, for the actions of a playbook's form (the URL's
+        origin only)."""
         e = webhook_endpoints
         with self.store.read() as conn:
             rows = conn.execute(
                 sa.select(e.c.id, e.c.url, e.c.description, e.c.enabled).order_by(e.c.url, e.c.id)
             ).all()
-        return [EndpointChoice(r.id, r.url, r.description, bool(r.enabled)) for r in rows]
+        return [
+            EndpointChoice(r.id, url_origin(r.url), r.description, bool(r.enabled)) for r in rows
+        ]
 
     # -- runs ------------------------------------------------------------------------------
 
