@@ -110,6 +110,106 @@ def test_origins_are_normalised_and_deduplicated(
     ]
 
 
+def test_international_hosts_are_stored_as_browsers_send_them(
+    client: TestClient, admin_headers: dict[str, str], make_channel: Callable[..., Channel]
+) -> None:
+    created = client.post(
+        "/api/channels",
+        json={
+            "name": "Shop",
+            "kind": "website",
+            "allowed_origins": ["http://ä.com", "https://MÜNCHEN.de:443", "http://xn--4ca.com"],
+        },
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    # Browsers send the IDNA ASCII form in Origin; the written one could never match.
+    assert created.json()["allowed_origins"] == ["http://xn--4ca.com", "https://xn--mnchen-3ya.de"]
+    channel = make_channel(kind="website")
+    changed = client.patch(
+        f"/api/channels/{channel.id}",
+        json={"allowed_origins": ["https://ä.com"]},
+        headers=admin_headers,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["allowed_origins"] == ["https://xn--4ca.com"]
+
+
+BAD_ORIGINS: list[tuple[Any, str]] = [
+    ([f"https://s{i}.example" for i in range(101)], "allowed_origins"),
+    (["https://ok.example", "http://" + "a" * 100_000], "allowed_origins[1]"),
+    (["http://" + "a" * 64 + ".example"], "allowed_origins[0]"),
+    (["http://" + ".".join(["a" * 50] * 6)], "allowed_origins[0]"),
+    (["http://xn--"], "allowed_origins[0]"),
+    (["http://xn--zz.example"], "allowed_origins[0]"),
+    (["http://ab\u00a0.example".encode().decode("unicode_escape")], "allowed_origins[0]"),
+]
+
+
+def test_origins_beyond_the_limits_are_refused_on_create_and_update(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    make_channel: Callable[..., Channel],
+    expect_error: ErrorCheck,
+    subtests: pytest.Subtests,
+) -> None:
+    channel = make_channel(kind="website", allowed_origins=["https://a.example"])
+    for origins, field in BAD_ORIGINS:
+        with subtests.test(field, first=str(origins[0])[:40], count=len(origins)):
+            created = client.post(
+                "/api/channels",
+                json={"name": "C", "kind": "website", "allowed_origins": origins},
+                headers=admin_headers,
+            )
+            error = expect_error(created, 400, "invalid_field", field)
+            assert len(error["message"]) < 400  # a long origin is not echoed whole
+            changed = client.patch(
+                f"/api/channels/{channel.id}",
+                json={"allowed_origins": origins},
+                headers=admin_headers,
+            )
+            expect_error(changed, 400, "invalid_field", field)
+    assert [c["id"] for c in client.get("/api/channels", headers=admin_headers).json()["data"]] == [
+        str(channel.id)
+    ]
+    assert client.get(f"/api/channels/{channel.id}", headers=admin_headers).json()[
+        "allowed_origins"
+    ] == ["https://a.example"]
+
+
+def test_a_hundred_origins_are_taken(client: TestClient, admin_headers: dict[str, str]) -> None:
+    origins = [f"https://s{i}.example" for i in range(100)]
+    created = client.post(
+        "/api/channels",
+        json={"name": "Many", "kind": "website", "allowed_origins": origins + origins[:1]},
+        headers=admin_headers,
+    )
+    assert created.status_code == 400  # 101 entries, even with one repeated
+    created = client.post(
+        "/api/channels",
+        json={"name": "Many", "kind": "website", "allowed_origins": origins},
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["allowed_origins"] == origins
+
+
+def test_an_unknown_tracking_consent_is_not_echoed_whole(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    answer = client.post(
+        "/api/channels",
+        json={"name": "C", "kind": "website", "tracking_consent": "x" * 150},
+        headers=admin_headers,
+    )
+    error = expect_error(answer, 400, "invalid_field", "tracking_consent")
+    assert "x" * 101 not in error["message"]
+    too_long = {"name": "C", "kind": "website", "tracking_consent": "x" * 100_000}
+    answer = client.post("/api/channels", json=too_long, headers=admin_headers)
+    error = expect_error(answer, 400, "invalid_field", "tracking_consent")
+    assert len(error["message"]) < 200
+
+
 BAD_CHANNELS: list[tuple[dict[str, Any], str]] = [
     ({"allowed_origins": ["https://ok.example", "*"]}, "allowed_origins[1]"),
     ({"allowed_origins": ["https://ok.example/path"]}, "allowed_origins[0]"),

@@ -21,6 +21,11 @@ from waypost.domain.channels import is_valid_language, normalise_origin
         ("  https://example.com  ", "https://example.com"),
         ("http://[::1]:8080", "http://[::1]:8080"),
         ("http://127.0.0.1", "http://127.0.0.1"),
+        ("http://ä.com", "http://xn--4ca.com"),
+        ("https://Bücher.Example:443/", "https://xn--bcher-kva.example"),
+        ("http://xn--4ca.com", "http://xn--4ca.com"),
+        ("http://my_host.local:3000", "http://my_host.local:3000"),
+        ("http://" + "a" * 63 + ".example", "http://" + "a" * 63 + ".example"),
     ],
 )
 def test_normalise_origin(origin: str, expected: str) -> None:
@@ -48,6 +53,23 @@ def test_normalise_origin(origin: str, expected: str) -> None:
 def test_what_is_not_an_origin_is_refused(origin: str) -> None:
     with pytest.raises(ValueError, match=r"origin|port|scheme"):
         normalise_origin(origin)
+
+
+@pytest.mark.parametrize(
+    ("origin", "why"),
+    [
+        ("http://" + "a" * 64 + ".example", "label of more than 63"),
+        ("http://" + ".".join(["a" * 60] * 5), "more than 253"),
+        ("http://" + "a" * 100_000, "more than 253"),
+        ("http://xn--", "invalid punycode"),
+        ("http://xn--zz.example", "invalid punycode"),
+        ("http://a\u00a0b.example".encode().decode("unicode_escape"), "international domain"),
+    ],
+)
+def test_hosts_dns_cannot_hold_are_refused(origin: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why) as caught:
+        normalise_origin(origin)
+    assert len(str(caught.value)) < 400
 
 
 @pytest.mark.parametrize("code", ["en", "cs", "fil", "en-US", "zh-Hans-CN", "de-CH"])

@@ -6,32 +6,79 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
+import idna
+
+from waypost.error_words import quoted
+
 ChannelKind = Literal["website", "headless"]
 
 LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
+
+# How many origins a channel allows: a site's domains, their www and staging variants; a list
+# longer than this is a mistake (or an attack on the check), not a set of sites.
+MAX_ORIGINS = 100
+# DNS: a host name of at most 253 characters, in labels of at most 63 (RFC 1035).
+MAX_HOST_LENGTH = 253
+MAX_LABEL_LENGTH = 63
 
 
 def normalise_origin(origin: str) -> str:
     """``https://Example.com:443/`` -> ``https://example.com``; ValueError if not an origin.
 
     An origin is a scheme, a host and an optional port, as browsers send in ``Origin``.
-    ``*`` is not accepted: a channel names the sites it trusts.
+    ``*`` is not accepted: a channel names the sites it trusts. A host in other scripts is
+    stored in its ASCII form (``ä.com`` -> ``xn--4ca.com``), which is what browsers send.
     """
-    parts = urlsplit(origin.strip())
+    try:
+        parts = urlsplit(origin.strip())
+    except ValueError:
+        raise ValueError(
+            f"{quoted(origin)} is not an origin like https://www.example.com"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{origin!r} is not an origin like https://www.example.com")
+        raise ValueError(f"{quoted(origin)} is not an origin like https://www.example.com")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ValueError(f"{origin!r} has more than scheme, host and port")
+        raise ValueError(f"{quoted(origin)} has more than scheme, host and port")
     host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
+    host = f"[{host}]" if ":" in host else _ascii_host(host, origin)
     default_port = 443 if parts.scheme == "https" else 80
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"{origin!r} has an invalid port") from None
+        raise ValueError(f"{quoted(origin)} has an invalid port") from None
     suffix = f":{port}" if port and port != default_port else ""
     return f"{parts.scheme}://{host}{suffix}"
+
+
+def _ascii_host(host: str, origin: str) -> str:
+    """The host as browsers send it in ``Origin``: international names in their IDNA ASCII
+    form; ValueError for a host DNS cannot hold or punycode that does not decode."""
+    if len(host) > MAX_HOST_LENGTH * 4:  # not worth converting: too long whatever it holds
+        raise ValueError(f"{quoted(origin)} has a host of more than {MAX_HOST_LENGTH} characters")
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True, transitional=False).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValueError(
+                f"{quoted(origin)} has a host that is not a valid international domain name "
+                f"({exc}); give its ASCII (xn--) form"
+            ) from None
+    if len(host.rstrip(".")) > MAX_HOST_LENGTH:
+        raise ValueError(f"{quoted(origin)} has a host of more than {MAX_HOST_LENGTH} characters")
+    for label in host.split("."):
+        if len(label) > MAX_LABEL_LENGTH:
+            raise ValueError(
+                f"{quoted(origin)} has a host with a label of more than {MAX_LABEL_LENGTH} "
+                "characters"
+            )
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except idna.IDNAError:
+                raise ValueError(
+                    f"{quoted(origin)} has a host with invalid punycode ({quoted(label)})"
+                ) from None
+    return host
 
 
 def is_valid_language(code: str) -> bool:

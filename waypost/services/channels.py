@@ -16,11 +16,13 @@ from sqlalchemy.exc import IntegrityError
 
 from waypost.domain.channels import (
     LANGUAGE,
+    MAX_ORIGINS,
     ChannelKind,
     enforces_by_default,
     is_valid_language,
     normalise_origin,
 )
+from waypost.error_words import quoted
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
@@ -43,6 +45,9 @@ Origin = Annotated[
         extra_json_schema={"pattern": "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,4})?/?$"}
     ),
 ]
+Origins = Annotated[list[Origin], msgspec.Meta(max_length=MAX_ORIGINS)]
+# A consent's code name (waypost/services/consents.py, which imports this module).
+ConsentCode = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class ChannelCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -51,9 +56,9 @@ class ChannelCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     name: Name
     kind: ChannelKind
-    allowed_origins: list[Origin] = msgspec.field(default_factory=list)
+    allowed_origins: Origins = msgspec.field(default_factory=list)
     default_language: Language = "en"
-    tracking_consent: str | None = None
+    tracking_consent: ConsentCode | None = None
     enforce_consent: bool | None = None
     unknown_events: UnknownEvents = "reject"
 
@@ -62,9 +67,9 @@ class ChannelUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """The fields to change; the kind of a channel is fixed."""
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
-    allowed_origins: list[Origin] | msgspec.UnsetType = msgspec.UNSET
+    allowed_origins: Origins | msgspec.UnsetType = msgspec.UNSET
     default_language: Language | msgspec.UnsetType = msgspec.UNSET
-    tracking_consent: str | msgspec.UnsetType | None = msgspec.UNSET
+    tracking_consent: ConsentCode | msgspec.UnsetType | None = msgspec.UNSET
     enforce_consent: bool | msgspec.UnsetType = msgspec.UNSET
     unknown_events: UnknownEvents | msgspec.UnsetType = msgspec.UNSET
 
@@ -103,20 +108,27 @@ def _row_to_channel(row: sa.Row[tuple[object, ...]]) -> Channel:
 
 
 def _origins(values: list[str]) -> list[str]:
-    result: list[str] = []
+    """The origins normalised, each once, in the order given."""
+    if len(values) > MAX_ORIGINS:  # the body's type says so too; a Python caller may not
+        raise invalid(
+            f"A channel allows at most {MAX_ORIGINS} origins (got {len(values)}).",
+            "allowed_origins",
+        )
+    result: dict[str, None] = {}
     for i, value in enumerate(values):
         try:
             origin = normalise_origin(value)
         except ValueError as exc:
-            raise invalid(str(exc), f"allowed_origins[{i}]") from None
-        if origin not in result:
-            result.append(origin)
-    return result
+            raise invalid(f"{exc}.", f"allowed_origins[{i}]") from None
+        result[origin] = None
+    return list(result)
 
 
 def _language(value: str) -> str:
     if not is_valid_language(value):
-        raise invalid(f"{value!r} is not a language code like 'en' or 'en-US'.", "default_language")
+        raise invalid(
+            f"{quoted(value)} is not a language code like 'en' or 'en-US'.", "default_language"
+        )
     return value
 
 
@@ -127,7 +139,7 @@ def _name_race(name: str | msgspec.UnsetType) -> Iterator[None]:
     try:
         yield
     except IntegrityError:
-        raise conflict(f"A channel named {name!r} exists already.", "name") from None
+        raise conflict(f"A channel named {quoted(str(name))} exists already.", "name") from None
 
 
 class ChannelService:
@@ -228,7 +240,7 @@ class ChannelService:
     def _guard_name(self, conn: Connection, name: str) -> None:
         taken = conn.execute(sa.select(channels.c.id).where(channels.c.name == name)).first()
         if taken is not None:
-            raise conflict(f"A channel named {name!r} exists already.", "name")
+            raise conflict(f"A channel named {quoted(name)} exists already.", "name")
 
     def _check_consent(self, conn: Connection, consent: str | None, enforce: bool) -> None:
         if consent is None:
@@ -244,6 +256,7 @@ class ChannelService:
             raise ApiError(
                 400,
                 "invalid_field",
-                f"No consent has the code name {consent!r}; create it under /api/consents first.",
+                f"No consent has the code name {quoted(consent)}; create it under /api/consents "
+                "first.",
                 "tracking_consent",
             )
