@@ -571,6 +571,41 @@ TYPE_NAMES = "boolean, datetime, decimal, email, integer, phone, text, url"
 MESSAGES = [
     (
         "POST",
+        "/api/reports/run",
+        {"kind": "counts", "since": "2026-03-01", "until": "2026-03-02", "filters": {"": "x"}},
+        "filters",
+        "A key of filters must not be empty.",
+    ),
+    (
+        "POST",
+        "/api/consents",
+        {"code_name": "c", "display_name": "C", "texts": {"x" * 17: {"short_text": "s"}}},
+        "texts",
+        "A key of texts holds at most 16 characters.",
+    ),
+    (
+        "POST",
+        "/api/consents",
+        {
+            "code_name": "c",
+            "display_name": "C",
+            "texts": {
+                "en": {"short_text": "s", "full_text": "f"},
+                "cs": {"short_text": 5, "full_text": "f"},
+            },
+        },
+        "texts.cs.short_text",
+        "texts.cs.short_text must be a string, not a whole number.",
+    ),
+    (
+        "POST",
+        "/api/activity-types",
+        {"name": "Quote", "rate_limits": {"per_ip": {"limit": 1e300, "window_seconds": 60}}},
+        "rate_limits.per_ip.limit",
+        "rate_limits.per_ip.limit must be at most 1000000.",
+    ),
+    (
+        "POST",
         "/api/activity-types",
         {"name": "Quote", "fields": [{"name": "amount", "type": "float"}]},
         "fields[0].type",
@@ -693,3 +728,16 @@ def test_a_forged_cursor_with_no_utc_form_is_a_400(
     answer = client.get(path, params={"cursor": cursor}, headers=admin_headers)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["field"] == "cursor"
+
+
+def test_a_number_out_of_any_range_names_its_field(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    """1e400 is valid JSON that no number type takes: the field is named, not ``[...]``."""
+    answer = client.post(
+        "/api/activity-types",
+        content=b'{"name": "Quote", "retention_days": 1e400}',
+        headers={**admin_headers, "Content-Type": "application/json"},
+    )
+    error = expect_error(answer, 400, "invalid_field", "retention_days")
+    assert error["message"] == "retention_days is a number out of range; send a smaller one."

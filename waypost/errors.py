@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from waypost.error_words import allowed_values, sentence
+from waypost.error_words import allowed_values, key_sentence, name_keys, sentence
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
@@ -68,7 +68,9 @@ def invalid(message: str, field: str | None = None, code: str = "invalid_field")
     return ApiError(400, code, message, field)
 
 
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`\Z")
+# "- at `$.fields[0].name`", or "- at `key` in `$.texts`" for a key of an object.
+_AT = re.compile(r" - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`\Z")
+_NO_DOCUMENT = object()
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
 _MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
 
@@ -79,17 +81,25 @@ def _path_name(path: str) -> str | None:
 
 
 def from_validation_error(
-    exc: msgspec.ValidationError | msgspec.DecodeError, target: Any = None
+    exc: msgspec.ValidationError | msgspec.DecodeError,
+    target: Any = None,
+    document: Any = _NO_DOCUMENT,
 ) -> ApiError:
     """Turn msgspec's decode or validation failure into the stable error shape, in words a
     person reads (see :mod:`waypost.error_words`); ``target``, the type that was decoded,
-    lets an invalid enum value list the values allowed."""
+    lets an invalid enum value list the values allowed, and with ``document``, what was
+    decoded (without a type), a value of an object is named by its key
+    (``texts.en.short_text`` where msgspec says ``texts[...].short_text``)."""
     message = str(exc)
     if not isinstance(exc, msgspec.ValidationError):
         return ApiError(400, "invalid_json", f"The body is not valid JSON: {message}")
     at = _AT.search(message)
     path = _path_name(at.group("path")) if at else None
     text = message[: at.start()] if at else message
+    if path and "[...]" in path and target is not None and document is not _NO_DOCUMENT:
+        path = name_keys(target, path, document, text)
+    if at and at.group("key"):
+        return ApiError(400, "invalid_field", key_sentence(text, path), path)
     if match := _UNKNOWN.match(text):
         name = match.group("name")
         field = f"{path}.{name}" if path else name

@@ -23,6 +23,7 @@ from starlette.types import Scope
 
 from waypost.access.auth import api_principal
 from waypost.api.date_times import check_date_times
+from waypost.error_words import quoted
 from waypost.errors import (
     ApiError,
     check_depth,
@@ -148,7 +149,7 @@ def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> A
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"Send JSON with 'Content-Type: application/json' (got {media!r}).",
+            f"Send JSON with 'Content-Type: application/json' (got {quoted(media)}).",
         )
     if not raw.strip():
         raise ApiError(400, "invalid_json", "The body is empty; send a JSON object.")
@@ -162,16 +163,20 @@ def decode_body(raw: bytes, content_type: str, body_type: type, limit: int) -> A
         # property fails validation first; it is malformed JSON all the same.
         try:
             value = msgspec.json.decode(raw)
+        except msgspec.ValidationError:
+            # Well-formed JSON that no type takes (a number such as 1e400, out of any range):
+            # the typed decode's error names the field.
+            raise from_validation_error(exc, body_type) from None
         except msgspec.DecodeError as malformed:
             raise from_validation_error(malformed) from None
         if "got `float`" in str(exc):
-            return _with_whole_numbers(value, body_type, exc)
-        raise from_validation_error(exc, body_type) from None
+            return _with_whole_numbers(value, body_type)
+        raise from_validation_error(exc, body_type, value) from None
     except msgspec.DecodeError as exc:
         raise from_validation_error(exc) from None
 
 
-def _with_whole_numbers(value: Any, body_type: type, error: msgspec.ValidationError) -> Any:
+def _with_whole_numbers(value: Any, body_type: type) -> Any:
     """JSON has one number type, so ``30.0`` is the integer 30, as the document's ``integer``
     says; msgspec refuses it for an ``int``. Such numbers are made ints (a ``float`` field takes
     an int just as well) and the body decoded again; ``30.5`` still fails as it did."""
@@ -186,8 +191,10 @@ def _with_whole_numbers(value: Any, body_type: type, error: msgspec.ValidationEr
                 stack.append(item)
     try:
         return msgspec.json.decode(msgspec.json.encode(value), type=body_type)
-    except msgspec.ValidationError:
-        raise from_validation_error(error, body_type) from None
+    except msgspec.ValidationError as still:
+        # The whole numbers' own fault (1e300 where at most a million is taken) is the one to
+        # tell; a fraction fails as it did.
+        raise from_validation_error(still, body_type, value) from None
 
 
 def split_query(
@@ -234,7 +241,7 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise ApiError(404, "not_found", f"No {what} has the identifier {value!r}.") from None
+        raise ApiError(404, "not_found", f"No {what} has the identifier {quoted(value)}.") from None
 
 
 class OperationRoute(Route):
