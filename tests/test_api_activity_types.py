@@ -19,6 +19,7 @@ from waypost.services.channels import Channel
 from waypost.services.keys import KeyCreate
 from waypost.settings import Settings
 from waypost.store.schema import activities, contacts
+from waypost.store.schema import activity_types as activity_types_table
 
 ErrorCheck = Callable[..., dict[str, str]]
 TYPES = "/api/activity-types"
@@ -272,7 +273,78 @@ BAD_DEFINITIONS: list[tuple[dict[str, Any], int, str, str]] = [
         "invalid_field",
         "rate_limits.per_ip.limit",
     ),
+    # The sizes of docs/admin-api.md#activity-types.
+    ({"name": "   "}, 400, "invalid_field", "name"),
+    ({"name": "\t\n"}, 400, "invalid_field", "name"),
+    ({"description": "x" * 2001}, 400, "invalid_field", "description"),
+    ({"description": "x" * 1_500_000}, 400, "invalid_field", "description"),
+    ({"aliases": [f"Event {i}" for i in range(51)]}, 400, "invalid_field", "aliases"),
+    ({"aliases": [f"Event {i}" for i in range(20_000)]}, 400, "invalid_field", "aliases"),
+    ({"aliases": ["x" * 201]}, 400, "invalid_field", "aliases[0]"),
+    (
+        {"rate_limits": {"per_contact": {"limit": 1e300, "window_seconds": 60}}},
+        400,
+        "invalid_field",
+        "rate_limits.per_contact.limit",
+    ),
+    (
+        {"rate_limits": {"per_contact": {"limit": 1_000_001, "window_seconds": 60}}},
+        400,
+        "invalid_field",
+        "rate_limits.per_contact.limit",
+    ),
+    (
+        {"rate_limits": {"per_ip": {"limit": 5, "window_seconds": 31 * 86400 + 1}}},
+        400,
+        "invalid_field",
+        "rate_limits.per_ip.window_seconds",
+    ),
 ]
+
+
+def test_the_largest_sizes_are_taken(client: TestClient, admin_headers: dict[str, str]) -> None:
+    body = {
+        "name": "Big",
+        "description": "x" * 2000,
+        "aliases": [f"{i:03}" + "x" * 197 for i in range(50)],
+        "rate_limits": {"per_contact": {"limit": 1_000_000, "window_seconds": 31 * 86400}},
+    }
+    created = client.post(TYPES, json=body, headers=admin_headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["rate_limits"]["per_contact"]["limit"] == 1_000_000
+    changed = client.patch(
+        f"{TYPES}/{created.json()['id']}",
+        json={"name": "  ", "description": "y" * 2001},
+        headers=admin_headers,
+    )
+    assert changed.status_code == 400, changed.text
+    blank = client.patch(
+        f"{TYPES}/{created.json()['id']}", json={"name": "  "}, headers=admin_headers
+    )
+    assert blank.status_code == 400, blank.text
+    assert blank.json()["error"]["field"] == "name"
+
+
+def test_a_limit_stored_before_the_bound_reads_as_the_largest(
+    client: TestClient,
+    hub: Hub,
+    admin_headers: dict[str, str],
+    make_type: Callable[..., ActivityType],
+) -> None:
+    kind = make_type()
+    stored = {"per_contact": {"limit": 10**300, "window_seconds": 60}, "per_ip": None}
+    with hub.store.write() as conn:
+        conn.execute(
+            activity_types_table.update()
+            .where(activity_types_table.c.id == kind.id)
+            .values(rate_limits=stored)
+        )
+    got = client.get(f"{TYPES}/{kind.id}", headers=admin_headers)
+    assert got.status_code == 200, got.text
+    assert got.json()["rate_limits"] == {
+        "per_contact": {"limit": 1_000_000, "window_seconds": 60},
+        "per_ip": None,
+    }
 
 
 def test_bad_definitions_are_refused(

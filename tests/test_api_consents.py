@@ -114,6 +114,39 @@ def test_bad_bodies_are_400(
             "missing_field",
             None,
         ),
+        # The sizes of docs/admin-api.md#consents.
+        (
+            {
+                "code_name": "x",
+                "display_name": "x",
+                "texts": {"en": {**TEXTS["en"], "short_text": "s" * 5001}},
+            },
+            "invalid_field",
+            "texts.en.short_text",
+        ),
+        (
+            {
+                "code_name": "x",
+                "display_name": "x",
+                "texts": {**TEXTS, "cs": {**TEXTS["cs"], "short_text": "s" * 1_000_000}},
+            },
+            "invalid_field",
+            "texts.cs.short_text",
+        ),
+        (
+            {
+                "code_name": "x",
+                "display_name": "x",
+                "texts": {"en": {**TEXTS["en"], "full_text": "f" * 100_001}},
+            },
+            "invalid_field",
+            "texts.en.full_text",
+        ),
+        (
+            {"code_name": "x", "display_name": "x", "texts": {"en-" + "x" * 20: TEXTS["en"]}},
+            "invalid_field",
+            "texts",
+        ),
     ]
     for body, code, field in cases:
         with subtests.test(body=body):
@@ -370,3 +403,17 @@ def test_the_agreement_history(
         404,
         "contact_not_found",
     )
+
+
+def test_the_largest_texts_are_taken_and_a_patch_is_held_to_them(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    texts = {"en": {"short_text": "s" * 5000, "full_text": "f" * 100_000}}
+    body = {"code_name": "Big", "display_name": "Big", "texts": texts}
+    created = client.post("/api/consents", json=body, headers=admin_headers)
+    assert created.status_code == 201, created.text
+    too_long = {"en": {"short_text": "s" * 5001, "full_text": ""}}
+    changed = client.patch(
+        f"/api/consents/{created.json()['id']}", json={"texts": too_long}, headers=admin_headers
+    )
+    expect_error(changed, 400, "invalid_field", "texts.en.short_text")

@@ -15,11 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from waypost.domain.codenames import derive_code_name, is_valid_code_name
 from waypost.domain.conditions import dependencies, parse_condition
 from waypost.domain.fields import FieldRuleError, FieldSpec, check_field_change, check_fields
+from waypost.error_words import quoted
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import Page, cursor_id, page_by_id
 from waypost.records.activity_type_numbers import issue_number
 from waypost.services.activity_type_shapes import (
+    MAX_RATE_LIMIT,
+    MAX_RATE_WINDOW,
     ActivityType,
     ActivityTypeCreate,
     ActivityTypeQuery,
@@ -116,11 +119,7 @@ class ActivityTypeService:
         result = []
         for row in rows:
             m = row._mapping
-            limits = (
-                msgspec.convert(m["rate_limits"], RateLimits)
-                if m["rate_limits"] is not None
-                else RateLimits()
-            )
+            limits = _stored_limits(m["rate_limits"])
             result.append(
                 ActivityType(
                     id=m["id"],
@@ -147,6 +146,7 @@ class ActivityTypeService:
     # -- writing -------------------------------------------------------------------------
 
     def create(self, body: ActivityTypeCreate) -> ActivityType:
+        _check_name(body.name)
         self._check_fields(body.fields)
         with _unique_race(), self.store.write() as conn:
             taken = conn.execute(sa.select(activity_types.c.code_name, activity_types.c.aliases))
@@ -162,7 +162,7 @@ class ActivityTypeService:
                 code_name = self._valid_code_name(body.code_name)
                 if code_name in code_names:
                     raise conflict(
-                        f"An activity type with code name {code_name!r} exists already.",
+                        f"An activity type with code name {quoted(code_name)} exists already.",
                         "code_name",
                     )
             self._guard_name(conn, body.name)
@@ -198,6 +198,7 @@ class ActivityTypeService:
             if body.code_name is not msgspec.UNSET and body.code_name != current.code_name:
                 values["code_name"] = self._new_code_name(conn, current, body.code_name)
             if body.name is not msgspec.UNSET and body.name != current.name:
+                _check_name(body.name)
                 self._guard_name(conn, body.name)
                 values["name"] = body.name
             for name in (
@@ -271,7 +272,7 @@ class ActivityTypeService:
     def _valid_code_name(self, code_name: str) -> str:
         if not is_valid_code_name(code_name):
             raise invalid(
-                f"Code name {code_name!r} may hold lower-case letters, digits, '_' and '.', "
+                f"Code name {quoted(code_name)} may hold lower-case letters, digits, '_' and '.', "
                 "starting with a letter or digit.",
                 "code_name",
             )
@@ -295,7 +296,7 @@ class ActivityTypeService:
         ).first()
         if taken is not None:
             raise conflict(
-                f"An activity type with code name {code_name!r} exists already.", "code_name"
+                f"An activity type with code name {quoted(code_name)} exists already.", "code_name"
             )
         return code_name
 
@@ -304,7 +305,7 @@ class ActivityTypeService:
             sa.select(activity_types.c.id).where(activity_types.c.name == name)
         ).first()
         if taken is not None:
-            raise conflict(f"An activity type named {name!r} exists already.", "name")
+            raise conflict(f"An activity type named {quoted(name)} exists already.", "name")
 
     def _guard_aliases(
         self, conn: Connection, aliases: list[str], type_id: uuid.UUID | None, code_name: str
@@ -320,11 +321,13 @@ class ActivityTypeService:
             for alias in aliases:
                 if alias == row.code_name or alias in row.aliases:
                     raise conflict(
-                        f"Alias {alias!r} already names activity type {row.code_name!r}.", "aliases"
+                        f"Alias {quoted(alias)} already names activity type {row.code_name!r}.",
+                        "aliases",
                     )
             if code_name in row.aliases:
                 raise conflict(
-                    f"Code name {code_name!r} is an alias of activity type {row.code_name!r}.",
+                    f"Code name {quoted(code_name)} is an alias of activity type "
+                    f"{row.code_name!r}.",
                     "code_name",
                 )
 
@@ -370,6 +373,29 @@ def _in_use_race() -> Iterator[None]:
         raise conflict("Activities of this type exist, so it cannot be deleted.") from None
 
 
+def _check_name(name: str) -> None:
+    if not name.strip():
+        raise invalid("name must hold more than spaces; give the type a name people read.", "name")
+
+
+def _stored_limits(stored: object) -> RateLimits:
+    """A type's rate limits as stored; a limit stored before the bounds held is read as the
+    largest one allowed, so that the type can still be read and changed."""
+    if stored is None:
+        return RateLimits()
+    if isinstance(stored, dict):
+        stored = {
+            key: {
+                "limit": min(value["limit"], MAX_RATE_LIMIT),
+                "window_seconds": min(value["window_seconds"], MAX_RATE_WINDOW),
+            }
+            if isinstance(value, dict) and {"limit", "window_seconds"} <= set(value)
+            else value
+            for key, value in stored.items()
+        }
+    return msgspec.convert(stored, RateLimits)
+
+
 def _limits_json(limits: RateLimits | None) -> object:
     return None if limits is None else msgspec.to_builtins(limits)
 
@@ -383,8 +409,8 @@ def _refuse_if_grouped(conn: Connection, code_name: str, what: str) -> None:
     ]
     if names:
         raise conflict(
-            f"The contact groups {', '.join(sorted(names))} use {code_name!r}, so it cannot be "
-            f"{what}; change their conditions first."
+            f"The contact groups {', '.join(sorted(names))} use {quoted(code_name)}, so it "
+            f"cannot be {what}; change their conditions first."
         )
 
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.channels import is_valid_language
+from waypost.error_words import quoted
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
@@ -25,13 +26,19 @@ CodeName = Annotated[
     str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$(?!\n)")
 ]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# The short text is the sentence or paragraph shown beside the checkbox or banner; the full
+# text the whole terms, in HTML (a long privacy policy is some 50,000 characters of HTML).
+MAX_SHORT_TEXT = 5_000
+MAX_FULL_TEXT = 100_000
+ShortText = Annotated[str, msgspec.Meta(max_length=MAX_SHORT_TEXT)]
+FullText = Annotated[str, msgspec.Meta(max_length=MAX_FULL_TEXT)]
 
 
 class ConsentText(msgspec.Struct, forbid_unknown_fields=True):
     """The texts of a consent in one language; both may hold HTML."""
 
-    short_text: str
-    full_text: str
+    short_text: ShortText
+    full_text: FullText
 
 
 class ConsentCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -64,7 +71,9 @@ class Consent(msgspec.Struct):
 def _check_texts(texts: dict[Language, ConsentText]) -> None:
     for language in texts:
         if not is_valid_language(language):
-            raise invalid(f"{language!r} is not a language code like 'en'.", f"texts.{language}")
+            raise invalid(
+                f"{quoted(language)} is not a language code like 'en'.", f"texts.{language}"
+            )
 
 
 class ConsentService:
@@ -80,7 +89,7 @@ class ConsentService:
                 sa.select(consents.c.id).where(consents.c.code_name == body.code_name)
             ).first()
             if taken is not None:
-                raise conflict(f"A consent {body.code_name!r} exists already.", "code_name")
+                raise conflict(f"A consent {quoted(body.code_name)} exists already.", "code_name")
             consent_id = new_id()
             now = utcnow()
             conn.execute(
@@ -140,8 +149,8 @@ class ConsentService:
             ).first()
             if used is not None:
                 raise conflict(
-                    f"Contacts have agreed to or revoked {current.code_name!r}; its history is "
-                    "an audit trail, so it cannot be deleted."
+                    f"Contacts have agreed to or revoked {quoted(current.code_name)}; its history "
+                    "is an audit trail, so it cannot be deleted."
                 )
             conn.execute(consents.delete().where(consents.c.id == consent_id))
             announce(conn, "consent", consent_id)
@@ -155,8 +164,8 @@ class ConsentService:
         raise ApiError(
             404,
             "not_found",
-            f"Consent {code_name!r} has no text in {language or fallback!r} nor in the channel's "
-            f"default language {fallback!r}.",
+            f"Consent {quoted(code_name)} has no text in {quoted(language or fallback)} nor in "
+            f"the channel's default language {quoted(fallback)}.",
         )
 
     # -- agreements ----------------------------------------------------------------------

@@ -70,7 +70,7 @@ def body_from(form: Form, creating: bool) -> ConsentCreate | ConsentUpdate:
     try:
         return msgspec.convert(raw, target)
     except msgspec.ValidationError as exc:
-        raise from_validation_error(exc) from None
+        raise from_validation_error(exc, target, raw) from None
 
 
 def _form(page: Page, found: Consent | None, values: dict[str, Any], **extra: Any) -> Response:

@@ -18,6 +18,7 @@ from waypost.admin.views import NavItem, Page, View
 from waypost.domain.codenames import derive_code_name
 from waypost.domain.fields import MAX_TEXT_LENGTH, FieldType
 from waypost.errors import ApiError, from_validation_error, invalid
+from waypost.services.activity_type_shapes import MAX_RATE_LIMIT
 from waypost.services.activity_types import (
     ActivityType,
     ActivityTypeCreate,
@@ -177,7 +178,9 @@ def in_form_words(error: ApiError) -> ApiError:
         return reworded(error, error.message.replace("max_length", "max length"))
     for key, attr, label in LIMITS:
         if error.field == f"rate_limits.{attr}.limit":
-            message = f"{label}: the number of activities is at least 1."
+            message = (
+                f"{label}: the number of activities is at least 1 and at most {MAX_RATE_LIMIT:,}."
+            )
             return ApiError(error.status, error.code, message, f"limit_{key}")
         if error.field == f"rate_limits.{attr}.window_seconds":
             message = f"{label}: the window is from 1 second to 31 days long."
