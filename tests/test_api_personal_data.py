@@ -116,6 +116,21 @@ def test_bad_identifiers(world: World, expect_error: ErrorCheck) -> None:
         "invalid_field",
         "kind",
     )
+    # A kind no suppression can have is refused, as GET /api/keys?access=x is.
+    bogus = world.client.get("/api/suppressions?kind=bogus", headers=world.admin)
+    assert "user_id" in expect_error(bogus, 400, "invalid_field", "kind")["message"]
+
+
+def test_every_kind_an_erasure_suppresses_can_be_asked_for() -> None:
+    from typing import get_args
+
+    from waypost.domain.suppressions import SuppressionKind
+    from waypost.services.collectors import MARKETO_IDS, POSTHOG_IDS, SEGMENT_IDS, SNOWPLOW_IDS
+
+    kinds = {"email", "contact", "snowplow_nuid"}
+    for ids in (SEGMENT_IDS, POSTHOG_IDS, SNOWPLOW_IDS, MARKETO_IDS):
+        kinds |= {ids.user, ids.anonymous}
+    assert kinds == set(get_args(SuppressionKind))
 
 
 def test_suppressions_are_listed_found_by_value_and_lifted(world: World) -> None:

@@ -15,6 +15,7 @@ import hmac
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from waypost.domain.contact_fields import normalise_email
 from waypost.errors import ApiError
@@ -24,7 +25,20 @@ CONTACT = "contact"
 # The external id kinds of Segment's userId and anonymousId (contact_external_ids.kind).
 USER_ID = "user_id"
 ANONYMOUS_ID = "anonymous_id"
-MAX_KIND = 32
+# Every kind a suppression may have: emails, contact ids, and the external id kinds the
+# collectors store (waypost/services/collectors.py, IdKinds; Snowplow's network id too).
+SuppressionKind = Literal[
+    "email",
+    "contact",
+    "user_id",
+    "anonymous_id",
+    "posthog_user",
+    "posthog_anon",
+    "snowplow_uid",
+    "snowplow_duid",
+    "snowplow_nuid",
+    "marketo_lead",
+]
 
 
 def identity_digest(secret: bytes, kind: str, value: str) -> str:

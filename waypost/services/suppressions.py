@@ -15,7 +15,7 @@ from typing import Annotated
 import msgspec
 import sqlalchemy as sa
 
-from waypost.domain.suppressions import MAX_KIND, identity_digest
+from waypost.domain.suppressions import SuppressionKind, identity_digest
 from waypost.errors import not_found
 from waypost.pagination import Cursor, ListQuery, Page, PageLimit, cursor_id, page_by_id
 from waypost.records.suppressions import read_secret
@@ -39,7 +39,7 @@ class SuppressionQuery(msgspec.Struct, forbid_unknown_fields=True):
 
     limit: PageLimit = 100
     cursor: Cursor | None = None
-    kind: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KIND)] | None = None
+    kind: SuppressionKind | None = None
     value: Annotated[str, msgspec.Meta(min_length=1, max_length=254)] | None = None
 
 
