@@ -177,6 +177,8 @@ def test_malformed_json_and_content_type(
         ({"consent": "NoSuchConsent"}, "NoSuchConsent"),
         ({"all": [USED_LOANS, {"not": {"activity": {"type": "nope"}}}]}, "all[1].not.activity: no"),
         ({"any": [USED_LOANS, {"consent": "Nope"}]}, "any[1].consent: no consent 'Nope'"),
+        # A long name is cut in the message, not echoed whole.
+        ({"consent": "x" * 1000}, "consent: no consent 'xxxx"),
         ({"group": str(uuid.UUID(int=7))}, str(uuid.UUID(int=7))),
         ({"group": "loan shoppers"}, "group"),
         ({"any": []}, "any"),
@@ -193,6 +195,7 @@ def test_bad_conditions_are_refused_naming_the_place(
 ) -> None:
     error = expect_error(groups.post(condition), 400, "invalid_field", "condition")
     assert message in error["message"]
+    assert len(error["message"]) < 500
     assert "field 'field'" not in error["message"]
     error = expect_error(groups.validate(condition), 400, "invalid_field", "condition")
     assert message in error["message"]

@@ -27,6 +27,7 @@ import msgspec
 import sqlalchemy as sa
 
 from waypost.domain.fields import FieldSpec
+from waypost.error_words import quoted
 from waypost.errors import ApiError, not_found
 from waypost.pagination import Page
 from waypost.services.activities import ActivityQuery, ActivityService, before_in_log
@@ -349,7 +350,7 @@ class ExportService:
             ).scalar_one_or_none()
             if type_id is None:
                 raise ApiError(
-                    400, "invalid_field", f"No activity type has code name {code!r}.", "type"
+                    400, "invalid_field", f"No activity type has code name {quoted(code)}.", "type"
                 )
             return load_type_fields(conn, [type_id]).get(type_id, [])
 

@@ -24,6 +24,7 @@ from waypost.domain.conditions import (
     parse_condition,
     referenced_groups,
 )
+from waypost.error_words import quoted
 from waypost.errors import ApiError
 from waypost.services.group_sql import CompileError, Context, check_field_filters, members_select
 from waypost.store.schema import activity_types, consents, contact_groups
@@ -67,9 +68,9 @@ def check_references(conn: Connection, group_id: uuid.UUID | None, condition: Co
     consent_codes = set(conn.execute(sa.select(consents.c.code_name)).scalars())
     for where, node in located(condition):
         if isinstance(node, ActivityCondition) and node.type not in types:
-            raise invalid(f"{where}: no activity type {node.type!r}.")
+            raise invalid(f"{where}: no activity type {quoted(node.type)}.")
         if isinstance(node, ConsentCondition) and node.consent not in consent_codes:
-            raise invalid(f"{where}: no consent {node.consent!r}.")
+            raise invalid(f"{where}: no consent {quoted(node.consent)}.")
 
 
 def invalid(message: str) -> ApiError:

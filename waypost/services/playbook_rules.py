@@ -34,6 +34,7 @@ from waypost.domain.playbooks import (
     compile_filters,
     parse_audience,
 )
+from waypost.error_words import quoted
 from waypost.errors import ApiError
 from waypost.services.group_sql import (
     CompileError,
@@ -76,7 +77,9 @@ def check_trigger(conn: Connection, trigger: Trigger) -> tuple[FieldFilter, ...]
             sa.select(activity_types.c.id).where(activity_types.c.code_name == trigger.type)
         ).scalar_one_or_none()
         if type_id is None:
-            raise invalid(f"No activity type has the code name {trigger.type!r}.", "trigger.type")
+            raise invalid(
+                f"No activity type has the code name {quoted(trigger.type)}.", "trigger.type"
+            )
         specs = load_type_fields(conn, [type_id]).get(type_id, [])
         try:
             return compile_filters(specs, trigger.fields)
@@ -87,7 +90,9 @@ def check_trigger(conn: Connection, trigger: Trigger) -> tuple[FieldFilter, ...]
             sa.select(consents.c.id).where(consents.c.code_name == trigger.consent)
         ).first()
         if found is None:
-            raise invalid(f"No consent has the code name {trigger.consent!r}.", "trigger.consent")
+            raise invalid(
+                f"No consent has the code name {quoted(trigger.consent)}.", "trigger.consent"
+            )
         return ()
     found = conn.execute(
         sa.select(contact_groups.c.id).where(contact_groups.c.id == trigger.group)
@@ -107,9 +112,11 @@ def check_audience(conn: Connection, condition: Condition, today: dt.date) -> No
         if isinstance(node, GroupCondition) and node.group not in groups:
             raise invalid(f"No contact group has the id {node.group}.", f"{where}")
         if isinstance(node, ActivityCondition) and node.type not in types:
-            raise invalid(f"No activity type has the code name {node.type!r}.", f"{where}.type")
+            raise invalid(
+                f"No activity type has the code name {quoted(node.type)}.", f"{where}.type"
+            )
         if isinstance(node, ConsentCondition) and node.consent not in consent_codes:
-            raise invalid(f"No consent has the code name {node.consent!r}.", where)
+            raise invalid(f"No consent has the code name {quoted(node.consent)}.", where)
     ctx = load_context(conn, today, None)
     try:
         check_field_filters(condition, ctx, "audience")

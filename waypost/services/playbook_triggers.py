@@ -42,6 +42,7 @@ from waypost.domain.playbooks import (
     parse_audience,
 )
 from waypost.domain.triggers import ActivityStored, ConsentChanged, MembershipChanged
+from waypost.error_words import quoted
 from waypost.records.outbox import enqueue
 from waypost.services.group_sql import (
     CompileError,
@@ -100,7 +101,7 @@ def load_index(conn: Connection, loaded_at: float) -> Index:
             if isinstance(trigger, ActivityTrigger):
                 ref = catalog.types.get(trigger.type)
                 if ref is None or ref.id is None:
-                    raise PlaybookError(f"no activity type {trigger.type!r}", "trigger.type")
+                    raise PlaybookError(f"no activity type {quoted(trigger.type)}", "trigger.type")
                 filters = compile_filters(ref.fields, trigger.fields)
                 key, subject = "activity", ref.id
             elif isinstance(trigger, ConsentAgreedTrigger | ConsentRevokedTrigger):
@@ -121,7 +122,7 @@ def load_index(conn: Connection, loaded_at: float) -> Index:
 def _consent_id(consent_ids: dict[str, uuid.UUID], trigger: ConsentTrigger) -> uuid.UUID:
     found = consent_ids.get(trigger.consent)
     if found is None:
-        raise PlaybookError(f"no consent {trigger.consent!r}", "trigger.consent")
+        raise PlaybookError(f"no consent {quoted(trigger.consent)}", "trigger.consent")
     return found
 
 

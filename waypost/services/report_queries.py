@@ -41,6 +41,7 @@ from waypost.domain.report_definitions import (
     time_zone,
 )
 from waypost.domain.value_counts import COUNTED_TYPES
+from waypost.error_words import quoted
 from waypost.errors import invalid
 from waypost.services.activities import field_condition
 from waypost.store.schema import (
@@ -99,7 +100,7 @@ def type_ids(conn: Connection) -> dict[str, uuid.UUID]:
 def resolve_type(codes: Mapping[str, uuid.UUID], code: str, where: str) -> uuid.UUID:
     ident = codes.get(code)
     if ident is None:
-        raise invalid(f"No activity type has code name {code!r}.", where)
+        raise invalid(f"No activity type has code name {quoted(code)}.", where)
     return ident
 
 
@@ -119,7 +120,7 @@ def _named(conn: Connection, table: sa.Table, text: str, where: str, what: str) 
         condition = sa.or_(condition, table.c.id == ident)
     found = conn.execute(sa.select(table.c.id).where(condition).limit(1)).scalar_one_or_none()
     if found is None:
-        raise invalid(f"No {what} has the name or id {text!r}.", where)
+        raise invalid(f"No {what} has the name or id {quoted(text)}.", where)
     return uuid.UUID(str(found))
 
 
@@ -137,7 +138,9 @@ def resolve(conn: Connection, d: ReportDefinition) -> Scope:
     if d.field is not None:
         spec = next((s for s in specs if s.name == d.field), None)
         if spec is None:
-            raise invalid(f"The activity type {d.types[0]!r} has no field {d.field!r}.", "field")
+            raise invalid(
+                f"The activity type {quoted(d.types[0])} has no field {quoted(d.field)}.", "field"
+            )
         if d.kind == "numeric" and spec.type not in NUMERIC_TYPES:
             raise invalid(
                 f"{d.field} is a {spec.type} field; sums and averages take an integer or "

@@ -31,6 +31,7 @@ from waypost.domain.segment import (
     traits_of,
 )
 from waypost.domain.suppressions import ANONYMOUS_ID, EMAIL, USER_ID, Suppressed
+from waypost.error_words import quoted
 from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -175,8 +176,8 @@ class SegmentService:
             activity = activity_object(message, code, when, None)
         else:
             raise MappingError(
-                f"Unknown message type {kind!r}; use track, identify, page, screen, group "
-                "or alias.",
+                f"Unknown message type {quoted(str(kind))}; use track, identify, page, screen, "
+                "group or alias.",
                 field="type",
             )
         plan.activities.append(Planned(contact, msgspec.json.encode(activity)))
@@ -220,7 +221,7 @@ class SegmentService:
                 id=new_id(),
                 code_name=code,
                 name=name,
-                description=f"Created from the Segment event {event!r}; approve or edit it.",
+                description=f"Created from the Segment event {quoted(event)}; approve or edit it.",
                 enabled=True,
                 client_side=False,
                 builtin=False,
