@@ -25,6 +25,11 @@ class Body(msgspec.Struct, forbid_unknown_fields=True):
     tags: Annotated[list[str], msgspec.Meta(max_length=2)] = []
     code: Annotated[str, msgspec.Meta(pattern="^[a-z]+$")] = "a"
     owner: str | None = None
+    labels: dict[
+        Annotated[str, msgspec.Meta(min_length=1, max_length=4)],
+        Annotated[str, msgspec.Meta(max_length=3)],
+    ] = {}
+    groups: dict[str, list[Field]] = {}
 
 
 @pytest.mark.parametrize(
@@ -49,6 +54,9 @@ class Body(msgspec.Struct, forbid_unknown_fields=True):
         (["a"], None, "The body must be an object, not a list."),
         ({"name": "a", "extra": 1}, "extra", "Unknown field 'extra'; remove it."),
         ({}, "name", "The field 'name' is required."),
+        ({"name": "a", "labels": {"": "x"}}, "labels", "A key of labels must not be empty."),
+        ({"name": "a", "labels": {"abcde": "x"}}, "labels", "A key of labels holds at most 4 "
+         "characters."),
     ],
 )  # fmt: skip
 def test_msgspec_messages_become_sentences(body: object, field: str | None, message: str) -> None:
@@ -84,3 +92,29 @@ def test_a_value_quoted_in_a_message_is_cut_when_long() -> None:
     assert quoted("a@b") == "'a@b'"
     long = "x" * 2_000_000
     assert quoted(long) == f"{'x' * 100!r}… (2000000 characters)"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "a", "labels": {"ok": "x", "bad": "long"}}, "labels.bad"),
+        ({"name": "a", "groups": {"g": [], "h": [{"name": "f", "type": "x"}]}}, "groups.h[0].type"),
+        ({"name": "a", "labels": {"a.b": "long"}}, "labels[...]"),
+    ],
+)  # fmt: skip
+def test_a_value_of_an_object_is_named_by_its_key(body: object, field: str) -> None:
+    with pytest.raises(msgspec.ValidationError) as caught:
+        msgspec.json.decode(msgspec.json.encode(body), type=Body)
+    assert from_validation_error(caught.value, Body, body).field == field
+    # Without what was sent, msgspec's "[...]" stays.
+    assert "[...]" in str(from_validation_error(caught.value, Body).field)
+
+
+def test_a_number_out_of_range_is_a_sentence() -> None:
+    with pytest.raises(msgspec.ValidationError) as caught:
+        msgspec.json.decode(b'{"name": "a", "limit": 1e400}', type=Body)
+    error = from_validation_error(caught.value, Body)
+    assert (error.field, error.message) == (
+        "limit",
+        "limit is a number out of range; send a smaller one.",
+    )
