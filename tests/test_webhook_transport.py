@@ -121,6 +121,25 @@ def test_calls_share_one_connection_kept_alive() -> None:
     run(test)
 
 
+def test_a_call_elsewhere_does_not_reuse_the_kept_connection() -> None:
+    # An endpoint whose URL changed: its next call goes to the new receiver, not over the
+    # connection still open to the old one.
+    async def test() -> None:
+        async with (
+            Server(lambda _r, _c: ok(b"old")) as old,
+            Server(lambda _r, _c: ok(b"new")) as new,
+        ):
+            transport = new_transport()
+            assert await call(transport, old.url) == (200, b"old")
+            assert await call(transport, new.url) == (200, b"new")
+            assert await call(transport, new.url) == (200, b"new")
+            assert (old.connections, len(old.requests)) == (1, 1)
+            assert (new.connections, len(new.requests)) == (1, 2)
+            await transport.aclose()
+
+    run(test)
+
+
 def test_a_closing_answer_and_one_without_length_end_their_connection() -> None:
     answers = [
         ok(b"bye", b"Connection: close\r\n"),

@@ -255,6 +255,9 @@ class WebhookTransport(httpx.AsyncBaseTransport):
     def __init__(self, tls: ssl.SSLContext) -> None:
         self.tls = tls
         self._connection: _Connection | None = None
+        # Where the kept connection goes (host, port, https): a call elsewhere (the endpoint's
+        # URL changed) opens a connection of its own rather than reaching the old receiver.
+        self._to: tuple[str, int, bool] | None = None
         self._busy = False
         self.closed = False
 
@@ -295,7 +298,7 @@ class WebhookTransport(httpx.AsyncBaseTransport):
         self.closed = False
         try:
             connection = self._connection
-            if connection is not None and not connection.closed:
+            if connection is not None and not connection.closed and self._to == (host, port, https):
                 connection.begin()
                 try:
                     return await self._exchange(connection, data)
@@ -333,6 +336,7 @@ class WebhookTransport(httpx.AsyncBaseTransport):
                 errors.append(exc)
                 continue
             self._connection = connection
+            self._to = (host, port, https)
             return connection
         error = _one_error(errors)
         raise httpx.ConnectError(str(error) or type(error).__name__) from error
