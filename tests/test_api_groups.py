@@ -178,7 +178,7 @@ def test_malformed_json_and_content_type(
         ({"all": [USED_LOANS, {"not": {"activity": {"type": "nope"}}}]}, "all[1].not.activity: no"),
         ({"any": [USED_LOANS, {"consent": "Nope"}]}, "any[1].consent: no consent 'Nope'"),
         # A long name is cut in the message, not echoed whole.
-        ({"consent": "x" * 1000}, "consent: no consent 'xxxx"),
+        ({"consent": "x" * 1000}, "consent: a consent code name is at most 100 characters"),
         ({"group": str(uuid.UUID(int=7))}, str(uuid.UUID(int=7))),
         ({"group": "loan shoppers"}, "group"),
         ({"any": []}, "any"),

@@ -420,8 +420,10 @@ def test_a_new_conditions_texts_lists_and_names_are_bounded() -> None:
     caught = past_limit({"contact": {"field": attribute + "n", "exists": True}})
     assert "unknown contact field 'attributes.nnn" in str(caught)
     assert "characters)" in str(caught)  # the name is cut, not echoed whole
-    assert "takes a consent code name" in str(past_limit({"consent": "c" * (MAX_NAME + 1)}))
-    assert "needs type" in str(past_limit({"activity": {"type": "t" * (MAX_NAME + 1)}}))
+    caught = past_limit({"consent": "c" * (MAX_NAME + 1)})
+    assert f"a consent code name is at most {MAX_NAME} characters, not 101" in str(caught)
+    caught = past_limit({"activity": {"type": "t" * (MAX_NAME + 1)}})
+    assert f"type: a code name is at most {MAX_NAME} characters" in str(caught)
     filters = {f"f{i}": {"eq": "1"} for i in range(MAX_FIELD_FILTERS)}
     assert bounded({"activity": {"type": "t", "fields": filters}})
     filters["one_more"] = {"eq": "1"}

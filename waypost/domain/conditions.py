@@ -154,7 +154,10 @@ def check_limits(condition: Condition, path: str = "") -> None:
                 raise ConditionError(f"a value may be at most {MAX_TEXT} characters", where)
         elif isinstance(node, ActivityCondition):
             if len(node.type) > MAX_NAME:
-                raise ConditionError("needs type, an activity type's code name", where)
+                raise ConditionError(
+                    f"type: a code name is at most {MAX_NAME} characters, not {len(node.type)}",
+                    where,
+                )
             if len(node.fields) > MAX_FIELD_FILTERS:
                 raise ConditionError(
                     f"at most {MAX_FIELD_FILTERS} field filters in one activity condition", where
@@ -167,7 +170,10 @@ def check_limits(condition: Condition, path: str = "") -> None:
                         f"fields.{name}.{op} takes at most {MAX_TEXT} characters", where
                     )
         elif isinstance(node, ConsentCondition) and len(node.consent) > MAX_NAME:
-            raise ConditionError("takes a consent code name", where)
+            raise ConditionError(
+                f"a consent code name is at most {MAX_NAME} characters, not {len(node.consent)}",
+                where,
+            )
     if values > MAX_VALUES:
         raise ConditionError(
             f"at most {MAX_VALUES} values in all the in lists of one group together", path
