@@ -741,3 +741,27 @@ def test_a_number_out_of_any_range_names_its_field(
     )
     error = expect_error(answer, 400, "invalid_field", "retention_days")
     assert error["message"] == "retention_days is a number out of range; send a smaller one."
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/activity-types", {"name": " \t "}, "name"),
+        ("/api/channels", {"name": "   ", "kind": "headless"}, "name"),
+        ("/api/consents", {"code_name": "c", "display_name": "  ", "texts": {}}, "display_name"),
+        ("/api/groups", {"name": " ", "condition": {"consent": "c"}}, "name"),
+        ("/api/reports/saved", {"name": "\n", "definition": {}}, "name"),
+    ],
+)
+def test_a_name_of_white_space_only_is_refused(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    expect_error: ErrorCheck,
+    path: str,
+    body: dict[str, object],
+    field: str,
+) -> None:
+    # A name of spaces names nothing anyone can tell apart in a list.
+    error = expect_error(client.post(path, json=body, headers=admin_headers), 400, "invalid_field")
+    assert error["field"] == field
+    assert error["message"] == f"{field} must hold more than white space."

@@ -86,6 +86,8 @@ def sentence(text: str, field: str | None, allowed: list[str] | None = None) -> 
     if match := _BOUND.match(text):
         return f"{who} must be {_BOUND_WORDS[match['op']]} {match['n']}."
     if match := _REGEX.match(text):
+        if match["regex"] in (r"\S", r"\\S"):  # a display name's (msgspec may escape it)
+            return f"{who} must hold more than white space."
         return f"{who} must match the pattern {match['regex']}."
     if match := _ENUM.match(text):
         value = match["value"]

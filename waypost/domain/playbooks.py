@@ -26,6 +26,7 @@ import msgspec
 
 from waypost.domain.activity import Activity
 from waypost.domain.conditions import FIELD_OPS, Condition, ConditionError, parse_condition
+from waypost.domain.display_names import DisplayName
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.field_values import number_text, parse_datetime
 from waypost.domain.fields import FieldSpec
@@ -34,7 +35,7 @@ from waypost.domain.triggers import ActivityStored
 MAX_ACTIONS = 10
 MAX_ONCE_PER_DAYS = 3650
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = DisplayName
 Description = Annotated[str, msgspec.Meta(max_length=2000)]
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 FieldName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]

@@ -9,10 +9,11 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from waypost.domain.display_names import DisplayName
 from waypost.domain.fields import FieldSpec
 from waypost.pagination import Cursor, PageLimit
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = DisplayName
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Alias = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 # Other names of a type: a Segment event name, Snowplow schema URIs, a PostHog event per tool

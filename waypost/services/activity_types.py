@@ -146,7 +146,6 @@ class ActivityTypeService:
     # -- writing -------------------------------------------------------------------------
 
     def create(self, body: ActivityTypeCreate) -> ActivityType:
-        _check_name(body.name)
         self._check_fields(body.fields)
         with _unique_race(), self.store.write() as conn:
             taken = conn.execute(sa.select(activity_types.c.code_name, activity_types.c.aliases))
@@ -198,7 +197,6 @@ class ActivityTypeService:
             if body.code_name is not msgspec.UNSET and body.code_name != current.code_name:
                 values["code_name"] = self._new_code_name(conn, current, body.code_name)
             if body.name is not msgspec.UNSET and body.name != current.name:
-                _check_name(body.name)
                 self._guard_name(conn, body.name)
                 values["name"] = body.name
             for name in (
@@ -371,11 +369,6 @@ def _in_use_race() -> Iterator[None]:
         yield
     except IntegrityError:
         raise conflict("Activities of this type exist, so it cannot be deleted.") from None
-
-
-def _check_name(name: str) -> None:
-    if not name.strip():
-        raise invalid("name must hold more than spaces; give the type a name people read.", "name")
 
 
 def _stored_limits(stored: object) -> RateLimits:

@@ -22,6 +22,7 @@ from waypost.domain.channels import (
     is_valid_language,
     normalise_origin,
 )
+from waypost.domain.display_names import DisplayName
 from waypost.error_words import quoted
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
@@ -29,7 +30,7 @@ from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
 from waypost.store import Store, announce
 from waypost.store.schema import channels, consents
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = DisplayName
 # Segment events with no matching activity type: "reject" them (kept as rejected activities),
 # or store them under a "draft" type created for the event, for a marketer to approve.
 UnknownEvents = Literal["reject", "draft"]

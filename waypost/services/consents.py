@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.domain.channels import is_valid_language
+from waypost.domain.display_names import DisplayName
 from waypost.error_words import quoted
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
@@ -25,7 +26,7 @@ from waypost.store.schema import consent_agreements, consent_texts, consents
 CodeName = Annotated[
     str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$(?!\n)")
 ]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = DisplayName
 # The short text is the sentence or paragraph shown beside the checkbox or banner; the full
 # text the whole terms, in HTML (a long privacy policy is some 50,000 characters of HTML).
 MAX_SHORT_TEXT = 5_000

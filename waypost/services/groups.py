@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from waypost.domain.conditions import (
     parse_condition,
     referenced_groups,
 )
+from waypost.domain.display_names import DisplayName
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id
 from waypost.pagination import (
@@ -63,7 +64,7 @@ from waypost.services.reports import window
 from waypost.store import Store, announce
 from waypost.store.schema import contact_groups, group_members, playbooks
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = DisplayName
 
 
 class GroupCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 import sqlalchemy as sa
@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from waypost.clock import Clock, SystemClock
+from waypost.domain.display_names import DisplayName
 from waypost.domain.report_definitions import ReportDefinition, time_zone
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id
@@ -28,7 +29,7 @@ from waypost.services.report_queries import resolve
 from waypost.store import Store
 from waypost.store.schema import saved_reports
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = DisplayName
 CreatorKind = Literal["key", "user"]
 # How many reports the dashboard shows at most, below its own charts.
 MAX_PINNED = 12
