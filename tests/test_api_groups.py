@@ -644,3 +644,14 @@ def test_every_route_needs_an_admin_key(
             expect_error(answer, status, code)
     assert groups.get(group["id"])["name"] != "X"
     assert len(groups.walk("/api/groups")) == 1
+
+
+def test_a_description_is_at_most_2000_characters(groups: Groups, expect_error: ErrorCheck) -> None:
+    condition = {"contact": {"field": "city", "equals": "Brno"}}
+    created = groups.create(condition, description="d" * 2000)
+    error = expect_error(groups.post(condition, description="d" * 2001), 400, "invalid_field")
+    assert error["field"] == "description"
+    answer = groups.client.patch(
+        f"/api/groups/{created['id']}", json={"description": "d" * 2001}, headers=groups.headers
+    )
+    expect_error(answer, 400, "invalid_field", "description")

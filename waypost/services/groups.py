@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import sqlalchemy as sa
@@ -65,6 +65,8 @@ from waypost.store import Store, announce
 from waypost.store.schema import contact_groups, group_members, playbooks
 
 Name = DisplayName
+# As an activity type's description.
+Description = Annotated[str, msgspec.Meta(max_length=2000)]
 
 
 class GroupCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,14 +74,14 @@ class GroupCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     name: Name
     condition: dict[str, Any]
-    description: str = ""
+    description: Description = ""
 
 
 class GroupUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """A change of a group: what is left out stays; a new condition recomputes the group."""
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
-    description: str | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
     condition: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
