@@ -108,19 +108,27 @@ def send_all_and_read(server: WaypostServer, chunks: Iterator[bytes]) -> bytes:
         return answer
 
 
-def test_headers_over_the_limit_get_431_and_the_connection_is_closed(
-    server: WaypostServer,
-) -> None:
-    def huge_header() -> Iterator[bytes]:
-        yield b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: "
-        for _ in range(50 * 1024 * 1024 // 65536):  # 50 MB, if nothing stopped it
-            yield b"a" * 65536
+def fifty_megabytes_after(*start: bytes) -> Iterator[bytes]:
+    """``start``, then 50 MB of one header's or trailer's value, if nothing stops it."""
+    yield from start
+    for _ in range(50 * 1024 * 1024 // 65536):
+        yield b"a" * 65536
 
-    answer = send_all_and_read(server, huge_header())
+
+def refused_as_too_large(answer: bytes) -> str:
+    """The message of a ``431 headers_too_large`` answer."""
     status, body = status_and_body(answer)
     assert status == 431
     assert body["error"]["code"] == "headers_too_large"  # type: ignore[index]
-    assert f"over {MAX_HEADER_BYTES} bytes" in body["error"]["message"]  # type: ignore[index]
+    return str(body["error"]["message"])  # type: ignore[index]
+
+
+def test_headers_over_the_limit_get_431_and_the_connection_is_closed(
+    server: WaypostServer,
+) -> None:
+    huge_header = fifty_megabytes_after(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: ")
+    message = refused_as_too_large(send_all_and_read(server, huge_header))
+    assert f"over {MAX_HEADER_BYTES} bytes" in message
     # So do many headers, each short.
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(20_000))
     answer = send_all_and_read(server, iter([b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many]))
@@ -173,17 +181,10 @@ def test_trailer_fields_over_the_limit_get_431_and_the_connection_is_closed(
 ) -> None:
     body = json.dumps({"channel": server.channel, "contact": "x", "activities": []}).encode()
 
-    def huge_trailer() -> Iterator[bytes]:
-        yield chunked_tracking_head(server)
-        yield b"%x\r\n%s\r\n0\r\nX-Trailer: " % (len(body), body)
-        for _ in range(50 * 1024 * 1024 // 65536):  # 50 MB, if nothing stopped it
-            yield b"a" * 65536
-
-    answer = send_all_and_read(server, huge_trailer())
-    status, error = status_and_body(answer)
-    assert status == 431
-    assert error["error"]["code"] == "headers_too_large"  # type: ignore[index]
-    assert "trailer fields" in error["error"]["message"]  # type: ignore[index]
+    huge_trailer = fifty_megabytes_after(
+        chunked_tracking_head(server), b"%x\r\n%s\r\n0\r\nX-Trailer: " % (len(body), body)
+    )
+    assert "trailer fields" in refused_as_too_large(send_all_and_read(server, huge_trailer))
     # So do many trailer fields, each short, sent a read at a time.
     many = [b"X-T%d: v\r\n" % i for i in range(20_000)]
     answer = send_all_and_read(
