@@ -192,6 +192,15 @@ def test_trailer_fields_over_the_limit_get_431_and_the_connection_is_closed(
         iter([chunked_tracking_head(server), b"%x\r\n%s\r\n0\r\n" % (len(body), body), *many]),
     )
     assert status_and_body(answer)[0] == 431
+    # Answered early (a wrong key), the body goes unread; a trailer after it is bounded all the
+    # same: the connection is closed, and a request after it is not answered.
+    head = chunked_tracking_head(server).replace(server.tracking_key.encode(), b"wpt_nope")
+    megabyte = b"%x\r\n%s\r\n" % (1 << 20, b"x" * (1 << 20))
+    later = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    trailer = [b"0\r\nX-Big: ", *[b"a" * 65536] * 16, b"\r\n\r\n" + later]  # 1 MB
+    answer = send_all_and_read(server, iter([head, *[megabyte] * 8, *trailer]))
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert status_and_body(answer)[0] == 401
 
 
 def test_a_body_in_small_chunks_with_a_trailer_is_stored(server: WaypostServer) -> None:

@@ -8,9 +8,9 @@ as it likes. This protocol, uvicorn's own httptools one with deadlines added, gi
 last header, then ``WAYPOST_BODY_TIMEOUT_SECONDS`` for its body; past either it answers
 ``408 request_timeout`` and closes the connection; headers of more than
 :data:`MAX_HEADER_BYTES` get ``431 headers_too_large`` as soon as they pass it (the parser keeps
-them in memory until they end), and so does a chunked body whose framing (its chunk sizes and
-its trailer fields, which the parser keeps like headers) passes :data:`MAX_HEADER_BYTES` more
-than the body itself. The time the application takes to answer is not limited.
+them in memory until they end), and so do a chunked body's trailer fields, which the parser
+keeps like headers (counted as the bytes of the reads that carry no body byte, one after the
+other). The time the application takes to answer is not limited.
 Beyond ``WAYPOST_MAX_CONNECTIONS`` open connections, requests are answered ``503 server_busy``.
 
 On shutdown (uvicorn calls ``shutdown()`` on every connection once it has stopped accepting),
@@ -76,10 +76,9 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self.draining = False
         # The bytes read while a request's headers were arriving.
         self.header_bytes = 0
-        # While its body arrives: the bytes read that were not body (a chunked body's chunk
-        # sizes and trailer fields), and the body's bytes, in this read and in all.
+        # While its body arrives: the bytes of the reads in a row that held no body byte (a
+        # chunked body's trailer fields, or framing), and the body bytes of the current read.
         self.framing_bytes = 0
-        self.body_bytes = 0
         self.read_body_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -106,16 +105,17 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse_headers()
                 return
         elif self.phase == "body":
-            # Trailer fields go to the request's headers, and a trailer field the parser has
-            # not seen the end of is kept whole: what a read holds beyond the body it gave is
-            # bounded as headers are, with room for the chunk sizes of a body in small chunks.
-            # The read the headers ended in does not count, as for headers.
-            if self.framing_bytes < 0:
+            # Trailer fields go to the request's headers, and one the parser has not seen the
+            # end of is kept whole. They come after the last body byte, so the reads in a row
+            # that hold no body byte are bounded as headers are (a body byte, even one uvicorn
+            # drops after an early answer, starts the count again). The read the headers ended
+            # in does not count, as for headers.
+            if self.framing_bytes < 0 or self.read_body_bytes:
                 self.framing_bytes = 0
             else:
-                self.framing_bytes += len(data) - self.read_body_bytes
+                self.framing_bytes += len(data)
             self.read_body_bytes = 0
-            if self.framing_bytes > self.max_header_bytes + self.body_bytes:
+            if self.framing_bytes > self.max_header_bytes:
                 self._refuse_trailers()
                 return
         if self.phase is not None and self.deadline is None and not self.transport.is_closing():
@@ -131,7 +131,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             self._disarm()
         self.phase = "body"
         self.framing_bytes = -1  # ended in this read: counted from the next
-        self.body_bytes = self.read_body_bytes = 0
+        self.read_body_bytes = 0
         if len(self.connections) <= self.max_connections:
             super().on_headers_complete()
             if self.draining and self.cycle is not None:
@@ -149,7 +149,6 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self.read_body_bytes += len(body)
-        self.body_bytes += len(body)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -215,37 +214,28 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _refuse_headers(self) -> None:
-        self._disarm()
-        self.phase = None
-        message = (
-            f"The request's headers are over {self.max_header_bytes} bytes; send fewer or "
-            "shorter headers."
-        )
-        self._send_error(b"431 Request Header Fields Too Large", "headers_too_large", message)
-        prefix = "%s:%d - " % self.client if self.client else ""  # noqa: UP031 (uvicorn's form)
-        self.logger.info("%sClosed the connection: its request's headers were too large", prefix)
-        self.transport.close()
+        self._refuse_too_large("headers", f"headers are over {self.max_header_bytes} bytes")
 
     def _refuse_trailers(self) -> None:
-        """Answer ``431`` to a chunked body's framing past the limit, if the application has
-        not begun its answer (it reads a disconnect instead of the rest of the body), and
-        close the connection."""
-        self._disarm()
-        self.phase = None
+        # The application may be waiting for the rest of the body: it now reads a disconnect,
+        # and what it answers goes nowhere. One that has begun its answer gets no 431.
         cycle = self.cycle
-        if cycle is not None and not cycle.response_started:
+        answer = cycle is None or not cycle.response_started
+        if cycle is not None and answer:
             cycle.disconnected = True
             cycle.message_event.set()
-            message = (
-                "The request's chunk sizes and trailer fields are over "
-                f"{self.max_header_bytes} bytes more than its body; send fewer or shorter "
-                "trailer fields, or the body in larger chunks."
-            )
+        what = f"trailer fields are over {self.max_header_bytes} bytes"
+        self._refuse_too_large("trailer fields", what, answer)
+
+    def _refuse_too_large(self, part: str, what: str, answer: bool = True) -> None:
+        """``431 headers_too_large`` (unless ``answer`` is False), and the connection closed."""
+        self._disarm()
+        self.phase = None
+        if answer:
+            message = f"The request's {what}; send fewer or shorter {part}."
             self._send_error(b"431 Request Header Fields Too Large", "headers_too_large", message)
         prefix = "%s:%d - " % self.client if self.client else ""  # noqa: UP031 (uvicorn's form)
-        self.logger.info(
-            "%sClosed the connection: its request's trailer fields were too large", prefix
-        )
+        self.logger.info("%sClosed the connection: its request's %s were too large", prefix, part)
         self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
