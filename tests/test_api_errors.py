@@ -719,7 +719,7 @@ def test_a_date_and_time_with_no_utc_form_is_a_400(
     assert "out of range" in error["message"]
 
 
-@pytest.mark.parametrize("moment", NO_UTC)
+@pytest.mark.parametrize("moment", [*NO_UTC, "2026-01-01T00:00:00"])
 @pytest.mark.parametrize("path", ["/api/activities", "/api/rejected-activities"])
 def test_a_forged_cursor_with_no_utc_form_is_a_400(
     client: TestClient, admin_headers: dict[str, str], path: str, moment: str

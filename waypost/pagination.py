@@ -78,12 +78,14 @@ def page_by_id(items: list[T], limit: int, key: Callable[[T], uuid.UUID]) -> Pag
 
 def time_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     """The time and the id of a keyset cursor made of ``f"{time.isoformat()}|{id}"``; a 400 for
-    one this API did not give out (a time with no UTC form among them)."""
+    one this API did not give out (a time without an offset, or with no UTC form, among
+    them: every time it gives out is in UTC)."""
     stamp, _, ident = decode_cursor(cursor).partition("|")
     try:
         at = dt.datetime.fromisoformat(stamp)
-        if at.tzinfo is not None:
-            at.astimezone(dt.UTC)  # 9999-12-31T23:59:59-23:59 has none
+        if at.tzinfo is None:
+            raise ValueError(stamp)
+        at.astimezone(dt.UTC)  # 9999-12-31T23:59:59-23:59 has none
         return at, uuid.UUID(ident)
     except (ValueError, OverflowError):
         raise _bad_cursor() from None

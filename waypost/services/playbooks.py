@@ -26,7 +26,7 @@ from waypost.domain.playbooks import (
     Trigger,
 )
 from waypost.domain.webhook_urls import url_origin
-from waypost.errors import ApiError, conflict, not_found
+from waypost.errors import conflict, not_found
 from waypost.ids import new_id
 from waypost.pagination import (
     Cursor,
@@ -278,20 +278,13 @@ def _runs(conn: Connection, where: sa.ColumnElement[bool], query: RunQuery) -> P
     r = playbook_runs
     stmt = sa.select(r).where(where).order_by(r.c.at.desc(), r.c.id.desc()).limit(query.limit + 1)
     if query.cursor is not None:
-        stamp, ident = _time_cursor(query.cursor)
+        stamp, ident = time_cursor(query.cursor)
         stmt = stmt.where(sa.or_(r.c.at < stamp, sa.and_(r.c.at == stamp, r.c.id < ident)))
     rows = conn.execute(stmt).all()
     items = [_run(row) for row in rows[: query.limit]]
     more = len(rows) > query.limit
     last = items[-1] if more else None
     return Page(items, encode_cursor(f"{last.at.isoformat()}|{last.id}") if last else None)
-
-
-def _time_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    at, ident = time_cursor(cursor)
-    if at.tzinfo is None:
-        raise ApiError(400, "invalid_field", "The cursor is not one this API gave out.", "cursor")
-    return at, ident
 
 
 __all__ = [
