@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.keys import CreatedKey
+from waypost.store.schema import contact_groups
 
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck, Tracker
@@ -655,3 +656,26 @@ def test_a_description_is_at_most_2000_characters(groups: Groups, expect_error: 
         f"/api/groups/{created['id']}", json={"description": "d" * 2001}, headers=groups.headers
     )
     expect_error(answer, 400, "invalid_field", "description")
+
+
+def test_a_condition_saved_before_the_limits_can_still_be_sent_back(
+    groups: Groups, expect_error: ErrorCheck, hub: Hub
+) -> None:
+    # The admin form sends the condition with every change: one saved before a limit held
+    # keeps working and stays editable; only a changed condition is held to the limits.
+    created = groups.create({"contact": {"field": "city", "contains": "Brno"}})
+    older = {"contact": {"field": "city", "contains": "b" * 1500}}
+    with hub.store.write() as conn:
+        conn.execute(
+            contact_groups.update()
+            .where(contact_groups.c.id == uuid.UUID(created["id"]))
+            .values(condition=older)
+        )
+    path = f"/api/groups/{created['id']}"
+    renamed = groups.client.patch(
+        path, json={"name": "Renamed", "condition": older}, headers=groups.headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    changed = {"contact": {"field": "city", "contains": "c" * 1500}}
+    answer = groups.client.patch(path, json={"condition": changed}, headers=groups.headers)
+    expect_error(answer, 400, "invalid_field", "condition")

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
+from waypost.store.schema import playbooks
 
 if TYPE_CHECKING:
     from tests.admin_support import UI
@@ -302,3 +303,25 @@ def test_a_marketer_may_manage_playbooks_and_a_key_is_needed(
     assert answer.status_code == 200, answer.text
     expect_error(client.get("/api/playbooks"), 401, "unauthorized")
     expect_error(client.post("/api/playbooks", json=valid(endpoint)), 401, "unauthorized")
+
+
+def test_an_audience_saved_before_the_limits_can_still_be_sent_back(
+    books: Playbooks,
+    loans: ActivityType,
+    endpoint: uuid.UUID,
+    expect_error: ErrorCheck,
+    hub: Hub,
+) -> None:
+    # The admin form sends trigger, audience and actions with every change: an audience saved
+    # before a limit held stays editable; only a changed one is held to the limits.
+    book = books.create(loan_trigger(), endpoint)
+    older = {"contact": {"field": "city", "contains": "b" * 1500}}
+    with hub.store.write() as conn:
+        conn.execute(
+            playbooks.update().where(playbooks.c.id == uuid.UUID(book["id"])).values(audience=older)
+        )
+    renamed = books.patch(book["id"], name="Renamed", audience=older, actions=webhook(endpoint))
+    assert renamed.status_code == 200, renamed.text
+    changed = {"contact": {"field": "city", "contains": "c" * 1500}}
+    answer = books.patch(book["id"], audience=changed)
+    expect_error(answer, 400, "invalid_field", "audience.contact")

@@ -30,10 +30,12 @@ from waypost.services.group_sql import CompileError, Context, check_field_filter
 from waypost.store.schema import activity_types, consents, contact_groups
 
 
-def parsed(data: dict[str, Any]) -> Condition:
-    """The condition of a request body, or a 400 saying what is wrong with it."""
+def parsed(data: dict[str, Any], limits: bool = True) -> Condition:
+    """The condition of a request body, or a 400 saying what is wrong with it. ``limits``:
+    held to the limits of a new condition (False for one saved before them, sent back as it
+    was by a form that changes something else)."""
     try:
-        return parse_condition(data, limits=True)
+        return parse_condition(data, limits=limits)
     except ConditionError as exc:
         raise invalid(str(exc)) from None
 

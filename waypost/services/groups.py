@@ -189,7 +189,7 @@ class GroupService:
             with self.store.write() as conn:
                 if body.condition is not msgspec.UNSET:
                     hold_back_updates(conn)
-                self._get(conn, group_id)
+                current = self._get(conn, group_id)
                 values: dict[str, Any] = {}
                 if body.name is not msgspec.UNSET:
                     values["name"] = body.name
@@ -197,7 +197,7 @@ class GroupService:
                     values["description"] = body.description
                 condition = None
                 if body.condition is not msgspec.UNSET:
-                    condition = parsed(body.condition)
+                    condition = parsed(body.condition, body.condition != current.condition)
                     check_references(conn, group_id, condition)
                     values["condition"] = body.condition
                 values["updated_at"] = self.clock.now()

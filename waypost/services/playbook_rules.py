@@ -57,11 +57,14 @@ def check_playbook(
     audience: dict[str, Any] | None,
     actions: Sequence[Action],
     today: dt.date,
+    limits: bool = True,
 ) -> None:
-    """Refuse a playbook whose trigger, audience or actions break a rule (a 400 naming where)."""
+    """Refuse a playbook whose trigger, audience or actions break a rule (a 400 naming where).
+    ``limits``: the audience is held to the limits of a new condition (False for one saved
+    before them and not changed)."""
     try:
         check_actions(actions)
-        condition = parse_audience(audience, limits=True)
+        condition = parse_audience(audience, limits=limits)
     except PlaybookError as exc:
         raise invalid(str(exc), exc.field) from None
     check_trigger(conn, trigger)

@@ -193,6 +193,7 @@ class PlaybookService:
                         merged.audience,
                         merged.actions,
                         self.clock.now().date(),
+                        limits=merged.audience != current.audience,
                     )
                 values["updated_at"] = self.clock.now()
                 conn.execute(
