@@ -19,6 +19,7 @@ from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
+from waypost.services.erasure import Actor
 from waypost.services.keys import CreatedKey
 from waypost.settings import Settings
 from waypost.store.schema import contacts
@@ -384,3 +385,19 @@ def test_an_event_of_an_unknown_schema_replays_once_an_alias_names_it(
     assert answer.json()["stored"] == 1
     [stored] = snowplow.activities()
     assert (stored.type, stored.fields) == ("quote", {"amount": "5"})
+
+
+def test_an_erased_persons_network_id_names_them_still(snowplow: Snowplow, hub: Hub) -> None:
+    # The collector's cookie (nuid) is suppressed with the rest of an erased person's ids: an
+    # event that names them by it alone, from a browser not seen before, is stored nowhere and
+    # makes no contact.
+    snowplow.send(pv(duid="d-gone", nuid="n-gone"))
+    gone = snowplow.contact_of("snowplow_duid", "d-gone")
+    hub.erasure.erase(gone, Actor("key", None))
+    contacts_before, stored = snowplow.count(contacts), len(snowplow.activities())
+    event = {"aid": snowplow.tracking, **pv(duid="d-new", nuid="n-gone")}
+    answer = snowplow.post({"schema": PAYLOAD, "data": [event]})
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error"]["code"] == "contact_erased"
+    assert snowplow.count(contacts) == contacts_before
+    assert len(snowplow.activities()) == stored

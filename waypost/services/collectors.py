@@ -152,7 +152,8 @@ def names_erased(suppressed: Suppressed, event: Collected, kinds: IdKinds) -> bo
         (kinds.anonymous, event.anonymous),
         (kinds.user, event.person),
         (kinds.anonymous, event.person),
-        *event.others,
+        # As linked: under the collector's name (snowplow_nuid).
+        *((f"{kinds.source}_{name}", value) for name, value in event.others),
     ]
     if event.alias is not None:
         for value in event.alias:
