@@ -765,3 +765,12 @@ def test_a_name_of_white_space_only_is_refused(
     error = expect_error(client.post(path, json=body, headers=admin_headers), 400, "invalid_field")
     assert error["field"] == field
     assert error["message"] == f"{field} must hold more than white space."
+
+
+def test_a_long_value_a_choice_does_not_take_is_cut_in_the_message(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    answer = client.get("/api/suppressions", params={"kind": "k" * 5000}, headers=admin_headers)
+    error = expect_error(answer, 400, "invalid_field", "kind")
+    assert "(5000 characters)" in error["message"]
+    assert len(error["message"]) < 600

@@ -91,6 +91,8 @@ def sentence(text: str, field: str | None, allowed: list[str] | None = None) -> 
         return f"{who} must match the pattern {match['regex']}."
     if match := _ENUM.match(text):
         value = match["value"]
+        if len(value) > 102:  # msgspec's repr of the value: cut as quoted() cuts
+            value = f"{value[:101]}… ({len(value) - 2} characters)"
         if allowed:
             return f"{who}: {value} is not allowed; use one of {', '.join(allowed)}."
         return f"{who}: {value} is not one of the allowed values."

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from waypost.error_words import quoted
 from waypost.errors import ApiError
 
 PAGE_SIZE = 50
@@ -57,7 +58,7 @@ def when(params: Mapping[str, str], name: str, label: str) -> dt.datetime | None
     except ValueError:
         raise _bad(
             name,
-            f"{label}: {value!r} is not a date in ISO 8601; write it as 2026-05-01 or "
+            f"{label}: {quoted(value)} is not a date in ISO 8601; write it as 2026-05-01 or "
             "2026-05-01T14:30 (UTC).",
         ) from None
     if parsed.tzinfo is None:
@@ -65,7 +66,8 @@ def when(params: Mapping[str, str], name: str, label: str) -> dt.datetime | None
     try:
         parsed.astimezone(dt.UTC)  # 9999-12-31T23:59-23:59 has no UTC form
     except OverflowError:
-        raise _bad(name, f"{label}: {value!r} falls outside the years 1 to 9999 in UTC.") from None
+        message = f"{label}: {quoted(value)} falls outside the years 1 to 9999 in UTC."
+        raise _bad(name, message) from None
     return parsed
 
 
@@ -85,7 +87,7 @@ def identifier(params: Mapping[str, str], name: str, label: str) -> uuid.UUID | 
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise _bad(name, f"{label}: {value!r} is not an identifier (a UUID).") from None
+        raise _bad(name, f"{label}: {quoted(value)} is not an identifier (a UUID).") from None
 
 
 def number(params: Mapping[str, str], name: str, label: str, default: int, top: int) -> int:
@@ -94,7 +96,7 @@ def number(params: Mapping[str, str], name: str, label: str, default: int, top: 
     if value is None:
         return default
     if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= top:
-        raise _bad(name, f"{label}: a whole number from 1 to {top:,} (got {value!r}).")
+        raise _bad(name, f"{label}: a whole number from 1 to {top:,} (got {quoted(value)}).")
     return int(value)
 
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from waypost.domain.activity import Activity
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.field_values import format_datetime, primary_text
+from waypost.error_words import quoted
 from waypost.errors import ApiError
 from waypost.pagination import Cursor, Page, PageLimit, encode_cursor, time_cursor
 from waypost.records.contacts import contact_not_found
@@ -178,9 +179,8 @@ class ActivityService:
                 sa.select(activity_types.c.id).where(activity_types.c.code_name == type_code)
             ).scalar_one_or_none()
             if type_id is None:
-                raise ApiError(
-                    400, "invalid_field", f"No activity type has code name {type_code!r}.", "type"
-                )
+                message = f"No activity type has code name {quoted(type_code)}."
+                raise ApiError(400, "invalid_field", message, "type")
             specs = load_type_fields(conn, [type_id]).get(type_id, [])
         try:
             return parse_filters(specs, params)

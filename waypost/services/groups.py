@@ -29,6 +29,7 @@ from waypost.domain.conditions import (
     referenced_groups,
 )
 from waypost.domain.display_names import DisplayName
+from waypost.error_words import quoted
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id
 from waypost.pagination import (
@@ -181,7 +182,7 @@ class GroupService:
                 announce(conn, "group", group_id)
                 return self._get(conn, group_id)
         except IntegrityError:
-            raise conflict(f"A group named {body.name!r} exists already.", "name") from None
+            raise conflict(f"A group named {quoted(body.name)} exists already.", "name") from None
 
     def update(self, group_id: uuid.UUID, body: GroupUpdate) -> Group:
         """Change a group; a new condition recomputes it and the groups built on it."""

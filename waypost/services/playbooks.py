@@ -26,6 +26,7 @@ from waypost.domain.playbooks import (
     Trigger,
 )
 from waypost.domain.webhook_urls import url_origin
+from waypost.error_words import quoted
 from waypost.errors import conflict, not_found
 from waypost.ids import new_id
 from waypost.pagination import (
@@ -167,7 +168,8 @@ class PlaybookService:
                 announce(conn, "playbook", playbook_id)
                 return self._get(conn, playbook_id)
         except IntegrityError:
-            raise conflict(f"A playbook named {body.name!r} exists already.", "name") from None
+            message = f"A playbook named {quoted(body.name)} exists already."
+            raise conflict(message, "name") from None
 
     def update(self, playbook_id: uuid.UUID, body: PlaybookUpdate) -> Playbook:
         """Change a playbook; what it names is checked again as a whole."""

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from waypost.clock import Clock, SystemClock
 from waypost.domain.display_names import DisplayName
 from waypost.domain.report_definitions import ReportDefinition, time_zone
+from waypost.error_words import quoted
 from waypost.errors import ApiError, conflict, not_found
 from waypost.ids import new_id
 from waypost.pagination import ListQuery, Page, cursor_id, page_by_id
@@ -134,7 +135,7 @@ class SavedReportService:
                 )
                 return self._get(conn, report_id)
         except IntegrityError:
-            raise conflict(f"A report named {body.name!r} exists already.", "name") from None
+            raise conflict(f"A report named {quoted(body.name)} exists already.", "name") from None
 
     def update(self, report_id: uuid.UUID, body: SavedReportUpdate) -> SavedReport:
         """Change a saved report; a new definition is checked as a new one is."""

@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 
+from waypost.error_words import quoted
 from waypost.errors import ApiError, conflict, invalid, not_found
 from waypost.ids import new_id, utcnow
 from waypost.store import Store
@@ -97,7 +98,7 @@ class UserService:
         email = normalise_email(body.email)
         if not EMAIL.match(email):
             raise invalid(
-                f"{body.email!r} is not an email address; give one such as jane@example.com.",
+                f"{quoted(body.email)} is not an email address; give one such as jane@example.com.",
                 "email",
             )
         check_password(body.password)

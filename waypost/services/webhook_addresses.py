@@ -8,6 +8,7 @@ import ipaddress
 import socket
 
 from waypost.domain.webhook_urls import BadWebhookUrl, check_url, is_refused, literal_address
+from waypost.error_words import quoted
 
 
 def check_destination(url: str, allow_private: bool) -> tuple[str, ...] | None:
@@ -28,12 +29,13 @@ def check_destination(url: str, allow_private: bool) -> tuple[str, ...] | None:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
-            raise BadWebhookUrl(f"the host {host!r} does not resolve: {exc}") from None
+            raise BadWebhookUrl(f"the host {quoted(host)} does not resolve: {exc}") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
         if is_refused(address):
             raise BadWebhookUrl(
-                f"the host {host!r} is a loopback, private or link-local address ({address}); "
-                "webhooks go to public addresses unless WAYPOST_WEBHOOK_ALLOW_PRIVATE=1"
+                f"the host {quoted(host)} is a loopback, private or link-local address "
+                f"({address}); webhooks go to public addresses unless "
+                "WAYPOST_WEBHOOK_ALLOW_PRIVATE=1"
             )
     return tuple(dict.fromkeys(str(address) for address in addresses))

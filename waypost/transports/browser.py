@@ -333,8 +333,8 @@ def _browser_rules(
             ApiError(
                 404,
                 "activity_type_not_found",
-                f"The activity type {code!r} does not exist or is not enabled for client-side "
-                "logging.",
+                f"The activity type {quoted(code)} does not exist or is not enabled for "
+                "client-side logging.",
                 "type",
             ),
             item.payload,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from anyio import to_thread
 
+from waypost.error_words import quoted
 from waypost.errors import ApiError
 from waypost.pipeline.catalog import Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, reject
@@ -72,7 +73,7 @@ async def page_rules(
             ApiError(
                 404,
                 "activity_type_not_found",
-                f"The activity type {code!r} does not exist or is not enabled for "
+                f"The activity type {quoted(code)} does not exist or is not enabled for "
                 "client-side logging.",
                 "type",
             ),
