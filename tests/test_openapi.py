@@ -366,17 +366,25 @@ def test_cursors_match_their_documented_pattern(
 
 
 @SQLITE_ONLY
-def test_languages_and_origins_follow_their_patterns(
+def test_languages_follow_their_pattern_and_origins_their_description(
     document: dict[str, Any], client: TestClient, admin_headers: dict[str, str]
 ) -> None:
     schemas = document["components"]["schemas"]
     channel = schemas["ChannelCreate"]["properties"]
-    origin = re.compile(channel["allowed_origins"]["items"]["pattern"])
+    # An origin is described in words: what is taken (letter case, IPv6 literals, hosts in any
+    # script) is more than a pattern could say without refusing some of it.
+    assert "pattern" not in channel["allowed_origins"]["items"]
+    assert "Origin" in channel["allowed_origins"]["items"]["description"]
     language = re.compile(channel["default_language"]["pattern"])
     texts = schemas["ConsentCreate"]["properties"]["texts"]["propertyNames"]
     assert texts["pattern"] == language.pattern
-    for value in ("https://www.example.com", "http://localhost:8000/", "https://a-b.example"):
-        assert origin.match(value), value
+    for value in (
+        "https://www.example.com",
+        "http://localhost:8000/",
+        "https://a-b.example",
+        "http://[::1]:8080",
+        "HTTPS://ä.example",
+    ):
         answer = client.post(
             "/api/channels",
             json={"name": value, "kind": "website", "allowed_origins": [value]},
@@ -384,7 +392,6 @@ def test_languages_and_origins_follow_their_patterns(
         )
         assert answer.status_code == 201, answer.text
     for value in ("", "example.com", "https://example.com/path", "ftp://example.com", "*"):
-        assert not origin.match(value), value
         answer = client.post(
             "/api/channels",
             json={"name": f"x{value}", "kind": "website", "allowed_origins": [value]},

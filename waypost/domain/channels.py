@@ -20,6 +20,8 @@ MAX_ORIGINS = 100
 # DNS: a host name of at most 253 characters, in labels of at most 63 (RFC 1035).
 MAX_HOST_LENGTH = 253
 MAX_LABEL_LENGTH = 63
+# What a host name in an Origin header holds (in its ASCII form; browsers also allow '_').
+HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 def normalise_origin(origin: str) -> str:
@@ -65,6 +67,11 @@ def _ascii_host(host: str, origin: str) -> str:
             ) from None
     if len(host.rstrip(".")) > MAX_HOST_LENGTH:
         raise ValueError(f"{quoted(origin)} has a host of more than {MAX_HOST_LENGTH} characters")
+    if not set(host) <= HOST_CHARACTERS:
+        raise ValueError(
+            f"{quoted(origin)} has a host with characters no browser sends in Origin; a host "
+            "holds letters, digits, '-', '_' and '.'"
+        )
     for label in host.split("."):
         if len(label) > MAX_LABEL_LENGTH:
             raise ValueError(

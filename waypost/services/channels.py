@@ -34,8 +34,10 @@ Name = DisplayName
 # Segment events with no matching activity type: "reject" them (kept as rejected activities),
 # or store them under a "draft" type created for the event, for a marketer to approve.
 UnknownEvents = Literal["reject", "draft"]
-# The patterns only tell the document's readers what is accepted; the answers to what is not
-# come from is_valid_language and normalise_origin, which say what to send instead.
+# The pattern only tells the document's readers what is accepted; the answer to what is not
+# comes from is_valid_language, which says what to send instead. An origin is described in
+# words: what normalise_origin takes (any letter case, an IPv6 literal, a host in any script,
+# stored in its ASCII form) is more than a pattern could say without refusing some of it.
 Language = Annotated[
     str,
     msgspec.Meta(min_length=2, max_length=16, extra_json_schema={"pattern": LANGUAGE.pattern}),
@@ -43,7 +45,11 @@ Language = Annotated[
 Origin = Annotated[
     str,
     msgspec.Meta(
-        extra_json_schema={"pattern": "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,4})?/?$"}
+        description=(
+            "An origin as browsers send it in Origin: http or https, a host and an optional "
+            "port (https://www.example.com, http://localhost:3000); stored lower-case, without "
+            "a default port, a host in another script in its ASCII (xn--) form."
+        )
     ),
 ]
 Origins = Annotated[list[Origin], msgspec.Meta(max_length=MAX_ORIGINS)]
