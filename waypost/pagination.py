@@ -11,6 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
+from waypost.domain.field_values import in_utc
 from waypost.errors import ApiError
 
 T = TypeVar("T")
@@ -85,9 +86,9 @@ def time_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         at = dt.datetime.fromisoformat(stamp)
         if at.tzinfo is None:
             raise ValueError(stamp)
-        at.astimezone(dt.UTC)  # 9999-12-31T23:59:59-23:59 has none
+        in_utc(at)  # 9999-12-31T23:59:59-23:59 has no UTC form
         return at, uuid.UUID(ident)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise _bad_cursor() from None
 
 

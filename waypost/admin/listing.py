@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from waypost.domain.field_values import in_utc
 from waypost.error_words import quoted
 from waypost.errors import ApiError
 
@@ -64,8 +65,8 @@ def when(params: Mapping[str, str], name: str, label: str) -> dt.datetime | None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=dt.UTC)
     try:
-        parsed.astimezone(dt.UTC)  # 9999-12-31T23:59-23:59 has no UTC form
-    except OverflowError:
+        in_utc(parsed)  # 9999-12-31T23:59-23:59 has none
+    except ValueError:
         message = f"{label}: {quoted(value)} falls outside the years 1 to 9999 in UTC."
         raise _bad(name, message) from None
     return parsed

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from msgspec import inspect
 
+from waypost.domain.field_values import in_utc
 from waypost.errors import ApiError
 
 
@@ -54,8 +55,8 @@ def _check(value: Any, where: str) -> None:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             try:
-                value.astimezone(dt.UTC)
-            except OverflowError:
+                in_utc(value)
+            except ValueError:
                 raise ApiError(
                     400,
                     "invalid_field",

@@ -75,9 +75,15 @@ def parse_datetime(value: str) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("a datetime needs an offset, such as Z or +02:00")
+    return in_utc(parsed)
+
+
+def in_utc(value: dt.datetime) -> dt.datetime:
+    """An aware datetime in UTC; ValueError for one with no UTC form: Python's datetime ends
+    at the years 1 and 9999, so ``0001-01-01T00:00:00+01:00`` has none."""
     try:
-        return parsed.astimezone(dt.UTC)
-    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first UTC datetime
+        return value.astimezone(dt.UTC)
+    except OverflowError:
         raise ValueError("the datetime is out of range in UTC") from None
 
 
