@@ -147,6 +147,8 @@ def test_create_a_group(marketer_ui: UI, hub: Hub) -> None:
         ('{"all": []}', 400, "all: takes a non-empty list of conditions"),
         ('{"group": "' + str(uuid.UUID(int=1)) + '"}', 400, "group: no group"),
         ('{"consent": "Unknown"}', 400, "consent: no consent 'Unknown'"),
+        # More digits than Python turns into an int: was a 500.
+        ('{"activity": {"type": "x", "at_least": 1' + "0" * 5000 + "}}", 400, "too long to read"),
     ],
 )
 def test_a_bad_condition_comes_back_with_the_input_kept(

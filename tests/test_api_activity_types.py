@@ -278,6 +278,12 @@ BAD_DEFINITIONS: list[tuple[dict[str, Any], int, str, str]] = [
     ({"name": "\t\n"}, 400, "invalid_field", "name"),
     ({"description": "x" * 2001}, 400, "invalid_field", "description"),
     ({"description": "x" * 1_500_000}, 400, "invalid_field", "description"),
+    (
+        {"fields": [{"name": "note", "type": "text", "description": "x" * 2001}]},
+        400,
+        "invalid_field",
+        "fields[0].description",
+    ),
     ({"aliases": [f"Event {i}" for i in range(51)]}, 400, "invalid_field", "aliases"),
     ({"aliases": [f"Event {i}" for i in range(20_000)]}, 400, "invalid_field", "aliases"),
     ({"aliases": ["x" * 201]}, 400, "invalid_field", "aliases[0]"),

@@ -131,6 +131,7 @@ def test_private_addresses_are_refused_without_the_setting(
         ("ftp://files.example.com/hooks", "starts with https://"),
         ("https://user:secret@example.com/hooks", "no user name or password"),
         ("https://example.com/hooks#part", "no #fragment"),
+        ("https://hooks.example.com:0/", "port is from 1 to 65535"),
         ("https://", "names a host"),
         ("https://example.com:99999/", "Not a URL"),
         ("https://example.com/" + "a" * 2000, "at most 2000 characters"),

@@ -21,7 +21,7 @@ class FieldSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False)
     type: FieldType
     required: bool = False
     primary: bool = False
-    description: str = ""
+    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     max_length: Annotated[int, msgspec.Meta(ge=1, le=MAX_TEXT_LENGTH)] | None = None
 
 

@@ -41,6 +41,8 @@ def check_url(url: str) -> tuple[str, int]:
         )
     if parts.fragment:
         raise BadWebhookUrl("a webhook URL has no #fragment")
+    if port == 0:
+        raise BadWebhookUrl("a webhook URL's port is from 1 to 65535")
     return parts.hostname, port if port is not None else (443 if parts.scheme == "https" else 80)
 
 

@@ -130,6 +130,8 @@ def condition_from(form: Form) -> dict[str, Any]:
             f"The condition is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
             "condition",
         ) from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise invalid("The condition holds a number too long to read.", "condition") from None
     if not isinstance(value, dict):
         raise invalid('A condition is a JSON object, such as {"all": [...]}.', "condition")
     return value
