@@ -1109,6 +1109,10 @@ def test_new_contacts_are_limited_per_address(
     assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN
     body = {"cookieLevel": "visitor", "email": "third@example.com"}
     expect_error(site.post("identify", body), 429, "rate_limited")
+    # A revocation without a contact stores its id (so that its agreement makes no contact
+    # later): it counts too, where one without an id stores nothing and does not.
+    revoke = {"consent": CONSENT, "agree": False, "id": "revoke-0123456789abcdef"}
+    expect_error(site.post("consent", revoke), 429, "rate_limited")
     # Visitors who have their contact carry on.
     assert site.log(first, LOAN).status_code == 202
     assert count(hub, contacts) == 100

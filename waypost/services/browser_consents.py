@@ -39,10 +39,13 @@ requests = browser_consent_requests
 @dataclass(frozen=True)
 class Given:
     """The answer to a browser's consent: the visitor's contact (None when there is none) and
-    whether they agree to the consent now."""
+    whether they agree to the consent now; ``created``: whether it stored a row that did not
+    exist (a new contact, or a first request of its id), which an anonymous caller's limit
+    counts."""
 
     contact: uuid.UUID | None
     agreed: bool
+    created: bool = False
 
 
 class BrowserConsentService:
@@ -77,7 +80,7 @@ class BrowserConsentService:
                 agreement = insert_agreement(
                     conn, insert_contact(conn), code_name, agreed, channel_id
                 )
-            return Given(agreement.contact, agreement.agreed)
+            return Given(agreement.contact, agreement.agreed, created=True)
         try:
             given = self._once(channel_id, code_name, agreed, request_id)
         except IntegrityError:
@@ -114,9 +117,9 @@ class BrowserConsentService:
                 if contact is None:
                     # A revocation that came before its agreement: the agreement, when it
                     # comes, finds this row and makes no contact.
-                    return Given(None, False)
+                    return Given(None, False, created=True)
                 agreement = insert_agreement(conn, contact, code_name, True, channel_id)
-                return Given(agreement.contact, agreement.agreed)
+                return Given(agreement.contact, agreement.agreed, created=True)
             if seen.contact_id is None:
                 return Given(None, False)
             contact = require_contact(conn, seen.contact_id)

@@ -161,8 +161,11 @@ class BrowserApp(Transport):
         return raw
 
     async def _consent(self, body: ConsentBody, channel: ChannelInfo, ip: str) -> Answer:
-        # Only a first agreement, sent without a contact, can create one.
-        decisions = await self._new_contact(ip) if body.contact is None and body.agree else []
+        # Without a contact, a first agreement creates one, and a request with an id stores
+        # that id (a revocation too, so that its agreement, coming later, makes no contact):
+        # both count against the address's limit; what turns out to store nothing is given back.
+        stores = body.contact is None and (body.agree or body.id is not None)
+        decisions = await self._new_contact(ip) if stores else []
         try:
             given = await to_thread.run_sync(
                 self.hub.browser_consents.give,
@@ -175,7 +178,7 @@ class BrowserApp(Transport):
         except Exception:
             await self.limiter.forget(decisions)
             raise
-        if given.contact is None:
+        if not given.created:
             await self.limiter.forget(decisions)
         answer = ConsentAnswer(given.contact, given.agreed)
         return 200, _encode(answer), _rate_headers(decisions)
