@@ -10,6 +10,7 @@ import pytest
 
 from waypost.error_words import a_or_an, allowed_values, quoted, sentence
 from waypost.errors import from_validation_error
+from waypost.services.consents import CodeName
 
 
 class Field(msgspec.Struct, forbid_unknown_fields=True):
@@ -24,6 +25,7 @@ class Body(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     tags: Annotated[list[str], msgspec.Meta(max_length=2)] = []
     code: Annotated[str, msgspec.Meta(pattern="^[a-z]+$")] = "a"
+    consent: CodeName = "c"
     owner: str | None = None
     labels: dict[
         Annotated[str, msgspec.Meta(min_length=1, max_length=4)],
@@ -43,6 +45,12 @@ class Body(msgspec.Struct, forbid_unknown_fields=True):
         ({"name": "abcdef"}, "name", "name holds at most 5 characters."),
         ({"name": "a", "tags": ["x", "y", "z"]}, "tags", "tags holds at most 2 items."),
         ({"name": "a", "code": "A"}, "code", "code must match the pattern ^[a-z]+$."),
+        # The API's own patterns are said in words.
+        (
+            {"name": "a", "consent": "bad name!"},
+            "consent",
+            "consent must hold only letters, digits, '_', '.' and '-'.",
+        ),
         ({"name": "a", "owner": 5}, "owner", "owner must be a string or null, not a whole number."),
         (
             {"name": "a", "fields": [{"name": "f", "type": "float"}]},

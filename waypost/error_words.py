@@ -32,6 +32,11 @@ _LENGTH = re.compile(r"^Expected `(?P<want>[^`]+)` of length (?P<op>>=|<=) (?P<n
 _REGEX = re.compile(r"^Expected `str` matching regex '(?P<regex>.*)'\Z")
 _ENUM = re.compile(r"^Invalid enum value (?P<value>.+)\Z")
 _OUT_OF_RANGE = "Number out of range"
+# The patterns of the API's types, in words (msgspec's message may escape their backslashes).
+_PATTERN_WORDS = {
+    r"\S": "hold more than white space",  # a display name
+    r"^[A-Za-z0-9_.\-]+$(?!\n)": "hold only letters, digits, '_', '.' and '-'",  # a code name
+}
 _INVALID = re.compile(r"^Invalid (?P<what>UUID|RFC3339 encoded (?P<kind>datetime|date|time))\Z")
 _BOUND_WORDS = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}
 _ITEMS = {"str": "characters", "array": "items", "object": "entries", "bytes": "bytes"}
@@ -86,8 +91,9 @@ def sentence(text: str, field: str | None, allowed: list[str] | None = None) -> 
     if match := _BOUND.match(text):
         return f"{who} must be {_BOUND_WORDS[match['op']]} {match['n']}."
     if match := _REGEX.match(text):
-        if match["regex"] in (r"\S", r"\\S"):  # a display name's (msgspec may escape it)
-            return f"{who} must hold more than white space."
+        words = _PATTERN_WORDS.get(match["regex"].replace("\\\\", "\\"))
+        if words is not None:
+            return f"{who} must {words}."
         return f"{who} must match the pattern {match['regex']}."
     if match := _ENUM.match(text):
         value = match["value"]
