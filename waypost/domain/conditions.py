@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from waypost.domain.contact_fields import CONTACT_FIELDS
+from waypost.domain.field_filters import MAX_FILTER_LENGTH
 from waypost.error_words import quoted
 
 CONTACT_COLUMNS = frozenset({*CONTACT_FIELDS.values(), "created_at", "updated_at"})
@@ -42,9 +43,9 @@ MAX_DEPTH = 12
 # SQLite refuses a compound SELECT of more than 500 terms, and every condition is one.
 MAX_CONDITIONS = 200
 # The longest text a condition compares with (a contact field's value, a field filter's), as
-# a report's filters: a longer one is no value anyone looks for, and it would become a LIKE
-# pattern or a parameter the database limits (SQLite: 50,000 bytes a LIKE pattern).
-MAX_TEXT = 1000
+# the activity log's and a report's filters: a longer one is no value anyone looks for, and it
+# would become a LIKE pattern or a parameter the database limits.
+MAX_TEXT = MAX_FILTER_LENGTH
 # The most values an ``in`` list takes, and all the lists of one condition together: each is a
 # parameter of one statement, and SQLite takes at most 32,766.
 MAX_IN = 1000

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from waypost.domain.field_filters import MAX_FILTER_LENGTH
 from waypost.errors import invalid
 
 MAX_RANGE_DAYS = 366
@@ -42,7 +43,7 @@ ChartStyle = Literal["bars", "stacked_bars", "line", "funnel"]
 Source = Literal["rollups", "activities", "memberships"]
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 FilterKey = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
-FilterValue = Annotated[str, msgspec.Meta(max_length=1000)]
+FilterValue = Annotated[str, msgspec.Meta(max_length=MAX_FILTER_LENGTH)]
 Filters = Annotated[dict[FilterKey, FilterValue], msgspec.Meta(max_length=MAX_FILTERS)]
 BucketEdge = Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
 BucketEdges = Annotated[list[BucketEdge], msgspec.Meta(min_length=1, max_length=MAX_BUCKETS)]
