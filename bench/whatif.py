@@ -81,7 +81,25 @@ def activities_without_rowid(conn: sqlite3.Connection) -> None:
         conn.execute(index)
 
 
+def page_size(size: int) -> Callable[[sqlite3.Connection], None]:
+    """The fresh database rebuilt with pages of ``size`` bytes (SQLite's default, and
+    Waypost's, is 4,096). A WAL database keeps its page size, so it is rebuilt outside WAL."""
+
+    def rebuild(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute(f"PRAGMA page_size={size}")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA journal_mode=WAL")
+        (got,) = conn.execute("PRAGMA page_size").fetchone()
+        if got != size:
+            raise RuntimeError(f"page size {got}, not {size}")
+
+    return rebuild
+
+
 ID_COLUMNS = tuple(ACTIVITY_COLUMNS.index(c) for c in ("id", "type_id", "contact_id", "channel_id"))
+
+
 TIME_COLUMNS = tuple(ACTIVITY_COLUMNS.index(c) for c in ("occurred_at", "received_at"))
 
 
@@ -179,6 +197,8 @@ VARIANTS = [
                         "CREATE INDEX ix_activities_contact_time"
                         " ON activities (contact_id, occurred_at)")),
     Variant("activities WITHOUT ROWID", rebuild=activities_without_rowid),
+    Variant("pages of 2,048 bytes", rebuild=page_size(2048)),
+    Variant("pages of 8,192 bytes", rebuild=page_size(8192)),
     Variant("ids as 16 bytes", rebuild=parents_with_byte_ids, rows=ids_as_bytes),
     Variant("ids as 16 bytes, times as integers", rebuild=parents_with_byte_ids,
             rows=ids_as_bytes_and_times_as_integers),
