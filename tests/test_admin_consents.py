@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from waypost.hub import Hub
-from waypost.services.consents import ConsentCreate, ConsentText
+from waypost.pagination import ListQuery
+from waypost.services.consents import MAX_LANGUAGES, ConsentCreate, ConsentText
 
 if TYPE_CHECKING:
     from tests.admin_support import UI, error_of, flash_of
@@ -65,6 +66,32 @@ def test_errors_are_shown_at_the_form(
     assert answer.status_code == status, answer.text
     assert message in error_of(answer)
     assert "We track what you do here." in answer.text
+
+
+def test_texts_in_more_than_100_languages_are_refused(admin_ui: UI, hub: Hub) -> None:
+    rows = {
+        f"texts-{i}-{name}": value
+        for i in range(MAX_LANGUAGES + 1)
+        for name, value in (
+            ("language", chr(97 + i // 26) + chr(97 + i % 26)),
+            ("short_text", "Short"),
+            ("full_text", "Full"),
+        )
+    }
+    answer = admin_ui.post(
+        "/admin/consents/new", {"code_name": "Many", "display_name": "Many", **rows}
+    )
+    assert answer.status_code == 400, answer.text
+    assert f"at most {MAX_LANGUAGES} languages" in error_of(answer)
+    assert hub.consents.list_page(ListQuery()).data == []
+    del rows[f"texts-{MAX_LANGUAGES}-language"]
+    del rows[f"texts-{MAX_LANGUAGES}-short_text"]
+    del rows[f"texts-{MAX_LANGUAGES}-full_text"]
+    answer = admin_ui.post(
+        "/admin/consents/new", {"code_name": "Many", "display_name": "Many", **rows}
+    )
+    assert answer.status_code == 303, error_of(answer)
+    assert len(hub.consents.get_by_code("Many").texts) == MAX_LANGUAGES
 
 
 def test_a_duplicate_code_name_is_a_conflict(admin_ui: UI, hub: Hub) -> None:

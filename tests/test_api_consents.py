@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from starlette.testclient import TestClient
 
+from waypost.errors import ApiError
+from waypost.hub import Hub
+from waypost.services.consents import MAX_LANGUAGES, ConsentCreate, ConsentText
+
 if TYPE_CHECKING:
     from tests.conftest import ErrorCheck, Tracker
 
@@ -16,6 +20,12 @@ TEXTS = {
     "en": {"short_text": "<p>We track you.</p>", "full_text": "<p>We record the pages…</p>"},
     "cs": {"short_text": "<p>Sledujeme vás.</p>", "full_text": "<p>Zaznamenáváme…</p>"},
 }
+
+
+def languages(count: int) -> dict[str, dict[str, str]]:
+    """Texts in ``count`` languages: ``aa``, ``ab``, ... (codes in the shape, not real ones)."""
+    codes = [chr(97 + i // 26) + chr(97 + i % 26) for i in range(count)]
+    return dict.fromkeys(codes, TEXTS["en"])
 
 
 def create(client: TestClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -147,12 +157,67 @@ def test_bad_bodies_are_400(
             "invalid_field",
             "texts",
         ),
+        # A language code: ASCII letters, digits and '-', in BCP 47's shape, 16 characters.
+        *(
+            (
+                {"code_name": "x", "display_name": "x", "texts": {tag: TEXTS["en"]}},
+                "invalid_field",
+                field,
+            )
+            for tag, field in (
+                ("en-US-abcd-efghij", "texts"),  # 17 characters
+                ("én", "texts.én"),
+                ("en_US", "texts.en_US"),
+                ("e", "texts"),
+                ("en-", "texts.en-"),
+                ("en--US", "texts.en--US"),
+                ("en-US\n", "texts.en-US\n"),
+                ("١٢", "texts.١٢"),
+            )
+        ),
+        (
+            {"code_name": "x", "display_name": "x", "texts": languages(MAX_LANGUAGES + 1)},
+            "invalid_field",
+            "texts",
+        ),
     ]
     for body, code, field in cases:
         with subtests.test(body=body):
             answer = client.post("/api/consents", json=body, headers=admin_headers)
             expect_error(answer, 400, code, field)
     assert client.get("/api/consents", headers=admin_headers).json()["data"] == []
+
+
+def test_a_consent_has_texts_in_at_most_100_languages(
+    client: TestClient, admin_headers: dict[str, str], hub: Hub, expect_error: ErrorCheck
+) -> None:
+    assert MAX_LANGUAGES == 100  # docs/admin-api.md#consents
+    consent = create(client, admin_headers, texts=languages(MAX_LANGUAGES))
+    assert len(consent["texts"]) == MAX_LANGUAGES
+    longest = create(
+        client, admin_headers, code_name="Longest", texts={"en-US-abcd-efghi": TEXTS["en"]}
+    )
+    assert list(longest["texts"]) == ["en-US-abcd-efghi"]  # 16 characters, the most
+    item = f"/api/consents/{consent['id']}"
+    too_many = client.patch(
+        item, json={"texts": languages(MAX_LANGUAGES + 1)}, headers=admin_headers
+    )
+    expect_error(too_many, 400, "invalid_field", "texts")
+    assert client.get(item, headers=admin_headers).json()["version"] == 1
+    # A Python caller (the demo, a script) that builds the body itself is held to it too.
+    text = ConsentText("short", "full")
+    body = ConsentCreate(
+        code_name="Other",
+        display_name="Other",
+        texts=dict.fromkeys(languages(MAX_LANGUAGES + 1), text),
+    )
+    with pytest.raises(ApiError) as raised:
+        hub.consents.create(body)
+    assert (raised.value.status, raised.value.code, raised.value.field) == (
+        400,
+        "invalid_field",
+        "texts",
+    )
 
 
 def test_the_admin_api_needs_an_admin_key(

@@ -33,6 +33,9 @@ MAX_SHORT_TEXT = 5_000
 MAX_FULL_TEXT = 100_000
 ShortText = Annotated[str, msgspec.Meta(max_length=MAX_SHORT_TEXT)]
 FullText = Annotated[str, msgspec.Meta(max_length=MAX_FULL_TEXT)]
+# How many languages a consent has texts in: a site in every language of the European Union
+# and then some; more is a mistake (or a body built to fill the table), not a translation.
+MAX_LANGUAGES = 100
 
 
 class ConsentText(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,19 +45,22 @@ class ConsentText(msgspec.Struct, forbid_unknown_fields=True):
     full_text: FullText
 
 
+Texts = Annotated[dict[Language, ConsentText], msgspec.Meta(max_length=MAX_LANGUAGES)]
+
+
 class ConsentCreate(msgspec.Struct, forbid_unknown_fields=True):
     """A new consent, with its texts keyed by language code (``en``, ``cs``, ...)."""
 
     code_name: CodeName
     display_name: Name
-    texts: dict[Language, ConsentText] = msgspec.field(default_factory=dict)
+    texts: Texts = msgspec.field(default_factory=dict)
 
 
 class ConsentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Fields to change. New ``texts`` replace all texts and raise the version if they differ."""
 
     display_name: Name | msgspec.UnsetType = msgspec.UNSET
-    texts: dict[Language, ConsentText] | msgspec.UnsetType = msgspec.UNSET
+    texts: Texts | msgspec.UnsetType = msgspec.UNSET
 
 
 class Consent(msgspec.Struct):
@@ -70,6 +76,11 @@ class Consent(msgspec.Struct):
 
 
 def _check_texts(texts: dict[Language, ConsentText]) -> None:
+    if len(texts) > MAX_LANGUAGES:  # the body's type says so too; a Python caller may not
+        raise invalid(
+            f"A consent has texts in at most {MAX_LANGUAGES} languages (got {len(texts)}).",
+            "texts",
+        )
     for language in texts:
         if not is_valid_language(language):
             raise invalid(

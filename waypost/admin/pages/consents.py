@@ -15,7 +15,7 @@ from waypost.admin.forms import Form
 from waypost.admin.views import NavItem, Page, View, every
 from waypost.errors import ApiError, from_validation_error, invalid
 from waypost.pagination import ListQuery
-from waypost.services.consents import Consent, ConsentCreate, ConsentUpdate
+from waypost.services.consents import MAX_LANGUAGES, Consent, ConsentCreate, ConsentUpdate
 
 NAV = NavItem("Consents", "/admin/consents", "consents", 90, "settings")
 
@@ -48,8 +48,14 @@ def values_from(form: Form) -> dict[str, Any]:
 
 
 def texts_from(form: Form) -> dict[str, dict[str, str]]:
+    rows = _text_rows(form)
+    if len(rows) > MAX_LANGUAGES:
+        raise invalid(
+            f"A consent has texts in at most {MAX_LANGUAGES} languages (got {len(rows)}).",
+            "texts",
+        )
     texts: dict[str, dict[str, str]] = {}
-    for row in _text_rows(form):
+    for row in rows:
         language = row.get("language", "")
         if not language:
             raise invalid("Each text needs its language code, like en.", "texts")
