@@ -404,6 +404,15 @@ def test_agreement_errors(
     expect_error(client.get(unknown, headers=tracker.headers), 404, "not_found")
     expect_error(client.post(path, json={"agree": True}), 401, "unauthorized")
     expect_error(client.get(path), 401, "unauthorized")
+    # Names match whatever their case, so two that differ in case only are refused, as in
+    # POST /tracking/activities: neither is the one meant (docs/tracking-api.md).
+    for body, key in [
+        (b'{"Agree": true, "agree": false}', "agree"),
+        (b'{"agree": false, "AGREE": true}', "AGREE"),
+    ]:
+        with subtests.test(body=body):
+            answer = client.post(path, content=body, headers=json_headers)
+            assert "given twice" in expect_error(answer, 400, "invalid_field", key)["message"]
     # None of these left a row in the history.
     history = client.get(f"/api/contacts/{contact}/consents", headers=admin_headers).json()
     assert history == {"data": [], "next": None}

@@ -606,6 +606,15 @@ def test_consent_answers(site: Site, hub: Hub, expect_error: ErrorCheck) -> None
     assert count(hub, contacts) == before
     agreement = hub.consents.history(uuid.UUID(site.visitor()))[0]
     assert agreement.channel == site.channel.id
+    # The browser's names are matched as written: a name in another case is unknown, so two
+    # that differ in case only never leave one of them to be taken.
+    made = count(hub, contacts)
+    for body, key in [
+        (b'{"consent": "TrackingConsent", "Agree": true, "agree": false}', "Agree"),
+        (b'{"consent": "TrackingConsent", "agree": true, "Agree": false}', "Agree"),
+    ]:
+        expect_error(site.post("consent", body), 400, "unknown_field", key)
+    assert count(hub, contacts) == made
 
 
 def count(hub: Hub, table: sa.Table) -> int:

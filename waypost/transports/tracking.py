@@ -194,13 +194,25 @@ def _contact_id(contact: str) -> uuid.UUID:
         raise ApiError(404, "contact_not_found", f"No contact {contact!r}.") from None
 
 
+def _given_twice(key: str) -> ApiError:
+    # "agree" and "Agree": neither is the one meant, so neither is taken.
+    return ApiError(400, "invalid_field", f"The property {key!r} is given twice.", key)
+
+
 def _lower_keys(raw: bytes) -> bytes:
-    """Re-encode a small JSON object with lower-cased property names (``Agree`` -> ``agree``)."""
+    """Re-encode a small JSON object with lower-cased property names (``Agree`` -> ``agree``);
+    400 when two of them differ in case only."""
     try:
         obj = _decode_raw_object(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return raw
-    return _encode({k.lower(): v for k, v in obj.items()})
+    lowered: dict[str, msgspec.Raw] = {}
+    for key, value in obj.items():
+        name = key.lower()
+        if name in lowered:
+            raise _given_twice(key)
+        lowered[name] = value
+    return _encode(lowered)
 
 
 TOP_LEVEL = {"channel": "channel", "contact": "contact", "activities": "activities"}
@@ -232,8 +244,7 @@ def _parse_tracking_body(raw: bytes) -> TrackingBody:
                 key,
             )
         if name in canonical:
-            # "activities" and "Activities": neither is the one meant, so neither is taken.
-            raise ApiError(400, "invalid_field", f"The property {key!r} is given twice.", key)
+            raise _given_twice(key)
         canonical[name] = value
     if len(canonical) == len(obj) and obj.keys() == canonical.keys():
         raise first_error
