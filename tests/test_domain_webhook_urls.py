@@ -28,6 +28,13 @@ from waypost.domain.webhook_urls import embedded_ipv4, is_refused, literal_addre
         "::",
         "fe80::1",
         "fc00::1",
+        # The documentation prefixes (RFC 3849, RFC 9637): ipaddress's tables count 3fff::/20
+        # as global on older Pythons, so it is refused by name.
+        "2001:db8::1",
+        "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+        "3fff::",
+        "3fff::1",
+        "3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff",
     ],
 )
 def test_addresses_that_mean_a_private_one_are_refused(host: str) -> None:
@@ -38,7 +45,15 @@ def test_addresses_that_mean_a_private_one_are_refused(host: str) -> None:
 
 @pytest.mark.parametrize(
     "host",
-    ["93.184.216.34", "2606:4700::1111", "::ffff:93.184.216.34", "64:ff9b::5db8:d822"],
+    [
+        "93.184.216.34",
+        "2606:4700::1111",
+        "::ffff:93.184.216.34",
+        "64:ff9b::5db8:d822",
+        # Just outside the documentation prefixes: global unicast.
+        "2001:db9::1",
+        "3fff:1000::1",
+    ],
 )
 def test_public_addresses_and_their_ipv6_forms_are_allowed(host: str) -> None:
     # 64:ff9b::5db8:d822 is 93.184.216.34 through NAT64: what DNS64 answers on an IPv6-only

@@ -49,6 +49,8 @@ def resolving(monkeypatch: pytest.MonkeyPatch, name: str, *addresses: str) -> li
         "http://[::ffff:0:127.0.0.1]/",  # IPv4-translated
         "http://[fec0::1]/",  # site-local
         "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",  # NAT64 of 169.254.169.254
+        "http://[2001:db8::1]/",  # documentation (RFC 3849)
+        "http://[3fff::1]/",  # documentation (RFC 9637), global in older ipaddress tables
     ],
 )
 def test_ipv6_forms_of_private_addresses_are_refused(url: str) -> None:
@@ -58,7 +60,8 @@ def test_ipv6_forms_of_private_addresses_are_refused(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["::127.0.0.1", "64:ff9b::7f00:1", "::ffff:0:7f00:1", "fec0::1"]
+    "address",
+    ["::127.0.0.1", "64:ff9b::7f00:1", "::ffff:0:7f00:1", "fec0::1", "2001:db8::1", "3fff::1"],
 )
 def test_a_name_resolving_to_such_a_form_is_refused(
     monkeypatch: pytest.MonkeyPatch, address: str

@@ -75,16 +75,26 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
     return None
 
 
+# The IPv6 documentation prefixes (RFC 3849, RFC 9637): addresses for examples, which no
+# receiver has. The ipaddress tables of older Pythons (3.11 among them) do not know 3fff::/20
+# and count it as global, so both are refused here by name, whatever the Python.
+_DOCUMENTATION = (
+    ipaddress.IPv6Network("2001:db8::/32"),
+    ipaddress.IPv6Network("3fff::/20"),
+)
+
+
 def is_refused(address: IPAddress) -> bool:
     """True for an address that is not on the public internet. An IPv6 address that embeds an
     IPv4 address is judged by that address (``::127.0.0.1``, ``64:ff9b::7f00:1`` and
     ``::ffff:0:127.0.0.1`` are loopback); a site-local one (``fec0::/10``, deprecated) is
-    private; reserved space (``64:ff9b:1::/48``, local NAT64, among it) is refused."""
+    private; reserved space (``64:ff9b:1::/48``, local NAT64, among it) and the documentation
+    prefixes (``2001:db8::/32``, ``3fff::/20``) are refused."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = embedded_ipv4(address)
         if embedded is not None:
             return is_refused(embedded)
-        if address.is_site_local:
+        if address.is_site_local or any(address in network for network in _DOCUMENTATION):
             return True
     return not address.is_global or address.is_multicast or address.is_reserved
 
