@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import httpx2
 import msgspec
@@ -36,6 +37,9 @@ from waypost.services.playbooks import PlaybookCreate
 from waypost.services.webhook_endpoints import WebhookEndpointCreate
 from waypost.settings import Settings
 from waypost.store.schema import consents, contacts
+
+if TYPE_CHECKING:
+    from tests.conftest import Tracker
 
 ErrorCheck = Callable[..., dict[str, str]]
 
@@ -717,6 +721,29 @@ def test_a_date_and_time_with_no_utc_form_is_a_400(
     error = answer.json()["error"]
     assert (error["code"], error["field"]) == ("invalid_field", field)
     assert "out of range" in error["message"]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), TIMED)
+def test_a_date_and_time_without_an_offset_is_a_400(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+    field: str,
+    tracker: Tracker,
+) -> None:
+    """Every time the admin API takes is refused by the one check (errors.with_offset)."""
+    moment = "2026-01-01T00:00:00"
+    # An unknown contact's log is a 404 before its filters are read.
+    path = path.replace(f"/contacts/{SOMEONE}/", f"/contacts/{tracker.new_contact()}/")
+    path = path.replace("{t}", moment)
+    json = None if body is None else {k: v.replace("{t}", moment) for k, v in body.items()}
+    answer = client.request(method, path, headers=admin_headers, json=json)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("invalid_field", field)
+    assert error["message"] == f"{field} needs an offset, e.g. Z."
 
 
 @pytest.mark.parametrize("moment", [*NO_UTC, "2026-01-01T00:00:00"])

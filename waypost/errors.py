@@ -6,6 +6,7 @@ stable and listed in docs/errors.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from itertools import accumulate
@@ -123,6 +124,14 @@ def holds_nul(raw: bytes) -> bool:
 
 def nul_refused(where: str) -> ApiError:
     return ApiError(400, "invalid_field", f"{where} cannot hold the NUL character (\\u0000).")
+
+
+def with_offset(value: dt.datetime, name: str) -> dt.datetime:
+    """``value``, when it has an offset; a 400 naming ``name`` (a query parameter or body
+    property such as ``since``) for a date and time without one, which means no moment."""
+    if value.tzinfo is None:
+        raise ApiError(400, "invalid_field", f"{name} needs an offset, e.g. Z.", name)
+    return value
 
 
 def check_no_nul(parameters: Iterable[tuple[str, str]]) -> None:

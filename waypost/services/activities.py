@@ -14,7 +14,7 @@ from waypost.domain.activity import Activity
 from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.field_values import format_datetime, primary_text
 from waypost.error_words import quoted
-from waypost.errors import ApiError
+from waypost.errors import ApiError, with_offset
 from waypost.pagination import Cursor, Page, PageLimit, encode_cursor, time_cursor
 from waypost.records.contacts import contact_not_found
 from waypost.store import Store
@@ -94,12 +94,6 @@ class RejectedQuery(msgspec.Struct, forbid_unknown_fields=True):
     until: dt.datetime | None = None
 
 
-def _aware(value: dt.datetime, name: str) -> dt.datetime:
-    if value.tzinfo is None:
-        raise ApiError(400, "invalid_field", f"{name} needs an offset, e.g. Z.", name)
-    return value
-
-
 def _time_cursor(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
     if cursor is None:
         return None
@@ -161,9 +155,9 @@ class ActivityService:
         if query.channel is not None:
             stmt = stmt.where(a.c.channel_id == query.channel)
         if query.since is not None:
-            stmt = stmt.where(a.c.occurred_at >= _aware(query.since, "since"))
+            stmt = stmt.where(a.c.occurred_at >= with_offset(query.since, "since"))
         if query.until is not None:
-            stmt = stmt.where(a.c.occurred_at < _aware(query.until, "until"))
+            stmt = stmt.where(a.c.occurred_at < with_offset(query.until, "until"))
         return stmt
 
     def _field_filters(self, type_code: str | None, params: Mapping[str, str]) -> list[FieldFilter]:
@@ -220,9 +214,9 @@ class ActivityService:
         if query.channel is not None:
             stmt = stmt.where(r.c.channel_id == query.channel)
         if query.since is not None:
-            stmt = stmt.where(r.c.received_at >= _aware(query.since, "since"))
+            stmt = stmt.where(r.c.received_at >= with_offset(query.since, "since"))
         if query.until is not None:
-            stmt = stmt.where(r.c.received_at < _aware(query.until, "until"))
+            stmt = stmt.where(r.c.received_at < with_offset(query.until, "until"))
         if (after := _time_cursor(query.cursor)) is not None:
             stamp, ident = after
             stmt = stmt.where(

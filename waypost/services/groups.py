@@ -30,7 +30,7 @@ from waypost.domain.conditions import (
 )
 from waypost.domain.display_names import DisplayName
 from waypost.error_words import quoted
-from waypost.errors import ApiError, conflict, not_found
+from waypost.errors import conflict, not_found, with_offset
 from waypost.ids import new_id
 from waypost.pagination import (
     Cursor,
@@ -317,8 +317,8 @@ class GroupService:
         self, group_id: uuid.UUID, contact_id: uuid.UUID, at: dt.datetime | None
     ) -> Membership:
         """A lookup of the kept membership (no recomputation), now or at a past moment."""
-        if at is not None and at.tzinfo is None:
-            raise ApiError(400, "invalid_field", "at needs an offset, e.g. Z.", "at")
+        if at is not None:
+            with_offset(at, "at")
         with self.store.read() as conn:
             self._get(conn, group_id)
             contact_id = require_contact(conn, contact_id)

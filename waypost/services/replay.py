@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from waypost.domain.marketo import UNKNOWN_TYPE
 from waypost.domain.snowplow import schema_aliases
-from waypost.errors import ApiError, conflict, not_found
+from waypost.errors import ApiError, conflict, not_found, with_offset
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import Catalog, Snapshot
 from waypost.pipeline.prepare import Accepted, prepare
@@ -120,14 +120,10 @@ class ReplayService:
                 "Name what to replay: ids, reason, type or channel.",
                 "reason",
             )
-        for name in ("since", "until"):
-            value = getattr(request, name)
-            if value is not None and value.tzinfo is None:
-                raise ApiError(400, "invalid_field", f"{name} needs an offset, e.g. Z.", name)
         if request.since is not None:
-            conditions.append(r.c.received_at >= request.since)
+            conditions.append(r.c.received_at >= with_offset(request.since, "since"))
         if request.until is not None:
-            conditions.append(r.c.received_at < request.until)
+            conditions.append(r.c.received_at < with_offset(request.until, "until"))
         conditions.append(r.c.replayed_activity_id.is_(None))
         with self.store.read() as conn:
             rows = conn.execute(

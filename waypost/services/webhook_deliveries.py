@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from waypost.clock import Clock
-from waypost.errors import ApiError, conflict, not_found
+from waypost.errors import ApiError, conflict, not_found, with_offset
 from waypost.pagination import Cursor, Page, PageLimit, encode_cursor, time_cursor
 from waypost.records.outbox import FAILED, PENDING
 from waypost.store import Store, after_commit
@@ -92,12 +92,6 @@ class ReplayCount(msgspec.Struct):
 def webhook_id(message_id: uuid.UUID) -> str:
     """The ``webhook-id`` header of a message: the same on every attempt."""
     return f"msg_{message_id.hex}"
-
-
-def _aware(value: dt.datetime, name: str) -> dt.datetime:
-    if value.tzinfo is None:
-        raise ApiError(400, "invalid_field", f"{name} needs an offset, e.g. Z.", name)
-    return value
 
 
 def _after(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
@@ -217,8 +211,8 @@ class WebhookDeliveryService:
 
     def replay(self, endpoint_id: uuid.UUID, window: ReplayRange) -> ReplayCount:
         """Make every failed message of the endpoint created in [since, until) due now."""
-        since = _aware(window.since, "since")
-        until = _aware(window.until, "until")
+        since = with_offset(window.since, "since")
+        until = with_offset(window.until, "until")
         if until <= since:
             raise ApiError(400, "invalid_field", "until must be after since.", "until")
         m = webhook_messages
