@@ -377,6 +377,57 @@ def test_query_parameters(
                 )
 
 
+def text_parameters(query: type) -> dict[str, int | None]:
+    """The query type's text parameters, each with the most characters it takes."""
+    found: dict[str, int | None] = {}
+    for f in struct_fields(query):
+        kinds = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        for kind in kinds:
+            if isinstance(kind, msgspec.inspect.Metadata):  # a type with a description
+                kind = kind.type
+            if isinstance(kind, msgspec.inspect.StrType):
+                found[f.encode_name] = kind.max_length
+    return found
+
+
+def test_every_text_query_parameter_has_a_longest_value() -> None:
+    """A query value is otherwise bounded by the request line only (docs/admin-api.md)."""
+    unbounded = [
+        f"{op_id(op)} {name}"
+        for op in QUERY_OPS
+        for name, longest in text_parameters(op.query or type(None)).items()
+        if longest is None
+    ]
+    assert unbounded == []
+
+
+def test_a_query_value_over_its_longest_is_a_400(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    samples: dict[str, str],
+    expect_error: ErrorCheck,
+    subtests: pytest.Subtests,
+) -> None:
+    for op in QUERY_OPS:
+        assert op.query is not None
+        path = fill(op.path, samples)
+        for name, longest in text_parameters(op.query).items():
+            assert longest is not None
+            with subtests.test(op_id(op), parameter=name):
+                params = {name: "a" * (longest + 1)}
+                answer = send(client, op, path, admin_headers, valid_body(op), params=params)
+                error = expect_error(answer, 400, "invalid_field", name)
+                assert error["message"] == f"{name} holds at most {longest} characters."
+                # At the most it takes, the value is read (a cursor of a's is then no cursor
+                # this API gave out; any other value finds nothing).
+                params = {name: "a" * longest}
+                answer = send(client, op, path, admin_headers, valid_body(op), params=params)
+                if answer.status_code == 400:
+                    assert "holds at most" not in answer.json()["error"]["message"]
+                else:
+                    assert answer.status_code == 200, answer.text
+
+
 def test_null_is_no_query_value(
     client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
 ) -> None:

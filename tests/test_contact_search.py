@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from waypost.errors import ApiError
 from waypost.hub import Hub
-from waypost.pagination import encode_cursor
+from waypost.pagination import MAX_CURSOR_LENGTH, encode_cursor
 from waypost.records.contacts import insert_contact, merge_contacts
 from waypost.services.contact_search import ContactSummary, search_words
 
@@ -260,6 +260,27 @@ def test_the_admin_api_searches_contacts(
         "q",
     )
     assert client.get("/api/contacts").status_code == 401
+
+
+def test_the_longest_cursor_the_search_gives_out_is_taken_back(
+    client: TestClient, admin_headers: dict[str, str], hub: Hub
+) -> None:
+    """A cursor holds the email it stopped at; the longest email, of characters that JSON
+    writes as two escapes each, still fits the API's longest cursor (MAX_CURSOR_LENGTH)."""
+    local = "\U00010428" * 240  # DESERET SMALL LETTER LONG I, lower-case already
+    with hub.store.write() as conn:
+        for domain in ("aaa.io", "bbb.io"):
+            email = f"{local}@{'x' * (254 - 241 - len(domain))}{domain}"
+            assert len(email) == 254
+            insert_contact(conn, email=email)
+    params = {"q": "\U00010428", "limit": "1"}
+    first = client.get("/api/contacts", params=params, headers=admin_headers)
+    assert first.status_code == 200, first.text
+    cursor = first.json()["next"]
+    assert 3500 < len(cursor) <= MAX_CURSOR_LENGTH
+    rest = client.get("/api/contacts", params={**params, "cursor": cursor}, headers=admin_headers)
+    assert rest.status_code == 200, rest.text
+    assert len(rest.json()["data"]) == 1
 
 
 def test_summaries_name_the_contacts_that_exist(hub: Hub, people: People) -> None:

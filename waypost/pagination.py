@@ -21,16 +21,21 @@ PageLimit = Annotated[
 ]
 
 
+# The longest cursor taken. The longest this API gives out is the contact search's: the
+# email it stopped at (254 characters, each at most 12 in JSON's ASCII escapes), its rank and
+# an id, in base64 some 4,150 characters.
+MAX_CURSOR_LENGTH = 8192
 # Cursors are base64url text; the document says so, while a cursor this API did not give out
 # still gets the friendlier answer of decode_cursor.
 Cursor = Annotated[
     str,
     msgspec.Meta(
+        max_length=MAX_CURSOR_LENGTH,
         extra_json_schema={
             "minLength": 1,
             "pattern": "^[A-Za-z0-9_-]+$",
             "description": "The next of the previous page.",
-        }
+        },
     ),
 ]
 

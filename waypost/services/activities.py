@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from waypost.error_words import quoted
 from waypost.errors import ApiError, with_offset
 from waypost.pagination import Cursor, Page, PageLimit, encode_cursor, time_cursor
 from waypost.records.contacts import contact_not_found
+from waypost.services.activity_type_shapes import MAX_CODE_NAME
 from waypost.store import Store
 from waypost.store.schema import (
     activities,
@@ -27,6 +28,13 @@ from waypost.store.schema import (
 from waypost.store.type_fields import load_type_fields
 
 PRIMARY_LENGTH: int = activities.c.primary_value.type.length  # type: ignore[attr-defined]
+# A filter is no longer than what it is compared with: a type's code name, the type a rejected
+# activity was sent with (kept to its column's length) and its reason (an error code).
+MAX_REJECTED_TYPE: int = rejected_activities.c.type_code.type.length  # type: ignore[attr-defined]
+MAX_REASON: int = rejected_activities.c.reason.type.length  # type: ignore[attr-defined]
+TypeFilter = Annotated[str, msgspec.Meta(max_length=MAX_CODE_NAME)]
+RejectedTypeFilter = Annotated[str, msgspec.Meta(max_length=MAX_REJECTED_TYPE)]
+ReasonFilter = Annotated[str, msgspec.Meta(max_length=MAX_REASON)]
 
 
 class ActivityQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -41,7 +49,7 @@ class ActivityQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: PageLimit = 100
     cursor: Cursor | None = None
     contact: uuid.UUID | None = None
-    type: str | None = None
+    type: TypeFilter | None = None
     channel: uuid.UUID | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
@@ -87,8 +95,8 @@ class RejectedQuery(msgspec.Struct, forbid_unknown_fields=True):
 
     limit: PageLimit = 100
     cursor: Cursor | None = None
-    reason: str | None = None
-    type: str | None = None
+    reason: ReasonFilter | None = None
+    type: RejectedTypeFilter | None = None
     channel: uuid.UUID | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None

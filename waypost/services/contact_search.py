@@ -26,7 +26,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import sqlalchemy as sa
@@ -52,11 +52,15 @@ TOP = "\U0010ffff"
 _WORDS = re.compile(r"[\s,]+")
 
 
+# search_words holds every caller to MAX_QUERY; the type says so to the API's readers.
+SearchText = Annotated[str, msgspec.Meta(max_length=MAX_QUERY)]
+
+
 class ContactSearchQuery(msgspec.Struct, forbid_unknown_fields=True):
     """``q``: the start of an email, a first or a last name, or ``First Last``; empty lists
     every contact, newest first."""
 
-    q: str = ""
+    q: SearchText = ""
     limit: PageLimit = 100
     cursor: Cursor | None = None
 

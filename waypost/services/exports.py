@@ -30,10 +30,10 @@ from waypost.domain.fields import FieldSpec
 from waypost.error_words import quoted
 from waypost.errors import ApiError, not_found
 from waypost.pagination import Page
-from waypost.services.activities import ActivityQuery, ActivityService, before_in_log
+from waypost.services.activities import ActivityQuery, ActivityService, TypeFilter, before_in_log
 from waypost.services.activity_pages import formatted_pages
 from waypost.services.activity_records import record_columns, record_maker
-from waypost.services.contact_search import search, search_words
+from waypost.services.contact_search import SearchText, search, search_words
 from waypost.services.contacts import contacts_of
 from waypost.services.export_formats import (
     MEDIA_TYPES,
@@ -67,7 +67,7 @@ class ActivityExportQuery(msgspec.Struct, forbid_unknown_fields=True):
 
     format: ExportFormat = "ndjson"
     contact: uuid.UUID | None = None
-    type: str | None = None
+    type: TypeFilter | None = None
     channel: uuid.UUID | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
@@ -78,7 +78,7 @@ class ContactExportQuery(msgspec.Struct, forbid_unknown_fields=True):
     the file format."""
 
     format: ExportFormat = "ndjson"
-    q: str = ""
+    q: SearchText = ""
 
 
 class MemberExportQuery(msgspec.Struct, forbid_unknown_fields=True):
