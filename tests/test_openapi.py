@@ -160,6 +160,31 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
         resolve(document, ref)
 
 
+def patterns(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield value
+            else:
+                yield from patterns(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from patterns(item)
+
+
+# Python's own: \A and \Z (ends of the text), named groups, inline flags. JSON Schema's patterns
+# are ECMA-262 regular expressions, where none of them means the same, or anything.
+PYTHON_ONLY = re.compile(r"\\[AZ]|\(\?P|\(\?[aiLmsux]")
+
+
+def test_every_pattern_is_an_ecma_262_regular_expression(document: dict[str, Any]) -> None:
+    found = list(patterns(document))
+    assert found
+    for pattern in found:
+        assert not PYTHON_ONLY.search(pattern), pattern
+        re.compile(pattern)
+
+
 def test_the_error_shape_is_documented(document: dict[str, Any]) -> None:
     body = resolve(document, "#/components/schemas/ErrorBody")
     assert body["required"] == ["error"]

@@ -40,7 +40,12 @@ UnknownEvents = Literal["reject", "draft"]
 # stored in its ASCII form) is more than a pattern could say without refusing some of it.
 Language = Annotated[
     str,
-    msgspec.Meta(min_length=2, max_length=16, extra_json_schema={"pattern": LANGUAGE.pattern}),
+    msgspec.Meta(
+        min_length=2,
+        max_length=16,
+        # In the document's regex dialect (ECMA-262) "$" is the end of the text; "\Z" is not.
+        extra_json_schema={"pattern": LANGUAGE.pattern.removesuffix(r"\Z") + "$"},
+    ),
 ]
 Origin = Annotated[
     str,
