@@ -54,7 +54,7 @@ def resolving(monkeypatch: pytest.MonkeyPatch, name: str, *addresses: str) -> li
     ],
 )
 def test_ipv6_forms_of_private_addresses_are_refused(url: str) -> None:
-    with pytest.raises(BadWebhookUrl, match="loopback, private or link-local"):
+    with pytest.raises(BadWebhookUrl, match="not a public address"):
         check_destination(url, allow_private=False)
     assert check_destination(url, allow_private=True) is None
 
@@ -69,9 +69,7 @@ def test_a_name_resolving_to_such_a_form_is_refused(
     resolving(monkeypatch, "hooks.example", "93.184.216.34", address)
     with pytest.raises(BadWebhookUrl) as caught:
         check_destination("https://hooks.example/in", allow_private=False)
-    assert f"loopback, private or link-local address ({ipaddress.ip_address(address)})" in str(
-        caught.value
-    )
+    assert f"not a public address ({ipaddress.ip_address(address)}:" in str(caught.value)
 
 
 def test_the_addresses_checked_are_returned_in_the_resolver_s_order(

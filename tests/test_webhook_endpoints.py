@@ -104,11 +104,11 @@ def test_the_secret_is_one_standard_webhooks_libraries_take(hub: Hub) -> None:
     ("url", "words"),
     [
         ("http://127.0.0.1/hooks", "WAYPOST_WEBHOOK_ALLOW_PRIVATE=1"),
-        ("http://localhost:8080/hooks", "loopback, private or link-local"),
-        ("https://10.1.2.3/hooks", "loopback, private or link-local"),
-        ("http://169.254.169.254/latest/meta-data", "loopback, private or link-local"),
-        ("http://[::1]/hooks", "loopback, private or link-local"),
-        ("http://[::ffff:192.168.0.1]/hooks", "loopback, private or link-local"),
+        ("http://localhost:8080/hooks", "not a public address"),
+        ("https://10.1.2.3/hooks", "not a public address"),
+        ("http://169.254.169.254/latest/meta-data", "not a public address"),
+        ("http://[::1]/hooks", "not a public address"),
+        ("http://[::ffff:192.168.0.1]/hooks", "not a public address"),
         ("https://no-such-host.invalid/hooks", "does not resolve"),
     ],
 )

@@ -34,8 +34,9 @@ def check_destination(url: str, allow_private: bool) -> tuple[str, ...] | None:
     for address in addresses:
         if is_refused(address):
             raise BadWebhookUrl(
-                f"the host {quoted(host)} is a loopback, private or link-local address "
-                f"({address}); webhooks go to public addresses unless "
+                f"the host {quoted(host)} is not a public address ({address}: loopback, "
+                "private, link-local, reserved or for documentation); webhooks go to public "
+                "addresses unless "
                 "WAYPOST_WEBHOOK_ALLOW_PRIVATE=1"
             )
     return tuple(dict.fromkeys(str(address) for address in addresses))
