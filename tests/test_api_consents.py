@@ -302,6 +302,11 @@ def test_consent_texts_by_language_with_the_channels_default(
     assert text(czech, "?languageName=de") == czech_text
     assert text(czech, "") == czech_text
     assert text(czech, "?LanguageName=en") == english_text
+    # Language codes are case-insensitive, and a regional code falls back to its language.
+    assert text(czech, "?languageName=EN") == english_text
+    assert text(czech, "?languageName=en-GB") == english_text
+    assert text(english, "?languageName=cs-CZ") == czech_text
+    assert text(english, "?languageName=de-AT") == english_text
     answer = client.get(
         "/Kentico.Tracking/consents/TrackingConsent?languageName=en", headers=english.headers
     )
@@ -328,6 +333,30 @@ def test_consent_text_404s(
         "not_found",
     )
     expect_error(client.get("/tracking/consents/TrackingConsent"), 401, "unauthorized")
+
+
+def test_a_language_given_twice_in_another_case_is_refused(
+    client: TestClient, admin_headers: dict[str, str], expect_error: ErrorCheck
+) -> None:
+    texts = {"en": TEXTS["en"], "EN": TEXTS["cs"]}
+    error = expect_error(
+        client.post(
+            "/api/consents",
+            json={"code_name": "Twice", "display_name": "Twice", "texts": texts},
+            headers=admin_headers,
+        ),
+        400,
+        "invalid_field",
+    )
+    assert error["field"] == "texts.EN"
+    consent = create(client, admin_headers, texts={"en": TEXTS["en"]})
+    expect_error(
+        client.patch(
+            f"/api/consents/{consent['id']}", json={"texts": texts}, headers=admin_headers
+        ),
+        400,
+        "invalid_field",
+    )
 
 
 # -- agreements --------------------------------------------------------------------------

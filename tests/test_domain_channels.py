@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from waypost.domain.channels import is_valid_language, normalise_origin
+from waypost.domain.channels import (
+    is_valid_language,
+    normalise_origin,
+    pick_language,
+    same_language_twice,
+)
 
 
 @pytest.mark.parametrize(
@@ -85,3 +90,29 @@ def test_valid_languages(code: str) -> None:
 @pytest.mark.parametrize("code", ["", "e", "english", "en_US", "en-", "1a", "en US", "en-U"])
 def test_invalid_languages(code: str) -> None:
     assert not is_valid_language(code)
+
+
+@pytest.mark.parametrize(
+    ("available", "wanted", "fallback", "picked"),
+    [
+        (["en", "cs"], "cs", "en", "cs"),
+        (["en", "cs"], "CS", "en", "cs"),
+        (["en-US", "en"], "en-us", "cs", "en-US"),
+        (["en"], "en-US", "cs", "en"),
+        (["zh"], "zh-Hant-TW", "en", "zh"),
+        (["en", "cs"], "de", "cs", "cs"),
+        (["en", "cs"], None, "CS-cz", "cs"),
+        (["en", "cs"], "", "en", "en"),
+        (["cs"], "de", "en", None),
+        ([], "en", "en", None),
+    ],
+)
+def test_a_text_is_picked_by_language_then_its_language_alone_then_the_default(
+    available: list[str], wanted: str | None, fallback: str, picked: str | None
+) -> None:
+    assert pick_language(available, wanted, fallback) == picked
+
+
+def test_a_language_repeated_in_another_case_is_found() -> None:
+    assert same_language_twice(["en", "cs", "EN"]) == "EN"
+    assert same_language_twice(["en", "en-US", "cs"]) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -91,6 +92,33 @@ def _ascii_host(host: str, origin: str) -> str:
 def is_valid_language(code: str) -> bool:
     """A language code such as ``en``, ``en-US`` or ``cs``."""
     return LANGUAGE.match(code) is not None
+
+
+def pick_language(available: Iterable[str], wanted: str | None, fallback: str) -> str | None:
+    """Which of ``available`` (the languages a consent has texts in) answers a request for
+    ``wanted``: the same code in any letter case (language codes are case-insensitive:
+    ``en-us`` is ``en-US``), else its language alone (``en`` for ``en-US``), else ``fallback``
+    (the channel's default language) the same way; None when none of them is there."""
+    by_case = {code.lower(): code for code in available}
+    for candidate in (wanted, fallback):
+        if not candidate:
+            continue
+        code = candidate.lower()
+        while code:
+            if code in by_case:
+                return by_case[code]
+            code = code.rpartition("-")[0]
+    return None
+
+
+def same_language_twice(codes: Iterable[str]) -> str | None:
+    """A code of ``codes`` that another one repeats in another letter case (``en``, ``EN``)."""
+    seen: set[str] = set()
+    for code in codes:
+        if code.lower() in seen:
+            return code
+        seen.add(code.lower())
+    return None
 
 
 def enforces_by_default(kind: ChannelKind, tracking_consent: str | None) -> bool:

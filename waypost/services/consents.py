@@ -10,7 +10,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from waypost.domain.channels import is_valid_language
+from waypost.domain.channels import is_valid_language, pick_language, same_language_twice
 from waypost.domain.display_names import DisplayName
 from waypost.error_words import quoted
 from waypost.errors import ApiError, conflict, invalid, not_found
@@ -86,6 +86,12 @@ def _check_texts(texts: dict[Language, ConsentText]) -> None:
             raise invalid(
                 f"{quoted(language)} is not a language code like 'en'.", f"texts.{language}"
             )
+    twice = same_language_twice(texts)
+    if twice is not None:
+        raise invalid(
+            f"{quoted(twice)} is a language given already in another letter case.",
+            f"texts.{twice}",
+        )
 
 
 class ConsentService:
@@ -170,9 +176,9 @@ class ConsentService:
     def text_for(self, code_name: str, language: str | None, fallback: str) -> ConsentText:
         """The text in ``language``, else in ``fallback`` (the channel's default language)."""
         consent = self.get_by_code(code_name)
-        for candidate in (language, fallback):
-            if candidate and candidate in consent.texts:
-                return consent.texts[candidate]
+        found = pick_language(consent.texts, language, fallback)
+        if found is not None:
+            return consent.texts[found]
         raise ApiError(
             404,
             "not_found",
