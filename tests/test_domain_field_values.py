@@ -303,3 +303,12 @@ def test_a_number_a_float_would_change_is_refused_by_other_numeric_fields() -> N
     with pytest.raises(FieldValueError, match="send a JSON integer"):
         canonical_value(spec("count", "integer"), exact, "fields.count")
     assert isinstance(json_number("19.99"), float)
+
+
+@pytest.mark.parametrize("literal", ["1e9999999999999999999", "-0.0e-99999999999999999999999"])
+def test_a_number_whose_exponent_no_decimal_holds_is_refused_by_the_decoder(literal: str) -> None:
+    """Past Decimal's exponents (about 10**18) the number cannot be kept as written: the
+    decoder refuses the document (as an integer of too many digits), not a 500 later."""
+    decode = msgspec.json.Decoder(float_hook=json_number).decode
+    with pytest.raises(msgspec.ValidationError, match="Number out of range"):
+        decode(f'{{"n": {literal}}}')

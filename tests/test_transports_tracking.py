@@ -1188,6 +1188,30 @@ def test_a_number_too_long_to_read_is_a_400_result_and_its_activity_can_be_read_
     assert kept_too["payload"]["fields"] == {"n": digits}
 
 
+def test_a_number_with_an_exponent_too_large_to_read_is_a_400_result_kept_as_rejected(
+    tracker: Tracker, hub: Hub
+) -> None:
+    """``1e9999999999999999999`` is JSON, but no Decimal holds its exponent: that activity is
+    refused with a reason that says so and kept as sent, the others are stored (it was a 500,
+    or a 503 from the writer's process, for the whole request)."""
+    contact = tracker.new_contact()
+    body = (
+        f'{{"channel": "{tracker.channel.id}", "contact": "{contact}", "activities": ['
+        '{"type": "click", "value": "x", "fields": {"n": 1e9999999999999999999}}, '
+        '{"type": "click", "value": "fine"}]}'
+    ).encode()
+    answer = post_raw(tracker, body)
+    assert answer.status_code == 207, answer.text
+    refused, stored_one = answer.json()["results"]
+    assert refused["status"] == 400
+    assert refused["error"]["code"] == "invalid_field"
+    assert "exponent too large to read" in refused["error"]["message"]
+    assert stored_one["status"] == 202
+    [kept] = rejected_rows(hub)
+    assert kept.reason == "invalid_field"
+    assert kept.payload["value"] == "x"
+
+
 def test_a_decimal_sent_as_a_json_number_is_stored_as_it_was_written(
     tracker: Tracker, hub: Hub, make_type: Callable[..., ActivityType]
 ) -> None:

@@ -157,11 +157,16 @@ def json_number(text: str) -> float | decimal.Decimal:
     ``float_hook``): a float when the float says what was written (``19.99``, ``1e5``), else the
     number exactly as written (more significant digits than a float holds, or past its range),
     which a decimal field stores as sent and any other field refuses, instead of a float that
-    silently says something else."""
+    silently says something else. ValueError for an exponent past what a Decimal holds
+    (``1e9999999999999999999``): msgspec then refuses the document as it refuses an integer
+    of more digits than Python reads, so the activity is refused saying so, never a 500."""
     if len(text) <= 16 and "e" not in text and "E" not in text:
         return float(text)  # at most 15 significant digits: a float holds them exactly
     value = float(text)
-    written = decimal.Decimal(text)
+    try:
+        written = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise ValueError("Number out of range") from None
     if math.isfinite(value) and decimal.Decimal(repr(value)) == written:
         return value
     return written

@@ -93,12 +93,13 @@ def decode_activity(raw: bytes) -> ActivityIn:
     except msgspec.ValidationError:
         if raw.lstrip()[:1] == b"{":
             # An object all the same: one of its numbers cannot be read (an integer of more
-            # digits than Python reads; other numbers are read by json_number).
+            # digits than Python reads, or an exponent past what json_number reads).
             raise ApiError(
                 400,
                 "invalid_field",
                 "A number in the activity is out of range (an integer of more than "
-                f"{sys.get_int_max_str_digits()} digits); send such numbers as strings.",
+                f"{sys.get_int_max_str_digits()} digits, or an exponent too large to read); "
+                "send such numbers as strings.",
             ) from None
         raise ApiError(400, "invalid_field", "Each activity is a JSON object.") from None
     except msgspec.DecodeError as exc:
