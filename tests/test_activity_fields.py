@@ -1043,6 +1043,25 @@ def test_accept_and_flag_stores_with_the_violations_and_counts_them(
     assert all(dt.datetime.fromisoformat(v["last_seen_at"]) for v in answer.json())
 
 
+def test_a_flagged_field_name_longer_than_its_count_column_is_stored_and_counted(
+    tracker: Tracker, admin: Admin
+) -> None:
+    """An unknown field's name is the client's: one of 300 characters is stored with its
+    flag, the name whole, and counted under its first 200 (on PostgreSQL it failed the
+    writer's transaction, a 503 for every request of the batch)."""
+    created = admin.create_type(
+        name="Lenient", code_name="custom_lenient", unknown_fields="accept_and_flag"
+    )
+    name = "y" * 300
+    contact = tracker.new_contact()
+    [result] = tracker.log([{"type": "custom_lenient", "fields": {name: 1}}], contact)
+    assert result["status"] == 202, result
+    [stored] = admin.activities(contact=contact)
+    assert [f["field"] for f in stored["flags"]] == [name]
+    counts = admin.get(f"/api/activity-types/{created['id']}/violations").json()
+    assert [(v["field"], v["count"]) for v in counts] == [("y" * 200, 1)]
+
+
 def test_reject_is_the_default_and_the_mode_can_change(
     tracker: Tracker, admin: Admin, expect_error: ErrorCheck
 ) -> None:

@@ -82,6 +82,16 @@ def column(row: tuple[object, ...], name: str, columns: tuple[str, ...] = ACTIVI
     return row[columns.index(name)]
 
 
+def test_a_violation_of_a_long_field_name_is_counted_under_the_columns_width() -> None:
+    """A client names unknown fields: one longer than field_violations.field (200 characters)
+    is counted under its first 200, so that it cannot fail the batch's transaction."""
+    name = "y" * 5000
+    item = click(flags=[{"field": name, "code": "unknown_field"}])
+    decision = decide([job(item)], reads(), CODEC)
+    assert decision.results == [[ActivityResult(202, item.id)]]
+    assert decision.rows.violations == {(CLICK.id, "y" * 200, "unknown_field"): 1}
+
+
 def test_accepted_items_are_stored_and_counted_per_utc_day() -> None:
     first, second = click(), click(flags=[{"field": "extra", "code": "unknown_field"}])
     decision = decide([job(first, second, BAD)], reads(), CODEC)

@@ -34,6 +34,9 @@ from waypost.records.consents import ConsentState, consent_required
 from waypost.records.contacts import contact_not_found
 from waypost.store.codec import Codec
 
+# field_violations.field: the most characters of a flagged field's name a count is kept by.
+MAX_VIOLATION_FIELD = 200
+
 
 class ActivityResult(msgspec.Struct, omit_defaults=True):
     """What happened to one activity: 202 stored, 208 already stored, or an error."""
@@ -266,7 +269,11 @@ def _store(
         for name, value in counted_values(item.type.counted, item.fields):
             rows.values[(item.type.id, name, day, value)] += 1
     for violation in item.flags or ():
-        rows.violations[(item.type.id, str(violation["field"]), str(violation["code"]))] += 1
+        # Counted under the name cut to the column's width: an unknown field is named by the
+        # client, and one name over it failed the whole batch on PostgreSQL (its flag, in the
+        # activity's JSON, keeps the name whole).
+        name = str(violation["field"])[:MAX_VIOLATION_FIELD]
+        rows.violations[(item.type.id, name, str(violation["code"]))] += 1
     rows.touched_types.add(item.type.id)
     if job.replay_of is not None:
         rows.replay_marks.append(replay_mark(c, job.received_at, "stored", item.id, job.replay_of))
