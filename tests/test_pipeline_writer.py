@@ -354,6 +354,9 @@ def test_a_request_the_writer_fails_on_fails_alone(
     [
         # A unique conflict: each job alone, once; one that conflicts again fails alone.
         ("conflict", "b", ["a", "c"], ["b"]),
+        # A value the database refuses (text past its column): the job that holds it fails
+        # alone, not the others of its transaction.
+        ("refused value", "b", ["a", "c"], ["b"]),
         # A fault after the commit (an on-commit listener): nothing is stored again.
         ("after commit", None, [], ["a", "b", "c"]),
     ],
@@ -375,6 +378,8 @@ def test_a_batch_stored_job_by_job_stores_no_job_twice(
         if fault == "after commit":
             commits.extend(names)
             raise RuntimeError("an on-commit listener failed")
+        if (len(batch) > 1 or names == [alone]) and fault == "refused value":
+            raise sa.exc.DataError("INSERT", None, Exception("value too long"))
         if len(batch) > 1 or names == [alone]:
             raise sa.exc.IntegrityError("INSERT", None, Exception("duplicate"))
         commits.extend(names)

@@ -28,7 +28,7 @@ from collections.abc import Set as AbstractSet
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from waypost.metrics import Metrics
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
@@ -278,10 +278,11 @@ class Writer(WriterFront):
     def _outcomes(self, batch: list[Job]) -> list[Outcome]:
         """Store ``batch``; each job's outcome (its results, or the storage's failure).
 
-        A batch that fails before its commit on one job's account (a unique conflict, or a
-        fault in a job's rows) is stored job by job, each deciding again, so that it fails that
-        job alone. Nothing of a failed transaction was committed, so nothing is stored twice;
-        a failure after the commit, or of the storage, fails the whole batch."""
+        A batch that fails before its commit on one job's account (a unique conflict, a value
+        the database refuses, or a fault in a job's rows) is stored job by job, each deciding
+        again, so that it fails that job alone. Nothing of a failed transaction was committed,
+        so nothing is stored twice; a failure after the commit, or of the storage, fails the
+        whole batch."""
         try:
             self._transaction(batch)
         except StorageUnavailable as exc:
@@ -290,6 +291,17 @@ class Writer(WriterFront):
             # Another node stored an activity with the same client id between our check and
             # our insert, a replay racing this one stored its activity, or a type or channel
             # vanished. Each job alone decides again, and sees the row it conflicted with.
+            return [self._alone(job) for job in batch]
+        except DataError as exc:
+            # A value of one job the database refuses (text past its column: a value a client
+            # sent that should have been cut or refused before). Each job alone, so that only
+            # that one fails, not every request that shared its transaction.
+            if len(batch) == 1:
+                log.exception("the writer failed a request")
+                return [StorageUnavailable(str(exc))]
+            log.exception(
+                "the writer failed a batch of %d requests; storing them one by one", len(batch)
+            )
             return [self._alone(job) for job in batch]
         except _RowsFailed as failed:
             if len(batch) == 1:
