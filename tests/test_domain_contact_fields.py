@@ -192,6 +192,9 @@ def test_values_are_trimmed() -> None:
         ("ContactFirstName", "x" * 101),
         ("ContactZIP", "1" * 21),
         ("ContactEmail", "a" * 250 + "@example.com"),
+        # 212 characters, but 412 once lower-cased (İ is i and a combining dot): its key
+        # would not fit the column.
+        ("ContactEmail", "\u0130" * 200 + "@example.com"),
     ],
 )
 def test_values_breaking_their_rule_are_refused(name: str, value: str) -> None:
