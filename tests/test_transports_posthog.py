@@ -159,6 +159,32 @@ def test_form_bodies_base64_or_json(posthog: PostHog, signup: ActivityType) -> N
     assert len(posthog.activities()) == 2
 
 
+def test_a_form_body_of_json_keeps_text_beyond_ascii(
+    posthog: PostHog, signup: ActivityType
+) -> None:
+    """The form's data is JSON percent-encoded as UTF-8: a plan of "Café €" is stored as sent
+    (the euro sign was a 500, the é a 400 as if the body were not UTF-8)."""
+    body = json.dumps(
+        [event(distinct_id="f", properties={"token": posthog.tracking, "plan": "Café €"})],
+        ensure_ascii=False,
+    )
+    answer = posthog.client.post(
+        "/e/",
+        content=f"data={urllib.parse.quote(body)}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.json() == {"status": 1}, answer.text
+    [stored] = posthog.activities()
+    assert stored.fields == {"plan": "Café €"}
+    # Bytes that are not UTF-8 are still a 400, not a 500.
+    answer = posthog.client.post(
+        "/e/",
+        content='data=[{"event": "x", "distinct_id": "%FF"}]',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    posthog_error(answer, 400, "invalid_json")
+
+
 # -- mapping -------------------------------------------------------------------------------------
 
 

@@ -58,7 +58,9 @@ def decode_text(raw: bytes, compression: str | None, form: bool) -> Any:
     is JSON or base64 of JSON (``compression=base64``, and what sendBeacon sends)."""
     if form or raw.startswith(b"data="):
         try:
-            fields = parse_qs(raw.decode("latin-1"), max_num_fields=20)
+            # Each byte as one character, percent-escapes too, so that encoding the value
+            # to Latin-1 gives back the bytes sent (the JSON's UTF-8, which the decoder checks).
+            fields = parse_qs(raw.decode("latin-1"), max_num_fields=20, encoding="latin-1")
         except ValueError:
             raise bad_body("A form body has a data field and a few others.") from None
         values = fields.get("data")
