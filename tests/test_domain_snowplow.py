@@ -23,6 +23,14 @@ NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 PAYLOAD = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
 
 
+# Contexts nested 900 deep, base64url as the browser tracker sends them.
+DEEP_CONTEXTS = (
+    base64.urlsafe_b64encode(('{"data": [' + "[" * 900 + "]" * 900 + "]}").encode())
+    .decode()
+    .rstrip("=")
+)
+
+
 def millis(when: dt.datetime) -> str:
     return str(int(when.timestamp() * 1000))
 
@@ -122,6 +130,11 @@ def test_structured_and_self_describing_events() -> None:
         ({"e": "pv", "duid": "d", "dtm": "-1"}, "dtm"),
         ({"e": "pv", "duid": "d", "dtm": "9" * 15}, "dtm"),
         ({"e": "pv", "uid": "u" * 201}, "uid"),
+        # JSON in a parameter nests no deeper than a body may (contexts were kept with the
+        # activity however deep, and reading it back failed past a thousand levels).
+        ({"e": "pv", "duid": "d", "co": '{"data": [' + "[" * 70 + "]" * 70 + "]}"}, "co"),
+        ({"e": "pv", "duid": "d", "cx": DEEP_CONTEXTS}, "cx"),
+        ({"e": "ue", "duid": "d", "ue_pr": '{"data": ' + "[" * 900 + "]" * 900 + "}"}, "ue_pr"),
     ],
 )
 def test_what_cannot_map_says_why(event: dict[str, Any], field: str) -> None:

@@ -32,7 +32,7 @@ import msgspec
 from waypost.domain.collected import MAX_CLIENT_ID, Collected, encode_payload, external_id, rejected
 from waypost.domain.field_values import is_http_url
 from waypost.domain.segment import MappingError
-from waypost.errors import ApiError, check_depth, holds_nul
+from waypost.errors import MAX_JSON_DEPTH, ApiError, check_depth, holds_nul
 
 PAYLOAD_SCHEMA = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-"
 MAX_URL = 2048
@@ -249,6 +249,13 @@ def _json_parameter(event: dict[str, Any], plain: str, encoded: str) -> dict[str
         return value
     if not isinstance(value, str):
         raise MappingError(f"{name} must be JSON text.", field=name)
+    try:
+        # JSON inside a parameter: the body's own nesting limit never saw it.
+        check_depth(value.encode())
+    except ApiError:
+        raise MappingError(
+            f"{name} nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects.", field=name
+        ) from None
     try:
         decoded = msgspec.json.decode(value)
     except (msgspec.DecodeError, RecursionError):
