@@ -26,6 +26,7 @@ from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
+from waypost.services.erasure import Actor
 from waypost.services.keys import CreatedKey, KeyUpdate
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
@@ -1414,6 +1415,34 @@ def test_keys_a_page_may_not_use(
     # A publishable key from a server (no page) is no page's: refused too.
     expect_error(page.post("/v1/t", body, headers=basic(page.key)), 403, "forbidden")
     assert page.count(contacts) == 0
+
+
+def test_an_erased_persons_email_as_a_pages_claim_is_refused_and_stored_nowhere(
+    page: Segment, make_type: Callable[..., ActivityType], hub: Hub, expect_error: ErrorCheck
+) -> None:
+    """A page's str::email would set the email on the visitor's contact (no contact holds it
+    once its owner is erased): it names the erased person, as an identify's email trait does,
+    and nothing of the message is applied or stored (the email came back before)."""
+    make_type(name="Login", aliases=["Logged In"], client_side=True)
+    owner = hub.contacts.create_anonymous().contact
+    with hub.store.write() as conn:
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == owner)
+            .values(email="gone@example.com", email_key="gone@example.com")
+        )
+    hub.erasure.erase(owner, Actor("key", None))
+    hub.catalog.invalidate()
+    body = {
+        "event": "Logged In",
+        "anonymousId": "visitor",
+        "properties": {"str::email": " Gone@Example.com"},
+    }
+    expect_error(page.post("/v1/t", body, headers=from_page(page)), 403, "contact_erased")
+    assert page.activities() == []
+    assert page.rejected() == []
+    with hub.store.read() as conn:
+        assert conn.execute(sa.select(contacts.c.email)).scalars().all() == []
 
 
 def test_an_email_key_from_a_page_is_a_claim(

@@ -43,6 +43,8 @@ from waypost.store.schema import activity_types
 
 MAX_EXTERNAL_ID = 200  # contact_external_ids.value
 MAX_TYPE_CODE = 200  # rejected_activities.type_code
+# Ortto's system key of an email, which a page's track may carry in its properties.
+ORTTO_EMAIL = "str::email"
 
 
 @dataclass
@@ -242,17 +244,20 @@ class SegmentService:
 
 def names_erased(suppressed: Suppressed, message: Message) -> bool:
     """Whether the message names an erased contact: by its userId, anonymousId or previousId
-    (an alias's, which may be either), or by an email in its traits."""
+    (an alias's, which may be either), or by an email in its traits or, as Ortto's
+    ``str::email``, in a track's properties (a page's claim, which would set the email)."""
     user_id, anonymous_id = ident(message.user_id), ident(message.anonymous_id)
     previous = ident(message.previous_id)
-    email = traits_of(message).get("email")
+    emails = [traits_of(message).get("email")]
+    if message.type == "track" and message.properties:
+        emails.append(message.properties.get(ORTTO_EMAIL))
     return suppressed.any_of(
         [
             (USER_ID, user_id),
             (ANONYMOUS_ID, anonymous_id),
             (USER_ID, previous),
             (ANONYMOUS_ID, previous),
-            (EMAIL, email.strip() if isinstance(email, str) else None),
+            *((EMAIL, email.strip()) for email in emails if isinstance(email, str)),
         ]
     )
 
