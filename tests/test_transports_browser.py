@@ -552,6 +552,20 @@ def test_cookie_level_visitor_or_all(
     ] * 2
 
 
+def test_a_long_cookie_level_is_quoted_cut_in_the_refusal_and_the_rejected_activity(
+    site: Site, loan: ActivityType, expect_error: ErrorCheck
+) -> None:
+    """The cookie level is outside the activity (at most 16 KB): the message that quotes it,
+    kept with the rejected activity, cuts it after 100 characters (it held the whole level,
+    up to the request's 2 MB, in every row a page could make)."""
+    contact = site.visitor()
+    answer = site.log(contact, LOAN, "n" * 100_000)
+    error = expect_error(answer, 403, "consent_required", "cookieLevel")
+    assert len(error["message"]) < 300
+    [row] = site.rejected()
+    assert row.message == error["message"]
+
+
 def test_the_tracking_consent_is_required_until_agreed_and_after_revoking(
     site: Site, loan: ActivityType, hub: Hub, expect_error: ErrorCheck
 ) -> None:

@@ -371,7 +371,7 @@ def cookie_level_refusal(cookie_level: str) -> ApiError | None:
     return ApiError(
         403,
         "consent_required",
-        f"The cookie level is {cookie_level!r}; tracking needs 'visitor' or 'all'.",
+        f"The cookie level is {quoted(cookie_level)}; tracking needs 'visitor' or 'all'.",
         "cookieLevel",
     )
 
