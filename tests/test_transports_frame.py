@@ -358,6 +358,26 @@ async def test_a_storage_outage_is_a_503_with_retry_after(app: EchoApp, hub: Any
         assert "access-control-allow-origin" not in headers
 
 
+async def test_a_bug_is_a_500_in_the_error_shape_without_details(
+    app: EchoApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the endpoint did not expect is answered as docs/errors.md says, in the transport's
+    shape (it was the server's plain text "Internal Server Error"), its details logged only."""
+
+    async def broken(request: IngestRequest) -> Answer:
+        raise RuntimeError("secret internals")
+
+    status, headers, body = await call(
+        app, "POST", "/echo/it", b"{}", {**GOOD, "Origin": PAGE}, {"POST": broken}
+    )
+    assert status == 500
+    assert msgspec.json.decode(body) == {
+        "error": {"code": "internal_error", "message": "Something went wrong on our side."}
+    }
+    assert headers["content-type"] == "application/json"
+    assert "secret internals" in caplog.text
+
+
 async def test_preflights_answer_for_every_channels_origins(app: EchoApp) -> None:
     status, headers, body = await call(app, "OPTIONS", "/echo/anything", headers={"Origin": PAGE})
     assert (status, body) == (204, b"")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -58,6 +59,10 @@ STORAGE_DOWN = ApiError(
     "The database cannot be reached; nothing was stored. Retry shortly.",
     headers={"Retry-After": "1"},
 )
+# A bug: the details go to the log, never into the answer (docs/errors.md).
+INTERNAL = ApiError(500, "internal_error", "Something went wrong on our side.")
+
+log = logging.getLogger("waypost.ingest")
 
 
 class IngestRequest:
@@ -219,6 +224,11 @@ class Transport:
         except StorageUnavailable:
             status, body = 503, self.error_body(STORAGE_DOWN)
             headers = encode_headers(STORAGE_DOWN.headers)
+        except Exception:
+            # Answered in the transport's error shape, as the admin API answers its bugs,
+            # rather than as the server's plain text.
+            log.exception("unexpected error")
+            status, body, headers = 500, self.error_body(INTERNAL), []
         if self.cors is not None:
             try:
                 headers = headers + await self._cors_headers(request, self.cors)

@@ -44,6 +44,7 @@ REQUEST_CODES = {
     "not_found": "610",
     "method_not_allowed": "610",
     "storage_unavailable": "608",
+    "internal_error": "611",
     "rate_limited": "606",
 }
 RECORD_CODES = {

@@ -32,7 +32,12 @@ OK = b'{"status":1}'
 FORM = b"application/x-www-form-urlencoded"
 GZIP_MAGIC = b"\x1f\x8b"
 # The error types of PostHog's answers, by status.
-ERROR_TYPES = {401: "authentication_error", 403: "authentication_error", 503: "server_error"}
+ERROR_TYPES = {
+    401: "authentication_error",
+    403: "authentication_error",
+    500: "server_error",
+    503: "server_error",
+}
 
 
 class PostHogError(msgspec.Struct):
