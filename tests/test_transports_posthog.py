@@ -251,6 +251,24 @@ def test_identify_never_merges_an_identified_contact(posthog: PostHog) -> None:
     assert posthog.contact_of("posthog_anon", "d1") == posthog.contact_of("posthog_user", "u1")
 
 
+def test_person_properties_past_the_attributes_limit_are_kept_as_rejected(
+    posthog: PostHog, signup: ActivityType
+) -> None:
+    """$set of new properties, event after event, grew one contact's attributes without end:
+    past 64 KB the event is kept as rejected (413), and nothing of it applies."""
+    properties = {f"p{i}": "v" * 100 for i in range(700)}  # about 77 KB
+    named: Any = {"$set": {"first_name": "Ann"}}
+    grows: Any = {"$set": properties}
+    posthog.send(event("$set", **named))
+    contact = posthog.contact_of("posthog_anon", "user-1")
+    posthog.send(event(properties={"plan": "pro"}, **grows))
+    row = posthog.contact(contact)
+    assert (row.first_name, row.attributes) == ("Ann", {})
+    assert posthog.activities() == []
+    [kept] = posthog.rejected()
+    assert (kept.reason, kept.status) == ("payload_too_large", 413)
+
+
 def test_set_and_set_once(posthog: PostHog) -> None:
     set_: Any = {"$set": {"email": "bo@example.com", "company": "Acme"}}
     once: Any = {"$set_once": {"email": "other@example.com"}}

@@ -1417,6 +1417,51 @@ def test_keys_a_page_may_not_use(
     assert page.count(contacts) == 0
 
 
+def test_a_contacts_attributes_stop_growing_at_their_limit(page: Segment) -> None:
+    """A page names its visitor as it likes: identify after identify of new traits grew one
+    contact's attributes without end (and each took longer, as each rewrites them whole).
+    Past 64 KB, the identify is kept as rejected (413) and changes nothing; one that does
+    not grow them still applies."""
+    headers = from_page(page)
+    for n in range(3):
+        traits = {f"t{n}-{i}": "v" * 30 for i in range(500)}
+        page.send("/v1/i", {"anonymousId": "visitor", "traits": traits}, headers=headers)
+    visitor = page.contact_of("visitor", "anonymous_id")
+    before = page.contact(visitor).attributes
+    assert len(before) == 1500
+    grows = {f"more-{i}": "v" * 30 for i in range(500)}
+    page.send("/v1/i", {"anonymousId": "visitor", "traits": grows}, headers=headers)
+    assert page.contact(visitor).attributes == before
+    [kept] = page.rejected()
+    assert (kept.reason, kept.status, kept.source) == ("payload_too_large", 413, "segment")
+    assert kept.payload["traits"] == grows
+    # Fields and traits that do not grow them still apply.
+    renamed = {"firstName": "Ann", "t0-0": "w"}
+    page.send("/v1/i", {"anonymousId": "visitor", "traits": renamed}, headers=headers)
+    row = page.contact(visitor)
+    assert (row.first_name, row.attributes["t0-0"]) == ("Ann", "w")
+
+
+def test_a_merge_carries_attributes_within_the_limit(segment: Segment) -> None:
+    """Merging contacts into one adds the attributes it lacks only while they fit (merges
+    grew one contact by another's attributes each): the merged contacts keep theirs."""
+    for user in ("a", "b", "target"):
+        traits = {f"{user}-{i}": "v" * 40 for i in range(500)}
+        segment.send("/v1/identify", {"userId": user, "traits": traits})
+    sources = [segment.contact_of(user) for user in ("a", "b")]
+    target = segment.contact_of("target")
+    for user in ("a", "b"):
+        segment.send("/v1/alias", {"previousId": user, "userId": "target"})
+    attributes = segment.contact(target).attributes
+    assert len(json.dumps(attributes, separators=(",", ":"))) <= 64 * 1024
+    assert all(f"target-{i}" in attributes for i in range(500))
+    assert all(f"a-{i}" in attributes for i in range(500))
+    assert 0 < sum(name.startswith("b-") for name in attributes) < 500
+    for source in sources:
+        assert segment.contact(source).merged_into == target
+        assert len(segment.contact(source).attributes) == 500
+
+
 def test_an_erased_persons_email_as_a_pages_claim_is_refused_and_stored_nowhere(
     page: Segment, make_type: Callable[..., ActivityType], hub: Hub, expect_error: ErrorCheck
 ) -> None:

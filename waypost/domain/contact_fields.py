@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from functools import cache
 
+import msgspec
 import phonenumbers
 import pycountry
 
@@ -46,6 +47,17 @@ MAX_LENGTHS = {
 }
 
 MAX_EMAIL = MAX_LENGTHS["email"]
+# The most a contact's custom attributes take, as JSON. Identify traits and person properties
+# add to them from any client, a page's publishable key included, and every change rewrites
+# them whole: without a bound, one contact grew by each request and each request took longer.
+MAX_ATTRIBUTES_BYTES = 64 * 1024
+
+
+def attributes_size(attributes: Mapping[str, object]) -> int:
+    """How many bytes ``attributes`` take as JSON, as :data:`MAX_ATTRIBUTES_BYTES` counts."""
+    return len(msgspec.json.encode(attributes))
+
+
 # One way to match any text: the domain's labels are split at each dot, so a failing match
 # gives up in linear time (a pattern such as "[^@]+\.[^@]+" tries every dot of a long run).
 EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+\Z")

@@ -16,7 +16,12 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
 from waypost.domain.conditions import EVERYTHING, FIELDS_CHANGED
-from waypost.domain.contact_fields import CONTACT_FIELDS, normalise_email
+from waypost.domain.contact_fields import (
+    CONTACT_FIELDS,
+    MAX_ATTRIBUTES_BYTES,
+    attributes_size,
+    normalise_email,
+)
 from waypost.errors import ApiError
 from waypost.ids import new_id, utcnow
 from waypost.store import touch
@@ -224,7 +229,7 @@ def merge_contacts(
         for name, value in (source_row.attributes or {}).items()
         if not name.startswith(CLAIM_PREFIX)
     }
-    attributes = {**carried, **(target_row.attributes or {})}
+    attributes = _carry(carried, target_row.attributes or {})
     conn.execute(
         contacts.update()
         .where(contacts.c.id == target)
@@ -246,6 +251,26 @@ def merge_contacts(
             created_at=now,
         )
     )
+
+
+def _carry(carried: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """The target's attributes with those of ``carried`` it lacks, as many as fit within
+    MAX_ATTRIBUTES_BYTES (the merged contact keeps them all): merging many contacts into one
+    cannot grow it without end."""
+    attributes = {**carried, **target}
+    if attributes_size(attributes) <= MAX_ATTRIBUTES_BYTES:
+        return attributes
+    attributes = dict(target)
+    size = attributes_size(attributes)
+    for name, value in carried.items():
+        if name in attributes:
+            continue
+        # The pair's bytes and a comma: {"name": value} less its braces, plus one.
+        extra = attributes_size({name: value}) - 1
+        if size + extra <= MAX_ATTRIBUTES_BYTES:
+            attributes[name] = value
+            size += extra
+    return attributes
 
 
 def upsert_insert(conn: Connection) -> Any:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 from waypost.domain.collected import Collected
 from waypost.domain.conditions import FIELDS_CHANGED
-from waypost.domain.contact_fields import normalise_email
+from waypost.domain.contact_fields import MAX_ATTRIBUTES_BYTES, attributes_size, normalise_email
 from waypost.domain.segment import MappingError, map_traits
 from waypost.domain.suppressions import EMAIL, Suppressed
 from waypost.errors import ErrorDetail
@@ -349,7 +349,8 @@ def apply_traits(
 ) -> None:
     """Set contact fields and attributes; with ``once`` only those not set yet (PostHog's
     ``$set_once``). The email changes unless another contact holds it: then it is kept as a
-    claim (the attribute ``claimed_email``) and nothing merges."""
+    claim (the attribute ``claimed_email``) and nothing merges. MappingError, and nothing
+    set, when the attributes would grow past :data:`MAX_ATTRIBUTES_BYTES`."""
     columns = [contacts.c.email_key, contacts.c.attributes]
     columns += [contacts.c[name] for name in fields if name in contacts.c]
     row = conn.execute(sa.select(*columns).where(contacts.c.id == contact)).one()._mapping
@@ -377,6 +378,14 @@ def apply_traits(
             merged["groups"] = groups
         else:
             merged[name] = value
+    size = attributes_size(merged)
+    if size > MAX_ATTRIBUTES_BYTES and size > attributes_size(row["attributes"] or {}):
+        # Nothing of it is applied; the message or event is kept as rejected, saying why.
+        raise MappingError(
+            f"A contact's custom attributes take at most {MAX_ATTRIBUTES_BYTES} bytes as JSON; "
+            f"these traits would take them to {size}. Send fewer or shorter ones.",
+            "payload_too_large",
+        )
     conn.execute(
         contacts.update()
         .where(contacts.c.id == contact)
@@ -387,6 +396,8 @@ def apply_traits(
 
 def rejection(event: Collected, error: MappingError) -> Rejected:
     """The rejected activity of an event that cannot be mapped."""
-    status = {"activity_type_not_found": 404, "rate_limited": 429}.get(error.code, 400)
+    status = {"activity_type_not_found": 404, "rate_limited": 429, "payload_too_large": 413}.get(
+        error.code, 400
+    )
     label = (event.label or "").replace("\x00", "")[:MAX_TYPE_CODE] or None
     return Rejected(status, ErrorDetail(error.code, str(error), error.field), event.payload, label)
