@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import uuid
@@ -242,6 +243,46 @@ def test_a_transaction_postgresql_rolled_back_for_a_conflict_runs_again(
         with pytest.raises(StorageUnavailable):
             store.write_retrying(work, attempts=2)
         assert len(attempts) == 2
+    finally:
+        store.dispose()
+
+
+CHANNEL_DEFAULTS = {
+    "allowed_origins": [],
+    "default_language": "en",
+    "enforce_consent": False,
+    "identity_secret": "s",
+    "created_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    "updated_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+}
+
+
+def test_a_unique_conflict_runs_again_only_when_asked(settings: Settings) -> None:
+    """With ``unique``, an insert that a concurrent transaction made first (an IntegrityError)
+    rolls the attempt back and runs the work again, which then finds that row; without, it is
+    raised at once."""
+    store = Store(make_engine(settings))
+    attempts: list[int] = []
+    channel: dict[str, object] = {"id": uuid.uuid4(), "name": "Twice", "kind": "headless"}
+
+    def work(conn: sa.Connection) -> str:
+        attempts.append(1)
+        found = conn.execute(sa.select(channels.c.id).where(channels.c.id == channel["id"]))
+        if found.first() is None:
+            conn.execute(channels.insert().values(**channel, **CHANNEL_DEFAULTS))
+            if len(attempts) == 1:
+                # Another transaction made the row first: this one's insert conflicts.
+                conn.execute(channels.insert().values(**channel, **CHANNEL_DEFAULTS))
+        return "done"
+
+    try:
+        assert store.write_retrying(work, unique=True) == "done"
+        assert len(attempts) == 2
+        attempts.clear()
+        channel.update(id=uuid.uuid4(), name="Once")
+        with pytest.raises(sa.exc.IntegrityError):
+            store.write_retrying(work)
+        assert len(attempts) == 1
     finally:
         store.dispose()
 

@@ -26,6 +26,7 @@ from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
+from waypost.services.collectors import Resolver
 from waypost.services.erasure import Actor
 from waypost.services.keys import CreatedKey, KeyUpdate
 from waypost.settings import Settings
@@ -738,6 +739,29 @@ def test_a_track_with_both_ids_does_not_merge(segment: Segment, order_type: Acti
     segment.batch(track(userId="u", anonymousId="visitor"))
     assert segment.contact_of("u") != segment.contact_of("visitor", "anonymous_id")
     assert segment.count(contact_merges) == 0
+
+
+def test_an_id_a_concurrent_request_linked_first_is_found_on_a_second_try(
+    segment: Segment, order_type: ActivityType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests naming the same new userId at once both looked it up, found nothing and
+    linked it: the second's insert broke the unique index, a 500 (seen on PostgreSQL). The
+    request's transaction now runs again and finds the contact the other one made."""
+    real_link = Resolver.link
+    raced: list[str] = []
+
+    def link(self: Resolver, contact: uuid.UUID, kind: str, value: str) -> None:
+        real_link(self, contact, kind, value)
+        if not raced:
+            raced.append(value)
+            raise sa.exc.IntegrityError("INSERT", None, Exception("duplicate key"))
+
+    monkeypatch.setattr(Resolver, "link", link)
+    segment.send("/v1/track", track(userId="racer"))
+    assert raced == ["racer"]
+    [stored] = segment.activities()
+    assert stored.contact_id == segment.contact_of("racer")
+    assert segment.count(contacts) == 1
 
 
 def test_identify_never_merges_two_identified_users(segment: Segment) -> None:

@@ -97,9 +97,11 @@ class CollectorService:
         may_create: int | None = None,
     ) -> Plan:
         """Apply ``events``, creating at most ``may_create`` new contacts (None: any number);
-        an event that needs one past those is kept as rejected (``rate_limited``) instead."""
-        plan = Plan()
-        with self.store.write() as conn:
+        an event that needs one past those is kept as rejected (``rate_limited``) instead.
+        Run again, whole, when a concurrent request made a contact's external id first."""
+
+        def apply(conn: Connection) -> Plan:
+            plan = Plan()
             resolver = Resolver(conn, kinds, channel.id, may_create)
             for index, event in enumerate(events):
                 if snapshot.suppressed and names_erased(snapshot.suppressed, event, kinds):
@@ -111,8 +113,10 @@ class CollectorService:
                     self._one(conn, resolver, snapshot, event, plan, index)
                 except MappingError as exc:
                     plan.rejected.append((index, rejection(event, exc)))
-        plan.merges, plan.created = resolver.merges, resolver.created
-        return plan
+            plan.merges, plan.created = resolver.merges, resolver.created
+            return plan
+
+        return self.store.write_retrying(apply, unique=True)
 
     def _one(
         self,

@@ -91,9 +91,11 @@ class SegmentService:
         """Apply ``messages``. With ``page`` (analytics.js with a publishable key) no draft
         type is made and Ortto's system keys in properties are claims; at most
         ``may_create`` new contacts are created (None: any number), and a message that needs
-        one past those is kept as rejected (``rate_limited``)."""
-        plan = Plan()
-        with self.store.write() as conn:
+        one past those is kept as rejected (``rate_limited``). Run again, whole, when a
+        concurrent request made a contact's external id (or a draft type) first."""
+
+        def apply(conn: Connection) -> Plan:
+            plan = Plan()
             resolver = Resolver(conn, SEGMENT_IDS, channel.id, may_create)
             drafts: dict[str, str] = {}
             for message, raw in messages:
@@ -116,8 +118,10 @@ class SegmentService:
                     )
                 except MappingError as exc:
                     plan.rejected.append(_rejected(message, raw, exc))
-        plan.merges, plan.created = resolver.merges, resolver.created
-        return plan
+            plan.merges, plan.created = resolver.merges, resolver.created
+            return plan
+
+        return self.store.write_retrying(apply, unique=True)
 
     def _one(
         self,

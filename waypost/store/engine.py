@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from waypost.errors import StorageUnavailable
 from waypost.settings import Settings
@@ -245,18 +245,26 @@ class Store:
         for callback in callbacks:
             callback()
 
-    def write_retrying(self, work: Callable[[Connection], T], *, attempts: int = 3) -> T:
+    def write_retrying(
+        self, work: Callable[[Connection], T], *, attempts: int = 3, unique: bool = False
+    ) -> T:
         """``work(conn)`` in a write transaction, run again (up to ``attempts`` times in all)
         when PostgreSQL aborted the transaction to break a deadlock or a serialization
         conflict with another one: for short transactions that lock rows in another order than
         a concurrent writer (an admin's retry of a webhook message and the dispatcher recording
-        its attempt). Any other failure is raised at once."""
+        its attempt). With ``unique``, also when a row it inserted is one a concurrent
+        transaction inserted first (an IntegrityError): for work that looks rows up and makes
+        those it did not find (contacts by external id), which sees them when run again. Any
+        other failure is raised at once."""
         for _ in range(attempts - 1):
             try:
                 with self.write() as conn:
                     return work(conn)
             except StorageUnavailable as exc:
                 if not _conflict(exc.__cause__):
+                    raise
+            except IntegrityError:
+                if not unique:
                     raise
         with self.write() as conn:
             return work(conn)
