@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from waypost.hub import Hub
-from waypost.records.contacts import identity_hash
+from waypost.records.contacts import identity_hash, insert_contact
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
 from waypost.services.consents import ConsentCreate
@@ -207,6 +207,34 @@ def test_without_a_contact_identify_makes_one_where_no_consent_is_required(
     before = count(hub, contacts)
     expect_error(site.identify(None, "other@example.com"), 403, "consent_required")
     assert count(hub, contacts) == before
+
+
+def test_an_identify_that_lost_a_race_for_its_email_runs_again(
+    open_site: Site, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two visitors naming one new email at once both found no contact with it and made one:
+    the second insert broke the unique email key, a 500 on PostgreSQL. The identify now runs
+    again, whole, and then finds the contact the other one made (here, none: the conflict is
+    made up, once)."""
+    real_insert = insert_contact
+    raced: list[bool] = []
+
+    def insert(conn: sa.Connection, **values: Any) -> uuid.UUID:
+        made = real_insert(conn, **values)
+        if values.get("email") and not raced:
+            raced.append(True)
+            raise sa.exc.IntegrityError("INSERT", None, Exception("duplicate key"))
+        return made
+
+    monkeypatch.setattr("waypost.services.contacts.insert_contact", insert)
+    created, merged = open_site.identified(None, "same@example.com")
+    assert raced == [True]
+    assert not merged
+    with hub.store.read() as conn:
+        owners = conn.execute(
+            sa.select(contacts.c.id).where(contacts.c.email_key == "same@example.com")
+        ).all()
+    assert [str(owner.id) for owner in owners] == [created]
 
 
 def test_a_contact_with_another_email_gets_a_new_contact_with_the_tracking_agreement(

@@ -171,7 +171,8 @@ class ContactService:
         verified = given_hash is not None and hmac.compare_digest(
             given_hash.lower().encode(), identity_hash(identity_secret, email).encode()
         )
-        with self.store.write() as conn:
+
+        def apply(conn: Connection) -> Identified:
             current = require_contact(conn, contact_id) if contact_id is not None else None
             version = None
             if tracking_consent is not None:
@@ -201,6 +202,10 @@ class ContactService:
             if tracking_consent is not None and version is not None:
                 carry_agreement(conn, created, tracking_consent, version, channel_id)
             return Identified(created, False, True)
+
+        # Two visitors naming one new email at once: the second to insert it conflicts, and
+        # finds it when run again (it was a 500 on PostgreSQL).
+        return self.store.write_retrying(apply, unique=True)
 
     def _record_claim(
         self, conn: Connection, contact_id: uuid.UUID, email: str, names: dict[str, object]
