@@ -135,6 +135,11 @@ def test_email_addresses_are_masked_to_their_domain() -> None:
         ("?to=ann%40example.com%2Cbob%40example.org", "?to=…@example.com…@example.org"),
         ("ann@a.b:bob@c.d", "…@a.b:…@c.d"),
         ("ann@a.b,bob@c.d", "…@a.b,…@c.d"),
+        # Every character a local part may hold goes, not only the part after the last of
+        # them: "o'" and "bang!" were left in the log.
+        ("GET /i?uid=o'brien@example.com HTTP/1.1", "GET /i?uid=…@example.com HTTP/1.1"),
+        ("?uid=bang!x@example.com&e=pv", "?uid=…@example.com&e=pv"),
+        ("?uid=a*b#c$d^e`f{g|h}i~j@example.com", "?uid=…@example.com"),
     ],
 )
 def test_addresses_in_any_form_a_url_may_carry_are_masked(sent: str, logged: str) -> None:

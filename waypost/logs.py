@@ -58,7 +58,12 @@ AT_DOMAIN = re.compile(
     r"|%5[Bb][0-9A-Fa-f.:]{1,45}%5[Dd]"
     r")"
 )
-LOCAL_PART = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+# What a local part is made of: letters, digits and the other characters of RFC 5322's atext
+# (o'brien@, bang!@), less "&", "=", "?" and "/", which part a query string or a path before
+# an address (the walk back would take the parameter's name or the path with it).
+LOCAL_PART = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-!#$'*^`{|}~"
+)
 
 _TRACEBACKS = logging.Formatter()
 
