@@ -1466,6 +1466,25 @@ def test_a_contacts_attributes_stop_growing_at_their_limit(page: Segment) -> Non
     assert (row.first_name, row.attributes["t0-0"]) == ("Ann", "w")
 
 
+def test_a_page_links_at_most_100_anonymous_ids_to_a_user(page: Segment) -> None:
+    """Each message of a page naming a known userId with a new anonymousId linked that id to
+    the user's contact, without end: past 100 the message is kept as rejected (413)."""
+    messages = [
+        {"type": "identify", "userId": "user-1", "anonymousId": f"a{i}"} for i in range(120)
+    ]
+    page.send("/v1/b", {"batch": messages}, headers=from_page(page))
+    user = page.contact_of("user-1")
+    with page.hub.store.read() as conn:
+        linked = conn.execute(
+            sa.select(sa.func.count()).where(
+                contact_external_ids.c.contact_id == user,
+                contact_external_ids.c.kind == "anonymous_id",
+            )
+        ).scalar_one()
+    assert linked == 100
+    assert [(r.reason, r.status) for r in page.rejected()] == [("payload_too_large", 413)] * 20
+
+
 def test_a_merge_carries_attributes_within_the_limit(segment: Segment) -> None:
     """Merging contacts into one adds the attributes it lacks only while they fit (merges
     grew one contact by another's attributes each): the merged contacts keep theirs."""

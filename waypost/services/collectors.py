@@ -34,6 +34,11 @@ from waypost.store import Store, touch
 from waypost.store.schema import contact_external_ids, contacts
 
 MAX_TYPE_CODE = 200  # rejected_activities.type_code
+# The most external ids of one kind pages may link to a contact. A browser has one or two of
+# each (its anonymous id, its user's id); a publishable key is public, and each new id of
+# every event was linked: one contact grew by a thousand rows a request (Snowplow's nuid, a
+# Segment anonymousId beside a known userId).
+MAX_PAGE_IDS = 100
 
 
 @dataclass(frozen=True)
@@ -95,14 +100,19 @@ class CollectorService:
         events: list[Collected],
         kinds: IdKinds,
         may_create: int | None = None,
+        *,
+        page: bool = False,
     ) -> Plan:
         """Apply ``events``, creating at most ``may_create`` new contacts (None: any number);
         an event that needs one past those is kept as rejected (``rate_limited``) instead.
-        Run again, whole, when a concurrent request made a contact's external id first."""
+        With ``page`` (a publishable key) no contact gets more than :data:`MAX_PAGE_IDS`
+        external ids of a kind; an event that would link more is kept as rejected
+        (``payload_too_large``). Run again, whole, when a concurrent request made a contact's
+        external id first."""
 
         def apply(conn: Connection) -> Plan:
             plan = Plan()
-            resolver = Resolver(conn, kinds, channel.id, may_create)
+            resolver = Resolver(conn, kinds, channel.id, may_create, page=page)
             for index, event in enumerate(events):
                 if snapshot.suppressed and names_erased(snapshot.suppressed, event, kinds):
                     plan.erased += 1
@@ -187,10 +197,16 @@ class Resolver:
         kinds: IdKinds,
         channel_id: uuid.UUID,
         may_create: int | None = None,
+        *,
+        page: bool = False,
     ) -> None:
         self.conn = conn
         # How many contacts it may create; None: any number.
         self.may_create = may_create
+        # A page's request: the ids each contact holds, per kind, counted as it links more.
+        self.page = page
+        self.made: set[uuid.UUID] = set()
+        self.ids_of: dict[tuple[uuid.UUID, str], int] = {}
         self.kinds = kinds
         self.channel_id = channel_id
         self.cache: dict[tuple[str, str], uuid.UUID] = {}
@@ -300,6 +316,24 @@ class Resolver:
         return contact
 
     def link(self, contact: uuid.UUID, kind: str, value: str) -> None:
+        if self.page:
+            held = self.ids_of.get((contact, kind))
+            if held is None and contact in self.made:
+                held = 0  # made by this request: none yet
+            if held is None:
+                held = self.conn.execute(
+                    sa.select(sa.func.count()).where(
+                        contact_external_ids.c.contact_id == contact,
+                        contact_external_ids.c.kind == kind,
+                    )
+                ).scalar_one()
+            if held >= MAX_PAGE_IDS:
+                raise MappingError(
+                    f"A contact holds at most {MAX_PAGE_IDS} ids of a kind ({kind}) linked by "
+                    "pages; the event is kept.",
+                    "payload_too_large",
+                )
+            self.ids_of[(contact, kind)] = held + 1
         self.conn.execute(
             contact_external_ids.insert().values(
                 contact_id=contact, kind=kind, value=value, created_at=utcnow()
@@ -314,7 +348,9 @@ class Resolver:
                 "rate_limited",
             )
         self.created += 1
-        return insert_contact(self.conn)
+        made = insert_contact(self.conn)
+        self.made.add(made)
+        return made
 
     def _surviving(self, contact_id: uuid.UUID) -> uuid.UUID:
         for _ in range(8):

@@ -96,7 +96,7 @@ class SegmentService:
 
         def apply(conn: Connection) -> Plan:
             plan = Plan()
-            resolver = Resolver(conn, SEGMENT_IDS, channel.id, may_create)
+            resolver = Resolver(conn, SEGMENT_IDS, channel.id, may_create, page=page)
             drafts: dict[str, str] = {}
             for message, raw in messages:
                 if snapshot.suppressed and names_erased(snapshot.suppressed, message):

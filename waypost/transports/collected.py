@@ -75,7 +75,9 @@ class CollectorTransport(Transport):
             self.hub,
             ip,
             people,
-            functools.partial(self.hub.collectors.plan, channel, snapshot, events, self.kinds),
+            functools.partial(
+                self.hub.collectors.plan, channel, snapshot, events, self.kinds, page=from_page
+            ),
         )
         if plan.erased and plan.erased == len(events):
             # Every event named an erased contact: nothing was stored, and the caller is told
