@@ -396,7 +396,6 @@ def test_bodies_that_are_not_segment_json_are_400(
         (b"[]", "invalid_field"),
         (b'{"batch": {}}', "invalid_field"),
         (b'{"batch": [1]}', "invalid_field"),
-        (b'{"batch": [{"type": "track", "userId": "u", "properties": []}]}', "invalid_field"),
     ]
     for body, code in batches:
         expect_error(segment.post("/v1/batch", body), 400, code)
@@ -411,6 +410,50 @@ def test_bodies_that_are_not_segment_json_are_400(
         expect_error(segment.post("/v1/track", body), 400, code)
     assert segment.count(rejected_activities) == 0
     assert segment.count(contacts) == 0
+
+
+def test_a_message_of_a_batch_that_cannot_be_read_is_kept_and_the_others_stored(
+    segment: Segment, order_type: ActivityType, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    """One message of a field of the wrong type, or a number no reader takes, refused the
+    whole batch (400), which the SDKs then drop: every message of it was lost. Such a message
+    is kept as a rejected activity, as sent, and the others are stored."""
+    good = track(userId="u")
+    wrong_type = track(userId="u", properties=[])
+    body = (
+        b'{"batch": ['
+        + json.dumps(good).encode()
+        + b", "
+        + json.dumps(wrong_type).encode()
+        + b', {"type": "track", "userId": "u", "event": "Order Completed",'
+        + b' "properties": {"revenue": 1e400}}]}'
+    )
+    segment.send("/v1/batch", body)
+    [stored] = segment.activities()
+    assert stored.contact_id == segment.contact_of("u")
+    kept = segment.rejected()
+    assert [(r.reason, r.status, r.source) for r in kept] == [("invalid_field", 400, "segment")] * 2
+    assert kept[0].payload == wrong_type
+    assert "out of range" in kept[1].message
+    # A message naming an erased person is dropped, not kept, even when it cannot be read.
+    with hub.store.write() as conn:
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == segment.contact_of("u"))
+            .values(email="u@example.com", email_key="u@example.com")
+        )
+    hub.erasure.erase(segment.contact_of("u"), Actor("key", None))
+    hub.catalog.invalidate()
+    for erased in (
+        b'{"batch": [{"type": "track", "userId": "u", "properties": {"n": 1e400}}]}',
+        b'{"batch": [{"type": "identify", "anonymousId": "new", "traits": [],'
+        b' "context": {"traits": {"email": "U@example.com"}, "n": 1e400}}]}',
+    ):
+        expect_error(segment.post("/v1/batch", erased), 403, "contact_erased")
+    assert segment.count(rejected_activities) == 0  # the erasure took the two kept above
+    # One whose ids cannot be read either might name an erased person: the batch is refused.
+    unreadable = b'{"batch": [{"type": "track", "userId": 1e400}]}'
+    expect_error(segment.post("/v1/batch", unreadable), 400, "invalid_field")
 
 
 # -- limits: 32 KB per message, 500 KB per batch ------------------------------------------------

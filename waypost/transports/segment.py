@@ -29,7 +29,8 @@ from waypost.domain.suppressions import contact_erased
 from waypost.errors import ApiError, check_depth, too_deep
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
-from waypost.pipeline.prepare import Accepted, Rejected, prepare
+from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
+from waypost.services.segment import names_erased
 from waypost.transports.contact_limits import follow_merges
 from waypost.transports.frame import Answer, Cors, IngestRequest, KeyRule, Transport, basic_user
 from waypost.transports.page_rules import page_rules, plan_new_contacts
@@ -128,7 +129,7 @@ class SegmentApp(Transport):
         raw = await self._body(request, MAX_BATCH, "A batch")
         batch = _parse(raw, _decode_batch)
         items = [bytes(item) for item in batch.batch]
-        return await self._accept(request, batch.write_key, batch.sent_at, items)
+        return await self._accept(request, batch.write_key, batch.sent_at, items, keep=True)
 
     async def call(self, request: IngestRequest, kind: str) -> Answer:
         """``/v1/track``, ``/v1/identify``, ...: one message of the route's ``kind``."""
@@ -153,13 +154,24 @@ class SegmentApp(Transport):
             ) from None
 
     async def _accept(
-        self, request: IngestRequest, write_key: str | None, sent_at: str | None, items: list[bytes]
+        self,
+        request: IngestRequest,
+        write_key: str | None,
+        sent_at: str | None,
+        items: list[bytes],
+        *,
+        keep: bool = False,
     ) -> Answer:
+        """Apply and store ``items``; with ``keep`` (a batch) a message that is an object but
+        not a Segment message (a field of the wrong type, a number out of range) is kept as a
+        rejected activity and the others are stored, rather than the whole batch refused."""
         token = basic_user(request) or write_key
         channel = await self.authenticate(request, token)
         snapshot = request.snapshot
         assert snapshot is not None  # authenticate() took it
         messages: list[tuple[Message, bytes]] = []
+        unread: list[Rejected] = []
+        erased = 0
         for item in items:
             if len(item) > MAX_MESSAGE:
                 raise ApiError(
@@ -168,7 +180,20 @@ class SegmentApp(Transport):
                     f"A message is at most {MAX_MESSAGE} bytes (32 KB); one has {len(item)}.",
                 )
             check_depth(item)
-            messages.append((_parse(item, _decode_message), item))
+            try:
+                messages.append((_parse(item, _decode_message), item))
+            except ApiError as exc:
+                if not keep or not item.lstrip().startswith(b"{"):
+                    raise
+                if snapshot.suppressed:
+                    names = names_of(item)
+                    if names is None:
+                        # It might name an erased person, whom keeping it would keep.
+                        raise
+                    if names_erased(snapshot.suppressed, names):
+                        erased += 1  # dropped, as any message naming an erased person
+                        continue
+                unread.append(reject(exc, item, None))
         received_at = utcnow()
         from_page = request.key is not None and request.key.access == "publishable"
         ip = self.hub.client_ip(request.scope) if from_page else None
@@ -180,7 +205,7 @@ class SegmentApp(Transport):
         plan = await plan_new_contacts(
             self.hub, ip, people, lambda may_create: plan_of(may_create=may_create)
         )
-        if plan.erased and plan.erased == len(messages):
+        if (plan.erased or erased) and plan.erased + erased == len(items):
             # Every message named an erased contact: nothing was stored, and the caller is
             # told why. (With other messages beside them, those are stored and it is 200.)
             raise contact_erased("The contact these messages name")
@@ -188,8 +213,9 @@ class SegmentApp(Transport):
             self.catalog.invalidate()
             snapshot = await self.snapshot(request)
         await follow_merges(self.hub.rate_limiter, snapshot, plan.merges)
+        rejected = [*unread, *plan.rejected]
         # A page's address (None for a server's request).
-        await self._store(channel, snapshot, plan.activities, plan.rejected, received_at, ip)
+        await self._store(channel, snapshot, plan.activities, rejected, received_at, ip)
         return 200, SUCCESS, []
 
     async def project_settings(self, request: IngestRequest) -> Answer:
@@ -234,6 +260,58 @@ class SegmentApp(Transport):
                 for contact, items in by_contact.items()
             )
         )
+
+
+class _Names(msgspec.Struct, rename="camel"):
+    """What of a message that is not a Segment message may name a person; the rest is
+    skipped unread (a number out of range there is no matter)."""
+
+    type: Any = None
+    user_id: Any = None
+    anonymous_id: Any = None
+    previous_id: Any = None
+    traits: msgspec.Raw = msgspec.Raw(b"null")
+    context: msgspec.Raw = msgspec.Raw(b"null")
+    properties: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Email(msgspec.Struct):
+    email: Any = None
+
+
+class _Context(msgspec.Struct):
+    traits: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Claims(msgspec.Struct):
+    email: Any = msgspec.field(default=None, name="str::email")
+
+
+def _part(raw: msgspec.Raw, kind: type[Any]) -> Any:
+    """``raw`` as ``kind`` when it is an object, else None."""
+    return msgspec.json.decode(raw, type=kind) if bytes(raw).lstrip()[:1] == b"{" else None
+
+
+def names_of(raw: bytes) -> Message | None:
+    """What names a person in a message that could not be read as a Segment message: its
+    ids and the emails of its traits and properties, as a message for ``names_erased``; None
+    when even those cannot be read."""
+    try:
+        names = msgspec.json.decode(raw, type=_Names)
+        traits, context = _part(names.traits, _Email), _part(names.context, _Context)
+        nested = _part(context.traits, _Email) if context is not None else None
+        claims = _part(names.properties, _Claims)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return Message(
+        type=names.type if isinstance(names.type, str) else None,
+        user_id=names.user_id,
+        anonymous_id=names.anonymous_id,
+        previous_id=names.previous_id,
+        traits={"email": traits.email} if traits is not None else None,
+        context={"traits": {"email": nested.email}} if nested is not None else None,
+        properties={"str::email": claims.email} if claims is not None else None,
+    )
 
 
 def _parse(raw: bytes, decode: Any) -> Any:
