@@ -437,6 +437,42 @@ def test_a_page_sends_with_the_publishable_key(posthog: PostHog, signup: Activit
     assert stored.type == "signed_up"
 
 
+def test_a_page_cannot_alias_two_identified_users(posthog: PostHog) -> None:
+    """A page's $create_alias of two identified users' ids merged one person's history into
+    another's: a publishable key is public, and anyone who knew two distinct ids (often
+    emails or user ids) could join them. From a page it is kept as rejected (403); an
+    anonymous id still joins a user, and a server may alias two users."""
+    for user, anon in (("ann", "a1"), ("bob", "b1")):
+        posthog.send(event("$identify", distinct_id=user, properties={"$anon_distinct_id": anon}))
+    ann, bob = posthog.contact_of("posthog_user", "ann"), posthog.contact_of("posthog_user", "bob")
+    alias = event(
+        "$create_alias",
+        distinct_id="ann",
+        properties={"token": posthog.publishable, "distinct_id": "ann", "alias": "bob"},
+    )
+    answer = posthog.post("/e/", [alias], headers={"Origin": ORIGIN})
+    assert answer.json() == {"status": 1}
+    assert posthog.merges() == []
+    [kept] = posthog.rejected()
+    assert (kept.reason, kept.status) == ("forbidden", 403)
+    # An anonymous visitor's id joins a user from a page, as identify does.
+    page_alias = event(
+        "$create_alias",
+        distinct_id="visitor",
+        properties={"token": posthog.publishable, "distinct_id": "visitor", "alias": "bob"},
+    )
+    seen = event(distinct_id="visitor", properties={"token": posthog.publishable})
+    assert posthog.post("/e/", [seen], headers={"Origin": ORIGIN}).status_code == 200
+    visitor = posthog.contact_of("posthog_anon", "visitor")
+    assert posthog.post("/e/", [page_alias], headers={"Origin": ORIGIN}).status_code == 200
+    assert [(s, t) for s, t, _ in posthog.merges()] == [(visitor, bob)]
+    # A server may.
+    posthog.send(
+        event("$create_alias", distinct_id="ann", properties={"distinct_id": "ann", "alias": "bob"})
+    )
+    assert [(s, t) for s, t, _ in posthog.merges()][-1] == (ann, bob)
+
+
 def test_an_email_key_from_a_page_is_a_claim_never_a_move(
     posthog: PostHog, signup: ActivityType, hub: Hub
 ) -> None:

@@ -1509,6 +1509,21 @@ def test_a_contacts_attributes_stop_growing_at_their_limit(page: Segment) -> Non
     assert (row.first_name, row.attributes["t0-0"]) == ("Ann", "w")
 
 
+def test_a_page_cannot_alias_two_identified_users(page: Segment) -> None:
+    """analytics.js's alias from a page merged any two users whose ids it named: kept as
+    rejected (403) instead; an anonymous visitor's id still joins a user."""
+    headers = from_page(page)
+    for user in ("ann", "bob"):
+        page.send("/v1/i", {"userId": user, "anonymousId": f"{user}-device"}, headers=headers)
+    page.send("/v1/a", {"previousId": "ann", "userId": "bob"}, headers=headers)
+    assert page.contact_of("ann") != page.contact_of("bob")
+    assert page.count(contact_merges) == 0
+    assert [(r.reason, r.status) for r in page.rejected()] == [("forbidden", 403)]
+    page.send("/v1/t", {"anonymousId": "visitor", "event": "x"}, headers=headers)
+    page.send("/v1/a", {"previousId": "visitor", "userId": "bob"}, headers=headers)
+    assert page.contact_of("visitor", "anonymous_id") == page.contact_of("bob")
+
+
 def test_a_page_links_at_most_100_anonymous_ids_to_a_user(page: Segment) -> None:
     """Each message of a page naming a known userId with a new anonymousId linked that id to
     the user's contact, without end: past 100 the message is kept as rejected (413)."""

@@ -289,6 +289,16 @@ class Resolver:
         target = self._user(new) or (self.find(kinds.anonymous, new) if kinds.shared else None)
         if old is not None and target is not None:
             if old != target:
+                if self.page and self._identified(old):
+                    # Two identified people: a page's word (a public key) does not join their
+                    # histories, as PostHog refuses to merge two identified users. A server's
+                    # alias (a user's id that changed) does.
+                    raise MappingError(
+                        "A page cannot alias one identified user's id to another's; send "
+                        "such an alias from a server (a tracking key).",
+                        "forbidden",
+                        "alias",
+                    )
                 self._merge(old, target, "alias")
             return target
         if old is not None:
@@ -436,8 +446,11 @@ def apply_traits(
 
 def rejection(event: Collected, error: MappingError) -> Rejected:
     """The rejected activity of an event that cannot be mapped."""
-    status = {"activity_type_not_found": 404, "rate_limited": 429, "payload_too_large": 413}.get(
-        error.code, 400
-    )
+    status = {
+        "activity_type_not_found": 404,
+        "forbidden": 403,
+        "rate_limited": 429,
+        "payload_too_large": 413,
+    }.get(error.code, 400)
     label = (event.label or "").replace("\x00", "")[:MAX_TYPE_CODE] or None
     return Rejected(status, ErrorDetail(error.code, str(error), error.field), event.payload, label)
