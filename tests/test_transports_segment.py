@@ -1509,6 +1509,14 @@ def test_a_contacts_attributes_stop_growing_at_their_limit(page: Segment) -> Non
     assert (row.first_name, row.attributes["t0-0"]) == ("Ann", "w")
 
 
+def test_a_message_past_the_addresss_new_contacts_is_kept_as_429(page: Segment) -> None:
+    """As the collectors keep theirs (docs/collectors.md): rate_limited, 429 (it was 400)."""
+    messages = [{"type": "identify", "anonymousId": f"new-{i}"} for i in range(101)]
+    page.send("/v1/b", {"batch": messages}, headers=from_page(page))
+    assert page.count(contacts) == 100
+    assert [(r.reason, r.status) for r in page.rejected()] == [("rate_limited", 429)]
+
+
 def test_a_page_cannot_alias_two_identified_users(page: Segment) -> None:
     """analytics.js's alias from a page merged any two users whose ids it named: kept as
     rejected (403) instead; an anonymous visitor's id still joins a user."""

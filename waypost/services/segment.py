@@ -276,9 +276,12 @@ def _external_id(value: str | int | None, name: str) -> str | None:
 
 
 def _rejected(message: Message, raw: bytes, error: MappingError) -> Rejected:
-    status = {"activity_type_not_found": 404, "forbidden": 403, "payload_too_large": 413}.get(
-        error.code, 400
-    )
+    status = {
+        "activity_type_not_found": 404,
+        "forbidden": 403,
+        "rate_limited": 429,
+        "payload_too_large": 413,
+    }.get(error.code, 400)
     type_code = (message.event or message.type or "").replace("\x00", "")
     # The payload as these rows have always held it: the message re-encoded the way
     # SQLAlchemy's JSON column encodes, not the bytes as sent.
