@@ -444,13 +444,17 @@ def apply_traits(
     touch(conn, [contact], FIELDS_CHANGED)
 
 
+# The status a rejected event or message is kept with, by its error's code; 400 otherwise.
+REJECTION_STATUS = {
+    "activity_type_not_found": 404,
+    "forbidden": 403,
+    "rate_limited": 429,
+    "payload_too_large": 413,
+}
+
+
 def rejection(event: Collected, error: MappingError) -> Rejected:
     """The rejected activity of an event that cannot be mapped."""
-    status = {
-        "activity_type_not_found": 404,
-        "forbidden": 403,
-        "rate_limited": 429,
-        "payload_too_large": 413,
-    }.get(error.code, 400)
+    status = REJECTION_STATUS.get(error.code, 400)
     label = (event.label or "").replace("\x00", "")[:MAX_TYPE_CODE] or None
     return Rejected(status, ErrorDetail(error.code, str(error), error.field), event.payload, label)

@@ -37,7 +37,7 @@ from waypost.ids import new_id, utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Rejected
 from waypost.records.activity_type_numbers import issue_number
-from waypost.services.collectors import SEGMENT_IDS, Resolver, apply_traits
+from waypost.services.collectors import REJECTION_STATUS, SEGMENT_IDS, Resolver, apply_traits
 from waypost.store import Store
 from waypost.store.schema import activity_types
 
@@ -276,12 +276,7 @@ def _external_id(value: str | int | None, name: str) -> str | None:
 
 
 def _rejected(message: Message, raw: bytes, error: MappingError) -> Rejected:
-    status = {
-        "activity_type_not_found": 404,
-        "forbidden": 403,
-        "rate_limited": 429,
-        "payload_too_large": 413,
-    }.get(error.code, 400)
+    status = REJECTION_STATUS.get(error.code, 400)
     type_code = (message.event or message.type or "").replace("\x00", "")
     # The payload as these rows have always held it: the message re-encoded the way
     # SQLAlchemy's JSON column encodes, not the bytes as sent.
