@@ -448,12 +448,20 @@ def test_a_message_of_a_batch_that_cannot_be_read_is_kept_and_the_others_stored(
         b'{"batch": [{"type": "track", "userId": "u", "properties": {"n": 1e400}}]}',
         b'{"batch": [{"type": "identify", "anonymousId": "new", "traits": [],'
         b' "context": {"traits": {"email": "U@example.com"}, "n": 1e400}}]}',
+        # An id that cannot be read does not hide the email beside it.
+        b'{"batch": [{"type": "identify", "userId": 1e400,'
+        b' "traits": {"email": "U@example.com"}}]}',
+        b'{"batch": [{"type": "track", "anonymousId": 1e400, "event": "Signed Up",'
+        b' "properties": {"str::email": "u@example.com", "email": 1e400}}]}',
     ):
         expect_error(segment.post("/v1/batch", erased), 403, "contact_erased")
     assert segment.count(rejected_activities) == 0  # the erasure took the two kept above
-    # One whose ids cannot be read either might name an erased person: the batch is refused.
+    # One whose ids cannot be read names no one: kept as rejected, whether or not anyone
+    # was erased.
     unreadable = b'{"batch": [{"type": "track", "userId": 1e400}]}'
-    expect_error(segment.post("/v1/batch", unreadable), 400, "invalid_field")
+    assert segment.post("/v1/batch", unreadable).status_code == 200
+    [kept] = segment.rejected()
+    assert (kept.reason, kept.status) == ("invalid_field", 400)
 
 
 # -- limits: 32 KB per message, 500 KB per batch ------------------------------------------------

@@ -262,55 +262,73 @@ class SegmentApp(Transport):
         )
 
 
-class _Names(msgspec.Struct, rename="camel"):
-    """What of a message that is not a Segment message may name a person; the rest is
-    skipped unread (a number out of range there is no matter)."""
+NULL = msgspec.Raw(b"null")
 
-    type: Any = None
-    user_id: Any = None
-    anonymous_id: Any = None
-    previous_id: Any = None
-    traits: msgspec.Raw = msgspec.Raw(b"null")
-    context: msgspec.Raw = msgspec.Raw(b"null")
-    properties: msgspec.Raw = msgspec.Raw(b"null")
+
+class _Names(msgspec.Struct, rename="camel"):
+    """What of a message that is not a Segment message may name a person, each read on its
+    own (a number out of range in one does not hide the others); the rest is skipped unread."""
+
+    type: msgspec.Raw = NULL
+    user_id: msgspec.Raw = NULL
+    anonymous_id: msgspec.Raw = NULL
+    previous_id: msgspec.Raw = NULL
+    traits: msgspec.Raw = NULL
+    context: msgspec.Raw = NULL
+    properties: msgspec.Raw = NULL
 
 
 class _Email(msgspec.Struct):
-    email: Any = None
+    email: msgspec.Raw = NULL
 
 
 class _Context(msgspec.Struct):
-    traits: msgspec.Raw = msgspec.Raw(b"null")
+    traits: msgspec.Raw = NULL
 
 
 class _Claims(msgspec.Struct):
-    email: Any = msgspec.field(default=None, name="str::email")
+    email: msgspec.Raw = msgspec.field(default=NULL, name="str::email")
+
+
+def _read(raw: msgspec.Raw) -> Any:
+    """``raw``'s value; None when it cannot be read (a number out of range), which names no
+    one: an erased identity is text."""
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 def _part(raw: msgspec.Raw, kind: type[Any]) -> Any:
     """``raw`` as ``kind`` when it is an object, else None."""
-    return msgspec.json.decode(raw, type=kind) if bytes(raw).lstrip()[:1] == b"{" else None
+    if bytes(raw).lstrip()[:1] != b"{":
+        return None
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 def names_of(raw: bytes) -> Message | None:
     """What names a person in a message that could not be read as a Segment message: its
     ids and the emails of its traits and properties, as a message for ``names_erased``; None
-    when even those cannot be read."""
+    when the message is not a JSON object at all."""
     try:
         names = msgspec.json.decode(raw, type=_Names)
-        traits, context = _part(names.traits, _Email), _part(names.context, _Context)
-        nested = _part(context.traits, _Email) if context is not None else None
-        claims = _part(names.properties, _Claims)
     except (msgspec.DecodeError, RecursionError):
         return None
+    traits, context = _part(names.traits, _Email), _part(names.context, _Context)
+    nested = _part(context.traits, _Email) if context is not None else None
+    claims = _part(names.properties, _Claims)
+    kind = _read(names.type)
     return Message(
-        type=names.type if isinstance(names.type, str) else None,
-        user_id=names.user_id,
-        anonymous_id=names.anonymous_id,
-        previous_id=names.previous_id,
-        traits={"email": traits.email} if traits is not None else None,
-        context={"traits": {"email": nested.email}} if nested is not None else None,
-        properties={"str::email": claims.email} if claims is not None else None,
+        type=kind if isinstance(kind, str) else None,
+        user_id=_read(names.user_id),
+        anonymous_id=_read(names.anonymous_id),
+        previous_id=_read(names.previous_id),
+        traits={"email": _read(traits.email)} if traits is not None else None,
+        context={"traits": {"email": _read(nested.email)}} if nested is not None else None,
+        properties={"str::email": _read(claims.email)} if claims is not None else None,
     )
 
 
