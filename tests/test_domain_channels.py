@@ -105,6 +105,10 @@ def test_invalid_languages(code: str) -> None:
         (["en", "cs"], "", "en", "en"),
         (["cs"], "de", "en", None),
         ([], "en", "en", None),
+        # Not a language code: as if none was asked for.
+        (["en", "cs"], "cs-" + "-" * 60_000, "en", "en"),
+        (["en", "cs"], "c_s", "en", "en"),
+        (["en", "cs"], "cs-CZ-x-aaaaaaaaaaa", "en", "en"),
     ],
 )
 def test_a_text_is_picked_by_language_then_its_language_alone_then_the_default(

@@ -471,6 +471,20 @@ def test_a_page_cannot_alias_two_identified_users(posthog: PostHog) -> None:
         event("$create_alias", distinct_id="ann", properties={"distinct_id": "ann", "alias": "bob"})
     )
     assert [(s, t) for s, t, _ in posthog.merges()][-1] == (ann, bob)
+    # An identified user's page may alias an id that names no identified user (posthog-js's
+    # alias() after identify): PostHog merges those.
+    posthog.send(event("$identify", distinct_id="cat", properties={"$anon_distinct_id": "c1"}))
+    cat = posthog.contact_of("posthog_user", "cat")
+    posthog.send(event(distinct_id="backend-7"))
+    backend = posthog.contact_of("posthog_anon", "backend-7")
+    cat_alias = event(
+        "$create_alias",
+        distinct_id="cat",
+        properties={"token": posthog.publishable, "distinct_id": "cat", "alias": "backend-7"},
+    )
+    assert posthog.post("/e/", [cat_alias], headers={"Origin": ORIGIN}).status_code == 200
+    assert [(s, t) for s, t, _ in posthog.merges()][-1] == (cat, backend)
+    assert [r.reason for r in posthog.rejected()].count("forbidden") == 1
 
 
 def test_an_email_key_from_a_page_is_a_claim_never_a_move(

@@ -14,6 +14,8 @@ from waypost.error_words import quoted
 ChannelKind = Literal["website", "headless"]
 
 LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
+# The longest language code kept (the consent texts' and channels' columns).
+MAX_LANGUAGE_LENGTH = 16
 
 # How many origins a channel allows: a site's domains, their www and staging variants; a list
 # longer than this is a mistake (or an attack on the check), not a set of sites.
@@ -101,7 +103,12 @@ def pick_language(available: Iterable[str], wanted: str | None, fallback: str) -
     (the channel's default language) the same way; None when none of them is there."""
     by_case = {code.lower(): code for code in available}
     for candidate in (wanted, fallback):
-        if not candidate:
+        # What is not a language code (the query's value is the caller's) asks for none.
+        if (
+            not candidate
+            or len(candidate) > MAX_LANGUAGE_LENGTH
+            or not is_valid_language(candidate)
+        ):
             continue
         code = candidate.lower()
         while code:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from waypost.domain.channels import (
     LANGUAGE,
+    MAX_LANGUAGE_LENGTH,
     MAX_ORIGINS,
     ChannelKind,
     enforces_by_default,
@@ -42,7 +43,7 @@ Language = Annotated[
     str,
     msgspec.Meta(
         min_length=2,
-        max_length=16,
+        max_length=MAX_LANGUAGE_LENGTH,
         # In the document's regex dialect (ECMA-262) "$" is the end of the text; "\Z" is not.
         extra_json_schema={"pattern": LANGUAGE.pattern.removesuffix(r"\Z") + "$"},
     ),

@@ -106,8 +106,8 @@ class CollectorService:
         """Apply ``events``, creating at most ``may_create`` new contacts (None: any number);
         an event that needs one past those is kept as rejected (``rate_limited``) instead.
         With ``page`` (a publishable key) no contact gets more than :data:`MAX_PAGE_IDS`
-        external ids of a kind; an event that would link more is kept as rejected
-        (``payload_too_large``). Run again, whole, when a concurrent request made a contact's
+        external ids of a kind: an event that would link more is stored on its contact
+        without linking the new id. Run again, whole, when a concurrent request made a contact's
         external id first."""
 
         def apply(conn: Connection) -> Plan:
@@ -289,7 +289,7 @@ class Resolver:
         target = self._user(new) or (self.find(kinds.anonymous, new) if kinds.shared else None)
         if old is not None and target is not None:
             if old != target:
-                if self.page and self._identified(old):
+                if self.page and self._identified(old) and self._identified(target):
                     # Two identified people: a page's word (a public key) does not join their
                     # histories, as PostHog refuses to merge two identified users. A server's
                     # alias (a user's id that changed) does.
@@ -338,11 +338,10 @@ class Resolver:
                     )
                 ).scalar_one()
             if held >= MAX_PAGE_IDS:
-                raise MappingError(
-                    f"A contact holds at most {MAX_PAGE_IDS} ids of a kind ({kind}) linked by "
-                    "pages; the event is kept.",
-                    "payload_too_large",
-                )
+                # The event is still the contact's (this request resolved it); the id is not
+                # linked, so a later event naming only it is a new visitor's.
+                self.cache[(kind, value)] = contact
+                return
             self.ids_of[(contact, kind)] = held + 1
         self.conn.execute(
             contact_external_ids.insert().values(
