@@ -197,8 +197,8 @@ VARIANTS = [
                         "CREATE INDEX ix_activities_contact_time"
                         " ON activities (contact_id, occurred_at)")),
     Variant("activities WITHOUT ROWID", rebuild=activities_without_rowid),
-    Variant("pages of 2,048 bytes", rebuild=page_size(2048)),
-    Variant("pages of 8,192 bytes", rebuild=page_size(8192)),
+    *(Variant(f"pages of {size:,} bytes", rebuild=page_size(size))
+      for size in (1024, 2048, 8192, 16384)),
     Variant("ids as 16 bytes", rebuild=parents_with_byte_ids, rows=ids_as_bytes),
     Variant("ids as 16 bytes, times as integers", rebuild=parents_with_byte_ids,
             rows=ids_as_bytes_and_times_as_integers),
