@@ -403,6 +403,48 @@ def test_a_batch_stored_job_by_job_stores_no_job_twice(
     ] == failed
 
 
+def test_a_value_the_database_refuses_is_a_400_kept_as_rejected(
+    tracker: Tracker, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose value the database refuses (a check before it should have refused it)
+    is answered 400 for each activity, kept as rejected, not 503: its client would send it
+    again without end. The others of its transaction are stored."""
+    writer = Writer(hub.store, max_batch=100, max_delay=0)
+    real = writer._transaction
+
+    def transaction(batch: list[Job]) -> None:
+        if any(
+            isinstance(item, Accepted) and item.value == "too long"
+            for job in batch
+            for item in job.items
+        ):
+            raise sa.exc.DataError("INSERT", None, Exception("value too long"))
+        real(batch)
+
+    monkeypatch.setattr(writer, "_transaction", transaction)
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    now = utcnow()
+
+    def job(value: str) -> Job:
+        contact = uuid.UUID(tracker.new_contact())
+        raw = f'{{"type": "click", "value": "{value}"}}'.encode()
+        return Job(channel, contact, [prepare(raw, snapshot, now, 16_384)], now)
+
+    try:
+        for batch in ([job("too long")], [job("fine"), job("too long"), job("fine")]):
+            outcomes = writer._outcomes(batch)
+            statuses = [[r.status for r in outcome] for outcome in outcomes]  # type: ignore[union-attr]
+            expected = [[400] if len(batch) == 1 or n == 1 else [202] for n in range(len(batch))]
+            assert statuses == expected
+    finally:
+        writer.stop()
+    assert count(hub, activities) == 2
+    kept = rejected_rows_of(hub)
+    assert [(r.reason, r.status) for r in kept] == [("invalid_field", 400)] * 2
+    assert [r.payload["value"] for r in kept] == ["too long"] * 2
+
+
 def stored_rows(hub: Hub) -> list[sa.Row[Any]]:
     with hub.store.engine.connect() as conn:
         return list(conn.execute(sa.select(activities)))

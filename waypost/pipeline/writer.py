@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import queue
@@ -30,9 +31,10 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from waypost.errors import ApiError
 from waypost.metrics import Metrics
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
-from waypost.pipeline.prepare import Accepted, Rejected, prepare
+from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
 from waypost.pipeline.writer_decision import (
     ActivityResult,
     ClientIds,
@@ -52,6 +54,14 @@ from waypost.store.driver import fetch_all
 from waypost.store.schema import activities
 
 log = logging.getLogger("waypost.writer")
+# The answer to each activity of a request the database refused a value of (text past its
+# column, a number past its type): one a check before it should have refused, kept as rejected.
+REFUSED_VALUE = ApiError(
+    400,
+    "invalid_field",
+    "A value of this activity does not fit where it is stored (text too long or a number too "
+    "large); nothing of it was stored.",
+)
 
 
 class _RowsFailed(Exception):
@@ -292,13 +302,12 @@ class Writer(WriterFront):
             # our insert, a replay racing this one stored its activity, or a type or channel
             # vanished. Each job alone decides again, and sees the row it conflicted with.
             return [self._alone(job) for job in batch]
-        except DataError as exc:
+        except DataError:
             # A value of one job the database refuses (text past its column: a value a client
             # sent that should have been cut or refused before). Each job alone, so that only
-            # that one fails, not every request that shared its transaction.
+            # that one's activities are refused, not every request that shared its transaction.
             if len(batch) == 1:
-                log.exception("the writer failed a request")
-                return [StorageUnavailable(str(exc))]
+                return [self._refused(batch[0])]
             log.exception(
                 "the writer failed a batch of %d requests; storing them one by one", len(batch)
             )
@@ -325,6 +334,8 @@ class Writer(WriterFront):
             self._transaction([job])
         except StorageUnavailable as exc:
             return exc
+        except DataError:
+            return self._refused(job)
         except _RowsFailed as failed:
             log.error("the writer failed a request", exc_info=failed.__cause__)
             return StorageUnavailable(str(failed.__cause__))
@@ -333,6 +344,28 @@ class Writer(WriterFront):
             return StorageUnavailable(str(exc))
         self.batches += 1
         return job.results
+
+    def _refused(self, job: Job) -> Outcome:
+        """``job`` stored again with each activity it would store kept as rejected, as the
+        database refused a value of it: a 400 for each, not a 503 its client would retry
+        without end. A failure of that too fails the job."""
+        log.exception("the database refused a value of a request; its activities are rejected")
+        items = [
+            reject(REFUSED_VALUE, item.payload, item.type.code_name)
+            if isinstance(item, Accepted)
+            else item
+            for item in job.items
+        ]
+        refused = dataclasses.replace(job, items=items, raw=None, results=[])
+        try:
+            self._transaction([refused])
+        except StorageUnavailable as exc:
+            return exc
+        except Exception as exc:
+            log.exception("the writer failed a request")
+            return StorageUnavailable(str(exc))
+        self.batches += 1
+        return refused.results
 
     def _transaction(self, batch: list[Job]) -> None:
         started = time.perf_counter()
