@@ -42,16 +42,21 @@ def encode_names(struct: type) -> set[str]:
     return {f.encode_name for f in msgspec.structs.fields(struct)}
 
 
-def refs(node: object) -> Iterator[str]:
+def values_of(node: object, key: str) -> Iterator[str]:
+    """Every text value of ``key`` anywhere in ``node`` (a JSON document)."""
     if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
+        for name, value in node.items():
+            if name == key and isinstance(value, str):
                 yield value
             else:
-                yield from refs(value)
+                yield from values_of(value, key)
     elif isinstance(node, list):
         for item in node:
-            yield from refs(item)
+            yield from values_of(item, key)
+
+
+def refs(node: object) -> Iterator[str]:
+    return values_of(node, "$ref")
 
 
 def resolve(document: dict[str, Any], ref: str) -> dict[str, Any]:
@@ -160,25 +165,13 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
         resolve(document, ref)
 
 
-def patterns(node: object) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "pattern" and isinstance(value, str):
-                yield value
-            else:
-                yield from patterns(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from patterns(item)
-
-
 # Python's own: \A and \Z (ends of the text), named groups, inline flags. JSON Schema's patterns
 # are ECMA-262 regular expressions, where none of them means the same, or anything.
 PYTHON_ONLY = re.compile(r"\\[AZ]|\(\?P|\(\?[aiLmsux]")
 
 
 def test_every_pattern_is_an_ecma_262_regular_expression(document: dict[str, Any]) -> None:
-    found = list(patterns(document))
+    found = list(values_of(document, "pattern"))
     assert found
     for pattern in found:
         assert not PYTHON_ONLY.search(pattern), pattern
