@@ -82,6 +82,11 @@ def page_by_id(items: list[T], limit: int, key: Callable[[T], uuid.UUID]) -> Pag
     return Page(items, encode_cursor(str(key(items[-1]))) if more else None)
 
 
+def after_cursor(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
+    """:func:`time_cursor` of a query's cursor; None for the first page."""
+    return None if cursor is None else time_cursor(cursor)
+
+
 def time_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     """The time and the id of a keyset cursor made of ``f"{time.isoformat()}|{id}"``; a 400 for
     one this API did not give out (a time without an offset, or with no UTC form, among

@@ -233,7 +233,8 @@ ORTTO_PREFIXES: dict[str, frozenset[str]] = {
     "phn": frozenset({"phone"}),
 }
 # Ortto system keys (empty namespace) and the contact columns they set.
-ORTTO_SYSTEM_KEYS = {"str::email": "email", "str::first": "first_name", "str::last": "last_name"}
+ORTTO_EMAIL = "str::email"
+ORTTO_SYSTEM_KEYS = {ORTTO_EMAIL: "email", "str::first": "first_name", "str::last": "last_name"}
 ORTTO_KEY = re.compile(r"^(?P<prefix>[a-z]{3}):(?P<namespace>[a-z]*):(?P<name>.+)\Z")
 
 
@@ -301,7 +302,7 @@ def _field_name(
     if key in ORTTO_SYSTEM_KEYS:
         if not isinstance(value, str) or not value.strip():
             raise FieldValueError(f"{key} takes a non-empty string.", where)
-        if key == "str::email" and not is_email(value):
+        if key == ORTTO_EMAIL and not is_email(value):
             raise FieldValueError(
                 f"{key} must be an email address, such as jane@example.com.", where
             )

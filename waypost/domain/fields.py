@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from waypost.domain.display_names import Description
+
 FieldType = Literal["text", "integer", "decimal", "boolean", "datetime", "url", "email", "phone"]
 
 FIELD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}\Z")
@@ -21,7 +23,7 @@ class FieldSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False)
     type: FieldType
     required: bool = False
     primary: bool = False
-    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    description: Description = ""
     max_length: Annotated[int, msgspec.Meta(ge=1, le=MAX_TEXT_LENGTH)] | None = None
 
 

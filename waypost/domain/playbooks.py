@@ -36,7 +36,6 @@ MAX_ACTIONS = 10
 MAX_ONCE_PER_DAYS = 3650
 
 Name = DisplayName
-Description = Annotated[str, msgspec.Meta(max_length=2000)]
 CodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 FieldName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 FilterValue = str | int | float | bool

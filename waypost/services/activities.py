@@ -15,7 +15,7 @@ from waypost.domain.field_filters import FieldFilter, FilterError, parse_filters
 from waypost.domain.field_values import format_datetime, primary_text
 from waypost.error_words import quoted
 from waypost.errors import ApiError, with_offset
-from waypost.pagination import Cursor, Page, PageLimit, encode_cursor, time_cursor
+from waypost.pagination import Cursor, Page, PageLimit, after_cursor, encode_cursor
 from waypost.records.contacts import contact_not_found
 from waypost.services.activity_type_shapes import MAX_CODE_NAME
 from waypost.store import Store
@@ -102,12 +102,6 @@ class RejectedQuery(msgspec.Struct, forbid_unknown_fields=True):
     until: dt.datetime | None = None
 
 
-def _time_cursor(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    return time_cursor(cursor)
-
-
 def _next_cursor(stamp: dt.datetime, ident: uuid.UUID) -> str:
     return encode_cursor(f"{stamp.isoformat()}|{ident}")
 
@@ -122,7 +116,7 @@ class ActivityService:
         self, query: ActivityQuery, field_params: Mapping[str, str] | None = None
     ) -> Page[Activity]:
         stmt = self.log_select(query, field_params).limit(query.limit + 1)
-        if (after := _time_cursor(query.cursor)) is not None:
+        if (after := after_cursor(query.cursor)) is not None:
             stmt = stmt.where(before_in_log(*after))
         with self.store.read() as conn:
             rows = conn.execute(stmt).all()
@@ -225,7 +219,7 @@ class ActivityService:
             stmt = stmt.where(r.c.received_at >= with_offset(query.since, "since"))
         if query.until is not None:
             stmt = stmt.where(r.c.received_at < with_offset(query.until, "until"))
-        if (after := _time_cursor(query.cursor)) is not None:
+        if (after := after_cursor(query.cursor)) is not None:
             stamp, ident = after
             stmt = stmt.where(
                 sa.or_(r.c.received_at < stamp, sa.and_(r.c.received_at == stamp, r.c.id < ident))

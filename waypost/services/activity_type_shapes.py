@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from waypost.domain.display_names import DisplayName
+from waypost.domain.display_names import Description, DisplayName
 from waypost.domain.fields import FieldSpec
 from waypost.pagination import Cursor, PageLimit
 
@@ -23,8 +23,6 @@ MAX_ALIASES = 50
 Aliases = Annotated[list[Alias], msgspec.Meta(max_length=MAX_ALIASES)]
 # What the type means, for people (Kentico's activity type description); as long as a
 # playbook's description.
-MAX_DESCRIPTION = 2000
-Description = Annotated[str, msgspec.Meta(max_length=MAX_DESCRIPTION)]
 # A hundred years: the purge computes the oldest day kept, which must stay a date, and the
 # column is a 32-bit integer on PostgreSQL.
 RetentionDays = Annotated[int, msgspec.Meta(ge=1, le=36_500)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ from waypost.domain.conditions import (
     parse_condition,
     referenced_groups,
 )
-from waypost.domain.display_names import DisplayName
+from waypost.domain.display_names import Description, DisplayName
 from waypost.error_words import quoted
 from waypost.errors import conflict, not_found, with_offset
 from waypost.ids import new_id
@@ -66,8 +66,6 @@ from waypost.store import Store, announce
 from waypost.store.schema import contact_groups, group_members, playbooks
 
 Name = DisplayName
-# As an activity type's description.
-Description = Annotated[str, msgspec.Meta(max_length=2000)]
 
 
 class GroupCreate(msgspec.Struct, forbid_unknown_fields=True):

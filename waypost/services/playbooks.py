@@ -18,10 +18,10 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from waypost.clock import Clock, SystemClock
+from waypost.domain.display_names import Description
 from waypost.domain.playbooks import (
     Actions,
     Cadence,
-    Description,
     Name,
     Trigger,
 )

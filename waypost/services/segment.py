@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 
 from waypost.domain.codenames import derive_code_name
 from waypost.domain.collected import split_claims
+from waypost.domain.field_values import ORTTO_EMAIL
 from waypost.domain.segment import (
     MappingError,
     Message,
@@ -43,8 +44,6 @@ from waypost.store.schema import activity_types
 
 MAX_EXTERNAL_ID = 200  # contact_external_ids.value
 MAX_TYPE_CODE = 200  # rejected_activities.type_code
-# Ortto's system key of an email, which a page's track may carry in its properties.
-ORTTO_EMAIL = "str::email"
 
 
 @dataclass

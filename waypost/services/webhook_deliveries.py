@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from waypost.clock import Clock
 from waypost.errors import ApiError, conflict, not_found, with_offset
-from waypost.pagination import Cursor, Page, PageLimit, encode_cursor, time_cursor
+from waypost.pagination import Cursor, Page, PageLimit, after_cursor, encode_cursor
 from waypost.records.outbox import FAILED, PENDING
 from waypost.store import Store, after_commit
 from waypost.store.schema import webhook_attempts, webhook_endpoints, webhook_messages
@@ -94,12 +94,6 @@ def webhook_id(message_id: uuid.UUID) -> str:
     return f"msg_{message_id.hex}"
 
 
-def _after(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    return time_cursor(cursor)
-
-
 def _attempts(conn: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[DeliveryAttempt]]:
     found: dict[uuid.UUID, list[DeliveryAttempt]] = {i: [] for i in ids}
     if not ids:
@@ -158,7 +152,7 @@ class WebhookDeliveryService:
         )
         if query.status is not None:
             stmt = stmt.where(m.c.status == query.status)
-        if (after := _after(query.cursor)) is not None:
+        if (after := after_cursor(query.cursor)) is not None:
             stamp, ident = after
             stmt = stmt.where(
                 sa.or_(m.c.created_at < stamp, sa.and_(m.c.created_at == stamp, m.c.id < ident))

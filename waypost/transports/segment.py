@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from waypost.domain.field_values import ORTTO_EMAIL
 from waypost.domain.segment import Message
 from waypost.domain.suppressions import contact_erased
 from waypost.errors import ApiError, check_depth, too_deep
@@ -287,7 +288,7 @@ class _Context(msgspec.Struct):
 
 
 class _Claims(msgspec.Struct):
-    email: msgspec.Raw = msgspec.field(default=NULL, name="str::email")
+    email: msgspec.Raw = msgspec.field(default=NULL, name=ORTTO_EMAIL)
 
 
 def _read(raw: msgspec.Raw) -> Any:
@@ -328,7 +329,7 @@ def names_of(raw: bytes) -> Message | None:
         previous_id=_read(names.previous_id),
         traits={"email": _read(traits.email)} if traits is not None else None,
         context={"traits": {"email": _read(nested.email)}} if nested is not None else None,
-        properties={"str::email": _read(claims.email)} if claims is not None else None,
+        properties={ORTTO_EMAIL: _read(claims.email)} if claims is not None else None,
     )
 
 
