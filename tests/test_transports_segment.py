@@ -1565,6 +1565,34 @@ def test_a_page_links_at_most_100_anonymous_ids_to_a_user(page: Segment) -> None
     assert page.contact_of("a119", "anonymous_id") != user
 
 
+def test_the_id_cap_counts_what_a_merge_in_the_same_request_brought(page: Segment) -> None:
+    """A user's count of ids was kept from before an identify merged a visitor into it in the
+    same batch: the ids the visitor brought were not counted, and the user passed 100."""
+    messages: list[dict[str, object]] = [
+        {"type": "identify", "userId": "user-1", "anonymousId": f"a{i}"} for i in range(98)
+    ]
+    messages += [
+        {"type": "track", "anonymousId": "visitor", "event": "x"},
+        {"type": "identify", "userId": "user-1", "anonymousId": "visitor"},
+        {"type": "identify", "userId": "user-1", "anonymousId": "b0"},
+        {"type": "identify", "userId": "user-1", "anonymousId": "b1"},
+    ]
+    page.send("/v1/b", {"batch": messages}, headers=from_page(page))
+    user = page.contact_of("user-1")
+    assert page.contact_of("visitor", "anonymous_id") == user
+    with page.hub.store.read() as conn:
+        linked = conn.execute(
+            sa.select(contact_external_ids.c.value).where(
+                contact_external_ids.c.contact_id == user,
+                contact_external_ids.c.kind == "anonymous_id",
+            )
+        ).scalars()
+        values = set(linked)
+    assert len(values) == 100
+    assert "b0" in values
+    assert "b1" not in values
+
+
 def test_a_merge_carries_attributes_within_the_limit(segment: Segment) -> None:
     """Merging contacts into one adds the attributes it lacks only while they fit (merges
     grew one contact by another's attributes each): the merged contacts keep theirs."""

@@ -383,6 +383,10 @@ class Resolver:
     def _merge(self, source: uuid.UUID, target: uuid.UUID, how: str) -> None:
         merge_contacts(self.conn, source, target, f"{self.kinds.source}_{how}", self.channel_id)
         self.merges.append((source, target))
+        # The target now holds the source's ids too: its counts of ids are read again.
+        self.made.discard(target)
+        for key in [key for key in self.ids_of if key[0] in (source, target)]:
+            del self.ids_of[key]
         for key, value in list(self.cache.items()):
             if value == source:
                 self.cache[key] = target
