@@ -385,8 +385,8 @@ class Resolver:
         self.merges.append((source, target))
         # The target now holds the source's ids too: its counts of ids are read again.
         self.made.discard(target)
-        for key in [key for key in self.ids_of if key[0] in (source, target)]:
-            del self.ids_of[key]
+        for counted in [counted for counted in self.ids_of if counted[0] in (source, target)]:
+            del self.ids_of[counted]
         for key, value in list(self.cache.items()):
             if value == source:
                 self.cache[key] = target
