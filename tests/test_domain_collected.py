@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from waypost.domain.collected import Collected, activity_names, page_claims, split_claims
+import msgspec
+import pytest
+
+from waypost.domain.collected import (
+    Collected,
+    activity_names,
+    page_claims,
+    readable,
+    split_claims,
+)
 
 
 def test_the_names_a_page_may_give_a_type() -> None:
@@ -34,3 +43,30 @@ def test_a_pages_event_claims_with_its_traits() -> None:
     assert claimed.activity == {"fields": {"plan": "pro"}}
     assert claimed.traits == {"last_name": "Cole", "email": "a@example.com"}
     assert page_claims(Collected(b"{}")) == Collected(b"{}")
+
+
+def test_readable_reads_all_but_the_numbers_no_reader_takes() -> None:
+    """A number out of range (an exponent past a float's, more digits than Python reads)
+    hides nothing beside it: each is None, and the first one's place is given."""
+    huge = b"1" + b"0" * 5000
+    raw = (
+        b'{"id": "u", "n": 1e400, "traits": {"email": "a@example.com", "big": ' + huge + b"},"
+        b' "list": [1, 2e999, {"x": 3}]}'
+    )
+    value, where = readable(raw)
+    assert value == {
+        "id": "u",
+        "n": None,
+        "traits": {"email": "a@example.com", "big": None},
+        "list": [1, None, {"x": 3}],
+    }
+    assert where == "n"
+    assert readable(b'[{"a": [0, 1e400]}]') == ([{"a": [0, None]}], "[0].a[1]")
+    assert readable(b"1e400") == (None, "")
+    assert readable(b'{"fine": [1.5, "x"]}') == ({"fine": [1.5, "x"]}, None)
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"n": 1e400, "x": }', b'[1e400, "open'])
+def test_readable_refuses_what_is_not_json(raw: bytes) -> None:
+    with pytest.raises(msgspec.DecodeError):
+        readable(raw)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from waypost.domain.posthog import body_of, decode_text, map_event, occurred_at
+from waypost.domain.posthog import Unread, body_of, decode_text, map_event, occurred_at
 from waypost.errors import ApiError
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -51,6 +51,39 @@ def test_form_bodies() -> None:
     for bad in (b"nothing=1", b"data=%%%", b"data=!!!!"):
         with pytest.raises(ApiError):
             decode_text(bad, None, form=True)
+
+
+def test_an_event_holding_a_number_out_of_range_is_refused_alone() -> None:
+    """A number no reader takes refused the whole body (400): only its event is refused,
+    kept as sent, and the others of the body are read as usual."""
+    unread = b'{"event": "e", "distinct_id": "d", "properties": {"n": 1e400}}'
+    good = {"event": "e", "distinct_id": "d2"}
+    raw = b'{"api_key": "k", "batch": [' + json.dumps(good).encode() + b", " + unread + b"]}"
+    body = body_of(decode_text(raw, None, form=False))
+    assert body.token == "k"
+    assert body.events[0] == good
+    assert body.events[1] == Unread(
+        unread, {"event": "e", "distinct_id": "d", "properties": {"n": None}}, "properties.n"
+    )
+    mapped = map_event(body.events[1], None, NOW)
+    assert mapped.payload == unread
+    assert mapped.error is not None
+    assert (mapped.error.code, mapped.error.field) == ("invalid_field", "properties.n")
+    assert "out of range" in str(mapped.error)
+    # Its ids and traits are read all the same, so that one naming an erased person is dropped.
+    assert (mapped.person, mapped.label) == ("d", "e")
+    # One event, a list of events, and a key in the event that cannot be read as a whole.
+    one = b'{"event": "e", "distinct_id": "d", "api_key": "k", "properties": {"n": -1e400}}'
+    [alone] = body_of(decode_text(one, None, form=False)).events
+    assert isinstance(alone, Unread)
+    assert body_of(decode_text(one, None, form=False)).token == "k"
+    listed = b"[" + one + b", " + json.dumps(good).encode() + b"]"
+    assert body_of(decode_text(listed, None, form=False)).events[1] == good
+    # Not an event, and not JSON, as before.
+    for bad in (b"[1e400]", b"1e400", b'{"batch": 1e400}', b'{"batch": [1e400, }'):
+        with pytest.raises(ApiError) as caught:
+            body_of(decode_text(bad, None, form=False))
+        assert (caught.value.status, caught.value.detail.code) == (400, "invalid_json")
 
 
 def test_a_custom_event_keeps_its_own_properties_as_fields() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 import pytest
 
-from waypost.error_words import a_or_an, allowed_values, quoted, sentence
+from waypost.error_words import a_or_an, allowed_values, out_of_range, quoted, sentence
 from waypost.errors import from_validation_error
 from waypost.services.consents import CodeName
 
@@ -126,3 +126,5 @@ def test_a_number_out_of_range_is_a_sentence() -> None:
         "limit",
         "limit is a number out of range; send a smaller one.",
     )
+    # Said the same of a number found out of range without msgspec's message (a collector's).
+    assert out_of_range("limit") == error.message

@@ -357,6 +357,48 @@ def test_what_cannot_map_is_kept_as_rejected(posthog: PostHog, signup: ActivityT
     assert posthog.activities() == []
 
 
+def test_an_event_holding_a_number_out_of_range_is_kept_and_the_others_stored(
+    posthog: PostHog, signup: ActivityType, hub: Hub
+) -> None:
+    """One number no reader takes (an exponent past a float's, more digits than Python
+    reads) refused the whole body, 400, which PostHog's clients drop: every event of it was
+    lost. Its event alone is kept as rejected, as sent, and the others are stored."""
+    huge = b"1" + b"0" * 5000
+    unread = b'{"event": "user signed up", "distinct_id": "u", "properties": {"%s": %s}}'
+    events = [json.dumps(event(distinct_id="u")).encode(), unread % (b"plan", b"1e400")]
+    events.append(unread % (b"n", huge))
+    key = posthog.tracking.encode()
+    body = b'{"api_key": "%s", "batch": [%s]}' % (key, b", ".join(events))
+    answer = posthog.post("/batch/", body)
+    assert answer.status_code == 200, answer.text
+    [stored] = posthog.activities()
+    assert stored.contact_id == posthog.contact_of("posthog_anon", "u")
+    kept = posthog.rejected()
+    assert [(r.reason, r.status, r.field, r.source) for r in kept] == [
+        ("invalid_field", 400, "properties.plan", "posthog"),
+        ("invalid_field", 400, "properties.n", "posthog"),
+    ]
+    assert "out of range" in kept[0].message
+    assert kept[0].type_code == "user signed up"
+    assert kept[1].payload["properties"]["n"] == huge.decode()  # as sent, read back as text
+    # A body of one event holding its key: kept all the same, the key read beside the number.
+    one = {"event": "user signed up", "distinct_id": "u", "api_key": posthog.tracking}
+    raw = json.dumps(one).encode()[:-1] + b', "properties": {"plan": 1e400}}'
+    assert posthog.post("/capture/", raw).status_code == 200
+    assert len(posthog.rejected()) == 3
+    # An event naming an erased person is dropped, not kept, even when it cannot be read.
+    hub.erasure.erase(posthog.contact_of("posthog_anon", "u"), Actor("key", None))
+    hub.catalog.invalidate()
+    for erased in (raw, raw.replace(b'"api_key"', b'"$set": {"n": 1e400}, "api_key"')):
+        posthog_error(posthog.post("/capture/", erased), 403, "contact_erased")
+    assert posthog.rejected() == []  # the erasure took the three kept above
+    # One whose id cannot be read names no one: kept.
+    nameless = json.dumps({"event": "e", "api_key": posthog.tracking}).encode()
+    nameless = nameless[:-1] + b', "distinct_id": 1e400}'
+    assert posthog.post("/capture/", nameless).status_code == 200
+    assert [(r.reason, r.field) for r in posthog.rejected()] == [("invalid_field", "distinct_id")]
+
+
 def test_a_key_sent_in_an_event_is_not_kept_whole(posthog: PostHog, signup: ActivityType) -> None:
     """Whoever may read rejected activities (a marketer) reads no key from them: a key in a
     kept event is cut to its prefix and last four, as the admin UI shows keys."""

@@ -75,6 +75,12 @@ def key_sentence(text: str, field: str | None) -> str:
     return sentence(text, field).replace(subject(field), who, 1)
 
 
+def out_of_range(field: str | None) -> str:
+    """What to say of a number no reader takes (``1e400``) at ``field``, as :func:`sentence`
+    says it of msgspec's refusal."""
+    return sentence(_OUT_OF_RANGE, field)
+
+
 def sentence(text: str, field: str | None, allowed: list[str] | None = None) -> str:
     """msgspec's ``text`` about ``field`` (None: the body itself) as a sentence that says what
     to send instead; ``allowed`` are the values an enum takes, when known."""

@@ -4,6 +4,10 @@ The wire formats differ; what an event asks for does not: name a person by one o
 perhaps say two ids are the same person, set contact fields, and log an activity of a type
 found by name. Each collector's domain module turns its events into :class:`Collected`; one
 service applies them (waypost/services/collectors.py). Pure data, no I/O.
+
+A batch (PostHog's, Segment's) may hold an event whose JSON holds a number no reader takes:
+:func:`readable` reads the rest of it, so that the event alone is kept as rejected and the
+others are stored.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import msgspec
 
 from waypost.domain.field_values import ORTTO_SYSTEM_KEYS
 from waypost.domain.segment import MappingError
@@ -77,6 +83,47 @@ def rejected(payload: object, error: MappingError, label: str | None = None) -> 
 def encode_payload(payload: object) -> bytes:
     """The event as JSON, the way the rejected activities' column encodes it."""
     return json.dumps(payload, default=str).encode()
+
+
+# A JSON object's or list's values, each as its JSON text, read no further.
+raw_members = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+raw_items = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+
+def readable(raw: bytes) -> tuple[Any, str | None]:
+    """``raw``'s JSON value with each number no reader takes (an integer of more digits than
+    Python reads, an exponent past a float's range such as ``1e400``) read as None, every value
+    of an object or a list read on its own, so that one such number hides nothing beside it;
+    and where the first of those numbers is (``properties.revenue``, ``batch[2]``, "" for
+    ``raw`` itself), None when there is none.
+
+    What a collector keeps of an event or message it cannot read whole: its ids and emails,
+    to drop it when it names an erased person, and the rest of a batch, stored as usual.
+    msgspec.DecodeError when ``raw`` is not JSON. Each level of nesting is read again, so
+    ``raw`` is held to the 64 levels of ``check_depth`` first."""
+    unread: list[str] = []
+    value = _readable(raw, "", unread)
+    return value, (unread[0] if unread else None)
+
+
+def _readable(raw: bytes, at: str, unread: list[str]) -> Any:
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.ValidationError:
+        pass  # without a type, only a number is refused so
+    head = raw.lstrip()[:1]
+    if head == b"{":
+        return {
+            key: _readable(bytes(part), f"{at}.{key}" if at else key, unread)
+            for key, part in raw_members(raw).items()
+        }
+    if head == b"[":
+        return [
+            _readable(bytes(part), f"{at}[{index}]", unread)
+            for index, part in enumerate(raw_items(raw))
+        ]
+    unread.append(at)
+    return None
 
 
 # Ortto's snippet names an activity type "act:cm:<name>" (docs/collectors.md).

@@ -15,6 +15,9 @@ is base64 (``?compression=base64``). Mapping:
   with its properties (less PostHog's own ``$`` properties) as the activity's fields;
 - ``uuid`` is the activity's idempotency key; ``timestamp`` is corrected for the client's clock
   by ``sent_at`` (or taken as ``offset`` milliseconds before the request), as PostHog does.
+
+An event holding a number no reader takes (``1e400``) is kept as rejected, as sent; the other
+events of its body are mapped as usual.
 """
 
 from __future__ import annotations
@@ -22,14 +25,25 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
 
-from waypost.domain.collected import MAX_CLIENT_ID, Collected, encode_payload, external_id, rejected
+from waypost.domain.collected import (
+    MAX_CLIENT_ID,
+    Collected,
+    encode_payload,
+    external_id,
+    raw_items,
+    raw_members,
+    readable,
+    rejected,
+)
 from waypost.domain.field_values import is_http_url
 from waypost.domain.segment import MappingError
+from waypost.error_words import out_of_range
 from waypost.errors import ApiError, check_depth, holds_nul
 
 MAX_URL = 2048
@@ -39,6 +53,18 @@ ALIAS = "$create_alias"
 SET_EVENTS = ("$set", "$set_once")
 # Properties every event carries that are not the event's own values.
 ENVELOPE = frozenset({"token", "distinct_id", "api_key"})
+# rejected_activities.field: where in an unread event its number is, cut to the column.
+MAX_WHERE = 200
+
+
+@dataclass(frozen=True)
+class Unread:
+    """An event holding a number no reader takes (``1e400``): as sent, as far as it can be
+    read (each such number None, see ``readable``), and where the first such number is."""
+
+    raw: bytes
+    value: dict[str, Any]
+    where: str
 
 
 class Body(msgspec.Struct):
@@ -46,7 +72,7 @@ class Body(msgspec.Struct):
 
     token: str | None
     sent_at: str | None
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any] | Unread]
 
 
 def bad_body(message: str) -> ApiError:
@@ -73,11 +99,42 @@ def decode_text(raw: bytes, compression: str | None, form: bool) -> Any:
             raw = text.encode("latin-1")
     check_depth(raw)
     try:
-        return msgspec.json.decode(raw)
+        return _document(raw)
     except msgspec.DecodeError as exc:
         raise bad_body(f"The body is not valid JSON: {exc}.") from None
     except RecursionError:
         raise bad_body("The body is nested too deeply.") from None
+
+
+def _document(raw: bytes) -> Any:
+    """The decoded body. One holding a number no reader takes is read again event by event:
+    the event holding it is an :class:`Unread` (kept as rejected), the others are stored."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.ValidationError:
+        pass  # without a type, only a number is refused so
+    head = raw.lstrip()[:1]
+    if head == b"[":
+        return [_event(bytes(part)) for part in raw_items(raw)]
+    if head != b"{":
+        return None  # a number, which is no event
+    members = raw_members(raw)
+    if "batch" not in members:
+        return _event(raw)
+    document = {key: readable(bytes(part))[0] for key, part in members.items() if key != "batch"}
+    batch = bytes(members["batch"])
+    if batch.lstrip()[:1] == b"[":
+        document["batch"] = [_event(bytes(part)) for part in raw_items(batch)]
+    else:
+        document["batch"] = readable(batch)[0]
+    return document
+
+
+def _event(raw: bytes) -> Any:
+    value, where = readable(raw)
+    if where is None or not isinstance(value, dict):
+        return value
+    return Unread(raw, value, where)
 
 
 def _unbase64(text: str) -> bytes:
@@ -101,13 +158,13 @@ def body_of(document: Any) -> Body:
         sent_at = _text(document.get("sent_at"))
         if not isinstance(events, list):
             raise bad_body("batch must be a list of events.")
-    elif isinstance(document, dict):
+    elif isinstance(document, dict | Unread):
         events = [document]
     else:
         raise bad_body("The body must be an event, a list of events or {batch: [...]}.")
     if not events:
         raise bad_body("The body holds no event.")
-    if not all(isinstance(event, dict) for event in events):
+    if not all(isinstance(event, dict | Unread) for event in events):
         raise bad_body("Each event must be a JSON object.")
     tokens = {found for event in events if (found := _event_token(event)) is not None}
     if token is None and tokens:
@@ -117,7 +174,9 @@ def body_of(document: Any) -> Body:
     return Body(token, sent_at, events)
 
 
-def _event_token(event: dict[str, Any]) -> str | None:
+def _event_token(event: dict[str, Any] | Unread) -> str | None:
+    if isinstance(event, Unread):
+        event = event.value
     properties = event.get("properties")
     nested = properties.get("token") if isinstance(properties, dict) else None
     for value in (event.get("api_key"), event.get("token"), event.get("$token"), nested):
@@ -133,8 +192,16 @@ def _text(value: object) -> str | None:
     return value.strip() or None
 
 
-def map_event(event: dict[str, Any], sent_at: str | None, received_at: dt.datetime) -> Collected:
-    """What one event asks for; an event that cannot be mapped is kept with its reason."""
+def map_event(
+    event: dict[str, Any] | Unread, sent_at: str | None, received_at: dt.datetime
+) -> Collected:
+    """What one event asks for; an event that cannot be mapped is kept with its reason. One
+    holding a number no reader takes is kept as sent, naming the ids and traits the rest of
+    it gives (one naming an erased person is dropped, as any such event is)."""
+    if isinstance(event, Unread):
+        where = event.where[:MAX_WHERE]
+        error = MappingError(out_of_range(where or None), field=where or None)
+        return replace(map_event(event.value, sent_at, received_at), payload=event.raw, error=error)
     name = _text(event.get("event"))
     payload = encode_payload(event)
     try:

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from waypost.domain.field_values import ORTTO_EMAIL
+from waypost.domain.collected import readable
 from waypost.domain.segment import Message
 from waypost.domain.suppressions import contact_erased
 from waypost.errors import ApiError, check_depth, too_deep
@@ -263,74 +263,31 @@ class SegmentApp(Transport):
         )
 
 
-NULL = msgspec.Raw(b"null")
-
-
-class _Names(msgspec.Struct, rename="camel"):
-    """What of a message that is not a Segment message may name a person, each read on its
-    own (a number out of range in one does not hide the others); the rest is skipped unread."""
-
-    type: msgspec.Raw = NULL
-    user_id: msgspec.Raw = NULL
-    anonymous_id: msgspec.Raw = NULL
-    previous_id: msgspec.Raw = NULL
-    traits: msgspec.Raw = NULL
-    context: msgspec.Raw = NULL
-    properties: msgspec.Raw = NULL
-
-
-class _Email(msgspec.Struct):
-    email: msgspec.Raw = NULL
-
-
-class _Context(msgspec.Struct):
-    traits: msgspec.Raw = NULL
-
-
-class _Claims(msgspec.Struct):
-    email: msgspec.Raw = msgspec.field(default=NULL, name=ORTTO_EMAIL)
-
-
-def _read(raw: msgspec.Raw) -> Any:
-    """``raw``'s value; None when it cannot be read (a number out of range), which names no
-    one: an erased identity is text."""
-    try:
-        return msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
-        return None
-
-
-def _part(raw: msgspec.Raw, kind: type[Any]) -> Any:
-    """``raw`` as ``kind`` when it is an object, else None."""
-    if bytes(raw).lstrip()[:1] != b"{":
-        return None
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except (msgspec.DecodeError, RecursionError):
-        return None
-
-
 def names_of(raw: bytes) -> Message | None:
     """What names a person in a message that could not be read as a Segment message: its
-    ids and the emails of its traits and properties, as a message for ``names_erased``; None
-    when the message is not a JSON object at all."""
+    ids and the emails of its traits and properties, each read on its own (a number out of
+    range in one does not hide the others: ``readable``), as a message for ``names_erased``;
+    None when the message is not a JSON object at all."""
     try:
-        names = msgspec.json.decode(raw, type=_Names)
+        value, _ = readable(raw)
     except (msgspec.DecodeError, RecursionError):
         return None
-    traits, context = _part(names.traits, _Email), _part(names.context, _Context)
-    nested = _part(context.traits, _Email) if context is not None else None
-    claims = _part(names.properties, _Claims)
-    kind = _read(names.type)
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("type")
     return Message(
         type=kind if isinstance(kind, str) else None,
-        user_id=_read(names.user_id),
-        anonymous_id=_read(names.anonymous_id),
-        previous_id=_read(names.previous_id),
-        traits={"email": _read(traits.email)} if traits is not None else None,
-        context={"traits": {"email": _read(nested.email)}} if nested is not None else None,
-        properties={ORTTO_EMAIL: _read(claims.email)} if claims is not None else None,
+        user_id=value.get("userId"),
+        anonymous_id=value.get("anonymousId"),
+        previous_id=value.get("previousId"),
+        traits=_object(value.get("traits")),
+        context=_object(value.get("context")),
+        properties=_object(value.get("properties")),
     )
+
+
+def _object(value: object) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 def _parse(raw: bytes, decode: Any) -> Any:
