@@ -95,6 +95,7 @@ def test_keyword_overrides_win_over_the_environment() -> None:
         ("WAYPOST_PORT", "70000"),
         ("WAYPOST_MAX_REQUEST_BYTES", "-1"),
         ("WAYPOST_MAX_FIELDS_PER_TYPE", "0"),
+        ("WAYPOST_MAX_DRAFT_TYPES", "0"),
         ("WAYPOST_COMMIT_MAX_DELAY_MS", "-0.5"),
         ("WAYPOST_COMMIT_MAX_DELAY_MS", "soon"),
         ("WAYPOST_SQLITE_SYNCHRONOUS", "OFF"),

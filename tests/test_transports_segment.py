@@ -24,11 +24,13 @@ from starlette.testclient import TestClient
 
 from waypost.app import create_app
 from waypost.hub import Hub
+from waypost.services.activity_type_shapes import ActivityTypeCreate, ActivityTypeUpdate
 from waypost.services.activity_types import ActivityType
-from waypost.services.channels import Channel
+from waypost.services.channels import Channel, ChannelCreate
 from waypost.services.collectors import Resolver
 from waypost.services.erasure import Actor
-from waypost.services.keys import CreatedKey, KeyUpdate
+from waypost.services.keys import CreatedKey, KeyCreate, KeyUpdate
+from waypost.services.replay import ReplayRequest
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
 from waypost.store.schema import (
@@ -1049,6 +1051,56 @@ def test_long_event_names_are_not_a_server_error(
     assert [len(r.type_code) for r in rejecting.rejected()] == [200] * 3
     drafting.batch(track("D" * 300))
     assert len(drafting.activities()) == 1
+
+
+@pytest.fixture
+def few_drafts(make_settings: Callable[..., Settings]) -> Iterator[Segment]:
+    """A channel that makes draft types, on a server that lets two await approval."""
+    settings = make_settings(max_draft_types=2)
+    hub = Hub(settings, Store(make_engine(settings)))
+    try:
+        with TestClient(create_app(settings, hub=hub)) as client:
+            if hub.shared_changes is not None:
+                assert hub.shared_changes.listening.wait(10), "the change listener did not start"
+            channel = hub.channels.create(
+                ChannelCreate(name="Drafts", kind="headless", unknown_events="draft")
+            )
+            key = hub.keys.create(KeyCreate(access="tracking", channel=channel.id, name=""))
+            yield Segment(client, hub, channel, key.key, key.id)
+    finally:
+        hub.close()
+
+
+def test_draft_types_stop_at_their_limit(few_drafts: Segment) -> None:
+    """A server's unknown events made draft types without end. At most
+    WAYPOST_MAX_DRAFT_TYPES await approval: past it, an unknown event is kept as rejected
+    under its contact, saying why, and the drafts made take their events as before."""
+    segment, hub = few_drafts, few_drafts.hub
+    segment.batch(track("One"), track("Two"), track("Three"), track("One"))
+    assert sorted(t.code_name for t in hub.types.all() if t.draft) == ["one", "two"]
+    assert [a.type for a in segment.activities()] == ["one", "two", "one"]
+    [kept] = segment.rejected()
+    assert (kept.reason, kept.status, kept.field, kept.type_code) == (
+        "activity_type_not_found",
+        404,
+        "type",
+        "Three",
+    )
+    assert kept.contact_id == segment.contact_of("user-1")
+    assert "WAYPOST_MAX_DRAFT_TYPES (2)" in kept.message
+    # A later request finds the limit reached; an approval makes room for the next event.
+    segment.batch(track("Four"), track("Two"))
+    assert [r.type_code for r in segment.rejected()] == ["Three", "Four"]
+    [one] = [t for t in hub.types.all() if t.code_name == "one"]
+    hub.types.update(one.id, ActivityTypeUpdate(draft=False))
+    segment.batch(track("Five"), track("Six"))
+    assert sorted(t.code_name for t in hub.types.all() if t.draft) == ["five", "two"]
+    assert [r.type_code for r in segment.rejected()] == ["Three", "Four", "Six"]
+    # What was kept is stored once a type has its name.
+    hub.types.create(ActivityTypeCreate(name="Third", code_name="third", aliases=["Three"]))
+    report = hub.replay.replay_many(ReplayRequest(reason="activity_type_not_found"))
+    assert (report.stored, report.still_rejected) == (1, {"activity_type_not_found": 2})
+    assert [a.type for a in segment.activities()].count("third") == 1
 
 
 # -- page and screen ---------------------------------------------------------------------------

@@ -100,7 +100,7 @@ class Hub:
             )
         self.rate_limiter = make_rate_limiter(settings.redis_url, self.clock)
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
-        self.segment = SegmentService(self.store)
+        self.segment = SegmentService(self.store, settings.max_draft_types)
         self.collectors = CollectorService(self.store)
         self.groups = GroupService(self.store, self.clock)
         self.group_updates = GroupUpdater(

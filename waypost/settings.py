@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_activities_per_request: int = 1000
     max_activity_bytes: int = 16_384
     max_fields_per_type: int = 50
+    max_draft_types: int = 100
     commit_max_batch: int = 5000
     commit_max_delay_ms: float = 0.0
     catalog_ttl_seconds: float = 2.0
@@ -94,6 +95,7 @@ _POSITIVE = (
     "max_activities_per_request",
     "max_activity_bytes",
     "max_fields_per_type",
+    "max_draft_types",
     "commit_max_batch",
     "session_hours",
     "header_timeout_seconds",

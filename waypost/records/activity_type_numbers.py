@@ -20,12 +20,19 @@ FIRST_CUSTOM = 100001
 MAX_NUMBER = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
 
 
+def hold_numbers(conn: Connection) -> None:
+    """Make types one transaction at a time, from here to this transaction's end: another
+    that makes one waits for it (PostgreSQL; SQLite has one writer already). Taken again in
+    the same transaction, it is held already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("LOCK TABLE activity_type_numbers IN SHARE ROW EXCLUSIVE MODE"))
+
+
 def issue_number(conn: Connection, wanted: int | None = None) -> int:
     """A number no type has ever had: ``wanted`` (409 ``conflict`` if it was given before), or
     the next one. Records it as given."""
-    if conn.dialect.name == "postgresql":
-        # Two transactions making types at once would both read the same highest number.
-        conn.execute(sa.text("LOCK TABLE activity_type_numbers IN SHARE ROW EXCLUSIVE MODE"))
+    # Two transactions making types at once would both read the same highest number.
+    hold_numbers(conn)
     n = activity_type_numbers.c.number
     if wanted is not None:
         taken = (

@@ -286,7 +286,9 @@ class ImportService:
         if plan.rejected:
             by_contact[None] = list(plan.rejected)
         for planned in plan.activities:
-            item = prepare(planned.activity, snapshot, now, self.max_activity_bytes)
+            item = planned.refused or prepare(
+                planned.activity, snapshot, now, self.max_activity_bytes
+            )
             by_contact.setdefault(planned.contact, []).append(item)
         jobs = [Job(channel, contact, items, now, SOURCE) for contact, items in by_contact.items()]
         _count(summary, self.writer.submit_and_wait(jobs))

@@ -2,9 +2,11 @@
 
 One transaction per request resolves every message's contact (by ``userId`` and
 ``anonymousId``, creating contacts as needed), applies identify, group and alias messages,
-and creates draft types for unknown events when the channel asks for that. What it plans to
-store goes to the group-commit writer like any other activity: the activities of track, page
-and screen messages, and the messages that cannot be mapped, as rejected activities.
+and creates draft types for unknown events when the channel asks for that, as long as fewer
+than ``WAYPOST_MAX_DRAFT_TYPES`` drafts await approval (docs/segment.md#unknown-events). What
+it plans to store goes to the group-commit writer like any other activity: the activities of
+track, page and screen messages, and the messages that cannot be mapped, as rejected
+activities.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from waypost.errors import ErrorDetail
 from waypost.ids import new_id, utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Rejected
-from waypost.records.activity_type_numbers import issue_number
+from waypost.records.activity_type_numbers import hold_numbers, issue_number
 from waypost.services.collectors import REJECTION_STATUS, SEGMENT_IDS, Resolver, apply_traits
 from waypost.store import Store
 from waypost.store.schema import activity_types
@@ -48,10 +50,22 @@ MAX_TYPE_CODE = 200  # rejected_activities.type_code
 
 @dataclass
 class Planned:
-    """An activity to hand to the writer: its contact and the activity object as JSON."""
+    """An activity to hand to the writer: its contact and the activity object as JSON; or,
+    with ``refused``, the rejected activity to keep instead, its rules unchecked (an unknown
+    event for which no draft type could be made)."""
 
     contact: uuid.UUID
     activity: bytes
+    refused: Rejected | None = None
+
+
+@dataclass
+class Drafts:
+    """The draft types one request made or found, by event name, and how many draft types
+    await approval (None until the request makes its first)."""
+
+    made: dict[str, str] = field(default_factory=dict)
+    waiting: int | None = None
 
 
 @dataclass
@@ -73,8 +87,10 @@ class Plan:
 class SegmentService:
     """Applies Segment messages to contacts and types."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_drafts: int) -> None:
         self.store = store
+        # The most draft types awaiting approval; past it, an unknown event makes none.
+        self.max_drafts = max_drafts
 
     def plan(
         self,
@@ -96,7 +112,7 @@ class SegmentService:
         def apply(conn: Connection) -> Plan:
             plan = Plan()
             resolver = Resolver(conn, SEGMENT_IDS, channel.id, may_create, page=page)
-            drafts: dict[str, str] = {}
+            drafts = Drafts()
             for message, raw in messages:
                 if snapshot.suppressed and names_erased(snapshot.suppressed, message):
                     plan.erased += 1
@@ -128,7 +144,7 @@ class SegmentService:
         resolver: Resolver,
         channel: ChannelInfo,
         snapshot: Snapshot,
-        drafts: dict[str, str],
+        drafts: Drafts,
         message: Message,
         sent_at: str | None,
         received_at: dt.datetime,
@@ -158,11 +174,13 @@ class SegmentService:
             apply_traits(conn, contact, {}, {"groups": {group_id: traits_of(message)}})
             return
         when = occurred_at(message, sent_at, received_at)
+        no_draft = False  # an unknown event for which no draft type could be made
         if kind == "track":
             event = (message.event or "").strip()
             if not event:
                 raise MappingError("track needs an event name.", "missing_field", "event")
-            code = self._type_for(conn, channel, snapshot, drafts, event, plan, page)
+            found = self._type_for(conn, channel, snapshot, drafts, event, plan, page)
+            code, no_draft = (event, True) if found is None else (found, False)
             properties = message.properties or None
             if page and properties:
                 # A page's str::email names the visitor: a claim, never a move (see
@@ -185,33 +203,39 @@ class SegmentService:
                 "group or alias.",
                 field="type",
             )
-        plan.activities.append(Planned(contact, msgspec.json.encode(activity)))
+        encoded = msgspec.json.encode(activity)
+        refused = self._no_draft(encoded, code, drafts) if no_draft else None
+        plan.activities.append(Planned(contact, encoded, refused))
 
     def _type_for(
         self,
         conn: Connection,
         channel: ChannelInfo,
         snapshot: Snapshot,
-        drafts: dict[str, str],
+        drafts: Drafts,
         event: str,
         plan: Plan,
         page: bool,
-    ) -> str:
+    ) -> str | None:
+        """The code name of the event's type; None when there is none and no draft type may
+        be made for it, past the limit of those awaiting approval."""
         found = snapshot.types.get(event) or snapshot.aliases.get(event)
         if found is not None:
             return found.code_name
         # A publishable key is public: pages make no types.
         if channel.unknown_events != "draft" or page:
             return event  # rejected by the activity rules as activity_type_not_found
-        if event in drafts:
-            return drafts[event]
+        if event in drafts.made:
+            return drafts.made[event]
         existing = conn.execute(
             sa.select(activity_types.c.code_name, activity_types.c.aliases)
         ).all()
         for row in existing:
             if event in (row.aliases or []):
-                drafts[event] = str(row.code_name)
-                return drafts[event]
+                drafts.made[event] = str(row.code_name)
+                return drafts.made[event]
+        if not self._room_for_draft(conn, drafts):
+            return None
         taken = {row.code_name for row in existing}
         names = set(conn.execute(sa.select(activity_types.c.name)).scalars())
         code = derive_code_name(event, taken)
@@ -240,9 +264,43 @@ class SegmentService:
                 updated_at=now,
             )
         )
-        drafts[event] = code
+        drafts.made[event] = code
+        drafts.waiting = (drafts.waiting or 0) + 1
         plan.drafts_created = True
         return code
+
+    def _room_for_draft(self, conn: Connection, drafts: Drafts) -> bool:
+        """Whether fewer draft types than the limit await approval. Counted once a request,
+        then kept as it makes them: counted again once this transaction alone makes types
+        (another request's drafts made meanwhile are counted), and without waiting for that
+        when the limit is reached already (an approval frees room for later requests)."""
+        if drafts.waiting is None:
+            drafts.waiting = _waiting(conn)
+            if drafts.waiting >= self.max_drafts:
+                return False
+            hold_numbers(conn)
+            drafts.waiting = _waiting(conn)
+        return drafts.waiting < self.max_drafts
+
+    def _no_draft(self, activity: bytes, event: str, drafts: Drafts) -> Rejected:
+        """The rejected activity of an unknown event past the limit of draft types: kept under
+        its contact, to replay once a type has its name (docs/segment.md#unknown-events)."""
+        message = (
+            f"No activity type has the code name or alias {quoted(event)}, and no draft type "
+            f"was made for it: {drafts.waiting} draft types await approval, the most "
+            f"WAYPOST_MAX_DRAFT_TYPES ({self.max_drafts}) allows. Approve or delete draft "
+            "types so that new events make drafts again; give a type this name as an alias to "
+            "replay this one."
+        )
+        code = "activity_type_not_found"
+        error = ErrorDetail(code, message, "type")
+        return Rejected(REJECTION_STATUS[code], error, activity, event[:MAX_TYPE_CODE])
+
+
+def _waiting(conn: Connection) -> int:
+    """How many draft types await approval, in the whole workspace."""
+    count = sa.select(sa.func.count()).select_from(activity_types)
+    return int(conn.execute(count.where(activity_types.c.draft == sa.true())).scalar_one())
 
 
 def names_erased(suppressed: Suppressed, message: Message) -> bool:

@@ -248,7 +248,7 @@ class SegmentApp(Transport):
             by_contact[None] = list(rejected)
         limit = self.hub.settings.max_activity_bytes
         for item in planned:
-            prepared = prepare(item.activity, snapshot, received_at, limit)
+            prepared = item.refused or prepare(item.activity, snapshot, received_at, limit)
             if page is not None:
                 prepared = await page_rules(self.hub, prepared, snapshot, item.contact, page)
             by_contact[item.contact].append(prepared)
