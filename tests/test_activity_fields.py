@@ -1062,6 +1062,32 @@ def test_a_flagged_field_name_longer_than_its_count_column_is_stored_and_counted
     assert [(v["field"], v["count"]) for v in counts] == [("y" * 200, 1)]
 
 
+def test_the_violations_of_a_type_name_at_most_100_fields(tracker: Tracker, admin: Admin) -> None:
+    """Pages name unknown fields as they like, and each new name was a row of the type's
+    violations, without end. Past 100 names the others are counted together as
+    "(other fields)"; the names counted already keep counting, and every activity is stored,
+    its flags naming its fields as sent."""
+    created = admin.create_type(
+        name="Lenient", code_name="custom_lenient", unknown_fields="accept_and_flag"
+    )
+    contact = tracker.new_contact()
+    names = {f"f{n:03}": n for n in range(104)}
+    sent = [
+        {"type": "custom_lenient", "fields": names},
+        {"type": "custom_lenient", "fields": {"f000": 1, "later": 1, "more": 1}},
+    ]
+    assert statuses(tracker.log(sent, contact)) == [(202, None)] * 2
+    counts = admin.get(f"/api/activity-types/{created['id']}/violations").json()
+    counted = {(v["field"], v["code"]): v["count"] for v in counts}
+    assert counted == {
+        **{(f"f{n:03}", "unknown_field"): 1 for n in range(1, 100)},
+        ("f000", "unknown_field"): 2,
+        ("(other fields)", "unknown_field"): 6,
+    }
+    flagged = [f["field"] for a in admin.activities(contact=contact) for f in a["flags"]]
+    assert sorted(flagged) == sorted([*names, "f000", "later", "more"])
+
+
 def test_reject_is_the_default_and_the_mode_can_change(
     tracker: Tracker, admin: Admin, expect_error: ErrorCheck
 ) -> None:

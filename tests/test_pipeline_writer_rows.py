@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,13 @@ from waypost.pipeline.catalog import TypeInfo
 from waypost.pipeline.prepare import Accepted, Rejected
 from waypost.pipeline.writer_rows import (
     ACTIVITY_COLUMNS,
+    MAX_VIOLATION_NAMES,
+    OTHER_FIELDS,
     REJECTED_COLUMNS,
     Statements,
+    ViolationKey,
     activity_row,
+    counted_names,
     rejected_row,
     replay_mark,
 )
@@ -129,3 +134,30 @@ def test_a_replay_mark_and_the_statements_per_dialect() -> None:
     assert sqlite.insert_activity.endswith(f"VALUES ({', '.join('?' * 16)})")
     assert postgres.insert_rejected.endswith(f"VALUES ({', '.join(['%s'] * 11)})")
     assert postgres.mark_replayed.count("%s") == 4
+
+
+def test_violations_are_counted_under_at_most_100_names_a_type() -> None:
+    """Names new to a type take the room left, in name order; past it they are counted
+    together as OTHER_FIELDS, per code; names counted already, and other types, are not."""
+    other = new_id()
+    known = {CLICK.id: {f"k{n:02}" for n in range(MAX_VIOLATION_NAMES - 2)}, other: {"x"}}
+    violations: Counter[ViolationKey] = Counter(
+        {
+            (CLICK.id, "k00", "unknown_field"): 3,
+            (CLICK.id, "b", "unknown_field"): 1,
+            (CLICK.id, "a", "invalid_field"): 1,
+            (CLICK.id, "c", "unknown_field"): 2,
+            (CLICK.id, "d", "invalid_field"): 1,
+            (CLICK.id, OTHER_FIELDS, "unknown_field"): 1,
+            (other, "y", "unknown_field"): 1,
+        }
+    )
+    assert counted_names(violations, known) == {
+        (CLICK.id, "k00", "unknown_field"): 3,
+        (CLICK.id, "a", "invalid_field"): 1,
+        (CLICK.id, "b", "unknown_field"): 1,
+        (CLICK.id, OTHER_FIELDS, "unknown_field"): 3,
+        (CLICK.id, OTHER_FIELDS, "invalid_field"): 1,
+        (other, "y", "unknown_field"): 1,
+    }
+    assert len(known[CLICK.id]) == MAX_VIOLATION_NAMES - 2  # left as it was

@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -72,6 +74,15 @@ RollupKey = tuple[uuid.UUID, uuid.UUID, dt.date]
 ValueKey = tuple[uuid.UUID, str, dt.date, str]
 # Rollup rows per upsert statement: 4 parameters each, within every driver's limit.
 ROLLUP_CHUNK = 1000
+# (type, field name, code): what a field violation is counted by.
+ViolationKey = tuple[uuid.UUID, str, str]
+# The most field names a type's violations are counted by, each its own (docs/activity-fields.md):
+# the names of unknown fields are the client's, and each new one was a row of its own. The
+# violations of further names are counted together, under OTHER_FIELDS.
+MAX_VIOLATION_NAMES = 100
+OTHER_FIELDS = "(other fields)"
+# PostgreSQL: the advisory lock a batch adding names holds (any constant, the same on every node).
+VIOLATION_NAMES_LOCK = 0x77617970_6E616D65
 
 
 @dataclass
@@ -99,7 +110,7 @@ class BatchRows:
     rollups: Counter[RollupKey] = field(default_factory=Counter)
     # Per type, field, UTC day and value, for the counted fields (waypost.domain.value_counts).
     values: Counter[ValueKey] = field(default_factory=Counter)
-    violations: Counter[tuple[uuid.UUID, str, str]] = field(default_factory=Counter)
+    violations: Counter[ViolationKey] = field(default_factory=Counter)
     data_inputs: list[DataInput] = field(default_factory=list)
     # The contacts whose activities changed, and their types, for the contact groups.
     touched: set[uuid.UUID] = field(default_factory=set)
@@ -263,6 +274,10 @@ def write_rows(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -> No
     """Execute a batch's rows in ``conn``'s transaction: data inputs first, as their activity
     rows and rollups need the contact they end up with. The activities some playbook listens
     to are emitted as ActivityStored events once written."""
+    if rows.violations:
+        # Before any row is written: a batch that waits here for another's names holds none
+        # that the other may wait for.
+        rows.violations = bound_violations(conn, c, rows.violations)
     moved = _apply_data_inputs(conn, c, rows)
     if rows.activities:
         _insert(conn, s.insert_activity, s.copy_activity, s.copy_min_rows, rows.activities)
@@ -370,6 +385,67 @@ def write_counters(conn: Connection, s: Statements, c: Codec, rows: BatchRows) -
                 )
             ],
         )
+
+
+def counted_names(
+    violations: Counter[ViolationKey], known: Mapping[uuid.UUID, AbstractSet[str]]
+) -> Counter[ViolationKey]:
+    """``violations`` as they are counted: under their own names while their type counts
+    fewer than MAX_VIOLATION_NAMES (``known``, each type's names so far, OTHER_FIELDS aside;
+    a new name takes what room is left, in name order), the rest under OTHER_FIELDS."""
+    names = {type_id: set(found) for type_id, found in known.items()}
+    counted: Counter[ViolationKey] = Counter()
+    for (type_id, name, code), count in sorted(violations.items()):
+        taken = names.setdefault(type_id, set())
+        if name not in taken:
+            if len(taken) < MAX_VIOLATION_NAMES and name != OTHER_FIELDS:
+                taken.add(name)
+            else:
+                name = OTHER_FIELDS
+        counted[(type_id, name, code)] += count
+    return counted
+
+
+def bound_violations(
+    conn: Connection, c: Codec, violations: Counter[ViolationKey]
+) -> Counter[ViolationKey]:
+    """:func:`counted_names` of ``violations``, after the names their types count so far. On
+    PostgreSQL, a batch that adds names waits for the other nodes' batches that do (an
+    advisory lock, to its transaction's end) and reads the names again once it is its turn:
+    two batches never both take a type's last room."""
+    known = _violation_names(conn, c, {type_id for type_id, _, _ in violations})
+    if not c.sqlite and _adds_names(violations, known):
+        fetch_all(conn, f"SELECT pg_advisory_xact_lock({c.mark})", (VIOLATION_NAMES_LOCK,))
+        known = _violation_names(conn, c, set(known))
+    return counted_names(violations, known)
+
+
+def _violation_names(
+    conn: Connection, c: Codec, type_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, set[str]]:
+    ordered = sorted(type_ids, key=lambda type_id: type_id.int)
+    rows = fetch_all(
+        conn,
+        "SELECT type_id, field FROM field_violations "  # noqa: S608
+        f"WHERE type_id IN ({c.placeholders(len(ordered))})",
+        tuple(c.ident(type_id) for type_id in ordered),
+    )
+    known: dict[uuid.UUID, set[str]] = {type_id: set() for type_id in ordered}
+    for type_id, name in rows:
+        if name != OTHER_FIELDS:
+            known[uuid.UUID(str(type_id))].add(name)
+    return known
+
+
+def _adds_names(
+    violations: Counter[ViolationKey], known: Mapping[uuid.UUID, AbstractSet[str]]
+) -> bool:
+    return any(
+        name not in known[type_id]
+        and name != OTHER_FIELDS
+        and len(known[type_id]) < MAX_VIOLATION_NAMES
+        for type_id, name, _ in violations
+    )
 
 
 def _write_rollups(conn: Connection, s: Statements, c: Codec, rollups: Counter[RollupKey]) -> None:
