@@ -22,7 +22,11 @@ KINDS = (
 )
 UNKNOWN_EVENTS = (
     ("reject", "Reject them (kept as rejected activities)"),
-    ("draft", "Store them under a draft type, for a marketer to approve"),
+    (
+        "draft",
+        "Store them under a draft type, for a marketer to approve (while fewer draft types "
+        "than WAYPOST_MAX_DRAFT_TYPES await approval; past it, kept as rejected)",
+    ),
 )
 
 
