@@ -5,9 +5,9 @@ perhaps say two ids are the same person, set contact fields, and log an activity
 found by name. Each collector's domain module turns its events into :class:`Collected`; one
 service applies them (waypost/services/collectors.py). Pure data, no I/O.
 
-A batch (PostHog's, Segment's) may hold an event whose JSON holds a number no reader takes:
-:func:`readable` reads the rest of it, so that the event alone is kept as rejected and the
-others are stored.
+A batch (PostHog's, Snowplow's, Segment's) may hold an event whose JSON holds a number no
+reader takes: :func:`readable` reads the rest of it, so that the event alone is kept as
+rejected (:class:`Unread`, :class:`OutOfRange`) and the others are stored.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ import msgspec
 
 from waypost.domain.field_values import ORTTO_SYSTEM_KEYS
 from waypost.domain.segment import MappingError
+from waypost.error_words import out_of_range
 
 # External ids are looked up whole and stored in a column of 200 characters.
 MAX_EXTERNAL_ID = 200
 # An activity's client id (its idempotency key) is at most 100 characters.
 MAX_CLIENT_ID = 100
+# rejected_activities.field: where in an unread event its number is, cut to the column.
+MAX_WHERE = 200
 
 
 @dataclass
@@ -124,6 +127,66 @@ def _readable(raw: bytes, at: str, unread: list[str]) -> Any:
         ]
     unread.append(at)
     return None
+
+
+class OutOfRange(MappingError):
+    """Why an event holding a number no reader takes is kept as rejected: ``where`` is the
+    number's place in the event (``properties.plan``; "" for the event itself)."""
+
+    def __init__(self, where: str) -> None:
+        where = where[:MAX_WHERE]
+        super().__init__(out_of_range(where or None), field=where or None)
+
+
+@dataclass(frozen=True)
+class Unread:
+    """An event holding a number no reader takes (``1e400``): as sent, as far as it can be
+    read (each such number None, see ``readable``), and where the first such number is."""
+
+    raw: bytes
+    value: dict[str, Any]
+    where: str
+
+    def kept(self, mapped: Collected) -> Collected:
+        """``mapped`` (what :attr:`value` asks for, naming its person) kept as rejected, as
+        sent: one naming an erased person is dropped, as any such event is."""
+        return replace(mapped, payload=self.raw, error=OutOfRange(self.where))
+
+
+def event_of(raw: bytes) -> Any:
+    """``raw``'s JSON value; an :class:`Unread` when it is an object holding a number no
+    reader takes."""
+    value, where = readable(raw)
+    if where is None or not isinstance(value, dict):
+        return value
+    return Unread(raw, value, where)
+
+
+def read_events(raw: bytes, batch: str) -> Any:
+    """A body of events as JSON, read so that one event holding a number no reader takes
+    hides no other: that event is an :class:`Unread` (kept as rejected), the others are read
+    as usual. A list is a list of events; an object with ``batch`` holds its events in that
+    list (its other members read with :func:`readable`); any other object is one event.
+    msgspec.DecodeError when ``raw`` is not JSON; held to ``check_depth`` first."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.ValidationError:
+        pass  # without a type, only a number is refused so
+    head = raw.lstrip()[:1]
+    if head == b"[":
+        return [event_of(bytes(part)) for part in raw_items(raw)]
+    if head != b"{":
+        return None  # a number, which is no event
+    members = raw_members(raw)
+    if batch not in members:
+        return event_of(raw)
+    document = {key: readable(bytes(part))[0] for key, part in members.items() if key != batch}
+    events = bytes(members[batch])
+    if events.lstrip()[:1] == b"[":
+        document[batch] = [event_of(bytes(part)) for part in raw_items(events)]
+    else:
+        document[batch] = readable(events)[0]
+    return document
 
 
 # Ortto's snippet names an activity type "act:cm:<name>" (docs/collectors.md).

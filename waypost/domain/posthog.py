@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,16 +33,14 @@ import msgspec
 from waypost.domain.collected import (
     MAX_CLIENT_ID,
     Collected,
+    Unread,
     encode_payload,
     external_id,
-    raw_items,
-    raw_members,
-    readable,
+    read_events,
     rejected,
 )
 from waypost.domain.field_values import is_http_url
 from waypost.domain.segment import MappingError
-from waypost.error_words import out_of_range
 from waypost.errors import ApiError, check_depth, holds_nul
 
 MAX_URL = 2048
@@ -53,18 +50,6 @@ ALIAS = "$create_alias"
 SET_EVENTS = ("$set", "$set_once")
 # Properties every event carries that are not the event's own values.
 ENVELOPE = frozenset({"token", "distinct_id", "api_key"})
-# rejected_activities.field: where in an unread event its number is, cut to the column.
-MAX_WHERE = 200
-
-
-@dataclass(frozen=True)
-class Unread:
-    """An event holding a number no reader takes (``1e400``): as sent, as far as it can be
-    read (each such number None, see ``readable``), and where the first such number is."""
-
-    raw: bytes
-    value: dict[str, Any]
-    where: str
 
 
 class Body(msgspec.Struct):
@@ -99,42 +84,13 @@ def decode_text(raw: bytes, compression: str | None, form: bool) -> Any:
             raw = text.encode("latin-1")
     check_depth(raw)
     try:
-        return _document(raw)
+        # One holding a number no reader takes is read again event by event: the event
+        # holding it is an Unread (kept as rejected), the others are stored.
+        return read_events(raw, "batch")
     except msgspec.DecodeError as exc:
         raise bad_body(f"The body is not valid JSON: {exc}.") from None
     except RecursionError:
         raise bad_body("The body is nested too deeply.") from None
-
-
-def _document(raw: bytes) -> Any:
-    """The decoded body. One holding a number no reader takes is read again event by event:
-    the event holding it is an :class:`Unread` (kept as rejected), the others are stored."""
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.ValidationError:
-        pass  # without a type, only a number is refused so
-    head = raw.lstrip()[:1]
-    if head == b"[":
-        return [_event(bytes(part)) for part in raw_items(raw)]
-    if head != b"{":
-        return None  # a number, which is no event
-    members = raw_members(raw)
-    if "batch" not in members:
-        return _event(raw)
-    document = {key: readable(bytes(part))[0] for key, part in members.items() if key != "batch"}
-    batch = bytes(members["batch"])
-    if batch.lstrip()[:1] == b"[":
-        document["batch"] = [_event(bytes(part)) for part in raw_items(batch)]
-    else:
-        document["batch"] = readable(batch)[0]
-    return document
-
-
-def _event(raw: bytes) -> Any:
-    value, where = readable(raw)
-    if where is None or not isinstance(value, dict):
-        return value
-    return Unread(raw, value, where)
 
 
 def _unbase64(text: str) -> bytes:
@@ -199,9 +155,7 @@ def map_event(
     holding a number no reader takes is kept as sent, naming the ids and traits the rest of
     it gives (one naming an erased person is dropped, as any such event is)."""
     if isinstance(event, Unread):
-        where = event.where[:MAX_WHERE]
-        error = MappingError(out_of_range(where or None), field=where or None)
-        return replace(map_event(event.value, sent_at, received_at), payload=event.raw, error=error)
+        return event.kept(map_event(event.value, sent_at, received_at))
     name = _text(event.get("event"))
     payload = encode_payload(event)
     try:
