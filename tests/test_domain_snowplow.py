@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from waypost.domain.collected import Unread
 from waypost.domain.snowplow import (
     application_id,
     events_of_post,
@@ -69,6 +70,89 @@ def test_bodies_that_are_not_payload_data_are_400(body: bytes) -> None:
     assert caught.value.status == 400
 
 
+def test_an_event_holding_a_number_out_of_range_is_refused_alone() -> None:
+    """A number no reader takes refused the whole body (400): only its event is refused,
+    kept as sent, naming its person, and the others of the body are read as usual."""
+    unread = b'{"e": "se", "aid": "k", "duid": "d", "se_ca": "c", "se_ac": "a", "se_va": 1e400}'
+    good = {"e": "pv", "aid": "k", "duid": "d2"}
+    raw = b'{"schema": "%s", "data": [%s, %s]}' % (
+        PAYLOAD.encode(),
+        json.dumps(good).encode(),
+        unread,
+    )
+    events = events_of_post(raw)
+    assert events[0] == good
+    value = {"e": "se", "aid": "k", "duid": "d", "se_ca": "c", "se_ac": "a", "se_va": None}
+    assert events[1] == Unread(unread, value, "se_va")
+    assert application_id(events) == "k"
+    mapped = map_event(events[1], NOW)
+    assert mapped is not None
+    assert (mapped.payload, mapped.anonymous, mapped.label) == (unread, "d", "c/a")
+    assert mapped.error is not None
+    assert (mapped.error.code, mapped.error.field) == ("invalid_field", "se_va")
+    assert "out of range" in str(mapped.error)
+    # A page ping is ignored, whatever it holds.
+    ping = b'{"schema": "%s", "data": [{"e": "pp", "duid": "d", "pp_mix": 1e400}]}'
+    assert map_event(events_of_post(ping % PAYLOAD.encode())[0], NOW) is None
+    # Not payload_data, not events, and not JSON, as before.
+    for bad in (
+        b"1e400",
+        b'{"schema": "%s", "data": 1e400}' % PAYLOAD.encode(),
+        b'{"schema": "%s", "data": [1e400]}' % PAYLOAD.encode(),
+        b'{"schema": "%s", "data": [{"e": 1e400}, }' % PAYLOAD.encode(),
+        b'{"schema": 1e400, "data": [{"e": "pv"}]}',
+    ):
+        with pytest.raises(ApiError) as caught:
+            events_of_post(bad)
+        assert caught.value.status == 400
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "field"),
+    [
+        (
+            {
+                "e": "ue",
+                "ue_pr": '{"data": {"schema": "iglu:a/b/jsonschema/1-0-0", "data": {"n": 1e400}}}',
+            },
+            "ue_pr.data.data.n",
+        ),
+        (
+            {
+                "e": "ue",
+                "ue_px": _b64(
+                    '{"data": {"schema": "iglu:a/b/jsonschema/1-0-0", "data": '
+                    '{"n": ' + "9" * 5000 + "}}}"
+                ),
+            },
+            "ue_px.data.data.n",
+        ),
+        ({"e": "pv", "co": '{"data": [{"data": {"n": -1e400}}]}'}, "co.data[0].data.n"),
+        ({"e": "pv", "cx": _b64('{"data": [{"data": {"n": 1e400}}]}')}, "cx.data[0].data.n"),
+        ({"e": "pv", "cx": _b64("[1e400]")}, "cx[0]"),
+        ({"e": "pv", "co": "1e400"}, "co"),
+    ],
+)
+def test_a_number_out_of_range_in_a_parameters_json_refuses_its_event(
+    parameters: dict[str, str], field: str
+) -> None:
+    """JSON in a parameter (base64's read, for ue_px and cx) holding a number no reader
+    takes: the event is kept as sent, the field the number's place, naming its person so
+    that one naming an erased person is dropped."""
+    event = {"uid": "u", "duid": "d", "nuid": "n", **parameters}
+    mapped = map_event(event, NOW)
+    assert mapped is not None
+    assert mapped.error is not None
+    assert (mapped.error.code, mapped.error.field) == ("invalid_field", field)
+    assert "out of range" in str(mapped.error)
+    assert (mapped.user, mapped.anonymous, mapped.others) == ("u", "d", (("nuid", "n"),))
+    assert json.loads(mapped.payload) == event
+
+
 def test_a_page_view() -> None:
     mapped = map_event(
         {
@@ -127,6 +211,8 @@ def test_structured_and_self_describing_events() -> None:
         ({"e": "ue", "duid": "d"}, "ue_pr"),
         ({"e": "ue", "duid": "d", "ue_pr": "[1]"}, "ue_pr"),
         ({"e": "pv", "duid": "d", "co": '{"data": {}}'}, "co"),
+        # Not JSON, whatever number out of range it holds before it breaks off.
+        ({"e": "pv", "duid": "d", "co": '[1e400, "open'}, "co"),
         ({"e": "pv", "duid": "d", "dtm": "-1"}, "dtm"),
         ({"e": "pv", "duid": "d", "dtm": "9" * 15}, "dtm"),
         ({"e": "pv", "uid": "u" * 201}, "uid"),

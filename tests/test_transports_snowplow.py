@@ -260,6 +260,72 @@ def test_what_cannot_map_is_kept_as_rejected(snowplow: Snowplow) -> None:
     assert snowplow.activities() == []
 
 
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_an_event_holding_a_number_out_of_range_is_kept_and_the_others_stored(
+    snowplow: Snowplow, play: ActivityType, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    """One number no reader takes (an exponent past a float's, more digits than Python
+    reads) in one event refused the whole body, 400, which the trackers do not retry: every
+    event of it was lost. Its event alone is kept as rejected, as sent, and the others are
+    stored; so too for one in the JSON of a parameter, base64 or not, by POST or GET."""
+    key = snowplow.tracking.encode()
+    huge = b"1" + b"0" * 5000
+    good = json.dumps({"aid": snowplow.tracking, **pv(duid="u")}).encode()
+    unread = (
+        b'{"aid": "%s", "e": "se", "duid": "u", "se_ca": "media", "se_ac": "play", "se_va": %s}'
+    )
+    data = '{"schema": "iglu:com.acme/loan_calc/jsonschema/1-0-0", "data": {"amount": 1e400}}'
+    envelope = f'{{"schema": "{UNSTRUCT}", "data": {data}}}'
+    in_base64 = {"e": "ue", "eid": str(uuid.uuid4()), "duid": "u", "ue_px": b64(envelope)}
+    events = [good, unread % (key, b"1e400"), unread % (key, huge)]
+    events.append(json.dumps({"aid": snowplow.tracking, **in_base64}).encode())
+    body = b'{"schema": "%s", "data": [%s]}' % (PAYLOAD.encode(), b", ".join(events))
+    answer = snowplow.post(body)
+    assert answer.status_code == 200, answer.text
+    [stored] = snowplow.activities()
+    assert stored.contact_id == snowplow.contact_of("snowplow_duid", "u")
+    kept = snowplow.rejected()
+    assert [(r.reason, r.status, r.field, r.source) for r in kept] == [
+        ("invalid_field", 400, "se_va", "snowplow"),
+        ("invalid_field", 400, "se_va", "snowplow"),
+        ("invalid_field", 400, "ue_px.data.data.amount", "snowplow"),
+    ]
+    assert "out of range" in kept[0].message
+    assert kept[0].type_code == "media/play"
+    assert kept[0].payload["aid"] != snowplow.tracking  # the key cut, as in any kept event
+    assert kept[1].payload["se_va"] == huge.decode()  # as sent, read back as text
+    assert kept[2].payload["ue_px"] == b64(envelope)
+    # An event naming an erased person is dropped, not kept, even when it cannot be read.
+    hub.erasure.erase(stored.contact_id, Actor("key", None))
+    hub.catalog.invalidate()
+    alone = b'{"schema": "%s", "data": [%s]}' % (PAYLOAD.encode(), unread % (key, b"1e400"))
+    expect_error(snowplow.post(alone), 403, "contact_erased")
+    assert snowplow.rejected() == []  # the erasure took the three kept above
+
+
+def test_a_pixel_whose_json_holds_a_number_out_of_range_is_kept_naming_its_person(
+    snowplow: Snowplow, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    """The pixel's one event, its contexts (base64) holding a number no reader takes, was
+    kept as rejected as JSON that is not JSON, and naming no one: kept even for an erased
+    person. It is kept with the number's place, and one naming an erased person dropped."""
+    contexts = b64(f'{{"schema": "{CONTEXTS}", "data": [{{"data": {{"n": 1e400}}}}]}}')
+    answer = snowplow.pixel({**pv(duid="u"), "cx": contexts})
+    assert (answer.status_code, answer.content) == (200, PIXEL)
+    [kept] = snowplow.rejected()
+    assert (kept.reason, kept.status, kept.field) == ("invalid_field", 400, "cx.data[0].data.n")
+    assert "out of range" in kept.message
+    assert kept.payload["cx"] == contexts  # as sent
+    snowplow.send(pv(duid="u"))
+    hub.erasure.erase(snowplow.contact_of("snowplow_duid", "u"), Actor("key", None))
+    hub.catalog.invalidate()
+    expect_error(snowplow.pixel({**pv(duid="u"), "cx": contexts}), 403, "contact_erased")
+    assert snowplow.rejected() == []
+
+
 # -- GET /i --------------------------------------------------------------------------------------
 
 

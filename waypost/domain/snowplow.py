@@ -17,6 +17,10 @@ one event in the query string. Each event is a flat object of short names. Mappi
   carries both, as a Segment identify does), ``nuid`` / ``tnuid`` the network id;
 - ``dtm`` is corrected by ``stm`` for the device's clock (``dtm + (now - stm)``), as
   Snowplow's enrichment does; ``ttm`` is taken as it is.
+
+An event holding a number no reader takes (``1e400``), in the body or in the JSON of a
+parameter (``ue_pr``, ``ue_px``, ``co``, ``cx``), is kept as rejected, as sent, naming its
+person; the other events of its request are mapped as usual.
 """
 
 from __future__ import annotations
@@ -25,11 +29,22 @@ import base64
 import binascii
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from waypost.domain.collected import MAX_CLIENT_ID, Collected, encode_payload, external_id, rejected
+from waypost.domain.collected import (
+    MAX_CLIENT_ID,
+    Collected,
+    OutOfRange,
+    Unread,
+    encode_payload,
+    external_id,
+    read_events,
+    readable,
+    rejected,
+)
 from waypost.domain.field_values import is_http_url
 from waypost.domain.segment import MappingError
 from waypost.errors import MAX_JSON_DEPTH, ApiError, check_depth, holds_nul
@@ -49,11 +64,12 @@ def bad_body(message: str) -> ApiError:
     return ApiError(400, "invalid_json", message)
 
 
-def events_of_post(raw: bytes) -> list[dict[str, Any]]:
-    """The events of a ``tp2`` body; ApiError 400 when it is not ``payload_data``."""
+def events_of_post(raw: bytes) -> list[dict[str, Any] | Unread]:
+    """The events of a ``tp2`` body; ApiError 400 when it is not ``payload_data``. An event
+    holding a number no reader takes is an :class:`Unread` (kept as rejected)."""
     check_depth(raw)
     try:
-        document = msgspec.json.decode(raw)
+        document = read_events(raw, "data")
     except msgspec.DecodeError as exc:
         raise bad_body(f"The body is not valid JSON: {exc}.") from None
     except RecursionError:
@@ -71,7 +87,7 @@ def events_of_post(raw: bytes) -> list[dict[str, Any]]:
     events = document.get("data")
     if not isinstance(events, list) or not events:
         raise ApiError(400, "invalid_field", "data must be a list of events.", "data")
-    if not all(isinstance(event, dict) for event in events):
+    if not all(isinstance(event, dict | Unread) for event in events):
         raise ApiError(400, "invalid_field", "Each event must be a JSON object.", "data")
     return events
 
@@ -88,12 +104,16 @@ def events_of_query(pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
     return [event]
 
 
-def application_id(events: list[dict[str, Any]]) -> str | None:
+def application_id(events: Sequence[dict[str, Any] | Unread]) -> str | None:
     """The one ``aid`` of the events (the key); ApiError 400 when they name different ones."""
-    found = {_text(event.get("aid")) for event in events} - {None}
+    found = {_text(_value(event).get("aid")) for event in events} - {None}
     if len(found) > 1:
         raise ApiError(400, "invalid_field", "The events name different keys in aid.", "aid")
     return next(iter(found), None)
+
+
+def _value(event: dict[str, Any] | Unread) -> dict[str, Any]:
+    return event.value if isinstance(event, Unread) else event
 
 
 def _text(value: object) -> str | None:
@@ -102,9 +122,13 @@ def _text(value: object) -> str | None:
     return str(value).strip() or None
 
 
-def map_event(event: dict[str, Any], received_at: dt.datetime) -> Collected | None:
+def map_event(event: dict[str, Any] | Unread, received_at: dt.datetime) -> Collected | None:
     """What one event asks for; None for a page ping (ignored); an event that cannot be mapped
-    is kept with its reason."""
+    is kept with its reason. One holding a number no reader takes is kept as sent, naming the
+    ids the rest of it gives (one naming an erased person is dropped, as any such event is)."""
+    if isinstance(event, Unread):
+        mapped = map_event(event.value, received_at)
+        return None if mapped is None else event.kept(mapped)
     kind = _text(event.get("e"))
     payload = encode_payload(event)
     try:
@@ -137,6 +161,17 @@ def _map(event: dict[str, Any], kind: str | None, payload: bytes, now: dt.dateti
     )
     if user is None and browser is None and network is None:
         raise MappingError("An event needs uid, duid or nuid to name its person.", field="duid")
+    try:
+        _fill(collected, event, kind, now)
+    except OutOfRange as exc:
+        # JSON in a parameter holds a number no reader takes: kept as rejected, as sent,
+        # naming its person (one naming an erased person is dropped).
+        collected.error = exc
+    return collected
+
+
+def _fill(collected: Collected, event: dict[str, Any], kind: str | None, now: dt.datetime) -> None:
+    """The activity of an event whose person is known, its type's names and its flag."""
     activity: dict[str, Any] = {"occurredAt": occurred_at(event, now).isoformat()}
     client_id = _text(event.get("eid"))
     if client_id is not None:
@@ -183,7 +218,6 @@ def _map(event: dict[str, Any], kind: str | None, payload: bytes, now: dt.dateti
             "value": contexts,
         }
     collected.activity = activity
-    return collected
 
 
 def self_describing(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -249,17 +283,21 @@ def _json_parameter(event: dict[str, Any], plain: str, encoded: str) -> dict[str
         return value
     if not isinstance(value, str):
         raise MappingError(f"{name} must be JSON text.", field=name)
+    raw = value.encode()
     try:
         # JSON inside a parameter: the body's own nesting limit never saw it.
-        check_depth(value.encode())
+        check_depth(raw)
     except ApiError:
         raise MappingError(
             f"{name} nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects.", field=name
         ) from None
     try:
-        decoded = msgspec.json.decode(value)
+        decoded, where = readable(raw)
     except (msgspec.DecodeError, RecursionError):
         raise MappingError(f"{name} is not valid JSON.", field=name) from None
+    if where is not None:
+        # The number's place inside the parameter's JSON (base64's read), as a field path.
+        raise OutOfRange(name + where if where[:1] in ("", "[") else f"{name}.{where}")
     if not isinstance(decoded, dict):
         raise MappingError(f"{name} must be a JSON object.", field=name)
     if holds_nul(msgspec.json.encode(decoded)):

@@ -12,12 +12,13 @@ storage outage is a 503, which the trackers retry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
 
-from waypost.domain.collected import Collected
+from waypost.domain.collected import Collected, Unread
 from waypost.domain.snowplow import (
     MAX_PARAMETERS,
     application_id,
@@ -121,7 +122,9 @@ class SnowplowApp(CollectorTransport):
         await self._collect(request, events_of_query(pairs))
         return 200, PIXEL, PIXEL_HEADERS
 
-    async def _collect(self, request: IngestRequest, events: list[dict[str, object]]) -> None:
+    async def _collect(
+        self, request: IngestRequest, events: Sequence[dict[str, Any] | Unread]
+    ) -> None:
         key = application_id(events)
         now = utcnow()
         mapped: list[Collected] = []
