@@ -6,9 +6,13 @@ import msgspec
 import pytest
 
 from waypost.domain.collected import (
+    MAX_WHERE,
     Collected,
+    OutOfRange,
+    Unread,
     activity_names,
     page_claims,
+    read_events,
     readable,
     split_claims,
 )
@@ -70,3 +74,30 @@ def test_readable_reads_all_but_the_numbers_no_reader_takes() -> None:
 def test_readable_refuses_what_is_not_json(raw: bytes) -> None:
     with pytest.raises(msgspec.DecodeError):
         readable(raw)
+
+
+def test_a_body_of_events_is_read_event_by_event_past_a_number_out_of_range() -> None:
+    """Each event holding a number no reader takes is an Unread, as sent; the others, and
+    the body's other members, are read as usual, whichever collector's key holds the list."""
+    unread = b'{"id": "u", "n": 1e400}'
+    for raw in (
+        b'{"key": 1e400, "data": [{"id": "a"}, %s]}' % unread,
+        b'[{"id": "a"}, %s]' % unread,
+    ):
+        document = read_events(raw, "data")
+        events = document if isinstance(document, list) else document["data"]
+        assert events == [{"id": "a"}, Unread(unread, {"id": "u", "n": None}, "n")]
+    assert read_events(b'{"key": "k", "data": [{"id": "a"}]}', "data") == {
+        "key": "k",
+        "data": [{"id": "a"}],
+    }
+    # An object without the list is one event; a number alone is none.
+    assert read_events(unread, "data") == Unread(unread, {"id": "u", "n": None}, "n")
+    assert read_events(b"1e400", "data") is None
+    kept = Unread(unread, {"id": "u", "n": None}, "n").kept(Collected(b"{}", person="u"))
+    assert (kept.payload, kept.person) == (unread, "u")
+    assert isinstance(kept.error, OutOfRange)
+    assert (kept.error.code, kept.error.field) == ("invalid_field", "n")
+    # The place is cut to the rejection's column; the event itself has none.
+    assert OutOfRange("x" * 300).field == "x" * MAX_WHERE
+    assert OutOfRange("").field is None
