@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from waypost.domain.posthog import Unread, body_of, decode_text, map_event, occurred_at
+from waypost.domain.collected import Unread
+from waypost.domain.posthog import body_of, decode_text, map_event, occurred_at
 from waypost.errors import ApiError
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
