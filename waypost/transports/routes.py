@@ -14,7 +14,7 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -95,10 +95,24 @@ class BrowserActivityRequest(msgspec.Struct, rename="camel"):
     activity: ActivityIn
 
 
+# A batch's messages are JSON objects of any shape as far as the body goes: one that is not a
+# Segment message (a field of the wrong type, a number out of range) is kept as a rejected
+# activity and the others stored, as Segment's SDKs expect (docs/segment.md).
+SegmentMessages = Annotated[
+    list[dict[str, Any]],
+    msgspec.Meta(
+        description="Segment messages (track, identify, page, screen, group, alias), each "
+        "shaped as the body of /v1/track and the others (SegmentCall). A message that is not "
+        "one is kept as a rejected activity and the rest stored: only a batch whose messages "
+        "are not all JSON objects is refused."
+    ),
+]
+
+
 class SegmentBatch(msgspec.Struct, rename="camel"):
     """``/v1/batch``: Segment messages (track, identify, page, screen, group, alias)."""
 
-    batch: list[Message]
+    batch: SegmentMessages
     sent_at: str | None = None
     write_key: str | None = None
 
