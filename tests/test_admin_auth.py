@@ -191,6 +191,20 @@ def test_only_failed_logins_from_the_same_address_throttle(
     assert log_in(attacker, make_user().email).status_code == 303
 
 
+def test_guesses_from_one_ipv6_64_count_as_one_address(
+    client: TestClient, make_user: MakeUser
+) -> None:
+    """Whoever has one address of a /64 may use any of its 2^64: a new one for each guess is
+    still one address guessing."""
+    user = make_user()
+    for i in range(1, 11):
+        guess = log_in(at(client, f"2001:db8:66:77::{i:x}"), user.email, "wrong password!")
+        assert guess.status_code == 400
+    assert log_in(at(client, "2001:db8:66:77:1:2:3:4"), user.email).status_code == 429
+    # Another /64 is another address.
+    assert log_in(at(client, "2001:db8:66:78::1"), user.email).status_code == 303
+
+
 def test_successful_logins_never_count(client: TestClient, make_user: MakeUser) -> None:
     user = make_user()
     for _ in range(12):  # each in a browser of its own, as a logged-in one skips the form

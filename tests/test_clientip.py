@@ -1,10 +1,17 @@
-"""client_ip: the peer, or behind trusted proxies the right-most untrusted forwarded address."""
+"""client_ip: the peer, or behind trusted proxies the right-most untrusted forwarded address;
+client_key: that address as per-address limits count it (an IPv6 one by its /64)."""
 
 from __future__ import annotations
 
 import pytest
 
-from waypost.clientip import client_ip, parse_trusted_proxies, uvicorn_proxy_options
+from waypost.clientip import (
+    address_key,
+    client_ip,
+    client_key,
+    parse_trusted_proxies,
+    uvicorn_proxy_options,
+)
 from waypost.settings import SettingsError, load_settings
 
 
@@ -41,6 +48,39 @@ def test_a_chain_of_trusted_proxies_only_gives_the_left_most() -> None:
 
 def test_no_client_at_all() -> None:
     assert client_ip({"headers": []}, PROXIES) == "unknown"
+
+
+def test_an_ipv4_client_is_counted_by_its_address() -> None:
+    assert address_key("203.0.113.7") == "203.0.113.7"
+    assert address_key("203.0.113.8") != address_key("203.0.113.7")
+    # As a dual-stack socket reports an IPv4 peer: the same client.
+    assert address_key("::ffff:203.0.113.7") == "203.0.113.7"
+
+
+def test_an_ipv6_client_is_counted_by_its_64() -> None:
+    """Whoever has one address of a /64 may use any of its 2^64: they are one client."""
+    key = address_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd")
+    assert key == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:2::1") == key
+    assert address_key("2001:0DB8:0001:0002:ffff:ffff:ffff:ffff") == key
+    assert address_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert address_key("::1") == "::/64"
+    # A zone names the link, not another client.
+    assert address_key("fe80::1%eth0") == address_key("fe80::2") == "fe80::/64"
+
+
+def test_what_is_not_an_address_is_kept_as_it_is() -> None:
+    assert address_key("unknown") == "unknown"
+    assert address_key("2001:db8::/64") == "2001:db8::/64"
+    assert address_key("") == ""
+
+
+def test_the_client_key_is_taken_behind_the_trusted_proxies() -> None:
+    assert client_key(scope("2001:db8:5:6::9"), PROXIES) == "2001:db8:5:6::/64"
+    forwarded = scope("::1", "2001:db8:7:8:1:2:3:4, 10.0.0.5")
+    assert client_key(forwarded, PROXIES) == "2001:db8:7:8::/64"
+    assert client_key(scope("127.0.0.1", "203.0.113.7"), PROXIES) == "203.0.113.7"
+    assert client_key({"headers": []}, PROXIES) == "unknown"
 
 
 def test_the_setting_is_checked() -> None:

@@ -1167,6 +1167,31 @@ def test_a_rotating_forwarded_address_does_not_escape_the_per_ip_limit(
         assert site.log(visitor, LOAN, client=via).status_code == 202
 
 
+def test_the_per_ip_limit_counts_an_ipv6_client_by_its_64(
+    site: Site, loan: ActivityType, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    """Whoever has one address of a /64 may use any of its 2^64: going through them does not
+    escape the type's limit per address, and another /64 has a limit of its own."""
+    set_limits(
+        client,
+        admin_headers,
+        loan,
+        {"per_contact": None, "per_ip": {"limit": 3, "window_seconds": 60}},
+    )
+    visitor = site.visitor()
+
+    def at(address: str) -> TestClient:
+        return TestClient(client.app, client=(address, 40000))
+
+    answers = [site.log(visitor, LOAN, client=at(f"2001:db8:aa:bb::{i}")) for i in range(1, 5)]
+    assert [a.status_code for a in answers] == [202, 202, 202, 429]
+    assert site.log(visitor, LOAN, client=at("2001:db8:aa:bc::1")).status_code == 202
+    # An IPv4 client, as a dual-stack socket reports it, is its IPv4 address.
+    for address in ("192.0.2.50", "::ffff:192.0.2.50", "192.0.2.50"):
+        assert site.log(visitor, LOAN, client=at(address)).status_code == 202
+    assert site.log(visitor, LOAN, client=at("::ffff:192.0.2.50")).status_code == 429
+
+
 def test_the_per_contact_limit_follows_a_merge(
     site: Site, loan: ActivityType, hub: Hub, backend: str
 ) -> None:

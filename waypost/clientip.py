@@ -1,9 +1,14 @@
-"""The client's address, the one every per-address limit and the login throttle key on.
+"""The client's address, and the key every per-address limit and the login throttle count it
+under.
 
 A request's peer is the client unless the peer is one of ``WAYPOST_TRUSTED_PROXIES``. Only
 then is ``X-Forwarded-For`` read, from the right: each trusted proxy appended the address it
 saw, so the right-most address that is not a trusted proxy is the client. Anything to its left
 was sent by the client and could be anything. See docs/configuration.md#behind-a-reverse-proxy.
+
+An IPv4 client is counted by its address. An IPv6 client is counted by its /64 network: a
+subscriber, a host or a cloud machine is given a whole /64 (often more), and picks any of its
+2^64 addresses at will, so a limit on one address would hold nobody.
 """
 
 from __future__ import annotations
@@ -64,6 +69,29 @@ def client_ip(scope: Mapping[str, object], networks: Networks) -> str:
         if not _trusted(hop, networks):
             break
     return address
+
+
+def address_key(address: str) -> str:
+    """The key per-address limits count ``address`` under: an IPv4 address as it is written
+    canonically, an IPv6 address as its /64 network (``2001:db8:1:2::/64``), an IPv4 address
+    mapped into IPv6 (``::ffff:192.0.2.1``, as a dual-stack socket reports an IPv4 peer) as that
+    IPv4 address. Anything that is not an address (``unknown``) stays as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    # int() drops a zone (``fe80::1%eth0``): a link-local /64 is the same network on any link.
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+
+
+def client_key(scope: Mapping[str, object], networks: Networks) -> str:
+    """The key per-address limits count the client of an ASGI request under:
+    :func:`address_key` of :func:`client_ip`."""
+    return address_key(client_ip(scope, networks))
 
 
 def uvicorn_proxy_options(trusted_proxies: str) -> dict[str, Any]:

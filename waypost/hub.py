@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from waypost.clientip import client_ip, parse_trusted_proxies
+from waypost.clientip import client_key, parse_trusted_proxies
 from waypost.clock import Clock, SystemClock
 from waypost.metrics import Metrics
 from waypost.pipeline.catalog import Catalog
@@ -173,9 +173,10 @@ class Hub:
             self.webhook_process.stop()
         self.webhooks.stop()
 
-    def client_ip(self, scope: Mapping[str, object]) -> str:
-        """The client's address of a request, for every limit keyed by address."""
-        return client_ip(scope, self.trusted_proxies)
+    def client_key(self, scope: Mapping[str, object]) -> str:
+        """The key of a request's client for every limit keyed by address: its address behind
+        the trusted proxies, an IPv6 one as its /64 network (waypost/clientip.py)."""
+        return client_key(scope, self.trusted_proxies)
 
     def close(self) -> None:
         """Finish queued writes and webhook calls in flight, then release the database."""

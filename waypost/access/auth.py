@@ -88,7 +88,7 @@ class LoginAttempt:
 async def login_allowed(hub: Hub, request: Request, email: str) -> LoginAttempt:
     """Count a login attempt as a failure, before the password is checked: concurrent guesses
     are counted as surely as sequential ones."""
-    address = hub.client_ip(request.scope)
+    address = hub.client_key(request.scope)
     # A hash: the email stays out of the limiter's keys (Redis keys are visible to its admins).
     who = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
     decisions = await hub.rate_limiter.hit(

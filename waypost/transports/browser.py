@@ -130,12 +130,12 @@ class BrowserApp(Transport):
     async def consent(self, request: IngestRequest) -> Answer:
         """``POST /browser/consent``."""
         body = decode_json(await self._body(request, nul_ok=False), ConsentBody)
-        return await self._consent(body, _channel(request), self.hub.client_ip(request.scope))
+        return await self._consent(body, _channel(request), self.hub.client_key(request.scope))
 
     async def identify(self, request: IngestRequest) -> Answer:
         """``POST /browser/identify``."""
         raw = await self._body(request, nul_ok=False)
-        ip = self.hub.client_ip(request.scope)
+        ip = self.hub.client_key(request.scope)
         body = decode_json(raw, IdentifyBody)
         return await self._identify(body, _channel(request), _snapshot(request), ip)
 
@@ -143,7 +143,7 @@ class BrowserApp(Transport):
         """``POST /browser/activity``."""
         raw = await self._body(request, nul_ok=True)
         check_utf8(raw)
-        ip = self.hub.client_ip(request.scope)
+        ip = self.hub.client_key(request.scope)
         body = decode_json(raw, ActivityBody)
         return await self._activity(body, _channel(request), _snapshot(request), ip)
 

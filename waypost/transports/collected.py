@@ -67,7 +67,7 @@ class CollectorTransport(Transport):
         from_page = request.key is not None and request.key.access == PUBLISHABLE
         if from_page:
             events = [page_claims(event) for event in events]
-        ip = self.hub.client_ip(request.scope) if from_page else None
+        ip = self.hub.client_key(request.scope) if from_page else None
         # Each person the events name may be new (events of the same ids are one person at
         # most).
         people = len({(e.person, e.user, e.anonymous, e.others, e.alias) for e in events})

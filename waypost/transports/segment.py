@@ -197,7 +197,7 @@ class SegmentApp(Transport):
                 unread.append(reject(exc, item, None))
         received_at = utcnow()
         from_page = request.key is not None and request.key.access == "publishable"
-        ip = self.hub.client_ip(request.scope) if from_page else None
+        ip = self.hub.client_key(request.scope) if from_page else None
         # Each person the messages name may be new.
         people = len({(m.user_id, m.anonymous_id, m.previous_id) for m, _ in messages})
         plan_of = functools.partial(
