@@ -133,6 +133,29 @@ def test_take_records_as_many_hits_as_the_window_has_room_for(backend: Backend) 
     assert run(backend.limiter.take(limit, 0)).count == 0
 
 
+def test_take_says_when_the_window_has_room_again(backend: Backend) -> None:
+    """``reset``: seconds until the oldest hit in the window leaves it, the hits just taken
+    included, for a Retry-After when fewer were taken than wanted."""
+    limit = backend.limit("room", 3, 60)
+    run = backend.loop.run_until_complete
+    backend.clock.set(START)
+    assert run(backend.limiter.take(limit, 2)).reset == pytest.approx(60)
+    backend.clock.set(START + 10)
+    some = run(backend.limiter.take(limit, 5))
+    assert some.count == 1
+    assert some.reset == pytest.approx(50)
+    backend.clock.set(START + 20)
+    none = run(backend.limiter.take(limit, 1))
+    assert none.count == 0
+    assert none.reset == pytest.approx(40)
+    # One that wants none takes none and says nothing.
+    assert run(backend.limiter.take(limit, 0)).reset == 0
+    backend.clock.set(START + 60)
+    again = run(backend.limiter.take(limit, 3))
+    assert again.count == 2
+    assert again.reset == pytest.approx(10)
+
+
 def test_concurrent_takes_never_pass_the_limit(backend: Backend) -> None:
     limit = backend.limit("together", 10, 60)
 

@@ -45,10 +45,13 @@ class Decision:
 
 @dataclass(frozen=True)
 class Taken:
-    """The hits :meth:`RateLimiter.take` recorded on ``limit``, one member each."""
+    """The hits :meth:`RateLimiter.take` recorded on ``limit``, one member each. ``reset``:
+    seconds until the oldest hit in the window (maybe one of these) leaves it, so that the
+    window has room for one more (0 when it holds none, or none was wanted)."""
 
     limit: Limit
     members: tuple[str, ...] = ()
+    reset: float = 0.0
 
     @property
     def count(self) -> int:
@@ -137,6 +140,8 @@ class MemoryRateLimiter:
                     log.remove(float(d.hit))
 
     async def take(self, limit: Limit, wanted: int) -> Taken:
+        if wanted <= 0:
+            return Taken(limit)
         now = self._clock.time()
         with self._lock:
             self._hits += 1
@@ -148,7 +153,8 @@ class MemoryRateLimiter:
                 log.popleft()
             count = max(0, min(wanted, limit.limit - len(log)))
             log.extend([now] * count)
-            return Taken(limit, (repr(now),) * count)
+            reset = log[0] + limit.window - now if log else 0.0
+            return Taken(limit, (repr(now),) * count, reset)
 
     async def give_back(self, taken: Taken, keep: int) -> None:
         with self._lock:
@@ -214,7 +220,8 @@ return results
 """
 
 # KEYS: the limit's key. ARGV: now, limit, window, hits wanted, the hits' member prefix. Adds as
-# many hits as the window has room for, up to those wanted; returns how many.
+# many hits as the window has room for, up to those wanted; returns how many, and the seconds
+# until the oldest hit in the window leaves it.
 TAKE_SCRIPT = """
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -228,7 +235,10 @@ end
 if count > 0 then
   redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
 end
-return count
+local reset = 0
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+return {count, tostring(reset)}
 """
 
 # KEYS: source, target per move. ARGV: now, then the window per move. Hits are unique members,
@@ -300,10 +310,11 @@ class RedisRateLimiter:
             return Taken(limit)
         now = self._clock.time()
         prefix = f"{now}:{uuid.uuid4().hex}"
-        count = await self._take_script(
+        count, reset = await self._take_script(
             keys=[self._prefix + limit.key], args=[now, limit.limit, limit.window, wanted, prefix]
         )
-        return Taken(limit, tuple(f"{prefix}:{j}" for j in range(1, int(count) + 1)))
+        members = tuple(f"{prefix}:{j}" for j in range(1, int(count) + 1))
+        return Taken(limit, members, float(reset))
 
     async def give_back(self, taken: Taken, keep: int) -> None:
         unused = taken.members[max(0, keep) :]
