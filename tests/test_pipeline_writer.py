@@ -445,6 +445,39 @@ def test_a_value_the_database_refuses_is_a_400_kept_as_rejected(
     assert [r.payload["value"] for r in kept] == ["too long"] * 2
 
 
+def test_a_refused_value_keeps_a_pages_activities_within_its_room(
+    tracker: Tracker, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept as rejected after the database refused a value, a page's activities still keep
+    within the room its job has for rejected activities, and the job says what was kept."""
+    writer = Writer(hub.store, max_batch=100, max_delay=0)
+    real = writer._transaction
+
+    def transaction(batch: list[Job]) -> None:
+        if any(isinstance(item, Accepted) for job in batch for item in job.items):
+            raise sa.exc.DataError("INSERT", None, Exception("value too long"))
+        real(batch)
+
+    monkeypatch.setattr(writer, "_transaction", transaction)
+    snapshot = hub.catalog.get()
+    now = utcnow()
+    raws = [b'{"type": "click", "value": "a"}', b'{"type": "click", "value": "b"}']
+    items = [prepare(raw, snapshot, now, 16_384) for raw in raws]
+    contact = uuid.UUID(tracker.new_contact())
+    job = Job(snapshot.channels[tracker.channel.id], contact, items, now, rejected_room=1)
+    try:
+        [outcome] = writer._outcomes([job])
+    finally:
+        writer.stop()
+    assert isinstance(outcome, list)
+    assert [(r.status, r.error and r.error.code) for r in outcome] == [
+        (400, "invalid_field"),
+        (429, "rate_limited"),
+    ]
+    assert (job.rejected_kept, job.rejected_refused) == (1, 1)
+    assert [r.payload["value"] for r in rejected_rows_of(hub)] == ["a"]
+
+
 def stored_rows(hub: Hub) -> list[sa.Row[Any]]:
     with hub.store.engine.connect() as conn:
         return list(conn.execute(sa.select(activities)))

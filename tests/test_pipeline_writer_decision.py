@@ -10,7 +10,13 @@ from waypost.errors import ErrorDetail
 from waypost.ids import new_id
 from waypost.pipeline.catalog import ChannelInfo, TypeInfo
 from waypost.pipeline.prepare import Accepted, Rejected
-from waypost.pipeline.writer_decision import ActivityResult, Job, Reads, decide
+from waypost.pipeline.writer_decision import (
+    OVER_REJECTED_ROOM,
+    ActivityResult,
+    Job,
+    Reads,
+    decide,
+)
 from waypost.pipeline.writer_rows import ACTIVITY_COLUMNS, REJECTED_COLUMNS
 from waypost.records.consents import ConsentState
 from waypost.store.codec import Codec
@@ -287,3 +293,66 @@ def test_jobs_that_keep_ids_answer_208_for_an_id_stored_before_or_earlier_in_the
         [ActivityResult(208, new.id)],
     ]
     assert [column(r, "id") for r in decision.rows.activities] == [new.id]
+
+
+# -- the room of a page's job for rejected activities -----------------------------------------
+
+
+def test_a_job_keeps_rejected_items_within_its_room_and_refuses_the_rest_with_429() -> None:
+    """A page's job may keep as many rejected activities as its address has left of its hourly
+    cap; past that, each is answered 429 and written nowhere. Accepted items are stored."""
+    quiet = Rejected(403, ErrorDetail("contact_erased", "Erased."), b"{}", "datainput", keep=False)
+    stored = click()
+    capped = job(BAD, quiet, stored, BAD, BAD, rejected_room=1)
+    free = job(BAD, BAD, contact=BOB)
+    decision = decide([capped, free], reads(), CODEC)
+    over = ActivityResult(429, None, OVER_REJECTED_ROOM.detail)
+    assert decision.results[0] == [
+        ActivityResult(400, None, BAD.error),
+        ActivityResult(403, None, quiet.error),
+        ActivityResult(202, stored.id),
+        over,
+        over,
+    ]
+    assert OVER_REJECTED_ROOM.status == 429
+    assert OVER_REJECTED_ROOM.code == "rate_limited"
+    # The job without a room (None: a server's) keeps all of its own.
+    assert [r.status for r in decision.results[1]] == [400, 400]
+    assert decision.kept == [(1, 2), (2, 0)]
+    assert [column(r, "contact_id", REJECTED_COLUMNS) for r in decision.rows.rejected] == [
+        ANN,
+        BOB,
+        BOB,
+    ]
+    assert [column(r, "id") for r in decision.rows.activities] == [stored.id]
+    assert decision.rows.rejections == {
+        "missing_field": 3,
+        "contact_erased": 1,
+        "rate_limited": 2,
+    }
+
+
+def test_the_room_holds_for_what_the_writer_itself_rejects() -> None:
+    """A missing contact or a consent not agreed to is known only here: those rejections
+    count against the room as any other."""
+    gone = new_id()
+    missing = job(click(), click(), BAD, contact=gone, rejected_room=2)
+    unagreed = job(
+        click(), click(), channel=channel(consent=True), require_consent=True, rejected_room=0
+    )
+    decision = decide([missing, unagreed], reads(), CODEC)
+    assert [r.status for r in decision.results[0]] == [404, 404, 429]
+    assert decision.missing == [True, False]
+    assert [r.status for r in decision.results[1]] == [429, 429]
+    assert decision.kept == [(2, 1), (0, 2)]
+    assert len(decision.rows.rejected) == 2
+    assert decision.rows.activities == []
+
+
+def test_a_room_is_read_not_used_up_so_a_job_decided_again_decides_alike() -> None:
+    capped = job(BAD, BAD, BAD, rejected_room=2)
+    first = decide([capped], reads(), CODEC)
+    again = decide([capped], reads(), CODEC)
+    assert first.results == again.results
+    assert first.kept == again.kept == [(2, 1)]
+    assert capped.rejected_room == 2

@@ -115,9 +115,12 @@ def test_jobs_cross_the_pipe_as_they_were(hub: Hub, tracker: Tracker, loans: Act
     ]
     items = [prepare(raw, snapshot, now, 16_384) for raw in raws]
     assert [type(i) for i in items] == [Accepted, Accepted, Rejected, Rejected]
-    job = Job(channel, uuid.uuid4(), items, now, source="import", keep_ids=True, ticket=7)
+    job = Job(
+        channel, uuid.uuid4(), items, now, source="import", keep_ids=True, ticket=7, rejected_room=3
+    )
     [back] = _unwire(_loads(_dumps(_jobs([job])), _decode_order))
     assert back.items == job.items
+    assert back.rejected_room == 3
     assert isinstance(back.items[1], Accepted)
     assert back.items[1].contact_fields == {"first_name": "Ann", "birthday": dt.date(1990, 12, 31)}
     assert (back.channel, back.contact_id, back.received_at) == (channel, job.contact_id, now)
@@ -316,6 +319,36 @@ def test_killing_the_writer_process_answers_503_then_stores_again(
         stored = {str(i) for i in conn.execute(sa.select(activities.c.id)).scalars()}
     assert set(acknowledged) <= stored
     assert [r["status"] for r in tracker.log([loan(99)], contact)] == [202]
+
+
+def test_a_pages_job_keeps_its_rejected_activities_within_its_room(
+    hub: Hub, tracker: Tracker
+) -> None:
+    """The room of a page's job crosses the pipe, and what the writer's process kept and
+    refused of its rejected activities comes back with the answer."""
+    snapshot = hub.catalog.get()
+    channel = snapshot.channels[tracker.channel.id]
+    contact = uuid.UUID(tracker.new_contact())
+    now = utcnow()
+    raws = [b'{"type": "nope"}', b'{"type": "click", "value": "x"}', b"{}", b'{"type": "no"}']
+    items = [prepare(raw, snapshot, now, 999) for raw in raws]
+    job = Job(channel, contact, items, now, "browser", rejected_room=2)
+    [results] = hub.writer.submit_and_wait([job])
+    assert [r.status for r in results] == [404, 202, 400, 429]
+    assert results[3].error is not None
+    assert results[3].error.code == "rate_limited"
+    assert (job.rejected_kept, job.rejected_refused) == (2, 1)
+    assert count(hub, rejected_activities) == 2
+    # What the writer rejects itself counts too: an unknown contact's.
+    missing = Job(channel, uuid.uuid4(), items[1:2], now, "browser", rejected_room=0)
+    [[result]] = hub.writer.submit_and_wait([missing])
+    assert result.status == 429
+    assert (missing.missing_contact, missing.rejected_kept, missing.rejected_refused) == (
+        True,
+        0,
+        1,
+    )
+    assert count(hub, rejected_activities) == 2
 
 
 def test_stopping_answers_every_job_in_flight(hub: Hub, tracker: Tracker) -> None:

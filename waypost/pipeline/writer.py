@@ -123,7 +123,7 @@ class WriterFront(ABC):
         404 ``contact_not_found`` when the contact does not exist.
         """
         job = Job(channel, contact_id, items, received_at, source, require_consent=require_consent)
-        return await self._submit(job)
+        return await self.submit_job(job)
 
     async def submit_raw(
         self,
@@ -140,7 +140,10 @@ class WriterFront(ABC):
         items = [prepare(one, snapshot, received_at, max_bytes) for one in raw]
         return await self.submit(channel, contact_id, items, received_at)
 
-    async def _submit(self, job: Job) -> list[ActivityResult]:
+    async def submit_job(self, job: Job) -> list[ActivityResult]:
+        """Store ``job`` as :meth:`submit` stores its items. Once it returns (or raises
+        ``contact_not_found``, whose rejected activities are kept), the job's ``rejected_kept``
+        and ``rejected_refused`` say what became of its rejected activities."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[ActivityResult]] = loop.create_future()
 
@@ -365,6 +368,7 @@ class Writer(WriterFront):
             log.exception("the writer failed a request")
             return StorageUnavailable(str(exc))
         self.batches += 1
+        job.rejected_kept, job.rejected_refused = refused.rejected_kept, refused.rejected_refused
         return refused.results
 
     def _transaction(self, batch: list[Job]) -> None:
@@ -580,6 +584,9 @@ def _resolve(
 
 
 def _fill(jobs: list[Job], decision: Decision) -> None:
-    for job, results, missing in zip(jobs, decision.results, decision.missing, strict=True):
+    for job, results, missing, (kept, refused) in zip(
+        jobs, decision.results, decision.missing, decision.kept, strict=True
+    ):
         job.results = results
         job.missing_contact = missing
+        job.rejected_kept, job.rejected_refused = kept, refused

@@ -3,7 +3,8 @@
 Per item the decision is one of: store it (202, an activity row, its rollup and field
 violations), answer a retry with the activity stored earlier (208), or keep it as a rejected
 activity (its error; a rejected row, unless it is a replay, whose rejected row only records the
-outcome). The writer reads what the rules need in the batch's transaction (:class:`Reads`),
+outcome, or a job past its room for rejected rows, whose rejected activity is answered 429 and
+not kept). The writer reads what the rules need in the batch's transaction (:class:`Reads`),
 decides, then writes the rows (:mod:`waypost.pipeline.writer_rows`).
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from waypost.domain.value_counts import counted_values
-from waypost.errors import ErrorDetail
+from waypost.errors import ApiError, ErrorDetail
 from waypost.pipeline.catalog import ChannelInfo
 from waypost.pipeline.prepare import Accepted, Rejected, erased
 from waypost.pipeline.writer_rows import (
@@ -36,6 +37,14 @@ from waypost.store.codec import Codec
 
 # field_violations.field: the most characters of a flagged field's name a count is kept by.
 MAX_VIOLATION_FIELD = 200
+# The answer to a rejected activity past its job's room (Job.rejected_room): a page's address
+# had as many rejected activities kept in the last hour as it may, so this one is not kept.
+OVER_REJECTED_ROOM = ApiError(
+    429,
+    "rate_limited",
+    "Too many rejected activities from this address in the last hour: this one was refused "
+    "and not kept. Fix what gets them rejected, or send it again later.",
+)
 
 
 class ActivityResult(msgspec.Struct, omit_defaults=True):
@@ -84,9 +93,16 @@ class Job:
     # Activities not validated yet, as the request sent them (``items`` is empty): the writer's
     # process validates them against its own catalog (WriterFront.submit_raw).
     raw: Sequence[bytes] | None = None
+    # The most rejected activities this job may keep (what its page's address has left of its
+    # hourly cap, waypost/transports/rejected_cap.py); those past it are answered 429
+    # (OVER_REJECTED_ROOM) and not kept. None: no such cap (a server's request, a replay).
+    rejected_room: int | None = None
     # Filled by the writer.
     results: list[ActivityResult] = field(default_factory=list)
     missing_contact: bool = False
+    # Of its rejected activities, those kept as rows and those refused for want of room.
+    rejected_kept: int = 0
+    rejected_refused: int = 0
 
 
 ClientIds = dict[tuple[uuid.UUID, str], uuid.UUID]
@@ -111,12 +127,14 @@ class Reads:
 
 @dataclass
 class Decision:
-    """The rows to write, and per job (in batch order) its results and whether its contact
-    was missing."""
+    """The rows to write, and per job (in batch order) its results, whether its contact
+    was missing, and how many of its rejected activities were kept and refused (for want of
+    room)."""
 
     rows: BatchRows
     results: list[list[ActivityResult]] = field(default_factory=list)
     missing: list[bool] = field(default_factory=list)
+    kept: list[tuple[int, int]] = field(default_factory=list)
 
 
 def decide(
@@ -140,6 +158,7 @@ def decide(
             decision.results.append([_erased(item) for item in job.items])
             decision.rows.rejections["contact_erased"] += len(job.items)
             decision.missing.append(False)
+            decision.kept.append((0, 0))
             continue
         consent_id = job.channel.tracking_consent_id
         state = (
@@ -147,11 +166,33 @@ def decide(
             if consent_id is not None and contact is not None
             else None
         )
+        tally = _Tally(job.rejected_room)
         decision.results.append(
-            _decide_job(c, decision.rows, job, contact, missing, state, seen, stored_ids, listened)
+            _decide_job(
+                c, decision.rows, job, contact, missing, state, seen, stored_ids, listened, tally
+            )
         )
         decision.missing.append(missing)
+        decision.kept.append((tally.kept, tally.refused))
     return decision
+
+
+@dataclass
+class _Tally:
+    """One job's rejected activities kept so far, within its room (None: no limit), and those
+    refused for want of it."""
+
+    room: int | None
+    kept: int = 0
+    refused: int = 0
+
+    def keeps(self) -> bool:
+        """Whether one more may be kept: counted as kept if so, as refused if not."""
+        if self.room is not None and self.kept >= self.room:
+            self.refused += 1
+            return False
+        self.kept += 1
+        return True
 
 
 def _decide_job(
@@ -164,6 +205,7 @@ def _decide_job(
     seen: ClientIds,
     stored_ids: set[uuid.UUID],
     listened: AbstractSet[uuid.UUID],
+    tally: _Tally,
 ) -> list[ActivityResult]:
     channel = job.channel
     unagreed = (
@@ -183,6 +225,12 @@ def _decide_job(
                 mark = replay_mark(c, job.received_at, item.error.code, None, job.replay_of)
                 rows.replay_marks.append(mark)
             elif item.keep:
+                if not tally.keeps():
+                    results.append(
+                        ActivityResult(OVER_REJECTED_ROOM.status, error=OVER_REJECTED_ROOM.detail)
+                    )
+                    rows.rejections[OVER_REJECTED_ROOM.code] += 1
+                    continue
                 rows.rejected.append(
                     rejected_row(
                         c, item, channel.id, contact or job.contact_id, job.source, job.received_at

@@ -165,6 +165,7 @@ class WireJob(msgspec.Struct, array_like=True, gc=False):
     require_consent: bool | None
     dry_run: bool
     keep_ids: bool
+    rejected_room: int | None = None
 
 
 class Jobs(msgspec.Struct, array_like=True, gc=False, tag="jobs"):
@@ -183,13 +184,15 @@ class Stop(msgspec.Struct, array_like=True, tag="stop"):
 
 
 class JobAnswer(msgspec.Struct, array_like=True, gc=False):
-    """One job's answer: its results, whether its contact was missing, or the storage's
-    failure."""
+    """One job's answer: its results, whether its contact was missing, how many of its
+    rejected activities were kept and refused (for want of room), or the storage's failure."""
 
     ticket: int
     results: list[ActivityResult] | None
     missing: bool = False
     failure: str | None = None
+    kept: int = 0
+    refused: int = 0
 
 
 class Answer(msgspec.Struct, array_like=True, gc=False):
@@ -278,6 +281,7 @@ def _jobs(batch: list[Job]) -> Jobs:
                 job.require_consent,
                 job.dry_run,
                 job.keep_ids,
+                job.rejected_room,
             )
         )
     return message
@@ -321,6 +325,7 @@ def _unwire(
                 dry_run=wire.dry_run,
                 keep_ids=wire.keep_ids,
                 ticket=wire.ticket,
+                rejected_room=wire.rejected_room,
             )
         )
     return jobs
@@ -585,7 +590,7 @@ class WriterProcess(WriterFront):
             return await super().submit_raw(
                 channel, contact_id, raw, snapshot, received_at, max_bytes
             )
-        return await self._submit(Job(channel, contact_id, [], received_at, raw=raw))
+        return await self.submit_job(Job(channel, contact_id, [], received_at, raw=raw))
 
     @property
     def pid(self) -> int | None:
@@ -890,6 +895,7 @@ class WriterProcess(WriterFront):
                     outcomes.append(StorageUnavailable(one.failure or LOST))
                 else:
                     job.results, job.missing_contact = one.results, one.missing
+                    job.rejected_kept, job.rejected_refused = one.kept, one.refused
                     outcomes.append(one.results)
         try:
             for committed in answer.committed:
@@ -943,7 +949,13 @@ class _ProcessWriter(Writer):
         jobs = [
             JobAnswer(job.ticket, None, failure=str(outcome))
             if isinstance(outcome, BaseException)
-            else JobAnswer(job.ticket, outcome, job.missing_contact)
+            else JobAnswer(
+                job.ticket,
+                outcome,
+                job.missing_contact,
+                kept=job.rejected_kept,
+                refused=job.rejected_refused,
+            )
             for job, outcome in zip(batch, outcomes, strict=True)
         ]
         touched = [(list(ids), what) for ids, what in self._touched]
