@@ -88,6 +88,10 @@ def test_the_setting_is_checked() -> None:
         load_settings({"WAYPOST_TRUSTED_PROXIES": "127.0.0.1, proxy"})
     with pytest.raises(SettingsError, match="NEW_CONTACTS_PER_IP_PER_HOUR"):
         load_settings({"WAYPOST_NEW_CONTACTS_PER_IP_PER_HOUR": "-1"})
+    with pytest.raises(SettingsError, match="REJECTED_PER_IP_PER_HOUR must not be negative"):
+        load_settings({"WAYPOST_REJECTED_PER_IP_PER_HOUR": "-1"})
+    assert load_settings({}).rejected_per_ip_per_hour == 1000
+    assert load_settings({"WAYPOST_REJECTED_PER_IP_PER_HOUR": "0"}).rejected_per_ip_per_hour == 0
     settings = load_settings({"WAYPOST_TRUSTED_PROXIES": "10.0.0.0/8"})
     assert parse_trusted_proxies(settings.trusted_proxies) == PROXIES[1:2]
 

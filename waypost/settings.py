@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: int = 1000
     trusted_proxies: str = ""
     new_contacts_per_ip_per_hour: int = 100
+    rejected_per_ip_per_hour: int = 1000
     webhook_allow_private: bool = False
     webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
     webhook_timeout_seconds: float = 15.0
@@ -142,6 +143,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise SettingsError(f"{PREFIX}COMMIT_MAX_DELAY_MS must not be negative")
     if settings.new_contacts_per_ip_per_hour < 0:
         raise SettingsError(f"{PREFIX}NEW_CONTACTS_PER_IP_PER_HOUR must not be negative")
+    if settings.rejected_per_ip_per_hour < 0:
+        raise SettingsError(f"{PREFIX}REJECTED_PER_IP_PER_HOUR must not be negative")
     try:
         parse_trusted_proxies(settings.trusted_proxies)
     except ValueError as exc:

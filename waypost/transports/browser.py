@@ -4,7 +4,8 @@ Publishable keys only (in the ``key`` query parameter, so ``sendBeacon`` works),
 channels only, from the channel's allowed origins only. Activities: client-side types only,
 cookie level ``visitor`` or ``all``, within the type's rate limits, and for contacts with a
 current agreement to the channel's tracking consent; identify under the same two conditions.
-See docs/browser-tracking.md.
+A refused activity is kept as rejected within the address's hourly cap
+(waypost/transports/rejected_cap.py). See docs/browser-tracking.md.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from waypost.errors import ApiError, ErrorBody, holds_nul, nul_refused
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
+from waypost.pipeline.writer_decision import Job
 from waypost.ratelimit import Decision, Limit, retry_after
 from waypost.services.collectors import find_type
 from waypost.transports.bodies import check_utf8, decode_json, media_type
@@ -38,6 +40,7 @@ from waypost.transports.frame import (
     Transport,
     query_key,
 )
+from waypost.transports.rejected_cap import submit_capped
 
 if TYPE_CHECKING:
     from waypost.hub import Hub
@@ -271,15 +274,16 @@ class BrowserApp(Transport):
                     raw,
                     item.type.code_name,
                 )
-        results = await self.writer.submit(
+        job = Job(
             channel,
             body.contact,
             [item],
             now,
-            source="browser",
+            "browser",
             require_consent=channel.tracking_consent is not None,
         )
-        result = results[0]
+        # Kept as rejected within the address's hourly cap; past it, a 429 and nothing kept.
+        [[result]] = await submit_capped(self.hub, ip, [job])
         if result.error is not None:
             return result.status, _encode(ErrorBody(result.error)), headers
         return result.status, _encode(ActivityAnswer(result.id, result.status)), headers

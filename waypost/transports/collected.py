@@ -6,13 +6,13 @@ hands its :class:`~waypost.domain.collected.Collected` events to the collector s
 resolves contacts and types in one transaction), and stores the activities through the
 writer. Activities from pages follow the browser's rules (docs/browser-tracking.md): only
 client-side types, the types' rate limits per contact and per address, and on a channel with a
-tracking consent only for contacts who agreed to it. The request is answered once everything
-is committed.
+tracking consent only for contacts who agreed to it; what they leave rejected is kept within the
+address's hourly cap (waypost/transports/rejected_cap.py). The request is answered once
+everything is committed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import uuid
@@ -25,11 +25,12 @@ from waypost.errors import ApiError
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare
-from waypost.pipeline.writer_decision import ActivityResult
+from waypost.pipeline.writer_decision import ActivityResult, Job
 from waypost.services.collectors import IdKinds, Plan
 from waypost.transports.contact_limits import follow_merges
 from waypost.transports.frame import IngestRequest, Transport
 from waypost.transports.page_rules import page_rules, plan_new_contacts
+from waypost.transports.rejected_cap import submit_capped
 
 PUBLISHABLE = "publishable"
 
@@ -115,19 +116,19 @@ class CollectorTransport(Transport):
                 item = await page_rules(self.hub, item, snapshot, planned.contact, ip)
             by_contact[planned.contact].append(item)
             indexes[planned.contact].append(planned.index)
-        stored = await asyncio.gather(
-            *(
-                self.writer.submit(
-                    channel,
-                    contact,
-                    items,
-                    received_at,
-                    source=self.source,
-                    require_consent=(channel.tracking_consent is not None) if from_page else None,
-                )
-                for contact, items in by_contact.items()
+        jobs = [
+            Job(
+                channel,
+                contact,
+                items,
+                received_at,
+                self.source,
+                require_consent=(channel.tracking_consent is not None) if from_page else None,
             )
-        )
+            for contact, items in by_contact.items()
+        ]
+        # A page's rejected activities are kept within its address's hourly cap.
+        stored = await submit_capped(self.hub, ip if from_page else None, jobs)
         for contact, outcomes in zip(by_contact, stored, strict=True):
             for index, outcome in zip(indexes[contact], outcomes, strict=True):
                 results[index] = outcome

@@ -202,6 +202,8 @@ def segment_call(kind: str, short: str) -> IngestRoute:
         "segment",
         body=SegmentCall,
         response=SegmentSuccess,
+        # From a page, past its address's hourly cap on rejected activities.
+        errors=(429,),
         aliases=(f"/v1/{short}",),
     )
 
@@ -219,6 +221,7 @@ def posthog_capture(path: str, operation_id: str) -> IngestRoute:
         "posthog",
         body=PostHogBatch,
         response=PostHogOk,
+        errors=(429,),
         description="The key is api_key or token in the body: a tracking key, or a publishable "
         "key from a page of the channel's origins. See docs/collectors.md.",
         aliases=(path.rstrip("/"),),
@@ -338,6 +341,7 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
         "segment",
         body=SegmentBatch,
         response=SegmentSuccess,
+        errors=(429,),
         description="Basic auth with the tracking key as user name, or writeKey. "
         "See docs/segment.md.",
         aliases=("/v1/b", "/v1/import"),
@@ -404,6 +408,7 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
         SNOWPLOW,
         "snowplow",
         body=SnowplowPayload,
+        errors=(429,),
         description="The key is each event's aid: a tracking key, or a publishable key from a "
         "page of the channel's origins. See docs/collectors.md.",
     ),
@@ -417,6 +422,7 @@ INGEST_ROUTES: tuple[IngestRoute, ...] = (
         SNOWPLOW,
         "snowplow",
         query=SnowplowEvent,
+        errors=(429,),
         media_type="image/gif",
     ),
     IngestRoute(

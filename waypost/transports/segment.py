@@ -12,12 +12,12 @@ Segment's analytics.js (``@segment/analytics-next``) sends from pages: its setti
 ``GET /v1/projects/<writeKey>/settings`` (its ``cdnURL`` pointed at Waypost), ``/v1/*``
 answers CORS for the channel's origins, and its write key is a publishable key, which works
 from the channel's pages only (a tracking key is refused from any page). What pages send
-follows the browser rules (waypost/transports/page_rules.py, docs/collectors.md).
+follows the browser rules (waypost/transports/page_rules.py, docs/collectors.md), and what it
+leaves rejected is kept within the address's hourly cap (waypost/transports/rejected_cap.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections import defaultdict
 from typing import Any
@@ -31,10 +31,12 @@ from waypost.errors import ApiError, check_depth, too_deep
 from waypost.ids import utcnow
 from waypost.pipeline.catalog import ChannelInfo, Snapshot
 from waypost.pipeline.prepare import Accepted, Rejected, prepare, reject
+from waypost.pipeline.writer_decision import Job
 from waypost.services.segment import names_erased
 from waypost.transports.contact_limits import follow_merges
 from waypost.transports.frame import Answer, Cors, IngestRequest, KeyRule, Transport, basic_user
 from waypost.transports.page_rules import page_rules, plan_new_contacts
+from waypost.transports.rejected_cap import submit_capped
 
 MAX_MESSAGE = 32 * 1024
 MAX_BATCH = 500 * 1024
@@ -253,14 +255,12 @@ class SegmentApp(Transport):
                 prepared = await page_rules(self.hub, prepared, snapshot, item.contact, page)
             by_contact[item.contact].append(prepared)
         consent = (channel.tracking_consent is not None) if page is not None else None
-        await asyncio.gather(
-            *(
-                self.writer.submit(
-                    channel, contact, items, received_at, source="segment", require_consent=consent
-                )
-                for contact, items in by_contact.items()
-            )
-        )
+        jobs = [
+            Job(channel, contact, items, received_at, "segment", require_consent=consent)
+            for contact, items in by_contact.items()
+        ]
+        # A page's rejected activities are kept within its address's hourly cap.
+        await submit_capped(self.hub, page, jobs)
 
 
 def names_of(raw: bytes) -> Message | None:
