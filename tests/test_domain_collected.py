@@ -11,11 +11,15 @@ from waypost.domain.collected import (
     OutOfRange,
     Unread,
     activity_names,
+    loose_id,
+    named,
     page_claims,
     read_events,
     readable,
+    rejected,
     split_claims,
 )
+from waypost.domain.segment import MappingError
 
 
 def test_the_names_a_page_may_give_a_type() -> None:
@@ -101,3 +105,29 @@ def test_a_body_of_events_is_read_event_by_event_past_a_number_out_of_range() ->
     # The place is cut to the rejection's column; the event itself has none.
     assert OutOfRange("x" * 300).field == "x" * MAX_WHERE
     assert OutOfRange("").field is None
+
+
+def test_what_an_event_that_cannot_be_mapped_names_is_read_value_by_value() -> None:
+    # Each value on its own: one absent, not text or too long hides none of the others.
+    names = named(
+        user=["not", "an", "id"],
+        anonymous=" d-1 ",
+        ids=["x" * 201, 42, None, "p-1", "p-1", True],
+        others=[("nuid", "n-1"), ("nuid", ""), ("nuid", {"no": 1})],
+        emails=[" Ann@Example.com ", 7, "", None],
+    )
+    assert (names.user, names.anonymous) == (None, "d-1")
+    assert names.ids == ("42", "p-1")
+    assert names.others == (("nuid", "n-1"),)
+    assert names.emails == ("Ann@Example.com",)
+    assert loose_id("x" * 200) == "x" * 200
+    assert loose_id("x" * 201) is None
+
+
+def test_a_rejected_event_keeps_what_it_names_and_nothing_else() -> None:
+    error = MappingError("no", field="e")
+    kept = rejected({"e": "tr", "duid": "d"}, error, "tr", named(anonymous="d", ids=["p"]))
+    assert (kept.payload, kept.label, kept.error) == (b'{"e": "tr", "duid": "d"}', "tr", error)
+    assert (kept.anonymous, kept.ids, kept.activity, kept.traits) == ("d", ("p",), None, None)
+    plain = rejected({"e": "tr"}, error, "tr")
+    assert (plain.user, plain.anonymous, plain.ids, plain.emails) == (None, None, (), ())

@@ -8,11 +8,17 @@ service applies them (waypost/services/collectors.py). Pure data, no I/O.
 A batch (PostHog's, Snowplow's, Segment's) may hold an event whose JSON holds a number no
 reader takes: :func:`readable` reads the rest of it, so that the event alone is kept as
 rejected (:class:`Unread`, :class:`OutOfRange`) and the others are stored.
+
+An event that cannot be mapped for any other reason (a kind no type takes, a time that is not
+one, a missing name) still names its person: :func:`named` reads its ids and emails on their
+own, each that can be read, and :func:`rejected` keeps them with it, so that one naming an
+erased person is dropped rather than kept as rejected (docs/data-lifecycle.md#suppressions).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,6 +69,10 @@ class Collected:
     flag: dict[str, object] | None = None
     # Why the event cannot be mapped: kept as a rejected activity with this reason.
     error: MappingError | None = None
+    # What an event that cannot be mapped names besides its ids above (see :func:`named`):
+    # ids of either kind, and emails. Only looked up, to drop one naming an erased person.
+    ids: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
 
 
 def external_id(value: object, name: str) -> str | None:
@@ -78,9 +88,50 @@ def external_id(value: object, name: str) -> str | None:
     return text
 
 
-def rejected(payload: object, error: MappingError, label: str | None = None) -> Collected:
-    """An event that cannot be mapped, kept with ``error`` as its reason."""
-    return Collected(encode_payload(payload), label=label, error=error)
+def loose_id(value: object) -> str | None:
+    """An id as :func:`external_id` reads it, None where that refuses it: one longer than the
+    column was never stored, so it names no one, erased or not."""
+    try:
+        return external_id(value, "id")
+    except MappingError:
+        return None
+
+
+def named(
+    *,
+    user: object = None,
+    anonymous: object = None,
+    ids: Iterable[object] = (),
+    others: Iterable[tuple[str, object]] = (),
+    emails: Iterable[object] = (),
+) -> Collected:
+    """What an event that cannot be mapped names, each value read on its own (one that is
+    absent, not text or too long hides none of the others): ``user`` and ``anonymous`` ids of
+    a known kind, ``ids`` of either kind, ``others`` by kind (Snowplow's ``nuid``), and the
+    ``emails`` of its traits. Given to :func:`rejected`, so that the event, when it names an
+    erased person, is dropped as any such event is, and never kept with their ids."""
+    kept_others = tuple((name, id_) for name, value in others if (id_ := loose_id(value)))
+    return Collected(
+        b"",
+        user=loose_id(user),
+        anonymous=loose_id(anonymous),
+        others=kept_others,
+        ids=tuple(dict.fromkeys(id_ for value in ids if (id_ := loose_id(value)))),
+        emails=tuple(dict.fromkeys(e.strip() for e in emails if isinstance(e, str) and e.strip())),
+    )
+
+
+def rejected(
+    payload: object,
+    error: MappingError,
+    label: str | None = None,
+    names: Collected | None = None,
+) -> Collected:
+    """An event that cannot be mapped, kept with ``error`` as its reason; ``names``, what it
+    names (:func:`named`), goes with it, to drop it when that is an erased person."""
+    if names is None:
+        return Collected(encode_payload(payload), label=label, error=error)
+    return replace(names, payload=encode_payload(payload), label=label, error=error)
 
 
 def encode_payload(payload: object) -> bytes:

@@ -160,7 +160,9 @@ class CollectorService:
 
 def names_erased(suppressed: Suppressed, event: Collected, kinds: IdKinds) -> bool:
     """Whether the event names an erased contact: by one of its ids (of the kinds the
-    collector stores them under), the ids of an alias, or an email in its traits."""
+    collector stores them under), the ids of an alias, or an email in its traits; for an event
+    that cannot be mapped, by the ids and emails it names all the same (``ids``,
+    ``emails``: see :func:`waypost.domain.collected.named`)."""
     identities: list[tuple[str, object]] = [
         (kinds.user, event.user),
         (kinds.anonymous, event.anonymous),
@@ -169,13 +171,14 @@ def names_erased(suppressed: Suppressed, event: Collected, kinds: IdKinds) -> bo
         # As linked: under the collector's name (snowplow_nuid).
         *((f"{kinds.source}_{name}", value) for name, value in event.others),
     ]
-    if event.alias is not None:
-        for value in event.alias:
-            identities += [(kinds.user, value), (kinds.anonymous, value)]
+    # Ids of either kind: an alias's, and those an event that cannot be mapped names.
+    for value in (*(event.alias or ()), *event.ids):
+        identities += [(kinds.user, value), (kinds.anonymous, value)]
     for traits in (event.traits, event.traits_once):
         email = (traits or {}).get("email")
         if isinstance(email, str):
             identities.append((EMAIL, email.strip()))
+    identities += [(EMAIL, email) for email in event.emails]
     return suppressed.any_of(identities)
 
 
