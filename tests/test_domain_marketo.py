@@ -112,3 +112,18 @@ def test_bodies_that_are_not_marketos(body: bytes, status: int, code: str) -> No
 
 def test_records_are_kept_as_sent() -> None:
     assert records_of(b'{"input": [ {"leadId": 1} ]}') == [b'{"leadId": 1}']
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"leadId": 7, "activityTypeId": 100001},
+        {"leadId": 7, "activityTypeId": "100001", "activityDate": "2026-01-01T00:00:00Z"},
+    ],
+    ids=["no-date", "another-shape"],
+)
+def test_a_record_that_cannot_be_mapped_names_its_lead(record: dict[str, object]) -> None:
+    # Kept as rejected, but naming its lead: one naming an erased lead is dropped.
+    mapped = map_record(json.dumps(record).encode(), lambda number: None)
+    assert mapped.error is not None
+    assert (mapped.user, mapped.activity) == ("7", None)

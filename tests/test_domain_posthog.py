@@ -175,3 +175,42 @@ def test_occurred_at_as_posthog_reckons_it() -> None:
         hours=2
     )
     assert occurred_at({}, None, NOW) == NOW
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event": "signed up", "distinct_id": "d", "timestamp": "yesterday"},
+        {"distinct_id": "d"},
+        {"event": "signed up", "distinct_id": "d", "properties": {"x": "\u0000"}},
+        {"event": "$create_alias", "distinct_id": "d"},
+    ],
+    ids=["timestamp", "no-name", "nul", "alias"],
+)
+def test_an_event_that_cannot_be_mapped_names_its_ids_and_emails(event: dict[str, Any]) -> None:
+    # Kept as rejected, but naming its person: one naming an erased person is dropped.
+    sent = {
+        **event,
+        "$set": {"email": "top@example.com"},
+        "properties": {
+            **event.get("properties", {}),
+            "$anon_distinct_id": "a",
+            "$set_once": {"email": "once@example.com"},
+        },
+    }
+    mapped = map_event(sent, None, NOW)
+    assert mapped.error is not None
+    assert mapped.ids == ("d", "a")
+    assert set(mapped.emails) == {"top@example.com", "once@example.com"}
+    assert (mapped.activity, mapped.traits, mapped.traits_once) == (None, None, None)
+
+
+def test_an_event_without_a_distinct_id_still_names_its_email_and_alias() -> None:
+    mapped = map_event(
+        {"event": "x", "properties": {"alias": "al", "$set": {"email": "e@example.com"}}},
+        None,
+        NOW,
+    )
+    assert mapped.error is not None
+    assert mapped.error.field == "distinct_id"
+    assert (mapped.ids, mapped.emails) == (("al",), ("e@example.com",))

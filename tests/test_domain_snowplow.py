@@ -238,3 +238,27 @@ def test_clock_correction_as_the_enrichment_does() -> None:
     assert occurred_at({"dtm": millis(device)}, NOW) == device
     assert occurred_at({"ttm": millis(device), "dtm": millis(NOW)}, NOW) == device
     assert occurred_at({}, NOW) == NOW
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"e": "tr", "uid": "u", "duid": "d", "tnuid": "n"},
+        {"e": "pv", "uid": "u", "duid": "d", "tnuid": "n", "dtm": "yesterday"},
+        {"e": "ue", "uid": "u", "duid": "d", "tnuid": "n", "ue_px": "%%%"},
+        {"uid": "u", "duid": "d", "tnuid": "n"},
+        {"e": "pv", "uid": "u", "duid": "d", "tnuid": "n", "page": "\u0000"},
+    ],
+    ids=["kind", "dtm", "base64", "no-kind", "nul"],
+)
+def test_an_event_that_cannot_be_mapped_names_its_ids_all_the_same(event: dict[str, Any]) -> None:
+    # Kept as rejected, but naming its person: one naming an erased person is dropped.
+    mapped = map_event(event, NOW)
+    assert mapped is not None
+    assert mapped.error is not None
+    assert (mapped.user, mapped.anonymous, mapped.others) == ("u", "d", (("nuid", "n"),))
+    assert mapped.activity is None
+    # An id too long to be anyone's hides none of the others.
+    mapped = map_event({**event, "uid": "u" * 201}, NOW)
+    assert mapped is not None
+    assert (mapped.user, mapped.anonymous) == (None, "d")

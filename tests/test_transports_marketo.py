@@ -17,6 +17,7 @@ from waypost.app import create_app
 from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
+from waypost.services.erasure import Actor
 from waypost.services.keys import CreatedKey
 from waypost.settings import Settings
 from waypost.store.schema import activities, contacts, rejected_activities
@@ -315,3 +316,26 @@ def test_the_client_credentials_flow_answers_the_key_as_the_token(marketo: Marke
         params={**query, "grant_type": "password", "client_secret": marketo.tracking},
     )
     marketo_error(wrong, 400, "invalid_field", "1003")
+
+
+def test_records_that_cannot_be_mapped_naming_an_erased_lead_are_stored_nowhere(
+    marketo: Marketo, giveaway: ActivityType, hub: Hub
+) -> None:
+    """A record skipped for another reason (no activityDate, an activityTypeId that is not
+    a number) was kept as rejected with the erased lead's id in its payload. It names the
+    lead all the same, and is dropped."""
+    good = EXAMPLE["input"][0]
+    assert [r["status"] for r in marketo.results({"input": [good]})] == ["added"]
+    hub.erasure.erase(marketo.contact_of("marketo_lead", "1001"), Actor("key", None))
+    hub.catalog.invalidate()
+    undated = {key: value for key, value in good.items() if key != "activityDate"}
+    for record in (undated, {**good, "activityTypeId": "100001"}, {**good, "attributes": 1}):
+        answer = marketo.post({"input": [record]})
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"]["code"] == "contact_erased"
+    assert marketo.rejected() == []
+    # Beside a record of another lead, it is skipped and the other kept as rejected.
+    results = marketo.results({"input": [undated, {**undated, "leadId": 1002}]})
+    assert [r["status"] for r in results] == ["skipped", "skipped"]
+    [kept] = marketo.rejected()
+    assert (kept.reason, kept.payload["leadId"]) == ("missing_field", 1002)

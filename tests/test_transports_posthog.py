@@ -771,3 +771,40 @@ def test_events_naming_an_erased_contact_are_refused_and_stored_nowhere(
     posthog.send(event(distinct_id="gone-1"), event(distinct_id="still-here"))
     assert len(posthog.activities()) == stored + 1
     assert len(posthog.rejected()) == rejected
+
+
+def test_events_that_cannot_be_mapped_naming_an_erased_contact_are_stored_nowhere(
+    posthog: PostHog, signup: ActivityType, hub: Hub
+) -> None:
+    """An event that failed its mapping for another reason (a timestamp that is not one, no
+    name, no distinct id) was kept as rejected with the erased person's ids and email in its
+    payload. It names them all the same, and is dropped."""
+    posthog.send({**event(distinct_id="gone-2"), "$set": {"email": "gone2@example.com"}})
+    hub.erasure.erase(posthog.contact_of("posthog_anon", "gone-2"), Actor("key", None))
+    hub.catalog.invalidate()
+    rejected = len(posthog.rejected())
+    no_name = {k: v for k, v in event(distinct_id="gone-2").items() if k != "event"}
+    no_id = {k: v for k, v in event(distinct_id="x").items() if k != "distinct_id"}
+    for sent in (
+        {**event(distinct_id="gone-2"), "timestamp": "yesterday"},
+        no_name,
+        {**no_id, "$set": {"email": "Gone2@Example.com"}},
+        {
+            **event(distinct_id="x" * 201),
+            "properties": {"$set_once": {"email": "gone2@example.com"}},
+        },
+        {"event": "$create_alias", "properties": {"distinct_id": "gone-2"}},
+        {
+            **event(distinct_id="new-one"),
+            "event": "$identify",
+            "timestamp": "no",
+            "properties": {"$anon_distinct_id": "gone-2"},
+        },
+    ):
+        answer = posthog.post("/batch/", {"api_key": posthog.tracking, "batch": [sent]})
+        posthog_error(answer, 403, "contact_erased")
+    assert len(posthog.rejected()) == rejected
+    # One that names someone else is still kept as rejected, with its reason.
+    posthog.send({**event(distinct_id="still-here"), "timestamp": "yesterday"})
+    [kept] = posthog.rejected()[rejected:]
+    assert (kept.reason, kept.field) == ("invalid_field", "timestamp")

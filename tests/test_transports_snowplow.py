@@ -486,3 +486,30 @@ def test_an_erased_persons_network_id_names_them_still(snowplow: Snowplow, hub: 
     assert answer.json()["error"]["code"] == "contact_erased"
     assert snowplow.count(contacts) == contacts_before
     assert len(snowplow.activities()) == stored
+
+
+def test_events_that_cannot_be_mapped_naming_an_erased_person_are_stored_nowhere(
+    snowplow: Snowplow, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    """An event that failed its mapping for another reason (a kind Waypost does not take, a
+    dtm that is not milliseconds, base64 that is not, no e at all) was kept as rejected with
+    the erased person's ids in its payload. It names them all the same, and is dropped."""
+    snowplow.send(pv(duid="d-gone", uid="u-gone", nuid="n-gone"))
+    hub.erasure.erase(snowplow.contact_of("snowplow_duid", "d-gone"), Actor("key", None))
+    hub.catalog.invalidate()
+    for sent in (
+        {"e": "tr", "duid": "d-gone"},
+        {**pv(duid="d-new", uid="u-gone"), "dtm": "yesterday"},
+        {"e": "ue", "duid": "d-new", "tnuid": "n-gone", "ue_px": "%%%"},
+        {"e": "xx", "uid": "u-gone"},
+        {**pv(duid="d-gone", uid="u" * 201), "e": "ad"},
+        {"e": "se", "duid": "d-gone", "se_ca": "media", "se_va": "\u0000"},
+    ):
+        answer = snowplow.post({"schema": PAYLOAD, "data": [{"aid": snowplow.tracking, **sent}]})
+        expect_error(answer, 403, "contact_erased")
+    expect_error(snowplow.pixel({"e": "tr", "duid": "d-gone"}), 403, "contact_erased")
+    assert snowplow.rejected() == []
+    # Beside an event of someone else, it is dropped and the other kept as rejected.
+    snowplow.send({"e": "tr", "duid": "d-gone"}, {"e": "tr", "duid": "d-other"})
+    [kept] = snowplow.rejected()
+    assert (kept.reason, kept.field, kept.payload["duid"]) == ("invalid_field", "e", "d-other")

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from waypost.domain.collected import Collected, encode_payload, external_id, rejected
+from waypost.domain.collected import Collected, encode_payload, external_id, named, rejected
 from waypost.domain.fields import FieldSpec
 from waypost.domain.segment import MappingError
 from waypost.errors import ApiError, check_depth
@@ -107,7 +107,9 @@ def map_record(raw: bytes, types: Callable[[int], TypeView | None]) -> Collected
     try:
         record = msgspec.json.decode(raw, type=ExternalActivity)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        return rejected(_loose(raw), MappingError(f"Not a Marketo activity: {exc}."))
+        loose = _loose(raw)
+        error = MappingError(f"Not a Marketo activity: {exc}.")
+        return rejected(loose, error, names=names_of(loose))
     payload = _loose(raw)
     number = record.activity_type_id
     found = types(number) if number is not None else None
@@ -117,7 +119,13 @@ def map_record(raw: bytes, types: Callable[[int], TypeView | None]) -> Collected
     try:
         return _map(record, payload, found, label)
     except MappingError as exc:
-        return rejected(payload, exc, label)
+        return rejected(payload, exc, label, names_of(payload))
+
+
+def names_of(record: object) -> Collected:
+    """The lead a record that cannot be mapped names (see ``named``), so that one naming an
+    erased person is dropped rather than kept with its ``leadId``."""
+    return named(user=record.get("leadId") if isinstance(record, dict) else None)
 
 
 def _map(

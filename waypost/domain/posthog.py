@@ -17,7 +17,9 @@ is base64 (``?compression=base64``). Mapping:
   by ``sent_at`` (or taken as ``offset`` milliseconds before the request), as PostHog does.
 
 An event holding a number no reader takes (``1e400``) is kept as rejected, as sent; the other
-events of its body are mapped as usual.
+events of its body are mapped as usual. Any event that cannot be mapped (no name, a
+``timestamp`` that is not one) names its ids and emails all the same, so that one naming an
+erased person is dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from waypost.domain.collected import (
     Unread,
     encode_payload,
     external_id,
+    named,
     read_events,
     rejected,
 )
@@ -165,7 +168,32 @@ def map_event(
             raise MappingError("An event needs its name in event.", "missing_field", "event")
         return _map(event, name, payload, sent_at, received_at)
     except MappingError as exc:
-        return rejected(event, exc, name)
+        # Kept with the ids and emails it names, read on their own: one naming an erased
+        # person is dropped, never kept with their ids.
+        return rejected(event, exc, name, names_of(event))
+
+
+def names_of(event: dict[str, Any]) -> Collected:
+    """The ids and emails an event names, each read on its own (see ``named``): its distinct
+    ids (top level and in properties), an identify's anonymous id, an alias, and the emails
+    of ``$set`` and ``$set_once``."""
+    raw_properties = event.get("properties")
+    properties: dict[str, Any] = raw_properties if isinstance(raw_properties, dict) else {}
+    emails: list[object] = []
+    for key in SET_EVENTS:
+        for source in (properties.get(key), event.get(key)):
+            if isinstance(source, dict):
+                emails.append(source.get("email"))
+    return named(
+        ids=[
+            event.get("distinct_id"),
+            event.get("$distinct_id"),
+            properties.get("distinct_id"),
+            properties.get("$anon_distinct_id"),
+            properties.get("alias"),
+        ],
+        emails=emails,
+    )
 
 
 def _map(

@@ -20,7 +20,9 @@ one event in the query string. Each event is a flat object of short names. Mappi
 
 An event holding a number no reader takes (``1e400``), in the body or in the JSON of a
 parameter (``ue_pr``, ``ue_px``, ``co``, ``cx``), is kept as rejected, as sent, naming its
-person; the other events of its request are mapped as usual.
+person; the other events of its request are mapped as usual. Any event that cannot be mapped
+(``e=tr``, a ``dtm`` that is not one, base64 that is not) names its ids all the same, so that
+one naming an erased person is dropped.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from waypost.domain.collected import (
     Unread,
     encode_payload,
     external_id,
+    named,
     read_events,
     readable,
     rejected,
@@ -138,7 +141,19 @@ def map_event(event: dict[str, Any] | Unread, received_at: dt.datetime) -> Colle
             return None
         return _map(event, kind, payload, received_at)
     except MappingError as exc:
-        return rejected(event, exc, _label(event, kind))
+        # Kept with the ids it names, read on their own: one naming an erased person is
+        # dropped, never kept with their ids.
+        return rejected(event, exc, _label(event, kind), names_of(event))
+
+
+def names_of(event: dict[str, Any]) -> Collected:
+    """The ids an event names, each read on its own (see ``named``): ``uid``, ``duid``, and
+    the network ids ``nuid`` and ``tnuid``."""
+    return named(
+        user=event.get("uid"),
+        anonymous=event.get("duid"),
+        others=[("nuid", event.get("nuid")), ("nuid", event.get("tnuid"))],
+    )
 
 
 def _label(event: dict[str, Any], kind: str | None) -> str | None:
