@@ -10,6 +10,7 @@ from waypost.domain.collected import (
     Collected,
     OutOfRange,
     Unread,
+    activity_emails,
     activity_names,
     loose_id,
     named,
@@ -131,3 +132,17 @@ def test_a_rejected_event_keeps_what_it_names_and_nothing_else() -> None:
     assert (kept.anonymous, kept.ids, kept.activity, kept.traits) == ("d", ("p",), None, None)
     plain = rejected({"e": "tr"}, error, "tr")
     assert (plain.user, plain.anonymous, plain.ids, plain.emails) == (None, None, (), ())
+
+
+def test_the_emails_an_activity_names_however_else_it_is_wrong() -> None:
+    raw = (
+        b'{"Type": 1, "CONTACTFIELDS": {"contactEmail": " a@x.com ", "ContactEmail": 7}, '
+        b'"fields": {"str::email": "b@x.com", "n": 1e400}, "colour": [1]}'
+    )
+    assert activity_emails(raw) == ("a@x.com", "b@x.com")
+    assert activity_emails(b'{"fields": {"STR::EMAIL": "c@x.com"}}') == ()  # as matched
+    assert activity_emails(b'{"contactFields": "a@x.com"}') == ()
+    assert activity_emails(b"[1]") == activity_emails(b"not json") == ()
+    # Nested past the limit and holding a number out of range: not read level by level.
+    deep = b'{"contactFields": {"ContactEmail": "a@x.com"}, "x": ' + b"[" * 70 + b"1e400"
+    assert activity_emails(deep + b"]" * 70 + b"}") == ()

@@ -456,3 +456,55 @@ def test_a_data_input_naming_an_erased_email_is_refused_and_not_kept() -> None:
     assert isinstance(prepare(msgspec.json.encode(other), snapshot, NOW, LIMIT), Accepted)
     # Without suppressions the same data input is accepted.
     assert isinstance(run(activity), Accepted)
+
+
+ERASED_EMAIL = "gone@example.com"
+
+
+def erased_snapshot() -> Snapshot:
+    secret = b"k" * 32
+    digests = frozenset({identity_digest(secret, EMAIL, ERASED_EMAIL)})
+    return Snapshot(types=SNAPSHOT.types, suppressed=Suppressed(secret, digests))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # An unknown property, a bad time, an unknown type, a contact field that is none.
+        b'{"type": "datainput", "value": "f", "colour": 1, '
+        b'"contactFields": {"ContactEmail": "Gone@Example.com"}}',
+        b'{"TYPE": "datainput", "value": "f", "occurredAt": "yesterday", '
+        b'"CONTACTFIELDS": {"contactemail": " gone@example.com "}}',
+        b'{"type": "nope", "value": "f", "contactFields": {"ContactEmail": "gone@example.com"}}',
+        b'{"type": "datainput", "value": "f", '
+        b'"contactFields": {"ContactEmail": "gone@example.com", "Shoe": "x"}}',
+        # Ortto's str::email in fields, beside a field the type does not have.
+        b'{"type": "click", "value": "x", "fields": {"str::email": "gone@example.com", "nope": 1}}',
+        # A number no reader takes, and the NUL character.
+        b'{"type": "datainput", "value": 1e400, "contactFields": {"ContactEmail": '
+        b'"gone@example.com"}}',
+        b'{"type": "datainput", "value": "\\u0000", "contactFields": {"ContactEmail": '
+        b'"gone@example.com"}}',
+    ],
+    ids=["unknown-property", "time", "type", "contact-field", "str-email", "number", "nul"],
+)
+def test_an_activity_refused_for_another_reason_naming_an_erased_email_is_kept_nowhere(
+    raw: bytes,
+) -> None:
+    # It was kept as rejected with the erased person's email in its payload.
+    result = prepare(raw, erased_snapshot(), NOW, LIMIT)
+    assert isinstance(result, Rejected)
+    assert (result.status, result.error.code, result.keep) == (403, "contact_erased", False)
+    # Naming someone else, it is kept as rejected for its own reason.
+    other = prepare(raw.replace(b"one@", b"two@"), erased_snapshot(), NOW, LIMIT)
+    assert isinstance(other, Rejected)
+    assert other.keep
+    assert other.error.code != "contact_erased"
+
+
+def test_an_activity_over_the_byte_limit_naming_an_erased_email_is_kept_nowhere() -> None:
+    activity = {"type": "datainput", "value": "f", "contactFields": {"ContactEmail": ERASED_EMAIL}}
+    raw = msgspec.json.encode(activity)
+    result = prepare(raw, erased_snapshot(), NOW, len(raw) - 1)
+    assert isinstance(result, Rejected)
+    assert (result.error.code, result.keep) == ("contact_erased", False)

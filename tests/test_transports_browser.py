@@ -1302,3 +1302,29 @@ def test_an_erased_person_is_refused_by_identify_and_activities_and_nothing_is_k
     expect_error(site.log(visitor, activity, "all"), 403, "contact_erased")
     assert len(site.rejected()) == before
     assert site.log(other, activity, "all").status_code == 202
+
+
+def test_an_activity_refused_for_another_reason_naming_an_erased_email_is_kept_nowhere(
+    site: Site, loan: ActivityType, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    """A page's activity naming an erased person's email (Ortto's str::email) whose type is
+    not one a page may log, or that is refused for another reason too, was kept as a
+    rejected activity (404, 400) with the email in its payload. It is 403 contact_erased,
+    and kept nowhere."""
+    visitor = site.visitor()
+    body = {"contact": visitor, "cookieLevel": "all", "email": "gone@example.com"}
+    named = site.post("identify", body)
+    assert named.status_code == 200, named.text
+    hub.erasure.erase(uuid.UUID(named.json()["contact"]), Actor("key", None))
+    hub.catalog.invalidate()
+    before = len(site.rejected())
+    other = site.visitor()
+    claims = {"str::email": "Gone@Example.com"}
+    for activity in (
+        {"type": "nope", "value": "1", "fields": claims},
+        {"type": "datainput", "value": "1", "fields": claims},
+        {**LOAN, "fields": claims, "occurredAt": "yesterday"},
+        {**LOAN, "contactFields": {"ContactEmail": "gone@example.com"}},
+    ):
+        expect_error(site.log(other, activity, "all"), 403, "contact_erased")
+    assert len(site.rejected()) == before

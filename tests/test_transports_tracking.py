@@ -24,6 +24,7 @@ from waypost.hub import Hub
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import ChannelCreate
 from waypost.services.consents import ConsentCreate
+from waypost.services.erasure import Actor
 from waypost.services.keys import CreatedKey
 from waypost.settings import Settings
 from waypost.store import Store, make_engine
@@ -1232,3 +1233,33 @@ def test_a_decimal_sent_as_a_json_number_is_stored_as_it_was_written(
     assert stored(hub, plain["id"]).fields == {"amount": "19.99"}
     assert too_long["status"] == 400
     assert "more than 38 digits" in too_long["error"]["message"]
+
+
+def test_an_activity_refused_for_another_reason_naming_an_erased_email_is_kept_nowhere(
+    tracker: Tracker, hub: Hub
+) -> None:
+    """A data input naming an erased person's email, refused for another reason too (an
+    unknown property, a time that is not one, a type that does not exist), was kept as a
+    rejected activity with the email in its payload. It is that activity's 403
+    contact_erased in the 207, and kept nowhere; the others of the request are as usual."""
+    person = tracker.new_contact()
+    naming = {"type": "datainput", "value": "f", "contactFields": {"ContactEmail": "gone@ex.com"}}
+    [result] = tracker.log([naming], person)
+    assert result["status"] == 202, result
+    hub.erasure.erase(uuid.UUID(person), Actor("key", None))
+    hub.catalog.invalidate()
+    before = count(hub, rejected_activities)
+    naming["contactFields"] = {"ContactEmail": "Gone@Ex.com"}
+    sent = [
+        {**naming, "colour": "red"},
+        {**naming, "occurredAt": "yesterday"},
+        {**naming, "type": "nope"},
+        {"type": "nope", "value": "x", "fields": {"str::email": "gone@ex.com"}},
+        {**naming, "type": "nope", "contactFields": {"ContactEmail": "kept@ex.com"}},
+    ]
+    results = tracker.log(sent, tracker.new_contact())
+    assert [(r["status"], r["error"]["code"]) for r in results] == [
+        *[(403, "contact_erased")] * 4,
+        (404, "activity_type_not_found"),
+    ]
+    assert count(hub, rejected_activities) == before + 1

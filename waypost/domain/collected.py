@@ -24,9 +24,10 @@ from typing import Any
 
 import msgspec
 
-from waypost.domain.field_values import ORTTO_SYSTEM_KEYS
+from waypost.domain.field_values import ORTTO_EMAIL, ORTTO_SYSTEM_KEYS
 from waypost.domain.segment import MappingError
 from waypost.error_words import out_of_range
+from waypost.errors import ApiError, check_depth
 
 # External ids are looked up whole and stored in a column of 200 characters.
 MAX_EXTERNAL_ID = 200
@@ -178,6 +179,44 @@ def _readable(raw: bytes, at: str, unread: list[str]) -> Any:
         ]
     unread.append(at)
     return None
+
+
+def loose_value(raw: bytes) -> Any:
+    """``raw``'s JSON value however else it is wrong, as far as it can be read (a number no
+    reader takes read as None, see :func:`readable`); None when it is not JSON. A document
+    nested past ``check_depth``'s levels is read only when it holds no such number, as
+    :func:`readable` reads each level again."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.ValidationError:
+        pass  # a number no reader takes
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    try:
+        check_depth(raw)
+        return readable(raw)[0]
+    except (ApiError, msgspec.DecodeError, RecursionError):
+        return None
+
+
+def activity_emails(raw: bytes) -> tuple[str, ...]:
+    """The emails an activity object of the tracking API names, read however else it is
+    wrong (an unknown property, a bad value, a number out of range): its ``contactFields``'
+    ``ContactEmail`` and its fields' ``str::email`` (property and contact field names in any
+    letter case, as they are matched). What is looked up to drop an activity that cannot be
+    stored when it names an erased person, rather than keep it as rejected with their email."""
+    value = loose_value(raw)
+    if not isinstance(value, dict):
+        return ()
+    found: list[object] = []
+    for key, part in value.items():
+        if not isinstance(part, dict):
+            continue
+        if key.lower() == "contactfields":
+            found += [v for k, v in part.items() if k.lower() == "contactemail"]
+        elif key.lower() == "fields":
+            found.append(part.get(ORTTO_EMAIL))
+    return tuple(email.strip() for email in found if isinstance(email, str) and email.strip())
 
 
 class OutOfRange(MappingError):

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from waypost.domain.collected import activity_emails
 from waypost.domain.contact_fields import ContactFieldError, parse_contact_fields
 from waypost.domain.field_values import (
     FieldValueError,
@@ -185,7 +186,24 @@ def _loose_type(raw: bytes) -> str | None:
 def prepare(
     raw: bytes, snapshot: Snapshot, now: dt.datetime, max_bytes: int
 ) -> Accepted | Rejected:
-    """Validate one activity against the rules of docs/tracking-api.md and its type."""
+    """Validate one activity against the rules of docs/tracking-api.md and its type. One
+    naming an erased person's email is refused (``contact_erased``) and kept nowhere, even
+    when it is refused for another reason too."""
+    item = _prepare(raw, snapshot, now, max_bytes)
+    # Checked only when some contact was erased, so the hot path pays nothing otherwise.
+    if (
+        snapshot.suppressed
+        and isinstance(item, Rejected)
+        and item.keep
+        and snapshot.suppressed.any_of((EMAIL, email) for email in activity_emails(raw))
+    ):
+        return erased(raw, item.type_code)
+    return item
+
+
+def _prepare(
+    raw: bytes, snapshot: Snapshot, now: dt.datetime, max_bytes: int
+) -> Accepted | Rejected:
     if len(raw) > max_bytes:
         return reject(
             ApiError(

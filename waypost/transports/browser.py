@@ -331,6 +331,8 @@ def named_type(raw: bytes, snapshot: Snapshot) -> bytes:
 def _browser_rules(
     item: Accepted | Rejected, cookie_level: str, snapshot: Snapshot
 ) -> Accepted | Rejected:
+    if isinstance(item, Rejected) and not item.keep:
+        return item  # it names an erased person: refused as such, and kept nowhere
     # Unknown, disabled and server-side types are one and the same 404 to a page, whatever else
     # is wrong with the activity: a page learns nothing of the types it may not log.
     code = item.type.code_name if isinstance(item, Accepted) else item.type_code
