@@ -1715,3 +1715,30 @@ def test_an_email_key_from_a_page_is_a_claim(
     visitor = page.contact_of("visitor", "anonymous_id")
     assert stored.contact_id == visitor != owner
     assert page.contact(visitor).attributes["claimed_email"] == "owner@example.com"
+
+
+def test_a_message_that_cannot_be_mapped_naming_an_erased_email_in_properties_is_dropped(
+    segment: Segment, hub: Hub, expect_error: ErrorCheck
+) -> None:
+    """A page or screen message with Ortto's str::email in its properties, failing its
+    mapping (a timestamp that is not one), was kept as rejected with the erased person's
+    email in its payload: only a track's properties were read. Any message's are."""
+    owner = hub.contacts.create_anonymous().contact
+    with hub.store.write() as conn:
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == owner)
+            .values(email="gone@example.com", email_key="gone@example.com")
+        )
+    hub.erasure.erase(owner, Actor("key", None))
+    hub.catalog.invalidate()
+    for kind in ("page", "screen"):
+        message = {
+            "type": kind,
+            "anonymousId": "someone-new",
+            "timestamp": "yesterday",
+            "properties": {"str::email": "Gone@Example.com"},
+        }
+        answer = segment.post("/v1/batch", {"batch": [message]})
+        expect_error(answer, 403, "contact_erased")
+    assert segment.count(rejected_activities) == 0

@@ -306,11 +306,12 @@ def _waiting(conn: Connection) -> int:
 def names_erased(suppressed: Suppressed, message: Message) -> bool:
     """Whether the message names an erased contact: by its userId, anonymousId or previousId
     (an alias's, which may be either), or by an email in its traits or, as Ortto's
-    ``str::email``, in a track's properties (a page's claim, which would set the email)."""
+    ``str::email``, in its properties (a page's claim, which would set the email; in a
+    message of any type, since one that cannot be mapped is kept with them)."""
     user_id, anonymous_id = ident(message.user_id), ident(message.anonymous_id)
     previous = ident(message.previous_id)
     emails = [traits_of(message).get("email")]
-    if message.type == "track" and message.properties:
+    if message.properties:
         emails.append(message.properties.get(ORTTO_EMAIL))
     return suppressed.any_of(
         [
