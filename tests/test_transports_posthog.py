@@ -357,6 +357,22 @@ def test_what_cannot_map_is_kept_as_rejected(posthog: PostHog, signup: ActivityT
     assert posthog.activities() == []
 
 
+def test_a_number_out_of_range_under_a_nul_key_is_kept_with_the_nul_written_out(
+    posthog: PostHog, signup: ActivityType
+) -> None:
+    """The number's place is made of the event's keys, and a key may hold a NUL, which no
+    text column of PostgreSQL takes: the batch failed with a 503 and nothing was kept. The
+    NUL is written out in the field and the message."""
+    unread = b'{"event": "signed up", "distinct_id": "u", "properties": {"a\\u0000b": 1e400}}'
+    key = posthog.tracking.encode()
+    body = b'{"api_key": "%s", "batch": [%s]}' % (key, unread)
+    answer = posthog.post("/batch/", body)
+    assert answer.status_code == 200, answer.text
+    [kept] = posthog.rejected()
+    assert (kept.reason, kept.field) == ("invalid_field", "properties.a\\u0000b")
+    assert "\x00" not in kept.message
+
+
 def test_an_event_holding_a_number_out_of_range_is_kept_and_the_others_stored(
     posthog: PostHog, signup: ActivityType, hub: Hub
 ) -> None:

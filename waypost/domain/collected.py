@@ -224,7 +224,9 @@ class OutOfRange(MappingError):
     number's place in the event (``properties.plan``; "" for the event itself)."""
 
     def __init__(self, where: str) -> None:
-        where = where[:MAX_WHERE]
+        # The place is made of the event's keys, which may hold a NUL: no text column of
+        # PostgreSQL takes one, so it is written out as JSON writes it.
+        where = where[:MAX_WHERE].replace("\x00", "\\u0000")
         super().__init__(out_of_range(where or None), field=where or None)
 
 
