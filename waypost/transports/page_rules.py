@@ -65,7 +65,9 @@ async def page_rules(
 ) -> Accepted | Rejected:
     """``item`` as a page may log it: a type that is not client-side is a 404 (a page learns
     nothing of the types it may not log), and over the type's rate limits a 429, each kept as
-    rejected."""
+    rejected. One refused without being kept (an erased person's) stays so."""
+    if isinstance(item, Rejected) and not item.keep:
+        return item
     code = item.type.code_name if isinstance(item, Accepted) else item.type_code
     info = item.type if isinstance(item, Accepted) else snapshot.types.get(code or "")
     if code is not None and (info is None or not info.enabled or not info.client_side):
