@@ -35,7 +35,7 @@ from waypost.ids import new_id
 from waypost.pipeline.catalog import ChannelInfo, TypeInfo
 from waypost.pipeline.prepare import Accepted, Rejected
 from waypost.pipeline.writer_decision import OVER_REJECTED_ROOM, ActivityResult, Job
-from waypost.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from waypost.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Taken
 from waypost.records.contacts import contact_not_found
 from waypost.services.activity_types import ActivityType
 from waypost.services.channels import Channel
@@ -272,6 +272,20 @@ def test_a_failure_keeps_nothing_and_gives_everything_back(capped: Capped) -> No
     with pytest.raises(StorageUnavailable):
         capped.submit(job(BAD, BAD), job(BAD))
     assert capped.room() == CAP
+
+
+def test_a_limiter_that_fails_to_give_back_leaves_the_answer_as_it_is(
+    capped: Capped, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jobs are committed when the unused room is given back: a limiter failing then
+    (Redis gone) made a stored request a 500, which the page would send again."""
+
+    async def gone(taken: Taken, keep: int) -> None:
+        raise ConnectionError("the limiter is gone")
+
+    monkeypatch.setattr(capped.hub.rate_limiter, "give_back", gone)
+    [results] = capped.submit(job(BAD, click()))
+    assert [r.status for r in results] == [404, 202]
 
 
 def test_a_missing_contact_keeps_its_rejections_and_is_a_404_unless_the_cap_refused_some(

@@ -21,6 +21,7 @@ to be rejected have the room first.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ from waypost.ratelimit import Limit, Taken
 if TYPE_CHECKING:
     from waypost.hub import Hub
 
+log = logging.getLogger("waypost.ingest")
 WINDOW = 3600.0
 
 
@@ -120,7 +122,11 @@ async def submit_capped(
             answered.append(outcome)
         kept += job.rejected_kept
         refused += job.rejected_refused
-    await limiter.give_back(taken, kept)
+    try:
+        await limiter.give_back(taken, kept)
+    except Exception:
+        # The jobs are committed: their answer stands. The room stays taken for the hour.
+        log.warning("could not give back the unused room of the rejected-activities cap")
     if failures:
         raise failures[0]
     if refused:
