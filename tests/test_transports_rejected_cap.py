@@ -288,6 +288,33 @@ def test_a_limiter_that_fails_to_give_back_leaves_the_answer_as_it_is(
     assert [r.status for r in results] == [404, 202]
 
 
+def test_a_request_cancelled_while_written_gives_back_what_its_jobs_did_not_use(
+    capped: Capped,
+) -> None:
+    """A request cancelled while its jobs were written (the client gone) gave nothing back:
+    the room of each of its activities stayed taken for the hour. Its jobs are answered all
+    the same, and what they did not keep is given back then."""
+    gate = asyncio.Event()
+    real = capped.writer.submit_job
+
+    async def held(job: Job) -> list[ActivityResult]:
+        await gate.wait()
+        return await real(job)
+
+    capped.writer.submit_job = held  # type: ignore[method-assign]
+    request = capped.loop.create_task(
+        submit_capped(cast(Hub, capped.hub), capped.address, [job(BAD, click(), click())])
+    )
+    capped.run(asyncio.sleep(0.01))
+    assert capped.room() == CAP - 3  # taken while written
+    request.cancel()
+    capped.run(asyncio.sleep(0))
+    assert request.cancelled()
+    gate.set()
+    capped.run(asyncio.sleep(0.01))
+    assert capped.room() == CAP - 1  # the one kept
+
+
 def test_a_missing_contact_keeps_its_rejections_and_is_a_404_unless_the_cap_refused_some(
     capped: Capped,
 ) -> None:

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from waypost.errors import ApiError
 from waypost.pipeline.prepare import Accepted, Rejected
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("waypost.ingest")
 WINDOW = 3600.0
+# The shielded writes of requests (submit_capped), until each is done.
+_writing: set[asyncio.Future[Any]] = set()
 
 
 def rejected_limit(address: str, per_hour: int) -> Limit:
@@ -94,7 +96,7 @@ async def submit_capped(
     that job was kept), else the 429 of :func:`over_cap` when the cap refused some of their
     rejected activities, else the ``contact_not_found`` of a job whose contact does not exist
     (its activities kept as rejected). A request cancelled while its jobs are written gives
-    nothing back (what they kept is not known): its room stays taken for the hour.
+    back what they did not use once they are answered, all the same.
     """
     per_hour = hub.settings.rejected_per_ip_per_hour
     writer = hub.writer
@@ -106,8 +108,31 @@ async def submit_capped(
     )
     for job, share in zip(jobs, shares(jobs, taken.count), strict=True):
         job.rejected_room = share
+    # Shielded: a request cancelled while its jobs are written (the client gone, a deadline)
+    # still gives back, once they are answered, the room they did not use.
+    written = asyncio.ensure_future(_written(hub, taken, jobs))
+    _writing.add(written)  # held until done: the loop keeps only a weak reference
+    written.add_done_callback(_writing.discard)
+    outcomes, refused, failures, answered = await asyncio.shield(written)
+    if failures:
+        raise failures[0]
+    if refused:
+        raise over_cap(per_hour, refused, taken)
+    if answered:
+        raise answered[0]
+    return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+
+
+async def _written(
+    hub: Hub, taken: Taken, jobs: Sequence[Job]
+) -> tuple[
+    list[list[ActivityResult] | BaseException], int, list[BaseException], list[BaseException]
+]:
+    """Each job's outcome once answered, and, after the room they did not use was given back,
+    how many rejected activities were refused for want of room, the failures (nothing of
+    those jobs kept) and the answers of jobs whose contact was missing (kept)."""
     outcomes = await asyncio.gather(
-        *(writer.submit_job(job) for job in jobs), return_exceptions=True
+        *(hub.writer.submit_job(job) for job in jobs), return_exceptions=True
     )
     kept = refused = 0
     failures: list[BaseException] = []
@@ -123,14 +148,8 @@ async def submit_capped(
         kept += job.rejected_kept
         refused += job.rejected_refused
     try:
-        await limiter.give_back(taken, kept)
+        await hub.rate_limiter.give_back(taken, kept)
     except Exception:
         # The jobs are committed: their answer stands. The room stays taken for the hour.
         log.warning("could not give back the unused room of the rejected-activities cap")
-    if failures:
-        raise failures[0]
-    if refused:
-        raise over_cap(per_hour, refused, taken)
-    if answered:
-        raise answered[0]
-    return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+    return list(outcomes), refused, failures, answered
